@@ -1,0 +1,145 @@
+use std::fmt;
+
+use openmls::prelude::{BasicCredential, Credential};
+
+use crate::device_key::DeviceId;
+use crate::error::Error;
+
+/// A validated account name: 1–32 of `a-z 0-9 . _ -`, starting with a letter or digit.
+///
+/// Names are lowercase only so that `Alice` and `alice` can never be two accounts.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Username(String);
+
+impl Username {
+    /// Validates `name`.
+    pub fn parse(name: &str) -> Result<Self, Error> {
+        let valid_char =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c);
+        let valid = (1..=32).contains(&name.len())
+            && name.chars().all(valid_char)
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if valid {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(Error::InvalidUsername(name.chars().take(40).collect()))
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Username({})", self.0)
+    }
+}
+
+/// The identity inside every Conclave MLS leaf: which user, which device.
+///
+/// Encoded as an MLS basic credential whose identity is
+/// `conclave1:<username>:<device id>`. The relay accepts a leaf only when the
+/// leaf's signature key is the registered key of exactly that device, so the
+/// credential cannot claim a device its key does not belong to.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct DeviceCredential {
+    user: Username,
+    device: DeviceId,
+}
+
+const PREFIX: &str = "conclave1:";
+
+impl DeviceCredential {
+    /// Binds `user` to `device`.
+    pub fn new(user: Username, device: DeviceId) -> Self {
+        Self { user, device }
+    }
+
+    /// The user.
+    pub fn user(&self) -> &Username {
+        &self.user
+    }
+
+    /// The device.
+    pub fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    /// The canonical identity bytes.
+    pub fn identity(&self) -> Vec<u8> {
+        format!("{PREFIX}{}:{}", self.user, self.device).into_bytes()
+    }
+
+    /// Parses canonical identity bytes.
+    pub fn from_identity(identity: &[u8]) -> Result<Self, Error> {
+        let text = std::str::from_utf8(identity).map_err(|_| Error::InvalidCredential)?;
+        let rest = text.strip_prefix(PREFIX).ok_or(Error::InvalidCredential)?;
+        let (user, device) = rest.split_once(':').ok_or(Error::InvalidCredential)?;
+        Ok(Self {
+            user: Username::parse(user).map_err(|_| Error::InvalidCredential)?,
+            device: DeviceId::parse(device).map_err(|_| Error::InvalidCredential)?,
+        })
+    }
+
+    /// As an openmls credential.
+    pub fn to_mls(&self) -> Credential {
+        BasicCredential::new(self.identity()).into()
+    }
+
+    /// From an openmls credential (must be a basic credential in our format).
+    pub fn from_mls(credential: &Credential) -> Result<Self, Error> {
+        let basic =
+            BasicCredential::try_from(credential.clone()).map_err(|_| Error::InvalidCredential)?;
+        Self::from_identity(basic.identity())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DeviceKey;
+
+    #[test]
+    fn usernames_follow_the_rules() {
+        for good in ["alice", "bob.smith", "c4rol_x-y", "0day"] {
+            assert!(Username::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Alice", "-bob", "a b", "a:b", &"x".repeat(33), "é"] {
+            assert!(Username::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn credential_round_trips_through_mls() {
+        let key = DeviceKey::generate();
+        let cred = key.credential(&Username::parse("alice").unwrap());
+        assert_eq!(DeviceCredential::from_mls(&cred.to_mls()), Ok(cred));
+    }
+
+    #[test]
+    fn foreign_identities_are_refused() {
+        for bad in [
+            &b"alice"[..],
+            b"conclave1:alice",
+            b"conclave1:Alice:00",
+            b"\xff",
+        ] {
+            assert_eq!(
+                DeviceCredential::from_identity(bad),
+                Err(Error::InvalidCredential)
+            );
+        }
+    }
+}

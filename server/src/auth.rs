@@ -1,0 +1,216 @@
+//! Passwords and signed requests.
+//!
+//! There is no session token: after login every request carries the device's
+//! Ed25519 signature over method, path, timestamp, nonce and body hash
+//! (`conclave_crypto::canonical_request`). A stolen request can't be replayed
+//! (nonces are single-use, timestamps expire) and no secret crosses the wire
+//! after the password at login.
+
+use std::fmt;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use axum::body::{Body, Bytes};
+use axum::extract::FromRequest;
+use axum::http::Request;
+use conclave_crypto::{
+    DeviceId, DevicePublicKey, MAX_CLOCK_SKEW_SECS, SignedHeaders, verify_request,
+};
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// A password in transit: zeroized on drop, never printed.
+pub struct Password(Zeroizing<String>);
+
+impl<'de> Deserialize<'de> for Password {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(|text| Password(Zeroizing::new(text)))
+    }
+}
+
+impl Password {
+    /// The text, for hashing only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// argon2id at the OWASP minimum: 19 MiB, 2 passes, 1 lane.
+fn argon2() -> Argon2<'static> {
+    #[allow(clippy::unwrap_used)] // constant, valid parameters
+    let params = Params::new(19 * 1024, 2, 1, None).unwrap();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashes a password (PHC string). Runs on a blocking thread: argon2 is slow on purpose.
+pub async fn hash_password(password: Password) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        argon2()
+            .hash_password(password.expose().as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| ApiError::Internal(format!("argon2: {e}")))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("hash task: {e}")))?
+}
+
+/// Verifies a password against a stored hash, or against a dummy hash when the
+/// account does not exist, so timing does not reveal which usernames exist.
+pub async fn verify_password(password: Password, stored: Option<String>) -> Result<bool, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$ZmRB6sl1qDlk4XG8jF7JTuG8A4x26m9pBTqhMfTf3Hk";
+        let exists = stored.is_some();
+        let text = stored.unwrap_or_else(|| DUMMY.to_owned());
+        let parsed = PasswordHash::new(&text).map_err(|e| ApiError::Internal(format!("stored hash: {e}")))?;
+        // The verifier compares digests in constant time.
+        let matches = argon2().verify_password(password.expose().as_bytes(), &parsed).is_ok();
+        Ok(exists && matches)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("verify task: {e}")))?
+}
+
+/// A request whose signature, freshness and nonce were checked, with its body.
+#[derive(Debug)]
+pub struct Signed {
+    /// The signing device.
+    pub device_id: DeviceId,
+    /// Its account; `None` only for the login request, signed by a device not yet registered.
+    pub username: Option<String>,
+    /// The device's public key.
+    pub public_key: DevicePublicKey,
+    /// The raw body.
+    pub body: Bytes,
+}
+
+/// The public key a login request carries, so the new device can sign it.
+#[derive(Deserialize)]
+struct LoginKey {
+    public_key: String,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl FromRequest<AppState> for Signed {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let limit = state.config.max_body_bytes;
+        let body = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| ApiError::TooLarge(limit))?;
+        let headers = SignedHeaders::from_lookup(|name| {
+            parts.headers.get(name).and_then(|v| v.to_str().ok())
+        })
+        .map_err(|e| match e {
+            conclave_crypto::Error::MalformedHeader(name) => ApiError::BadSignature(name),
+            _ => ApiError::BadSignature("headers"),
+        })?;
+        let now = unix_now();
+        if headers.timestamp.abs_diff(now) > MAX_CLOCK_SKEW_SECS {
+            return Err(ApiError::StaleRequest(MAX_CLOCK_SKEW_SECS));
+        }
+        let device_key = headers.device_id.to_string();
+        let (username, public_key) = match state.store.device(&device_key).await? {
+            Some(device) => (
+                Some(device.username),
+                DevicePublicKey::from_bytes(&device.public_key)
+                    .map_err(|_| ApiError::Internal("stored device key invalid".into()))?,
+            ),
+            // Only login may be signed by an unknown device, with its key in the body.
+            None if parts.method == axum::http::Method::POST
+                && parts.uri.path() == "/v1/devices" =>
+            {
+                let login: LoginKey = serde_json::from_slice(&body)
+                    .map_err(|e| ApiError::BadRequest(format!("login body: {e}")))?;
+                let bytes = crate::api::decode_b64("public_key", &login.public_key)?;
+                let key = DevicePublicKey::from_bytes(&bytes).map_err(|_| {
+                    ApiError::BadRequest("public_key is not a valid Ed25519 key".into())
+                })?;
+                (None, key)
+            }
+            None => return Err(ApiError::BadSignature("unknown device")),
+        };
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        verify_request(&public_key, parts.method.as_str(), path, &body, &headers)
+            .map_err(|_| ApiError::BadSignature("signature does not verify"))?;
+        // Only now, with a valid signature, may the nonce be spent.
+        let fresh = state
+            .store
+            .use_nonce(
+                &device_key,
+                &headers.nonce,
+                headers.timestamp + MAX_CLOCK_SKEW_SECS + 1,
+            )
+            .await?;
+        if !fresh {
+            return Err(ApiError::Replayed);
+        }
+        Ok(Signed {
+            device_id: headers.device_id,
+            username,
+            public_key,
+            body,
+        })
+    }
+}
+
+impl Signed {
+    /// The account, for every request but login.
+    pub fn username(&self) -> Result<&str, ApiError> {
+        self.username
+            .as_deref()
+            .ok_or(ApiError::BadSignature("unknown device"))
+    }
+
+    /// Parses the body as JSON, naming the problem if it is not.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn password_hash_verifies_only_the_password() {
+        let pw = |s: &str| Password(Zeroizing::new(s.to_owned()));
+        let hash = hash_password(pw("correct horse")).await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(!hash.contains("correct horse"));
+        assert!(
+            verify_password(pw("correct horse"), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !verify_password(pw("wrong horse"), Some(hash))
+                .await
+                .unwrap()
+        );
+        assert!(!verify_password(pw("correct horse"), None).await.unwrap());
+        assert_eq!(format!("{:?}", pw("secret")), "Password(<redacted>)");
+    }
+}

@@ -1,0 +1,102 @@
+//! The one place that maps failures to HTTP status codes.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Every way a request can fail. Handlers return this; only
+/// [`IntoResponse`] below chooses status codes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The body or a parameter is malformed; the text says which and how.
+    #[error("{0}")]
+    BadRequest(String),
+    /// An MLS message failed to parse or validate.
+    #[error("invalid MLS message: {0}")]
+    InvalidMls(String),
+    /// Missing, malformed or wrong request signature.
+    #[error("request signature rejected: {0}")]
+    BadSignature(&'static str),
+    /// The timestamp is outside the allowed clock skew.
+    #[error("request is stale: its timestamp is more than {0} seconds from the server clock")]
+    StaleRequest(u64),
+    /// The nonce was used before: a replay.
+    #[error("request replayed: this nonce was already used")]
+    Replayed,
+    /// Username or password wrong (deliberately not saying which).
+    #[error("wrong username or password")]
+    BadCredentials,
+    /// The device is authenticated but not allowed to do this.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// No such thing.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The name or id is taken.
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// A handshake or application message was built for another epoch.
+    #[error("wrong epoch: the group is at epoch {current}, the message is for epoch {got}")]
+    WrongEpoch {
+        /// The group's current epoch.
+        current: u64,
+        /// The epoch the message was for.
+        got: u64,
+    },
+    /// The body exceeded the configured limit.
+    #[error("request body too large: the limit is {0} bytes")]
+    TooLarge(usize),
+    /// The user has no device with a key package to hand out.
+    #[error("user {0} has no key packages available")]
+    NoKeyPackages(String),
+    /// A storage or internal failure; details go to the log, not the client.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use ApiError::*;
+        match self {
+            BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            InvalidMls(_) => (StatusCode::BAD_REQUEST, "invalid_mls_message"),
+            BadSignature(_) => (StatusCode::UNAUTHORIZED, "bad_signature"),
+            StaleRequest(_) => (StatusCode::UNAUTHORIZED, "stale_request"),
+            Replayed => (StatusCode::UNAUTHORIZED, "replayed_request"),
+            BadCredentials => (StatusCode::UNAUTHORIZED, "bad_credentials"),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Conflict(_) => (StatusCode::CONFLICT, "already_exists"),
+            WrongEpoch { .. } => (StatusCode::CONFLICT, "wrong_epoch"),
+            TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            NoKeyPackages(_) => (StatusCode::NOT_FOUND, "no_key_packages"),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let ApiError::Internal(detail) = &self {
+            // The detail stays in the log; it never carries request bodies.
+            tracing::error!(%detail, "internal error");
+        }
+        let mut body = json!({ "error": code, "message": self.to_string() });
+        if let ApiError::WrongEpoch { current, .. } = self {
+            body["current_epoch"] = json!(current);
+        }
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        ApiError::Internal(format!("database: {error}"))
+    }
+}
+
+/// Shorthand for handler results.
+pub type ApiResult<T> = Result<T, ApiError>;

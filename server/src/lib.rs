@@ -1,0 +1,118 @@
+//! The Conclave relay.
+//!
+//! It stores accounts (argon2id hashes), device public keys, key packages,
+//! each group's public MLS state and the ciphertext log, and fans messages out
+//! to devices. It never holds a private key or a message in clear.
+//!
+//! Tests and embedders start it on any listener:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), String> {
+//! let config = conclave_server::Config::with_data_dir("/tmp/conclave-demo");
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+//! let shutdown = std::future::pending::<()>();
+//! conclave_server::run(listener, config, shutdown).await
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+mod api;
+mod auth;
+mod config;
+mod error;
+mod mls;
+mod store;
+mod tls;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use config::{Args, Config};
+pub use error::ApiError;
+pub use store::{Backend, MessageKind, NewKeyPackage, Pending, Store, StoreError};
+pub use tls::TlsIdentity;
+use tokio::sync::broadcast;
+
+/// Shared by every request.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    store: Store,
+    config: Arc<Config>,
+    notifier: broadcast::Sender<Arc<Pending>>,
+}
+
+impl AppState {
+    /// Tells connected devices that a message was appended (after it is durable).
+    fn notify(&self, message: Pending) {
+        // No receivers is fine: devices fetch on reconnect.
+        let _ = self.notifier.send(Arc::new(message));
+    }
+}
+
+/// Opens storage and builds the router, without TLS: for in-process transports.
+pub async fn app(config: Config) -> Result<axum::Router, String> {
+    let store = open_store(&config).await?;
+    Ok(api::router(state(store, config)))
+}
+
+fn state(store: Store, config: Config) -> AppState {
+    let (notifier, _) = broadcast::channel(4096);
+    AppState {
+        store,
+        config: Arc::new(config),
+        notifier,
+    }
+}
+
+async fn open_store(config: &Config) -> Result<Store, String> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        format!(
+            "cannot create data directory {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
+    let url = match &config.database_url {
+        Some(url) => url.clone(),
+        None => format!(
+            "sqlite://{}?mode=rwc",
+            config.data_dir.join("conclave.db").display()
+        ),
+    };
+    Store::connect(&url)
+        .await
+        .map_err(|e| format!("cannot open database: {e}"))
+}
+
+/// Serves HTTPS (TLS 1.3 only) on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: std::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let store = open_store(&config).await?;
+    let identity = tls::load_or_generate(config.tls.as_ref(), &config.data_dir)?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("conclave-server listening on https://{address}");
+    println!("certificate: {}", identity.cert_path.display());
+    println!("certificate SHA-256 fingerprint: {}", identity.fingerprint);
+    let backend = match store.backend() {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    tracing::info!(%address, backend, "serving");
+    let router = api::router(state(store, config));
+    let handle = axum_server::Handle::new();
+    let on_shutdown = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        on_shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let rustls = axum_server::tls_rustls::RustlsConfig::from_config(identity.config);
+    axum_server::from_tcp_rustls(listener, rustls)
+        .map_err(|e| e.to_string())?
+        .handle(handle)
+        .serve(router.into_make_service())
+        .await
+        .map_err(|e| format!("server failed: {e}"))
+}

@@ -1,0 +1,29 @@
+//! `conclave-server`: see `conclave-server --help`.
+
+use clap::Parser;
+use conclave_server::{Args, Config};
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CONCLAVE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(message) = serve(Args::parse()).await {
+        eprintln!("conclave-server: {message}");
+        std::process::exit(1);
+    }
+}
+
+async fn serve(args: Args) -> Result<(), String> {
+    let config = Config::resolve(args)?;
+    let listener = std::net::TcpListener::bind(config.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    conclave_server::run(listener, config, shutdown).await
+}

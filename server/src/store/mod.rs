@@ -1,0 +1,684 @@
+//! Everything the relay keeps, behind one type, for SQLite and PostgreSQL.
+//!
+//! What is stored, and nothing more: accounts with argon2id password hashes,
+//! devices with public keys, recently used request nonces, key packages,
+//! groups (id, epoch, public MLS state), the ciphertext message log, and one
+//! delivery cursor per device and group (`memberships.acked_seq`).
+//!
+//! Ordering: each group has a `next_seq` counter. Every append updates the
+//! group row first, so concurrent appends to one group serialize on that row
+//! and the sequence order is the commit order. A commit additionally
+//! compares-and-swaps the epoch, which is what makes "the first valid commit
+//! wins" hold across processes and nodes.
+
+mod schema;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+/// Which SQL dialect the pool speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite (WAL mode).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// Storage failures. Epoch conflicts are not errors here but return values.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// The URL names no supported database.
+    #[error("unsupported database URL: use postgres://… or sqlite://…")]
+    UnsupportedUrl,
+}
+
+/// What kind of MLS message a log entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// A commit (PublicMessage).
+    Commit,
+    /// A standalone proposal (PublicMessage).
+    Proposal,
+    /// An application message (PrivateMessage, opaque).
+    Application,
+    /// A Welcome for the devices that joined at this sequence number.
+    Welcome,
+}
+
+impl MessageKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Commit => "commit",
+            MessageKind::Proposal => "proposal",
+            MessageKind::Application => "application",
+            MessageKind::Welcome => "welcome",
+        }
+    }
+}
+
+/// A device as registered.
+#[derive(Debug, Clone)]
+pub struct DeviceRow {
+    /// The owning account.
+    pub username: String,
+    /// The Ed25519 public key.
+    pub public_key: Vec<u8>,
+}
+
+/// A group's public state.
+#[derive(Debug, Clone)]
+pub struct GroupRow {
+    /// Current epoch.
+    pub epoch: u64,
+    /// openmls public-group state (no secrets).
+    pub public_state: Vec<u8>,
+}
+
+/// One message waiting for one device.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// Hex group id.
+    pub group_id: String,
+    /// Position in the group's order.
+    pub seq: u64,
+    /// `commit`, `proposal`, `application` or `welcome`.
+    pub kind: String,
+    /// The MLS message bytes.
+    pub payload: Vec<u8>,
+}
+
+/// A key package to store.
+#[derive(Debug, Clone)]
+pub struct NewKeyPackage {
+    /// TLS-serialized KeyPackage.
+    pub bytes: Vec<u8>,
+    /// Handed out again and again when no other is left.
+    pub last_resort: bool,
+    /// Unix seconds after which it must not be handed out.
+    pub expires_at: u64,
+}
+
+/// The changes one accepted commit makes.
+#[derive(Debug)]
+pub struct CommitRecord<'a> {
+    /// Hex group id.
+    pub group_id: &'a str,
+    /// The epoch the commit was built on.
+    pub from_epoch: u64,
+    /// The epoch after it.
+    pub to_epoch: u64,
+    /// Public state after merging it.
+    pub public_state: &'a [u8],
+    /// The committing device.
+    pub sender: &'a str,
+    /// The commit message.
+    pub commit: &'a [u8],
+    /// The Welcome for added devices, if any were added.
+    pub welcome: Option<&'a [u8]>,
+    /// Devices added by the commit.
+    pub added: &'a [String],
+    /// Devices removed by the commit.
+    pub removed: &'a [String],
+}
+
+/// The relay's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+impl Store {
+    /// Connects and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let mut options = AnyPoolOptions::new().max_connections(16);
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL + FULL: a message is on disk before the sender hears "accepted".
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url).await?;
+        let store = Self { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The dialect in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.pool
+            .execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY)")
+            .await?;
+        for (version, sqlite, postgres) in schema::MIGRATIONS {
+            let mut tx = self.pool.begin().await?;
+            if self.backend == Backend::Postgres {
+                // Two nodes starting at once must not both migrate.
+                tx.execute("LOCK TABLE schema_version IN EXCLUSIVE MODE")
+                    .await?;
+            }
+            let applied = sqlx::query("SELECT 1 FROM schema_version WHERE version = $1")
+                .bind(*version)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if !applied {
+                let script = match self.backend {
+                    Backend::Sqlite => sqlite,
+                    Backend::Postgres => postgres,
+                };
+                for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                    tx.execute(statement).await?;
+                }
+                sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+                    .bind(*version)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    // ----- accounts and devices -------------------------------------------
+
+    /// Creates an account; `false` if the name is taken.
+    pub async fn create_account(
+        &self,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO accounts (username, password_hash, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// The stored password hash of `username`.
+    pub async fn password_hash(&self, username: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT password_hash FROM accounts WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<String, _>(0)))
+    }
+
+    /// Registers a device for `username`. Registering the same key again is a
+    /// no-op; `false` if the device id belongs to someone else.
+    pub async fn add_device(
+        &self,
+        username: &str,
+        device_id: &str,
+        public_key: &[u8],
+    ) -> Result<bool, StoreError> {
+        sqlx::query(
+            "INSERT INTO devices (device_id, username, public_key, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (device_id) DO NOTHING",
+        )
+        .bind(device_id)
+        .bind(username)
+        .bind(public_key.to_vec())
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(self
+            .device(device_id)
+            .await?
+            .is_some_and(|d| d.username == username && d.public_key == public_key))
+    }
+
+    /// Looks up a device.
+    pub async fn device(&self, device_id: &str) -> Result<Option<DeviceRow>, StoreError> {
+        let row = sqlx::query("SELECT username, public_key FROM devices WHERE device_id = $1")
+            .bind(device_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| DeviceRow {
+            username: r.get(0),
+            public_key: r.get(1),
+        }))
+    }
+
+    /// Records a request nonce; `false` if it was already used (a replay).
+    /// Expired nonces are pruned on the way.
+    pub async fn use_nonce(
+        &self,
+        device_id: &str,
+        nonce: &str,
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        sqlx::query("DELETE FROM request_nonces WHERE expires_at < $1")
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        let result = sqlx::query(
+            "INSERT INTO request_nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (device_id, nonce) DO NOTHING",
+        )
+        .bind(device_id)
+        .bind(nonce)
+        .bind(to_i64(expires_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    // ----- key packages ---------------------------------------------------
+
+    /// Stores key packages for a device. A new last-resort package replaces
+    /// the previous one, so each device keeps exactly one.
+    pub async fn add_key_packages(
+        &self,
+        device_id: &str,
+        packages: &[NewKeyPackage],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if packages.iter().any(|p| p.last_resort) {
+            sqlx::query("DELETE FROM key_packages WHERE device_id = $1 AND last_resort = TRUE")
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for package in packages {
+            sqlx::query(
+                "INSERT INTO key_packages (device_id, key_package, last_resort, expires_at)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(device_id)
+            .bind(package.bytes.clone())
+            .bind(package.last_resort)
+            .bind(to_i64(package.expires_at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// How many one-time key packages `device_id` has left, and whether it has a last-resort one.
+    pub async fn key_package_stock(&self, device_id: &str) -> Result<(u64, bool), StoreError> {
+        let row = sqlx::query(
+            "SELECT
+               COALESCE(SUM(CASE WHEN last_resort THEN 0 ELSE 1 END), 0),
+               COALESCE(SUM(CASE WHEN last_resort THEN 1 ELSE 0 END), 0)
+             FROM key_packages WHERE device_id = $1 AND expires_at > $2",
+        )
+        .bind(device_id)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((to_u64(row.get::<i64, _>(0)), row.get::<i64, _>(1) > 0))
+    }
+
+    /// Hands out one key package for each device of `username`: a one-time
+    /// package (deleted in the same statement, so two racing claims never get
+    /// the same one) or else the device's last-resort package.
+    pub async fn claim_key_packages(
+        &self,
+        username: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let devices: Vec<String> =
+            sqlx::query("SELECT device_id FROM devices WHERE username = $1 ORDER BY device_id")
+                .bind(username)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+        let lock = match self.backend {
+            // Skip rows another claim holds instead of coming back empty-handed.
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            // SQLite runs one writer at a time: the DELETE is already atomic.
+            Backend::Sqlite => "",
+        };
+        let claim_one_time = format!(
+            "DELETE FROM key_packages WHERE id = (
+                 SELECT id FROM key_packages
+                 WHERE device_id = $1 AND last_resort = FALSE AND expires_at > $2
+                 ORDER BY id LIMIT 1 {lock})
+             RETURNING key_package"
+        );
+        let mut claimed = Vec::new();
+        for device in devices {
+            let one_time = sqlx::query(&claim_one_time)
+                .bind(&device)
+                .bind(now())
+                .fetch_optional(&self.pool)
+                .await?;
+            let package = match one_time {
+                Some(row) => Some(row.get::<Vec<u8>, _>(0)),
+                None => sqlx::query(
+                    "SELECT key_package FROM key_packages
+                     WHERE device_id = $1 AND last_resort = TRUE AND expires_at > $2 LIMIT 1",
+                )
+                .bind(&device)
+                .bind(now())
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.get::<Vec<u8>, _>(0)),
+            };
+            if let Some(package) = package {
+                claimed.push((device, package));
+            }
+        }
+        Ok(claimed)
+    }
+
+    // ----- groups and messages -------------------------------------------
+
+    /// Creates a group with its creator as the only member; `false` if the id is taken.
+    pub async fn create_group(
+        &self,
+        group_id: &str,
+        epoch: u64,
+        public_state: &[u8],
+        creator: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO groups (group_id, epoch, next_seq, public_state, created_at)
+             VALUES ($1, $2, 1, $3, $4) ON CONFLICT (group_id) DO NOTHING",
+        )
+        .bind(group_id)
+        .bind(to_i64(epoch))
+        .bind(public_state.to_vec())
+        .bind(now())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            sqlx::query(
+                "INSERT INTO memberships (group_id, device_id, join_seq, leave_seq, acked_seq)
+                 VALUES ($1, $2, 0, NULL, 0)",
+            )
+            .bind(group_id)
+            .bind(creator)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(inserted)
+    }
+
+    /// A group's epoch and public state.
+    pub async fn group(&self, group_id: &str) -> Result<Option<GroupRow>, StoreError> {
+        let row = sqlx::query("SELECT epoch, public_state FROM groups WHERE group_id = $1")
+            .bind(group_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| GroupRow {
+            epoch: to_u64(r.get(0)),
+            public_state: r.get(1),
+        }))
+    }
+
+    /// Whether `device_id` is a current member of `group_id`.
+    pub async fn is_member(&self, group_id: &str, device_id: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM memberships WHERE group_id = $1 AND device_id = $2 AND leave_seq IS NULL",
+        )
+        .bind(group_id)
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
+    /// The groups `device_id` currently belongs to.
+    pub async fn groups_of(&self, device_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT DISTINCT group_id FROM memberships WHERE device_id = $1 AND leave_seq IS NULL",
+        )
+        .bind(device_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+    }
+
+    /// Appends a non-commit message if the group is still at `epoch`.
+    /// Returns its sequence number, or `Err(current_epoch)` on a conflict.
+    /// A proposal also replaces the public state (it joins the proposal queue).
+    pub async fn append(
+        &self,
+        group_id: &str,
+        epoch: u64,
+        kind: MessageKind,
+        sender: &str,
+        payload: &[u8],
+        new_public_state: Option<&[u8]>,
+    ) -> Result<Result<u64, u64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let bumped = match new_public_state {
+            Some(state) => sqlx::query(
+                "UPDATE groups SET next_seq = next_seq + 1, public_state = $3
+                 WHERE group_id = $1 AND epoch = $2 RETURNING next_seq - 1",
+            )
+            .bind(group_id)
+            .bind(to_i64(epoch))
+            .bind(state.to_vec()),
+            None => sqlx::query(
+                "UPDATE groups SET next_seq = next_seq + 1
+                 WHERE group_id = $1 AND epoch = $2 RETURNING next_seq - 1",
+            )
+            .bind(group_id)
+            .bind(to_i64(epoch)),
+        }
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = bumped else {
+            drop(tx);
+            return Ok(Err(self.current_epoch(group_id).await?));
+        };
+        let seq: i64 = row.get(0);
+        insert_message(&mut tx, group_id, seq, kind, epoch, sender, payload).await?;
+        tx.commit().await?;
+        Ok(Ok(to_u64(seq)))
+    }
+
+    /// Applies an accepted commit if the group is still at its epoch: the
+    /// commit, its Welcome and the membership changes land together or not at
+    /// all. Returns the commit's sequence number, or `Err(current_epoch)`.
+    pub async fn apply_commit(
+        &self,
+        record: &CommitRecord<'_>,
+    ) -> Result<Result<u64, u64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let slots = if record.welcome.is_some() { 2 } else { 1 };
+        let bumped = sqlx::query(
+            "UPDATE groups SET epoch = $3, public_state = $4, next_seq = next_seq + $5
+             WHERE group_id = $1 AND epoch = $2 RETURNING next_seq - $5",
+        )
+        .bind(record.group_id)
+        .bind(to_i64(record.from_epoch))
+        .bind(to_i64(record.to_epoch))
+        .bind(record.public_state.to_vec())
+        .bind(slots)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = bumped else {
+            drop(tx);
+            return Ok(Err(self.current_epoch(record.group_id).await?));
+        };
+        let seq: i64 = row.get(0);
+        insert_message(
+            &mut tx,
+            record.group_id,
+            seq,
+            MessageKind::Commit,
+            record.from_epoch,
+            record.sender,
+            record.commit,
+        )
+        .await?;
+        for device in record.removed {
+            sqlx::query(
+                "UPDATE memberships SET leave_seq = $3
+                 WHERE group_id = $1 AND device_id = $2 AND leave_seq IS NULL",
+            )
+            .bind(record.group_id)
+            .bind(device)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(welcome) = record.welcome {
+            let welcome_seq = seq + 1;
+            insert_message(
+                &mut tx,
+                record.group_id,
+                welcome_seq,
+                MessageKind::Welcome,
+                record.to_epoch,
+                record.sender,
+                welcome,
+            )
+            .await?;
+            for device in record.added {
+                sqlx::query(
+                    "INSERT INTO memberships (group_id, device_id, join_seq, leave_seq, acked_seq)
+                     VALUES ($1, $2, $3, NULL, $4)",
+                )
+                .bind(record.group_id)
+                .bind(device)
+                .bind(welcome_seq)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(Ok(to_u64(seq)))
+    }
+
+    async fn current_epoch(&self, group_id: &str) -> Result<u64, StoreError> {
+        Ok(self.group(group_id).await?.map(|g| g.epoch).unwrap_or(0))
+    }
+
+    /// Messages waiting for `device_id`, oldest first within each group.
+    ///
+    /// A device sees its Welcome (at its `join_seq`), then every later message
+    /// of the group up to and including the commit that removed it.
+    pub async fn pending(&self, device_id: &str, limit: u32) -> Result<Vec<Pending>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.group_id, m.seq, m.kind, m.payload
+             FROM memberships ms JOIN messages m ON m.group_id = ms.group_id
+             WHERE ms.device_id = $1
+               AND m.seq > ms.acked_seq
+               AND ((m.seq = ms.join_seq AND m.kind = 'welcome')
+                    OR (m.seq > ms.join_seq AND m.kind <> 'welcome'))
+               AND (ms.leave_seq IS NULL OR m.seq <= ms.leave_seq)
+             ORDER BY m.group_id, m.seq
+             LIMIT $2",
+        )
+        .bind(device_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(pending_from_row).collect())
+    }
+
+    /// Acknowledges everything in `group_id` up to `seq` for `device_id`.
+    /// Finished memberships (removed and fully acknowledged) are dropped.
+    pub async fn ack(&self, device_id: &str, group_id: &str, seq: u64) -> Result<(), StoreError> {
+        let seq = to_i64(seq);
+        sqlx::query(
+            "UPDATE memberships SET acked_seq = $3
+             WHERE device_id = $1 AND group_id = $2 AND acked_seq < $3 AND join_seq <= $3",
+        )
+        .bind(device_id)
+        .bind(group_id)
+        .bind(seq)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(
+            "DELETE FROM memberships
+             WHERE device_id = $1 AND group_id = $2 AND leave_seq IS NOT NULL AND acked_seq >= leave_seq",
+        )
+        .bind(device_id)
+        .bind(group_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+fn pending_from_row(row: &AnyRow) -> Pending {
+    Pending {
+        group_id: row.get(0),
+        seq: to_u64(row.get(1)),
+        kind: row.get(2),
+        payload: row.get(3),
+    }
+}
+
+async fn insert_message(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    group_id: &str,
+    seq: i64,
+    kind: MessageKind,
+    epoch: u64,
+    sender: &str,
+    payload: &[u8],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO messages (group_id, seq, kind, epoch, sender_device, payload, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(group_id)
+    .bind(seq)
+    .bind(kind.as_str())
+    .bind(to_i64(epoch))
+    .bind(sender)
+    .bind(payload.to_vec())
+    .bind(now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

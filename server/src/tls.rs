@@ -1,0 +1,116 @@
+//! TLS 1.3 only, with rustls and the ring provider. Without a configured
+//! certificate, one is generated on first start and reused after.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// A loaded certificate and its fingerprint.
+#[derive(Debug)]
+pub struct TlsIdentity {
+    /// The rustls configuration to serve with.
+    pub config: Arc<ServerConfig>,
+    /// Hex SHA-256 of the leaf certificate (what clients pin).
+    pub fingerprint: String,
+    /// Where the certificate PEM lives (what clients may trust with --ca-cert).
+    pub cert_path: PathBuf,
+}
+
+/// Loads the configured certificate or the generated one in `data_dir`.
+pub fn load_or_generate(
+    configured: Option<&(PathBuf, PathBuf)>,
+    data_dir: &Path,
+) -> Result<TlsIdentity, String> {
+    let (cert_path, key_path) = match configured {
+        Some((cert, key)) => (cert.clone(), key.clone()),
+        None => {
+            let cert = data_dir.join("tls-cert.pem");
+            let key = data_dir.join("tls-key.pem");
+            if !cert.exists() || !key.exists() {
+                generate(&cert, &key)?;
+            }
+            (cert, key)
+        }
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .and_then(|iter| iter.collect())
+        .map_err(|e| format!("cannot read certificate {}: {e}", cert_path.display()))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| format!("no certificate in {}", cert_path.display()))?;
+    let fingerprint = conclave_crypto::sha256_hex(leaf);
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| format!("cannot read private key {}: {e}", key_path.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("certificate and key do not fit together: {e}"))?;
+    Ok(TlsIdentity {
+        config: Arc::new(config),
+        fingerprint,
+        cert_path,
+    })
+}
+
+fn generate(cert_path: &Path, key_path: &Path) -> Result<(), String> {
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let certified = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| format!("cannot generate a certificate: {e}"))?;
+    // The key file is created 0600 before any byte is written to it.
+    write_private(key_path, certified.signing_key.serialize_pem().as_bytes())?;
+    std::fs::write(cert_path, certified.cert.pem())
+        .map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
+    Ok(())
+}
+
+/// Writes a file readable by its owner only.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_key_is_private_and_reused() {
+        let dir = std::env::temp_dir().join(format!("conclave-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = load_or_generate(None, &dir).unwrap();
+        let second = load_or_generate(None, &dir).unwrap();
+        assert_eq!(first.fingerprint, second.fingerprint);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("tls-key.pem"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
