@@ -1,0 +1,1231 @@
+//! The client: one account's device, its channels and their history.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use conclave_crypto::{
+    CIPHERSUITE, DeviceCredential, DeviceKey, RequestSigner, Username, sha256_hex,
+};
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::*;
+use openmls_rust_crypto::RustCrypto;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::{Connection, Row, SqliteConnection};
+use tokio::sync::{Mutex, broadcast};
+use zeroize::Zeroizing;
+
+use crate::error::{ClientError, Result};
+use crate::store::{self, TxProvider};
+use crate::transport::{HttpRequest, Transport};
+
+/// One-time key packages a device keeps on the relay.
+const KEY_PACKAGE_TARGET: u64 = 40;
+/// Below this many, the device uploads more.
+const KEY_PACKAGE_LOW: u64 = 10;
+/// How often a commit or send is retried when other members commit first.
+const MAX_ATTEMPTS: u32 = 10;
+/// Plaintexts are padded to a multiple of this, hiding their exact length from the relay.
+const PADDING: usize = 64;
+
+/// Something that happened in a channel, in the channel's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A text message.
+    Message(HistoryEntry),
+    /// This device joined a channel.
+    Joined {
+        /// The channel's local name.
+        channel: String,
+    },
+    /// Members were added or removed (usernames).
+    MembersChanged {
+        /// The channel.
+        channel: String,
+        /// Users who gained their first device in the channel.
+        added: Vec<String>,
+        /// Users who lost their last device in the channel.
+        removed: Vec<String>,
+    },
+    /// This device was removed from a channel.
+    Removed {
+        /// The channel.
+        channel: String,
+    },
+}
+
+/// One message of a channel's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The channel's local name.
+    pub channel: String,
+    /// Its position in the channel's order.
+    pub seq: u64,
+    /// Who sent it.
+    pub sender: String,
+    /// From which of their devices.
+    pub device: String,
+    /// The text.
+    pub text: String,
+}
+
+/// A channel this device knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    /// Local name.
+    pub name: String,
+    /// MLS group id (hex).
+    pub group_id: String,
+    /// Whether this device is still a member.
+    pub active: bool,
+}
+
+/// A channel member and their devices in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Username.
+    pub user: String,
+    /// Device ids.
+    pub devices: Vec<String>,
+}
+
+/// What travels inside MLS application messages.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Payload {
+    Text { body: String },
+    ChannelInfo { name: String },
+}
+
+/// One message as the relay delivers it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Delivered {
+    group_id: String,
+    seq: u64,
+    kind: String,
+    payload: String,
+}
+
+struct Identity {
+    username: Username,
+    key: DeviceKey,
+}
+
+struct Inner {
+    transport: Arc<dyn Transport>,
+    db: Mutex<SqliteConnection>,
+    crypto: RustCrypto,
+    identity: RwLock<Option<Arc<Identity>>>,
+    events: broadcast::Sender<Event>,
+}
+
+/// A Conclave client for one device. Cheap to clone; clones share state.
+///
+/// Needs a multi-threaded tokio runtime (openmls's SQLite storage blocks in place).
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let user = self.identity().ok().map(|i| i.username.to_string());
+        f.debug_struct("Client")
+            .field("user", &user)
+            .finish_non_exhaustive()
+    }
+}
+
+fn create_config() -> MlsGroupCreateConfig {
+    MlsGroupCreateConfig::builder()
+        .ciphersuite(CIPHERSUITE)
+        .use_ratchet_tree_extension(true)
+        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .padding_size(PADDING)
+        .build()
+}
+
+fn join_config() -> MlsGroupJoinConfig {
+    MlsGroupJoinConfig::builder()
+        .use_ratchet_tree_extension(true)
+        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .padding_size(PADDING)
+        .build()
+}
+
+fn group_id_of(hex_id: &str) -> Result<GroupId> {
+    Ok(GroupId::from_slice(&hex::decode(hex_id).map_err(|_| {
+        ClientError::Invalid("bad group id".into())
+    })?))
+}
+
+fn load_group(provider: &TxProvider<'_>, group_id: &str) -> Result<MlsGroup> {
+    MlsGroup::load(provider.storage(), &group_id_of(group_id)?)
+        .map_err(ClientError::mls)?
+        .ok_or_else(|| ClientError::Store(format!("MLS state for group {group_id} is missing")))
+}
+
+fn tls_bytes(message: &MlsMessageOut) -> Result<Vec<u8>> {
+    message.tls_serialize_detached().map_err(ClientError::mls)
+}
+
+fn users_of(group: &MlsGroup) -> BTreeMap<String, BTreeSet<String>> {
+    let mut users: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for member in group.members() {
+        if let Ok(credential) = DeviceCredential::from_mls(&member.credential) {
+            users
+                .entry(credential.user().to_string())
+                .or_default()
+                .insert(credential.device().to_string());
+        }
+    }
+    users
+}
+
+fn validate_channel_name(name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.chars().count())
+        && !name.chars().any(|c| c.is_control() || c.is_whitespace())
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ClientError::Invalid(format!(
+            "invalid channel name {name:?}: use 1-64 characters, no spaces, not starting with '-'"
+        )))
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Client {
+    /// Opens (or creates) the device store in `home` and talks to the relay through `transport`.
+    pub async fn open(home: &Path, transport: impl Transport) -> Result<Self> {
+        let mut db = store::open(home).await?;
+        let identity = sqlx::query("SELECT username, device_secret FROM identity WHERE id = 1")
+            .fetch_optional(&mut db)
+            .await?
+            .map(|row| -> Result<Identity> {
+                let username =
+                    Username::parse(row.get::<&str, _>(0)).map_err(ClientError::store)?;
+                let secret: Zeroizing<Vec<u8>> = Zeroizing::new(row.get(1));
+                let secret: &[u8; 32] = secret
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| ClientError::store("device key is corrupt"))?;
+                Ok(Identity {
+                    username,
+                    key: DeviceKey::from_secret_bytes(secret),
+                })
+            })
+            .transpose()?;
+        let (events, _) = broadcast::channel(1024);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                transport: Arc::new(transport),
+                db: Mutex::new(db),
+                crypto: RustCrypto::default(),
+                identity: RwLock::new(identity.map(Arc::new)),
+                events,
+            }),
+        })
+    }
+
+    fn identity(&self) -> Result<Arc<Identity>> {
+        self.inner
+            .identity
+            .read()
+            .map_err(|_| ClientError::store("identity lock poisoned"))?
+            .clone()
+            .ok_or(ClientError::NotLoggedIn)
+    }
+
+    /// The logged-in username, if any.
+    pub fn username(&self) -> Option<String> {
+        self.identity().ok().map(|i| i.username.to_string())
+    }
+
+    /// This device's id, if logged in.
+    pub fn device_id(&self) -> Option<String> {
+        self.identity().ok().map(|i| i.key.device_id().to_string())
+    }
+
+    /// Subscribes to events (messages, joins, membership changes) as they are processed.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    // ----- talking to the relay ------------------------------------------
+
+    async fn call(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<&Value>,
+        signer: Option<&DeviceKey>,
+    ) -> Result<Value> {
+        let body = match body {
+            Some(value) => Zeroizing::new(serde_json::to_vec(value).map_err(ClientError::store)?),
+            None => Zeroizing::new(Vec::new()),
+        };
+        let headers = match signer {
+            Some(key) => RequestSigner::new(key)
+                .sign(method, path, &body, unix_now())
+                .to_pairs()
+                .to_vec(),
+            None => Vec::new(),
+        };
+        let request = HttpRequest {
+            method,
+            path: path.to_owned(),
+            headers,
+            body: body.to_vec(),
+        };
+        let response = self.inner.transport.send(request).await?;
+        let value: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        if (200..300).contains(&response.status) {
+            return Ok(value);
+        }
+        Err(ClientError::Server {
+            status: response.status,
+            code: value["error"].as_str().unwrap_or("unknown").to_owned(),
+            message: value["message"]
+                .as_str()
+                .unwrap_or("no explanation")
+                .to_owned(),
+        })
+    }
+
+    async fn signed(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        let identity = self.identity()?;
+        self.call(method, path, body, Some(&identity.key)).await
+    }
+
+    /// Creates an account and logs this device in.
+    pub async fn register(&self, username: &str, password: &str) -> Result<()> {
+        let name = Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        if let Ok(identity) = self.identity() {
+            return Err(ClientError::AlreadyLoggedIn(identity.username.to_string()));
+        }
+        self.call(
+            "POST",
+            "/v1/accounts",
+            Some(&json!({ "username": name.as_str(), "password": password })),
+            None,
+        )
+        .await?;
+        self.login(username, password).await
+    }
+
+    /// Logs this device in: registers a fresh device key with the relay and
+    /// uploads key packages so others can add it to channels.
+    pub async fn login(&self, username: &str, password: &str) -> Result<()> {
+        let name = Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        if let Ok(identity) = self.identity() {
+            return Err(ClientError::AlreadyLoggedIn(identity.username.to_string()));
+        }
+        let key = DeviceKey::generate();
+        let body = json!({
+            "username": name.as_str(),
+            "password": password,
+            "public_key": STANDARD.encode(key.public().to_bytes()),
+        });
+        self.call("POST", "/v1/devices", Some(&body), Some(&key))
+            .await?;
+        {
+            let mut db = self.inner.db.lock().await;
+            sqlx::query("INSERT INTO identity (id, username, device_secret) VALUES (1, $1, $2)")
+                .bind(name.as_str())
+                .bind(key.to_secret_bytes().to_vec())
+                .execute(&mut *db)
+                .await?;
+        }
+        *self
+            .inner
+            .identity
+            .write()
+            .map_err(|_| ClientError::store("identity lock poisoned"))? =
+            Some(Arc::new(Identity {
+                username: name,
+                key,
+            }));
+        self.refill_key_packages().await
+    }
+
+    /// Tops up this device's key packages on the relay when they run low.
+    pub async fn refill_key_packages(&self) -> Result<()> {
+        let stock = self.signed("GET", "/v1/key-packages/stock", None).await?;
+        self.refill_from_stock(&stock).await
+    }
+
+    async fn refill_from_stock(&self, stock: &Value) -> Result<()> {
+        let one_time = stock["one_time"].as_u64().unwrap_or(0);
+        let has_last_resort = stock["last_resort"].as_bool().unwrap_or(false);
+        let wanted = if one_time < KEY_PACKAGE_LOW {
+            KEY_PACKAGE_TARGET - one_time
+        } else {
+            0
+        };
+        if wanted == 0 && has_last_resort {
+            return Ok(());
+        }
+        let identity = self.identity()?;
+        let credential = CredentialWithKey {
+            credential: identity.key.credential(&identity.username).to_mls(),
+            signature_key: identity.key.public().to_bytes().to_vec().into(),
+        };
+        let mut encoded = Vec::new();
+        let mut db = self.inner.db.lock().await;
+        let mut tx = db.begin().await?;
+        {
+            let provider = TxProvider::new(&self.inner.crypto, &mut tx);
+            let last_resort = (!has_last_resort).then_some(true);
+            for is_last_resort in (0..wanted).map(|_| false).chain(last_resort) {
+                // The last-resort extension must be listed in the leaf's capabilities.
+                let capabilities = Capabilities::builder()
+                    .extensions(vec![ExtensionType::LastResort])
+                    .build();
+                let mut builder = KeyPackage::builder().leaf_node_capabilities(capabilities);
+                if is_last_resort {
+                    builder = builder.mark_as_last_resort();
+                }
+                let bundle = builder
+                    .build(CIPHERSUITE, &provider, &identity.key, credential.clone())
+                    .map_err(ClientError::mls)?;
+                let message = MlsMessageOut::from(bundle.key_package().clone());
+                encoded.push(STANDARD.encode(tls_bytes(&message)?));
+            }
+        }
+        // Private init keys are stored before the public halves leave the device.
+        tx.commit().await?;
+        drop(db);
+        self.signed(
+            "POST",
+            "/v1/key-packages",
+            Some(&json!({ "key_packages": encoded })),
+        )
+        .await?;
+        Ok(())
+    }
+
+    // ----- channels -------------------------------------------------------
+
+    async fn channel_by_name(
+        &self,
+        db: &mut SqliteConnection,
+        name: &str,
+    ) -> Result<(String, bool)> {
+        let row = sqlx::query("SELECT group_id, active FROM channels WHERE name = $1")
+            .bind(name)
+            .fetch_optional(db)
+            .await?
+            .ok_or_else(|| ClientError::NoSuchChannel(name.to_owned()))?;
+        Ok((row.get(0), row.get::<i64, _>(1) != 0))
+    }
+
+    async fn active_channel(&self, name: &str) -> Result<String> {
+        let mut db = self.inner.db.lock().await;
+        match self.channel_by_name(&mut db, name).await? {
+            (group_id, true) => Ok(group_id),
+            (_, false) => Err(ClientError::NotInChannel(name.to_owned())),
+        }
+    }
+
+    /// Creates a channel with this device as its only member.
+    pub async fn create_channel(&self, name: &str) -> Result<()> {
+        validate_channel_name(name)?;
+        let identity = self.identity()?;
+        let mut db = self.inner.db.lock().await;
+        if self.channel_by_name(&mut db, name).await.is_ok() {
+            return Err(ClientError::ChannelExists(name.to_owned()));
+        }
+        let mut tx = db.begin().await?;
+        let (group_id, body) = {
+            let provider = TxProvider::new(&self.inner.crypto, &mut tx);
+            let credential = CredentialWithKey {
+                credential: identity.key.credential(&identity.username).to_mls(),
+                signature_key: identity.key.public().to_bytes().to_vec().into(),
+            };
+            let group = MlsGroup::new(&provider, &identity.key, &create_config(), credential)
+                .map_err(ClientError::mls)?;
+            let info = group
+                .export_group_info(provider.crypto(), &identity.key, false)
+                .map_err(ClientError::mls)?;
+            let tree = group
+                .export_ratchet_tree()
+                .tls_serialize_detached()
+                .map_err(ClientError::mls)?;
+            let body = json!({ "group_info": STANDARD.encode(tls_bytes(&info)?), "ratchet_tree": STANDARD.encode(tree) });
+            (hex::encode(group.group_id().as_slice()), body)
+        };
+        // The group exists locally only if the relay accepted it: the transaction spans the call.
+        self.signed("POST", "/v1/groups", Some(&body)).await?;
+        sqlx::query(
+            "INSERT INTO channels (group_id, name, processed_seq, active) VALUES ($1, $2, 0, 1)",
+        )
+        .bind(&group_id)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Adds every device of `username` to the channel.
+    pub async fn invite(&self, channel: &str, username: &str) -> Result<()> {
+        let name = Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let group_id = self.active_channel(channel).await?;
+        if self
+            .members(channel)
+            .await?
+            .iter()
+            .any(|m| m.user == name.as_str())
+        {
+            return Err(ClientError::AlreadyAMember(
+                name.to_string(),
+                channel.to_owned(),
+            ));
+        }
+        let claimed = self
+            .signed(
+                "POST",
+                "/v1/key-packages/claim",
+                Some(&json!({ "username": name.as_str() })),
+            )
+            .await?;
+        let mut packages = Vec::new();
+        for entry in claimed["key_packages"].as_array().into_iter().flatten() {
+            let bytes = STANDARD
+                .decode(entry["key_package"].as_str().unwrap_or_default())
+                .map_err(|_| {
+                    ClientError::Mls("relay sent a key package that is not base64".into())
+                })?;
+            let MlsMessageBodyIn::KeyPackage(package) = MlsMessageIn::tls_deserialize_exact(&bytes)
+                .map_err(ClientError::mls)?
+                .extract()
+            else {
+                return Err(ClientError::Mls(
+                    "relay sent something other than a key package".into(),
+                ));
+            };
+            let package = package
+                .validate(&self.inner.crypto, ProtocolVersion::Mls10)
+                .map_err(ClientError::mls)?;
+            let credential = DeviceCredential::from_mls(package.leaf_node().credential())
+                .map_err(ClientError::mls)?;
+            if credential.user() != &name {
+                return Err(ClientError::Mls(format!(
+                    "relay sent a key package of {} for {name}",
+                    credential.user()
+                )));
+            }
+            packages.push(package);
+        }
+        self.commit(&group_id, move |group, provider, key| {
+            let (commit, welcome, _) = group
+                .add_members(provider, key, &packages)
+                .map_err(ClientError::mls)?;
+            Ok((commit, Some(welcome)))
+        })
+        .await?;
+        // Tell everyone, new members included, what the channel is called.
+        self.send_payload(
+            &group_id,
+            &Payload::ChannelInfo {
+                name: channel.to_owned(),
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Removes every device of `username` from the channel.
+    pub async fn remove(&self, channel: &str, username: &str) -> Result<()> {
+        let name = Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let group_id = self.active_channel(channel).await?;
+        let channel_name = channel.to_owned();
+        self.commit(&group_id, move |group, provider, key| {
+            let leaves: Vec<LeafNodeIndex> = group
+                .members()
+                .filter(|m| {
+                    DeviceCredential::from_mls(&m.credential).is_ok_and(|c| c.user() == &name)
+                })
+                .map(|m| m.index)
+                .collect();
+            if leaves.is_empty() {
+                return Err(ClientError::NotAMember(
+                    name.to_string(),
+                    channel_name.clone(),
+                ));
+            }
+            let (commit, welcome, _) = group
+                .remove_members(provider, key, &leaves)
+                .map_err(ClientError::mls)?;
+            Ok((commit, welcome))
+        })
+        .await
+    }
+
+    /// Builds a commit on the current state and posts it; when another
+    /// member's commit wins the epoch, processes it and builds again.
+    async fn commit<F>(&self, group_id: &str, mut build: F) -> Result<()>
+    where
+        F: FnMut(
+            &mut MlsGroup,
+            &TxProvider<'_>,
+            &DeviceKey,
+        ) -> Result<(MlsMessageOut, Option<MlsMessageOut>)>,
+    {
+        let identity = self.identity()?;
+        for attempt in 1..=MAX_ATTEMPTS {
+            self.sync().await?;
+            let mut db = self.inner.db.lock().await;
+            let mut tx = db.begin().await?;
+            let (commit, welcome) = {
+                let provider = TxProvider::new(&self.inner.crypto, &mut tx);
+                let mut group = load_group(&provider, group_id)?;
+                // After a full sync, a commit still pending was never accepted.
+                group
+                    .clear_pending_commit(provider.storage())
+                    .map_err(ClientError::mls)?;
+                let (commit, welcome) = build(&mut group, &provider, &identity.key)?;
+                (
+                    tls_bytes(&commit)?,
+                    welcome.as_ref().map(tls_bytes).transpose()?,
+                )
+            };
+            // Remember our commit so we recognise it when the relay echoes it,
+            // even if we crash before hearing the relay's answer.
+            sqlx::query(
+                "INSERT OR REPLACE INTO pending_commits (group_id, commit_hash) VALUES ($1, $2)",
+            )
+            .bind(group_id)
+            .bind(sha256_hex(&commit))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            drop(db);
+            let body = json!({
+                "message": STANDARD.encode(&commit),
+                "welcome": welcome.map(|w| STANDARD.encode(w)),
+            });
+            match self
+                .signed(
+                    "POST",
+                    &format!("/v1/groups/{group_id}/messages"),
+                    Some(&body),
+                )
+                .await
+            {
+                Ok(_) => {
+                    self.sync().await?;
+                    return Ok(());
+                }
+                Err(e) if e.is_wrong_epoch() => {
+                    tracing::debug!(attempt, "commit lost the race; retrying");
+                    backoff(attempt).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::TooManyConflicts(MAX_ATTEMPTS))
+    }
+
+    /// Sends a text message to a channel. Returns its position in the channel.
+    pub async fn send(&self, channel: &str, text: &str) -> Result<u64> {
+        if text.is_empty() {
+            return Err(ClientError::Invalid("message is empty".into()));
+        }
+        let group_id = self.active_channel(channel).await?;
+        self.send_payload(
+            &group_id,
+            &Payload::Text {
+                body: text.to_owned(),
+            },
+        )
+        .await
+    }
+
+    async fn send_payload(&self, group_id: &str, payload: &Payload) -> Result<u64> {
+        let identity = self.identity()?;
+        let plaintext = Zeroizing::new(serde_json::to_vec(payload).map_err(ClientError::store)?);
+        let body_text = match payload {
+            Payload::Text { body } => Some(body.clone()),
+            Payload::ChannelInfo { .. } => None,
+        };
+        for attempt in 1..=MAX_ATTEMPTS {
+            let mut db = self.inner.db.lock().await;
+            let mut tx = db.begin().await?;
+            let ciphertext = {
+                let provider = TxProvider::new(&self.inner.crypto, &mut tx);
+                let mut group = load_group(&provider, group_id)?;
+                if !group.is_active() {
+                    return Err(ClientError::NotInChannel(group_id.to_owned()));
+                }
+                let message = group
+                    .create_message(&provider, &identity.key, &plaintext)
+                    .map_err(ClientError::mls)?;
+                tls_bytes(&message)?
+            };
+            let hash = sha256_hex(&ciphertext);
+            if let Some(text) = &body_text {
+                // Recorded before sending, so our own text is never lost even if we crash mid-call.
+                sqlx::query(
+                    "INSERT INTO outgoing (ciphertext_hash, group_id, body) VALUES ($1, $2, $3)",
+                )
+                .bind(&hash)
+                .bind(group_id)
+                .bind(text)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            drop(db);
+            let body = json!({ "message": STANDARD.encode(&ciphertext) });
+            match self
+                .signed(
+                    "POST",
+                    &format!("/v1/groups/{group_id}/messages"),
+                    Some(&body),
+                )
+                .await
+            {
+                Ok(answer) => {
+                    let seq = answer["seq"]
+                        .as_u64()
+                        .ok_or_else(|| ClientError::Mls("relay answered without seq".into()))?;
+                    if body_text.is_some() {
+                        let mut db = self.inner.db.lock().await;
+                        let event = self.record_own(&mut db, group_id, seq, &hash).await?;
+                        drop(db);
+                        if let Some(event) = event {
+                            let _ = self.inner.events.send(event);
+                        }
+                    }
+                    return Ok(seq);
+                }
+                Err(e) if e.is_wrong_epoch() => {
+                    let mut db = self.inner.db.lock().await;
+                    sqlx::query("DELETE FROM outgoing WHERE ciphertext_hash = $1")
+                        .bind(&hash)
+                        .execute(&mut *db)
+                        .await?;
+                    drop(db);
+                    backoff(attempt).await;
+                    self.sync().await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::TooManyConflicts(MAX_ATTEMPTS))
+    }
+
+    /// Moves an own outgoing message into history at `seq`.
+    async fn record_own(
+        &self,
+        db: &mut SqliteConnection,
+        group_id: &str,
+        seq: u64,
+        hash: &str,
+    ) -> Result<Option<Event>> {
+        let identity = self.identity()?;
+        let mut tx = db.begin().await?;
+        let Some(row) =
+            sqlx::query("DELETE FROM outgoing WHERE ciphertext_hash = $1 RETURNING body")
+                .bind(hash)
+                .fetch_optional(&mut *tx)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let text: String = row.get(0);
+        let channel: String = sqlx::query("SELECT name FROM channels WHERE group_id = $1")
+            .bind(group_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+        let entry = HistoryEntry {
+            channel,
+            seq,
+            sender: identity.username.to_string(),
+            device: identity.key.device_id().to_string(),
+            text,
+        };
+        insert_history(&mut tx, group_id, &entry).await?;
+        tx.commit().await?;
+        Ok(Some(Event::Message(entry)))
+    }
+
+    // ----- receiving ------------------------------------------------------
+
+    /// Fetches and processes everything waiting on the relay. Returns the events, in order.
+    pub async fn sync(&self) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        let mut first = true;
+        loop {
+            let answer = self.signed("GET", "/v1/messages?limit=200", None).await?;
+            if std::mem::take(&mut first) {
+                // The relay reports our key package stock with every fetch.
+                self.refill_from_stock(&answer["key_package_stock"]).await?;
+            }
+            let batch: Vec<Delivered> = serde_json::from_value(answer["messages"].clone())
+                .map_err(|e| {
+                    ClientError::Mls(format!("relay sent a malformed message list: {e}"))
+                })?;
+            if batch.is_empty() {
+                break;
+            }
+            events.extend(self.process(&batch).await?);
+            self.signed("POST", "/v1/messages/ack", Some(&ack_body(&batch)))
+                .await?;
+        }
+        Ok(events)
+    }
+
+    /// Keeps a push stream open and processes messages as they arrive, until
+    /// the returned task is aborted. Reconnects with backoff on failure.
+    pub fn listen(&self) -> tokio::task::JoinHandle<()> {
+        let client = self.clone();
+        tokio::spawn(async move {
+            let mut attempt = 0;
+            loop {
+                match client.listen_once().await {
+                    Ok(()) => attempt = 0,
+                    Err(e) => {
+                        attempt += 1;
+                        tracing::debug!(error = %e, "push stream failed");
+                    }
+                }
+                backoff(attempt.min(8)).await;
+            }
+        })
+    }
+
+    async fn listen_once(&self) -> Result<()> {
+        let identity = self.identity()?;
+        let headers = RequestSigner::new(&identity.key)
+            .sign("GET", "/v1/stream", b"", unix_now())
+            .to_pairs()
+            .to_vec();
+        let request = HttpRequest {
+            method: "GET",
+            path: "/v1/stream".into(),
+            headers,
+            body: Vec::new(),
+        };
+        let mut stream = self.inner.transport.open_stream(request).await?;
+        while let Some(frame) = stream.next_frame().await {
+            let delivered: Delivered = serde_json::from_str(&frame?)
+                .map_err(|e| ClientError::Mls(format!("relay sent a malformed frame: {e}")))?;
+            let batch = [delivered];
+            let events = self.process(&batch).await?;
+            stream.send_frame(ack_body(&batch).to_string()).await?;
+            if events.iter().any(|e| matches!(e, Event::Joined { .. })) {
+                self.refill_key_packages().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn process(&self, batch: &[Delivered]) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        let mut db = self.inner.db.lock().await;
+        for delivered in batch {
+            let mut tx = db.begin().await?;
+            let produced = self.process_one(&mut tx, delivered).await?;
+            tx.commit().await?;
+            for event in &produced {
+                let _ = self.inner.events.send(event.clone());
+            }
+            events.extend(produced);
+        }
+        Ok(events)
+    }
+
+    async fn process_one(
+        &self,
+        tx: &mut SqliteConnection,
+        delivered: &Delivered,
+    ) -> Result<Vec<Event>> {
+        let payload = STANDARD
+            .decode(&delivered.payload)
+            .map_err(|_| ClientError::Mls("relay sent a payload that is not base64".into()))?;
+        let channel =
+            sqlx::query("SELECT name, processed_seq, active FROM channels WHERE group_id = $1")
+                .bind(&delivered.group_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| {
+                    (
+                        r.get::<String, _>(0),
+                        r.get::<i64, _>(1) as u64,
+                        r.get::<i64, _>(2) != 0,
+                    )
+                });
+        if delivered.kind == "welcome" {
+            if channel.is_some() {
+                return Ok(Vec::new()); // already joined (a redelivery)
+            }
+            return self.join(tx, delivered, &payload).await;
+        }
+        let Some((name, processed_seq, true)) = channel else {
+            return Ok(Vec::new()); // not (or no longer) ours
+        };
+        if delivered.seq <= processed_seq {
+            return Ok(Vec::new()); // redelivered after a crash before the ack
+        }
+        let events = self.apply(tx, delivered, &payload, &name).await?;
+        sqlx::query("UPDATE channels SET processed_seq = $2 WHERE group_id = $1")
+            .bind(&delivered.group_id)
+            .bind(delivered.seq as i64)
+            .execute(&mut *tx)
+            .await?;
+        Ok(events)
+    }
+
+    async fn join(
+        &self,
+        tx: &mut SqliteConnection,
+        delivered: &Delivered,
+        payload: &[u8],
+    ) -> Result<Vec<Event>> {
+        let MlsMessageBodyIn::Welcome(welcome) = MlsMessageIn::tls_deserialize_exact(payload)
+            .map_err(ClientError::mls)?
+            .extract()
+        else {
+            return Err(ClientError::Mls(
+                "welcome slot holds another message".into(),
+            ));
+        };
+        let joined = {
+            let provider = TxProvider::new(&self.inner.crypto, tx);
+            StagedWelcome::new_from_welcome(&provider, &join_config(), welcome, None)
+                .and_then(|staged| staged.into_group(&provider))
+        };
+        if let Err(e) = joined {
+            tracing::warn!(group = %delivered.group_id, error = ?e, "cannot join from welcome; skipping it");
+            return Ok(Vec::new());
+        }
+        // Until the inviter's channel info arrives, the channel goes by its id.
+        let name = unique_name(
+            tx,
+            &format!(
+                "channel-{}",
+                &delivered.group_id[..8.min(delivered.group_id.len())]
+            ),
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO channels (group_id, name, processed_seq, active) VALUES ($1, $2, $3, 1)",
+        )
+        .bind(&delivered.group_id)
+        .bind(&name)
+        .bind(delivered.seq as i64)
+        .execute(&mut *tx)
+        .await?;
+        Ok(vec![Event::Joined { channel: name }])
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut SqliteConnection,
+        delivered: &Delivered,
+        payload: &[u8],
+        name: &str,
+    ) -> Result<Vec<Event>> {
+        let group_id = delivered.group_id.as_str();
+        let already = sqlx::query("SELECT 1 FROM history WHERE group_id = $1 AND seq = $2")
+            .bind(group_id)
+            .bind(delivered.seq as i64)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if already.is_some() {
+            return Ok(Vec::new()); // our own message, recorded when the relay accepted it
+        }
+        let hash = sha256_hex(payload);
+        let own_commit = sqlx::query("SELECT commit_hash FROM pending_commits WHERE group_id = $1")
+            .bind(group_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.get::<String, _>(0));
+        let mut outcome = Outcome::Nothing;
+        {
+            let provider = TxProvider::new(&self.inner.crypto, tx);
+            let mut group = load_group(&provider, group_id)?;
+            let before = users_of(&group);
+            if delivered.kind == "commit" && own_commit.as_deref() == Some(hash.as_str()) {
+                group
+                    .merge_pending_commit(&provider)
+                    .map_err(ClientError::mls)?;
+                outcome = Outcome::Membership(before, users_of(&group), false);
+            } else {
+                if delivered.kind == "commit" && group.pending_commit().is_some() {
+                    // Another member's commit won this epoch: ours is void.
+                    group
+                        .clear_pending_commit(provider.storage())
+                        .map_err(ClientError::mls)?;
+                }
+                let message = MlsMessageIn::tls_deserialize_exact(payload)
+                    .map_err(ClientError::mls)?
+                    .try_into_protocol_message()
+                    .map_err(ClientError::mls)?;
+                match group.process_message(&provider, message) {
+                    Ok(processed) => {
+                        let sender = DeviceCredential::from_mls(processed.credential())
+                            .map_err(ClientError::mls)?;
+                        match processed.into_content() {
+                            ProcessedMessageContent::ApplicationMessage(app) => {
+                                outcome = Outcome::Application(sender, app.into_bytes());
+                            }
+                            ProcessedMessageContent::StagedCommitMessage(staged) => {
+                                let self_removed = staged.self_removed();
+                                group
+                                    .merge_staged_commit(&provider, *staged)
+                                    .map_err(ClientError::mls)?;
+                                outcome =
+                                    Outcome::Membership(before, users_of(&group), self_removed);
+                            }
+                            ProcessedMessageContent::ProposalMessage(proposal) => {
+                                group
+                                    .store_pending_proposal(provider.storage(), *proposal)
+                                    .map_err(ClientError::mls)?;
+                            }
+                            _ => {}
+                        }
+                    }
+                    Err(e) if delivered.kind == "application" => {
+                        outcome = Outcome::Undecryptable(format!("{e:?}"))
+                    }
+                    Err(e) => {
+                        return Err(ClientError::Mls(format!(
+                            "cannot process commit {}: {e:?}",
+                            delivered.seq
+                        )));
+                    }
+                }
+            }
+        }
+        let mut events = Vec::new();
+        match outcome {
+            Outcome::Nothing => {}
+            Outcome::Membership(before, after, self_removed) => {
+                sqlx::query("DELETE FROM pending_commits WHERE group_id = $1")
+                    .bind(group_id)
+                    .execute(&mut *tx)
+                    .await?;
+                let added: Vec<String> = after
+                    .keys()
+                    .filter(|u| !before.contains_key(*u))
+                    .cloned()
+                    .collect();
+                let removed: Vec<String> = before
+                    .keys()
+                    .filter(|u| !after.contains_key(*u))
+                    .cloned()
+                    .collect();
+                if self_removed {
+                    sqlx::query("UPDATE channels SET active = 0 WHERE group_id = $1")
+                        .bind(group_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    events.push(Event::Removed {
+                        channel: name.to_owned(),
+                    });
+                } else if !added.is_empty() || !removed.is_empty() {
+                    events.push(Event::MembersChanged {
+                        channel: name.to_owned(),
+                        added,
+                        removed,
+                    });
+                }
+            }
+            Outcome::Application(sender, plaintext) => {
+                match serde_json::from_slice::<Payload>(&plaintext) {
+                    Ok(Payload::Text { body }) => {
+                        let entry = HistoryEntry {
+                            channel: name.to_owned(),
+                            seq: delivered.seq,
+                            sender: sender.user().to_string(),
+                            device: sender.device().to_string(),
+                            text: body,
+                        };
+                        insert_history(tx, group_id, &entry).await?;
+                        events.push(Event::Message(entry));
+                    }
+                    Ok(Payload::ChannelInfo { name: announced }) => {
+                        if name.starts_with("channel-") && announced != name {
+                            validate_channel_name(&announced)?;
+                            let fresh = unique_name(tx, &announced).await?;
+                            sqlx::query("UPDATE channels SET name = $2 WHERE group_id = $1")
+                                .bind(group_id)
+                                .bind(&fresh)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    Err(_) => {
+                        tracing::warn!(group = %group_id, seq = delivered.seq, "unknown payload; skipped")
+                    }
+                }
+            }
+            Outcome::Undecryptable(reason) => {
+                // Our own ciphertext cannot be decrypted by us: match it by hash.
+                let own = sqlx::query("SELECT 1 FROM outgoing WHERE ciphertext_hash = $1")
+                    .bind(&hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if own.is_some() {
+                    let identity = self.identity()?;
+                    let text: String = sqlx::query(
+                        "DELETE FROM outgoing WHERE ciphertext_hash = $1 RETURNING body",
+                    )
+                    .bind(&hash)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .get(0);
+                    let entry = HistoryEntry {
+                        channel: name.to_owned(),
+                        seq: delivered.seq,
+                        sender: identity.username.to_string(),
+                        device: identity.key.device_id().to_string(),
+                        text,
+                    };
+                    insert_history(tx, group_id, &entry).await?;
+                    events.push(Event::Message(entry));
+                } else {
+                    tracing::warn!(group = %group_id, seq = delivered.seq, %reason, "undecryptable message skipped");
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    // ----- local views ----------------------------------------------------
+
+    /// Channels this device knows, by name.
+    pub async fn channels(&self) -> Result<Vec<Channel>> {
+        let mut db = self.inner.db.lock().await;
+        let rows = sqlx::query("SELECT name, group_id, active FROM channels ORDER BY name")
+            .fetch_all(&mut *db)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Channel {
+                name: r.get(0),
+                group_id: r.get(1),
+                active: r.get::<i64, _>(2) != 0,
+            })
+            .collect())
+    }
+
+    /// Members of a channel, from this device's MLS state.
+    pub async fn members(&self, channel: &str) -> Result<Vec<Member>> {
+        let mut db = self.inner.db.lock().await;
+        let (group_id, _) = self.channel_by_name(&mut db, channel).await?;
+        let provider = TxProvider::new(&self.inner.crypto, &mut db);
+        let group = load_group(&provider, &group_id)?;
+        Ok(users_of(&group)
+            .into_iter()
+            .map(|(user, devices)| Member {
+                user,
+                devices: devices.into_iter().collect(),
+            })
+            .collect())
+    }
+
+    /// The decrypted history of a channel, in channel order.
+    pub async fn history(&self, channel: &str) -> Result<Vec<HistoryEntry>> {
+        let mut db = self.inner.db.lock().await;
+        let (group_id, _) = self.channel_by_name(&mut db, channel).await?;
+        let rows = sqlx::query(
+            "SELECT seq, sender, device, body FROM history WHERE group_id = $1 ORDER BY seq",
+        )
+        .bind(&group_id)
+        .fetch_all(&mut *db)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| HistoryEntry {
+                channel: channel.to_owned(),
+                seq: r.get::<i64, _>(0) as u64,
+                sender: r.get(1),
+                device: r.get(2),
+                text: r.get(3),
+            })
+            .collect())
+    }
+}
+
+enum Outcome {
+    Nothing,
+    Membership(
+        BTreeMap<String, BTreeSet<String>>,
+        BTreeMap<String, BTreeSet<String>>,
+        bool,
+    ),
+    Application(DeviceCredential, Vec<u8>),
+    Undecryptable(String),
+}
+
+fn ack_body(batch: &[Delivered]) -> Value {
+    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+    for d in batch {
+        let seq = last.entry(&d.group_id).or_default();
+        *seq = (*seq).max(d.seq);
+    }
+    let acks: Vec<Value> = last
+        .into_iter()
+        .map(|(g, s)| json!({ "group_id": g, "seq": s }))
+        .collect();
+    json!({ "acks": acks })
+}
+
+async fn insert_history(
+    tx: &mut SqliteConnection,
+    group_id: &str,
+    entry: &HistoryEntry,
+) -> Result<()> {
+    sqlx::query("INSERT OR IGNORE INTO history (group_id, seq, sender, device, body) VALUES ($1, $2, $3, $4, $5)")
+        .bind(group_id)
+        .bind(entry.seq as i64)
+        .bind(&entry.sender)
+        .bind(&entry.device)
+        .bind(&entry.text)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+async fn unique_name(tx: &mut SqliteConnection, wanted: &str) -> Result<String> {
+    let mut candidate = wanted.to_owned();
+    for n in 2.. {
+        let taken = sqlx::query("SELECT 1 FROM channels WHERE name = $1")
+            .bind(&candidate)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if taken.is_none() {
+            break;
+        }
+        candidate = format!("{wanted}-{n}");
+    }
+    Ok(candidate)
+}
+
+async fn backoff(attempt: u32) {
+    let base = 20u64 * u64::from(attempt.max(1));
+    let jitter = rand::random::<u64>() % (base + 1);
+    tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
+}

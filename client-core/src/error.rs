@@ -1,0 +1,77 @@
+/// What can go wrong in client-core. Messages name the problem and what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The relay could not be reached.
+    #[error("{0}")]
+    Transport(#[from] crate::transport::TransportError),
+    /// The relay refused the request.
+    #[error("server refused ({status}): {message}")]
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// Machine-readable code, e.g. `wrong_epoch`.
+        code: String,
+        /// The relay's explanation.
+        message: String,
+    },
+    /// Local storage failed.
+    #[error("local store: {0}")]
+    Store(String),
+    /// MLS processing failed.
+    #[error("MLS: {0}")]
+    Mls(String),
+    /// No account on this device yet.
+    #[error("not logged in: run `register` or `login` first")]
+    NotLoggedIn,
+    /// This home directory already belongs to an account.
+    #[error(
+        "this home directory is already logged in as {0}; use another --home for another account"
+    )]
+    AlreadyLoggedIn(String),
+    /// No channel by that name.
+    #[error("no channel named {0:?}")]
+    NoSuchChannel(String),
+    /// A channel by that name exists.
+    #[error("a channel named {0:?} already exists")]
+    ChannelExists(String),
+    /// The user is not in the channel.
+    #[error("{0} is not a member of {1}")]
+    NotAMember(String, String),
+    /// The user is already in the channel.
+    #[error("{0} is already a member of {1}")]
+    AlreadyAMember(String, String),
+    /// This device was removed from the channel.
+    #[error("you are no longer a member of {0}")]
+    NotInChannel(String),
+    /// Input rejected before anything was sent.
+    #[error("{0}")]
+    Invalid(String),
+    /// Other members kept committing first.
+    #[error("gave up after {0} attempts: the channel kept changing; try again")]
+    TooManyConflicts(u32),
+}
+
+impl ClientError {
+    pub(crate) fn store(e: impl std::fmt::Display) -> Self {
+        ClientError::Store(e.to_string())
+    }
+
+    pub(crate) fn mls(e: impl std::fmt::Debug) -> Self {
+        ClientError::Mls(format!("{e:?}"))
+    }
+
+    /// Whether the relay refused because the group moved to another epoch.
+    pub fn is_wrong_epoch(&self) -> bool {
+        matches!(self, ClientError::Server { code, .. } if code == "wrong_epoch")
+    }
+}
+
+impl From<sqlx::Error> for ClientError {
+    fn from(e: sqlx::Error) -> Self {
+        ClientError::store(e)
+    }
+}
+
+/// Shorthand.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;

@@ -1,0 +1,296 @@
+//! The real transport: HTTPS and WebSocket over rustls, TLS 1.3 only, with a
+//! server certificate trusted through a CA file or a SHA-256 pin. There is no
+//! way to turn verification off.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls13_signature};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::transport::{
+    BoxFuture, HttpRequest, HttpResponse, PushStream, Transport, TransportError,
+};
+
+/// How the client decides to trust the relay's certificate.
+#[derive(Debug, Clone)]
+pub enum ServerTrust {
+    /// Certificates (PEM) to use as trust anchors, e.g. the relay's self-signed one.
+    CaCertificates(Vec<CertificateDer<'static>>),
+    /// The hex SHA-256 of the relay's leaf certificate.
+    PinSha256([u8; 32]),
+}
+
+impl ServerTrust {
+    /// Reads a PEM file of trusted certificates.
+    pub fn ca_file(path: &Path) -> Result<Self, TransportError> {
+        let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| {
+                TransportError(format!(
+                    "cannot read CA certificate {}: {e}",
+                    path.display()
+                ))
+            })?;
+        if certs.is_empty() {
+            return Err(TransportError(format!(
+                "no certificate in {}",
+                path.display()
+            )));
+        }
+        Ok(Self::CaCertificates(certs))
+    }
+
+    /// Parses a hex SHA-256 pin (colons allowed, as browsers print them).
+    pub fn pin(hex_pin: &str) -> Result<Self, TransportError> {
+        let cleaned: String = hex_pin
+            .chars()
+            .filter(|c| *c != ':')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let mut pin = [0u8; 32];
+        hex::decode_to_slice(&cleaned, &mut pin)
+            .map_err(|_| TransportError("--pin-sha256 must be 64 hex characters".into()))?;
+        Ok(Self::PinSha256(pin))
+    }
+}
+
+/// HTTPS + WebSocket transport to one relay.
+#[derive(Debug, Clone)]
+pub struct HttpsTransport {
+    base: String,
+    host: String,
+    port: u16,
+    http: reqwest::Client,
+    tls: Arc<ClientConfig>,
+}
+
+impl HttpsTransport {
+    /// A transport for `server_url` (`https://host:port`).
+    pub fn new(server_url: &str, trust: ServerTrust) -> Result<Self, TransportError> {
+        let url = reqwest::Url::parse(server_url)
+            .map_err(|e| TransportError(format!("invalid server URL {server_url:?}: {e}")))?;
+        if url.scheme() != "https" {
+            return Err(TransportError(format!(
+                "server URL must start with https://, got {server_url:?}"
+            )));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| TransportError("server URL has no host".into()))?
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let port = url.port_or_known_default().unwrap_or(443);
+        let tls = Arc::new(client_config(trust)?);
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| TransportError(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            base: server_url.trim_end_matches('/').to_owned(),
+            host,
+            port,
+            http,
+            tls,
+        })
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn client_config(trust: ServerTrust) -> Result<ClientConfig, TransportError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TransportError(format!("TLS setup: {e}")))?;
+    let config = match trust {
+        ServerTrust::CaCertificates(certs) => {
+            let mut roots = RootCertStore::empty();
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| TransportError(format!("bad CA certificate: {e}")))?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        ServerTrust::PinSha256(pin) => builder
+            .dangerous() // a custom verifier, not a disabled one: it checks the pin and the handshake signature
+            .with_custom_certificate_verifier(Arc::new(PinnedCertificate {
+                pin,
+                provider: provider(),
+            }))
+            .with_no_client_auth(),
+    };
+    Ok(config)
+}
+
+/// Accepts exactly the certificate whose SHA-256 is pinned.
+#[derive(Debug)]
+struct PinnedCertificate {
+    pin: [u8; 32],
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        use sha2::Digest;
+        let seen: [u8; 32] = sha2::Sha256::digest(end_entity).into();
+        if subtle_eq(&seen, &self.pin) {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "server certificate SHA-256 {} does not match the pinned one",
+                hex::encode(seen)
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not accepted".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn subtle_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        text = format!("{text}: {inner}");
+        source = inner.source();
+    }
+    text
+}
+
+impl Transport for HttpsTransport {
+    fn send(&self, request: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, TransportError>> {
+        Box::pin(async move {
+            let method = reqwest::Method::from_bytes(request.method.as_bytes())
+                .map_err(|_| TransportError("bad method".into()))?;
+            let mut builder = self
+                .http
+                .request(method, format!("{}{}", self.base, request.path));
+            for (name, value) in request.headers {
+                builder = builder.header(name, value);
+            }
+            let response = builder
+                .header("content-type", "application/json")
+                .body(request.body)
+                .send()
+                .await
+                .map_err(|e| {
+                    TransportError(format!("cannot reach {}: {}", self.base, describe(&e)))
+                })?;
+            let status = response.status().as_u16();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| TransportError(format!("reading response: {}", describe(&e))))?;
+            Ok(HttpResponse {
+                status,
+                body: body.to_vec(),
+            })
+        })
+    }
+
+    fn open_stream(
+        &self,
+        request: HttpRequest,
+    ) -> BoxFuture<'_, Result<Box<dyn PushStream>, TransportError>> {
+        Box::pin(async move {
+            let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| TransportError(format!("cannot reach {}: {e}", self.base)))?;
+            let name = ServerName::try_from(self.host.clone())
+                .map_err(|_| TransportError(format!("invalid server name {}", self.host)))?;
+            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| TransportError(format!("TLS with {}: {e}", self.base)))?;
+            let url = format!("wss://{}:{}{}", self.host, self.port, request.path);
+            let mut ws_request = url
+                .into_client_request()
+                .map_err(|e| TransportError(format!("stream request: {e}")))?;
+            for (name, value) in request.headers {
+                let value = value
+                    .parse()
+                    .map_err(|_| TransportError("bad header".into()))?;
+                ws_request.headers_mut().insert(name, value);
+            }
+            let (socket, _) = tokio_tungstenite::client_async(ws_request, tls)
+                .await
+                .map_err(|e| TransportError(format!("opening stream: {e}")))?;
+            Ok(Box::new(WebSocketStream(socket)) as Box<dyn PushStream>)
+        })
+    }
+}
+
+struct WebSocketStream<S>(tokio_tungstenite::WebSocketStream<S>);
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> PushStream
+    for WebSocketStream<S>
+{
+    fn next_frame(&mut self) -> BoxFuture<'_, Option<Result<String, TransportError>>> {
+        Box::pin(async move {
+            loop {
+                return match self.0.next().await? {
+                    Ok(tungstenite::Message::Text(text)) => Some(Ok(text.to_string())),
+                    Ok(tungstenite::Message::Close(_)) => None,
+                    Ok(_) => continue,
+                    Err(e) => Some(Err(TransportError(format!("stream: {e}")))),
+                };
+            }
+        })
+    }
+
+    fn send_frame(&mut self, text: String) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            self.0
+                .send(tungstenite::Message::Text(text.into()))
+                .await
+                .map_err(|e| TransportError(format!("stream: {e}")))
+        })
+    }
+}

@@ -1,0 +1,144 @@
+//! The device's one local file: identity key, openmls group state, channels
+//! and decrypted history, in SQLite with mode 0600. Every step that changes
+//! MLS state commits in the same transaction as the history and cursor it
+//! produces, so a crash leaves the old state or the new one, never half.
+
+use std::path::Path;
+
+use openmls_rust_crypto::RustCrypto;
+use openmls_sqlx_storage::{Codec, SqliteStorageProvider};
+use openmls_traits::OpenMlsProvider;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, SqliteConnection};
+
+use crate::error::{ClientError, Result};
+
+/// Serializes openmls entities as JSON in the store.
+#[derive(Debug, Default)]
+pub(crate) struct JsonCodec;
+
+impl Codec for JsonCodec {
+    type Error = serde_json::Error;
+
+    fn to_vec<T: serde::Serialize + ?Sized>(
+        value: &T,
+    ) -> std::result::Result<Vec<u8>, Self::Error> {
+        serde_json::to_vec(value)
+    }
+
+    fn from_slice<T: serde::de::DeserializeOwned>(
+        slice: &[u8],
+    ) -> std::result::Result<T, Self::Error> {
+        serde_json::from_slice(slice)
+    }
+}
+
+/// An openmls provider whose storage is one open transaction.
+pub(crate) struct TxProvider<'a> {
+    crypto: &'a RustCrypto,
+    storage: SqliteStorageProvider<'a, JsonCodec>,
+}
+
+impl<'a> TxProvider<'a> {
+    pub(crate) fn new(crypto: &'a RustCrypto, connection: &'a mut SqliteConnection) -> Self {
+        Self {
+            crypto,
+            storage: SqliteStorageProvider::new(connection),
+        }
+    }
+}
+
+impl<'a> OpenMlsProvider for TxProvider<'a> {
+    type CryptoProvider = RustCrypto;
+    type RandProvider = RustCrypto;
+    type StorageProvider = SqliteStorageProvider<'a, JsonCodec>;
+
+    fn storage(&self) -> &Self::StorageProvider {
+        &self.storage
+    }
+
+    fn crypto(&self) -> &Self::CryptoProvider {
+        self.crypto
+    }
+
+    fn rand(&self) -> &Self::RandProvider {
+        self.crypto
+    }
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS identity (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    username      TEXT NOT NULL,
+    device_secret BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS channels (
+    group_id      TEXT PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    processed_seq INTEGER NOT NULL,
+    active        INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    group_id TEXT NOT NULL,
+    seq      INTEGER NOT NULL,
+    sender   TEXT NOT NULL,
+    device   TEXT NOT NULL,
+    body     TEXT NOT NULL,
+    PRIMARY KEY (group_id, seq)
+);
+CREATE TABLE IF NOT EXISTS outgoing (
+    ciphertext_hash TEXT PRIMARY KEY,
+    group_id        TEXT NOT NULL,
+    body            TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pending_commits (
+    group_id    TEXT PRIMARY KEY,
+    commit_hash TEXT NOT NULL
+);
+"#;
+
+/// Opens (creating if needed, mode 0600) the store in `home`.
+pub(crate) async fn open(home: &Path) -> Result<SqliteConnection> {
+    std::fs::create_dir_all(home)
+        .map_err(|e| ClientError::store(format!("cannot create {}: {e}", home.display())))?;
+    let path = home.join("conclave.db");
+    create_private(&path)?;
+    let mut connection = SqliteConnectOptions::new()
+        .filename(&path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .connect()
+        .await?;
+    SqliteStorageProvider::<JsonCodec>::new(&mut connection)
+        .run_migrations()
+        .map_err(ClientError::store)?;
+    let mut tx = connection.begin().await?;
+    for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        sqlx::query(statement).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(connection)
+}
+
+/// Creates the database file readable by its owner only, before SQLite opens
+/// it (SQLite gives its -wal and -shm files the same mode).
+fn create_private(path: &Path) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        options
+            .open(path)
+            .map_err(|e| ClientError::store(format!("cannot create {}: {e}", path.display())))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| ClientError::store(format!("cannot restrict {}: {e}", path.display())))?;
+    }
+    #[cfg(not(unix))]
+    options
+        .open(path)
+        .map_err(|e| ClientError::store(format!("cannot create {}: {e}", path.display())))?;
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! How client-core reaches a relay. The client signs requests itself; a
+//! transport only moves bytes, so tests can run the relay in-process.
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed, sendable future (what the transport traits return).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One HTTP request.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    /// `GET`, `POST`, …
+    pub method: &'static str,
+    /// Path and query, e.g. `/v1/messages?limit=100`.
+    pub path: String,
+    /// Extra headers (the request signature).
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// One HTTP response.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+/// Transport failures: the relay could not be reached or the stream broke.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TransportError(pub String);
+
+/// Moves requests to a relay.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends one request and waits for its response.
+    fn send(&self, request: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, TransportError>>;
+
+    /// Opens the push stream (`GET /v1/stream`, signed like any request).
+    fn open_stream(
+        &self,
+        request: HttpRequest,
+    ) -> BoxFuture<'_, Result<Box<dyn PushStream>, TransportError>>;
+}
+
+/// A relay's push channel: JSON frames in, acknowledgement frames out.
+pub trait PushStream: Send {
+    /// The next frame, or `None` when the relay closed the stream.
+    fn next_frame(&mut self) -> BoxFuture<'_, Option<Result<String, TransportError>>>;
+    /// Sends a frame to the relay.
+    fn send_frame(&mut self, text: String) -> BoxFuture<'_, Result<(), TransportError>>;
+}
