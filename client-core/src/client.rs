@@ -412,12 +412,15 @@ impl Client {
         // Private init keys are stored before the public halves leave the device.
         tx.commit().await?;
         drop(db);
-        self.signed(
-            "POST",
-            "/v1/key-packages",
-            Some(&json!({ "key_packages": encoded })),
-        )
-        .await?;
+        // Small batches keep each request well under any sensible body limit.
+        for batch in encoded.chunks(10) {
+            self.signed(
+                "POST",
+                "/v1/key-packages",
+                Some(&json!({ "key_packages": batch })),
+            )
+            .await?;
+        }
         Ok(())
     }
 

@@ -1,1 +1,394 @@
+//! Test harness: starts the real `conclave-server` binary over real TLS,
+//! builds real clients, and speaks raw signed HTTP for attack tests.
 
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use conclave_client::{Client, HttpRequest, HttpsTransport, ServerTrust, Transport};
+use conclave_crypto::{DeviceKey, RequestSigner, SignedHeaders};
+use serde_json::{Value, json};
+
+/// A directory removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory.
+    pub fn new(label: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "conclave-{label}-{}-{}",
+            std::process::id(),
+            hex::encode(rand_bytes())
+        ));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rand_bytes() -> [u8; 6] {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut out = [0u8; 6];
+    out.copy_from_slice(&conclave_crypto::sha256_hex(&nanos.to_le_bytes()).as_bytes()[..6]);
+    out
+}
+
+fn server_binary() -> PathBuf {
+    // Integration tests run from target/<profile>/deps; the server binary sits one level up.
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let binary = dir.join("conclave-server");
+    if !binary.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "conclave-server", "--bin", "conclave-server"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building conclave-server failed");
+    }
+    binary
+}
+
+/// The real relay, as a child process.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Option<Child>,
+    /// Data directory (database, certificate, log).
+    pub data: TempDir,
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// Certificate fingerprint the server printed.
+    pub fingerprint: String,
+    port: u16,
+    extra: Vec<String>,
+}
+
+impl ServerProcess {
+    /// Starts a server on SQLite in a fresh data directory.
+    pub fn start() -> Self {
+        Self::start_with(Vec::new())
+    }
+
+    /// Starts a server with extra flags (e.g. `--database-url`).
+    pub fn start_with(extra: Vec<String>) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut server = Self {
+            child: None,
+            data: TempDir::new("server"),
+            url: format!("https://127.0.0.1:{port}"),
+            fingerprint: String::new(),
+            port,
+            extra,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.path().join("server.log"))
+            .expect("open log");
+        let mut child = Command::new(server_binary())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .args(&self.extra)
+            .env("CONCLAVE_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start conclave-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut fingerprint = None;
+        while fingerprint.is_none() && Instant::now() < deadline {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(fp) = line.strip_prefix("certificate SHA-256 fingerprint: ") {
+                        fingerprint = Some(fp.trim().to_owned());
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.fingerprint = fingerprint.expect("server printed its fingerprint");
+        // Keep draining stdout into the log so the child never blocks on a full pipe.
+        let log_path = self.data.path().join("server.log");
+        std::thread::spawn(move || {
+            use std::io::Write;
+            if let Ok(mut log) = std::fs::OpenOptions::new().append(true).open(log_path) {
+                for line in lines.map_while(Result::ok) {
+                    let _ = writeln!(log, "{line}");
+                }
+            }
+        });
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "server did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL the server");
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.kill_hard();
+        self.spawn();
+    }
+
+    /// A transport trusting this server by fingerprint.
+    pub fn transport(&self) -> HttpsTransport {
+        HttpsTransport::new(&self.url, ServerTrust::pin(&self.fingerprint).expect("pin"))
+            .expect("transport")
+    }
+
+    /// A client with its home in `home`.
+    pub async fn client(&self, home: &Path) -> Client {
+        Client::open(home, self.transport())
+            .await
+            .expect("open client")
+    }
+
+    /// Every file under the data directory (database, WAL, log, certificate).
+    pub fn files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.data.path(), &mut out);
+        out
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill_hard();
+    }
+}
+
+/// A device speaking raw signed HTTP, for attacks and malformed input.
+#[derive(Debug)]
+pub struct RawDevice {
+    /// The device key.
+    pub key: DeviceKey,
+    transport: HttpsTransport,
+}
+
+/// A raw response.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body (Null if not JSON).
+    pub json: Value,
+}
+
+impl RawDevice {
+    /// Registers `username` and logs a fresh device in, by hand.
+    pub async fn register(server: &ServerProcess, username: &str, password: &str) -> Self {
+        let device = Self {
+            key: DeviceKey::generate(),
+            transport: server.transport(),
+        };
+        let created = device
+            .unsigned(
+                "POST",
+                "/v1/accounts",
+                &json!({ "username": username, "password": password }),
+            )
+            .await;
+        assert_eq!(created.status, 200, "{:?}", created.json);
+        let login = json!({
+            "username": username,
+            "password": password,
+            "public_key": STANDARD.encode(device.key.public().to_bytes()),
+        });
+        let logged_in = device.signed("POST", "/v1/devices", &login).await;
+        assert_eq!(logged_in.status, 200, "{:?}", logged_in.json);
+        device
+    }
+
+    /// A login attempt with a fresh device (for wrong-password tests).
+    pub async fn register_attempt(
+        server: &ServerProcess,
+        username: &str,
+        password: &str,
+    ) -> RawResponse {
+        let device = Self {
+            key: DeviceKey::generate(),
+            transport: server.transport(),
+        };
+        let login = json!({
+            "username": username,
+            "password": password,
+            "public_key": STANDARD.encode(device.key.public().to_bytes()),
+        });
+        device.signed("POST", "/v1/devices", &login).await
+    }
+
+    /// The device key of a client home (what an attacker holding that device has).
+    pub async fn from_home(server: &ServerProcess, home: &Path) -> Self {
+        use sqlx::{Connection, Row};
+        let url = format!("sqlite://{}", home.join("conclave.db").display());
+        let mut db = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("open client store");
+        let row = sqlx::query("SELECT device_secret FROM identity")
+            .fetch_one(&mut db)
+            .await
+            .expect("identity");
+        let secret: Vec<u8> = row.get(0);
+        let secret: [u8; 32] = secret.try_into().expect("32-byte secret");
+        Self {
+            key: DeviceKey::from_secret_bytes(&secret),
+            transport: server.transport(),
+        }
+    }
+
+    /// Sends without a signature.
+    pub async fn unsigned(&self, method: &'static str, path: &str, body: &Value) -> RawResponse {
+        self.send_with(
+            method,
+            path,
+            serde_json::to_vec(body).expect("json"),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// Signs and sends.
+    pub async fn signed(&self, method: &'static str, path: &str, body: &Value) -> RawResponse {
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(body).expect("json")
+        };
+        let headers = self.sign(method, path, &bytes, now());
+        self.send_with(method, path, bytes, headers.to_pairs().to_vec())
+            .await
+    }
+
+    /// Signature headers for a request at `timestamp`.
+    pub fn sign(&self, method: &str, path: &str, body: &[u8], timestamp: u64) -> SignedHeaders {
+        RequestSigner::new(&self.key).sign(method, path, body, timestamp)
+    }
+
+    /// Sends exactly these bytes and headers.
+    pub async fn send_with(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Vec<u8>,
+        headers: Vec<(&'static str, String)>,
+    ) -> RawResponse {
+        let response = self
+            .transport
+            .send(HttpRequest {
+                method,
+                path: path.to_owned(),
+                headers,
+                body,
+            })
+            .await
+            .expect("reach server");
+        RawResponse {
+            status: response.status,
+            json: serde_json::from_slice(&response.body).unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A syntactically valid MLS PrivateMessage (application content) for
+/// `group_id` at `epoch`, with garbage ciphertext: it passes framing, so the
+/// relay's later checks (membership, epoch) are what reject it.
+pub fn forged_private_message(group_id: &[u8], epoch: u64) -> Vec<u8> {
+    fn vec(out: &mut Vec<u8>, bytes: &[u8]) {
+        assert!(bytes.len() < 64, "short vectors only");
+        out.push(bytes.len() as u8); // MLS varint, one-byte form
+        out.extend_from_slice(bytes);
+    }
+    let mut out = vec![0, 1, 0, 2]; // version mls10, wire format private_message
+    vec(&mut out, group_id);
+    out.extend_from_slice(&epoch.to_be_bytes());
+    out.push(1); // content type: application
+    vec(&mut out, b""); // authenticated data
+    vec(&mut out, &[7u8; 28]); // encrypted sender data
+    vec(&mut out, &[9u8; 40]); // ciphertext
+    out
+}
+
+/// A fresh PostgreSQL database for one test, from `CONCLAVE_TEST_DATABASE_URL`.
+///
+/// Returns `None` (and says so) when the variable is unset. When it is set,
+/// an unreachable database fails the test: CI must never skip silently.
+pub async fn fresh_postgres(test: &str) -> Option<String> {
+    use sqlx::{Connection, Executor};
+    let Ok(base) = std::env::var("CONCLAVE_TEST_DATABASE_URL") else {
+        println!("skipped {test} on PostgreSQL: CONCLAVE_TEST_DATABASE_URL is not set");
+        return None;
+    };
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("CONCLAVE_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}")
+        });
+    let name = format!(
+        "conclave_{}_{}",
+        test.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+        hex::encode(rand_bytes())
+    );
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create test database");
+    let mut url = reqwest::Url::parse(&base).expect("database URL");
+    url.set_path(&format!("/{name}"));
+    Some(url.to_string())
+}

@@ -1,0 +1,617 @@
+//! End to end: the real server binary, real TLS, real SQLite (and PostgreSQL
+//! when CONCLAVE_TEST_DATABASE_URL is set), the real client core.
+
+use std::collections::BTreeSet;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use conclave_client::{Client, ClientError, Event};
+use conclave_tests::{
+    RawDevice, ServerProcess, TempDir, forged_private_message, fresh_postgres, now,
+};
+use serde_json::json;
+
+const CHANNEL: &str = "project-nightingale";
+
+struct Person {
+    client: Client,
+    home: TempDir,
+}
+
+async fn register(server: &ServerProcess, user: &str, password: &str) -> Person {
+    let home = TempDir::new(user);
+    let client = server.client(home.path()).await;
+    client.register(user, password).await.expect("register");
+    Person { client, home }
+}
+
+async fn second_device(server: &ServerProcess, user: &str, password: &str) -> Person {
+    let home = TempDir::new(user);
+    let client = server.client(home.path()).await;
+    client
+        .login(user, password)
+        .await
+        .expect("login second device");
+    Person { client, home }
+}
+
+type Line = (u64, String, String);
+
+async fn history(client: &Client, channel: &str) -> Vec<Line> {
+    client
+        .history(channel)
+        .await
+        .expect("history")
+        .into_iter()
+        .map(|e| (e.seq, e.sender, e.text))
+        .collect()
+}
+
+fn assert_exactly_once_in_order(lines: &[Line], sent: &[&str]) {
+    let texts: Vec<&str> = lines.iter().map(|(_, _, t)| t.as_str()).collect();
+    let unique: BTreeSet<&str> = texts.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        texts.len(),
+        "a message appears twice: {texts:?}"
+    );
+    assert_eq!(
+        unique,
+        sent.iter().copied().collect(),
+        "messages missing or extra"
+    );
+    assert!(
+        lines.windows(2).all(|w| w[0].0 < w[1].0),
+        "history out of order: {lines:?}"
+    );
+}
+
+/// (a) channel with alice, bob (two devices) and carol; (b) bob removed;
+/// (e) no plaintext or password in any server file.
+async fn channel_lifecycle(server: &ServerProcess) {
+    let passwords = [
+        "alice-pass-2718281828",
+        "bob-pass-3141592653",
+        "carol-pass-1618033988",
+    ];
+    let alice = register(server, "alice", passwords[0]).await;
+    let bob1 = register(server, "bob", passwords[1]).await;
+    let bob2 = second_device(server, "bob", passwords[1]).await;
+    let carol = register(server, "carol", passwords[2]).await;
+
+    alice.client.create_channel(CHANNEL).await.expect("create");
+    alice
+        .client
+        .invite(CHANNEL, "bob")
+        .await
+        .expect("invite bob");
+    alice
+        .client
+        .invite(CHANNEL, "carol")
+        .await
+        .expect("invite carol");
+    for person in [&bob1, &bob2, &carol] {
+        let events = person.client.sync().await.expect("sync");
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Joined { .. })),
+            "{events:?}"
+        );
+    }
+    let members = alice.client.members(CHANNEL).await.expect("members");
+    let bob = members
+        .iter()
+        .find(|m| m.user == "bob")
+        .expect("bob is a member");
+    assert_eq!(bob.devices.len(), 2, "both of bob's devices were added");
+
+    let sent = [
+        (&alice, "alice: the eagle lands at dawn"),
+        (&bob1, "bob laptop: copy that"),
+        (&bob2, "bob phone: also copy"),
+        (&carol, "carol: bring the blueprints"),
+        (&alice, "alice: see you there"),
+    ];
+    for (person, text) in &sent {
+        person.client.send(CHANNEL, text).await.expect("send");
+    }
+    let texts: Vec<&str> = sent.iter().map(|(_, t)| *t).collect();
+    let everyone = [&alice, &bob1, &bob2, &carol];
+    let mut reference: Option<Vec<Line>> = None;
+    for person in everyone {
+        person.client.sync().await.expect("sync");
+        let lines = history(&person.client, CHANNEL).await;
+        assert_exactly_once_in_order(&lines, &texts);
+        match &reference {
+            None => reference = Some(lines),
+            Some(first) => assert_eq!(&lines, first, "every device sees the same order"),
+        }
+    }
+
+    // (b) Remove bob: his devices learn it and cannot read or post afterwards.
+    alice
+        .client
+        .remove(CHANNEL, "bob")
+        .await
+        .expect("remove bob");
+    for bob in [&bob1, &bob2] {
+        let events = bob.client.sync().await.expect("sync");
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Removed { .. })),
+            "{events:?}"
+        );
+    }
+    let secret = "alice: bob must not read this";
+    alice
+        .client
+        .send(CHANNEL, secret)
+        .await
+        .expect("send after removal");
+    carol.client.sync().await.expect("carol sync");
+    assert!(
+        history(&carol.client, CHANNEL)
+            .await
+            .iter()
+            .any(|(_, _, t)| t == secret)
+    );
+    for bob in [&bob1, &bob2] {
+        bob.client.sync().await.expect("bob sync");
+        assert!(
+            !history(&bob.client, CHANNEL)
+                .await
+                .iter()
+                .any(|(_, _, t)| t == secret)
+        );
+        assert!(matches!(
+            bob.client.send(CHANNEL, "let me back in").await,
+            Err(ClientError::NotInChannel(_))
+        ));
+    }
+    // The relay refuses bob's posts too, even well-formed ones sent around his client.
+    let group_id = alice.client.channels().await.expect("channels")[0]
+        .group_id
+        .clone();
+    let raw_bob = RawDevice::from_home(server, bob1.home.path()).await;
+    let forged = forged_private_message(&hex::decode(&group_id).expect("hex"), 0);
+    let refused = raw_bob
+        .signed(
+            "POST",
+            &format!("/v1/groups/{group_id}/messages"),
+            &json!({ "message": STANDARD.encode(forged) }),
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{:?}", refused.json);
+    assert_eq!(refused.json["error"], "forbidden");
+
+    // (e) Nothing the server wrote contains a message, a password or the channel name.
+    let mut needles: Vec<&str> = texts.clone();
+    needles.push(secret);
+    needles.extend(passwords);
+    needles.push(CHANNEL);
+    let files = server.files();
+    assert!(
+        files
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "log")),
+        "server log scanned"
+    );
+    for file in files {
+        let bytes = std::fs::read(&file).expect("read server file");
+        for needle in &needles {
+            let found = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+            assert!(!found, "{} contains {needle:?}", file.display());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn channel_lifecycle_on_sqlite() {
+    let server = ServerProcess::start();
+    channel_lifecycle(&server).await;
+    assert!(
+        server
+            .files()
+            .iter()
+            .any(|f| f.ends_with("conclave.db-wal")),
+        "SQLite runs in WAL mode"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn channel_lifecycle_on_postgres() {
+    let Some(url) = fresh_postgres("lifecycle").await else {
+        return;
+    };
+    let server = ServerProcess::start_with(vec!["--database-url".into(), url]);
+    channel_lifecycle(&server).await;
+}
+
+/// (c) SIGKILL the relay mid-conversation, restart it and a client: nothing lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn server_and_client_crash_lose_nothing() {
+    let mut server = ServerProcess::start();
+    let alice = register(&server, "alice", "alice-pass-2718281828").await;
+    let bob = register(&server, "bob", "bob-pass-3141592653").await;
+    alice.client.create_channel("ops").await.expect("create");
+    alice.client.invite("ops", "bob").await.expect("invite");
+    bob.client.sync().await.expect("join");
+
+    let mut acknowledged = Vec::new();
+    for i in 0..6 {
+        let text = format!("before crash {i}");
+        alice.client.send("ops", &text).await.expect("send");
+        acknowledged.push(text);
+    }
+    bob.client.sync().await.expect("bob reads some");
+
+    // Kill while alice is sending: whatever the relay acknowledged must survive.
+    let sender = alice.client.clone();
+    let sending = tokio::spawn(async move {
+        let mut acked = Vec::new();
+        for i in 0..200 {
+            let text = format!("during crash {i}");
+            match sender.send("ops", &text).await {
+                Ok(_) => acked.push(text),
+                Err(_) => break,
+            }
+        }
+        acked
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    server.kill_hard();
+    let during = sending.await.expect("sender task");
+    acknowledged.extend(during);
+    server.restart();
+
+    // Restart bob's client from its home directory.
+    let bob_home = bob.home;
+    drop(bob.client);
+    let bob = server.client(bob_home.path()).await;
+    for i in 0..4 {
+        let text = format!("after restart {i}");
+        alice
+            .client
+            .send("ops", &text)
+            .await
+            .expect("send after restart");
+        acknowledged.push(text);
+    }
+    bob.sync().await.expect("bob sync after restart");
+    alice.client.sync().await.expect("alice sync after restart");
+    let bob_lines = history(&bob, "ops").await;
+    let alice_lines = history(&alice.client, "ops").await;
+    assert_eq!(bob_lines, alice_lines, "both devices agree");
+    let texts: Vec<&str> = bob_lines.iter().map(|(_, _, t)| t.as_str()).collect();
+    for text in &acknowledged {
+        assert_eq!(
+            texts.iter().filter(|t| *t == text).count(),
+            1,
+            "{text} exactly once"
+        );
+    }
+    // A message whose send failed with the crash may or may not have landed, but only once.
+    let unique: BTreeSet<&str> = texts.iter().copied().collect();
+    assert_eq!(unique.len(), texts.len());
+    assert!(bob_lines.windows(2).all(|w| w[0].0 < w[1].0));
+    drop(bob_home);
+}
+
+/// (d) Two members commit at once: both changes land, every device agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_commits_both_apply() {
+    let server = ServerProcess::start();
+    let alice = register(&server, "alice", "alice-pass-2718281828").await;
+    let bob = register(&server, "bob", "bob-pass-3141592653").await;
+    let carol = register(&server, "carol", "carol-pass-1618033988").await;
+    let dave = register(&server, "dave", "dave-pass-1414213562").await;
+    alice.client.create_channel("ops").await.expect("create");
+    alice.client.invite("ops", "bob").await.expect("invite bob");
+    bob.client.sync().await.expect("bob joins");
+
+    let (a, b) = tokio::join!(
+        alice.client.invite("ops", "carol"),
+        bob.client.invite("ops", "dave")
+    );
+    a.expect("alice's commit applied");
+    b.expect("bob's commit applied");
+
+    for person in [&alice, &bob, &carol, &dave] {
+        person.client.sync().await.expect("sync");
+    }
+    let expected: Vec<String> = ["alice", "bob", "carol", "dave"].map(String::from).to_vec();
+    for person in [&alice, &bob, &carol, &dave] {
+        let users: Vec<String> = person
+            .client
+            .members("ops")
+            .await
+            .expect("members")
+            .into_iter()
+            .map(|m| m.user)
+            .collect();
+        assert_eq!(users, expected);
+    }
+    // Same group state everywhere: a message from the last joiner decrypts on every device.
+    dave.client
+        .send("ops", "dave: hello all")
+        .await
+        .expect("dave sends");
+    for person in [&alice, &bob, &carol] {
+        person.client.sync().await.expect("sync");
+        assert!(
+            history(&person.client, "ops")
+                .await
+                .iter()
+                .any(|(_, s, t)| s == "dave" && t == "dave: hello all")
+        );
+    }
+}
+
+/// (f) Every kind of bad input gets its 4xx and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_is_refused_without_side_effects() {
+    let server = ServerProcess::start_with(vec!["--max-body-bytes".into(), "16384".into()]);
+    let alice = register(&server, "alice", "alice-pass-2718281828").await;
+    let bob = register(&server, "bob", "bob-pass-3141592653").await;
+    alice.client.create_channel("ops").await.expect("create");
+    alice.client.invite("ops", "bob").await.expect("invite");
+    bob.client.sync().await.expect("join");
+    let before = alice
+        .client
+        .send("ops", "before the attacks")
+        .await
+        .expect("send");
+
+    let group_id = alice.client.channels().await.expect("channels")[0]
+        .group_id
+        .clone();
+    let group_bytes = hex::decode(&group_id).expect("hex");
+    let path = format!("/v1/groups/{group_id}/messages");
+    let member = RawDevice::from_home(&server, alice.home.path()).await;
+    let outsider = RawDevice::register(&server, "mallory", "mallory-pass-0000000001").await;
+    let post = |m: &[u8]| json!({ "message": STANDARD.encode(m) });
+
+    let cases: Vec<(&str, conclave_tests::RawResponse, u16, &str)> = vec![
+        (
+            "malformed MLS",
+            member
+                .signed("POST", &path, &post(b"not an MLS message"))
+                .await,
+            400,
+            "invalid_mls_message",
+        ),
+        (
+            "not base64",
+            member
+                .signed("POST", &path, &json!({ "message": "%%%" }))
+                .await,
+            400,
+            "bad_request",
+        ),
+        (
+            "not JSON",
+            member
+                .send_with(
+                    "POST",
+                    &path,
+                    b"{".to_vec(),
+                    member.sign("POST", &path, b"{", now()).to_pairs().to_vec(),
+                )
+                .await,
+            400,
+            "bad_request",
+        ),
+        (
+            "unknown group",
+            {
+                let unknown = "ff".repeat(16);
+                member
+                    .signed(
+                        "POST",
+                        &format!("/v1/groups/{unknown}/messages"),
+                        &post(&forged_private_message(&[0xff; 16], 0)),
+                    )
+                    .await
+            },
+            404,
+            "not_found",
+        ),
+        (
+            "group differs from URL",
+            member
+                .signed(
+                    "POST",
+                    &path,
+                    &post(&forged_private_message(&[0xee; 16], 0)),
+                )
+                .await,
+            400,
+            "bad_request",
+        ),
+        (
+            "sender not a member",
+            outsider
+                .signed(
+                    "POST",
+                    &path,
+                    &post(&forged_private_message(&group_bytes, 1)),
+                )
+                .await,
+            403,
+            "forbidden",
+        ),
+        (
+            "wrong epoch",
+            member
+                .signed(
+                    "POST",
+                    &path,
+                    &post(&forged_private_message(&group_bytes, 999)),
+                )
+                .await,
+            409,
+            "wrong_epoch",
+        ),
+        (
+            "body over the limit",
+            member
+                .signed("POST", &path, &json!({ "message": "A".repeat(20_000) }))
+                .await,
+            413,
+            "body_too_large",
+        ),
+        (
+            "bad signature",
+            {
+                let body = serde_json::to_vec(&post(b"x")).expect("json");
+                let mut headers = member.sign("POST", &path, &body, now());
+                headers.signature = STANDARD.encode([0u8; 64]);
+                member
+                    .send_with("POST", &path, body, headers.to_pairs().to_vec())
+                    .await
+            },
+            401,
+            "bad_signature",
+        ),
+        (
+            "signature over another body",
+            {
+                let headers = member.sign("POST", &path, b"{}", now());
+                member
+                    .send_with(
+                        "POST",
+                        &path,
+                        serde_json::to_vec(&post(b"x")).expect("json"),
+                        headers.to_pairs().to_vec(),
+                    )
+                    .await
+            },
+            401,
+            "bad_signature",
+        ),
+        (
+            "stale timestamp",
+            {
+                let body = serde_json::to_vec(&post(b"x")).expect("json");
+                let headers = member.sign("POST", &path, &body, now() - 3600);
+                member
+                    .send_with("POST", &path, body, headers.to_pairs().to_vec())
+                    .await
+            },
+            401,
+            "stale_request",
+        ),
+        (
+            "no signature",
+            member.unsigned("GET", "/v1/messages", &json!(null)).await,
+            401,
+            "bad_signature",
+        ),
+        (
+            "bad key package",
+            outsider
+                .signed(
+                    "POST",
+                    "/v1/key-packages",
+                    &json!({ "key_packages": [STANDARD.encode(b"junk")] }),
+                )
+                .await,
+            400,
+            "invalid_mls_message",
+        ),
+        (
+            "bad username",
+            outsider
+                .unsigned(
+                    "POST",
+                    "/v1/accounts",
+                    &json!({ "username": "Not Valid", "password": "long-enough-pass" }),
+                )
+                .await,
+            400,
+            "bad_request",
+        ),
+        (
+            "wrong password",
+            RawDevice::register_attempt(&server, "alice", "not-alices-password").await,
+            401,
+            "bad_credentials",
+        ),
+    ];
+    for (what, response, status, code) in cases {
+        assert_eq!(response.status, status, "{what}: {:?}", response.json);
+        assert_eq!(response.json["error"], code, "{what}: {:?}", response.json);
+        assert!(
+            response.json["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{what} explains itself"
+        );
+    }
+    let wrong_epoch = member
+        .signed(
+            "POST",
+            &path,
+            &post(&forged_private_message(&group_bytes, 999)),
+        )
+        .await;
+    assert!(
+        wrong_epoch.json["current_epoch"].as_u64().is_some(),
+        "409 names the current epoch"
+    );
+
+    // Nothing was appended: the next message takes the very next slot, and bob sees only real messages.
+    let after = alice
+        .client
+        .send("ops", "after the attacks")
+        .await
+        .expect("send");
+    assert_eq!(after, before + 1);
+    bob.client.sync().await.expect("sync");
+    let texts: Vec<String> = history(&bob.client, "ops")
+        .await
+        .into_iter()
+        .map(|(_, _, t)| t)
+        .collect();
+    assert_eq!(texts, ["before the attacks", "after the attacks"]);
+}
+
+/// (g) A captured signed request, replayed byte for byte, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replayed_request_is_refused() {
+    let server = ServerProcess::start();
+    let alice = register(&server, "alice", "alice-pass-2718281828").await;
+    let alice_raw = RawDevice::from_home(&server, alice.home.path()).await;
+    let stock = |r: conclave_tests::RawResponse| r.json["one_time"].as_u64().expect("stock");
+    let initial = stock(
+        alice_raw
+            .signed("GET", "/v1/key-packages/stock", &json!(null))
+            .await,
+    );
+
+    let mallory = RawDevice::register(&server, "mallory", "mallory-pass-0000000001").await;
+    let body = serde_json::to_vec(&json!({ "username": "alice" })).expect("json");
+    let captured = mallory
+        .sign("POST", "/v1/key-packages/claim", &body, now())
+        .to_pairs()
+        .to_vec();
+    let first = mallory
+        .send_with(
+            "POST",
+            "/v1/key-packages/claim",
+            body.clone(),
+            captured.clone(),
+        )
+        .await;
+    assert_eq!(first.status, 200, "{:?}", first.json);
+    let replay = mallory
+        .send_with("POST", "/v1/key-packages/claim", body, captured)
+        .await;
+    assert_eq!(replay.status, 401, "{:?}", replay.json);
+    assert_eq!(replay.json["error"], "replayed_request");
+
+    let remaining = stock(
+        alice_raw
+            .signed("GET", "/v1/key-packages/stock", &json!(null))
+            .await,
+    );
+    assert_eq!(remaining, initial - 1, "the replay claimed nothing");
+}
