@@ -24,10 +24,8 @@ fn every_wycheproof_ed25519_case_gets_the_expected_verdict() {
                 "invalid" => Some(false),
                 _ => None,
             };
-            if let Some(expected) = expected {
-                if verdict != expected {
-                    failures.push(format!("tcId {}: {}", case["tcId"], case["comment"]));
-                }
+            if expected.is_some_and(|expected| verdict != expected) {
+                failures.push(format!("tcId {}: {}", case["tcId"], case["comment"]));
             }
             checked += 1;
         }

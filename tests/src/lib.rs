@@ -1,5 +1,6 @@
 //! Test harness: starts the real `conclave-server` binary over real TLS,
 //! builds real clients, and speaks raw signed HTTP for attack tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

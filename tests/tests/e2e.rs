@@ -1,5 +1,6 @@
 //! End to end: the real server binary, real TLS, real SQLite (and PostgreSQL
 //! when CONCLAVE_TEST_DATABASE_URL is set), the real client core.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::collections::BTreeSet;
 
