@@ -459,12 +459,15 @@ async fn fetch_messages(
 ) -> ApiResult<Json<Value>> {
     signed.username()?;
     let limit = query.limit.unwrap_or(FETCH_LIMIT).clamp(1, FETCH_LIMIT);
-    let pending = state
-        .store
-        .pending(&signed.device_id.to_string(), limit)
-        .await?;
+    let device = signed.device_id.to_string();
+    let pending = state.store.pending(&device, limit).await?;
     let list: Vec<Delivered<'_>> = pending.iter().map(delivered).collect();
-    Ok(Json(json!({ "messages": list })))
+    // Devices learn here when their key packages run low, without an extra round trip.
+    let (one_time, last_resort) = state.store.key_package_stock(&device).await?;
+    Ok(Json(json!({
+        "messages": list,
+        "key_package_stock": { "one_time": one_time, "last_resort": last_resort },
+    })))
 }
 
 #[derive(Deserialize)]

@@ -29,7 +29,9 @@ use std::sync::Arc;
 
 pub use config::{Args, Config};
 pub use error::ApiError;
-pub use store::{Backend, CommitRecord, GroupRow, MessageKind, NewKeyPackage, Pending, Store, StoreError};
+pub use store::{
+    Backend, CommitRecord, GroupRow, MessageKind, NewKeyPackage, Pending, Store, StoreError,
+};
 pub use tls::TlsIdentity;
 use tokio::sync::broadcast;
 

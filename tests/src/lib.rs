@@ -52,19 +52,47 @@ fn rand_bytes() -> [u8; 6] {
     out
 }
 
+fn newest_source(dir: &Path) -> std::time::SystemTime {
+    let mut newest = std::time::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            newest_source(&path)
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH)
+        };
+        newest = newest.max(time);
+    }
+    newest
+}
+
 fn server_binary() -> PathBuf {
     // Integration tests run from target/<profile>/deps; the server binary sits one level up.
+    // `cargo test` from the workspace root builds it; a run limited to this
+    // package does not, so refuse a binary older than its sources.
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let binary = dir.join("conclave-server");
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "conclave-server", "--bin", "conclave-server"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building conclave-server failed");
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("conclave-server");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let built = std::fs::metadata(&binary).and_then(|m| m.modified());
+    let sources =
+        newest_source(&root.join("server/src")).max(newest_source(&root.join("crypto/src")));
+    match built {
+        Ok(built) if built >= sources => binary,
+        _ => panic!(
+            "{} is missing or older than its sources: run `cargo test` from the workspace root, \
+             or `cargo build -p conclave-server` first",
+            binary.display()
+        ),
     }
-    binary
 }
 
 /// The real relay, as a child process.
@@ -268,6 +296,11 @@ impl RawDevice {
 
     /// The device key of a client home (what an attacker holding that device has).
     pub async fn from_home(server: &ServerProcess, home: &Path) -> Self {
+        Self::from_home_with(server.transport(), home).await
+    }
+
+    /// [`RawDevice::from_home`] for any relay reachable through `transport`.
+    pub async fn from_home_with(transport: HttpsTransport, home: &Path) -> Self {
         use sqlx::{Connection, Row};
         let url = format!("sqlite://{}", home.join("conclave.db").display());
         let mut db = sqlx::SqliteConnection::connect(&url)
@@ -281,7 +314,7 @@ impl RawDevice {
         let secret: [u8; 32] = secret.try_into().expect("32-byte secret");
         Self {
             key: DeviceKey::from_secret_bytes(&secret),
-            transport: server.transport(),
+            transport,
         }
     }
 
@@ -335,6 +368,24 @@ impl RawDevice {
             status: response.status,
             json: serde_json::from_slice(&response.body).unwrap_or(Value::Null),
         }
+    }
+
+    /// Opens this device's push stream.
+    pub async fn open_stream(&self) -> Box<dyn conclave_client::PushStream> {
+        let headers = self
+            .sign("GET", "/v1/stream", b"", now())
+            .to_pairs()
+            .to_vec();
+        let request = HttpRequest {
+            method: "GET",
+            path: "/v1/stream".into(),
+            headers,
+            body: Vec::new(),
+        };
+        self.transport
+            .open_stream(request)
+            .await
+            .expect("open stream")
     }
 }
 

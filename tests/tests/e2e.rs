@@ -616,3 +616,49 @@ async fn replayed_request_is_refused() {
     );
     assert_eq!(remaining, initial - 1, "the replay claimed nothing");
 }
+
+/// A device keeps its key package stock topped up: no pile-up while it is
+/// full, a refill once others have claimed it low.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_package_stock_is_refilled_when_low() {
+    let server = ServerProcess::start();
+    let alice = register(&server, "alice", "alice-pass-2718281828").await;
+    let alice_raw = RawDevice::from_home(&server, alice.home.path()).await;
+    let stock = || async {
+        alice_raw
+            .signed("GET", "/v1/key-packages/stock", &json!(null))
+            .await
+            .json
+    };
+    let full = stock().await;
+    assert_eq!(full["last_resort"], true);
+    let target = full["one_time"].as_u64().expect("count");
+    assert!(target >= 10, "{full:?}");
+    for _ in 0..3 {
+        alice.client.sync().await.expect("sync");
+    }
+    assert_eq!(
+        stock().await["one_time"].as_u64(),
+        Some(target),
+        "syncing a full stock uploads nothing"
+    );
+
+    let mallory = RawDevice::register(&server, "mallory", "mallory-pass-0000000001").await;
+    for _ in 0..target - 2 {
+        let claimed = mallory
+            .signed(
+                "POST",
+                "/v1/key-packages/claim",
+                &json!({ "username": "alice" }),
+            )
+            .await;
+        assert_eq!(claimed.status, 200);
+    }
+    assert_eq!(stock().await["one_time"].as_u64(), Some(2));
+    alice.client.sync().await.expect("sync");
+    assert_eq!(
+        stock().await["one_time"].as_u64(),
+        Some(target),
+        "a low stock is refilled on the next sync"
+    );
+}

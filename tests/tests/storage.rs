@@ -8,27 +8,57 @@ use conclave_server::{MessageKind, NewKeyPackage, Store};
 use conclave_tests::{TempDir, fresh_postgres};
 
 fn package(tag: u8, last_resort: bool) -> NewKeyPackage {
-    NewKeyPackage { bytes: vec![tag; 8], last_resort, expires_at: u64::MAX / 4 }
+    NewKeyPackage {
+        bytes: vec![tag; 8],
+        last_resort,
+        expires_at: u64::MAX / 4,
+    }
 }
 
 async fn storage_suite(store: Store) {
     // Accounts: one name, one account.
     assert!(store.create_account("alice", "hash-a").await.unwrap());
     assert!(!store.create_account("alice", "hash-b").await.unwrap());
-    assert_eq!(store.password_hash("alice").await.unwrap().as_deref(), Some("hash-a"));
+    assert_eq!(
+        store.password_hash("alice").await.unwrap().as_deref(),
+        Some("hash-a")
+    );
     assert_eq!(store.password_hash("nobody").await.unwrap(), None);
 
     // Devices: re-registering the same key is fine, stealing a device id is not.
     assert!(store.create_account("bob", "hash-b").await.unwrap());
-    assert!(store.add_device("alice", "d-alice", &[1; 32]).await.unwrap());
-    assert!(store.add_device("alice", "d-alice", &[1; 32]).await.unwrap());
+    assert!(
+        store
+            .add_device("alice", "d-alice", &[1; 32])
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .add_device("alice", "d-alice", &[1; 32])
+            .await
+            .unwrap()
+    );
     assert!(!store.add_device("bob", "d-alice", &[2; 32]).await.unwrap());
     assert!(store.add_device("bob", "d-bob", &[3; 32]).await.unwrap());
-    assert_eq!(store.device("d-alice").await.unwrap().unwrap().public_key, vec![1; 32]);
+    assert_eq!(
+        store.device("d-alice").await.unwrap().unwrap().public_key,
+        vec![1; 32]
+    );
 
     // Nonces are single-use.
-    assert!(store.use_nonce("d-alice", "n1", u64::MAX / 4).await.unwrap());
-    assert!(!store.use_nonce("d-alice", "n1", u64::MAX / 4).await.unwrap());
+    assert!(
+        store
+            .use_nonce("d-alice", "n1", u64::MAX / 4)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .use_nonce("d-alice", "n1", u64::MAX / 4)
+            .await
+            .unwrap()
+    );
     assert!(store.use_nonce("d-bob", "n1", u64::MAX / 4).await.unwrap());
 
     // Key packages: 10 one-time and one last resort; 25 racing claims hand
@@ -36,7 +66,10 @@ async fn storage_suite(store: Store) {
     let mut packages: Vec<NewKeyPackage> = (0..10).map(|i| package(i, false)).collect();
     packages.push(package(100, true));
     store.add_key_packages("d-alice", &packages).await.unwrap();
-    assert_eq!(store.key_package_stock("d-alice").await.unwrap(), (10, true));
+    assert_eq!(
+        store.key_package_stock("d-alice").await.unwrap(),
+        (10, true)
+    );
     let claims = (0..25).map(|_| {
         let store = store.clone();
         tokio::spawn(async move { store.claim_key_packages("alice").await.unwrap() })
@@ -48,7 +81,11 @@ async fn storage_suite(store: Store) {
         assert_eq!(claimed.len(), 1, "one package per device per claim");
         let (device, bytes) = &claimed[0];
         assert_eq!(device, "d-alice");
-        if bytes[0] == 100 { last_resort += 1 } else { one_time.push(bytes[0]) }
+        if bytes[0] == 100 {
+            last_resort += 1
+        } else {
+            one_time.push(bytes[0])
+        }
     }
     let distinct: BTreeSet<u8> = one_time.iter().copied().collect();
     assert_eq!(one_time.len(), 10, "every one-time package handed out");
@@ -56,16 +93,44 @@ async fn storage_suite(store: Store) {
     assert_eq!(last_resort, 15);
     assert_eq!(store.key_package_stock("d-alice").await.unwrap(), (0, true));
     // A new last-resort package replaces the old one.
-    store.add_key_packages("d-alice", &[package(101, true)]).await.unwrap();
-    assert_eq!(store.claim_key_packages("alice").await.unwrap()[0].1, vec![101; 8]);
+    store
+        .add_key_packages("d-alice", &[package(101, true)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_key_packages("alice").await.unwrap()[0].1,
+        vec![101; 8]
+    );
 
     // Groups: ids are unique; appends need the current epoch.
-    assert!(store.create_group("g1", 0, b"state-0", "d-alice").await.unwrap());
-    assert!(!store.create_group("g1", 0, b"other", "d-bob").await.unwrap());
+    assert!(
+        store
+            .create_group("g1", 0, b"state-0", "d-alice")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .create_group("g1", 0, b"other", "d-bob")
+            .await
+            .unwrap()
+    );
     assert!(store.is_member("g1", "d-alice").await.unwrap());
     assert!(!store.is_member("g1", "d-bob").await.unwrap());
-    assert_eq!(store.append("g1", 0, MessageKind::Application, "d-alice", b"m1", None).await.unwrap(), Ok(1));
-    assert_eq!(store.append("g1", 5, MessageKind::Application, "d-alice", b"mx", None).await.unwrap(), Err(0));
+    assert_eq!(
+        store
+            .append("g1", 0, MessageKind::Application, "d-alice", b"m1", None)
+            .await
+            .unwrap(),
+        Ok(1)
+    );
+    assert_eq!(
+        store
+            .append("g1", 5, MessageKind::Application, "d-alice", b"mx", None)
+            .await
+            .unwrap(),
+        Err(0)
+    );
 
     // Two racing commits on epoch 0: exactly one wins.
     let added = vec!["d-bob".to_owned()];
@@ -89,17 +154,52 @@ async fn storage_suite(store: Store) {
     };
     let (first, second) = (attempt(b"commit-a"), attempt(b"commit-b"));
     let outcomes = [first.await.unwrap(), second.await.unwrap()];
-    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "{outcomes:?}");
-    assert!(outcomes.contains(&Err(1)), "the loser learns the current epoch: {outcomes:?}");
+    assert_eq!(
+        outcomes.iter().filter(|o| o.is_ok()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.contains(&Err(1)),
+        "the loser learns the current epoch: {outcomes:?}"
+    );
     let group = store.group("g1").await.unwrap().unwrap();
-    assert_eq!((group.epoch, group.public_state.as_slice()), (1, &b"state-1"[..]));
+    assert_eq!(
+        (group.epoch, group.public_state.as_slice()),
+        (1, &b"state-1"[..])
+    );
     assert!(store.is_member("g1", "d-bob").await.unwrap());
 
     // Delivery: alice sees her log in order; bob starts at his welcome.
-    assert_eq!(store.append("g1", 1, MessageKind::Application, "d-bob", b"m2", None).await.unwrap(), Ok(4));
-    let alice: Vec<(u64, String)> = store.pending("d-alice", 100).await.unwrap().into_iter().map(|p| (p.seq, p.kind)).collect();
-    assert_eq!(alice, [(1, "application".into()), (2, "commit".into()), (4, "application".into())]);
-    let bob: Vec<(u64, String)> = store.pending("d-bob", 100).await.unwrap().into_iter().map(|p| (p.seq, p.kind)).collect();
+    assert_eq!(
+        store
+            .append("g1", 1, MessageKind::Application, "d-bob", b"m2", None)
+            .await
+            .unwrap(),
+        Ok(4)
+    );
+    let alice: Vec<(u64, String)> = store
+        .pending("d-alice", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.seq, p.kind))
+        .collect();
+    assert_eq!(
+        alice,
+        [
+            (1, "application".into()),
+            (2, "commit".into()),
+            (4, "application".into())
+        ]
+    );
+    let bob: Vec<(u64, String)> = store
+        .pending("d-bob", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.seq, p.kind))
+        .collect();
     assert_eq!(bob, [(3, "welcome".into()), (4, "application".into())]);
     // Messages stay queued until acknowledged.
     store.ack("d-alice", "g1", 2).await.unwrap();
@@ -118,6 +218,8 @@ async fn storage_suite_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn storage_suite_on_postgres() {
-    let Some(url) = fresh_postgres("storage").await else { return };
+    let Some(url) = fresh_postgres("storage").await else {
+        return;
+    };
     storage_suite(Store::connect(&url).await.unwrap()).await;
 }
