@@ -85,14 +85,20 @@ fn server_binary() -> PathBuf {
     let built = std::fs::metadata(&binary).and_then(|m| m.modified());
     let sources =
         newest_source(&root.join("server/src")).max(newest_source(&root.join("crypto/src")));
-    match built {
-        Ok(built) if built >= sources => binary,
-        _ => panic!(
-            "{} is missing or older than its sources: run `cargo test` from the workspace root, \
+    // A heuristic only (mtimes move with checkouts), so it warns rather than fails.
+    if built.as_ref().is_ok_and(|built| *built < sources) {
+        eprintln!(
+            "warning: {} may be older than its sources: run `cargo test` from the workspace root, \
              or `cargo build -p conclave-server` first",
             binary.display()
-        ),
+        );
     }
+    assert!(
+        built.is_ok(),
+        "{} is missing: run `cargo test` from the workspace root",
+        binary.display()
+    );
+    binary
 }
 
 /// The real relay, as a child process.
