@@ -927,7 +927,7 @@ impl Client {
             tx,
             &format!(
                 "channel-{}",
-                &delivered.group_id[..8.min(delivered.group_id.len())]
+                delivered.group_id.chars().take(8).collect::<String>()
             ),
         )
         .await?;
