@@ -4,8 +4,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use crate::AppState;
-use crate::auth::{Password, Signed, hash_password, verify_password};
+use crate::auth::{Password, Signed, hash_password, read_body, verify_password};
 use crate::error::{ApiError, ApiResult};
 use crate::mls::{self, Handshake, Wire};
 use crate::store::{CommitRecord, MessageKind, NewKeyPackage, Pending};
@@ -42,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/ack", post(ack_messages))
         .route("/v1/stream", get(stream))
         .fallback(|| async { ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
 }
 
@@ -65,10 +68,8 @@ struct RegisterBody {
     password: Password,
 }
 
-async fn register(
-    State(state): State<AppState>,
-    body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+async fn register(State(state): State<AppState>, request: Request) -> ApiResult<Json<Value>> {
+    let body = read_body(request.into_body(), state.config.max_body_bytes).await?;
     let body: RegisterBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
     let name = username(&body.username)?;
@@ -103,6 +104,13 @@ async fn login(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<
     let key = decode_b64("public_key", &body.public_key)?;
     let device = DevicePublicKey::from_bytes(&key)
         .map_err(|_| ApiError::BadRequest("public_key is not a valid Ed25519 key".into()))?;
+    // Proof of possession: the request must be signed by the key it registers,
+    // not by some other device that is already known.
+    if device != signed.public_key {
+        return Err(ApiError::BadSignature(
+            "a login must be signed by the device key it registers",
+        ));
+    }
     let device_id = device.device_id().to_string();
     if !state
         .store
@@ -249,10 +257,11 @@ struct PostBody {
 
 async fn post_message(
     State(state): State<AppState>,
-    Path(group_id): Path<String>,
+    group_id: Result<Path<String>, PathRejection>,
     signed: Signed,
 ) -> ApiResult<Json<Value>> {
     signed.username()?;
+    let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let body: PostBody = signed.json()?;
     let message = decode_b64("message", &body.message)?;
     let framing = mls::framing(&message)?;
@@ -261,20 +270,20 @@ async fn post_message(
             "message is for another group than the URL names".into(),
         ));
     }
-    let group = state
+    let device = signed.device_id.to_string();
+    let access = state
         .store
-        .group(&group_id)
+        .access(&group_id, &device)
         .await?
         .ok_or(ApiError::NotFound("group"))?;
-    let device = signed.device_id.to_string();
-    if !state.store.is_member(&group_id, &device).await? {
+    if !access.member {
         return Err(ApiError::Forbidden(
             "only current members may post to a group",
         ));
     }
-    if framing.epoch != group.epoch {
+    if framing.epoch != access.epoch {
         return Err(ApiError::WrongEpoch {
-            current: group.epoch,
+            current: access.epoch,
             got: framing.epoch,
         });
     }
@@ -289,7 +298,7 @@ async fn post_message(
                 .store
                 .append(
                     &group_id,
-                    group.epoch,
+                    access.epoch,
                     MessageKind::Application,
                     &device,
                     &message,
@@ -302,7 +311,7 @@ async fn post_message(
             post_handshake(
                 &state,
                 &group_id,
-                group,
+                framing.epoch,
                 &signed,
                 &message,
                 body.welcome.as_deref(),
@@ -326,11 +335,21 @@ async fn post_message(
 async fn post_handshake(
     state: &AppState,
     group_id: &str,
-    group: crate::store::GroupRow,
+    epoch: u64,
     signed: &Signed,
     message: &[u8],
     welcome: Option<&str>,
 ) -> ApiResult<Result<(u64, MessageKind), u64>> {
+    // Only handshakes need the public state; a commit that raced in since the
+    // epoch check is caught here or by apply_commit's compare-and-swap.
+    let group = state
+        .store
+        .group(group_id)
+        .await?
+        .ok_or(ApiError::NotFound("group"))?;
+    if group.epoch != epoch {
+        return Ok(Err(group.epoch));
+    }
     let (outcome, sender) = mls::process_handshake(group_id, &group.public_state, message)?;
     if sender.credential.device() != signed.device_id
         || sender.signature_key != signed.public_key.to_bytes()
@@ -454,10 +473,11 @@ struct FetchQuery {
 
 async fn fetch_messages(
     State(state): State<AppState>,
-    Query(query): Query<FetchQuery>,
+    query: Result<Query<FetchQuery>, QueryRejection>,
     signed: Signed,
 ) -> ApiResult<Json<Value>> {
     signed.username()?;
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = query.limit.unwrap_or(FETCH_LIMIT).clamp(1, FETCH_LIMIT);
     let device = signed.device_id.to_string();
     let pending = state.store.pending(&device, limit).await?;
@@ -493,10 +513,11 @@ async fn ack_messages(State(state): State<AppState>, signed: Signed) -> ApiResul
 
 async fn stream(
     State(state): State<AppState>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     signed: Signed,
 ) -> ApiResult<Response> {
     signed.username()?;
+    let ws = ws.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let device = signed.device_id;
     let notifications = state.notifier.subscribe();
     Ok(ws
@@ -558,7 +579,7 @@ async fn push_loop(
                     if groups.contains(&p.group_id) && next_in_line && plain {
                         send(&mut socket, &p).await?;
                         sent.insert(p.group_id.clone(), p.seq);
-                    } else if groups.contains(&p.group_id) || p.kind == "welcome" || !sent.contains_key(&p.group_id) {
+                    } else if groups.contains(&p.group_id) || p.kind == "welcome" {
                         // Membership may have changed or we missed something: ask the database.
                         resync = true;
                     }

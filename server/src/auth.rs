@@ -80,6 +80,13 @@ pub async fn verify_password(password: Password, stored: Option<String>) -> Resu
     .map_err(|e| ApiError::Internal(format!("verify task: {e}")))?
 }
 
+/// Reads a request body, refusing more than `limit` bytes.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::TooLarge(limit))
+}
+
 /// A request whose signature, freshness and nonce were checked, with its body.
 #[derive(Debug)]
 pub struct Signed {
@@ -111,10 +118,7 @@ impl FromRequest<AppState> for Signed {
 
     async fn from_request(request: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
         let (parts, body) = request.into_parts();
-        let limit = state.config.max_body_bytes;
-        let body = axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|_| ApiError::TooLarge(limit))?;
+        let body = read_body(body, state.config.max_body_bytes).await?;
         let headers = SignedHeaders::from_lookup(|name| {
             parts.headers.get(name).and_then(|v| v.to_str().ok())
         })

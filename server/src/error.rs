@@ -31,6 +31,9 @@ pub enum ApiError {
     /// The device is authenticated but not allowed to do this.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// The route exists but not with this method.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     /// No such thing.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -68,6 +71,7 @@ impl ApiError {
             BadCredentials => (StatusCode::UNAUTHORIZED, "bad_credentials"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Conflict(_) => (StatusCode::CONFLICT, "already_exists"),
             WrongEpoch { .. } => (StatusCode::CONFLICT, "wrong_epoch"),
             TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),

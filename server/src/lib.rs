@@ -30,7 +30,8 @@ use std::sync::Arc;
 pub use config::{Args, Config};
 pub use error::ApiError;
 pub use store::{
-    Backend, CommitRecord, GroupRow, MessageKind, NewKeyPackage, Pending, Store, StoreError,
+    Backend, CommitRecord, GroupAccess, GroupRow, MessageKind, NewKeyPackage, Pending, Store,
+    StoreError,
 };
 pub use tls::TlsIdentity;
 use tokio::sync::broadcast;
@@ -58,6 +59,18 @@ pub async fn app(config: Config) -> Result<axum::Router, String> {
 }
 
 fn state(store: Store, config: Config) -> AppState {
+    // Spent nonces only matter while their requests could still pass the
+    // freshness check; forget the rest off the request path.
+    let pruning = store.clone();
+    tokio::spawn(async move {
+        let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every_minute.tick().await;
+            if let Err(e) = pruning.prune_nonces().await {
+                tracing::warn!(error = %e, "pruning request nonces failed");
+            }
+        }
+    });
     let (notifier, _) = broadcast::channel(4096);
     AppState {
         store,

@@ -536,6 +536,54 @@ async fn bad_input_is_refused_without_side_effects() {
             401,
             "bad_credentials",
         ),
+        (
+            // mallory knows bob's password but signs with her own registered
+            // device: the key in the body is registered only with proof of possession.
+            "login signed by another device",
+            {
+                let stranger = conclave_crypto::DeviceKey::generate();
+                let login = json!({
+                    "username": "bob",
+                    "password": "bob-pass-3141592653",
+                    "public_key": STANDARD.encode(stranger.public().to_bytes()),
+                });
+                outsider.signed("POST", "/v1/devices", &login).await
+            },
+            401,
+            "bad_signature",
+        ),
+        (
+            "malformed query",
+            member
+                .signed("GET", "/v1/messages?limit=lots", &json!(null))
+                .await,
+            400,
+            "bad_request",
+        ),
+        (
+            "stream without a WebSocket upgrade",
+            member.signed("GET", "/v1/stream", &json!(null)).await,
+            400,
+            "bad_request",
+        ),
+        (
+            "wrong method",
+            outsider.unsigned("GET", "/v1/accounts", &json!(null)).await,
+            405,
+            "method_not_allowed",
+        ),
+        (
+            "unsigned body over the limit",
+            outsider
+                .unsigned(
+                    "POST",
+                    "/v1/accounts",
+                    &json!({ "username": "big", "password": "p".repeat(20_000) }),
+                )
+                .await,
+            413,
+            "body_too_large",
+        ),
     ];
     for (what, response, status, code) in cases {
         assert_eq!(response.status, status, "{what}: {:?}", response.json);

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use conclave_server::{MessageKind, NewKeyPackage, Store};
+use conclave_server::{GroupAccess, MessageKind, NewKeyPackage, Store};
 use conclave_tests::{TempDir, fresh_postgres};
 
 fn package(tag: u8, last_resort: bool) -> NewKeyPackage {
@@ -60,6 +60,15 @@ async fn storage_suite(store: Store) {
             .unwrap()
     );
     assert!(store.use_nonce("d-bob", "n1", u64::MAX / 4).await.unwrap());
+    // Pruning forgets only nonces whose requests are already stale.
+    assert!(store.use_nonce("d-bob", "expired", 1).await.unwrap());
+    assert_eq!(store.prune_nonces().await.unwrap(), 1);
+    assert!(
+        !store
+            .use_nonce("d-alice", "n1", u64::MAX / 4)
+            .await
+            .unwrap()
+    );
 
     // Key packages: 10 one-time and one last resort; 25 racing claims hand
     // each one-time package out exactly once, then the last resort.
@@ -115,8 +124,28 @@ async fn storage_suite(store: Store) {
             .await
             .unwrap()
     );
-    assert!(store.is_member("g1", "d-alice").await.unwrap());
-    assert!(!store.is_member("g1", "d-bob").await.unwrap());
+    let access = |device: &'static str| {
+        let store = store.clone();
+        async move { store.access("g1", device).await.unwrap().unwrap() }
+    };
+    assert_eq!(
+        access("d-alice").await,
+        GroupAccess {
+            epoch: 0,
+            member: true
+        }
+    );
+    assert_eq!(
+        access("d-bob").await,
+        GroupAccess {
+            epoch: 0,
+            member: false
+        }
+    );
+    assert_eq!(
+        store.access("no-such-group", "d-alice").await.unwrap(),
+        None
+    );
     assert_eq!(
         store
             .append("g1", 0, MessageKind::Application, "d-alice", b"m1", None)
@@ -168,7 +197,13 @@ async fn storage_suite(store: Store) {
         (group.epoch, group.public_state.as_slice()),
         (1, &b"state-1"[..])
     );
-    assert!(store.is_member("g1", "d-bob").await.unwrap());
+    assert_eq!(
+        access("d-bob").await,
+        GroupAccess {
+            epoch: 1,
+            member: true
+        }
+    );
 
     // Delivery: alice sees her log in order; bob starts at his welcome.
     assert_eq!(

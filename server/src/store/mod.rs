@@ -80,6 +80,15 @@ pub struct GroupRow {
     pub public_state: Vec<u8>,
 }
 
+/// What the relay needs to admit a message to a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupAccess {
+    /// Current epoch.
+    pub epoch: u64,
+    /// Whether the asking device is a current member.
+    pub member: bool,
+}
+
 /// One message waiting for one device.
 #[derive(Debug, Clone)]
 pub struct Pending {
@@ -284,17 +293,12 @@ impl Store {
     }
 
     /// Records a request nonce; `false` if it was already used (a replay).
-    /// Expired nonces are pruned on the way.
     pub async fn use_nonce(
         &self,
         device_id: &str,
         nonce: &str,
         expires_at: u64,
     ) -> Result<bool, StoreError> {
-        sqlx::query("DELETE FROM request_nonces WHERE expires_at < $1")
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
         let result = sqlx::query(
             "INSERT INTO request_nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3)
              ON CONFLICT (device_id, nonce) DO NOTHING",
@@ -305,6 +309,15 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
+    }
+
+    /// Forgets nonces whose requests could no longer pass the freshness check.
+    pub async fn prune_nonces(&self) -> Result<u64, StoreError> {
+        let result = sqlx::query("DELETE FROM request_nonces WHERE expires_at < $1")
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
     }
 
     // ----- key packages ---------------------------------------------------
@@ -457,16 +470,28 @@ impl Store {
         }))
     }
 
-    /// Whether `device_id` is a current member of `group_id`.
-    pub async fn is_member(&self, group_id: &str, device_id: &str) -> Result<bool, StoreError> {
-        Ok(sqlx::query(
-            "SELECT 1 FROM memberships WHERE group_id = $1 AND device_id = $2 AND leave_seq IS NULL",
+    /// A group's current epoch and whether `device_id` is a current member,
+    /// in one small query (the public state stays on disk).
+    pub async fn access(
+        &self,
+        group_id: &str,
+        device_id: &str,
+    ) -> Result<Option<GroupAccess>, StoreError> {
+        let row = sqlx::query(
+            "SELECT g.epoch, CAST(CASE WHEN EXISTS (
+                 SELECT 1 FROM memberships m
+                 WHERE m.group_id = g.group_id AND m.device_id = $2 AND m.leave_seq IS NULL
+             ) THEN 1 ELSE 0 END AS BIGINT)
+             FROM groups g WHERE g.group_id = $1",
         )
         .bind(group_id)
         .bind(device_id)
         .fetch_optional(&self.pool)
-        .await?
-        .is_some())
+        .await?;
+        Ok(row.map(|r| GroupAccess {
+            epoch: to_u64(r.get(0)),
+            member: r.get::<i64, _>(1) == 1,
+        }))
     }
 
     /// The groups `device_id` currently belongs to.
