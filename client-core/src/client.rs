@@ -6,9 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use conclave_crypto::{
-    CIPHERSUITE, DeviceCredential, DeviceKey, RequestSigner, Username, sha256_hex,
-};
+use conclave_crypto::{CIPHERSUITE, DeviceCredential, DeviceKey, Username, sha256_hex};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_rust_crypto::RustCrypto;
@@ -199,13 +197,6 @@ fn validate_channel_name(name: &str) -> Result<()> {
     }
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl Client {
     /// Opens (or creates) the device store in `home` and talks to the relay through `transport`.
     pub async fn open(home: &Path, transport: impl Transport) -> Result<Self> {
@@ -273,21 +264,17 @@ impl Client {
         signer: Option<&DeviceKey>,
     ) -> Result<Value> {
         let body = match body {
-            Some(value) => Zeroizing::new(serde_json::to_vec(value).map_err(ClientError::store)?),
-            None => Zeroizing::new(Vec::new()),
-        };
-        let headers = match signer {
-            Some(key) => RequestSigner::new(key)
-                .sign(method, path, &body, unix_now())
-                .to_pairs()
-                .to_vec(),
+            Some(value) => serde_json::to_vec(value).map_err(ClientError::store)?,
             None => Vec::new(),
         };
-        let request = HttpRequest {
-            method,
-            path: path.to_owned(),
-            headers,
-            body: body.to_vec(),
+        let request = match signer {
+            Some(key) => HttpRequest::signed(key, method, path, body),
+            None => HttpRequest {
+                method,
+                path: path.to_owned(),
+                headers: Vec::new(),
+                body,
+            },
         };
         let response = self.inner.transport.send(request).await?;
         let value: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
@@ -346,10 +333,11 @@ impl Client {
         self.call("POST", "/v1/devices", Some(&body), Some(&key))
             .await?;
         {
+            let secret = key.to_secret_bytes();
             let mut db = self.inner.db.lock().await;
             sqlx::query("INSERT INTO identity (id, username, device_secret) VALUES (1, $1, $2)")
                 .bind(name.as_str())
-                .bind(key.to_secret_bytes().to_vec())
+                .bind(&secret[..])
                 .execute(&mut *db)
                 .await?;
         }
@@ -543,16 +531,7 @@ impl Client {
                 .map_err(ClientError::mls)?;
             Ok((commit, Some(welcome)))
         })
-        .await?;
-        // Tell everyone, new members included, what the channel is called.
-        self.send_payload(
-            &group_id,
-            &Payload::ChannelInfo {
-                name: channel.to_owned(),
-            },
-        )
-        .await?;
-        Ok(())
+        .await
     }
 
     /// Removes every device of `username` from the channel.
@@ -625,14 +604,7 @@ impl Client {
                 "message": STANDARD.encode(&commit),
                 "welcome": welcome.map(|w| STANDARD.encode(w)),
             });
-            match self
-                .signed(
-                    "POST",
-                    &format!("/v1/groups/{group_id}/messages"),
-                    Some(&body),
-                )
-                .await
-            {
+            match self.post_to_group(group_id, &body).await {
                 Ok(_) => {
                     self.sync().await?;
                     return Ok(());
@@ -645,6 +617,16 @@ impl Client {
             }
         }
         Err(ClientError::TooManyConflicts(MAX_ATTEMPTS))
+    }
+
+    /// Posts an MLS message (and any Welcome) to a group.
+    async fn post_to_group(&self, group_id: &str, body: &Value) -> Result<Value> {
+        self.signed(
+            "POST",
+            &format!("/v1/groups/{group_id}/messages"),
+            Some(body),
+        )
+        .await
     }
 
     /// Sends a text message to a channel. Returns its position in the channel.
@@ -698,14 +680,7 @@ impl Client {
             tx.commit().await?;
             drop(db);
             let body = json!({ "message": STANDARD.encode(&ciphertext) });
-            match self
-                .signed(
-                    "POST",
-                    &format!("/v1/groups/{group_id}/messages"),
-                    Some(&body),
-                )
-                .await
-            {
+            match self.post_to_group(group_id, &body).await {
                 Ok(answer) => {
                     let seq = answer["seq"]
                         .as_u64()
@@ -728,7 +703,7 @@ impl Client {
                         .await?;
                     drop(db);
                     backoff(attempt).await;
-                    self.sync().await?;
+                    self.sync_messages().await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -776,6 +751,39 @@ impl Client {
 
     /// Fetches and processes everything waiting on the relay. Returns the events, in order.
     pub async fn sync(&self) -> Result<Vec<Event>> {
+        let events = self.sync_messages().await?;
+        self.announce_pending().await?;
+        Ok(events)
+    }
+
+    /// Tells new members the channel's name, for every commit of ours that
+    /// added someone and has not been announced yet.
+    async fn announce_pending(&self) -> Result<()> {
+        let pending: Vec<(String, String)> = {
+            let mut db = self.inner.db.lock().await;
+            sqlx::query(
+                "SELECT a.group_id, c.name FROM announcements a
+                 JOIN channels c ON c.group_id = a.group_id AND c.active = 1",
+            )
+            .fetch_all(&mut *db)
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+        };
+        for (group_id, name) in pending {
+            self.send_payload(&group_id, &Payload::ChannelInfo { name })
+                .await?;
+            let mut db = self.inner.db.lock().await;
+            sqlx::query("DELETE FROM announcements WHERE group_id = $1")
+                .bind(&group_id)
+                .execute(&mut *db)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn sync_messages(&self) -> Result<Vec<Event>> {
         let mut events = Vec::new();
         let mut first = true;
         loop {
@@ -819,16 +827,7 @@ impl Client {
 
     async fn listen_once(&self) -> Result<()> {
         let identity = self.identity()?;
-        let headers = RequestSigner::new(&identity.key)
-            .sign("GET", "/v1/stream", b"", unix_now())
-            .to_pairs()
-            .to_vec();
-        let request = HttpRequest {
-            method: "GET",
-            path: "/v1/stream".into(),
-            headers,
-            body: Vec::new(),
-        };
+        let request = HttpRequest::signed(&identity.key, "GET", "/v1/stream", Vec::new());
         let mut stream = self.inner.transport.open_stream(request).await?;
         while let Some(frame) = stream.next_frame().await {
             let delivered: Delivered = serde_json::from_str(&frame?)
@@ -838,6 +837,12 @@ impl Client {
             stream.send_frame(ack_body(&batch).to_string()).await?;
             if events.iter().any(|e| matches!(e, Event::Joined { .. })) {
                 self.refill_key_packages().await?;
+            }
+            if events
+                .iter()
+                .any(|e| matches!(e, Event::MembersChanged { .. }))
+            {
+                self.announce_pending().await?;
             }
         }
         Ok(())
@@ -905,13 +910,13 @@ impl Client {
         delivered: &Delivered,
         payload: &[u8],
     ) -> Result<Vec<Event>> {
-        let MlsMessageBodyIn::Welcome(welcome) = MlsMessageIn::tls_deserialize_exact(payload)
-            .map_err(ClientError::mls)?
-            .extract()
+        // A welcome we cannot read cannot be acted on: skip it rather than
+        // stall every later message behind it.
+        let Ok(MlsMessageBodyIn::Welcome(welcome)) =
+            MlsMessageIn::tls_deserialize_exact(payload).map(MlsMessageIn::extract)
         else {
-            return Err(ClientError::Mls(
-                "welcome slot holds another message".into(),
-            ));
+            tracing::warn!(group = %delivered.group_id, "welcome slot holds no Welcome; skipping it");
+            return Ok(Vec::new());
         };
         let joined = {
             let provider = TxProvider::new(&self.inner.crypto, tx);
@@ -973,7 +978,7 @@ impl Client {
                 group
                     .merge_pending_commit(&provider)
                     .map_err(ClientError::mls)?;
-                outcome = Outcome::Membership(before, users_of(&group), false);
+                outcome = Outcome::Membership(before, users_of(&group), false, true);
             } else {
                 if delivered.kind == "commit" && group.pending_commit().is_some() {
                     // Another member's commit won this epoch: ours is void.
@@ -981,11 +986,15 @@ impl Client {
                         .clear_pending_commit(provider.storage())
                         .map_err(ClientError::mls)?;
                 }
-                let message = MlsMessageIn::tls_deserialize_exact(payload)
-                    .map_err(ClientError::mls)?
-                    .try_into_protocol_message()
-                    .map_err(ClientError::mls)?;
-                match group.process_message(&provider, message) {
+                let processed = MlsMessageIn::tls_deserialize_exact(payload)
+                    .map_err(ClientError::mls)
+                    .and_then(|m| m.try_into_protocol_message().map_err(ClientError::mls))
+                    .and_then(|m| {
+                        group
+                            .process_message(&provider, m)
+                            .map_err(ClientError::mls)
+                    });
+                match processed {
                     Ok(processed) => {
                         let sender = DeviceCredential::from_mls(processed.credential())
                             .map_err(ClientError::mls)?;
@@ -998,23 +1007,42 @@ impl Client {
                                 group
                                     .merge_staged_commit(&provider, *staged)
                                     .map_err(ClientError::mls)?;
-                                outcome =
-                                    Outcome::Membership(before, users_of(&group), self_removed);
+                                outcome = Outcome::Membership(
+                                    before,
+                                    users_of(&group),
+                                    self_removed,
+                                    false,
+                                );
                             }
                             ProcessedMessageContent::ProposalMessage(proposal) => {
                                 group
                                     .store_pending_proposal(provider.storage(), *proposal)
                                     .map_err(ClientError::mls)?;
                             }
-                            _ => {}
+                            // openmls reports our own echoed ciphertext as Ok, not as an
+                            // error: match it to the outgoing row by hash below.
+                            ProcessedMessageContent::OwnPrivateMessage => {
+                                outcome = Outcome::Undecryptable("our own message".into());
+                            }
+                            // Our commit, recognised by openmls even if its hash record was lost.
+                            ProcessedMessageContent::OwnPendingCommit => {
+                                group
+                                    .merge_pending_commit(&provider)
+                                    .map_err(ClientError::mls)?;
+                                outcome =
+                                    Outcome::Membership(before, users_of(&group), false, true);
+                            }
+                            other => {
+                                tracing::warn!(group = %group_id, seq = delivered.seq, kind = ?std::mem::discriminant(&other), "unexpected MLS content skipped");
+                            }
                         }
                     }
                     Err(e) if delivered.kind == "application" => {
-                        outcome = Outcome::Undecryptable(format!("{e:?}"))
+                        outcome = Outcome::Undecryptable(e.to_string())
                     }
                     Err(e) => {
                         return Err(ClientError::Mls(format!(
-                            "cannot process commit {}: {e:?}",
+                            "cannot process commit {}: {e}",
                             delivered.seq
                         )));
                     }
@@ -1024,7 +1052,7 @@ impl Client {
         let mut events = Vec::new();
         match outcome {
             Outcome::Nothing => {}
-            Outcome::Membership(before, after, self_removed) => {
+            Outcome::Membership(before, after, self_removed, own) => {
                 sqlx::query("DELETE FROM pending_commits WHERE group_id = $1")
                     .bind(group_id)
                     .execute(&mut *tx)
@@ -1034,6 +1062,14 @@ impl Client {
                     .filter(|u| !before.contains_key(*u))
                     .cloned()
                     .collect();
+                if own && !added.is_empty() {
+                    // We added someone: we owe them the channel's name. Recorded in
+                    // this transaction so a crash or a lost answer cannot skip it.
+                    sqlx::query("INSERT OR IGNORE INTO announcements (group_id) VALUES ($1)")
+                        .bind(group_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 let removed: Vec<String> = before
                     .keys()
                     .filter(|u| !after.contains_key(*u))
@@ -1174,9 +1210,11 @@ impl Client {
 
 enum Outcome {
     Nothing,
+    /// Users before and after, whether we were removed, whether the commit was ours.
     Membership(
         BTreeMap<String, BTreeSet<String>>,
         BTreeMap<String, BTreeSet<String>>,
+        bool,
         bool,
     ),
     Application(DeviceCredential, Vec<u8>),

@@ -11,6 +11,7 @@ use rustls::crypto::{CryptoProvider, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use subtle::ConstantTimeEq;
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -150,7 +151,7 @@ impl ServerCertVerifier for PinnedCertificate {
     ) -> Result<ServerCertVerified, rustls::Error> {
         use sha2::Digest;
         let seen: [u8; 32] = sha2::Sha256::digest(end_entity).into();
-        if subtle_eq(&seen, &self.pin) {
+        if bool::from(seen.ct_eq(&self.pin)) {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::General(format!(
@@ -188,10 +189,6 @@ impl ServerCertVerifier for PinnedCertificate {
             .signature_verification_algorithms
             .supported_schemes()
     }
-}
-
-fn subtle_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn describe(error: &reqwest::Error) -> String {

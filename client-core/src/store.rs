@@ -91,6 +91,9 @@ CREATE TABLE IF NOT EXISTS outgoing (
     group_id        TEXT NOT NULL,
     body            TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS announcements (
+    group_id TEXT PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS pending_commits (
     group_id    TEXT PRIMARY KEY,
     commit_hash TEXT NOT NULL

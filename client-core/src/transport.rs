@@ -4,6 +4,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use conclave_crypto::{DeviceKey, RequestSigner};
+
 /// A boxed, sendable future (what the transport traits return).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -18,6 +20,31 @@ pub struct HttpRequest {
     pub headers: Vec<(&'static str, String)>,
     /// The body.
     pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    /// A request signed by `key` now, over exactly `body` (see
+    /// `conclave_crypto::canonical_request`).
+    pub fn signed(key: &DeviceKey, method: &'static str, path: &str, body: Vec<u8>) -> Self {
+        let headers = RequestSigner::new(key)
+            .sign(method, path, &body, unix_now())
+            .to_pairs()
+            .to_vec();
+        Self {
+            method,
+            path: path.to_owned(),
+            headers,
+            body,
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, as request timestamps count them.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// One HTTP response.

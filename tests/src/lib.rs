@@ -342,8 +342,8 @@ impl RawDevice {
         } else {
             serde_json::to_vec(body).expect("json")
         };
-        let headers = self.sign(method, path, &bytes, now());
-        self.send_with(method, path, bytes, headers.to_pairs().to_vec())
+        let request = HttpRequest::signed(&self.key, method, path, bytes);
+        self.send_with(method, path, request.body, request.headers)
             .await
     }
 
@@ -378,18 +378,13 @@ impl RawDevice {
 
     /// Opens this device's push stream.
     pub async fn open_stream(&self) -> Box<dyn conclave_client::PushStream> {
-        let headers = self
-            .sign("GET", "/v1/stream", b"", now())
-            .to_pairs()
-            .to_vec();
-        let request = HttpRequest {
-            method: "GET",
-            path: "/v1/stream".into(),
-            headers,
-            body: Vec::new(),
-        };
         self.transport
-            .open_stream(request)
+            .open_stream(HttpRequest::signed(
+                &self.key,
+                "GET",
+                "/v1/stream",
+                Vec::new(),
+            ))
             .await
             .expect("open stream")
     }
@@ -449,4 +444,68 @@ pub async fn fresh_postgres(test: &str) -> Option<String> {
     let mut url = reqwest::Url::parse(&base).expect("database URL");
     url.set_path(&format!("/{name}"));
     Some(url.to_string())
+}
+
+/// A transport that delivers requests but can lose the relay's answer to the
+/// next post to a group: what a client sees when the relay accepts a message
+/// and then dies (or the network drops) before replying.
+#[derive(Debug, Clone)]
+pub struct LossyTransport {
+    inner: HttpsTransport,
+    lose_next_post: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LossyTransport {
+    /// Wraps `inner`.
+    pub fn new(inner: HttpsTransport) -> Self {
+        Self {
+            inner,
+            lose_next_post: Default::default(),
+        }
+    }
+
+    /// The answer to the next `POST /v1/groups/…/messages` will be lost.
+    pub fn lose_next_post_answer(&self) {
+        self.lose_next_post
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Transport for LossyTransport {
+    fn send(
+        &self,
+        request: HttpRequest,
+    ) -> conclave_client::BoxFuture<
+        '_,
+        Result<conclave_client::HttpResponse, conclave_client::TransportError>,
+    > {
+        Box::pin(async move {
+            let group_post = request.method == "POST" && request.path.starts_with("/v1/groups/");
+            let response = self.inner.send(request).await?;
+            if group_post
+                && self
+                    .lose_next_post
+                    .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                assert_eq!(
+                    response.status, 200,
+                    "the relay accepted the post whose answer is lost"
+                );
+                return Err(conclave_client::TransportError(
+                    "connection reset (answer lost by the test)".into(),
+                ));
+            }
+            Ok(response)
+        })
+    }
+
+    fn open_stream(
+        &self,
+        request: HttpRequest,
+    ) -> conclave_client::BoxFuture<
+        '_,
+        Result<Box<dyn conclave_client::PushStream>, conclave_client::TransportError>,
+    > {
+        self.inner.open_stream(request)
+    }
 }

@@ -710,3 +710,69 @@ async fn key_package_stock_is_refilled_when_low() {
         "a low stock is refilled on the next sync"
     );
 }
+
+/// The relay accepts a message or a commit but its answer never arrives. The
+/// client must recognise its own message when the relay echoes it: recorded
+/// once, at the relay's position, and a lost commit still takes effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lost_answers_are_recovered_from_the_echo() {
+    let server = ServerProcess::start();
+    let home = TempDir::new("alice");
+    let lossy = conclave_tests::LossyTransport::new(server.transport());
+    let alice = Client::open(home.path(), lossy.clone())
+        .await
+        .expect("open");
+    alice
+        .register("alice", "alice-pass-2718281828")
+        .await
+        .expect("register");
+    let bob = register(&server, "bob", "bob-pass-3141592653").await;
+    let carol = register(&server, "carol", "carol-pass-1618033988").await;
+    alice.create_channel("ops").await.expect("create");
+    alice.invite("ops", "bob").await.expect("invite bob");
+    bob.client.sync().await.expect("bob joins");
+
+    alice.send("ops", "first").await.expect("send");
+    lossy.lose_next_post_answer();
+    let lost = alice.send("ops", "accepted, answer lost").await;
+    assert!(matches!(lost, Err(ClientError::Transport(_))), "{lost:?}");
+    alice.send("ops", "third").await.expect("send");
+
+    alice.sync().await.expect("alice syncs");
+    bob.client.sync().await.expect("bob syncs");
+    let alice_lines = history(&alice, "ops").await;
+    assert_exactly_once_in_order(&alice_lines, &["first", "accepted, answer lost", "third"]);
+    assert_eq!(
+        alice_lines,
+        history(&bob.client, "ops").await,
+        "both agree on order"
+    );
+
+    // The same for a commit: alice's invite of carol is accepted, the answer lost.
+    lossy.lose_next_post_answer();
+    let lost = alice.invite("ops", "carol").await;
+    assert!(matches!(lost, Err(ClientError::Transport(_))), "{lost:?}");
+    alice.sync().await.expect("alice recognises her commit");
+    let users: Vec<String> = alice
+        .members("ops")
+        .await
+        .expect("members")
+        .into_iter()
+        .map(|m| m.user)
+        .collect();
+    assert_eq!(users, ["alice", "bob", "carol"]);
+    carol.client.sync().await.expect("carol joins");
+    alice
+        .send("ops", "welcome carol")
+        .await
+        .expect("send in the new epoch");
+    for person in [&bob, &carol] {
+        person.client.sync().await.expect("sync");
+        assert!(
+            history(&person.client, "ops")
+                .await
+                .iter()
+                .any(|(_, _, t)| t == "welcome carol")
+        );
+    }
+}
