@@ -432,8 +432,12 @@ pub async fn fresh_postgres(test: &str) -> Option<String> {
         .unwrap_or_else(|e| {
             panic!("CONCLAVE_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}")
         });
+    drop_databases_of_finished_runs(&mut admin).await;
+    // The creating process id is part of the name, so later runs can tell
+    // which databases are left over and which belong to a run in progress.
     let name = format!(
-        "conclave_{}_{}",
+        "conclave_{}_{}_{}",
+        std::process::id(),
         test.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
         hex::encode(rand_bytes())
     );
@@ -444,6 +448,28 @@ pub async fn fresh_postgres(test: &str) -> Option<String> {
     let mut url = reqwest::Url::parse(&base).expect("database URL");
     url.set_path(&format!("/{name}"));
     Some(url.to_string())
+}
+
+/// Drops test databases whose creating process has exited (Linux: /proc).
+async fn drop_databases_of_finished_runs(admin: &mut sqlx::PgConnection) {
+    use sqlx::{Executor, Row};
+    if !Path::new("/proc/self").exists() {
+        return; // cannot tell finished runs from running ones here
+    }
+    let rows = sqlx::query("SELECT datname FROM pg_database WHERE datname LIKE 'conclave\\_%'")
+        .fetch_all(&mut *admin)
+        .await
+        .unwrap_or_default();
+    for row in rows {
+        let name: String = row.get(0);
+        let pid = name.split('_').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            // A failure here (still connected, say) only leaves it for the next run.
+            let _ = admin
+                .execute(format!("DROP DATABASE IF EXISTS \"{name}\"").as_str())
+                .await;
+        }
+    }
 }
 
 /// A transport that delivers requests but can lose the relay's answer to the
@@ -507,5 +533,74 @@ impl Transport for LossyTransport {
         Result<Box<dyn conclave_client::PushStream>, conclave_client::TransportError>,
     > {
         self.inner.open_stream(request)
+    }
+}
+
+/// The relay's own router, called in-process: no socket and no TLS, the same
+/// handlers, storage and validation. Push streams need a real connection, so
+/// clients on this transport receive through `sync`.
+#[derive(Debug, Clone)]
+pub struct InProcessTransport {
+    router: axum::Router,
+}
+
+impl InProcessTransport {
+    /// A relay with its SQLite database in `data`.
+    pub async fn start(data: &TempDir) -> Self {
+        let config = conclave_server::Config::with_data_dir(data.path());
+        Self {
+            router: conclave_server::app(config).await.expect("relay router"),
+        }
+    }
+}
+
+impl Transport for InProcessTransport {
+    fn send(
+        &self,
+        request: HttpRequest,
+    ) -> conclave_client::BoxFuture<
+        '_,
+        Result<conclave_client::HttpResponse, conclave_client::TransportError>,
+    > {
+        use tower::ServiceExt;
+        Box::pin(async move {
+            let mut builder = http::Request::builder()
+                .method(request.method)
+                .uri(&request.path);
+            for (name, value) in request.headers {
+                builder = builder.header(name, value);
+            }
+            let http_request = builder
+                .body(axum::body::Body::from(request.body))
+                .map_err(|e| conclave_client::TransportError(format!("bad request: {e}")))?;
+            let response = self
+                .router
+                .clone()
+                .oneshot(http_request)
+                .await
+                .expect("axum routers are infallible");
+            let status = response.status().as_u16();
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .map_err(|e| conclave_client::TransportError(format!("reading response: {e}")))?;
+            Ok(conclave_client::HttpResponse {
+                status,
+                body: body.to_vec(),
+            })
+        })
+    }
+
+    fn open_stream(
+        &self,
+        _request: HttpRequest,
+    ) -> conclave_client::BoxFuture<
+        '_,
+        Result<Box<dyn conclave_client::PushStream>, conclave_client::TransportError>,
+    > {
+        Box::pin(async {
+            Err(conclave_client::TransportError(
+                "no push stream in-process: use sync".into(),
+            ))
+        })
     }
 }

@@ -1,0 +1,62 @@
+//! The same client core against the relay's router in-process: the transport
+//! trait lets tests skip sockets and TLS while keeping every handler, check
+//! and store of the real relay.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use conclave_client::{Client, ClientError, Event};
+use conclave_tests::{InProcessTransport, TempDir};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn channel_lifecycle_in_process() {
+    let data = TempDir::new("in-process");
+    let relay = InProcessTransport::start(&data).await;
+    let (alice_home, bob_home) = (TempDir::new("alice"), TempDir::new("bob"));
+    let alice = Client::open(alice_home.path(), relay.clone())
+        .await
+        .unwrap();
+    let bob = Client::open(bob_home.path(), relay.clone()).await.unwrap();
+    alice
+        .register("alice", "alice-pass-2718281828")
+        .await
+        .unwrap();
+    bob.register("bob", "bob-pass-3141592653").await.unwrap();
+
+    alice.create_channel("general").await.unwrap();
+    alice.invite("general", "bob").await.unwrap();
+    let joined = bob.sync().await.unwrap();
+    assert!(
+        joined.iter().any(|e| matches!(e, Event::Joined { .. })),
+        "{joined:?}"
+    );
+    alice.send("general", "hello bob").await.unwrap();
+    bob.send("general", "hi alice").await.unwrap();
+    alice.sync().await.unwrap();
+    bob.sync().await.unwrap();
+    let lines = |h: Vec<conclave_client::HistoryEntry>| {
+        h.into_iter()
+            .map(|e| (e.seq, e.sender, e.text))
+            .collect::<Vec<_>>()
+    };
+    let alice_view = lines(alice.history("general").await.unwrap());
+    assert_eq!(alice_view, lines(bob.history("general").await.unwrap()));
+    assert_eq!(
+        alice_view
+            .iter()
+            .map(|(_, s, t)| (s.as_str(), t.as_str()))
+            .collect::<Vec<_>>(),
+        [("alice", "hello bob"), ("bob", "hi alice")]
+    );
+
+    alice.remove("general", "bob").await.unwrap();
+    assert!(
+        bob.sync()
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, Event::Removed { .. }))
+    );
+    assert!(matches!(
+        bob.send("general", "still here?").await,
+        Err(ClientError::NotInChannel(_))
+    ));
+}
