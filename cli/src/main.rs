@@ -302,6 +302,7 @@ fn print_event(event: &Event) {
             }
         }
         Event::Removed { channel } => println!("[{channel}] you were removed"),
+        Event::Named { placeholder, name } => println!("[{placeholder}] is now {name}"),
         _ => {}
     }
 }

@@ -54,6 +54,13 @@ pub enum Event {
         /// The channel.
         channel: String,
     },
+    /// A channel this device joined learned its name from a member.
+    Named {
+        /// The name it went by until now (`channel-<id>`).
+        placeholder: String,
+        /// Its name from now on.
+        name: String,
+    },
 }
 
 /// One message of a channel's history.
@@ -937,7 +944,7 @@ impl Client {
         )
         .await?;
         sqlx::query(
-            "INSERT INTO channels (group_id, name, processed_seq, active) VALUES ($1, $2, $3, 1)",
+            "INSERT INTO channels (group_id, name, processed_seq, active, named) VALUES ($1, $2, $3, 1, 0)",
         )
         .bind(&delivered.group_id)
         .bind(&name)
@@ -1105,14 +1112,31 @@ impl Client {
                         events.push(Event::Message(entry));
                     }
                     Ok(Payload::ChannelInfo { name: announced }) => {
-                        if name.starts_with("channel-") && announced != name {
-                            validate_channel_name(&announced)?;
-                            let fresh = unique_name(tx, &announced).await?;
-                            sqlx::query("UPDATE channels SET name = $2 WHERE group_id = $1")
+                        let placeholder =
+                            sqlx::query("SELECT named FROM channels WHERE group_id = $1")
                                 .bind(group_id)
-                                .bind(&fresh)
-                                .execute(&mut *tx)
-                                .await?;
+                                .fetch_one(&mut *tx)
+                                .await?
+                                .get::<i64, _>(0)
+                                == 0;
+                        if !placeholder {
+                            // Named already (we created it, or an earlier announcement).
+                        } else if validate_channel_name(&announced).is_err() {
+                            // Another member's bad input must not stall our queue.
+                            tracing::warn!(group = %group_id, seq = delivered.seq, "invalid channel name announced; ignored");
+                        } else {
+                            let fresh = unique_name(tx, &announced).await?;
+                            sqlx::query(
+                                "UPDATE channels SET name = $2, named = 1 WHERE group_id = $1",
+                            )
+                            .bind(group_id)
+                            .bind(&fresh)
+                            .execute(&mut *tx)
+                            .await?;
+                            events.push(Event::Named {
+                                placeholder: name.to_owned(),
+                                name: fresh,
+                            });
                         }
                     }
                     Err(_) => {

@@ -76,7 +76,9 @@ CREATE TABLE IF NOT EXISTS channels (
     group_id      TEXT PRIMARY KEY,
     name          TEXT NOT NULL UNIQUE,
     processed_seq INTEGER NOT NULL,
-    active        INTEGER NOT NULL
+    active        INTEGER NOT NULL,
+    -- 0 while a joined channel goes by its placeholder name
+    named         INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS history (
     group_id TEXT NOT NULL,

@@ -25,8 +25,9 @@ async fn channel_lifecycle_in_process() {
     alice.invite("general", "bob").await.unwrap();
     let joined = bob.sync().await.unwrap();
     assert!(
-        joined.iter().any(|e| matches!(e, Event::Joined { .. })),
-        "{joined:?}"
+        matches!(&joined[..], [Event::Joined { channel }, Event::Named { placeholder, name }]
+            if channel == placeholder && name == "general"),
+        "bob joins, then learns the name: {joined:?}"
     );
     alice.send("general", "hello bob").await.unwrap();
     bob.send("general", "hi alice").await.unwrap();
