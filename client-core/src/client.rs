@@ -6,7 +6,9 @@ use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use conclave_crypto::{CIPHERSUITE, DeviceCredential, DeviceKey, Username, sha256_hex};
+use conclave_crypto::{
+    CIPHERSUITE, DeviceCredential, DeviceKey, DevicePublicKey, Username, sha256_hex,
+};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_rust_crypto::RustCrypto;
@@ -530,6 +532,17 @@ impl Client {
                     credential.user()
                 )));
             }
+            // Device ids are derived from keys: a package cannot claim one of
+            // the user's devices while carrying some other key.
+            let key_device =
+                DevicePublicKey::from_bytes(package.leaf_node().signature_key().as_slice())
+                    .map(|key| key.device_id());
+            if key_device != Ok(credential.device()) {
+                return Err(ClientError::Mls(format!(
+                    "relay sent a key package whose key does not belong to device {} of {name}",
+                    credential.device()
+                )));
+            }
             packages.push(package);
         }
         self.commit(&group_id, move |group, provider, key| {
@@ -891,10 +904,12 @@ impl Client {
                     )
                 });
         if delivered.kind == "welcome" {
-            if channel.is_some() {
-                return Ok(Vec::new()); // already joined (a redelivery)
-            }
-            return self.join(tx, delivered, &payload).await;
+            return match channel {
+                Some((_, _, true)) => Ok(Vec::new()), // already joined (a redelivery)
+                // Removed earlier and invited again: a new membership.
+                Some((name, _, false)) => self.join(tx, delivered, &payload, Some(name)).await,
+                None => self.join(tx, delivered, &payload, None).await,
+            };
         }
         let Some((name, processed_seq, true)) = channel else {
             return Ok(Vec::new()); // not (or no longer) ours
@@ -911,11 +926,14 @@ impl Client {
         Ok(events)
     }
 
+    /// Joins a group from its Welcome; `rejoining` names the channel this
+    /// device was removed from earlier, whose old MLS state is replaced.
     async fn join(
         &self,
         tx: &mut SqliteConnection,
         delivered: &Delivered,
         payload: &[u8],
+        rejoining: Option<String>,
     ) -> Result<Vec<Event>> {
         // A welcome we cannot read cannot be acted on: skip it rather than
         // stall every later message behind it.
@@ -927,12 +945,35 @@ impl Client {
         };
         let joined = {
             let provider = TxProvider::new(&self.inner.crypto, tx);
-            StagedWelcome::new_from_welcome(&provider, &join_config(), welcome, None)
+            StagedWelcome::build_from_welcome(&provider, &join_config(), welcome)
+                .and_then(|builder| match rejoining {
+                    Some(_) => builder.replace_old_group().build(),
+                    None => builder.build(),
+                })
                 .and_then(|staged| staged.into_group(&provider))
         };
         if let Err(e) = joined {
             tracing::warn!(group = %delivered.group_id, error = ?e, "cannot join from welcome; skipping it");
             return Ok(Vec::new());
+        }
+        if let Some(name) = rejoining {
+            // Same channel, same name and history; what we did in the old
+            // membership (a pending commit, an owed announcement) is void.
+            sqlx::query("UPDATE channels SET active = 1, processed_seq = $2 WHERE group_id = $1")
+                .bind(&delivered.group_id)
+                .bind(delivered.seq as i64)
+                .execute(&mut *tx)
+                .await?;
+            for stale in [
+                "DELETE FROM pending_commits WHERE group_id = $1",
+                "DELETE FROM announcements WHERE group_id = $1",
+            ] {
+                sqlx::query(stale)
+                    .bind(&delivered.group_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            return Ok(vec![Event::Joined { channel: name }]);
         }
         // Until the inviter's channel info arrives, the channel goes by its id.
         let name = unique_name(

@@ -52,53 +52,49 @@ fn rand_bytes() -> [u8; 6] {
     out
 }
 
-fn newest_source(dir: &Path) -> std::time::SystemTime {
-    let mut newest = std::time::UNIX_EPOCH;
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        let time = if path.is_dir() {
-            newest_source(&path)
-        } else {
-            entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(std::time::UNIX_EPOCH)
-        };
-        newest = newest.max(time);
-    }
-    newest
-}
-
+/// The real `conclave-server` binary, built by cargo for this test run.
+///
+/// `cargo test` compiles a binary target only as a test harness, not as the
+/// executable, so the harness asks cargo to build it (once per test process,
+/// same profile and target directory). Cargo decides whether it is fresh.
 fn server_binary() -> PathBuf {
-    // Integration tests run from target/<profile>/deps; the server binary sits one level up.
-    // `cargo test` from the workspace root builds it; a run limited to this
-    // package does not, so refuse a binary older than its sources.
-    let exe = std::env::current_exe().expect("current exe");
-    let binary = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("conclave-server");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root");
-    let built = std::fs::metadata(&binary).and_then(|m| m.modified());
-    let sources =
-        newest_source(&root.join("server/src")).max(newest_source(&root.join("crypto/src")));
-    // A heuristic only (mtimes move with checkouts), so it warns rather than fails.
-    if built.as_ref().is_ok_and(|built| *built < sources) {
-        eprintln!(
-            "warning: {} may be older than its sources: run `cargo test` from the workspace root, \
-             or `cargo build -p conclave-server` first",
-            binary.display()
-        );
-    }
-    assert!(
-        built.is_ok(),
-        "{} is missing: run `cargo test` from the workspace root",
-        binary.display()
-    );
-    binary
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // Test executables live in target/<profile>/deps.
+            let exe = std::env::current_exe().expect("current exe");
+            let profile_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("target/<profile>");
+            let mut build = Command::new(env!("CARGO"));
+            build.args([
+                "build",
+                "--quiet",
+                "-p",
+                "conclave-server",
+                "--bin",
+                "conclave-server",
+            ]);
+            if profile_dir
+                .file_name()
+                .is_some_and(|name| name == "release")
+            {
+                build.arg("--release");
+            }
+            if let Some(target_dir) = profile_dir.parent() {
+                build.arg("--target-dir").arg(target_dir);
+            }
+            let status = build
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build for conclave-server");
+            assert!(status.success(), "building conclave-server failed");
+            let binary = profile_dir.join("conclave-server");
+            assert!(binary.exists(), "{} was not built", binary.display());
+            binary
+        })
+        .clone()
 }
 
 /// The real relay, as a child process.

@@ -183,9 +183,36 @@ async fn channel_lifecycle(server: &ServerProcess) {
     assert_eq!(refused.status, 403, "{:?}", refused.json);
     assert_eq!(refused.json["error"], "forbidden");
 
+    // Invited again, both of bob's devices rejoin: they read what comes next,
+    // never what was said while they were out.
+    alice
+        .client
+        .invite(CHANNEL, "bob")
+        .await
+        .expect("re-invite bob");
+    let welcome_back = "alice: welcome back, bob";
+    alice
+        .client
+        .send(CHANNEL, welcome_back)
+        .await
+        .expect("send");
+    for bob in [&bob1, &bob2] {
+        let events = bob.client.sync().await.expect("bob rejoins");
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Joined { channel } if channel == CHANNEL)),
+            "{events:?}"
+        );
+        let lines = history(&bob.client, CHANNEL).await;
+        assert!(lines.iter().any(|(_, _, t)| t == welcome_back));
+        assert!(!lines.iter().any(|(_, _, t)| t == secret));
+    }
+
     // (e) Nothing the server wrote contains a message, a password or the channel name.
     let mut needles: Vec<&str> = texts.clone();
     needles.push(secret);
+    needles.push(welcome_back);
     needles.extend(passwords);
     needles.push(CHANNEL);
     let files = server.files();
