@@ -80,7 +80,13 @@ fn state(store: Store, config: Config) -> AppState {
 }
 
 async fn open_store(config: &Config) -> Result<Store, String> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+    // A new data directory is the owner's alone: the database (password
+    // hashes), its WAL and the TLS key inherit that protection.
+    let mut data_dir = std::fs::DirBuilder::new();
+    data_dir.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut data_dir, 0o700);
+    data_dir.create(&config.data_dir).map_err(|e| {
         format!(
             "cannot create data directory {}: {e}",
             config.data_dir.display()

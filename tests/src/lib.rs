@@ -146,7 +146,8 @@ impl ServerProcess {
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")
-            .arg(self.data.path())
+            // A directory the server creates itself, as on a new machine.
+            .arg(self.data.path().join("data"))
             .args(&self.extra)
             .env("CONCLAVE_LOG", "debug")
             .stdout(Stdio::piped())

@@ -242,6 +242,20 @@ async fn channel_lifecycle_on_sqlite() {
             .any(|f| f.ends_with("conclave.db-wal")),
         "SQLite runs in WAL mode"
     );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let data = server.data.path().join("data");
+        let mode = std::fs::metadata(&data)
+            .expect("data dir")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o700,
+            "the data directory is the owner's alone"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
