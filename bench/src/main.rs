@@ -25,11 +25,13 @@ use tokio::sync::broadcast;
 const MESSAGES: usize = 400;
 const SENDERS: usize = 4;
 const PAYLOAD: usize = 1024;
+/// Each load is measured this many times on the same setup; the median is reported.
+const REPEATS: usize = 3;
 
 #[tokio::main]
 async fn main() {
     println!(
-        "conclave-bench: {MESSAGES} messages of {PAYLOAD} B from {SENDERS} concurrent senders per row\n"
+        "conclave-bench: {MESSAGES} messages of {PAYLOAD} B from {SENDERS} concurrent senders per run; median of {REPEATS} runs per row\n"
     );
     let mut rows = Vec::new();
     for members in [10, 100] {
@@ -194,19 +196,9 @@ async fn relay_load(members: usize) -> Load {
     for c in &clients {
         c.sync().await.unwrap();
     }
-    let floor = host.send("bench", "warm-up").await.unwrap();
     host.sync().await.unwrap();
     for c in &clients {
         c.sync().await.unwrap();
-    }
-    let mut receivers = Vec::new();
-    for home in std::iter::once(&host_home).chain(&homes) {
-        receivers.push(
-            RawDevice::from_home_with(transport.clone(), home.path())
-                .await
-                .open_stream()
-                .await,
-        );
     }
     let senders: Vec<Client> = std::iter::once(host.clone())
         .chain(clients.iter().take(SENDERS - 1).cloned())
@@ -219,7 +211,28 @@ async fn relay_load(members: usize) -> Load {
     });
     let seq_of =
         |frame: &str| serde_json::from_str::<serde_json::Value>(frame).ok()?["seq"].as_u64();
-    measure(send, receivers, seq_of, floor, true).await
+    let mut runs = Vec::new();
+    for _ in 0..REPEATS {
+        // Everything up to this message belongs to earlier runs.
+        let floor = host.send("bench", "warm-up").await.unwrap();
+        let mut receivers = Vec::new();
+        for home in std::iter::once(&host_home).chain(&homes) {
+            receivers.push(
+                RawDevice::from_home_with(transport.clone(), home.path())
+                    .await
+                    .open_stream()
+                    .await,
+            );
+        }
+        runs.push(measure(send.clone(), receivers, seq_of, floor, true).await);
+    }
+    median(runs)
+}
+
+/// The run with the median accepted rate (runs on 2 shared cores are noisy).
+fn median(mut runs: Vec<Load>) -> Load {
+    runs.sort_by(|a, b| a.accepted.total_cmp(&b.accepted));
+    runs[runs.len() / 2]
 }
 
 /// A bare TLS WebSocket broadcast: POST /send fans the body out, nothing stored or checked.
@@ -278,19 +291,10 @@ async fn bare_load(members: usize) -> Load {
         sha2::Sha256::digest(&cert_der).into()
     };
     let transport = HttpsTransport::new(&url, ServerTrust::PinSha256(pin)).unwrap();
-    let mut receivers = Vec::new();
-    for _ in 0..members {
-        let request = HttpRequest {
-            method: "GET",
-            path: "/v1/stream".into(),
-            headers: Vec::new(),
-            body: Vec::new(),
-        };
-        receivers.push(transport.open_stream(request).await.unwrap());
-    }
     let payload = base64::engine::general_purpose::STANDARD.encode(vec![7u8; PAYLOAD]);
+    let sender_transport = transport.clone();
     let send: SendFn = Arc::new(move |i| {
-        let transport = transport.clone();
+        let transport = sender_transport.clone();
         let body = serde_json::json!({ "id": i + 1, "payload": payload })
             .to_string()
             .into_bytes();
@@ -306,7 +310,21 @@ async fn bare_load(members: usize) -> Load {
         })
     });
     let id_of = |frame: &str| serde_json::from_str::<serde_json::Value>(frame).ok()?["id"].as_u64();
-    measure(send, receivers, id_of, 0, false).await
+    let mut runs = Vec::new();
+    for _ in 0..REPEATS {
+        let mut receivers = Vec::new();
+        for _ in 0..members {
+            let request = HttpRequest {
+                method: "GET",
+                path: "/v1/stream".into(),
+                headers: Vec::new(),
+                body: Vec::new(),
+            };
+            receivers.push(transport.open_stream(request).await.unwrap());
+        }
+        runs.push(measure(send.clone(), receivers, id_of, 0, false).await);
+    }
+    median(runs)
 }
 
 fn per_op(total: Duration, ops: usize) -> f64 {
