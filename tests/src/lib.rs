@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use conclave_client::{Client, HttpRequest, HttpsTransport, ServerTrust, Transport};
+use conclave_client::{
+    BoxFuture, Client, HttpRequest, HttpResponse, HttpsTransport, PushStream, ServerTrust,
+    Transport, TransportError,
+};
 use conclave_crypto::{DeviceKey, RequestSigner, SignedHeaders};
 use serde_json::{Value, json};
 
@@ -374,7 +377,7 @@ impl RawDevice {
     }
 
     /// Opens this device's push stream.
-    pub async fn open_stream(&self) -> Box<dyn conclave_client::PushStream> {
+    pub async fn open_stream(&self) -> Box<dyn PushStream> {
         self.transport
             .open_stream(HttpRequest::signed(
                 &self.key,
@@ -495,13 +498,7 @@ impl LossyTransport {
 }
 
 impl Transport for LossyTransport {
-    fn send(
-        &self,
-        request: HttpRequest,
-    ) -> conclave_client::BoxFuture<
-        '_,
-        Result<conclave_client::HttpResponse, conclave_client::TransportError>,
-    > {
+    fn send(&self, request: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, TransportError>> {
         Box::pin(async move {
             let group_post = request.method == "POST" && request.path.starts_with("/v1/groups/");
             let response = self.inner.send(request).await?;
@@ -514,7 +511,7 @@ impl Transport for LossyTransport {
                     response.status, 200,
                     "the relay accepted the post whose answer is lost"
                 );
-                return Err(conclave_client::TransportError(
+                return Err(TransportError(
                     "connection reset (answer lost by the test)".into(),
                 ));
             }
@@ -525,10 +522,7 @@ impl Transport for LossyTransport {
     fn open_stream(
         &self,
         request: HttpRequest,
-    ) -> conclave_client::BoxFuture<
-        '_,
-        Result<Box<dyn conclave_client::PushStream>, conclave_client::TransportError>,
-    > {
+    ) -> BoxFuture<'_, Result<Box<dyn PushStream>, TransportError>> {
         self.inner.open_stream(request)
     }
 }
@@ -552,13 +546,7 @@ impl InProcessTransport {
 }
 
 impl Transport for InProcessTransport {
-    fn send(
-        &self,
-        request: HttpRequest,
-    ) -> conclave_client::BoxFuture<
-        '_,
-        Result<conclave_client::HttpResponse, conclave_client::TransportError>,
-    > {
+    fn send(&self, request: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, TransportError>> {
         use tower::ServiceExt;
         Box::pin(async move {
             let mut builder = http::Request::builder()
@@ -569,7 +557,7 @@ impl Transport for InProcessTransport {
             }
             let http_request = builder
                 .body(axum::body::Body::from(request.body))
-                .map_err(|e| conclave_client::TransportError(format!("bad request: {e}")))?;
+                .map_err(|e| TransportError(format!("bad request: {e}")))?;
             let response = self
                 .router
                 .clone()
@@ -579,8 +567,8 @@ impl Transport for InProcessTransport {
             let status = response.status().as_u16();
             let body = axum::body::to_bytes(response.into_body(), usize::MAX)
                 .await
-                .map_err(|e| conclave_client::TransportError(format!("reading response: {e}")))?;
-            Ok(conclave_client::HttpResponse {
+                .map_err(|e| TransportError(format!("reading response: {e}")))?;
+            Ok(HttpResponse {
                 status,
                 body: body.to_vec(),
             })
@@ -590,14 +578,7 @@ impl Transport for InProcessTransport {
     fn open_stream(
         &self,
         _request: HttpRequest,
-    ) -> conclave_client::BoxFuture<
-        '_,
-        Result<Box<dyn conclave_client::PushStream>, conclave_client::TransportError>,
-    > {
-        Box::pin(async {
-            Err(conclave_client::TransportError(
-                "no push stream in-process: use sync".into(),
-            ))
-        })
+    ) -> BoxFuture<'_, Result<Box<dyn PushStream>, TransportError>> {
+        Box::pin(async { Err(TransportError("no push stream in-process: use sync".into())) })
     }
 }
