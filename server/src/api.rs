@@ -197,6 +197,10 @@ async fn claim_key_packages(
     let name = username(&body.username)?;
     let claimed = state.store.claim_key_packages(name.as_str()).await?;
     if claimed.is_empty() {
+        // Only the empty answer pays for the look-up that tells the two apart.
+        if state.store.password_hash(name.as_str()).await?.is_none() {
+            return Err(ApiError::NotFound("user"));
+        }
         return Err(ApiError::NoKeyPackages(name.to_string()));
     }
     let list: Vec<Value> = claimed

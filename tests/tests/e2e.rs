@@ -578,6 +578,18 @@ async fn bad_input_is_refused_without_side_effects() {
             "bad_credentials",
         ),
         (
+            "key packages of a user who does not exist",
+            outsider
+                .signed(
+                    "POST",
+                    "/v1/key-packages/claim",
+                    &json!({ "username": "nobody" }),
+                )
+                .await,
+            404,
+            "not_found",
+        ),
+        (
             // mallory knows bob's password but signs with her own registered
             // device: the key in the body is registered only with proof of possession.
             "login signed by another device",
