@@ -5,21 +5,38 @@
 //! (mode 0600) under a home directory, and reaches the relay through a
 //! [`Transport`]: [`HttpsTransport`] in production, anything in tests.
 //!
-//! ```no_run
+//! ```
 //! use conclave_client::{Client, HttpsTransport, ServerTrust};
 //!
-//! # async fn demo() -> Result<(), conclave_client::ClientError> {
-//! let trust = ServerTrust::pin("5f1c…the fingerprint the server printed…")?;
-//! let transport = HttpsTransport::new("https://127.0.0.1:8443", trust)?;
-//! let alice = Client::open("/home/alice/.conclave".as_ref(), transport).await?;
+//! # #[tokio::main(flavor = "multi_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # // A relay for this example, on a free port with its data in a temp dir.
+//! # let dir = std::env::temp_dir().join(format!("conclave-doc-{}", std::process::id()));
+//! # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! # let url = format!("https://{}", listener.local_addr()?);
+//! # let relay = conclave_server::Config::with_data_dir(dir.join("relay"));
+//! # tokio::spawn(conclave_server::run(listener, relay, std::future::pending()));
+//! # let cert = dir.join("relay/tls-cert.pem");
+//! # let trust = loop {
+//! #     if let Ok(trust) = ServerTrust::ca_file(&cert) { break trust; }
+//! #     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+//! # };
+//! // `trust` accepts the relay's certificate (ServerTrust::pin takes its SHA-256).
+//! let alice = Client::open(&dir.join("alice"), HttpsTransport::new(&url, trust.clone())?).await?;
+//! let bob = Client::open(&dir.join("bob"), HttpsTransport::new(&url, trust)?).await?;
 //! alice.register("alice", "correct horse battery staple").await?;
+//! bob.register("bob", "tr0ub4dor&3, but longer").await?;
+//!
 //! alice.create_channel("general").await?;
-//! alice.invite("general", "bob").await?;       // every device bob has
-//! alice.send("general", "hello, bob").await?;  // encrypted before it leaves
-//! for event in alice.sync().await? {
-//!     println!("{event:?}");
-//! }
-//! # Ok(()) }
+//! alice.invite("general", "bob").await?;      // every device bob has
+//! alice.send("general", "hello, bob").await?; // encrypted before it leaves
+//!
+//! bob.sync().await?; // joins, learns the channel's name, decrypts
+//! let history = bob.history("general").await?;
+//! assert_eq!((history[0].sender.as_str(), history[0].text.as_str()), ("alice", "hello, bob"));
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! Everything runs on a multi-threaded tokio runtime.
