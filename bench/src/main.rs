@@ -15,7 +15,8 @@ use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::routing::{get, post};
 use base64::Engine;
 use conclave_client::{
-    BoxFuture, Client, HttpRequest, HttpsTransport, PushStream, ServerTrust, Transport,
+    BoxFuture, Client, Credentials, HttpRequest, HttpsTransport, PushStream, SecondFactor,
+    ServerTrust, SoftAuthenticator, Transport,
 };
 use conclave_tests::{RawDevice, TempDir};
 use openmls::prelude::*;
@@ -154,7 +155,10 @@ async fn measure(
 async fn start_relay(data: &TempDir) -> (String, HttpsTransport) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
-    let config = conclave_server::Config::with_data_dir(data.path());
+    let mut config = conclave_server::Config::with_data_dir(data.path());
+    config.open_registration = true;
+    // The crowd signs in from one address faster than any person would.
+    config.rate_limits = false;
     tokio::spawn(conclave_server::run(
         listener,
         config,
@@ -180,13 +184,23 @@ async fn relay_load(members: usize) -> Load {
         .unwrap();
     host.register("host", "bench-password-0001").await.unwrap();
     let crowd_password = "bench-password-0002";
+    // Every device after the first needs a second factor: a software passkey.
+    let mut passkey = SoftAuthenticator::new().unwrap();
     for i in 0..members - 1 {
         let home = TempDir::new("bench-crowd");
         let client = Client::open(home.path(), transport.clone()).await.unwrap();
         if i == 0 {
             client.register("crowd", crowd_password).await.unwrap();
+            client
+                .enroll_passkey(&mut passkey, "bench", false)
+                .await
+                .unwrap();
         } else {
-            client.login("crowd", crowd_password).await.unwrap();
+            let factor = SecondFactor::Webauthn(&mut passkey);
+            client
+                .login_with("crowd", Credentials::with(crowd_password, factor))
+                .await
+                .unwrap();
         }
         homes.push(home);
         clients.push(client);

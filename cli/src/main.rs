@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use conclave_client::{Client, Event, HttpsTransport, ServerTrust};
+use conclave_client::{
+    Authenticator, Client, Credentials, Event, HttpsTransport, RecoveryCodes, SecondFactor,
+    ServerTrust, SoftAuthenticator,
+};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -38,9 +41,23 @@ struct Cli {
     /// Trust exactly the relay certificate with this SHA-256 fingerprint (hex).
     #[arg(long, global = true)]
     pin_sha256: Option<String>,
-    /// Read the password from the first line of standard input instead of prompting.
+    /// Read the password from the first line of standard input instead of prompting
+    /// (`password change` reads the current one, then the new one).
     #[arg(long, global = true)]
     password_stdin: bool,
+    /// Second factor: a 6-digit code from your authenticator app.
+    #[arg(long, global = true, conflicts_with_all = ["recovery_code", "passkey"])]
+    totp: Option<String>,
+    /// Second factor: one of your recovery codes (each works once).
+    #[arg(long, global = true, conflicts_with = "passkey")]
+    recovery_code: Option<String>,
+    /// Second factor: your passkey or security key.
+    #[arg(long, global = true)]
+    passkey: bool,
+    /// FOR TESTING ONLY: use a software passkey kept in this file instead of a
+    /// hardware key. Anyone who can read the file can use it.
+    #[arg(long, global = true, value_name = "FILE")]
+    soft_authenticator: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,11 +68,33 @@ enum Command {
     Register {
         /// Username (a-z, 0-9, '.', '_', '-').
         user: String,
+        /// The invite code an admin gave you.
+        #[arg(long)]
+        invite: Option<String>,
     },
-    /// Log this device in to an existing account.
+    /// Log this device in (a new device needs --totp, --passkey or --recovery-code once
+    /// the account has a second factor); run again to renew an expired session.
     Login {
         /// Username.
         user: String,
+        /// Sign in with --passkey alone (the account must have chosen passwordless sign-in).
+        #[arg(long)]
+        no_password: bool,
+    },
+    /// Second factors: TOTP, passkeys, recovery codes.
+    #[command(name = "2fa", subcommand)]
+    TwoFactor(TwoFactorCommand),
+    /// This account's devices.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Change the password (every other device must log in again).
+    #[command(subcommand)]
+    Password(PasswordCommand),
+    /// Issue an invite code (admins only).
+    Invite {
+        /// How long it stays valid, in hours.
+        #[arg(long, default_value_t = 168)]
+        hours: u64,
     },
     /// Manage channels.
     #[command(subcommand)]
@@ -74,6 +113,48 @@ enum Command {
         /// Channel name.
         channel: String,
     },
+}
+
+#[derive(Subcommand)]
+enum TwoFactorCommand {
+    /// Show which second factors the account has.
+    Status,
+    /// Set up TOTP: prints a QR code for your authenticator app.
+    TotpEnroll,
+    /// Finish setting up TOTP with the code your app shows; prints recovery codes.
+    TotpConfirm {
+        /// The 6-digit code.
+        code: String,
+    },
+    /// Remove TOTP (needs the password and a second factor).
+    TotpRemove,
+    /// Register a passkey or security key.
+    PasskeyAdd {
+        /// A name to recognise it by.
+        name: String,
+        /// Let this passkey alone sign in, without the password.
+        #[arg(long)]
+        passwordless: bool,
+    },
+    /// Replace your recovery codes (needs the password and a second factor).
+    RecoveryCodes,
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// List this account's devices.
+    List,
+    /// Revoke a device at once (another device needs the password and a second factor).
+    Revoke {
+        /// Device id, from `device list`.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PasswordCommand {
+    /// Change the password.
+    Change,
 }
 
 #[derive(Subcommand)]
@@ -178,6 +259,14 @@ async fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn read_password(from_stdin: bool, confirm: bool) -> Result<Zeroizing<String>, String> {
+    read_password_as("Password: ", from_stdin, confirm)
+}
+
+fn read_password_as(
+    prompt: &str,
+    from_stdin: bool,
+    confirm: bool,
+) -> Result<Zeroizing<String>, String> {
     if from_stdin {
         let mut line = Zeroizing::new(String::new());
         std::io::stdin()
@@ -191,7 +280,7 @@ fn read_password(from_stdin: bool, confirm: bool) -> Result<Zeroizing<String>, S
         return Ok(trimmed);
     }
     let password = Zeroizing::new(
-        rpassword::prompt_password("Password: ").map_err(|e| format!("reading password: {e}"))?,
+        rpassword::prompt_password(prompt).map_err(|e| format!("reading password: {e}"))?,
     );
     if confirm {
         let again = Zeroizing::new(
@@ -205,16 +294,93 @@ fn read_password(from_stdin: bool, confirm: bool) -> Result<Zeroizing<String>, S
     Ok(password)
 }
 
+/// The second factor the flags name, if any.
+struct FactorFlags {
+    totp: Option<String>,
+    recovery_code: Option<String>,
+    authenticator: Option<SoftAuthenticator>,
+}
+
+impl FactorFlags {
+    fn from_cli(cli: &Cli) -> Result<Self, String> {
+        let authenticator = match (cli.passkey, &cli.soft_authenticator) {
+            (false, _) => None,
+            (true, Some(path)) => Some(SoftAuthenticator::open(path).map_err(|e| e.to_string())?),
+            (true, None) => return Err(NO_HARDWARE_KEY.into()),
+        };
+        Ok(Self {
+            totp: cli.totp.clone(),
+            recovery_code: cli.recovery_code.clone(),
+            authenticator,
+        })
+    }
+
+    fn second_factor(&mut self) -> Option<SecondFactor<'_>> {
+        if let Some(code) = &self.totp {
+            return Some(SecondFactor::Totp(code));
+        }
+        if let Some(code) = &self.recovery_code {
+            return Some(SecondFactor::RecoveryCode(code));
+        }
+        self.authenticator
+            .as_mut()
+            .map(|a| SecondFactor::Webauthn(a as &mut dyn Authenticator))
+    }
+}
+
+const NO_HARDWARE_KEY: &str = "this build of conclave has no hardware security key support; \
+     for testing, pass --soft-authenticator FILE to use a software passkey";
+
+/// Adds the flags' hint to a refusal that asks for a second factor.
+fn hint(error: conclave_client::ClientError) -> Box<dyn std::error::Error> {
+    let text = error.to_string();
+    if text.contains("second_factor_required") || text.contains("a second factor is required") {
+        return format!("{text}; pass --totp CODE, --passkey or --recovery-code CODE").into();
+    }
+    error.into()
+}
+
+fn print_recovery_codes(codes: &RecoveryCodes) {
+    if codes.0.is_empty() {
+        return;
+    }
+    println!(
+        "Recovery codes (each signs in once if you lose your second factor; store them offline):"
+    );
+    for code in &codes.0 {
+        println!("  {code}");
+    }
+}
+
+fn print_qr(uri: &str) {
+    use qrcode::render::unicode::Dense1x2;
+    match qrcode::QrCode::new(uri.as_bytes()) {
+        Ok(code) => println!(
+            "{}",
+            code.render::<Dense1x2>()
+                .dark_color(Dense1x2::Light)
+                .light_color(Dense1x2::Dark)
+                .quiet_zone(true)
+                .build()
+        ),
+        Err(e) => eprintln!("conclave: cannot draw the QR code ({e}); use the URI"),
+    }
+}
+
 async fn execute(
     client: &Client,
     cli: Cli,
     home: &Path,
     remember: Remembered,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let mut factors = FactorFlags::from_cli(&cli)?;
     match cli.command {
-        Command::Register { user } => {
+        Command::Register { user, invite } => {
             let password = read_password(cli.password_stdin, true)?;
-            let outcome = client.register(&user, &password).await;
+            let outcome = match &invite {
+                Some(code) => client.register_with_invite(&user, &password, code).await,
+                None => client.register(&user, &password).await,
+            };
             if client.username().is_some() {
                 save_remembered(home, &remember)?;
             }
@@ -224,17 +390,172 @@ async fn execute(
                 client.device_id().unwrap_or_default()
             );
         }
-        Command::Login { user } => {
-            let password = read_password(cli.password_stdin, false)?;
-            let outcome = client.login(&user, &password).await;
+        Command::Login { user, no_password } => {
+            if no_password && !cli.passkey {
+                return Err("--no-password signs in with a passkey: add --passkey".into());
+            }
+            let password = if no_password {
+                None
+            } else {
+                Some(read_password(cli.password_stdin, false)?)
+            };
+            let credentials = Credentials {
+                password: password.as_deref().map(String::as_str),
+                second_factor: factors.second_factor(),
+            };
+            if let Some(current) = client.username() {
+                if current != user {
+                    return Err(
+                        format!("this home is logged in as {current}; use another --home").into(),
+                    );
+                }
+                client.reauthenticate(credentials).await.map_err(hint)?;
+                println!("session renewed for {user} on this device");
+                return Ok(());
+            }
+            let outcome = client.login_with(&user, credentials).await;
             if client.username().is_some() {
                 save_remembered(home, &remember)?;
             }
-            outcome?;
+            outcome.map_err(hint)?;
             println!(
                 "logged in as {user}; this device is {}",
                 client.device_id().unwrap_or_default()
             );
+        }
+        Command::TwoFactor(TwoFactorCommand::Status) => {
+            let account = client.account().await?;
+            println!("account: {}", account.username);
+            println!(
+                "roles: {}",
+                if account.roles.is_empty() {
+                    "-".to_owned()
+                } else {
+                    account.roles.join(", ")
+                }
+            );
+            println!(
+                "totp: {}",
+                if account.totp {
+                    "on"
+                } else if account.totp_pending {
+                    "pending confirmation"
+                } else {
+                    "off"
+                }
+            );
+            for key in &account.webauthn {
+                println!("passkey: {} ({})", key.name, key.credential_id);
+            }
+            println!("passwordless: {}", account.passwordless);
+            println!("recovery codes left: {}", account.recovery_codes_left);
+            if account.second_factor_required && !account.totp && account.webauthn.is_empty() {
+                println!(
+                    "this workspace requires a second factor: run `conclave 2fa totp-enroll` or `conclave 2fa passkey-add`"
+                );
+            }
+        }
+        Command::TwoFactor(TwoFactorCommand::TotpEnroll) => {
+            let enrollment = client.enroll_totp().await?;
+            println!("Scan this with your authenticator app:");
+            print_qr(&enrollment.otpauth_uri);
+            println!("or enter this URI: {}", enrollment.otpauth_uri);
+            println!("then run: conclave 2fa totp-confirm <the 6-digit code>");
+        }
+        Command::TwoFactor(TwoFactorCommand::TotpConfirm { code }) => {
+            let codes = client.confirm_totp(&code).await?;
+            println!("TOTP is on: new devices now need a code from your app");
+            print_recovery_codes(&codes);
+        }
+        Command::TwoFactor(TwoFactorCommand::TotpRemove) => {
+            let password = read_password(cli.password_stdin, false)?;
+            let credentials = Credentials {
+                password: Some(&password),
+                second_factor: factors.second_factor(),
+            };
+            client.remove_totp(credentials).await.map_err(hint)?;
+            println!("TOTP removed");
+        }
+        Command::TwoFactor(TwoFactorCommand::PasskeyAdd { name, passwordless }) => {
+            let Some(authenticator) = factors.authenticator.as_mut() else {
+                let path = cli.soft_authenticator.as_ref().ok_or(NO_HARDWARE_KEY)?;
+                let mut soft = SoftAuthenticator::open(path)?;
+                let codes = client
+                    .enroll_passkey(&mut soft, &name, passwordless)
+                    .await?;
+                println!("passkey {name:?} registered");
+                print_recovery_codes(&codes);
+                return Ok(());
+            };
+            let codes = client
+                .enroll_passkey(authenticator, &name, passwordless)
+                .await?;
+            println!("passkey {name:?} registered");
+            print_recovery_codes(&codes);
+        }
+        Command::TwoFactor(TwoFactorCommand::RecoveryCodes) => {
+            let password = read_password(cli.password_stdin, false)?;
+            let credentials = Credentials {
+                password: Some(&password),
+                second_factor: factors.second_factor(),
+            };
+            let codes = client.new_recovery_codes(credentials).await.map_err(hint)?;
+            println!("your old recovery codes no longer work");
+            print_recovery_codes(&codes);
+        }
+        Command::Device(DeviceCommand::List) => {
+            for device in client.devices().await? {
+                let state = match (device.revoked_at, device.session_active) {
+                    (Some(_), _) => "revoked",
+                    (None, true) => "active",
+                    (None, false) => "signed out",
+                };
+                println!(
+                    "{}{}  {state}  added {}  last seen {}",
+                    device.device_id,
+                    if device.current { " (this device)" } else { "" },
+                    device.created_at,
+                    device.last_seen_at
+                );
+            }
+        }
+        Command::Device(DeviceCommand::Revoke { id }) => {
+            if client.device_id().as_deref() == Some(id.as_str()) {
+                client.revoke_device(&id, None).await?;
+                println!("this device is revoked: it can no longer sign in");
+            } else {
+                let password = read_password(cli.password_stdin, false)?;
+                let credentials = Credentials {
+                    password: Some(&password),
+                    second_factor: factors.second_factor(),
+                };
+                client
+                    .revoke_device(&id, Some(credentials))
+                    .await
+                    .map_err(hint)?;
+                println!(
+                    "revoked {id}: its session is closed and it is being removed from your channels"
+                );
+            }
+        }
+        Command::Password(PasswordCommand::Change) => {
+            let current = read_password_as("Current password: ", cli.password_stdin, false)?;
+            let new = read_password_as("New password: ", cli.password_stdin, !cli.password_stdin)?;
+            let credentials = Credentials {
+                password: Some(&current),
+                second_factor: factors.second_factor(),
+            };
+            let ended = client
+                .change_password(credentials, &new)
+                .await
+                .map_err(hint)?;
+            println!(
+                "password changed; {ended} other session(s) ended: those devices must log in again"
+            );
+        }
+        Command::Invite { hours } => {
+            let (code, expires_at) = client.create_invite(hours.saturating_mul(3600)).await?;
+            println!("{code} (single use, expires at unix time {expires_at})");
         }
         Command::Channel(ChannelCommand::Create { name }) => {
             client.create_channel(&name).await?;
@@ -303,6 +624,10 @@ fn print_event(event: &Event) {
         }
         Event::Removed { channel } => println!("[{channel}] you were removed"),
         Event::Named { placeholder, name } => println!("[{placeholder}] is now {name}"),
+        Event::DeviceAdded { device_id } => println!(
+            "a new device signed in to your account: {device_id} (if it wasn't you, run `conclave device revoke {device_id}`)"
+        ),
+        Event::DeviceRevoked { device_id } => println!("device {device_id} was revoked"),
         _ => {}
     }
 }

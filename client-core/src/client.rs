@@ -63,6 +63,16 @@ pub enum Event {
         /// Its name from now on.
         name: String,
     },
+    /// A new device signed in to this account. If it wasn't you, revoke it.
+    DeviceAdded {
+        /// Hex device id.
+        device_id: String,
+    },
+    /// A device of this account was revoked.
+    DeviceRevoked {
+        /// Hex device id.
+        device_id: String,
+    },
 }
 
 /// One message of a channel's history.
@@ -117,9 +127,19 @@ pub(crate) struct Delivered {
     payload: String,
 }
 
-struct Identity {
-    username: Username,
-    key: DeviceKey,
+pub(crate) struct Identity {
+    pub(crate) username: Username,
+    pub(crate) key: DeviceKey,
+}
+
+/// What the last fetch said about the account's devices, for the membership
+/// upkeep that follows a sync.
+#[derive(Default)]
+struct DeviceNews {
+    /// The account's devices that are not revoked.
+    active: Vec<String>,
+    /// (group id, device id) of revoked devices still in our groups.
+    revoked_members: Vec<(String, String)>,
 }
 
 struct Inner {
@@ -128,6 +148,7 @@ struct Inner {
     crypto: RustCrypto,
     identity: RwLock<Option<Arc<Identity>>>,
     events: broadcast::Sender<Event>,
+    device_news: Mutex<DeviceNews>,
 }
 
 /// A Conclave client for one device. Cheap to clone; clones share state.
@@ -235,11 +256,12 @@ impl Client {
                 crypto: RustCrypto::default(),
                 identity: RwLock::new(identity.map(Arc::new)),
                 events,
+                device_news: Mutex::new(DeviceNews::default()),
             }),
         })
     }
 
-    fn identity(&self) -> Result<Arc<Identity>> {
+    pub(crate) fn identity(&self) -> Result<Arc<Identity>> {
         self.inner
             .identity
             .read()
@@ -265,7 +287,7 @@ impl Client {
 
     // ----- talking to the relay ------------------------------------------
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: &'static str,
         path: &str,
@@ -300,7 +322,7 @@ impl Client {
         })
     }
 
-    async fn signed(
+    pub(crate) async fn signed(
         &self,
         method: &'static str,
         path: &str,
@@ -310,37 +332,41 @@ impl Client {
         self.call(method, path, body, Some(&identity.key)).await
     }
 
-    /// Creates an account and logs this device in.
+    /// Creates an account and logs this device in, on a relay with open
+    /// registration (else see [`Client::register_with_invite`]).
     pub async fn register(&self, username: &str, password: &str) -> Result<()> {
-        let name = Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
-        if let Ok(identity) = self.identity() {
-            return Err(ClientError::AlreadyLoggedIn(identity.username.to_string()));
-        }
-        self.call(
-            "POST",
-            "/v1/accounts",
-            Some(&json!({ "username": name.as_str(), "password": password })),
-            None,
-        )
-        .await?;
+        self.create_account(username, password, None).await?;
         self.login(username, password).await
     }
 
-    /// Logs this device in: registers a fresh device key with the relay and
-    /// uploads key packages so others can add it to channels.
-    pub async fn login(&self, username: &str, password: &str) -> Result<()> {
+    pub(crate) async fn create_account(
+        &self,
+        username: &str,
+        password: &str,
+        invite_code: Option<&str>,
+    ) -> Result<()> {
         let name = Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
         if let Ok(identity) = self.identity() {
             return Err(ClientError::AlreadyLoggedIn(identity.username.to_string()));
         }
-        let key = DeviceKey::generate();
-        let body = json!({
-            "username": name.as_str(),
-            "password": password,
-            "public_key": STANDARD.encode(key.public().to_bytes()),
-        });
-        self.call("POST", "/v1/devices", Some(&body), Some(&key))
-            .await?;
+        let mut body = json!({ "username": name.as_str(), "password": password });
+        if let Some(code) = invite_code {
+            body["invite_code"] = json!(code);
+        }
+        self.call("POST", "/v1/accounts", Some(&body), None).await?;
+        Ok(())
+    }
+
+    /// Logs this device in with the password alone, for an account without a
+    /// second factor (its first device). See [`Client::login_with`].
+    pub async fn login(&self, username: &str, password: &str) -> Result<()> {
+        self.login_with(username, crate::Credentials::password(password))
+            .await
+    }
+
+    /// Keeps a freshly registered device key, then uploads key packages so
+    /// others can add this device to channels.
+    pub(crate) async fn adopt_identity(&self, name: Username, key: DeviceKey) -> Result<()> {
         {
             let secret = key.to_secret_bytes();
             let mut db = self.inner.db.lock().await;
@@ -481,6 +507,9 @@ impl Client {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        drop(db);
+        // The account's other devices belong in the channel too.
+        self.sync().await?;
         Ok(())
     }
 
@@ -499,12 +528,29 @@ impl Client {
                 channel.to_owned(),
             ));
         }
+        let packages = self.claim_key_packages(&name, None).await?;
+        self.commit(&group_id, move |group, provider, key| {
+            let (commit, welcome, _) = group
+                .add_members(provider, key, &packages)
+                .map_err(ClientError::mls)?;
+            Ok((commit, Some(welcome)))
+        })
+        .await
+    }
+
+    /// Claims (and checks) a key package for each device of `name`, or only
+    /// for `only_device`.
+    async fn claim_key_packages(
+        &self,
+        name: &Username,
+        only_device: Option<&str>,
+    ) -> Result<Vec<KeyPackage>> {
+        let mut body = json!({ "username": name.as_str() });
+        if let Some(device) = only_device {
+            body["device_id"] = json!(device);
+        }
         let claimed = self
-            .signed(
-                "POST",
-                "/v1/key-packages/claim",
-                Some(&json!({ "username": name.as_str() })),
-            )
+            .signed("POST", "/v1/key-packages/claim", Some(&body))
             .await?;
         let mut packages = Vec::new();
         for entry in claimed["key_packages"].as_array().into_iter().flatten() {
@@ -526,7 +572,7 @@ impl Client {
                 .map_err(ClientError::mls)?;
             let credential = DeviceCredential::from_mls(package.leaf_node().credential())
                 .map_err(ClientError::mls)?;
-            if credential.user() != &name {
+            if credential.user() != name {
                 return Err(ClientError::Mls(format!(
                     "relay sent a key package of {} for {name}",
                     credential.user()
@@ -543,15 +589,14 @@ impl Client {
                     credential.device()
                 )));
             }
+            if only_device.is_some_and(|d| d != credential.device().to_string()) {
+                return Err(ClientError::Mls(format!(
+                    "relay sent a key package of another device of {name}"
+                )));
+            }
             packages.push(package);
         }
-        self.commit(&group_id, move |group, provider, key| {
-            let (commit, welcome, _) = group
-                .add_members(provider, key, &packages)
-                .map_err(ClientError::mls)?;
-            Ok((commit, Some(welcome)))
-        })
-        .await
+        Ok(packages)
     }
 
     /// Removes every device of `username` from the channel.
@@ -593,7 +638,7 @@ impl Client {
     {
         let identity = self.identity()?;
         for attempt in 1..=MAX_ATTEMPTS {
-            self.sync().await?;
+            self.sync_without_upkeep().await?;
             let mut db = self.inner.db.lock().await;
             let mut tx = db.begin().await?;
             let (commit, welcome) = {
@@ -626,7 +671,7 @@ impl Client {
             });
             match self.post_to_group(group_id, &body).await {
                 Ok(_) => {
-                    self.sync().await?;
+                    self.sync_without_upkeep().await?;
                     return Ok(());
                 }
                 Err(e) if e.is_wrong_epoch() => {
@@ -770,7 +815,17 @@ impl Client {
     // ----- receiving ------------------------------------------------------
 
     /// Fetches and processes everything waiting on the relay. Returns the events, in order.
+    ///
+    /// Then it keeps the account's channels in step with its devices: a new
+    /// device of this account is added to every channel, and revoked devices
+    /// are removed from them.
     pub async fn sync(&self) -> Result<Vec<Event>> {
+        let mut events = self.sync_without_upkeep().await?;
+        events.extend(self.membership_upkeep().await?);
+        Ok(events)
+    }
+
+    async fn sync_without_upkeep(&self) -> Result<Vec<Event>> {
         let events = self.sync_messages().await?;
         self.announce_pending().await?;
         Ok(events)
@@ -811,6 +866,7 @@ impl Client {
             if std::mem::take(&mut first) {
                 // The relay reports our key package stock with every fetch.
                 self.refill_from_stock(&answer["key_package_stock"]).await?;
+                events.extend(self.note_devices(&answer).await?);
             }
             let batch: Vec<Delivered> = serde_json::from_value(answer["messages"].clone())
                 .map_err(|e| {
@@ -850,7 +906,14 @@ impl Client {
         let request = HttpRequest::signed(&identity.key, "GET", "/v1/stream", Vec::new());
         let mut stream = self.inner.transport.open_stream(request).await?;
         while let Some(frame) = stream.next_frame().await {
-            let delivered: Delivered = serde_json::from_str(&frame?)
+            let frame = frame?;
+            if frame.contains(r#""kind":"devices_changed""#) && !frame.contains("payload") {
+                // The account gained or lost a device: tell the user, and
+                // bring the channels in step.
+                self.sync().await?;
+                continue;
+            }
+            let delivered: Delivered = serde_json::from_str(&frame)
                 .map_err(|e| ClientError::Mls(format!("relay sent a malformed frame: {e}")))?;
             let batch = [delivered];
             let events = self.process(&batch).await?;
@@ -1248,6 +1311,186 @@ impl Client {
                 devices: devices.into_iter().collect(),
             })
             .collect())
+    }
+
+    // ----- keeping channels in step with the account's devices -------------
+
+    /// Notes the account's device list from a fetch: new and revoked devices
+    /// become events (not on this device's first look, when all are new).
+    async fn note_devices(&self, answer: &Value) -> Result<Vec<Event>> {
+        let Some(list) = answer["devices"].as_array() else {
+            return Ok(Vec::new());
+        };
+        let me = self.identity()?.key.device_id().to_string();
+        let reported: Vec<(String, bool)> = list
+            .iter()
+            .filter_map(|d| {
+                let id = d["device_id"].as_str()?.to_owned();
+                Some((id, d["revoked"].as_bool().unwrap_or(false)))
+            })
+            .collect();
+        let mut events = Vec::new();
+        {
+            let mut db = self.inner.db.lock().await;
+            let mut tx = db.begin().await?;
+            let first_look = sqlx::query("SELECT COUNT(*) FROM known_devices")
+                .fetch_one(&mut *tx)
+                .await?
+                .get::<i64, _>(0)
+                == 0;
+            for (device_id, revoked) in &reported {
+                let known: Option<bool> =
+                    sqlx::query("SELECT revoked FROM known_devices WHERE device_id = $1")
+                        .bind(device_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|r| r.get::<i64, _>(0) != 0);
+                let news = match (known, revoked) {
+                    (None, false) => Some(Event::DeviceAdded {
+                        device_id: device_id.clone(),
+                    }),
+                    (None | Some(false), true) => Some(Event::DeviceRevoked {
+                        device_id: device_id.clone(),
+                    }),
+                    _ => None,
+                };
+                if let Some(event) = news.filter(|_| !first_look && *device_id != me) {
+                    events.push(event);
+                }
+                sqlx::query(
+                    "INSERT OR REPLACE INTO known_devices (device_id, revoked) VALUES ($1, $2)",
+                )
+                .bind(device_id)
+                .bind(i64::from(*revoked))
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        }
+        let revoked_members = answer["revoked_members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| {
+                Some((
+                    m["group_id"].as_str()?.to_owned(),
+                    m["device_id"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        *self.inner.device_news.lock().await = DeviceNews {
+            active: reported
+                .into_iter()
+                .filter(|(_, revoked)| !revoked)
+                .map(|(id, _)| id)
+                .collect(),
+            revoked_members,
+        };
+        for event in &events {
+            let _ = self.inner.events.send(event.clone());
+        }
+        Ok(events)
+    }
+
+    /// Removes revoked devices from our channels and adds this account's new
+    /// devices to them. A step that fails (a device without key packages yet,
+    /// a race lost too often) is logged and tried again at the next sync.
+    async fn membership_upkeep(&self) -> Result<Vec<Event>> {
+        let news = std::mem::take(&mut *self.inner.device_news.lock().await);
+        let identity = self.identity()?;
+        let me = identity.username.to_string();
+        let channels: Vec<(String, String)> = {
+            let mut db = self.inner.db.lock().await;
+            sqlx::query("SELECT group_id, name FROM channels WHERE active = 1 ORDER BY name")
+                .fetch_all(&mut *db)
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()
+        };
+        for (group_id, device_id) in &news.revoked_members {
+            if !channels.iter().any(|(g, _)| g == group_id) {
+                continue;
+            }
+            let gone = device_id.clone();
+            let result = self
+                .commit(group_id, move |group, provider, key| {
+                    let leaves: Vec<LeafNodeIndex> = group
+                        .members()
+                        .filter(|m| {
+                            DeviceCredential::from_mls(&m.credential)
+                                .is_ok_and(|c| c.device().to_string() == gone)
+                        })
+                        .map(|m| m.index)
+                        .collect();
+                    if leaves.is_empty() {
+                        return Err(ClientError::NotAMember(gone.clone(), "the channel".into()));
+                    }
+                    let (commit, welcome, _) = group
+                        .remove_members(provider, key, &leaves)
+                        .map_err(ClientError::mls)?;
+                    Ok((commit, welcome))
+                })
+                .await;
+            match result {
+                Ok(()) | Err(ClientError::NotAMember(..)) => {}
+                Err(e) => {
+                    tracing::warn!(group = %group_id, error = %e, "could not remove a revoked device")
+                }
+            }
+        }
+        for (group_id, channel) in &channels {
+            let present: BTreeSet<String> = {
+                let mut db = self.inner.db.lock().await;
+                let provider = TxProvider::new(&self.inner.crypto, &mut db);
+                let group = load_group(&provider, group_id)?;
+                if !group.is_active() {
+                    continue;
+                }
+                users_of(&group).remove(&me).unwrap_or_default()
+            };
+            let missing: Vec<&String> = news
+                .active
+                .iter()
+                .filter(|d| !present.contains(*d))
+                .collect();
+            for device in missing {
+                if let Err(e) = self.add_own_device(group_id, device).await {
+                    tracing::warn!(%channel, %device, error = %e, "could not add a new device of this account");
+                }
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    async fn add_own_device(&self, group_id: &str, device: &str) -> Result<()> {
+        let identity = self.identity()?;
+        let packages = self
+            .claim_key_packages(&identity.username, Some(device))
+            .await?;
+        let wanted = device.to_owned();
+        let result = self
+            .commit(group_id, move |group, provider, key| {
+                let already = group.members().any(|m| {
+                    DeviceCredential::from_mls(&m.credential)
+                        .is_ok_and(|c| c.device().to_string() == wanted)
+                });
+                if already {
+                    return Err(ClientError::AlreadyAMember(
+                        wanted.clone(),
+                        "the channel".into(),
+                    ));
+                }
+                let (commit, welcome, _) = group
+                    .add_members(provider, key, &packages)
+                    .map_err(ClientError::mls)?;
+                Ok((commit, Some(welcome)))
+            })
+            .await;
+        match result {
+            Ok(()) | Err(ClientError::AlreadyAMember(..)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The decrypted history of a channel, in channel order.

@@ -14,7 +14,8 @@
 //! # let dir = std::env::temp_dir().join(format!("conclave-doc-{}", std::process::id()));
 //! # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
 //! # let url = format!("https://{}", listener.local_addr()?);
-//! # let relay = conclave_server::Config::with_data_dir(dir.join("relay"));
+//! # let mut relay = conclave_server::Config::with_data_dir(dir.join("relay"));
+//! # relay.open_registration = true;
 //! # tokio::spawn(conclave_server::run(listener, relay, std::future::pending()));
 //! # let cert = dir.join("relay/tls-cert.pem");
 //! # let trust = loop {
@@ -43,12 +44,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod account;
 mod client;
 mod error;
 mod https;
 mod store;
 mod transport;
 
+#[cfg(feature = "soft-authenticator")]
+pub use account::SoftAuthenticator;
+pub use account::{
+    AccountStatus, Authenticator, Credentials, DeviceInfo, PasskeyInfo, RecoveryCodes,
+    SecondFactor, TotpEnrollment,
+};
 pub use client::{Channel, Client, Event, HistoryEntry, Member};
 pub use error::{ClientError, Result};
 pub use https::{HttpsTransport, ServerTrust};

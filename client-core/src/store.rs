@@ -100,7 +100,30 @@ CREATE TABLE IF NOT EXISTS pending_commits (
     group_id    TEXT PRIMARY KEY,
     commit_hash TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS known_devices (
+    device_id TEXT PRIMARY KEY,
+    revoked   INTEGER NOT NULL
+);
 "#;
+
+/// Writes a small private file (mode 0600) whole, through a temporary file
+/// and a rename, so a crash leaves the old content or the new.
+#[cfg_attr(not(feature = "soft-authenticator"), allow(dead_code))]
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let temporary = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&temporary);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let fail = |e: std::io::Error| ClientError::store(format!("{}: {e}", path.display()));
+    let mut file = options.open(&temporary).map_err(fail)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(fail)?;
+    std::fs::rename(&temporary, path).map_err(fail)
+}
 
 /// Opens (creating if needed, mode 0600) the store in `home`.
 pub(crate) async fn open(home: &Path) -> Result<SqliteConnection> {

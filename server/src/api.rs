@@ -7,22 +7,23 @@ use std::sync::Arc;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use conclave_crypto::{DeviceId, DevicePublicKey, Username};
+use conclave_crypto::{DeviceId, Username};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use crate::AppState;
-use crate::auth::{Password, Signed, hash_password, read_body, verify_password};
+use crate::auth::{Signed, session_problem};
 use crate::error::{ApiError, ApiResult};
+use crate::limits::{self, ip_key};
 use crate::mls::{self, Handshake, Wire};
 use crate::store::{CommitRecord, MessageKind, NewKeyPackage, Pending};
+use crate::{AppState, Notice};
 
 /// Most messages one fetch returns.
 const FETCH_LIMIT: u32 = 500;
@@ -33,8 +34,6 @@ const MAX_UPLOAD: usize = 200;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/health", get(health))
-        .route("/v1/accounts", post(register))
-        .route("/v1/devices", post(login))
         .route("/v1/key-packages", post(upload_key_packages))
         .route("/v1/key-packages/stock", get(key_package_stock))
         .route("/v1/key-packages/claim", post(claim_key_packages))
@@ -43,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages", get(fetch_messages))
         .route("/v1/messages/ack", post(ack_messages))
         .route("/v1/stream", get(stream))
+        .merge(crate::account_api::routes())
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
@@ -60,69 +60,6 @@ fn username(text: &str) -> ApiResult<Username> {
 
 async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
-}
-
-#[derive(Deserialize)]
-struct RegisterBody {
-    username: String,
-    password: Password,
-}
-
-async fn register(State(state): State<AppState>, request: Request) -> ApiResult<Json<Value>> {
-    let body = read_body(request.into_body(), state.config.max_body_bytes).await?;
-    let body: RegisterBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
-    let name = username(&body.username)?;
-    let length = body.password.expose().chars().count();
-    if !(10..=1024).contains(&length) {
-        return Err(ApiError::BadRequest(
-            "password must be 10 to 1024 characters".into(),
-        ));
-    }
-    let hash = hash_password(body.password).await?;
-    if !state.store.create_account(name.as_str(), &hash).await? {
-        return Err(ApiError::Conflict("username"));
-    }
-    tracing::info!(user = %name, "account registered");
-    Ok(Json(json!({ "username": name.as_str() })))
-}
-
-#[derive(Deserialize)]
-struct LoginBody {
-    username: String,
-    password: Password,
-    public_key: String,
-}
-
-async fn login(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
-    let body: LoginBody = signed.json()?;
-    let name = username(&body.username)?;
-    let stored = state.store.password_hash(name.as_str()).await?;
-    if !verify_password(body.password, stored).await? {
-        return Err(ApiError::BadCredentials);
-    }
-    let key = decode_b64("public_key", &body.public_key)?;
-    let device = DevicePublicKey::from_bytes(&key)
-        .map_err(|_| ApiError::BadRequest("public_key is not a valid Ed25519 key".into()))?;
-    // Proof of possession: the request must be signed by the key it registers,
-    // not by some other device that is already known.
-    if device != signed.public_key {
-        return Err(ApiError::BadSignature(
-            "a login must be signed by the device key it registers",
-        ));
-    }
-    let device_id = device.device_id().to_string();
-    if !state
-        .store
-        .add_device(name.as_str(), &device_id, &key)
-        .await?
-    {
-        return Err(ApiError::Conflict("device"));
-    }
-    tracing::info!(user = %name, device = %device_id, "device logged in");
-    Ok(Json(
-        json!({ "username": name.as_str(), "device_id": device_id }),
-    ))
 }
 
 #[derive(Deserialize)]
@@ -164,7 +101,15 @@ async fn upload_key_packages(
         });
     }
     let device = signed.device_id.to_string();
+    let (had_one_time, had_last_resort) = state.store.key_package_stock(&device).await?;
     state.store.add_key_packages(&device, &packages).await?;
+    if had_one_time == 0 && !had_last_resort {
+        // A new device's first packages: its account's other devices can
+        // now add it to their channels.
+        state.tell(Notice::DevicesChanged {
+            username: user.to_owned(),
+        });
+    }
     stock_json(&state, &device).await
 }
 
@@ -186,16 +131,25 @@ async fn stock_json(state: &AppState, device: &str) -> ApiResult<Json<Value>> {
 #[derive(Deserialize)]
 struct ClaimBody {
     username: String,
+    /// Only this device of the user (to add one's own new device).
+    #[serde(default)]
+    device_id: Option<String>,
 }
 
 async fn claim_key_packages(
     State(state): State<AppState>,
     signed: Signed,
 ) -> ApiResult<Json<Value>> {
-    signed.username()?;
+    let claimer = signed.username()?;
+    // Every claim spends one of someone's one-time packages: limit how fast.
+    limits::count(&state, limits::CLAIMS_PER_ACCOUNT, claimer).await?;
+    limits::count(&state, limits::CLAIMS_PER_IP, &ip_key(signed.ip)).await?;
     let body: ClaimBody = signed.json()?;
     let name = username(&body.username)?;
-    let claimed = state.store.claim_key_packages(name.as_str()).await?;
+    let claimed = state
+        .store
+        .claim_key_packages(name.as_str(), body.device_id.as_deref())
+        .await?;
     if claimed.is_empty() {
         // Only the empty answer pays for the look-up that tells the two apart.
         if state.store.password_hash(name.as_str()).await?.is_none() {
@@ -480,7 +434,7 @@ async fn fetch_messages(
     query: Result<Query<FetchQuery>, QueryRejection>,
     signed: Signed,
 ) -> ApiResult<Json<Value>> {
-    signed.username()?;
+    let user = signed.username()?;
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = query.limit.unwrap_or(FETCH_LIMIT).clamp(1, FETCH_LIMIT);
     let device = signed.device_id.to_string();
@@ -488,9 +442,27 @@ async fn fetch_messages(
     let list: Vec<Delivered<'_>> = pending.iter().map(delivered).collect();
     // Devices learn here when their key packages run low, without an extra round trip.
     let (one_time, last_resort) = state.store.key_package_stock(&device).await?;
+    // And which devices their account has, and which revoked devices linger
+    // in their groups, so that they add the one and remove the other.
+    let devices: Vec<Value> = state
+        .store
+        .devices_of(user)
+        .await?
+        .into_iter()
+        .map(|d| json!({ "device_id": d.device_id, "revoked": d.revoked_at.is_some() }))
+        .collect();
+    let revoked_members: Vec<Value> = state
+        .store
+        .revoked_members(&device)
+        .await?
+        .into_iter()
+        .map(|(group_id, device_id)| json!({ "group_id": group_id, "device_id": device_id }))
+        .collect();
     Ok(Json(json!({
         "messages": list,
         "key_package_stock": { "one_time": one_time, "last_resort": last_resort },
+        "devices": devices,
+        "revoked_members": revoked_members,
     })))
 }
 
@@ -520,32 +492,43 @@ async fn stream(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     signed: Signed,
 ) -> ApiResult<Response> {
-    signed.username()?;
+    let user = signed.username()?.to_owned();
     let ws = ws.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let device = signed.device_id;
     let notifications = state.notifier.subscribe();
     Ok(ws
         .read_buffer_size(8192)
         .on_upgrade(move |socket| async move {
-            if let Err(e) = push_loop(state, device, socket, notifications).await {
+            if let Err(e) = push_loop(state, device, user, socket, notifications).await {
                 tracing::debug!(%device, error = %e, "stream closed");
             }
         }))
 }
 
+/// How often a stream re-checks its device's session, for lifetimes that run
+/// out while it is open and revocations made on another node.
+const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// WebSocket close code for "your session is over" (private-use range).
+const CLOSE_SESSION_ENDED: u16 = 4001;
+
 /// Pushes a device's messages as they arrive. The socket carries the same
-/// JSON objects as `GET /v1/messages`; the device acknowledges with
-/// `{"acks":[{"group_id":…,"seq":…}]}` frames or over HTTP.
+/// JSON objects as `GET /v1/messages`, plus `{"kind":"devices_changed"}`
+/// when the account's device list changed; the device acknowledges with
+/// `{"acks":[{"group_id":…,"seq":…}]}` frames or over HTTP. The stream is
+/// closed (code 4001) the moment the device is revoked or its session ends.
 async fn push_loop(
     state: AppState,
     device: DeviceId,
+    user: String,
     mut socket: WebSocket,
-    mut notifications: broadcast::Receiver<Arc<Pending>>,
+    mut notifications: broadcast::Receiver<Arc<Notice>>,
 ) -> Result<(), String> {
     let device_key = device.to_string();
     let mut sent: HashMap<String, u64> = HashMap::new();
     let mut groups: HashSet<String> = HashSet::new();
     let mut resync = true;
+    let mut recheck = tokio::time::interval(SESSION_RECHECK);
     loop {
         if resync {
             groups = state
@@ -576,12 +559,22 @@ async fn push_loop(
             resync = false;
         }
         tokio::select! {
-            note = notifications.recv() => match note {
-                Ok(p) => {
+            note = notifications.recv() => match note.as_deref() {
+                Ok(Notice::SessionEnded { device_id }) if *device_id == device_key => {
+                    return close_ended(socket, "session ended").await;
+                }
+                Ok(Notice::DevicesChanged { username }) if *username == user => {
+                    socket
+                        .send(Message::Text(r#"{"kind":"devices_changed"}"#.into()))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(Notice::SessionEnded { .. } | Notice::DevicesChanged { .. }) => {}
+                Ok(Notice::Message(p)) => {
                     let next_in_line = sent.get(&p.group_id).is_some_and(|s| *s + 1 == p.seq);
                     let plain = p.kind == "application" || p.kind == "proposal";
                     if groups.contains(&p.group_id) && next_in_line && plain {
-                        send(&mut socket, &p).await?;
+                        send(&mut socket, p).await?;
                         sent.insert(p.group_id.clone(), p.seq);
                     } else if groups.contains(&p.group_id) || p.kind == "welcome" {
                         // Membership may have changed or we missed something: ask the database.
@@ -590,6 +583,16 @@ async fn push_loop(
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => resync = true,
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+            _ = recheck.tick() => {
+                let session = state.store.device_session(&device_key).await.map_err(|e| e.to_string())?;
+                let ended = match &session {
+                    Some(session) => session_problem(session, &state.config).is_some(),
+                    None => true,
+                };
+                if ended {
+                    return close_ended(socket, "session ended").await;
+                }
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(text))) => {
@@ -604,6 +607,17 @@ async fn push_loop(
             },
         }
     }
+}
+
+async fn close_ended(mut socket: WebSocket, reason: &'static str) -> Result<(), String> {
+    let frame = axum::extract::ws::CloseFrame {
+        code: CLOSE_SESSION_ENDED,
+        reason: reason.into(),
+    };
+    socket
+        .send(Message::Close(Some(frame)))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn send(socket: &mut WebSocket, p: &Pending) -> Result<(), String> {

@@ -7,11 +7,12 @@
 //! after the password at login.
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use axum::body::{Body, Bytes};
-use axum::extract::FromRequest;
+use axum::extract::{ConnectInfo, FromRequest};
 use axum::http::Request;
 use conclave_crypto::{
     DeviceId, DevicePublicKey, MAX_CLOCK_SKEW_SECS, SignedHeaders, verify_request,
@@ -21,6 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::store::DeviceSession;
 
 /// A password in transit: zeroized on drop, never printed.
 pub struct Password(Zeroizing<String>);
@@ -53,10 +55,16 @@ fn argon2() -> Argon2<'static> {
 
 /// Hashes a password (PHC string). Runs on a blocking thread: argon2 is slow on purpose.
 pub async fn hash_password(password: Password) -> Result<String, ApiError> {
+    hash_secret(password.0).await
+}
+
+/// Hashes any secret the relay must recognise but never learn (passwords,
+/// recovery and invite codes): argon2id, one set of parameters for all.
+pub async fn hash_secret(secret: Zeroizing<String>) -> Result<String, ApiError> {
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
         argon2()
-            .hash_password(password.expose().as_bytes(), &salt)
+            .hash_password(secret.as_bytes(), &salt)
             .map(|h| h.to_string())
             .map_err(|e| ApiError::Internal(format!("argon2: {e}")))
     })
@@ -67,13 +75,21 @@ pub async fn hash_password(password: Password) -> Result<String, ApiError> {
 /// Verifies a password against a stored hash, or against a dummy hash when the
 /// account does not exist, so timing does not reveal which usernames exist.
 pub async fn verify_password(password: Password, stored: Option<String>) -> Result<bool, ApiError> {
+    verify_secret(password.0, stored).await
+}
+
+/// Verifies a secret against its argon2id hash (or a dummy, for equal timing).
+pub async fn verify_secret(
+    password: Zeroizing<String>,
+    stored: Option<String>,
+) -> Result<bool, ApiError> {
     tokio::task::spawn_blocking(move || {
         const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$ZmRB6sl1qDlk4XG8jF7JTuG8A4x26m9pBTqhMfTf3Hk";
         let exists = stored.is_some();
         let text = stored.unwrap_or_else(|| DUMMY.to_owned());
         let parsed = PasswordHash::new(&text).map_err(|e| ApiError::Internal(format!("stored hash: {e}")))?;
         // The verifier compares digests in constant time.
-        let matches = argon2().verify_password(password.expose().as_bytes(), &parsed).is_ok();
+        let matches = argon2().verify_password(password.as_bytes(), &parsed).is_ok();
         Ok(exists && matches)
     })
     .await
@@ -98,6 +114,43 @@ pub struct Signed {
     pub public_key: DevicePublicKey,
     /// The raw body.
     pub body: Bytes,
+    /// Where the request came from, if the listener knows.
+    pub ip: Option<IpAddr>,
+}
+
+/// The client address of a request served by [`crate::run`].
+pub fn client_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
+/// Routes an account without a required second factor may still use: the
+/// ones that enroll one (and login, to get that far).
+fn enrollment_route(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    matches!(
+        (method.clone(), path),
+        (Method::GET, "/v1/account")
+            | (Method::POST, "/v1/devices")
+            | (Method::POST, "/v1/account/totp")
+            | (Method::POST, "/v1/account/totp/confirm")
+            | (Method::POST, "/v1/account/webauthn/register")
+            | (Method::POST, "/v1/account/webauthn/register/finish")
+    )
+}
+
+/// Why a session is no longer good, if it isn't.
+pub fn session_problem(session: &DeviceSession, config: &crate::Config) -> Option<ApiError> {
+    let now = unix_now();
+    if session.revoked_at.is_some() {
+        return Some(ApiError::DeviceRevoked);
+    }
+    let alive = session.session_started_at.is_some_and(|started| {
+        now.saturating_sub(started) <= config.session_lifetime
+            && now.saturating_sub(session.last_seen_at) <= config.session_idle_timeout
+    });
+    (!alive).then_some(ApiError::SessionExpired)
 }
 
 /// The public key a login request carries, so the new device can sign it.
@@ -106,7 +159,7 @@ struct LoginKey {
     public_key: String,
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -131,16 +184,17 @@ impl FromRequest<AppState> for Signed {
             return Err(ApiError::StaleRequest(MAX_CLOCK_SKEW_SECS));
         }
         let device_key = headers.device_id.to_string();
-        let (username, public_key) = match state.store.device(&device_key).await? {
+        let is_login =
+            parts.method == axum::http::Method::POST && parts.uri.path() == "/v1/devices";
+        let session = state.store.device_session(&device_key).await?;
+        let (username, public_key) = match &session {
             Some(device) => (
-                Some(device.username),
+                Some(device.username.clone()),
                 DevicePublicKey::from_bytes(&device.public_key)
                     .map_err(|_| ApiError::Internal("stored device key invalid".into()))?,
             ),
             // Only login may be signed by an unknown device, with its key in the body.
-            None if parts.method == axum::http::Method::POST
-                && parts.uri.path() == "/v1/devices" =>
-            {
+            None if is_login => {
                 let login: LoginKey = serde_json::from_slice(&body)
                     .map_err(|e| ApiError::BadRequest(format!("login body: {e}")))?;
                 let bytes = crate::api::decode_b64("public_key", &login.public_key)?;
@@ -170,11 +224,34 @@ impl FromRequest<AppState> for Signed {
         if !fresh {
             return Err(ApiError::Replayed);
         }
+        if let Some(session) = &session {
+            match session_problem(session, &state.config) {
+                Some(ApiError::DeviceRevoked) => return Err(ApiError::DeviceRevoked),
+                // Logging in again is how an expired session is renewed.
+                Some(problem) if !is_login => return Err(problem),
+                _ => {}
+            }
+            if session.second_factor_required
+                && !session.has_second_factor
+                && !enrollment_route(&parts.method, parts.uri.path())
+            {
+                return Err(ApiError::EnrollmentRequired(
+                    "this workspace requires two-factor sign-in; enroll TOTP or a passkey",
+                ));
+            }
+            // Idle time is kept to a quarter of the timeout (at most a minute):
+            // one write a minute, not one per request.
+            let granularity = (state.config.session_idle_timeout / 4).clamp(1, 60);
+            if now.saturating_sub(session.last_seen_at) >= granularity {
+                state.store.touch_device(&device_key).await?;
+            }
+        }
         Ok(Signed {
             device_id: headers.device_id,
             username,
             public_key,
             body,
+            ip: client_ip(&parts.extensions),
         })
     }
 }

@@ -16,18 +16,22 @@ use serde::Deserialize;
     about = "The Conclave relay: stores only MLS ciphertext and public keys"
 )]
 pub struct Args {
-    /// TOML config file (keys: listen, data_dir, database_url, tls_cert, tls_key, max_body_bytes).
-    #[arg(long, env = "CONCLAVE_CONFIG")]
+    /// TOML config file (keys: the long names of these flags, with underscores).
+    #[arg(long, env = "CONCLAVE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Address to serve HTTPS on [default: 127.0.0.1:8443].
     #[arg(long, env = "CONCLAVE_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Directory for the SQLite database and generated certificate [default: ./conclave-data].
-    #[arg(long, env = "CONCLAVE_DATA_DIR")]
+    /// Directory for the SQLite database, generated certificate and server key [default: ./conclave-data].
+    #[arg(long, env = "CONCLAVE_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// Use this database instead of SQLite in the data directory (postgres://… or sqlite://…).
-    #[arg(long, env = "CONCLAVE_DATABASE_URL")]
+    #[arg(long, env = "CONCLAVE_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
+    /// File holding the 32-byte key that seals TOTP secrets; keep it out of database backups
+    /// [default: <data_dir>/server.key, created 0600].
+    #[arg(long, env = "CONCLAVE_SERVER_KEY_FILE", global = true)]
+    pub server_key_file: Option<PathBuf>,
     /// PEM certificate chain. Without it a self-signed certificate is generated.
     #[arg(long, env = "CONCLAVE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -37,6 +41,27 @@ pub struct Args {
     /// Largest accepted request body in bytes [default: 1048576].
     #[arg(long, env = "CONCLAVE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Let anyone register without an invite code [default: false].
+    #[arg(long, env = "CONCLAVE_OPEN_REGISTRATION")]
+    pub open_registration: Option<bool>,
+    /// A device session ends after this long without a request, e.g. 7d, 12h [default: 7d].
+    #[arg(long, env = "CONCLAVE_SESSION_IDLE_TIMEOUT")]
+    pub session_idle_timeout: Option<String>,
+    /// A device session ends this long after its login, whatever its use [default: 30d].
+    #[arg(long, env = "CONCLAVE_SESSION_LIFETIME")]
+    pub session_lifetime: Option<String>,
+    /// The origin passkeys are bound to; its host is the WebAuthn RP id [default: https://localhost:<port>].
+    #[arg(long, env = "CONCLAVE_WEBAUTHN_ORIGIN")]
+    pub webauthn_origin: Option<String>,
+    /// Record client IP addresses in authentication events [default: false].
+    #[arg(long, env = "CONCLAVE_RECORD_CLIENT_IP")]
+    pub record_client_ip: Option<bool>,
+    /// Rate limits and lockout; turn off only for load tests [default: true].
+    #[arg(long, env = "CONCLAVE_RATE_LIMITS")]
+    pub rate_limits: Option<bool>,
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<crate::admin::Command>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -48,6 +73,13 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     max_body_bytes: Option<usize>,
+    server_key_file: Option<PathBuf>,
+    open_registration: Option<bool>,
+    session_idle_timeout: Option<String>,
+    session_lifetime: Option<String>,
+    webauthn_origin: Option<String>,
+    record_client_ip: Option<bool>,
+    rate_limits: Option<bool>,
 }
 
 /// Resolved settings.
@@ -63,17 +95,39 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Body size limit.
     pub max_body_bytes: usize,
+    /// The sealing key file (outside the database).
+    pub server_key_file: PathBuf,
+    /// Registration without an invite.
+    pub open_registration: bool,
+    /// Seconds without a request after which a session ends.
+    pub session_idle_timeout: u64,
+    /// Seconds after login after which a session ends.
+    pub session_lifetime: u64,
+    /// WebAuthn origin.
+    pub webauthn_origin: String,
+    /// Whether authentication events carry the client address.
+    pub record_client_ip: bool,
+    /// Whether rate limits and lockout apply.
+    pub rate_limits: bool,
 }
 
 impl Config {
     /// Defaults for everything, with data in `data_dir`.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
-            data_dir: data_dir.into(),
+            server_key_file: data_dir.join("server.key"),
+            data_dir,
             database_url: None,
             tls: None,
             max_body_bytes: 1 << 20,
+            open_registration: false,
+            session_idle_timeout: 7 * DAY,
+            session_lifetime: 30 * DAY,
+            webauthn_origin: "https://localhost:8443".into(),
+            record_client_ip: false,
+            rate_limits: true,
         }
     }
 
@@ -90,6 +144,31 @@ impl Config {
         );
         if let Some(listen) = args.listen.or(file.listen) {
             config.listen = listen;
+        }
+        config.webauthn_origin = args
+            .webauthn_origin
+            .or(file.webauthn_origin)
+            .unwrap_or_else(|| format!("https://localhost:{}", config.listen.port()));
+        if let Some(path) = args.server_key_file.or(file.server_key_file) {
+            config.server_key_file = path;
+        }
+        if let Some(open) = args.open_registration.or(file.open_registration) {
+            config.open_registration = open;
+        }
+        if let Some(record) = args.record_client_ip.or(file.record_client_ip) {
+            config.record_client_ip = record;
+        }
+        if let Some(on) = args.rate_limits.or(file.rate_limits) {
+            config.rate_limits = on;
+        }
+        if let Some(text) = args.session_idle_timeout.or(file.session_idle_timeout) {
+            config.session_idle_timeout = parse_duration("session_idle_timeout", &text)?;
+        }
+        if let Some(text) = args.session_lifetime.or(file.session_lifetime) {
+            config.session_lifetime = parse_duration("session_lifetime", &text)?;
+        }
+        if config.session_idle_timeout > config.session_lifetime {
+            return Err("session_idle_timeout must not exceed session_lifetime".into());
         }
         config.database_url = args.database_url.or(file.database_url);
         config.tls = match (
@@ -110,6 +189,33 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+const DAY: u64 = 86_400;
+
+/// Parses `90s`, `15m`, `12h`, `7d` or a plain number of seconds.
+pub(crate) fn parse_duration(name: &str, text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => DAY,
+        _ => return Err(format!("{name} {text:?}: use s, m, h or d, e.g. 7d")),
+    };
+    let seconds = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("{name} {text:?} is not a duration such as 7d or 12h"))?;
+    if seconds == 0 {
+        return Err(format!("{name} {text:?} is too short: use at least 1s"));
+    }
+    Ok(seconds)
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig, String> {
@@ -149,5 +255,23 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn durations_name_their_problem() {
+        assert_eq!(parse_duration("x", "7d").unwrap(), 7 * DAY);
+        assert_eq!(parse_duration("x", "90").unwrap(), 90);
+        assert_eq!(parse_duration("x", "15m").unwrap(), 900);
+        assert!(
+            parse_duration("x", "5w")
+                .unwrap_err()
+                .contains("use s, m, h or d")
+        );
+        assert!(parse_duration("x", "0s").unwrap_err().contains("too short"));
+        assert!(
+            parse_duration("x", "soond")
+                .unwrap_err()
+                .contains("not a duration")
+        );
     }
 }

@@ -54,6 +54,33 @@ pub enum ApiError {
     /// The user has no device with a key package to hand out.
     #[error("user {0} has no key packages available")]
     NoKeyPackages(String),
+    /// Password right, but the account needs a second factor; lists the kinds it has.
+    #[error("a second factor is required: {}", .0.join(", "))]
+    SecondFactorRequired(Vec<&'static str>),
+    /// The TOTP code, recovery code or WebAuthn assertion was wrong, expired or reused.
+    #[error("second factor rejected: {0}")]
+    SecondFactorInvalid(&'static str),
+    /// The device's session ran out or was ended; it must log in again.
+    #[error("session expired: log in again on this device")]
+    SessionExpired,
+    /// The device was revoked; it can never sign requests again.
+    #[error("this device was revoked")]
+    DeviceRevoked,
+    /// The account must enroll a second factor before doing this.
+    #[error("enroll a second factor first: {0}")]
+    EnrollmentRequired(&'static str),
+    /// Registration is by invitation and no invite code was given.
+    #[error("registration is by invitation: an invite code is required")]
+    InviteRequired,
+    /// The invite code is wrong, spent or expired.
+    #[error("invite code is invalid, already used or expired")]
+    InviteInvalid,
+    /// Too many requests; try again after the given number of seconds.
+    #[error("too many attempts: retry after {retry_after} seconds")]
+    RateLimited {
+        /// Seconds until the window reopens.
+        retry_after: u64,
+    },
     /// A storage or internal failure; details go to the log, not the client.
     #[error("internal error")]
     Internal(String),
@@ -76,6 +103,14 @@ impl ApiError {
             WrongEpoch { .. } => (StatusCode::CONFLICT, "wrong_epoch"),
             TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             NoKeyPackages(_) => (StatusCode::NOT_FOUND, "no_key_packages"),
+            SecondFactorRequired(_) => (StatusCode::UNAUTHORIZED, "second_factor_required"),
+            SecondFactorInvalid(_) => (StatusCode::UNAUTHORIZED, "second_factor_invalid"),
+            SessionExpired => (StatusCode::UNAUTHORIZED, "session_expired"),
+            DeviceRevoked => (StatusCode::UNAUTHORIZED, "device_revoked"),
+            EnrollmentRequired(_) => (StatusCode::FORBIDDEN, "second_factor_enrollment_required"),
+            InviteRequired => (StatusCode::FORBIDDEN, "invite_required"),
+            InviteInvalid => (StatusCode::FORBIDDEN, "invite_invalid"),
+            RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -89,8 +124,15 @@ impl IntoResponse for ApiError {
             tracing::error!(%detail, "internal error");
         }
         let mut body = json!({ "error": code, "message": self.to_string() });
-        if let ApiError::WrongEpoch { current, .. } = self {
-            body["current_epoch"] = json!(current);
+        match &self {
+            ApiError::WrongEpoch { current, .. } => body["current_epoch"] = json!(current),
+            ApiError::SecondFactorRequired(factors) => body["factors"] = json!(factors),
+            ApiError::RateLimited { retry_after } => {
+                body["retry_after"] = json!(retry_after);
+                let retry = [(http::header::RETRY_AFTER, retry_after.to_string())];
+                return (status, retry, Json(body)).into_response();
+            }
+            _ => {}
         }
         (status, Json(body)).into_response()
     }
@@ -104,3 +146,17 @@ impl From<crate::store::StoreError> for ApiError {
 
 /// Shorthand for handler results.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limited_answers_say_when_to_retry() {
+        let response = ApiError::RateLimited { retry_after: 42 }.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "42");
+        let response = ApiError::SecondFactorRequired(vec!["totp"]).into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+}

@@ -16,11 +16,17 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod account_api;
+pub mod admin;
 mod api;
 mod auth;
 mod config;
 mod error;
+mod events;
+mod factors;
+mod limits;
 mod mls;
+mod server_key;
 mod store;
 mod tls;
 
@@ -29,9 +35,10 @@ use std::sync::Arc;
 
 pub use config::{Args, Config};
 pub use error::ApiError;
+pub use events::{AuthAction, AuthEvent, AuthEvents};
 pub use store::{
-    Backend, CommitRecord, GroupAccess, GroupRow, MessageKind, NewKeyPackage, Pending, Store,
-    StoreError,
+    AccountSummary, AuthEventRow, Backend, ChallengeRow, CommitRecord, DeviceSession, GroupAccess,
+    GroupRow, MessageKind, NewKeyPackage, Pending, Store, StoreError,
 };
 pub use tls::TlsIdentity;
 use tokio::sync::broadcast;
@@ -41,24 +48,48 @@ use tokio::sync::broadcast;
 pub struct AppState {
     store: Store,
     config: Arc<Config>,
-    notifier: broadcast::Sender<Arc<Pending>>,
+    notifier: broadcast::Sender<Arc<Notice>>,
+    server_key: server_key::ServerKey,
+    relying_party: Arc<factors::RelyingParty>,
+    events: AuthEvents,
+}
+
+/// What connected devices are told, after it is durable.
+#[derive(Debug)]
+enum Notice {
+    /// A message was appended to a group.
+    Message(Pending),
+    /// A device was revoked or its session ended: close its stream now.
+    SessionEnded {
+        /// Hex device id.
+        device_id: String,
+    },
+    /// An account's device list changed: its devices should look.
+    DevicesChanged {
+        /// The account.
+        username: String,
+    },
 }
 
 impl AppState {
     /// Tells connected devices that a message was appended (after it is durable).
     fn notify(&self, message: Pending) {
+        self.tell(Notice::Message(message));
+    }
+
+    fn tell(&self, notice: Notice) {
         // No receivers is fine: devices fetch on reconnect.
-        let _ = self.notifier.send(Arc::new(message));
+        let _ = self.notifier.send(Arc::new(notice));
     }
 }
 
 /// Opens storage and builds the router, without TLS: for in-process transports.
 pub async fn app(config: Config) -> Result<axum::Router, String> {
     let store = open_store(&config).await?;
-    Ok(api::router(state(store, config)))
+    Ok(api::router(state(store, config)?))
 }
 
-fn state(store: Store, config: Config) -> AppState {
+fn state(store: Store, config: Config) -> Result<AppState, String> {
     // Spent nonces only matter while their requests could still pass the
     // freshness check; forget the rest off the request path.
     let pruning = store.clone();
@@ -69,17 +100,25 @@ fn state(store: Store, config: Config) -> AppState {
             if let Err(e) = pruning.prune_nonces().await {
                 tracing::warn!(error = %e, "pruning request nonces failed");
             }
+            if let Err(e) = pruning.prune_auth_state().await {
+                tracing::warn!(error = %e, "pruning rate limits and challenges failed");
+            }
         }
     });
     let (notifier, _) = broadcast::channel(4096);
-    AppState {
+    let server_key = server_key::ServerKey::load_or_create(&config.server_key_file)?;
+    let relying_party = factors::RelyingParty::new(&config.webauthn_origin, "Conclave")?;
+    Ok(AppState {
+        events: AuthEvents::new(store.clone(), config.record_client_ip),
         store,
         config: Arc::new(config),
         notifier,
-    }
+        server_key,
+        relying_party: Arc::new(relying_party),
+    })
 }
 
-async fn open_store(config: &Config) -> Result<Store, String> {
+pub(crate) async fn open_store(config: &Config) -> Result<Store, String> {
     // A new data directory is the owner's alone: the database (password
     // hashes), its WAL and the TLS key inherit that protection.
     let mut data_dir = std::fs::DirBuilder::new();
@@ -121,7 +160,7 @@ pub async fn run(
         Backend::Postgres => "postgres",
     };
     tracing::info!(%address, backend, "serving");
-    let router = api::router(state(store, config));
+    let router = api::router(state(store, config)?);
     let handle = axum_server::Handle::new();
     let on_shutdown = handle.clone();
     tokio::spawn(async move {
@@ -133,7 +172,7 @@ pub async fn run(
     axum_server::from_tcp_rustls(listener, rustls)
         .map_err(|e| e.to_string())?
         .handle(handle)
-        .serve(router.into_make_service())
+        .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await
         .map_err(|e| format!("server failed: {e}"))
 }

@@ -18,8 +18,12 @@ async fn main() {
     }
 }
 
-async fn serve(args: Args) -> Result<(), String> {
+async fn serve(mut args: Args) -> Result<(), String> {
+    let command = args.command.take();
     let config = Config::resolve(args)?;
+    if let Some(conclave_server::admin::Command::Admin(command)) = command {
+        return conclave_server::admin::run(config, command).await;
+    }
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let shutdown = async {

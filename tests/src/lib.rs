@@ -100,6 +100,15 @@ fn server_binary() -> PathBuf {
         .clone()
 }
 
+/// Most tests register freely; the invite tests say `--open-registration false`.
+fn open_registration_unless_set(extra: &[String]) -> Vec<&'static str> {
+    if extra.iter().any(|arg| arg == "--open-registration") {
+        Vec::new()
+    } else {
+        vec!["--open-registration", "true"]
+    }
+}
+
 /// The real relay, as a child process.
 #[derive(Debug)]
 pub struct ServerProcess {
@@ -151,6 +160,7 @@ impl ServerProcess {
             .arg("--data-dir")
             // A directory the server creates itself, as on a new machine.
             .arg(self.data.path().join("data"))
+            .args(open_registration_unless_set(&self.extra))
             .args(&self.extra)
             .env("CONCLAVE_LOG", "debug")
             .stdout(Stdio::piped())
@@ -201,6 +211,27 @@ impl ServerProcess {
     pub fn restart(&mut self) {
         self.kill_hard();
         self.spawn();
+    }
+
+    /// Runs `conclave-server admin ARGS` on this server's data (as its host
+    /// would), asserting success; returns what it printed.
+    pub fn admin(&self, args: &[&str]) -> String {
+        let mut command = Command::new(server_binary());
+        command.arg("--data-dir").arg(self.data.path().join("data"));
+        if let Some(at) = self.extra.iter().position(|a| a == "--database-url") {
+            command.args(&self.extra[at..at + 2]);
+        }
+        let output = command
+            .arg("admin")
+            .args(args)
+            .output()
+            .expect("run conclave-server admin");
+        assert!(
+            output.status.success(),
+            "admin {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8 output")
     }
 
     /// A transport trusting this server by fingerprint.
@@ -538,7 +569,8 @@ pub struct InProcessTransport {
 impl InProcessTransport {
     /// A relay with its SQLite database in `data`.
     pub async fn start(data: &TempDir) -> Self {
-        let config = conclave_server::Config::with_data_dir(data.path());
+        let mut config = conclave_server::Config::with_data_dir(data.path());
+        config.open_registration = true;
         Self {
             router: conclave_server::app(config).await.expect("relay router"),
         }
@@ -580,5 +612,66 @@ impl Transport for InProcessTransport {
         _request: HttpRequest,
     ) -> BoxFuture<'_, Result<Box<dyn PushStream>, TransportError>> {
         Box::pin(async { Err(TransportError("no push stream in-process: use sync".into())) })
+    }
+}
+
+/// An authenticator app: TOTP codes from an `otpauth://` URI, each for a
+/// time step the relay has not seen yet (the relay takes each step once).
+#[derive(Debug)]
+pub struct TotpApp {
+    totp: totp_rs::Totp,
+    next_step: u64,
+}
+
+impl TotpApp {
+    /// Reads the URI an enrollment printed.
+    pub fn from_uri(uri: &str) -> Self {
+        Self {
+            totp: totp_rs::Totp::from_url(uri).expect("otpauth URI"),
+            next_step: 0,
+        }
+    }
+
+    /// The code for `step` (for replay tests).
+    pub fn code_at_step(&self, step: u64) -> String {
+        self.totp.generate(step * 30).to_string()
+    }
+
+    /// The last step handed out.
+    pub fn last_step(&self) -> u64 {
+        self.next_step.saturating_sub(1)
+    }
+
+    /// A code for an unused step the relay accepts now (the current one or
+    /// the next, which drift allows); waits for a new step if both are spent.
+    pub async fn fresh_code(&mut self) -> String {
+        loop {
+            let current = now() / 30;
+            let step = self.next_step.max(current);
+            if step <= current + 1 {
+                self.next_step = step + 1;
+                return self.code_at_step(step);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// Enrolls TOTP for `client`'s account; returns the app and the recovery codes.
+pub async fn enroll_totp(client: &Client) -> (TotpApp, Vec<String>) {
+    let enrollment = client.enroll_totp().await.expect("enroll TOTP");
+    let mut app = TotpApp::from_uri(&enrollment.otpauth_uri);
+    let code = app.fresh_code().await;
+    let codes = client.confirm_totp(&code).await.expect("confirm TOTP");
+    (app, codes.0)
+}
+
+impl RawDevice {
+    /// A device with a fresh key that is not registered anywhere yet.
+    pub fn fresh(server: &ServerProcess) -> Self {
+        Self {
+            key: DeviceKey::generate(),
+            transport: server.transport(),
+        }
     }
 }

@@ -6,9 +6,10 @@ use std::collections::BTreeSet;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use conclave_client::{Client, ClientError, Event};
+use conclave_client::{Client, ClientError, Credentials, Event, SecondFactor};
 use conclave_tests::{
-    RawDevice, ServerProcess, TempDir, forged_private_message, fresh_postgres, now,
+    RawDevice, ServerProcess, TempDir, TotpApp, enroll_totp, forged_private_message,
+    fresh_postgres, now,
 };
 use serde_json::json;
 
@@ -26,11 +27,18 @@ async fn register(server: &ServerProcess, user: &str, password: &str) -> Person 
     Person { client, home }
 }
 
-async fn second_device(server: &ServerProcess, user: &str, password: &str) -> Person {
+/// Logs in another device of `user`, with a code from the account's TOTP app.
+async fn second_device(
+    server: &ServerProcess,
+    user: &str,
+    password: &str,
+    app: &mut TotpApp,
+) -> Person {
     let home = TempDir::new(user);
     let client = server.client(home.path()).await;
+    let code = app.fresh_code().await;
     client
-        .login(user, password)
+        .login_with(user, Credentials::with(password, SecondFactor::Totp(&code)))
         .await
         .expect("login second device");
     Person { client, home }
@@ -77,7 +85,9 @@ async fn channel_lifecycle(server: &ServerProcess) {
     ];
     let alice = register(server, "alice", passwords[0]).await;
     let bob1 = register(server, "bob", passwords[1]).await;
-    let bob2 = second_device(server, "bob", passwords[1]).await;
+    // A second device needs a second factor.
+    let (mut bob_app, _) = enroll_totp(&bob1.client).await;
+    let bob2 = second_device(server, "bob", passwords[1], &mut bob_app).await;
     let carol = register(server, "carol", passwords[2]).await;
 
     alice.client.create_channel(CHANNEL).await.expect("create");

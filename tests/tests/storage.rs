@@ -81,7 +81,7 @@ async fn storage_suite(store: Store) {
     );
     let claims = (0..25).map(|_| {
         let store = store.clone();
-        tokio::spawn(async move { store.claim_key_packages("alice").await.unwrap() })
+        tokio::spawn(async move { store.claim_key_packages("alice", None).await.unwrap() })
     });
     let mut one_time = Vec::new();
     let mut last_resort = 0;
@@ -107,7 +107,7 @@ async fn storage_suite(store: Store) {
         .await
         .unwrap();
     assert_eq!(
-        store.claim_key_packages("alice").await.unwrap()[0].1,
+        store.claim_key_packages("alice", None).await.unwrap()[0].1,
         vec![101; 8]
     );
 
@@ -242,6 +242,152 @@ async fn storage_suite(store: Store) {
     store.ack("d-alice", "g1", 4).await.unwrap();
     assert!(store.pending("d-alice", 100).await.unwrap().is_empty());
     assert_eq!(store.groups_of("d-bob").await.unwrap(), ["g1"]);
+
+    account_suite(&store).await;
+}
+
+/// Second factors, sessions, invites and rate limits: the compare-and-set
+/// statements that make codes single-use must hold on both dialects.
+async fn account_suite(store: &Store) {
+    // TOTP: a step is spent once, and never an earlier one after it.
+    assert!(store.begin_totp("alice", "sealed-1").await.unwrap());
+    assert!(store.begin_totp("alice", "sealed-2").await.unwrap()); // still pending: replaced
+    assert!(!store.totp("alice").await.unwrap().unwrap().confirmed);
+    assert!(store.spend_totp_step("alice", 100).await.unwrap());
+    let totp = store.totp("alice").await.unwrap().unwrap();
+    assert!(totp.confirmed && totp.last_step == 100 && totp.sealed_secret == "sealed-2");
+    assert!(!store.spend_totp_step("alice", 100).await.unwrap());
+    assert!(!store.spend_totp_step("alice", 99).await.unwrap());
+    assert!(store.spend_totp_step("alice", 101).await.unwrap());
+    assert!(!store.begin_totp("alice", "sealed-3").await.unwrap()); // confirmed: kept
+
+    // Recovery codes: each spent once.
+    let codes = vec![
+        ("c1".to_owned(), "h1".to_owned()),
+        ("c2".to_owned(), "h2".to_owned()),
+    ];
+    store.replace_recovery_codes("alice", &codes).await.unwrap();
+    assert_eq!(store.recovery_codes_left("alice").await.unwrap(), 2);
+    assert_eq!(
+        store
+            .unused_recovery_code("alice", "c1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("h1")
+    );
+    assert!(store.spend_recovery_code("alice", "c1").await.unwrap());
+    assert!(!store.spend_recovery_code("alice", "c1").await.unwrap());
+    assert_eq!(
+        store.unused_recovery_code("alice", "c1").await.unwrap(),
+        None
+    );
+    assert_eq!(store.recovery_codes_left("alice").await.unwrap(), 1);
+
+    // Challenges answer once.
+    let challenge = conclave_server::ChallengeRow {
+        username: "alice".into(),
+        purpose: "authenticate".into(),
+        state: "{}".into(),
+        expires_at: u64::MAX / 4,
+    };
+    store.put_challenge("ch1", &challenge).await.unwrap();
+    assert_eq!(
+        store.take_challenge("ch1").await.unwrap().unwrap().username,
+        "alice"
+    );
+    assert!(store.take_challenge("ch1").await.unwrap().is_none());
+
+    // Invites: spent with the account, in one transaction.
+    store
+        .create_invite("inv1", "hash", "host-admin", u64::MAX / 4)
+        .await
+        .unwrap();
+    assert!(store.open_invite("inv1").await.unwrap().is_some());
+    assert_eq!(
+        store
+            .create_account_with_invite("carol", "h", Some("inv1"))
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    assert!(store.open_invite("inv1").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .create_account_with_invite("dave", "h", Some("inv1"))
+            .await
+            .unwrap(),
+        Err("invite")
+    );
+    assert_eq!(store.password_hash("dave").await.unwrap(), None); // rolled back
+    store
+        .create_invite("inv2", "hash", "host-admin", 1)
+        .await
+        .unwrap(); // long expired
+    assert!(store.open_invite("inv2").await.unwrap().is_none());
+
+    // Sessions and revocation.
+    let session = store.device_session("d-alice").await.unwrap().unwrap();
+    assert!(session.session_started_at.is_some() && session.revoked_at.is_none());
+    assert!(session.has_second_factor && !session.second_factor_required);
+    store
+        .set_setting("require_second_factor", "true")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .device_session("d-bob")
+            .await
+            .unwrap()
+            .unwrap()
+            .second_factor_required
+    );
+    assert!(
+        !store
+            .device_session("d-bob")
+            .await
+            .unwrap()
+            .unwrap()
+            .has_second_factor
+    );
+    store
+        .add_device("alice", "d-alice-2", &[7; 32])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.end_sessions("alice", "d-alice").await.unwrap(),
+        ["d-alice-2"]
+    );
+    assert!(
+        store
+            .device_session("d-alice-2")
+            .await
+            .unwrap()
+            .unwrap()
+            .session_started_at
+            .is_none()
+    );
+    assert!(store.start_session("d-alice-2").await.unwrap());
+    assert!(store.revoke_device("alice", "d-alice-2").await.unwrap());
+    assert!(!store.revoke_device("alice", "d-alice-2").await.unwrap());
+    assert!(!store.start_session("d-alice-2").await.unwrap());
+    assert!(store.device("d-alice-2").await.unwrap().is_none());
+    assert_eq!(store.active_device_count("alice").await.unwrap(), 1);
+
+    // Rate limits count within a window and start over after it.
+    for expected in 1..=3 {
+        assert_eq!(store.hit_bucket("b", 3600).await.unwrap().hits, expected);
+    }
+    assert_eq!(store.peek_bucket("b", 3600).await.unwrap().hits, 3);
+    store.clear_bucket("b").await.unwrap();
+    assert_eq!(store.peek_bucket("b", 3600).await.unwrap().hits, 0);
+
+    // Roles.
+    assert!(store.grant_role("alice", "admin").await.unwrap());
+    assert!(!store.grant_role("nobody", "admin").await.unwrap());
+    assert_eq!(store.roles("alice").await.unwrap(), ["admin"]);
+    assert!(store.revoke_role("alice", "admin").await.unwrap());
+    assert!(!store.revoke_role("alice", "admin").await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -11,7 +11,10 @@
 //! compares-and-swaps the epoch, which is what makes "the first valid commit
 //! wins" hold across processes and nodes.
 
+mod accounts;
 mod schema;
+
+pub use accounts::{AccountSummary, AuthEventRow, ChallengeRow, CredentialRow, DeviceSession};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
@@ -265,7 +268,8 @@ impl Store {
         public_key: &[u8],
     ) -> Result<bool, StoreError> {
         sqlx::query(
-            "INSERT INTO devices (device_id, username, public_key, created_at) VALUES ($1, $2, $3, $4)
+            "INSERT INTO devices (device_id, username, public_key, created_at, session_started_at, last_seen_at)
+             VALUES ($1, $2, $3, $4, $4, $4)
              ON CONFLICT (device_id) DO NOTHING",
         )
         .bind(device_id)
@@ -280,12 +284,14 @@ impl Store {
             .is_some_and(|d| d.username == username && d.public_key == public_key))
     }
 
-    /// Looks up a device.
+    /// Looks up a device that is not revoked.
     pub async fn device(&self, device_id: &str) -> Result<Option<DeviceRow>, StoreError> {
-        let row = sqlx::query("SELECT username, public_key FROM devices WHERE device_id = $1")
-            .bind(device_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT username, public_key FROM devices WHERE device_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|r| DeviceRow {
             username: r.get(0),
             public_key: r.get(1),
@@ -367,21 +373,26 @@ impl Store {
         Ok((to_u64(row.get::<i64, _>(0)), row.get::<i64, _>(1) > 0))
     }
 
-    /// Hands out one key package for each device of `username`: a one-time
+    /// Hands out one key package for each device of `username` (or only for
+    /// `only_device`), skipping revoked devices: a one-time
     /// package (deleted in the same statement, so two racing claims never get
     /// the same one) or else the device's last-resort package.
     pub async fn claim_key_packages(
         &self,
         username: &str,
+        only_device: Option<&str>,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let devices: Vec<String> =
-            sqlx::query("SELECT device_id FROM devices WHERE username = $1 ORDER BY device_id")
-                .bind(username)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+        let devices: Vec<String> = sqlx::query(
+            "SELECT device_id FROM devices WHERE username = $1 AND revoked_at IS NULL
+             AND ($2 = '' OR device_id = $2) ORDER BY device_id",
+        )
+        .bind(username)
+        .bind(only_device.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
         let lock = match self.backend {
             // Skip rows another claim holds instead of coming back empty-handed.
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",

@@ -1,0 +1,510 @@
+//! The account side of a device: second factors, devices, sessions and the
+//! password.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use conclave_crypto::{DeviceKey, Username};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use webauthn_rs_proto::{
+    CreationChallengeResponse, PublicKeyCredential, RegisterPublicKeyCredential,
+    RequestChallengeResponse,
+};
+
+use crate::client::Client;
+use crate::error::{ClientError, Result};
+
+/// Something that performs WebAuthn ceremonies: a hardware security key, a
+/// platform passkey, or (for tests) [`SoftAuthenticator`].
+///
+/// The relay sends the ceremony's options and the origin it expects; the
+/// authenticator answers with a new credential or an assertion.
+pub trait Authenticator: Send {
+    /// Creates a credential (registration ceremony).
+    fn register(
+        &mut self,
+        origin: &url::Url,
+        options: CreationChallengeResponse,
+    ) -> std::result::Result<RegisterPublicKeyCredential, String>;
+
+    /// Signs a challenge with an existing credential (authentication ceremony).
+    fn authenticate(
+        &mut self,
+        origin: &url::Url,
+        options: RequestChallengeResponse,
+    ) -> std::result::Result<PublicKeyCredential, String>;
+}
+
+/// A second factor for a login or a sensitive change.
+pub enum SecondFactor<'a> {
+    /// A 6-digit code from an authenticator app.
+    Totp(&'a str),
+    /// One of the account's single-use recovery codes.
+    RecoveryCode(&'a str),
+    /// A passkey or security key.
+    Webauthn(&'a mut dyn Authenticator),
+}
+
+impl fmt::Debug for SecondFactor<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SecondFactor::Totp(_) => "Totp(<redacted>)",
+            SecondFactor::RecoveryCode(_) => "RecoveryCode(<redacted>)",
+            SecondFactor::Webauthn(_) => "Webauthn",
+        })
+    }
+}
+
+/// What proves the account holder is present: the password, and a second
+/// factor if the account has one. A passwordless account gives only a passkey.
+#[derive(Debug, Default)]
+pub struct Credentials<'a> {
+    /// The account password.
+    pub password: Option<&'a str>,
+    /// The second factor.
+    pub second_factor: Option<SecondFactor<'a>>,
+}
+
+impl<'a> Credentials<'a> {
+    /// The password alone.
+    pub fn password(password: &'a str) -> Self {
+        Self {
+            password: Some(password),
+            second_factor: None,
+        }
+    }
+
+    /// The password and a second factor.
+    pub fn with(password: &'a str, second_factor: SecondFactor<'a>) -> Self {
+        Self {
+            password: Some(password),
+            second_factor: Some(second_factor),
+        }
+    }
+}
+
+/// The account as the relay reports it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct AccountStatus {
+    /// Username.
+    pub username: String,
+    /// Roles (`admin`, `auditor`).
+    pub roles: Vec<String>,
+    /// A confirmed TOTP.
+    pub totp: bool,
+    /// A TOTP enrollment waiting for its first code.
+    pub totp_pending: bool,
+    /// Registered passkeys and security keys.
+    pub webauthn: Vec<PasskeyInfo>,
+    /// Whether a passkey alone signs in.
+    pub passwordless: bool,
+    /// Unused recovery codes.
+    pub recovery_codes_left: u64,
+    /// Whether the workspace requires a second factor.
+    pub second_factor_required: bool,
+}
+
+/// A registered WebAuthn credential.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct PasskeyInfo {
+    /// base64url credential id.
+    pub credential_id: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// One of the account's devices.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Hex device id.
+    pub device_id: String,
+    /// Registered at (unix seconds).
+    pub created_at: u64,
+    /// Last request (unix seconds, to a minute).
+    pub last_seen_at: u64,
+    /// Revoked at, if it was.
+    pub revoked_at: Option<u64>,
+    /// Whether it holds a live session.
+    pub session_active: bool,
+    /// Whether it is this device.
+    pub current: bool,
+}
+
+/// Recovery codes, shown once: each signs in once in place of a second factor.
+pub struct RecoveryCodes(pub Vec<String>);
+
+impl fmt::Debug for RecoveryCodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RecoveryCodes({} codes, <redacted>)", self.0.len())
+    }
+}
+
+/// A TOTP enrollment waiting for its first code.
+pub struct TotpEnrollment {
+    /// The `otpauth://` URI for an authenticator app (holds the secret).
+    pub otpauth_uri: String,
+}
+
+impl fmt::Debug for TotpEnrollment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TotpEnrollment(<redacted>)")
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T> {
+    serde_json::from_value(value)
+        .map_err(|e| ClientError::Invalid(format!("relay sent a malformed {what}: {e}")))
+}
+
+fn codes(value: &Value) -> RecoveryCodes {
+    RecoveryCodes(
+        value["recovery_codes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
+fn origin_of(challenge: &Value) -> Result<url::Url> {
+    let origin = challenge["origin"].as_str().unwrap_or_default();
+    url::Url::parse(origin)
+        .map_err(|e| ClientError::Invalid(format!("relay sent a bad WebAuthn origin: {e}")))
+}
+
+impl Client {
+    /// Turns credentials into the JSON the relay checks, running a WebAuthn
+    /// ceremony first if a passkey is the second factor.
+    pub(crate) async fn proof(
+        &self,
+        username: &str,
+        credentials: Credentials<'_>,
+    ) -> Result<Value> {
+        let mut proof = json!({});
+        if let Some(password) = credentials.password {
+            proof["password"] = json!(password);
+        }
+        proof["second_factor"] = match credentials.second_factor {
+            None => Value::Null,
+            Some(SecondFactor::Totp(code)) => json!({ "type": "totp", "code": code }),
+            Some(SecondFactor::RecoveryCode(code)) => {
+                json!({ "type": "recovery_code", "code": code })
+            }
+            Some(SecondFactor::Webauthn(authenticator)) => {
+                let challenge = self
+                    .call(
+                        "POST",
+                        "/v1/auth/webauthn/challenge",
+                        Some(&json!({ "username": username })),
+                        None,
+                    )
+                    .await?;
+                let origin = origin_of(&challenge)?;
+                let options: RequestChallengeResponse =
+                    parse(challenge["options"].clone(), "WebAuthn challenge")?;
+                let assertion = authenticator
+                    .authenticate(&origin, options)
+                    .map_err(|e| ClientError::Invalid(format!("authenticator: {e}")))?;
+                json!({
+                    "type": "webauthn",
+                    "challenge_id": challenge["challenge_id"],
+                    "credential": assertion,
+                })
+            }
+        };
+        Ok(proof)
+    }
+
+    /// Creates an account with an invite code and logs this device in.
+    /// (Without one, [`Client::register`] works on relays with open registration.)
+    pub async fn register_with_invite(
+        &self,
+        username: &str,
+        password: &str,
+        invite_code: &str,
+    ) -> Result<()> {
+        self.create_account(username, password, Some(invite_code))
+            .await?;
+        self.login(username, password).await
+    }
+
+    /// Logs this device in with the password and, if the account has one, a
+    /// second factor. A new device always needs the second factor once the
+    /// account has one; the account's other devices are told.
+    pub async fn login_with(&self, username: &str, credentials: Credentials<'_>) -> Result<()> {
+        let name = Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        if let Ok(identity) = self.identity() {
+            return Err(ClientError::AlreadyLoggedIn(identity.username.to_string()));
+        }
+        let key = DeviceKey::generate();
+        let mut body = self.proof(name.as_str(), credentials).await?;
+        body["username"] = json!(name.as_str());
+        body["public_key"] = json!(STANDARD.encode(key.public().to_bytes()));
+        self.call("POST", "/v1/devices", Some(&body), Some(&key))
+            .await?;
+        self.adopt_identity(name, key).await
+    }
+
+    /// Renews this device's session after it expired or was ended by a
+    /// password change: the same proof as a login, the same device.
+    pub async fn reauthenticate(&self, credentials: Credentials<'_>) -> Result<()> {
+        let identity = self.identity()?;
+        let mut body = self.proof(identity.username.as_str(), credentials).await?;
+        body["username"] = json!(identity.username.as_str());
+        body["public_key"] = json!(STANDARD.encode(identity.key.public().to_bytes()));
+        self.call("POST", "/v1/devices", Some(&body), Some(&identity.key))
+            .await?;
+        Ok(())
+    }
+
+    /// The account's roles, second factors and policy.
+    pub async fn account(&self) -> Result<AccountStatus> {
+        let value = self.signed("GET", "/v1/account", None).await?;
+        parse(value, "account status")
+    }
+
+    /// Starts a TOTP enrollment: show the URI (or its QR code) to an
+    /// authenticator app, then confirm with [`Client::confirm_totp`].
+    pub async fn enroll_totp(&self) -> Result<TotpEnrollment> {
+        let value = self.signed("POST", "/v1/account/totp", None).await?;
+        let otpauth_uri = value["otpauth_uri"]
+            .as_str()
+            .ok_or_else(|| ClientError::Invalid("relay sent no otpauth URI".into()))?
+            .to_owned();
+        Ok(TotpEnrollment { otpauth_uri })
+    }
+
+    /// Confirms a TOTP enrollment with a current code. Returns the recovery
+    /// codes if this is the account's first second factor (else none).
+    pub async fn confirm_totp(&self, code: &str) -> Result<RecoveryCodes> {
+        let value = self
+            .signed(
+                "POST",
+                "/v1/account/totp/confirm",
+                Some(&json!({ "code": code })),
+            )
+            .await?;
+        Ok(codes(&value))
+    }
+
+    /// Removes the account's TOTP (needs the password and a second factor).
+    pub async fn remove_totp(&self, credentials: Credentials<'_>) -> Result<()> {
+        let identity = self.identity()?;
+        let proof = self.proof(identity.username.as_str(), credentials).await?;
+        self.signed("DELETE", "/v1/account/totp", Some(&proof))
+            .await?;
+        Ok(())
+    }
+
+    /// Registers a passkey or security key. With `passwordless`, it alone
+    /// signs the account in from then on. Returns the recovery codes if this
+    /// is the account's first second factor.
+    pub async fn enroll_passkey(
+        &self,
+        authenticator: &mut dyn Authenticator,
+        name: &str,
+        passwordless: bool,
+    ) -> Result<RecoveryCodes> {
+        let challenge = self
+            .signed("POST", "/v1/account/webauthn/register", None)
+            .await?;
+        let origin = origin_of(&challenge)?;
+        let options: CreationChallengeResponse =
+            parse(challenge["options"].clone(), "WebAuthn registration")?;
+        let credential = authenticator
+            .register(&origin, options)
+            .map_err(|e| ClientError::Invalid(format!("authenticator: {e}")))?;
+        let value = self
+            .signed(
+                "POST",
+                "/v1/account/webauthn/register/finish",
+                Some(&json!({
+                    "challenge_id": challenge["challenge_id"],
+                    "credential": credential,
+                    "name": name,
+                    "passwordless": passwordless,
+                })),
+            )
+            .await?;
+        Ok(codes(&value))
+    }
+
+    /// Replaces the recovery codes (needs the password and a second factor).
+    pub async fn new_recovery_codes(&self, credentials: Credentials<'_>) -> Result<RecoveryCodes> {
+        let identity = self.identity()?;
+        let proof = self.proof(identity.username.as_str(), credentials).await?;
+        let value = self
+            .signed("POST", "/v1/account/recovery-codes", Some(&proof))
+            .await?;
+        Ok(codes(&value))
+    }
+
+    /// Changes the password; every other device must log in again. Returns
+    /// how many sessions that ended.
+    pub async fn change_password(
+        &self,
+        credentials: Credentials<'_>,
+        new_password: &str,
+    ) -> Result<u64> {
+        let identity = self.identity()?;
+        let mut body = self.proof(identity.username.as_str(), credentials).await?;
+        body["new_password"] = json!(new_password);
+        let value = self
+            .signed("POST", "/v1/account/password", Some(&body))
+            .await?;
+        Ok(value["sessions_ended"].as_u64().unwrap_or(0))
+    }
+
+    /// The account's devices, this one included.
+    pub async fn devices(&self) -> Result<Vec<DeviceInfo>> {
+        let value = self.signed("GET", "/v1/devices", None).await?;
+        parse(value["devices"].clone(), "device list")
+    }
+
+    /// Revokes a device at once: its stream closes, its requests are refused,
+    /// and the members of its channels remove it from them. Revoking another
+    /// device needs credentials; revoking this one (signing out) does not.
+    pub async fn revoke_device(
+        &self,
+        device_id: &str,
+        credentials: Option<Credentials<'_>>,
+    ) -> Result<()> {
+        let identity = self.identity()?;
+        if device_id.is_empty() || !device_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ClientError::Invalid(format!(
+                "{device_id:?} is not a device id (hex, from `device list`)"
+            )));
+        }
+        let body = match credentials {
+            Some(credentials) => Some(self.proof(identity.username.as_str(), credentials).await?),
+            None => None,
+        };
+        self.signed(
+            "POST",
+            &format!("/v1/devices/{device_id}/revoke"),
+            body.as_ref(),
+        )
+        .await?;
+        if device_id != identity.key.device_id().to_string() {
+            // Take it out of our channels now rather than at the next sync.
+            self.sync().await?;
+        }
+        Ok(())
+    }
+
+    /// Issues an invite code (admins only). Returns the code and its expiry (unix seconds).
+    pub async fn create_invite(&self, expires_in_secs: u64) -> Result<(String, u64)> {
+        let value = self
+            .signed(
+                "POST",
+                "/v1/admin/invites",
+                Some(&json!({ "expires_in_secs": expires_in_secs })),
+            )
+            .await?;
+        let code = value["invite_code"]
+            .as_str()
+            .ok_or_else(|| ClientError::Invalid("relay sent no invite code".into()))?;
+        Ok((code.to_owned(), value["expires_at"].as_u64().unwrap_or(0)))
+    }
+}
+
+/// A software authenticator for tests and demos: a passkey whose private key
+/// sits in memory or in a file. It offers none of a hardware key's
+/// protection; never use it for a real account.
+#[cfg(feature = "soft-authenticator")]
+pub struct SoftAuthenticator {
+    token: webauthn_authenticator_rs::softtoken::SoftToken,
+    file: Option<std::path::PathBuf>,
+}
+
+#[cfg(feature = "soft-authenticator")]
+impl fmt::Debug for SoftAuthenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SoftAuthenticator")
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "soft-authenticator")]
+impl SoftAuthenticator {
+    /// A fresh authenticator in memory.
+    pub fn new() -> Result<Self> {
+        let (token, _) = webauthn_authenticator_rs::softtoken::SoftToken::new(true)
+            .map_err(|e| ClientError::Invalid(format!("soft authenticator: {e:?}")))?;
+        Ok(Self { token, file: None })
+    }
+
+    /// The authenticator kept in `path` (mode 0600), created if missing;
+    /// saved again after every ceremony.
+    pub fn open(path: &std::path::Path) -> Result<Self> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let token = webauthn_authenticator_rs::softtoken::SoftToken::from_cbor(&bytes)
+                    .map_err(|e| {
+                        ClientError::Invalid(format!(
+                            "{} is not a soft authenticator: {e:?}",
+                            path.display()
+                        ))
+                    })?;
+                Ok(Self {
+                    token,
+                    file: Some(path.to_owned()),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut fresh = Self::new()?;
+                fresh.file = Some(path.to_owned());
+                fresh.save()?;
+                Ok(fresh)
+            }
+            Err(e) => Err(ClientError::store(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    fn save(&self) -> Result<()> {
+        let Some(path) = &self.file else {
+            return Ok(());
+        };
+        let bytes = zeroize::Zeroizing::new(
+            self.token
+                .to_cbor()
+                .map_err(|e| ClientError::store(format!("soft authenticator: {e:?}")))?,
+        );
+        crate::store::write_private(path, &bytes)
+    }
+}
+
+#[cfg(feature = "soft-authenticator")]
+impl Authenticator for SoftAuthenticator {
+    fn register(
+        &mut self,
+        origin: &url::Url,
+        options: CreationChallengeResponse,
+    ) -> std::result::Result<RegisterPublicKeyCredential, String> {
+        use webauthn_authenticator_rs::WebauthnAuthenticator;
+        let credential = self
+            .token
+            .do_registration(origin.clone(), options)
+            .map_err(|e| format!("{e:?}"))?;
+        self.save().map_err(|e| e.to_string())?;
+        Ok(credential)
+    }
+
+    fn authenticate(
+        &mut self,
+        origin: &url::Url,
+        options: RequestChallengeResponse,
+    ) -> std::result::Result<PublicKeyCredential, String> {
+        use webauthn_authenticator_rs::WebauthnAuthenticator;
+        let assertion = self
+            .token
+            .do_authentication(origin.clone(), options)
+            .map_err(|e| format!("{e:?}"))?;
+        self.save().map_err(|e| e.to_string())?;
+        Ok(assertion)
+    }
+}

@@ -1,0 +1,151 @@
+//! The server's sealing key: a 32-byte file that lives beside the database,
+//! not in it, so that a dump of the database alone does not open what it seals
+//! (TOTP secrets).
+
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::RngCore;
+use zeroize::Zeroizing;
+
+/// Seals and opens small secrets with XChaCha20-Poly1305.
+#[derive(Clone)]
+pub struct ServerKey {
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl fmt::Debug for ServerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ServerKey(<redacted>)")
+    }
+}
+
+/// Sealed values start with this, so a format change can be recognised.
+const VERSION: &str = "v1.";
+
+impl ServerKey {
+    /// Reads the key file, or creates it (mode 0600) with a fresh random key.
+    pub fn load_or_create(path: &Path) -> Result<Self, String> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let bytes = Zeroizing::new(bytes);
+                let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                    format!(
+                        "server key file {} must hold exactly 32 bytes",
+                        path.display()
+                    )
+                })?;
+                Ok(Self {
+                    key: Zeroizing::new(key),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = Zeroizing::new([0u8; 32]);
+                rand::rngs::OsRng.fill_bytes(key.as_mut());
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(path).map_err(|e| {
+                    format!("cannot create server key file {}: {e}", path.display())
+                })?;
+                file.write_all(key.as_ref())
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| format!("cannot write server key file {}: {e}", path.display()))?;
+                Ok(Self { key })
+            }
+            Err(e) => Err(format!(
+                "cannot read server key file {}: {e}",
+                path.display()
+            )),
+        }
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(self.key.as_ref().into())
+    }
+
+    /// Seals `secret`, bound to `context` (e.g. the purpose and account name),
+    /// so a sealed value can't be moved to another account.
+    pub fn seal(&self, context: &str, secret: &[u8]) -> Result<String, String> {
+        let mut nonce = [0u8; 24];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let sealed = self
+            .cipher()
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: secret,
+                    aad: context.as_bytes(),
+                },
+            )
+            .map_err(|_| "sealing failed".to_owned())?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(format!("{VERSION}{}", STANDARD.encode(out)))
+    }
+
+    /// Opens a value sealed with the same `context`.
+    pub fn open(&self, context: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+        let bytes = sealed
+            .strip_prefix(VERSION)
+            .and_then(|b64| STANDARD.decode(b64).ok())
+            .filter(|b| b.len() > 24)
+            .ok_or("sealed value is malformed")?;
+        let (nonce, ciphertext) = bytes.split_at(24);
+        self.cipher()
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: context.as_bytes(),
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| "sealed value does not open with this server key".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_values_open_only_with_the_same_key_and_context() {
+        let dir = std::env::temp_dir().join(format!("conclave-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("server.key");
+        let _ = std::fs::remove_file(&path);
+        let key = ServerKey::load_or_create(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let sealed = key.seal("totp:alice", b"twenty byte secret!!").unwrap();
+        assert!(!sealed.contains("twenty"));
+        assert_eq!(
+            key.open("totp:alice", &sealed).unwrap().as_slice(),
+            b"twenty byte secret!!"
+        );
+        assert!(key.open("totp:mallory", &sealed).is_err());
+        let reloaded = ServerKey::load_or_create(&path).unwrap();
+        assert!(reloaded.open("totp:alice", &sealed).is_ok());
+        std::fs::remove_file(&path).unwrap();
+        let other = ServerKey::load_or_create(&path).unwrap();
+        assert!(other.open("totp:alice", &sealed).is_err());
+        assert_eq!(format!("{other:?}"), "ServerKey(<redacted>)");
+        std::fs::write(&path, b"short").unwrap();
+        assert!(
+            ServerKey::load_or_create(&path)
+                .unwrap_err()
+                .contains("32 bytes")
+        );
+    }
+}
