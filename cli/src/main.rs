@@ -340,6 +340,20 @@ fn hint(error: conclave_client::ClientError) -> Box<dyn std::error::Error> {
     error.into()
 }
 
+/// "just now", "5 min ago", "3 h ago", "12 days ago".
+fn ago(unix: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match now.saturating_sub(unix) {
+        0..60 => "just now".to_owned(),
+        s @ 60..3600 => format!("{} min ago", s / 60),
+        s @ 3600..86_400 => format!("{} h ago", s / 3600),
+        s => format!("{} days ago", s / 86_400),
+    }
+}
+
 fn print_recovery_codes(codes: &RecoveryCodes) {
     if codes.0.is_empty() {
         return;
@@ -514,8 +528,8 @@ async fn execute(
                     "{}{}  {state}  added {}  last seen {}",
                     device.device_id,
                     if device.current { " (this device)" } else { "" },
-                    device.created_at,
-                    device.last_seen_at
+                    ago(device.created_at),
+                    ago(device.last_seen_at)
                 );
             }
         }
@@ -555,7 +569,13 @@ async fn execute(
         }
         Command::Invite { hours } => {
             let (code, expires_at) = client.create_invite(hours.saturating_mul(3600)).await?;
-            println!("{code} (single use, expires at unix time {expires_at})");
+            let hours_left = expires_at.saturating_sub(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+            ) / 3600;
+            println!("{code}  (single use, expires in {hours_left} h)");
         }
         Command::Channel(ChannelCommand::Create { name }) => {
             client.create_channel(&name).await?;

@@ -1173,8 +1173,13 @@ impl Client {
                     .filter(|u| !before.contains_key(*u))
                     .cloned()
                     .collect();
-                if own && !added.is_empty() {
-                    // We added someone: we owe them the channel's name. Recorded in
+                let new_device = after.iter().any(|(user, devices)| {
+                    devices
+                        .iter()
+                        .any(|d| !before.get(user).is_some_and(|known| known.contains(d)))
+                });
+                if own && new_device {
+                    // We added someone (a user or a device): we owe them the channel's name. Recorded in
                     // this transaction so a crash or a lost answer cannot skip it.
                     sqlx::query("INSERT OR IGNORE INTO announcements (group_id) VALUES ($1)")
                         .bind(group_id)

@@ -153,7 +153,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                             .target(format!("invite:{id}")),
                     )
                     .await;
-                println!("{} (expires at unix time {expires_at})", code.as_str());
+                println!("{}  (expires {})", code.as_str(), utc(expires_at));
             }
         }
         AdminCommand::Policy {
@@ -187,7 +187,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
             for event in store.auth_events(limit).await.map_err(db)? {
                 println!(
                     "{} {} {} actor={} device={} target={}{}",
-                    event.at,
+                    utc(event.at),
                     event.action,
                     event.outcome,
                     event.actor.as_deref().unwrap_or("-"),
@@ -202,4 +202,30 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM UTC` (Howard Hinnant's civil-from-days).
+pub fn utc(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let (hour, minute) = ((unix % 86_400) / 3600, (unix % 3600) / 60);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(super::utc(1_795_529_682), "2026-11-24 14:14 UTC");
+    }
 }

@@ -5,14 +5,21 @@ use conclave_server::{Args, Config};
 
 #[tokio::main]
 async fn main() {
+    let args = Args::parse();
+    // An admin command prints its answer; only problems go to the log.
+    let default_level = if args.command.is_some() {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CONCLAVE_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    if let Err(message) = serve(Args::parse()).await {
+    if let Err(message) = serve(args).await {
         eprintln!("conclave-server: {message}");
         std::process::exit(1);
     }

@@ -149,8 +149,13 @@ async fn totp_and_new_devices(server: &ServerProcess) {
         joined.iter().any(|e| matches!(e, Event::Joined { .. })),
         "{joined:?}"
     );
-    let channel = laptop.client.channels().await.unwrap();
-    let history = laptop.client.history(&channel[0].name).await.unwrap();
+    // It learns the channel's name from the device that added it.
+    let channels = laptop.client.channels().await.unwrap();
+    assert_eq!(
+        channels.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["general"]
+    );
+    let history = laptop.client.history("general").await.unwrap();
     assert_eq!(text_of(&history), [("bob", "welcome, laptop")]);
 
     // A recovery code stands in for the second factor, once.
