@@ -675,3 +675,56 @@ impl RawDevice {
         }
     }
 }
+
+/// One device of one person: its client, and its home directory (removed
+/// when the value is dropped).
+#[derive(Debug)]
+pub struct Person {
+    /// The client.
+    pub client: Client,
+    /// Its home directory.
+    pub home: TempDir,
+}
+
+impl Person {
+    /// A device that is not logged in yet.
+    pub async fn fresh(server: &ServerProcess, user: &str) -> Self {
+        let home = TempDir::new(user);
+        let client = server.client(home.path()).await;
+        Self { client, home }
+    }
+
+    /// Registers `user` (the server has open registration) from a new device.
+    pub async fn register(server: &ServerProcess, user: &str, password: &str) -> Self {
+        let person = Self::fresh(server, user).await;
+        person
+            .client
+            .register(user, password)
+            .await
+            .expect("register");
+        person
+    }
+
+    /// Logs in another device of `user`, with a fresh code from the account's TOTP app.
+    pub async fn login_with_totp(
+        server: &ServerProcess,
+        user: &str,
+        password: &str,
+        app: &mut TotpApp,
+    ) -> Self {
+        let person = Self::fresh(server, user).await;
+        let code = app.fresh_code().await;
+        person
+            .client
+            .login_with(
+                user,
+                conclave_client::Credentials::with(
+                    password,
+                    conclave_client::SecondFactor::Totp(&code),
+                ),
+            )
+            .await
+            .expect("login with TOTP");
+        person
+    }
+}

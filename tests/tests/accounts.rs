@@ -8,30 +8,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use conclave_client::{Client, ClientError, Credentials, Event, SecondFactor, SoftAuthenticator};
-use conclave_tests::{RawDevice, ServerProcess, TempDir, TotpApp, enroll_totp, fresh_postgres};
+use conclave_client::{ClientError, Credentials, Event, SecondFactor, SoftAuthenticator};
+use conclave_tests::{
+    Person, RawDevice, ServerProcess, TempDir, TotpApp, enroll_totp, fresh_postgres,
+};
 use serde_json::json;
 
 const ALICE_PASSWORD: &str = "alice-pass-2718281828";
 const BOB_PASSWORD: &str = "bob-pass-3141592653";
-
-struct Person {
-    client: Client,
-    home: TempDir,
-}
-
-async fn register(server: &ServerProcess, user: &str, password: &str) -> Person {
-    let home = TempDir::new(user);
-    let client = server.client(home.path()).await;
-    client.register(user, password).await.expect("register");
-    Person { client, home }
-}
-
-async fn fresh_device(server: &ServerProcess, user: &str) -> Person {
-    let home = TempDir::new(user);
-    let client = server.client(home.path()).await;
-    Person { client, home }
-}
 
 fn refused_with(result: Result<impl std::fmt::Debug, ClientError>, status: u16, code: &str) {
     match result {
@@ -54,8 +38,8 @@ fn text_of(entries: &[conclave_client::HistoryEntry]) -> Vec<(&str, &str)> {
 /// TOTP end to end: enrollment, the code required at login, replay refused,
 /// a new device told to the others and added to the channels, recovery codes.
 async fn totp_and_new_devices(server: &ServerProcess) {
-    let alice = register(server, "alice", ALICE_PASSWORD).await;
-    let bob = register(server, "bob", BOB_PASSWORD).await;
+    let alice = Person::register(server, "alice", ALICE_PASSWORD).await;
+    let bob = Person::register(server, "bob", BOB_PASSWORD).await;
     alice.client.create_channel("general").await.unwrap();
     alice.client.invite("general", "bob").await.unwrap();
     bob.client.sync().await.unwrap();
@@ -66,7 +50,7 @@ async fn totp_and_new_devices(server: &ServerProcess) {
     assert!(status.totp && status.recovery_codes_left == 10);
 
     // The password alone no longer adds a device, and says what is missing.
-    let laptop = fresh_device(server, "alice").await;
+    let laptop = Person::fresh(server, "alice").await;
     match laptop.client.login("alice", ALICE_PASSWORD).await {
         Err(ClientError::Server {
             status,
@@ -116,7 +100,7 @@ async fn totp_and_new_devices(server: &ServerProcess) {
         .await
         .expect("login with a fresh code");
     // ... and that code, too, works once only.
-    let thief = fresh_device(server, "alice").await;
+    let thief = Person::fresh(server, "alice").await;
     refused_with(
         thief
             .client
@@ -159,7 +143,7 @@ async fn totp_and_new_devices(server: &ServerProcess) {
     assert_eq!(text_of(&history), [("bob", "welcome, laptop")]);
 
     // A recovery code stands in for the second factor, once.
-    let phone = fresh_device(server, "alice").await;
+    let phone = Person::fresh(server, "alice").await;
     phone
         .client
         .login_with(
@@ -168,7 +152,7 @@ async fn totp_and_new_devices(server: &ServerProcess) {
         )
         .await
         .expect("login with a recovery code");
-    let again = fresh_device(server, "alice").await;
+    let again = Person::fresh(server, "alice").await;
     refused_with(
         again
             .client
@@ -213,19 +197,10 @@ async fn totp_and_new_devices_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn revoked_device_is_locked_out_at_once() {
     let server = ServerProcess::start();
-    let alice = register(&server, "alice", ALICE_PASSWORD).await;
-    let bob = register(&server, "bob", BOB_PASSWORD).await;
+    let alice = Person::register(&server, "alice", ALICE_PASSWORD).await;
+    let bob = Person::register(&server, "bob", BOB_PASSWORD).await;
     let (mut app, recovery) = enroll_totp(&alice.client).await;
-    let stolen = fresh_device(&server, "alice").await;
-    let code = app.fresh_code().await;
-    stolen
-        .client
-        .login_with(
-            "alice",
-            Credentials::with(ALICE_PASSWORD, SecondFactor::Totp(&code)),
-        )
-        .await
-        .unwrap();
+    let stolen = Person::login_with_totp(&server, "alice", ALICE_PASSWORD, &mut app).await;
     alice.client.sync().await.unwrap();
     alice.client.create_channel("plans").await.unwrap();
     alice.client.invite("plans", "bob").await.unwrap();
@@ -321,18 +296,9 @@ async fn revoked_device_is_locked_out_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn password_change_ends_other_sessions() {
     let server = ServerProcess::start();
-    let alice = register(&server, "alice", ALICE_PASSWORD).await;
+    let alice = Person::register(&server, "alice", ALICE_PASSWORD).await;
     let (mut app, recovery) = enroll_totp(&alice.client).await;
-    let laptop = fresh_device(&server, "alice").await;
-    let code = app.fresh_code().await;
-    laptop
-        .client
-        .login_with(
-            "alice",
-            Credentials::with(ALICE_PASSWORD, SecondFactor::Totp(&code)),
-        )
-        .await
-        .unwrap();
+    let laptop = Person::login_with_totp(&server, "alice", ALICE_PASSWORD, &mut app).await;
     let mut stream = RawDevice::from_home(&server, laptop.home.path())
         .await
         .open_stream()
@@ -405,7 +371,7 @@ async fn sessions_expire() {
         "--session-lifetime".into(),
         "4s".into(),
     ]);
-    let alice = register(&server, "alice", ALICE_PASSWORD).await;
+    let alice = Person::register(&server, "alice", ALICE_PASSWORD).await;
     alice.client.sync().await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     refused_with(alice.client.sync().await, 401, "session_expired");
@@ -436,7 +402,7 @@ async fn sessions_expire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn passkeys_sign_in_as_second_or_only_factor() {
     let server = ServerProcess::start();
-    let alice = register(&server, "alice", ALICE_PASSWORD).await;
+    let alice = Person::register(&server, "alice", ALICE_PASSWORD).await;
     let mut passkey = SoftAuthenticator::new().unwrap();
     let codes = alice
         .client
@@ -445,7 +411,7 @@ async fn passkeys_sign_in_as_second_or_only_factor() {
         .unwrap();
     assert_eq!(codes.0.len(), 10);
 
-    let laptop = fresh_device(&server, "alice").await;
+    let laptop = Person::fresh(&server, "alice").await;
     laptop
         .client
         .login_with(
@@ -455,7 +421,7 @@ async fn passkeys_sign_in_as_second_or_only_factor() {
         .await
         .expect("password and passkey");
     // Not passwordless: the passkey alone is refused.
-    let phone = fresh_device(&server, "alice").await;
+    let phone = Person::fresh(&server, "alice").await;
     refused_with(
         phone
             .client
@@ -549,9 +515,9 @@ async fn passkeys_sign_in_as_second_or_only_factor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn brute_force_is_throttled() {
     let server = ServerProcess::start();
-    let alice = register(&server, "alice", ALICE_PASSWORD).await;
+    let alice = Person::register(&server, "alice", ALICE_PASSWORD).await;
     let (mut app, _) = enroll_totp(&alice.client).await;
-    let attacker = fresh_device(&server, "alice").await;
+    let attacker = Person::fresh(&server, "alice").await;
     for guess in ["111111", "222222", "333333", "444444", "555555"] {
         refused_with(
             attacker
@@ -585,7 +551,7 @@ async fn brute_force_is_throttled() {
         other => panic!("sixth guess: {other:?}"),
     }
     // Passwords too: ten wrong ones lock the account's password check.
-    let bob = register(&server, "bob", BOB_PASSWORD).await;
+    let bob = Person::register(&server, "bob", BOB_PASSWORD).await;
     drop(bob);
     for _ in 0..10 {
         let attempt = RawDevice::register_attempt(&server, "bob", "wrong-password-123").await;
@@ -604,7 +570,7 @@ async fn brute_force_is_throttled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn registration_is_invite_only_by_default() {
     let server = ServerProcess::start_with(vec!["--open-registration".into(), "false".into()]);
-    let carol = fresh_device(&server, "carol").await;
+    let carol = Person::fresh(&server, "carol").await;
     refused_with(
         carol
             .client
@@ -632,7 +598,7 @@ async fn registration_is_invite_only_by_default() {
         .register_with_invite("carol", "carol-pass-1618033988", &code)
         .await
         .expect("register with an invite");
-    let dave = fresh_device(&server, "dave").await;
+    let dave = Person::fresh(&server, "dave").await;
     refused_with(
         dave.client
             .register_with_invite("dave", "dave-pass-1414213562", &code)
@@ -663,7 +629,7 @@ async fn registration_is_invite_only_by_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mandatory_second_factor_allows_only_enrollment() {
     let server = ServerProcess::start();
-    let erin = register(&server, "erin", "erin-pass-5772156649").await;
+    let erin = Person::register(&server, "erin", "erin-pass-5772156649").await;
     erin.client.create_channel("before").await.unwrap();
     assert!(
         server
@@ -747,7 +713,7 @@ async fn stolen_database_yields_no_secrets() {
         )
         .await
         .unwrap();
-    let phone = fresh_device(&server, "alice").await;
+    let phone = Person::fresh(&server, "alice").await;
     phone
         .client
         .login_with(

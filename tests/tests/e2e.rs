@@ -6,43 +6,14 @@ use std::collections::BTreeSet;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use conclave_client::{Client, ClientError, Credentials, Event, SecondFactor};
+use conclave_client::{Client, ClientError, Event};
 use conclave_tests::{
-    RawDevice, ServerProcess, TempDir, TotpApp, enroll_totp, forged_private_message,
-    fresh_postgres, now,
+    Person, RawDevice, ServerProcess, TempDir, enroll_totp, forged_private_message, fresh_postgres,
+    now,
 };
 use serde_json::json;
 
 const CHANNEL: &str = "project-nightingale";
-
-struct Person {
-    client: Client,
-    home: TempDir,
-}
-
-async fn register(server: &ServerProcess, user: &str, password: &str) -> Person {
-    let home = TempDir::new(user);
-    let client = server.client(home.path()).await;
-    client.register(user, password).await.expect("register");
-    Person { client, home }
-}
-
-/// Logs in another device of `user`, with a code from the account's TOTP app.
-async fn second_device(
-    server: &ServerProcess,
-    user: &str,
-    password: &str,
-    app: &mut TotpApp,
-) -> Person {
-    let home = TempDir::new(user);
-    let client = server.client(home.path()).await;
-    let code = app.fresh_code().await;
-    client
-        .login_with(user, Credentials::with(password, SecondFactor::Totp(&code)))
-        .await
-        .expect("login second device");
-    Person { client, home }
-}
 
 type Line = (u64, String, String);
 
@@ -83,12 +54,12 @@ async fn channel_lifecycle(server: &ServerProcess) {
         "bob-pass-3141592653",
         "carol-pass-1618033988",
     ];
-    let alice = register(server, "alice", passwords[0]).await;
-    let bob1 = register(server, "bob", passwords[1]).await;
+    let alice = Person::register(server, "alice", passwords[0]).await;
+    let bob1 = Person::register(server, "bob", passwords[1]).await;
     // A second device needs a second factor.
     let (mut bob_app, _) = enroll_totp(&bob1.client).await;
-    let bob2 = second_device(server, "bob", passwords[1], &mut bob_app).await;
-    let carol = register(server, "carol", passwords[2]).await;
+    let bob2 = Person::login_with_totp(server, "bob", passwords[1], &mut bob_app).await;
+    let carol = Person::register(server, "carol", passwords[2]).await;
 
     alice.client.create_channel(CHANNEL).await.expect("create");
     alice
@@ -281,8 +252,8 @@ async fn channel_lifecycle_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn server_and_client_crash_lose_nothing() {
     let mut server = ServerProcess::start();
-    let alice = register(&server, "alice", "alice-pass-2718281828").await;
-    let bob = register(&server, "bob", "bob-pass-3141592653").await;
+    let alice = Person::register(&server, "alice", "alice-pass-2718281828").await;
+    let bob = Person::register(&server, "bob", "bob-pass-3141592653").await;
     alice.client.create_channel("ops").await.expect("create");
     alice.client.invite("ops", "bob").await.expect("invite");
     bob.client.sync().await.expect("join");
@@ -351,10 +322,10 @@ async fn server_and_client_crash_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_commits_both_apply() {
     let server = ServerProcess::start();
-    let alice = register(&server, "alice", "alice-pass-2718281828").await;
-    let bob = register(&server, "bob", "bob-pass-3141592653").await;
-    let carol = register(&server, "carol", "carol-pass-1618033988").await;
-    let dave = register(&server, "dave", "dave-pass-1414213562").await;
+    let alice = Person::register(&server, "alice", "alice-pass-2718281828").await;
+    let bob = Person::register(&server, "bob", "bob-pass-3141592653").await;
+    let carol = Person::register(&server, "carol", "carol-pass-1618033988").await;
+    let dave = Person::register(&server, "dave", "dave-pass-1414213562").await;
     alice.client.create_channel("ops").await.expect("create");
     alice.client.invite("ops", "bob").await.expect("invite bob");
     bob.client.sync().await.expect("bob joins");
@@ -401,8 +372,8 @@ async fn concurrent_commits_both_apply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_input_is_refused_without_side_effects() {
     let server = ServerProcess::start_with(vec!["--max-body-bytes".into(), "16384".into()]);
-    let alice = register(&server, "alice", "alice-pass-2718281828").await;
-    let bob = register(&server, "bob", "bob-pass-3141592653").await;
+    let alice = Person::register(&server, "alice", "alice-pass-2718281828").await;
+    let bob = Person::register(&server, "bob", "bob-pass-3141592653").await;
     alice.client.create_channel("ops").await.expect("create");
     alice.client.invite("ops", "bob").await.expect("invite");
     bob.client.sync().await.expect("join");
@@ -690,7 +661,7 @@ async fn bad_input_is_refused_without_side_effects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replayed_request_is_refused() {
     let server = ServerProcess::start();
-    let alice = register(&server, "alice", "alice-pass-2718281828").await;
+    let alice = Person::register(&server, "alice", "alice-pass-2718281828").await;
     let alice_raw = RawDevice::from_home(&server, alice.home.path()).await;
     let stock = |r: conclave_tests::RawResponse| r.json["one_time"].as_u64().expect("stock");
     let initial = stock(
@@ -733,7 +704,7 @@ async fn replayed_request_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn key_package_stock_is_refilled_when_low() {
     let server = ServerProcess::start();
-    let alice = register(&server, "alice", "alice-pass-2718281828").await;
+    let alice = Person::register(&server, "alice", "alice-pass-2718281828").await;
     let alice_raw = RawDevice::from_home(&server, alice.home.path()).await;
     let stock = || async {
         alice_raw
@@ -789,8 +760,8 @@ async fn lost_answers_are_recovered_from_the_echo() {
         .register("alice", "alice-pass-2718281828")
         .await
         .expect("register");
-    let bob = register(&server, "bob", "bob-pass-3141592653").await;
-    let carol = register(&server, "carol", "carol-pass-1618033988").await;
+    let bob = Person::register(&server, "bob", "bob-pass-3141592653").await;
+    let carol = Person::register(&server, "carol", "carol-pass-1618033988").await;
     alice.create_channel("ops").await.expect("create");
     alice.invite("ops", "bob").await.expect("invite bob");
     bob.client.sync().await.expect("bob joins");
