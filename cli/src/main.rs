@@ -298,15 +298,35 @@ fn read_password_as(
 struct FactorFlags {
     totp: Option<String>,
     recovery_code: Option<String>,
-    authenticator: Option<SoftAuthenticator>,
+    authenticator: Option<Box<dyn Authenticator>>,
+}
+
+/// The software passkey in `soft` if given (testing only), else the first
+/// security key plugged in (in builds with the `hardware-key` feature).
+async fn open_authenticator(soft: Option<&Path>) -> Result<Box<dyn Authenticator>, String> {
+    if let Some(path) = soft {
+        return Ok(Box::new(
+            SoftAuthenticator::open(path).map_err(|e| e.to_string())?,
+        ));
+    }
+    #[cfg(feature = "hardware-key")]
+    {
+        eprintln!("looking for a security key…");
+        let key = conclave_client::HardwareKey::first_connected()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Box::new(key))
+    }
+    #[cfg(not(feature = "hardware-key"))]
+    Err(NO_HARDWARE_KEY.into())
 }
 
 impl FactorFlags {
-    fn from_cli(cli: &Cli) -> Result<Self, String> {
-        let authenticator = match (cli.passkey, &cli.soft_authenticator) {
-            (false, _) => None,
-            (true, Some(path)) => Some(SoftAuthenticator::open(path).map_err(|e| e.to_string())?),
-            (true, None) => return Err(NO_HARDWARE_KEY.into()),
+    async fn from_cli(cli: &Cli) -> Result<Self, String> {
+        let authenticator = if cli.passkey {
+            Some(open_authenticator(cli.soft_authenticator.as_deref()).await?)
+        } else {
+            None
         };
         Ok(Self {
             totp: cli.totp.clone(),
@@ -324,12 +344,13 @@ impl FactorFlags {
         }
         self.authenticator
             .as_mut()
-            .map(|a| SecondFactor::Webauthn(a as &mut dyn Authenticator))
+            .map(|a| SecondFactor::Webauthn(a.as_mut()))
     }
 }
 
-const NO_HARDWARE_KEY: &str = "this build of conclave has no hardware security key support; \
-     for testing, pass --soft-authenticator FILE to use a software passkey";
+#[cfg(not(feature = "hardware-key"))]
+const NO_HARDWARE_KEY: &str = "this build of conclave has no security key support (build it with \
+     `--features hardware-key`); for testing, pass --soft-authenticator FILE to use a software passkey";
 
 /// Adds the flags' hint to a refusal that asks for a second factor.
 fn hint(error: conclave_client::ClientError) -> Box<dyn std::error::Error> {
@@ -387,7 +408,7 @@ async fn execute(
     home: &Path,
     remember: Remembered,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let mut factors = FactorFlags::from_cli(&cli)?;
+    let mut factors = FactorFlags::from_cli(&cli).await?;
     match cli.command {
         Command::Register { user, invite } => {
             let password = read_password(cli.password_stdin, true)?;
@@ -491,18 +512,12 @@ async fn execute(
             println!("TOTP removed");
         }
         Command::TwoFactor(TwoFactorCommand::PasskeyAdd { name, passwordless }) => {
-            let Some(authenticator) = factors.authenticator.as_mut() else {
-                let path = cli.soft_authenticator.as_ref().ok_or(NO_HARDWARE_KEY)?;
-                let mut soft = SoftAuthenticator::open(path)?;
-                let codes = client
-                    .enroll_passkey(&mut soft, &name, passwordless)
-                    .await?;
-                println!("passkey {name:?} registered");
-                print_recovery_codes(&codes);
-                return Ok(());
+            let mut authenticator = match factors.authenticator.take() {
+                Some(authenticator) => authenticator,
+                None => open_authenticator(cli.soft_authenticator.as_deref()).await?,
             };
             let codes = client
-                .enroll_passkey(authenticator, &name, passwordless)
+                .enroll_passkey(authenticator.as_mut(), &name, passwordless)
                 .await?;
             println!("passkey {name:?} registered");
             print_recovery_codes(&codes);

@@ -508,3 +508,77 @@ impl Authenticator for SoftAuthenticator {
         Ok(assertion)
     }
 }
+
+/// A FIDO2 security key over USB (feature `hardware-key`). PIN prompts and
+/// "touch the key" go to the terminal.
+#[cfg(feature = "hardware-key")]
+pub struct HardwareKey {
+    authenticator: webauthn_authenticator_rs::ctap2::CtapAuthenticator<
+        'static,
+        webauthn_authenticator_rs::usb::USBToken,
+        webauthn_authenticator_rs::ui::Cli,
+    >,
+}
+
+#[cfg(feature = "hardware-key")]
+static TERMINAL_PROMPTS: webauthn_authenticator_rs::ui::Cli = webauthn_authenticator_rs::ui::Cli {};
+
+#[cfg(feature = "hardware-key")]
+impl fmt::Debug for HardwareKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HardwareKey")
+    }
+}
+
+#[cfg(feature = "hardware-key")]
+impl HardwareKey {
+    /// The first security key plugged in.
+    pub async fn first_connected() -> Result<Self> {
+        use webauthn_authenticator_rs::transport::Transport as _;
+        let fail = |e: webauthn_authenticator_rs::error::WebauthnCError| {
+            ClientError::Invalid(format!("security key: {e:?}"))
+        };
+        let usb = webauthn_authenticator_rs::usb::USBTransport::new()
+            .await
+            .map_err(fail)?;
+        let token = usb
+            .tokens()
+            .await
+            .map_err(fail)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::Invalid("no security key is plugged in".into()))?;
+        let authenticator =
+            webauthn_authenticator_rs::ctap2::CtapAuthenticator::new(token, &TERMINAL_PROMPTS)
+                .await
+                .ok_or_else(|| {
+                    ClientError::Invalid("the security key speaks no supported FIDO2 version".into())
+                })?;
+        Ok(Self { authenticator })
+    }
+}
+
+#[cfg(feature = "hardware-key")]
+impl Authenticator for HardwareKey {
+    fn register(
+        &mut self,
+        origin: &url::Url,
+        options: CreationChallengeResponse,
+    ) -> std::result::Result<RegisterPublicKeyCredential, String> {
+        use webauthn_authenticator_rs::WebauthnAuthenticator;
+        self.authenticator
+            .do_registration(origin.clone(), options)
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    fn authenticate(
+        &mut self,
+        origin: &url::Url,
+        options: RequestChallengeResponse,
+    ) -> std::result::Result<PublicKeyCredential, String> {
+        use webauthn_authenticator_rs::WebauthnAuthenticator;
+        self.authenticator
+            .do_authentication(origin.clone(), options)
+            .map_err(|e| format!("{e:?}"))
+    }
+}

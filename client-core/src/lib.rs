@@ -51,6 +51,8 @@ mod https;
 mod store;
 mod transport;
 
+#[cfg(feature = "hardware-key")]
+pub use account::HardwareKey;
 #[cfg(feature = "soft-authenticator")]
 pub use account::SoftAuthenticator;
 pub use account::{
