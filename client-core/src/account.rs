@@ -552,7 +552,9 @@ impl HardwareKey {
             webauthn_authenticator_rs::ctap2::CtapAuthenticator::new(token, &TERMINAL_PROMPTS)
                 .await
                 .ok_or_else(|| {
-                    ClientError::Invalid("the security key speaks no supported FIDO2 version".into())
+                    ClientError::Invalid(
+                        "the security key speaks no supported FIDO2 version".into(),
+                    )
                 })?;
         Ok(Self { authenticator })
     }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use crate::auth::{Signed, session_problem};
+use crate::auth::{Signed, idle_clock_due, session_problem};
 use crate::error::{ApiError, ApiResult};
 use crate::limits::{self, ip_key};
 use crate::mls::{self, Handshake, Wire};
@@ -586,12 +586,13 @@ async fn push_loop(
             },
             _ = recheck.tick() => {
                 let session = state.store.device_session(&device_key).await.map_err(|e| e.to_string())?;
-                let ended = match &session {
-                    Some(session) => session_problem(session, &state.config).is_some(),
-                    None => true,
-                };
-                if ended {
+                let Some(session) = session.filter(|s| session_problem(s, &state.config).is_none()) else {
                     return close_ended(socket, "session ended").await;
+                };
+                // A device that holds its stream open is in use, even if it
+                // sends no other request: keep its idle clock from running out.
+                if idle_clock_due(session.last_seen_at, &state.config) {
+                    state.store.touch_device(&device_key).await.map_err(|e| e.to_string())?;
                 }
             },
             incoming = socket.recv() => match incoming {

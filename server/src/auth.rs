@@ -140,6 +140,14 @@ fn enrollment_route(method: &axum::http::Method, path: &str) -> bool {
     )
 }
 
+/// Whether a device's `last_seen_at` should be written again. Idle time is
+/// kept to a quarter of the timeout (at most a minute): one write a minute,
+/// not one per request.
+pub fn idle_clock_due(last_seen_at: u64, config: &crate::Config) -> bool {
+    let granularity = (config.session_idle_timeout / 4).clamp(1, 60);
+    unix_now().saturating_sub(last_seen_at) >= granularity
+}
+
 /// Why a session is no longer good, if it isn't.
 pub fn session_problem(session: &DeviceSession, config: &crate::Config) -> Option<ApiError> {
     let now = unix_now();
@@ -239,10 +247,7 @@ impl FromRequest<AppState> for Signed {
                     "this workspace requires two-factor sign-in; enroll TOTP or a passkey",
                 ));
             }
-            // Idle time is kept to a quarter of the timeout (at most a minute):
-            // one write a minute, not one per request.
-            let granularity = (state.config.session_idle_timeout / 4).clamp(1, 60);
-            if now.saturating_sub(session.last_seen_at) >= granularity {
+            if idle_clock_due(session.last_seen_at, &state.config) {
                 state.store.touch_device(&device_key).await?;
             }
         }
