@@ -71,11 +71,15 @@ fn server_binary() -> PathBuf {
                 .and_then(Path::parent)
                 .expect("target/<profile>");
             let mut build = Command::new(env!("CARGO"));
+            // `--workspace`, not `-p conclave-server`: features are unified
+            // across the packages a build selects, and `cargo test` selects them
+            // all. With the same selection the binary reuses the dependencies
+            // `cargo test` just compiled; with `-p` a cold run would compile
+            // tokio and everything above it a second time.
             build.args([
                 "build",
                 "--quiet",
-                "-p",
-                "conclave-server",
+                "--workspace",
                 "--bin",
                 "conclave-server",
             ]);
