@@ -361,13 +361,16 @@ fn hint(error: conclave_client::ClientError) -> Box<dyn std::error::Error> {
     error.into()
 }
 
-/// "just now", "5 min ago", "3 h ago", "12 days ago".
-fn ago(unix: u64) -> String {
-    let now = std::time::SystemTime::now()
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
-    match now.saturating_sub(unix) {
+        .unwrap_or(0)
+}
+
+/// "just now", "5 min ago", "3 h ago", "12 days ago".
+fn ago(unix: u64) -> String {
+    match unix_now().saturating_sub(unix) {
         0..60 => "just now".to_owned(),
         s @ 60..3600 => format!("{} min ago", s / 60),
         s @ 3600..86_400 => format!("{} h ago", s / 3600),
@@ -584,12 +587,7 @@ async fn execute(
         }
         Command::Invite { hours } => {
             let (code, expires_at) = client.create_invite(hours.saturating_mul(3600)).await?;
-            let hours_left = expires_at.saturating_sub(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
-            ) / 3600;
+            let hours_left = expires_at.saturating_sub(unix_now()) / 3600;
             println!("{code}  (single use, expires in {hours_left} h)");
         }
         Command::Channel(ChannelCommand::Create { name }) => {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use crate::auth::{Signed, idle_clock_due, session_problem};
+use crate::auth::{Signed, idle_clock_due, session_problem, unix_now};
 use crate::error::{ApiError, ApiResult};
 use crate::limits::{self, ip_key};
 use crate::mls::{self, Handshake, Wire};
@@ -627,11 +627,4 @@ async fn send(socket: &mut WebSocket, p: &Pending) -> Result<(), String> {
         .send(Message::Text(text.into()))
         .await
         .map_err(|e| e.to_string())
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

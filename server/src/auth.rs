@@ -167,6 +167,7 @@ struct LoginKey {
     public_key: String,
 }
 
+/// Seconds since the Unix epoch (0 if the clock is before it).
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

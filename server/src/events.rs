@@ -152,10 +152,7 @@ impl AuthEvents {
             "auth event"
         );
         let row = AuthEventRow {
-            at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            at: crate::auth::unix_now(),
             action: event.action.as_str().to_owned(),
             outcome,
             actor: event.actor,

@@ -76,11 +76,9 @@ pub fn ip_key(ip: Option<IpAddr>) -> String {
 }
 
 fn retry_after(limit: Limit, window_start: u64) -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    (window_start + limit.window).saturating_sub(now).max(1)
+    (window_start + limit.window)
+        .saturating_sub(crate::auth::unix_now())
+        .max(1)
 }
 
 /// Counts one request; refuses it if the bucket was already full.
