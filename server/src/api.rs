@@ -506,8 +506,11 @@ async fn stream(
 }
 
 /// How often a stream re-checks its device's session, for lifetimes that run
-/// out while it is open and revocations made on another node.
-const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+/// out while it is open and revocations made on another node:
+/// At most every 30 s, and at least twice per idle timeout.
+fn session_recheck(config: &crate::Config) -> std::time::Duration {
+    std::time::Duration::from_secs((config.session_idle_timeout / 2).clamp(1, 30))
+}
 
 /// WebSocket close code for "your session is over" (private-use range).
 const CLOSE_SESSION_ENDED: u16 = 4001;
@@ -528,7 +531,7 @@ async fn push_loop(
     let mut sent: HashMap<String, u64> = HashMap::new();
     let mut groups: HashSet<String> = HashSet::new();
     let mut resync = true;
-    let mut recheck = tokio::time::interval(SESSION_RECHECK);
+    let mut recheck = tokio::time::interval(session_recheck(&state.config));
     loop {
         if resync {
             groups = state

@@ -397,6 +397,32 @@ async fn sessions_expire() {
     );
 }
 
+/// A device that only holds its stream open is in use: its session does not
+/// idle out, though it still ends at the absolute lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_open_stream_keeps_the_session_alive() {
+    let server = ServerProcess::start_with(vec![
+        "--session-idle-timeout".into(),
+        "2s".into(),
+        "--session-lifetime".into(),
+        "6s".into(),
+    ]);
+    let alice = Person::register(&server, "alice", ALICE_PASSWORD).await;
+    let mut stream = RawDevice::from_home(&server, alice.home.path())
+        .await
+        .open_stream()
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    alice.client.sync().await.expect("kept alive by its stream");
+    // At the absolute lifetime the stream is closed like any session.
+    let closed = tokio::time::timeout(Duration::from_secs(8), async {
+        while let Some(Ok(_)) = stream.next_frame().await {}
+    })
+    .await;
+    assert!(closed.is_ok(), "the stream outlived the session");
+    refused_with(alice.client.sync().await, 401, "session_expired");
+}
+
 /// Passkeys: a real WebAuthn registration and authentication ceremony with a
 /// software authenticator, as second factor and as the only factor.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
