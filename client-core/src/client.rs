@@ -906,14 +906,15 @@ impl Client {
         let request = HttpRequest::signed(&identity.key, "GET", "/v1/stream", Vec::new());
         let mut stream = self.inner.transport.open_stream(request).await?;
         while let Some(frame) = stream.next_frame().await {
-            let frame = frame?;
-            if frame.contains(r#""kind":"devices_changed""#) && !frame.contains("payload") {
+            let frame: Value = serde_json::from_str(&frame?)
+                .map_err(|e| ClientError::Mls(format!("relay sent a malformed frame: {e}")))?;
+            if frame["kind"] == "devices_changed" && frame.get("payload").is_none() {
                 // The account gained or lost a device: tell the user, and
                 // bring the channels in step.
                 self.sync().await?;
                 continue;
             }
-            let delivered: Delivered = serde_json::from_str(&frame)
+            let delivered: Delivered = serde_json::from_value(frame)
                 .map_err(|e| ClientError::Mls(format!("relay sent a malformed frame: {e}")))?;
             let batch = [delivered];
             let events = self.process(&batch).await?;
@@ -1361,6 +1362,9 @@ impl Client {
                 };
                 if let Some(event) = news.filter(|_| !first_look && *device_id != me) {
                     events.push(event);
+                }
+                if known == Some(*revoked) {
+                    continue; // nothing new: no write on every sync
                 }
                 sqlx::query(
                     "INSERT OR REPLACE INTO known_devices (device_id, revoked) VALUES ($1, $2)",

@@ -63,7 +63,7 @@ pub enum AdminCommand {
 pub enum Role {
     /// May issue invites over the API.
     Admin,
-    /// May read the whole audit log.
+    /// Will read the whole audit log (issue 4); grants nothing yet.
     Auditor,
 }
 
