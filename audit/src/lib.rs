@@ -53,12 +53,18 @@
 
 mod checkpoint;
 mod error;
+mod event;
+#[cfg(feature = "log")]
+pub mod log;
 mod merkle;
 mod note;
 mod verify;
 
 pub use checkpoint::Checkpoint;
 pub use error::{CheckpointError, NoteError, ProofError};
+pub use event::{
+    DEVICE_ADDED, DeviceRegistration, Event, EventError, LEAF_VERSION_LINE, MAX_VALUE_LEN,
+};
 pub use merkle::{
     Hash, consistency_proof, inclusion_proof, leaf_hash, node_hash, root_hash,
     root_hash_from_leaf_hashes,

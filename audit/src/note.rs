@@ -171,6 +171,47 @@ impl NoteSigner {
         })
     }
 
+    /// Parses a signer key in the form of Go's `golang.org/x/mod/sumdb/note`:
+    /// `PRIVATE+KEY+<name>+<hex key id>+<base64(0x01 || 32-byte seed)>`.
+    pub fn from_private_key(text: &str) -> Result<Self, NoteError> {
+        const MALFORMED: NoteError =
+            NoteError::MalformedVerifierKey("expected PRIVATE+KEY+<name>+<key id>+<base64 key>");
+        let rest = text
+            .trim_end()
+            .strip_prefix("PRIVATE+KEY+")
+            .ok_or(MALFORMED)?;
+        let (name, rest) = rest.split_once('+').ok_or(MALFORMED)?;
+        let (id_hex, key_b64) = rest.split_once('+').ok_or(MALFORMED)?;
+        let decoded = zeroize::Zeroizing::new(STANDARD.decode(key_b64).map_err(|_| MALFORMED)?);
+        let (&key_type, seed) = decoded.split_first().ok_or(MALFORMED)?;
+        if key_type != ED25519 {
+            return Err(NoteError::UnsupportedKeyType(key_type));
+        }
+        let seed: &[u8; 32] = seed.try_into().map_err(|_| MALFORMED)?;
+        let signer = Self::new(name, SigningKey::from_bytes(seed))?;
+        if format!("{:08x}", signer.verifier.key_id) != id_hex {
+            return Err(NoteError::KeyIdMismatch {
+                stated: u32::from_str_radix(id_hex, 16).unwrap_or(0),
+                computed: signer.verifier.key_id,
+            });
+        }
+        Ok(signer)
+    }
+
+    /// The signer key string [`NoteSigner::from_private_key`] reads. It is a
+    /// secret: store it like one.
+    pub fn private_key(&self) -> zeroize::Zeroizing<String> {
+        let mut encoded = zeroize::Zeroizing::new(Vec::with_capacity(33));
+        encoded.push(ED25519);
+        encoded.extend_from_slice(self.signing.as_bytes());
+        zeroize::Zeroizing::new(format!(
+            "PRIVATE+KEY+{}+{:08x}+{}",
+            self.verifier.name,
+            self.verifier.key_id,
+            STANDARD.encode(&*encoded)
+        ))
+    }
+
     /// The verifier key to hand to those who check this signer's notes; its
     /// `to_string()` is the verifier key string.
     pub fn verifier_key(&self) -> &VerifierKey {
@@ -369,6 +410,23 @@ mod tests {
 
     fn signer(name: &str, seed: u8) -> NoteSigner {
         NoteSigner::new(name, SigningKey::from_bytes(&[seed; 32])).unwrap()
+    }
+
+    #[test]
+    fn private_key_string_round_trips_and_is_checked() {
+        let original = signer("log.example/a", 9);
+        let text = original.private_key();
+        assert!(text.starts_with("PRIVATE+KEY+log.example/a+"));
+        let parsed = NoteSigner::from_private_key(&text).unwrap();
+        assert_eq!(parsed.verifier_key(), original.verifier_key());
+        assert_eq!(parsed.sign("hi\n").unwrap(), original.sign("hi\n").unwrap());
+        let renamed = text.replacen("log.example/a", "log.example/b", 1);
+        assert!(matches!(
+            NoteSigner::from_private_key(&renamed),
+            Err(NoteError::KeyIdMismatch { .. })
+        ));
+        assert!(NoteSigner::from_private_key("log.example/a+00000000+AA==").is_err());
+        assert!(!format!("{parsed:?}").contains(&text[30..]));
     }
 
     #[test]

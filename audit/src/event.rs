@@ -1,0 +1,439 @@
+//! One security event, and the exact bytes of its log leaf.
+//!
+//! # The leaf encoding (version 1)
+//!
+//! A leaf is UTF-8 text made only of printable ASCII: a version line, then
+//! one `name value` line per field, each ending in a single `\n` (0x0A):
+//!
+//! ```text
+//! conclave-audit-event/v1
+//! seq 41
+//! time 1732460000
+//! action device_added
+//! outcome success
+//! actor alice
+//! device 6c1f…(64 hex digits)
+//! target device:6c1f…
+//! client-ip -
+//! public_key 9a0b…(64 hex digits)
+//! ```
+//!
+//! - The nine lines up to `client-ip` are always present, in that order.
+//! - `seq` is the entry's index in the log, from 0; `time` is Unix seconds.
+//!   Both are decimal without leading zeros.
+//! - `action` and detail names are `[a-z0-9_]+`.
+//! - `outcome` is `success` or `failure:<reason>`.
+//! - `actor` is the account, `device` the acting device's id, `target` what
+//!   the action was done to, `client-ip` the client address if the relay
+//!   records addresses. A single `-` means "none".
+//! - Any further lines are details (`name value`), sorted by name, each name
+//!   at most once: for example `public_key` (hex) on `device_added`, `count`
+//!   on `key_packages_uploaded`, `added` and `removed` (comma-separated
+//!   `account/device` pairs) on `membership_changed`.
+//! - Every value is 1 to 1024 bytes in `!`..`~` (0x21–0x7E): no spaces, no
+//!   control characters; a value is never `-` alone.
+//!
+//! Decoding is strict: [`Event::decode`] accepts only bytes that
+//! [`Event::encode`] would produce for the same event, so one event has one
+//! leaf and an independent verifier hashes exactly the bytes it reads.
+//!
+//! An event never holds message content, passwords, codes or private keys:
+//! only names, ids, public keys, counts and fixed reasons.
+//!
+//! ```
+//! use conclave_audit::Event;
+//!
+//! let event = Event::new(7, 1_732_460_000, "login").actor("alice").failure("bad_password");
+//! let leaf = event.encode()?;
+//! assert!(std::str::from_utf8(&leaf)?.starts_with("conclave-audit-event/v1\nseq 7\n"));
+//! assert_eq!(Event::decode(&leaf)?, event);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// The first line of every version-1 leaf.
+pub const LEAF_VERSION_LINE: &str = "conclave-audit-event/v1";
+
+/// The longest value a field may hold, in bytes.
+pub const MAX_VALUE_LEN: usize = 1024;
+
+/// The action of a device key registration, the entry key transparency checks.
+pub const DEVICE_ADDED: &str = "device_added";
+
+const SUCCESS: &str = "success";
+const NONE: &str = "-";
+const FIXED_FIELDS: [&str; 8] = [
+    "seq",
+    "time",
+    "action",
+    "outcome",
+    "actor",
+    "device",
+    "target",
+    "client-ip",
+];
+
+/// A leaf that is not a canonical version-1 event.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventError {
+    /// The bytes are not printable ASCII lines ending in `\n`.
+    #[error("event is not printable ASCII lines each ending in a newline")]
+    NotText,
+    /// The first line is not the version line.
+    #[error("event does not start with {LEAF_VERSION_LINE:?}")]
+    UnknownVersion,
+    /// A mandatory field is missing or out of order.
+    #[error("event line {line} should be the {expected:?} field")]
+    MissingField {
+        /// 1-based line number.
+        line: usize,
+        /// The field expected there.
+        expected: &'static str,
+    },
+    /// A field's value is not allowed.
+    #[error("event field {field:?} has an invalid value: {why}")]
+    InvalidValue {
+        /// The field.
+        field: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// Details are not sorted by name or a name repeats.
+    #[error("event detail {0:?} is out of order or repeated")]
+    DetailOrder(String),
+}
+
+/// One security event, as it is committed to the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the log, from 0.
+    pub seq: u64,
+    /// Unix seconds.
+    pub time: u64,
+    /// What happened, e.g. `device_added`.
+    pub action: String,
+    /// `success` or `failure:<reason>`.
+    pub outcome: String,
+    /// The acting account.
+    pub actor: Option<String>,
+    /// The acting device (hex id).
+    pub device: Option<String>,
+    /// What the action was done to.
+    pub target: Option<String>,
+    /// The client's address, where the relay records it.
+    pub client_ip: Option<String>,
+    /// Further named values (public keys, counts, member lists).
+    pub details: BTreeMap<String, String>,
+}
+
+impl Event {
+    /// A successful `action` at `time`, to be entered at index `seq`.
+    pub fn new(seq: u64, time: u64, action: &str) -> Self {
+        Self {
+            seq,
+            time,
+            action: action.to_owned(),
+            outcome: SUCCESS.to_owned(),
+            actor: None,
+            device: None,
+            target: None,
+            client_ip: None,
+            details: BTreeMap::new(),
+        }
+    }
+
+    /// With the acting account.
+    pub fn actor(mut self, account: &str) -> Self {
+        self.actor = Some(account.to_owned());
+        self
+    }
+
+    /// With the acting device.
+    pub fn device(mut self, device_id: &str) -> Self {
+        self.device = Some(device_id.to_owned());
+        self
+    }
+
+    /// With a target.
+    pub fn target(mut self, target: &str) -> Self {
+        self.target = Some(target.to_owned());
+        self
+    }
+
+    /// Marks the event as failed for `reason` (a fixed word, never user input).
+    pub fn failure(mut self, reason: &str) -> Self {
+        self.outcome = format!("failure:{reason}");
+        self
+    }
+
+    /// With the client's address.
+    pub fn client_ip(mut self, ip: &str) -> Self {
+        self.client_ip = Some(ip.to_owned());
+        self
+    }
+
+    /// With a detail.
+    pub fn detail(mut self, name: &str, value: impl ToString) -> Self {
+        self.details.insert(name.to_owned(), value.to_string());
+        self
+    }
+
+    /// Whether the action succeeded.
+    pub fn succeeded(&self) -> bool {
+        self.outcome == SUCCESS
+    }
+
+    /// The canonical leaf bytes (see the module docs).
+    pub fn encode(&self) -> Result<Vec<u8>, EventError> {
+        check_token("action", &self.action)?;
+        match self.outcome.strip_prefix("failure:") {
+            Some(reason) => check_token("outcome", reason)?,
+            None if self.outcome == SUCCESS => {}
+            None => {
+                return Err(invalid("outcome", "must be success or failure:<reason>"));
+            }
+        }
+        let optional = [
+            ("actor", &self.actor),
+            ("device", &self.device),
+            ("target", &self.target),
+            ("client-ip", &self.client_ip),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                check_value(name, value)?;
+            }
+        }
+        for (name, value) in &self.details {
+            check_token(name, name)?;
+            if FIXED_FIELDS.contains(&name.as_str()) {
+                return Err(invalid(name, "is a reserved field name"));
+            }
+            check_value(name, value)?;
+        }
+        // Writing to a String cannot fail.
+        let mut text = String::with_capacity(256);
+        text.push_str(LEAF_VERSION_LINE);
+        text.push('\n');
+        let _ = writeln!(text, "seq {}", self.seq);
+        let _ = writeln!(text, "time {}", self.time);
+        let _ = writeln!(text, "action {}", self.action);
+        let _ = writeln!(text, "outcome {}", self.outcome);
+        for (name, value) in optional {
+            let _ = writeln!(text, "{name} {}", value.as_deref().unwrap_or(NONE));
+        }
+        for (name, value) in &self.details {
+            let _ = writeln!(text, "{name} {value}");
+        }
+        Ok(text.into_bytes())
+    }
+
+    /// Parses leaf bytes, accepting only the canonical encoding.
+    pub fn decode(leaf: &[u8]) -> Result<Self, EventError> {
+        let text = std::str::from_utf8(leaf).map_err(|_| EventError::NotText)?;
+        let body = text.strip_suffix('\n').ok_or(EventError::NotText)?;
+        if body
+            .bytes()
+            .any(|b| b != b'\n' && !(b' '..=b'~').contains(&b))
+        {
+            return Err(EventError::NotText);
+        }
+        let mut lines = body.split('\n');
+        if lines.next() != Some(LEAF_VERSION_LINE) {
+            return Err(EventError::UnknownVersion);
+        }
+        let mut fixed: Vec<&str> = Vec::with_capacity(FIXED_FIELDS.len());
+        for (i, expected) in FIXED_FIELDS.iter().enumerate() {
+            let value = lines
+                .next()
+                .and_then(|l| l.strip_prefix(expected))
+                .and_then(|l| l.strip_prefix(' '))
+                .ok_or(EventError::MissingField {
+                    line: i + 2,
+                    expected,
+                })?;
+            fixed.push(value);
+        }
+        let optional = |value: &str| (value != NONE).then(|| value.to_owned());
+        let mut event = Event {
+            seq: parse_decimal("seq", fixed[0])?,
+            time: parse_decimal("time", fixed[1])?,
+            action: fixed[2].to_owned(),
+            outcome: fixed[3].to_owned(),
+            actor: optional(fixed[4]),
+            device: optional(fixed[5]),
+            target: optional(fixed[6]),
+            client_ip: optional(fixed[7]),
+            details: BTreeMap::new(),
+        };
+        let mut previous: Option<&str> = None;
+        for line in lines {
+            let (name, value) = line.split_once(' ').ok_or(EventError::NotText)?;
+            if previous.is_some_and(|p| p >= name) {
+                return Err(EventError::DetailOrder(name.to_owned()));
+            }
+            previous = Some(name);
+            event.details.insert(name.to_owned(), value.to_owned());
+        }
+        // Re-encoding checks every value and rules out any second spelling.
+        if event.encode()? != leaf {
+            return Err(EventError::NotText);
+        }
+        Ok(event)
+    }
+
+    /// The device registration this event records, if it is one: a
+    /// successful `device_added` with the account, device id and public key.
+    pub fn device_registration(&self) -> Option<DeviceRegistration> {
+        if self.action != DEVICE_ADDED || !self.succeeded() {
+            return None;
+        }
+        let public_key = hex_decode(self.details.get("public_key")?)?;
+        Some(DeviceRegistration {
+            username: self.actor.clone()?,
+            device_id: self.device.clone()?,
+            public_key,
+        })
+    }
+}
+
+/// A device key as the log recorded its registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRegistration {
+    /// The account.
+    pub username: String,
+    /// The device id (hex).
+    pub device_id: String,
+    /// The device's Ed25519 public key.
+    pub public_key: Vec<u8>,
+}
+
+fn invalid(field: &str, why: &'static str) -> EventError {
+    EventError::InvalidValue {
+        field: field.to_owned(),
+        why,
+    }
+}
+
+fn check_token(field: &str, value: &str) -> Result<(), EventError> {
+    if value.is_empty()
+        || value.len() > 64
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(invalid(field, "must be 1 to 64 of a-z, 0-9 and _"));
+    }
+    Ok(())
+}
+
+fn check_value(field: &str, value: &str) -> Result<(), EventError> {
+    if value.is_empty() || value.len() > MAX_VALUE_LEN {
+        return Err(invalid(field, "must be 1 to 1024 bytes long"));
+    }
+    if value == NONE {
+        return Err(invalid(field, "\"-\" alone means \"none\""));
+    }
+    if !value.bytes().all(|b| (b'!'..=b'~').contains(&b)) {
+        return Err(invalid(field, "must be printable ASCII without spaces"));
+    }
+    Ok(())
+}
+
+fn parse_decimal(field: &str, value: &str) -> Result<u64, EventError> {
+    let canonical = !value.is_empty()
+        && value.bytes().all(|b| b.is_ascii_digit())
+        && (value == "0" || !value.starts_with('0'));
+    value
+        .parse()
+        .ok()
+        .filter(|_| canonical)
+        .ok_or_else(|| invalid(field, "must be decimal without leading zeros"))
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registration() -> Event {
+        Event::new(3, 1_700_000_000, DEVICE_ADDED)
+            .actor("alice")
+            .device("ab12")
+            .target("device:ab12")
+            .detail("public_key", "00ff")
+    }
+
+    #[test]
+    fn encoding_is_the_documented_text() {
+        let leaf = registration().client_ip("192.0.2.1").encode().unwrap();
+        assert_eq!(
+            std::str::from_utf8(&leaf).unwrap(),
+            "conclave-audit-event/v1\nseq 3\ntime 1700000000\naction device_added\n\
+             outcome success\nactor alice\ndevice ab12\ntarget device:ab12\n\
+             client-ip 192.0.2.1\npublic_key 00ff\n"
+        );
+    }
+
+    #[test]
+    fn round_trips_and_reads_registrations() {
+        let event = registration().detail("count", 5);
+        let decoded = Event::decode(&event.encode().unwrap()).unwrap();
+        assert_eq!(decoded, event);
+        let device = decoded.device_registration().unwrap();
+        assert_eq!(device.username, "alice");
+        assert_eq!(device.public_key, vec![0x00, 0xff]);
+        assert!(
+            registration()
+                .failure("revoked")
+                .device_registration()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn refuses_every_second_spelling() {
+        let leaf = String::from_utf8(registration().encode().unwrap()).unwrap();
+        let variants = [
+            leaf.replace("seq 3", "seq 03"),
+            leaf.replace("\n", "\r\n"),
+            leaf.replace("actor alice", "actor  alice"),
+            leaf.trim_end().to_owned(),
+            leaf.replace("public_key 00ff\n", "public_key 00ff\ncount 1\n"),
+            leaf.replace("public_key 00ff\n", "public_key 00ff\npublic_key 00ff\n"),
+            leaf.replace("conclave-audit-event/v1", "conclave-audit-event/v2"),
+            leaf.replace("client-ip -\n", ""),
+            leaf.replace("outcome success", "outcome ok"),
+        ];
+        for variant in variants {
+            assert!(
+                Event::decode(variant.as_bytes()).is_err(),
+                "accepted {variant:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_values_that_would_break_the_format() {
+        for bad in ["two words", "new\nline", "", "-", "caf\u{e9}"] {
+            assert!(registration().target(bad).encode().is_err(), "{bad:?}");
+        }
+        assert!(registration().detail("Public", "x").encode().is_err());
+        assert!(registration().detail("seq", "9").encode().is_err());
+        assert!(Event::new(0, 0, "login").failure("").encode().is_err());
+    }
+}
