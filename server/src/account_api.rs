@@ -28,7 +28,7 @@ use crate::auth::{
     verify_secret,
 };
 use crate::error::{ApiError, ApiResult};
-use crate::events::{AuthAction, AuthEvent};
+use crate::events::{AuditAction, AuditEvent};
 use crate::factors::{
     self, CHALLENGE_TTL_SECS, INVITE_CODE, RECOVERY_CODE, RECOVERY_CODES, SecretText,
 };
@@ -148,18 +148,18 @@ async fn verify_proof(
     user: &str,
     proof: Proof,
     ip: Option<IpAddr>,
-    action: AuthAction,
+    action: AuditAction,
 ) -> ApiResult<Option<Factor>> {
     let store = &state.store;
     limits::count(state, limits::LOGIN_PER_IP, &ip_key(ip)).await?;
     limits::check(state, limits::PASSWORD_FAILURES, user).await?;
-    let failed = |reason| AuthEvent::failure(action, user, reason).from_ip(ip);
+    let failed = |reason| AuditEvent::failure(action, user, reason).from_ip(ip);
     match proof.password {
         Some(password) => {
             let stored = store.password_hash(user).await?;
             if !verify_password(password, stored).await? {
                 limits::fail(store, limits::PASSWORD_FAILURES, user).await?;
-                state.events.record(failed("bad_password")).await;
+                state.audit.record(failed("bad_password")).await;
                 return Err(ApiError::BadCredentials);
             }
         }
@@ -168,7 +168,7 @@ async fn verify_proof(
             let passkey = matches!(proof.second_factor, Some(SecondFactor::Webauthn { .. }));
             if !(passkey && store.passwordless(user).await?) {
                 limits::fail(store, limits::PASSWORD_FAILURES, user).await?;
-                state.events.record(failed("no_password")).await;
+                state.audit.record(failed("no_password")).await;
                 return Err(ApiError::BadCredentials);
             }
         }
@@ -178,7 +178,7 @@ async fn verify_proof(
         if factors.is_empty() {
             return Ok(None);
         }
-        state.events.record(failed("second_factor_missing")).await;
+        state.audit.record(failed("second_factor_missing")).await;
         return Err(ApiError::SecondFactorRequired(factors));
     };
     limits::check(state, limits::SECOND_FACTOR_FAILURES, user).await?;
@@ -188,13 +188,13 @@ async fn verify_proof(
             limits::clear(store, limits::PASSWORD_FAILURES, user).await?;
             limits::clear(store, limits::SECOND_FACTOR_FAILURES, user).await?;
             let action = match factor {
-                Factor::RecoveryCode => AuthAction::RecoveryCodeUsed,
-                _ => AuthAction::SecondFactorUsed,
+                Factor::RecoveryCode => AuditAction::RecoveryCodeUsed,
+                _ => AuditAction::SecondFactorUsed,
             };
             state
-                .events
+                .audit
                 .record(
-                    AuthEvent::success(action, user)
+                    AuditEvent::success(action, user)
                         .target(factor.as_str())
                         .from_ip(ip),
                 )
@@ -204,8 +204,10 @@ async fn verify_proof(
         Err(reason) => {
             limits::fail(store, limits::SECOND_FACTOR_FAILURES, user).await?;
             state
-                .events
-                .record(AuthEvent::failure(AuthAction::SecondFactorUsed, user, reason).from_ip(ip))
+                .audit
+                .record(
+                    AuditEvent::failure(AuditAction::SecondFactorUsed, user, reason).from_ip(ip),
+                )
                 .await;
             Err(ApiError::SecondFactorInvalid(reason))
         }
@@ -342,8 +344,8 @@ async fn issue_recovery_codes(state: &AppState, user: &str) -> ApiResult<Vec<Str
     }
     state.store.replace_recovery_codes(user, &rows).await?;
     state
-        .events
-        .record(AuthEvent::success(AuthAction::RecoveryCodesIssued, user))
+        .audit
+        .record(AuditEvent::success(AuditAction::RecoveryCodesIssued, user))
         .await;
     Ok(codes.iter().map(|c| c.to_string()).collect())
 }
@@ -407,11 +409,11 @@ async fn register(State(state): State<AppState>, request: Request) -> ApiResult<
         Err("invite") => return Err(ApiError::InviteInvalid),
         Err(_) => return Err(ApiError::Conflict("username")),
     }
-    let mut event = AuthEvent::success(AuthAction::AccountCreated, name.as_str()).from_ip(ip);
+    let mut event = AuditEvent::success(AuditAction::AccountCreated, name.as_str()).from_ip(ip);
     if let Some(id) = invite {
         event = event.target(format!("invite:{id}"));
     }
-    state.events.record(event).await;
+    state.audit.record(event).await;
     Ok(Json(json!({ "username": name.as_str() })))
 }
 
@@ -443,14 +445,14 @@ async fn login(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<
         Some(_) => true,
         None => false,
     };
-    let factor = verify_proof(&state, user, body.proof, signed.ip, AuthAction::Login).await?;
+    let factor = verify_proof(&state, user, body.proof, signed.ip, AuditAction::Login).await?;
     // Without a second factor only an account's first device may sign in:
     // the password alone never adds a device to an account that has one.
     if factor.is_none() && !known && state.store.active_device_count(user).await? > 0 {
         state
-            .events
+            .audit
             .record(
-                AuthEvent::failure(AuthAction::Login, user, "new_device_needs_second_factor")
+                AuditEvent::failure(AuditAction::Login, user, "new_device_needs_second_factor")
                     .device(&device_id)
                     .from_ip(signed.ip),
             )
@@ -464,26 +466,30 @@ async fn login(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<
             return Err(ApiError::DeviceRevoked);
         }
     } else {
-        if !state.store.add_device(user, &device_id, &key).await? {
+        // The registration clients check before they trust this key: it
+        // lands in the log in the same transaction as the device.
+        let registration = state.audit.entry(
+            AuditEvent::success(AuditAction::DeviceAdded, user)
+                .device(&device_id)
+                .target(format!("device:{device_id}"))
+                .detail("public_key", hex::encode(&key))
+                .from_ip(signed.ip),
+        );
+        if !state
+            .store
+            .add_device(user, &device_id, &key, registration)
+            .await?
+        {
             return Err(ApiError::Conflict("device"));
         }
-        state
-            .events
-            .record(
-                AuthEvent::success(AuthAction::DeviceAdded, user)
-                    .device(&device_id)
-                    .target(format!("device:{device_id}:ed25519:{}", hex::encode(&key)))
-                    .from_ip(signed.ip),
-            )
-            .await;
         state.tell(Notice::DevicesChanged {
             username: user.to_owned(),
         });
     }
     state
-        .events
+        .audit
         .record(
-            AuthEvent::success(AuthAction::Login, user)
+            AuditEvent::success(AuditAction::Login, user)
                 .device(&device_id)
                 .from_ip(signed.ip),
         )
@@ -608,9 +614,9 @@ async fn confirm_totp(State(state): State<AppState>, signed: Signed) -> ApiResul
         return Err(ApiError::SecondFactorInvalid("wrong or expired TOTP code"));
     }
     state
-        .events
+        .audit
         .record(
-            AuthEvent::success(AuthAction::SecondFactorEnrolled, &user)
+            AuditEvent::success(AuditAction::SecondFactorEnrolled, &user)
                 .device(signed.device_id)
                 .target("totp"),
         )
@@ -635,16 +641,16 @@ async fn remove_totp(State(state): State<AppState>, signed: Signed) -> ApiResult
         &user,
         proof,
         signed.ip,
-        AuthAction::SecondFactorRemoved,
+        AuditAction::SecondFactorRemoved,
     )
     .await?;
     if !state.store.delete_totp(&user).await? {
         return Err(ApiError::NotFound("TOTP enrollment"));
     }
     state
-        .events
+        .audit
         .record(
-            AuthEvent::success(AuthAction::SecondFactorRemoved, &user)
+            AuditEvent::success(AuditAction::SecondFactorRemoved, &user)
                 .device(signed.device_id)
                 .target("totp"),
         )
@@ -719,9 +725,9 @@ async fn finish_webauthn(State(state): State<AppState>, signed: Signed) -> ApiRe
         state.store.set_passwordless(&user, true).await?;
     }
     state
-        .events
+        .audit
         .record(
-            AuthEvent::success(AuthAction::SecondFactorEnrolled, &user)
+            AuditEvent::success(AuditAction::SecondFactorEnrolled, &user)
                 .device(signed.device_id)
                 .target(format!("webauthn:{credential_id}")),
         )
@@ -745,7 +751,7 @@ async fn new_recovery_codes(
         &user,
         proof,
         signed.ip,
-        AuthAction::RecoveryCodesIssued,
+        AuditAction::RecoveryCodesIssued,
     )
     .await?;
     if factor.is_none() {
@@ -778,7 +784,7 @@ async fn change_password(State(state): State<AppState>, signed: Signed) -> ApiRe
         &user,
         body.proof,
         signed.ip,
-        AuthAction::PasswordChanged,
+        AuditAction::PasswordChanged,
     )
     .await?;
     let hash = hash_password(body.new_password).await?;
@@ -791,13 +797,13 @@ async fn change_password(State(state): State<AppState>, signed: Signed) -> ApiRe
         });
     }
     state
-        .events
-        .record(AuthEvent::success(AuthAction::PasswordChanged, &user).device(&this_device))
+        .audit
+        .record(AuditEvent::success(AuditAction::PasswordChanged, &user).device(&this_device))
         .await;
     state
-        .events
+        .audit
         .record(
-            AuthEvent::success(AuthAction::SessionsEnded, &user)
+            AuditEvent::success(AuditAction::SessionsEnded, &user)
                 .device(&this_device)
                 .target(format!("{} other sessions", ended.len())),
         )
@@ -845,7 +851,7 @@ async fn revoke_device(
         } else {
             signed.json()?
         };
-        verify_proof(&state, &user, proof, signed.ip, AuthAction::DeviceRevoked).await?;
+        verify_proof(&state, &user, proof, signed.ip, AuditAction::DeviceRevoked).await?;
     }
     if !state.store.revoke_device(&user, &target).await? {
         return Err(ApiError::NotFound("device"));
@@ -857,9 +863,9 @@ async fn revoke_device(
         username: user.clone(),
     });
     state
-        .events
+        .audit
         .record(
-            AuthEvent::success(AuthAction::DeviceRevoked, &user)
+            AuditEvent::success(AuditAction::DeviceRevoked, &user)
                 .device(&this_device)
                 .target(format!("device:{target}"))
                 .from_ip(signed.ip),
@@ -902,9 +908,9 @@ async fn create_invite(State(state): State<AppState>, signed: Signed) -> ApiResu
     }
     let (code, invite_id, expires_at) = issue_invite(&state.store, &user, ttl).await?;
     state
-        .events
+        .audit
         .record(
-            AuthEvent::success(AuthAction::InviteCreated, &user)
+            AuditEvent::success(AuditAction::InviteCreated, &user)
                 .device(signed.device_id)
                 .target(format!("invite:{invite_id}")),
         )

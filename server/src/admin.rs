@@ -5,7 +5,7 @@
 use clap::{Subcommand, ValueEnum};
 
 use crate::account_api::issue_invite;
-use crate::events::{AuthAction, AuthEvent, AuthEvents};
+use crate::events::{AuditAction, AuditEvent, AuditTrail};
 use crate::{Config, open_store};
 
 /// What to do instead of serving.
@@ -50,12 +50,14 @@ pub enum AdminCommand {
         #[arg(long)]
         require_second_factor: Option<bool>,
     },
-    /// Show the latest authentication events.
+    /// Show the latest entries of the audit log.
     Events {
         /// How many.
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Print the audit log's verifier key (for auditors and clients) and its latest checkpoint.
+    LogKey,
 }
 
 /// Roles an account can hold.
@@ -63,7 +65,7 @@ pub enum AdminCommand {
 pub enum Role {
     /// May issue invites over the API.
     Admin,
-    /// Will read the whole audit log (issue 4); grants nothing yet.
+    /// May read every audit log entry and ask for any proof.
     Auditor,
 }
 
@@ -71,7 +73,7 @@ impl Role {
     fn as_str(self) -> &'static str {
         match self {
             Role::Admin => crate::account_api::ADMIN_ROLE,
-            Role::Auditor => "auditor",
+            Role::Auditor => crate::audit_api::AUDITOR_ROLE,
         }
     }
 }
@@ -82,7 +84,8 @@ const HOST_ADMIN: &str = "host-admin";
 /// Runs one admin command against the configured database.
 pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
     let store = open_store(&config).await?;
-    let events = AuthEvents::new(store.clone(), false);
+    let (log, _) = crate::transparency_log(&store, &config)?;
+    let events = AuditTrail::new(log.clone(), false);
     let db = |e: crate::StoreError| format!("database: {e}");
     match command {
         AdminCommand::Users => {
@@ -116,7 +119,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
             }
             events
                 .record(
-                    AuthEvent::success(AuthAction::RoleChanged, HOST_ADMIN)
+                    AuditEvent::success(AuditAction::RoleChanged, HOST_ADMIN)
                         .target(format!("{username}:+{}", role.as_str())),
                 )
                 .await;
@@ -135,7 +138,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
             }
             events
                 .record(
-                    AuthEvent::success(AuthAction::RoleChanged, HOST_ADMIN)
+                    AuditEvent::success(AuditAction::RoleChanged, HOST_ADMIN)
                         .target(format!("{username}:-{}", role.as_str())),
                 )
                 .await;
@@ -149,7 +152,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                     .map_err(|e| e.to_string())?;
                 events
                     .record(
-                        AuthEvent::success(AuthAction::InviteCreated, HOST_ADMIN)
+                        AuditEvent::success(AuditAction::InviteCreated, HOST_ADMIN)
                             .target(format!("invite:{id}")),
                     )
                     .await;
@@ -169,7 +172,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                     .map_err(db)?;
                 events
                     .record(
-                        AuthEvent::success(AuthAction::PolicyChanged, HOST_ADMIN)
+                        AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
                             .target(format!("require_second_factor={required}")),
                     )
                     .await;
@@ -184,40 +187,52 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
             println!("open_registration = {}", config.open_registration);
         }
         AdminCommand::Events { limit } => {
-            for event in store.auth_events(limit).await.map_err(db)? {
+            let log_error = |e: conclave_audit::log::LogError| format!("audit log: {e}");
+            let size = log.size().await.map_err(log_error)?;
+            let start = size.saturating_sub(u64::from(limit));
+            for entry in log.entries(start, size).await.map_err(log_error)? {
+                let Ok(event) = conclave_audit::Event::decode(&entry.leaf) else {
+                    println!("#{} (not a valid event: the log was altered)", entry.index);
+                    continue;
+                };
+                let details: String = event
+                    .details
+                    .iter()
+                    .map(|(name, value)| format!(" {name}={value}"))
+                    .collect();
                 println!(
-                    "{} {} {} actor={} device={} target={}{}",
-                    utc(event.at),
+                    "#{} {} {} {} actor={} device={} target={}{}{}",
+                    entry.index,
+                    utc(event.time),
                     event.action,
                     event.outcome,
                     event.actor.as_deref().unwrap_or("-"),
-                    event.actor_device.as_deref().unwrap_or("-"),
+                    event.device.as_deref().unwrap_or("-"),
                     event.target.as_deref().unwrap_or("-"),
                     event
                         .client_ip
                         .map(|ip| format!(" ip={ip}"))
                         .unwrap_or_default(),
+                    details,
                 );
             }
+        }
+        AdminCommand::LogKey => {
+            println!("{}", log.verifier_key());
+            let checkpoint = log
+                .checkpoint(crate::auth::unix_now())
+                .await
+                .map_err(|e| format!("audit log: {e}"))?;
+            print!("{}", checkpoint.note);
         }
     }
     Ok(())
 }
 
-/// Unix seconds as `YYYY-MM-DD HH:MM UTC` (Howard Hinnant's civil-from-days).
+/// Unix seconds as `YYYY-MM-DD HH:MM UTC`.
 pub fn utc(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let (hour, minute) = ((unix % 86_400) / 3600, (unix % 3600) / 60);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
+    let stamp = conclave_audit::rfc3339(unix);
+    format!("{} {} UTC", &stamp[..10], &stamp[11..16])
 }
 
 #[cfg(test)]

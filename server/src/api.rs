@@ -20,6 +20,7 @@ use tokio::sync::broadcast;
 
 use crate::auth::{Signed, idle_clock_due, session_problem, unix_now};
 use crate::error::{ApiError, ApiResult};
+use crate::events::{AuditAction, AuditEvent};
 use crate::limits::{self, ip_key};
 use crate::mls::{self, Handshake, Wire};
 use crate::store::{CommitRecord, MessageKind, NewKeyPackage, Pending};
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/ack", post(ack_messages))
         .route("/v1/stream", get(stream))
         .merge(crate::account_api::routes())
+        .merge(crate::audit_api::routes())
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
@@ -103,6 +105,16 @@ async fn upload_key_packages(
     let device = signed.device_id.to_string();
     let (had_one_time, had_last_resort) = state.store.key_package_stock(&device).await?;
     state.store.add_key_packages(&device, &packages).await?;
+    let last_resort = packages.iter().filter(|p| p.last_resort).count();
+    state
+        .audit
+        .record(
+            AuditEvent::success(AuditAction::KeyPackagesUploaded, user)
+                .device(&device)
+                .detail("count", packages.len())
+                .detail("last_resort", last_resort),
+        )
+        .await;
     if had_one_time == 0 && !had_last_resort {
         // A new device's first packages: its account's other devices can
         // now add it to their channels.
@@ -201,6 +213,14 @@ async fn create_group(State(state): State<AppState>, signed: Signed) -> ApiResul
     {
         return Err(ApiError::Conflict("group"));
     }
+    state
+        .audit
+        .record(
+            AuditEvent::success(AuditAction::GroupCreated, &user)
+                .device(&device)
+                .target(format!("group:{}", group.group_id)),
+        )
+        .await;
     Ok(Json(
         json!({ "group_id": group.group_id, "epoch": group.epoch }),
     ))
@@ -380,6 +400,38 @@ async fn post_handshake(
                 }
                 (None, true) => None,
             };
+            // Who added or removed which device, from the validated commit,
+            // enters the log with the commit itself.
+            let committer = sender.credential.user().as_str();
+            let membership = |action, leaf: &mls::Leaf| {
+                state.audit.entry(
+                    AuditEvent::success(action, committer)
+                        .device(&device)
+                        .target(format!(
+                            "{}/{}",
+                            leaf.credential.user(),
+                            leaf.credential.device()
+                        ))
+                        .detail("group", group_id)
+                        .detail("epoch", to_epoch),
+                )
+            };
+            let audit = added
+                .iter()
+                .map(|leaf| membership(AuditAction::MemberAdded, leaf))
+                .chain(
+                    removed
+                        .iter()
+                        .map(|leaf| membership(AuditAction::MemberRemoved, leaf)),
+                )
+                .collect();
+            let device_ids = |leaves: &[mls::Leaf]| -> Vec<String> {
+                leaves
+                    .iter()
+                    .map(|leaf| leaf.credential.device().to_string())
+                    .collect()
+            };
+            let (added, removed) = (device_ids(&added), device_ids(&removed));
             let record = CommitRecord {
                 group_id,
                 from_epoch: group.epoch,
@@ -390,6 +442,7 @@ async fn post_handshake(
                 welcome: welcome.as_deref(),
                 added: &added,
                 removed: &removed,
+                audit,
             };
             let seq = state.store.apply_commit(&record).await?;
             if let (Ok(seq), Some(welcome)) = (&seq, welcome) {

@@ -32,6 +32,17 @@ pub struct Args {
     /// [default: <data_dir>/server.key, created 0600].
     #[arg(long, env = "CONCLAVE_SERVER_KEY_FILE", global = true)]
     pub server_key_file: Option<PathBuf>,
+    /// File holding the Ed25519 key that signs audit-log checkpoints
+    /// [default: <data_dir>/log.key, created 0600].
+    #[arg(long, env = "CONCLAVE_LOG_KEY_FILE", global = true)]
+    pub log_key_file: Option<PathBuf>,
+    /// The audit log's name (checkpoint origin), used when the log key is created
+    /// [default: <WebAuthn host>/conclave-audit].
+    #[arg(long, env = "CONCLAVE_LOG_ORIGIN", global = true)]
+    pub log_origin: Option<String>,
+    /// How often to sign a new audit-log checkpoint when the log has grown, e.g. 10s [default: 10s].
+    #[arg(long, env = "CONCLAVE_CHECKPOINT_INTERVAL")]
+    pub checkpoint_interval: Option<String>,
     /// PEM certificate chain. Without it a self-signed certificate is generated.
     #[arg(long, env = "CONCLAVE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -74,6 +85,9 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     max_body_bytes: Option<usize>,
     server_key_file: Option<PathBuf>,
+    log_key_file: Option<PathBuf>,
+    log_origin: Option<String>,
+    checkpoint_interval: Option<String>,
     open_registration: Option<bool>,
     session_idle_timeout: Option<String>,
     session_lifetime: Option<String>,
@@ -97,6 +111,12 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// The sealing key file (outside the database).
     pub server_key_file: PathBuf,
+    /// The audit-log signing key file.
+    pub log_key_file: PathBuf,
+    /// The audit log's origin, for a new log key.
+    pub log_origin: String,
+    /// Seconds between checkpoint signings.
+    pub checkpoint_interval: u64,
     /// Registration without an invite.
     pub open_registration: bool,
     /// Seconds without a request after which a session ends.
@@ -118,6 +138,9 @@ impl Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             server_key_file: data_dir.join("server.key"),
+            log_key_file: data_dir.join("log.key"),
+            log_origin: "localhost/conclave-audit".into(),
+            checkpoint_interval: 10,
             data_dir,
             database_url: None,
             tls: None,
@@ -151,6 +174,22 @@ impl Config {
             .unwrap_or_else(|| format!("https://localhost:{}", config.listen.port()));
         if let Some(path) = args.server_key_file.or(file.server_key_file) {
             config.server_key_file = path;
+        }
+        if let Some(path) = args.log_key_file.or(file.log_key_file) {
+            config.log_key_file = path;
+        }
+        config.log_origin = match args.log_origin.or(file.log_origin) {
+            Some(origin) => origin,
+            None => {
+                let host = url::Url::parse(&config.webauthn_origin)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_owned))
+                    .unwrap_or_else(|| "localhost".into());
+                format!("{host}/conclave-audit")
+            }
+        };
+        if let Some(text) = args.checkpoint_interval.or(file.checkpoint_interval) {
+            config.checkpoint_interval = parse_duration("checkpoint_interval", &text)?;
         }
         if let Some(open) = args.open_registration.or(file.open_registration) {
             config.open_registration = open;

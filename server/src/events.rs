@@ -1,16 +1,19 @@
-//! The one interface every authentication event goes through.
+//! The one interface every security event goes through on its way into the
+//! transparency log (`conclave_audit::log`).
 //!
-//! Today events land in the `auth_events` table and the log; the audit-log
-//! work replaces the sink with the Merkle log without touching the callers.
-//! An event never carries a password, a code, a key or message content.
+//! An event never carries a password, a code, a private key or message
+//! content: only account names, device ids, public keys, counts and fixed
+//! failure reasons. Client addresses are kept only if the relay is
+//! configured to record them.
 
 use std::net::IpAddr;
 
-use crate::store::{AuthEventRow, Store};
+use conclave_audit::Event;
+use conclave_audit::log::TransparencyLog;
 
-/// What happened.
+/// What happened. The stored names are the `action` field of log entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthAction {
+pub enum AuditAction {
     /// An account was registered.
     AccountCreated,
     /// A device signed in (or re-authenticated its session).
@@ -25,7 +28,8 @@ pub enum AuthAction {
     RecoveryCodeUsed,
     /// Recovery codes were issued.
     RecoveryCodesIssued,
-    /// A new device was added to an account.
+    /// A new device key was registered to an account: the entry key
+    /// transparency checks.
     DeviceAdded,
     /// A device was revoked.
     DeviceRevoked,
@@ -39,12 +43,20 @@ pub enum AuthAction {
     RoleChanged,
     /// An invite code was issued.
     InviteCreated,
+    /// A group (channel) was created.
+    GroupCreated,
+    /// A validated commit added a device to a group.
+    MemberAdded,
+    /// A validated commit removed a device from a group.
+    MemberRemoved,
+    /// A device uploaded key packages.
+    KeyPackagesUploaded,
 }
 
-impl AuthAction {
+impl AuditAction {
     /// The stored name.
     pub fn as_str(self) -> &'static str {
-        use AuthAction::*;
+        use AuditAction::*;
         match self {
             AccountCreated => "account_created",
             Login => "login",
@@ -53,22 +65,26 @@ impl AuthAction {
             SecondFactorUsed => "second_factor_used",
             RecoveryCodeUsed => "recovery_code_used",
             RecoveryCodesIssued => "recovery_codes_issued",
-            DeviceAdded => "device_added",
+            DeviceAdded => conclave_audit::DEVICE_ADDED,
             DeviceRevoked => "device_revoked",
             SessionsEnded => "sessions_ended",
             PasswordChanged => "password_changed",
             PolicyChanged => "policy_changed",
             RoleChanged => "role_changed",
             InviteCreated => "invite_created",
+            GroupCreated => "group_created",
+            MemberAdded => "member_added",
+            MemberRemoved => "member_removed",
+            KeyPackagesUploaded => "key_packages_uploaded",
         }
     }
 }
 
-/// One authentication event.
+/// One security event, before the log gives it a position and a time.
 #[derive(Debug, Clone)]
-pub struct AuthEvent {
+pub struct AuditEvent {
     /// What happened.
-    pub action: AuthAction,
+    pub action: AuditAction,
     /// `None` for success, else why it failed (a fixed reason, never input).
     pub failure: Option<&'static str>,
     /// The account acting, if known.
@@ -79,11 +95,13 @@ pub struct AuthEvent {
     pub target: Option<String>,
     /// Where the request came from.
     pub client_ip: Option<IpAddr>,
+    /// Further named values: public keys, counts, group ids.
+    pub details: Vec<(&'static str, String)>,
 }
 
-impl AuthEvent {
+impl AuditEvent {
     /// A successful `action` by `actor`.
-    pub fn success(action: AuthAction, actor: &str) -> Self {
+    pub fn success(action: AuditAction, actor: &str) -> Self {
         Self {
             action,
             failure: None,
@@ -91,11 +109,12 @@ impl AuthEvent {
             actor_device: None,
             target: None,
             client_ip: None,
+            details: Vec::new(),
         }
     }
 
     /// A failed `action` by (or against) `actor`.
-    pub fn failure(action: AuthAction, actor: &str, reason: &'static str) -> Self {
+    pub fn failure(action: AuditAction, actor: &str, reason: &'static str) -> Self {
         Self {
             failure: Some(reason),
             ..Self::success(action, actor)
@@ -119,27 +138,38 @@ impl AuthEvent {
         self.client_ip = ip;
         self
     }
+
+    /// With a detail.
+    pub fn detail(mut self, name: &'static str, value: impl ToString) -> Self {
+        self.details.push((name, value.to_string()));
+        self
+    }
 }
 
-/// Where events go.
+/// Where events go: the transparency log.
 #[derive(Debug, Clone)]
-pub struct AuthEvents {
-    store: Store,
+pub struct AuditTrail {
+    log: TransparencyLog,
     record_client_ip: bool,
 }
 
-impl AuthEvents {
-    /// Events into `store`; client addresses only if `record_client_ip`.
-    pub fn new(store: Store, record_client_ip: bool) -> Self {
+impl AuditTrail {
+    /// Events into `log`; client addresses only if `record_client_ip`.
+    pub fn new(log: TransparencyLog, record_client_ip: bool) -> Self {
         Self {
-            store,
+            log,
             record_client_ip,
         }
     }
 
-    /// Records an event. A failure to record is logged, not raised: the
-    /// request it describes already happened.
-    pub async fn record(&self, event: AuthEvent) {
+    /// The log itself.
+    pub fn log(&self) -> &TransparencyLog {
+        &self.log
+    }
+
+    /// The log entry for `event`, stamped now. Its position is set when it
+    /// is appended.
+    pub fn entry(&self, event: AuditEvent) -> Event {
         let outcome = match event.failure {
             None => "success".to_owned(),
             Some(reason) => format!("failure:{reason}"),
@@ -149,22 +179,32 @@ impl AuthEvents {
             %outcome,
             actor = event.actor.as_deref().unwrap_or("-"),
             target = event.target.as_deref().unwrap_or("-"),
-            "auth event"
+            "audit event"
         );
-        let row = AuthEventRow {
-            at: crate::auth::unix_now(),
-            action: event.action.as_str().to_owned(),
-            outcome,
-            actor: event.actor,
-            actor_device: event.actor_device,
-            target: event.target,
-            client_ip: event
-                .client_ip
-                .filter(|_| self.record_client_ip)
-                .map(|ip| ip.to_string()),
-        };
-        if let Err(e) = self.store.record_auth_event(&row).await {
-            tracing::error!(error = %e, "could not record an authentication event");
+        let mut entry = Event::new(0, crate::auth::unix_now(), event.action.as_str());
+        entry.outcome = outcome;
+        entry.actor = event.actor;
+        entry.device = event.actor_device;
+        entry.target = event.target;
+        entry.client_ip = event
+            .client_ip
+            .filter(|_| self.record_client_ip)
+            .map(|ip| ip.to_string());
+        entry.details = event
+            .details
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect();
+        entry
+    }
+
+    /// Records an event in a transaction of its own. A failure to record is
+    /// logged, not raised: the request it describes already happened. Events
+    /// that must land with their change (device registrations, membership
+    /// changes) go into that change's transaction instead.
+    pub async fn record(&self, event: AuditEvent) {
+        if let Err(e) = self.log.append(self.entry(event)).await {
+            tracing::error!(error = %e, "could not record an audit event");
         }
     }
 }

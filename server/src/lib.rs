@@ -19,12 +19,14 @@
 mod account_api;
 pub mod admin;
 mod api;
+mod audit_api;
 mod auth;
 mod config;
 mod error;
 mod events;
 mod factors;
 mod limits;
+mod log_key;
 mod mls;
 mod server_key;
 mod store;
@@ -35,10 +37,10 @@ use std::sync::Arc;
 
 pub use config::{Args, Config};
 pub use error::ApiError;
-pub use events::{AuthAction, AuthEvent, AuthEvents};
+pub use events::{AuditAction, AuditEvent, AuditTrail};
 pub use store::{
-    AccountSummary, AuthEventRow, Backend, ChallengeRow, CommitRecord, DeviceSession, GroupAccess,
-    GroupRow, MessageKind, NewKeyPackage, Pending, Store, StoreError,
+    AccountSummary, Backend, ChallengeRow, CommitRecord, DeviceSession, GroupAccess, GroupRow,
+    MessageKind, NewKeyPackage, Pending, Store, StoreError,
 };
 pub use tls::TlsIdentity;
 use tokio::sync::broadcast;
@@ -51,7 +53,7 @@ pub struct AppState {
     notifier: broadcast::Sender<Arc<Notice>>,
     server_key: server_key::ServerKey,
     relying_party: Arc<factors::RelyingParty>,
-    events: AuthEvents,
+    audit: AuditTrail,
 }
 
 /// What connected devices are told, after it is durable.
@@ -89,6 +91,19 @@ pub async fn app(config: Config) -> Result<axum::Router, String> {
     Ok(api::router(state(store, config)?))
 }
 
+/// The transparency log in `store`, signed with the configured log key
+/// (created on first use; the flag says whether it was just created).
+pub(crate) fn transparency_log(
+    store: &Store,
+    config: &Config,
+) -> Result<(conclave_audit::log::TransparencyLog, bool), String> {
+    let (signer, created) = log_key::load_or_create(&config.log_key_file, &config.log_origin)?;
+    Ok((
+        conclave_audit::log::TransparencyLog::new(store.pool().clone(), signer),
+        created,
+    ))
+}
+
 fn state(store: Store, config: Config) -> Result<AppState, String> {
     // Spent nonces only matter while their requests could still pass the
     // freshness check; forget the rest off the request path.
@@ -105,11 +120,32 @@ fn state(store: Store, config: Config) -> Result<AppState, String> {
             }
         }
     });
+    let (log, created) = transparency_log(&store, &config)?;
+    if created {
+        println!(
+            "created a new audit log key in {}; give auditors its verifier key:",
+            config.log_key_file.display()
+        );
+    }
+    println!("audit log verifier key: {}", log.verifier_key());
+    // Checkpoints follow the log at the configured pace; a device proof that
+    // needs a newer one signs it on demand (see api::audit).
+    let signing = log.clone();
+    let interval = std::time::Duration::from_secs(config.checkpoint_interval);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(interval);
+        loop {
+            every.tick().await;
+            if let Err(e) = signing.checkpoint(auth::unix_now()).await {
+                tracing::error!(error = %e, "cannot sign an audit log checkpoint");
+            }
+        }
+    });
     let (notifier, _) = broadcast::channel(4096);
     let server_key = server_key::ServerKey::load_or_create(&config.server_key_file)?;
     let relying_party = factors::RelyingParty::new(&config.webauthn_origin, "Conclave")?;
     Ok(AppState {
-        events: AuthEvents::new(store.clone(), config.record_client_ip),
+        audit: AuditTrail::new(log, config.record_client_ip),
         store,
         config: Arc::new(config),
         notifier,

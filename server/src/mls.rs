@@ -70,10 +70,10 @@ pub enum Handshake {
         to_epoch: u64,
         /// Leaves that are new or whose key changed: they must be checked against the directory.
         new_leaves: Vec<Leaf>,
-        /// Devices added.
-        added: Vec<String>,
-        /// Devices removed.
-        removed: Vec<String>,
+        /// Leaves of the devices added.
+        added: Vec<Leaf>,
+        /// Leaves of the devices removed.
+        removed: Vec<Leaf>,
         /// Key packages the Welcome must cover (hash refs).
         welcome_refs: Vec<Vec<u8>>,
     },
@@ -207,14 +207,14 @@ pub fn process_handshake(
                     .cloned()
                     .collect(),
                 added: new
-                    .keys()
-                    .filter(|d| !old.contains_key(*d))
-                    .cloned()
+                    .iter()
+                    .filter(|(d, _)| !old.contains_key(*d))
+                    .map(|(_, leaf)| leaf.clone())
                     .collect(),
                 removed: old
-                    .keys()
-                    .filter(|d| !new.contains_key(*d))
-                    .cloned()
+                    .iter()
+                    .filter(|(d, _)| !new.contains_key(*d))
+                    .map(|(_, leaf)| leaf.clone())
                     .collect(),
                 welcome_refs,
                 state: save(&storage)?,

@@ -28,6 +28,21 @@ impl fmt::Debug for ServerKey {
 /// Sealed values start with this, so a format change can be recognised.
 const VERSION: &str = "v1.";
 
+/// Creates `path` (it must not exist) readable by the owner alone, and
+/// writes `contents` durably.
+pub(crate) fn write_secret_file(path: &Path, what: &str, contents: &[u8]) -> Result<(), String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| format!("cannot create {what} file {}: {e}", path.display()))?;
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("cannot write {what} file {}: {e}", path.display()))
+}
+
 impl ServerKey {
     /// Reads the key file, or creates it (mode 0600) with a fresh random key.
     pub fn load_or_create(path: &Path) -> Result<Self, String> {
@@ -47,16 +62,7 @@ impl ServerKey {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = Zeroizing::new([0u8; 32]);
                 rand::rngs::OsRng.fill_bytes(key.as_mut());
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(path).map_err(|e| {
-                    format!("cannot create server key file {}: {e}", path.display())
-                })?;
-                file.write_all(key.as_ref())
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| format!("cannot write server key file {}: {e}", path.display()))?;
+                write_secret_file(path, "server key", key.as_ref())?;
                 Ok(Self { key })
             }
             Err(e) => Err(format!(

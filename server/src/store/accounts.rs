@@ -91,25 +91,6 @@ pub struct AccountSummary {
     pub active_devices: u64,
 }
 
-/// One authentication event as stored until the audit log takes them over.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthEventRow {
-    /// Unix seconds.
-    pub at: u64,
-    /// What happened (`login`, `totp_enrolled`, …).
-    pub action: String,
-    /// `success` or `failure:<reason>`.
-    pub outcome: String,
-    /// The acting account, if known.
-    pub actor: Option<String>,
-    /// The acting device, if any.
-    pub actor_device: Option<String>,
-    /// What it was done to (a device, an account, a setting).
-    pub target: Option<String>,
-    /// The client address, when the relay is configured to record it.
-    pub client_ip: Option<String>,
-}
-
 /// Result of counting one request against a rate-limit bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BucketState {
@@ -778,46 +759,4 @@ impl Store {
     }
 
     // ----- authentication events ------------------------------------------
-
-    /// Appends an authentication event.
-    pub async fn record_auth_event(&self, event: &AuthEventRow) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO auth_events (at, action, outcome, actor, actor_device, target, client_ip)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(to_i64(event.at))
-        .bind(&event.action)
-        .bind(&event.outcome)
-        .bind(event.actor.as_deref())
-        .bind(event.actor_device.as_deref())
-        .bind(event.target.as_deref())
-        .bind(event.client_ip.as_deref())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// The latest `limit` authentication events, oldest first.
-    pub async fn auth_events(&self, limit: u32) -> Result<Vec<AuthEventRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT at, action, outcome, actor, actor_device, target, client_ip FROM (
-                 SELECT * FROM auth_events ORDER BY id DESC LIMIT $1
-             ) latest ORDER BY id",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AuthEventRow {
-                at: to_u64(r.get(0)),
-                action: r.get(1),
-                outcome: r.get(2),
-                actor: r.get(3),
-                actor_device: r.get(4),
-                target: r.get(5),
-                client_ip: r.get(6),
-            })
-            .collect())
-    }
 }

@@ -14,7 +14,7 @@
 mod accounts;
 mod schema;
 
-pub use accounts::{AccountSummary, AuthEventRow, ChallengeRow, CredentialRow, DeviceSession};
+pub use accounts::{AccountSummary, ChallengeRow, CredentialRow, DeviceSession};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
@@ -35,6 +35,9 @@ pub enum StoreError {
     /// The database failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// The audit log refused an entry or failed.
+    #[error(transparent)]
+    Log(#[from] conclave_audit::log::LogError),
     /// The URL names no supported database.
     #[error("unsupported database URL: use postgres://… or sqlite://…")]
     UnsupportedUrl,
@@ -137,6 +140,8 @@ pub struct CommitRecord<'a> {
     pub added: &'a [String],
     /// Devices removed by the commit.
     pub removed: &'a [String],
+    /// Log entries for the membership changes, entered with the commit.
+    pub audit: Vec<conclave_audit::Event>,
 }
 
 /// The relay's database.
@@ -191,6 +196,11 @@ impl Store {
         Ok(store)
     }
 
+    /// The connection pool, for the audit log that shares this database.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// The dialect in use.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -213,11 +223,16 @@ impl Store {
                 .await?
                 .is_some();
             if !applied {
-                let script = match self.backend {
+                let scripts = match self.backend {
                     Backend::Sqlite => sqlite,
                     Backend::Postgres => postgres,
                 };
-                for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                for statement in scripts
+                    .iter()
+                    .flat_map(|script| script.split(';'))
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                {
                     tx.execute(statement).await?;
                 }
                 sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
@@ -259,15 +274,19 @@ impl Store {
         Ok(row.map(|r| r.get::<String, _>(0)))
     }
 
-    /// Registers a device for `username`. Registering the same key again is a
+    /// Registers a device for `username`, entering `registration` in the
+    /// transparency log in the same transaction: a device key is never
+    /// stored without its log entry. Registering the same key again is a
     /// no-op; `false` if the device id belongs to someone else.
     pub async fn add_device(
         &self,
         username: &str,
         device_id: &str,
         public_key: &[u8],
+        registration: conclave_audit::Event,
     ) -> Result<bool, StoreError> {
-        sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
             "INSERT INTO devices (device_id, username, public_key, created_at, session_started_at, last_seen_at)
              VALUES ($1, $2, $3, $4, $4, $4)
              ON CONFLICT (device_id) DO NOTHING",
@@ -276,8 +295,14 @@ impl Store {
         .bind(username)
         .bind(public_key.to_vec())
         .bind(now())
-        .execute(&self.pool)
-        .await?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            conclave_audit::log::append(&mut tx, registration).await?;
+        }
+        tx.commit().await?;
         Ok(self
             .device(device_id)
             .await?
@@ -628,6 +653,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
+        }
+        for entry in &record.audit {
+            conclave_audit::log::append(&mut tx, entry.clone()).await?;
         }
         tx.commit().await?;
         Ok(Ok(to_u64(seq)))

@@ -1,9 +1,20 @@
 //! Versioned schema for both backends. A migration is applied once, in a
 //! transaction, and recorded in `schema_version`.
 
-/// (version, SQLite statements, PostgreSQL statements)
-pub(super) const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, V1_SQLITE, V1_POSTGRES), (2, V2_SQLITE, V2_POSTGRES)];
+/// (version, SQLite scripts, PostgreSQL scripts)
+pub(super) const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[
+    (1, &[V1_SQLITE], &[V1_POSTGRES]),
+    (2, &[V2_SQLITE], &[V2_POSTGRES]),
+    (
+        3,
+        &[conclave_audit::log::SCHEMA_SQLITE, V3_COMMON],
+        &[conclave_audit::log::SCHEMA_POSTGRES, V3_COMMON],
+    ),
+];
+
+/// Version 3 moves security events into the transparency log; the interim
+/// table goes (no release ever wrote to it).
+const V3_COMMON: &str = "DROP TABLE auth_events;";
 
 const V1_SQLITE: &str = r#"
 CREATE TABLE accounts (
