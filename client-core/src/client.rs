@@ -73,6 +73,9 @@ pub enum Event {
         /// Hex device id.
         device_id: String,
     },
+    /// A device failed the key-transparency check and was refused: the
+    /// relay may be trying to slip it into a channel. Show it prominently.
+    SecurityAlert(crate::audit::SecurityAlert),
 }
 
 /// One message of a channel's history.
@@ -142,13 +145,16 @@ struct DeviceNews {
     revoked_members: Vec<(String, String)>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     transport: Arc<dyn Transport>,
-    db: Mutex<SqliteConnection>,
+    pub(crate) db: Mutex<SqliteConnection>,
     crypto: RustCrypto,
     identity: RwLock<Option<Arc<Identity>>>,
-    events: broadcast::Sender<Event>,
+    pub(crate) events: broadcast::Sender<Event>,
     device_news: Mutex<DeviceNews>,
+    /// Serializes key-transparency checks, so each stored checkpoint is
+    /// checked against the one stored just before it.
+    pub(crate) transparency: Mutex<()>,
 }
 
 /// A Conclave client for one device. Cheap to clone; clones share state.
@@ -156,7 +162,7 @@ struct Inner {
 /// Needs a multi-threaded tokio runtime (openmls's SQLite storage blocks in place).
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Client {
@@ -199,6 +205,17 @@ fn load_group(provider: &TxProvider<'_>, group_id: &str) -> Result<MlsGroup> {
 
 fn tls_bytes(message: &MlsMessageOut) -> Result<Vec<u8>> {
     message.tls_serialize_detached().map_err(ClientError::mls)
+}
+
+fn server_error(status: u16, body: &Value) -> ClientError {
+    ClientError::Server {
+        status,
+        code: body["error"].as_str().unwrap_or("unknown").to_owned(),
+        message: body["message"]
+            .as_str()
+            .unwrap_or("no explanation")
+            .to_owned(),
+    }
 }
 
 fn users_of(group: &MlsGroup) -> BTreeMap<String, BTreeSet<String>> {
@@ -257,6 +274,7 @@ impl Client {
                 identity: RwLock::new(identity.map(Arc::new)),
                 events,
                 device_news: Mutex::new(DeviceNews::default()),
+                transparency: Mutex::new(()),
             }),
         })
     }
@@ -287,6 +305,19 @@ impl Client {
 
     // ----- talking to the relay ------------------------------------------
 
+    /// A signed GET whose answer is text, not JSON.
+    pub(crate) async fn signed_text(&self, path: &str) -> Result<String> {
+        let identity = self.identity()?;
+        let request = HttpRequest::signed(&identity.key, "GET", path, Vec::new());
+        let response = self.inner.transport.send(request).await?;
+        if (200..300).contains(&response.status) {
+            return String::from_utf8(response.body)
+                .map_err(|_| ClientError::Invalid(format!("{path} answered with non-UTF-8 text")));
+        }
+        let value: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        Err(server_error(response.status, &value))
+    }
+
     pub(crate) async fn call(
         &self,
         method: &'static str,
@@ -312,14 +343,7 @@ impl Client {
         if (200..300).contains(&response.status) {
             return Ok(value);
         }
-        Err(ClientError::Server {
-            status: response.status,
-            code: value["error"].as_str().unwrap_or("unknown").to_owned(),
-            message: value["message"]
-                .as_str()
-                .unwrap_or("no explanation")
-                .to_owned(),
-        })
+        Err(server_error(response.status, &value))
     }
 
     pub(crate) async fn signed(
@@ -553,6 +577,7 @@ impl Client {
             .signed("POST", "/v1/key-packages/claim", Some(&body))
             .await?;
         let mut packages = Vec::new();
+        let mut refused = Vec::new();
         for entry in claimed["key_packages"].as_array().into_iter().flatten() {
             let bytes = STANDARD
                 .decode(entry["key_package"].as_str().unwrap_or_default())
@@ -594,9 +619,25 @@ impl Client {
                     "relay sent a key package of another device of {name}"
                 )));
             }
-            packages.push(package);
+            // Only a device whose key the transparency log registered is
+            // added; any other is refused with a security alert.
+            match self
+                .verify_device(
+                    name.as_str(),
+                    &credential.device().to_string(),
+                    package.leaf_node().signature_key().as_slice(),
+                )
+                .await
+            {
+                Ok(()) => packages.push(package),
+                Err(e @ ClientError::KeyTransparency(_)) => refused.push(e),
+                Err(e) => return Err(e),
+            }
         }
-        Ok(packages)
+        match (packages.is_empty(), refused.into_iter().next()) {
+            (true, Some(refusal)) => Err(refusal),
+            _ => Ok(packages),
+        }
     }
 
     /// Removes every device of `username` from the channel.
@@ -711,6 +752,8 @@ impl Client {
 
     async fn send_payload(&self, group_id: &str, payload: &Payload) -> Result<u64> {
         let identity = self.identity()?;
+        // Nothing is encrypted to a device the transparency log does not vouch for.
+        self.check_members(group_id).await?;
         let plaintext = Zeroizing::new(serde_json::to_vec(payload).map_err(ClientError::store)?);
         let body_text = match payload {
             Payload::Text { body } => Some(body.clone()),
@@ -822,6 +865,7 @@ impl Client {
     pub async fn sync(&self) -> Result<Vec<Event>> {
         let mut events = self.sync_without_upkeep().await?;
         events.extend(self.membership_upkeep().await?);
+        self.check_changed_channels(&events).await;
         Ok(events)
     }
 
@@ -927,6 +971,7 @@ impl Client {
                 .any(|e| matches!(e, Event::MembersChanged { .. }))
             {
                 self.announce_pending().await?;
+                self.check_changed_channels(&events).await;
             }
         }
         Ok(())
@@ -1317,6 +1362,74 @@ impl Client {
                 devices: devices.into_iter().collect(),
             })
             .collect())
+    }
+
+    /// Verifies every member device of a group against the transparency log
+    /// (each device once: verified keys are remembered). Every device that
+    /// fails raises an alert; the first failure is returned.
+    pub(crate) async fn check_members(&self, group_id: &str) -> Result<()> {
+        let (members, verified) = {
+            let mut db = self.inner.db.lock().await;
+            let verified: BTreeMap<(String, String), Vec<u8>> =
+                sqlx::query("SELECT username, device_id, public_key FROM verified_devices")
+                    .fetch_all(&mut *db)
+                    .await?
+                    .iter()
+                    .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+                    .collect();
+            let provider = TxProvider::new(&self.inner.crypto, &mut db);
+            let group = load_group(&provider, group_id)?;
+            let members: Vec<_> = group
+                .members()
+                .map(|m| {
+                    let credential = DeviceCredential::from_mls(&m.credential).ok();
+                    (credential, m.signature_key)
+                })
+                .collect();
+            (members, verified)
+        };
+        let mut first_refusal = None;
+        for (credential, key) in members {
+            let Some(credential) = credential else {
+                first_refusal.get_or_insert(ClientError::KeyTransparency(
+                    "a member of this channel has no Conclave credential".into(),
+                ));
+                continue;
+            };
+            let (user, device) = (
+                credential.user().to_string(),
+                credential.device().to_string(),
+            );
+            if verified.get(&(user.clone(), device.clone())) == Some(&key) {
+                continue;
+            }
+            match self.verify_device(&user, &device, &key).await {
+                Ok(()) => {}
+                Err(e @ ClientError::KeyTransparency(_)) => {
+                    first_refusal.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        first_refusal.map_or(Ok(()), Err)
+    }
+
+    /// After members changed, checks the channels concerned so that a device
+    /// slipped in is flagged at once, not only at the next send. A refusal
+    /// is an alert here, not an error: receiving goes on.
+    async fn check_changed_channels(&self, events: &[Event]) {
+        for event in events {
+            let Event::MembersChanged { channel, .. } = event else {
+                continue;
+            };
+            let Ok(group_id) = self.active_channel(channel).await else {
+                continue;
+            };
+            match self.check_members(&group_id).await {
+                Ok(()) | Err(ClientError::KeyTransparency(_)) => {}
+                Err(e) => tracing::warn!(error = %e, "could not check a channel's new members"),
+            }
+        }
     }
 
     // ----- keeping channels in step with the account's devices -------------

@@ -47,6 +47,10 @@ pub enum ClientError {
     /// Input rejected before anything was sent.
     #[error("{0}")]
     Invalid(String),
+    /// A device could not be proven registered in the relay's transparency
+    /// log, or the log itself failed a check: nothing was encrypted to it.
+    #[error("key transparency: {0}")]
+    KeyTransparency(String),
     /// Other members kept committing first.
     #[error("gave up after {0} attempts: the channel kept changing; try again")]
     TooManyConflicts(u32),

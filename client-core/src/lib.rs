@@ -45,6 +45,7 @@
 #![warn(missing_docs)]
 
 mod account;
+mod audit;
 mod client;
 mod error;
 mod https;
@@ -59,6 +60,7 @@ pub use account::{
     AccountStatus, Authenticator, Credentials, DeviceInfo, PasskeyInfo, RecoveryCodes,
     SecondFactor, TotpEnrollment,
 };
+pub use audit::{AuditPage, SecurityAlert};
 pub use client::{Channel, Client, Event, HistoryEntry, Member};
 pub use error::{ClientError, Result};
 pub use https::{HttpsTransport, ServerTrust};

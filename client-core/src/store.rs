@@ -104,6 +104,31 @@ CREATE TABLE IF NOT EXISTS known_devices (
     device_id TEXT PRIMARY KEY,
     revoked   INTEGER NOT NULL
 );
+-- Key transparency: the pinned log key, and every checkpoint verified, each
+-- consistent with the one before.
+CREATE TABLE IF NOT EXISTS log_key (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    verifier_key TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size      INTEGER PRIMARY KEY,
+    root_hash BLOB NOT NULL,
+    note      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS verified_devices (
+    device_id  TEXT PRIMARY KEY,
+    username   TEXT NOT NULL,
+    public_key BLOB NOT NULL,
+    leaf_index INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS security_alerts (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    at        INTEGER NOT NULL,
+    username  TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    reason    TEXT NOT NULL,
+    shown     INTEGER NOT NULL DEFAULT 0
+);
 "#;
 
 /// Writes a small private file (mode 0600) whole, through a temporary file

@@ -1,0 +1,460 @@
+//! Key transparency, and the audit log reads of an auditor's device.
+//!
+//! Every device key a relay accepts is an entry in its transparency log.
+//! Before this client adds a device to a channel, and before it encrypts to
+//! a channel, it checks that each member device's key has such an entry,
+//! proven included in a checkpoint signed by the log key this client pinned,
+//! and that the checkpoint extends every checkpoint it has seen before. A
+//! relay that invents a device, swaps a key, or shows this client a forked
+//! or rolled-back log is caught here: the device is refused and a
+//! [`SecurityAlert`] is raised and kept.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use conclave_audit::{
+    Checkpoint, Event as LogEvent, Hash, SignedNote, VerifierKey, leaf_hash, verify_consistency,
+    verify_inclusion,
+};
+use serde_json::Value;
+use sqlx::{Row, SqliteConnection};
+
+use crate::client::{Client, Event};
+use crate::error::{ClientError, Result};
+use crate::transport::unix_now;
+
+/// A device this client refused, and why. Kept in the local store until shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityAlert {
+    /// Unix seconds.
+    pub at: u64,
+    /// The account the device claimed.
+    pub username: String,
+    /// The device id.
+    pub device_id: String,
+    /// What failed.
+    pub reason: String,
+}
+
+/// One page of log entries, as an auditor reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditPage {
+    /// The log's size when the page was read.
+    pub size: u64,
+    /// `(index, leaf bytes)`, in order.
+    pub entries: Vec<(u64, Vec<u8>)>,
+}
+
+fn bad_answer(what: &str) -> ClientError {
+    ClientError::KeyTransparency(format!("the relay's answer has no valid {what}"))
+}
+
+fn decode_hashes(value: &Value, what: &str) -> Result<Vec<Hash>> {
+    value
+        .as_array()
+        .ok_or_else(|| bad_answer(what))?
+        .iter()
+        .map(|h| {
+            STANDARD
+                .decode(h.as_str().unwrap_or_default())
+                .ok()
+                .and_then(|bytes| Hash::try_from(bytes).ok())
+                .ok_or_else(|| bad_answer(what))
+        })
+        .collect()
+}
+
+fn kt(reason: impl std::fmt::Display) -> ClientError {
+    ClientError::KeyTransparency(reason.to_string())
+}
+
+impl Client {
+    // ----- reading the log (auditor role for entries and proofs) ---------
+
+    /// The relay's log verifier key as it states it now (not trusted: see
+    /// [`Client::log_key`] for the pinned one).
+    pub async fn relay_log_key(&self) -> Result<String> {
+        Ok(self
+            .signed_text("/v1/audit/key")
+            .await?
+            .trim_end()
+            .to_owned())
+    }
+
+    /// The relay's latest signed checkpoint, as note text (unverified).
+    pub async fn relay_checkpoint(&self) -> Result<String> {
+        self.signed_text("/v1/audit/checkpoint").await
+    }
+
+    /// Entries `start..end` (the relay returns at most one page; read on from
+    /// the last index). Needs the auditor role.
+    pub async fn audit_entries(&self, start: u64, end: u64) -> Result<AuditPage> {
+        let answer = self
+            .signed(
+                "GET",
+                &format!("/v1/audit/entries?start={start}&end={end}"),
+                None,
+            )
+            .await?;
+        let size = answer["size"].as_u64().ok_or_else(|| bad_answer("size"))?;
+        let entries = answer["entries"]
+            .as_array()
+            .ok_or_else(|| bad_answer("entries"))?
+            .iter()
+            .map(|e| {
+                let index = e["index"].as_u64().ok_or_else(|| bad_answer("index"))?;
+                let leaf = STANDARD
+                    .decode(e["leaf"].as_str().unwrap_or_default())
+                    .map_err(|_| bad_answer("leaf"))?;
+                Ok((index, leaf))
+            })
+            .collect::<Result<_>>()?;
+        Ok(AuditPage { size, entries })
+    }
+
+    /// The inclusion proof of entry `index` in the tree of `size` entries.
+    /// Needs the auditor role.
+    pub async fn audit_inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>> {
+        let answer = self
+            .signed(
+                "GET",
+                &format!("/v1/audit/proof/inclusion?index={index}&size={size}"),
+                None,
+            )
+            .await?;
+        decode_hashes(&answer["proof"], "proof")
+    }
+
+    /// The consistency proof from `old` to `new` entries. Needs the auditor role.
+    pub async fn audit_consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
+        let answer = self
+            .signed(
+                "GET",
+                &format!("/v1/audit/proof/consistency?old={old}&new={new}"),
+                None,
+            )
+            .await?;
+        decode_hashes(&answer["proof"], "proof")
+    }
+
+    // ----- key transparency ----------------------------------------------
+
+    /// Pins the log's verifier key, as received out of band (from the relay's
+    /// operator). Without this, the key the relay states at the first check
+    /// is pinned (trust on first use). A different key than the pinned one
+    /// is refused.
+    pub async fn pin_log_key(&self, verifier_key: &str) -> Result<()> {
+        let key = VerifierKey::parse(verifier_key.trim())
+            .map_err(|e| ClientError::Invalid(format!("log key: {e}")))?;
+        let mut db = self.inner.db.lock().await;
+        if let Some(pinned) = pinned_key(&mut db).await? {
+            if pinned == key {
+                return Ok(());
+            }
+            return Err(kt(format!(
+                "this device already trusts log key {pinned}, not {key}"
+            )));
+        }
+        store_key(&mut db, &key).await
+    }
+
+    /// The pinned log verifier key, if any yet.
+    pub async fn log_key(&self) -> Result<Option<String>> {
+        let mut db = self.inner.db.lock().await;
+        Ok(pinned_key(&mut db).await?.map(|k| k.to_string()))
+    }
+
+    /// The newest checkpoint this device has verified, as signed note text:
+    /// compare it out of band with other users' to detect a split view.
+    pub async fn latest_checkpoint(&self) -> Result<Option<String>> {
+        let mut db = self.inner.db.lock().await;
+        Ok(
+            sqlx::query("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1")
+                .fetch_optional(&mut *db)
+                .await?
+                .map(|r| r.get(0)),
+        )
+    }
+
+    /// Fetches and verifies a fresh checkpoint, through the proof of this
+    /// device's own registration, and returns it.
+    pub async fn refresh_checkpoint(&self) -> Result<String> {
+        let identity = self.identity()?;
+        self.check_device(
+            identity.username.as_str(),
+            &identity.key.device_id().to_string(),
+            &identity.key.public().to_bytes(),
+            true,
+        )
+        .await?;
+        self.latest_checkpoint()
+            .await?
+            .ok_or_else(|| kt("no checkpoint was stored"))
+    }
+
+    /// Security alerts raised on this device; with `only_unseen`, those not
+    /// returned before (and marks them seen).
+    pub async fn security_alerts(&self, only_unseen: bool) -> Result<Vec<SecurityAlert>> {
+        let mut db = self.inner.db.lock().await;
+        let rows = sqlx::query(
+            "SELECT at, username, device_id, reason FROM security_alerts
+             WHERE shown = 0 OR $1 = 0 ORDER BY id",
+        )
+        .bind(only_unseen)
+        .fetch_all(&mut *db)
+        .await?;
+        sqlx::query("UPDATE security_alerts SET shown = 1")
+            .execute(&mut *db)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SecurityAlert {
+                at: r.get::<i64, _>(0).try_into().unwrap_or(0),
+                username: r.get(1),
+                device_id: r.get(2),
+                reason: r.get(3),
+            })
+            .collect())
+    }
+
+    /// Checks that `device_id` of `username` with `public_key` is registered
+    /// in the log. On failure the device is refused: an alert is stored and
+    /// raised, and the error says why.
+    pub(crate) async fn verify_device(
+        &self,
+        username: &str,
+        device_id: &str,
+        public_key: &[u8],
+    ) -> Result<()> {
+        match self
+            .check_device(username, device_id, public_key, false)
+            .await
+        {
+            Err(ClientError::KeyTransparency(reason)) => {
+                self.raise_alert(username, device_id, &reason).await?;
+                Err(ClientError::KeyTransparency(format!(
+                    "refused device {device_id} of {username}: {reason}"
+                )))
+            }
+            other => other,
+        }
+    }
+
+    async fn raise_alert(&self, username: &str, device_id: &str, reason: &str) -> Result<()> {
+        tracing::warn!(%username, %device_id, %reason, "key transparency check failed");
+        let mut db = self.inner.db.lock().await;
+        sqlx::query(
+            "INSERT INTO security_alerts (at, username, device_id, reason) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(i64::try_from(unix_now()).unwrap_or(i64::MAX))
+        .bind(username)
+        .bind(device_id)
+        .bind(reason)
+        .execute(&mut *db)
+        .await?;
+        drop(db);
+        let _ = self.inner.events.send(Event::SecurityAlert(SecurityAlert {
+            at: unix_now(),
+            username: username.to_owned(),
+            device_id: device_id.to_owned(),
+            reason: reason.to_owned(),
+        }));
+        Ok(())
+    }
+
+    async fn check_device(
+        &self,
+        username: &str,
+        device_id: &str,
+        public_key: &[u8],
+        refresh: bool,
+    ) -> Result<()> {
+        let _one_at_a_time = self.inner.transparency.lock().await;
+        let mut db = self.inner.db.lock().await;
+        if !refresh {
+            let known: Option<Vec<u8>> = sqlx::query(
+                "SELECT public_key FROM verified_devices WHERE device_id = $1 AND username = $2",
+            )
+            .bind(device_id)
+            .bind(username)
+            .fetch_optional(&mut *db)
+            .await?
+            .map(|r| r.get(0));
+            if known.as_deref() == Some(public_key) {
+                return Ok(());
+            }
+        }
+        let key = match pinned_key(&mut db).await? {
+            Some(key) => key,
+            None => {
+                drop(db);
+                let stated = self.relay_log_key().await?;
+                let key = VerifierKey::parse(&stated)
+                    .map_err(|e| kt(format!("the relay's log key is unusable: {e}")))?;
+                db = self.inner.db.lock().await;
+                store_key(&mut db, &key).await?;
+                key
+            }
+        };
+        let previous = newest_checkpoint(&mut db).await?;
+        drop(db);
+
+        let since = previous.as_ref().map_or(0, |c| c.size());
+        let answer = match self
+            .signed(
+                "GET",
+                &format!("/v1/audit/devices/{username}/{device_id}?since={since}"),
+                None,
+            )
+            .await
+        {
+            Ok(answer) => answer,
+            Err(ClientError::Server { status: 404, .. }) => {
+                return Err(kt(
+                    "the transparency log has no registration of this device",
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+
+        // The checkpoint: signed by the pinned key, for this log.
+        let note_text = answer["checkpoint"]
+            .as_str()
+            .ok_or_else(|| bad_answer("checkpoint"))?;
+        let note = SignedNote::parse(note_text)
+            .and_then(|n| n.verify(std::slice::from_ref(&key)))
+            .map_err(|e| kt(format!("checkpoint signature: {e}")))?;
+        let checkpoint =
+            Checkpoint::from_note_text(note.text()).map_err(|e| kt(format!("checkpoint: {e}")))?;
+        if checkpoint.origin() != key.name() {
+            return Err(kt(format!(
+                "checkpoint is for log {:?}, not {:?}",
+                checkpoint.origin(),
+                key.name()
+            )));
+        }
+
+        // It extends every checkpoint seen before.
+        if let Some(previous) = &previous {
+            if checkpoint.size() < previous.size() {
+                return Err(kt(format!(
+                    "the log went back from {} to {} entries (rollback)",
+                    previous.size(),
+                    checkpoint.size()
+                )));
+            }
+            if checkpoint.size() == previous.size() {
+                if checkpoint.root_hash() != previous.root_hash() {
+                    return Err(kt(format!(
+                        "two different trees of {} entries (fork)",
+                        checkpoint.size()
+                    )));
+                }
+            } else {
+                let proof = decode_hashes(&answer["consistency"], "consistency proof")?;
+                verify_consistency(
+                    previous.size(),
+                    checkpoint.size(),
+                    &proof,
+                    previous.root_hash(),
+                    checkpoint.root_hash(),
+                )
+                .map_err(|e| {
+                    kt(format!(
+                        "the log of {} entries does not extend the one of {} this device saw (fork): {e}",
+                        checkpoint.size(),
+                        previous.size()
+                    ))
+                })?;
+            }
+        }
+
+        // The entry registers exactly this device and key, and is in the tree.
+        let index = answer["index"]
+            .as_u64()
+            .ok_or_else(|| bad_answer("index"))?;
+        let leaf = STANDARD
+            .decode(answer["leaf"].as_str().unwrap_or_default())
+            .map_err(|_| bad_answer("leaf"))?;
+        let registration = LogEvent::decode(&leaf)
+            .ok()
+            .and_then(|event| event.device_registration())
+            .ok_or_else(|| kt("the log entry offered is not a device registration"))?;
+        if registration.username != username
+            || registration.device_id != device_id
+            || registration.public_key != public_key
+        {
+            return Err(kt("the log registers a different key for this device"));
+        }
+        let proof = decode_hashes(&answer["inclusion"], "inclusion proof")?;
+        verify_inclusion(
+            index,
+            checkpoint.size(),
+            &leaf_hash(&leaf),
+            &proof,
+            checkpoint.root_hash(),
+        )
+        .map_err(|e| kt(format!("inclusion proof: {e}")))?;
+
+        let mut db = self.inner.db.lock().await;
+        let mut tx = sqlx::Connection::begin(&mut *db).await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO checkpoints (size, root_hash, note) VALUES ($1, $2, $3)",
+        )
+        .bind(i64::try_from(checkpoint.size()).unwrap_or(i64::MAX))
+        .bind(checkpoint.root_hash().to_vec())
+        .bind(note_text)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO verified_devices (device_id, username, public_key, leaf_index)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(device_id)
+        .bind(username)
+        .bind(public_key)
+        .bind(i64::try_from(index).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn pinned_key(db: &mut SqliteConnection) -> Result<Option<VerifierKey>> {
+    let Some(row) = sqlx::query("SELECT verifier_key FROM log_key WHERE id = 1")
+        .fetch_optional(&mut *db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    VerifierKey::parse(row.get::<&str, _>(0))
+        .map(Some)
+        .map_err(|e| ClientError::store(format!("pinned log key: {e}")))
+}
+
+async fn store_key(db: &mut SqliteConnection, key: &VerifierKey) -> Result<()> {
+    sqlx::query("INSERT INTO log_key (id, verifier_key) VALUES (1, $1)")
+        .bind(key.to_string())
+        .execute(&mut *db)
+        .await?;
+    Ok(())
+}
+
+async fn newest_checkpoint(db: &mut SqliteConnection) -> Result<Option<Checkpoint>> {
+    let Some(row) =
+        sqlx::query("SELECT size, root_hash, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+            .fetch_optional(&mut *db)
+            .await?
+    else {
+        return Ok(None);
+    };
+    let root: Vec<u8> = row.get(1);
+    let root =
+        Hash::try_from(root).map_err(|_| ClientError::store("stored checkpoint is corrupt"))?;
+    let note: String = row.get(2);
+    // Stored only after verification; the origin comes from the note.
+    let origin = note.lines().next().unwrap_or_default().to_owned();
+    Checkpoint::new(&origin, row.get::<i64, _>(0).try_into().unwrap_or(0), root)
+        .map(Some)
+        .map_err(|e| ClientError::store(format!("stored checkpoint: {e}")))
+}
