@@ -1,0 +1,3 @@
+//! `conclave-audit`: the auditor's tool (being written).
+
+fn main() {}
