@@ -113,6 +113,28 @@ enum Command {
         /// Channel name.
         channel: String,
     },
+    /// Key transparency: the relay's audit log as this device has verified it.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print the log key this device trusts and the newest checkpoint it verified;
+    /// compare both with other users out of band.
+    Checkpoint {
+        /// Fetch and verify a fresh checkpoint first.
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Trust this log verifier key (given by your admin out of band) rather than
+    /// the first one the relay shows.
+    PinKey {
+        /// The verifier key, `<origin>+<key id>+<base64 key>`.
+        key: String,
+    },
+    /// Every security alert this device has raised.
+    Alerts,
 }
 
 #[derive(Subcommand)]
@@ -197,16 +219,39 @@ struct Remembered {
 
 const REMEMBERED: &str = "server.toml";
 
+/// Exit status when the command ran but this device refused a device
+/// (see `conclave audit alerts`).
+const EXIT_SECURITY_ALERT: u8 = 3;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::from(EXIT_SECURITY_ALERT),
         Err(message) => {
             eprintln!("conclave: {message}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints alerts raised since they were last shown, loudly, on stderr.
+/// Returns whether there were any.
+async fn show_new_alerts(client: &Client) -> bool {
+    let alerts = client.security_alerts(true).await.unwrap_or_default();
+    for alert in &alerts {
+        print_alert(alert);
+    }
+    !alerts.is_empty()
+}
+
+fn print_alert(alert: &conclave_client::SecurityAlert) {
+    eprintln!(
+        "\n!!! SECURITY ALERT: refused device {} of {}: {}\n!!! The relay offered a device its transparency log does not vouch for; \
+         nothing was encrypted to it. Tell your workspace admin, and compare `conclave audit checkpoint` with other users.\n",
+        alert.device_id, alert.username, alert.reason
+    );
 }
 
 fn default_home() -> PathBuf {
@@ -225,7 +270,8 @@ fn read_remembered(home: &Path) -> Result<Remembered, String> {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+/// Runs the command; `Ok(true)` if it raised a security alert.
+async fn run(cli: Cli) -> Result<bool, String> {
     let home = cli.home.clone().unwrap_or_else(default_home);
     let remembered = read_remembered(&home)?;
     let server = cli
@@ -253,9 +299,12 @@ async fn run(cli: Cli) -> Result<(), String> {
         ca_cert,
         pin_sha256: pin,
     };
-    execute(&client, cli, &home, remember)
-        .await
-        .map_err(|e| e.to_string())
+    let outcome = execute(&client, cli, &home, remember).await;
+    // Alerts are shown whatever became of the command: a refused device is
+    // news even when the rest of an invite went through.
+    let alerted = show_new_alerts(&client).await;
+    outcome.map_err(|e| e.to_string())?;
+    Ok(alerted)
 }
 
 fn read_password(from_stdin: bool, confirm: bool) -> Result<Zeroizing<String>, String> {
@@ -635,6 +684,40 @@ async fn execute(
                 println!("#{} {}: {}", entry.seq, entry.sender, entry.text);
             }
         }
+        Command::Audit(AuditCommand::Checkpoint { refresh }) => {
+            if refresh {
+                client.refresh_checkpoint().await?;
+            }
+            let key = client.log_key().await?;
+            match (key, client.latest_checkpoint().await?) {
+                (Some(key), Some(checkpoint)) => {
+                    println!("log key: {key}");
+                    print!("{checkpoint}");
+                }
+                _ => println!(
+                    "no checkpoint verified yet: run `conclave audit checkpoint --refresh`"
+                ),
+            }
+        }
+        Command::Audit(AuditCommand::PinKey { key }) => {
+            client.pin_log_key(&key).await?;
+            println!("this device now trusts log key {}", key.trim());
+        }
+        Command::Audit(AuditCommand::Alerts) => {
+            let alerts = client.security_alerts(false).await?;
+            if alerts.is_empty() {
+                println!("no security alerts");
+            }
+            for alert in &alerts {
+                println!(
+                    "{} refused device {} of {}: {}",
+                    conclave_client::transparency::rfc3339(alert.at),
+                    alert.device_id,
+                    alert.username,
+                    alert.reason
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -661,6 +744,7 @@ fn print_event(event: &Event) {
             "a new device signed in to your account: {device_id} (if it wasn't you, run `conclave device revoke {device_id}`)"
         ),
         Event::DeviceRevoked { device_id } => println!("device {device_id} was revoked"),
+        Event::SecurityAlert(alert) => print_alert(alert),
         _ => {}
     }
 }

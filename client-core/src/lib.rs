@@ -62,6 +62,9 @@ pub use account::{
 };
 pub use audit::{AuditPage, SecurityAlert};
 pub use client::{Channel, Client, Event, HistoryEntry, Member};
+/// The log's sans-IO verification (proofs, notes, checkpoints, events), for
+/// clients that check more than client-core does for them.
+pub use conclave_audit as transparency;
 pub use error::{ClientError, Result};
 pub use https::{HttpsTransport, ServerTrust};
 pub use transport::{BoxFuture, HttpRequest, HttpResponse, PushStream, Transport, TransportError};

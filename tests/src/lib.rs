@@ -61,47 +61,45 @@ fn rand_bytes() -> [u8; 6] {
 /// executable, so the harness asks cargo to build it (once per test process,
 /// same profile and target directory). Cargo decides whether it is fresh.
 fn server_binary() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            // Test executables live in target/<profile>/deps.
-            let exe = std::env::current_exe().expect("current exe");
-            let profile_dir = exe
-                .parent()
-                .and_then(Path::parent)
-                .expect("target/<profile>");
-            let mut build = Command::new(env!("CARGO"));
-            // `--workspace`, not `-p conclave-server`: features are unified
-            // across the packages a build selects, and `cargo test` selects them
-            // all. With the same selection the binary reuses the dependencies
-            // `cargo test` just compiled; with `-p` a cold run would compile
-            // tokio and everything above it a second time.
-            build.args([
-                "build",
-                "--quiet",
-                "--workspace",
-                "--bin",
-                "conclave-server",
-            ]);
-            if profile_dir
-                .file_name()
-                .is_some_and(|name| name == "release")
-            {
-                build.arg("--release");
-            }
-            if let Some(target_dir) = profile_dir.parent() {
-                build.arg("--target-dir").arg(target_dir);
-            }
-            let status = build
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run cargo build for conclave-server");
-            assert!(status.success(), "building conclave-server failed");
-            let binary = profile_dir.join("conclave-server");
-            assert!(binary.exists(), "{} was not built", binary.display());
-            binary
-        })
-        .clone()
+    workspace_binary("conclave-server")
+}
+
+/// Builds (once per test process) and locates one of the workspace's
+/// binaries: `conclave-server`, `conclave` or `conclave-audit`.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, path)) = built.iter().find(|(n, _)| n == name) {
+        return path.clone();
+    }
+    // Test executables live in target/<profile>/deps.
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let mut build = Command::new(env!("CARGO"));
+    // `--workspace`, not `-p …`: features are unified across the packages a
+    // build selects, and `cargo test` selects them all. With the same
+    // selection the binary reuses the dependencies `cargo test` just
+    // compiled; with `-p` a cold run would compile tokio and everything above
+    // it a second time.
+    build.args(["build", "--quiet", "--workspace", "--bin", name]);
+    if profile_dir.file_name().is_some_and(|dir| dir == "release") {
+        build.arg("--release");
+    }
+    if let Some(target_dir) = profile_dir.parent() {
+        build.arg("--target-dir").arg(target_dir);
+    }
+    let status = build
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo build for {name}: {e}"));
+    assert!(status.success(), "building {name} failed");
+    let binary = profile_dir.join(name);
+    assert!(binary.exists(), "{} was not built", binary.display());
+    built.push((name.to_owned(), binary.clone()));
+    binary
 }
 
 /// Most tests register freely; the invite tests say `--open-registration false`.

@@ -4,8 +4,19 @@
 
 use std::collections::BTreeSet;
 
+use conclave_audit::log::{LogError, TransparencyLog};
+use conclave_audit::{
+    Checkpoint, Event, NoteSigner, SignedNote, leaf_hash, verify_consistency, verify_inclusion,
+};
 use conclave_server::{GroupAccess, MessageKind, NewKeyPackage, Store};
 use conclave_tests::{TempDir, fresh_postgres};
+
+fn registration(user: &str, device: &str) -> Event {
+    Event::new(0, 1_700_000_000, conclave_audit::DEVICE_ADDED)
+        .actor(user)
+        .device(device)
+        .detail("public_key", "00")
+}
 
 fn package(tag: u8, last_resort: bool) -> NewKeyPackage {
     NewKeyPackage {
@@ -29,18 +40,38 @@ async fn storage_suite(store: Store) {
     assert!(store.create_account("bob", "hash-b").await.unwrap());
     assert!(
         store
-            .add_device("alice", "d-alice", &[1; 32])
+            .add_device(
+                "alice",
+                "d-alice",
+                &[1; 32],
+                registration("alice", "d-alice")
+            )
             .await
             .unwrap()
     );
     assert!(
         store
-            .add_device("alice", "d-alice", &[1; 32])
+            .add_device(
+                "alice",
+                "d-alice",
+                &[1; 32],
+                registration("alice", "d-alice")
+            )
             .await
             .unwrap()
     );
-    assert!(!store.add_device("bob", "d-alice", &[2; 32]).await.unwrap());
-    assert!(store.add_device("bob", "d-bob", &[3; 32]).await.unwrap());
+    assert!(
+        !store
+            .add_device("bob", "d-alice", &[2; 32], registration("bob", "d-alice"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .add_device("bob", "d-bob", &[3; 32], registration("bob", "d-bob"))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.device("d-alice").await.unwrap().unwrap().public_key,
         vec![1; 32]
@@ -177,6 +208,11 @@ async fn storage_suite(store: Store) {
                 welcome: Some(b"welcome"),
                 added: &added,
                 removed: &[],
+                audit: vec![
+                    Event::new(0, 1, "member_added")
+                        .actor("alice")
+                        .target("bob/d-bob"),
+                ],
             };
             store.apply_commit(&record).await.unwrap()
         })
@@ -244,6 +280,7 @@ async fn storage_suite(store: Store) {
     assert_eq!(store.groups_of("d-bob").await.unwrap(), ["g1"]);
 
     account_suite(&store).await;
+    log_suite(&store).await;
 }
 
 /// Second factors, sessions, invites and rate limits: the compare-and-set
@@ -351,7 +388,12 @@ async fn account_suite(store: &Store) {
             .has_second_factor
     );
     store
-        .add_device("alice", "d-alice-2", &[7; 32])
+        .add_device(
+            "alice",
+            "d-alice-2",
+            &[7; 32],
+            registration("alice", "d-alice-2"),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -388,6 +430,117 @@ async fn account_suite(store: &Store) {
     assert_eq!(store.roles("alice").await.unwrap(), ["admin"]);
     assert!(store.revoke_role("alice", "admin").await.unwrap());
     assert!(!store.revoke_role("alice", "admin").await.unwrap());
+}
+
+/// The log half of the audit crate on this backend: registrations land once,
+/// appends from many tasks get dense indexes, checkpoints and proofs verify,
+/// and a rewritten log is refused a new signature.
+async fn log_suite(store: &Store) {
+    let signer = NoteSigner::new(
+        "test.example/log",
+        ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+    )
+    .unwrap();
+    let trusted = [signer.verifier_key().clone()];
+    let log = TransparencyLog::new(store.pool().clone(), signer);
+
+    // The suite registered three devices (the repeat and the stolen id did
+    // not count) and one commit won (the losing commit's entry went with it).
+    assert_eq!(log.size().await.unwrap(), 4);
+    let recorded: Vec<String> = log
+        .entries(0, 4)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| Event::decode(&e.leaf).unwrap().action)
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            "device_added",
+            "device_added",
+            "member_added",
+            "device_added"
+        ]
+    );
+    let entry = log
+        .device_registration("alice", "d-alice")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.index, 0);
+    assert!(
+        log.device_registration("bob", "d-alice")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let first = log.checkpoint(1).await.unwrap();
+    assert_eq!(first.size, 4);
+    // Nothing new: the same checkpoint, not a new signature.
+    assert_eq!(log.checkpoint(2).await.unwrap(), first);
+
+    // Concurrent appends from many tasks: dense, unique indexes.
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            log.append(Event::new(0, 5, "login").actor(&format!("user{i}")))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut indexes = BTreeSet::new();
+    for task in tasks {
+        indexes.insert(task.await.unwrap());
+    }
+    assert_eq!(indexes, (4..28).collect::<BTreeSet<u64>>());
+
+    // The new checkpoint verifies, extends the first, and proves entries.
+    let second = log.checkpoint(3).await.unwrap();
+    let note = SignedNote::parse(&second.note)
+        .unwrap()
+        .verify(&trusted)
+        .unwrap();
+    let checkpoint = Checkpoint::from_note_text(note.text()).unwrap();
+    assert_eq!(checkpoint.size(), 28);
+    let proof = log.consistency_proof(4, 28).await.unwrap();
+    verify_consistency(4, 28, &proof, &first.root_hash, checkpoint.root_hash()).unwrap();
+    let entries = log.entries(0, 28).await.unwrap();
+    for entry in &entries {
+        assert_eq!(Event::decode(&entry.leaf).unwrap().seq, entry.index);
+        let proof = log.inclusion_proof(entry.index, 28).await.unwrap();
+        verify_inclusion(
+            entry.index,
+            28,
+            &leaf_hash(&entry.leaf),
+            &proof,
+            checkpoint.root_hash(),
+        )
+        .unwrap();
+    }
+
+    // Someone with the database rewrites an entry and appends: a relay that
+    // reads the log afresh refuses to sign over it.
+    sqlx::query("UPDATE audit_log SET leaf = $1 WHERE idx = 1")
+        .bind(Event::new(1, 5, "login").encode().unwrap())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let fresh = TransparencyLog::new(
+        store.pool().clone(),
+        NoteSigner::new(
+            "test.example/log",
+            ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+        )
+        .unwrap(),
+    );
+    fresh.append(Event::new(0, 6, "login")).await.unwrap();
+    assert!(matches!(
+        fresh.checkpoint(4).await,
+        Err(LogError::Inconsistent { size: 28 })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
