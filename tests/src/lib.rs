@@ -249,6 +249,30 @@ impl ServerProcess {
             .expect("open client")
     }
 
+    /// The server's SQLite database, opened directly: what an attacker who
+    /// holds the relay's disk can read and rewrite.
+    pub async fn database(&self) -> sqlx::SqliteConnection {
+        use sqlx::Connection;
+        let path = self.data.path().join("data").join("conclave.db");
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("open the server's database")
+    }
+
+    /// The certificate the server generated (trust it with `--ca-cert`).
+    pub fn certificate(&self) -> PathBuf {
+        self.data.path().join("data").join("tls-cert.pem")
+    }
+
+    /// The log's verifier key, as the host admin prints it.
+    pub fn log_key(&self) -> String {
+        self.admin(&["log-key"])
+            .lines()
+            .next()
+            .expect("log-key prints the verifier key first")
+            .to_owned()
+    }
+
     /// Every file under the data directory (database, WAL, log, certificate).
     pub fn files(&self) -> Vec<PathBuf> {
         fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -637,6 +661,11 @@ impl TotpApp {
     /// The code for `step` (for replay tests).
     pub fn code_at_step(&self, step: u64) -> String {
         self.totp.generate(step * 30).to_string()
+    }
+
+    /// The shared secret, base32 (to prove it appears nowhere it should not).
+    pub fn secret_base32(&self) -> String {
+        self.totp.secret().to_base32()
     }
 
     /// The last step handed out.

@@ -1,0 +1,319 @@
+//! Key transparency end to end: the real relay, its real database, real
+//! clients. A relay that slips in a device, forks its log or signs with
+//! another key is caught by the clients, and the log itself holds no
+//! content or secret.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use conclave_client::{ClientError, Event};
+use conclave_tests::{Person, ServerProcess, TempDir, enroll_totp, workspace_binary};
+use sqlx::Row;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Registers `bob` on a second relay and copies that device, with its key
+/// packages, straight into `server`'s database: a device the relay offers
+/// but that no registration ever put in its log. Returns the ghost's id.
+async fn plant_ghost_device(server: &ServerProcess, user: &str) -> String {
+    let elsewhere = ServerProcess::start();
+    let _ghost = Person::register(&elsewhere, user, PASSWORD).await;
+    let mut source = elsewhere.database().await;
+    let device = sqlx::query("SELECT device_id, public_key FROM devices WHERE username = $1")
+        .bind(user)
+        .fetch_one(&mut source)
+        .await
+        .unwrap();
+    let (device_id, public_key): (String, Vec<u8>) = (device.get(0), device.get(1));
+    let packages = sqlx::query(
+        "SELECT key_package, last_resort, expires_at FROM key_packages WHERE device_id = $1",
+    )
+    .bind(&device_id)
+    .fetch_all(&mut source)
+    .await
+    .unwrap();
+    assert!(!packages.is_empty());
+
+    let mut target = server.database().await;
+    sqlx::query(
+        "INSERT INTO devices (device_id, username, public_key, created_at, session_started_at, last_seen_at)
+         VALUES ($1, $2, $3, 0, 0, 0)",
+    )
+    .bind(&device_id)
+    .bind(user)
+    .bind(public_key)
+    .execute(&mut target)
+    .await
+    .unwrap();
+    for package in packages {
+        sqlx::query(
+            "INSERT INTO key_packages (device_id, key_package, last_resort, expires_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&device_id)
+        .bind(package.get::<Vec<u8>, _>(0))
+        .bind(package.get::<bool, _>(1))
+        .bind(package.get::<i64, _>(2))
+        .execute(&mut target)
+        .await
+        .unwrap();
+    }
+    device_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_device_the_log_never_registered_is_refused() {
+    let server = ServerProcess::start();
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let bob = Person::register(&server, "bob", PASSWORD).await;
+    let real_bob = bob.client.device_id().unwrap();
+    let ghost = plant_ghost_device(&server, "bob").await;
+    let mut alerts = alice.client.events();
+
+    alice.client.create_channel("general").await.unwrap();
+    alice.client.invite("general", "bob").await.unwrap();
+
+    // bob's real device joined; the ghost did not.
+    let members = alice.client.members("general").await.unwrap();
+    let bob_devices = &members.iter().find(|m| m.user == "bob").unwrap().devices;
+    assert_eq!(bob_devices, &vec![real_bob.clone()]);
+    bob.client.sync().await.unwrap();
+    assert_eq!(bob.client.channels().await.unwrap().len(), 1);
+
+    // alice's client raised the alert, and kept it.
+    let raised = loop {
+        match alerts.recv().await.unwrap() {
+            Event::SecurityAlert(alert) => break alert,
+            _ => continue,
+        }
+    };
+    assert_eq!(
+        (raised.username.as_str(), raised.device_id.as_str()),
+        ("bob", ghost.as_str())
+    );
+    assert!(
+        raised.reason.contains("no registration"),
+        "{}",
+        raised.reason
+    );
+    let kept = alice.client.security_alerts(true).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].device_id, ghost);
+
+    // Offered alone (bob's real device is already in), the ghost makes the
+    // invite fail with the key-transparency error.
+    alice.client.create_channel("second").await.unwrap();
+    let mut other = server.database().await;
+    sqlx::query("UPDATE devices SET revoked_at = 1 WHERE device_id = $1")
+        .bind(&real_bob)
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let refused = alice.client.invite("second", "bob").await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::KeyTransparency(m) if m.contains(&ghost)),
+        "{refused}"
+    );
+    let members = alice.client.members("second").await.unwrap();
+    assert!(members.iter().all(|m| m.user != "bob"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_shows_a_refused_device_prominently() {
+    let server = ServerProcess::start();
+    let _bob = Person::register(&server, "bob", PASSWORD).await;
+    plant_ghost_device(&server, "bob").await;
+    let home = TempDir::new("carol-cli");
+    let conclave = |args: &[&str], stdin: Option<&str>| {
+        let mut child = Command::new(workspace_binary("conclave"))
+            .arg("--server")
+            .arg(&server.url)
+            .arg("--pin-sha256")
+            .arg(&server.fingerprint)
+            .arg("--home")
+            .arg(home.path())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    };
+    let registered = conclave(
+        &["--password-stdin", "register", "carol"],
+        Some(&format!("{PASSWORD}\n{PASSWORD}\n")),
+    );
+    assert!(registered.status.success(), "{registered:?}");
+    assert!(
+        conclave(&["channel", "create", "ops"], None)
+            .status
+            .success()
+    );
+
+    let invited = conclave(&["channel", "invite", "ops", "bob"], None);
+    let stderr = String::from_utf8_lossy(&invited.stderr);
+    assert_eq!(invited.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("SECURITY ALERT: refused device"),
+        "{stderr}"
+    );
+
+    // Shown once, then listed on demand.
+    let again = conclave(&["sync"], None);
+    assert!(again.status.success());
+    let listed = conclave(&["audit", "alerts"], None);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("refused device"));
+
+    // The user can compare what they verified out of band.
+    let shown = conclave(&["audit", "checkpoint"], None);
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(
+        shown.contains(&format!("log key: {}", server.log_key())),
+        "{shown}"
+    );
+    assert!(shown.contains("\u{2014} "), "a signed note: {shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forked_log_is_caught_by_the_client() {
+    // Registrations from one address would hit the per-IP limit.
+    let mut server = ServerProcess::start_with(vec!["--rate-limits".into(), "false".into()]);
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let _bob = Person::register(&server, "bob", PASSWORD).await;
+    alice.client.create_channel("general").await.unwrap();
+    alice.client.invite("general", "bob").await.unwrap();
+    let seen = alice.client.latest_checkpoint().await.unwrap().unwrap();
+    let seen_size: i64 = seen.lines().nth(1).unwrap().parse().unwrap();
+    assert!(seen_size > 2);
+
+    // The operator rewrites history: cut the log after the first entry, drop
+    // the checkpoints that would contradict it, and restart so the relay
+    // signs the new tree.
+    {
+        let mut db = server.database().await;
+        for statement in [
+            "DELETE FROM audit_log WHERE idx >= 1",
+            "UPDATE audit_log_head SET size = 1",
+            "DELETE FROM audit_checkpoints",
+        ] {
+            sqlx::query(statement).execute(&mut db).await.unwrap();
+        }
+    }
+    server.restart();
+    // Re-grow past what alice saw, differently (each registration enters
+    // at least two entries).
+    let mut newcomers = Vec::new();
+    for i in 0..seen_size / 2 + 1 {
+        newcomers.push(Person::register(&server, &format!("user{i}"), PASSWORD).await);
+    }
+    let refused = alice.client.invite("general", "user0").await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::KeyTransparency(m) if m.contains("fork")),
+        "{refused}"
+    );
+    // alice keeps the checkpoint she trusted.
+    assert_eq!(
+        alice.client.latest_checkpoint().await.unwrap().unwrap(),
+        seen
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn checkpoints_under_another_key_are_refused() {
+    let server = ServerProcess::start();
+    let other = ServerProcess::start();
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let _bob = Person::register(&server, "bob", PASSWORD).await;
+    // Told out of band to trust another log: nothing this relay signs passes.
+    let wrong = Person::fresh(&server, "mallory").await;
+    wrong.client.pin_log_key(&other.log_key()).await.unwrap();
+    assert!(matches!(
+        wrong.client.pin_log_key(&server.log_key()).await,
+        Err(ClientError::KeyTransparency(_))
+    ));
+    wrong.client.register("carol", PASSWORD).await.unwrap();
+    wrong.client.create_channel("general").await.unwrap();
+    let refused = wrong.client.invite("general", "bob").await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::KeyTransparency(m) if m.contains("signature")),
+        "{refused}"
+    );
+
+    // The right key, pinned by first use, works; sending verifies members too.
+    alice.client.create_channel("general").await.unwrap();
+    alice.client.invite("general", "bob").await.unwrap();
+    alice.client.send("general", "hi").await.unwrap();
+    assert_eq!(
+        alice.client.log_key().await.unwrap().unwrap(),
+        server.log_key()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_log_holds_no_content_or_secret() {
+    let server = ServerProcess::start_with(vec!["--record-client-ip".into(), "true".into()]);
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let (mut app, recovery_codes) = enroll_totp(&alice.client).await;
+    let bob = Person::register(&server, "bob", PASSWORD).await;
+    let second = Person::login_with_totp(&server, "alice", PASSWORD, &mut app).await;
+    let used_code = app.code_at_step(app.last_step());
+    alice
+        .client
+        .create_channel("secret-project-hawk")
+        .await
+        .unwrap();
+    alice
+        .client
+        .invite("secret-project-hawk", "bob")
+        .await
+        .unwrap();
+    alice
+        .client
+        .send("secret-project-hawk", "the launch code is 0451")
+        .await
+        .unwrap();
+    bob.client.sync().await.unwrap();
+    second.client.sync().await.unwrap();
+    server.admin(&["grant", "alice", "auditor"]);
+
+    // Everything an auditor can export.
+    let size = alice.client.audit_entries(0, 0).await.unwrap().size;
+    let mut exported = Vec::new();
+    while (exported.len() as u64) < size {
+        let page = alice
+            .client
+            .audit_entries(exported.len() as u64, size)
+            .await
+            .unwrap();
+        exported.extend(page.entries.into_iter().map(|(_, leaf)| leaf));
+    }
+    let text = String::from_utf8(exported.concat()).unwrap();
+    for action in [
+        "device_added",
+        "login",
+        "group_created",
+        "member_added",
+        "second_factor_used",
+    ] {
+        assert!(text.contains(action), "the log records {action}");
+    }
+    assert!(text.contains("client-ip 127.0.0.1"));
+    let secrets = [
+        PASSWORD.to_owned(),
+        "secret-project-hawk".to_owned(),
+        "the launch code is 0451".to_owned(),
+        used_code,
+        app.secret_base32(),
+        recovery_codes[0].clone(),
+    ];
+    for secret in &secrets {
+        assert!(!text.contains(secret.as_str()), "the log leaks {secret:?}");
+    }
+}
