@@ -1,15 +1,48 @@
-//! The verify half of Conclave's transparency log: everything a client or an
-//! outside auditor needs to check the log without trusting the server.
+//! Conclave's transparency log: every security event of a relay (accounts,
+//! logins, second factors, devices, groups, membership changes, key-package
+//! uploads, admin actions) is an entry in an append-only Merkle tree whose
+//! checkpoints the relay signs. Auditors check it offline; every client
+//! checks device registrations in it before trusting a key.
+//!
+//! # The verify half (this crate without features)
+//!
+//! Everything a client or an outside auditor needs to check the log without
+//! trusting the relay:
 //!
 //! - RFC 9162 §2.1 Merkle trees over SHA-256: [`leaf_hash`], [`root_hash`],
 //!   inclusion and consistency proofs ([`inclusion_proof`],
 //!   [`verify_inclusion`], [`consistency_proof`], [`verify_consistency`]).
 //! - C2SP signed notes with Ed25519 keys: [`SignedNote`], [`VerifierKey`],
 //!   [`NoteSigner`].
-//! - C2SP tlog checkpoints: [`Checkpoint`].
+//! - C2SP tlog checkpoints: [`Checkpoint`]. A relay's checkpoint origin is
+//!   its log key's name.
+//! - [`Event`]: one security event and its leaf, a canonical text encoding
+//!   specified in full on [`Event`]'s module (`event.rs`): a version line and
+//!   `name value` lines in a fixed order. The leaf hashed into the tree is
+//!   exactly those bytes; entry `i` carries `seq i`.
 //!
 //! Sans-IO: nothing here touches a socket, a file or a runtime, so the same
 //! checks run in the client, in an auditor's tool and in tests.
+//!
+//! # The log half (feature `log`)
+//!
+//! `conclave_audit::log` keeps the entries and signed checkpoints in the relay's database
+//! through sqlx (SQLite or PostgreSQL), appends inside the transaction of the
+//! change an event records, and never signs a checkpoint that contradicts the
+//! last one it signed.
+//!
+//! # Reading a relay's log
+//!
+//! Every request is signed by a device key (see `conclave-crypto`):
+//!
+//! | route | who | answer |
+//! |---|---|---|
+//! | `GET /v1/audit/checkpoint` | any device | the latest signed checkpoint (note text) |
+//! | `GET /v1/audit/key` | any device | the log's verifier key |
+//! | `GET /v1/audit/devices/{user}/{device}?since=N` | any device | `{index, leaf, checkpoint, inclusion, consistency}`: the device's registration entry (base64), its inclusion proof in `checkpoint` and a consistency proof from size `N` (hashes base64) |
+//! | `GET /v1/audit/entries?start=&end=` | auditor role | `{size, entries: [{index, leaf, event}]}`, at most 1000 |
+//! | `GET /v1/audit/proof/inclusion?index=&size=` | auditor role | `{proof}` |
+//! | `GET /v1/audit/proof/consistency?old=&new=` | auditor role | `{proof}` |
 //!
 //! ```
 //! use conclave_audit::{
