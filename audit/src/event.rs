@@ -375,7 +375,7 @@ fn parse_decimal(field: &str, value: &str) -> Result<u64, EventError> {
 }
 
 fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
