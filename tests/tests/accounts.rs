@@ -172,9 +172,12 @@ async fn totp_and_new_devices(server: &ServerProcess) {
     );
     assert!(log.contains("device_added success actor=alice"), "{log}");
     assert!(
-        log.contains("second_factor_used failure:TOTP code already used actor=alice"),
+        log.contains("second_factor_used failure:totp_code_already_used actor=alice"),
         "{log}"
     );
+    // Every event of the scenario made it into the log.
+    let server_log = std::fs::read_to_string(server.data.path().join("server.log")).unwrap();
+    assert!(!server_log.contains("could not record an audit event"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

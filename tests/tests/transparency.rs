@@ -316,4 +316,7 @@ async fn the_log_holds_no_content_or_secret() {
     for secret in &secrets {
         assert!(!text.contains(secret.as_str()), "the log leaks {secret:?}");
     }
+    // And no event of the scenario was dropped on the way.
+    let server_log = std::fs::read_to_string(server.data.path().join("server.log")).unwrap();
+    assert!(!server_log.contains("could not record an audit event"));
 }
