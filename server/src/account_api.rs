@@ -805,7 +805,8 @@ async fn change_password(State(state): State<AppState>, signed: Signed) -> ApiRe
         .record(
             AuditEvent::success(AuditAction::SessionsEnded, &user)
                 .device(&this_device)
-                .target(format!("{} other sessions", ended.len())),
+                .target("other_sessions")
+                .detail("count", ended.len()),
         )
         .await;
     Ok(Json(json!({ "sessions_ended": ended.len() })))

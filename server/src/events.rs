@@ -162,6 +162,22 @@ fn reason_token(reason: &str) -> String {
     token
 }
 
+/// A value the leaf encoding accepts, whatever a caller passed: printable
+/// ASCII without spaces, at most [`conclave_audit::MAX_VALUE_LEN`] bytes. Our
+/// values already are; this keeps a future caller's mistake from costing an
+/// event.
+fn log_value(value: &str) -> String {
+    let mut clean: String = value
+        .chars()
+        .map(|c| if ('!'..='~').contains(&c) { c } else { '_' })
+        .collect();
+    clean.truncate(conclave_audit::MAX_VALUE_LEN);
+    if clean.is_empty() || clean == "-" {
+        clean = "_".to_owned();
+    }
+    clean
+}
+
 /// Where events go: the transparency log.
 #[derive(Debug, Clone)]
 pub struct AuditTrail {
@@ -199,9 +215,9 @@ impl AuditTrail {
         );
         let mut entry = Event::new(0, crate::auth::unix_now(), event.action.as_str());
         entry.outcome = outcome;
-        entry.actor = event.actor;
-        entry.device = event.actor_device;
-        entry.target = event.target;
+        entry.actor = event.actor.as_deref().map(log_value);
+        entry.device = event.actor_device.as_deref().map(log_value);
+        entry.target = event.target.as_deref().map(log_value);
         entry.client_ip = event
             .client_ip
             .filter(|_| self.record_client_ip)
@@ -209,7 +225,7 @@ impl AuditTrail {
         entry.details = event
             .details
             .into_iter()
-            .map(|(name, value)| (name.to_owned(), value))
+            .map(|(name, value)| (name.to_owned(), log_value(&value)))
             .collect();
         entry
     }
@@ -244,5 +260,10 @@ mod tests {
             let event = Event::new(0, 0, "login").failure(&reason_token(reason));
             assert!(event.encode().is_ok(), "{reason:?}");
         }
+        for value in ["2 other sessions", "", "-", "caf\u{e9}", &"x".repeat(5000)] {
+            let event = Event::new(0, 0, "login").target(&log_value(value));
+            assert!(event.encode().is_ok(), "{value:?}");
+        }
+        assert_eq!(log_value("bob/ab12"), "bob/ab12");
     }
 }
