@@ -1,0 +1,202 @@
+//! The relay, reached through the auditor's logged-in device: the same home
+//! directory, server and trust that the `conclave` CLI remembers.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use conclave_audit::{Hash, VerifierKey};
+use conclave_client::{Client, HttpsTransport, ServerTrust};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+
+use crate::error::AuditError;
+use crate::verification::EntryCollector;
+
+/// Where the relay is and how to trust it; unset values come from the
+/// home directory's `server.toml`, as the CLI wrote it.
+#[derive(Debug, Clone, Default)]
+pub struct RelayOptions {
+    /// The auditor's device (default `~/.conclave`).
+    pub home: Option<PathBuf>,
+    /// The relay URL.
+    pub server: Option<String>,
+    /// Trust the relay certificate issued by this PEM file.
+    pub ca_cert: Option<PathBuf>,
+    /// Trust exactly the certificate with this SHA-256 fingerprint.
+    pub pin_sha256: Option<String>,
+}
+
+/// What the CLI remembers in `<home>/server.toml` (see `cli/src/main.rs`).
+#[derive(Deserialize, Default)]
+struct Remembered {
+    server: Option<String>,
+    ca_cert: Option<PathBuf>,
+    pin_sha256: Option<String>,
+}
+
+fn default_home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".conclave")
+}
+
+fn read_remembered(home: &Path) -> Result<Remembered, AuditError> {
+    let path = home.join("server.toml");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            toml::from_str(&text).map_err(|e| AuditError::Usage(format!("{}: {e}", path.display())))
+        }
+        Err(_) => Ok(Remembered::default()),
+    }
+}
+
+/// Opens the auditor's device, which must be logged in.
+pub async fn connect(options: &RelayOptions) -> Result<Client, AuditError> {
+    let home = options.home.clone().unwrap_or_else(default_home);
+    let not_a_device = || {
+        AuditError::Usage(format!(
+            "{} holds no logged-in Conclave device: log the auditor in first with `conclave --home {} login NAME`",
+            home.display(),
+            home.display()
+        ))
+    };
+    // Opening a client creates its store; an auditor's tool must not.
+    if !home.join("conclave.db").is_file() {
+        return Err(not_a_device());
+    }
+    let remembered = read_remembered(&home)?;
+    let server = options
+        .server
+        .clone()
+        .or(remembered.server)
+        .ok_or_else(|| {
+            AuditError::Usage(
+                "no server: pass --server https://HOST:PORT (or set CONCLAVE_SERVER)".into(),
+            )
+        })?;
+    let (ca_cert, pin) = match (&options.ca_cert, &options.pin_sha256) {
+        (None, None) => (remembered.ca_cert, remembered.pin_sha256),
+        (ca, pin) => (ca.clone(), pin.clone()),
+    };
+    let trust = match (&ca_cert, &pin) {
+        (Some(path), _) => ServerTrust::ca_file(path),
+        (None, Some(pin)) => ServerTrust::pin(pin),
+        (None, None) => {
+            return Err(AuditError::Usage(
+                "no way to trust the server: pass --ca-cert FILE or --pin-sha256 HEX".into(),
+            ));
+        }
+    }
+    .map_err(|e| AuditError::Usage(e.to_string()))?;
+    let transport =
+        HttpsTransport::new(&server, trust).map_err(|e| AuditError::Usage(e.to_string()))?;
+    let client = Client::open(&home, transport)
+        .await
+        .map_err(|e| AuditError::relay(format!("opening {}", home.display()), e))?;
+    if client.username().is_none() {
+        return Err(not_a_device());
+    }
+    Ok(client)
+}
+
+/// The key to trust: `given` (parsed), else the one the relay states, with
+/// a warning on stderr that this proves only that the relay agrees with itself.
+pub async fn trusted_key(
+    client: &Client,
+    given: Option<&VerifierKey>,
+) -> Result<VerifierKey, AuditError> {
+    if let Some(key) = given {
+        return Ok(key.clone());
+    }
+    let stated = client
+        .relay_log_key()
+        .await
+        .map_err(|e| AuditError::relay("reading the relay's log key", e))?;
+    let key = VerifierKey::parse(&stated).map_err(|source| AuditError::LogKey {
+        key: stated.clone(),
+        source,
+    })?;
+    eprintln!(
+        "warning: no --log-key given; trusting the key the relay states ({key}). \
+         This proves only that the relay is consistent with itself: get the key from the operator out of band."
+    );
+    Ok(key)
+}
+
+/// The relay's latest signed checkpoint note (not yet verified).
+pub async fn checkpoint(client: &Client) -> Result<String, AuditError> {
+    client
+        .relay_checkpoint()
+        .await
+        .map_err(|e| AuditError::relay("reading the relay's checkpoint", e))
+}
+
+/// Entries from index 0, page by page, up to the log's size when the first
+/// page was read (or `limit`, if smaller), refusing any gap or reordering.
+pub async fn entries(client: &Client, limit: Option<u64>) -> Result<Vec<Vec<u8>>, AuditError> {
+    let end = limit.unwrap_or(u64::MAX);
+    let read = |start: u64| async move {
+        client
+            .audit_entries(start, end)
+            .await
+            .map_err(|e| AuditError::relay("reading the log's entries", e))
+    };
+    let first = read(0).await?;
+    let size = first.size.min(end);
+    let progress = progress_bar(size);
+    let mut collector = EntryCollector::default();
+    let mut page = first.entries;
+    loop {
+        let got = page.len() as u64;
+        collector.push_page(page)?;
+        progress.set_position(collector.len());
+        if got == 0 || collector.len() >= size {
+            break;
+        }
+        page = read(collector.len()).await?.entries;
+    }
+    progress.finish_and_clear();
+    let mut entries = collector.finish(size)?;
+    // A log that grew between pages: keep what the first page promised.
+    entries.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+    Ok(entries)
+}
+
+/// A bar on stderr for downloads of more than one page, only on a terminal.
+fn progress_bar(total: u64) -> ProgressBar {
+    if total <= 1000 || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    if let Ok(style) =
+        ProgressStyle::with_template("reading entries {bar:40} {pos}/{len} ({eta} left)")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// The relay's proof that its first `old` entries are a prefix of its first `new`.
+pub async fn consistency_proof(
+    client: &Client,
+    old: u64,
+    new: u64,
+) -> Result<Vec<Hash>, AuditError> {
+    client
+        .audit_consistency_proof(old, new)
+        .await
+        .map_err(|e| AuditError::relay("reading the relay's consistency proof", e))
+}
+
+/// The relay's proof that entry `index` is in the tree of `size` entries.
+pub async fn inclusion_proof(
+    client: &Client,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, AuditError> {
+    client
+        .audit_inclusion_proof(index, size)
+        .await
+        .map_err(|e| AuditError::relay("reading the relay's inclusion proof", e))
+}
