@@ -1,0 +1,450 @@
+//! The auditor's tool against the real relay: `conclave-audit` passes an
+//! honest log, and fails, naming what is wrong, after each way someone with
+//! the relay's database could tamper with the log: an edited entry, a deleted
+//! entry, two swapped entries, a rewritten history (fork) and a forged
+//! checkpoint.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use conclave_tests::{Person, ServerProcess, TempDir, workspace_binary};
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+
+const CHANNEL: &str = "general";
+
+/// The `conclave-audit` binary, built by cargo like the relay.
+fn audit_binary() -> PathBuf {
+    workspace_binary("conclave-audit")
+}
+
+/// A relay whose log holds registrations, logins, a channel, an invite and
+/// key package uploads, with a checkpoint signed over all of it.
+struct Scene {
+    server: ServerProcess,
+    /// Has the auditor role.
+    auditor: Person,
+    /// Has no role.
+    bob: Person,
+    /// The log's verifier key, from the relay's host.
+    log_key: String,
+    /// The auditor's saved state.
+    state: TempDir,
+}
+
+impl Scene {
+    async fn new() -> Self {
+        let server = ServerProcess::start();
+        let auditor = Person::register(&server, "audra", "audra-pass-1123581321").await;
+        server.admin(&["grant", "audra", "auditor"]);
+        let alice = Person::register(&server, "alice", "alice-pass-2718281828").await;
+        let bob = Person::register(&server, "bob", "bob-pass-3141592653").await;
+        alice.client.create_channel(CHANNEL).await.expect("create");
+        alice.client.invite(CHANNEL, "bob").await.expect("invite");
+        alice.client.send(CHANNEL, "hello bob").await.expect("send");
+        bob.client.sync().await.expect("sync");
+        // The operator hands the key to auditors; the command also signs a
+        // checkpoint over everything so far.
+        let log_key = server
+            .admin(&["log-key"])
+            .lines()
+            .next()
+            .expect("a key line")
+            .to_owned();
+        drop(alice);
+        Self {
+            server,
+            auditor,
+            bob,
+            log_key,
+            state: TempDir::new("audit-state"),
+        }
+    }
+
+    /// Runs `conclave-audit` as `person`'s device against this relay.
+    fn audit_as(&self, person: &Person, args: &[&str]) -> Output {
+        Command::new(audit_binary())
+            .env_remove("CONCLAVE_SERVER")
+            .env_remove("CONCLAVE_HOME")
+            .arg("--home")
+            .arg(person.home.path())
+            .arg("--server")
+            .arg(&self.server.url)
+            .arg("--ca-cert")
+            .arg(self.server.data.path().join("data").join("tls-cert.pem"))
+            .args(args)
+            .output()
+            .expect("run conclave-audit")
+    }
+
+    /// `verify` with the log key and the saved state, as the auditor.
+    fn verify(&self) -> Output {
+        let state = self.state.path().to_str().expect("utf-8 path");
+        self.audit_as(
+            &self.auditor,
+            &["verify", "--log-key", &self.log_key, "--state", state],
+        )
+    }
+
+    /// The relay's database, opened beside the running relay.
+    async fn database(&self) -> SqlitePool {
+        let path = self.server.data.path().join("data").join("conclave.db");
+        SqlitePool::connect_with(SqliteConnectOptions::new().filename(path))
+            .await
+            .expect("open the relay's database")
+    }
+
+    /// The number of entries in the log.
+    async fn log_size(&self) -> u64 {
+        let db = self.database().await;
+        let size: i64 = sqlx::query_scalar("SELECT size FROM audit_log_head WHERE id = 1")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        db.close().await;
+        size.try_into().unwrap()
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn assert_passes(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "conclave-audit failed:\n{}{}",
+        stdout(output),
+        stderr(output)
+    );
+    stdout(output)
+}
+
+/// Asserts a failure whose one line of explanation contains every one of `words`.
+fn assert_fails_with(output: &Output, words: &[&str]) -> String {
+    assert!(
+        !output.status.success(),
+        "conclave-audit passed a tampered log:\n{}",
+        stdout(output)
+    );
+    let error = stderr(output);
+    let line = error
+        .lines()
+        .find(|l| l.starts_with("conclave-audit: "))
+        .unwrap_or_else(|| panic!("no conclave-audit: line in {error:?}"));
+    eprintln!("as expected: {line}");
+    for word in words {
+        assert!(line.contains(word), "{word:?} not in {line:?}");
+    }
+    line.to_owned()
+}
+
+fn saved_size(scene: &Scene) -> u64 {
+    let note = std::fs::read_to_string(scene.state.path().join("checkpoint")).expect("state");
+    note.lines().nth(1).expect("size line").parse().unwrap()
+}
+
+async fn leaf(db: &SqlitePool, index: i64) -> Vec<u8> {
+    sqlx::query_scalar("SELECT leaf FROM audit_log WHERE idx = ?")
+        .bind(index)
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
+async fn set_leaf(db: &SqlitePool, index: i64, leaf: &[u8]) {
+    sqlx::query("UPDATE audit_log SET leaf = ? WHERE idx = ?")
+        .bind(leaf)
+        .bind(index)
+        .execute(db)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_log_verifies_exports_and_proves() {
+    let scene = Scene::new().await;
+    let first = assert_passes(&scene.verify());
+    let size = saved_size(&scene);
+    assert!(size >= 10, "the scene logs a dozen events or so: {size}");
+    assert!(
+        first.contains(&format!("verified {size} entries")),
+        "{first}"
+    );
+    assert!(first.contains("no saved checkpoint"), "{first}");
+
+    // The second run checks the first's state; the log grew in between.
+    let _carol = Person::register(&scene.server, "carol", "carol-pass-1414213562").await;
+    scene.server.admin(&["log-key"]);
+    let second = assert_passes(&scene.verify());
+    assert!(
+        second.contains(&format!("consistent with the checkpoint of size {size}")),
+        "{second}"
+    );
+    assert!(second.contains("consistency proof verifies"), "{second}");
+    assert!(saved_size(&scene) > size);
+
+    // Export: decoded entries, filtered.
+    let output = scene.audit_as(
+        &scene.auditor,
+        &[
+            "export",
+            "--format",
+            "jsonl",
+            "--actor",
+            "alice",
+            "--since",
+            "2020-01-01",
+            "--log-key",
+            &scene.log_key,
+        ],
+    );
+    let lines: Vec<Value> = assert_passes(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(lines.iter().any(|l| l["action"] == "group_created"));
+    assert!(lines.iter().all(|l| l["actor"] == "alice"));
+    assert!(lines[0]["time"].as_str().unwrap().ends_with('Z'));
+    let output = scene.audit_as(
+        &scene.auditor,
+        &["export", "--format", "csv", "--since", "last tuesday"],
+    );
+    assert_fails_with(&output, &["invalid time \"last tuesday\" for --since"]);
+
+    // Prove one entry: the proof verifies against the checkpoint it carries.
+    let output = scene.audit_as(&scene.auditor, &["prove", "3", "--log-key", &scene.log_key]);
+    let proof: Value = serde_json::from_str(&assert_passes(&output)).expect("JSON");
+    assert_eq!(proof["index"], 3);
+    assert_eq!(proof["event"]["seq"], 3);
+    let output = scene.audit_as(
+        &scene.auditor,
+        &["prove", "2", "--size", "5", "--log-key", &scene.log_key],
+    );
+    let proof: Value = serde_json::from_str(&assert_passes(&output)).expect("JSON");
+    assert_eq!(proof["size"], 5);
+    assert!(proof["consistency"].is_array());
+
+    // Only auditors read the whole log.
+    let output = scene.audit_as(&scene.bob, &["verify", "--log-key", &scene.log_key]);
+    assert_fails_with(&output, &["403", "auditor role"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_verifies_offline_and_an_edited_bundle_does_not() {
+    let scene = Scene::new().await;
+    let bundle_dir = TempDir::new("audit-bundle");
+    let bundle = bundle_dir.path().join("log.json");
+    let bundle_arg = bundle.to_str().unwrap();
+    assert_passes(&scene.audit_as(
+        &scene.auditor,
+        &[
+            "export",
+            "--bundle",
+            bundle_arg,
+            "--log-key",
+            &scene.log_key,
+        ],
+    ));
+
+    // Offline: no relay, no device, no flags but the bundle and the key.
+    let offline = |args: &[&str]| {
+        Command::new(audit_binary())
+            .env_remove("CONCLAVE_SERVER")
+            .env_remove("CONCLAVE_HOME")
+            .env("HOME", bundle_dir.path())
+            .args(args)
+            .output()
+            .expect("run conclave-audit")
+    };
+    let out = assert_passes(&offline(&[
+        "verify",
+        "--bundle",
+        bundle_arg,
+        "--log-key",
+        &scene.log_key,
+    ]));
+    assert!(out.starts_with("verified "), "{out}");
+    let unkeyed = offline(&["verify", "--bundle", bundle_arg]);
+    assert_passes(&unkeyed);
+    assert!(
+        stderr(&unkeyed).contains("proves only"),
+        "{}",
+        stderr(&unkeyed)
+    );
+
+    // One entry edited: alice's first event now names someone else.
+    let mut json: Value = serde_json::from_str(&std::fs::read_to_string(&bundle).unwrap()).unwrap();
+    let entries = json["entries"].as_array_mut().unwrap();
+    let (index, edited) = entries
+        .iter()
+        .enumerate()
+        .find_map(|(i, e)| {
+            let leaf = String::from_utf8(STANDARD.decode(e.as_str()?).ok()?).ok()?;
+            leaf.contains("\nactor alice\n")
+                .then(|| (i, leaf.replace("\nactor alice\n", "\nactor bobby\n")))
+        })
+        .expect("an entry by alice");
+    entries[index] = Value::String(STANDARD.encode(edited));
+    std::fs::write(&bundle, serde_json::to_string(&json).unwrap()).unwrap();
+    let output = offline(&[
+        "verify",
+        "--bundle",
+        bundle_arg,
+        "--log-key",
+        &scene.log_key,
+    ]);
+    assert_fails_with(
+        &output,
+        &["do not hash to the checkpoint's signed root", "altered"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_entry_is_caught() {
+    let scene = Scene::new().await;
+    assert_passes(&scene.verify());
+    let db = scene.database().await;
+    let index: i64 = sqlx::query_scalar(
+        "SELECT idx FROM audit_log WHERE actor = 'alice' AND action = 'group_created'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let original = String::from_utf8(leaf(&db, index).await).unwrap();
+    let forged = original.replace("\nactor alice\n", "\nactor bobby\n");
+    assert_ne!(forged, original);
+    set_leaf(&db, index, forged.as_bytes()).await;
+    db.close().await;
+    assert_fails_with(
+        &scene.verify(),
+        &["do not hash to the checkpoint's signed root", "altered"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_entry_is_caught() {
+    let scene = Scene::new().await;
+    assert_passes(&scene.verify());
+    let db = scene.database().await;
+    // Alice's login, in the middle of the log; the head still counts it.
+    let index: i64 = sqlx::query_scalar(
+        "SELECT idx FROM audit_log WHERE actor = 'alice' AND action = 'login' LIMIT 1",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM audit_log WHERE idx = ?")
+        .bind(index)
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    assert_fails_with(&scene.verify(), &[&format!("entry {index} is missing")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapped_entries_are_caught() {
+    let scene = Scene::new().await;
+    assert_passes(&scene.verify());
+    let db = scene.database().await;
+    let (first, second) = (3, 6);
+    let (a, b) = (leaf(&db, first).await, leaf(&db, second).await);
+    set_leaf(&db, first, &b).await;
+    set_leaf(&db, second, &a).await;
+    db.close().await;
+    assert_fails_with(
+        &scene.verify(),
+        &[&format!("entry {first} records seq {second}"), "reordered"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewritten_history_is_caught_as_a_fork() {
+    let mut scene = Scene::new().await;
+    assert_passes(&scene.verify());
+    let verified = saved_size(&scene);
+    let keep = verified / 2;
+
+    // The attacker cuts the log back to `keep` entries, and drops the
+    // checkpoints past it (the relay would refuse to sign over a log that
+    // contradicts its last checkpoint), with the relay stopped...
+    scene.server.kill_hard();
+    let db = scene.database().await;
+    for (sql, value) in [
+        ("DELETE FROM audit_log WHERE idx >= ?", keep),
+        ("UPDATE audit_log_head SET size = ? WHERE id = 1", keep),
+        ("DELETE FROM audit_checkpoints WHERE size > ?", keep),
+    ] {
+        sqlx::query(sql)
+            .bind(i64::try_from(value).unwrap())
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+    let checkpoints = sqlx::query("SELECT size FROM audit_checkpoints")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert!(
+        checkpoints
+            .iter()
+            .all(|r| r.get::<i64, _>(0) <= keep as i64)
+    );
+    db.close().await;
+    // ...which starts again with nothing cached, and the log grows anew,
+    // with other events, past the size the auditor verified.
+    scene.server.restart();
+    let mut newcomers = Vec::new();
+    while scene.log_size().await <= verified {
+        let name = format!("mallory{}", newcomers.len());
+        newcomers.push(Person::register(&scene.server, &name, "mallory-pass-0000000001").await);
+        assert!(newcomers.len() < 20, "the log does not grow");
+    }
+    scene.server.admin(&["log-key"]);
+
+    // The relay's log is internally consistent...
+    let fresh = scene.audit_as(&scene.auditor, &["verify", "--log-key", &scene.log_key]);
+    assert_passes(&fresh);
+    // ...but not with what the auditor saw before.
+    assert_fails_with(
+        &scene.verify(),
+        &["fork", &format!("the first {verified} entries")],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_checkpoint_is_caught_by_its_signature() {
+    let scene = Scene::new().await;
+    assert_passes(&scene.verify());
+    let state = std::fs::read_to_string(scene.state.path().join("checkpoint")).unwrap();
+    let db = scene.database().await;
+    let row = sqlx::query("SELECT size, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let (size, note): (i64, String) = (row.get(0), row.get(1));
+    let mut lines: Vec<&str> = note.split('\n').collect();
+    let other_root = STANDARD.encode([7u8; 32]);
+    lines[2] = &other_root;
+    let forged = lines.join("\n");
+    sqlx::query("UPDATE audit_checkpoints SET note = ? WHERE size = ?")
+        .bind(&forged)
+        .bind(size)
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    assert_fails_with(&scene.verify(), &["signature", "does not verify"]);
+    // Nothing was saved over the good state.
+    let saved = std::fs::read_to_string(scene.state.path().join("checkpoint")).unwrap();
+    assert_eq!(saved, state);
+}
