@@ -8,6 +8,23 @@ use crate::account_api::issue_invite;
 use crate::events::{AuditAction, AuditEvent, AuditTrail};
 use crate::{Config, open_store};
 
+/// Prints a line to standard output. A reader that went away (`| head -1`)
+/// ends the output quietly instead of panicking the command.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// [`out!`] without the newline.
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// What to do instead of serving.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -89,9 +106,12 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
     let db = |e: crate::StoreError| format!("database: {e}");
     match command {
         AdminCommand::Users => {
-            println!(
+            out!(
                 "{:<32} {:<16} {:<5} {:<8} DEVICES",
-                "USERNAME", "ROLES", "TOTP", "PASSKEYS"
+                "USERNAME",
+                "ROLES",
+                "TOTP",
+                "PASSKEYS"
             );
             for account in store.accounts().await.map_err(db)? {
                 let roles = if account.roles.is_empty() {
@@ -99,7 +119,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                 } else {
                     account.roles.join(",")
                 };
-                println!(
+                out!(
                     "{:<32} {:<16} {:<5} {:<8} {}",
                     account.username,
                     roles,
@@ -123,7 +143,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                         .target(format!("{username}:+{}", role.as_str())),
                 )
                 .await;
-            println!("{username} is now {}", role.as_str());
+            out!("{username} is now {}", role.as_str());
         }
         AdminCommand::RevokeRole { username, role } => {
             if !store
@@ -142,7 +162,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                         .target(format!("{username}:-{}", role.as_str())),
                 )
                 .await;
-            println!("{username} is no longer {}", role.as_str());
+            out!("{username} is no longer {}", role.as_str());
         }
         AdminCommand::Invite { expires_in, count } => {
             let ttl = crate::config::parse_duration("--expires-in", &expires_in)?;
@@ -156,7 +176,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                             .target(format!("invite:{id}")),
                     )
                     .await;
-                println!("{}  (expires {})", code.as_str(), utc(expires_at));
+                out!("{}  (expires {})", code.as_str(), utc(expires_at));
             }
         }
         AdminCommand::Policy {
@@ -183,8 +203,8 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                 .map_err(db)?
                 .as_deref()
                 == Some("true");
-            println!("require_second_factor = {required}");
-            println!("open_registration = {}", config.open_registration);
+            out!("require_second_factor = {required}");
+            out!("open_registration = {}", config.open_registration);
         }
         AdminCommand::Events { limit } => {
             let log_error = |e: conclave_audit::log::LogError| format!("audit log: {e}");
@@ -192,7 +212,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
             let start = size.saturating_sub(u64::from(limit));
             for entry in log.entries(start, size).await.map_err(log_error)? {
                 let Ok(event) = conclave_audit::Event::decode(&entry.leaf) else {
-                    println!("#{} (not a valid event: the log was altered)", entry.index);
+                    out!("#{} (not a valid event: the log was altered)", entry.index);
                     continue;
                 };
                 let details: String = event
@@ -200,7 +220,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                     .iter()
                     .map(|(name, value)| format!(" {name}={value}"))
                     .collect();
-                println!(
+                out!(
                     "#{} {} {} {} actor={} device={} target={}{}{}",
                     entry.index,
                     utc(event.time),
@@ -218,12 +238,12 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
             }
         }
         AdminCommand::LogKey => {
-            println!("{}", log.verifier_key());
+            out!("{}", log.verifier_key());
             let checkpoint = log
                 .checkpoint(crate::auth::unix_now())
                 .await
                 .map_err(|e| format!("audit log: {e}"))?;
-            print!("{}", checkpoint.note);
+            out_raw!("{}", checkpoint.note);
         }
     }
     Ok(())
