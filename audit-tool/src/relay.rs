@@ -2,12 +2,11 @@
 //! directory, server and trust that the `conclave` CLI remembers.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use conclave_audit::{Hash, VerifierKey};
-use conclave_client::{Client, HttpsTransport, ServerTrust};
+use conclave_client::{Client, RelaySettings};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Deserialize;
 
 use crate::error::AuditError;
 use crate::verification::EntryCollector;
@@ -26,34 +25,12 @@ pub struct RelayOptions {
     pub pin_sha256: Option<String>,
 }
 
-/// What the CLI remembers in `<home>/server.toml` (see `cli/src/main.rs`).
-#[derive(Deserialize, Default)]
-struct Remembered {
-    server: Option<String>,
-    ca_cert: Option<PathBuf>,
-    pin_sha256: Option<String>,
-}
-
-fn default_home() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join(".conclave")
-}
-
-fn read_remembered(home: &Path) -> Result<Remembered, AuditError> {
-    let path = home.join("server.toml");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            toml::from_str(&text).map_err(|e| AuditError::Usage(format!("{}: {e}", path.display())))
-        }
-        Err(_) => Ok(Remembered::default()),
-    }
-}
-
 /// Opens the auditor's device, which must be logged in.
 pub async fn connect(options: &RelayOptions) -> Result<Client, AuditError> {
-    let home = options.home.clone().unwrap_or_else(default_home);
+    let home = options
+        .home
+        .clone()
+        .unwrap_or_else(RelaySettings::default_home);
     let not_a_device = || {
         AuditError::Usage(format!(
             "{} holds no logged-in Conclave device: log the auditor in first with `conclave --home {} login NAME`",
@@ -65,32 +42,15 @@ pub async fn connect(options: &RelayOptions) -> Result<Client, AuditError> {
     if !home.join("conclave.db").is_file() {
         return Err(not_a_device());
     }
-    let remembered = read_remembered(&home)?;
-    let server = options
-        .server
-        .clone()
-        .or(remembered.server)
-        .ok_or_else(|| {
-            AuditError::Usage(
-                "no server: pass --server https://HOST:PORT (or set CONCLAVE_SERVER)".into(),
-            )
-        })?;
-    let (ca_cert, pin) = match (&options.ca_cert, &options.pin_sha256) {
-        (None, None) => (remembered.ca_cert, remembered.pin_sha256),
-        (ca, pin) => (ca.clone(), pin.clone()),
-    };
-    let trust = match (&ca_cert, &pin) {
-        (Some(path), _) => ServerTrust::ca_file(path),
-        (None, Some(pin)) => ServerTrust::pin(pin),
-        (None, None) => {
-            return Err(AuditError::Usage(
-                "no way to trust the server: pass --ca-cert FILE or --pin-sha256 HEX".into(),
-            ));
-        }
-    }
-    .map_err(|e| AuditError::Usage(e.to_string()))?;
-    let transport =
-        HttpsTransport::new(&server, trust).map_err(|e| AuditError::Usage(e.to_string()))?;
+    let transport = RelaySettings::read(&home)
+        .map_err(AuditError::Usage)?
+        .overridden_by(
+            options.server.clone(),
+            options.ca_cert.clone(),
+            options.pin_sha256.clone(),
+        )
+        .transport()
+        .map_err(AuditError::Usage)?;
     let client = Client::open(&home, transport)
         .await
         .map_err(|e| AuditError::relay(format!("opening {}", home.display()), e))?;

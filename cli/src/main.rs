@@ -16,10 +16,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use conclave_client::{
-    Authenticator, Client, Credentials, Event, HttpsTransport, RecoveryCodes, SecondFactor,
-    ServerTrust, SoftAuthenticator,
+    Authenticator, Client, Credentials, Event, RecoveryCodes, RelaySettings, SecondFactor,
+    SoftAuthenticator,
 };
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
@@ -209,16 +208,6 @@ enum ChannelCommand {
     },
 }
 
-/// What `register`/`login` remember so later commands need no flags.
-#[derive(Serialize, Deserialize, Default)]
-struct Remembered {
-    server: Option<String>,
-    ca_cert: Option<PathBuf>,
-    pin_sha256: Option<String>,
-}
-
-const REMEMBERED: &str = "server.toml";
-
 /// Exit status when the command ran but this device refused a device
 /// (see `conclave audit alerts`).
 const EXIT_SECURITY_ALERT: u8 = 3;
@@ -254,51 +243,18 @@ fn print_alert(alert: &conclave_client::SecurityAlert) {
     );
 }
 
-fn default_home() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join(".conclave")
-}
-
-fn read_remembered(home: &Path) -> Result<Remembered, String> {
-    match std::fs::read_to_string(home.join(REMEMBERED)) {
-        Ok(text) => {
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", home.join(REMEMBERED).display()))
-        }
-        Err(_) => Ok(Remembered::default()),
-    }
-}
-
 /// Runs the command; `Ok(true)` if it raised a security alert.
 async fn run(cli: Cli) -> Result<bool, String> {
-    let home = cli.home.clone().unwrap_or_else(default_home);
-    let remembered = read_remembered(&home)?;
-    let server = cli
-        .server
-        .clone()
-        .or(remembered.server.clone())
-        .ok_or("no server: pass --server https://HOST:PORT (or set CONCLAVE_SERVER)")?;
-    let (ca_cert, pin) = match (&cli.ca_cert, &cli.pin_sha256) {
-        (None, None) => (remembered.ca_cert.clone(), remembered.pin_sha256.clone()),
-        (ca, pin) => (ca.clone(), pin.clone()),
-    };
-    let trust = match (&ca_cert, &pin) {
-        (Some(path), _) => ServerTrust::ca_file(path).map_err(|e| e.to_string())?,
-        (None, Some(pin)) => ServerTrust::pin(pin).map_err(|e| e.to_string())?,
-        (None, None) => {
-            return Err("no way to trust the server: pass --ca-cert FILE or --pin-sha256 HEX (the server prints its fingerprint at start)".into());
-        }
-    };
-    let transport = HttpsTransport::new(&server, trust).map_err(|e| e.to_string())?;
-    let client = Client::open(&home, transport)
+    let home = cli.home.clone().unwrap_or_else(RelaySettings::default_home);
+    // What `register`/`login` remember so later commands need no flags.
+    let remember = RelaySettings::read(&home)?.overridden_by(
+        cli.server.clone(),
+        cli.ca_cert.clone(),
+        cli.pin_sha256.clone(),
+    );
+    let client = Client::open(&home, remember.transport()?)
         .await
         .map_err(|e| e.to_string())?;
-    let remember = Remembered {
-        server: Some(server),
-        ca_cert,
-        pin_sha256: pin,
-    };
     let outcome = execute(&client, cli, &home, remember).await;
     // Alerts are shown whatever became of the command: a refused device is
     // news even when the rest of an invite went through.
@@ -458,7 +414,7 @@ async fn execute(
     client: &Client,
     cli: Cli,
     home: &Path,
-    remember: Remembered,
+    remember: RelaySettings,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut factors = FactorFlags::from_cli(&cli).await?;
     match cli.command {
@@ -469,7 +425,7 @@ async fn execute(
                 None => client.register(&user, &password).await,
             };
             if client.username().is_some() {
-                save_remembered(home, &remember)?;
+                remember.write(home)?;
             }
             outcome?;
             println!(
@@ -502,7 +458,7 @@ async fn execute(
             }
             let outcome = client.login_with(&user, credentials).await;
             if client.username().is_some() {
-                save_remembered(home, &remember)?;
+                remember.write(home)?;
             }
             outcome.map_err(hint)?;
             println!(
@@ -747,10 +703,4 @@ fn print_event(event: &Event) {
         Event::SecurityAlert(alert) => print_alert(alert),
         _ => {}
     }
-}
-
-fn save_remembered(home: &Path, remember: &Remembered) -> Result<(), String> {
-    let text = toml::to_string(remember).map_err(|e| e.to_string())?;
-    std::fs::write(home.join(REMEMBERED), text)
-        .map_err(|e| format!("cannot save server settings: {e}"))
 }

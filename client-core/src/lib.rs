@@ -49,6 +49,7 @@ mod audit;
 mod client;
 mod error;
 mod https;
+mod settings;
 mod store;
 mod transport;
 
@@ -67,4 +68,5 @@ pub use client::{Channel, Client, Event, HistoryEntry, Member};
 pub use conclave_audit as transparency;
 pub use error::{ClientError, Result};
 pub use https::{HttpsTransport, ServerTrust};
+pub use settings::{RelaySettings, SETTINGS_FILE};
 pub use transport::{BoxFuture, HttpRequest, HttpResponse, PushStream, Transport, TransportError};
