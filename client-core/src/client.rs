@@ -155,6 +155,9 @@ pub(crate) struct Inner {
     /// Serializes key-transparency checks, so each stored checkpoint is
     /// checked against the one stored just before it.
     pub(crate) transparency: Mutex<()>,
+    /// Groups whose every member passed the key-transparency check since
+    /// their membership last changed, and a counter of membership changes.
+    members_checked: std::sync::Mutex<(u64, std::collections::HashSet<String>)>,
 }
 
 /// A Conclave client for one device. Cheap to clone; clones share state.
@@ -275,6 +278,7 @@ impl Client {
                 events,
                 device_news: Mutex::new(DeviceNews::default()),
                 transparency: Mutex::new(()),
+                members_checked: std::sync::Mutex::default(),
             }),
         })
     }
@@ -981,6 +985,12 @@ impl Client {
         let mut events = Vec::new();
         let mut db = self.inner.db.lock().await;
         for delivered in batch {
+            if delivered.kind != "application" {
+                // A commit or Welcome may change who is in the group.
+                let mut checked = self.members_checked();
+                checked.0 += 1;
+                checked.1.remove(&delivered.group_id);
+            }
             let mut tx = db.begin().await?;
             let produced = self.process_one(&mut tx, delivered).await?;
             tx.commit().await?;
@@ -1368,6 +1378,13 @@ impl Client {
     /// (each device once: verified keys are remembered). Every device that
     /// fails raises an alert; the first failure is returned.
     pub(crate) async fn check_members(&self, group_id: &str) -> Result<()> {
+        let generation = {
+            let checked = self.members_checked();
+            if checked.1.contains(group_id) {
+                return Ok(());
+            }
+            checked.0
+        };
         let (members, verified) = {
             let mut db = self.inner.db.lock().await;
             let verified: BTreeMap<(String, String), Vec<u8>> =
@@ -1411,7 +1428,25 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
-        first_refusal.map_or(Ok(()), Err)
+        if let Some(refusal) = first_refusal {
+            return Err(refusal);
+        }
+        let mut checked = self.members_checked();
+        // Only if no membership changed while we were checking.
+        if checked.0 == generation {
+            checked.1.insert(group_id.to_owned());
+        }
+        Ok(())
+    }
+
+    fn members_checked(
+        &self,
+    ) -> std::sync::MutexGuard<'_, (u64, std::collections::HashSet<String>)> {
+        // The set is only ever extended with fully checked groups.
+        self.inner
+            .members_checked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// After members changed, checks the channels concerned so that a device
