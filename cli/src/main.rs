@@ -16,8 +16,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use conclave_client::{
-    Authenticator, Client, Credentials, Event, RecoveryCodes, RelaySettings, SecondFactor,
-    SoftAuthenticator,
+    Authenticator, Client, Credentials, Event, HistoryEntry, RecoveryCodes, RelaySettings,
+    SearchQuery, SecondFactor, SoftAuthenticator,
 };
 use zeroize::Zeroizing;
 
@@ -104,6 +104,61 @@ enum Command {
         channel: String,
         /// The text.
         text: String,
+    },
+    /// Show a thread (the message #SEQ and its replies), or reply in it.
+    Thread {
+        /// Channel name.
+        channel: String,
+        /// The thread's first message, as `history` numbers it.
+        seq: u64,
+        /// Reply with this text instead of showing the thread.
+        reply: Option<String>,
+    },
+    /// React to message #SEQ with an emoji (or take the reaction back).
+    React {
+        /// Channel name.
+        channel: String,
+        /// The message, as `history` numbers it.
+        seq: u64,
+        /// The emoji, e.g. 👍 or :tada:.
+        emoji: String,
+        /// Take the reaction back.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Change the text of your message #SEQ.
+    Edit {
+        /// Channel name.
+        channel: String,
+        /// The message, as `history` numbers it.
+        seq: u64,
+        /// The new text.
+        text: String,
+    },
+    /// Delete your message #SEQ (everyone keeps a tombstone).
+    Delete {
+        /// Channel name.
+        channel: String,
+        /// The message, as `history` numbers it.
+        seq: u64,
+    },
+    /// Search this device's decrypted history (nothing is sent to the server).
+    Search {
+        /// Words to find; `word*` finds prefixes.
+        #[arg(required = true)]
+        words: Vec<String>,
+        /// Only in this channel.
+        #[arg(long)]
+        channel: Option<String>,
+        /// Only messages by this user.
+        #[arg(long)]
+        from: Option<String>,
+        /// Only messages received on or after this day (YYYY-MM-DD, UTC) or Unix time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only messages received before this day (YYYY-MM-DD, UTC) or Unix time.
+        #[arg(long)]
+        until: Option<String>,
     },
     /// Fetch and print new messages.
     Sync,
@@ -629,6 +684,72 @@ async fn execute(
             let seq = client.send(&channel, &text).await?;
             println!("sent to {channel} (#{seq})");
         }
+        Command::Thread {
+            channel,
+            seq,
+            reply,
+        } => {
+            client.sync().await?;
+            let parent = client.message_id_at(&channel, seq).await?;
+            match reply {
+                Some(text) => {
+                    let at = client.reply(&channel, &parent, &text).await?;
+                    println!("replied in the thread of #{seq} in {channel} (#{at})");
+                }
+                None => {
+                    for entry in client.thread(&channel, &parent).await? {
+                        println!("{}", render(&entry));
+                    }
+                }
+            }
+        }
+        Command::React {
+            channel,
+            seq,
+            emoji,
+            remove,
+        } => {
+            client.sync().await?;
+            let target = client.message_id_at(&channel, seq).await?;
+            client.react(&channel, &target, &emoji, !remove).await?;
+            let verb = if remove { "took back" } else { "reacted" };
+            println!("{verb} {emoji} on #{seq} in {channel}");
+        }
+        Command::Edit { channel, seq, text } => {
+            client.sync().await?;
+            let target = client.message_id_at(&channel, seq).await?;
+            client.edit(&channel, &target, &text).await?;
+            println!("edited #{seq} in {channel}");
+        }
+        Command::Delete { channel, seq } => {
+            client.sync().await?;
+            let target = client.message_id_at(&channel, seq).await?;
+            client.delete(&channel, &target).await?;
+            println!("deleted #{seq} in {channel}");
+        }
+        Command::Search {
+            words,
+            channel,
+            from,
+            since,
+            until,
+        } => {
+            client.sync().await?;
+            let query = SearchQuery {
+                words: words.join(" "),
+                channel,
+                author: from,
+                since: since.as_deref().map(parse_day).transpose()?,
+                until: until.as_deref().map(parse_day).transpose()?,
+            };
+            let found = client.search(&query).await?;
+            if found.is_empty() {
+                println!("no messages found");
+            }
+            for entry in found {
+                println!("[{}] {}", entry.channel, render(&entry));
+            }
+        }
         Command::Sync => {
             for event in client.sync().await? {
                 print_event(&event);
@@ -636,8 +757,9 @@ async fn execute(
         }
         Command::History { channel } => {
             client.sync().await?;
-            for entry in client.history(&channel).await? {
-                println!("#{} {}: {}", entry.seq, entry.sender, entry.text);
+            let history = client.history(&channel).await?;
+            for entry in &history {
+                println!("{}", render_in(entry, &history));
             }
         }
         Command::Audit(AuditCommand::Checkpoint { refresh }) => {
@@ -680,7 +802,23 @@ async fn execute(
 
 fn print_event(event: &Event) {
     match event {
-        Event::Message(m) => println!("[{}] #{} {}: {}", m.channel, m.seq, m.sender, m.text),
+        Event::Message(m) => println!("[{}] {}", m.channel, render(m)),
+        Event::Mentioned(m) => println!(
+            "[{}] you were mentioned by {} in #{}",
+            m.channel, m.sender, m.seq
+        ),
+        Event::Reacted {
+            channel,
+            user,
+            emoji,
+            added,
+            ..
+        } => {
+            let verb = if *added { "reacted" } else { "took back" };
+            println!("[{channel}] {user} {verb} {emoji}");
+        }
+        Event::Edited(m) => println!("[{}] {} (edited)", m.channel, render(m)),
+        Event::Deleted { channel, .. } => println!("[{channel}] a message was deleted"),
         Event::Joined { channel } => println!("[{channel}] you joined"),
         Event::MembersChanged {
             channel,
@@ -702,5 +840,85 @@ fn print_event(event: &Event) {
         Event::DeviceRevoked { device_id } => println!("device {device_id} was revoked"),
         Event::SecurityAlert(alert) => print_alert(alert),
         _ => {}
+    }
+}
+
+/// One message as a line: `#seq sender: text`, with its thread, edit,
+/// tombstone and reactions marked.
+fn render(entry: &HistoryEntry) -> String {
+    let text = if entry.deleted {
+        "[message deleted]".to_owned()
+    } else if entry.unsupported {
+        "[unsupported message: update conclave to read it]".to_owned()
+    } else {
+        entry.text.clone()
+    };
+    let mut line = format!("#{} {}: {text}", entry.seq, entry.sender);
+    if entry.edited && !entry.deleted {
+        line.push_str(" (edited)");
+    }
+    for reaction in &entry.reactions {
+        line.push_str(&format!(
+            "  [{} {}]",
+            reaction.emoji,
+            reaction.users.join(", ")
+        ));
+    }
+    line
+}
+
+/// [`render`], with replies shown under the number of their thread.
+fn render_in(entry: &HistoryEntry, history: &[HistoryEntry]) -> String {
+    match &entry.parent {
+        Some(parent) => {
+            let thread = history
+                .iter()
+                .find(|e| &e.id == parent)
+                .map(|e| format!("#{}", e.seq))
+                .unwrap_or_else(|| "?".into());
+            format!("    \u{21b3} {thread} {}", render(entry))
+        }
+        None => render(entry),
+    }
+}
+
+/// `YYYY-MM-DD` (midnight UTC) or Unix seconds.
+fn parse_day(text: &str) -> Result<u64, String> {
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(seconds);
+    }
+    let bad = || format!("{text:?} is not a date (YYYY-MM-DD) or Unix time");
+    let mut parts = text
+        .splitn(3, '-')
+        .map(|p| p.parse::<i64>().map_err(|_| bad()));
+    let (Some(year), Some(month), Some(day)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let (year, month, day) = (year?, month?, day?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || year < 1970 {
+        return Err(bad());
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_parse_to_utc_midnight() {
+        assert_eq!(parse_day("1970-01-01"), Ok(0));
+        assert_eq!(parse_day("2000-02-29"), Ok(951_782_400));
+        assert_eq!(parse_day("1795529682"), Ok(1_795_529_682));
+        assert!(parse_day("2026-13-01").is_err());
+        assert!(parse_day("yesterday").is_err());
     }
 }

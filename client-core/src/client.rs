@@ -12,12 +12,15 @@ use conclave_crypto::{
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_rust_crypto::RustCrypto;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::{Mutex, broadcast};
 use zeroize::Zeroizing;
 
+use crate::content::{
+    Content, Decoded, MAX_BODY, mentions_in, message_aad, message_id_from_aad, new_message_id,
+};
 use crate::error::{ClientError, Result};
 use crate::store::{self, TxProvider};
 use crate::transport::{HttpRequest, Transport};
@@ -73,6 +76,30 @@ pub enum Event {
         /// Hex device id.
         device_id: String,
     },
+    /// A message mentions this account (also delivered as `Message`).
+    Mentioned(HistoryEntry),
+    /// A reaction was added or taken back.
+    Reacted {
+        /// The channel.
+        channel: String,
+        /// The message reacted to.
+        message_id: String,
+        /// Who.
+        user: String,
+        /// The emoji.
+        emoji: String,
+        /// Added, or taken back.
+        added: bool,
+    },
+    /// A message's author changed its text.
+    Edited(HistoryEntry),
+    /// A message's author deleted it.
+    Deleted {
+        /// The channel.
+        channel: String,
+        /// The message.
+        message_id: String,
+    },
     /// A device failed the key-transparency check and was refused: the
     /// relay may be trying to slip it into a channel. Show it prominently.
     SecurityAlert(crate::audit::SecurityAlert),
@@ -89,8 +116,33 @@ pub struct HistoryEntry {
     pub sender: String,
     /// From which of their devices.
     pub device: String,
-    /// The text.
+    /// The text (empty once deleted, or if unsupported).
     pub text: String,
+    /// The message id (what replies, reactions, edits and deletes name).
+    pub id: String,
+    /// The thread this message replies in, if it is a reply.
+    pub parent: Option<String>,
+    /// Users mentioned.
+    pub mentions: Vec<String>,
+    /// Its author changed the text.
+    pub edited: bool,
+    /// Its author deleted it: a tombstone.
+    pub deleted: bool,
+    /// Content of a kind this client does not know: "unsupported message".
+    pub unsupported: bool,
+    /// Unix time this device received it (or sent it).
+    pub at: u64,
+    /// Reactions, by emoji.
+    pub reactions: Vec<Reaction>,
+}
+
+/// One emoji on a message, and who put it there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaction {
+    /// The emoji.
+    pub emoji: String,
+    /// Usernames, sorted.
+    pub users: Vec<String>,
 }
 
 /// A channel this device knows.
@@ -111,14 +163,6 @@ pub struct Member {
     pub user: String,
     /// Device ids.
     pub devices: Vec<String>,
-}
-
-/// What travels inside MLS application messages.
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Payload {
-    Text { body: String },
-    ChannelInfo { name: String },
 }
 
 /// One message as the relay delivers it.
@@ -477,7 +521,7 @@ impl Client {
 
     // ----- channels -------------------------------------------------------
 
-    async fn channel_by_name(
+    pub(crate) async fn channel_by_name(
         &self,
         db: &mut SqliteConnection,
         name: &str,
@@ -744,25 +788,44 @@ impl Client {
         if text.is_empty() {
             return Err(ClientError::Invalid("message is empty".into()));
         }
-        let group_id = self.active_channel(channel).await?;
-        self.send_payload(
-            &group_id,
-            &Payload::Text {
-                body: text.to_owned(),
-            },
-        )
-        .await
+        let content = Content::Text {
+            body: text.to_owned(),
+            mentions: mentions_in(text),
+        };
+        self.send_content(channel, content).await
     }
 
-    async fn send_payload(&self, group_id: &str, payload: &Payload) -> Result<u64> {
+    /// Sends any content to a channel and returns its position. The typed
+    /// calls ([`Client::reply`], [`Client::react`], …) check more first;
+    /// every receiver enforces the rules on its own either way.
+    pub async fn send_content(&self, channel: &str, content: Content) -> Result<u64> {
+        if !content.is_well_formed() {
+            return Err(ClientError::Invalid(format!(
+                "message is empty or longer than {MAX_BODY} bytes"
+            )));
+        }
+        let group_id = self.active_channel(channel).await?;
+        self.send_payload(&group_id, &content).await
+    }
+
+    /// Sends `plaintext` as it is, under `message_id`: for tests of how
+    /// receivers treat replayed ids and content they do not know.
+    #[doc(hidden)]
+    pub async fn send_raw(&self, channel: &str, plaintext: &[u8], message_id: &str) -> Result<u64> {
+        let group_id = self.active_channel(channel).await?;
+        self.send_bytes(&group_id, plaintext, message_id).await
+    }
+
+    async fn send_payload(&self, group_id: &str, content: &Content) -> Result<u64> {
+        let plaintext = Zeroizing::new(content.encode());
+        self.send_bytes(group_id, &plaintext, &new_message_id())
+            .await
+    }
+
+    async fn send_bytes(&self, group_id: &str, plaintext: &[u8], message_id: &str) -> Result<u64> {
         let identity = self.identity()?;
         // Nothing is encrypted to a device the transparency log does not vouch for.
         self.check_members(group_id).await?;
-        let plaintext = Zeroizing::new(serde_json::to_vec(payload).map_err(ClientError::store)?);
-        let body_text = match payload {
-            Payload::Text { body } => Some(body.clone()),
-            Payload::ChannelInfo { .. } => None,
-        };
         for attempt in 1..=MAX_ATTEMPTS {
             let mut db = self.inner.db.lock().await;
             let mut tx = db.begin().await?;
@@ -772,23 +835,24 @@ impl Client {
                 if !group.is_active() {
                     return Err(ClientError::NotInChannel(group_id.to_owned()));
                 }
+                // The id rides in the authenticated data, under the signature.
+                group.set_aad(message_aad(message_id));
                 let message = group
-                    .create_message(&provider, &identity.key, &plaintext)
+                    .create_message(&provider, &identity.key, plaintext)
                     .map_err(ClientError::mls)?;
                 tls_bytes(&message)?
             };
             let hash = sha256_hex(&ciphertext);
-            if let Some(text) = &body_text {
-                // Recorded before sending, so our own text is never lost even if we crash mid-call.
-                sqlx::query(
-                    "INSERT INTO outgoing (ciphertext_hash, group_id, body) VALUES ($1, $2, $3)",
-                )
-                .bind(&hash)
-                .bind(group_id)
-                .bind(text)
-                .execute(&mut *tx)
-                .await?;
-            }
+            // Recorded before sending, so our own message is never lost even if we crash mid-call.
+            sqlx::query(
+                "INSERT INTO outgoing (ciphertext_hash, group_id, body, message_id) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&hash)
+            .bind(group_id)
+            .bind(String::from_utf8_lossy(plaintext).into_owned())
+            .bind(message_id)
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             drop(db);
             let body = json!({ "message": STANDARD.encode(&ciphertext) });
@@ -797,13 +861,11 @@ impl Client {
                     let seq = answer["seq"]
                         .as_u64()
                         .ok_or_else(|| ClientError::Mls("relay answered without seq".into()))?;
-                    if body_text.is_some() {
-                        let mut db = self.inner.db.lock().await;
-                        let event = self.record_own(&mut db, group_id, seq, &hash).await?;
-                        drop(db);
-                        if let Some(event) = event {
-                            let _ = self.inner.events.send(event);
-                        }
+                    let mut db = self.inner.db.lock().await;
+                    let events = self.record_own(&mut db, group_id, seq, &hash).await?;
+                    drop(db);
+                    for event in events {
+                        let _ = self.inner.events.send(event);
                     }
                     return Ok(seq);
                 }
@@ -823,40 +885,99 @@ impl Client {
         Err(ClientError::TooManyConflicts(MAX_ATTEMPTS))
     }
 
-    /// Moves an own outgoing message into history at `seq`.
+    /// Applies an own outgoing message to the history at `seq`, once the
+    /// relay accepted it.
     async fn record_own(
         &self,
         db: &mut SqliteConnection,
         group_id: &str,
         seq: u64,
         hash: &str,
-    ) -> Result<Option<Event>> {
-        let identity = self.identity()?;
+    ) -> Result<Vec<Event>> {
         let mut tx = db.begin().await?;
-        let Some(row) =
-            sqlx::query("DELETE FROM outgoing WHERE ciphertext_hash = $1 RETURNING body")
-                .bind(hash)
-                .fetch_optional(&mut *tx)
-                .await?
+        let events = self.apply_own(&mut tx, group_id, seq, hash).await?;
+        tx.commit().await?;
+        Ok(events.unwrap_or_default())
+    }
+
+    /// Takes the outgoing row of ciphertext `hash` and applies its content
+    /// as this device's message at `seq`; `None` if there is no such row.
+    async fn apply_own(
+        &self,
+        tx: &mut SqliteConnection,
+        group_id: &str,
+        seq: u64,
+        hash: &str,
+    ) -> Result<Option<Vec<Event>>> {
+        let identity = self.identity()?;
+        let Some(row) = sqlx::query(
+            "DELETE FROM outgoing WHERE ciphertext_hash = $1 RETURNING body, message_id",
+        )
+        .bind(hash)
+        .fetch_optional(&mut *tx)
+        .await?
         else {
             return Ok(None);
         };
-        let text: String = row.get(0);
+        let (plaintext, message_id): (String, String) = (row.get(0), row.get(1));
         let channel: String = sqlx::query("SELECT name FROM channels WHERE group_id = $1")
             .bind(group_id)
             .fetch_one(&mut *tx)
             .await?
             .get(0);
-        let entry = HistoryEntry {
-            channel,
+        let me = identity.username.to_string();
+        let device = identity.key.device_id().to_string();
+        crate::messaging::apply_content(
+            tx,
+            group_id,
+            &channel,
             seq,
-            sender: identity.username.to_string(),
-            device: identity.key.device_id().to_string(),
-            text,
-        };
-        insert_history(&mut tx, group_id, &entry).await?;
-        tx.commit().await?;
-        Ok(Some(Event::Message(entry)))
+            crate::messaging::Author {
+                user: &me,
+                device: &device,
+            },
+            &message_id,
+            Content::decode(plaintext.as_bytes()),
+            &me,
+        )
+        .await
+        .map(Some)
+    }
+
+    /// A channel that still goes by its placeholder takes the name a member
+    /// announced (made unique among this device's channels).
+    async fn take_name(
+        &self,
+        tx: &mut SqliteConnection,
+        group_id: &str,
+        placeholder: &str,
+        announced: &str,
+    ) -> Result<Option<Event>> {
+        let unnamed = sqlx::query("SELECT named FROM channels WHERE group_id = $1")
+            .bind(group_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .get::<i64, _>(0)
+            == 0;
+        if !unnamed {
+            // Named already (we created it, or an earlier announcement).
+            return Ok(None);
+        }
+        if validate_channel_name(announced).is_err() {
+            // Another member's bad input must not stall our queue.
+            tracing::warn!(group = %group_id, "invalid channel name announced; ignored");
+            return Ok(None);
+        }
+        let fresh = unique_name(tx, announced).await?;
+        sqlx::query("UPDATE channels SET name = $2, named = 1 WHERE group_id = $1")
+            .bind(group_id)
+            .bind(&fresh)
+            .execute(&mut *tx)
+            .await?;
+        Ok(Some(Event::Named {
+            placeholder: placeholder.to_owned(),
+            name: fresh,
+        }))
     }
 
     // ----- receiving ------------------------------------------------------
@@ -895,7 +1016,7 @@ impl Client {
             .collect()
         };
         for (group_id, name) in pending {
-            self.send_payload(&group_id, &Payload::ChannelInfo { name })
+            self.send_payload(&group_id, &Content::ChannelInfo { name })
                 .await?;
             let mut db = self.inner.db.lock().await;
             sqlx::query("DELETE FROM announcements WHERE group_id = $1")
@@ -1122,7 +1243,7 @@ impl Client {
         name: &str,
     ) -> Result<Vec<Event>> {
         let group_id = delivered.group_id.as_str();
-        let already = sqlx::query("SELECT 1 FROM history WHERE group_id = $1 AND seq = $2")
+        let already = sqlx::query("SELECT 1 FROM seen_messages WHERE group_id = $1 AND seq = $2")
             .bind(group_id)
             .bind(delivered.seq as i64)
             .fetch_optional(&mut *tx)
@@ -1165,9 +1286,10 @@ impl Client {
                     Ok(processed) => {
                         let sender = DeviceCredential::from_mls(processed.credential())
                             .map_err(ClientError::mls)?;
+                        let aad = processed.aad().to_vec();
                         match processed.into_content() {
                             ProcessedMessageContent::ApplicationMessage(app) => {
-                                outcome = Outcome::Application(sender, app.into_bytes());
+                                outcome = Outcome::Application(sender, app.into_bytes(), aad);
                             }
                             ProcessedMessageContent::StagedCommitMessage(staged) => {
                                 let self_removed = staged.self_removed();
@@ -1263,76 +1385,40 @@ impl Client {
                     });
                 }
             }
-            Outcome::Application(sender, plaintext) => {
-                match serde_json::from_slice::<Payload>(&plaintext) {
-                    Ok(Payload::Text { body }) => {
-                        let entry = HistoryEntry {
-                            channel: name.to_owned(),
-                            seq: delivered.seq,
-                            sender: sender.user().to_string(),
-                            device: sender.device().to_string(),
-                            text: body,
-                        };
-                        insert_history(tx, group_id, &entry).await?;
-                        events.push(Event::Message(entry));
-                    }
-                    Ok(Payload::ChannelInfo { name: announced }) => {
-                        let placeholder =
-                            sqlx::query("SELECT named FROM channels WHERE group_id = $1")
-                                .bind(group_id)
-                                .fetch_one(&mut *tx)
-                                .await?
-                                .get::<i64, _>(0)
-                                == 0;
-                        if !placeholder {
-                            // Named already (we created it, or an earlier announcement).
-                        } else if validate_channel_name(&announced).is_err() {
-                            // Another member's bad input must not stall our queue.
-                            tracing::warn!(group = %group_id, seq = delivered.seq, "invalid channel name announced; ignored");
-                        } else {
-                            let fresh = unique_name(tx, &announced).await?;
-                            sqlx::query(
-                                "UPDATE channels SET name = $2, named = 1 WHERE group_id = $1",
-                            )
-                            .bind(group_id)
-                            .bind(&fresh)
-                            .execute(&mut *tx)
-                            .await?;
-                            events.push(Event::Named {
-                                placeholder: name.to_owned(),
-                                name: fresh,
-                            });
-                        }
-                    }
-                    Err(_) => {
-                        tracing::warn!(group = %group_id, seq = delivered.seq, "unknown payload; skipped")
+            Outcome::Application(sender, plaintext, aad) => {
+                let Some(message_id) = message_id_from_aad(&aad) else {
+                    // Without an id it can be neither referenced nor deduplicated.
+                    tracing::warn!(group = %group_id, seq = delivered.seq, "message without an id; skipped");
+                    return Ok(events);
+                };
+                let decoded = Content::decode(&plaintext);
+                if let Decoded::Known(Content::ChannelInfo { name: announced }) = &decoded {
+                    if let Some(event) = self.take_name(tx, group_id, name, announced).await? {
+                        events.push(event);
                     }
                 }
+                let me = self.identity()?.username.to_string();
+                events.extend(
+                    crate::messaging::apply_content(
+                        tx,
+                        group_id,
+                        name,
+                        delivered.seq,
+                        crate::messaging::Author {
+                            user: sender.user().as_str(),
+                            device: &sender.device().to_string(),
+                        },
+                        &message_id,
+                        decoded,
+                        &me,
+                    )
+                    .await?,
+                );
             }
             Outcome::Undecryptable(reason) => {
                 // Our own ciphertext cannot be decrypted by us: match it by hash.
-                let own = sqlx::query("SELECT 1 FROM outgoing WHERE ciphertext_hash = $1")
-                    .bind(&hash)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if own.is_some() {
-                    let identity = self.identity()?;
-                    let text: String = sqlx::query(
-                        "DELETE FROM outgoing WHERE ciphertext_hash = $1 RETURNING body",
-                    )
-                    .bind(&hash)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .get(0);
-                    let entry = HistoryEntry {
-                        channel: name.to_owned(),
-                        seq: delivered.seq,
-                        sender: identity.username.to_string(),
-                        device: identity.key.device_id().to_string(),
-                        text,
-                    };
-                    insert_history(tx, group_id, &entry).await?;
-                    events.push(Event::Message(entry));
+                if let Some(own) = self.apply_own(tx, group_id, delivered.seq, &hash).await? {
+                    events.extend(own);
                 } else {
                     tracing::warn!(group = %group_id, seq = delivered.seq, %reason, "undecryptable message skipped");
                 }
@@ -1650,26 +1736,12 @@ impl Client {
         }
     }
 
-    /// The decrypted history of a channel, in channel order.
+    /// The decrypted history of a channel, in channel order, with threads,
+    /// reactions, edits and tombstones as they stand.
     pub async fn history(&self, channel: &str) -> Result<Vec<HistoryEntry>> {
         let mut db = self.inner.db.lock().await;
         let (group_id, _) = self.channel_by_name(&mut db, channel).await?;
-        let rows = sqlx::query(
-            "SELECT seq, sender, device, body FROM history WHERE group_id = $1 ORDER BY seq",
-        )
-        .bind(&group_id)
-        .fetch_all(&mut *db)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| HistoryEntry {
-                channel: channel.to_owned(),
-                seq: r.get::<i64, _>(0) as u64,
-                sender: r.get(1),
-                device: r.get(2),
-                text: r.get(3),
-            })
-            .collect())
+        crate::messaging::history_of(&mut db, &group_id, channel).await
     }
 }
 
@@ -1682,7 +1754,8 @@ enum Outcome {
         bool,
         bool,
     ),
-    Application(DeviceCredential, Vec<u8>),
+    /// Sender, plaintext, authenticated data.
+    Application(DeviceCredential, Vec<u8>, Vec<u8>),
     Undecryptable(String),
 }
 
@@ -1697,22 +1770,6 @@ fn ack_body(batch: &[Delivered]) -> Value {
         .map(|(g, s)| json!({ "group_id": g, "seq": s }))
         .collect();
     json!({ "acks": acks })
-}
-
-async fn insert_history(
-    tx: &mut SqliteConnection,
-    group_id: &str,
-    entry: &HistoryEntry,
-) -> Result<()> {
-    sqlx::query("INSERT OR IGNORE INTO history (group_id, seq, sender, device, body) VALUES ($1, $2, $3, $4, $5)")
-        .bind(group_id)
-        .bind(entry.seq as i64)
-        .bind(&entry.sender)
-        .bind(&entry.device)
-        .bind(&entry.text)
-        .execute(tx)
-        .await?;
-    Ok(())
 }
 
 async fn unique_name(tx: &mut SqliteConnection, wanted: &str) -> Result<String> {

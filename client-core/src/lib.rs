@@ -47,8 +47,10 @@
 mod account;
 mod audit;
 mod client;
+mod content;
 mod error;
 mod https;
+mod messaging;
 mod settings;
 mod store;
 mod transport;
@@ -62,11 +64,13 @@ pub use account::{
     SecondFactor, TotpEnrollment,
 };
 pub use audit::{AuditPage, SecurityAlert};
-pub use client::{Channel, Client, Event, HistoryEntry, Member};
+pub use client::{Channel, Client, Event, HistoryEntry, Member, Reaction};
 /// The log's sans-IO verification (proofs, notes, checkpoints, events), for
 /// clients that check more than client-core does for them.
 pub use conclave_audit as transparency;
+pub use content::{Content, Decoded};
 pub use error::{ClientError, Result};
 pub use https::{HttpsTransport, ServerTrust};
+pub use messaging::SearchQuery;
 pub use settings::{RelaySettings, SETTINGS_FILE};
 pub use transport::{BoxFuture, HttpRequest, HttpResponse, PushStream, Transport, TransportError};

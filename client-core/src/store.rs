@@ -131,6 +131,40 @@ CREATE TABLE IF NOT EXISTS security_alerts (
 );
 "#;
 
+/// Changes to the schema above, applied in order once each; the file's
+/// `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: message ids, threads, reactions, edits, deletes and search.
+    r#"
+ALTER TABLE history ADD COLUMN message_id TEXT;
+ALTER TABLE history ADD COLUMN parent_id TEXT;
+ALTER TABLE history ADD COLUMN kind TEXT NOT NULL DEFAULT 'text';
+ALTER TABLE history ADD COLUMN edited INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE history ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE history ADD COLUMN mentions TEXT NOT NULL DEFAULT '';
+ALTER TABLE history ADD COLUMN at INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX history_by_message ON history(group_id, message_id);
+ALTER TABLE outgoing ADD COLUMN message_id TEXT;
+CREATE TABLE seen_messages (
+    group_id   TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    PRIMARY KEY (group_id, message_id)
+);
+CREATE INDEX seen_messages_by_seq ON seen_messages(group_id, seq);
+CREATE TABLE reactions (
+    group_id   TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    username   TEXT NOT NULL,
+    emoji      TEXT NOT NULL,
+    PRIMARY KEY (group_id, message_id, username, emoji)
+);
+CREATE VIRTUAL TABLE search_index USING fts5(
+    body, group_id UNINDEXED, seq UNINDEXED, tokenize = 'unicode61 remove_diacritics 2'
+);
+"#,
+];
+
 /// Writes a small private file (mode 0600) whole, through a temporary file
 /// and a rename, so a crash leaves the old content or the new.
 #[cfg_attr(not(feature = "soft-authenticator"), allow(dead_code))]
@@ -169,6 +203,22 @@ pub(crate) async fn open(home: &Path) -> Result<SqliteConnection> {
     let mut tx = connection.begin().await?;
     for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
         sqlx::query(statement).execute(&mut *tx).await?;
+    }
+    let applied: i64 = sqlx::query_scalar("PRAGMA user_version")
+        .fetch_one(&mut *tx)
+        .await?;
+    for (version, migration) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
+        for statement in migration
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        // PRAGMA takes no bound parameters; the number is ours.
+        sqlx::query(&format!("PRAGMA user_version = {}", version + 1))
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(connection)

@@ -1,0 +1,276 @@
+//! What travels inside an MLS application message: a versioned JSON
+//! envelope, and the message id that rides in the MLS authenticated data.
+//!
+//! ```text
+//! {"v":1,"kind":"text","body":"hi @bob","mentions":["bob"]}
+//! {"v":1,"kind":"reply","parent":"<message id>","body":"…","mentions":[]}
+//! {"v":1,"kind":"reaction","target":"<message id>","emoji":"👍","add":true}
+//! {"v":1,"kind":"edit","target":"<message id>","body":"…"}
+//! {"v":1,"kind":"delete","target":"<message id>"}
+//! {"v":1,"kind":"channel_info","name":"general"}
+//! ```
+//!
+//! The message id (16 random bytes, hex) is not in the JSON: it is the
+//! authenticated data of the MLS message (`conclave-message-v1:<id>`), so
+//! the sender's signature covers it and a member who replays someone's
+//! content under a fresh MLS message cannot give it a new id. Receivers
+//! keep every id they have seen per channel and drop a repeat.
+//!
+//! A client that meets a version or kind it does not know keeps the message
+//! as "unsupported" and goes on: newer clients can add kinds freely.
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+/// The envelope version this client writes.
+pub const CONTENT_VERSION: u32 = 1;
+
+const AAD_PREFIX: &str = "conclave-message-v1:";
+
+/// Longest text body, in bytes.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// Longest reaction, in characters (an emoji sequence, or a short word).
+pub const MAX_REACTION_CHARS: usize = 32;
+
+/// A fresh message id.
+pub fn new_message_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The MLS authenticated data that carries `id`.
+pub fn message_aad(id: &str) -> Vec<u8> {
+    format!("{AAD_PREFIX}{id}").into_bytes()
+}
+
+/// The message id in MLS authenticated data, if it is well formed.
+pub fn message_id_from_aad(aad: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(aad).ok()?;
+    let id = text.strip_prefix(AAD_PREFIX)?;
+    is_message_id(id).then(|| id.to_owned())
+}
+
+/// Whether `id` has the shape of a message id (32 lowercase hex digits).
+pub fn is_message_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// One piece of content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Content {
+    /// A message, mentioning users by name.
+    Text {
+        /// The text.
+        body: String,
+        /// Usernames mentioned.
+        #[serde(default)]
+        mentions: Vec<String>,
+    },
+    /// A reply in the thread of `parent`.
+    Reply {
+        /// The thread's first message.
+        parent: String,
+        /// The text.
+        body: String,
+        /// Usernames mentioned.
+        #[serde(default)]
+        mentions: Vec<String>,
+    },
+    /// A reaction added to, or taken off, `target`.
+    Reaction {
+        /// The message reacted to.
+        target: String,
+        /// The emoji.
+        emoji: String,
+        /// `true` to add, `false` to remove.
+        add: bool,
+    },
+    /// New text for the sender's own message `target`.
+    Edit {
+        /// The message edited.
+        target: String,
+        /// Its new text.
+        body: String,
+    },
+    /// The sender's own message `target` is deleted (a tombstone stays).
+    Delete {
+        /// The message deleted.
+        target: String,
+    },
+    /// The channel's name, for members who joined.
+    ChannelInfo {
+        /// The name.
+        name: String,
+    },
+}
+
+#[derive(Serialize)]
+struct OutgoingEnvelope<'a> {
+    v: u32,
+    #[serde(flatten)]
+    content: &'a Content,
+}
+
+#[derive(Deserialize)]
+struct IncomingVersion {
+    v: u32,
+}
+
+/// What a receiver makes of a plaintext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// Content this client understands.
+    Known(Content),
+    /// A newer version or kind, or something malformed: shown as
+    /// "unsupported message", never an error.
+    Unsupported,
+}
+
+impl Content {
+    /// The plaintext to encrypt.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing these plain structs cannot fail.
+        serde_json::to_vec(&OutgoingEnvelope {
+            v: CONTENT_VERSION,
+            content: self,
+        })
+        .unwrap_or_default()
+    }
+
+    /// Reads a plaintext, whatever it holds.
+    pub fn decode(plaintext: &[u8]) -> Decoded {
+        let Ok(IncomingVersion { v }) = serde_json::from_slice::<IncomingVersion>(plaintext) else {
+            return Decoded::Unsupported;
+        };
+        if v != CONTENT_VERSION {
+            return Decoded::Unsupported;
+        }
+        match serde_json::from_slice::<Content>(plaintext) {
+            Ok(content) if content.is_well_formed() => Decoded::Known(content),
+            _ => Decoded::Unsupported,
+        }
+    }
+
+    /// Checks the limits a receiver enforces too.
+    pub fn is_well_formed(&self) -> bool {
+        let body_ok = |body: &str| !body.is_empty() && body.len() <= MAX_BODY;
+        match self {
+            Content::Text { body, .. } => body_ok(body),
+            Content::Reply { parent, body, .. } => is_message_id(parent) && body_ok(body),
+            Content::Reaction { target, emoji, .. } => is_message_id(target) && is_reaction(emoji),
+            Content::Edit { target, body } => is_message_id(target) && body_ok(body),
+            Content::Delete { target } => is_message_id(target),
+            Content::ChannelInfo { name } => !name.is_empty() && name.len() <= 256,
+        }
+    }
+}
+
+/// A reaction: 1 to 32 characters, no whitespace or control characters.
+pub fn is_reaction(emoji: &str) -> bool {
+    let count = emoji.chars().count();
+    (1..=MAX_REACTION_CHARS).contains(&count)
+        && !emoji.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// The `@name` mentions in a text, in order, each once.
+pub fn mentions_in(body: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for word in body.split(|c: char| c.is_whitespace()) {
+        let Some(name) = word.strip_prefix('@') else {
+            continue;
+        };
+        let name: String = name
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(*c))
+            .collect();
+        let name = name.trim_end_matches(['.', '-', '_']).to_owned();
+        if conclave_crypto::Username::parse(&name).is_ok() && !found.contains(&name) {
+            found.push(name);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_round_trips_with_its_version() {
+        let id = new_message_id();
+        let all = [
+            Content::Text {
+                body: "hi @bob".into(),
+                mentions: vec!["bob".into()],
+            },
+            Content::Reply {
+                parent: id.clone(),
+                body: "in thread".into(),
+                mentions: vec![],
+            },
+            Content::Reaction {
+                target: id.clone(),
+                emoji: "\u{1f44d}".into(),
+                add: true,
+            },
+            Content::Edit {
+                target: id.clone(),
+                body: "fixed".into(),
+            },
+            Content::Delete { target: id },
+            Content::ChannelInfo {
+                name: "general".into(),
+            },
+        ];
+        for content in all {
+            let plaintext = content.encode();
+            assert!(plaintext.starts_with(b"{\"v\":1,"), "{plaintext:?}");
+            assert_eq!(Content::decode(&plaintext), Decoded::Known(content));
+        }
+    }
+
+    #[test]
+    fn anything_unknown_is_unsupported_not_an_error() {
+        for plaintext in [
+            &br#"{"v":2,"kind":"text","body":"from the future"}"#[..],
+            br#"{"v":1,"kind":"poll","question":"lunch?"}"#,
+            br#"{"v":1,"kind":"reaction","target":"nope","emoji":"x","add":true}"#,
+            br#"{"v":1,"kind":"text","body":""}"#,
+            b"not json",
+            b"",
+        ] {
+            assert_eq!(Content::decode(plaintext), Decoded::Unsupported);
+        }
+    }
+
+    #[test]
+    fn ids_ride_in_the_authenticated_data() {
+        let id = new_message_id();
+        assert_eq!(message_id_from_aad(&message_aad(&id)), Some(id));
+        assert_eq!(message_id_from_aad(b""), None);
+        assert_eq!(message_id_from_aad(b"conclave-message-v1:XYZ"), None);
+    }
+
+    #[test]
+    fn mentions_are_found_once_each() {
+        assert_eq!(
+            mentions_in("@bob, ask @carol. and @bob again; mail@x no @ or @Eve"),
+            ["bob", "carol"]
+        );
+    }
+
+    #[test]
+    fn reactions_are_short_and_single() {
+        assert!(is_reaction("\u{1f44d}"));
+        assert!(is_reaction(":tada:"));
+        assert!(!is_reaction(""));
+        assert!(!is_reaction("two words"));
+        assert!(!is_reaction(&"x".repeat(33)));
+    }
+}

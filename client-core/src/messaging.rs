@@ -1,0 +1,560 @@
+//! Threads, reactions, edits, deletes and search: how received content
+//! changes the local history, and the calls that send it.
+//!
+//! Every rule is enforced by each receiver on its own: an edit or a delete
+//! counts only from the author of the message it names, a reaction only on a
+//! message of the same channel, and a message id seen before in a channel is
+//! a replay and is dropped. Search runs on the local full-text index (SQLite
+//! FTS5); nothing about it leaves the device.
+
+use sqlx::{Row, SqliteConnection};
+
+use crate::client::{Client, Event, HistoryEntry, Reaction};
+use crate::content::{Content, Decoded, is_message_id, is_reaction, mentions_in};
+use crate::error::{ClientError, Result};
+use crate::transport::unix_now;
+
+/// Who sent a message, as its MLS credential says.
+pub(crate) struct Author<'a> {
+    pub(crate) user: &'a str,
+    pub(crate) device: &'a str,
+}
+
+/// What a search looks for; every part is optional but the words.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchQuery {
+    /// Words to find (all of them, any order, prefixes with a trailing `*`).
+    pub words: String,
+    /// Only in this channel.
+    pub channel: Option<String>,
+    /// Only by this user.
+    pub author: Option<String>,
+    /// Only messages received at or after this Unix time.
+    pub since: Option<u64>,
+    /// Only messages received before this Unix time.
+    pub until: Option<u64>,
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Turns typed words into an FTS5 query that cannot be a syntax error:
+/// each word quoted, a trailing `*` kept as a prefix search.
+fn fts_query(words: &str) -> Option<String> {
+    let terms: Vec<String> = words
+        .split_whitespace()
+        .filter_map(|word| {
+            let (stem, prefix) = match word.strip_suffix('*') {
+                Some(stem) => (stem, "*"),
+                None => (word, ""),
+            };
+            let stem: String = stem.chars().filter(|c| *c != '"').collect();
+            (!stem.is_empty()).then(|| format!("\"{stem}\"{prefix}"))
+        })
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" "))
+}
+
+/// Applies one received (or own, accepted) message to the history.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn apply_content(
+    tx: &mut SqliteConnection,
+    group_id: &str,
+    channel: &str,
+    seq: u64,
+    author: Author<'_>,
+    message_id: &str,
+    decoded: Decoded,
+    me: &str,
+) -> Result<Vec<Event>> {
+    // One id, one message: a member replaying someone's content under a new
+    // MLS message gets nowhere.
+    let fresh = sqlx::query(
+        "INSERT OR IGNORE INTO seen_messages (group_id, message_id, seq) VALUES ($1, $2, $3)",
+    )
+    .bind(group_id)
+    .bind(message_id)
+    .bind(to_i64(seq))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !fresh {
+        tracing::warn!(group = %group_id, seq, "a message id seen before: replay dropped");
+        return Ok(Vec::new());
+    }
+    let now = unix_now();
+    let mut events = Vec::new();
+    let content = match decoded {
+        Decoded::Known(content) => content,
+        Decoded::Unsupported => {
+            insert_row(
+                tx,
+                group_id,
+                seq,
+                &author,
+                message_id,
+                "unsupported",
+                None,
+                "",
+                &[],
+                now,
+            )
+            .await?;
+            events.push(Event::Message(
+                entry(tx, group_id, channel, message_id).await?,
+            ));
+            return Ok(events);
+        }
+    };
+    match content {
+        Content::Text { body, mentions } => {
+            insert_row(
+                tx, group_id, seq, &author, message_id, "text", None, &body, &mentions, now,
+            )
+            .await?;
+            let message = entry(tx, group_id, channel, message_id).await?;
+            if mentions.iter().any(|m| m == me) && author.user != me {
+                events.push(Event::Mentioned(message.clone()));
+            }
+            events.push(Event::Message(message));
+        }
+        Content::Reply {
+            parent,
+            body,
+            mentions,
+        } => {
+            let parent_here = find(tx, group_id, &parent).await?.is_some();
+            // A reply to a message this device never had still shows, at top level.
+            let parent = parent_here.then_some(parent);
+            insert_row(
+                tx,
+                group_id,
+                seq,
+                &author,
+                message_id,
+                "reply",
+                parent.as_deref(),
+                &body,
+                &mentions,
+                now,
+            )
+            .await?;
+            let message = entry(tx, group_id, channel, message_id).await?;
+            if mentions.iter().any(|m| m == me) && author.user != me {
+                events.push(Event::Mentioned(message.clone()));
+            }
+            events.push(Event::Message(message));
+        }
+        Content::Reaction { target, emoji, add } => {
+            if find(tx, group_id, &target).await?.is_none() {
+                tracing::debug!(group = %group_id, seq, "reaction to an unknown message ignored");
+                return Ok(events);
+            }
+            let statement = if add {
+                "INSERT OR IGNORE INTO reactions (group_id, message_id, username, emoji) VALUES ($1, $2, $3, $4)"
+            } else {
+                "DELETE FROM reactions WHERE group_id = $1 AND message_id = $2 AND username = $3 AND emoji = $4"
+            };
+            sqlx::query(statement)
+                .bind(group_id)
+                .bind(&target)
+                .bind(author.user)
+                .bind(&emoji)
+                .execute(&mut *tx)
+                .await?;
+            events.push(Event::Reacted {
+                channel: channel.to_owned(),
+                message_id: target,
+                user: author.user.to_owned(),
+                emoji,
+                added: add,
+            });
+        }
+        Content::Edit { target, body } => {
+            let Some((seq_of_target, owner)) = find(tx, group_id, &target).await? else {
+                return Ok(events);
+            };
+            if owner != author.user {
+                tracing::warn!(group = %group_id, seq, "an edit of someone else's message ignored");
+                return Ok(events);
+            }
+            let changed = sqlx::query(
+                "UPDATE history SET body = $3, edited = 1, mentions = $4
+                 WHERE group_id = $1 AND message_id = $2 AND deleted = 0",
+            )
+            .bind(group_id)
+            .bind(&target)
+            .bind(&body)
+            .bind(mentions_in(&body).join(" "))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if changed {
+                reindex(tx, group_id, seq_of_target, Some(&body)).await?;
+                events.push(Event::Edited(entry(tx, group_id, channel, &target).await?));
+            }
+        }
+        Content::Delete { target } => {
+            let Some((seq_of_target, owner)) = find(tx, group_id, &target).await? else {
+                return Ok(events);
+            };
+            if owner != author.user {
+                tracing::warn!(group = %group_id, seq, "a delete of someone else's message ignored");
+                return Ok(events);
+            }
+            sqlx::query(
+                "UPDATE history SET body = '', deleted = 1, mentions = ''
+                 WHERE group_id = $1 AND message_id = $2",
+            )
+            .bind(group_id)
+            .bind(&target)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM reactions WHERE group_id = $1 AND message_id = $2")
+                .bind(group_id)
+                .bind(&target)
+                .execute(&mut *tx)
+                .await?;
+            reindex(tx, group_id, seq_of_target, None).await?;
+            events.push(Event::Deleted {
+                channel: channel.to_owned(),
+                message_id: target,
+            });
+        }
+        // Handled by the caller, which knows about placeholder names.
+        Content::ChannelInfo { .. } => {}
+    }
+    Ok(events)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_row(
+    tx: &mut SqliteConnection,
+    group_id: &str,
+    seq: u64,
+    author: &Author<'_>,
+    message_id: &str,
+    kind: &str,
+    parent: Option<&str>,
+    body: &str,
+    mentions: &[String],
+    at: u64,
+) -> Result<()> {
+    let inserted = sqlx::query(
+        "INSERT OR IGNORE INTO history
+           (group_id, seq, sender, device, body, message_id, kind, parent_id, mentions, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(group_id)
+    .bind(to_i64(seq))
+    .bind(author.user)
+    .bind(author.device)
+    .bind(body)
+    .bind(message_id)
+    .bind(kind)
+    .bind(parent)
+    .bind(mentions.join(" "))
+    .bind(to_i64(at))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted && !body.is_empty() {
+        reindex(tx, group_id, seq, Some(body)).await?;
+    }
+    Ok(())
+}
+
+/// Keeps the full-text index in step with one history row.
+async fn reindex(
+    tx: &mut SqliteConnection,
+    group_id: &str,
+    seq: u64,
+    body: Option<&str>,
+) -> Result<()> {
+    sqlx::query("DELETE FROM search_index WHERE group_id = $1 AND seq = $2")
+        .bind(group_id)
+        .bind(to_i64(seq))
+        .execute(&mut *tx)
+        .await?;
+    if let Some(body) = body {
+        sqlx::query("INSERT INTO search_index (body, group_id, seq) VALUES ($1, $2, $3)")
+            .bind(body)
+            .bind(group_id)
+            .bind(to_i64(seq))
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The seq and author of message `id` in a group.
+async fn find(
+    tx: &mut SqliteConnection,
+    group_id: &str,
+    id: &str,
+) -> Result<Option<(u64, String)>> {
+    Ok(
+        sqlx::query("SELECT seq, sender FROM history WHERE group_id = $1 AND message_id = $2")
+            .bind(group_id)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| (r.get::<i64, _>(0).try_into().unwrap_or(0), r.get(1))),
+    )
+}
+
+const ENTRY_COLUMNS: &str =
+    "seq, sender, device, body, message_id, parent_id, kind, edited, deleted, mentions, at";
+
+fn entry_from_row(row: &sqlx::sqlite::SqliteRow, channel: &str) -> HistoryEntry {
+    let mentions: String = row.get(9);
+    HistoryEntry {
+        channel: channel.to_owned(),
+        seq: row.get::<i64, _>(0).try_into().unwrap_or(0),
+        sender: row.get(1),
+        device: row.get(2),
+        text: row.get(3),
+        id: row.get::<Option<String>, _>(4).unwrap_or_default(),
+        parent: row.get(5),
+        unsupported: row.get::<String, _>(6) == "unsupported",
+        edited: row.get::<i64, _>(7) != 0,
+        deleted: row.get::<i64, _>(8) != 0,
+        mentions: mentions.split_whitespace().map(str::to_owned).collect(),
+        at: row.get::<i64, _>(10).try_into().unwrap_or(0),
+        reactions: Vec::new(),
+    }
+}
+
+/// Reactions on each of `entries`, filled in.
+async fn with_reactions(
+    db: &mut SqliteConnection,
+    group_id: &str,
+    mut entries: Vec<HistoryEntry>,
+) -> Result<Vec<HistoryEntry>> {
+    let rows = sqlx::query(
+        "SELECT message_id, emoji, username FROM reactions WHERE group_id = $1
+         ORDER BY message_id, emoji, username",
+    )
+    .bind(group_id)
+    .fetch_all(&mut *db)
+    .await?;
+    for row in rows {
+        let (id, emoji, user): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        if let Some(entry) = entries.iter_mut().find(|e| e.id == id) {
+            match entry.reactions.iter_mut().find(|r| r.emoji == emoji) {
+                Some(reaction) => reaction.users.push(user),
+                None => entry.reactions.push(Reaction {
+                    emoji,
+                    users: vec![user],
+                }),
+            }
+        }
+    }
+    Ok(entries)
+}
+
+async fn entry(
+    tx: &mut SqliteConnection,
+    group_id: &str,
+    channel: &str,
+    id: &str,
+) -> Result<HistoryEntry> {
+    let row = sqlx::query(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM history WHERE group_id = $1 AND message_id = $2"
+    ))
+    .bind(group_id)
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let entries = with_reactions(tx, group_id, vec![entry_from_row(&row, channel)]).await?;
+    entries
+        .into_iter()
+        .next()
+        .ok_or_else(|| ClientError::store("history row vanished"))
+}
+
+/// A channel's history, in order, with reactions.
+pub(crate) async fn history_of(
+    db: &mut SqliteConnection,
+    group_id: &str,
+    channel: &str,
+) -> Result<Vec<HistoryEntry>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM history WHERE group_id = $1 ORDER BY seq"
+    ))
+    .bind(group_id)
+    .fetch_all(&mut *db)
+    .await?;
+    let entries = rows.iter().map(|r| entry_from_row(r, channel)).collect();
+    with_reactions(db, group_id, entries).await
+}
+
+impl Client {
+    /// Replies in the thread of message `parent` (an id from the history).
+    pub async fn reply(&self, channel: &str, parent: &str, text: &str) -> Result<u64> {
+        if !is_message_id(parent) {
+            return Err(ClientError::Invalid(format!(
+                "{parent:?} is not a message id"
+            )));
+        }
+        self.known_message(channel, parent).await?;
+        let content = Content::Reply {
+            parent: parent.to_owned(),
+            body: text.to_owned(),
+            mentions: mentions_in(text),
+        };
+        self.send_content(channel, content).await
+    }
+
+    /// Adds (or with `add == false` takes back) a reaction to a message.
+    pub async fn react(&self, channel: &str, message: &str, emoji: &str, add: bool) -> Result<u64> {
+        if !is_reaction(emoji) {
+            return Err(ClientError::Invalid(
+                "a reaction is 1 to 32 characters with no spaces".into(),
+            ));
+        }
+        self.known_message(channel, message).await?;
+        let content = Content::Reaction {
+            target: message.to_owned(),
+            emoji: emoji.to_owned(),
+            add,
+        };
+        self.send_content(channel, content).await
+    }
+
+    /// Replaces the text of one of this account's messages.
+    pub async fn edit(&self, channel: &str, message: &str, text: &str) -> Result<u64> {
+        self.own_message(channel, message).await?;
+        let content = Content::Edit {
+            target: message.to_owned(),
+            body: text.to_owned(),
+        };
+        self.send_content(channel, content).await
+    }
+
+    /// Deletes one of this account's messages: every member keeps a tombstone.
+    pub async fn delete(&self, channel: &str, message: &str) -> Result<u64> {
+        self.own_message(channel, message).await?;
+        let content = Content::Delete {
+            target: message.to_owned(),
+        };
+        self.send_content(channel, content).await
+    }
+
+    /// The id of the message at `seq` in a channel (what the CLI shows as `#seq`).
+    pub async fn message_id_at(&self, channel: &str, seq: u64) -> Result<String> {
+        let mut db = self.inner.db.lock().await;
+        let group_id = self.group_of(&mut db, channel).await?;
+        sqlx::query("SELECT message_id FROM history WHERE group_id = $1 AND seq = $2")
+            .bind(&group_id)
+            .bind(to_i64(seq))
+            .fetch_optional(&mut *db)
+            .await?
+            .and_then(|r| r.get::<Option<String>, _>(0))
+            .ok_or_else(|| ClientError::Invalid(format!("no message #{seq} in {channel}")))
+    }
+
+    /// A thread: its first message, then every reply, in order.
+    pub async fn thread(&self, channel: &str, parent: &str) -> Result<Vec<HistoryEntry>> {
+        let history = self.history(channel).await?;
+        let thread: Vec<HistoryEntry> = history
+            .into_iter()
+            .filter(|e| e.id == parent || e.parent.as_deref() == Some(parent))
+            .collect();
+        if thread.first().is_none_or(|first| first.id != parent) {
+            return Err(ClientError::Invalid(format!(
+                "no message {parent} in {channel}"
+            )));
+        }
+        Ok(thread)
+    }
+
+    /// Searches the decrypted history on this device, best matches first.
+    pub async fn search(&self, query: &SearchQuery) -> Result<Vec<HistoryEntry>> {
+        let Some(fts) = fts_query(&query.words) else {
+            return Err(ClientError::Invalid("search for at least one word".into()));
+        };
+        let mut db = self.inner.db.lock().await;
+        let group = match &query.channel {
+            Some(channel) => Some(self.group_of(&mut db, channel).await?),
+            None => None,
+        };
+        let rows = sqlx::query(
+            "SELECT h.seq, h.sender, h.device, h.body, h.message_id, h.parent_id, h.kind,
+                    h.edited, h.deleted, h.mentions, h.at, c.name, h.group_id
+             FROM search_index s
+             JOIN history h ON h.group_id = s.group_id AND h.seq = s.seq
+             JOIN channels c ON c.group_id = h.group_id
+             WHERE search_index MATCH $1
+               AND ($2 IS NULL OR h.group_id = $2)
+               AND ($3 IS NULL OR h.sender = $3)
+               AND ($4 IS NULL OR h.at >= $4)
+               AND ($5 IS NULL OR h.at < $5)
+               AND h.deleted = 0
+             ORDER BY s.rank
+             LIMIT 200",
+        )
+        .bind(&fts)
+        .bind(group)
+        .bind(query.author.as_deref())
+        .bind(query.since.map(to_i64))
+        .bind(query.until.map(to_i64))
+        .fetch_all(&mut *db)
+        .await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let channel: String = row.get(11);
+            let group_id: String = row.get(12);
+            let entry = entry_from_row(row, &channel);
+            found.extend(with_reactions(&mut db, &group_id, vec![entry]).await?);
+        }
+        Ok(found)
+    }
+
+    async fn group_of(&self, db: &mut SqliteConnection, channel: &str) -> Result<String> {
+        Ok(self.channel_by_name(db, channel).await?.0)
+    }
+
+    async fn known_message(&self, channel: &str, id: &str) -> Result<(u64, String)> {
+        let mut db = self.inner.db.lock().await;
+        let group_id = self.group_of(&mut db, channel).await?;
+        find(&mut db, &group_id, id)
+            .await?
+            .ok_or_else(|| ClientError::Invalid(format!("no message {id} in {channel}")))
+    }
+
+    async fn own_message(&self, channel: &str, id: &str) -> Result<()> {
+        let me = self.identity()?.username.to_string();
+        let (_, author) = self.known_message(channel, id).await?;
+        if author != me {
+            return Err(ClientError::Invalid(format!(
+                "only {author} can change their message"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_words_never_become_fts_syntax() {
+        assert_eq!(
+            fts_query("launch plan").as_deref(),
+            Some("\"launch\" \"plan\"")
+        );
+        assert_eq!(fts_query("deplo*").as_deref(), Some("\"deplo\"*"));
+        assert_eq!(
+            fts_query("\"a\" OR b) NEAR(").as_deref(),
+            Some("\"a\" \"OR\" \"b)\" \"NEAR(\"")
+        );
+        assert_eq!(fts_query("   "), None);
+        assert_eq!(fts_query("\"\""), None);
+    }
+}

@@ -1,0 +1,298 @@
+//! Threads, reactions, edits, deletes, mentions and search, end to end: the
+//! real relay over TLS, real clients, and the relay's files checked for
+//! anything in clear afterwards.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use conclave_client::{Client, ClientError, Content, Event, HistoryEntry, SearchQuery};
+use conclave_tests::{Person, ServerProcess};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn texts(history: &[HistoryEntry]) -> Vec<(u64, &str, &str)> {
+    history
+        .iter()
+        .map(|e| (e.seq, e.sender.as_str(), e.text.as_str()))
+        .collect()
+}
+
+async fn find(client: &Client, channel: &str, text: &str) -> HistoryEntry {
+    client
+        .history(channel)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.text == text)
+        .unwrap_or_else(|| panic!("{text:?} not in {channel}"))
+}
+
+async fn search(client: &Client, words: &str) -> Vec<String> {
+    let query = SearchQuery {
+        words: words.into(),
+        ..SearchQuery::default()
+    };
+    client
+        .search(&query)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.text)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn threads_reactions_edits_deletes_and_search() {
+    let server = ServerProcess::start();
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let bob = Person::register(&server, "bob", PASSWORD).await;
+    alice.client.create_channel("launch").await.unwrap();
+    alice.client.invite("launch", "bob").await.unwrap();
+    bob.client.sync().await.unwrap();
+
+    // A mention reaches bob as a notification.
+    alice
+        .client
+        .send("launch", "the rocket plan is ready, @bob please review")
+        .await
+        .unwrap();
+    alice.client.send("launch", "typo message").await.unwrap();
+    let events = bob.client.sync().await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Mentioned(m) if m.sender == "alice")),
+        "{events:?}"
+    );
+    let plan = find(
+        &bob.client,
+        "launch",
+        "the rocket plan is ready, @bob please review",
+    )
+    .await;
+    assert_eq!(plan.mentions, ["bob"]);
+
+    // A thread, and reactions from both sides.
+    bob.client
+        .reply("launch", &plan.id, "looks good to me")
+        .await
+        .unwrap();
+    bob.client
+        .react("launch", &plan.id, "\u{1f680}", true)
+        .await
+        .unwrap();
+    alice.client.sync().await.unwrap();
+    let reply = find(&alice.client, "launch", "looks good to me").await;
+    assert_eq!(reply.parent.as_deref(), Some(plan.id.as_str()));
+    alice
+        .client
+        .react("launch", &reply.id, "\u{1f44d}", true)
+        .await
+        .unwrap();
+    alice
+        .client
+        .react("launch", &plan.id, "\u{1f680}", true)
+        .await
+        .unwrap();
+    let thread = alice.client.thread("launch", &plan.id).await.unwrap();
+    assert_eq!(
+        thread.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(),
+        [
+            "the rocket plan is ready, @bob please review",
+            "looks good to me"
+        ]
+    );
+    bob.client.sync().await.unwrap();
+    let seen = find(
+        &bob.client,
+        "launch",
+        "the rocket plan is ready, @bob please review",
+    )
+    .await;
+    assert_eq!(seen.reactions.len(), 1);
+    assert_eq!(seen.reactions[0].users, ["alice", "bob"]);
+    bob.client
+        .react("launch", &plan.id, "\u{1f680}", false)
+        .await
+        .unwrap();
+
+    // Edits and deletes: by the author only, and the index follows.
+    let typo = find(&alice.client, "launch", "typo message").await;
+    alice
+        .client
+        .edit("launch", &typo.id, "corrected message about fuel")
+        .await
+        .unwrap();
+    let refused = bob
+        .client
+        .edit("launch", &plan.id, "bob rewrote this")
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, ClientError::Invalid(_)), "{refused}");
+    // A modified client that sends the edit anyway is ignored by receivers.
+    bob.client
+        .send_content(
+            "launch",
+            Content::Edit {
+                target: plan.id.clone(),
+                body: "bob rewrote this".into(),
+            },
+        )
+        .await
+        .unwrap();
+    bob.client
+        .send_content(
+            "launch",
+            Content::Delete {
+                target: plan.id.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    alice.client.sync().await.unwrap();
+    let plan_now = find(
+        &alice.client,
+        "launch",
+        "the rocket plan is ready, @bob please review",
+    )
+    .await;
+    assert!(!plan_now.edited && !plan_now.deleted);
+    assert_eq!(plan_now.reactions[0].users, ["alice"]);
+    assert_eq!(search(&alice.client, "typo").await, Vec::<String>::new());
+    assert_eq!(
+        search(&alice.client, "fuel").await,
+        ["corrected message about fuel"]
+    );
+    assert_eq!(search(&alice.client, "rewrote").await, Vec::<String>::new());
+
+    alice.client.delete("launch", &reply.id).await.unwrap_err();
+    alice.client.delete("launch", &typo.id).await.unwrap();
+    bob.client.sync().await.unwrap();
+    let tombstone = bob
+        .client
+        .history("launch")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.id == typo.id)
+        .unwrap();
+    assert!(tombstone.deleted && tombstone.text.is_empty());
+    assert_eq!(search(&bob.client, "fuel").await, Vec::<String>::new());
+
+    // Search by words, prefix, author, channel and date.
+    assert_eq!(search(&bob.client, "rock*").await.len(), 1);
+    let by_bob = bob
+        .client
+        .search(&SearchQuery {
+            words: "good".into(),
+            author: Some("bob".into()),
+            channel: Some("launch".into()),
+            ..SearchQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_bob.len(), 1);
+    let by_alice = bob
+        .client
+        .search(&SearchQuery {
+            words: "good".into(),
+            author: Some("alice".into()),
+            ..SearchQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(by_alice.is_empty());
+    let future = bob
+        .client
+        .search(&SearchQuery {
+            words: "good".into(),
+            since: Some(conclave_tests::now() + 3600),
+            ..SearchQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(future.is_empty());
+    assert!(matches!(
+        bob.client.search(&SearchQuery::default()).await,
+        Err(ClientError::Invalid(_))
+    ));
+
+    // Both sides agree on what the channel looks like.
+    let left = alice.client.history("launch").await.unwrap();
+    let right = bob.client.history("launch").await.unwrap();
+    assert_eq!(texts(&left), texts(&right));
+
+    // The relay holds none of it in clear.
+    for file in server.files() {
+        let bytes = std::fs::read(&file).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in [
+            "rocket plan",
+            "looks good to me",
+            "corrected message about fuel",
+            "\u{1f680}",
+            "\u{1f44d}",
+            "typo message",
+        ] {
+            assert!(
+                !text.contains(secret),
+                "{} holds {secret:?}",
+                file.display()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replays_are_dropped_and_unknown_content_is_kept_as_unsupported() {
+    let server = ServerProcess::start();
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let bob = Person::register(&server, "bob", PASSWORD).await;
+    alice.client.create_channel("general").await.unwrap();
+    alice.client.invite("general", "bob").await.unwrap();
+    bob.client.sync().await.unwrap();
+
+    alice.client.send("general", "pay bob 10").await.unwrap();
+    bob.client.sync().await.unwrap();
+    let original = find(&bob.client, "general", "pay bob 10").await;
+
+    // An insider re-sends the same content under the same id: dropped.
+    let content = Content::Text {
+        body: "pay bob 10".into(),
+        mentions: vec![],
+    };
+    bob.client
+        .send_raw("general", &content.encode(), &original.id)
+        .await
+        .unwrap();
+    alice.client.sync().await.unwrap();
+    let history = alice.client.history("general").await.unwrap();
+    assert_eq!(
+        history.iter().filter(|e| e.text == "pay bob 10").count(),
+        1,
+        "{history:?}"
+    );
+
+    // Content from a newer client: shown as unsupported, and the client goes on.
+    bob.client
+        .send_raw(
+            "general",
+            br#"{"v":2,"kind":"poll","question":"lunch?"}"#,
+            "0123456789abcdef0123456789abcdef",
+        )
+        .await
+        .unwrap();
+    bob.client
+        .send_raw(
+            "general",
+            br#"{"v":1,"kind":"sticker","pack":"cats"}"#,
+            "fedcba9876543210fedcba9876543210",
+        )
+        .await
+        .unwrap();
+    bob.client.send("general", "still here").await.unwrap();
+    alice.client.sync().await.unwrap();
+    let history = alice.client.history("general").await.unwrap();
+    let unsupported: Vec<_> = history.iter().filter(|e| e.unsupported).collect();
+    assert_eq!(unsupported.len(), 2);
+    assert!(unsupported.iter().all(|e| e.text.is_empty()));
+    assert_eq!(history.last().unwrap().text, "still here");
+}
