@@ -105,6 +105,13 @@ enum Command {
         /// The text.
         text: String,
     },
+    /// Send a direct message to one user, or to several (comma-separated) as a group DM.
+    Dm {
+        /// Username, or usernames separated by commas.
+        users: String,
+        /// The text.
+        text: String,
+    },
     /// Show a thread (the message #SEQ and its replies), or reply in it.
     Thread {
         /// Channel name.
@@ -260,6 +267,13 @@ enum ChannelCommand {
     Members {
         /// Channel name.
         name: String,
+    },
+    /// Set a channel's topic (encrypted; only members see it).
+    Topic {
+        /// Channel name.
+        name: String,
+        /// The topic; empty to clear it.
+        topic: String,
     },
 }
 
@@ -665,9 +679,30 @@ async fn execute(
         Command::Channel(ChannelCommand::List) => {
             client.sync().await?;
             for channel in client.channels().await? {
-                let note = if channel.active { "" } else { " (removed)" };
-                println!("{}{note}", channel.name);
+                let mut line = channel.name.clone();
+                if channel.unread > 0 {
+                    line.push_str(&format!(" ({} unread)", channel.unread));
+                }
+                if !channel.active {
+                    line.push_str(" (removed)");
+                }
+                if !channel.topic.is_empty() {
+                    line.push_str(&format!(" \u{2014} {}", channel.topic));
+                }
+                println!("{line}");
             }
+        }
+        Command::Channel(ChannelCommand::Topic { name, topic }) => {
+            client.sync().await?;
+            client.set_topic(&name, &topic).await?;
+            println!("topic of {name} set");
+        }
+        Command::Dm { users, text } => {
+            client.sync().await?;
+            let people: Vec<&str> = users.split(',').map(str::trim).collect();
+            let channel = client.direct(&people).await?;
+            let seq = client.send(&channel, &text).await?;
+            println!("sent to {channel} (#{seq})");
         }
         Command::Channel(ChannelCommand::Members { name }) => {
             client.sync().await?;
@@ -761,6 +796,7 @@ async fn execute(
             for entry in &history {
                 println!("{}", render_in(entry, &history));
             }
+            client.mark_read(&channel).await?;
         }
         Command::Audit(AuditCommand::Checkpoint { refresh }) => {
             if refresh {
@@ -807,6 +843,10 @@ fn print_event(event: &Event) {
             "[{}] you were mentioned by {} in #{}",
             m.channel, m.sender, m.seq
         ),
+        Event::DirectMessage(m) => println!("[{}] direct message from {}", m.channel, m.sender),
+        Event::TopicChanged { channel, topic, by } => {
+            println!("[{channel}] {by} set the topic: {topic}")
+        }
         Event::Reacted {
             channel,
             user,

@@ -78,6 +78,17 @@ pub enum Event {
     },
     /// A message mentions this account (also delivered as `Message`).
     Mentioned(HistoryEntry),
+    /// A direct message to this account (also delivered as `Message`).
+    DirectMessage(HistoryEntry),
+    /// A member set the channel's topic.
+    TopicChanged {
+        /// The channel.
+        channel: String,
+        /// The new topic.
+        topic: String,
+        /// Who set it.
+        by: String,
+    },
     /// A reaction was added or taken back.
     Reacted {
         /// The channel.
@@ -154,6 +165,12 @@ pub struct Channel {
     pub group_id: String,
     /// Whether this device is still a member.
     pub active: bool,
+    /// A direct message (named `@` and the other participants) rather than a channel.
+    pub direct: bool,
+    /// The topic, as members set it (encrypted; the relay never sees it).
+    pub topic: String,
+    /// Messages from others since this device last read the channel.
+    pub unread: u64,
 }
 
 /// A channel member and their devices in it.
@@ -952,6 +969,8 @@ impl Client {
         group_id: &str,
         placeholder: &str,
         announced: &str,
+        direct: bool,
+        topic: &str,
     ) -> Result<Option<Event>> {
         let unnamed = sqlx::query("SELECT named FROM channels WHERE group_id = $1")
             .bind(group_id)
@@ -969,11 +988,15 @@ impl Client {
             return Ok(None);
         }
         let fresh = unique_name(tx, announced).await?;
-        sqlx::query("UPDATE channels SET name = $2, named = 1 WHERE group_id = $1")
-            .bind(group_id)
-            .bind(&fresh)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE channels SET name = $2, named = 1, kind = $3, topic = $4 WHERE group_id = $1",
+        )
+        .bind(group_id)
+        .bind(&fresh)
+        .bind(if direct { "dm" } else { "channel" })
+        .bind(topic)
+        .execute(&mut *tx)
+        .await?;
         Ok(Some(Event::Named {
             placeholder: placeholder.to_owned(),
             name: fresh,
@@ -1003,21 +1026,27 @@ impl Client {
     /// Tells new members the channel's name, for every commit of ours that
     /// added someone and has not been announced yet.
     async fn announce_pending(&self) -> Result<()> {
-        let pending: Vec<(String, String)> = {
+        let pending: Vec<(String, Content)> = {
             let mut db = self.inner.db.lock().await;
             sqlx::query(
-                "SELECT a.group_id, c.name FROM announcements a
+                "SELECT a.group_id, c.name, c.kind, c.topic FROM announcements a
                  JOIN channels c ON c.group_id = a.group_id AND c.active = 1",
             )
             .fetch_all(&mut *db)
             .await?
             .iter()
-            .map(|r| (r.get(0), r.get(1)))
+            .map(|r| {
+                let info = Content::ChannelInfo {
+                    name: r.get(1),
+                    direct: r.get::<String, _>(2) == "dm",
+                    topic: r.get(3),
+                };
+                (r.get(0), info)
+            })
             .collect()
         };
-        for (group_id, name) in pending {
-            self.send_payload(&group_id, &Content::ChannelInfo { name })
-                .await?;
+        for (group_id, info) in pending {
+            self.send_payload(&group_id, &info).await?;
             let mut db = self.inner.db.lock().await;
             sqlx::query("DELETE FROM announcements WHERE group_id = $1")
                 .bind(&group_id)
@@ -1392,12 +1421,25 @@ impl Client {
                     return Ok(events);
                 };
                 let decoded = Content::decode(&plaintext);
-                if let Decoded::Known(Content::ChannelInfo { name: announced }) = &decoded {
-                    if let Some(event) = self.take_name(tx, group_id, name, announced).await? {
+                let me = self.identity()?.username.to_string();
+                if let Decoded::Known(Content::ChannelInfo {
+                    name: announced,
+                    direct,
+                    topic,
+                }) = &decoded
+                {
+                    let announced = if *direct {
+                        direct_name(announced, sender.user().as_str(), &me)
+                    } else {
+                        announced.clone()
+                    };
+                    if let Some(event) = self
+                        .take_name(tx, group_id, name, &announced, *direct, topic)
+                        .await?
+                    {
                         events.push(event);
                     }
                 }
-                let me = self.identity()?.username.to_string();
                 events.extend(
                     crate::messaging::apply_content(
                         tx,
@@ -1432,15 +1474,25 @@ impl Client {
     /// Channels this device knows, by name.
     pub async fn channels(&self) -> Result<Vec<Channel>> {
         let mut db = self.inner.db.lock().await;
-        let rows = sqlx::query("SELECT name, group_id, active FROM channels ORDER BY name")
-            .fetch_all(&mut *db)
-            .await?;
+        let me = self.identity()?.username.to_string();
+        let rows = sqlx::query(
+            "SELECT c.name, c.group_id, c.active, c.kind, c.topic,
+                    (SELECT COUNT(*) FROM history h WHERE h.group_id = c.group_id
+                       AND h.seq > c.read_seq AND h.sender <> $1 AND h.deleted = 0)
+             FROM channels c ORDER BY c.name",
+        )
+        .bind(&me)
+        .fetch_all(&mut *db)
+        .await?;
         Ok(rows
             .iter()
             .map(|r| Channel {
                 name: r.get(0),
                 group_id: r.get(1),
                 active: r.get::<i64, _>(2) != 0,
+                direct: r.get::<String, _>(3) == "dm",
+                topic: r.get(4),
+                unread: r.get::<i64, _>(5).try_into().unwrap_or(0),
             })
             .collect())
     }
@@ -1770,6 +1822,20 @@ fn ack_body(batch: &[Delivered]) -> Value {
         .map(|(g, s)| json!({ "group_id": g, "seq": s }))
         .collect();
     json!({ "acks": acks })
+}
+
+/// A direct message's local name: `@` and every participant but this
+/// account, from the name its announcer gave it (the participants but the
+/// announcer) and the announcer.
+fn direct_name(announced: &str, announcer: &str, me: &str) -> String {
+    let mut people: BTreeSet<&str> = announced
+        .trim_start_matches('@')
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .collect();
+    people.insert(announcer);
+    people.remove(me);
+    format!("@{}", people.into_iter().collect::<Vec<_>>().join(","))
 }
 
 async fn unique_name(tx: &mut SqliteConnection, wanted: &str) -> Result<String> {

@@ -30,6 +30,9 @@ const AAD_PREFIX: &str = "conclave-message-v1:";
 /// Longest text body, in bytes.
 pub const MAX_BODY: usize = 16 * 1024;
 
+/// Longest topic, in bytes.
+pub const MAX_TOPIC: usize = 250;
+
 /// Longest reaction, in characters (an emoji sequence, or a short word).
 pub const MAX_REACTION_CHARS: usize = 32;
 
@@ -105,8 +108,20 @@ pub enum Content {
     },
     /// The channel's name, for members who joined.
     ChannelInfo {
-        /// The name.
+        /// The name. For a direct message, `@` and the other participants
+        /// as the sender sees them (`@bob,carol`).
         name: String,
+        /// A direct message rather than a channel.
+        #[serde(default)]
+        direct: bool,
+        /// The channel's topic.
+        #[serde(default)]
+        topic: String,
+    },
+    /// A new topic for the channel.
+    Topic {
+        /// The topic (empty to clear it).
+        topic: String,
     },
 }
 
@@ -166,7 +181,10 @@ impl Content {
             Content::Reaction { target, emoji, .. } => is_message_id(target) && is_reaction(emoji),
             Content::Edit { target, body } => is_message_id(target) && body_ok(body),
             Content::Delete { target } => is_message_id(target),
-            Content::ChannelInfo { name } => !name.is_empty() && name.len() <= 256,
+            Content::ChannelInfo { name, topic, .. } => {
+                !name.is_empty() && name.len() <= 256 && topic.len() <= MAX_TOPIC
+            }
+            Content::Topic { topic } => topic.len() <= MAX_TOPIC,
         }
     }
 }
@@ -226,6 +244,11 @@ mod tests {
             Content::Delete { target: id },
             Content::ChannelInfo {
                 name: "general".into(),
+                direct: false,
+                topic: "launch prep".into(),
+            },
+            Content::Topic {
+                topic: "new topic".into(),
             },
         ];
         for content in all {
@@ -247,6 +270,18 @@ mod tests {
         ] {
             assert_eq!(Content::decode(plaintext), Decoded::Unsupported);
         }
+    }
+
+    #[test]
+    fn an_older_channel_info_still_reads() {
+        assert_eq!(
+            Content::decode(br#"{"v":1,"kind":"channel_info","name":"ops"}"#),
+            Decoded::Known(Content::ChannelInfo {
+                name: "ops".into(),
+                direct: false,
+                topic: String::new(),
+            })
+        );
     }
 
     #[test]

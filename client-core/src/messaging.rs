@@ -115,9 +115,7 @@ pub(crate) async fn apply_content(
             )
             .await?;
             let message = entry(tx, group_id, channel, message_id).await?;
-            if mentions.iter().any(|m| m == me) && author.user != me {
-                events.push(Event::Mentioned(message.clone()));
-            }
+            events.extend(notifications(tx, group_id, &message, &mentions, me).await?);
             events.push(Event::Message(message));
         }
         Content::Reply {
@@ -142,9 +140,7 @@ pub(crate) async fn apply_content(
             )
             .await?;
             let message = entry(tx, group_id, channel, message_id).await?;
-            if mentions.iter().any(|m| m == me) && author.user != me {
-                events.push(Event::Mentioned(message.clone()));
-            }
+            events.extend(notifications(tx, group_id, &message, &mentions, me).await?);
             events.push(Event::Message(message));
         }
         Content::Reaction { target, emoji, add } => {
@@ -224,10 +220,48 @@ pub(crate) async fn apply_content(
                 message_id: target,
             });
         }
+        Content::Topic { topic } => {
+            sqlx::query("UPDATE channels SET topic = $2 WHERE group_id = $1")
+                .bind(group_id)
+                .bind(&topic)
+                .execute(&mut *tx)
+                .await?;
+            events.push(Event::TopicChanged {
+                channel: channel.to_owned(),
+                topic,
+                by: author.user.to_owned(),
+            });
+        }
         // Handled by the caller, which knows about placeholder names.
         Content::ChannelInfo { .. } => {}
     }
     Ok(events)
+}
+
+/// Whether a new message concerns this account: it mentions it, or it is a
+/// direct message to it.
+async fn notifications(
+    tx: &mut SqliteConnection,
+    group_id: &str,
+    message: &HistoryEntry,
+    mentions: &[String],
+    me: &str,
+) -> Result<Vec<Event>> {
+    if message.sender == me {
+        return Ok(Vec::new());
+    }
+    let direct = sqlx::query("SELECT kind FROM channels WHERE group_id = $1")
+        .bind(group_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some_and(|r| r.get::<String, _>(0) == "dm");
+    Ok(if direct {
+        vec![Event::DirectMessage(message.clone())]
+    } else if mentions.iter().any(|m| m == me) {
+        vec![Event::Mentioned(message.clone())]
+    } else {
+        Vec::new()
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -393,7 +427,87 @@ pub(crate) async fn history_of(
     with_reactions(db, group_id, entries).await
 }
 
+/// The most people a group direct message may have, this account included.
+pub const MAX_DIRECT_PARTICIPANTS: usize = 9;
+
 impl Client {
+    /// Opens the direct message with `users` (one for a DM, several for a
+    /// group DM, up to [`MAX_DIRECT_PARTICIPANTS`] in all), creating it the
+    /// first time, and returns its local name (`@bob`, `@bob,carol`).
+    pub async fn direct(&self, users: &[&str]) -> Result<String> {
+        let me = self.identity()?.username.to_string();
+        let mut others: Vec<String> = Vec::new();
+        for user in users {
+            let name = conclave_crypto::Username::parse(user)
+                .map_err(|e| ClientError::Invalid(e.to_string()))?
+                .to_string();
+            if name != me && !others.contains(&name) {
+                others.push(name);
+            }
+        }
+        others.sort();
+        if others.is_empty() {
+            return Err(ClientError::Invalid(
+                "a direct message needs someone else".into(),
+            ));
+        }
+        if others.len() + 1 > MAX_DIRECT_PARTICIPANTS {
+            return Err(ClientError::Invalid(format!(
+                "a group direct message has at most {MAX_DIRECT_PARTICIPANTS} people; make a channel instead"
+            )));
+        }
+        let name = format!("@{}", others.join(","));
+        if self
+            .channels()
+            .await?
+            .iter()
+            .any(|c| c.name == name && c.direct && c.active)
+        {
+            return Ok(name);
+        }
+        self.create_channel(&name).await?;
+        {
+            let mut db = self.inner.db.lock().await;
+            sqlx::query("UPDATE channels SET kind = 'dm' WHERE name = $1")
+                .bind(&name)
+                .execute(&mut *db)
+                .await?;
+        }
+        for user in &others {
+            self.invite(&name, user).await?;
+        }
+        Ok(name)
+    }
+
+    /// Sets a channel's topic for every member (encrypted, like everything
+    /// members say).
+    pub async fn set_topic(&self, channel: &str, topic: &str) -> Result<u64> {
+        let content = Content::Topic {
+            topic: topic.to_owned(),
+        };
+        if !content.is_well_formed() {
+            return Err(ClientError::Invalid(format!(
+                "a topic is at most {} bytes",
+                crate::content::MAX_TOPIC
+            )));
+        }
+        self.send_content(channel, content).await
+    }
+
+    /// Marks everything in a channel as read on this device.
+    pub async fn mark_read(&self, channel: &str) -> Result<()> {
+        let mut db = self.inner.db.lock().await;
+        let group_id = self.group_of(&mut db, channel).await?;
+        sqlx::query(
+            "UPDATE channels SET read_seq = (SELECT COALESCE(MAX(seq), 0) FROM history WHERE group_id = $1)
+             WHERE group_id = $1",
+        )
+        .bind(&group_id)
+        .execute(&mut *db)
+        .await?;
+        Ok(())
+    }
+
     /// Replies in the thread of message `parent` (an id from the history).
     pub async fn reply(&self, channel: &str, parent: &str, text: &str) -> Result<u64> {
         if !is_message_id(parent) {

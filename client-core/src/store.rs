@@ -163,6 +163,12 @@ CREATE VIRTUAL TABLE search_index USING fts5(
     body, group_id UNINDEXED, seq UNINDEXED, tokenize = 'unicode61 remove_diacritics 2'
 );
 "#,
+    // 2: direct messages, topics and read positions.
+    r#"
+ALTER TABLE channels ADD COLUMN kind TEXT NOT NULL DEFAULT 'channel';
+ALTER TABLE channels ADD COLUMN topic TEXT NOT NULL DEFAULT '';
+ALTER TABLE channels ADD COLUMN read_seq INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Writes a small private file (mode 0600) whole, through a temporary file

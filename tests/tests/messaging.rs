@@ -296,3 +296,106 @@ async fn replays_are_dropped_and_unknown_content_is_kept_as_unsupported() {
     assert!(unsupported.iter().all(|e| e.text.is_empty()));
     assert_eq!(history.last().unwrap().text, "still here");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn direct_messages_topics_and_unread_counts() {
+    let server = ServerProcess::start();
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let bob = Person::register(&server, "bob", PASSWORD).await;
+    let carol = Person::register(&server, "carol", PASSWORD).await;
+
+    // A DM: created once, named after the other person on each side.
+    let dm = alice.client.direct(&["bob"]).await.unwrap();
+    assert_eq!(dm, "@bob");
+    alice.client.send(&dm, "psst, the keys").await.unwrap();
+    assert_eq!(
+        alice.client.direct(&["bob", "alice"]).await.unwrap(),
+        "@bob"
+    );
+    let events = bob.client.sync().await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::DirectMessage(m) if m.sender == "alice")),
+        "{events:?}"
+    );
+    let bobs = bob.client.channels().await.unwrap();
+    let at_alice = bobs.iter().find(|c| c.name == "@alice").unwrap();
+    assert!(at_alice.direct);
+    assert_eq!(at_alice.unread, 1);
+
+    // A group DM, and its size limit.
+    let group = alice.client.direct(&["carol", "bob"]).await.unwrap();
+    assert_eq!(group, "@bob,carol");
+    alice.client.send(&group, "lunch?").await.unwrap();
+    carol.client.sync().await.unwrap();
+    assert!(
+        carol
+            .client
+            .channels()
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.name == "@alice,bob" && c.direct)
+    );
+    let crowd: Vec<String> = (0..9).map(|i| format!("user{i}")).collect();
+    let crowd: Vec<&str> = crowd.iter().map(String::as_str).collect();
+    assert!(matches!(
+        alice.client.direct(&crowd).await,
+        Err(ClientError::Invalid(_))
+    ));
+
+    // Topics travel encrypted, to members and to those who join later.
+    alice.client.create_channel("ops").await.unwrap();
+    alice.client.invite("ops", "bob").await.unwrap();
+    alice
+        .client
+        .set_topic("ops", "deploy on friday")
+        .await
+        .unwrap();
+    alice.client.invite("ops", "carol").await.unwrap();
+    let events = bob.client.sync().await.unwrap();
+    assert!(
+        events.iter().any(
+            |e| matches!(e, Event::TopicChanged { topic, by, .. } if topic == "deploy on friday" && by == "alice")
+        ),
+        "{events:?}"
+    );
+    carol.client.sync().await.unwrap();
+    let ops = carol
+        .client
+        .channels()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "ops")
+        .unwrap();
+    assert_eq!(ops.topic, "deploy on friday");
+
+    // Unread: others' messages since this device last read.
+    alice.client.send("ops", "one").await.unwrap();
+    alice.client.send("ops", "two").await.unwrap();
+    bob.client.send("ops", "mine").await.unwrap();
+    bob.client.sync().await.unwrap();
+    let unread = |channels: Vec<conclave_client::Channel>| {
+        channels
+            .into_iter()
+            .find(|c| c.name == "ops")
+            .unwrap()
+            .unread
+    };
+    assert_eq!(unread(bob.client.channels().await.unwrap()), 2);
+    bob.client.mark_read("ops").await.unwrap();
+    assert_eq!(unread(bob.client.channels().await.unwrap()), 0);
+
+    for file in server.files() {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        for secret in ["psst, the keys", "lunch?", "deploy on friday"] {
+            assert!(
+                !text.contains(secret),
+                "{} holds {secret:?}",
+                file.display()
+            );
+        }
+    }
+}
