@@ -857,7 +857,7 @@ fn print_event(event: &Event) {
             let verb = if *added { "reacted" } else { "took back" };
             println!("[{channel}] {user} {verb} {emoji}");
         }
-        Event::Edited(m) => println!("[{}] {} (edited)", m.channel, render(m)),
+        Event::Edited(m) => println!("[{}] {}", m.channel, render(m)),
         Event::Deleted { channel, .. } => println!("[{channel}] a message was deleted"),
         Event::Joined { channel } => println!("[{channel}] you joined"),
         Event::MembersChanged {
@@ -916,7 +916,7 @@ fn render_in(entry: &HistoryEntry, history: &[HistoryEntry]) -> String {
                 .find(|e| &e.id == parent)
                 .map(|e| format!("#{}", e.seq))
                 .unwrap_or_else(|| "?".into());
-            format!("    \u{21b3} {thread} {}", render(entry))
+            format!("    \u{21b3} {} (in the thread of {thread})", render(entry))
         }
         None => render(entry),
     }
