@@ -268,6 +268,11 @@ enum ChannelCommand {
         /// Channel name.
         name: String,
     },
+    /// Leave a channel (all your devices); an invitation brings you back.
+    Leave {
+        /// Channel name.
+        name: String,
+    },
     /// Set a channel's topic (encrypted; only members see it).
     Topic {
         /// Channel name.
@@ -691,6 +696,10 @@ async fn execute(
                 }
                 println!("{line}");
             }
+        }
+        Command::Channel(ChannelCommand::Leave { name }) => {
+            client.leave(&name).await?;
+            println!("left {name}");
         }
         Command::Channel(ChannelCommand::Topic { name, topic }) => {
             client.sync().await?;

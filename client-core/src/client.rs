@@ -705,6 +705,71 @@ impl Client {
         }
     }
 
+    /// Leaves a channel: proposes the removal of every device of this
+    /// account, which the next member to sync commits, and stops following
+    /// the channel at once. An invitation brings the account back.
+    pub async fn leave(&self, channel: &str) -> Result<()> {
+        let group_id = self.active_channel(channel).await?;
+        let identity = self.identity()?;
+        for attempt in 1..=MAX_ATTEMPTS {
+            self.sync_without_upkeep().await?;
+            let proposals = {
+                let mut db = self.inner.db.lock().await;
+                // Built in a transaction that is never committed: this
+                // device will not commit again in the channel, so its own
+                // store must not keep the proposals.
+                let mut tx = db.begin().await?;
+                let provider = TxProvider::new(&self.inner.crypto, &mut tx);
+                let mut group = load_group(&provider, &group_id)?;
+                let me = group.own_leaf_index();
+                let others: Vec<LeafNodeIndex> = group
+                    .members()
+                    .filter(|m| {
+                        m.index != me
+                            && DeviceCredential::from_mls(&m.credential)
+                                .is_ok_and(|c| c.user() == &identity.username)
+                    })
+                    .map(|m| m.index)
+                    .collect();
+                let mut proposals = Vec::new();
+                for leaf in others {
+                    let (message, _) = group
+                        .propose_remove_member(&provider, &identity.key, leaf)
+                        .map_err(ClientError::mls)?;
+                    proposals.push(tls_bytes(&message)?);
+                }
+                let own = group
+                    .leave_group(&provider, &identity.key)
+                    .map_err(ClientError::mls)?;
+                proposals.push(tls_bytes(&own)?);
+                proposals
+            };
+            let mut lost_race = false;
+            for proposal in &proposals {
+                let body = json!({ "message": STANDARD.encode(proposal) });
+                match self.post_to_group(&group_id, &body).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_wrong_epoch() => {
+                        lost_race = true;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if lost_race {
+                backoff(attempt).await;
+                continue;
+            }
+            let mut db = self.inner.db.lock().await;
+            sqlx::query("UPDATE channels SET active = 0 WHERE group_id = $1")
+                .bind(&group_id)
+                .execute(&mut *db)
+                .await?;
+            return Ok(());
+        }
+        Err(ClientError::TooManyConflicts(MAX_ATTEMPTS))
+    }
+
     /// Removes every device of `username` from the channel.
     pub async fn remove(&self, channel: &str, username: &str) -> Result<()> {
         let name = Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
@@ -1703,6 +1768,39 @@ impl Client {
                 .map(|r| (r.get(0), r.get(1)))
                 .collect()
         };
+        // Members who left proposed their own removal: commit it.
+        for (group_id, channel) in &channels {
+            let pending = {
+                let mut db = self.inner.db.lock().await;
+                let provider = TxProvider::new(&self.inner.crypto, &mut db);
+                let group = load_group(&provider, group_id)?;
+                group.is_active() && group.pending_proposals().next().is_some()
+            };
+            if !pending {
+                continue;
+            }
+            let result = self
+                .commit(group_id, |group, provider, key| {
+                    if group.pending_proposals().next().is_none() {
+                        // Another member committed them first.
+                        return Err(ClientError::NotAMember(
+                            "anyone pending".into(),
+                            "the channel".into(),
+                        ));
+                    }
+                    let (commit, welcome, _) = group
+                        .commit_to_pending_proposals(provider, key)
+                        .map_err(ClientError::mls)?;
+                    Ok((commit, welcome))
+                })
+                .await;
+            match result {
+                Ok(()) | Err(ClientError::NotAMember(..)) => {}
+                Err(e) => {
+                    tracing::warn!(%channel, error = %e, "could not commit pending proposals")
+                }
+            }
+        }
         for (group_id, device_id) in &news.revoked_members {
             if !channels.iter().any(|(g, _)| g == group_id) {
                 continue;

@@ -399,3 +399,66 @@ async fn direct_messages_topics_and_unread_counts() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leaving_a_channel_takes_effect_without_the_leaver() {
+    let server = ServerProcess::start();
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let bob = Person::register(&server, "bob", PASSWORD).await;
+    alice.client.create_channel("general").await.unwrap();
+    alice.client.invite("general", "bob").await.unwrap();
+    bob.client.sync().await.unwrap();
+
+    bob.client.leave("general").await.unwrap();
+    assert!(!bob.client.channels().await.unwrap()[0].active);
+    assert!(matches!(
+        bob.client.send("general", "still here?").await,
+        Err(ClientError::NoSuchChannel(_) | ClientError::NotInChannel(_))
+    ));
+
+    // The next member to sync commits the removal.
+    let mut events = alice.client.events();
+    alice.client.sync().await.unwrap();
+    let mut removed = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let Event::MembersChanged { removed: users, .. } = event {
+            removed.extend(users);
+        }
+    }
+    assert_eq!(removed, ["bob"]);
+    let members = alice.client.members("general").await.unwrap();
+    assert_eq!(
+        members.iter().map(|m| m.user.as_str()).collect::<Vec<_>>(),
+        ["alice"]
+    );
+    alice
+        .client
+        .send("general", "after bob left")
+        .await
+        .unwrap();
+    bob.client.sync().await.unwrap();
+    assert!(
+        bob.client
+            .history("general")
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.text != "after bob left")
+    );
+
+    // Invited again, bob is back.
+    alice.client.invite("general", "bob").await.unwrap();
+    alice.client.send("general", "welcome back").await.unwrap();
+    bob.client.sync().await.unwrap();
+    assert!(bob.client.channels().await.unwrap()[0].active);
+    assert_eq!(
+        bob.client
+            .history("general")
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .text,
+        "welcome back"
+    );
+}
