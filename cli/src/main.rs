@@ -268,6 +268,11 @@ enum ChannelCommand {
         /// Channel name.
         name: String,
     },
+    /// Archive a channel (its creator or an admin): it stays readable, nobody can post.
+    Archive {
+        /// Channel name.
+        name: String,
+    },
     /// Leave a channel (all your devices); an invitation brings you back.
     Leave {
         /// Channel name.
@@ -691,11 +696,18 @@ async fn execute(
                 if !channel.active {
                     line.push_str(" (removed)");
                 }
+                if channel.archived {
+                    line.push_str(" (archived)");
+                }
                 if !channel.topic.is_empty() {
                     line.push_str(&format!(" \u{2014} {}", channel.topic));
                 }
                 println!("{line}");
             }
+        }
+        Command::Channel(ChannelCommand::Archive { name }) => {
+            client.archive(&name).await?;
+            println!("archived {name}");
         }
         Command::Channel(ChannelCommand::Leave { name }) => {
             client.leave(&name).await?;
@@ -853,6 +865,7 @@ fn print_event(event: &Event) {
             m.channel, m.sender, m.seq
         ),
         Event::DirectMessage(m) => println!("[{}] direct message from {}", m.channel, m.sender),
+        Event::Archived { channel } => println!("[{channel}] was archived"),
         Event::TopicChanged { channel, topic, by } => {
             println!("[{channel}] {by} set the topic: {topic}")
         }

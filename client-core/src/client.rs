@@ -80,6 +80,11 @@ pub enum Event {
     Mentioned(HistoryEntry),
     /// A direct message to this account (also delivered as `Message`).
     DirectMessage(HistoryEntry),
+    /// The channel was archived: it can be read, not posted to.
+    Archived {
+        /// The channel.
+        channel: String,
+    },
     /// A member set the channel's topic.
     TopicChanged {
         /// The channel.
@@ -171,6 +176,8 @@ pub struct Channel {
     pub topic: String,
     /// Messages from others since this device last read the channel.
     pub unread: u64,
+    /// Archived by its creator or an admin: readable, but nothing more can be posted.
+    pub archived: bool,
 }
 
 /// A channel member and their devices in it.
@@ -705,6 +712,47 @@ impl Client {
         }
     }
 
+    /// Archives a channel (its creator or a workspace admin may): the relay
+    /// refuses every later post, and members see it archived at their next
+    /// sync.
+    pub async fn archive(&self, channel: &str) -> Result<()> {
+        let group_id = {
+            let mut db = self.inner.db.lock().await;
+            self.channel_by_name(&mut db, channel).await?.0
+        };
+        self.signed("POST", &format!("/v1/groups/{group_id}/archive"), None)
+            .await?;
+        let mut db = self.inner.db.lock().await;
+        sqlx::query("UPDATE channels SET archived = 1 WHERE group_id = $1")
+            .bind(&group_id)
+            .execute(&mut *db)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks the channels the relay reports archived; an event for each newly so.
+    async fn note_archived(&self, answer: &Value) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        let mut db = self.inner.db.lock().await;
+        for group_id in answer["archived_groups"].as_array().into_iter().flatten() {
+            let Some(group_id) = group_id.as_str() else {
+                continue;
+            };
+            let newly = sqlx::query(
+                "UPDATE channels SET archived = 1 WHERE group_id = $1 AND archived = 0 RETURNING name",
+            )
+            .bind(group_id)
+            .fetch_optional(&mut *db)
+            .await?;
+            if let Some(row) = newly {
+                events.push(Event::Archived {
+                    channel: row.get(0),
+                });
+            }
+        }
+        Ok(events)
+    }
+
     /// Leaves a channel: proposes the removal of every device of this
     /// account, which the next member to sync commits, and stops following
     /// the channel at once. An invitation brings the account back.
@@ -887,6 +935,20 @@ impl Client {
             )));
         }
         let group_id = self.active_channel(channel).await?;
+        let archived = {
+            let mut db = self.inner.db.lock().await;
+            sqlx::query("SELECT archived FROM channels WHERE group_id = $1")
+                .bind(&group_id)
+                .fetch_one(&mut *db)
+                .await?
+                .get::<i64, _>(0)
+                != 0
+        };
+        if archived {
+            return Err(ClientError::Invalid(format!(
+                "{channel} is archived: nothing more can be posted to it"
+            )));
+        }
         self.send_payload(&group_id, &content).await
     }
 
@@ -1111,7 +1173,12 @@ impl Client {
             .collect()
         };
         for (group_id, info) in pending {
-            self.send_payload(&group_id, &info).await?;
+            match self.send_payload(&group_id, &info).await {
+                Ok(_) => {}
+                // Archived meanwhile: nobody new will read it.
+                Err(ClientError::Server { status: 403, .. }) => {}
+                Err(e) => return Err(e),
+            }
             let mut db = self.inner.db.lock().await;
             sqlx::query("DELETE FROM announcements WHERE group_id = $1")
                 .bind(&group_id)
@@ -1130,6 +1197,7 @@ impl Client {
                 // The relay reports our key package stock with every fetch.
                 self.refill_from_stock(&answer["key_package_stock"]).await?;
                 events.extend(self.note_devices(&answer).await?);
+                events.extend(self.note_archived(&answer).await?);
             }
             let batch: Vec<Delivered> = serde_json::from_value(answer["messages"].clone())
                 .map_err(|e| {
@@ -1543,7 +1611,8 @@ impl Client {
         let rows = sqlx::query(
             "SELECT c.name, c.group_id, c.active, c.kind, c.topic,
                     (SELECT COUNT(*) FROM history h WHERE h.group_id = c.group_id
-                       AND h.seq > c.read_seq AND h.sender <> $1 AND h.deleted = 0)
+                       AND h.seq > c.read_seq AND h.sender <> $1 AND h.deleted = 0),
+                    c.archived
              FROM channels c ORDER BY c.name",
         )
         .bind(&me)
@@ -1558,6 +1627,7 @@ impl Client {
                 direct: r.get::<String, _>(3) == "dm",
                 topic: r.get(4),
                 unread: r.get::<i64, _>(5).try_into().unwrap_or(0),
+                archived: r.get::<i64, _>(6) != 0,
             })
             .collect())
     }

@@ -169,6 +169,8 @@ ALTER TABLE channels ADD COLUMN kind TEXT NOT NULL DEFAULT 'channel';
 ALTER TABLE channels ADD COLUMN topic TEXT NOT NULL DEFAULT '';
 ALTER TABLE channels ADD COLUMN read_seq INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 3: archived channels.
+    "ALTER TABLE channels ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Writes a small private file (mode 0600) whole, through a temporary file

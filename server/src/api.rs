@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/key-packages/claim", post(claim_key_packages))
         .route("/v1/groups", post(create_group))
         .route("/v1/groups/{group_id}/messages", post(post_message))
+        .route("/v1/groups/{group_id}/archive", post(archive_group))
         .route("/v1/messages", get(fetch_messages))
         .route("/v1/messages/ack", post(ack_messages))
         .route("/v1/stream", get(stream))
@@ -208,7 +209,7 @@ async fn create_group(State(state): State<AppState>, signed: Signed) -> ApiResul
     let device = signed.device_id.to_string();
     if !state
         .store
-        .create_group(&group.group_id, group.epoch, &group.state, &device)
+        .create_group(&group.group_id, group.epoch, &group.state, &device, &user)
         .await?
     {
         return Err(ApiError::Conflict("group"));
@@ -224,6 +225,44 @@ async fn create_group(State(state): State<AppState>, signed: Signed) -> ApiResul
     Ok(Json(
         json!({ "group_id": group.group_id, "epoch": group.epoch }),
     ))
+}
+
+/// Archives a group: its creator or a workspace admin may; from then on the
+/// relay refuses every post to it, and members learn it at their next fetch.
+async fn archive_group(
+    State(state): State<AppState>,
+    group_id: Result<Path<String>, PathRejection>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    let user = signed.username()?.to_owned();
+    let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let creator = state
+        .store
+        .group_creator(&group_id)
+        .await?
+        .ok_or(ApiError::NotFound("group"))?;
+    let admin = state
+        .store
+        .roles(&user)
+        .await?
+        .iter()
+        .any(|r| r == crate::account_api::ADMIN_ROLE);
+    if creator != user && !admin {
+        return Err(ApiError::Forbidden(
+            "only the channel's creator or a workspace admin may archive it",
+        ));
+    }
+    if state.store.archive_group(&group_id).await? {
+        state
+            .audit
+            .record(
+                AuditEvent::success(AuditAction::GroupArchived, &user)
+                    .device(signed.device_id)
+                    .target(format!("group:{group_id}")),
+            )
+            .await;
+    }
+    Ok(Json(json!({ "group_id": group_id, "archived": true })))
 }
 
 #[derive(Deserialize)]
@@ -257,6 +296,11 @@ async fn post_message(
     if !access.member {
         return Err(ApiError::Forbidden(
             "only current members may post to a group",
+        ));
+    }
+    if access.archived {
+        return Err(ApiError::Forbidden(
+            "this channel is archived: nothing more can be posted to it",
         ));
     }
     if framing.epoch != access.epoch {
@@ -504,6 +548,7 @@ async fn fetch_messages(
         .into_iter()
         .map(|d| json!({ "device_id": d.device_id, "revoked": d.revoked_at.is_some() }))
         .collect();
+    let archived = state.store.archived_groups_of(&device).await?;
     let revoked_members: Vec<Value> = state
         .store
         .revoked_members(&device)
@@ -516,6 +561,7 @@ async fn fetch_messages(
         "key_package_stock": { "one_time": one_time, "last_resort": last_resort },
         "devices": devices,
         "revoked_members": revoked_members,
+        "archived_groups": archived,
     })))
 }
 

@@ -45,6 +45,8 @@ pub enum AuditAction {
     InviteCreated,
     /// A group (channel) was created.
     GroupCreated,
+    /// A group was archived (read-only from then on).
+    GroupArchived,
     /// A validated commit added a device to a group.
     MemberAdded,
     /// A validated commit removed a device from a group.
@@ -73,6 +75,7 @@ impl AuditAction {
             RoleChanged => "role_changed",
             InviteCreated => "invite_created",
             GroupCreated => "group_created",
+            GroupArchived => "group_archived",
             MemberAdded => "member_added",
             MemberRemoved => "member_removed",
             KeyPackagesUploaded => "key_packages_uploaded",

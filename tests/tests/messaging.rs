@@ -462,3 +462,87 @@ async fn leaving_a_channel_takes_effect_without_the_leaver() {
         "welcome back"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn archived_channels_are_read_only() {
+    let server = ServerProcess::start();
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let bob = Person::register(&server, "bob", PASSWORD).await;
+    let carol = Person::register(&server, "carol", PASSWORD).await;
+    server.admin(&["grant", "carol", "admin"]);
+    for channel in ["old-project", "other"] {
+        alice.client.create_channel(channel).await.unwrap();
+        alice.client.invite(channel, "bob").await.unwrap();
+        alice.client.send(channel, "last words").await.unwrap();
+    }
+    bob.client.sync().await.unwrap();
+
+    // Only the creator or an admin.
+    let refused = bob.client.archive("old-project").await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Server { status: 403, .. }),
+        "{refused}"
+    );
+    alice.client.archive("old-project").await.unwrap();
+
+    let events = bob.client.sync().await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Archived { channel } if channel == "old-project")),
+        "{events:?}"
+    );
+    let channels = bob.client.channels().await.unwrap();
+    assert!(
+        channels
+            .iter()
+            .any(|c| c.name == "old-project" && c.archived)
+    );
+    assert!(matches!(
+        bob.client.send("old-project", "hello?").await,
+        Err(ClientError::Invalid(_))
+    ));
+    assert_eq!(
+        bob.client
+            .history("old-project")
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .text,
+        "last words"
+    );
+
+    // An admin who is not a member can archive too, and the relay refuses
+    // posts from a client that has not heard yet; the log records both.
+    let group = alice
+        .client
+        .channels()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "other")
+        .unwrap()
+        .group_id;
+    let archived = carol.client.archive("other").await.unwrap_err();
+    assert!(
+        matches!(archived, ClientError::NoSuchChannel(_)),
+        "{archived}"
+    );
+    let raw = conclave_tests::RawDevice::from_home(&server, carol.home.path()).await;
+    let answer = raw
+        .signed(
+            "POST",
+            &format!("/v1/groups/{group}/archive"),
+            &serde_json::Value::Null,
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let posted = alice.client.send("other", "too late").await;
+    assert!(
+        matches!(&posted, Err(ClientError::Server { status: 403, message, .. }) if message.contains("archived")),
+        "{posted:?}"
+    );
+    let log = server.admin(&["events", "--limit", "100"]);
+    assert_eq!(log.matches("group_archived success").count(), 2, "{log}");
+}

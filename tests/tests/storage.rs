@@ -145,13 +145,13 @@ async fn storage_suite(store: Store) {
     // Groups: ids are unique; appends need the current epoch.
     assert!(
         store
-            .create_group("g1", 0, b"state-0", "d-alice")
+            .create_group("g1", 0, b"state-0", "d-alice", "alice")
             .await
             .unwrap()
     );
     assert!(
         !store
-            .create_group("g1", 0, b"other", "d-bob")
+            .create_group("g1", 0, b"other", "d-bob", "bob")
             .await
             .unwrap()
     );
@@ -163,14 +163,16 @@ async fn storage_suite(store: Store) {
         access("d-alice").await,
         GroupAccess {
             epoch: 0,
-            member: true
+            member: true,
+            archived: false
         }
     );
     assert_eq!(
         access("d-bob").await,
         GroupAccess {
             epoch: 0,
-            member: false
+            member: false,
+            archived: false
         }
     );
     assert_eq!(
@@ -237,7 +239,8 @@ async fn storage_suite(store: Store) {
         access("d-bob").await,
         GroupAccess {
             epoch: 1,
-            member: true
+            member: true,
+            archived: false
         }
     );
 
@@ -278,6 +281,24 @@ async fn storage_suite(store: Store) {
     store.ack("d-alice", "g1", 4).await.unwrap();
     assert!(store.pending("d-alice", 100).await.unwrap().is_empty());
     assert_eq!(store.groups_of("d-bob").await.unwrap(), ["g1"]);
+
+    // Archiving: once, by group; members' devices learn it from their fetch.
+    assert_eq!(
+        store.group_creator("g1").await.unwrap().as_deref(),
+        Some("alice")
+    );
+    assert_eq!(store.group_creator("nope").await.unwrap(), None);
+    assert!(store.archive_group("g1").await.unwrap());
+    assert!(!store.archive_group("g1").await.unwrap());
+    assert!(
+        store
+            .access("g1", "d-alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .archived
+    );
+    assert_eq!(store.archived_groups_of("d-alice").await.unwrap(), ["g1"]);
 
     account_suite(&store).await;
     log_suite(&store).await;

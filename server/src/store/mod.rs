@@ -93,6 +93,8 @@ pub struct GroupAccess {
     pub epoch: u64,
     /// Whether the asking device is a current member.
     pub member: bool,
+    /// Whether the group was archived (read-only).
+    pub archived: bool,
 }
 
 /// One message waiting for one device.
@@ -459,23 +461,26 @@ impl Store {
 
     // ----- groups and messages -------------------------------------------
 
-    /// Creates a group with its creator as the only member; `false` if the id is taken.
+    /// Creates a group with its creator (`creator` device of account
+    /// `created_by`) as the only member; `false` if the id is taken.
     pub async fn create_group(
         &self,
         group_id: &str,
         epoch: u64,
         public_state: &[u8],
         creator: &str,
+        created_by: &str,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO groups (group_id, epoch, next_seq, public_state, created_at)
-             VALUES ($1, $2, 1, $3, $4) ON CONFLICT (group_id) DO NOTHING",
+            "INSERT INTO groups (group_id, epoch, next_seq, public_state, created_at, created_by)
+             VALUES ($1, $2, 1, $3, $4, $5) ON CONFLICT (group_id) DO NOTHING",
         )
         .bind(group_id)
         .bind(to_i64(epoch))
         .bind(public_state.to_vec())
         .bind(now())
+        .bind(created_by)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -517,7 +522,8 @@ impl Store {
             "SELECT g.epoch, CAST(CASE WHEN EXISTS (
                  SELECT 1 FROM memberships m
                  WHERE m.group_id = g.group_id AND m.device_id = $2 AND m.leave_seq IS NULL
-             ) THEN 1 ELSE 0 END AS BIGINT)
+             ) THEN 1 ELSE 0 END AS BIGINT),
+             CAST(CASE WHEN g.archived_at IS NULL THEN 0 ELSE 1 END AS BIGINT)
              FROM groups g WHERE g.group_id = $1",
         )
         .bind(group_id)
@@ -527,7 +533,44 @@ impl Store {
         Ok(row.map(|r| GroupAccess {
             epoch: to_u64(r.get(0)),
             member: r.get::<i64, _>(1) == 1,
+            archived: r.get::<i64, _>(2) == 1,
         }))
+    }
+
+    /// The account that created a group, if the group exists.
+    pub async fn group_creator(&self, group_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(created_by, '') FROM groups WHERE group_id = $1")
+            .bind(group_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Archives a group: from now on nothing more is appended to it.
+    /// `false` if it was archived already.
+    pub async fn archive_group(&self, group_id: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE groups SET archived_at = $2 WHERE group_id = $1 AND archived_at IS NULL",
+        )
+        .bind(group_id)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// The archived groups `device_id` belongs to.
+    pub async fn archived_groups_of(&self, device_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT DISTINCT g.group_id FROM memberships m JOIN groups g ON g.group_id = m.group_id
+             WHERE m.device_id = $1 AND m.leave_seq IS NULL AND g.archived_at IS NOT NULL",
+        )
+        .bind(device_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
     }
 
     /// The groups `device_id` currently belongs to.

@@ -10,7 +10,14 @@ pub(super) const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[
         &[conclave_audit::log::SCHEMA_SQLITE, V3_COMMON],
         &[conclave_audit::log::SCHEMA_POSTGRES, V3_COMMON],
     ),
+    (4, &[V4_COMMON], &[V4_COMMON]),
 ];
+
+/// Version 4: who created each group (the account), and archiving.
+const V4_COMMON: &str = "
+ALTER TABLE groups ADD COLUMN created_by TEXT;
+ALTER TABLE groups ADD COLUMN archived_at BIGINT;
+";
 
 /// Version 3 moves security events into the transparency log; the interim
 /// table goes (no release ever wrote to it).
