@@ -273,6 +273,13 @@ enum ChannelCommand {
         /// Channel name.
         name: String,
     },
+    /// How long the relay keeps this channel's messages (its creator or an admin).
+    Retention {
+        /// Channel name.
+        name: String,
+        /// Days to keep messages, or `workspace` for the workspace's policy.
+        days: String,
+    },
     /// Leave a channel (all your devices); an invitation brings you back.
     Leave {
         /// Channel name.
@@ -708,6 +715,20 @@ async fn execute(
         Command::Channel(ChannelCommand::Archive { name }) => {
             client.archive(&name).await?;
             println!("archived {name}");
+        }
+        Command::Channel(ChannelCommand::Retention { name, days }) => {
+            let days =
+                match days.as_str() {
+                    "workspace" => None,
+                    number => Some(number.parse::<u32>().map_err(|_| {
+                        format!("{number:?} is not a number of days (or `workspace`)")
+                    })?),
+                };
+            client.set_retention(&name, days).await?;
+            match days {
+                Some(days) => println!("{name} keeps messages for {days} days"),
+                None => println!("{name} follows the workspace's retention"),
+            }
         }
         Command::Channel(ChannelCommand::Leave { name }) => {
             client.leave(&name).await?;

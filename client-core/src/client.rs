@@ -730,6 +730,62 @@ impl Client {
         Ok(())
     }
 
+    /// Sets how long the relay keeps this channel's message ciphertext, in
+    /// days (`None`: the workspace's policy); its creator or an admin may.
+    /// Every member's device prunes its own copy to match.
+    pub async fn set_retention(&self, channel: &str, days: Option<u32>) -> Result<()> {
+        let group_id = {
+            let mut db = self.inner.db.lock().await;
+            self.channel_by_name(&mut db, channel).await?.0
+        };
+        self.signed(
+            "POST",
+            &format!("/v1/groups/{group_id}/retention"),
+            Some(&json!({ "days": days })),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Prunes local history older than each channel's retention, as the
+    /// relay reports it: the device keeps no more than the relay does.
+    async fn note_retention(&self, answer: &Value) -> Result<()> {
+        let now = crate::transport::unix_now();
+        let mut db = self.inner.db.lock().await;
+        for rule in answer["retention"].as_array().into_iter().flatten() {
+            let (Some(group_id), Some(days)) = (rule["group_id"].as_str(), rule["days"].as_u64())
+            else {
+                continue;
+            };
+            let cutoff =
+                i64::try_from(now.saturating_sub(days.saturating_mul(86_400))).unwrap_or(i64::MAX);
+            let mut tx = db.begin().await?;
+            sqlx::query(
+                "DELETE FROM reactions WHERE group_id = $1 AND message_id IN
+                   (SELECT message_id FROM history WHERE group_id = $1 AND at < $2)",
+            )
+            .bind(group_id)
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM search_index WHERE group_id = $1 AND seq IN
+                   (SELECT seq FROM history WHERE group_id = $1 AND at < $2)",
+            )
+            .bind(group_id)
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM history WHERE group_id = $1 AND at < $2")
+                .bind(group_id)
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
     /// Marks the channels the relay reports archived; an event for each newly so.
     async fn note_archived(&self, answer: &Value) -> Result<Vec<Event>> {
         let mut events = Vec::new();
@@ -1198,6 +1254,7 @@ impl Client {
                 self.refill_from_stock(&answer["key_package_stock"]).await?;
                 events.extend(self.note_devices(&answer).await?);
                 events.extend(self.note_archived(&answer).await?);
+                self.note_retention(&answer).await?;
             }
             let batch: Vec<Delivered> = serde_json::from_value(answer["messages"].clone())
                 .map_err(|e| {

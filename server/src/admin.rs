@@ -66,6 +66,10 @@ pub enum AdminCommand {
         /// Require every account to have a second factor; accounts without one can only enroll.
         #[arg(long)]
         require_second_factor: Option<bool>,
+        /// Delete message ciphertext older than this many days in every channel
+        /// (0: keep forever); a channel's own setting wins.
+        #[arg(long, value_name = "DAYS")]
+        retention_days: Option<u32>,
     },
     /// Show the latest entries of the audit log.
     Events {
@@ -181,7 +185,20 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
         }
         AdminCommand::Policy {
             require_second_factor,
+            retention_days,
         } => {
+            if let Some(days) = retention_days {
+                store
+                    .set_setting("retention_days", &days.to_string())
+                    .await
+                    .map_err(db)?;
+                events
+                    .record(
+                        AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
+                            .target(format!("retention_days={days}")),
+                    )
+                    .await;
+            }
             if let Some(required) = require_second_factor {
                 store
                     .set_setting(
@@ -204,6 +221,8 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                 .as_deref()
                 == Some("true");
             out!("require_second_factor = {required}");
+            let retention = store.setting("retention_days").await.map_err(db)?;
+            out!("retention_days = {}", retention.as_deref().unwrap_or("0"));
             out!("open_registration = {}", config.open_registration);
         }
         AdminCommand::Events { limit } => {

@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/groups", post(create_group))
         .route("/v1/groups/{group_id}/messages", post(post_message))
         .route("/v1/groups/{group_id}/archive", post(archive_group))
+        .route("/v1/groups/{group_id}/retention", post(set_retention))
         .route("/v1/messages", get(fetch_messages))
         .route("/v1/messages/ack", post(ack_messages))
         .route("/v1/stream", get(stream))
@@ -227,6 +228,99 @@ async fn create_group(State(state): State<AppState>, signed: Signed) -> ApiResul
     ))
 }
 
+/// The workspace's retention in days (0: keep forever).
+pub(crate) async fn workspace_retention(store: &crate::store::Store) -> ApiResult<u32> {
+    Ok(store
+        .setting("retention_days")
+        .await?
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Deletes message ciphertext past each group's retention, and enters each
+/// deletion in the audit log.
+pub(crate) async fn apply_retention(state: &AppState) -> ApiResult<()> {
+    let now = unix_now();
+    let workspace = workspace_retention(&state.store).await?;
+    for (group_id, days) in state.store.retention(workspace).await? {
+        let cutoff = now.saturating_sub(u64::from(days) * 86_400);
+        let deleted = state
+            .store
+            .delete_messages_before(&group_id, cutoff)
+            .await?;
+        if deleted > 0 {
+            state
+                .audit
+                .record(
+                    AuditEvent::success(AuditAction::RetentionDeleted, "relay")
+                        .target(format!("group:{group_id}"))
+                        .detail("count", deleted)
+                        .detail("days", days),
+                )
+                .await;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses unless `user` created the group or is a workspace admin.
+async fn require_manager(state: &AppState, user: &str, group_id: &str) -> ApiResult<()> {
+    let creator = state
+        .store
+        .group_creator(group_id)
+        .await?
+        .ok_or(ApiError::NotFound("group"))?;
+    let admin = state
+        .store
+        .roles(user)
+        .await?
+        .iter()
+        .any(|r| r == crate::account_api::ADMIN_ROLE);
+    if creator != user && !admin {
+        return Err(ApiError::Forbidden(
+            "only the channel's creator or a workspace admin may do this",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct RetentionBody {
+    /// Days to keep message ciphertext; `null` for the workspace's policy.
+    days: Option<u32>,
+}
+
+/// Sets how long the relay keeps a group's message ciphertext.
+async fn set_retention(
+    State(state): State<AppState>,
+    group_id: Result<Path<String>, PathRejection>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    let user = signed.username()?.to_owned();
+    let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let body: RetentionBody = signed.json()?;
+    require_manager(&state, &user, &group_id).await?;
+    state
+        .store
+        .set_group_retention(&group_id, body.days)
+        .await?;
+    state
+        .audit
+        .record(
+            AuditEvent::success(AuditAction::PolicyChanged, &user)
+                .device(signed.device_id)
+                .target(format!("group:{group_id}"))
+                .detail(
+                    "retention_days",
+                    body.days.map_or("workspace".to_owned(), |d| d.to_string()),
+                ),
+        )
+        .await;
+    Ok(Json(
+        json!({ "group_id": group_id, "retention_days": body.days }),
+    ))
+}
+
 /// Archives a group: its creator or a workspace admin may; from then on the
 /// relay refuses every post to it, and members learn it at their next fetch.
 async fn archive_group(
@@ -236,22 +330,7 @@ async fn archive_group(
 ) -> ApiResult<Json<Value>> {
     let user = signed.username()?.to_owned();
     let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let creator = state
-        .store
-        .group_creator(&group_id)
-        .await?
-        .ok_or(ApiError::NotFound("group"))?;
-    let admin = state
-        .store
-        .roles(&user)
-        .await?
-        .iter()
-        .any(|r| r == crate::account_api::ADMIN_ROLE);
-    if creator != user && !admin {
-        return Err(ApiError::Forbidden(
-            "only the channel's creator or a workspace admin may archive it",
-        ));
-    }
+    require_manager(&state, &user, &group_id).await?;
     if state.store.archive_group(&group_id).await? {
         state
             .audit
@@ -549,6 +628,13 @@ async fn fetch_messages(
         .map(|d| json!({ "device_id": d.device_id, "revoked": d.revoked_at.is_some() }))
         .collect();
     let archived = state.store.archived_groups_of(&device).await?;
+    let retention: Vec<Value> = state
+        .store
+        .retention_of(&device, workspace_retention(&state.store).await?)
+        .await?
+        .into_iter()
+        .map(|(group_id, days)| json!({ "group_id": group_id, "days": days }))
+        .collect();
     let revoked_members: Vec<Value> = state
         .store
         .revoked_members(&device)
@@ -562,6 +648,7 @@ async fn fetch_messages(
         "devices": devices,
         "revoked_members": revoked_members,
         "archived_groups": archived,
+        "retention": retention,
     })))
 }
 

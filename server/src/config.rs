@@ -40,6 +40,9 @@ pub struct Args {
     /// [default: <WebAuthn host>/conclave-audit].
     #[arg(long, env = "CONCLAVE_LOG_ORIGIN", global = true)]
     pub log_origin: Option<String>,
+    /// How often to delete message ciphertext past its retention, e.g. 10m [default: 10m].
+    #[arg(long, env = "CONCLAVE_RETENTION_INTERVAL")]
+    pub retention_interval: Option<String>,
     /// How often to sign a new audit-log checkpoint when the log has grown, e.g. 10s [default: 10s].
     #[arg(long, env = "CONCLAVE_CHECKPOINT_INTERVAL")]
     pub checkpoint_interval: Option<String>,
@@ -88,6 +91,7 @@ struct FileConfig {
     log_key_file: Option<PathBuf>,
     log_origin: Option<String>,
     checkpoint_interval: Option<String>,
+    retention_interval: Option<String>,
     open_registration: Option<bool>,
     session_idle_timeout: Option<String>,
     session_lifetime: Option<String>,
@@ -117,6 +121,8 @@ pub struct Config {
     pub log_origin: String,
     /// Seconds between checkpoint signings.
     pub checkpoint_interval: u64,
+    /// Seconds between retention runs.
+    pub retention_interval: u64,
     /// Registration without an invite.
     pub open_registration: bool,
     /// Seconds without a request after which a session ends.
@@ -141,6 +147,7 @@ impl Config {
             log_key_file: data_dir.join("log.key"),
             log_origin: "localhost/conclave-audit".into(),
             checkpoint_interval: 10,
+            retention_interval: 600,
             data_dir,
             database_url: None,
             tls: None,
@@ -190,6 +197,9 @@ impl Config {
         };
         if let Some(text) = args.checkpoint_interval.or(file.checkpoint_interval) {
             config.checkpoint_interval = parse_duration("checkpoint_interval", &text)?;
+        }
+        if let Some(text) = args.retention_interval.or(file.retention_interval) {
+            config.retention_interval = parse_duration("retention_interval", &text)?;
         }
         if let Some(open) = args.open_registration.or(file.open_registration) {
             config.open_registration = open;

@@ -47,6 +47,8 @@ pub enum AuditAction {
     GroupCreated,
     /// A group was archived (read-only from then on).
     GroupArchived,
+    /// Retention deleted old message ciphertext from a group.
+    RetentionDeleted,
     /// A validated commit added a device to a group.
     MemberAdded,
     /// A validated commit removed a device from a group.
@@ -76,6 +78,7 @@ impl AuditAction {
             InviteCreated => "invite_created",
             GroupCreated => "group_created",
             GroupArchived => "group_archived",
+            RetentionDeleted => "retention_deleted",
             MemberAdded => "member_added",
             MemberRemoved => "member_removed",
             KeyPackagesUploaded => "key_packages_uploaded",

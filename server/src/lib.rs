@@ -144,14 +144,27 @@ fn state(store: Store, config: Config) -> Result<AppState, String> {
     let (notifier, _) = broadcast::channel(4096);
     let server_key = server_key::ServerKey::load_or_create(&config.server_key_file)?;
     let relying_party = factors::RelyingParty::new(&config.webauthn_origin, "Conclave")?;
-    Ok(AppState {
+    let state = AppState {
         audit: AuditTrail::new(log, config.record_client_ip),
         store,
         config: Arc::new(config),
         notifier,
         server_key,
         relying_party: Arc::new(relying_party),
-    })
+    };
+    // Retention: old message ciphertext goes, and the log says so.
+    let retaining = state.clone();
+    tokio::spawn(async move {
+        let period = std::time::Duration::from_secs(retaining.config.retention_interval);
+        let mut every = tokio::time::interval(period);
+        loop {
+            every.tick().await;
+            if let Err(e) = api::apply_retention(&retaining).await {
+                tracing::warn!(error = %e, "applying retention failed");
+            }
+        }
+    });
+    Ok(state)
 }
 
 pub(crate) async fn open_store(config: &Config) -> Result<Store, String> {

@@ -25,6 +25,17 @@ async fn find(client: &Client, channel: &str, text: &str) -> HistoryEntry {
         .unwrap_or_else(|| panic!("{text:?} not in {channel}"))
 }
 
+/// A relay, and alice and bob both in `channel` (alice created it).
+async fn alice_and_bob_in(channel: &str) -> (ServerProcess, Person, Person) {
+    let server = ServerProcess::start();
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let bob = Person::register(&server, "bob", PASSWORD).await;
+    alice.client.create_channel(channel).await.unwrap();
+    alice.client.invite(channel, "bob").await.unwrap();
+    bob.client.sync().await.unwrap();
+    (server, alice, bob)
+}
+
 async fn search(client: &Client, words: &str) -> Vec<String> {
     let query = SearchQuery {
         words: words.into(),
@@ -41,12 +52,7 @@ async fn search(client: &Client, words: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn threads_reactions_edits_deletes_and_search() {
-    let server = ServerProcess::start();
-    let alice = Person::register(&server, "alice", PASSWORD).await;
-    let bob = Person::register(&server, "bob", PASSWORD).await;
-    alice.client.create_channel("launch").await.unwrap();
-    alice.client.invite("launch", "bob").await.unwrap();
-    bob.client.sync().await.unwrap();
+    let (server, alice, bob) = alice_and_bob_in("launch").await;
 
     // A mention reaches bob as a notification.
     alice
@@ -243,12 +249,7 @@ async fn threads_reactions_edits_deletes_and_search() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replays_are_dropped_and_unknown_content_is_kept_as_unsupported() {
-    let server = ServerProcess::start();
-    let alice = Person::register(&server, "alice", PASSWORD).await;
-    let bob = Person::register(&server, "bob", PASSWORD).await;
-    alice.client.create_channel("general").await.unwrap();
-    alice.client.invite("general", "bob").await.unwrap();
-    bob.client.sync().await.unwrap();
+    let (_server, alice, bob) = alice_and_bob_in("general").await;
 
     alice.client.send("general", "pay bob 10").await.unwrap();
     bob.client.sync().await.unwrap();
@@ -402,12 +403,7 @@ async fn direct_messages_topics_and_unread_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leaving_a_channel_takes_effect_without_the_leaver() {
-    let server = ServerProcess::start();
-    let alice = Person::register(&server, "alice", PASSWORD).await;
-    let bob = Person::register(&server, "bob", PASSWORD).await;
-    alice.client.create_channel("general").await.unwrap();
-    alice.client.invite("general", "bob").await.unwrap();
-    bob.client.sync().await.unwrap();
+    let (_server, alice, bob) = alice_and_bob_in("general").await;
 
     bob.client.leave("general").await.unwrap();
     assert!(!bob.client.channels().await.unwrap()[0].active);
@@ -545,4 +541,94 @@ async fn archived_channels_are_read_only() {
     );
     let log = server.admin(&["events", "--limit", "100"]);
     assert_eq!(log.matches("group_archived success").count(), 2, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_deletes_old_ciphertext_and_clients_follow() {
+    use sqlx::{Connection, Row};
+    let server = ServerProcess::start_with(vec!["--retention-interval".into(), "1s".into()]);
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let bob = Person::register(&server, "bob", PASSWORD).await;
+    for channel in ["short", "forever"] {
+        alice.client.create_channel(channel).await.unwrap();
+        alice.client.invite(channel, "bob").await.unwrap();
+        alice.client.send(channel, "from long ago").await.unwrap();
+    }
+    // Only the creator (or an admin) sets a channel's retention.
+    bob.client.sync().await.unwrap();
+    assert!(matches!(
+        bob.client.set_retention("short", Some(1)).await,
+        Err(ClientError::Server { status: 403, .. })
+    ));
+    alice.client.set_retention("short", Some(1)).await.unwrap();
+
+    // Two days pass for what was sent so far (the relay's rows and bob's copy).
+    bob.client.sync().await.unwrap();
+    let two_days_ago = conclave_tests::now() as i64 - 2 * 86_400;
+    let mut relay = server.database().await;
+    sqlx::query("UPDATE messages SET created_at = $1")
+        .bind(two_days_ago)
+        .execute(&mut relay)
+        .await
+        .unwrap();
+    let url = format!("sqlite://{}", bob.home.path().join("conclave.db").display());
+    let mut bobs = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE history SET at = $1")
+        .bind(two_days_ago)
+        .execute(&mut bobs)
+        .await
+        .unwrap();
+    alice.client.send("short", "fresh news").await.unwrap();
+
+    // The relay deletes the old ciphertext of "short" only, and logs it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let left: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM messages m JOIN groups g ON g.group_id = m.group_id
+             WHERE m.kind = 'application' AND g.retention_days = 1 AND m.created_at < $1",
+        )
+        .bind(two_days_ago + 1)
+        .fetch_one(&mut relay)
+        .await
+        .unwrap()
+        .get(0);
+        if left == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "retention never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let kept: i64 = sqlx::query("SELECT COUNT(*) FROM messages WHERE kind = 'application'")
+        .fetch_one(&mut relay)
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        kept >= 3,
+        "the other channel and the fresh message stay ({kept})"
+    );
+    let log = server.admin(&["events", "--limit", "200"]);
+    assert!(
+        log.contains("retention_deleted success actor=relay"),
+        "{log}"
+    );
+
+    // bob's device prunes its copy to match; the other channel keeps its history.
+    bob.client.sync().await.unwrap();
+    let short: Vec<String> = bob
+        .client
+        .history("short")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.text)
+        .collect();
+    assert_eq!(short, ["fresh news"]);
+    assert_eq!(
+        bob.client.history("forever").await.unwrap().len(),
+        1,
+        "no retention there"
+    );
+    // Search forgets the pruned copy too: only "forever" still has it.
+    assert_eq!(search(&bob.client, "ago").await.len(), 1);
 }

@@ -559,6 +559,84 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
+    /// Sets a group's own retention (`None`: the workspace's applies).
+    pub async fn set_group_retention(
+        &self,
+        group_id: &str,
+        days: Option<u32>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE groups SET retention_days = $2 WHERE group_id = $1")
+            .bind(group_id)
+            .bind(days.map(i64::from))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Each group's retention in days (its own, else the workspace's), for
+    /// the groups that have one.
+    pub async fn retention(&self, workspace_days: u32) -> Result<Vec<(String, u32)>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT group_id, COALESCE(retention_days, $1) FROM groups
+             WHERE COALESCE(retention_days, $1) > 0",
+        )
+        .bind(i64::from(workspace_days))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                u32::try_from(r.get::<i64, _>(1)).unwrap_or(u32::MAX),
+            )
+        })
+        .collect())
+    }
+
+    /// The retention in days of each group `device_id` belongs to that has one.
+    pub async fn retention_of(
+        &self,
+        device_id: &str,
+        workspace_days: u32,
+    ) -> Result<Vec<(String, u32)>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT DISTINCT g.group_id, COALESCE(g.retention_days, $2)
+             FROM memberships m JOIN groups g ON g.group_id = m.group_id
+             WHERE m.device_id = $1 AND m.leave_seq IS NULL
+               AND COALESCE(g.retention_days, $2) > 0",
+        )
+        .bind(device_id)
+        .bind(i64::from(workspace_days))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                u32::try_from(r.get::<i64, _>(1)).unwrap_or(u32::MAX),
+            )
+        })
+        .collect())
+    }
+
+    /// Deletes a group's application messages (ciphertext) stored before
+    /// `cutoff` (Unix seconds). Commits and Welcomes stay: a device that was
+    /// away still needs them to follow the group. Returns how many went.
+    pub async fn delete_messages_before(
+        &self,
+        group_id: &str,
+        cutoff: u64,
+    ) -> Result<u64, StoreError> {
+        let result = sqlx::query(
+            "DELETE FROM messages WHERE group_id = $1 AND kind = 'application' AND created_at < $2",
+        )
+        .bind(group_id)
+        .bind(to_i64(cutoff))
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
     /// The archived groups `device_id` belongs to.
     pub async fn archived_groups_of(&self, device_id: &str) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query(

@@ -11,7 +11,11 @@ pub(super) const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[
         &[conclave_audit::log::SCHEMA_POSTGRES, V3_COMMON],
     ),
     (4, &[V4_COMMON], &[V4_COMMON]),
+    (5, &[V5_COMMON], &[V5_COMMON]),
 ];
+
+/// Version 5: a channel's own retention, in days.
+const V5_COMMON: &str = "ALTER TABLE groups ADD COLUMN retention_days BIGINT;";
 
 /// Version 4: who created each group (the account), and archiving.
 const V4_COMMON: &str = "
