@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod attachment;
 mod credential;
 mod device_key;
 mod error;
