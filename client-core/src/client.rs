@@ -150,6 +150,19 @@ pub struct HistoryEntry {
     pub at: u64,
     /// Reactions, by emoji.
     pub reactions: Vec<Reaction>,
+    /// The file shared with this message, if any (see [`Client::download`]).
+    pub file: Option<FileInfo>,
+}
+
+/// A shared file, as the history shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// Its name.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Lowercase hex SHA-256 of its content, as the sender announced it.
+    pub sha256: String,
 }
 
 /// One emoji on a message, and who put it there.
@@ -390,6 +403,23 @@ impl Client {
         Err(server_error(response.status, &value))
     }
 
+    /// A signed request with a raw body, whose answer is raw bytes.
+    pub(crate) async fn signed_bytes(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>> {
+        let identity = self.identity()?;
+        let request = HttpRequest::signed(&identity.key, method, path, body);
+        let response = self.inner.transport.send(request).await?;
+        if (200..300).contains(&response.status) {
+            return Ok(response.body);
+        }
+        let value: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        Err(server_error(response.status, &value))
+    }
+
     pub(crate) async fn call(
         &self,
         method: &'static str,
@@ -558,7 +588,7 @@ impl Client {
         Ok((row.get(0), row.get::<i64, _>(1) != 0))
     }
 
-    async fn active_channel(&self, name: &str) -> Result<String> {
+    pub(crate) async fn active_channel(&self, name: &str) -> Result<String> {
         let mut db = self.inner.db.lock().await;
         match self.channel_by_name(&mut db, name).await? {
             (group_id, true) => Ok(group_id),

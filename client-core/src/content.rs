@@ -8,7 +8,12 @@
 //! {"v":1,"kind":"edit","target":"<message id>","body":"…"}
 //! {"v":1,"kind":"delete","target":"<message id>"}
 //! {"v":1,"kind":"channel_info","name":"general"}
+//! {"v":1,"kind":"file","blob":"<blob id>","name":"plan.pdf","size":1234,
+//!  "key":"<base64>","nonce":"<base64>","sha256":"<hex>","caption":""}
 //! ```
+//!
+//! A file's key and the hash of its plaintext travel only here, inside MLS;
+//! the relay holds the sealed chunks under a random blob id.
 //!
 //! The message id (16 random bytes, hex) is not in the JSON: it is the
 //! authenticated data of the MLS message (`conclave-message-v1:<id>`), so
@@ -123,6 +128,68 @@ pub enum Content {
         /// The topic (empty to clear it).
         topic: String,
     },
+    /// A file, sealed and uploaded before this message was sent.
+    File(FileRef),
+}
+
+/// Where a shared file is and how to open it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// The relay's id for the sealed chunks.
+    pub blob: String,
+    /// The file's name, as the sender had it (no directories).
+    pub name: String,
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// The file key (base64): whoever has it can read the file.
+    pub key: SecretText,
+    /// The STREAM nonce prefix (base64).
+    pub nonce: String,
+    /// Lowercase hex SHA-256 of the plaintext, checked after download.
+    pub sha256: String,
+    /// Text shown with the file.
+    #[serde(default)]
+    pub caption: String,
+}
+
+/// Text that is a secret (a file key): wiped on drop, never in `Debug`.
+#[derive(
+    Clone, PartialEq, Eq, Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop,
+)]
+#[serde(transparent)]
+pub struct SecretText(String);
+
+impl SecretText {
+    /// Wraps a secret.
+    pub fn new(text: String) -> Self {
+        Self(text)
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(<redacted>)")
+    }
+}
+
+/// Longest file name, in bytes.
+pub const MAX_FILE_NAME: usize = 255;
+
+/// Whether `name` is a plain file name: no directories, no control
+/// characters, not `.` or `..`, so a download can never land elsewhere.
+pub fn is_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_FILE_NAME
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '/' | '\\'))
 }
 
 #[derive(Serialize)]
@@ -185,6 +252,22 @@ impl Content {
                 !name.is_empty() && name.len() <= 256 && topic.len() <= MAX_TOPIC
             }
             Content::Topic { topic } => topic.len() <= MAX_TOPIC,
+            Content::File(file) => {
+                file.blob.len() == 32
+                    && is_message_id(&file.blob)
+                    && is_file_name(&file.name)
+                    && file.sha256.len() == 64
+                    && file
+                        .sha256
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                    && conclave_crypto::attachment::FileKey::from_base64(
+                        file.key.expose(),
+                        &file.nonce,
+                    )
+                    .is_ok()
+                    && file.caption.len() <= MAX_BODY
+            }
         }
     }
 }
@@ -250,11 +333,60 @@ mod tests {
             Content::Topic {
                 topic: "new topic".into(),
             },
+            Content::File(sample_file()),
         ];
         for content in all {
             let plaintext = content.encode();
             assert!(plaintext.starts_with(b"{\"v\":1,"), "{plaintext:?}");
             assert_eq!(Content::decode(&plaintext), Decoded::Known(content));
+        }
+    }
+
+    fn sample_file() -> FileRef {
+        let (key, nonce) = conclave_crypto::attachment::FileKey::generate().to_base64();
+        FileRef {
+            blob: new_message_id(),
+            name: "plan.pdf".into(),
+            size: 1234,
+            key: SecretText::new(key.to_string()),
+            nonce,
+            sha256: "ab".repeat(32),
+            caption: "the plan".into(),
+        }
+    }
+
+    #[test]
+    fn file_references_are_checked_and_keys_never_print() {
+        let good = sample_file();
+        assert!(!format!("{good:?}").contains(good.key.expose()));
+        assert!(Content::File(good.clone()).is_well_formed());
+        for bad in [
+            FileRef {
+                name: "../etc/passwd".into(),
+                ..good.clone()
+            },
+            FileRef {
+                name: "..".into(),
+                ..good.clone()
+            },
+            FileRef {
+                name: "a\nb".into(),
+                ..good.clone()
+            },
+            FileRef {
+                blob: "nope".into(),
+                ..good.clone()
+            },
+            FileRef {
+                sha256: "AB".repeat(32),
+                ..good.clone()
+            },
+            FileRef {
+                key: SecretText::new("c2hvcnQ=".into()),
+                ..good.clone()
+            },
+        ] {
+            assert!(!Content::File(bad).is_well_formed());
         }
     }
 

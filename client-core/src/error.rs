@@ -51,6 +51,10 @@ pub enum ClientError {
     /// log, or the log itself failed a check: nothing was encrypted to it.
     #[error("key transparency: {0}")]
     KeyTransparency(String),
+    /// A downloaded file failed to decrypt or did not match its announced
+    /// hash: it was altered, and nothing was written.
+    #[error("file check failed: {0}")]
+    FileCheck(String),
     /// Other members kept committing first.
     #[error("gave up after {0} attempts: the channel kept changing; try again")]
     TooManyConflicts(u32),

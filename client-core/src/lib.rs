@@ -49,6 +49,7 @@ mod audit;
 mod client;
 mod content;
 mod error;
+mod files;
 mod https;
 mod messaging;
 mod settings;
@@ -64,12 +65,13 @@ pub use account::{
     SecondFactor, TotpEnrollment,
 };
 pub use audit::{AuditPage, SecurityAlert};
-pub use client::{Channel, Client, Event, HistoryEntry, Member, Reaction};
+pub use client::{Channel, Client, Event, FileInfo, HistoryEntry, Member, Reaction};
 /// The log's sans-IO verification (proofs, notes, checkpoints, events), for
 /// clients that check more than client-core does for them.
 pub use conclave_audit as transparency;
-pub use content::{Content, Decoded};
+pub use content::{Content, Decoded, FileRef, SecretText};
 pub use error::{ClientError, Result};
+pub use files::Progress;
 pub use https::{HttpsTransport, ServerTrust};
 pub use messaging::SearchQuery;
 pub use settings::{RelaySettings, SETTINGS_FILE};

@@ -9,8 +9,8 @@
 
 use sqlx::{Row, SqliteConnection};
 
-use crate::client::{Client, Event, HistoryEntry, Reaction};
-use crate::content::{Content, Decoded, is_message_id, is_reaction, mentions_in};
+use crate::client::{Client, Event, FileInfo, HistoryEntry, Reaction};
+use crate::content::{Content, Decoded, FileRef, is_message_id, is_reaction, mentions_in};
 use crate::error::{ClientError, Result};
 use crate::transport::unix_now;
 
@@ -189,7 +189,11 @@ pub(crate) async fn apply_content(
             .rows_affected()
                 == 1;
             if changed {
-                reindex(tx, group_id, seq_of_target, Some(&body)).await?;
+                let indexed = match attachment_of(tx, group_id, &target).await? {
+                    Some(file) => format!("{} {body}", file.name),
+                    None => body.clone(),
+                };
+                reindex(tx, group_id, seq_of_target, Some(&indexed)).await?;
                 events.push(Event::Edited(entry(tx, group_id, channel, &target).await?));
             }
         }
@@ -202,7 +206,7 @@ pub(crate) async fn apply_content(
                 return Ok(events);
             }
             sqlx::query(
-                "UPDATE history SET body = '', deleted = 1, mentions = ''
+                "UPDATE history SET body = '', deleted = 1, mentions = '', attachment = NULL
                  WHERE group_id = $1 AND message_id = $2",
             )
             .bind(group_id)
@@ -231,6 +235,42 @@ pub(crate) async fn apply_content(
                 topic,
                 by: author.user.to_owned(),
             });
+        }
+        Content::File(file) => {
+            insert_row(
+                tx,
+                group_id,
+                seq,
+                &author,
+                message_id,
+                "file",
+                None,
+                &file.caption,
+                &mentions_in(&file.caption),
+                now,
+            )
+            .await?;
+            let reference = serde_json::to_string(&file).map_err(ClientError::store)?;
+            sqlx::query(
+                "UPDATE history SET attachment = $3 WHERE group_id = $1 AND message_id = $2",
+            )
+            .bind(group_id)
+            .bind(message_id)
+            .bind(&reference)
+            .execute(&mut *tx)
+            .await?;
+            // Found by its name as well as its caption.
+            reindex(
+                tx,
+                group_id,
+                seq,
+                Some(&format!("{} {}", file.name, file.caption)),
+            )
+            .await?;
+            let message = entry(tx, group_id, channel, message_id).await?;
+            let mentions = mentions_in(&file.caption);
+            events.extend(notifications(tx, group_id, &message, &mentions, me).await?);
+            events.push(Event::Message(message));
         }
         // Handled by the caller, which knows about placeholder names.
         Content::ChannelInfo { .. } => {}
@@ -341,8 +381,25 @@ async fn find(
     )
 }
 
-const ENTRY_COLUMNS: &str =
-    "seq, sender, device, body, message_id, parent_id, kind, edited, deleted, mentions, at";
+const ENTRY_COLUMNS: &str = "seq, sender, device, body, message_id, parent_id, kind, edited, deleted, mentions, at, attachment";
+
+/// The file reference (with its key) of message `id`, if it shares one.
+pub(crate) async fn attachment_of(
+    db: &mut SqliteConnection,
+    group_id: &str,
+    id: &str,
+) -> Result<Option<FileRef>> {
+    let text: Option<String> = sqlx::query(
+        "SELECT attachment FROM history WHERE group_id = $1 AND message_id = $2 AND deleted = 0",
+    )
+    .bind(group_id)
+    .bind(id)
+    .fetch_optional(&mut *db)
+    .await?
+    .and_then(|r| r.get(0));
+    text.map(|t| serde_json::from_str(&t).map_err(ClientError::store))
+        .transpose()
+}
 
 fn entry_from_row(row: &sqlx::sqlite::SqliteRow, channel: &str) -> HistoryEntry {
     let mentions: String = row.get(9);
@@ -360,6 +417,14 @@ fn entry_from_row(row: &sqlx::sqlite::SqliteRow, channel: &str) -> HistoryEntry 
         mentions: mentions.split_whitespace().map(str::to_owned).collect(),
         at: row.get::<i64, _>(10).try_into().unwrap_or(0),
         reactions: Vec::new(),
+        file: row
+            .get::<Option<String>, _>(11)
+            .and_then(|t| serde_json::from_str::<FileRef>(&t).ok())
+            .map(|f| FileInfo {
+                name: f.name.clone(),
+                size: f.size,
+                sha256: f.sha256.clone(),
+            }),
     }
 }
 
@@ -553,10 +618,20 @@ impl Client {
     /// Deletes one of this account's messages: every member keeps a tombstone.
     pub async fn delete(&self, channel: &str, message: &str) -> Result<u64> {
         self.own_message(channel, message).await?;
+        let file = {
+            let mut db = self.inner.db.lock().await;
+            let group_id = self.group_of(&mut db, channel).await?;
+            attachment_of(&mut db, &group_id, message).await?
+        };
         let content = Content::Delete {
             target: message.to_owned(),
         };
-        self.send_content(channel, content).await
+        let seq = self.send_content(channel, content).await?;
+        if let Some(file) = file {
+            // Every member now has a tombstone; nobody needs the ciphertext.
+            self.forget_blob(&file.blob).await;
+        }
+        Ok(seq)
     }
 
     /// The id of the message at `seq` in a channel (what the CLI shows as `#seq`).
@@ -599,7 +674,7 @@ impl Client {
         };
         let rows = sqlx::query(
             "SELECT h.seq, h.sender, h.device, h.body, h.message_id, h.parent_id, h.kind,
-                    h.edited, h.deleted, h.mentions, h.at, c.name, h.group_id
+                    h.edited, h.deleted, h.mentions, h.at, h.attachment, c.name, h.group_id
              FROM search_index s
              JOIN history h ON h.group_id = s.group_id AND h.seq = s.seq
              JOIN channels c ON c.group_id = h.group_id
@@ -621,8 +696,8 @@ impl Client {
         .await?;
         let mut found = Vec::with_capacity(rows.len());
         for row in &rows {
-            let channel: String = row.get(11);
-            let group_id: String = row.get(12);
+            let channel: String = row.get(12);
+            let group_id: String = row.get(13);
             let entry = entry_from_row(row, &channel);
             found.extend(with_reactions(&mut db, &group_id, vec![entry]).await?);
         }

@@ -171,6 +171,8 @@ ALTER TABLE channels ADD COLUMN read_seq INTEGER NOT NULL DEFAULT 0;
 "#,
     // 3: archived channels.
     "ALTER TABLE channels ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;",
+    // 4: shared files (the reference, with its key, as JSON).
+    "ALTER TABLE history ADD COLUMN attachment TEXT;",
 ];
 
 /// Writes a small private file (mode 0600) whole, through a temporary file

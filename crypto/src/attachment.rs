@@ -44,7 +44,7 @@ use zeroize::Zeroizing;
 
 /// Plaintext bytes per chunk (the last chunk may be shorter, or empty for an
 /// empty file).
-pub const CHUNK_BYTES: usize = 256 * 1024;
+pub const CHUNK_BYTES: usize = 1024 * 1024;
 
 /// What sealing adds to each chunk: the Poly1305 tag.
 pub const TAG_BYTES: usize = 16;

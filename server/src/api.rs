@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/stream", get(stream))
         .merge(crate::account_api::routes())
         .merge(crate::audit_api::routes())
+        .merge(crate::blob_api::routes())
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
@@ -248,18 +249,25 @@ pub(crate) async fn apply_retention(state: &AppState) -> ApiResult<()> {
             .store
             .delete_messages_before(&group_id, cutoff)
             .await?;
-        if deleted > 0 {
+        let files = state.store.delete_blobs_before(&group_id, cutoff).await?;
+        if deleted > 0 || files > 0 {
             state
                 .audit
                 .record(
                     AuditEvent::success(AuditAction::RetentionDeleted, "relay")
                         .target(format!("group:{group_id}"))
                         .detail("count", deleted)
+                        .detail("files", files)
                         .detail("days", days),
                 )
                 .await;
         }
     }
+    // Uploads begun a day ago and never finished will not be.
+    state
+        .store
+        .delete_abandoned_uploads(now.saturating_sub(86_400))
+        .await?;
     Ok(())
 }
 

@@ -180,7 +180,8 @@ impl FromRequest<AppState> for Signed {
 
     async fn from_request(request: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
         let (parts, body) = request.into_parts();
-        let body = read_body(body, state.config.max_body_bytes).await?;
+        let limit = crate::blob_api::body_limit(parts.uri.path(), state.config.max_body_bytes);
+        let body = read_body(body, limit).await?;
         let headers = SignedHeaders::from_lookup(|name| {
             parts.headers.get(name).and_then(|v| v.to_str().ok())
         })

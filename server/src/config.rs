@@ -55,6 +55,12 @@ pub struct Args {
     /// Largest accepted request body in bytes [default: 1048576].
     #[arg(long, env = "CONCLAVE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Largest attachment in bytes, as uploaded (encrypted) [default: 1073741824, 1 GiB].
+    #[arg(long, env = "CONCLAVE_MAX_UPLOAD_BYTES")]
+    pub max_upload_bytes: Option<u64>,
+    /// Attachment bytes each account may keep on the relay [default: 10737418240, 10 GiB].
+    #[arg(long, env = "CONCLAVE_UPLOAD_QUOTA_BYTES")]
+    pub upload_quota_bytes: Option<u64>,
     /// Let anyone register without an invite code [default: false].
     #[arg(long, env = "CONCLAVE_OPEN_REGISTRATION")]
     pub open_registration: Option<bool>,
@@ -87,6 +93,8 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     max_body_bytes: Option<usize>,
+    max_upload_bytes: Option<u64>,
+    upload_quota_bytes: Option<u64>,
     server_key_file: Option<PathBuf>,
     log_key_file: Option<PathBuf>,
     log_origin: Option<String>,
@@ -113,6 +121,10 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Body size limit.
     pub max_body_bytes: usize,
+    /// Largest attachment (its encrypted size).
+    pub max_upload_bytes: u64,
+    /// Attachment bytes each account may keep.
+    pub upload_quota_bytes: u64,
     /// The sealing key file (outside the database).
     pub server_key_file: PathBuf,
     /// The audit-log signing key file.
@@ -152,6 +164,8 @@ impl Config {
             database_url: None,
             tls: None,
             max_body_bytes: 1 << 20,
+            max_upload_bytes: 1 << 30,
+            upload_quota_bytes: 10 << 30,
             open_registration: false,
             session_idle_timeout: 7 * DAY,
             session_lifetime: 30 * DAY,
@@ -235,6 +249,12 @@ impl Config {
                 ));
             }
             config.max_body_bytes = limit;
+        }
+        if let Some(limit) = args.max_upload_bytes.or(file.max_upload_bytes) {
+            config.max_upload_bytes = limit;
+        }
+        if let Some(quota) = args.upload_quota_bytes.or(file.upload_quota_bytes) {
+            config.upload_quota_bytes = quota;
         }
         Ok(config)
     }

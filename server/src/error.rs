@@ -51,6 +51,19 @@ pub enum ApiError {
     /// The body exceeded the configured limit.
     #[error("request body too large: the limit is {0} bytes")]
     TooLarge(usize),
+    /// An attachment larger than the relay accepts.
+    #[error("file too large: the relay accepts attachments up to {0} bytes (encrypted)")]
+    FileTooLarge(u64),
+    /// The account's attachments would exceed its quota.
+    #[error("upload quota exceeded: {used} of {quota} bytes in use, this file needs {needed}")]
+    QuotaExceeded {
+        /// Bytes the account's attachments take now.
+        used: u64,
+        /// The account's quota.
+        quota: u64,
+        /// The new file's encrypted size.
+        needed: u64,
+    },
     /// The user has no device with a key package to hand out.
     #[error("user {0} has no key packages available")]
     NoKeyPackages(String),
@@ -102,6 +115,8 @@ impl ApiError {
             Conflict(_) => (StatusCode::CONFLICT, "already_exists"),
             WrongEpoch { .. } => (StatusCode::CONFLICT, "wrong_epoch"),
             TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            FileTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "file_too_large"),
+            QuotaExceeded { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"),
             NoKeyPackages(_) => (StatusCode::NOT_FOUND, "no_key_packages"),
             SecondFactorRequired(_) => (StatusCode::UNAUTHORIZED, "second_factor_required"),
             SecondFactorInvalid(_) => (StatusCode::UNAUTHORIZED, "second_factor_invalid"),

@@ -21,6 +21,7 @@ pub mod admin;
 mod api;
 mod audit_api;
 mod auth;
+mod blob_api;
 mod config;
 mod error;
 mod events;

@@ -12,9 +12,11 @@
 //! wins" hold across processes and nodes.
 
 mod accounts;
+mod blobs;
 mod schema;
 
 pub use accounts::{AccountSummary, ChallengeRow, CredentialRow, DeviceSession};
+pub use blobs::{BlobRow, NewBlob};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
