@@ -21,6 +21,8 @@ use conclave_client::{
 };
 use zeroize::Zeroizing;
 
+mod tui;
+
 #[derive(Parser)]
 #[command(
     name = "conclave",
@@ -149,6 +151,26 @@ enum Command {
         /// The message, as `history` numbers it.
         seq: u64,
     },
+    /// Share a file in a channel: it is encrypted on this device, then uploaded.
+    Upload {
+        /// Channel name.
+        channel: String,
+        /// The file to share.
+        file: PathBuf,
+        /// Text to show with the file.
+        #[arg(long)]
+        caption: Option<String>,
+    },
+    /// Save the file shared by message #SEQ, once it decrypts and matches its hash.
+    Download {
+        /// Channel name.
+        channel: String,
+        /// The message, as `history` numbers it.
+        seq: u64,
+        /// Where to save it: a file name, or a directory to keep the sender's name.
+        #[arg(default_value = ".")]
+        to: PathBuf,
+    },
     /// Search this device's decrypted history (nothing is sent to the server).
     Search {
         /// Words to find; `word*` finds prefixes.
@@ -177,6 +199,9 @@ enum Command {
     /// Key transparency: the relay's audit log as this device has verified it.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The terminal UI: channels, live messages, threads, reactions and search
+    /// (type /help inside).
+    Tui,
 }
 
 #[derive(Subcommand)]
@@ -804,6 +829,46 @@ async fn execute(
             client.delete(&channel, &target).await?;
             println!("deleted #{seq} in {channel}");
         }
+        Command::Upload {
+            channel,
+            file,
+            caption,
+        } => {
+            client.sync().await?;
+            let bar = transfer_bar("uploading");
+            let seq = client
+                .upload(
+                    &channel,
+                    &file,
+                    caption.as_deref().unwrap_or(""),
+                    |done, total| {
+                        bar.set_length(total);
+                        bar.set_position(done);
+                    },
+                )
+                .await;
+            bar.finish_and_clear();
+            println!("shared {} in {channel} (#{})", file.display(), seq?);
+        }
+        Command::Download { channel, seq, to } => {
+            client.sync().await?;
+            let message = client.message_id_at(&channel, seq).await?;
+            let bar = transfer_bar("downloading");
+            let saved = client
+                .download(&channel, &message, &to, |done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                })
+                .await;
+            bar.finish_and_clear();
+            let (path, info) = saved?;
+            println!(
+                "saved {} ({}, SHA-256 {} verified)",
+                path.display(),
+                human_size(info.size),
+                info.sha256
+            );
+        }
         Command::Search {
             words,
             channel,
@@ -827,6 +892,7 @@ async fn execute(
                 println!("[{}] {}", entry.channel, render(&entry));
             }
         }
+        Command::Tui => tui::run(client.clone()).await?,
         Command::Sync => {
             for event in client.sync().await? {
                 print_event(&event);
@@ -937,6 +1003,16 @@ fn render(entry: &HistoryEntry) -> String {
         entry.text.clone()
     };
     let mut line = format!("#{} {}: {text}", entry.seq, entry.sender);
+    if let Some(file) = entry.file.as_ref().filter(|_| !entry.deleted) {
+        if !entry.text.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&format!(
+            "[file: {} ({})]",
+            file.name,
+            human_size(file.size)
+        ));
+    }
     if entry.edited && !entry.deleted {
         line.push_str(" (edited)");
     }
@@ -948,6 +1024,37 @@ fn render(entry: &HistoryEntry) -> String {
         ));
     }
     line
+}
+
+/// A progress bar on stderr for a transfer, hidden when stderr is not a terminal.
+fn transfer_bar(verb: &'static str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+        "{verb} {{bar:40}} {{bytes}}/{{total_bytes}} ({{bytes_per_sec}}, {{eta}} left)"
+    )) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Bytes as a person reads them: `512 B`, `3.4 MB`.
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// [`render`], with replies shown under the number of their thread.

@@ -1,0 +1,677 @@
+//! The UI's state and how keys, relay events and finished work change it.
+//!
+//! Nothing here does I/O: every handler returns the [`Effect`]s the event
+//! loop must carry out (load a view, queue an action, quit), so the whole
+//! behaviour can be tested without a terminal or a relay.
+
+use conclave_client::{Channel, Event, HistoryEntry};
+use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use super::command::{self, Input, SlashCommand};
+use super::composer::Composer;
+use super::render::sanitize;
+use super::worker::{Action, Done, Snapshot, Update, View, ViewRequest};
+
+/// What the event loop must do after a handler ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// Load the channel list and the current view again.
+    Reload,
+    /// Queue an action on the relay.
+    Do(Action),
+    /// Start the push stream (after the first sync).
+    Listen,
+    /// Redraw everything from scratch (Ctrl-L).
+    ClearScreen,
+    /// Leave the UI.
+    Quit,
+}
+
+/// How bad a status-line message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tone {
+    Info,
+    Warning,
+    Error,
+}
+
+/// The status line's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Status {
+    pub(crate) tone: Tone,
+    pub(crate) text: String,
+}
+
+/// Where the message pane is scrolled to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scroll {
+    /// Following the newest line.
+    Pinned,
+    /// This line (0 = the first) at the top, where the user scrolled to.
+    Top(usize),
+}
+
+/// The message pane's size and content, as the last draw laid it out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PaneMetrics {
+    pub(crate) lines: usize,
+    pub(crate) height: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct App {
+    /// This account.
+    pub(crate) me: String,
+    /// Channels in display order: channels first, then direct messages.
+    pub(crate) channels: Vec<Channel>,
+    pub(crate) selected: Option<String>,
+    pub(crate) view: View,
+    /// The entries of `loaded_for`'s view.
+    pub(crate) entries: Vec<HistoryEntry>,
+    pub(crate) loaded_for: Option<ViewRequest>,
+    /// Bumped whenever `entries` change, so drawn lines can be cached.
+    pub(crate) generation: u64,
+    pub(crate) composer: Composer,
+    pub(crate) status: Option<Status>,
+    /// Security alerts and new devices, shown until dismissed.
+    pub(crate) alerts: Vec<String>,
+    pub(crate) scroll: Scroll,
+    /// New lines arrived below while scrolled up.
+    pub(crate) unseen_below: bool,
+    pub(crate) metrics: PaneMetrics,
+    /// Actions queued or running.
+    pub(crate) pending: usize,
+    /// The first sync has not finished.
+    pub(crate) syncing: bool,
+    /// `/quit` was refused once because something was still being sent.
+    quit_armed: bool,
+}
+
+fn key_is(key: &KeyEvent, code: KeyCode, modifiers: KeyModifiers) -> bool {
+    key.code == code && key.modifiers == modifiers
+}
+
+impl App {
+    pub(crate) fn new(me: String) -> Self {
+        Self {
+            me,
+            channels: Vec::new(),
+            selected: None,
+            view: View::Channel,
+            entries: Vec::new(),
+            loaded_for: None,
+            generation: 0,
+            composer: Composer::default(),
+            status: None,
+            alerts: Vec::new(),
+            scroll: Scroll::Pinned,
+            unseen_below: false,
+            metrics: PaneMetrics::default(),
+            pending: 0,
+            syncing: true,
+            quit_armed: false,
+        }
+    }
+
+    /// What the views task should load for the current state.
+    pub(crate) fn request(&self) -> ViewRequest {
+        ViewRequest {
+            selected: self.selected.clone(),
+            view: self.view.clone(),
+        }
+    }
+
+    /// Whether `entries` belong to what is on screen now.
+    pub(crate) fn loaded(&self) -> bool {
+        self.loaded_for.as_ref() == Some(&self.request())
+    }
+
+    pub(crate) fn selected_channel(&self) -> Option<&Channel> {
+        let name = self.selected.as_deref()?;
+        self.channels.iter().find(|c| c.name == name)
+    }
+
+    fn notice(&mut self, text: impl Into<String>) {
+        self.set_status(Tone::Info, text);
+    }
+
+    fn error(&mut self, text: impl Into<String>) {
+        self.set_status(Tone::Error, text);
+    }
+
+    fn set_status(&mut self, tone: Tone, text: impl Into<String>) {
+        self.status = Some(Status {
+            tone,
+            text: sanitize(&text.into()),
+        });
+    }
+
+    fn show(&mut self, view: View) -> Vec<Effect> {
+        // Conversations open at their newest line; help and search results
+        // (best match first) at their first.
+        self.scroll = match view {
+            View::Channel | View::Thread { .. } => Scroll::Pinned,
+            View::Search(_) | View::Help => Scroll::Top(0),
+        };
+        self.view = view;
+        self.unseen_below = false;
+        vec![Effect::Reload]
+    }
+
+    fn select(&mut self, channel: Option<String>) -> Vec<Effect> {
+        self.selected = channel;
+        self.quit_armed = false;
+        self.show(View::Channel)
+    }
+
+    /// Tab and friends: the next (`+1`) or previous (`-1`) channel, wrapping.
+    fn cycle(&mut self, step: isize) -> Vec<Effect> {
+        if self.channels.is_empty() {
+            return Vec::new();
+        }
+        let count = self.channels.len() as isize;
+        let at = self
+            .selected
+            .as_deref()
+            .and_then(|name| self.channels.iter().position(|c| c.name == name))
+            .map_or(0, |i| i as isize);
+        let next = (at + step).rem_euclid(count) as usize;
+        let name = self.channels[next].name.clone();
+        self.select(Some(name))
+    }
+
+    fn scroll_by(&mut self, lines: isize) {
+        let PaneMetrics {
+            lines: total,
+            height,
+        } = self.metrics;
+        let bottom = total.saturating_sub(height);
+        let top = match self.scroll {
+            Scroll::Pinned => bottom,
+            Scroll::Top(top) => top.min(bottom),
+        };
+        let top = top.saturating_add_signed(lines).min(bottom);
+        self.scroll = if top >= bottom {
+            self.unseen_below = false;
+            Scroll::Pinned
+        } else {
+            Scroll::Top(top)
+        };
+    }
+
+    /// A key, a paste or a resize.
+    pub(crate) fn on_terminal(&mut self, event: TermEvent) -> Vec<Effect> {
+        match event {
+            TermEvent::Key(key) if key.kind != KeyEventKind::Release => self.on_key(key),
+            TermEvent::Paste(text) => {
+                self.composer.insert(&text);
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    pub(crate) fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let (ctrl, alt, none) = (KeyModifiers::CONTROL, KeyModifiers::ALT, KeyModifiers::NONE);
+        if key_is(&key, KeyCode::Char('c'), ctrl) {
+            return vec![Effect::Quit];
+        }
+        if key_is(&key, KeyCode::Tab, none)
+            || key_is(&key, KeyCode::Down, alt)
+            || key_is(&key, KeyCode::Char('n'), ctrl)
+        {
+            return self.cycle(1);
+        }
+        if key.code == KeyCode::BackTab
+            || key_is(&key, KeyCode::Up, alt)
+            || key_is(&key, KeyCode::Char('p'), ctrl)
+        {
+            return self.cycle(-1);
+        }
+        let page = self.metrics.height.saturating_sub(2).max(1) as isize;
+        match (key.code, key.modifiers) {
+            (KeyCode::PageUp, _) => self.scroll_by(-page),
+            (KeyCode::PageDown, _) => self.scroll_by(page),
+            (KeyCode::Up, KeyModifiers::SHIFT) => self.scroll_by(-1),
+            (KeyCode::Down, KeyModifiers::SHIFT) => self.scroll_by(1),
+            (KeyCode::Home, KeyModifiers::CONTROL) => self.scroll = Scroll::Top(0),
+            (KeyCode::End, KeyModifiers::CONTROL) => self.scroll_by(isize::MAX),
+            (KeyCode::Esc, _) => {
+                if self.view != View::Channel {
+                    return self.show(View::Channel);
+                }
+                self.status = None;
+            }
+            (KeyCode::Enter, m) if !m.contains(KeyModifiers::ALT) => return self.submit(),
+            (KeyCode::Enter, _) => self.composer.insert("\n"),
+            (KeyCode::Char('l'), KeyModifiers::CONTROL) => return vec![Effect::ClearScreen],
+            (KeyCode::Char('a'), KeyModifiers::CONTROL) | (KeyCode::Home, _) => {
+                self.composer.home()
+            }
+            (KeyCode::Char('e'), KeyModifiers::CONTROL) | (KeyCode::End, _) => self.composer.end(),
+            (KeyCode::Char('u'), KeyModifiers::CONTROL) => self.composer.kill_to_start(),
+            (KeyCode::Char('k'), KeyModifiers::CONTROL) => self.composer.kill_to_end(),
+            (KeyCode::Char('w'), KeyModifiers::CONTROL)
+            | (KeyCode::Backspace, KeyModifiers::ALT) => self.composer.kill_word(),
+            (KeyCode::Backspace, _) => self.composer.backspace(),
+            (KeyCode::Delete, _) => self.composer.delete(),
+            (KeyCode::Left, _) => self.composer.left(),
+            (KeyCode::Right, _) => self.composer.right(),
+            (KeyCode::Up, _) => self.composer.older(),
+            (KeyCode::Down, _) => self.composer.newer(),
+            (KeyCode::Char(c), m) if !m.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) => {
+                self.composer.insert(c.encode_utf8(&mut [0; 4]));
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// Enter: send the line, or run the command.
+    fn submit(&mut self) -> Vec<Effect> {
+        let line = self.composer.take();
+        match command::parse(&line) {
+            Ok(None) => Vec::new(),
+            Err(problem) => {
+                self.error(problem);
+                Vec::new()
+            }
+            Ok(Some(Input::Text(text))) => {
+                let Some(channel) = self.selected.clone() else {
+                    self.error("no channel selected: /create NAME, or /dm USER TEXT");
+                    return Vec::new();
+                };
+                let (action, mut effects) = match &self.view {
+                    View::Thread { seq } => (
+                        Action::Reply {
+                            channel,
+                            seq: *seq,
+                            text,
+                        },
+                        Vec::new(),
+                    ),
+                    View::Channel => (Action::Send { channel, text }, Vec::new()),
+                    // Typing into search results or help goes to the channel.
+                    View::Search(_) | View::Help => {
+                        let back = self.show(View::Channel);
+                        (Action::Send { channel, text }, back)
+                    }
+                };
+                self.scroll = Scroll::Pinned;
+                effects.push(self.queue(action));
+                effects
+            }
+            Ok(Some(Input::Command(command))) => self.run(command),
+        }
+    }
+
+    fn queue(&mut self, action: Action) -> Effect {
+        self.pending += 1;
+        Effect::Do(action)
+    }
+
+    /// A slash command. The ones that need a channel say so when none is selected.
+    fn run(&mut self, command: SlashCommand) -> Vec<Effect> {
+        if command != SlashCommand::Quit {
+            self.quit_armed = false;
+        }
+        let needs_channel = !matches!(
+            command,
+            SlashCommand::Help
+                | SlashCommand::Search(_)
+                | SlashCommand::Dm { .. }
+                | SlashCommand::Join { .. }
+                | SlashCommand::Create { .. }
+                | SlashCommand::Dismiss
+                | SlashCommand::Quit
+        );
+        let channel = match (&self.selected, needs_channel) {
+            (Some(channel), _) => channel.clone(),
+            (None, false) => String::new(),
+            (None, true) => {
+                self.error("no channel selected: /create NAME, or /dm USER TEXT");
+                return Vec::new();
+            }
+        };
+        let action = match command {
+            SlashCommand::Help => return self.show(View::Help),
+            SlashCommand::Thread { seq } => return self.show(View::Thread { seq }),
+            SlashCommand::Search(query) => return self.show(View::Search(query)),
+            SlashCommand::Dismiss => {
+                self.alerts.clear();
+                self.notice("alerts dismissed; `conclave audit alerts` lists them again");
+                return Vec::new();
+            }
+            SlashCommand::Join { .. } => {
+                self.error("/join: joining public channels is not available yet; ask a member to /invite you");
+                return Vec::new();
+            }
+            SlashCommand::Quit => {
+                if self.pending > 0 && !self.quit_armed {
+                    self.quit_armed = true;
+                    self.set_status(
+                        Tone::Warning,
+                        "still sending: /quit again to leave anyway (Ctrl-C also quits)",
+                    );
+                    return Vec::new();
+                }
+                return vec![Effect::Quit];
+            }
+            SlashCommand::Reply { seq, text } => Action::Reply { channel, seq, text },
+            SlashCommand::React { seq, emoji, add } => Action::React {
+                channel,
+                seq,
+                emoji,
+                add,
+            },
+            SlashCommand::Edit { seq, text } => Action::Edit { channel, seq, text },
+            SlashCommand::Delete { seq } => Action::Delete { channel, seq },
+            SlashCommand::Topic(topic) => Action::Topic { channel, topic },
+            SlashCommand::Dm { users, text } => Action::Direct { users, text },
+            SlashCommand::Leave => Action::Leave { channel },
+            SlashCommand::Create { name } => Action::Create { name },
+            SlashCommand::Invite { user } => Action::Invite { channel, user },
+            SlashCommand::Members => Action::Members { channel },
+        };
+        vec![self.queue(action)]
+    }
+
+    /// Something the relay told client-core. Everything reloads the view;
+    /// some things also deserve a line in the status bar or the banner.
+    pub(crate) fn on_event(&mut self, event: &Event) -> Vec<Effect> {
+        let here = |channel: &str| self.selected.as_deref() == Some(channel);
+        match event {
+            Event::SecurityAlert(alert) => self.alerts.push(sanitize(&format!(
+                "SECURITY ALERT: refused device {} of {}: {}. Nothing was encrypted to it; \
+                 tell your workspace admin and compare `conclave audit checkpoint` with others.",
+                alert.device_id, alert.username, alert.reason
+            ))),
+            Event::DeviceAdded { device_id } => self.alerts.push(sanitize(&format!(
+                "A new device signed in to your account: {device_id}. If it wasn't you, \
+                 run `conclave device revoke {device_id}`."
+            ))),
+            Event::DeviceRevoked { device_id } => {
+                self.notice(format!("device {device_id} was revoked"))
+            }
+            Event::Mentioned(m) if !here(&m.channel) => self.set_status(
+                Tone::Warning,
+                format!("{} mentioned you in {} (#{})", m.sender, m.channel, m.seq),
+            ),
+            Event::DirectMessage(m) if !here(&m.channel) => self.set_status(
+                Tone::Warning,
+                format!("direct message from {} in {}", m.sender, m.channel),
+            ),
+            Event::Named { placeholder, name } => {
+                if here(placeholder) {
+                    self.selected = Some(name.clone());
+                }
+                self.notice(format!("you joined {name}"));
+            }
+            Event::Removed { channel } => {
+                self.set_status(Tone::Warning, format!("you were removed from {channel}"))
+            }
+            Event::Archived { channel } => {
+                self.notice(format!("{channel} was archived: it is read-only now"))
+            }
+            Event::TopicChanged { channel, by, .. } => {
+                self.notice(format!("{by} set the topic of {channel}"))
+            }
+            Event::MembersChanged {
+                channel,
+                added,
+                removed,
+            } if here(channel) => {
+                let mut parts = Vec::new();
+                if !added.is_empty() {
+                    parts.push(format!("{} joined", added.join(", ")));
+                }
+                if !removed.is_empty() {
+                    parts.push(format!("{} left", removed.join(", ")));
+                }
+                if !parts.is_empty() {
+                    self.notice(format!("{channel}: {}", parts.join("; ")));
+                }
+            }
+            _ => {}
+        }
+        vec![Effect::Reload]
+    }
+
+    /// Work the tasks finished.
+    pub(crate) fn on_update(&mut self, update: Update) -> Vec<Effect> {
+        match update {
+            Update::Synced(result) => {
+                self.syncing = false;
+                if let Err(problem) = result {
+                    self.error(format!(
+                        "sync failed: {problem} (will keep trying in the background)"
+                    ));
+                }
+                vec![Effect::Listen, Effect::Reload]
+            }
+            Update::EarlierAlerts(alerts) => {
+                for alert in alerts {
+                    self.alerts.push(sanitize(&format!(
+                        "SECURITY ALERT (earlier): refused device {} of {}: {}. Tell your workspace admin.",
+                        alert.device_id, alert.username, alert.reason
+                    )));
+                }
+                Vec::new()
+            }
+            Update::Finished(result) => {
+                self.pending = self.pending.saturating_sub(1);
+                match result {
+                    Ok(Done { notice, select }) => {
+                        if let Some(text) = notice {
+                            self.notice(text);
+                        }
+                        match select {
+                            Some(channel) => self.select(Some(channel)),
+                            None => vec![Effect::Reload],
+                        }
+                    }
+                    Err(problem) => {
+                        self.error(problem);
+                        vec![Effect::Reload]
+                    }
+                }
+            }
+            Update::Snapshot(snapshot) => self.on_snapshot(snapshot),
+        }
+    }
+
+    fn on_snapshot(&mut self, snapshot: Snapshot) -> Vec<Effect> {
+        let Snapshot {
+            request,
+            channels,
+            entries,
+        } = snapshot;
+        let mut effects = Vec::new();
+        match channels {
+            Ok(mut channels) => {
+                // Channels first, then direct messages; each by name.
+                channels.sort_by(|a, b| (a.direct, &a.name).cmp(&(b.direct, &b.name)));
+                self.channels = channels;
+                let known = self
+                    .selected
+                    .as_deref()
+                    .is_some_and(|name| self.channels.iter().any(|c| c.name == name));
+                if !known {
+                    let first = self.channels.first().map(|c| c.name.clone());
+                    if first != self.selected {
+                        effects = self.select(first);
+                    }
+                }
+            }
+            Err(problem) => self.error(problem),
+        }
+        if request != self.request() {
+            return effects; // a newer view is on its way
+        }
+        match entries {
+            Ok(entries) => {
+                let same_view = self.loaded_for.as_ref() == Some(&request);
+                if same_view && entries.len() > self.entries.len() && self.scroll != Scroll::Pinned
+                {
+                    self.unseen_below = true;
+                }
+                if !same_view || entries != self.entries {
+                    self.entries = entries;
+                    self.generation += 1;
+                }
+                self.loaded_for = Some(request);
+            }
+            Err(problem) => {
+                self.error(problem);
+                if self.view != View::Channel {
+                    // A thread or search that cannot be shown: back to the channel.
+                    effects.extend(self.show(View::Channel));
+                } else {
+                    self.entries.clear();
+                    self.generation += 1;
+                    self.loaded_for = Some(request);
+                }
+            }
+        }
+        effects
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(name: &str, unread: u64) -> Channel {
+        Channel {
+            name: name.into(),
+            group_id: format!("g-{name}"),
+            active: true,
+            direct: name.starts_with('@'),
+            topic: String::new(),
+            unread,
+            archived: false,
+        }
+    }
+
+    fn loaded(app: &mut App, names: &[&str]) {
+        let snapshot = Snapshot {
+            request: app.request(),
+            channels: Ok(names.iter().map(|n| channel(n, 0)).collect()),
+            entries: Ok(Vec::new()),
+        };
+        app.on_update(Update::Snapshot(snapshot));
+    }
+
+    fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    fn type_line(app: &mut App, line: &str) -> Vec<Effect> {
+        app.composer.insert(line);
+        app.on_key(key(KeyCode::Enter))
+    }
+
+    #[test]
+    fn the_first_channel_is_selected_and_tab_cycles_channels_then_dms() {
+        let mut app = App::new("alice".into());
+        loaded(&mut app, &["@bob", "random", "general"]);
+        assert_eq!(app.selected.as_deref(), Some("general"));
+        let names: Vec<&str> = app.channels.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["general", "random", "@bob"]);
+        assert_eq!(app.on_key(key(KeyCode::Tab)), [Effect::Reload]);
+        assert_eq!(app.selected.as_deref(), Some("random"));
+        app.on_key(KeyEvent::new(KeyCode::Char('n'), KeyModifiers::CONTROL));
+        assert_eq!(app.selected.as_deref(), Some("@bob"));
+        app.on_key(key(KeyCode::Tab));
+        assert_eq!(app.selected.as_deref(), Some("general"));
+        app.on_key(key(KeyCode::BackTab));
+        assert_eq!(app.selected.as_deref(), Some("@bob"));
+    }
+
+    #[test]
+    fn enter_sends_to_the_channel_or_replies_in_the_open_thread() {
+        let mut app = App::new("alice".into());
+        loaded(&mut app, &["general"]);
+        let sent = type_line(&mut app, "hello");
+        assert_eq!(
+            sent,
+            [Effect::Do(Action::Send {
+                channel: "general".into(),
+                text: "hello".into()
+            })]
+        );
+        assert_eq!(type_line(&mut app, "/thread 4"), [Effect::Reload]);
+        let replied = type_line(&mut app, "in the thread");
+        assert_eq!(
+            replied,
+            [Effect::Do(Action::Reply {
+                channel: "general".into(),
+                seq: 4,
+                text: "in the thread".into()
+            })]
+        );
+        assert_eq!(app.pending, 2);
+        app.on_key(key(KeyCode::Esc));
+        assert_eq!(app.view, View::Channel);
+    }
+
+    #[test]
+    fn bad_commands_set_an_error_and_do_nothing_else() {
+        let mut app = App::new("alice".into());
+        loaded(&mut app, &["general"]);
+        for line in ["/frobnicate", "/react x y", "/join lobby"] {
+            assert_eq!(type_line(&mut app, line), [], "{line}");
+            let status = app.status.clone().expect("an error line");
+            assert_eq!(status.tone, Tone::Error, "{line}");
+        }
+        assert_eq!(app.pending, 0);
+        assert!(app.composer.is_empty());
+    }
+
+    #[test]
+    fn quit_waits_for_a_second_quit_while_sending() {
+        let mut app = App::new("alice".into());
+        loaded(&mut app, &["general"]);
+        type_line(&mut app, "on its way");
+        assert_eq!(type_line(&mut app, "/quit"), []);
+        assert_eq!(type_line(&mut app, "/quit"), [Effect::Quit]);
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(app.on_key(ctrl_c), [Effect::Quit]);
+    }
+
+    #[test]
+    fn scrolling_up_unpins_and_scrolling_back_down_pins_again() {
+        let mut app = App::new("alice".into());
+        app.metrics = PaneMetrics {
+            lines: 100,
+            height: 20,
+        };
+        app.on_key(key(KeyCode::PageUp));
+        assert_eq!(app.scroll, Scroll::Top(62));
+        app.on_key(key(KeyCode::PageDown));
+        assert_eq!(app.scroll, Scroll::Pinned);
+    }
+
+    #[test]
+    fn a_security_alert_stays_until_dismissed() {
+        let mut app = App::new("alice".into());
+        loaded(&mut app, &["general"]);
+        app.on_event(&Event::DeviceAdded {
+            device_id: "0a2b".into(),
+        });
+        assert!(app.alerts[0].contains("0a2b"));
+        type_line(&mut app, "/dismiss");
+        assert!(app.alerts.is_empty());
+    }
+
+    #[test]
+    fn a_renamed_channel_stays_selected() {
+        let mut app = App::new("bob".into());
+        loaded(&mut app, &["channel-5f0c1a2b"]);
+        app.on_event(&Event::Named {
+            placeholder: "channel-5f0c1a2b".into(),
+            name: "general".into(),
+        });
+        assert_eq!(app.selected.as_deref(), Some("general"));
+    }
+}

@@ -1,0 +1,343 @@
+//! `conclave tui` end to end: the real relay, the real `conclave` binary for
+//! two people, each running the terminal UI inside tmux. Keys are typed into
+//! alice's UI with `tmux send-keys`; what bob's UI shows is read back with
+//! `tmux capture-pane`, without a key pressed on his side.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use conclave_tests::{ServerProcess, TempDir, workspace_binary};
+
+const PASSWORD: &str = "correct horse battery staple";
+/// How long a screen may take to show what the test waits for.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A tmux server of this test's own (its own socket, so parallel runs never
+/// meet), killed with every UI in it when dropped, pass or fail.
+struct Tmux {
+    socket: String,
+    config: TempDir,
+}
+
+impl Tmux {
+    fn start() -> Self {
+        match Command::new("tmux").arg("-V").output() {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => panic!("`tmux -V` failed: {output:?}"),
+            Err(e) => panic!(
+                "tmux is required for this test, which drives `conclave tui` in a real \
+                 terminal: install it (apt-get install tmux). Running it failed: {e}"
+            ),
+        }
+        let config = TempDir::new("tmux");
+        // A pane whose program ends stays, so its exit status can be read.
+        std::fs::write(
+            config.path().join("tmux.conf"),
+            "set -g remain-on-exit on\n",
+        )
+        .unwrap();
+        let socket = format!(
+            "conclave-tui-{}-{}",
+            std::process::id(),
+            config
+                .path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .rsplit('-')
+                .next()
+                .unwrap()
+        );
+        Self { socket, config }
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            // Not nested in the tmux this may run under, and the UIs take
+            // their relay from their home, not from the caller's environment.
+            .env_remove("TMUX")
+            .env_remove("CONCLAVE_SERVER")
+            .env_remove("CONCLAVE_HOME")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("-f")
+            .arg(self.config.path().join("tmux.conf"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tmux")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.tmux(args);
+        assert!(output.status.success(), "tmux {args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// A detached 160x45 terminal named `name` running `command`.
+    fn open(&self, name: &str, command: &str) {
+        self.ok(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            "160",
+            "-y",
+            "45",
+            command,
+        ]);
+    }
+
+    fn screen(&self, name: &str) -> String {
+        self.ok(&["capture-pane", "-p", "-t", name])
+    }
+
+    /// Waits until `name`'s screen satisfies `test`; returns that screen.
+    fn wait_for(&self, name: &str, what: &str, test: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let screen = self.screen(name);
+            if test(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}'s screen did not show {what} within {PATIENCE:?}; it shows:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until `text` is on `name`'s screen.
+    fn wait_for_text(&self, name: &str, text: &str) -> String {
+        self.wait_for(name, &format!("{text:?}"), |screen| screen.contains(text))
+    }
+
+    /// Types `line` into `name`'s composer and presses Enter.
+    fn type_line(&self, name: &str, line: &str) {
+        self.ok(&["send-keys", "-t", name, "-l", line]);
+        self.ok(&["send-keys", "-t", name, "Enter"]);
+    }
+
+    fn press(&self, name: &str, key: &str) {
+        self.ok(&["send-keys", "-t", name, key]);
+    }
+
+    /// `(dead, exit status)` of `name`'s only pane.
+    fn pane_state(&self, name: &str) -> (bool, Option<i32>) {
+        let state = self.ok(&[
+            "list-panes",
+            "-t",
+            name,
+            "-F",
+            "#{pane_dead} #{pane_dead_status}",
+        ]);
+        let mut words = state.split_whitespace();
+        let dead = words.next() == Some("1");
+        (dead, words.next().and_then(|s| s.parse().ok()))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+/// Runs `conclave --home HOME ARGS` to completion, asserting success.
+fn conclave(server: &ServerProcess, home: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new(workspace_binary("conclave"))
+        .arg("--server")
+        .arg(&server.url)
+        .arg("--pin-sha256")
+        .arg(&server.fingerprint)
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "conclave {args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The shell command that starts the UI for `home` (the relay's address
+/// and pin were remembered there at registration).
+fn tui_command(home: &Path) -> String {
+    let binary = workspace_binary("conclave");
+    for path in [binary.as_path(), home] {
+        assert!(
+            !path.to_string_lossy().contains('\''),
+            "no quotes in {path:?}"
+        );
+    }
+    format!("'{}' --home '{}' tui", binary.display(), home.display())
+}
+
+/// The number (`#6`) of the message whose text is `text` on a screen.
+fn seq_of(screen: &str, author: &str, text: &str) -> u64 {
+    let needle = format!("{author}: {text}");
+    let line = screen
+        .lines()
+        .find(|line| line.contains(&needle))
+        .unwrap_or_else(|| panic!("{needle:?} not on screen:\n{screen}"));
+    let before = &line[..line.find(&needle).unwrap()];
+    before
+        .split_whitespace()
+        // The pane's border may touch the first word: `│#6`.
+        .filter_map(|word| word.split_once('#')?.1.parse().ok())
+        .next_back()
+        .unwrap_or_else(|| panic!("no message number on {line:?}"))
+}
+
+/// The screen line that holds `text`.
+fn line_with<'a>(screen: &'a str, text: &str) -> &'a str {
+    screen
+        .lines()
+        .find(|line| line.contains(text))
+        .unwrap_or_else(|| panic!("{text:?} not on screen:\n{screen}"))
+}
+
+#[test]
+fn two_people_chat_live_in_the_terminal_ui() {
+    let tmux = Tmux::start();
+    let server = ServerProcess::start();
+    let alice = TempDir::new("tui-alice");
+    let bob = TempDir::new("tui-bob");
+    let passwords = format!("{PASSWORD}\n{PASSWORD}\n");
+    for (home, user) in [(&alice, "alice"), (&bob, "bob")] {
+        conclave(
+            &server,
+            home.path(),
+            &["--password-stdin", "register", user],
+            Some(&passwords),
+        );
+    }
+    for args in [
+        &["channel", "create", "general"][..],
+        &["channel", "invite", "general", "bob"],
+        &["channel", "create", "random"],
+        &["channel", "invite", "random", "bob"],
+        &["channel", "topic", "general", "launch prep"],
+        &["send", "general", "hello from the cli"],
+    ] {
+        conclave(&server, alice.path(), args, None);
+    }
+
+    // Bob has never synced: his UI joins both channels as it starts.
+    tmux.open("alice", &tui_command(alice.path()));
+    tmux.open("bob", &tui_command(bob.path()));
+    let screen = tmux.wait_for("bob", "both channels and the first message", |s| {
+        s.contains("hello from the cli") && s.contains("random") && !s.contains("syncing")
+    });
+    assert!(
+        line_with(&screen, "bob \u{2502}").contains("general \u{2014} launch prep"),
+        "the header shows the user, the channel and its topic:\n{screen}"
+    );
+    assert!(
+        screen.contains("> general"),
+        "general is selected:\n{screen}"
+    );
+    tmux.wait_for("alice", "her history", |s| {
+        s.contains("hello from the cli") && !s.contains("syncing")
+    });
+
+    // A message typed by alice appears on bob's screen by itself.
+    tmux.type_line("alice", "hello bob, live from the tui");
+    tmux.wait_for_text("bob", "alice: hello bob, live from the tui");
+
+    // A message in the other channel shows as unread in bob's list.
+    tmux.press("alice", "Tab");
+    tmux.wait_for_text("alice", "message random");
+    tmux.type_line("alice", "over in random");
+    tmux.wait_for_text("alice", "alice: over in random");
+    tmux.wait_for_text("bob", "random (1)");
+    tmux.press("alice", "BTab");
+    tmux.wait_for_text("alice", "message general");
+
+    let screen = tmux.screen("alice");
+    let seq = seq_of(&screen, "alice", "hello bob, live from the tui");
+
+    // Reactions, edits and thread replies reach bob live.
+    tmux.type_line("alice", &format!("/react {seq} :tada:"));
+    let screen = tmux.wait_for_text("bob", ":tada: 1");
+    assert!(
+        line_with(&screen, ":tada: 1").contains("(alice)"),
+        "{screen}"
+    );
+    tmux.type_line(
+        "alice",
+        &format!("/edit {seq} hello bob, edited in the tui"),
+    );
+    let screen = tmux.wait_for_text("bob", "hello bob, edited in the tui");
+    let edited = line_with(&screen, "hello bob, edited in the tui");
+    assert!(edited.contains("(edited)"), "{edited}");
+    assert!(edited.contains(&format!("#{seq} ")), "{edited}");
+    assert!(!screen.contains("live from the tui"), "{screen}");
+
+    tmux.type_line("alice", &format!("/reply {seq} an answer in the thread"));
+    let screen = tmux.wait_for_text("bob", "alice: an answer in the thread");
+    assert!(
+        line_with(&screen, "an answer in the thread").contains(&format!("\u{21b3} #{seq}")),
+        "the reply names its thread:\n{screen}"
+    );
+    assert!(
+        line_with(&screen, "hello bob, edited in the tui").contains("[1 reply"),
+        "the parent counts its replies:\n{screen}"
+    );
+
+    // Mistakes are one line of error in alice's UI; nothing is sent, and it
+    // keeps running.
+    tmux.type_line("alice", "/frobnicate now");
+    tmux.wait_for_text("alice", "error: unknown command /frobnicate");
+    tmux.type_line("alice", "/react twelve :tada:");
+    tmux.wait_for_text("alice", "error: usage: /react N EMOJI");
+    tmux.type_line("alice", "/join lobby");
+    tmux.wait_for_text("alice", "not available yet");
+    tmux.type_line("alice", "still running after those errors");
+    let screen = tmux.wait_for_text("bob", "alice: still running after those errors");
+    assert!(!screen.contains("frobnicate"), "{screen}");
+    assert!(!screen.contains("twelve"), "{screen}");
+    assert_eq!(tmux.pane_state("alice"), (false, None));
+
+    // Bob searches his own device's index.
+    tmux.type_line("bob", "/search edited");
+    let screen = tmux.wait_for_text("bob", "[general] #");
+    assert!(screen.contains("search: edited \u{b7} 1 found"), "{screen}");
+    let found = line_with(&screen, "[general] #");
+    assert!(
+        found.contains(&format!("#{seq} ")) && found.contains("hello bob, edited in the tui"),
+        "{screen}"
+    );
+    tmux.press("bob", "Escape");
+    tmux.wait_for("bob", "the channel again", |s| {
+        !s.contains("search: edited") && s.contains("still running after those errors")
+    });
+
+    // A new topic reaches bob's header.
+    tmux.type_line("alice", "/topic countdown at T-1");
+    tmux.wait_for_text("bob", "general \u{2014} countdown at T-1");
+
+    // Both leave: /quit and Ctrl-C. Each exits 0 and gives back a terminal
+    // that holds no message text.
+    tmux.type_line("alice", "/quit");
+    tmux.press("bob", "C-c");
+    for name in ["alice", "bob"] {
+        tmux.wait_for(name, "the program's end", |_| tmux.pane_state(name).0);
+        assert_eq!(tmux.pane_state(name), (true, Some(0)), "{name}");
+        let screen = tmux.screen(name);
+        assert!(!screen.contains("hello from the cli"), "{name}:\n{screen}");
+    }
+}
