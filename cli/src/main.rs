@@ -267,8 +267,22 @@ enum PasswordCommand {
 
 #[derive(Subcommand)]
 enum ChannelCommand {
-    /// Create a channel.
+    /// Create a channel: private (invitation only; the relay never sees its
+    /// name) unless --public.
     Create {
+        /// Channel name.
+        name: String,
+        /// List it for the whole workspace, open to join.
+        #[arg(long)]
+        public: bool,
+        /// The public channel's topic.
+        #[arg(long, requires = "public")]
+        topic: Option<String>,
+    },
+    /// List the workspace's public channels.
+    Browse,
+    /// Join a public channel (no invitation needed).
+    Join {
         /// Channel name.
         name: String,
     },
@@ -706,9 +720,48 @@ async fn execute(
             let hours_left = expires_at.saturating_sub(unix_now()) / 3600;
             println!("{code}  (single use, expires in {hours_left} h)");
         }
-        Command::Channel(ChannelCommand::Create { name }) => {
-            client.create_channel(&name).await?;
-            println!("created {name}");
+        Command::Channel(ChannelCommand::Create {
+            name,
+            public,
+            topic,
+        }) => {
+            if public {
+                client
+                    .create_public_channel(&name, topic.as_deref().unwrap_or(""))
+                    .await?;
+                println!("created public channel {name}");
+            } else {
+                client.create_channel(&name).await?;
+                println!("created {name}");
+            }
+        }
+        Command::Channel(ChannelCommand::Browse) => {
+            let listed = client.public_channels().await?;
+            if listed.is_empty() {
+                println!("no public channels yet: `conclave channel create NAME --public`");
+            }
+            for channel in listed {
+                let mut line = format!(
+                    "{}  ({} member{})",
+                    channel.name,
+                    channel.members,
+                    if channel.members == 1 { "" } else { "s" }
+                );
+                if channel.joined {
+                    line.push_str("  [joined]");
+                }
+                if channel.archived {
+                    line.push_str("  [archived]");
+                }
+                if !channel.topic.is_empty() {
+                    line.push_str(&format!("  {}", channel.topic));
+                }
+                println!("{line}");
+            }
+        }
+        Command::Channel(ChannelCommand::Join { name }) => {
+            client.join(&name).await?;
+            println!("joined {name}");
         }
         Command::Channel(ChannelCommand::Invite { name, user }) => {
             client.invite(&name, &user).await?;

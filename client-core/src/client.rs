@@ -30,7 +30,7 @@ const KEY_PACKAGE_TARGET: u64 = 40;
 /// Below this many, the device uploads more.
 const KEY_PACKAGE_LOW: u64 = 10;
 /// How often a commit or send is retried when other members commit first.
-const MAX_ATTEMPTS: u32 = 10;
+pub(crate) const MAX_ATTEMPTS: u32 = 10;
 /// Plaintexts are padded to a multiple of this, hiding their exact length from the relay.
 const PADDING: usize = 64;
 
@@ -229,7 +229,7 @@ struct DeviceNews {
 pub(crate) struct Inner {
     transport: Arc<dyn Transport>,
     pub(crate) db: Mutex<SqliteConnection>,
-    crypto: RustCrypto,
+    pub(crate) crypto: RustCrypto,
     identity: RwLock<Option<Arc<Identity>>>,
     pub(crate) events: broadcast::Sender<Event>,
     device_news: Mutex<DeviceNews>,
@@ -267,7 +267,7 @@ fn create_config() -> MlsGroupCreateConfig {
         .build()
 }
 
-fn join_config() -> MlsGroupJoinConfig {
+pub(crate) fn join_config() -> MlsGroupJoinConfig {
     MlsGroupJoinConfig::builder()
         .use_ratchet_tree_extension(true)
         .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
@@ -287,7 +287,7 @@ fn load_group(provider: &TxProvider<'_>, group_id: &str) -> Result<MlsGroup> {
         .ok_or_else(|| ClientError::Store(format!("MLS state for group {group_id} is missing")))
 }
 
-fn tls_bytes(message: &MlsMessageOut) -> Result<Vec<u8>> {
+pub(crate) fn tls_bytes(message: &MlsMessageOut) -> Result<Vec<u8>> {
     message.tls_serialize_detached().map_err(ClientError::mls)
 }
 
@@ -596,8 +596,20 @@ impl Client {
         }
     }
 
-    /// Creates a channel with this device as its only member.
+    /// Creates a private channel with this device as its only member: its
+    /// name and topic travel only inside the group, and members join by
+    /// invitation.
     pub async fn create_channel(&self, name: &str) -> Result<()> {
+        self.create_group_named(name, None).await
+    }
+
+    /// Creates a channel, public (listed with `public_topic` in the
+    /// workspace directory, open to join) or private.
+    pub(crate) async fn create_group_named(
+        &self,
+        name: &str,
+        public_topic: Option<&str>,
+    ) -> Result<()> {
         validate_channel_name(name)?;
         let identity = self.identity()?;
         let mut db = self.inner.db.lock().await;
@@ -620,16 +632,26 @@ impl Client {
                 .export_ratchet_tree()
                 .tls_serialize_detached()
                 .map_err(ClientError::mls)?;
-            let body = json!({ "group_info": STANDARD.encode(tls_bytes(&info)?), "ratchet_tree": STANDARD.encode(tree) });
+            let mut body = json!({ "group_info": STANDARD.encode(tls_bytes(&info)?), "ratchet_tree": STANDARD.encode(tree) });
+            if let Some(topic) = public_topic {
+                body["public"] = json!({ "name": name, "topic": topic });
+            }
             (hex::encode(group.group_id().as_slice()), body)
         };
         // The group exists locally only if the relay accepted it: the transaction spans the call.
         self.signed("POST", "/v1/groups", Some(&body)).await?;
         sqlx::query(
-            "INSERT INTO channels (group_id, name, processed_seq, active) VALUES ($1, $2, 0, 1)",
+            "INSERT INTO channels (group_id, name, processed_seq, active, kind, topic)
+             VALUES ($1, $2, 0, 1, $3, $4)",
         )
         .bind(&group_id)
         .bind(name)
+        .bind(if public_topic.is_some() {
+            "public"
+        } else {
+            "channel"
+        })
+        .bind(public_topic.unwrap_or(""))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -656,10 +678,10 @@ impl Client {
         }
         let packages = self.claim_key_packages(&name, None).await?;
         self.commit(&group_id, move |group, provider, key| {
-            let (commit, welcome, _) = group
+            let (commit, welcome, group_info) = group
                 .add_members(provider, key, &packages)
                 .map_err(ClientError::mls)?;
-            Ok((commit, Some(welcome)))
+            Ok((commit, Some(welcome), group_info))
         })
         .await
     }
@@ -923,10 +945,10 @@ impl Client {
                     channel_name.clone(),
                 ));
             }
-            let (commit, welcome, _) = group
+            let (commit, welcome, group_info) = group
                 .remove_members(provider, key, &leaves)
                 .map_err(ClientError::mls)?;
-            Ok((commit, welcome))
+            Ok((commit, welcome, group_info))
         })
         .await
     }
@@ -939,24 +961,31 @@ impl Client {
             &mut MlsGroup,
             &TxProvider<'_>,
             &DeviceKey,
-        ) -> Result<(MlsMessageOut, Option<MlsMessageOut>)>,
+        ) -> Result<(
+            MlsMessageOut,
+            Option<MlsMessageOut>,
+            Option<openmls::messages::group_info::GroupInfo>,
+        )>,
     {
         let identity = self.identity()?;
         for attempt in 1..=MAX_ATTEMPTS {
             self.sync_without_upkeep().await?;
             let mut db = self.inner.db.lock().await;
             let mut tx = db.begin().await?;
-            let (commit, welcome) = {
+            let (commit, welcome, group_info) = {
                 let provider = TxProvider::new(&self.inner.crypto, &mut tx);
                 let mut group = load_group(&provider, group_id)?;
                 // After a full sync, a commit still pending was never accepted.
                 group
                     .clear_pending_commit(provider.storage())
                     .map_err(ClientError::mls)?;
-                let (commit, welcome) = build(&mut group, &provider, &identity.key)?;
+                let (commit, welcome, group_info) = build(&mut group, &provider, &identity.key)?;
                 (
                     tls_bytes(&commit)?,
                     welcome.as_ref().map(tls_bytes).transpose()?,
+                    group_info
+                        .map(|info| tls_bytes(&MlsMessageOut::from(info)))
+                        .transpose()?,
                 )
             };
             // Remember our commit so we recognise it when the relay echoes it,
@@ -970,9 +999,12 @@ impl Client {
             .await?;
             tx.commit().await?;
             drop(db);
+            // The new epoch's GroupInfo goes along: a public channel's relay
+            // keeps it so that others can join on their own (others ignore it).
             let body = json!({
                 "message": STANDARD.encode(&commit),
                 "welcome": welcome.map(|w| STANDARD.encode(w)),
+                "group_info": group_info.map(|g| STANDARD.encode(g)),
             });
             match self.post_to_group(group_id, &body).await {
                 Ok(_) => {
@@ -1396,8 +1428,11 @@ impl Client {
             return match channel {
                 Some((_, _, true)) => Ok(Vec::new()), // already joined (a redelivery)
                 // Removed earlier and invited again: a new membership.
-                Some((name, _, false)) => self.join(tx, delivered, &payload, Some(name)).await,
-                None => self.join(tx, delivered, &payload, None).await,
+                Some((name, _, false)) => {
+                    self.join_from_welcome(tx, delivered, &payload, Some(name))
+                        .await
+                }
+                None => self.join_from_welcome(tx, delivered, &payload, None).await,
             };
         }
         let Some((name, processed_seq, true)) = channel else {
@@ -1417,7 +1452,7 @@ impl Client {
 
     /// Joins a group from its Welcome; `rejoining` names the channel this
     /// device was removed from earlier, whose old MLS state is replaced.
-    async fn join(
+    async fn join_from_welcome(
         &self,
         tx: &mut SqliteConnection,
         delivered: &Delivered,
@@ -1945,10 +1980,10 @@ impl Client {
                             "the channel".into(),
                         ));
                     }
-                    let (commit, welcome, _) = group
+                    let (commit, welcome, group_info) = group
                         .commit_to_pending_proposals(provider, key)
                         .map_err(ClientError::mls)?;
-                    Ok((commit, welcome))
+                    Ok((commit, welcome, group_info))
                 })
                 .await;
             match result {
@@ -1976,10 +2011,10 @@ impl Client {
                     if leaves.is_empty() {
                         return Err(ClientError::NotAMember(gone.clone(), "the channel".into()));
                     }
-                    let (commit, welcome, _) = group
+                    let (commit, welcome, group_info) = group
                         .remove_members(provider, key, &leaves)
                         .map_err(ClientError::mls)?;
-                    Ok((commit, welcome))
+                    Ok((commit, welcome, group_info))
                 })
                 .await;
             match result {
@@ -2031,10 +2066,10 @@ impl Client {
                         "the channel".into(),
                     ));
                 }
-                let (commit, welcome, _) = group
+                let (commit, welcome, group_info) = group
                     .add_members(provider, key, &packages)
                     .map_err(ClientError::mls)?;
-                Ok((commit, Some(welcome)))
+                Ok((commit, Some(welcome), group_info))
             })
             .await;
         match result {
@@ -2108,7 +2143,7 @@ async fn unique_name(tx: &mut SqliteConnection, wanted: &str) -> Result<String> 
     Ok(candidate)
 }
 
-async fn backoff(attempt: u32) {
+pub(crate) async fn backoff(attempt: u32) {
     let base = 20u64 * u64::from(attempt.max(1));
     let jitter = rand::random::<u64>() % (base + 1);
     tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;

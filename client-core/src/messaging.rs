@@ -556,7 +556,18 @@ impl Client {
                 crate::content::MAX_TOPIC
             )));
         }
-        self.send_content(channel, content).await
+        let seq = self.send_content(channel, content).await?;
+        // A public channel's topic is listed for the workspace as well.
+        let group_id = self.active_channel(channel).await?;
+        if self.is_public(&group_id).await? {
+            self.signed(
+                "POST",
+                &format!("/v1/groups/{group_id}/topic"),
+                Some(&serde_json::json!({ "topic": topic })),
+            )
+            .await?;
+        }
+        Ok(seq)
     }
 
     /// Marks everything in a channel as read on this device.

@@ -42,6 +42,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/groups/{group_id}/messages", post(post_message))
         .route("/v1/groups/{group_id}/archive", post(archive_group))
         .route("/v1/groups/{group_id}/retention", post(set_retention))
+        .route("/v1/groups/{group_id}/group-info", get(group_info))
+        .route("/v1/groups/{group_id}/topic", post(set_public_topic))
+        .route("/v1/channels/public", get(public_channels))
         .route("/v1/messages", get(fetch_messages))
         .route("/v1/messages/ack", post(ack_messages))
         .route("/v1/stream", get(stream))
@@ -185,6 +188,40 @@ async fn claim_key_packages(
 struct CreateGroupBody {
     group_info: String,
     ratchet_tree: String,
+    /// Present for a public channel: its name and topic, for the directory.
+    #[serde(default)]
+    public: Option<PublicListing>,
+}
+
+#[derive(Deserialize)]
+struct PublicListing {
+    name: String,
+    #[serde(default)]
+    topic: String,
+}
+
+/// Longest public channel name and topic, in bytes (as clients enforce).
+const MAX_PUBLIC_NAME: usize = 64;
+const MAX_PUBLIC_TOPIC: usize = 250;
+
+fn check_listing(name: Option<&str>, topic: &str) -> ApiResult<()> {
+    if let Some(name) = name {
+        let fine = !name.is_empty()
+            && name.len() <= MAX_PUBLIC_NAME
+            && !name.starts_with('@')
+            && !name.chars().any(|c| c.is_control() || c.is_whitespace());
+        if !fine {
+            return Err(ApiError::BadRequest(format!(
+                "a channel name is 1 to {MAX_PUBLIC_NAME} bytes, without spaces, and does not start with @"
+            )));
+        }
+    }
+    if topic.len() > MAX_PUBLIC_TOPIC || topic.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(format!(
+            "a topic is at most {MAX_PUBLIC_TOPIC} bytes of text"
+        )));
+    }
+    Ok(())
 }
 
 async fn create_group(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
@@ -208,6 +245,18 @@ async fn create_group(State(state): State<AppState>, signed: Signed) -> ApiResul
     if group.group_id.len() > 128 {
         return Err(ApiError::InvalidMls("group id longer than 64 bytes".into()));
     }
+    if let Some(listing) = &body.public {
+        check_listing(Some(&listing.name), &listing.topic)?;
+        let taken = state
+            .store
+            .public_channels("")
+            .await?
+            .iter()
+            .any(|c| c.name == listing.name);
+        if taken {
+            return Err(ApiError::Conflict("public channel with this name"));
+        }
+    }
     let device = signed.device_id.to_string();
     if !state
         .store
@@ -216,14 +265,23 @@ async fn create_group(State(state): State<AppState>, signed: Signed) -> ApiResul
     {
         return Err(ApiError::Conflict("group"));
     }
-    state
-        .audit
-        .record(
-            AuditEvent::success(AuditAction::GroupCreated, &user)
-                .device(&device)
-                .target(format!("group:{}", group.group_id)),
-        )
-        .await;
+    if let Some(listing) = &body.public {
+        let info = decode_b64("group_info", &body.group_info)?;
+        if !state
+            .store
+            .publish_group(&group.group_id, &listing.name, &listing.topic, &info)
+            .await?
+        {
+            return Err(ApiError::Conflict("public channel with this name"));
+        }
+    }
+    let mut created = AuditEvent::success(AuditAction::GroupCreated, &user)
+        .device(&device)
+        .target(format!("group:{}", group.group_id));
+    if let Some(listing) = &body.public {
+        created = created.detail("public_name", &listing.name);
+    }
+    state.audit.record(created).await;
     Ok(Json(
         json!({ "group_id": group.group_id, "epoch": group.epoch }),
     ))
@@ -269,6 +327,88 @@ pub(crate) async fn apply_retention(state: &AppState) -> ApiResult<()> {
         .delete_abandoned_uploads(now.saturating_sub(86_400))
         .await?;
     Ok(())
+}
+
+/// The workspace's public channels: name, topic, member count, and whether
+/// the asking device is in each.
+async fn public_channels(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+    signed.username()?;
+    let list: Vec<Value> = state
+        .store
+        .public_channels(&signed.device_id.to_string())
+        .await?
+        .into_iter()
+        .map(|c| {
+            json!({
+                "group_id": c.group_id,
+                "name": c.name,
+                "topic": c.topic,
+                "members": c.members,
+                "joined": c.joined,
+                "archived": c.archived,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "channels": list })))
+}
+
+/// What a device needs to join a public channel by external commit: the
+/// latest GroupInfo a member signed, and the ratchet tree.
+async fn group_info(
+    State(state): State<AppState>,
+    group_id: Result<Path<String>, PathRejection>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    signed.username()?;
+    let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let (info, public_state) = state
+        .store
+        .public_group_info(&group_id)
+        .await?
+        .ok_or(ApiError::NotFound("public channel"))?;
+    let tree = mls::ratchet_tree(&group_id, &public_state)?;
+    Ok(Json(json!({
+        "group_info": STANDARD.encode(info),
+        "ratchet_tree": STANDARD.encode(tree),
+    })))
+}
+
+#[derive(Deserialize)]
+struct TopicBody {
+    topic: String,
+}
+
+/// Changes a public channel's listed topic: any member may, as any member
+/// may change the topic inside the channel.
+async fn set_public_topic(
+    State(state): State<AppState>,
+    group_id: Result<Path<String>, PathRejection>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    signed.username()?;
+    let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let body: TopicBody = signed.json()?;
+    check_listing(None, &body.topic)?;
+    let group = state
+        .store
+        .group(&group_id)
+        .await?
+        .ok_or(ApiError::NotFound("group"))?;
+    let access = state
+        .store
+        .access(&group_id, &signed.device_id.to_string())
+        .await?
+        .ok_or(ApiError::NotFound("group"))?;
+    if !group.public {
+        return Err(ApiError::Forbidden(
+            "a private channel's topic is for its members only: send it encrypted",
+        ));
+    }
+    if !access.member {
+        return Err(ApiError::Forbidden("only members may change the topic"));
+    }
+    state.store.set_public_topic(&group_id, &body.topic).await?;
+    Ok(Json(json!({ "group_id": group_id, "topic": body.topic })))
 }
 
 /// Refuses unless `user` created the group or is a workspace admin.
@@ -357,6 +497,9 @@ struct PostBody {
     message: String,
     #[serde(default)]
     welcome: Option<String>,
+    /// With a commit: the new epoch's GroupInfo (kept for public channels).
+    #[serde(default)]
+    group_info: Option<String>,
 }
 
 async fn post_message(
@@ -380,7 +523,9 @@ async fn post_message(
         .access(&group_id, &device)
         .await?
         .ok_or(ApiError::NotFound("group"))?;
-    if !access.member {
+    // A non-member's handshake can only be an external commit to a public
+    // channel; post_handshake decides.
+    if !access.member && framing.kind != Wire::Handshake {
         return Err(ApiError::Forbidden(
             "only current members may post to a group",
         ));
@@ -422,8 +567,9 @@ async fn post_message(
                 &group_id,
                 framing.epoch,
                 &signed,
+                access.member,
                 &message,
-                body.welcome.as_deref(),
+                &body,
             )
             .await?
         }
@@ -441,14 +587,17 @@ async fn post_message(
     Ok(Json(json!({ "seq": seq })))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn post_handshake(
     state: &AppState,
     group_id: &str,
     epoch: u64,
     signed: &Signed,
+    member: bool,
     message: &[u8],
-    welcome: Option<&str>,
+    body: &PostBody,
 ) -> ApiResult<Result<(u64, MessageKind), u64>> {
+    let welcome = body.welcome.as_deref();
     // Only handshakes need the public state; a commit that raced in since the
     // epoch check is caught here or by apply_commit's compare-and-swap.
     let group = state
@@ -459,12 +608,39 @@ async fn post_handshake(
     if group.epoch != epoch {
         return Ok(Err(group.epoch));
     }
-    let (outcome, sender) = mls::process_handshake(group_id, &group.public_state, message)?;
+    let (outcome, sender, external) =
+        mls::process_handshake(group_id, &group.public_state, message)?;
     if sender.credential.device() != signed.device_id
         || sender.signature_key != signed.public_key.to_bytes()
     {
         return Err(ApiError::Forbidden(
             "a handshake message must come from its sender's own device",
+        ));
+    }
+    if external {
+        if !group.public {
+            return Err(ApiError::Forbidden(
+                "this channel is private: join it by invitation",
+            ));
+        }
+        if group.archived {
+            return Err(ApiError::Forbidden(
+                "this channel is archived: nobody can join it",
+            ));
+        }
+        if member {
+            return Err(ApiError::BadRequest(
+                "this device is a member already".into(),
+            ));
+        }
+        if welcome.is_some() {
+            return Err(ApiError::BadRequest(
+                "an external commit adds only its sender, who needs no welcome".into(),
+            ));
+        }
+    } else if !member {
+        return Err(ApiError::Forbidden(
+            "only current members may post to a group",
         ));
     }
     let device = signed.device_id.to_string();
@@ -513,7 +689,31 @@ async fn post_handshake(
                     )));
                 }
             }
-            let welcome = match (welcome, added.is_empty()) {
+            if external
+                && (added.len() != 1
+                    || added[0].credential.device() != signed.device_id
+                    || !removed.is_empty())
+            {
+                return Err(ApiError::InvalidMls(
+                    "an external commit may only add the joining device".into(),
+                ));
+            }
+            // A public channel keeps the GroupInfo of its latest epoch, so that
+            // anyone can join it without a member online.
+            let group_info = match (&body.group_info, group.public) {
+                (Some(encoded), true) => {
+                    let bytes = decode_b64("group_info", encoded)?;
+                    mls::check_group_info(&bytes, group_id, &new_state, to_epoch)?;
+                    Some(bytes)
+                }
+                (None, true) => {
+                    return Err(ApiError::BadRequest(
+                        "a commit to a public channel must carry the new epoch's group_info".into(),
+                    ));
+                }
+                (_, false) => None,
+            };
+            let welcome = match (welcome, added.is_empty() || external) {
                 (Some(encoded), false) => {
                     let bytes = decode_b64("welcome", encoded)?;
                     mls::check_welcome(&bytes, &welcome_refs)?;
@@ -535,17 +735,19 @@ async fn post_handshake(
             // enters the log with the commit itself.
             let committer = sender.credential.user().as_str();
             let membership = |action, leaf: &mls::Leaf| {
-                state.audit.entry(
-                    AuditEvent::success(action, committer)
-                        .device(&device)
-                        .target(format!(
-                            "{}/{}",
-                            leaf.credential.user(),
-                            leaf.credential.device()
-                        ))
-                        .detail("group", group_id)
-                        .detail("epoch", to_epoch),
-                )
+                let mut event = AuditEvent::success(action, committer)
+                    .device(&device)
+                    .target(format!(
+                        "{}/{}",
+                        leaf.credential.user(),
+                        leaf.credential.device()
+                    ))
+                    .detail("group", group_id)
+                    .detail("epoch", to_epoch);
+                if external {
+                    event = event.detail("via", "external_commit");
+                }
+                state.audit.entry(event)
             };
             let audit = added
                 .iter()
@@ -571,6 +773,7 @@ async fn post_handshake(
                 sender: &device,
                 commit: message,
                 welcome: welcome.as_deref(),
+                group_info: group_info.as_deref(),
                 added: &added,
                 removed: &removed,
                 audit,

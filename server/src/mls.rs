@@ -12,6 +12,7 @@ use std::sync::RwLock;
 
 use conclave_crypto::{CIPHERSUITE, DeviceCredential};
 use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::*;
 use openmls_rust_crypto::{MemoryStorage, RustCrypto};
 
@@ -149,17 +150,68 @@ pub fn validate_new_group(
     })
 }
 
-/// Validates a handshake message against the stored state.
+fn load_group(storage: &MemoryStorage, group_id: &str) -> Result<PublicGroup, ApiError> {
+    let id = GroupId::from_slice(&hex::decode(group_id).map_err(|_| invalid("bad group id"))?);
+    PublicGroup::load(storage, &id)
+        .map_err(|e| ApiError::Internal(format!("public state: {e:?}")))?
+        .ok_or_else(|| ApiError::Internal("public state missing".into()))
+}
+
+/// The group's ratchet tree (public), serialized, for a device joining by
+/// external commit.
+pub fn ratchet_tree(group_id: &str, state: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let storage = load(state)?;
+    load_group(&storage, group_id)?
+        .export_ratchet_tree()
+        .tls_serialize_detached()
+        .map_err(|e| ApiError::Internal(format!("serialize tree: {e}")))
+}
+
+/// Checks a GroupInfo a committer posted for the epoch its commit starts:
+/// it must verify against the group's public state after the commit (the
+/// signer a leaf of that tree, the tree hash and epoch its own), and offer
+/// the key an external joiner needs.
+pub fn check_group_info(
+    group_info: &[u8],
+    group_id: &str,
+    state_after: &[u8],
+    epoch: u64,
+) -> Result<(), ApiError> {
+    let MlsMessageBodyIn::GroupInfo(info) = parse_message(group_info)? else {
+        return Err(invalid("group_info is not a GroupInfo message"));
+    };
+    if info.extensions().external_pub().is_none() {
+        return Err(invalid("group_info lacks the external public key"));
+    }
+    let tree = ratchet_tree(group_id, state_after)?;
+    let tree = RatchetTreeIn::tls_deserialize_exact(&tree)
+        .map_err(|e| ApiError::Internal(format!("tree round trip: {e}")))?;
+    let (group, _) = PublicGroup::from_external(
+        &RustCrypto::default(),
+        &MemoryStorage::default(),
+        tree,
+        info,
+        ProposalStore::new(),
+    )
+    .map_err(|e| invalid(format!("group_info does not verify against the group: {e}")))?;
+    if hex::encode(group.group_id().as_slice()) != group_id
+        || group.group_context().epoch().as_u64() != epoch
+    {
+        return Err(invalid("group_info is for another group or epoch"));
+    }
+    Ok(())
+}
+
+/// Validates a handshake message against the stored state. Returns what it
+/// does, its sender's leaf, and whether it is an external commit (a device
+/// joining on its own).
 pub fn process_handshake(
     group_id: &str,
     state: &[u8],
     message: &[u8],
-) -> Result<(Handshake, Leaf), ApiError> {
+) -> Result<(Handshake, Leaf, bool), ApiError> {
     let storage = load(state)?;
-    let id = GroupId::from_slice(&hex::decode(group_id).map_err(|_| invalid("bad group id"))?);
-    let mut group = PublicGroup::load(&storage, &id)
-        .map_err(|e| ApiError::Internal(format!("public state: {e:?}")))?
-        .ok_or_else(|| ApiError::Internal("public state missing".into()))?;
+    let mut group = load_group(&storage, group_id)?;
     let protocol: ProtocolMessage = match parse_message(message)? {
         MlsMessageBodyIn::PublicMessage(m) => m.into(),
         _ => return Err(invalid("expected a PublicMessage")),
@@ -168,14 +220,20 @@ pub fn process_handshake(
     let processed = group
         .process_message(&crypto, protocol)
         .map_err(|e| invalid(format!("handshake rejected: {e}")))?;
-    let sender = match processed.sender() {
-        Sender::Member(index) => group
-            .leaf(*index)
-            .map(leaf_of)
-            .transpose()?
-            .ok_or_else(|| invalid("sender leaf is empty"))?,
+    let external = matches!(processed.sender(), Sender::NewMemberCommit);
+    let mut sender = match processed.sender() {
+        Sender::Member(index) => Some(
+            group
+                .leaf(*index)
+                .map(leaf_of)
+                .transpose()?
+                .ok_or_else(|| invalid("sender leaf is empty"))?,
+        ),
+        // The joiner's leaf exists only once the commit is merged.
+        Sender::NewMemberCommit => None,
         _ => return Err(invalid("only members may send handshake messages")),
     };
+    let sender_credential = DeviceCredential::from_mls(processed.credential()).map_err(invalid)?;
     let before = leaves(&group)?;
     let outcome = match processed.into_content() {
         ProcessedMessageContent::StagedCommitMessage(commit) => {
@@ -199,6 +257,9 @@ pub fn process_handshake(
                     .collect()
             };
             let (old, new) = (devices(&before), devices(&after));
+            if sender.is_none() {
+                sender = new.get(&sender_credential.device().to_string()).cloned();
+            }
             Handshake::Commit {
                 to_epoch: group.group_context().epoch().as_u64(),
                 new_leaves: after
@@ -230,7 +291,8 @@ pub fn process_handshake(
         }
         _ => return Err(invalid("expected a commit or a proposal")),
     };
-    Ok((outcome, sender))
+    let sender = sender.ok_or_else(|| invalid("an external commit must add its sender"))?;
+    Ok((outcome, sender, external))
 }
 
 /// Checks that a Welcome is ours and covers exactly the added key packages.

@@ -208,6 +208,7 @@ async fn storage_suite(store: Store) {
                 sender: "d-alice",
                 commit,
                 welcome: Some(b"welcome"),
+                group_info: None,
                 added: &added,
                 removed: &[],
                 audit: vec![

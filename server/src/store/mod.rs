@@ -13,6 +13,7 @@
 
 mod accounts;
 mod blobs;
+mod channels;
 mod schema;
 
 pub use accounts::{AccountSummary, ChallengeRow, CredentialRow, DeviceSession};
@@ -86,6 +87,10 @@ pub struct GroupRow {
     pub epoch: u64,
     /// openmls public-group state (no secrets).
     pub public_state: Vec<u8>,
+    /// A public channel: listed, and open to join by external commit.
+    pub public: bool,
+    /// Archived: read-only.
+    pub archived: bool,
 }
 
 /// What the relay needs to admit a message to a group.
@@ -138,8 +143,11 @@ pub struct CommitRecord<'a> {
     pub sender: &'a str,
     /// The commit message.
     pub commit: &'a [u8],
-    /// The Welcome for added devices, if any were added.
+    /// The Welcome for added devices, if any were added by a member (an
+    /// external commit adds its sender, who needs none).
     pub welcome: Option<&'a [u8]>,
+    /// A public channel's GroupInfo for the new epoch.
+    pub group_info: Option<&'a [u8]>,
     /// Devices added by the commit.
     pub added: &'a [String],
     /// Devices removed by the commit.
@@ -503,13 +511,20 @@ impl Store {
 
     /// A group's epoch and public state.
     pub async fn group(&self, group_id: &str) -> Result<Option<GroupRow>, StoreError> {
-        let row = sqlx::query("SELECT epoch, public_state FROM groups WHERE group_id = $1")
-            .bind(group_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT epoch, public_state,
+                    CAST(CASE WHEN public_name IS NULL THEN 0 ELSE 1 END AS BIGINT),
+                    CAST(CASE WHEN archived_at IS NULL THEN 0 ELSE 1 END AS BIGINT)
+             FROM groups WHERE group_id = $1",
+        )
+        .bind(group_id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|r| GroupRow {
             epoch: to_u64(r.get(0)),
             public_state: r.get(1),
+            public: r.get::<i64, _>(2) == 1,
+            archived: r.get::<i64, _>(3) == 1,
         }))
     }
 
@@ -776,6 +791,27 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
+        } else {
+            // Joined by external commit: the device built its state from the
+            // commit itself and reads from the next message on.
+            for device in record.added {
+                sqlx::query(
+                    "INSERT INTO memberships (group_id, device_id, join_seq, leave_seq, acked_seq)
+                     VALUES ($1, $2, $3, NULL, $3)",
+                )
+                .bind(record.group_id)
+                .bind(device)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        if let Some(group_info) = record.group_info {
+            sqlx::query("UPDATE groups SET group_info = $2 WHERE group_id = $1")
+                .bind(record.group_id)
+                .bind(group_info.to_vec())
+                .execute(&mut *tx)
+                .await?;
         }
         for entry in &record.audit {
             conclave_audit::log::append(&mut tx, entry.clone()).await?;

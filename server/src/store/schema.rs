@@ -13,7 +13,25 @@ pub(super) const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[
     (4, &[V4_COMMON], &[V4_COMMON]),
     (5, &[V5_COMMON], &[V5_COMMON]),
     (6, &[V6_SQLITE], &[V6_POSTGRES]),
+    (7, &[V7_SQLITE], &[V7_POSTGRES]),
 ];
+
+/// Version 7: public channels. Their name and topic are the workspace's to
+/// see, and the latest GroupInfo (public, signed by a member) lets any
+/// account join by external commit. Private channels leave all three NULL.
+const V7_SQLITE: &str = "
+ALTER TABLE groups ADD COLUMN public_name TEXT;
+ALTER TABLE groups ADD COLUMN public_topic TEXT;
+ALTER TABLE groups ADD COLUMN group_info BLOB;
+CREATE UNIQUE INDEX groups_by_public_name ON groups (public_name);
+";
+
+const V7_POSTGRES: &str = "
+ALTER TABLE groups ADD COLUMN public_name TEXT;
+ALTER TABLE groups ADD COLUMN public_topic TEXT;
+ALTER TABLE groups ADD COLUMN group_info BYTEA;
+CREATE UNIQUE INDEX groups_by_public_name ON groups (public_name);
+";
 
 /// Version 6: encrypted attachments. A blob belongs to the group it was
 /// uploaded for (only its members may read it) and counts against its

@@ -1,0 +1,206 @@
+//! Public channels: listed by the relay with their name and topic, and
+//! joined without an invitation through an MLS external commit (RFC 9420
+//! §12.4.3.2) built from the GroupInfo the relay keeps. No member needs to
+//! be online; every member sees the join as a commit, and each checks the
+//! new device against the transparency log as it checks any other.
+//!
+//! Private channels never reach the directory: their name and topic travel
+//! only inside the group.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::*;
+use serde_json::json;
+use sqlx::Connection;
+
+use crate::client::{Client, tls_bytes};
+use crate::error::{ClientError, Result};
+
+/// A public channel in the workspace directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicChannel {
+    /// Its name.
+    pub name: String,
+    /// Its topic.
+    pub topic: String,
+    /// How many accounts are in it.
+    pub members: u64,
+    /// Whether this device is in it.
+    pub joined: bool,
+    /// Archived: closed to new members.
+    pub archived: bool,
+}
+
+impl Client {
+    /// Creates a public channel: its name and `topic` are listed for the
+    /// whole workspace, and anyone in it may [`join`](Client::join). What
+    /// members say in it is end-to-end encrypted all the same.
+    pub async fn create_public_channel(&self, name: &str, topic: &str) -> Result<()> {
+        if topic.len() > crate::content::MAX_TOPIC {
+            return Err(ClientError::Invalid(format!(
+                "a topic is at most {} bytes",
+                crate::content::MAX_TOPIC
+            )));
+        }
+        self.create_group_named(name, Some(topic)).await
+    }
+
+    /// The workspace's public channels, by name.
+    pub async fn public_channels(&self) -> Result<Vec<PublicChannel>> {
+        Ok(self
+            .directory()
+            .await?
+            .into_iter()
+            .map(|(_, channel)| channel)
+            .collect())
+    }
+
+    async fn directory(&self) -> Result<Vec<(String, PublicChannel)>> {
+        let listed = self.signed("GET", "/v1/channels/public", None).await?;
+        Ok(listed["channels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                Some((
+                    c["group_id"].as_str()?.to_owned(),
+                    PublicChannel {
+                        name: c["name"].as_str()?.to_owned(),
+                        topic: c["topic"].as_str().unwrap_or_default().to_owned(),
+                        members: c["members"].as_u64().unwrap_or(0),
+                        joined: c["joined"].as_bool().unwrap_or(false),
+                        archived: c["archived"].as_bool().unwrap_or(false),
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    /// Whether `group_id` is listed in the directory.
+    pub(crate) async fn is_public(&self, group_id: &str) -> Result<bool> {
+        Ok(self.directory().await?.iter().any(|(g, _)| g == group_id))
+    }
+
+    /// Joins the public channel `name` on this device, by external commit.
+    /// The account's other devices follow at their next sync.
+    pub async fn join(&self, name: &str) -> Result<()> {
+        let identity = self.identity()?;
+        {
+            let mut db = self.inner.db.lock().await;
+            if self.channel_by_name(&mut db, name).await.is_ok() {
+                return Err(ClientError::ChannelExists(name.to_owned()));
+            }
+        }
+        for attempt in 1..=crate::client::MAX_ATTEMPTS {
+            let (group_id, listing) = self
+                .directory()
+                .await?
+                .into_iter()
+                .find(|(_, c)| c.name == name)
+                .ok_or_else(|| ClientError::NoSuchChannel(name.to_owned()))?;
+            if listing.archived {
+                return Err(ClientError::Invalid(format!(
+                    "{name} is archived: nobody can join it"
+                )));
+            }
+            let state = self
+                .signed("GET", &format!("/v1/groups/{group_id}/group-info"), None)
+                .await?;
+            let decode = |field: &str| {
+                STANDARD
+                    .decode(state[field].as_str().unwrap_or_default())
+                    .map_err(|_| {
+                        ClientError::Mls(format!("relay sent a {field} that is not base64"))
+                    })
+            };
+            let MlsMessageBodyIn::GroupInfo(info) =
+                MlsMessageIn::tls_deserialize_exact(decode("group_info")?)
+                    .map_err(ClientError::mls)?
+                    .extract()
+            else {
+                return Err(ClientError::Mls(
+                    "relay sent something other than a GroupInfo".into(),
+                ));
+            };
+            let tree = RatchetTreeIn::tls_deserialize_exact(decode("ratchet_tree")?)
+                .map_err(ClientError::mls)?;
+            if hex::encode(info.group_id().as_slice()) != group_id {
+                return Err(ClientError::Mls(
+                    "relay sent another group's GroupInfo".into(),
+                ));
+            }
+
+            let mut db = self.inner.db.lock().await;
+            let mut tx = db.begin().await?;
+            let (commit, group_info) = {
+                let provider = crate::store::TxProvider::new(&self.inner.crypto, &mut tx);
+                let credential = CredentialWithKey {
+                    credential: identity.key.credential(&identity.username).to_mls(),
+                    signature_key: identity.key.public().to_bytes().to_vec().into(),
+                };
+                // The GroupInfo's signature and the tree are verified here,
+                // against each other: the relay cannot forge either.
+                let (_group, bundle) = MlsGroup::external_commit_builder()
+                    .with_ratchet_tree(tree)
+                    .with_config(crate::client::join_config())
+                    .build_group(&provider, info, credential)
+                    .map_err(ClientError::mls)?
+                    .load_psks(provider.storage())
+                    .map_err(ClientError::mls)?
+                    .build(provider.rand(), provider.crypto(), &identity.key, |_| true)
+                    .map_err(ClientError::mls)?
+                    .finalize(&provider)
+                    .map_err(ClientError::mls)?;
+                let (commit, _, group_info) = bundle.into_contents();
+                (
+                    tls_bytes(&commit)?,
+                    group_info
+                        .map(|g| tls_bytes(&MlsMessageOut::from(g)))
+                        .transpose()?,
+                )
+            };
+            let body = json!({
+                "message": STANDARD.encode(&commit),
+                "group_info": group_info.map(|g| STANDARD.encode(g)),
+            });
+            // The group is stored locally only if the relay accepted the join:
+            // the transaction spans the call, as for a new channel.
+            match self
+                .signed(
+                    "POST",
+                    &format!("/v1/groups/{group_id}/messages"),
+                    Some(&body),
+                )
+                .await
+            {
+                Ok(accepted) => {
+                    let seq = accepted["seq"].as_i64().unwrap_or(0);
+                    sqlx::query(
+                        "INSERT INTO channels (group_id, name, processed_seq, active, kind, topic, named)
+                         VALUES ($1, $2, $3, 1, 'public', $4, 1)",
+                    )
+                    .bind(&group_id)
+                    .bind(name)
+                    .bind(seq)
+                    .bind(&listing.topic)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    drop(db);
+                    // Catch up: the account's other devices, and anything said since.
+                    self.sync().await?;
+                    return Ok(());
+                }
+                Err(e) if e.is_wrong_epoch() => {
+                    drop(tx);
+                    drop(db);
+                    tracing::debug!(attempt, "join lost a race with a commit; retrying");
+                    crate::client::backoff(attempt).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::TooManyConflicts(crate::client::MAX_ATTEMPTS))
+    }
+}

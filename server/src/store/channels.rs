@@ -1,0 +1,120 @@
+//! Public channels: a name and topic the workspace may see, and the
+//! GroupInfo that lets an account join without waiting for a member.
+
+use sqlx::Row;
+
+use super::{Store, StoreError, to_u64};
+
+/// A public channel as the workspace's directory lists it.
+#[derive(Debug, Clone)]
+pub struct PublicChannel {
+    /// Hex group id.
+    pub group_id: String,
+    /// Its name.
+    pub name: String,
+    /// Its topic.
+    pub topic: String,
+    /// How many accounts belong to it.
+    pub members: u64,
+    /// Whether the asking device belongs to it.
+    pub joined: bool,
+    /// Archived: readable by its members, closed to new ones.
+    pub archived: bool,
+}
+
+impl Store {
+    /// Lists a group as public under `name`. `false` if another public
+    /// channel has that name.
+    pub async fn publish_group(
+        &self,
+        group_id: &str,
+        name: &str,
+        topic: &str,
+        group_info: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let taken = sqlx::query("SELECT 1 FROM groups WHERE public_name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if taken {
+            return Ok(false);
+        }
+        let result = sqlx::query(
+            "UPDATE groups SET public_name = $2, public_topic = $3, group_info = $4
+             WHERE group_id = $1",
+        )
+        .bind(group_id)
+        .bind(name)
+        .bind(topic)
+        .bind(group_info.to_vec())
+        .execute(&mut *tx)
+        .await;
+        match result {
+            // Two creators racing for one name: the unique index decides.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(false),
+            other => {
+                other?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Every public channel, by name, with whether `device_id` is in it.
+    pub async fn public_channels(&self, device_id: &str) -> Result<Vec<PublicChannel>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT g.group_id, g.public_name, COALESCE(g.public_topic, ''),
+                    (SELECT COUNT(DISTINCT d.username) FROM memberships m
+                       JOIN devices d ON d.device_id = m.device_id
+                      WHERE m.group_id = g.group_id AND m.leave_seq IS NULL),
+                    CAST(CASE WHEN EXISTS (SELECT 1 FROM memberships m
+                       WHERE m.group_id = g.group_id AND m.device_id = $1 AND m.leave_seq IS NULL)
+                       THEN 1 ELSE 0 END AS BIGINT),
+                    CAST(CASE WHEN g.archived_at IS NULL THEN 0 ELSE 1 END AS BIGINT)
+             FROM groups g WHERE g.public_name IS NOT NULL
+             ORDER BY g.public_name",
+        )
+        .bind(device_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| PublicChannel {
+                group_id: r.get(0),
+                name: r.get(1),
+                topic: r.get(2),
+                members: to_u64(r.get(3)),
+                joined: r.get::<i64, _>(4) == 1,
+                archived: r.get::<i64, _>(5) == 1,
+            })
+            .collect())
+    }
+
+    /// A public group's latest GroupInfo, with its public state (for the
+    /// ratchet tree); `None` if the group is not public.
+    pub async fn public_group_info(
+        &self,
+        group_id: &str,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT group_info, public_state FROM groups
+             WHERE group_id = $1 AND public_name IS NOT NULL AND group_info IS NOT NULL",
+        )
+        .bind(group_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Changes a public channel's listed topic.
+    pub async fn set_public_topic(&self, group_id: &str, topic: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE groups SET public_topic = $2 WHERE group_id = $1")
+            .bind(group_id)
+            .bind(topic)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
