@@ -40,6 +40,11 @@ const PADDING: usize = 64;
 pub enum Event {
     /// A text message.
     Message(HistoryEntry),
+    /// Another device of this account read `channel`: its unread count changed.
+    ReadElsewhere {
+        /// The channel's local name.
+        channel: String,
+    },
     /// This device joined a channel.
     Joined {
         /// The channel's local name.
@@ -600,15 +605,17 @@ impl Client {
     /// name and topic travel only inside the group, and members join by
     /// invitation.
     pub async fn create_channel(&self, name: &str) -> Result<()> {
-        self.create_group_named(name, None).await
+        self.create_group_named(name, None, "channel").await
     }
 
-    /// Creates a channel, public (listed with `public_topic` in the
-    /// workspace directory, open to join) or private.
+    /// Creates a group of `kind`: a channel, public (listed with
+    /// `public_topic` in the workspace directory, open to join) or private,
+    /// or this account's own `self` group.
     pub(crate) async fn create_group_named(
         &self,
         name: &str,
         public_topic: Option<&str>,
+        kind: &str,
     ) -> Result<()> {
         validate_channel_name(name)?;
         let identity = self.identity()?;
@@ -649,7 +656,7 @@ impl Client {
         .bind(if public_topic.is_some() {
             "public"
         } else {
-            "channel"
+            kind
         })
         .bind(public_topic.unwrap_or(""))
         .execute(&mut *tx)
@@ -1078,7 +1085,7 @@ impl Client {
         self.send_bytes(&group_id, plaintext, message_id).await
     }
 
-    async fn send_payload(&self, group_id: &str, content: &Content) -> Result<u64> {
+    pub(crate) async fn send_payload(&self, group_id: &str, content: &Content) -> Result<u64> {
         let plaintext = Zeroizing::new(content.encode());
         self.send_bytes(group_id, &plaintext, &new_message_id())
             .await
@@ -1214,7 +1221,7 @@ impl Client {
         group_id: &str,
         placeholder: &str,
         announced: &str,
-        direct: bool,
+        kind: &str,
         topic: &str,
     ) -> Result<Option<Event>> {
         let unnamed = sqlx::query("SELECT named FROM channels WHERE group_id = $1")
@@ -1238,7 +1245,7 @@ impl Client {
         )
         .bind(group_id)
         .bind(&fresh)
-        .bind(if direct { "dm" } else { "channel" })
+        .bind(kind)
         .bind(topic)
         .execute(&mut *tx)
         .await?;
@@ -1281,10 +1288,16 @@ impl Client {
             .await?
             .iter()
             .map(|r| {
+                let kind: String = r.get(2);
                 let info = Content::ChannelInfo {
                     name: r.get(1),
-                    direct: r.get::<String, _>(2) == "dm",
+                    direct: kind == "dm",
                     topic: r.get(3),
+                    scope: if kind == "public" || kind == "self" {
+                        kind
+                    } else {
+                        String::new()
+                    },
                 };
                 (r.get(0), info)
             })
@@ -1681,6 +1694,7 @@ impl Client {
                     name: announced,
                     direct,
                     topic,
+                    scope,
                 }) = &decoded
                 {
                     let announced = if *direct {
@@ -1688,8 +1702,15 @@ impl Client {
                     } else {
                         announced.clone()
                     };
+                    let kind = match scope.as_str() {
+                        _ if *direct => "dm",
+                        "public" => "public",
+                        // Only this account can declare a group its own.
+                        "self" if sender.user().as_str() == me => "self",
+                        _ => "channel",
+                    };
                     if let Some(event) = self
-                        .take_name(tx, group_id, name, &announced, *direct, topic)
+                        .take_name(tx, group_id, name, &announced, kind, topic)
                         .await?
                     {
                         events.push(event);
@@ -1735,7 +1756,7 @@ impl Client {
                     (SELECT COUNT(*) FROM history h WHERE h.group_id = c.group_id
                        AND h.seq > c.read_seq AND h.sender <> $1 AND h.deleted = 0),
                     c.archived
-             FROM channels c ORDER BY c.name",
+             FROM channels c WHERE c.kind <> 'self' ORDER BY c.name",
         )
         .bind(&me)
         .fetch_all(&mut *db)

@@ -122,6 +122,10 @@ pub enum Content {
         /// The channel's topic.
         #[serde(default)]
         topic: String,
+        /// `public` for a channel listed in the workspace directory, `self`
+        /// for the group of one account's own devices; empty otherwise.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        scope: String,
     },
     /// A new topic for the channel.
     Topic {
@@ -130,6 +134,14 @@ pub enum Content {
     },
     /// A file, sealed and uploaded before this message was sent.
     File(FileRef),
+    /// Sent only among one account's own devices (in their `self` group):
+    /// this account has read `channel` (a group id) up to `seq`.
+    ReadUpTo {
+        /// The channel's MLS group id (hex).
+        channel: String,
+        /// The last message read.
+        seq: u64,
+    },
 }
 
 /// Where a shared file is and how to open it.
@@ -248,8 +260,18 @@ impl Content {
             Content::Reaction { target, emoji, .. } => is_message_id(target) && is_reaction(emoji),
             Content::Edit { target, body } => is_message_id(target) && body_ok(body),
             Content::Delete { target } => is_message_id(target),
-            Content::ChannelInfo { name, topic, .. } => {
-                !name.is_empty() && name.len() <= 256 && topic.len() <= MAX_TOPIC
+            Content::ChannelInfo {
+                name, topic, scope, ..
+            } => {
+                !name.is_empty()
+                    && name.len() <= 256
+                    && topic.len() <= MAX_TOPIC
+                    && ["", "public", "self"].contains(&scope.as_str())
+            }
+            Content::ReadUpTo { channel, .. } => {
+                !channel.is_empty()
+                    && channel.len() <= 128
+                    && channel.bytes().all(|b| b.is_ascii_hexdigit())
             }
             Content::Topic { topic } => topic.len() <= MAX_TOPIC,
             Content::File(file) => {
@@ -329,6 +351,11 @@ mod tests {
                 name: "general".into(),
                 direct: false,
                 topic: "launch prep".into(),
+                scope: "public".into(),
+            },
+            Content::ReadUpTo {
+                channel: "ab12".into(),
+                seq: 42,
             },
             Content::Topic {
                 topic: "new topic".into(),
@@ -412,6 +439,7 @@ mod tests {
                 name: "ops".into(),
                 direct: false,
                 topic: String::new(),
+                scope: String::new(),
             })
         );
     }

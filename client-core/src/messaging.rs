@@ -272,6 +272,42 @@ pub(crate) async fn apply_content(
             events.extend(notifications(tx, group_id, &message, &mentions, me).await?);
             events.push(Event::Message(message));
         }
+        Content::ReadUpTo {
+            channel: target,
+            seq: read,
+        } => {
+            // Only this account's own devices, in their own group, move its
+            // read positions.
+            let own_group = sqlx::query("SELECT kind FROM channels WHERE group_id = $1")
+                .bind(group_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some_and(|r| r.get::<String, _>(0) == "self");
+            if author.user != me || !own_group {
+                tracing::warn!(group = %group_id, seq, "a read position from elsewhere ignored");
+                return Ok(events);
+            }
+            let moved = sqlx::query(
+                "UPDATE channels SET read_seq = $2 WHERE group_id = $1 AND read_seq < $2",
+            )
+            .bind(&target)
+            .bind(to_i64(read))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if moved {
+                let name: Option<String> =
+                    sqlx::query("SELECT name FROM channels WHERE group_id = $1")
+                        .bind(&target)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|r| r.get(0));
+                if let Some(name) = name {
+                    events.push(Event::ReadElsewhere { channel: name });
+                }
+            }
+        }
         // Handled by the caller, which knows about placeholder names.
         Content::ChannelInfo { .. } => {}
     }
@@ -492,6 +528,22 @@ pub(crate) async fn history_of(
     with_reactions(db, group_id, entries).await
 }
 
+/// The local name of the group of this account's own devices (hidden from
+/// the channel list).
+const SELF_GROUP_NAME: &str = "@self";
+
+/// The groups of this account's own devices that this device is in.
+async fn own_groups(db: &mut SqliteConnection) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query("SELECT group_id FROM channels WHERE kind = 'self' AND active = 1")
+            .fetch_all(&mut *db)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect(),
+    )
+}
+
 /// The most people a group direct message may have, this account included.
 pub const MAX_DIRECT_PARTICIPANTS: usize = 9;
 
@@ -570,17 +622,56 @@ impl Client {
         Ok(seq)
     }
 
-    /// Marks everything in a channel as read on this device.
+    /// Marks everything in a channel as read, on this device and, through
+    /// the account's own encrypted `self` group, on its other devices.
     pub async fn mark_read(&self, channel: &str) -> Result<()> {
-        let mut db = self.inner.db.lock().await;
-        let group_id = self.group_of(&mut db, channel).await?;
-        sqlx::query(
-            "UPDATE channels SET read_seq = (SELECT COALESCE(MAX(seq), 0) FROM history WHERE group_id = $1)
-             WHERE group_id = $1",
-        )
-        .bind(&group_id)
-        .execute(&mut *db)
-        .await?;
+        let (group_id, read, moved, mine, devices) = {
+            let mut db = self.inner.db.lock().await;
+            let group_id = self.group_of(&mut db, channel).await?;
+            let read: i64 =
+                sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM history WHERE group_id = $1")
+                    .bind(&group_id)
+                    .fetch_one(&mut *db)
+                    .await?
+                    .get(0);
+            let moved = sqlx::query(
+                "UPDATE channels SET read_seq = $2 WHERE group_id = $1 AND read_seq < $2",
+            )
+            .bind(&group_id)
+            .bind(read)
+            .execute(&mut *db)
+            .await?
+            .rows_affected()
+                == 1;
+            let devices: i64 = sqlx::query("SELECT COUNT(*) FROM known_devices WHERE revoked = 0")
+                .fetch_one(&mut *db)
+                .await?
+                .get(0);
+            (group_id, read, moved, own_groups(&mut db).await?, devices)
+        };
+        if !moved {
+            return Ok(());
+        }
+        let mine = if mine.is_empty() && devices > 1 {
+            // The first read position worth sharing: make the account's own
+            // group (its other devices are added by the sync that follows).
+            self.create_group_named(SELF_GROUP_NAME, None, "self")
+                .await?;
+            let mut db = self.inner.db.lock().await;
+            own_groups(&mut db).await?
+        } else {
+            mine
+        };
+        let marker = Content::ReadUpTo {
+            channel: group_id,
+            seq: u64::try_from(read).unwrap_or(0),
+        };
+        for own in mine {
+            if let Err(e) = self.send_payload(&own, &marker).await {
+                // The position is kept here; the other devices catch up later.
+                tracing::warn!(error = %e, "could not share a read position");
+            }
+        }
         Ok(())
     }
 

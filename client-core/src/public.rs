@@ -43,7 +43,7 @@ impl Client {
                 crate::content::MAX_TOPIC
             )));
         }
-        self.create_group_named(name, Some(topic)).await
+        self.create_group_named(name, Some(topic), "public").await
     }
 
     /// The workspace's public channels, by name.

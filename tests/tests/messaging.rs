@@ -632,3 +632,83 @@ async fn retention_deletes_old_ciphertext_and_clients_follow() {
     // Search forgets the pruned copy too: only "forever" still has it.
     assert_eq!(search(&bob.client, "ago").await.len(), 1);
 }
+
+fn unread(channels: &[conclave_client::Channel], name: &str) -> u64 {
+    channels
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no channel {name} in {channels:?}"))
+        .unread
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn read_positions_follow_the_account_across_its_devices() {
+    let (server, alice, bob) = alice_and_bob_in("general").await;
+    let (mut app, _) = conclave_tests::enroll_totp(&alice.client).await;
+    let laptop = Person::login_with_totp(&server, "alice", PASSWORD, &mut app).await;
+    // alice's first device learns of the laptop and adds it to general.
+    alice.client.sync().await.unwrap();
+    laptop.client.sync().await.unwrap();
+    for text in ["one", "two", "three"] {
+        bob.client.send("general", text).await.unwrap();
+    }
+    alice.client.sync().await.unwrap();
+    laptop.client.sync().await.unwrap();
+    assert_eq!(
+        unread(&laptop.client.channels().await.unwrap(), "general"),
+        3
+    );
+
+    // Reading on one device clears the count on the other, through the
+    // account's own encrypted group, which no channel list shows.
+    alice.client.mark_read("general").await.unwrap();
+    assert_eq!(
+        unread(&alice.client.channels().await.unwrap(), "general"),
+        0
+    );
+    let events = laptop.client.sync().await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::ReadElsewhere { channel } if channel == "general")),
+        "{events:?}"
+    );
+    let channels = laptop.client.channels().await.unwrap();
+    assert_eq!(unread(&channels, "general"), 0);
+    assert!(
+        channels.iter().all(|c| !c.name.starts_with("@self")),
+        "{channels:?}"
+    );
+
+    // Someone else cannot move alice's read position.
+    bob.client.send("general", "four").await.unwrap();
+    let group_id = channels[0].group_id.clone();
+    bob.client
+        .send_content(
+            "general",
+            Content::ReadUpTo {
+                channel: group_id,
+                seq: 1_000,
+            },
+        )
+        .await
+        .unwrap();
+    laptop.client.sync().await.unwrap();
+    assert_eq!(
+        unread(&laptop.client.channels().await.unwrap(), "general"),
+        1
+    );
+
+    // Reading on the laptop travels back the other way.
+    alice.client.sync().await.unwrap();
+    assert_eq!(
+        unread(&alice.client.channels().await.unwrap(), "general"),
+        1
+    );
+    laptop.client.mark_read("general").await.unwrap();
+    alice.client.sync().await.unwrap();
+    assert_eq!(
+        unread(&alice.client.channels().await.unwrap(), "general"),
+        0
+    );
+}
