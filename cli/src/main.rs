@@ -281,6 +281,21 @@ enum ChannelCommand {
     },
     /// List the workspace's public channels.
     Browse,
+    /// Let members hand newcomers the channel's earlier history (creator or admin).
+    HistorySharing {
+        /// Channel name.
+        name: String,
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        setting: String,
+    },
+    /// Hand a member who joined later the channel's history from this device.
+    ShareHistory {
+        /// Channel name.
+        name: String,
+        /// Username.
+        user: String,
+    },
     /// Join a public channel (no invitation needed).
     Join {
         /// Channel name.
@@ -759,6 +774,20 @@ async fn execute(
                 println!("{line}");
             }
         }
+        Command::Channel(ChannelCommand::HistorySharing { name, setting }) => {
+            let allowed = setting == "on";
+            client.set_history_sharing(&name, allowed).await?;
+            if allowed {
+                println!("members of {name} may now share its history with newcomers");
+            } else {
+                println!("{name}'s history can no longer be shared");
+            }
+        }
+        Command::Channel(ChannelCommand::ShareHistory { name, user }) => {
+            client.sync().await?;
+            let count = client.share_history(&name, &user).await?;
+            println!("shared {count} earlier messages of {name} with {user}");
+        }
         Command::Channel(ChannelCommand::Join { name }) => {
             client.join(&name).await?;
             println!("joined {name}");
@@ -1041,6 +1070,11 @@ fn print_event(event: &Event) {
         ),
         Event::DeviceRevoked { device_id } => println!("device {device_id} was revoked"),
         Event::SecurityAlert(alert) => print_alert(alert),
+        Event::HistoryReceived {
+            channel,
+            from,
+            added,
+        } => println!("[{channel}] {from} shared {added} earlier messages with you"),
         _ => {}
     }
 }
@@ -1068,6 +1102,9 @@ fn render(entry: &HistoryEntry) -> String {
     }
     if entry.edited && !entry.deleted {
         line.push_str(" (edited)");
+    }
+    if let Some(from) = &entry.shared_by {
+        line.push_str(&format!(" (from {from}'s copy)"));
     }
     for reaction in &entry.reactions {
         line.push_str(&format!(

@@ -40,6 +40,15 @@ const PADDING: usize = 64;
 pub enum Event {
     /// A text message.
     Message(HistoryEntry),
+    /// A member handed this device the channel's earlier history.
+    HistoryReceived {
+        /// The channel's local name.
+        channel: String,
+        /// Who shared it.
+        from: String,
+        /// How many messages were added.
+        added: u64,
+    },
     /// Another device of this account read `channel`: its unread count changed.
     ReadElsewhere {
         /// The channel's local name.
@@ -157,6 +166,9 @@ pub struct HistoryEntry {
     pub reactions: Vec<Reaction>,
     /// The file shared with this message, if any (see [`Client::download`]).
     pub file: Option<FileInfo>,
+    /// Not received through MLS but handed over by this member with the
+    /// channel's earlier history: as trustworthy as that member.
+    pub shared_by: Option<String>,
 }
 
 /// A shared file, as the history shows it.
@@ -1264,6 +1276,7 @@ impl Client {
     /// are removed from them.
     pub async fn sync(&self) -> Result<Vec<Event>> {
         let mut events = self.sync_without_upkeep().await?;
+        events.extend(self.import_shared_history().await?);
         events.extend(self.membership_upkeep().await?);
         self.check_changed_channels(&events).await;
         Ok(events)

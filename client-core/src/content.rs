@@ -134,6 +134,15 @@ pub enum Content {
     },
     /// A file, sealed and uploaded before this message was sent.
     File(FileRef),
+    /// An earlier part of the channel's history, sealed for one newcomer.
+    HistoryBundle {
+        /// The member it is for.
+        recipient: String,
+        /// How many messages it holds.
+        messages: u64,
+        /// Where it is and how to open it.
+        bundle: FileRef,
+    },
     /// Sent only among one account's own devices (in their `self` group):
     /// this account has read `channel` (a group id) up to `seq`.
     ReadUpTo {
@@ -267,6 +276,12 @@ impl Content {
                     && name.len() <= 256
                     && topic.len() <= MAX_TOPIC
                     && ["", "public", "self"].contains(&scope.as_str())
+            }
+            Content::HistoryBundle {
+                recipient, bundle, ..
+            } => {
+                conclave_crypto::Username::parse(recipient).is_ok()
+                    && Content::File(bundle.clone()).is_well_formed()
             }
             Content::ReadUpTo { channel, .. } => {
                 !channel.is_empty()

@@ -130,7 +130,7 @@ impl Client {
     async fn upload_chunks(
         &self,
         blob: &str,
-        file: &mut tokio::fs::File,
+        file: &mut (impl tokio::io::AsyncRead + Unpin),
         size: u64,
         progress: &mut impl Progress,
     ) -> Result<([u8; 32], FileKey)> {
@@ -272,6 +272,98 @@ impl Client {
         out.flush().await.map_err(ClientError::store)?;
         out.sync_all().await.map_err(ClientError::store)?;
         Ok(())
+    }
+
+    /// Seals `bytes` and uploads them for `recipient` alone (a history
+    /// bundle): returns the reference to send inside MLS.
+    pub(crate) async fn upload_for(
+        &self,
+        group_id: &str,
+        name: &str,
+        bytes: &[u8],
+        recipient: &str,
+    ) -> Result<FileRef> {
+        let size = bytes.len() as u64;
+        let created = self
+            .signed(
+                "POST",
+                "/v1/blobs",
+                Some(&json!({
+                    "group_id": group_id,
+                    "size": sealed_len(size),
+                    "recipient": recipient,
+                })),
+            )
+            .await?;
+        let blob = created["blob_id"]
+            .as_str()
+            .filter(|id| crate::content::is_message_id(id))
+            .ok_or_else(|| ClientError::Invalid("relay sent no blob id".into()))?
+            .to_owned();
+        let mut reader = bytes;
+        let (digest, file_key) = match self
+            .upload_chunks(&blob, &mut reader, size, &mut |_, _| {})
+            .await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                self.forget_blob(&blob).await;
+                return Err(e);
+            }
+        };
+        let (key, nonce) = file_key.to_base64();
+        Ok(FileRef {
+            blob,
+            name: name.to_owned(),
+            size,
+            key: SecretText::new(key.to_string()),
+            nonce,
+            sha256: hex::encode(digest),
+            caption: String::new(),
+        })
+    }
+
+    /// Downloads and checks a small sealed file into memory (at most `limit` bytes).
+    pub(crate) async fn download_to_memory(
+        &self,
+        reference: &FileRef,
+        limit: u64,
+    ) -> Result<Vec<u8>> {
+        if reference.size > limit {
+            return Err(ClientError::FileCheck(format!(
+                "{} is larger than the {limit} bytes accepted here",
+                reference.name
+            )));
+        }
+        let key = FileKey::from_base64(reference.key.expose(), &reference.nonce)
+            .map_err(|e| ClientError::FileCheck(e.to_string()))?;
+        let mut opener = ChunkOpener::new(&key, reference.size);
+        let mut out = Vec::with_capacity(reference.size as usize);
+        for index in 0..chunk_count(reference.size) {
+            let sealed = self
+                .signed_bytes(
+                    "GET",
+                    &format!("/v1/blobs/{}/chunks/{index}", reference.blob),
+                    Vec::new(),
+                )
+                .await?;
+            out.extend(
+                opener
+                    .open(&sealed)
+                    .map_err(|e| ClientError::FileCheck(e.to_string()))?,
+            );
+        }
+        let digest = opener
+            .finish()
+            .map_err(|e| ClientError::FileCheck(e.to_string()))?;
+        let announced = hex::decode(&reference.sha256)
+            .map_err(|_| ClientError::FileCheck("the announced hash is not hex".into()))?;
+        if !bool::from(digest.as_slice().ct_eq(&announced)) {
+            return Err(ClientError::FileCheck(
+                "the bundle does not match the SHA-256 its sender announced".into(),
+            ));
+        }
+        Ok(out)
     }
 
     /// Takes an uploaded blob back from the relay (after its message was deleted).

@@ -272,6 +272,45 @@ pub(crate) async fn apply_content(
             events.extend(notifications(tx, group_id, &message, &mentions, me).await?);
             events.push(Event::Message(message));
         }
+        Content::HistoryBundle {
+            recipient,
+            messages,
+            bundle,
+        } => {
+            // Every member sees that history was handed over, and to whom.
+            let notice = format!(
+                "shared the channel's earlier history ({messages} messages) with {recipient}"
+            );
+            insert_row(
+                tx,
+                group_id,
+                seq,
+                &author,
+                message_id,
+                "notice",
+                None,
+                &notice,
+                &[],
+                now,
+            )
+            .await?;
+            if recipient == me && author.user != me {
+                let reference = serde_json::to_string(&bundle).map_err(ClientError::store)?;
+                sqlx::query(
+                    "INSERT OR IGNORE INTO history_imports (group_id, message_id, sender, reference)
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(group_id)
+                .bind(message_id)
+                .bind(author.user)
+                .bind(&reference)
+                .execute(&mut *tx)
+                .await?;
+            }
+            events.push(Event::Message(
+                entry(tx, group_id, channel, message_id).await?,
+            ));
+        }
         Content::ReadUpTo {
             channel: target,
             seq: read,
@@ -417,7 +456,7 @@ async fn find(
     )
 }
 
-const ENTRY_COLUMNS: &str = "seq, sender, device, body, message_id, parent_id, kind, edited, deleted, mentions, at, attachment";
+const ENTRY_COLUMNS: &str = "seq, sender, device, body, message_id, parent_id, kind, edited, deleted, mentions, at, attachment, shared_by";
 
 /// The file reference (with its key) of message `id`, if it shares one.
 pub(crate) async fn attachment_of(
@@ -461,6 +500,7 @@ fn entry_from_row(row: &sqlx::sqlite::SqliteRow, channel: &str) -> HistoryEntry 
                 size: f.size,
                 sha256: f.sha256.clone(),
             }),
+        shared_by: row.get(12),
     }
 }
 
@@ -776,7 +816,7 @@ impl Client {
         };
         let rows = sqlx::query(
             "SELECT h.seq, h.sender, h.device, h.body, h.message_id, h.parent_id, h.kind,
-                    h.edited, h.deleted, h.mentions, h.at, h.attachment, c.name, h.group_id
+                    h.edited, h.deleted, h.mentions, h.at, h.attachment, h.shared_by, c.name, h.group_id
              FROM search_index s
              JOIN history h ON h.group_id = s.group_id AND h.seq = s.seq
              JOIN channels c ON c.group_id = h.group_id
@@ -798,8 +838,8 @@ impl Client {
         .await?;
         let mut found = Vec::with_capacity(rows.len());
         for row in &rows {
-            let channel: String = row.get(12);
-            let group_id: String = row.get(13);
+            let channel: String = row.get(13);
+            let group_id: String = row.get(14);
             let entry = entry_from_row(row, &channel);
             found.extend(with_reactions(&mut db, &group_id, vec![entry]).await?);
         }

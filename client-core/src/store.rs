@@ -173,6 +173,17 @@ ALTER TABLE channels ADD COLUMN read_seq INTEGER NOT NULL DEFAULT 0;
     "ALTER TABLE channels ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;",
     // 4: shared files (the reference, with its key, as JSON).
     "ALTER TABLE history ADD COLUMN attachment TEXT;",
+    // 5: history handed over by another member, and bundles waiting to be fetched.
+    r#"
+ALTER TABLE history ADD COLUMN shared_by TEXT;
+CREATE TABLE history_imports (
+    group_id   TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    sender     TEXT NOT NULL,
+    reference  TEXT NOT NULL,
+    PRIMARY KEY (group_id, message_id)
+);
+"#,
 ];
 
 /// Writes a small private file (mode 0600) whole, through a temporary file

@@ -43,6 +43,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/groups/{group_id}/archive", post(archive_group))
         .route("/v1/groups/{group_id}/retention", post(set_retention))
         .route("/v1/groups/{group_id}/group-info", get(group_info))
+        .route(
+            "/v1/groups/{group_id}/history-sharing",
+            post(set_history_sharing),
+        )
         .route("/v1/groups/{group_id}/topic", post(set_public_topic))
         .route("/v1/channels/public", get(public_channels))
         .route("/v1/messages", get(fetch_messages))
@@ -409,6 +413,40 @@ async fn set_public_topic(
     }
     state.store.set_public_topic(&group_id, &body.topic).await?;
     Ok(Json(json!({ "group_id": group_id, "topic": body.topic })))
+}
+
+#[derive(Deserialize)]
+struct HistorySharingBody {
+    allowed: bool,
+}
+
+/// Lets the channel's members hand new members its earlier history (or
+/// stops them): the creator or an admin decides.
+async fn set_history_sharing(
+    State(state): State<AppState>,
+    group_id: Result<Path<String>, PathRejection>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    let user = signed.username()?.to_owned();
+    let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let body: HistorySharingBody = signed.json()?;
+    require_manager(&state, &user, &group_id).await?;
+    state
+        .store
+        .set_history_sharing(&group_id, body.allowed)
+        .await?;
+    state
+        .audit
+        .record(
+            AuditEvent::success(AuditAction::PolicyChanged, &user)
+                .device(signed.device_id)
+                .target(format!("group:{group_id}"))
+                .detail("history_sharing", body.allowed),
+        )
+        .await;
+    Ok(Json(
+        json!({ "group_id": group_id, "history_sharing": body.allowed }),
+    ))
 }
 
 /// Refuses unless `user` created the group or is a workspace admin.

@@ -29,7 +29,8 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::auth::Signed;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{BlobRow, NewBlob};
+use crate::events::{AuditAction, AuditEvent};
+use crate::store::{BlobRow, BlobSpec, NewBlob};
 
 /// The blob routes.
 pub fn routes() -> Router<AppState> {
@@ -86,6 +87,10 @@ struct CreateBody {
     group_id: String,
     /// The sealed size in bytes.
     size: u64,
+    /// For a history bundle: the member it is for. Allowed only where the
+    /// group allows sharing history; recorded in the audit log.
+    #[serde(default)]
+    recipient: Option<String>,
 }
 
 async fn create(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
@@ -117,20 +122,61 @@ async fn create(State(state): State<AppState>, signed: Signed) -> ApiResult<Json
             "this channel is archived: nothing more can be posted to it",
         ));
     }
+    if let Some(recipient) = &body.recipient {
+        let group = state
+            .store
+            .group(&body.group_id)
+            .await?
+            .ok_or(ApiError::NotFound("group"))?;
+        if !group.history_sharing {
+            return Err(ApiError::Forbidden(
+                "this channel does not allow sharing its history with new members",
+            ));
+        }
+        if recipient == &user || !state.store.user_in_group(&body.group_id, recipient).await? {
+            return Err(ApiError::BadRequest(format!(
+                "{recipient} is not another member of this channel"
+            )));
+        }
+    }
     let mut id = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut id);
     let blob_id = hex::encode(id);
     let quota = state.config.upload_quota_bytes;
     match state
         .store
-        .create_blob(&blob_id, &body.group_id, &user, body.size, chunks, quota)
+        .create_blob(
+            &BlobSpec {
+                blob_id: &blob_id,
+                group_id: &body.group_id,
+                owner: &user,
+                size: body.size,
+                chunks,
+                recipient: body.recipient.as_deref(),
+            },
+            quota,
+        )
         .await?
     {
-        NewBlob::Created => Ok(Json(json!({
+        NewBlob::Created => {
+            if let Some(recipient) = &body.recipient {
+                state
+                    .audit
+                    .record(
+                        AuditEvent::success(AuditAction::HistoryShared, &user)
+                            .device(signed.device_id)
+                            .target(recipient.clone())
+                            .detail("group", &body.group_id)
+                            .detail("bytes", body.size),
+                    )
+                    .await;
+            }
+            Ok(Json(json!({
             "blob_id": blob_id,
             "chunks": chunks,
             "chunk_bytes": SEALED_CHUNK_BYTES,
-        }))),
+            })))
+        }
         NewBlob::OverQuota { used } => Err(ApiError::QuotaExceeded {
             used,
             quota,
@@ -207,7 +253,7 @@ async fn get_chunk(
     path: Result<Path<(String, u64)>, PathRejection>,
     signed: Signed,
 ) -> ApiResult<Response> {
-    signed.username()?;
+    let user = signed.username()?.to_owned();
     let (blob_id, index) = chunk_path(path)?;
     let blob = state
         .store
@@ -223,6 +269,15 @@ async fn get_chunk(
     if !member {
         return Err(ApiError::Forbidden(
             "only current members of the channel may download its files",
+        ));
+    }
+    if blob
+        .recipient
+        .as_ref()
+        .is_some_and(|r| r != &user && blob.owner != user)
+    {
+        return Err(ApiError::Forbidden(
+            "this history bundle is for another member",
         ));
     }
     let data = state

@@ -55,6 +55,9 @@ pub enum AuditAction {
     MemberRemoved,
     /// A device uploaded key packages.
     KeyPackagesUploaded,
+    /// A member handed another member a channel's earlier history (an
+    /// encrypted bundle only that member's devices may fetch).
+    HistoryShared,
 }
 
 impl AuditAction {
@@ -82,6 +85,7 @@ impl AuditAction {
             MemberAdded => "member_added",
             MemberRemoved => "member_removed",
             KeyPackagesUploaded => "key_packages_uploaded",
+            HistoryShared => "history_shared",
         }
     }
 }

@@ -728,6 +728,7 @@ mod tests {
             at: AT,
             reactions: Vec::new(),
             file: None,
+            shared_by: None,
         }
     }
 

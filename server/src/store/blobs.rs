@@ -18,6 +18,25 @@ pub struct BlobRow {
     pub chunks: u64,
     /// Every chunk arrived and the uploader said it is done.
     pub complete: bool,
+    /// For a history bundle: the only account (besides the uploader) that may read it.
+    pub recipient: Option<String>,
+}
+
+/// A blob about to be created.
+#[derive(Debug, Clone, Copy)]
+pub struct BlobSpec<'a> {
+    /// Its random id.
+    pub blob_id: &'a str,
+    /// The group whose members may read it.
+    pub group_id: &'a str,
+    /// The uploading account.
+    pub owner: &'a str,
+    /// Sealed size in bytes.
+    pub size: u64,
+    /// Number of sealed chunks.
+    pub chunks: u64,
+    /// For a history bundle: the only other account that may read it.
+    pub recipient: Option<&'a str>,
 }
 
 /// Why a new blob was not accepted.
@@ -38,13 +57,17 @@ impl Store {
     /// account, so concurrent uploads cannot both slip under the quota.
     pub async fn create_blob(
         &self,
-        blob_id: &str,
-        group_id: &str,
-        owner: &str,
-        size: u64,
-        chunks: u64,
+        blob: &BlobSpec<'_>,
         quota: u64,
     ) -> Result<NewBlob, StoreError> {
+        let BlobSpec {
+            blob_id,
+            group_id,
+            owner,
+            size,
+            chunks,
+            recipient,
+        } = *blob;
         let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
             // Concurrent uploads of one account queue here. (On SQLite the
@@ -55,8 +78,8 @@ impl Store {
                 .await?;
         }
         sqlx::query(
-            "INSERT INTO blobs (blob_id, group_id, owner, size, chunks, complete, created_at)
-             VALUES ($1, $2, $3, $4, $5, 0, $6)",
+            "INSERT INTO blobs (blob_id, group_id, owner, size, chunks, complete, created_at, recipient)
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
         )
         .bind(blob_id)
         .bind(group_id)
@@ -64,6 +87,7 @@ impl Store {
         .bind(to_i64(size))
         .bind(to_i64(chunks))
         .bind(now())
+        .bind(recipient)
         .execute(&mut *tx)
         .await?;
         // Counted after the insert, so the total includes this blob and
@@ -90,7 +114,7 @@ impl Store {
     /// A blob's bookkeeping.
     pub async fn blob(&self, blob_id: &str) -> Result<Option<BlobRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT group_id, owner, size, chunks, complete FROM blobs WHERE blob_id = $1",
+            "SELECT group_id, owner, size, chunks, complete, recipient FROM blobs WHERE blob_id = $1",
         )
         .bind(blob_id)
         .fetch_optional(&self.pool)
@@ -101,6 +125,7 @@ impl Store {
             size: to_u64(r.get(2)),
             chunks: to_u64(r.get(3)),
             complete: r.get::<i64, _>(4) == 1,
+            recipient: r.get(5),
         }))
     }
 

@@ -108,6 +108,33 @@ impl Store {
         .map(|r| (r.get(0), r.get(1))))
     }
 
+    /// Lets members hand newcomers the group's history, or stops them.
+    pub async fn set_history_sharing(
+        &self,
+        group_id: &str,
+        allowed: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE groups SET history_sharing = $2 WHERE group_id = $1")
+            .bind(group_id)
+            .bind(i64::from(allowed))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether any device of `username` is a current member of the group.
+    pub async fn user_in_group(&self, group_id: &str, username: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM memberships m JOIN devices d ON d.device_id = m.device_id
+             WHERE m.group_id = $1 AND d.username = $2 AND m.leave_seq IS NULL",
+        )
+        .bind(group_id)
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
     /// Changes a public channel's listed topic.
     pub async fn set_public_topic(&self, group_id: &str, topic: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE groups SET public_topic = $2 WHERE group_id = $1")

@@ -17,7 +17,7 @@ mod channels;
 mod schema;
 
 pub use accounts::{AccountSummary, ChallengeRow, CredentialRow, DeviceSession};
-pub use blobs::{BlobRow, NewBlob};
+pub use blobs::{BlobRow, BlobSpec, NewBlob};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
@@ -91,6 +91,8 @@ pub struct GroupRow {
     pub public: bool,
     /// Archived: read-only.
     pub archived: bool,
+    /// Members may hand newcomers the group's history.
+    pub history_sharing: bool,
 }
 
 /// What the relay needs to admit a message to a group.
@@ -514,7 +516,8 @@ impl Store {
         let row = sqlx::query(
             "SELECT epoch, public_state,
                     CAST(CASE WHEN public_name IS NULL THEN 0 ELSE 1 END AS BIGINT),
-                    CAST(CASE WHEN archived_at IS NULL THEN 0 ELSE 1 END AS BIGINT)
+                    CAST(CASE WHEN archived_at IS NULL THEN 0 ELSE 1 END AS BIGINT),
+                    history_sharing
              FROM groups WHERE group_id = $1",
         )
         .bind(group_id)
@@ -525,6 +528,7 @@ impl Store {
             public_state: r.get(1),
             public: r.get::<i64, _>(2) == 1,
             archived: r.get::<i64, _>(3) == 1,
+            history_sharing: r.get::<i64, _>(4) == 1,
         }))
     }
 

@@ -14,7 +14,16 @@ pub(super) const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[
     (5, &[V5_COMMON], &[V5_COMMON]),
     (6, &[V6_SQLITE], &[V6_POSTGRES]),
     (7, &[V7_SQLITE], &[V7_POSTGRES]),
+    (8, &[V8_COMMON], &[V8_COMMON]),
 ];
+
+/// Version 8: history for new members. A group may allow its members to
+/// hand newcomers an encrypted bundle of its history; such a bundle is a
+/// blob only its recipient (and uploader) may read.
+const V8_COMMON: &str = "
+ALTER TABLE groups ADD COLUMN history_sharing BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE blobs ADD COLUMN recipient TEXT;
+";
 
 /// Version 7: public channels. Their name and topic are the workspace's to
 /// see, and the latest GroupInfo (public, signed by a member) lets any

@@ -1,0 +1,248 @@
+//! History for new members. MLS gives a newcomer no key to what was said
+//! before it joined; where a channel allows it (its creator or an admin
+//! decides, and the relay enforces it), a member can hand a newcomer the
+//! earlier history as a sealed bundle:
+//!
+//! 1. the member's client seals the bundle (JSON) like a file, and uploads
+//!    it for that one recipient: the relay refuses unless the channel allows
+//!    sharing, records the grant in the audit log (`history_shared`), and
+//!    serves the chunks to the recipient's devices only;
+//! 2. a `history_bundle` message inside MLS carries the key and hash, so
+//!    every member sees that history was shared, and with whom;
+//! 3. the recipient's devices fetch and check it, and add the messages they
+//!    lack, each marked with who shared it: a bundle is as trustworthy as
+//!    the member who sent it, and the UI says so.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::Row;
+
+use crate::client::{Client, Event};
+use crate::content::{Content, FileRef};
+use crate::error::{ClientError, Result};
+
+/// Most messages one bundle carries (the latest ones).
+pub const MAX_BUNDLE_MESSAGES: usize = 10_000;
+
+/// Largest bundle a device accepts, in bytes.
+const MAX_BUNDLE_BYTES: u64 = 64 * 1024 * 1024;
+
+#[derive(Serialize, Deserialize)]
+struct Bundle {
+    v: u32,
+    messages: Vec<BundledMessage>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BundledMessage {
+    seq: u64,
+    id: String,
+    sender: String,
+    device: String,
+    text: String,
+    #[serde(default)]
+    parent: Option<String>,
+    at: u64,
+    #[serde(default)]
+    edited: bool,
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl Client {
+    /// Lets the channel's members hand new members its earlier history, or
+    /// stops them (the channel's creator or a workspace admin).
+    pub async fn set_history_sharing(&self, channel: &str, allowed: bool) -> Result<()> {
+        let group_id = self.active_channel(channel).await?;
+        self.signed(
+            "POST",
+            &format!("/v1/groups/{group_id}/history-sharing"),
+            Some(&json!({ "allowed": allowed })),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Hands `user` (a member of `channel`) the channel's history as this
+    /// device has it, up to [`MAX_BUNDLE_MESSAGES`] of the latest messages.
+    /// Returns how many went. The relay records the grant; every member sees it.
+    pub async fn share_history(&self, channel: &str, user: &str) -> Result<u64> {
+        let me = self.identity()?.username.to_string();
+        if user == me {
+            return Err(ClientError::Invalid(
+                "share history with someone else".into(),
+            ));
+        }
+        if !self.members(channel).await?.iter().any(|m| m.user == user) {
+            return Err(ClientError::NotAMember(user.to_owned(), channel.to_owned()));
+        }
+        let group_id = self.active_channel(channel).await?;
+        let history = self.history(channel).await?;
+        let mut messages: Vec<BundledMessage> = history
+            .into_iter()
+            .filter(|e| !e.deleted && !e.unsupported && !e.text.is_empty() && e.file.is_none())
+            .map(|e| BundledMessage {
+                seq: e.seq,
+                id: e.id,
+                sender: e.sender,
+                device: e.device,
+                text: e.text,
+                parent: e.parent,
+                at: e.at,
+                edited: e.edited,
+            })
+            .collect();
+        if messages.len() > MAX_BUNDLE_MESSAGES {
+            messages.drain(..messages.len() - MAX_BUNDLE_MESSAGES);
+        }
+        let count = messages.len() as u64;
+        if count == 0 {
+            return Err(ClientError::Invalid(format!(
+                "{channel} has no history on this device to share"
+            )));
+        }
+        let bytes = zeroize::Zeroizing::new(
+            serde_json::to_vec(&Bundle { v: 1, messages }).map_err(ClientError::store)?,
+        );
+        let bundle = self
+            .upload_for(&group_id, "history.json", &bytes, user)
+            .await?;
+        self.send_content(
+            channel,
+            Content::HistoryBundle {
+                recipient: user.to_owned(),
+                messages: count,
+                bundle,
+            },
+        )
+        .await?;
+        Ok(count)
+    }
+
+    /// Fetches the history bundles handed to this account and adds what they
+    /// hold. A bundle that fails its checks is dropped with a warning.
+    pub(crate) async fn import_shared_history(&self) -> Result<Vec<Event>> {
+        let pending: Vec<(String, String, String, String)> = {
+            let mut db = self.inner.db.lock().await;
+            sqlx::query(
+                "SELECT i.group_id, i.message_id, i.sender, i.reference FROM history_imports i
+                 JOIN channels c ON c.group_id = i.group_id AND c.active = 1",
+            )
+            .fetch_all(&mut *db)
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect()
+        };
+        let mut events = Vec::new();
+        for (group_id, message_id, sender, reference) in pending {
+            let outcome = async {
+                let reference: FileRef =
+                    serde_json::from_str(&reference).map_err(ClientError::store)?;
+                let bytes = zeroize::Zeroizing::new(
+                    self.download_to_memory(&reference, MAX_BUNDLE_BYTES)
+                        .await?,
+                );
+                let bundle: Bundle = serde_json::from_slice(&bytes)
+                    .map_err(|e| ClientError::FileCheck(format!("history bundle: {e}")))?;
+                self.add_shared(&group_id, &sender, bundle).await
+            }
+            .await;
+            match outcome {
+                Ok(Some(event)) => events.push(event),
+                Ok(None) => {}
+                // The relay could not be reached: keep it for the next sync.
+                Err(ClientError::Transport(e)) => {
+                    tracing::debug!(error = %e, "history bundle postponed");
+                    continue;
+                }
+                Err(e) => tracing::warn!(group = %group_id, error = %e, "history bundle dropped"),
+            }
+            let mut db = self.inner.db.lock().await;
+            sqlx::query("DELETE FROM history_imports WHERE group_id = $1 AND message_id = $2")
+                .bind(&group_id)
+                .bind(&message_id)
+                .execute(&mut *db)
+                .await?;
+        }
+        Ok(events)
+    }
+
+    async fn add_shared(
+        &self,
+        group_id: &str,
+        from: &str,
+        bundle: Bundle,
+    ) -> Result<Option<Event>> {
+        if bundle.v != 1 {
+            return Err(ClientError::FileCheck(
+                "a history bundle of a newer version".into(),
+            ));
+        }
+        let mut db = self.inner.db.lock().await;
+        let mut tx = sqlx::Connection::begin(&mut *db).await?;
+        let channel: String = sqlx::query("SELECT name FROM channels WHERE group_id = $1")
+            .bind(group_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+        let (mut added, mut newest) = (0u64, 0u64);
+        for message in bundle.messages.iter().take(MAX_BUNDLE_MESSAGES) {
+            let fine = crate::content::is_message_id(&message.id)
+                && conclave_crypto::Username::parse(&message.sender).is_ok()
+                && !message.text.is_empty()
+                && message.text.len() <= crate::content::MAX_BODY;
+            if !fine {
+                continue;
+            }
+            // Messages this device has (or had) stay as MLS delivered them.
+            let inserted = sqlx::query(
+                "INSERT OR IGNORE INTO history
+                   (group_id, seq, sender, device, body, message_id, kind, parent_id, mentions, at, edited, shared_by)
+                 SELECT $1, $2, $3, $4, $5, $6, 'text', $7, '', $8, $9, $10
+                 WHERE NOT EXISTS (SELECT 1 FROM seen_messages WHERE group_id = $1 AND message_id = $6)
+                   AND NOT EXISTS (SELECT 1 FROM history WHERE group_id = $1 AND message_id = $6)",
+            )
+            .bind(group_id)
+            .bind(to_i64(message.seq))
+            .bind(&message.sender)
+            .bind(&message.device)
+            .bind(&message.text)
+            .bind(&message.id)
+            .bind(message.parent.as_deref())
+            .bind(to_i64(message.at))
+            .bind(i64::from(message.edited))
+            .bind(from)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if inserted {
+                added += 1;
+                newest = newest.max(message.seq);
+                sqlx::query("INSERT INTO search_index (body, group_id, seq) VALUES ($1, $2, $3)")
+                    .bind(&message.text)
+                    .bind(group_id)
+                    .bind(to_i64(message.seq))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        // Earlier messages are not unread.
+        if added > 0 {
+            sqlx::query("UPDATE channels SET read_seq = $2 WHERE group_id = $1 AND read_seq < $2")
+                .bind(group_id)
+                .bind(to_i64(newest))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok((added > 0).then(|| Event::HistoryReceived {
+            channel,
+            from: from.to_owned(),
+            added,
+        }))
+    }
+}
