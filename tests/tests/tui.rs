@@ -304,8 +304,8 @@ fn two_people_chat_live_in_the_terminal_ui() {
     tmux.wait_for_text("alice", "error: unknown command /frobnicate");
     tmux.type_line("alice", "/react twelve :tada:");
     tmux.wait_for_text("alice", "error: usage: /react N EMOJI");
-    tmux.type_line("alice", "/join lobby");
-    tmux.wait_for_text("alice", "not available yet");
+    tmux.type_line("alice", "/join nosuch");
+    tmux.wait_for_text("alice", "error: no channel named \"nosuch\"");
     tmux.type_line("alice", "still running after those errors");
     let screen = tmux.wait_for_text("bob", "alice: still running after those errors");
     assert!(!screen.contains("frobnicate"), "{screen}");
@@ -330,12 +330,92 @@ fn two_people_chat_live_in_the_terminal_ui() {
     tmux.type_line("alice", "/topic countdown at T-1");
     tmux.wait_for_text("bob", "general \u{2014} countdown at T-1");
 
+    // Alice shares a file (its path quoted: it has a space); bob's UI shows
+    // it by itself, and he saves it where he says, checked against its hash.
+    let files = TempDir::new("tui-files");
+    let original: Vec<u8> = (0..1_300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let upload = files.path().join("launch plan.bin");
+    std::fs::write(&upload, &original).unwrap();
+    tmux.type_line(
+        "alice",
+        &format!("/upload \"{}\" the launch plan", upload.display()),
+    );
+    tmux.wait_for_text("alice", "shared launch plan.bin in general (#");
+    let screen = tmux.wait_for_text("bob", "[file: launch plan.bin (1.3 MB)]");
+    let file_seq = seq_of(&screen, "alice", "the launch plan");
+    let downloads = TempDir::new("tui-downloads");
+    let download = format!("/download {file_seq} \"{}\"", downloads.path().display());
+    tmux.type_line("bob", &download);
+    let saved = downloads.path().join("launch plan.bin");
+    let screen = tmux.wait_for_text("bob", "SHA-256 verified");
+    assert!(
+        line_with(&screen, "SHA-256 verified").contains(&format!(
+            "saved {} (1.3 MB, SHA-256 verified)",
+            saved.display()
+        )),
+        "bob's status line names the saved file:\n{screen}"
+    );
+    assert!(
+        std::fs::read(&saved).unwrap() == original,
+        "the saved file is the one alice shared"
+    );
+    // Saving it again would overwrite it; a message without a file has
+    // nothing to save. Each is one line of error, and the UI keeps running.
+    tmux.type_line("bob", &download);
+    tmux.wait_for_text("bob", "error: ");
+    let screen = tmux.screen("bob");
+    assert!(
+        line_with(&screen, "error: ").contains("already exists"),
+        "{screen}"
+    );
+    tmux.type_line("bob", &format!("/download {seq}"));
+    tmux.wait_for_text("bob", &format!("error: message #{seq} has no file"));
+    assert_eq!(std::fs::read(&saved).unwrap(), original);
+    assert_eq!(tmux.pane_state("bob"), (false, None));
+
+    // A public channel: alice creates it in her UI, bob finds it with
+    // /browse and joins it on his own.
+    tmux.type_line("alice", "/create lobby --public all hands here");
+    tmux.wait_for_text("alice", "created public channel lobby");
+    tmux.type_line("bob", "/browse");
+    let screen = tmux.wait_for_text("bob", "public channels \u{b7} 1 listed");
+    let listed = line_with(&screen, "lobby");
+    assert!(
+        listed.contains("lobby  (1 member)  all hands here"),
+        "name, members, topic and not [joined]:\n{screen}"
+    );
+    tmux.type_line("bob", "/join lobby");
+    let screen = tmux.wait_for_text("bob", "bob \u{2502} lobby \u{2014} all hands here");
+    assert!(
+        screen.contains("> lobby"),
+        "lobby is listed and selected:\n{screen}"
+    );
+    tmux.type_line("bob", "/browse");
+    let screen = tmux.wait_for_text("bob", "[joined]");
+    assert!(
+        line_with(&screen, "[joined]").contains("lobby  (2 members)  [joined]  all hands here"),
+        "{screen}"
+    );
+    tmux.press("bob", "Escape");
+    tmux.wait_for_text("bob", "message lobby");
+    // Both see the other live in the new channel.
+    tmux.type_line("bob", "hello lobby");
+    tmux.wait_for_text("alice", "bob: hello lobby");
+    tmux.type_line("alice", "welcome, bob");
+    tmux.wait_for_text("bob", "alice: welcome, bob");
+
     // Both leave: /quit and Ctrl-C. Each exits 0 and gives back a terminal
     // that holds no message text.
     tmux.type_line("alice", "/quit");
     tmux.press("bob", "C-c");
     for name in ["alice", "bob"] {
-        tmux.wait_for(name, "the program's end", |_| tmux.pane_state(name).0);
+        // tmux sees the terminal close a moment before it reaps the exit
+        // status: wait for the status itself.
+        tmux.wait_for(name, "the program's exit status", |_| {
+            tmux.pane_state(name).1.is_some()
+        });
         assert_eq!(tmux.pane_state(name), (true, Some(0)), "{name}");
         let screen = tmux.screen(name);
         assert!(!screen.contains("hello from the cli"), "{name}:\n{screen}");

@@ -4,13 +4,15 @@
 //! loop must carry out (load a view, queue an action, quit), so the whole
 //! behaviour can be tested without a terminal or a relay.
 
-use conclave_client::{Channel, Event, HistoryEntry};
+use conclave_client::{Channel, Event};
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::command::{self, Input, SlashCommand};
 use super::composer::Composer;
 use super::render::sanitize;
-use super::worker::{Action, Done, Snapshot, Update, View, ViewRequest};
+use super::worker::{
+    Action, Direction, Done, Listing, Snapshot, Transfer, Update, View, ViewRequest,
+};
 
 /// What the event loop must do after a handler ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,8 +21,14 @@ pub(crate) enum Effect {
     Reload,
     /// Queue an action on the relay.
     Do(Action),
+    /// Start a file transfer beside the actions.
+    Transfer(Transfer),
     /// Start the push stream (after the first sync).
     Listen,
+    /// Open the push stream again, if it runs: the relay reads which
+    /// channels a device is in only when the stream opens (and at some
+    /// deliveries), so it would not push a channel created or joined since.
+    Relisten,
     /// Redraw everything from scratch (Ctrl-L).
     ClearScreen,
     /// Leave the UI.
@@ -66,10 +74,10 @@ pub(crate) struct App {
     pub(crate) channels: Vec<Channel>,
     pub(crate) selected: Option<String>,
     pub(crate) view: View,
-    /// The entries of `loaded_for`'s view.
-    pub(crate) entries: Vec<HistoryEntry>,
+    /// What `loaded_for`'s view lists.
+    pub(crate) listing: Listing,
     pub(crate) loaded_for: Option<ViewRequest>,
-    /// Bumped whenever `entries` change, so drawn lines can be cached.
+    /// Bumped whenever `listing` changes, so drawn lines can be cached.
     pub(crate) generation: u64,
     pub(crate) composer: Composer,
     pub(crate) status: Option<Status>,
@@ -83,6 +91,9 @@ pub(crate) struct App {
     pub(crate) pending: usize,
     /// The first sync has not finished.
     pub(crate) syncing: bool,
+    /// Files on their way, by id, each with its latest progress line.
+    pub(crate) transfers: Vec<(u64, String)>,
+    next_transfer: u64,
     /// `/quit` was refused once because something was still being sent.
     quit_armed: bool,
 }
@@ -98,7 +109,7 @@ impl App {
             channels: Vec::new(),
             selected: None,
             view: View::Channel,
-            entries: Vec::new(),
+            listing: Listing::default(),
             loaded_for: None,
             generation: 0,
             composer: Composer::default(),
@@ -109,6 +120,8 @@ impl App {
             metrics: PaneMetrics::default(),
             pending: 0,
             syncing: true,
+            transfers: Vec::new(),
+            next_transfer: 1,
             quit_armed: false,
         }
     }
@@ -121,7 +134,7 @@ impl App {
         }
     }
 
-    /// Whether `entries` belong to what is on screen now.
+    /// Whether `listing` belongs to what is on screen now.
     pub(crate) fn loaded(&self) -> bool {
         self.loaded_for.as_ref() == Some(&self.request())
     }
@@ -147,11 +160,11 @@ impl App {
     }
 
     fn show(&mut self, view: View) -> Vec<Effect> {
-        // Conversations open at their newest line; help and search results
-        // (best match first) at their first.
+        // Conversations open at their newest line; help, search results
+        // (best match first) and the public channels at their first.
         self.scroll = match view {
             View::Channel | View::Thread { .. } => Scroll::Pinned,
-            View::Search(_) | View::Help => Scroll::Top(0),
+            View::Search(_) | View::Help | View::Browse => Scroll::Top(0),
         };
         self.view = view;
         self.unseen_below = false;
@@ -291,8 +304,9 @@ impl App {
                         Vec::new(),
                     ),
                     View::Channel => (Action::Send { channel, text }, Vec::new()),
-                    // Typing into search results or help goes to the channel.
-                    View::Search(_) | View::Help => {
+                    // Typing into search results, help or the public
+                    // channels goes to the channel.
+                    View::Search(_) | View::Help | View::Browse => {
                         let back = self.show(View::Channel);
                         (Action::Send { channel, text }, back)
                     }
@@ -310,6 +324,33 @@ impl App {
         Effect::Do(action)
     }
 
+    /// Starts a transfer; its progress takes over the status line.
+    fn start(&mut self, channel: String, direction: Direction) -> Effect {
+        let id = self.next_transfer;
+        self.next_transfer += 1;
+        let line = match &direction {
+            Direction::Upload { path, .. } => format!("uploading {path}\u{2026}"),
+            Direction::Download { seq, .. } => format!("downloading the file of #{seq}\u{2026}"),
+        };
+        self.transfers.push((id, line));
+        self.show_transfers();
+        Effect::Transfer(Transfer {
+            id,
+            channel,
+            direction,
+        })
+    }
+
+    /// Every running transfer's progress, in the status line.
+    fn show_transfers(&mut self) {
+        if self.transfers.is_empty() {
+            return;
+        }
+        let lines: Vec<&str> = self.transfers.iter().map(|(_, l)| l.as_str()).collect();
+        let text = lines.join(" \u{b7} ");
+        self.notice(text);
+    }
+
     /// A slash command. The ones that need a channel say so when none is selected.
     fn run(&mut self, command: SlashCommand) -> Vec<Effect> {
         if command != SlashCommand::Quit {
@@ -321,6 +362,7 @@ impl App {
                 | SlashCommand::Search(_)
                 | SlashCommand::Dm { .. }
                 | SlashCommand::Join { .. }
+                | SlashCommand::Browse
                 | SlashCommand::Create { .. }
                 | SlashCommand::Dismiss
                 | SlashCommand::Quit
@@ -337,21 +379,36 @@ impl App {
             SlashCommand::Help => return self.show(View::Help),
             SlashCommand::Thread { seq } => return self.show(View::Thread { seq }),
             SlashCommand::Search(query) => return self.show(View::Search(query)),
+            SlashCommand::Browse => return self.show(View::Browse),
             SlashCommand::Dismiss => {
                 self.alerts.clear();
                 self.notice("alerts dismissed; `conclave audit alerts` lists them again");
                 return Vec::new();
             }
-            SlashCommand::Join { .. } => {
-                self.error("/join: joining public channels is not available yet; ask a member to /invite you");
-                return Vec::new();
+            SlashCommand::Join { channel } => {
+                if self.channels.iter().any(|c| c.name == channel && c.active) {
+                    self.notice(format!("you are already in {channel}"));
+                    return self.select(Some(channel));
+                }
+                Action::Join { channel }
+            }
+            SlashCommand::Upload { path, caption } => {
+                return vec![self.start(channel, Direction::Upload { path, caption })];
+            }
+            SlashCommand::Download { seq, to } => {
+                return vec![self.start(channel, Direction::Download { seq, to })];
             }
             SlashCommand::Quit => {
-                if self.pending > 0 && !self.quit_armed {
+                let busy = match (self.transfers.is_empty(), self.pending) {
+                    (false, _) => Some("a file is still on its way"),
+                    (true, 0) => None,
+                    (true, _) => Some("still sending"),
+                };
+                if let Some(busy) = busy.filter(|_| !self.quit_armed) {
                     self.quit_armed = true;
                     self.set_status(
                         Tone::Warning,
-                        "still sending: /quit again to leave anyway (Ctrl-C also quits)",
+                        format!("{busy}: /quit again to leave anyway (Ctrl-C also quits)"),
                     );
                     return Vec::new();
                 }
@@ -369,7 +426,15 @@ impl App {
             SlashCommand::Topic(topic) => Action::Topic { channel, topic },
             SlashCommand::Dm { users, text } => Action::Direct { users, text },
             SlashCommand::Leave => Action::Leave { channel },
-            SlashCommand::Create { name } => Action::Create { name },
+            SlashCommand::Create {
+                name,
+                public,
+                topic,
+            } => Action::Create {
+                name,
+                public,
+                topic,
+            },
             SlashCommand::Invite { user } => Action::Invite { channel, user },
             SlashCommand::Members => Action::Members { channel },
         };
@@ -461,20 +526,43 @@ impl App {
             Update::Finished(result) => {
                 self.pending = self.pending.saturating_sub(1);
                 match result {
-                    Ok(Done { notice, select }) => {
+                    Ok(Done {
+                        notice,
+                        select,
+                        new_channel,
+                    }) => {
                         if let Some(text) = notice {
                             self.notice(text);
                         }
-                        match select {
+                        let mut effects = match select {
                             Some(channel) => self.select(Some(channel)),
                             None => vec![Effect::Reload],
+                        };
+                        if new_channel {
+                            effects.push(Effect::Relisten);
                         }
+                        effects
                     }
                     Err(problem) => {
                         self.error(problem);
                         vec![Effect::Reload]
                     }
                 }
+            }
+            Update::Progress { id, line } => {
+                if let Some((_, shown)) = self.transfers.iter_mut().find(|(t, _)| *t == id) {
+                    *shown = line;
+                    self.show_transfers();
+                }
+                Vec::new()
+            }
+            Update::Transferred { id, result } => {
+                self.transfers.retain(|(t, _)| *t != id);
+                match result {
+                    Ok(text) => self.notice(text),
+                    Err(problem) => self.error(problem),
+                }
+                vec![Effect::Reload]
             }
             Update::Snapshot(snapshot) => self.on_snapshot(snapshot),
         }
@@ -484,7 +572,7 @@ impl App {
         let Snapshot {
             request,
             channels,
-            entries,
+            listing,
         } = snapshot;
         let mut effects = Vec::new();
         match channels {
@@ -508,15 +596,15 @@ impl App {
         if request != self.request() {
             return effects; // a newer view is on its way
         }
-        match entries {
-            Ok(entries) => {
+        match listing {
+            Ok(listing) => {
                 let same_view = self.loaded_for.as_ref() == Some(&request);
-                if same_view && entries.len() > self.entries.len() && self.scroll != Scroll::Pinned
+                if same_view && listing.len() > self.listing.len() && self.scroll != Scroll::Pinned
                 {
                     self.unseen_below = true;
                 }
-                if !same_view || entries != self.entries {
-                    self.entries = entries;
+                if !same_view || listing != self.listing {
+                    self.listing = listing;
                     self.generation += 1;
                 }
                 self.loaded_for = Some(request);
@@ -524,10 +612,11 @@ impl App {
             Err(problem) => {
                 self.error(problem);
                 if self.view != View::Channel {
-                    // A thread or search that cannot be shown: back to the channel.
+                    // A thread, search or directory that cannot be shown:
+                    // back to the channel.
                     effects.extend(self.show(View::Channel));
                 } else {
-                    self.entries.clear();
+                    self.listing = Listing::default();
                     self.generation += 1;
                     self.loaded_for = Some(request);
                 }
@@ -557,7 +646,7 @@ mod tests {
         let snapshot = Snapshot {
             request: app.request(),
             channels: Ok(names.iter().map(|n| channel(n, 0)).collect()),
-            entries: Ok(Vec::new()),
+            listing: Ok(Listing::default()),
         };
         app.on_update(Update::Snapshot(snapshot));
     }
@@ -619,13 +708,86 @@ mod tests {
     fn bad_commands_set_an_error_and_do_nothing_else() {
         let mut app = App::new("alice".into());
         loaded(&mut app, &["general"]);
-        for line in ["/frobnicate", "/react x y", "/join lobby"] {
+        for line in ["/frobnicate", "/react x y", "/download plan.pdf"] {
             assert_eq!(type_line(&mut app, line), [], "{line}");
             let status = app.status.clone().expect("an error line");
             assert_eq!(status.tone, Tone::Error, "{line}");
         }
         assert_eq!(app.pending, 0);
         assert!(app.composer.is_empty());
+    }
+
+    #[test]
+    fn browse_lists_public_channels_and_join_switches_to_one() {
+        let mut app = App::new("bob".into());
+        loaded(&mut app, &["general"]);
+        assert_eq!(type_line(&mut app, "/browse"), [Effect::Reload]);
+        assert_eq!(app.view, View::Browse);
+        assert_eq!(app.scroll, Scroll::Top(0));
+        // A channel bob is in already is only selected.
+        assert_eq!(type_line(&mut app, "/join general"), [Effect::Reload]);
+        assert_eq!(app.view, View::Channel);
+        assert_eq!(app.pending, 0);
+        type_line(&mut app, "/browse");
+        let joined = type_line(&mut app, "/join lobby");
+        assert_eq!(
+            joined,
+            [Effect::Do(Action::Join {
+                channel: "lobby".into()
+            })]
+        );
+        let done = Done {
+            notice: Some("joined lobby".into()),
+            select: Some("lobby".into()),
+            new_channel: true,
+        };
+        assert_eq!(
+            app.on_update(Update::Finished(Ok(done))),
+            [Effect::Reload, Effect::Relisten]
+        );
+        assert_eq!(app.selected.as_deref(), Some("lobby"));
+        assert_eq!(app.view, View::Channel);
+    }
+
+    #[test]
+    fn a_transfer_shows_its_progress_then_its_outcome() {
+        let mut app = App::new("alice".into());
+        loaded(&mut app, &["general"]);
+        let started = type_line(&mut app, "/upload ~/plan.pdf the plan");
+        assert_eq!(
+            started,
+            [Effect::Transfer(Transfer {
+                id: 1,
+                channel: "general".into(),
+                direction: Direction::Upload {
+                    path: "~/plan.pdf".into(),
+                    caption: "the plan".into()
+                }
+            })]
+        );
+        app.on_update(Update::Progress {
+            id: 1,
+            line: "uploading plan.pdf 42% (4.2 MB of 10.0 MB)".into(),
+        });
+        let status = app.status.clone().expect("a progress line");
+        assert_eq!(status.text, "uploading plan.pdf 42% (4.2 MB of 10.0 MB)");
+        // Leaving mid-transfer takes a second /quit.
+        assert_eq!(type_line(&mut app, "/quit"), []);
+        assert!(app.status.as_ref().is_some_and(|s| s.tone == Tone::Warning));
+        let ended = app.on_update(Update::Transferred {
+            id: 1,
+            result: Err("cannot read /home/alice/plan.pdf: not found".into()),
+        });
+        assert_eq!(ended, [Effect::Reload]);
+        let status = app.status.clone().expect("an error line");
+        assert_eq!(status.tone, Tone::Error);
+        assert!(app.transfers.is_empty());
+        // A late progress report of a finished transfer changes nothing.
+        app.on_update(Update::Progress {
+            id: 1,
+            line: "uploading plan.pdf 100%".into(),
+        });
+        assert_eq!(app.status, Some(status));
     }
 
     #[test]

@@ -47,14 +47,31 @@ pub(crate) enum SlashCommand {
     Join {
         channel: String,
     },
+    /// The workspace's public channels.
+    Browse,
     Leave,
+    /// A channel: private, or listed for the workspace with `topic` when
+    /// `public`.
     Create {
         name: String,
+        public: bool,
+        topic: String,
     },
     Invite {
         user: String,
     },
     Members,
+    /// Share the file at `path` (as typed: `~` is expanded when it is read).
+    Upload {
+        path: String,
+        caption: String,
+    },
+    /// Save the file of message `seq` to `to` (as typed), or to the current
+    /// directory.
+    Download {
+        seq: u64,
+        to: Option<String>,
+    },
     Dismiss,
     Quit,
 }
@@ -86,10 +103,25 @@ pub(crate) const COMMANDS: &[(&str, &str)] = &[
         "/dm USER[,USER] TEXT",
         "direct message one person, or a group DM",
     ),
-    ("/create NAME", "create a channel"),
+    (
+        "/create NAME",
+        "create a private channel (invitation only); /create NAME --public TOPIC lists it and its topic for the workspace",
+    ),
     ("/invite USER", "add every device of USER to this channel"),
     ("/members", "who is in this channel"),
-    ("/join CHANNEL", "join a public channel (not available yet)"),
+    (
+        "/browse",
+        "list the workspace's public channels (Esc returns)",
+    ),
+    ("/join CHANNEL", "join a public channel and switch to it"),
+    (
+        "/upload PATH [CAPTION…]",
+        "share a file here, encrypted on this device; \"quote\" a PATH with spaces, ~ is $HOME",
+    ),
+    (
+        "/download N [PATH]",
+        "save the file of #N once its SHA-256 checks (default: this directory, under its name)",
+    ),
     (
         "/leave",
         "leave this channel (all your devices; an invitation brings you back)",
@@ -176,20 +208,43 @@ pub(crate) fn parse(line: &str) -> Result<Option<Input>, String> {
             channel: one_word(rest, "/join CHANNEL")?,
         },
         "leave" | "part" => no_arguments(rest, "/leave", SlashCommand::Leave)?,
-        "create" => SlashCommand::Create {
-            name: one_word(rest, "/create NAME")?,
-        },
+        "create" => create(rest)?,
         "invite" => SlashCommand::Invite {
             user: one_word(rest, "/invite USER")?
                 .trim_start_matches('@')
                 .to_owned(),
         },
         "members" | "who" => no_arguments(rest, "/members", SlashCommand::Members)?,
+        "browse" => no_arguments(rest, "/browse", SlashCommand::Browse)?,
+        "upload" => {
+            let usage = "/upload PATH [CAPTION…]";
+            let (path, caption) = path_and_rest(rest, usage)?;
+            SlashCommand::Upload {
+                path,
+                caption: caption.to_owned(),
+            }
+        }
+        "download" => {
+            let usage = "/download N [PATH]";
+            let (number, to) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            if number.is_empty() {
+                return Err(format!("usage: {usage}"));
+            }
+            let seq = seq(number, usage)?;
+            let to = match to.trim() {
+                "" => None,
+                to => {
+                    let (path, extra) = path_and_rest(to, usage)?;
+                    if !extra.is_empty() {
+                        return Err(format!("usage: {usage} (put a PATH with spaces in quotes)"));
+                    }
+                    Some(path)
+                }
+            };
+            SlashCommand::Download { seq, to }
+        }
         "dismiss" => no_arguments(rest, "/dismiss", SlashCommand::Dismiss)?,
         "quit" | "exit" | "q" => no_arguments(rest, "/quit", SlashCommand::Quit)?,
-        "upload" | "download" => {
-            return Err(format!("/{name} is not available yet"));
-        }
         "" => return Err("a command name must follow the / (type /help)".into()),
         _ => {
             return Err(format!(
@@ -242,6 +297,54 @@ fn one_word(rest: &str, usage: &str) -> Result<String, String> {
         (Some(word), None) => Ok(word.to_owned()),
         _ => Err(format!("usage: {usage}")),
     }
+}
+
+/// `/create NAME`, or `/create NAME --public [TOPIC…]`.
+fn create(rest: &str) -> Result<SlashCommand, String> {
+    let usage = "usage: /create NAME, or /create NAME --public [TOPIC…]";
+    let (name, options) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    if name.is_empty() || name.starts_with("--") {
+        return Err(usage.into());
+    }
+    let options = options.trim();
+    let (public, topic) = match options.split_once(char::is_whitespace) {
+        _ if options.is_empty() => (false, ""),
+        Some(("--public", topic)) => (true, topic.trim()),
+        None if options == "--public" => (true, ""),
+        _ => return Err(usage.into()),
+    };
+    Ok(SlashCommand::Create {
+        name: name.to_owned(),
+        public,
+        topic: topic.to_owned(),
+    })
+}
+
+/// A path, then whatever follows it. The path is the first word, or
+/// everything between a pair of quotes (`"…"` or `'…'`) when it holds spaces.
+fn path_and_rest<'a>(rest: &'a str, usage: &str) -> Result<(String, &'a str), String> {
+    let (path, after) = match rest.chars().next() {
+        Some(quote @ ('"' | '\'')) => {
+            let inner = &rest[1..];
+            let Some(end) = inner.find(quote) else {
+                return Err(format!(
+                    "usage: {usage} (the path's closing {quote} is missing)"
+                ));
+            };
+            let after = &inner[end + 1..];
+            if !after.is_empty() && !after.starts_with(char::is_whitespace) {
+                return Err(format!(
+                    "usage: {usage} (a space must follow the quoted path)"
+                ));
+            }
+            (&inner[..end], after)
+        }
+        _ => rest.split_once(char::is_whitespace).unwrap_or((rest, "")),
+    };
+    if path.is_empty() {
+        return Err(format!("usage: {usage}"));
+    }
+    Ok((path.to_owned(), after.trim()))
 }
 
 /// Words to find, with `from:USER` and `in:CHANNEL` taken out as filters.
@@ -346,6 +449,77 @@ mod tests {
     }
 
     #[test]
+    fn channels_are_private_unless_public_and_public_ones_take_a_topic() {
+        assert_eq!(
+            command("/create ops"),
+            SlashCommand::Create {
+                name: "ops".into(),
+                public: false,
+                topic: String::new()
+            }
+        );
+        assert_eq!(
+            command("/create lobby --public  all hands, Fridays "),
+            SlashCommand::Create {
+                name: "lobby".into(),
+                public: true,
+                topic: "all hands, Fridays".into()
+            }
+        );
+        assert_eq!(
+            command("/create lobby --public"),
+            SlashCommand::Create {
+                name: "lobby".into(),
+                public: true,
+                topic: String::new()
+            }
+        );
+        assert_eq!(command("/browse"), SlashCommand::Browse);
+        assert_eq!(
+            command("/join lobby"),
+            SlashCommand::Join {
+                channel: "lobby".into()
+            }
+        );
+    }
+
+    #[test]
+    fn file_paths_are_one_word_or_quoted() {
+        assert_eq!(
+            command("/upload ~/plan.pdf the plan, v2"),
+            SlashCommand::Upload {
+                path: "~/plan.pdf".into(),
+                caption: "the plan, v2".into()
+            }
+        );
+        assert_eq!(
+            command("/upload \"/tmp/launch plan.pdf\""),
+            SlashCommand::Upload {
+                path: "/tmp/launch plan.pdf".into(),
+                caption: String::new()
+            }
+        );
+        assert_eq!(
+            command("/upload 'say \"hi\".txt'"),
+            SlashCommand::Upload {
+                path: "say \"hi\".txt".into(),
+                caption: String::new()
+            }
+        );
+        assert_eq!(
+            command("/download #7"),
+            SlashCommand::Download { seq: 7, to: None }
+        );
+        assert_eq!(
+            command("/download 7 \"~/My Downloads\""),
+            SlashCommand::Download {
+                seq: 7,
+                to: Some("~/My Downloads".into())
+            }
+        );
+    }
+
+    #[test]
     fn mistakes_are_one_line_errors() {
         for (line, expected) in [
             ("/frobnicate", "unknown command /frobnicate"),
@@ -359,7 +533,15 @@ mod tests {
             ("/dm bob", "usage: /dm"),
             ("/topic", "usage: /topic"),
             ("/quit now", "takes no arguments"),
-            ("/upload ./secret.pdf", "not available yet"),
+            ("/upload", "usage: /upload PATH"),
+            ("/upload \"no end.pdf", "closing \" is missing"),
+            ("/upload 'a'b c", "a space must follow the quoted path"),
+            ("/download", "usage: /download N [PATH]"),
+            ("/download plan.pdf", "not a message number"),
+            ("/download 4 my files", "put a PATH with spaces in quotes"),
+            ("/create", "usage: /create NAME"),
+            ("/create lobby hello", "usage: /create NAME"),
+            ("/browse all", "takes no arguments"),
             ("/", "a command name must follow"),
         ] {
             let error = parse(line).expect_err(line);
@@ -383,6 +565,8 @@ mod tests {
                 "{name}: {parsed:?}"
             );
         }
-        assert!(!names.contains(&"/upload"), "only commands that work");
+        for name in ["/upload", "/download", "/browse", "/join"] {
+            assert!(names.contains(&name), "{name} is listed");
+        }
     }
 }

@@ -16,8 +16,9 @@
 //!
 //! One loop owns the screen and waits, in a single `tokio::select!`, on the
 //! keyboard, on client-core's events (the push stream runs in
-//! [`Client::listen`]'s task), and on the two worker tasks
-//! ([`worker`]) that do everything slow. The state ([`app`]) changes only in
+//! [`Client::listen`]'s task), and on the worker tasks ([`worker`]) that do
+//! everything slow: one for actions, one for views, and one per file being
+//! uploaded or downloaded. The state ([`app`]) changes only in
 //! that loop, by pure handlers; drawing ([`render`]) is a pure function of it.
 //!
 //! The terminal is restored however the UI ends: on return, on error (a
@@ -40,6 +41,7 @@ use futures_util::StreamExt;
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
 
 use app::{App, Effect};
 use render::{Clock, LineCache};
@@ -65,7 +67,8 @@ pub(crate) async fn run(client: Client) -> Result<(), String> {
         updates_tx.clone(),
     ));
     let mut views = tokio::spawn(worker::views(client.clone(), views_rx, updates_tx.clone()));
-    let start = tokio::spawn(worker::start(client.clone(), updates_tx));
+    let start = tokio::spawn(worker::start(client.clone(), updates_tx.clone()));
+    let mut transfers = JoinSet::new();
     let mut listener = None;
 
     let mut screen = Screen::enter().map_err(|e| format!("cannot set up the terminal: {e}"))?;
@@ -97,6 +100,11 @@ pub(crate) async fn run(client: Client) -> Result<(), String> {
             Some(update) = updates.recv() => app.on_update(update),
             _ = &mut actions => break Err("internal error: the sending task stopped".into()),
             _ = &mut views => break Err("internal error: the loading task stopped".into()),
+            Some(finished) = transfers.join_next() => match finished {
+                // It reported its outcome before it ended.
+                Ok(()) => Vec::new(),
+                Err(_) => break Err("internal error: a file transfer stopped".into()),
+            },
             () = stop.recv() => break Ok(()),
         };
         let mut quit = false;
@@ -108,8 +116,26 @@ pub(crate) async fn run(client: Client) -> Result<(), String> {
                 Effect::Do(action) => {
                     let _ = actions_tx.send(action);
                 }
+                Effect::Transfer(transfer) => {
+                    transfers.spawn(worker::transfer(
+                        client.clone(),
+                        transfer,
+                        updates_tx.clone(),
+                    ));
+                }
                 Effect::Listen => {
                     if listener.is_none() {
+                        listener = Some(client.listen());
+                    }
+                }
+                Effect::Relisten => {
+                    // Stopping the stream task is as safe as a crash:
+                    // client-core applies each delivery in one transaction
+                    // and acknowledges it after, so the new stream delivers
+                    // anything cut short again.
+                    if let Some(old) = listener.take() {
+                        old.abort();
+                        let _ = old.await;
                         listener = Some(client.listen());
                     }
                 }
@@ -129,6 +155,7 @@ pub(crate) async fn run(client: Client) -> Result<(), String> {
         listener.abort();
     }
     start.abort();
+    transfers.abort_all();
     actions.abort();
     views.abort();
     outcome

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use conclave_client::{Channel, HistoryEntry};
+use conclave_client::{Channel, HistoryEntry, PublicChannel};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, civil::Date};
 use ratatui::Frame;
@@ -20,7 +20,7 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::app::{App, PaneMetrics, Scroll, Tone};
 use super::command::COMMANDS;
-use super::worker::View;
+use super::worker::{Listing, View};
 
 /// Replaces every control character and every bidirectional formatting
 /// character with U+FFFD, visibly: a line of text stays one line that
@@ -393,6 +393,38 @@ pub(crate) fn channel_items(
     (items, at)
 }
 
+/// `/browse`: each public channel with its member count, whether you are
+/// in it, and its topic; names in a column.
+pub(crate) fn directory_lines(channels: &[PublicChannel], width: usize) -> Vec<Line<'static>> {
+    let names: Vec<String> = channels.iter().map(|c| sanitize(&c.name)).collect();
+    let column = names.iter().map(|n| n.width()).max().unwrap_or(0) + 2;
+    let mut lines = Vec::new();
+    for (channel, name) in channels.iter().zip(names) {
+        let n = channel.members;
+        let mut spans = vec![
+            Span::styled(
+                format!("{name:<column$}"),
+                Style::new().add_modifier(Modifier::BOLD),
+            ),
+            Span::styled(
+                format!("({n} member{})", if n == 1 { "" } else { "s" }),
+                DIM,
+            ),
+        ];
+        if channel.joined {
+            spans.push(Span::styled("  [joined]", Style::new().fg(Color::Green)));
+        }
+        if channel.archived {
+            spans.push(Span::styled("  [archived]", DIM));
+        }
+        if !channel.topic.is_empty() {
+            spans.push(Span::raw(format!("  {}", sanitize(&channel.topic))));
+        }
+        lines.extend(wrap(spans, width, column));
+    }
+    lines
+}
+
 /// `/help`: commands, then keys.
 pub(crate) fn help_lines(width: usize) -> Vec<Line<'static>> {
     let bold = Style::new().add_modifier(Modifier::BOLD);
@@ -444,7 +476,10 @@ const KEYS: &[(&str, &str)] = &[
         "scroll messages (Shift-Up/Down: a line; Ctrl-End: newest)",
     ),
     ("Up, Down", "earlier lines you sent"),
-    ("Esc", "back to the channel from a thread, search or help"),
+    (
+        "Esc",
+        "back to the channel from a thread, search, help or /browse",
+    ),
     (
         "Ctrl-U, Ctrl-K, Ctrl-W",
         "delete to start, to end, the word before",
@@ -506,9 +541,11 @@ pub(crate) fn draw(frame: &mut Frame<'_>, app: &mut App, clock: &Clock, cache: &
     if empty && !app.syncing {
         let inner = Block::bordered().inner(list);
         frame.render_widget(
-            Paragraph::new("No channels yet: /create NAME, or ask to be invited.")
-                .style(DIM)
-                .wrap(Wrap { trim: true }),
+            Paragraph::new(
+                "No channels yet: /create NAME, /browse public ones, or ask to be invited.",
+            )
+            .style(DIM)
+            .wrap(Wrap { trim: true }),
             inner,
         );
     }
@@ -577,7 +614,7 @@ fn draw_messages(
         }
         View::Search(query) => {
             let found = if app.loaded() {
-                format!("{} found", app.entries.len())
+                format!("{} found", app.listing.len())
             } else {
                 "searching\u{2026}".to_owned()
             };
@@ -587,6 +624,16 @@ fn draw_messages(
             )
         }
         View::Help => " help \u{b7} Esc returns ".to_owned(),
+        View::Browse => {
+            let found = if app.loaded() {
+                format!("{} listed", app.listing.len())
+            } else {
+                "loading\u{2026}".to_owned()
+            };
+            format!(
+                " public channels \u{b7} {found} \u{b7} /join NAME joins one \u{b7} Esc returns "
+            )
+        }
     };
     let mut block = Block::bordered().title(title);
     if app.unseen_below && app.scroll != Scroll::Pinned {
@@ -611,9 +658,12 @@ fn draw_messages(
     } else if !app.loaded() {
         help = placeholder("loading\u{2026}");
         &help
-    } else if app.entries.is_empty() {
+    } else if app.listing.is_empty() {
         help = match (&app.view, app.selected.is_some()) {
             (View::Search(_), _) => placeholder("No messages found."),
+            (View::Browse, _) => {
+                placeholder("No public channels yet: /create NAME --public TOPIC makes one.")
+            }
             (_, true) => placeholder("No messages yet. Type below and press Enter."),
             (_, false) => placeholder("Type /help for commands."),
         };
@@ -621,12 +671,17 @@ fn draw_messages(
     } else {
         let key = (app.generation, width, clock.today);
         if cache.key != Some(key) {
-            let mode = match app.view {
-                View::Thread { .. } => Mode::Thread,
-                View::Search(_) => Mode::Search,
-                _ => Mode::Channel,
+            cache.lines = match &app.listing {
+                Listing::Messages(entries) => {
+                    let mode = match app.view {
+                        View::Thread { .. } => Mode::Thread,
+                        View::Search(_) => Mode::Search,
+                        _ => Mode::Channel,
+                    };
+                    message_lines(entries, mode, &app.me, clock, width)
+                }
+                Listing::PublicChannels(channels) => directory_lines(channels, width),
             };
-            cache.lines = message_lines(&app.entries, mode, &app.me, clock, width);
             cache.key = Some(key);
         }
         &cache.lines
@@ -861,6 +916,35 @@ mod tests {
     }
 
     #[test]
+    fn public_channels_show_members_membership_and_topic() {
+        let listed = |name: &str, members, joined, topic: &str| PublicChannel {
+            name: name.into(),
+            topic: topic.into(),
+            members,
+            joined,
+            archived: false,
+        };
+        let mut old = listed("old-news", 3, false, "");
+        old.archived = true;
+        let lines = plain(&directory_lines(
+            &[
+                listed("announcements", 12, true, "company news"),
+                listed("lobby", 1, false, "say hi"),
+                old,
+            ],
+            80,
+        ));
+        assert_eq!(
+            lines,
+            [
+                "announcements  (12 members)  [joined]  company news",
+                "lobby          (1 member)  say hi",
+                "old-news       (3 members)  [archived]",
+            ]
+        );
+    }
+
+    #[test]
     fn the_channel_list_marks_unread_dms_and_the_selection() {
         let channel = |name: &str, unread, direct| Channel {
             name: name.into(),
@@ -912,12 +996,12 @@ mod tests {
         app.on_update(Update::Snapshot(Snapshot {
             request: first,
             channels: Ok(channels.clone()),
-            entries: Ok(Vec::new()),
+            listing: Ok(Listing::default()),
         }));
         app.on_update(Update::Snapshot(Snapshot {
             request: app.request(),
             channels: Ok(channels),
-            entries: Ok(sample()),
+            listing: Ok(Listing::Messages(sample())),
         }));
         app.syncing = false;
         app.composer.insert("/react 6 :tada:");

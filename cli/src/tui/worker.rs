@@ -1,16 +1,21 @@
-//! The two tasks that call client-core for the UI, so the UI never waits
-//! on the network or the local store:
+//! The tasks that call client-core for the UI, so the UI never waits on the
+//! network or the local store:
 //!
 //! - **actions** runs what the user asked for (send, react, edit, …) one at
 //!   a time, in the order typed, so two quick messages arrive in that order;
 //! - **views** loads the channel list and what the message pane shows,
 //!   skipping straight to the newest request when several queued up while it
-//!   was busy (a burst of relay events costs one load, not one per event).
+//!   was busy (a burst of relay events costs one load, not one per event);
+//! - **transfers** (one task per file) upload or download beside the
+//!   actions, so a long upload holds up no message, and report their
+//!   progress as they go.
 //!
-//! Both report back as [`Update`]s. Errors travel as their one-line
+//! All report back as [`Update`]s. Errors travel as their one-line
 //! `Display`, which client-core keeps free of message text and secrets.
 
-use conclave_client::{Channel, Client, HistoryEntry, SearchQuery};
+use std::path::{Path, PathBuf};
+
+use conclave_client::{Channel, Client, HistoryEntry, PublicChannel, SearchQuery};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// Something the user asked for that changes state on the relay.
@@ -51,8 +56,13 @@ pub(crate) enum Action {
     Leave {
         channel: String,
     },
+    Join {
+        channel: String,
+    },
     Create {
         name: String,
+        public: bool,
+        topic: String,
     },
     Invite {
         channel: String,
@@ -63,6 +73,24 @@ pub(crate) enum Action {
     },
 }
 
+/// A file going to or coming from the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Transfer {
+    /// Which transfer its [`Update::Progress`] reports are about.
+    pub(crate) id: u64,
+    pub(crate) channel: String,
+    pub(crate) direction: Direction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Share the file at `path` (as typed) with `caption`.
+    Upload { path: String, caption: String },
+    /// Save the file of message `seq` to `to` (as typed: a file or a
+    /// directory), or to the current directory.
+    Download { seq: u64, to: Option<String> },
+}
+
 /// What an action achieved.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Done {
@@ -70,6 +98,9 @@ pub(crate) struct Done {
     pub(crate) notice: Option<String>,
     /// A channel to switch to (a new DM or channel).
     pub(crate) select: Option<String>,
+    /// This device may be in a channel it was not in when its push stream
+    /// opened (it created or joined one).
+    pub(crate) new_channel: bool,
 }
 
 /// What the message pane shows.
@@ -83,6 +114,8 @@ pub(crate) enum View {
     Search(SearchQuery),
     /// The list of commands and keys.
     Help,
+    /// The workspace's public channels.
+    Browse,
 }
 
 /// What to load: the channel list, and the entries of `view` in `selected`.
@@ -92,12 +125,40 @@ pub(crate) struct ViewRequest {
     pub(crate) view: View,
 }
 
+/// What the message pane lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Listing {
+    /// A channel's history, a thread, or search results.
+    Messages(Vec<HistoryEntry>),
+    /// The workspace's public channels, by name.
+    PublicChannels(Vec<PublicChannel>),
+}
+
+impl Default for Listing {
+    fn default() -> Self {
+        Self::Messages(Vec::new())
+    }
+}
+
+impl Listing {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Messages(entries) => entries.len(),
+            Self::PublicChannels(channels) => channels.len(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The loaded state for one [`ViewRequest`].
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     pub(crate) request: ViewRequest,
     pub(crate) channels: Result<Vec<Channel>, String>,
-    pub(crate) entries: Result<Vec<HistoryEntry>, String>,
+    pub(crate) listing: Result<Listing, String>,
 }
 
 /// What the tasks report to the UI loop.
@@ -109,6 +170,16 @@ pub(crate) enum Update {
     Synced(Result<(), String>),
     Snapshot(Snapshot),
     Finished(Result<Done, String>),
+    /// A transfer moved on: its line for the status bar.
+    Progress {
+        id: u64,
+        line: String,
+    },
+    /// A transfer ended: the final notice, or what went wrong.
+    Transferred {
+        id: u64,
+        result: Result<String, String>,
+    },
 }
 
 /// Runs actions in order until the UI hangs up.
@@ -154,6 +225,151 @@ pub(crate) async fn start(client: Client, updates: UnboundedSender<Update>) {
     let _ = updates.send(Update::Synced(synced));
 }
 
+/// Runs one transfer to its end, reporting progress on the way.
+pub(crate) async fn transfer(client: Client, transfer: Transfer, updates: UnboundedSender<Update>) {
+    let Transfer {
+        id,
+        channel,
+        direction,
+    } = transfer;
+    let result = match direction {
+        Direction::Upload { path, caption } => {
+            upload(&client, id, &channel, &path, &caption, &updates).await
+        }
+        Direction::Download { seq, to } => {
+            download(&client, id, &channel, seq, to.as_deref(), &updates).await
+        }
+    };
+    let _ = updates.send(Update::Transferred { id, result });
+}
+
+async fn upload(
+    client: &Client,
+    id: u64,
+    channel: &str,
+    typed: &str,
+    caption: &str,
+    updates: &UnboundedSender<Update>,
+) -> Result<String, String> {
+    let path = local_path(typed);
+    let name = path
+        .file_name()
+        .map_or_else(|| typed.to_owned(), |n| n.to_string_lossy().into_owned());
+    let mut meter = Meter::new(id, format!("uploading {name}"), updates.clone());
+    let seq = client
+        .upload(channel, &path, caption, move |done, total| {
+            meter.report(done, total)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!("shared {name} in {channel} (#{seq})"))
+}
+
+async fn download(
+    client: &Client,
+    id: u64,
+    channel: &str,
+    seq: u64,
+    to: Option<&str>,
+    updates: &UnboundedSender<Update>,
+) -> Result<String, String> {
+    let error = |e: conclave_client::ClientError| e.to_string();
+    // The entry itself, not just its id: "#7 has no file" reads better than
+    // client-core's answer, which can only name the message by its id.
+    let history = client.history(channel).await.map_err(error)?;
+    let entry = history
+        .iter()
+        .find(|e| e.seq == seq)
+        .ok_or_else(|| format!("no message #{seq} in {channel}"))?;
+    let file = entry
+        .file
+        .as_ref()
+        .filter(|_| !entry.deleted)
+        .ok_or_else(|| format!("message #{seq} has no file"))?;
+    // Absolute, so the final notice says exactly where the file went.
+    let destination = local_path(to.unwrap_or("."));
+    let destination = std::path::absolute(&destination).unwrap_or(destination);
+    let mut meter = Meter::new(id, format!("downloading {}", file.name), updates.clone());
+    let (saved, info) = client
+        .download(channel, &entry.id, &destination, move |done, total| {
+            meter.report(done, total)
+        })
+        .await
+        .map_err(error)?;
+    Ok(format!(
+        "saved {} ({}, SHA-256 verified)",
+        saved.display(),
+        crate::human_size(info.size)
+    ))
+}
+
+/// Turns client-core's progress calls into status lines, one per percent
+/// at most, so a large file does not flood the UI with redraws.
+struct Meter {
+    id: u64,
+    label: String,
+    updates: UnboundedSender<Update>,
+    shown: Option<u64>,
+}
+
+impl Meter {
+    fn new(id: u64, label: String, updates: UnboundedSender<Update>) -> Self {
+        Self {
+            id,
+            label,
+            updates,
+            shown: None,
+        }
+    }
+
+    fn report(&mut self, done: u64, total: u64) {
+        let percent = percent(done, total);
+        if self.shown == Some(percent) {
+            return;
+        }
+        self.shown = Some(percent);
+        let _ = self.updates.send(Update::Progress {
+            id: self.id,
+            line: progress_line(&self.label, done, total),
+        });
+    }
+}
+
+fn percent(done: u64, total: u64) -> u64 {
+    if total == 0 {
+        100
+    } else {
+        (u128::from(done.min(total)) * 100 / u128::from(total)) as u64
+    }
+}
+
+/// `uploading plan.pdf 42% (4.2 MB of 10.0 MB)`.
+pub(crate) fn progress_line(label: &str, done: u64, total: u64) -> String {
+    format!(
+        "{label} {}% ({} of {})",
+        percent(done, total),
+        crate::human_size(done),
+        crate::human_size(total)
+    )
+}
+
+/// A path as typed, with a leading `~` meaning the home directory.
+fn local_path(typed: &str) -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    expand_home(typed, home.as_deref())
+}
+
+/// `~` and `~/…` under `home`; anything else (`~bob/…` included) as typed.
+fn expand_home(typed: &str, home: Option<&Path>) -> PathBuf {
+    match (typed.strip_prefix('~'), home) {
+        (Some(""), Some(home)) => home.to_owned(),
+        (Some(rest), Some(home)) if rest.starts_with('/') => {
+            home.join(rest.trim_start_matches('/'))
+        }
+        _ => PathBuf::from(typed),
+    }
+}
+
 fn quiet() -> Done {
     Done::default()
 }
@@ -161,7 +377,16 @@ fn quiet() -> Done {
 fn notice(text: String) -> Done {
     Done {
         notice: Some(text),
-        select: None,
+        ..Done::default()
+    }
+}
+
+/// Switch to `channel`, which this device may have just entered.
+fn entered(channel: String, notice: Option<String>) -> Done {
+    Done {
+        notice,
+        select: Some(channel),
+        new_channel: true,
     }
 }
 
@@ -215,10 +440,7 @@ async fn perform(client: &Client, action: Action) -> Result<Done, String> {
             let people: Vec<&str> = users.iter().map(String::as_str).collect();
             let channel = client.direct(&people).await.map_err(error)?;
             client.send(&channel, &text).await.map_err(error)?;
-            Ok(Done {
-                notice: None,
-                select: Some(channel),
-            })
+            Ok(entered(channel, None))
         }
         Action::Leave { channel } => {
             client.leave(&channel).await.map_err(error)?;
@@ -226,12 +448,32 @@ async fn perform(client: &Client, action: Action) -> Result<Done, String> {
                 "left {channel}; an invitation brings you back"
             )))
         }
-        Action::Create { name } => {
+        Action::Join { channel } => {
+            client.join(&channel).await.map_err(error)?;
+            let joined = format!("joined {channel}");
+            Ok(entered(channel, Some(joined)))
+        }
+        Action::Create {
+            name,
+            public: false,
+            ..
+        } => {
             client.create_channel(&name).await.map_err(error)?;
-            Ok(Done {
-                notice: Some(format!("created {name}: /invite USER to add people")),
-                select: Some(name),
-            })
+            let created = format!("created {name}: /invite USER to add people");
+            Ok(entered(name, Some(created)))
+        }
+        Action::Create {
+            name,
+            public: true,
+            topic,
+        } => {
+            client
+                .create_public_channel(&name, &topic)
+                .await
+                .map_err(error)?;
+            let created =
+                format!("created public channel {name}: anyone in the workspace can /join it");
+            Ok(entered(name, Some(created)))
         }
         Action::Invite { channel, user } => {
             client.invite(&channel, &user).await.map_err(error)?;
@@ -261,22 +503,91 @@ async fn load(client: &Client, request: ViewRequest) -> Snapshot {
         _ => Ok(()),
     };
     let channels = client.channels().await.map_err(error);
-    let entries = match (&request.selected, &request.view) {
-        (_, View::Search(query)) => client.search(query).await.map_err(error),
-        (_, View::Help) | (None, _) => Ok(Vec::new()),
-        (Some(channel), View::Channel) => client.history(channel).await.map_err(error),
+    let listing = match (&request.selected, &request.view) {
+        (_, View::Browse) => client
+            .public_channels()
+            .await
+            .map(Listing::PublicChannels)
+            .map_err(error),
+        (_, View::Search(query)) => client
+            .search(query)
+            .await
+            .map(Listing::Messages)
+            .map_err(error),
+        (_, View::Help) | (None, _) => Ok(Listing::default()),
+        (Some(channel), View::Channel) => client
+            .history(channel)
+            .await
+            .map(Listing::Messages)
+            .map_err(error),
         (Some(channel), View::Thread { seq }) => match client.message_id_at(channel, *seq).await {
-            Ok(parent) => client.thread(channel, &parent).await.map_err(error),
+            Ok(parent) => client
+                .thread(channel, &parent)
+                .await
+                .map(Listing::Messages)
+                .map_err(error),
             Err(e) => Err(error(e)),
         },
     };
-    let entries = match (mark, entries) {
+    let listing = match (mark, listing) {
         (_, Err(e)) | (Err(e), Ok(_)) => Err(e),
-        (Ok(()), Ok(entries)) => Ok(entries),
+        (Ok(()), Ok(listing)) => Ok(listing),
     };
     Snapshot {
         request,
         channels,
-        entries,
+        listing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leading_tilde_is_the_home_directory() {
+        let home = Path::new("/home/bob");
+        assert_eq!(expand_home("~", Some(home)), home);
+        assert_eq!(
+            expand_home("~/Downloads/plan.pdf", Some(home)),
+            Path::new("/home/bob/Downloads/plan.pdf")
+        );
+        assert_eq!(expand_home("~carol/x", Some(home)), Path::new("~carol/x"));
+        assert_eq!(expand_home("a/~/b", Some(home)), Path::new("a/~/b"));
+        assert_eq!(expand_home("~/x", None), Path::new("~/x"));
+    }
+
+    #[test]
+    fn progress_reads_as_percent_and_sizes() {
+        assert_eq!(
+            progress_line("uploading plan.pdf", 4_200_000, 10_000_000),
+            "uploading plan.pdf 42% (4.2 MB of 10.0 MB)"
+        );
+        assert_eq!(
+            progress_line("downloading empty", 0, 0),
+            "downloading empty 100% (0 B of 0 B)"
+        );
+    }
+
+    #[test]
+    fn the_meter_reports_each_percent_once() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut meter = Meter::new(3, "uploading a".into(), tx);
+        for done in [0, 1, 2, 500, 1000] {
+            meter.report(done, 1000);
+        }
+        let mut lines = Vec::new();
+        while let Ok(Update::Progress { id, line }) = rx.try_recv() {
+            assert_eq!(id, 3);
+            lines.push(line);
+        }
+        assert_eq!(
+            lines,
+            [
+                "uploading a 0% (0 B of 1.0 kB)",
+                "uploading a 50% (500 B of 1.0 kB)",
+                "uploading a 100% (1.0 kB of 1.0 kB)"
+            ]
+        );
     }
 }
