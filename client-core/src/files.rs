@@ -232,8 +232,6 @@ impl Client {
         partial: &Path,
         progress: &mut impl Progress,
     ) -> Result<()> {
-        let key = FileKey::from_base64(reference.key.expose(), &reference.nonce)
-            .map_err(|e| ClientError::FileCheck(e.to_string()))?;
         let mut options = tokio::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -241,6 +239,23 @@ impl Client {
         let mut out = options.open(partial).await.map_err(|e| {
             ClientError::Invalid(format!("cannot write {}: {e}", partial.display()))
         })?;
+        self.fetch_chunks(reference, &mut out, progress).await?;
+        out.flush().await.map_err(ClientError::store)?;
+        out.sync_all().await.map_err(ClientError::store)?;
+        Ok(())
+    }
+
+    /// Fetches, opens and writes every chunk of a sealed file in order, then
+    /// checks the plaintext against the hash its sender announced. The
+    /// caller must discard what was written if this fails.
+    async fn fetch_chunks(
+        &self,
+        reference: &FileRef,
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+        progress: &mut impl Progress,
+    ) -> Result<()> {
+        let key = FileKey::from_base64(reference.key.expose(), &reference.nonce)
+            .map_err(|e| ClientError::FileCheck(e.to_string()))?;
         let mut opener = ChunkOpener::new(&key, reference.size);
         let mut done = 0u64;
         progress(0, reference.size);
@@ -269,8 +284,6 @@ impl Client {
                 "the file does not match the SHA-256 its sender announced".into(),
             ));
         }
-        out.flush().await.map_err(ClientError::store)?;
-        out.sync_all().await.map_err(ClientError::store)?;
         Ok(())
     }
 
@@ -335,34 +348,9 @@ impl Client {
                 reference.name
             )));
         }
-        let key = FileKey::from_base64(reference.key.expose(), &reference.nonce)
-            .map_err(|e| ClientError::FileCheck(e.to_string()))?;
-        let mut opener = ChunkOpener::new(&key, reference.size);
         let mut out = Vec::with_capacity(reference.size as usize);
-        for index in 0..chunk_count(reference.size) {
-            let sealed = self
-                .signed_bytes(
-                    "GET",
-                    &format!("/v1/blobs/{}/chunks/{index}", reference.blob),
-                    Vec::new(),
-                )
-                .await?;
-            out.extend(
-                opener
-                    .open(&sealed)
-                    .map_err(|e| ClientError::FileCheck(e.to_string()))?,
-            );
-        }
-        let digest = opener
-            .finish()
-            .map_err(|e| ClientError::FileCheck(e.to_string()))?;
-        let announced = hex::decode(&reference.sha256)
-            .map_err(|_| ClientError::FileCheck("the announced hash is not hex".into()))?;
-        if !bool::from(digest.as_slice().ct_eq(&announced)) {
-            return Err(ClientError::FileCheck(
-                "the bundle does not match the SHA-256 its sender announced".into(),
-            ));
-        }
+        self.fetch_chunks(reference, &mut out, &mut |_, _| {})
+            .await?;
         Ok(out)
     }
 

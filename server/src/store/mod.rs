@@ -247,7 +247,13 @@ impl Store {
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
                 {
-                    tx.execute(statement).await?;
+                    // One script serves both dialects from version 6 on: only
+                    // the byte-string type is spelled differently.
+                    let statement = match self.backend {
+                        Backend::Sqlite => statement.to_owned(),
+                        Backend::Postgres => statement.replace(" BLOB", " BYTEA"),
+                    };
+                    tx.execute(statement.as_str()).await?;
                 }
                 sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
                     .bind(*version)

@@ -12,8 +12,8 @@ pub(super) const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[
     ),
     (4, &[V4_COMMON], &[V4_COMMON]),
     (5, &[V5_COMMON], &[V5_COMMON]),
-    (6, &[V6_SQLITE], &[V6_POSTGRES]),
-    (7, &[V7_SQLITE], &[V7_POSTGRES]),
+    (6, &[V6_COMMON], &[V6_COMMON]),
+    (7, &[V7_COMMON], &[V7_COMMON]),
     (8, &[V8_COMMON], &[V8_COMMON]),
 ];
 
@@ -28,17 +28,10 @@ ALTER TABLE blobs ADD COLUMN recipient TEXT;
 /// Version 7: public channels. Their name and topic are the workspace's to
 /// see, and the latest GroupInfo (public, signed by a member) lets any
 /// account join by external commit. Private channels leave all three NULL.
-const V7_SQLITE: &str = "
+const V7_COMMON: &str = "
 ALTER TABLE groups ADD COLUMN public_name TEXT;
 ALTER TABLE groups ADD COLUMN public_topic TEXT;
 ALTER TABLE groups ADD COLUMN group_info BLOB;
-CREATE UNIQUE INDEX groups_by_public_name ON groups (public_name);
-";
-
-const V7_POSTGRES: &str = "
-ALTER TABLE groups ADD COLUMN public_name TEXT;
-ALTER TABLE groups ADD COLUMN public_topic TEXT;
-ALTER TABLE groups ADD COLUMN group_info BYTEA;
 CREATE UNIQUE INDEX groups_by_public_name ON groups (public_name);
 ";
 
@@ -46,7 +39,7 @@ CREATE UNIQUE INDEX groups_by_public_name ON groups (public_name);
 /// uploaded for (only its members may read it) and counts against its
 /// uploader's quota; its chunks are sealed by the client, so the relay
 /// holds ciphertext under a random id and nothing else.
-const V6_SQLITE: &str = "
+const V6_COMMON: &str = "
 CREATE TABLE blobs (
     blob_id    TEXT PRIMARY KEY,
     group_id   TEXT NOT NULL REFERENCES groups(group_id),
@@ -62,26 +55,6 @@ CREATE TABLE blob_chunks (
     blob_id TEXT NOT NULL REFERENCES blobs(blob_id) ON DELETE CASCADE,
     idx     BIGINT NOT NULL,
     data    BLOB NOT NULL,
-    PRIMARY KEY (blob_id, idx)
-);
-";
-
-const V6_POSTGRES: &str = "
-CREATE TABLE blobs (
-    blob_id    TEXT PRIMARY KEY,
-    group_id   TEXT NOT NULL REFERENCES groups(group_id),
-    owner      TEXT NOT NULL REFERENCES accounts(username),
-    size       BIGINT NOT NULL,
-    chunks     BIGINT NOT NULL,
-    complete   BIGINT NOT NULL DEFAULT 0,
-    created_at BIGINT NOT NULL
-);
-CREATE INDEX blobs_by_owner ON blobs (owner);
-CREATE INDEX blobs_by_group ON blobs (group_id, created_at);
-CREATE TABLE blob_chunks (
-    blob_id TEXT NOT NULL REFERENCES blobs(blob_id) ON DELETE CASCADE,
-    idx     BIGINT NOT NULL,
-    data    BYTEA NOT NULL,
     PRIMARY KEY (blob_id, idx)
 );
 ";
