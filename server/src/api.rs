@@ -279,6 +279,9 @@ async fn create_group(State(state): State<AppState>, signed: Signed) -> ApiResul
             return Err(ApiError::Conflict("public channel with this name"));
         }
     }
+    state.tell(Notice::Joined {
+        device_id: device.clone(),
+    });
     let mut created = AuditEvent::success(AuditAction::GroupCreated, &user)
         .device(&device)
         .target(format!("group:{}", group.group_id));
@@ -817,6 +820,11 @@ async fn post_handshake(
                 audit,
             };
             let seq = state.store.apply_commit(&record).await?;
+            if external && seq.is_ok() {
+                state.tell(Notice::Joined {
+                    device_id: device.clone(),
+                });
+            }
             if let (Ok(seq), Some(welcome)) = (&seq, welcome) {
                 state.notify(Pending {
                     group_id: group_id.to_owned(),
@@ -1007,7 +1015,9 @@ async fn push_loop(
                         .await
                         .map_err(|e| e.to_string())?;
                 }
-                Ok(Notice::SessionEnded { .. } | Notice::DevicesChanged { .. }) => {}
+                // A group this device created or joined on its own: follow it.
+                Ok(Notice::Joined { device_id }) if *device_id == device_key => resync = true,
+                Ok(Notice::SessionEnded { .. } | Notice::DevicesChanged { .. } | Notice::Joined { .. }) => {}
                 Ok(Notice::Message(p)) => {
                     let next_in_line = sent.get(&p.group_id).is_some_and(|s| *s + 1 == p.seq);
                     let plain = p.kind == "application" || p.kind == "proposal";

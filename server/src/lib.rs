@@ -72,6 +72,12 @@ enum Notice {
         /// The account.
         username: String,
     },
+    /// A device became a member of a group without a Welcome (it created
+    /// the group, or joined by external commit): its stream should follow it.
+    Joined {
+        /// Hex device id.
+        device_id: String,
+    },
 }
 
 impl AppState {

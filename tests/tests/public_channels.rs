@@ -196,3 +196,54 @@ async fn a_private_channel_name_never_reaches_the_relay() {
         }
     }
 }
+
+/// Waits up to ten seconds for a live message with `text` in `channel`.
+async fn live(
+    events: &mut tokio::sync::broadcast::Receiver<conclave_client::Event>,
+    channel: &str,
+    text: &str,
+) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let next = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{text:?} never arrived live in {channel}"));
+        if let Ok(conclave_client::Event::Message(m)) = next
+            && m.channel == channel
+            && m.text == text
+        {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn open_streams_follow_channels_created_or_joined_later() {
+    let server = ServerProcess::start();
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let bob = Person::register(&server, "bob", PASSWORD).await;
+    alice
+        .client
+        .create_public_channel("lobby", "")
+        .await
+        .unwrap();
+    let mut alice_events = alice.client.events();
+    let mut bob_events = bob.client.events();
+    let alice_stream = alice.client.listen();
+    let bob_stream = bob.client.listen();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // Joined by external commit after bob's stream opened: he hears it live.
+    bob.client.join("lobby").await.unwrap();
+    alice.client.send("lobby", "welcome, bob").await.unwrap();
+    live(&mut bob_events, "lobby", "welcome, bob").await;
+
+    // Created after alice's stream opened: she hears it live.
+    alice.client.create_channel("later").await.unwrap();
+    alice.client.invite("later", "bob").await.unwrap();
+    bob.client.sync().await.unwrap();
+    bob.client.send("later", "made it").await.unwrap();
+    live(&mut alice_events, "later", "made it").await;
+    alice_stream.abort();
+    bob_stream.abort();
+}

@@ -25,10 +25,6 @@ pub(crate) enum Effect {
     Transfer(Transfer),
     /// Start the push stream (after the first sync).
     Listen,
-    /// Open the push stream again, if it runs: the relay reads which
-    /// channels a device is in only when the stream opens (and at some
-    /// deliveries), so it would not push a channel created or joined since.
-    Relisten,
     /// Redraw everything from scratch (Ctrl-L).
     ClearScreen,
     /// Leave the UI.
@@ -526,22 +522,16 @@ impl App {
             Update::Finished(result) => {
                 self.pending = self.pending.saturating_sub(1);
                 match result {
-                    Ok(Done {
-                        notice,
-                        select,
-                        new_channel,
-                    }) => {
+                    Ok(Done { notice, select }) => {
                         if let Some(text) = notice {
                             self.notice(text);
                         }
-                        let mut effects = match select {
+                        // The relay's stream follows channels this device
+                        // creates or joins, so nothing more is needed here.
+                        match select {
                             Some(channel) => self.select(Some(channel)),
                             None => vec![Effect::Reload],
-                        };
-                        if new_channel {
-                            effects.push(Effect::Relisten);
                         }
-                        effects
                     }
                     Err(problem) => {
                         self.error(problem);
@@ -739,12 +729,8 @@ mod tests {
         let done = Done {
             notice: Some("joined lobby".into()),
             select: Some("lobby".into()),
-            new_channel: true,
         };
-        assert_eq!(
-            app.on_update(Update::Finished(Ok(done))),
-            [Effect::Reload, Effect::Relisten]
-        );
+        assert_eq!(app.on_update(Update::Finished(Ok(done))), [Effect::Reload]);
         assert_eq!(app.selected.as_deref(), Some("lobby"));
         assert_eq!(app.view, View::Channel);
     }

@@ -128,17 +128,6 @@ pub(crate) async fn run(client: Client) -> Result<(), String> {
                         listener = Some(client.listen());
                     }
                 }
-                Effect::Relisten => {
-                    // Stopping the stream task is as safe as a crash:
-                    // client-core applies each delivery in one transaction
-                    // and acknowledges it after, so the new stream delivers
-                    // anything cut short again.
-                    if let Some(old) = listener.take() {
-                        old.abort();
-                        let _ = old.await;
-                        listener = Some(client.listen());
-                    }
-                }
                 Effect::ClearScreen => {
                     let _ = screen.terminal.clear();
                 }

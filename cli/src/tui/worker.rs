@@ -98,9 +98,6 @@ pub(crate) struct Done {
     pub(crate) notice: Option<String>,
     /// A channel to switch to (a new DM or channel).
     pub(crate) select: Option<String>,
-    /// This device may be in a channel it was not in when its push stream
-    /// opened (it created or joined one).
-    pub(crate) new_channel: bool,
 }
 
 /// What the message pane shows.
@@ -386,7 +383,6 @@ fn entered(channel: String, notice: Option<String>) -> Done {
     Done {
         notice,
         select: Some(channel),
-        new_channel: true,
     }
 }
 
