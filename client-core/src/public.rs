@@ -86,12 +86,21 @@ impl Client {
     /// The account's other devices follow at their next sync.
     pub async fn join(&self, name: &str) -> Result<()> {
         let identity = self.identity()?;
-        {
+        // A channel this device left keeps its name and history: joining it
+        // again continues it.
+        let left_before: Option<String> = {
             let mut db = self.inner.db.lock().await;
-            if self.channel_by_name(&mut db, name).await.is_ok() {
-                return Err(ClientError::ChannelExists(name.to_owned()));
+            match self.channel_by_name(&mut db, name).await {
+                Ok((_, true)) => {
+                    return Err(ClientError::AlreadyAMember(
+                        identity.username.to_string(),
+                        name.to_owned(),
+                    ));
+                }
+                Ok((group_id, false)) => Some(group_id),
+                Err(_) => None,
             }
-        }
+        };
         for attempt in 1..=crate::client::MAX_ATTEMPTS {
             let (group_id, listing) = self
                 .directory()
@@ -99,6 +108,9 @@ impl Client {
                 .into_iter()
                 .find(|(_, c)| c.name == name)
                 .ok_or_else(|| ClientError::NoSuchChannel(name.to_owned()))?;
+            if left_before.as_ref().is_some_and(|g| *g != group_id) {
+                return Err(ClientError::ChannelExists(name.to_owned()));
+            }
             if listing.archived {
                 return Err(ClientError::Invalid(format!(
                     "{name} is archived: nobody can join it"
@@ -135,6 +147,16 @@ impl Client {
             let mut tx = db.begin().await?;
             let (commit, group_info) = {
                 let provider = crate::store::TxProvider::new(&self.inner.crypto, &mut tx);
+                if left_before.is_some() {
+                    // The old state is of no use; the join builds a new one.
+                    let id =
+                        GroupId::from_slice(&hex::decode(&group_id).map_err(ClientError::mls)?);
+                    if let Some(mut old) =
+                        MlsGroup::load(provider.storage(), &id).map_err(ClientError::mls)?
+                    {
+                        old.delete(provider.storage()).map_err(ClientError::mls)?;
+                    }
+                }
                 let credential = CredentialWithKey {
                     credential: identity.key.credential(&identity.username).to_mls(),
                     signature_key: identity.key.public().to_bytes().to_vec().into(),
@@ -178,7 +200,9 @@ impl Client {
                     let seq = accepted["seq"].as_i64().unwrap_or(0);
                     sqlx::query(
                         "INSERT INTO channels (group_id, name, processed_seq, active, kind, topic, named)
-                         VALUES ($1, $2, $3, 1, 'public', $4, 1)",
+                         VALUES ($1, $2, $3, 1, 'public', $4, 1)
+                         ON CONFLICT (group_id) DO UPDATE SET
+                           active = 1, processed_seq = excluded.processed_seq, topic = excluded.topic",
                     )
                     .bind(&group_id)
                     .bind(name)

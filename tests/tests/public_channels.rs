@@ -61,7 +61,7 @@ async fn scenario(server: ServerProcess, backend: &str) {
         .await
         .unwrap();
     let again = carol.client.join("announcements").await.unwrap_err();
-    assert!(matches!(again, ClientError::ChannelExists(_)), "{again}");
+    assert!(matches!(again, ClientError::AlreadyAMember(..)), "{again}");
 
     // alice comes back and reads both; everyone sees everyone.
     alice.client.sync().await.unwrap();
@@ -142,6 +142,29 @@ async fn scenario(server: ServerProcess, backend: &str) {
         )
         .await;
     assert_eq!(refused.status, 404, "{:?}", refused.json);
+
+    // Leaving and joining again continues the same channel.
+    bob.client.leave("announcements").await.unwrap();
+    alice.client.sync().await.unwrap();
+    bob.client.sync().await.unwrap();
+    assert!(!bob.client.channels().await.unwrap()[0].active);
+    bob.client.join("announcements").await.unwrap();
+    bob.client
+        .send("announcements", "back again")
+        .await
+        .unwrap();
+    alice.client.sync().await.unwrap();
+    let history = alice.client.history("announcements").await.unwrap();
+    assert_eq!(history.last().unwrap().text, "back again", "{backend}");
+    assert!(
+        bob.client
+            .history("announcements")
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.text == "hello from bob"),
+        "bob keeps what he had"
+    );
 
     // An archived public channel takes nobody new.
     alice.client.archive("announcements").await.unwrap();
