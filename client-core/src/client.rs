@@ -256,6 +256,9 @@ pub(crate) struct Inner {
     /// Groups whose every member passed the key-transparency check since
     /// their membership last changed, and a counter of membership changes.
     members_checked: std::sync::Mutex<(u64, std::collections::HashSet<String>)>,
+    /// Held while this client lives: one process per home directory, since
+    /// two would race each other over the same MLS state.
+    _home_lock: std::fs::File,
 }
 
 /// A Conclave client for one device. Cheap to clone; clones share state.
@@ -347,7 +350,11 @@ fn validate_channel_name(name: &str) -> Result<()> {
 
 impl Client {
     /// Opens (or creates) the device store in `home` and talks to the relay through `transport`.
+    ///
+    /// Only one process at a time may use a home directory: a second gets
+    /// [`ClientError::HomeInUse`].
     pub async fn open(home: &Path, transport: impl Transport) -> Result<Self> {
+        let home_lock = store::lock_home(home)?;
         let mut db = store::open(home).await?;
         let identity = sqlx::query("SELECT username, device_secret FROM identity WHERE id = 1")
             .fetch_optional(&mut db)
@@ -377,6 +384,7 @@ impl Client {
                 device_news: Mutex::new(DeviceNews::default()),
                 transparency: Mutex::new(()),
                 members_checked: std::sync::Mutex::default(),
+                _home_lock: home_lock,
             }),
         })
     }

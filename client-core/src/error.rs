@@ -55,6 +55,11 @@ pub enum ClientError {
     /// hash: it was altered, and nothing was written.
     #[error("file check failed: {0}")]
     FileCheck(String),
+    /// Another process (say `conclave tui`) is using this home directory.
+    #[error(
+        "another conclave process is using {0}: close it first (a terminal UI, say), or use another --home"
+    )]
+    HomeInUse(std::path::PathBuf),
     /// Other members kept committing first.
     #[error("gave up after {0} attempts: the channel kept changing; try again")]
     TooManyConflicts(u32),

@@ -206,6 +206,28 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Opens (creating if needed, mode 0600) the store in `home`.
+/// Takes the home directory's lock (`conclave.lock`), released when the
+/// returned file closes, even if the process dies.
+pub(crate) fn lock_home(home: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(home)
+        .map_err(|e| ClientError::store(format!("cannot create {}: {e}", home.display())))?;
+    let path = home.join("conclave.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| ClientError::store(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ClientError::HomeInUse(home.to_owned())),
+        Err(std::fs::TryLockError::Error(e)) => Err(ClientError::store(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 pub(crate) async fn open(home: &Path) -> Result<SqliteConnection> {
     std::fs::create_dir_all(home)
         .map_err(|e| ClientError::store(format!("cannot create {}: {e}", home.display())))?;

@@ -17,6 +17,13 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 
 const CHANNEL: &str = "general";
 
+/// Closes a person's client and keeps their home directory.
+fn home_of(person: Person) -> TempDir {
+    let Person { client, home } = person;
+    drop(client);
+    home
+}
+
 /// The `conclave-audit` binary, built by cargo like the relay.
 fn audit_binary() -> PathBuf {
     workspace_binary("conclave-audit")
@@ -26,10 +33,11 @@ fn audit_binary() -> PathBuf {
 /// key package uploads, with a checkpoint signed over all of it.
 struct Scene {
     server: ServerProcess,
-    /// Has the auditor role.
-    auditor: Person,
-    /// Has no role.
-    bob: Person,
+    /// Home of a device with the auditor role (its client closed, so the
+    /// tool can take the home's lock).
+    auditor: TempDir,
+    /// Home of a device with no role.
+    bob: TempDir,
     /// The log's verifier key, from the relay's host.
     log_key: String,
     /// The auditor's saved state.
@@ -58,20 +66,20 @@ impl Scene {
         drop(alice);
         Self {
             server,
-            auditor,
-            bob,
+            auditor: home_of(auditor),
+            bob: home_of(bob),
             log_key,
             state: TempDir::new("audit-state"),
         }
     }
 
-    /// Runs `conclave-audit` as `person`'s device against this relay.
-    fn audit_as(&self, person: &Person, args: &[&str]) -> Output {
+    /// Runs `conclave-audit` as the device in `home` against this relay.
+    fn audit_as(&self, home: &TempDir, args: &[&str]) -> Output {
         Command::new(audit_binary())
             .env_remove("CONCLAVE_SERVER")
             .env_remove("CONCLAVE_HOME")
             .arg("--home")
-            .arg(person.home.path())
+            .arg(home.path())
             .arg("--server")
             .arg(&self.server.url)
             .arg("--ca-cert")

@@ -423,7 +423,16 @@ async fn a_200_mb_file_keeps_the_client_memory_bounded() {
     alice.client.create_channel("media").await.unwrap();
     alice.client.invite("media", "bob").await.unwrap();
     bob.client.sync().await.unwrap();
-    let (alice_home, bob_home) = (alice.home.path().to_owned(), bob.home.path().to_owned());
+    // The CLI takes each home directory's lock: close these clients, keep the homes.
+    let Person {
+        client: alice_client,
+        home: alice_home,
+    } = alice;
+    let Person {
+        client: bob_client,
+        home: bob_home,
+    } = bob;
+    drop((alice_client, bob_client));
 
     // Written a megabyte at a time: the test does not hold it either.
     let dir = TempDir::new("big");
@@ -457,7 +466,7 @@ async fn a_200_mb_file_keeps_the_client_memory_bounded() {
         command
     };
     let started = Instant::now();
-    let upload = conclave(&alice_home)
+    let upload = conclave(alice_home.path())
         .args(["upload", "media"])
         .arg(&path)
         .spawn()
@@ -477,7 +486,7 @@ async fn a_200_mb_file_keeps_the_client_memory_bounded() {
     );
 
     let saved = dir.path().join("copy.mp4");
-    let download = conclave(&bob_home)
+    let download = conclave(bob_home.path())
         .args(["download", "media", &seq])
         .arg(&saved)
         .spawn()

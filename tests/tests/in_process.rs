@@ -61,3 +61,26 @@ async fn channel_lifecycle_in_process() {
         Err(ClientError::NotInChannel(_))
     ));
 }
+
+/// Two processes on one home would race over the same MLS state: the
+/// second client is refused until the first is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_client_per_home_directory() {
+    let data = TempDir::new("in-process");
+    let relay = InProcessTransport::start(&data).await;
+    let home = TempDir::new("alice");
+    let first = Client::open(home.path(), relay.clone()).await.unwrap();
+    first
+        .register("alice", "alice-pass-2718281828")
+        .await
+        .unwrap();
+    let second = Client::open(home.path(), relay.clone()).await.unwrap_err();
+    assert!(matches!(second, ClientError::HomeInUse(_)), "{second}");
+    assert!(
+        second.to_string().contains("another conclave process"),
+        "{second}"
+    );
+    drop(first);
+    let again = Client::open(home.path(), relay).await.unwrap();
+    assert_eq!(again.username().as_deref(), Some("alice"));
+}
