@@ -104,6 +104,13 @@ pub struct AccountStatus {
     pub recovery_codes_left: u64,
     /// Whether the workspace requires a second factor.
     pub second_factor_required: bool,
+    /// The most people a group direct message may have in this workspace.
+    #[serde(default = "default_max_group_dm")]
+    pub max_group_dm: u32,
+}
+
+fn default_max_group_dm() -> u32 {
+    crate::messaging::MAX_DIRECT_PARTICIPANTS as u32
 }
 
 /// A registered WebAuthn credential.

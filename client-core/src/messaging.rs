@@ -584,12 +584,14 @@ async fn own_groups(db: &mut SqliteConnection) -> Result<Vec<String>> {
     )
 }
 
-/// The most people a group direct message may have, this account included.
+/// The most people a group direct message may have, this account included,
+/// unless the workspace sets its own limit (`conclave-server admin policy
+/// --max-group-dm`, reported in [`crate::AccountStatus::max_group_dm`]).
 pub const MAX_DIRECT_PARTICIPANTS: usize = 9;
 
 impl Client {
     /// Opens the direct message with `users` (one for a DM, several for a
-    /// group DM, up to [`MAX_DIRECT_PARTICIPANTS`] in all), creating it the
+    /// group DM, up to the workspace's limit in all), creating it the
     /// first time, and returns its local name (`@bob`, `@bob,carol`).
     pub async fn direct(&self, users: &[&str]) -> Result<String> {
         let me = self.identity()?.username.to_string();
@@ -608,9 +610,10 @@ impl Client {
                 "a direct message needs someone else".into(),
             ));
         }
-        if others.len() + 1 > MAX_DIRECT_PARTICIPANTS {
+        let limit = self.account().await?.max_group_dm as usize;
+        if others.len() + 1 > limit {
             return Err(ClientError::Invalid(format!(
-                "a group direct message has at most {MAX_DIRECT_PARTICIPANTS} people; make a channel instead"
+                "a group direct message has at most {limit} people here; make a channel instead"
             )));
         }
         let name = format!("@{}", others.join(","));

@@ -544,6 +544,10 @@ async fn webauthn_challenge(
 
 // ----- the signed-in account --------------------------------------------------
 
+/// The most people a group direct message may have unless the workspace's
+/// policy says otherwise.
+pub(crate) const DEFAULT_MAX_GROUP_DM: u32 = 9;
+
 async fn account_status(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
     let user = signed.username()?;
     let store = &state.store;
@@ -555,6 +559,11 @@ async fn account_status(State(state): State<AppState>, signed: Signed) -> ApiRes
         .map(|c| json!({ "credential_id": c.credential_id, "name": c.name }))
         .collect();
     let required = store.setting("require_second_factor").await?.as_deref() == Some("true");
+    let max_group_dm: u32 = store
+        .setting("max_group_dm")
+        .await?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_MAX_GROUP_DM);
     Ok(Json(json!({
         "username": user,
         "roles": store.roles(user).await?,
@@ -564,6 +573,7 @@ async fn account_status(State(state): State<AppState>, signed: Signed) -> ApiRes
         "passwordless": store.passwordless(user).await?,
         "recovery_codes_left": store.recovery_codes_left(user).await?,
         "second_factor_required": required,
+        "max_group_dm": max_group_dm,
     })))
 }
 

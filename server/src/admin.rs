@@ -70,6 +70,10 @@ pub enum AdminCommand {
         /// (0: keep forever); a channel's own setting wins.
         #[arg(long, value_name = "DAYS")]
         retention_days: Option<u32>,
+        /// The most people a group direct message may have, its creator
+        /// included (clients enforce it; beyond it, make a channel) [default: 9].
+        #[arg(long, value_name = "PEOPLE", value_parser = clap::value_parser!(u32).range(2..=256))]
+        max_group_dm: Option<u32>,
     },
     /// Show the latest entries of the audit log.
     Events {
@@ -186,7 +190,20 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
         AdminCommand::Policy {
             require_second_factor,
             retention_days,
+            max_group_dm,
         } => {
+            if let Some(people) = max_group_dm {
+                store
+                    .set_setting("max_group_dm", &people.to_string())
+                    .await
+                    .map_err(db)?;
+                events
+                    .record(
+                        AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
+                            .target(format!("max_group_dm={people}")),
+                    )
+                    .await;
+            }
             if let Some(days) = retention_days {
                 store
                     .set_setting("retention_days", &days.to_string())
@@ -223,6 +240,11 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
             out!("require_second_factor = {required}");
             let retention = store.setting("retention_days").await.map_err(db)?;
             out!("retention_days = {}", retention.as_deref().unwrap_or("0"));
+            let people = store.setting("max_group_dm").await.map_err(db)?;
+            out!(
+                "max_group_dm = {}",
+                people.unwrap_or_else(|| crate::account_api::DEFAULT_MAX_GROUP_DM.to_string())
+            );
             out!("open_registration = {}", config.open_registration);
         }
         AdminCommand::Events { limit } => {

@@ -712,3 +712,31 @@ async fn read_positions_follow_the_account_across_its_devices() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_dms_stay_within_the_workspace_limit() {
+    let server = ServerProcess::start();
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    for user in ["bob", "carol", "dave"] {
+        Person::register(&server, user, PASSWORD).await;
+    }
+    assert_eq!(alice.client.account().await.unwrap().max_group_dm, 9);
+    let policy = server.admin(&["policy", "--max-group-dm", "3"]);
+    assert!(policy.contains("max_group_dm = 3"), "{policy}");
+
+    let refused = alice
+        .client
+        .direct(&["bob", "carol", "dave"])
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("at most 3 people"),
+        "{refused}"
+    );
+    assert!(
+        alice.client.channels().await.unwrap().is_empty(),
+        "nothing half-made"
+    );
+    let name = alice.client.direct(&["bob", "carol"]).await.unwrap();
+    assert_eq!(name, "@bob,carol");
+}
