@@ -423,6 +423,26 @@ struct HistorySharingBody {
     allowed: bool,
 }
 
+/// Enters a change of one group's policy in the audit log.
+async fn log_group_policy(
+    state: &AppState,
+    signed: &Signed,
+    group_id: &str,
+    setting: &'static str,
+    value: impl ToString,
+) -> ApiResult<()> {
+    state
+        .audit
+        .record(
+            AuditEvent::success(AuditAction::PolicyChanged, signed.username()?)
+                .device(signed.device_id)
+                .target(format!("group:{group_id}"))
+                .detail(setting, value),
+        )
+        .await;
+    Ok(())
+}
+
 /// Lets the channel's members hand new members its earlier history (or
 /// stops them): the creator or an admin decides.
 async fn set_history_sharing(
@@ -438,15 +458,7 @@ async fn set_history_sharing(
         .store
         .set_history_sharing(&group_id, body.allowed)
         .await?;
-    state
-        .audit
-        .record(
-            AuditEvent::success(AuditAction::PolicyChanged, &user)
-                .device(signed.device_id)
-                .target(format!("group:{group_id}"))
-                .detail("history_sharing", body.allowed),
-        )
-        .await;
+    log_group_policy(&state, &signed, &group_id, "history_sharing", body.allowed).await?;
     Ok(Json(
         json!({ "group_id": group_id, "history_sharing": body.allowed }),
     ))
@@ -493,18 +505,8 @@ async fn set_retention(
         .store
         .set_group_retention(&group_id, body.days)
         .await?;
-    state
-        .audit
-        .record(
-            AuditEvent::success(AuditAction::PolicyChanged, &user)
-                .device(signed.device_id)
-                .target(format!("group:{group_id}"))
-                .detail(
-                    "retention_days",
-                    body.days.map_or("workspace".to_owned(), |d| d.to_string()),
-                ),
-        )
-        .await;
+    let days = body.days.map_or("workspace".to_owned(), |d| d.to_string());
+    log_group_policy(&state, &signed, &group_id, "retention_days", days).await?;
     Ok(Json(
         json!({ "group_id": group_id, "retention_days": body.days }),
     ))
