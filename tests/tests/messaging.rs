@@ -549,10 +549,18 @@ async fn retention_deletes_old_ciphertext_and_clients_follow() {
     let server = ServerProcess::start_with(vec!["--retention-interval".into(), "1s".into()]);
     let alice = Person::register(&server, "alice", PASSWORD).await;
     let bob = Person::register(&server, "bob", PASSWORD).await;
+    let files = conclave_tests::TempDir::new("files");
+    let old_file = files.path().join("old-notes.txt");
+    std::fs::write(&old_file, "notes from long ago").unwrap();
     for channel in ["short", "forever"] {
         alice.client.create_channel(channel).await.unwrap();
         alice.client.invite(channel, "bob").await.unwrap();
         alice.client.send(channel, "from long ago").await.unwrap();
+        alice
+            .client
+            .upload(channel, &old_file, "", |_, _| {})
+            .await
+            .unwrap();
     }
     // Only the creator (or an admin) sets a channel's retention.
     bob.client.sync().await.unwrap();
@@ -566,11 +574,13 @@ async fn retention_deletes_old_ciphertext_and_clients_follow() {
     bob.client.sync().await.unwrap();
     let two_days_ago = conclave_tests::now() as i64 - 2 * 86_400;
     let mut relay = server.database().await;
-    sqlx::query("UPDATE messages SET created_at = $1")
-        .bind(two_days_ago)
-        .execute(&mut relay)
-        .await
-        .unwrap();
+    for table in ["messages", "blobs"] {
+        sqlx::query(&format!("UPDATE {table} SET created_at = $1"))
+            .bind(two_days_ago)
+            .execute(&mut relay)
+            .await
+            .unwrap();
+    }
     let url = format!("sqlite://{}", bob.home.path().join("conclave.db").display());
     let mut bobs = sqlx::SqliteConnection::connect(&url).await.unwrap();
     sqlx::query("UPDATE history SET at = $1")
@@ -592,7 +602,16 @@ async fn retention_deletes_old_ciphertext_and_clients_follow() {
         .await
         .unwrap()
         .get(0);
-        if left == 0 {
+        // The file's ciphertext goes with the messages.
+        let files_left: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM blobs b JOIN groups g ON g.group_id = b.group_id
+             WHERE g.retention_days = 1",
+        )
+        .fetch_one(&mut relay)
+        .await
+        .unwrap()
+        .get(0);
+        if left == 0 && files_left == 0 {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "retention never ran");
@@ -607,6 +626,12 @@ async fn retention_deletes_old_ciphertext_and_clients_follow() {
         kept >= 3,
         "the other channel and the fresh message stay ({kept})"
     );
+    let files_kept: i64 = sqlx::query("SELECT COUNT(*) FROM blobs")
+        .fetch_one(&mut relay)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(files_kept, 1, "the other channel's file stays");
     let log = server.admin(&["events", "--limit", "200"]);
     assert!(
         log.contains("retention_deleted success actor=relay"),
@@ -626,8 +651,8 @@ async fn retention_deletes_old_ciphertext_and_clients_follow() {
     assert_eq!(short, ["fresh news"]);
     assert_eq!(
         bob.client.history("forever").await.unwrap().len(),
-        1,
-        "no retention there"
+        2,
+        "no retention there: the message and the file stay"
     );
     // Search forgets the pruned copy too: only "forever" still has it.
     assert_eq!(search(&bob.client, "ago").await.len(), 1);
