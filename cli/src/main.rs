@@ -856,8 +856,13 @@ async fn execute(
         Command::Channel(ChannelCommand::Members { name }) => {
             client.sync().await?;
             for member in client.members(&name).await? {
+                let bot = member
+                    .bot_owner
+                    .as_ref()
+                    .map(|owner| format!(" [bot, owned by {owner}]"))
+                    .unwrap_or_default();
                 println!(
-                    "{} ({} device{})",
+                    "{}{bot} ({} device{})",
                     member.user,
                     member.devices.len(),
                     if member.devices.len() == 1 { "" } else { "s" }

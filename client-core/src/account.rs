@@ -107,6 +107,9 @@ pub struct AccountStatus {
     /// The most people a group direct message may have in this workspace.
     #[serde(default = "default_max_group_dm")]
     pub max_group_dm: u32,
+    /// For a bot account, the account that owns it.
+    #[serde(default)]
+    pub bot_owner: Option<String>,
 }
 
 fn default_max_group_dm() -> u32 {

@@ -217,6 +217,9 @@ pub struct Member {
     pub user: String,
     /// Device ids.
     pub devices: Vec<String>,
+    /// A bot, run by this account (as its MLS credential says, which the
+    /// relay accepts only as the bot account's own).
+    pub bot_owner: Option<String>,
 }
 
 /// One message as the relay delivers it.
@@ -231,6 +234,17 @@ pub(crate) struct Delivered {
 pub(crate) struct Identity {
     pub(crate) username: Username,
     pub(crate) key: DeviceKey,
+    /// For a bot account, its owner: part of every leaf credential.
+    pub(crate) bot_owner: Option<Username>,
+}
+
+impl Identity {
+    /// This device's MLS credential (with the bot mark, for a bot).
+    pub(crate) fn credential(&self) -> conclave_crypto::DeviceCredential {
+        self.key
+            .credential(&self.username)
+            .with_bot_owner(self.bot_owner.clone())
+    }
 }
 
 /// What the last fetch said about the account's devices, for the membership
@@ -356,23 +370,29 @@ impl Client {
     pub async fn open(home: &Path, transport: impl Transport) -> Result<Self> {
         let home_lock = store::lock_home(home)?;
         let mut db = store::open(home).await?;
-        let identity = sqlx::query("SELECT username, device_secret FROM identity WHERE id = 1")
-            .fetch_optional(&mut db)
-            .await?
-            .map(|row| -> Result<Identity> {
-                let username =
-                    Username::parse(row.get::<&str, _>(0)).map_err(ClientError::store)?;
-                let secret: Zeroizing<Vec<u8>> = Zeroizing::new(row.get(1));
-                let secret: &[u8; 32] = secret
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| ClientError::store("device key is corrupt"))?;
-                Ok(Identity {
-                    username,
-                    key: DeviceKey::from_secret_bytes(secret),
+        let identity =
+            sqlx::query("SELECT username, device_secret, bot_owner FROM identity WHERE id = 1")
+                .fetch_optional(&mut db)
+                .await?
+                .map(|row| -> Result<Identity> {
+                    let username =
+                        Username::parse(row.get::<&str, _>(0)).map_err(ClientError::store)?;
+                    let secret: Zeroizing<Vec<u8>> = Zeroizing::new(row.get(1));
+                    let secret: &[u8; 32] = secret
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| ClientError::store("device key is corrupt"))?;
+                    let bot_owner = row
+                        .get::<Option<String>, _>(2)
+                        .map(|o| Username::parse(&o).map_err(ClientError::store))
+                        .transpose()?;
+                    Ok(Identity {
+                        username,
+                        key: DeviceKey::from_secret_bytes(secret),
+                        bot_owner,
+                    })
                 })
-            })
-            .transpose()?;
+                .transpose()?;
         let (events, _) = broadcast::channel(1024);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -533,9 +553,34 @@ impl Client {
             .write()
             .map_err(|_| ClientError::store("identity lock poisoned"))? =
             Some(Arc::new(Identity {
-                username: name,
+                username: name.clone(),
                 key,
+                bot_owner: None,
             }));
+        // A bot's every leaf says so, and names its owner: learn it before
+        // the first key package is made.
+        let status = self.signed("GET", "/v1/account", None).await?;
+        if let Some(owner) = status["bot_owner"].as_str() {
+            let owner = Username::parse(owner).map_err(|e| ClientError::Invalid(e.to_string()))?;
+            {
+                let mut db = self.inner.db.lock().await;
+                sqlx::query("UPDATE identity SET bot_owner = $1 WHERE id = 1")
+                    .bind(owner.as_str())
+                    .execute(&mut *db)
+                    .await?;
+            }
+            let key = DeviceKey::from_secret_bytes(&self.identity()?.key.to_secret_bytes());
+            *self
+                .inner
+                .identity
+                .write()
+                .map_err(|_| ClientError::store("identity lock poisoned"))? =
+                Some(Arc::new(Identity {
+                    username: name,
+                    key,
+                    bot_owner: Some(owner),
+                }));
+        }
         self.refill_key_packages().await
     }
 
@@ -558,7 +603,7 @@ impl Client {
         }
         let identity = self.identity()?;
         let credential = CredentialWithKey {
-            credential: identity.key.credential(&identity.username).to_mls(),
+            credential: identity.credential().to_mls(),
             signature_key: identity.key.public().to_bytes().to_vec().into(),
         };
         let mut encoded = Vec::new();
@@ -647,7 +692,7 @@ impl Client {
         let (group_id, body) = {
             let provider = TxProvider::new(&self.inner.crypto, &mut tx);
             let credential = CredentialWithKey {
-                credential: identity.key.credential(&identity.username).to_mls(),
+                credential: identity.credential().to_mls(),
                 signature_key: identity.key.public().to_bytes().to_vec().into(),
             };
             let group = MlsGroup::new(&provider, &identity.key, &create_config(), credential)
@@ -1802,9 +1847,15 @@ impl Client {
         let (group_id, _) = self.channel_by_name(&mut db, channel).await?;
         let provider = TxProvider::new(&self.inner.crypto, &mut db);
         let group = load_group(&provider, &group_id)?;
+        let owners: BTreeMap<String, String> = group
+            .members()
+            .filter_map(|m| DeviceCredential::from_mls(&m.credential).ok())
+            .filter_map(|c| Some((c.user().to_string(), c.bot_owner()?.to_string())))
+            .collect();
         Ok(users_of(&group)
             .into_iter()
             .map(|(user, devices)| Member {
+                bot_owner: owners.get(&user).cloned(),
                 user,
                 devices: devices.into_iter().collect(),
             })

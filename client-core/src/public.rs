@@ -158,7 +158,7 @@ impl Client {
                     }
                 }
                 let credential = CredentialWithKey {
-                    credential: identity.key.credential(&identity.username).to_mls(),
+                    credential: identity.credential().to_mls(),
                     signature_key: identity.key.public().to_bytes().to_vec().into(),
                 };
                 // The GroupInfo's signature and the tree are verified here,

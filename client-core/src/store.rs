@@ -184,6 +184,8 @@ CREATE TABLE history_imports (
     PRIMARY KEY (group_id, message_id)
 );
 "#,
+    // 6: bot accounts: the owner named in this device's credential.
+    "ALTER TABLE identity ADD COLUMN bot_owner TEXT;",
 ];
 
 /// Writes a small private file (mode 0600) whole, through a temporary file

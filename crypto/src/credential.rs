@@ -50,13 +50,16 @@ impl fmt::Debug for Username {
 /// The identity inside every Conclave MLS leaf: which user, which device.
 ///
 /// Encoded as an MLS basic credential whose identity is
-/// `conclave1:<username>:<device id>`. The relay accepts a leaf only when the
-/// leaf's signature key is the registered key of exactly that device, so the
-/// credential cannot claim a device its key does not belong to.
+/// `conclave1:<username>:<device id>`, or for a bot
+/// `conclave1:<username>:<device id>:bot:<owner>`. The relay accepts a leaf
+/// only when the leaf's signature key is the registered key of exactly that
+/// device, and the bot mark only as the account's own, so the credential
+/// cannot claim a device its key does not belong to, nor hide a bot.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct DeviceCredential {
     user: Username,
     device: DeviceId,
+    bot_owner: Option<Username>,
 }
 
 const PREFIX: &str = "conclave1:";
@@ -64,7 +67,22 @@ const PREFIX: &str = "conclave1:";
 impl DeviceCredential {
     /// Binds `user` to `device`.
     pub fn new(user: Username, device: DeviceId) -> Self {
-        Self { user, device }
+        Self {
+            user,
+            device,
+            bot_owner: None,
+        }
+    }
+
+    /// Marks the account as a bot run by `owner`, for every member to see.
+    pub fn with_bot_owner(mut self, owner: Option<Username>) -> Self {
+        self.bot_owner = owner;
+        self
+    }
+
+    /// For a bot, the account that owns it.
+    pub fn bot_owner(&self) -> Option<&Username> {
+        self.bot_owner.as_ref()
     }
 
     /// The user.
@@ -79,17 +97,29 @@ impl DeviceCredential {
 
     /// The canonical identity bytes.
     pub fn identity(&self) -> Vec<u8> {
-        format!("{PREFIX}{}:{}", self.user, self.device).into_bytes()
+        match &self.bot_owner {
+            None => format!("{PREFIX}{}:{}", self.user, self.device),
+            Some(owner) => format!("{PREFIX}{}:{}:bot:{owner}", self.user, self.device),
+        }
+        .into_bytes()
     }
 
     /// Parses canonical identity bytes.
     pub fn from_identity(identity: &[u8]) -> Result<Self, Error> {
         let text = std::str::from_utf8(identity).map_err(|_| Error::InvalidCredential)?;
         let rest = text.strip_prefix(PREFIX).ok_or(Error::InvalidCredential)?;
-        let (user, device) = rest.split_once(':').ok_or(Error::InvalidCredential)?;
+        let (user, rest) = rest.split_once(':').ok_or(Error::InvalidCredential)?;
+        let (device, bot_owner) = match rest.split_once(":bot:") {
+            Some((device, owner)) => (
+                device,
+                Some(Username::parse(owner).map_err(|_| Error::InvalidCredential)?),
+            ),
+            None => (rest, None),
+        };
         Ok(Self {
             user: Username::parse(user).map_err(|_| Error::InvalidCredential)?,
             device: DeviceId::parse(device).map_err(|_| Error::InvalidCredential)?,
+            bot_owner,
         })
     }
 
@@ -125,7 +155,17 @@ mod tests {
     fn credential_round_trips_through_mls() {
         let key = DeviceKey::generate();
         let cred = key.credential(&Username::parse("alice").unwrap());
-        assert_eq!(DeviceCredential::from_mls(&cred.to_mls()), Ok(cred));
+        assert_eq!(DeviceCredential::from_mls(&cred.to_mls()), Ok(cred.clone()));
+        let bot = DeviceCredential::new(Username::parse("deploy-bot").unwrap(), key.device_id())
+            .with_bot_owner(Some(Username::parse("alice").unwrap()));
+        assert!(
+            String::from_utf8(bot.identity())
+                .unwrap()
+                .ends_with(":bot:alice")
+        );
+        let back = DeviceCredential::from_mls(&bot.to_mls()).unwrap();
+        assert_eq!(back.bot_owner().map(Username::as_str), Some("alice"));
+        assert_ne!(back, cred.with_bot_owner(None));
     }
 
     #[test]
@@ -134,6 +174,8 @@ mod tests {
             &b"alice"[..],
             b"conclave1:alice",
             b"conclave1:Alice:00",
+            b"conclave1:alice:00000000000000000000000000000000:bot:",
+            b"conclave1:alice:00000000000000000000000000000000:bot:Eve",
             b"\xff",
         ] {
             assert_eq!(

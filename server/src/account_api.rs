@@ -351,6 +351,15 @@ async fn issue_recovery_codes(state: &AppState, user: &str) -> ApiResult<Vec<Str
 }
 
 /// Issues an invite code valid for `ttl` seconds.
+/// A bot's password: 32 random base64url characters (192 bits).
+pub(crate) fn new_bot_password() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 pub(crate) async fn issue_invite(
     store: &Store,
     created_by: &str,
@@ -574,6 +583,7 @@ async fn account_status(State(state): State<AppState>, signed: Signed) -> ApiRes
         "recovery_codes_left": store.recovery_codes_left(user).await?,
         "second_factor_required": required,
         "max_group_dm": max_group_dm,
+        "bot_owner": store.bot_owner(user).await?,
     })))
 }
 

@@ -38,6 +38,15 @@ pub enum Command {
 pub enum AdminCommand {
     /// List accounts with their roles, second factors and devices.
     Users,
+    /// Create a bot account run by OWNER: its devices carry the bot mark and
+    /// the owner in their MLS credential. Prints the bot's password once.
+    Bot {
+        /// The bot's account name.
+        name: String,
+        /// The account responsible for it.
+        #[arg(long)]
+        owner: String,
+    },
     /// Grant a role to an account.
     Grant {
         /// The account.
@@ -171,6 +180,35 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                 )
                 .await;
             out!("{username} is no longer {}", role.as_str());
+        }
+        AdminCommand::Bot { name, owner } => {
+            let name = conclave_crypto::Username::parse(&name).map_err(|e| e.to_string())?;
+            if store.password_hash(&owner).await.map_err(db)?.is_none() {
+                return Err(format!("no account named {owner:?} to own the bot"));
+            }
+            let password = zeroize::Zeroizing::new(crate::account_api::new_bot_password());
+            let hash = crate::auth::hash_secret(password.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            if !store
+                .create_bot(name.as_str(), &hash, &owner)
+                .await
+                .map_err(db)?
+            {
+                return Err(format!("an account named {name} already exists"));
+            }
+            events
+                .record(
+                    AuditEvent::success(AuditAction::AccountCreated, HOST_ADMIN)
+                        .target(name.as_str())
+                        .detail("bot_owner", &owner),
+                )
+                .await;
+            out!("created bot {name}, owned by {owner}");
+            out!(
+                "its password (shown once; give it to the bot's host): {}",
+                password.as_str()
+            );
         }
         AdminCommand::Invite { expires_in, count } => {
             let ttl = crate::config::parse_duration("--expires-in", &expires_in)?;

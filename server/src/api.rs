@@ -103,6 +103,12 @@ async fn upload_key_packages(
                 "key package credential or signature key is not this device's".into(),
             ));
         }
+        let owner = state.store.bot_owner(user).await?;
+        if checked.credential.bot_owner().map(|o| o.as_str()) != owner.as_deref() {
+            return Err(ApiError::InvalidMls(
+                "key package credential's bot mark is not this account's".into(),
+            ));
+        }
         if checked.not_after <= now {
             return Err(ApiError::InvalidMls("key package has expired".into()));
         }
@@ -721,10 +727,15 @@ async fn post_handshake(
                     .store
                     .device(&leaf.credential.device().to_string())
                     .await?;
+                let owner = state
+                    .store
+                    .bot_owner(leaf.credential.user().as_str())
+                    .await?;
                 let genuine = registered.is_some_and(|d| {
                     d.username == leaf.credential.user().as_str()
                         && d.public_key == leaf.signature_key
-                });
+                }) && leaf.credential.bot_owner().map(|o| o.as_str())
+                    == owner.as_deref();
                 if !genuine {
                     return Err(ApiError::InvalidMls(format!(
                         "leaf for {} is not a registered device of that user",

@@ -481,7 +481,16 @@ async fn perform(client: &Client, action: Action) -> Result<Done, String> {
                 .iter()
                 .map(|m| {
                     let n = m.devices.len();
-                    format!("{} ({n} device{})", m.user, if n == 1 { "" } else { "s" })
+                    let bot = m
+                        .bot_owner
+                        .as_ref()
+                        .map(|owner| format!(" [bot, owned by {owner}]"))
+                        .unwrap_or_default();
+                    format!(
+                        "{}{bot} ({n} device{})",
+                        m.user,
+                        if n == 1 { "" } else { "s" }
+                    )
                 })
                 .collect();
             Ok(notice(format!("in {channel}: {}", list.join(", "))))

@@ -759,4 +759,36 @@ impl Store {
     }
 
     // ----- authentication events ------------------------------------------
+
+    /// Creates a bot account owned by `owner`; `false` if the name is taken.
+    pub async fn create_bot(
+        &self,
+        username: &str,
+        password_hash: &str,
+        owner: &str,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO accounts (username, password_hash, created_at, bot_owner)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(now())
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// For a bot account, its owner.
+    pub async fn bot_owner(&self, username: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query("SELECT bot_owner FROM accounts WHERE username = $1")
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await?
+                .and_then(|r| r.get::<Option<String>, _>(0)),
+        )
+    }
 }

@@ -15,7 +15,12 @@ pub(super) const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[
     (6, &[V6_COMMON], &[V6_COMMON]),
     (7, &[V7_COMMON], &[V7_COMMON]),
     (8, &[V8_COMMON], &[V8_COMMON]),
+    (9, &[V9_COMMON], &[V9_COMMON]),
 ];
+
+/// Version 9: bot accounts, each with the account that owns it.
+const V9_COMMON: &str =
+    "ALTER TABLE accounts ADD COLUMN bot_owner TEXT REFERENCES accounts(username);";
 
 /// Version 8: history for new members. A group may allow its members to
 /// hand newcomers an encrypted bundle of its history; such a bundle is a

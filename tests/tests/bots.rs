@@ -1,0 +1,138 @@
+//! Bot accounts, end to end: an admin creates one for an owner, its devices
+//! carry the bot mark and the owner in their MLS credential, members see
+//! both, a bot joins a channel only when a member adds it, and the relay
+//! refuses a credential whose bot mark is not the account's own.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use conclave_crypto::{CIPHERSUITE, DeviceCredential, Username};
+use conclave_tests::{Person, RawDevice, ServerProcess};
+use openmls::prelude::tls_codec::Serialize as _;
+use openmls::prelude::{CredentialWithKey, KeyPackage, MlsMessageOut};
+use serde_json::json;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A key package for `device` whose credential claims `bot_owner`.
+fn key_package(device: &RawDevice, user: &str, bot_owner: Option<&str>) -> String {
+    let provider = openmls_rust_crypto::OpenMlsRustCrypto::default();
+    let credential = DeviceCredential::new(Username::parse(user).unwrap(), device.key.device_id())
+        .with_bot_owner(bot_owner.map(|o| Username::parse(o).unwrap()));
+    let bundle = KeyPackage::builder()
+        .build(
+            CIPHERSUITE,
+            &provider,
+            &device.key,
+            CredentialWithKey {
+                credential: credential.to_mls(),
+                signature_key: device.key.public().to_bytes().to_vec().into(),
+            },
+        )
+        .unwrap();
+    let message = MlsMessageOut::from(bundle.key_package().clone());
+    STANDARD.encode(message.tls_serialize_detached().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bots_are_marked_accounts_that_members_add() {
+    let server = ServerProcess::start();
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let bob = Person::register(&server, "bob", PASSWORD).await;
+
+    // Only for an existing owner; the password is shown once.
+    let refused = std::process::Command::new(conclave_tests::workspace_binary("conclave-server"))
+        .arg("--data-dir")
+        .arg(server.data.path().join("data"))
+        .args(["admin", "bot", "ci-bot", "--owner", "nobody"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no account named"));
+    let created = server.admin(&["bot", "deploy-bot", "--owner", "alice"]);
+    assert!(
+        created.contains("created bot deploy-bot, owned by alice"),
+        "{created}"
+    );
+    let password = created
+        .lines()
+        .find_map(|l| l.split_once("): ").map(|(_, p)| p.trim().to_owned()))
+        .unwrap();
+    let bot = Person::fresh(&server, "deploy-bot").await;
+    bot.client.login("deploy-bot", &password).await.unwrap();
+    assert_eq!(
+        bot.client.account().await.unwrap().bot_owner.as_deref(),
+        Some("alice")
+    );
+
+    // A member adds the bot, like anyone; everyone sees the mark and owner.
+    alice.client.create_channel("ops").await.unwrap();
+    alice.client.invite("ops", "bob").await.unwrap();
+    alice.client.invite("ops", "deploy-bot").await.unwrap();
+    bob.client.sync().await.unwrap();
+    let members = bob.client.members("ops").await.unwrap();
+    let owner_of = |user: &str| {
+        members
+            .iter()
+            .find(|m| m.user == user)
+            .unwrap_or_else(|| panic!("{user} not in {members:?}"))
+            .bot_owner
+            .clone()
+    };
+    assert_eq!(owner_of("deploy-bot").as_deref(), Some("alice"));
+    assert_eq!(owner_of("alice"), None);
+    assert_eq!(owner_of("bob"), None);
+
+    // The bot reads and writes in the channel like a member.
+    alice.client.send("ops", "deploy v2 please").await.unwrap();
+    bot.client.sync().await.unwrap();
+    let seen = bot.client.history("ops").await.unwrap();
+    assert!(
+        seen.iter().any(|e| e.text == "deploy v2 please"),
+        "{seen:?}"
+    );
+    bot.client.send("ops", "deployed v2").await.unwrap();
+    bob.client.sync().await.unwrap();
+    let history = bob.client.history("ops").await.unwrap();
+    assert_eq!(history.last().unwrap().sender, "deploy-bot");
+
+    // The log records the bot and its addition.
+    let events = server.admin(&["events", "--limit", "200"]);
+    assert!(
+        events.lines().any(|l| l.contains("account_created")
+            && l.contains("deploy-bot")
+            && l.contains("alice")),
+        "{events}"
+    );
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("member_added") && l.contains("deploy-bot/")),
+        "{events}"
+    );
+
+    // A person cannot pass as a bot, and a bot cannot hide its mark.
+    let raw_bob = RawDevice::from_home(&server, bob.home.path()).await;
+    let forged = raw_bob
+        .signed(
+            "POST",
+            "/v1/key-packages",
+            &json!({ "key_packages": [key_package(&raw_bob, "bob", Some("alice"))] }),
+        )
+        .await;
+    assert_eq!(forged.status, 400, "{:?}", forged.json);
+    assert!(
+        forged.json.to_string().contains("bot mark"),
+        "{:?}",
+        forged.json
+    );
+    let raw_bot = RawDevice::from_home(&server, bot.home.path()).await;
+    let hidden = raw_bot
+        .signed(
+            "POST",
+            "/v1/key-packages",
+            &json!({ "key_packages": [key_package(&raw_bot, "deploy-bot", None)] }),
+        )
+        .await;
+    assert_eq!(hidden.status, 400, "{:?}", hidden.json);
+}
