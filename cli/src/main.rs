@@ -171,6 +171,17 @@ enum Command {
         #[arg(default_value = ".")]
         to: PathBuf,
     },
+    /// List the workspace's slash commands and the bots that answer them.
+    Commands,
+    /// Run a slash command in a channel, e.g. `conclave run ops /deploy web v2`
+    /// (encrypted for the bot, which must be in the channel).
+    Run {
+        /// Channel name.
+        channel: String,
+        /// The command and its arguments.
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        line: Vec<String>,
+    },
     /// Search this device's decrypted history (nothing is sent to the server).
     Search {
         /// Words to find; `word*` finds prefixes.
@@ -915,6 +926,20 @@ async fn execute(
             let target = client.message_id_at(&channel, seq).await?;
             client.delete(&channel, &target).await?;
             println!("deleted #{seq} in {channel}");
+        }
+        Command::Commands => {
+            let commands = client.commands().await?;
+            if commands.is_empty() {
+                println!("no slash commands in this workspace yet");
+            }
+            for command in commands {
+                println!("/{}  ({})  {}", command.name, command.bot, command.usage);
+            }
+        }
+        Command::Run { channel, line } => {
+            client.sync().await?;
+            let seq = client.run_command(&channel, &line.join(" ")).await?;
+            println!("sent to the bot in {channel} (#{seq})");
         }
         Command::Upload {
             channel,

@@ -134,6 +134,16 @@ pub enum Content {
     },
     /// A file, sealed and uploaded before this message was sent.
     File(FileRef),
+    /// A slash command for the bot that answers it (a member of the channel).
+    Command {
+        /// The command, without the slash.
+        name: String,
+        /// Everything after it.
+        #[serde(default)]
+        args: String,
+        /// The bot it is for, from the workspace's registry.
+        bot: String,
+    },
     /// An earlier part of the channel's history, sealed for one newcomer.
     HistoryBundle {
         /// The member it is for.
@@ -196,6 +206,14 @@ impl std::fmt::Debug for SecretText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SecretText(<redacted>)")
     }
+}
+
+/// Whether `name` can be a slash command: 1-32 of `a-z 0-9 _ -`.
+pub fn is_command_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// Longest file name, in bytes.
@@ -276,6 +294,11 @@ impl Content {
                     && name.len() <= 256
                     && topic.len() <= MAX_TOPIC
                     && ["", "public", "self"].contains(&scope.as_str())
+            }
+            Content::Command { name, args, bot } => {
+                is_command_name(name)
+                    && args.len() <= MAX_BODY
+                    && conclave_crypto::Username::parse(bot).is_ok()
             }
             Content::HistoryBundle {
                 recipient, bundle, ..

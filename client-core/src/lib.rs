@@ -47,6 +47,7 @@
 mod account;
 mod audit;
 mod client;
+mod commands;
 mod content;
 mod error;
 mod files;
@@ -68,6 +69,7 @@ pub use account::{
 };
 pub use audit::{AuditPage, SecurityAlert};
 pub use client::{Channel, Client, Event, FileInfo, HistoryEntry, Member, Reaction};
+pub use commands::SlashCommand;
 /// The log's sans-IO verification (proofs, notes, checkpoints, events), for
 /// clients that check more than client-core does for them.
 pub use conclave_audit as transparency;

@@ -272,6 +272,30 @@ pub(crate) async fn apply_content(
             events.extend(notifications(tx, group_id, &message, &mentions, me).await?);
             events.push(Event::Message(message));
         }
+        Content::Command { name, args, .. } => {
+            // Shown to every member as typed; the bot's handler reads the parts.
+            let line = if args.is_empty() {
+                format!("/{name}")
+            } else {
+                format!("/{name} {args}")
+            };
+            insert_row(
+                tx,
+                group_id,
+                seq,
+                &author,
+                message_id,
+                "command",
+                None,
+                &line,
+                &[],
+                now,
+            )
+            .await?;
+            events.push(Event::Message(
+                entry(tx, group_id, channel, message_id).await?,
+            ));
+        }
         Content::HistoryBundle {
             recipient,
             messages,

@@ -33,6 +33,37 @@ pub enum Command {
     Admin(AdminCommand),
 }
 
+/// Managing slash commands.
+#[derive(Debug, Subcommand)]
+pub enum SlashCommandAdmin {
+    /// Register /NAME, answered by BOT (a bot account).
+    Add {
+        /// The command, without the slash: 1-32 of a-z 0-9 _ -.
+        name: String,
+        /// The bot account that answers it.
+        #[arg(long)]
+        bot: String,
+        /// One line shown to people, e.g. "/deploy SERVICE [VERSION]".
+        #[arg(long)]
+        usage: String,
+    },
+    /// Remove /NAME.
+    Remove {
+        /// The command, without the slash.
+        name: String,
+    },
+    /// List the commands.
+    List,
+}
+
+/// Whether `name` can be a slash command name.
+pub(crate) fn is_command_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 /// Host-side administration.
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -47,6 +78,9 @@ pub enum AdminCommand {
         #[arg(long)]
         owner: String,
     },
+    /// The workspace's slash commands: each is answered by a bot.
+    #[command(subcommand)]
+    Command(SlashCommandAdmin),
     /// Grant a role to an account.
     Grant {
         /// The account.
@@ -180,6 +214,50 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                 )
                 .await;
             out!("{username} is no longer {}", role.as_str());
+        }
+        AdminCommand::Command(SlashCommandAdmin::Add { name, bot, usage }) => {
+            let name = name.trim_start_matches('/').to_owned();
+            if !is_command_name(&name) {
+                return Err(format!(
+                    "{name:?} cannot be a command: use 1-32 of a-z 0-9 _ -"
+                ));
+            }
+            if store.bot_owner(&bot).await.map_err(db)?.is_none() {
+                return Err(format!(
+                    "{bot:?} is not a bot account: create one with `admin bot NAME --owner USER`"
+                ));
+            }
+            if usage.len() > 200 || usage.chars().any(char::is_control) {
+                return Err("the usage is one line of at most 200 bytes".into());
+            }
+            store.set_command(&name, &bot, &usage).await.map_err(db)?;
+            events
+                .record(
+                    AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
+                        .target(format!("command:{name}"))
+                        .detail("bot", &bot),
+                )
+                .await;
+            out!("/{name} is answered by {bot}: {usage}");
+        }
+        AdminCommand::Command(SlashCommandAdmin::Remove { name }) => {
+            let name = name.trim_start_matches('/').to_owned();
+            if !store.remove_command(&name).await.map_err(db)? {
+                return Err(format!("there is no command /{name}"));
+            }
+            events
+                .record(
+                    AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
+                        .target(format!("command:{name}"))
+                        .detail("removed", true),
+                )
+                .await;
+            out!("removed /{name}");
+        }
+        AdminCommand::Command(SlashCommandAdmin::List) => {
+            for (name, bot, usage) in store.commands().await.map_err(db)? {
+                out!("/{name}  ({bot})  {usage}");
+            }
         }
         AdminCommand::Bot { name, owner } => {
             let name = conclave_crypto::Username::parse(&name).map_err(|e| e.to_string())?;

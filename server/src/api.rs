@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/groups/{group_id}/topic", post(set_public_topic))
         .route("/v1/channels/public", get(public_channels))
+        .route("/v1/commands", get(slash_commands))
         .route("/v1/messages", get(fetch_messages))
         .route("/v1/messages/ack", post(ack_messages))
         .route("/v1/stream", get(stream))
@@ -363,6 +364,20 @@ async fn public_channels(State(state): State<AppState>, signed: Signed) -> ApiRe
         })
         .collect();
     Ok(Json(json!({ "channels": list })))
+}
+
+/// The workspace's slash commands and the bot that answers each. No
+/// secrets: clients use it to complete commands and check the bot is there.
+async fn slash_commands(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+    signed.username()?;
+    let list: Vec<Value> = state
+        .store
+        .commands()
+        .await?
+        .into_iter()
+        .map(|(name, bot, usage)| json!({ "name": name, "bot": bot, "usage": usage }))
+        .collect();
+    Ok(Json(json!({ "commands": list })))
 }
 
 /// What a device needs to join a public channel by external commit: the

@@ -136,3 +136,94 @@ async fn bots_are_marked_accounts_that_members_add() {
         .await;
     assert_eq!(hidden.status, 400, "{:?}", hidden.json);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slash_commands_go_encrypted_to_a_bot_in_the_channel() {
+    let server = ServerProcess::start();
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let created = server.admin(&["bot", "deploy-bot", "--owner", "alice"]);
+    let password = created
+        .lines()
+        .find_map(|l| l.split_once("): ").map(|(_, p)| p.trim().to_owned()))
+        .unwrap();
+    let bot = Person::fresh(&server, "deploy-bot").await;
+    bot.client.login("deploy-bot", &password).await.unwrap();
+
+    // The registry: only bots answer commands; it holds no secrets.
+    let not_a_bot = std::process::Command::new(conclave_tests::workspace_binary("conclave-server"))
+        .arg("--data-dir")
+        .arg(server.data.path().join("data"))
+        .args([
+            "admin", "command", "add", "deploy", "--bot", "alice", "--usage", "x",
+        ])
+        .output()
+        .unwrap();
+    assert!(!not_a_bot.status.success());
+    assert!(String::from_utf8_lossy(&not_a_bot.stderr).contains("not a bot account"));
+    server.admin(&[
+        "command",
+        "add",
+        "/deploy",
+        "--bot",
+        "deploy-bot",
+        "--usage",
+        "/deploy SERVICE [VERSION]",
+    ]);
+    let commands = alice.client.commands().await.unwrap();
+    assert_eq!(
+        commands,
+        [conclave_client::SlashCommand {
+            name: "deploy".into(),
+            bot: "deploy-bot".into(),
+            usage: "/deploy SERVICE [VERSION]".into(),
+        }]
+    );
+
+    // Unknown commands and absent bots are refused before anything is sent.
+    alice.client.create_channel("ops").await.unwrap();
+    let unknown = alice
+        .client
+        .run_command("ops", "/frobnicate now")
+        .await
+        .unwrap_err();
+    assert!(
+        unknown.to_string().contains("unknown command /frobnicate"),
+        "{unknown}"
+    );
+    let absent = alice
+        .client
+        .run_command("ops", "/deploy web v2")
+        .await
+        .unwrap_err();
+    assert!(
+        absent
+            .to_string()
+            .contains("deploy-bot, which is not in ops"),
+        "{absent}"
+    );
+    assert!(alice.client.history("ops").await.unwrap().is_empty());
+
+    // With the bot in the channel, the command reaches it, encrypted.
+    alice.client.invite("ops", "deploy-bot").await.unwrap();
+    alice
+        .client
+        .run_command("ops", "/deploy web-frontend v2.7.1")
+        .await
+        .unwrap();
+    bot.client.sync().await.unwrap();
+    let seen = bot.client.history("ops").await.unwrap();
+    assert!(
+        seen.iter()
+            .any(|e| e.sender == "alice" && e.text == "/deploy web-frontend v2.7.1"),
+        "{seen:?}"
+    );
+    for file in server.files() {
+        let bytes = std::fs::read(&file).unwrap();
+        let needle = b"web-frontend v2.7.1";
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "{} holds the command in clear",
+            file.display()
+        );
+    }
+}

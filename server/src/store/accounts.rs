@@ -791,4 +791,41 @@ impl Store {
                 .and_then(|r| r.get::<Option<String>, _>(0)),
         )
     }
+
+    /// Registers (or re-points) slash command `name` to `bot`.
+    pub async fn set_command(&self, name: &str, bot: &str, usage: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO slash_commands (name, bot, usage, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name) DO UPDATE SET bot = excluded.bot, usage = excluded.usage",
+        )
+        .bind(name)
+        .bind(bot)
+        .bind(usage)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes slash command `name`; `false` if there was none.
+    pub async fn remove_command(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query("DELETE FROM slash_commands WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
+    /// Every slash command: name, bot, usage, by name.
+    pub async fn commands(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        Ok(
+            sqlx::query("SELECT name, bot, usage FROM slash_commands ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
+        )
+    }
 }

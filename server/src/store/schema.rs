@@ -16,7 +16,19 @@ pub(super) const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[
     (7, &[V7_COMMON], &[V7_COMMON]),
     (8, &[V8_COMMON], &[V8_COMMON]),
     (9, &[V9_COMMON], &[V9_COMMON]),
+    (10, &[V10_COMMON], &[V10_COMMON]),
 ];
+
+/// Version 10: the workspace's slash commands, each answered by a bot. No
+/// secrets: a name, the bot, and a usage line.
+const V10_COMMON: &str = "
+CREATE TABLE slash_commands (
+    name       TEXT PRIMARY KEY,
+    bot        TEXT NOT NULL REFERENCES accounts(username),
+    usage      TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+";
 
 /// Version 9: bot accounts, each with the account that owns it.
 const V9_COMMON: &str =

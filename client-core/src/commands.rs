@@ -1,0 +1,79 @@
+//! Slash commands: the workspace keeps a registry (name → bot, usage; no
+//! secrets), and a command typed in a channel travels as encrypted
+//! `command` content for the bot, which must be a member there. The relay
+//! sees neither the command nor its arguments.
+
+use crate::client::Client;
+use crate::content::{Content, is_command_name};
+use crate::error::{ClientError, Result};
+
+/// One registered slash command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlashCommand {
+    /// The command, without the slash.
+    pub name: String,
+    /// The bot that answers it.
+    pub bot: String,
+    /// How to call it, e.g. `/deploy SERVICE [VERSION]`.
+    pub usage: String,
+}
+
+impl Client {
+    /// The workspace's slash commands, by name.
+    pub async fn commands(&self) -> Result<Vec<SlashCommand>> {
+        let listed = self.signed("GET", "/v1/commands", None).await?;
+        Ok(listed["commands"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                Some(SlashCommand {
+                    name: c["name"].as_str()?.to_owned(),
+                    bot: c["bot"].as_str()?.to_owned(),
+                    usage: c["usage"].as_str().unwrap_or_default().to_owned(),
+                })
+            })
+            .collect())
+    }
+
+    /// Sends `/name args` in `channel` to the bot that answers it. Refused
+    /// here, with nothing sent, if no such command exists or its bot is not
+    /// a member of the channel.
+    pub async fn run_command(&self, channel: &str, line: &str) -> Result<u64> {
+        let line = line.trim();
+        let Some(rest) = line.strip_prefix('/') else {
+            return Err(ClientError::Invalid("a command starts with /".into()));
+        };
+        let (name, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        if !is_command_name(name) {
+            return Err(ClientError::Invalid(format!(
+                "/{name} is not a command name"
+            )));
+        }
+        let Some(command) = self.commands().await?.into_iter().find(|c| c.name == name) else {
+            return Err(ClientError::Invalid(format!(
+                "unknown command /{name}: `conclave commands` lists this workspace's"
+            )));
+        };
+        if !self
+            .members(channel)
+            .await?
+            .iter()
+            .any(|m| m.user == command.bot)
+        {
+            return Err(ClientError::Invalid(format!(
+                "/{name} is answered by {bot}, which is not in {channel}: add it with `conclave channel invite {channel} {bot}`",
+                bot = command.bot
+            )));
+        }
+        self.send_content(
+            channel,
+            Content::Command {
+                name: name.to_owned(),
+                args: args.trim().to_owned(),
+                bot: command.bot,
+            },
+        )
+        .await
+    }
+}
