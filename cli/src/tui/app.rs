@@ -433,6 +433,8 @@ impl App {
             },
             SlashCommand::Invite { user } => Action::Invite { channel, user },
             SlashCommand::Members => Action::Members { channel },
+            SlashCommand::Commands => Action::Commands,
+            SlashCommand::Registered { line } => Action::RunCommand { channel, line },
         };
         vec![self.queue(action)]
     }
@@ -698,7 +700,7 @@ mod tests {
     fn bad_commands_set_an_error_and_do_nothing_else() {
         let mut app = App::new("alice".into());
         loaded(&mut app, &["general"]);
-        for line in ["/frobnicate", "/react x y", "/download plan.pdf"] {
+        for line in ["/Frob!", "/react x y", "/download plan.pdf"] {
             assert_eq!(type_line(&mut app, line), [], "{line}");
             let status = app.status.clone().expect("an error line");
             assert_eq!(status.tone, Tone::Error, "{line}");

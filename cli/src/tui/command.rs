@@ -61,6 +61,13 @@ pub(crate) enum SlashCommand {
         user: String,
     },
     Members,
+    /// The workspace's slash commands, with their bots and usage.
+    Commands,
+    /// A workspace command answered by a bot (`/deploy web v2`): client-core
+    /// checks the registry and that the bot is in the channel.
+    Registered {
+        line: String,
+    },
     /// Share the file at `path` (as typed: `~` is expanded when it is read).
     Upload {
         path: String,
@@ -109,6 +116,10 @@ pub(crate) const COMMANDS: &[(&str, &str)] = &[
     ),
     ("/invite USER", "add every device of USER to this channel"),
     ("/members", "who is in this channel"),
+    (
+        "/commands",
+        "the workspace's commands, each answered by a bot",
+    ),
     (
         "/browse",
         "list the workspace's public channels (Esc returns)",
@@ -215,6 +226,7 @@ pub(crate) fn parse(line: &str) -> Result<Option<Input>, String> {
                 .to_owned(),
         },
         "members" | "who" => no_arguments(rest, "/members", SlashCommand::Members)?,
+        "commands" => no_arguments(rest, "/commands", SlashCommand::Commands)?,
         "browse" => no_arguments(rest, "/browse", SlashCommand::Browse)?,
         "upload" => {
             let usage = "/upload PATH [CAPTION…]";
@@ -246,6 +258,11 @@ pub(crate) fn parse(line: &str) -> Result<Option<Input>, String> {
         "dismiss" => no_arguments(rest, "/dismiss", SlashCommand::Dismiss)?,
         "quit" | "exit" | "q" => no_arguments(rest, "/quit", SlashCommand::Quit)?,
         "" => return Err("a command name must follow the / (type /help)".into()),
+        // Anything else that could be a workspace command goes to its bot,
+        // if the registry has it; client-core answers "unknown" otherwise.
+        _ if conclave_client::is_command_name(name) => SlashCommand::Registered {
+            line: line.trim().to_owned(),
+        },
         _ => {
             return Err(format!(
                 "unknown command /{name} (type /help; start with // to send a line beginning with /)"
@@ -520,9 +537,23 @@ mod tests {
     }
 
     #[test]
+    fn other_names_go_to_the_workspace_registry() {
+        assert_eq!(
+            parse("/deploy web-frontend v2 ").unwrap(),
+            Some(Input::Command(SlashCommand::Registered {
+                line: "/deploy web-frontend v2".into()
+            }))
+        );
+        assert_eq!(
+            parse("/commands").unwrap(),
+            Some(Input::Command(SlashCommand::Commands))
+        );
+    }
+
+    #[test]
     fn mistakes_are_one_line_errors() {
         for (line, expected) in [
-            ("/frobnicate", "unknown command /frobnicate"),
+            ("/Frob!", "unknown command /Frob!"),
             ("/react abc :tada:", "usage: /react N EMOJI"),
             ("/react 3", "usage: /react N EMOJI"),
             ("/react 3 two words", "one emoji"),

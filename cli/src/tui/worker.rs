@@ -71,6 +71,11 @@ pub(crate) enum Action {
     Members {
         channel: String,
     },
+    Commands,
+    RunCommand {
+        channel: String,
+        line: String,
+    },
 }
 
 /// A file going to or coming from the relay.
@@ -474,6 +479,21 @@ async fn perform(client: &Client, action: Action) -> Result<Done, String> {
         Action::Invite { channel, user } => {
             client.invite(&channel, &user).await.map_err(error)?;
             Ok(notice(format!("invited {user} to {channel}")))
+        }
+        Action::Commands => {
+            let commands = client.commands().await.map_err(error)?;
+            if commands.is_empty() {
+                return Ok(notice("this workspace has no commands yet".into()));
+            }
+            let list: Vec<String> = commands
+                .iter()
+                .map(|c| format!("{} ({})", c.usage, c.bot))
+                .collect();
+            Ok(notice(list.join(" · ")))
+        }
+        Action::RunCommand { channel, line } => {
+            let seq = client.run_command(&channel, &line).await.map_err(error)?;
+            Ok(notice(format!("sent to the bot (#{seq})")))
         }
         Action::Members { channel } => {
             let members = client.members(&channel).await.map_err(error)?;
