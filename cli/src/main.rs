@@ -867,17 +867,7 @@ async fn execute(
         Command::Channel(ChannelCommand::Members { name }) => {
             client.sync().await?;
             for member in client.members(&name).await? {
-                let bot = member
-                    .bot_owner
-                    .as_ref()
-                    .map(|owner| format!(" [bot, owned by {owner}]"))
-                    .unwrap_or_default();
-                println!(
-                    "{}{bot} ({} device{})",
-                    member.user,
-                    member.devices.len(),
-                    if member.devices.len() == 1 { "" } else { "s" }
-                );
+                println!("{}", describe_member(&member));
             }
         }
         Command::Send { channel, text } => {
@@ -1144,6 +1134,21 @@ fn render(entry: &HistoryEntry) -> String {
         ));
     }
     line
+}
+
+/// `alice (2 devices)`, `deploy-bot [bot, owned by alice] (1 device)`.
+fn describe_member(member: &conclave_client::Member) -> String {
+    let bot = member
+        .bot_owner
+        .as_ref()
+        .map(|owner| format!(" [bot, owned by {owner}]"))
+        .unwrap_or_default();
+    let n = member.devices.len();
+    format!(
+        "{}{bot} ({n} device{})",
+        member.user,
+        if n == 1 { "" } else { "s" }
+    )
 }
 
 /// A progress bar on stderr for a transfer, hidden when stderr is not a terminal.

@@ -4,8 +4,9 @@
 //! sees neither the command nor its arguments.
 
 use crate::client::Client;
-use crate::content::{Content, is_command_name};
+use crate::content::Content;
 use crate::error::{ClientError, Result};
+use conclave_crypto::is_command_name;
 
 /// One registered slash command.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -208,14 +208,6 @@ impl std::fmt::Debug for SecretText {
     }
 }
 
-/// Whether `name` can be a slash command: 1-32 of `a-z 0-9 _ -`.
-pub fn is_command_name(name: &str) -> bool {
-    (1..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
 /// Longest file name, in bytes.
 pub const MAX_FILE_NAME: usize = 255;
 
@@ -296,7 +288,7 @@ impl Content {
                     && ["", "public", "self"].contains(&scope.as_str())
             }
             Content::Command { name, args, bot } => {
-                is_command_name(name)
+                conclave_crypto::is_command_name(name)
                     && args.len() <= MAX_BODY
                     && conclave_crypto::Username::parse(bot).is_ok()
             }
@@ -313,8 +305,7 @@ impl Content {
             }
             Content::Topic { topic } => topic.len() <= MAX_TOPIC,
             Content::File(file) => {
-                file.blob.len() == 32
-                    && is_message_id(&file.blob)
+                is_message_id(&file.blob)
                     && is_file_name(&file.name)
                     && file.sha256.len() == 64
                     && file

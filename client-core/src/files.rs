@@ -84,47 +84,67 @@ impl Client {
             )));
         }
         let size = metadata.len();
-        let created = self
-            .signed(
-                "POST",
-                "/v1/blobs",
-                Some(&json!({ "group_id": group_id, "size": sealed_len(size) })),
+        let reference = self
+            .seal_and_upload(
+                group_id.as_str(),
+                &mut file,
+                size,
+                name,
+                caption,
+                None,
+                &mut progress,
             )
             .await?;
+        let blob = reference.blob.clone();
+        let sent = self.send_content(channel, Content::File(reference)).await;
+        if sent.is_err() {
+            // Nobody can open it without the message; free the quota.
+            self.forget_blob(&blob).await;
+        }
+        sent
+    }
+
+    /// Creates a blob in `group_id` (for `recipient` alone, if given), seals
+    /// `size` bytes from `reader` into it, and returns the reference to send
+    /// inside MLS. If anything fails once the blob exists, it is taken back.
+    #[allow(clippy::too_many_arguments)]
+    async fn seal_and_upload(
+        &self,
+        group_id: &str,
+        reader: &mut (impl tokio::io::AsyncRead + Unpin),
+        size: u64,
+        name: String,
+        caption: &str,
+        recipient: Option<&str>,
+        progress: &mut impl Progress,
+    ) -> Result<FileRef> {
+        let mut request = json!({ "group_id": group_id, "size": sealed_len(size) });
+        if let Some(recipient) = recipient {
+            request["recipient"] = json!(recipient);
+        }
+        let created = self.signed("POST", "/v1/blobs", Some(&request)).await?;
         let blob = created["blob_id"]
             .as_str()
             .filter(|id| crate::content::is_message_id(id))
             .ok_or_else(|| ClientError::Invalid("relay sent no blob id".into()))?
             .to_owned();
-        let sent = self
-            .upload_chunks(&blob, &mut file, size, &mut progress)
-            .await;
-        let result = match sent {
-            Ok((digest, file_key)) => {
-                let (key, nonce) = file_key.to_base64();
-                let reference = FileRef {
-                    blob: blob.clone(),
-                    name,
-                    size,
-                    key: SecretText::new(key.to_string()),
-                    nonce,
-                    sha256: hex::encode(digest),
-                    caption: caption.to_owned(),
-                };
-                self.send_content(channel, Content::File(reference)).await
+        let (digest, file_key) = match self.upload_chunks(&blob, reader, size, progress).await {
+            Ok(done) => done,
+            Err(e) => {
+                self.forget_blob(&blob).await;
+                return Err(e);
             }
-            Err(e) => Err(e),
         };
-        if result.is_err() {
-            // Nobody can open it without the message; free the quota.
-            if let Err(e) = self
-                .signed_bytes("DELETE", &format!("/v1/blobs/{blob}"), Vec::new())
-                .await
-            {
-                tracing::warn!("could not delete an unshared upload: {e}");
-            }
-        }
-        result
+        let (key, nonce) = file_key.to_base64();
+        Ok(FileRef {
+            blob,
+            name,
+            size,
+            key: SecretText::new(key.to_string()),
+            nonce,
+            sha256: hex::encode(digest),
+            caption: caption.to_owned(),
+        })
     }
 
     async fn upload_chunks(
@@ -293,47 +313,20 @@ impl Client {
         &self,
         group_id: &str,
         name: &str,
-        bytes: &[u8],
+        mut bytes: &[u8],
         recipient: &str,
     ) -> Result<FileRef> {
         let size = bytes.len() as u64;
-        let created = self
-            .signed(
-                "POST",
-                "/v1/blobs",
-                Some(&json!({
-                    "group_id": group_id,
-                    "size": sealed_len(size),
-                    "recipient": recipient,
-                })),
-            )
-            .await?;
-        let blob = created["blob_id"]
-            .as_str()
-            .filter(|id| crate::content::is_message_id(id))
-            .ok_or_else(|| ClientError::Invalid("relay sent no blob id".into()))?
-            .to_owned();
-        let mut reader = bytes;
-        let (digest, file_key) = match self
-            .upload_chunks(&blob, &mut reader, size, &mut |_, _| {})
-            .await
-        {
-            Ok(done) => done,
-            Err(e) => {
-                self.forget_blob(&blob).await;
-                return Err(e);
-            }
-        };
-        let (key, nonce) = file_key.to_base64();
-        Ok(FileRef {
-            blob,
-            name: name.to_owned(),
+        self.seal_and_upload(
+            group_id,
+            &mut bytes,
             size,
-            key: SecretText::new(key.to_string()),
-            nonce,
-            sha256: hex::encode(digest),
-            caption: String::new(),
-        })
+            name.to_owned(),
+            "",
+            Some(recipient),
+            &mut |_, _| {},
+        )
+        .await
     }
 
     /// Downloads and checks a small sealed file into memory (at most `limit` bytes).
@@ -354,13 +347,14 @@ impl Client {
         Ok(out)
     }
 
-    /// Takes an uploaded blob back from the relay (after its message was deleted).
+    /// Takes an uploaded blob back from the relay (its message was deleted,
+    /// or never sent).
     pub(crate) async fn forget_blob(&self, blob: &str) {
         if let Err(e) = self
             .signed_bytes("DELETE", &format!("/v1/blobs/{blob}"), Vec::new())
             .await
         {
-            tracing::warn!("could not delete a deleted message's file from the relay: {e}");
+            tracing::warn!("could not take a file back from the relay: {e}");
         }
     }
 }

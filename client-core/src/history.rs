@@ -20,6 +20,7 @@ use sqlx::Row;
 use crate::client::{Client, Event};
 use crate::content::{Content, FileRef};
 use crate::error::{ClientError, Result};
+use crate::messaging::to_i64;
 
 /// Most messages one bundle carries (the latest ones).
 pub const MAX_BUNDLE_MESSAGES: usize = 10_000;
@@ -45,10 +46,6 @@ struct BundledMessage {
     at: u64,
     #[serde(default)]
     edited: bool,
-}
-
-fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 impl Client {
@@ -109,15 +106,22 @@ impl Client {
         let bundle = self
             .upload_for(&group_id, "history.json", &bytes, user)
             .await?;
-        self.send_content(
-            channel,
-            Content::HistoryBundle {
-                recipient: user.to_owned(),
-                messages: count,
-                bundle,
-            },
-        )
-        .await?;
+        let blob = bundle.blob.clone();
+        let sent = self
+            .send_content(
+                channel,
+                Content::HistoryBundle {
+                    recipient: user.to_owned(),
+                    messages: count,
+                    bundle,
+                },
+            )
+            .await;
+        if let Err(e) = sent {
+            // Never announced: nobody should keep the ciphertext.
+            self.forget_blob(&blob).await;
+            return Err(e);
+        }
         Ok(count)
     }
 

@@ -73,7 +73,8 @@ pub use commands::SlashCommand;
 /// The log's sans-IO verification (proofs, notes, checkpoints, events), for
 /// clients that check more than client-core does for them.
 pub use conclave_audit as transparency;
-pub use content::{Content, Decoded, FileRef, SecretText, is_command_name};
+pub use conclave_crypto::is_command_name;
+pub use content::{Content, Decoded, FileRef, SecretText};
 pub use error::{ClientError, Result};
 pub use files::Progress;
 pub use history::MAX_BUNDLE_MESSAGES;

@@ -35,7 +35,7 @@ pub struct SearchQuery {
     pub until: Option<u64>,
 }
 
-fn to_i64(value: u64) -> i64 {
+pub(crate) fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
@@ -677,8 +677,18 @@ impl Client {
         }
         let seq = self.send_content(channel, content).await?;
         // A public channel's topic is listed for the workspace as well.
-        let group_id = self.active_channel(channel).await?;
-        if self.is_public(&group_id).await? {
+        let (group_id, public) = {
+            let mut db = self.inner.db.lock().await;
+            let group_id = self.group_of(&mut db, channel).await?;
+            let public = sqlx::query("SELECT kind FROM channels WHERE group_id = $1")
+                .bind(&group_id)
+                .fetch_one(&mut *db)
+                .await?
+                .get::<String, _>(0)
+                == "public";
+            (group_id, public)
+        };
+        if public {
             self.signed(
                 "POST",
                 &format!("/v1/groups/{group_id}/topic"),

@@ -77,11 +77,6 @@ impl Client {
             .collect())
     }
 
-    /// Whether `group_id` is listed in the directory.
-    pub(crate) async fn is_public(&self, group_id: &str) -> Result<bool> {
-        Ok(self.directory().await?.iter().any(|(g, _)| g == group_id))
-    }
-
     /// Joins the public channel `name` on this device, by external commit.
     /// The account's other devices follow at their next sync.
     pub async fn join(&self, name: &str) -> Result<()> {

@@ -47,6 +47,15 @@ impl fmt::Debug for Username {
     }
 }
 
+/// Whether `name` can be a slash command (without its `/`): 1-32 of
+/// `a-z 0-9 _ -`. The relay's registry and every client use this one rule.
+pub fn is_command_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 /// The identity inside every Conclave MLS leaf: which user, which device.
 ///
 /// Encoded as an MLS basic credential whose identity is
@@ -140,6 +149,16 @@ impl DeviceCredential {
 mod tests {
     use super::*;
     use crate::DeviceKey;
+
+    #[test]
+    fn command_names_follow_the_rules() {
+        for good in ["deploy", "remind", "ci_status", "x-2"] {
+            assert!(is_command_name(good), "{good}");
+        }
+        for bad in ["", "Deploy", "de ploy", "/deploy", "ré", &"x".repeat(33)] {
+            assert!(!is_command_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn usernames_follow_the_rules() {

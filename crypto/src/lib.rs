@@ -29,7 +29,7 @@ mod device_key;
 mod error;
 mod request;
 
-pub use credential::{DeviceCredential, Username};
+pub use credential::{DeviceCredential, Username, is_command_name};
 pub use device_key::{DeviceId, DeviceKey, DevicePublicKey, verify_signature};
 pub use error::Error;
 pub use request::{

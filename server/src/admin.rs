@@ -56,14 +56,6 @@ pub enum SlashCommandAdmin {
     List,
 }
 
-/// Whether `name` can be a slash command name.
-pub(crate) fn is_command_name(name: &str) -> bool {
-    (1..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
 /// Host-side administration.
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -217,7 +209,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
         }
         AdminCommand::Command(SlashCommandAdmin::Add { name, bot, usage }) => {
             let name = name.trim_start_matches('/').to_owned();
-            if !is_command_name(&name) {
+            if !conclave_crypto::is_command_name(&name) {
                 return Err(format!(
                     "{name:?} cannot be a command: use 1-32 of a-z 0-9 _ -"
                 ));

@@ -23,7 +23,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::events::{AuditAction, AuditEvent};
 use crate::limits::{self, ip_key};
 use crate::mls::{self, Handshake, Wire};
-use crate::store::{CommitRecord, MessageKind, NewKeyPackage, Pending};
+use crate::store::{CommitRecord, MessageKind, NewGroup, NewKeyPackage, Pending};
 use crate::{AppState, Notice};
 
 /// Most messages one fetch returns.
@@ -238,8 +238,9 @@ fn check_listing(name: Option<&str>, topic: &str) -> ApiResult<()> {
 async fn create_group(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
     let user = signed.username()?.to_owned();
     let body: CreateGroupBody = signed.json()?;
+    let group_info = decode_b64("group_info", &body.group_info)?;
     let group = mls::validate_new_group(
-        &decode_b64("group_info", &body.group_info)?,
+        &group_info,
         &decode_b64("ratchet_tree", &body.ratchet_tree)?,
     )?;
     match group.members.as_slice() {
@@ -258,33 +259,28 @@ async fn create_group(State(state): State<AppState>, signed: Signed) -> ApiResul
     }
     if let Some(listing) = &body.public {
         check_listing(Some(&listing.name), &listing.topic)?;
-        let taken = state
-            .store
-            .public_channels("")
-            .await?
-            .iter()
-            .any(|c| c.name == listing.name);
-        if taken {
-            return Err(ApiError::Conflict("public channel with this name"));
-        }
     }
+    let listing = body.public.as_ref().map(|l| crate::store::PublicListing {
+        name: &l.name,
+        topic: &l.topic,
+        group_info: &group_info,
+    });
     let device = signed.device_id.to_string();
-    if !state
+    match state
         .store
-        .create_group(&group.group_id, group.epoch, &group.state, &device, &user)
+        .create_group(
+            &group.group_id,
+            group.epoch,
+            &group.state,
+            &device,
+            &user,
+            listing.as_ref(),
+        )
         .await?
     {
-        return Err(ApiError::Conflict("group"));
-    }
-    if let Some(listing) = &body.public {
-        let info = decode_b64("group_info", &body.group_info)?;
-        if !state
-            .store
-            .publish_group(&group.group_id, &listing.name, &listing.topic, &info)
-            .await?
-        {
-            return Err(ApiError::Conflict("public channel with this name"));
-        }
+        NewGroup::Created => {}
+        NewGroup::Exists => return Err(ApiError::Conflict("group")),
+        NewGroup::NameTaken => return Err(ApiError::Conflict("public channel with this name")),
     }
     state.tell(Notice::Joined {
         device_id: device.clone(),

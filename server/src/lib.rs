@@ -41,7 +41,7 @@ pub use error::ApiError;
 pub use events::{AuditAction, AuditEvent, AuditTrail};
 pub use store::{
     AccountSummary, Backend, ChallengeRow, CommitRecord, DeviceSession, GroupAccess, GroupRow,
-    MessageKind, NewKeyPackage, Pending, Store, StoreError,
+    MessageKind, NewGroup, NewKeyPackage, Pending, PublicListing, Store, StoreError,
 };
 pub use tls::TlsIdentity;
 use tokio::sync::broadcast;

@@ -143,17 +143,43 @@ async fn storage_suite(store: Store) {
     );
 
     // Groups: ids are unique; appends need the current epoch.
-    assert!(
+    assert_eq!(
         store
-            .create_group("g1", 0, b"state-0", "d-alice", "alice")
+            .create_group("g1", 0, b"state-0", "d-alice", "alice", None)
             .await
-            .unwrap()
+            .unwrap(),
+        conclave_server::NewGroup::Created
+    );
+    assert_eq!(
+        store
+            .create_group("g1", 0, b"other", "d-bob", "bob", None)
+            .await
+            .unwrap(),
+        conclave_server::NewGroup::Exists
+    );
+    // One public name, one channel, however the creators race.
+    let listing = |name: &'static str| conclave_server::PublicListing {
+        name,
+        topic: "",
+        group_info: b"info",
+    };
+    assert_eq!(
+        store
+            .create_group("g2", 0, b"s", "d-alice", "alice", Some(&listing("lobby")))
+            .await
+            .unwrap(),
+        conclave_server::NewGroup::Created
+    );
+    assert_eq!(
+        store
+            .create_group("g3", 0, b"s", "d-bob", "bob", Some(&listing("lobby")))
+            .await
+            .unwrap(),
+        conclave_server::NewGroup::NameTaken
     );
     assert!(
-        !store
-            .create_group("g1", 0, b"other", "d-bob", "bob")
-            .await
-            .unwrap()
+        store.group("g3").await.unwrap().is_none(),
+        "nothing half-made"
     );
     let access = |device: &'static str| {
         let store = store.clone();

@@ -497,22 +497,7 @@ async fn perform(client: &Client, action: Action) -> Result<Done, String> {
         }
         Action::Members { channel } => {
             let members = client.members(&channel).await.map_err(error)?;
-            let list: Vec<String> = members
-                .iter()
-                .map(|m| {
-                    let n = m.devices.len();
-                    let bot = m
-                        .bot_owner
-                        .as_ref()
-                        .map(|owner| format!(" [bot, owned by {owner}]"))
-                        .unwrap_or_default();
-                    format!(
-                        "{}{bot} ({n} device{})",
-                        m.user,
-                        if n == 1 { "" } else { "s" }
-                    )
-                })
-                .collect();
+            let list: Vec<String> = members.iter().map(crate::describe_member).collect();
             Ok(notice(format!("in {channel}: {}", list.join(", "))))
         }
     }

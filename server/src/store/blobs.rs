@@ -198,17 +198,7 @@ impl Store {
     /// Deletes a blob and its chunks.
     pub async fn delete_blob(&self, blob_id: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        // Explicitly, not by cascade: PostgreSQL and SQLite agree on this.
-        sqlx::query("DELETE FROM blob_chunks WHERE blob_id = $1")
-            .bind(blob_id)
-            .execute(&mut *tx)
-            .await?;
-        let gone = sqlx::query("DELETE FROM blobs WHERE blob_id = $1")
-            .bind(blob_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
+        let gone = delete_blob_rows(&mut tx, blob_id).await?;
         tx.commit().await?;
         Ok(gone)
     }
@@ -262,16 +252,27 @@ impl Store {
             .map(|r| r.get(0))
             .collect();
         for id in &ids {
-            sqlx::query("DELETE FROM blob_chunks WHERE blob_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM blobs WHERE blob_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            delete_blob_rows(&mut tx, id).await?;
         }
         tx.commit().await?;
         Ok(ids.len() as u64)
     }
+}
+
+/// Deletes one blob and its chunks inside `tx`; `false` if it was gone.
+async fn delete_blob_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    blob_id: &str,
+) -> Result<bool, StoreError> {
+    // Explicitly, not by cascade: PostgreSQL and SQLite agree on this.
+    sqlx::query("DELETE FROM blob_chunks WHERE blob_id = $1")
+        .bind(blob_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(sqlx::query("DELETE FROM blobs WHERE blob_id = $1")
+        .bind(blob_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+        == 1)
 }

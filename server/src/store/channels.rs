@@ -22,46 +22,29 @@ pub struct PublicChannel {
     pub archived: bool,
 }
 
-impl Store {
-    /// Lists a group as public under `name`. `false` if another public
-    /// channel has that name.
-    pub async fn publish_group(
-        &self,
-        group_id: &str,
-        name: &str,
-        topic: &str,
-        group_info: &[u8],
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let taken = sqlx::query("SELECT 1 FROM groups WHERE public_name = $1")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if taken {
-            return Ok(false);
-        }
-        let result = sqlx::query(
-            "UPDATE groups SET public_name = $2, public_topic = $3, group_info = $4
-             WHERE group_id = $1",
-        )
-        .bind(group_id)
-        .bind(name)
-        .bind(topic)
-        .bind(group_info.to_vec())
-        .execute(&mut *tx)
-        .await;
-        match result {
-            // Two creators racing for one name: the unique index decides.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(false),
-            other => {
-                other?;
-            }
-        }
-        tx.commit().await?;
-        Ok(true)
-    }
+/// What makes a new group public: its listing and first GroupInfo.
+#[derive(Debug, Clone, Copy)]
+pub struct PublicListing<'a> {
+    /// The name the workspace sees.
+    pub name: &'a str,
+    /// The topic the workspace sees.
+    pub topic: &'a str,
+    /// The GroupInfo to join from (public, signed by the creator).
+    pub group_info: &'a [u8],
+}
 
+/// How creating a group went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewGroup {
+    /// Created.
+    Created,
+    /// A group with this id exists.
+    Exists,
+    /// Another public channel has this name.
+    NameTaken,
+}
+
+impl Store {
     /// Every public channel, by name, with whether `device_id` is in it.
     pub async fn public_channels(&self, device_id: &str) -> Result<Vec<PublicChannel>, StoreError> {
         let rows = sqlx::query(

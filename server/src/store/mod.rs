@@ -18,6 +18,7 @@ mod schema;
 
 pub use accounts::{AccountSummary, ChallengeRow, CredentialRow, DeviceSession};
 pub use blobs::{BlobRow, BlobSpec, NewBlob};
+pub use channels::{NewGroup, PublicListing};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
@@ -488,22 +489,36 @@ impl Store {
         public_state: &[u8],
         creator: &str,
         created_by: &str,
-    ) -> Result<bool, StoreError> {
+        listing: Option<&PublicListing<'_>>,
+    ) -> Result<NewGroup, StoreError> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO groups (group_id, epoch, next_seq, public_state, created_at, created_by)
-             VALUES ($1, $2, 1, $3, $4, $5) ON CONFLICT (group_id) DO NOTHING",
+            "INSERT INTO groups (group_id, epoch, next_seq, public_state, created_at, created_by,
+                                 public_name, public_topic, group_info)
+             VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8) ON CONFLICT (group_id) DO NOTHING",
         )
         .bind(group_id)
         .bind(to_i64(epoch))
         .bind(public_state.to_vec())
         .bind(now())
         .bind(created_by)
+        .bind(listing.map(|l| l.name))
+        .bind(listing.map(|l| l.topic))
+        .bind(listing.map(|l| l.group_info.to_vec()))
         .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if inserted {
+        .await;
+        let inserted = match inserted {
+            // Another public channel has the name: the unique index decides,
+            // even between two creators at once.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Ok(NewGroup::NameTaken);
+            }
+            other => other?.rows_affected() == 1,
+        };
+        if !inserted {
+            return Ok(NewGroup::Exists);
+        }
+        {
             sqlx::query(
                 "INSERT INTO memberships (group_id, device_id, join_seq, leave_seq, acked_seq)
                  VALUES ($1, $2, 0, NULL, 0)",
@@ -514,7 +529,7 @@ impl Store {
             .await?;
             tx.commit().await?;
         }
-        Ok(inserted)
+        Ok(NewGroup::Created)
     }
 
     /// A group's epoch and public state.
