@@ -21,6 +21,7 @@ use conclave_client::{
 };
 use zeroize::Zeroizing;
 
+mod bots;
 mod tui;
 
 #[derive(Parser)]
@@ -213,6 +214,10 @@ enum Command {
     /// The terminal UI: channels, live messages, threads, reactions and search
     /// (type /help inside).
     Tui,
+    /// Run a bot that ships with Conclave, logged in as a bot account
+    /// (`conclave-server admin bot NAME --owner USER` makes one).
+    #[command(subcommand)]
+    Bot(bots::BotCommand),
 }
 
 #[derive(Subcommand)]
@@ -995,6 +1000,7 @@ async fn execute(
             }
         }
         Command::Tui => tui::run(client.clone()).await?,
+        Command::Bot(command) => bots::run(client, command).await?,
         Command::Sync => {
             for event in client.sync().await? {
                 print_event(&event);

@@ -1119,27 +1119,39 @@ impl Client {
     /// calls ([`Client::reply`], [`Client::react`], …) check more first;
     /// every receiver enforces the rules on its own either way.
     pub async fn send_content(&self, channel: &str, content: Content) -> Result<u64> {
+        let group_id = self.active_channel(channel).await?;
+        self.send_checked(&group_id, content, &new_message_id())
+            .await
+    }
+
+    /// Sends `content` under `message_id`, unless it is malformed or the
+    /// channel is archived.
+    pub(crate) async fn send_checked(
+        &self,
+        group_id: &str,
+        content: Content,
+        message_id: &str,
+    ) -> Result<u64> {
         if !content.is_well_formed() {
             return Err(ClientError::Invalid(format!(
                 "message is empty or longer than {MAX_BODY} bytes"
             )));
         }
-        let group_id = self.active_channel(channel).await?;
-        let archived = {
+        let (channel, archived) = {
             let mut db = self.inner.db.lock().await;
-            sqlx::query("SELECT archived FROM channels WHERE group_id = $1")
-                .bind(&group_id)
+            let row = sqlx::query("SELECT name, archived FROM channels WHERE group_id = $1")
+                .bind(group_id)
                 .fetch_one(&mut *db)
-                .await?
-                .get::<i64, _>(0)
-                != 0
+                .await?;
+            (row.get::<String, _>(0), row.get::<i64, _>(1) != 0)
         };
         if archived {
             return Err(ClientError::Invalid(format!(
                 "{channel} is archived: nothing more can be posted to it"
             )));
         }
-        self.send_payload(&group_id, &content).await
+        let plaintext = Zeroizing::new(content.encode());
+        self.send_bytes(group_id, &plaintext, message_id).await
     }
 
     /// Sends `plaintext` as it is, under `message_id`: for tests of how

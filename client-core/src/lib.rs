@@ -46,6 +46,7 @@
 
 mod account;
 mod audit;
+mod bot;
 mod client;
 mod commands;
 mod content;
@@ -58,6 +59,7 @@ mod public;
 mod settings;
 mod store;
 mod transport;
+mod webhook;
 
 #[cfg(feature = "hardware-key")]
 pub use account::HardwareKey;
@@ -68,6 +70,7 @@ pub use account::{
     SecondFactor, TotpEnrollment,
 };
 pub use audit::{AuditPage, SecurityAlert};
+pub use bot::{Bot, HandlerError, HttpCaller, MAX_CALL_ANSWER, Request};
 pub use client::{Channel, Client, Event, FileInfo, HistoryEntry, Member, Reaction};
 pub use commands::SlashCommand;
 /// The log's sans-IO verification (proofs, notes, checkpoints, events), for
@@ -83,3 +86,6 @@ pub use messaging::SearchQuery;
 pub use public::PublicChannel;
 pub use settings::{RelaySettings, SETTINGS_FILE};
 pub use transport::{BoxFuture, HttpRequest, HttpResponse, PushStream, Transport, TransportError};
+pub use webhook::{
+    MAX_WEBHOOK_BODY, Webhook, WebhookError, WebhookSecret, WebhookSignature, sign_webhook,
+};

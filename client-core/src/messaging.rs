@@ -116,6 +116,10 @@ pub(crate) async fn apply_content(
             .await?;
             let message = entry(tx, group_id, channel, message_id).await?;
             events.extend(notifications(tx, group_id, &message, &mentions, me).await?);
+            if author.user != me && crate::bot::is_bot(tx).await? {
+                crate::bot::enqueue(tx, group_id, message_id, author.user, None, &body, None)
+                    .await?;
+            }
             events.push(Event::Message(message));
         }
         Content::Reply {
@@ -141,6 +145,11 @@ pub(crate) async fn apply_content(
             .await?;
             let message = entry(tx, group_id, channel, message_id).await?;
             events.extend(notifications(tx, group_id, &message, &mentions, me).await?);
+            if author.user != me && crate::bot::is_bot(tx).await? {
+                let parent = parent.as_deref();
+                crate::bot::enqueue(tx, group_id, message_id, author.user, None, &body, parent)
+                    .await?;
+            }
             events.push(Event::Message(message));
         }
         Content::Reaction { target, emoji, add } => {
@@ -272,7 +281,7 @@ pub(crate) async fn apply_content(
             events.extend(notifications(tx, group_id, &message, &mentions, me).await?);
             events.push(Event::Message(message));
         }
-        Content::Command { name, args, .. } => {
+        Content::Command { name, args, bot } => {
             // Shown to every member as typed; the bot's handler reads the parts.
             let line = if args.is_empty() {
                 format!("/{name}")
@@ -292,6 +301,18 @@ pub(crate) async fn apply_content(
                 now,
             )
             .await?;
+            if bot == me && author.user != me {
+                crate::bot::enqueue(
+                    tx,
+                    group_id,
+                    message_id,
+                    author.user,
+                    Some(&name),
+                    &args,
+                    None,
+                )
+                .await?;
+            }
             events.push(Event::Message(
                 entry(tx, group_id, channel, message_id).await?,
             ));

@@ -186,6 +186,43 @@ CREATE TABLE history_imports (
 "#,
     // 6: bot accounts: the owner named in this device's credential.
     "ALTER TABLE identity ADD COLUMN bot_owner TEXT;",
+    // 7: the bot SDK. Commands and messages wait in the inbox until a
+    // handler has run (written in the transaction that stores the message,
+    // so nothing acknowledged to the relay is lost); `reply_key` names the
+    // replies, so a handler run again after a crash repeats none of them.
+    // Then a bot's own durable state, and its incoming webhooks with the
+    // nonces they have spent.
+    r#"
+CREATE TABLE bot_inbox (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id   TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    sender     TEXT NOT NULL,
+    command    TEXT,
+    body       TEXT NOT NULL,
+    parent_id  TEXT,
+    reply_key  TEXT NOT NULL,
+    UNIQUE (group_id, message_id)
+);
+CREATE TABLE bot_state (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE webhooks (
+    name     TEXT PRIMARY KEY,
+    channel  TEXT NOT NULL,
+    template TEXT NOT NULL,
+    secret   TEXT NOT NULL
+);
+CREATE TABLE webhook_nonces (
+    webhook    TEXT NOT NULL,
+    nonce      TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    -- 1 once its message was sent: from then on the nonce is a replay
+    delivered  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (webhook, nonce)
+);
+"#,
 ];
 
 /// Writes a small private file (mode 0600) whole, through a temporary file

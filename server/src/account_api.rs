@@ -567,7 +567,11 @@ async fn account_status(State(state): State<AppState>, signed: Signed) -> ApiRes
         .into_iter()
         .map(|c| json!({ "credential_id": c.credential_id, "name": c.name }))
         .collect();
-    let required = store.setting("require_second_factor").await?.as_deref() == Some("true");
+    let bot_owner = store.bot_owner(user).await?;
+    // A bot signs in with its admin-issued 192-bit password alone: it runs
+    // unattended, where a second factor would sit beside the password.
+    let required = bot_owner.is_none()
+        && store.setting("require_second_factor").await?.as_deref() == Some("true");
     let max_group_dm: u32 = store
         .setting("max_group_dm")
         .await?
@@ -583,7 +587,7 @@ async fn account_status(State(state): State<AppState>, signed: Signed) -> ApiRes
         "recovery_codes_left": store.recovery_codes_left(user).await?,
         "second_factor_required": required,
         "max_group_dm": max_group_dm,
-        "bot_owner": store.bot_owner(user).await?,
+        "bot_owner": bot_owner,
     })))
 }
 

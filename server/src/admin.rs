@@ -6,7 +6,7 @@ use clap::{Subcommand, ValueEnum};
 
 use crate::account_api::issue_invite;
 use crate::events::{AuditAction, AuditEvent, AuditTrail};
-use crate::{Config, open_store};
+use crate::{Config, Store, open_store};
 
 /// Prints a line to standard output. A reader that went away (`| head -1`)
 /// ends the output quietly instead of panicking the command.
@@ -43,9 +43,9 @@ pub enum SlashCommandAdmin {
         /// The bot account that answers it.
         #[arg(long)]
         bot: String,
-        /// One line shown to people, e.g. "/deploy SERVICE [VERSION]".
+        /// One line shown to people, e.g. "/deploy SERVICE [VERSION]" [default: /NAME].
         #[arg(long)]
-        usage: String,
+        usage: Option<String>,
     },
     /// Remove /NAME.
     Remove {
@@ -141,6 +141,98 @@ impl Role {
 /// Who host-side changes are attributed to in the event record.
 const HOST_ADMIN: &str = "host-admin";
 
+/// Creates bot account `name` for `owner` (what `admin bot` does) and
+/// returns its password, which exists nowhere else.
+pub async fn create_bot(
+    config: &Config,
+    name: &str,
+    owner: &str,
+) -> Result<zeroize::Zeroizing<String>, String> {
+    let store = open_store(config).await?;
+    let (log, _) = crate::transparency_log(&store, config)?;
+    new_bot(&store, &AuditTrail::new(log, false), name, owner).await
+}
+
+/// Routes `/name` to `bot` with `usage` (what `admin command add` does).
+pub async fn add_command(
+    config: &Config,
+    name: &str,
+    bot: &str,
+    usage: &str,
+) -> Result<(), String> {
+    let store = open_store(config).await?;
+    let (log, _) = crate::transparency_log(&store, config)?;
+    register_command(&store, &AuditTrail::new(log, false), name, bot, usage)
+        .await
+        .map(drop)
+}
+
+async fn new_bot(
+    store: &Store,
+    events: &AuditTrail,
+    name: &str,
+    owner: &str,
+) -> Result<zeroize::Zeroizing<String>, String> {
+    let db = |e: crate::StoreError| format!("database: {e}");
+    let name = conclave_crypto::Username::parse(name).map_err(|e| e.to_string())?;
+    if store.password_hash(owner).await.map_err(db)?.is_none() {
+        return Err(format!("no account named {owner:?} to own the bot"));
+    }
+    let password = zeroize::Zeroizing::new(crate::account_api::new_bot_password());
+    let hash = crate::auth::hash_secret(password.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    if !store
+        .create_bot(name.as_str(), &hash, owner)
+        .await
+        .map_err(db)?
+    {
+        return Err(format!("an account named {name} already exists"));
+    }
+    events
+        .record(
+            AuditEvent::success(AuditAction::AccountCreated, HOST_ADMIN)
+                .target(name.as_str())
+                .detail("bot_owner", owner),
+        )
+        .await;
+    Ok(password)
+}
+
+/// Returns the command's name without its slash.
+async fn register_command(
+    store: &Store,
+    events: &AuditTrail,
+    name: &str,
+    bot: &str,
+    usage: &str,
+) -> Result<String, String> {
+    let db = |e: crate::StoreError| format!("database: {e}");
+    let name = name.trim_start_matches('/').to_owned();
+    if !conclave_crypto::is_command_name(&name) {
+        return Err(format!(
+            "{name:?} cannot be a command: use 1-32 of a-z 0-9 _ -"
+        ));
+    }
+    if store.bot_owner(bot).await.map_err(db)?.is_none() {
+        return Err(format!(
+            "{bot:?} is not a bot account: create one with `admin bot NAME --owner USER`"
+        ));
+    }
+    if usage.len() > 200 || usage.chars().any(char::is_control) {
+        return Err("the usage is one line of at most 200 bytes".into());
+    }
+    store.set_command(&name, bot, usage).await.map_err(db)?;
+    events
+        .record(
+            AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
+                .target(format!("command:{name}"))
+                .detail("bot", bot),
+        )
+        .await;
+    Ok(name)
+}
+
 /// Runs one admin command against the configured database.
 pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
     let store = open_store(&config).await?;
@@ -208,28 +300,8 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
             out!("{username} is no longer {}", role.as_str());
         }
         AdminCommand::Command(SlashCommandAdmin::Add { name, bot, usage }) => {
-            let name = name.trim_start_matches('/').to_owned();
-            if !conclave_crypto::is_command_name(&name) {
-                return Err(format!(
-                    "{name:?} cannot be a command: use 1-32 of a-z 0-9 _ -"
-                ));
-            }
-            if store.bot_owner(&bot).await.map_err(db)?.is_none() {
-                return Err(format!(
-                    "{bot:?} is not a bot account: create one with `admin bot NAME --owner USER`"
-                ));
-            }
-            if usage.len() > 200 || usage.chars().any(char::is_control) {
-                return Err("the usage is one line of at most 200 bytes".into());
-            }
-            store.set_command(&name, &bot, &usage).await.map_err(db)?;
-            events
-                .record(
-                    AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
-                        .target(format!("command:{name}"))
-                        .detail("bot", &bot),
-                )
-                .await;
+            let usage = usage.unwrap_or_else(|| format!("/{}", name.trim_start_matches('/')));
+            let name = register_command(&store, &events, &name, &bot, &usage).await?;
             out!("/{name} is answered by {bot}: {usage}");
         }
         AdminCommand::Command(SlashCommandAdmin::Remove { name }) => {
@@ -252,28 +324,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
             }
         }
         AdminCommand::Bot { name, owner } => {
-            let name = conclave_crypto::Username::parse(&name).map_err(|e| e.to_string())?;
-            if store.password_hash(&owner).await.map_err(db)?.is_none() {
-                return Err(format!("no account named {owner:?} to own the bot"));
-            }
-            let password = zeroize::Zeroizing::new(crate::account_api::new_bot_password());
-            let hash = crate::auth::hash_secret(password.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-            if !store
-                .create_bot(name.as_str(), &hash, &owner)
-                .await
-                .map_err(db)?
-            {
-                return Err(format!("an account named {name} already exists"));
-            }
-            events
-                .record(
-                    AuditEvent::success(AuditAction::AccountCreated, HOST_ADMIN)
-                        .target(name.as_str())
-                        .detail("bot_owner", &owner),
-                )
-                .await;
+            let password = new_bot(&store, &events, &name, &owner).await?;
             out!("created bot {name}, owned by {owner}");
             out!(
                 "its password (shown once; give it to the bot's host): {}",

@@ -119,7 +119,7 @@ impl Store {
         let row = sqlx::query(&format!(
             "SELECT d.username, d.public_key, d.session_started_at, d.last_seen_at, d.revoked_at,
                     CAST(CASE WHEN {HAS_SECOND_FACTOR} THEN 1 ELSE 0 END AS BIGINT),
-                    CAST(CASE WHEN EXISTS (SELECT 1 FROM settings s
+                    CAST(CASE WHEN a.bot_owner IS NULL AND EXISTS (SELECT 1 FROM settings s
                          WHERE s.name = 'require_second_factor' AND s.value = 'true')
                          THEN 1 ELSE 0 END AS BIGINT)
              FROM devices d JOIN accounts a ON a.username = d.username
