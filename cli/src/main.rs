@@ -172,8 +172,12 @@ enum Command {
         #[arg(default_value = ".")]
         to: PathBuf,
     },
-    /// List the workspace's slash commands and the bots that answer them.
-    Commands,
+    /// List the workspace's slash commands, their usage and the bots that
+    /// answer them (those starting with PREFIX, if given).
+    Commands {
+        /// Only commands whose name starts with this (`/dep` or `dep`).
+        prefix: Option<String>,
+    },
     /// Run a slash command in a channel, e.g. `conclave run ops /deploy web v2`
     /// (encrypted for the bot, which must be in the channel).
     Run {
@@ -922,13 +926,28 @@ async fn execute(
             client.delete(&channel, &target).await?;
             println!("deleted #{seq} in {channel}");
         }
-        Command::Commands => {
-            let commands = client.commands().await?;
-            if commands.is_empty() {
+        Command::Commands { prefix } => {
+            let prefix = prefix.unwrap_or_default();
+            let prefix = prefix.trim_start_matches('/');
+            let commands: Vec<_> = client
+                .commands()
+                .await?
+                .into_iter()
+                .filter(|c| c.name.starts_with(prefix))
+                .collect();
+            if commands.is_empty() && prefix.is_empty() {
                 println!("no slash commands in this workspace yet");
+            } else if commands.is_empty() {
+                return Err(format!("no command starts with /{prefix}").into());
             }
+            let width = commands.iter().map(|c| c.usage.len()).max().unwrap_or(0);
             for command in commands {
-                println!("/{}  ({})  {}", command.name, command.bot, command.usage);
+                let usage = if command.usage.is_empty() {
+                    format!("/{}", command.name)
+                } else {
+                    command.usage
+                };
+                println!("{usage:<width$}  (answered by {})", command.bot);
             }
         }
         Command::Run { channel, line } => {

@@ -51,10 +51,21 @@ impl Client {
                 "/{name} is not a command name"
             )));
         }
-        let Some(command) = self.commands().await?.into_iter().find(|c| c.name == name) else {
-            return Err(ClientError::Invalid(format!(
-                "unknown command /{name}: `conclave commands` lists this workspace's"
-            )));
+        let registry = self.commands().await?;
+        let Some(command) = registry.iter().find(|c| c.name == name).cloned() else {
+            let close: Vec<&str> = registry
+                .iter()
+                .filter(|c| c.name.starts_with(name))
+                .map(|c| c.usage.as_str())
+                .collect();
+            return Err(ClientError::Invalid(if close.is_empty() {
+                format!("unknown command /{name}: `conclave commands` lists this workspace's")
+            } else {
+                format!(
+                    "unknown command /{name}; did you mean {}?",
+                    close.join(" or ")
+                )
+            }));
         };
         if !self
             .members(channel)

@@ -58,12 +58,22 @@ async fn bots_are_marked_accounts_that_members_add() {
         .lines()
         .find_map(|l| l.split_once("): ").map(|(_, p)| p.trim().to_owned()))
         .unwrap();
+    // A workspace that requires a second factor of people still lets its
+    // bots in: they run unattended on a 192-bit admin-issued password.
+    server.admin(&["policy", "--require-second-factor", "true"]);
     let bot = Person::fresh(&server, "deploy-bot").await;
     bot.client.login("deploy-bot", &password).await.unwrap();
-    assert_eq!(
-        bot.client.account().await.unwrap().bot_owner.as_deref(),
-        Some("alice")
+    let status = bot.client.account().await.unwrap();
+    assert_eq!(status.bot_owner.as_deref(), Some("alice"));
+    assert!(!status.second_factor_required);
+    bot.client.sync().await.unwrap();
+    // People without a second factor can only enroll one.
+    let blocked = bob.client.sync().await.unwrap_err();
+    assert!(
+        blocked.to_string().contains("requires two-factor"),
+        "{blocked}"
     );
+    server.admin(&["policy", "--require-second-factor", "false"]);
 
     // A member adds the bot, like anyone; everyone sees the mark and owner.
     alice.client.create_channel("ops").await.unwrap();
@@ -189,6 +199,18 @@ async fn slash_commands_go_encrypted_to_a_bot_in_the_channel() {
     assert!(
         unknown.to_string().contains("unknown command /frobnicate"),
         "{unknown}"
+    );
+    // A name cut short is answered with what it could be, and its usage.
+    let short = alice
+        .client
+        .run_command("ops", "/dep web")
+        .await
+        .unwrap_err();
+    assert!(
+        short
+            .to_string()
+            .contains("did you mean /deploy SERVICE [VERSION]?"),
+        "{short}"
     );
     let absent = alice
         .client

@@ -92,6 +92,8 @@ pub(crate) struct App {
     next_transfer: u64,
     /// `/quit` was refused once because something was still being sent.
     quit_armed: bool,
+    /// The workspace's slash commands: (name, usage).
+    pub(crate) workspace_commands: Vec<(String, String)>,
 }
 
 fn key_is(key: &KeyEvent, code: KeyCode, modifiers: KeyModifiers) -> bool {
@@ -119,6 +121,7 @@ impl App {
             transfers: Vec::new(),
             next_transfer: 1,
             quit_armed: false,
+            workspace_commands: Vec::new(),
         }
     }
 
@@ -173,6 +176,98 @@ impl App {
         self.show(View::Channel)
     }
 
+    /// Every command's name and usage: this UI's own, then the workspace's
+    /// (a workspace command by a built-in name never runs here).
+    fn known_commands(&self) -> Vec<(String, String)> {
+        let mut known: Vec<(String, String)> = command::COMMANDS
+            .iter()
+            .map(|(usage, _)| {
+                let name = usage.split(' ').next().unwrap_or(usage);
+                (name.trim_start_matches('/').to_owned(), (*usage).to_owned())
+            })
+            .collect();
+        for (name, usage) in &self.workspace_commands {
+            if !known.iter().any(|(n, _)| n == name) {
+                let usage = if usage.is_empty() {
+                    format!("/{name}")
+                } else {
+                    usage.clone()
+                };
+                known.push((name.clone(), usage));
+            }
+        }
+        known
+    }
+
+    /// The command name being typed (after `/`, before any space), if the
+    /// composer holds nothing else and the cursor is at its end.
+    fn typing_command_name(&self) -> Option<&str> {
+        let text = self.composer.text();
+        let name = text.strip_prefix('/')?;
+        (self.composer.at_end() && !name.starts_with('/') && !name.contains(char::is_whitespace))
+            .then_some(name)
+    }
+
+    /// Tab on `/na`: completes the name if one command starts so, or as far
+    /// as all of them agree, and lists them.
+    fn complete(&mut self) {
+        let Some(typed) = self.typing_command_name().map(str::to_owned) else {
+            return;
+        };
+        let matches: Vec<(String, String)> = self
+            .known_commands()
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(&typed))
+            .collect();
+        match matches.as_slice() {
+            [] => self.error(format!("no command starts with /{typed}")),
+            [(name, usage)] => {
+                self.composer.replace(&format!("/{name} "));
+                self.notice(usage.clone());
+            }
+            several => {
+                let mut common = several[0].0.clone();
+                for (name, _) in several {
+                    while !name.starts_with(&common) {
+                        common.pop();
+                    }
+                }
+                self.composer.replace(&format!("/{common}"));
+                let usages: Vec<&str> = several.iter().map(|(_, u)| u.as_str()).collect();
+                self.notice(usages.join(" · "));
+            }
+        }
+    }
+
+    /// What the composer's border shows while a command is typed: the
+    /// commands that fit the name so far, or the usage of the one chosen.
+    pub(crate) fn command_hint(&self) -> Option<String> {
+        let text = self.composer.text();
+        let rest = text.strip_prefix('/')?;
+        if rest.starts_with('/') {
+            return None;
+        }
+        let (name, args) = match rest.split_once(char::is_whitespace) {
+            Some((name, args)) => (name, Some(args)),
+            None => (rest, None),
+        };
+        let known = self.known_commands();
+        let shown: Vec<String> = match args {
+            Some(_) => known
+                .into_iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, usage)| usage)
+                .collect(),
+            None => known
+                .into_iter()
+                .filter(|(n, _)| n.starts_with(name))
+                .map(|(_, usage)| usage)
+                .take(8)
+                .collect(),
+        };
+        (!shown.is_empty()).then(|| format!(" {} ", shown.join(" · ")))
+    }
+
     /// Tab and friends: the next (`+1`) or previous (`-1`) channel, wrapping.
     fn cycle(&mut self, step: isize) -> Vec<Effect> {
         if self.channels.is_empty() {
@@ -224,6 +319,10 @@ impl App {
         let (ctrl, alt, none) = (KeyModifiers::CONTROL, KeyModifiers::ALT, KeyModifiers::NONE);
         if key_is(&key, KeyCode::Char('c'), ctrl) {
             return vec![Effect::Quit];
+        }
+        if key_is(&key, KeyCode::Tab, none) && self.typing_command_name().is_some() {
+            self.complete();
+            return Vec::new();
         }
         if key_is(&key, KeyCode::Tab, none)
             || key_is(&key, KeyCode::Down, alt)
@@ -512,6 +611,10 @@ impl App {
                 }
                 vec![Effect::Listen, Effect::Reload]
             }
+            Update::Commands(commands) => {
+                self.workspace_commands = commands;
+                Vec::new()
+            }
             Update::EarlierAlerts(alerts) => {
                 for alert in alerts {
                     self.alerts.push(sanitize(&format!(
@@ -667,6 +770,51 @@ mod tests {
         assert_eq!(app.selected.as_deref(), Some("general"));
         app.on_key(key(KeyCode::BackTab));
         assert_eq!(app.selected.as_deref(), Some("@bob"));
+    }
+
+    #[test]
+    fn tab_completes_command_names_and_the_border_shows_their_usage() {
+        let mut app = App::new("alice".into());
+        loaded(&mut app, &["ops", "random"]);
+        app.on_update(Update::Commands(vec![
+            ("deploy".into(), "/deploy SERVICE [VERSION]".into()),
+            ("dice".into(), String::new()),
+        ]));
+        // While a name is typed, the border lists what fits, with usage.
+        app.composer.insert("/de");
+        let hint = app.command_hint().unwrap();
+        assert!(
+            hint.contains("/deploy SERVICE [VERSION]") && hint.contains("/delete N"),
+            "{hint}"
+        );
+        // Tab completes as far as the candidates agree, not a channel switch.
+        assert_eq!(app.on_key(key(KeyCode::Tab)), []);
+        assert_eq!(app.selected.as_deref(), Some("ops"));
+        assert_eq!(app.composer.text(), "/de");
+        app.composer.insert("p");
+        app.on_key(key(KeyCode::Tab));
+        assert_eq!(app.composer.text(), "/deploy ");
+        assert_eq!(
+            app.status.as_ref().unwrap().text,
+            "/deploy SERVICE [VERSION]"
+        );
+        assert_eq!(app.command_hint().unwrap(), " /deploy SERVICE [VERSION] ");
+        // A command without usage text shows its name; built-ins complete too.
+        app.composer.replace("/dic");
+        app.on_key(key(KeyCode::Tab));
+        assert_eq!(app.composer.text(), "/dice ");
+        app.composer.replace("/uplo");
+        app.on_key(key(KeyCode::Tab));
+        assert_eq!(app.composer.text(), "/upload ");
+        app.composer.replace("/zz");
+        app.on_key(key(KeyCode::Tab));
+        assert_eq!(app.status.as_ref().unwrap().tone, Tone::Error);
+        assert_eq!(app.composer.text(), "/zz");
+        // Plain text, or a line past its name: Tab goes back to switching channels.
+        app.composer.replace("hello");
+        assert_eq!(app.command_hint(), None);
+        assert_eq!(app.on_key(key(KeyCode::Tab)), [Effect::Reload]);
+        assert_eq!(app.selected.as_deref(), Some("random"));
     }
 
     #[test]

@@ -21,9 +21,20 @@ pub(crate) struct Composer {
 }
 
 impl Composer {
-    #[cfg(test)]
     pub(crate) fn text(&self) -> &str {
         &self.text
+    }
+
+    /// Whether the cursor is after the last character.
+    pub(crate) fn at_end(&self) -> bool {
+        self.cursor == self.len()
+    }
+
+    /// Replaces the text, with the cursor at its end.
+    pub(crate) fn replace(&mut self, text: &str) {
+        self.text = text.to_owned();
+        self.cursor = self.len();
+        self.browsing = None;
     }
 
     #[cfg(test)]

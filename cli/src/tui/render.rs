@@ -469,7 +469,7 @@ const KEYS: &[(&str, &str)] = &[
     ("Enter", "send the line, or run the command"),
     (
         "Tab, Shift-Tab",
-        "next, previous channel (also Alt-Down/Alt-Up, Ctrl-N/Ctrl-P)",
+        "next, previous channel (also Alt-Down/Alt-Up, Ctrl-N/Ctrl-P); after /name, Tab completes the command",
     ),
     (
         "PgUp, PgDn",
@@ -716,7 +716,10 @@ fn draw_composer(frame: &mut Frame<'_>, app: &App, area: Rect) {
         (View::Thread { seq }, Some(_)) => format!(" reply in the thread of #{seq} "),
         (_, Some(c)) => format!(" message {} ", sanitize(&c.name)),
     };
-    let block = Block::bordered().title(title);
+    let mut block = Block::bordered().title(title);
+    if let Some(hint) = app.command_hint() {
+        block = block.title_bottom(Line::styled(sanitize(&hint), Style::new().fg(Color::Cyan)));
+    }
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let (shown, column) = app.composer.visible(inner.width as usize);

@@ -170,6 +170,8 @@ pub(crate) enum Update {
     EarlierAlerts(Vec<conclave_client::SecurityAlert>),
     /// The first sync finished (the push stream starts after it).
     Synced(Result<(), String>),
+    /// The workspace's slash commands, for completion: (name, usage).
+    Commands(Vec<(String, String)>),
     Snapshot(Snapshot),
     Finished(Result<Done, String>),
     /// A transfer moved on: its line for the status bar.
@@ -225,6 +227,10 @@ pub(crate) async fn start(client: Client, updates: UnboundedSender<Update>) {
     }
     let synced = client.sync().await.map(|_| ()).map_err(|e| e.to_string());
     let _ = updates.send(Update::Synced(synced));
+    if let Ok(commands) = client.commands().await {
+        let commands = commands.into_iter().map(|c| (c.name, c.usage)).collect();
+        let _ = updates.send(Update::Commands(commands));
+    }
 }
 
 /// Runs one transfer to its end, reporting progress on the way.
