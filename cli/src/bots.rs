@@ -9,6 +9,10 @@
 //!   what it says (an outgoing call);
 //! - `webhook`: an HTTP endpoint that turns signed POSTs (from CI, say)
 //!   into channel messages (incoming webhooks).
+//!
+//! `bot serve --echo --remind --call NAME=URL --webhooks ADDR` runs any of
+//! them together in one process, since one home directory (one bot
+//! device) is open in one process at a time.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +26,8 @@ type BoxError = Box<dyn std::error::Error>;
 
 #[derive(Subcommand)]
 pub enum BotCommand {
+    /// Run several of the bots below in one process, as one bot account.
+    Serve(Features),
     /// Answer /help and /echo TEXT, until interrupted.
     Echo,
     /// Answer /help and /remind DURATION TEXT (e.g. `/remind 1h30m stand-up`;
@@ -39,6 +45,36 @@ pub enum BotCommand {
     /// encrypted messages in a channel.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+}
+
+/// What `bot serve` runs (it always answers /help).
+#[derive(clap::Args, Default)]
+pub struct Features {
+    /// /echo TEXT.
+    #[arg(long)]
+    echo: bool,
+    /// /remind DURATION TEXT.
+    #[arg(long)]
+    remind: bool,
+    /// An outgoing call for /NAME; repeat for more.
+    #[arg(long = "call", value_name = "NAME=URL")]
+    calls: Vec<String>,
+    /// Serve incoming webhooks at ADDR/hooks/NAME.
+    #[arg(long, value_name = "ADDR")]
+    webhooks: Option<SocketAddr>,
+    #[command(flatten)]
+    tls: WebhookTls,
+}
+
+/// HTTPS for the webhook endpoint (TLS 1.3, as the relay speaks).
+#[derive(clap::Args, Default, Clone)]
+pub struct WebhookTls {
+    /// Serve webhooks over HTTPS with this PEM certificate chain.
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's PEM private key.
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -61,12 +97,15 @@ pub enum WebhookCommand {
         /// The webhook's name.
         name: String,
     },
-    /// Serve the webhooks at http://ADDR/hooks/NAME (and answer /help),
-    /// until interrupted. Put a TLS proxy in front for other machines.
+    /// Serve the webhooks at ADDR/hooks/NAME (and answer /help), until
+    /// interrupted: HTTPS with --tls-cert and --tls-key, else plain HTTP
+    /// (for a TLS proxy in front, or this machine alone).
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8787")]
         listen: SocketAddr,
+        #[command(flatten)]
+        tls: WebhookTls,
     },
 }
 
@@ -80,87 +119,36 @@ pub async fn run(client: &Client, command: BotCommand) -> Result<(), BoxError> {
         )
         .into());
     }
-    client.sync().await?;
-    let bot = with_help(Bot::new(client.clone()));
-    match command {
-        BotCommand::Echo => {
-            let bot = bot.command("echo", |request| async move {
-                if request.args().trim().is_empty() {
-                    request.reply_in_thread("usage: /echo TEXT").await?;
-                } else {
-                    request.reply_in_thread(request.args()).await?;
-                }
-                Ok(())
-            });
-            serve(bot, &name, "/help, /echo").await
-        }
-        BotCommand::Remind => {
-            let wake = Arc::new(tokio::sync::Notify::new());
-            let bot = bot.command("remind", {
-                let wake = wake.clone();
-                move |request| {
-                    let wake = wake.clone();
-                    async move { remind(request, &wake).await }
-                }
-            });
-            let firing = tokio::spawn(fire_reminders(client.clone(), wake));
-            let outcome = serve(bot, &name, "/help, /remind").await;
-            firing.abort();
-            outcome
-        }
-        BotCommand::Call { commands } => {
-            let caller = HttpCaller::new()?;
-            let mut bot = bot;
-            let mut names = vec!["/help".to_owned()];
-            for spec in commands {
-                let (command, url) = spec
-                    .split_once('=')
-                    .filter(|(n, u)| {
-                        conclave_client::is_command_name(n)
-                            && (u.starts_with("https://") || u.starts_with("http://"))
-                    })
-                    .ok_or_else(|| {
-                        format!("--command {spec:?}: expected NAME=URL, e.g. status=https://ci.example/status")
-                    })?;
-                names.push(format!("/{command}"));
-                let (url, caller) = (url.to_owned(), caller.clone());
-                bot = bot.command(command, move |request| {
-                    let (url, caller) = (url.clone(), caller.clone());
-                    async move {
-                        let answer = caller
-                            .post_json(
-                                &url,
-                                &json!({
-                                    "command": request.command(),
-                                    "args": request.args(),
-                                    "user": request.sender(),
-                                    "channel": request.channel(),
-                                    "id": request.idempotency_key(),
-                                }),
-                            )
-                            .await?;
-                        let answer = if answer.trim().is_empty() {
-                            "(the service gave no answer)".to_owned()
-                        } else {
-                            answer
-                        };
-                        request.reply_in_thread(&answer).await?;
-                        Ok(())
-                    }
-                });
-            }
-            serve(bot, &name, &names.join(", ")).await
-        }
+    let features = match command {
+        BotCommand::Serve(features) => features,
+        BotCommand::Echo => Features {
+            echo: true,
+            ..Features::default()
+        },
+        BotCommand::Remind => Features {
+            remind: true,
+            ..Features::default()
+        },
+        BotCommand::Call { commands } => Features {
+            calls: commands,
+            ..Features::default()
+        },
+        BotCommand::Webhook(WebhookCommand::Serve { listen, tls }) => Features {
+            webhooks: Some(listen),
+            tls,
+            ..Features::default()
+        },
         BotCommand::Webhook(WebhookCommand::Add {
             name: hook,
             channel,
             template,
         }) => {
+            client.sync().await?;
             let secret = client.add_webhook(&hook, &channel, &template).await?;
             println!("webhook {hook} posts in {channel}");
             println!("its secret (shown once; give it to the sending service):");
             println!("{}", secret.expose());
-            Ok(())
+            return Ok(());
         }
         BotCommand::Webhook(WebhookCommand::List) => {
             let hooks = client.webhooks().await?;
@@ -170,31 +158,133 @@ pub async fn run(client: &Client, command: BotCommand) -> Result<(), BoxError> {
             for hook in hooks {
                 println!("{}  -> {}  {}", hook.name, hook.channel, hook.template);
             }
-            Ok(())
+            return Ok(());
         }
         BotCommand::Webhook(WebhookCommand::Remove { name: hook }) => {
             client.remove_webhook(&hook).await?;
             println!("removed webhook {hook}");
-            Ok(())
+            return Ok(());
         }
-        BotCommand::Webhook(WebhookCommand::Serve { listen }) => {
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-            let address = listener.local_addr()?;
-            if !address.ip().is_loopback() {
-                eprintln!(
-                    "conclave: serving plain HTTP on {address}: payloads cross the network in clear unless a TLS proxy is in front"
-                );
+    };
+    serve(client, &name, features).await
+}
+
+/// Runs the bot with `features` (and `/help`) until Ctrl-C or SIGTERM.
+async fn serve(client: &Client, name: &str, features: Features) -> Result<(), BoxError> {
+    client.sync().await?;
+    let mut bot = with_help(Bot::new(client.clone()));
+    let mut answering = vec!["/help".to_owned()];
+    let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    if features.echo {
+        answering.push("/echo".into());
+        bot = bot.command("echo", |request| async move {
+            if request.args().trim().is_empty() {
+                request.reply_in_thread("usage: /echo TEXT").await?;
+            } else {
+                request.reply_in_thread(request.args()).await?;
             }
-            eprintln!("webhooks at http://{address}/hooks/NAME");
-            let app = webhook_routes(client.clone());
-            let http = tokio::spawn(async move { axum::serve(listener, app).await });
-            let outcome = serve(bot, &name, "/help").await;
-            http.abort();
-            outcome
+            Ok(())
+        });
+    }
+    if features.remind {
+        answering.push("/remind".into());
+        let wake = Arc::new(tokio::sync::Notify::new());
+        bot = bot.command("remind", {
+            let wake = wake.clone();
+            move |request| {
+                let wake = wake.clone();
+                async move { remind(request, &wake).await }
+            }
+        });
+        tasks.push(tokio::spawn(fire_reminders(client.clone(), wake)));
+    }
+    if !features.calls.is_empty() {
+        let caller = HttpCaller::new()?;
+        for spec in &features.calls {
+            let (command, url) = spec
+                .split_once('=')
+                .filter(|(n, u)| {
+                    conclave_client::is_command_name(n)
+                        && (u.starts_with("https://") || u.starts_with("http://"))
+                })
+                .ok_or_else(|| {
+                    format!("{spec:?}: expected NAME=URL, e.g. status=https://ci.example/status")
+                })?;
+            answering.push(format!("/{command}"));
+            let (url, caller) = (url.to_owned(), caller.clone());
+            bot = bot.command(command, move |request| {
+                let (url, caller) = (url.clone(), caller.clone());
+                async move { call(&caller, &url, request).await }
+            });
         }
     }
+    if let Some(listen) = features.webhooks {
+        let listener = std::net::TcpListener::bind(listen)
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        listener.set_nonblocking(true)?;
+        let address = listener.local_addr()?;
+        let app = webhook_routes(client.clone());
+        let tls = match (&features.tls.tls_cert, &features.tls.tls_key) {
+            (Some(cert), Some(key)) => Some(webhook_tls(cert, key)?),
+            _ => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        if tls.is_none() && !address.ip().is_loopback() {
+            eprintln!(
+                "conclave: serving plain HTTP on {address}: payloads cross the network in clear; use --tls-cert/--tls-key or a TLS proxy"
+            );
+        }
+        eprintln!("webhooks at {scheme}://{address}/hooks/NAME");
+        let http = match tls {
+            Some(config) => tokio::spawn(
+                axum_server::from_tcp_rustls(listener, config)?.serve(app.into_make_service()),
+            ),
+            None => tokio::spawn(axum_server::from_tcp(listener)?.serve(app.into_make_service())),
+        };
+        tasks.push(tokio::spawn(async move {
+            if let Ok(Err(e)) = http.await {
+                eprintln!("conclave: webhook server stopped: {e}");
+            }
+        }));
+    }
+    eprintln!(
+        "{name} is answering {}; Ctrl-C stops it",
+        answering.join(", ")
+    );
+    let outcome = bot.run_until(shutdown_signal()).await;
+    for task in tasks {
+        task.abort();
+    }
+    outcome?;
+    eprintln!("{name} stopped");
+    Ok(())
+}
+
+/// An outgoing call: the command to `url`, its answer to the thread.
+async fn call(
+    caller: &HttpCaller,
+    url: &str,
+    request: Request,
+) -> Result<(), conclave_client::HandlerError> {
+    let answer = caller
+        .post_json(
+            url,
+            &json!({
+                "command": request.command(),
+                "args": request.args(),
+                "user": request.sender(),
+                "channel": request.channel(),
+                "id": request.idempotency_key(),
+            }),
+        )
+        .await?;
+    let answer = if answer.trim().is_empty() {
+        "(the service gave no answer)".to_owned()
+    } else {
+        answer
+    };
+    request.reply_in_thread(&answer).await?;
+    Ok(())
 }
 
 /// Adds `/help`: the commands the registry routes to this bot.
@@ -223,14 +313,6 @@ fn with_help(bot: Bot) -> Bot {
         request.reply_in_thread(&text).await?;
         Ok(())
     })
-}
-
-/// Runs `bot` until Ctrl-C or SIGTERM.
-async fn serve(bot: Bot, name: &str, commands: &str) -> Result<(), BoxError> {
-    eprintln!("{name} is answering {commands}; Ctrl-C stops it");
-    bot.run_until(shutdown_signal()).await?;
-    eprintln!("{name} stopped");
-    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -462,6 +544,30 @@ async fn fire_due(client: &Client) -> Result<Option<u64>, conclave_client::Clien
 }
 
 // ----- webhooks ----------------------------------------------------------------
+
+/// TLS 1.3 with the given certificate chain and key, for the webhook endpoint.
+fn webhook_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<axum_server::tls_rustls::RustlsConfig, BoxError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| format!("cannot read certificate {}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("cannot read private key {}: {e}", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| format!("certificate and key do not fit together: {e}"))?;
+    Ok(axum_server::tls_rustls::RustlsConfig::from_config(
+        Arc::new(config),
+    ))
+}
 
 fn webhook_routes(client: Client) -> axum::Router {
     use axum::extract::{DefaultBodyLimit, Path, State};

@@ -476,33 +476,83 @@ async fn webhooks_post_signed_payloads_and_refuse_forgeries() {
         1
     );
 
-    // Removing the webhook stops its secret at once.
+    // Removing the webhook stops its secret at once. Served over HTTPS
+    // this time (with the relay's own certificate, for the test).
     drop(bot);
     let removed = conclave(&server, &home)
         .args(["bot", "webhook", "remove", "ci"])
         .output()
         .unwrap();
     assert!(removed.status.success());
+    let added = conclave(&server, &home)
+        .args(["bot", "webhook", "add", "deploys", "builds"])
+        .output()
+        .unwrap();
+    assert!(added.status.success());
+    let deploy_secret = String::from_utf8(added.stdout)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("cwh_"))
+        .unwrap()
+        .to_owned();
+    let certificate = server.certificate();
+    let key = certificate.with_file_name("tls-key.pem");
     let bot = BotProcess::start(
         &server,
         &home,
-        &["webhook", "serve", "--listen", "127.0.0.1:0"],
+        &[
+            "webhook",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            certificate.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
     );
-    let address = bot.wait_for_line("webhooks at http://");
+    let address = bot.wait_for_line("webhooks at https://");
     let base = address
         .split_whitespace()
-        .find(|w| w.starts_with("http://"))
+        .find(|w| w.starts_with("https://"))
         .unwrap()
         .trim_end_matches("/hooks/NAME")
-        .to_owned();
-    let fresh = signed(&secret, now(), "nonce-0000000000000006", payload);
-    let (status, _) = post(&format!("{base}/hooks/ci"), &fresh, payload).await;
-    assert_eq!(status, 404);
+        .replace("127.0.0.1", "localhost");
+    let https = reqwest::Client::builder()
+        .tls_certs_only([
+            reqwest::Certificate::from_pem(&std::fs::read(&certificate).unwrap()).unwrap(),
+        ])
+        .build()
+        .unwrap();
+    let send = |hook: &str, secret: &str, nonce: &str, body: &str| {
+        let mut request = https
+            .post(format!("{base}/hooks/{hook}"))
+            .body(body.to_owned());
+        for (name, value) in signed(secret, now(), nonce, body) {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let old = send("ci", &secret, "nonce-0000000000000006", payload)
+        .await
+        .unwrap();
+    assert_eq!(old.status().as_u16(), 404);
+    let deploy = r#"{"text":"web v2.7.1 deployed"}"#;
+    let new = send("deploys", &deploy_secret, "nonce-0000000000000007", deploy)
+        .await
+        .unwrap();
+    assert_eq!(new.status().as_u16(), 200);
+    wait_for(&alice.client, "builds", |e| e.text == "web v2.7.1 deployed").await;
     drop(bot);
 
     assert_relay_never_saw(
         &server,
-        &["ci.example/builds/4242", "CI passed", "\"branch\""],
+        &[
+            "ci.example/builds/4242",
+            "CI passed",
+            "\"branch\"",
+            "v2.7.1 deployed",
+        ],
     );
 }
 
@@ -646,14 +696,15 @@ async fn reminders_survive_a_bot_restart() {
     })
     .await;
 
-    // Down before the reminder falls due; it is posted once it is back.
+    // Down before the reminder falls due; it is posted once it is back
+    // (here as one of the bots `bot serve` runs together).
     bot.kill_hard();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
         count(&alice.client, "team", |e| e.text.contains("reminder:")).await,
         0
     );
-    let bot = BotProcess::start(&server, &home, &["remind"]);
+    let bot = BotProcess::start(&server, &home, &["serve", "--remind", "--echo"]);
     let reminder = wait_for(&alice.client, "team", |e| e.text.contains("reminder:")).await;
     assert_eq!(reminder.text, "@alice reminder: water the ficus");
     assert_eq!(reminder.parent.as_deref(), Some(command_id.as_str()));

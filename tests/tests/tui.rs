@@ -421,3 +421,81 @@ fn two_people_chat_live_in_the_terminal_ui() {
         assert!(!screen.contains("hello from the cli"), "{name}:\n{screen}");
     }
 }
+
+#[test]
+fn workspace_commands_complete_and_reach_their_bot_from_the_terminal_ui() {
+    let tmux = Tmux::start();
+    let server = ServerProcess::start();
+    let alice = TempDir::new("tui-cmd-alice");
+    let bot = TempDir::new("tui-cmd-bot");
+    let passwords = format!("{PASSWORD}\n{PASSWORD}\n");
+    conclave(
+        &server,
+        alice.path(),
+        &["--password-stdin", "register", "alice"],
+        Some(&passwords),
+    );
+    let created = server.admin(&["bot", "echo-bot", "--owner", "alice"]);
+    let password = created
+        .lines()
+        .find_map(|l| l.split_once("): ").map(|(_, p)| p.trim().to_owned()))
+        .unwrap();
+    conclave(
+        &server,
+        bot.path(),
+        &["--password-stdin", "login", "echo-bot"],
+        Some(&format!("{password}\n")),
+    );
+    server.admin(&[
+        "command",
+        "add",
+        "echo",
+        "--bot",
+        "echo-bot",
+        "--usage",
+        "/echo TEXT",
+    ]);
+    for args in [
+        &["channel", "create", "ops"][..],
+        &["channel", "invite", "ops", "echo-bot"],
+    ] {
+        conclave(&server, alice.path(), args, None);
+    }
+    let binary = workspace_binary("conclave");
+    tmux.open(
+        "bot",
+        &format!(
+            "'{}' --home '{}' bot echo",
+            binary.display(),
+            bot.path().display()
+        ),
+    );
+    tmux.wait_for_text("bot", "is answering");
+    tmux.open("alice", &tui_command(alice.path()));
+    tmux.wait_for("alice", "her channel", |s| {
+        s.contains("> ops") && !s.contains("syncing")
+    });
+
+    // While the name is typed, the commands that fit show with their usage
+    // (the workspace's and the UI's own); Tab completes it.
+    tmux.ok(&["send-keys", "-t", "alice", "-l", "/ec"]);
+    let screen = tmux.wait_for_text("alice", "/echo TEXT");
+    assert!(
+        !screen.contains("/edit N TEXT"),
+        "only what fits /ec:\n{screen}"
+    );
+    tmux.press("alice", "Tab");
+    tmux.wait_for_text("alice", "\u{2502}/echo ");
+    tmux.type_line("alice", "typed in the terminal ui");
+    let screen = tmux.wait_for_text("alice", "echo-bot: typed in the terminal ui");
+    let command = seq_of(&screen, "alice", "/echo typed in the terminal ui");
+    assert!(
+        line_with(&screen, "echo-bot: typed in the terminal ui")
+            .contains(&format!("#{command} \u{b7}")),
+        "the answer is in the command's thread:\n{screen}"
+    );
+    // A command nobody registered: one line, nothing sent.
+    tmux.type_line("alice", "/frobnicate now");
+    tmux.wait_for_text("alice", "unknown command /frobnicate");
+    tmux.type_line("alice", "/quit");
+}
