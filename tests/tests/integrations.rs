@@ -113,7 +113,8 @@ impl Drop for BotProcess {
     }
 }
 
-/// Syncs `client` until `channel` has a message `wanted` picks (up to 60 s).
+/// Syncs `client` until `channel` exists and has a message `wanted` picks
+/// (up to 60 s).
 async fn wait_for(
     client: &Client,
     channel: &str,
@@ -122,7 +123,12 @@ async fn wait_for(
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         client.sync().await.unwrap();
-        let history = client.history(channel).await.unwrap();
+        let history = match client.history(channel).await {
+            Ok(history) => history,
+            // A DM the other side opens shows up with its first message.
+            Err(conclave_client::ClientError::NoSuchChannel(_)) => Vec::new(),
+            Err(e) => panic!("{e}"),
+        };
         if let Some(found) = history.iter().find(|e| wanted(e)) {
             return found.clone();
         }
@@ -307,9 +313,28 @@ async fn a_handler_run_again_after_a_crash_repeats_no_reply() {
             Err(e) => panic!("{e}"),
         }
     };
-    let second = Bot::new(client).command("deploy", handler(runs.clone(), release));
+    // This run also has a message handler: it sees what people say (not
+    // commands, not its own answers) and answers privately.
+    let second = Bot::new(client)
+        .command("deploy", handler(runs.clone(), release))
+        .on_message(|message| async move {
+            assert_eq!(message.command(), None);
+            if message.args() == "is prod up?" {
+                message
+                    .reply_privately(&format!(
+                        "{} asked in {}: prod is up",
+                        message.sender(),
+                        message.channel()
+                    ))
+                    .await?;
+            }
+            Ok(())
+        });
     let running = tokio::spawn(second.run());
     wait_for(&alice.client, "ops", |e| e.text == "deployed web").await;
+    alice.client.send("ops", "is prod up?").await.unwrap();
+    let private = wait_for(&alice.client, "@deploy-bot", |e| e.sender == "deploy-bot").await;
+    assert_eq!(private.text, "alice asked in ops: prod is up");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(runs.load(Ordering::SeqCst), 2);
     assert_eq!(
@@ -695,6 +720,19 @@ async fn reminders_survive_a_bot_restart() {
         e.text.contains("is not a duration")
     })
     .await;
+    // `/remind list` answers by DM: what is pending is nobody else's business.
+    alice
+        .client
+        .run_command("team", "/remind list")
+        .await
+        .unwrap();
+    let listed = wait_for(&alice.client, "@remind-bot", |e| e.sender == "remind-bot").await;
+    assert!(
+        listed.text.starts_with("Your reminders: in ")
+            && listed.text.ends_with(": water the ficus"),
+        "{}",
+        listed.text
+    );
 
     // Down before the reminder falls due; it is posted once it is back
     // (here as one of the bots `bot serve` runs together).
