@@ -579,8 +579,13 @@ fn webhook_routes(client: Client) -> axum::Router {
         State(client): State<Client>,
         Path(name): Path<String>,
         headers: HeaderMap,
-        body: axum::body::Bytes,
+        body: axum::body::Body,
     ) -> axum::response::Response {
+        // Read up to one byte past the limit, so "too large" is our JSON
+        // answer (413) like every other refusal.
+        let body = axum::body::to_bytes(body, conclave_client::MAX_WEBHOOK_BODY + 1)
+            .await
+            .unwrap_or_else(|_| vec![0; conclave_client::MAX_WEBHOOK_BODY + 1].into());
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let signature = WebhookSignature {
             timestamp: header("x-conclave-timestamp"),
@@ -613,7 +618,7 @@ fn webhook_routes(client: Client) -> axum::Router {
     axum::Router::new()
         .route("/hooks/{name}", post(deliver))
         .route("/healthz", get(|| async { "ok" }))
-        .layer(DefaultBodyLimit::max(conclave_client::MAX_WEBHOOK_BODY))
+        .layer(DefaultBodyLimit::disable())
         .with_state(client)
 }
 

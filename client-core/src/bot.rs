@@ -319,6 +319,9 @@ impl Bot {
                 command: row.get(4),
                 text: row.get(5),
                 parent: row.get(6),
+                idempotency_key: hex::encode(
+                    &Sha256::digest(format!("idempotency:{}", row.get::<String, _>(7)))[..16],
+                ),
                 reply_key: row.get(7),
                 channel: row.get(8),
                 replies: AtomicU32::new(0),
@@ -370,6 +373,9 @@ struct RequestInner {
     text: String,
     parent: Option<String>,
     reply_key: String,
+    /// Derived from `reply_key`, so handing it to outside services tells
+    /// them nothing about the replies' ids.
+    idempotency_key: String,
     replies: AtomicU32,
 }
 
@@ -419,7 +425,7 @@ impl Request {
     /// for effects outside the chat (an idempotency key for an HTTP call),
     /// or for [`Client::send_once`].
     pub fn idempotency_key(&self) -> &str {
-        &self.inner.reply_key
+        &self.inner.idempotency_key
     }
 
     /// Answers in the channel, for everyone.
@@ -473,11 +479,11 @@ impl Request {
 
 impl Client {
     /// Sends `content` to `channel` at most once for `key`: the message id
-    /// is derived from this device and `key`, so sending again after a
-    /// crash or a lost answer neither loses the message nor shows it twice
-    /// (receivers drop an id they have seen). `None` if this device already
-    /// has it in its history. Use a key others cannot guess (a random one,
-    /// kept with whatever it is about).
+    /// is derived from `key` under this device's secret key, so sending
+    /// again after a crash or a lost answer neither loses the message nor
+    /// shows it twice (receivers drop an id they have seen), and no one else
+    /// can know the id in advance. `None` if this device already has it in
+    /// its history.
     pub async fn send_once(
         &self,
         channel: &str,
@@ -494,13 +500,15 @@ impl Client {
         content: Content,
         key: &str,
     ) -> Result<Option<u64>> {
-        let device = self.identity()?.key.device_id().to_string();
-        let mut digest = Sha256::new();
-        digest.update(b"conclave send-once v1\0");
-        digest.update(device.as_bytes());
-        digest.update(b"\0");
-        digest.update(key.as_bytes());
-        let message_id = hex::encode(&digest.finalize()[..16]);
+        // A deterministic Ed25519 signature is a function of the device's
+        // secret key: the same key gives the same id on this device, and
+        // nobody else can tell the id beforehand (and take it first). The
+        // signature itself never leaves this function.
+        let identity = self.identity()?;
+        let mut message = b"conclave send-once v1\0".to_vec();
+        message.extend_from_slice(key.as_bytes());
+        let signature = zeroize::Zeroizing::new(identity.key.sign(&message));
+        let message_id = hex::encode(&Sha256::digest(&signature[..])[..16]);
         {
             let mut db = self.inner.db.lock().await;
             let sent =
@@ -683,19 +691,33 @@ impl HttpCaller {
             .send()
             .await
             .map_err(unreachable)?;
+        let mut response = response;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(unreachable)?;
         if !status.is_success() {
             return Err(ClientError::Invalid(format!(
                 "{} answered {status}",
                 redact_url(url)
             )));
         }
-        if bytes.len() > MAX_CALL_ANSWER {
-            return Err(ClientError::Invalid(format!(
+        // Read no more than the cap, whatever the service sends.
+        let too_long = || {
+            ClientError::Invalid(format!(
                 "{} answered with more than {MAX_CALL_ANSWER} bytes",
                 redact_url(url)
-            )));
+            ))
+        };
+        if response
+            .content_length()
+            .is_some_and(|length| length > MAX_CALL_ANSWER as u64)
+        {
+            return Err(too_long());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > MAX_CALL_ANSWER {
+                return Err(too_long());
+            }
         }
         let text = String::from_utf8_lossy(&bytes).into_owned();
         Ok(match serde_json::from_str::<serde_json::Value>(&text) {

@@ -140,6 +140,15 @@ async fn wait_for(
     }
 }
 
+/// Runs a slash command and returns the id of the message that carried it.
+async fn run_command(client: &Client, channel: &str, line: &str) -> String {
+    client.run_command(channel, line).await.unwrap();
+    let history = client.history(channel).await.unwrap();
+    let sent = history.last().expect("the command is in the history");
+    assert_eq!(sent.text, line);
+    sent.id.clone()
+}
+
 /// How many messages of `channel` `which` picks, after a last sync.
 async fn count(client: &Client, channel: &str, which: impl Fn(&HistoryEntry) -> bool) -> usize {
     client.sync().await.unwrap();
@@ -191,20 +200,7 @@ async fn a_slash_command_goes_round_trip_and_survives_a_bot_crash() {
     let bot = BotProcess::start(&server, &home, &["echo"]);
 
     // Round trip: the answer comes back in the command's thread, for everyone.
-    alice
-        .client
-        .run_command("ops", "/echo ship the orchid release")
-        .await
-        .unwrap();
-    let command_id = alice
-        .client
-        .history("ops")
-        .await
-        .unwrap()
-        .last()
-        .unwrap()
-        .id
-        .clone();
+    let command_id = run_command(&alice.client, "ops", "/echo ship the orchid release").await;
     let answer = wait_for(&bob.client, "ops", |e| e.sender == "echo-bot").await;
     assert_eq!(answer.text, "ship the orchid release");
     assert_eq!(answer.parent.as_deref(), Some(command_id.as_str()));
@@ -493,6 +489,22 @@ async fn webhooks_post_signed_payloads_and_refuse_forgeries() {
         (422, Some("bad_payload")),
         "{answer}"
     );
+    // Too large, signed or not: refused before anything else.
+    let huge = format!(
+        r#"{{"pad":"{}"}}"#,
+        "x".repeat(conclave_client::MAX_WEBHOOK_BODY)
+    );
+    let (status, answer) = post(
+        &url,
+        &signed(&secret, now(), "nonce-0000000000000008", &huge),
+        &huge,
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (413, Some("too_large")),
+        "{answer}"
+    );
 
     // Only the genuine request became a message.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -587,17 +599,23 @@ async fn outgoing_calls_reach_an_external_service_and_removed_bots_read_nothing_
     let received: Arc<Mutex<Vec<Value>>> = Arc::default();
     let service = {
         let received = received.clone();
-        axum::Router::new().route(
-            "/status",
-            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-                let received = received.clone();
-                async move {
-                    let args = body["args"].as_str().unwrap_or_default().to_owned();
-                    received.lock().unwrap().push(body);
-                    axum::Json(json!({ "text": format!("{args}: build 42 is green") }))
-                }
-            }),
-        )
+        axum::Router::new()
+            .route(
+                "/status",
+                axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                    let received = received.clone();
+                    async move {
+                        let args = body["args"].as_str().unwrap_or_default().to_owned();
+                        received.lock().unwrap().push(body);
+                        axum::Json(json!({ "text": format!("{args}: build 42 is green") }))
+                    }
+                }),
+            )
+            // A service that answers far more than a chat message should carry.
+            .route(
+                "/flood",
+                axum::routing::post(|| async { "y".repeat(10 * conclave_client::MAX_CALL_ANSWER) }),
+            )
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let service_url = format!("http://{}/status", listener.local_addr().unwrap());
@@ -617,8 +635,14 @@ async fn outgoing_calls_reach_an_external_service_and_removed_bots_read_nothing_
     ]);
     alice.client.create_channel("ops").await.unwrap();
     alice.client.invite("ops", "status-bot").await.unwrap();
+    server.admin(&["command", "add", "flood", "--bot", "status-bot"]);
     let spec = format!("status={service_url}");
-    let bot = BotProcess::start(&server, &home, &["call", "--command", &spec]);
+    let flood = format!("flood={}", service_url.replace("/status", "/flood"));
+    let bot = BotProcess::start(
+        &server,
+        &home,
+        &["call", "--command", &spec, "--command", &flood],
+    );
 
     alice
         .client
@@ -634,6 +658,19 @@ async fn outgoing_calls_reach_an_external_service_and_removed_bots_read_nothing_
     assert_eq!(calls[0]["args"], "web-frontend");
     assert_eq!(calls[0]["user"], "alice");
     assert_eq!(calls[0]["channel"], "ops");
+    assert!(calls[0]["id"].as_str().is_some_and(|id| id.len() == 32));
+    // An answer over the cap is refused, and the caller told so, in the thread.
+    alice.client.run_command("ops", "/flood").await.unwrap();
+    let refused = wait_for(&alice.client, "ops", |e| {
+        e.text.starts_with("/flood failed")
+    })
+    .await;
+    assert!(
+        refused.text.contains("more than 65536 bytes"),
+        "{}",
+        refused.text
+    );
+    assert!(refused.parent.is_some());
 
     // Removed from the channel, the bot can no longer be called, read what
     // is said there, or post in it.
@@ -695,20 +732,7 @@ async fn reminders_survive_a_bot_restart() {
     alice.client.invite("team", "remind-bot").await.unwrap();
     let bot = BotProcess::start(&server, &home, &["remind"]);
 
-    alice
-        .client
-        .run_command("team", "/remind 4s water the ficus")
-        .await
-        .unwrap();
-    let command_id = alice
-        .client
-        .history("team")
-        .await
-        .unwrap()
-        .last()
-        .unwrap()
-        .id
-        .clone();
+    let command_id = run_command(&alice.client, "team", "/remind 4s water the ficus").await;
     let ack = wait_for(&alice.client, "team", |e| e.sender == "remind-bot").await;
     assert_eq!(ack.text, "I'll remind you in 4s.");
     alice
