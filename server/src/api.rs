@@ -8,6 +8,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -35,6 +36,8 @@ const MAX_UPLOAD: usize = 200;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/health", get(health))
+        .route("/healthz", get(health))
+        .route("/readyz", get(ready))
         .route("/v1/key-packages", post(upload_key_packages))
         .route("/v1/key-packages/stock", get(key_package_stock))
         .route("/v1/key-packages/claim", post(claim_key_packages))
@@ -71,8 +74,35 @@ fn username(text: &str) -> ApiResult<Username> {
     Username::parse(text).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
+/// The process is alive (it answers); says nothing about the database.
 async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
+}
+
+/// Ready for traffic: the database answers within two seconds and holds
+/// every migration. A load balancer sends requests only to ready nodes.
+async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let check = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ready()).await;
+    match check {
+        Ok(Ok(true)) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Ok(Ok(false)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({ "status": "not_ready", "reason": "database schema is older than this node" }),
+            ),
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: database unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "not_ready", "reason": "database unavailable" })),
+            )
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not_ready", "reason": "database did not answer in 2 s" })),
+        ),
+    }
 }
 
 #[derive(Deserialize)]
@@ -1042,6 +1072,15 @@ async fn push_loop(
                 // A group this device created or joined on its own: follow it.
                 Ok(Notice::Joined { device_id }) if *device_id == device_key => resync = true,
                 Ok(Notice::SessionEnded { .. } | Notice::DevicesChanged { .. } | Notice::Joined { .. }) => {}
+                // Appended through another node: fetch it from the database.
+                Ok(Notice::Appended { group_id, seq, kind }) => {
+                    let unseen = sent.get(group_id).is_none_or(|s| seq > s);
+                    if (groups.contains(group_id) && unseen) || kind == "welcome" {
+                        resync = true;
+                    }
+                }
+                Ok(Notice::Resync) => resync = true,
+                Ok(Notice::GoingAway) => return close_going_away(socket).await,
                 Ok(Notice::Message(p)) => {
                     let next_in_line = sent.get(&p.group_id).is_some_and(|s| *s + 1 == p.seq);
                     let plain = p.kind == "application" || p.kind == "proposal";
@@ -1057,6 +1096,8 @@ async fn push_loop(
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             },
             _ = recheck.tick() => {
+                // A notice from another node may have been lost: look anyway.
+                resync = true;
                 let session = state.store.device_session(&device_key).await.map_err(|e| e.to_string())?;
                 let Some(session) = session.filter(|s| session_problem(s, &state.config).is_none()) else {
                     return close_ended(socket, "session ended").await;
@@ -1080,6 +1121,21 @@ async fn push_loop(
             },
         }
     }
+}
+
+/// "Going away" (RFC 6455 §7.4.1): this node is shutting down; the client
+/// should reconnect, to another node, at once.
+const CLOSE_GOING_AWAY: u16 = 1001;
+
+async fn close_going_away(mut socket: WebSocket) -> Result<(), String> {
+    let frame = axum::extract::ws::CloseFrame {
+        code: CLOSE_GOING_AWAY,
+        reason: "relay node shutting down".into(),
+    };
+    socket
+        .send(Message::Close(Some(frame)))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn close_ended(mut socket: WebSocket, reason: &'static str) -> Result<(), String> {

@@ -26,6 +26,7 @@ mod config;
 mod error;
 mod events;
 mod factors;
+mod fanout;
 mod limits;
 mod log_key;
 mod mls;
@@ -55,6 +56,8 @@ pub struct AppState {
     server_key: server_key::ServerKey,
     relying_party: Arc<factors::RelyingParty>,
     audit: AuditTrail,
+    /// This process, among the relay nodes sharing the database.
+    node: Arc<str>,
 }
 
 /// What connected devices are told, after it is durable.
@@ -78,6 +81,22 @@ enum Notice {
         /// Hex device id.
         device_id: String,
     },
+    /// Another node appended to a group: streams of its members fetch it
+    /// from the database.
+    Appended {
+        /// Hex group id.
+        group_id: String,
+        /// Its position.
+        seq: u64,
+        /// `commit`, `proposal`, `application` or `welcome`.
+        kind: String,
+    },
+    /// Notices from other nodes may have been missed: every stream looks
+    /// in the database.
+    Resync,
+    /// This node is shutting down: streams close with "going away" (1001)
+    /// so clients move to another node at once.
+    GoingAway,
 }
 
 impl AppState {
@@ -86,9 +105,21 @@ impl AppState {
         self.tell(Notice::Message(message));
     }
 
+    /// Tells this node's devices, and the other nodes'.
     fn tell(&self, notice: Notice) {
+        fanout::publish(self, &notice);
+        self.tell_local(notice);
+    }
+
+    /// Tells this node's connected devices only.
+    fn tell_local(&self, notice: Notice) {
         // No receivers is fine: devices fetch on reconnect.
         let _ = self.notifier.send(Arc::new(notice));
+    }
+
+    /// Whether other relay nodes may share this database (PostgreSQL).
+    fn shared_database(&self) -> bool {
+        self.store.backend() == Backend::Postgres
     }
 }
 
@@ -158,7 +189,13 @@ fn state(store: Store, config: Config) -> Result<AppState, String> {
         notifier,
         server_key,
         relying_party: Arc::new(relying_party),
+        node: Arc::from(hex::encode(rand::random::<[u8; 8]>())),
     };
+    if state.shared_database()
+        && let Some(url) = state.config.database_url.clone()
+    {
+        fanout::spawn_listener(url, state.clone());
+    }
     // Retention: old message ciphertext goes, and the log says so.
     let retaining = state.clone();
     tokio::spawn(async move {
@@ -216,12 +253,17 @@ pub async fn run(
         Backend::Postgres => "postgres",
     };
     tracing::info!(%address, backend, "serving");
-    let router = api::router(state(store, config)?);
+    let state = state(store, config)?;
+    let router = api::router(state.clone());
     let handle = axum_server::Handle::new();
     let on_shutdown = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
-        on_shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+        tracing::info!("shutting down: no new connections; finishing requests in flight");
+        // Open streams close with "going away", so their clients move on now
+        // rather than when the grace period ends.
+        state.tell_local(Notice::GoingAway);
+        on_shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     });
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let rustls = axum_server::tls_rustls::RustlsConfig::from_config(identity.config);

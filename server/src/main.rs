@@ -33,8 +33,15 @@ async fn serve(mut args: Args) -> Result<(), String> {
     }
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    // SIGTERM (an orchestrator stopping the node) or Ctrl-C: stop accepting,
+    // finish what is in flight, send open streams away.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
     };
     conclave_server::run(listener, config, shutdown).await
 }

@@ -209,6 +209,54 @@ impl ServerProcess {
         }
     }
 
+    /// Another relay node serving the same workspace: its own port and data
+    /// directory, this node's database (`--database-url`), and the keys every
+    /// node shares (TLS certificate and key, the key that seals TOTP secrets,
+    /// the log signing key), as a deployment copies them to each node.
+    pub fn another_node(&self) -> Self {
+        let data = self.data.path().join("data");
+        let mut extra = self.extra.clone();
+        for (flag, file) in [
+            ("--tls-cert", "tls-cert.pem"),
+            ("--tls-key", "tls-key.pem"),
+            ("--server-key-file", "server.key"),
+            ("--log-key-file", "log.key"),
+        ] {
+            extra.push(flag.to_owned());
+            extra.push(data.join(file).display().to_string());
+        }
+        let node = Self::start_with(extra);
+        assert_eq!(
+            node.fingerprint, self.fingerprint,
+            "nodes share one certificate"
+        );
+        node
+    }
+
+    /// SIGTERM, as an orchestrator stops a node; waits up to `limit` for
+    /// the process to exit and returns its exit code (`None`: still running,
+    /// then killed).
+    pub fn terminate(&mut self, limit: Duration) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(exit) = child.try_wait().expect("wait for the server") {
+                return exit.code();
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts again on the same port and data directory.
     pub fn restart(&mut self) {
         self.kill_hard();

@@ -221,6 +221,19 @@ impl Store {
         self.backend
     }
 
+    /// Whether the database answers and holds every migration this build
+    /// knows (a node started against an older schema is not ready).
+    pub async fn ready(&self) -> Result<bool, StoreError> {
+        let newest = schema::MIGRATIONS
+            .last()
+            .map_or(0, |(version, _, _)| *version);
+        let applied: Option<i64> = sqlx::query("SELECT MAX(version) FROM schema_version")
+            .fetch_one(&self.pool)
+            .await?
+            .get(0);
+        Ok(applied.is_some_and(|v| v >= newest))
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         self.pool
             .execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY)")

@@ -1,0 +1,196 @@
+//! Fan-out across relay nodes. Every node tells its own connected devices
+//! at once, through an in-process broadcast; on PostgreSQL it also
+//! publishes the notice with `pg_notify`, and listens (`LISTEN`) for the
+//! other nodes' notices. A notice names what changed (a group and a
+//! position, a device, an account), never a message: the receiving node's
+//! streams fetch from the database, which stays the one source of truth.
+//! That keeps every payload far below NOTIFY's 8000-byte limit.
+//!
+//! A notice that gets lost (the listening connection dropped, say) costs
+//! latency, not messages: after reconnecting a node tells every stream to
+//! look in the database again, and streams look every half minute anyway.
+
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgListener;
+
+use crate::{AppState, Notice};
+
+/// The PostgreSQL notification channel the nodes share.
+pub(crate) const CHANNEL: &str = "conclave_fanout";
+
+/// A notice as it travels between nodes.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum Wire {
+    /// Something was appended to a group.
+    Appended {
+        node: String,
+        group_id: String,
+        seq: u64,
+        message_kind: String,
+    },
+    SessionEnded {
+        node: String,
+        device_id: String,
+    },
+    DevicesChanged {
+        node: String,
+        username: String,
+    },
+    Joined {
+        node: String,
+        device_id: String,
+    },
+}
+
+impl Wire {
+    /// The wire form of `notice`, if other nodes need it.
+    pub(crate) fn of(node: &str, notice: &Notice) -> Option<Self> {
+        let node = node.to_owned();
+        Some(match notice {
+            Notice::Message(p) => Wire::Appended {
+                node,
+                group_id: p.group_id.clone(),
+                seq: p.seq,
+                message_kind: p.kind.clone(),
+            },
+            Notice::Appended { .. } | Notice::Resync | Notice::GoingAway => return None,
+            Notice::SessionEnded { device_id } => Wire::SessionEnded {
+                node,
+                device_id: device_id.clone(),
+            },
+            Notice::DevicesChanged { username } => Wire::DevicesChanged {
+                node,
+                username: username.clone(),
+            },
+            Notice::Joined { device_id } => Wire::Joined {
+                node,
+                device_id: device_id.clone(),
+            },
+        })
+    }
+
+    fn node(&self) -> &str {
+        match self {
+            Wire::Appended { node, .. }
+            | Wire::SessionEnded { node, .. }
+            | Wire::DevicesChanged { node, .. }
+            | Wire::Joined { node, .. } => node,
+        }
+    }
+
+    /// The notice for this node's streams.
+    fn into_notice(self) -> Notice {
+        match self {
+            Wire::Appended {
+                group_id,
+                seq,
+                message_kind,
+                ..
+            } => Notice::Appended {
+                group_id,
+                seq,
+                kind: message_kind,
+            },
+            Wire::SessionEnded { device_id, .. } => Notice::SessionEnded { device_id },
+            Wire::DevicesChanged { username, .. } => Notice::DevicesChanged { username },
+            Wire::Joined { device_id, .. } => Notice::Joined { device_id },
+        }
+    }
+}
+
+/// Publishes `notice` for the other nodes (PostgreSQL only), off the
+/// request's path.
+pub(crate) fn publish(state: &AppState, notice: &Notice) {
+    if !state.shared_database() {
+        return;
+    }
+    let Some(wire) = Wire::of(&state.node, notice) else {
+        return;
+    };
+    let Ok(payload) = serde_json::to_string(&wire) else {
+        return;
+    };
+    let pool = state.store.pool().clone();
+    tokio::spawn(async move {
+        let sent = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(payload)
+            .execute(&pool)
+            .await;
+        if let Err(e) = sent {
+            // Other nodes' streams catch up at their next look.
+            tracing::warn!(error = %e, "cannot tell other relay nodes");
+        }
+    });
+}
+
+/// Listens for the other nodes' notices on PostgreSQL at `url`, for as
+/// long as the process runs, reconnecting when the connection drops.
+pub(crate) fn spawn_listener(url: String, state: AppState) {
+    tokio::spawn(async move {
+        loop {
+            match PgListener::connect(&url).await {
+                Ok(mut listener) => match listener.listen(CHANNEL).await {
+                    Ok(()) => {
+                        // Whatever was said while we were not listening:
+                        // every stream looks in the database.
+                        state.tell_local(Notice::Resync);
+                        follow(&mut listener, &state).await;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot LISTEN for other relay nodes"),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot connect to listen for other relay nodes")
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    });
+}
+
+async fn follow(listener: &mut PgListener, state: &AppState) {
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(notification)) => match serde_json::from_str::<Wire>(notification.payload()) {
+                Ok(wire) if wire.node() == state.node.as_ref() => {}
+                Ok(wire) => state.tell_local(wire.into_notice()),
+                Err(e) => tracing::warn!(error = %e, "unreadable notice from another node"),
+            },
+            // The connection dropped and came back: notices may be lost.
+            Ok(None) => state.tell_local(Notice::Resync),
+            Err(e) => {
+                tracing::warn!(error = %e, "lost the connection to other relay nodes");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_travel_as_small_json_and_come_back_the_same() {
+        let notice = Notice::Message(crate::Pending {
+            group_id: "ab".repeat(32),
+            seq: 42,
+            kind: "application".into(),
+            payload: vec![7; 100_000],
+        });
+        let wire = Wire::of("node-1", &notice).unwrap();
+        let text = serde_json::to_string(&wire).unwrap();
+        // Ids only: far below NOTIFY's 8000-byte limit, whatever the message.
+        assert!(text.len() < 300, "{text}");
+        let back: Wire = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, wire);
+        assert_eq!(back.node(), "node-1");
+        assert!(matches!(
+            back.into_notice(),
+            Notice::Appended { seq: 42, ref kind, .. } if kind == "application"
+        ));
+        assert!(Wire::of("node-1", &Notice::Resync).is_none());
+        assert!(Wire::of("node-1", &Notice::GoingAway).is_none());
+    }
+}

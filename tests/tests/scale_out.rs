@@ -1,0 +1,110 @@
+//! Several relay nodes, one PostgreSQL: a message accepted by one node
+//! reaches a device connected to another, live; nodes report liveness and
+//! readiness; a node stopped with SIGTERM sends its streams away at once.
+//! PostgreSQL only (`CONCLAVE_TEST_DATABASE_URL`): on SQLite there is one node.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::time::Duration;
+
+use conclave_client::Event;
+use conclave_tests::{Person, RawDevice, ServerProcess, fresh_postgres};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Waits (up to 20 s) for a live message `text` among `events`.
+async fn live_message(events: &mut tokio::sync::broadcast::Receiver<Event>, text: &str) {
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match events.recv().await {
+                Ok(Event::Message(entry)) if entry.text == text => return,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("event stream ended: {e}"),
+            }
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "{text:?} never arrived live");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_on_one_database_deliver_to_each_other_live() {
+    let Some(url) = fresh_postgres("two_nodes").await else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let node_a = ServerProcess::start_with(vec!["--database-url".into(), url]);
+    let mut node_b = node_a.another_node();
+
+    // Both nodes are alive and ready; neither needs a signature for that.
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(
+            &std::fs::read(node_a.certificate()).unwrap(),
+        )
+        .unwrap()])
+        .build()
+        .unwrap();
+    for node in [&node_a, &node_b] {
+        let base = node.url.replace("127.0.0.1", "localhost");
+        for path in ["/healthz", "/readyz"] {
+            let answer = http.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(answer.status().as_u16(), 200, "{path} on {base}");
+        }
+    }
+
+    // alice uses node A, bob node B.
+    let alice = Person::register(&node_a, "alice", PASSWORD).await;
+    let bob = Person::register(&node_b, "bob", PASSWORD).await;
+    alice.client.create_channel("ops").await.unwrap();
+    alice.client.invite("ops", "bob").await.unwrap();
+    bob.client.sync().await.unwrap();
+    let mut alice_events = alice.client.events();
+    let mut bob_events = bob.client.events();
+    let alice_listening = alice.client.listen();
+    let bob_listening = bob.client.listen();
+    tokio::time::sleep(Duration::from_millis(500)).await; // streams open
+
+    // Accepted by A, pushed by B (and the other way round), without a sync.
+    alice.client.send("ops", "from node A").await.unwrap();
+    live_message(&mut bob_events, "from node A").await;
+    bob.client.send("ops", "from node B").await.unwrap();
+    live_message(&mut alice_events, "from node B").await;
+
+    // A new device's channel membership, made on node A, reaches node B's stream.
+    bob.client.create_channel("later").await.unwrap();
+    bob.client.invite("later", "alice").await.unwrap();
+    bob.client
+        .send("later", "in a channel made after the streams opened")
+        .await
+        .unwrap();
+    live_message(
+        &mut alice_events,
+        "in a channel made after the streams opened",
+    )
+    .await;
+
+    // SIGTERM: node B stops at once; its stream is closed, not left hanging.
+    let raw = RawDevice::from_home(&node_b, bob.home.path()).await;
+    bob_listening.abort();
+    let mut stream = raw.open_stream().await;
+    let started = std::time::Instant::now();
+    let exit = node_b.terminate(Duration::from_secs(15));
+    assert_eq!(exit, Some(0), "node B exits cleanly on SIGTERM");
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = stream.next_frame().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream was closed by the shutdown");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the open stream did not hold the shutdown for its grace period: {:?}",
+        started.elapsed()
+    );
+
+    // Node A carries on alone.
+    alice
+        .client
+        .send("ops", "node A still serves")
+        .await
+        .unwrap();
+    alice_listening.abort();
+}
