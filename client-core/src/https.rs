@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::{SinkExt, StreamExt};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -62,19 +63,30 @@ impl ServerTrust {
     }
 }
 
-/// HTTPS + WebSocket transport to one relay.
+/// HTTPS + WebSocket transport to a relay, served by one node or several.
+///
+/// With several nodes (`https://a:8443,https://b:8443`) it starts with the
+/// first and keeps to the one that answered last, and moves to the next when a node cannot be reached:
+/// a request whose connection failed never reached a node, so it is safe to
+/// send it to another one; a push stream moves the same way.
 #[derive(Debug, Clone)]
 pub struct HttpsTransport {
-    base: String,
-    host: String,
-    port: u16,
+    nodes: Arc<[Node]>,
+    /// The node that answered last.
+    preferred: Arc<AtomicUsize>,
     http: reqwest::Client,
     tls: Arc<ClientConfig>,
 }
 
-impl HttpsTransport {
-    /// A transport for `server_url` (`https://host:port`).
-    pub fn new(server_url: &str, trust: ServerTrust) -> Result<Self, TransportError> {
+#[derive(Debug)]
+struct Node {
+    base: String,
+    host: String,
+    port: u16,
+}
+
+impl Node {
+    fn parse(server_url: &str) -> Result<Self, TransportError> {
         let url = reqwest::Url::parse(server_url)
             .map_err(|e| TransportError(format!("invalid server URL {server_url:?}: {e}")))?;
         if url.scheme() != "https" {
@@ -88,6 +100,27 @@ impl HttpsTransport {
             .trim_matches(['[', ']'])
             .to_owned();
         let port = url.port_or_known_default().unwrap_or(443);
+        Ok(Self {
+            base: server_url.trim_end_matches('/').to_owned(),
+            host,
+            port,
+        })
+    }
+}
+
+impl HttpsTransport {
+    /// A transport for `server_url` (`https://host:port`), or for several
+    /// nodes of one relay, comma-separated, all trusted the same way.
+    pub fn new(server_url: &str, trust: ServerTrust) -> Result<Self, TransportError> {
+        let nodes = server_url
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(Node::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        if nodes.is_empty() {
+            return Err(TransportError("no server URL given".into()));
+        }
         let tls = Arc::new(client_config(trust)?);
         let http = reqwest::Client::builder()
             .use_preconfigured_tls((*tls).clone())
@@ -95,11 +128,21 @@ impl HttpsTransport {
             .build()
             .map_err(|e| TransportError(format!("HTTP client: {e}")))?;
         Ok(Self {
-            base: server_url.trim_end_matches('/').to_owned(),
-            host,
-            port,
+            nodes: nodes.into(),
+            // The first node listed, until it fails.
+            preferred: Arc::new(AtomicUsize::new(0)),
             http,
             tls,
+        })
+    }
+
+    /// The nodes to try, the preferred one first.
+    fn in_order(&self) -> impl Iterator<Item = (usize, &Node)> {
+        let count = self.nodes.len();
+        let first = self.preferred.load(Ordering::Relaxed) % count;
+        (0..count).map(move |i| {
+            let index = (first + i) % count;
+            (index, &self.nodes[index])
         })
     }
 }
@@ -201,25 +244,81 @@ fn describe(error: &reqwest::Error) -> String {
     text
 }
 
+impl HttpsTransport {
+    async fn stream_from(
+        &self,
+        node: &Node,
+        request: &HttpRequest,
+    ) -> Result<Box<dyn PushStream>, TransportError> {
+        let tcp = tokio::net::TcpStream::connect((node.host.as_str(), node.port))
+            .await
+            .map_err(|e| TransportError(format!("cannot reach {}: {e}", node.base)))?;
+        let name = ServerName::try_from(node.host.clone())
+            .map_err(|_| TransportError(format!("invalid server name {}", node.host)))?;
+        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| TransportError(format!("TLS with {}: {e}", node.base)))?;
+        let url = format!("wss://{}:{}{}", node.host, node.port, request.path);
+        let mut ws_request = url
+            .into_client_request()
+            .map_err(|e| TransportError(format!("stream request: {e}")))?;
+        for (name, value) in &request.headers {
+            let value = value
+                .parse()
+                .map_err(|_| TransportError("bad header".into()))?;
+            ws_request.headers_mut().insert(*name, value);
+        }
+        let (socket, _) = tokio_tungstenite::client_async(ws_request, tls)
+            .await
+            .map_err(|e| TransportError(format!("opening stream: {e}")))?;
+        Ok(Box::new(WebSocketStream(socket)) as Box<dyn PushStream>)
+    }
+}
+
 impl Transport for HttpsTransport {
     fn send(&self, request: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, TransportError>> {
         Box::pin(async move {
             let method = reqwest::Method::from_bytes(request.method.as_bytes())
                 .map_err(|_| TransportError("bad method".into()))?;
-            let mut builder = self
-                .http
-                .request(method, format!("{}{}", self.base, request.path));
-            for (name, value) in request.headers {
-                builder = builder.header(name, value);
+            let mut failure = None;
+            let mut answered = None;
+            for (index, node) in self.in_order() {
+                let mut builder = self
+                    .http
+                    .request(method.clone(), format!("{}{}", node.base, request.path));
+                for (name, value) in &request.headers {
+                    builder = builder.header(*name, value);
+                }
+                let sent = builder
+                    .header("content-type", "application/json")
+                    .body(request.body.clone())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) => {
+                        self.preferred.store(index, Ordering::Relaxed);
+                        answered = Some(response);
+                        break;
+                    }
+                    // Nothing reached this node: another may take it.
+                    Err(e) if e.is_connect() => {
+                        failure = Some(format!("cannot reach {}: {}", node.base, describe(&e)));
+                    }
+                    Err(e) => {
+                        return Err(TransportError(format!(
+                            "cannot reach {}: {}",
+                            node.base,
+                            describe(&e)
+                        )));
+                    }
+                }
             }
-            let response = builder
-                .header("content-type", "application/json")
-                .body(request.body)
-                .send()
-                .await
-                .map_err(|e| {
-                    TransportError(format!("cannot reach {}: {}", self.base, describe(&e)))
-                })?;
+            let Some(response) = answered else {
+                return Err(TransportError(
+                    failure.unwrap_or_else(|| "no relay node answered".into()),
+                ));
+            };
             let status = response.status().as_u16();
             let body = response
                 .bytes()
@@ -237,29 +336,17 @@ impl Transport for HttpsTransport {
         request: HttpRequest,
     ) -> BoxFuture<'_, Result<Box<dyn PushStream>, TransportError>> {
         Box::pin(async move {
-            let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
-                .await
-                .map_err(|e| TransportError(format!("cannot reach {}: {e}", self.base)))?;
-            let name = ServerName::try_from(self.host.clone())
-                .map_err(|_| TransportError(format!("invalid server name {}", self.host)))?;
-            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-                .connect(name, tcp)
-                .await
-                .map_err(|e| TransportError(format!("TLS with {}: {e}", self.base)))?;
-            let url = format!("wss://{}:{}{}", self.host, self.port, request.path);
-            let mut ws_request = url
-                .into_client_request()
-                .map_err(|e| TransportError(format!("stream request: {e}")))?;
-            for (name, value) in request.headers {
-                let value = value
-                    .parse()
-                    .map_err(|_| TransportError("bad header".into()))?;
-                ws_request.headers_mut().insert(name, value);
+            let mut failure = TransportError("no relay node answered".into());
+            for (index, node) in self.in_order() {
+                match self.stream_from(node, &request).await {
+                    Ok(stream) => {
+                        self.preferred.store(index, Ordering::Relaxed);
+                        return Ok(stream);
+                    }
+                    Err(e) => failure = e,
+                }
             }
-            let (socket, _) = tokio_tungstenite::client_async(ws_request, tls)
-                .await
-                .map_err(|e| TransportError(format!("opening stream: {e}")))?;
-            Ok(Box::new(WebSocketStream(socket)) as Box<dyn PushStream>)
+            Err(failure)
         })
     }
 }

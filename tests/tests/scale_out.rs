@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use conclave_client::Event;
-use conclave_tests::{Person, RawDevice, ServerProcess, fresh_postgres};
+use conclave_client::{Client, Event, HttpsTransport, ServerTrust};
+use conclave_tests::{Person, RawDevice, ServerProcess, TempDir, fresh_postgres};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -51,9 +51,19 @@ async fn two_nodes_on_one_database_deliver_to_each_other_live() {
         }
     }
 
-    // alice uses node A, bob node B.
+    // alice uses node A; bob node B, and A when B is gone.
     let alice = Person::register(&node_a, "alice", PASSWORD).await;
-    let bob = Person::register(&node_b, "bob", PASSWORD).await;
+    let bob_home = TempDir::new("bob");
+    let both = HttpsTransport::new(
+        &format!("{},{}", node_b.url, node_a.url),
+        ServerTrust::pin(&node_a.fingerprint).unwrap(),
+    )
+    .unwrap();
+    let bob = Person {
+        client: Client::open(bob_home.path(), both).await.unwrap(),
+        home: bob_home,
+    };
+    bob.client.register("bob", PASSWORD).await.unwrap();
     alice.client.create_channel("ops").await.unwrap();
     alice.client.invite("ops", "bob").await.unwrap();
     bob.client.sync().await.unwrap();
@@ -84,7 +94,6 @@ async fn two_nodes_on_one_database_deliver_to_each_other_live() {
 
     // SIGTERM: node B stops at once; its stream is closed, not left hanging.
     let raw = RawDevice::from_home(&node_b, bob.home.path()).await;
-    bob_listening.abort();
     let mut stream = raw.open_stream().await;
     let started = std::time::Instant::now();
     let exit = node_b.terminate(Duration::from_secs(15));
@@ -100,11 +109,19 @@ async fn two_nodes_on_one_database_deliver_to_each_other_live() {
         started.elapsed()
     );
 
-    // Node A carries on alone.
+    // bob's client moves to node A by itself: his stream reconnects there,
+    // and what he sends goes through A.
     alice
         .client
         .send("ops", "node A still serves")
         .await
         .unwrap();
+    live_message(&mut bob_events, "node A still serves").await;
+    bob.client
+        .send("ops", "bob, now through node A")
+        .await
+        .unwrap();
+    live_message(&mut alice_events, "bob, now through node A").await;
     alice_listening.abort();
+    bob_listening.abort();
 }
