@@ -1025,7 +1025,11 @@ async fn push_loop(
     mut notifications: broadcast::Receiver<Arc<Notice>>,
 ) -> Result<(), String> {
     let device_key = device.to_string();
+    let _counted = crate::metrics::OpenStream::new();
     let mut sent: HashMap<String, u64> = HashMap::new();
+    // When messages announced to this stream were accepted, for the
+    // delivery-latency histogram, until they are pushed.
+    let mut arrivals: HashMap<(String, u64), std::time::Instant> = HashMap::new();
     let mut groups: HashSet<String> = HashSet::new();
     let mut resync = true;
     let mut recheck = tokio::time::interval(session_recheck(&state.config));
@@ -1054,9 +1058,16 @@ async fn push_loop(
                 for p in fresh {
                     send(&mut socket, p).await?;
                     sent.insert(p.group_id.clone(), p.seq);
+                    if let Some(accepted) = arrivals.remove(&(p.group_id.clone(), p.seq)) {
+                        crate::metrics::METRICS
+                            .delivery_latency
+                            .observe(accepted.elapsed().as_secs_f64());
+                    }
                 }
             }
             resync = false;
+            // Announced but not pending here (not ours, or acknowledged): forget.
+            arrivals.clear();
         }
         tokio::select! {
             note = notifications.recv() => match note.as_deref() {
@@ -1073,22 +1084,31 @@ async fn push_loop(
                 Ok(Notice::Joined { device_id }) if *device_id == device_key => resync = true,
                 Ok(Notice::SessionEnded { .. } | Notice::DevicesChanged { .. } | Notice::Joined { .. }) => {}
                 // Appended through another node: fetch it from the database.
-                Ok(Notice::Appended { group_id, seq, kind }) => {
+                Ok(Notice::Appended { group_id, seq, kind, accepted_ms }) => {
                     let unseen = sent.get(group_id).is_none_or(|s| seq > s);
                     if (groups.contains(group_id) && unseen) || kind == "welcome" {
+                        let age = crate::auth::unix_millis().saturating_sub(*accepted_ms);
+                        let accepted = std::time::Instant::now()
+                            .checked_sub(std::time::Duration::from_millis(age))
+                            .unwrap_or_else(std::time::Instant::now);
+                        arrivals.insert((group_id.clone(), *seq), accepted);
                         resync = true;
                     }
                 }
                 Ok(Notice::Resync) => resync = true,
                 Ok(Notice::GoingAway) => return close_going_away(socket).await,
-                Ok(Notice::Message(p)) => {
+                Ok(Notice::Message(p, accepted)) => {
                     let next_in_line = sent.get(&p.group_id).is_some_and(|s| *s + 1 == p.seq);
                     let plain = p.kind == "application" || p.kind == "proposal";
                     if groups.contains(&p.group_id) && next_in_line && plain {
                         send(&mut socket, p).await?;
+                        crate::metrics::METRICS
+                            .delivery_latency
+                            .observe(accepted.elapsed().as_secs_f64());
                         sent.insert(p.group_id.clone(), p.seq);
                     } else if groups.contains(&p.group_id) || p.kind == "welcome" {
                         // Membership may have changed or we missed something: ask the database.
+                        arrivals.insert((p.group_id.clone(), p.seq), *accepted);
                         resync = true;
                     }
                 }
@@ -1154,5 +1174,7 @@ async fn send(socket: &mut WebSocket, p: &Pending) -> Result<(), String> {
     socket
         .send(Message::Text(text.into()))
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    crate::metrics::METRICS.delivered.inc();
+    Ok(())
 }

@@ -46,6 +46,10 @@ pub struct Args {
     /// How often to sign a new audit-log checkpoint when the log has grown, e.g. 10s [default: 10s].
     #[arg(long, env = "CONCLAVE_CHECKPOINT_INTERVAL")]
     pub checkpoint_interval: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP: keep it on the
+    /// operators' network) [default: off].
+    #[arg(long, env = "CONCLAVE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// PEM certificate chain. Without it a self-signed certificate is generated.
     #[arg(long, env = "CONCLAVE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -88,6 +92,7 @@ pub struct Args {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     tls_cert: Option<PathBuf>,
@@ -113,6 +118,8 @@ struct FileConfig {
 pub struct Config {
     /// Where to listen.
     pub listen: SocketAddr,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// Data directory (SQLite database, generated certificate).
     pub data_dir: PathBuf,
     /// Database URL; `None` means SQLite in `data_dir`.
@@ -155,6 +162,7 @@ impl Config {
         let data_dir = data_dir.into();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            metrics_listen: None,
             server_key_file: data_dir.join("server.key"),
             log_key_file: data_dir.join("log.key"),
             log_origin: "localhost/conclave-audit".into(),
@@ -234,6 +242,7 @@ impl Config {
             return Err("session_idle_timeout must not exceed session_lifetime".into());
         }
         config.database_url = args.database_url.or(file.database_url);
+        config.metrics_listen = args.metrics_listen.or(file.metrics_listen);
         config.tls = match (
             args.tls_cert.or(file.tls_cert),
             args.tls_key.or(file.tls_key),

@@ -134,6 +134,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
+        if matches!(self, ApiError::WrongEpoch { .. }) {
+            crate::metrics::METRICS.commit_conflicts.inc();
+        } else if matches!(self, ApiError::RateLimited { .. }) {
+            crate::metrics::METRICS.rate_limited.inc();
+        }
         if let ApiError::Internal(detail) = &self {
             // The detail stays in the log; it never carries request bodies.
             tracing::error!(%detail, "internal error");

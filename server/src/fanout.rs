@@ -28,6 +28,8 @@ pub(crate) enum Wire {
         group_id: String,
         seq: u64,
         message_kind: String,
+        /// Unix milliseconds, for the delivery-latency histogram.
+        accepted_ms: u64,
     },
     SessionEnded {
         node: String,
@@ -48,11 +50,13 @@ impl Wire {
     pub(crate) fn of(node: &str, notice: &Notice) -> Option<Self> {
         let node = node.to_owned();
         Some(match notice {
-            Notice::Message(p) => Wire::Appended {
+            Notice::Message(p, accepted) => Wire::Appended {
                 node,
                 group_id: p.group_id.clone(),
                 seq: p.seq,
                 message_kind: p.kind.clone(),
+                accepted_ms: crate::auth::unix_millis()
+                    .saturating_sub(u64::try_from(accepted.elapsed().as_millis()).unwrap_or(0)),
             },
             Notice::Appended { .. } | Notice::Resync | Notice::GoingAway => return None,
             Notice::SessionEnded { device_id } => Wire::SessionEnded {
@@ -86,11 +90,13 @@ impl Wire {
                 group_id,
                 seq,
                 message_kind,
+                accepted_ms,
                 ..
             } => Notice::Appended {
                 group_id,
                 seq,
                 kind: message_kind,
+                accepted_ms,
             },
             Wire::SessionEnded { device_id, .. } => Notice::SessionEnded { device_id },
             Wire::DevicesChanged { username, .. } => Notice::DevicesChanged { username },
@@ -173,12 +179,15 @@ mod tests {
 
     #[test]
     fn notices_travel_as_small_json_and_come_back_the_same() {
-        let notice = Notice::Message(crate::Pending {
-            group_id: "ab".repeat(32),
-            seq: 42,
-            kind: "application".into(),
-            payload: vec![7; 100_000],
-        });
+        let notice = Notice::Message(
+            crate::Pending {
+                group_id: "ab".repeat(32),
+                seq: 42,
+                kind: "application".into(),
+                payload: vec![7; 100_000],
+            },
+            std::time::Instant::now(),
+        );
         let wire = Wire::of("node-1", &notice).unwrap();
         let text = serde_json::to_string(&wire).unwrap();
         // Ids only: far below NOTIFY's 8000-byte limit, whatever the message.

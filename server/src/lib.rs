@@ -29,6 +29,7 @@ mod factors;
 mod fanout;
 mod limits;
 mod log_key;
+mod metrics;
 mod mls;
 mod server_key;
 mod store;
@@ -63,8 +64,8 @@ pub struct AppState {
 /// What connected devices are told, after it is durable.
 #[derive(Debug)]
 enum Notice {
-    /// A message was appended to a group.
-    Message(Pending),
+    /// A message was appended to a group (accepted at that instant).
+    Message(Pending, std::time::Instant),
     /// A device was revoked or its session ended: close its stream now.
     SessionEnded {
         /// Hex device id.
@@ -90,6 +91,8 @@ enum Notice {
         seq: u64,
         /// `commit`, `proposal`, `application` or `welcome`.
         kind: String,
+        /// When the other node accepted it (Unix milliseconds).
+        accepted_ms: u64,
     },
     /// Notices from other nodes may have been missed: every stream looks
     /// in the database.
@@ -102,7 +105,8 @@ enum Notice {
 impl AppState {
     /// Tells connected devices that a message was appended (after it is durable).
     fn notify(&self, message: Pending) {
-        self.tell(Notice::Message(message));
+        metrics::METRICS.accepted(&message.kind);
+        self.tell(Notice::Message(message, std::time::Instant::now()));
     }
 
     /// Tells this node's devices, and the other nodes'.
@@ -253,6 +257,16 @@ pub async fn run(
         Backend::Postgres => "postgres",
     };
     tracing::info!(%address, backend, "serving");
+    if let Some(address) = config.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| format!("cannot listen for metrics on {address}: {e}"))?;
+        println!(
+            "metrics at http://{}/metrics",
+            metrics.local_addr().map_err(|e| e.to_string())?
+        );
+        metrics::serve(metrics, store.pool().clone());
+    }
     let state = state(store, config)?;
     let router = api::router(state.clone());
     let handle = axum_server::Handle::new();

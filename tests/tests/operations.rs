@@ -1,0 +1,112 @@
+//! Operating one relay node: liveness and readiness, Prometheus metrics
+//! that count without telling content, and a clean stop on SIGTERM with a
+//! stream open (SQLite, the default; several nodes are in `scale_out.rs`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::time::Duration;
+
+use conclave_client::Event;
+use conclave_tests::{Person, ServerProcess};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// The value of the sample line starting with `name` (labels included).
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_reports_health_and_metrics_and_stops_cleanly() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+    let mut server =
+        ServerProcess::start_with(vec!["--metrics-listen".into(), format!("127.0.0.1:{port}")]);
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(
+            &std::fs::read(server.certificate()).unwrap(),
+        )
+        .unwrap()])
+        .build()
+        .unwrap();
+    let base = server.url.replace("127.0.0.1", "localhost");
+    for path in ["/healthz", "/readyz"] {
+        let answer = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), 200, "{path}");
+    }
+
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let bob = Person::register(&server, "bob", PASSWORD).await;
+    alice
+        .client
+        .create_channel("quarterly-numbers")
+        .await
+        .unwrap();
+    alice
+        .client
+        .invite("quarterly-numbers", "bob")
+        .await
+        .unwrap();
+    bob.client.sync().await.unwrap();
+    let mut events = bob.client.events();
+    let listening = bob.client.listen();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for n in 0..3 {
+        alice
+            .client
+            .send("quarterly-numbers", &format!("revenue line {n}"))
+            .await
+            .unwrap();
+    }
+    let mut seen = 0;
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while seen < 3 {
+            if let Ok(Event::Message(_)) = events.recv().await {
+                seen += 1;
+            }
+        }
+    })
+    .await
+    .expect("three messages arrive live");
+
+    let metrics = reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        sample(
+            &metrics,
+            "conclave_messages_accepted_total{kind=\"application\"}"
+        ) >= 3.0
+    );
+    assert!(sample(&metrics, "conclave_messages_delivered_total") >= 3.0);
+    assert!(sample(&metrics, "conclave_delivery_latency_seconds_count") >= 3.0);
+    assert_eq!(sample(&metrics, "conclave_open_streams"), 1.0);
+    assert!(sample(&metrics, "conclave_db_pool_connections") >= 1.0);
+    sample(&metrics, "conclave_commit_conflicts_total");
+    sample(&metrics, "conclave_rate_limited_requests_total");
+    for private in ["alice", "bob", "quarterly", "revenue"] {
+        assert!(!metrics.contains(private), "metrics mention {private:?}");
+    }
+
+    // SIGTERM with a stream open: a prompt, clean exit.
+    let started = std::time::Instant::now();
+    assert_eq!(server.terminate(Duration::from_secs(15)), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    listening.abort();
+}
