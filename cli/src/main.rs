@@ -31,7 +31,8 @@ mod tui;
     about = "End-to-end encrypted team chat (MLS) from the terminal"
 )]
 struct Cli {
-    /// Relay URL, e.g. https://127.0.0.1:8443.
+    /// Relay URL, e.g. https://127.0.0.1:8443; several nodes of one relay
+    /// comma-separated (the next is tried when one cannot be reached).
     #[arg(long, env = "CONCLAVE_SERVER", global = true)]
     server: Option<String>,
     /// Directory holding this device's keys and history [default: ~/.conclave].
