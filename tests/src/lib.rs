@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -133,17 +132,14 @@ impl ServerProcess {
 
     /// Starts a server with extra flags (e.g. `--database-url`).
     pub fn start_with(extra: Vec<String>) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
+        // Port 0: the server takes a free port itself and says which, so
+        // tests running side by side can never be handed the same one.
         let mut server = Self {
             child: None,
             data: TempDir::new("server"),
-            url: format!("https://127.0.0.1:{port}"),
+            url: String::new(),
             fingerprint: String::new(),
-            port,
+            port: 0,
             extra,
         };
         server.spawn();
@@ -171,11 +167,20 @@ impl ServerProcess {
             .expect("start conclave-server");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         let mut fingerprint = None;
         while fingerprint.is_none() && Instant::now() < deadline {
             match lines.next() {
                 Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("conclave-server listening on ") {
+                        let url = url.trim().to_owned();
+                        self.port = url
+                            .rsplit(':')
+                            .next()
+                            .and_then(|p| p.parse().ok())
+                            .expect("a port in the listening line");
+                        self.url = url;
+                    }
                     if let Some(fp) = line.strip_prefix("certificate SHA-256 fingerprint: ") {
                         fingerprint = Some(fp.trim().to_owned());
                     }
@@ -183,7 +188,14 @@ impl ServerProcess {
                 _ => break,
             }
         }
-        self.fingerprint = fingerprint.expect("server printed its fingerprint");
+        let Some(fingerprint) = fingerprint else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log =
+                std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default();
+            panic!("the server did not start; its log:\n{log}");
+        };
+        self.fingerprint = fingerprint;
         // Keep draining stdout into the log so the child never blocks on a full pipe.
         let log_path = self.data.path().join("server.log");
         std::thread::spawn(move || {
