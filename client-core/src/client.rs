@@ -1094,6 +1094,25 @@ impl Client {
     }
 
     /// Posts an MLS message (and any Welcome) to a group.
+    /// Posts an application message, again with the same bytes if the
+    /// answer is lost (the node died, the connection broke): the relay knows
+    /// a message by its ciphertext and answers a repeat with the first one's
+    /// position, so a retry can neither lose the message nor double it.
+    async fn post_application(&self, group_id: &str, body: &Value) -> Result<Value> {
+        const TRIES: u32 = 4;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.post_to_group(group_id, body).await {
+                Err(ClientError::Transport(e)) if tries < TRIES => {
+                    tracing::debug!(error = %e, tries, "posting again after a lost answer");
+                    tokio::time::sleep(crate::bot::retry_delay(tries)).await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
     async fn post_to_group(&self, group_id: &str, body: &Value) -> Result<Value> {
         self.signed(
             "POST",
@@ -1202,7 +1221,7 @@ impl Client {
             tx.commit().await?;
             drop(db);
             let body = json!({ "message": STANDARD.encode(&ciphertext) });
-            match self.post_to_group(group_id, &body).await {
+            match self.post_application(group_id, &body).await {
                 Ok(answer) => {
                     let seq = answer["seq"]
                         .as_u64()

@@ -620,6 +620,13 @@ async fn post_message(
             "only current members may post to a group",
         ));
     }
+    if framing.kind == Wire::Application
+        && let Some(seq) = state.store.application_seq(&group_id, &message).await?
+    {
+        // A retry of a message already accepted (the first answer was lost):
+        // its position again, and nothing new to deliver.
+        return Ok(Json(json!({ "seq": seq, "duplicate": true })));
+    }
     if access.archived {
         return Err(ApiError::Forbidden(
             "this channel is archived: nothing more can be posted to it",

@@ -329,6 +329,40 @@ async fn storage_suite(store: Store) {
 
     account_suite(&store).await;
     log_suite(&store).await;
+    // The same ciphertext posted again (a retry after a lost answer), even
+    // twice at once: it keeps its first position and takes no new one.
+    assert_eq!(store.application_seq("g1", b"m1").await.unwrap(), Some(1));
+    assert_eq!(
+        store.application_seq("g1", b"never sent").await.unwrap(),
+        None
+    );
+    let epoch = store.access("g1", "d-alice").await.unwrap().unwrap().epoch;
+    let before = store.application_seq("g1", b"m2").await.unwrap().unwrap();
+    let racing = |payload: &'static [u8]| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .append(
+                    "g1",
+                    epoch,
+                    MessageKind::Application,
+                    "d-alice",
+                    payload,
+                    None,
+                )
+                .await
+                .unwrap()
+        })
+    };
+    let (a, b) = (racing(b"m-twice"), racing(b"m-twice"));
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert_eq!(a, b, "both posts of one ciphertext get one position");
+    let Ok(seq) = a else { panic!("{a:?}") };
+    assert!(seq > before);
+    assert_eq!(
+        store.application_seq("g1", b"m-twice").await.unwrap(),
+        Some(seq)
+    );
 }
 
 /// Second factors, sessions, invites and rate limits: the compare-and-set

@@ -754,9 +754,38 @@ impl Store {
             return Ok(Err(self.current_epoch(group_id).await?));
         };
         let seq: i64 = row.get(0);
-        insert_message(&mut tx, group_id, seq, kind, epoch, sender, payload).await?;
+        if let Err(e) = insert_message(&mut tx, group_id, seq, kind, epoch, sender, payload).await {
+            // The same ciphertext, posted twice at once: the other insert
+            // won, and this one takes its position.
+            let duplicate = matches!(&e, sqlx::Error::Database(d) if d.is_unique_violation());
+            drop(tx);
+            if duplicate
+                && kind == MessageKind::Application
+                && let Some(first) = self.application_seq(group_id, payload).await?
+            {
+                return Ok(Ok(first));
+            }
+            return Err(e.into());
+        }
         tx.commit().await?;
         Ok(Ok(to_u64(seq)))
+    }
+
+    /// The position of an application message already accepted with exactly
+    /// these bytes, if any: a client's retry after a lost answer.
+    pub async fn application_seq(
+        &self,
+        group_id: &str,
+        payload: &[u8],
+    ) -> Result<Option<u64>, StoreError> {
+        Ok(
+            sqlx::query("SELECT seq FROM messages WHERE group_id = $1 AND payload_hash = $2")
+                .bind(group_id)
+                .bind(conclave_crypto::sha256_hex(payload))
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| to_u64(r.get(0))),
+        )
     }
 
     /// Applies an accepted commit if the group is still at its epoch: the
@@ -928,9 +957,11 @@ async fn insert_message(
     sender: &str,
     payload: &[u8],
 ) -> Result<(), sqlx::Error> {
+    // Application messages only: a handshake is deduplicated by its epoch.
+    let hash = (kind == MessageKind::Application).then(|| conclave_crypto::sha256_hex(payload));
     sqlx::query(
-        "INSERT INTO messages (group_id, seq, kind, epoch, sender_device, payload, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO messages (group_id, seq, kind, epoch, sender_device, payload, created_at, payload_hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(group_id)
     .bind(seq)
@@ -939,6 +970,7 @@ async fn insert_message(
     .bind(sender)
     .bind(payload.to_vec())
     .bind(now())
+    .bind(hash)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -17,7 +17,16 @@ pub(super) const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[
     (8, &[V8_COMMON], &[V8_COMMON]),
     (9, &[V9_COMMON], &[V9_COMMON]),
     (10, &[V10_COMMON], &[V10_COMMON]),
+    (11, &[V11_COMMON], &[V11_COMMON]),
 ];
+
+/// Version 11: application messages are known by the SHA-256 of their
+/// ciphertext, so a client that re-sends one after losing the answer (its
+/// node died, say) gets the first one's position instead of a second copy.
+const V11_COMMON: &str = "
+ALTER TABLE messages ADD COLUMN payload_hash TEXT;
+CREATE UNIQUE INDEX messages_by_payload ON messages(group_id, payload_hash);
+";
 
 /// Version 10: the workspace's slash commands, each answered by a bot. No
 /// secrets: a name, the bot, and a usage line.
