@@ -324,6 +324,20 @@ impl ServerProcess {
         self.data.path().join("data").join("tls-cert.pem")
     }
 
+    /// A plain HTTPS client (no request signing) that trusts this server's
+    /// certificate, with the base URL to use it with (`localhost`, the name
+    /// the generated certificate carries), for unsigned routes such as
+    /// `/healthz`. Its certificate also serves a bot's webhook endpoint.
+    pub fn https_client(&self) -> (reqwest::Client, String) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let pem = std::fs::read(self.certificate()).expect("read the certificate");
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("a PEM certificate")])
+            .build()
+            .expect("an HTTPS client");
+        (client, self.url.replace("127.0.0.1", "localhost"))
+    }
+
     /// The log's verifier key, as the host admin prints it.
     pub fn log_key(&self) -> String {
         self.admin(&["log-key"])

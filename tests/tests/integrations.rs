@@ -555,12 +555,8 @@ async fn webhooks_post_signed_payloads_and_refuse_forgeries() {
         .unwrap()
         .trim_end_matches("/hooks/NAME")
         .replace("127.0.0.1", "localhost");
-    let https = reqwest::Client::builder()
-        .tls_certs_only([
-            reqwest::Certificate::from_pem(&std::fs::read(&certificate).unwrap()).unwrap(),
-        ])
-        .build()
-        .unwrap();
+    // The relay's certificate serves the webhook endpoint here.
+    let (https, _) = server.https_client();
     let send = |hook: &str, secret: &str, nonce: &str, body: &str| {
         let mut request = https
             .post(format!("{base}/hooks/{hook}"))

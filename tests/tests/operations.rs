@@ -22,7 +22,6 @@ fn sample(metrics: &str, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_reports_health_and_metrics_and_stops_cleanly() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -31,14 +30,7 @@ async fn a_node_reports_health_and_metrics_and_stops_cleanly() {
     let metrics_url = format!("http://127.0.0.1:{port}/metrics");
     let mut server =
         ServerProcess::start_with(vec!["--metrics-listen".into(), format!("127.0.0.1:{port}")]);
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(
-            &std::fs::read(server.certificate()).unwrap(),
-        )
-        .unwrap()])
-        .build()
-        .unwrap();
-    let base = server.url.replace("127.0.0.1", "localhost");
+    let (http, base) = server.https_client();
     for path in ["/healthz", "/readyz"] {
         let answer = http.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(answer.status().as_u16(), 200, "{path}");

@@ -31,18 +31,12 @@ async fn two_nodes_on_one_database_deliver_to_each_other_live() {
     let Some(url) = fresh_postgres("two_nodes").await else {
         return;
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let node_a = ServerProcess::start_with(vec!["--database-url".into(), url]);
     let mut node_b = node_a.another_node();
 
     // Both nodes are alive and ready; neither needs a signature for that.
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(
-            &std::fs::read(node_a.certificate()).unwrap(),
-        )
-        .unwrap()])
-        .build()
-        .unwrap();
+    // (Node B's certificate is node A's: the nodes share it.)
+    let (http, _) = node_a.https_client();
     for node in [&node_a, &node_b] {
         let base = node.url.replace("127.0.0.1", "localhost");
         for path in ["/healthz", "/readyz"] {
