@@ -171,7 +171,7 @@ pub async fn run(client: &Client, command: BotCommand) -> Result<(), BoxError> {
 
 /// Runs the bot with `features` (and `/help`) until Ctrl-C or SIGTERM.
 async fn serve(client: &Client, name: &str, features: Features) -> Result<(), BoxError> {
-    client.sync().await?;
+    // No sync first: the bot's first round syncs before it handles anything.
     let mut bot = with_help(Bot::new(client.clone()));
     let mut answering = vec!["/help".to_owned()];
     let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();

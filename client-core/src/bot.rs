@@ -82,7 +82,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::{Row, SqliteConnection};
 
-use crate::client::Client;
+use crate::client::{Client, retry_delay};
 use crate::content::{Content, mentions_in};
 use crate::error::{ClientError, Result};
 use crate::transport::{BoxFuture, TransportError};
@@ -578,16 +578,6 @@ impl Client {
     }
 }
 
-/// Whether this device belongs to a bot account.
-pub(crate) async fn is_bot(tx: &mut SqliteConnection) -> Result<bool> {
-    Ok(
-        sqlx::query("SELECT bot_owner IS NOT NULL FROM identity WHERE id = 1")
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some_and(|r| r.get::<bool, _>(0)),
-    )
-}
-
 /// Puts a command (or, for a message handler, a message) in the inbox, in
 /// the transaction that stores the message.
 pub(crate) async fn enqueue(
@@ -634,12 +624,6 @@ fn is_unreachable(error: &HandlerError) -> bool {
     )
 }
 
-/// Exponential backoff with full jitter, from 250 ms up to 30 s.
-pub(crate) fn retry_delay(failures: u32) -> Duration {
-    let ceiling = 250u64.saturating_mul(1 << failures.min(7)).min(30_000);
-    Duration::from_millis(ceiling / 2 + rand::random::<u64>() % (ceiling / 2 + 1))
-}
-
 /// Stops the push stream's task when the bot stops.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -683,7 +667,7 @@ impl HttpCaller {
     pub async fn post_json(&self, url: &str, body: &serde_json::Value) -> Result<String> {
         let unreachable =
             |e: reqwest::Error| ClientError::Invalid(format!("calling {}: {e}", redact_url(url)));
-        let response = self
+        let mut response = self
             .http
             .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
@@ -691,7 +675,6 @@ impl HttpCaller {
             .send()
             .await
             .map_err(unreachable)?;
-        let mut response = response;
         let status = response.status();
         if !status.is_success() {
             return Err(ClientError::Invalid(format!(

@@ -1106,7 +1106,7 @@ impl Client {
             match self.post_to_group(group_id, body).await {
                 Err(ClientError::Transport(e)) if tries < TRIES => {
                     tracing::debug!(error = %e, tries, "posting again after a lost answer");
-                    tokio::time::sleep(crate::bot::retry_delay(tries)).await;
+                    tokio::time::sleep(retry_delay(tries)).await;
                 }
                 outcome => return outcome,
             }
@@ -1303,7 +1303,10 @@ impl Client {
             },
             &message_id,
             Content::decode(plaintext.as_bytes()),
-            &me,
+            crate::messaging::Reader {
+                user: &me,
+                bot: identity.bot_owner.is_some(),
+            },
         )
         .await
         .map(Some)
@@ -1786,7 +1789,8 @@ impl Client {
                     return Ok(events);
                 };
                 let decoded = Content::decode(&plaintext);
-                let me = self.identity()?.username.to_string();
+                let identity = self.identity()?;
+                let me = identity.username.to_string();
                 if let Decoded::Known(Content::ChannelInfo {
                     name: announced,
                     direct,
@@ -1825,7 +1829,10 @@ impl Client {
                         },
                         &message_id,
                         decoded,
-                        &me,
+                        crate::messaging::Reader {
+                            user: &me,
+                            bot: identity.bot_owner.is_some(),
+                        },
                     )
                     .await?,
                 );
@@ -2265,6 +2272,13 @@ async fn unique_name(tx: &mut SqliteConnection, wanted: &str) -> Result<String> 
         candidate = format!("{wanted}-{n}");
     }
     Ok(candidate)
+}
+
+/// Exponential backoff with full jitter, from 250 ms up to 30 s: for
+/// retrying after the relay went away (`backoff` is for quick conflicts).
+pub(crate) fn retry_delay(failures: u32) -> std::time::Duration {
+    let ceiling = 250u64.saturating_mul(1 << failures.min(7)).min(30_000);
+    std::time::Duration::from_millis(ceiling / 2 + rand::random::<u64>() % (ceiling / 2 + 1))
 }
 
 pub(crate) async fn backoff(attempt: u32) {

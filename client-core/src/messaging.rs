@@ -56,6 +56,13 @@ fn fts_query(words: &str) -> Option<String> {
     (!terms.is_empty()).then(|| terms.join(" "))
 }
 
+/// Who is reading: this device's account, and whether it is a bot (a bot's
+/// inbox gets the messages its handlers answer).
+pub(crate) struct Reader<'a> {
+    pub(crate) user: &'a str,
+    pub(crate) bot: bool,
+}
+
 /// Applies one received (or own, accepted) message to the history.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn apply_content(
@@ -66,8 +73,9 @@ pub(crate) async fn apply_content(
     author: Author<'_>,
     message_id: &str,
     decoded: Decoded,
-    me: &str,
+    reader: Reader<'_>,
 ) -> Result<Vec<Event>> {
+    let me = reader.user;
     // One id, one message: a member replaying someone's content under a new
     // MLS message gets nowhere.
     let fresh = sqlx::query(
@@ -116,7 +124,7 @@ pub(crate) async fn apply_content(
             .await?;
             let message = entry(tx, group_id, channel, message_id).await?;
             events.extend(notifications(tx, group_id, &message, &mentions, me).await?);
-            if author.user != me && crate::bot::is_bot(tx).await? {
+            if author.user != me && reader.bot {
                 crate::bot::enqueue(tx, group_id, message_id, author.user, None, &body, None)
                     .await?;
             }
@@ -145,7 +153,7 @@ pub(crate) async fn apply_content(
             .await?;
             let message = entry(tx, group_id, channel, message_id).await?;
             events.extend(notifications(tx, group_id, &message, &mentions, me).await?);
-            if author.user != me && crate::bot::is_bot(tx).await? {
+            if author.user != me && reader.bot {
                 let parent = parent.as_deref();
                 crate::bot::enqueue(tx, group_id, message_id, author.user, None, &body, parent)
                     .await?;

@@ -1124,7 +1124,10 @@ async fn push_loop(
             },
             _ = recheck.tick() => {
                 // A notice from another node may have been lost: look anyway.
-                resync = true;
+                // (One node alone loses none: its broadcast reports lag.)
+                if state.shared_database() {
+                    resync = true;
+                }
                 let session = state.store.device_session(&device_key).await.map_err(|e| e.to_string())?;
                 let Some(session) = session.filter(|s| session_problem(s, &state.config).is_none()) else {
                     return close_ended(socket, "session ended").await;

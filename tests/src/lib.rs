@@ -324,6 +324,15 @@ impl ServerProcess {
         self.data.path().join("data").join("tls-cert.pem")
     }
 
+    /// Creates bot account `name` for `owner` (`admin bot`) and returns the
+    /// password it prints once.
+    pub fn create_bot(&self, name: &str, owner: &str) -> String {
+        self.admin(&["bot", name, "--owner", owner])
+            .lines()
+            .find_map(|l| l.split_once("): ").map(|(_, p)| p.trim().to_owned()))
+            .expect("admin bot prints the password")
+    }
+
     /// A plain HTTPS client (no request signing) that trusts this server's
     /// certificate, with the base URL to use it with (`localhost`, the name
     /// the generated certificate carries), for unsigned routes such as

@@ -151,11 +151,7 @@ async fn bots_are_marked_accounts_that_members_add() {
 async fn slash_commands_go_encrypted_to_a_bot_in_the_channel() {
     let server = ServerProcess::start();
     let alice = Person::register(&server, "alice", PASSWORD).await;
-    let created = server.admin(&["bot", "deploy-bot", "--owner", "alice"]);
-    let password = created
-        .lines()
-        .find_map(|l| l.split_once("): ").map(|(_, p)| p.trim().to_owned()))
-        .unwrap();
+    let password = server.create_bot("deploy-bot", "alice");
     let bot = Person::fresh(&server, "deploy-bot").await;
     bot.client.login("deploy-bot", &password).await.unwrap();
 

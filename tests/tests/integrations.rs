@@ -17,18 +17,9 @@ use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// Creates bot `name` for `owner` and returns its password.
-fn create_bot(server: &ServerProcess, name: &str, owner: &str) -> String {
-    server
-        .admin(&["bot", name, "--owner", owner])
-        .lines()
-        .find_map(|l| l.split_once("): ").map(|(_, p)| p.trim().to_owned()))
-        .expect("admin bot prints the password")
-}
-
 /// A logged-in bot home whose client is closed, for a `conclave` process.
 async fn bot_home(server: &ServerProcess, name: &str, owner: &str) -> TempDir {
-    let password = create_bot(server, name, owner);
+    let password = server.create_bot(name, owner);
     let Person { client, home } = Person::fresh(server, name).await;
     client.login(name, &password).await.unwrap();
     drop(client);

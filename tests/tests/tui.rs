@@ -435,11 +435,7 @@ fn workspace_commands_complete_and_reach_their_bot_from_the_terminal_ui() {
         &["--password-stdin", "register", "alice"],
         Some(&passwords),
     );
-    let created = server.admin(&["bot", "echo-bot", "--owner", "alice"]);
-    let password = created
-        .lines()
-        .find_map(|l| l.split_once("): ").map(|(_, p)| p.trim().to_owned()))
-        .unwrap();
+    let password = server.create_bot("echo-bot", "alice");
     conclave(
         &server,
         bot.path(),
