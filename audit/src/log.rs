@@ -162,6 +162,15 @@ pub async fn append(conn: &mut AnyConnection, mut event: Event) -> Result<u64, L
     Ok(index)
 }
 
+/// The number of entries committed to the log stored in `pool` (no key
+/// needed: a node checks this before it may create one).
+pub async fn stored_size(pool: &AnyPool) -> Result<u64, LogError> {
+    let row = sqlx::query("SELECT size FROM audit_log_head WHERE id = 1")
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map_or(0, |r| to_u64(r.get(0))))
+}
+
 /// The stored log, with the key that signs its checkpoints.
 ///
 /// Leaf hashes are cached in memory as entries are read; the cache only
@@ -205,10 +214,7 @@ impl TransparencyLog {
 
     /// The number of entries committed.
     pub async fn size(&self) -> Result<u64, LogError> {
-        let row = sqlx::query("SELECT size FROM audit_log_head WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(to_u64(row.get(0)))
+        stored_size(&self.pool).await
     }
 
     /// Entries `start..end`, as stored.

@@ -343,6 +343,18 @@ enum ChannelCommand {
         /// Channel name.
         name: String,
     },
+    /// Show this device's epoch and security code for a channel: members who
+    /// see the same code share one group (compare them in person or by call).
+    Verify {
+        /// Channel name.
+        name: String,
+    },
+    /// Give this device fresh keys in a channel, so that whoever stole its
+    /// current ones cannot read what follows.
+    RotateKeys {
+        /// Channel name.
+        name: String,
+    },
     /// Archive a channel (its creator or an admin): it stays readable, nobody can post.
     Archive {
         /// Channel name.
@@ -879,6 +891,19 @@ async fn execute(
             for member in client.members(&name).await? {
                 println!("{}", describe_member(&member));
             }
+        }
+        Command::Channel(ChannelCommand::Verify { name }) => {
+            client.sync().await?;
+            let state = client.channel_state(&name).await?;
+            println!(
+                "{name}: epoch {}, security code {}",
+                state.epoch, state.code
+            );
+        }
+        Command::Channel(ChannelCommand::RotateKeys { name }) => {
+            client.rotate_keys(&name).await?;
+            let state = client.channel_state(&name).await?;
+            println!("new keys in {name}: epoch {}", state.epoch);
         }
         Command::Send { channel, text } => {
             let seq = client.send(&channel, &text).await?;

@@ -210,6 +210,18 @@ pub struct Channel {
     pub archived: bool,
 }
 
+/// This device's view of a channel's group state. Two devices that show the
+/// same epoch and code hold the same group, with the same members and keys
+/// (the code is the MLS epoch authenticator, RFC 9420 §8.7): compare them
+/// out of band to rule out a relay that split the channel in two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelState {
+    /// How many commits the group has been through.
+    pub epoch: u64,
+    /// The epoch authenticator, as 8 groups of 4 hex digits.
+    pub code: String,
+}
+
 /// A channel member and their devices in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -476,16 +488,35 @@ impl Client {
             Some(value) => serde_json::to_vec(value).map_err(ClientError::store)?,
             None => Vec::new(),
         };
-        let request = match signer {
-            Some(key) => HttpRequest::signed(key, method, path, body),
-            None => HttpRequest {
-                method,
-                path: path.to_owned(),
-                headers: Vec::new(),
-                body,
-            },
+        // Reading and acknowledging change nothing that doing them twice
+        // would change: when the answer is lost (its node died), ask again,
+        // on another node if there is one. Freshly signed each time, as the
+        // relay spends every nonce once.
+        let tries = if method == "GET" || path == "/v1/messages/ack" {
+            3
+        } else {
+            1
         };
-        let response = self.inner.transport.send(request).await?;
+        let mut tried = 0;
+        let response = loop {
+            tried += 1;
+            let request = match signer {
+                Some(key) => HttpRequest::signed(key, method, path, body.clone()),
+                None => HttpRequest {
+                    method,
+                    path: path.to_owned(),
+                    headers: Vec::new(),
+                    body: body.clone(),
+                },
+            };
+            match self.inner.transport.send(request).await {
+                Err(e) if tried < tries => {
+                    tracing::debug!(error = %e, tried, "asking again after a lost answer");
+                    tokio::time::sleep(retry_delay(tried)).await;
+                }
+                outcome => break outcome?,
+            }
+        };
         let value: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
         if (200..300).contains(&response.status) {
             return Ok(value);
@@ -1093,17 +1124,18 @@ impl Client {
         Err(ClientError::TooManyConflicts(MAX_ATTEMPTS))
     }
 
-    /// Posts an MLS message (and any Welcome) to a group.
-    /// Posts an application message, again with the same bytes if the
-    /// answer is lost (the node died, the connection broke): the relay knows
-    /// a message by its ciphertext and answers a repeat with the first one's
-    /// position, so a retry can neither lose the message nor double it.
-    async fn post_application(&self, group_id: &str, body: &Value) -> Result<Value> {
+    /// Posts an MLS message (and any Welcome) to a group, again with the
+    /// same bytes if the answer is lost (the node died, the connection
+    /// broke): the relay knows a message, proposal or commit by its bytes and
+    /// answers a repeat with the first one's position, so a retry can neither
+    /// lose it nor double it.
+    async fn post_to_group(&self, group_id: &str, body: &Value) -> Result<Value> {
         const TRIES: u32 = 4;
+        let path = format!("/v1/groups/{group_id}/messages");
         let mut tries = 0;
         loop {
             tries += 1;
-            match self.post_to_group(group_id, body).await {
+            match self.signed("POST", &path, Some(body)).await {
                 Err(ClientError::Transport(e)) if tries < TRIES => {
                     tracing::debug!(error = %e, tries, "posting again after a lost answer");
                     tokio::time::sleep(retry_delay(tries)).await;
@@ -1111,15 +1143,6 @@ impl Client {
                 outcome => return outcome,
             }
         }
-    }
-
-    async fn post_to_group(&self, group_id: &str, body: &Value) -> Result<Value> {
-        self.signed(
-            "POST",
-            &format!("/v1/groups/{group_id}/messages"),
-            Some(body),
-        )
-        .await
     }
 
     /// Sends a text message to a channel. Returns its position in the channel.
@@ -1221,7 +1244,7 @@ impl Client {
             tx.commit().await?;
             drop(db);
             let body = json!({ "message": STANDARD.encode(&ciphertext) });
-            match self.post_application(group_id, &body).await {
+            match self.post_to_group(group_id, &body).await {
                 Ok(answer) => {
                     let seq = answer["seq"]
                         .as_u64()
@@ -1446,20 +1469,29 @@ impl Client {
     }
 
     /// Keeps a push stream open and processes messages as they arrive, until
-    /// the returned task is aborted. Reconnects with backoff on failure.
+    /// the returned task is aborted. Reconnects (to another node, if the
+    /// transport knows several) after [`reconnect_delay`]; the stream opens
+    /// at this device's cursor, so nothing is lost or repeated meanwhile.
     pub fn listen(&self) -> tokio::task::JoinHandle<()> {
         let client = self.clone();
         tokio::spawn(async move {
-            let mut attempt = 0;
+            let mut failures = 0;
             loop {
-                match client.listen_once().await {
-                    Ok(()) => attempt = 0,
+                let opened = std::time::Instant::now();
+                let outcome = client.listen_once().await;
+                if opened.elapsed() > std::time::Duration::from_secs(60) {
+                    // It worked for a while: this is a new failure, not more
+                    // of the same.
+                    failures = 0;
+                }
+                match outcome {
+                    Ok(()) => failures = 0,
                     Err(e) => {
-                        attempt += 1;
-                        tracing::debug!(error = %e, "push stream failed");
+                        failures += 1;
+                        tracing::debug!(error = %e, failures, "push stream failed");
                     }
                 }
-                backoff(attempt.min(8)).await;
+                tokio::time::sleep(reconnect_delay(failures)).await;
             }
         })
     }
@@ -1879,6 +1911,45 @@ impl Client {
             .collect())
     }
 
+    /// This device's view of the channel's group: its epoch and a code to
+    /// compare with other members'.
+    pub async fn channel_state(&self, channel: &str) -> Result<ChannelState> {
+        let mut db = self.inner.db.lock().await;
+        let (group_id, _) = self.channel_by_name(&mut db, channel).await?;
+        let provider = TxProvider::new(&self.inner.crypto, &mut db);
+        let group = load_group(&provider, &group_id)?;
+        let authenticator = group.epoch_authenticator().as_slice();
+        let digits = hex::encode(authenticator.get(..16).unwrap_or(authenticator));
+        let code = digits
+            .as_bytes()
+            .chunks(4)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(ChannelState {
+            epoch: group.epoch().as_u64(),
+            code,
+        })
+    }
+
+    /// Gives this device a fresh leaf key in the channel (an MLS self-update
+    /// commit): whoever may have stolen its current keys cannot read what
+    /// follows (post-compromise security).
+    pub async fn rotate_keys(&self, channel: &str) -> Result<()> {
+        let group_id = self.active_channel(channel).await?;
+        self.commit(&group_id, |group, provider, key| {
+            let bundle = group
+                .self_update(provider, key, LeafNodeParameters::default())
+                .map_err(ClientError::mls)?;
+            let (commit, welcome, group_info) = bundle.into_contents();
+            // Only pending Add proposals would bring a Welcome along.
+            let welcome =
+                welcome.map(|w| MlsMessageOut::from_welcome(w, ProtocolVersion::default()));
+            Ok((commit, welcome, group_info))
+        })
+        .await
+    }
+
     /// Members of a channel, from this device's MLS state.
     pub async fn members(&self, channel: &str) -> Result<Vec<Member>> {
         let mut db = self.inner.db.lock().await;
@@ -2279,6 +2350,16 @@ async fn unique_name(tx: &mut SqliteConnection, wanted: &str) -> Result<String> 
 pub(crate) fn retry_delay(failures: u32) -> std::time::Duration {
     let ceiling = 250u64.saturating_mul(1 << failures.min(7)).min(30_000);
     std::time::Duration::from_millis(ceiling / 2 + rand::random::<u64>() % (ceiling / 2 + 1))
+}
+
+/// How long a push stream waits before it reconnects, after `failures`
+/// failed tries in a row (0: the node closed it, going away). When a node
+/// dies, every one of its clients reconnects at once; full jitter spreads
+/// them over the window, and the window doubles with each failure (up to
+/// 30 s), so the surviving nodes see a ramp rather than a wall.
+pub(crate) fn reconnect_delay(failures: u32) -> std::time::Duration {
+    let window = 1_000u64.saturating_mul(1 << failures.min(5)).min(30_000);
+    std::time::Duration::from_millis(rand::random::<u64>() % window)
 }
 
 pub(crate) async fn backoff(attempt: u32) {

@@ -283,7 +283,8 @@ impl Transport for HttpsTransport {
                 .map_err(|_| TransportError("bad method".into()))?;
             let mut failure = None;
             let mut answered = None;
-            for (index, node) in self.in_order() {
+            let last = self.nodes.len() - 1;
+            for (tried, (index, node)) in self.in_order().enumerate() {
                 let mut builder = self
                     .http
                     .request(method.clone(), format!("{}{}", node.base, request.path));
@@ -296,6 +297,14 @@ impl Transport for HttpsTransport {
                     .send()
                     .await;
                 match sent {
+                    // This node cannot reach its database; another node may.
+                    // (Should it have spent the request's nonce before it
+                    // lost the database, the next node refuses the request
+                    // as replayed: an error either way, never a double.)
+                    Ok(response) if response.status().as_u16() == 503 && tried < last => {
+                        failure = Some(format!("{} is unavailable (503)", node.base));
+                        answered = Some(response);
+                    }
                     Ok(response) => {
                         self.preferred.store(index, Ordering::Relaxed);
                         answered = Some(response);
@@ -353,13 +362,25 @@ impl Transport for HttpsTransport {
 
 struct WebSocketStream<S>(tokio_tungstenite::WebSocketStream<S>);
 
+/// The relay pings every open stream every 20 s; a stream that carried
+/// nothing for this long is taken for dead (its node lost power, or the
+/// network between us broke without a reset) and given up, so the client
+/// reconnects, to another node if there is one.
+const SILENCE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> PushStream
     for WebSocketStream<S>
 {
     fn next_frame(&mut self) -> BoxFuture<'_, Option<Result<String, TransportError>>> {
         Box::pin(async move {
             loop {
-                return match self.0.next().await? {
+                let Ok(next) = tokio::time::timeout(SILENCE_LIMIT, self.0.next()).await else {
+                    return Some(Err(TransportError(format!(
+                        "stream: the relay sent nothing for {} s",
+                        SILENCE_LIMIT.as_secs()
+                    ))));
+                };
+                return match next? {
                     Ok(tungstenite::Message::Text(text)) => Some(Ok(text.to_string())),
                     Ok(tungstenite::Message::Close(_)) => None,
                     Ok(_) => continue,

@@ -71,7 +71,7 @@ pub use account::{
 };
 pub use audit::{AuditPage, SecurityAlert};
 pub use bot::{Bot, HandlerError, HttpCaller, MAX_CALL_ANSWER, Request};
-pub use client::{Channel, Client, Event, FileInfo, HistoryEntry, Member, Reaction};
+pub use client::{Channel, ChannelState, Client, Event, FileInfo, HistoryEntry, Member, Reaction};
 pub use commands::SlashCommand;
 /// The log's sans-IO verification (proofs, notes, checkpoints, events), for
 /// clients that check more than client-core does for them.

@@ -613,19 +613,19 @@ async fn post_message(
         .access(&group_id, &device)
         .await?
         .ok_or(ApiError::NotFound("group"))?;
+    if let Some(seq) = state.store.seq_of_payload(&group_id, &message).await? {
+        // A retry of a message or commit already accepted (the first answer
+        // was lost, perhaps with the node that gave it): its position again,
+        // and nothing new to deliver. Checked before membership and epoch,
+        // which the accepted message itself may have changed (a leave, say).
+        return Ok(Json(json!({ "seq": seq, "duplicate": true })));
+    }
     // A non-member's handshake can only be an external commit to a public
     // channel; post_handshake decides.
     if !access.member && framing.kind != Wire::Handshake {
         return Err(ApiError::Forbidden(
             "only current members may post to a group",
         ));
-    }
-    if framing.kind == Wire::Application
-        && let Some(seq) = state.store.application_seq(&group_id, &message).await?
-    {
-        // A retry of a message already accepted (the first answer was lost):
-        // its position again, and nothing new to deliver.
-        return Ok(Json(json!({ "seq": seq, "duplicate": true })));
     }
     if access.archived {
         return Err(ApiError::Forbidden(
@@ -1016,6 +1016,48 @@ fn session_recheck(config: &crate::Config) -> std::time::Duration {
     std::time::Duration::from_secs((config.session_idle_timeout / 2).clamp(1, 30))
 }
 
+/// How far ahead of the next expected position an announced message may be
+/// held (rather than fetched) while the ones before it are announced.
+const REORDER_WINDOW: u64 = 256;
+/// How long such a message is held before the stream asks the database.
+const REORDER_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Pushes `p` (framed as `text`), the next message of its group, then any
+/// held back behind it.
+async fn push_in_order(
+    socket: &mut WebSocket,
+    sent: &mut HashMap<String, u64>,
+    ahead: &mut HashMap<String, std::collections::BTreeMap<u64, (Pending, std::time::Instant)>>,
+    p: &Pending,
+    text: &str,
+    accepted: std::time::Instant,
+) -> Result<(), String> {
+    let mut frame = Some(std::borrow::Cow::Borrowed(text));
+    let mut next = Some((p.clone(), accepted));
+    while let Some((message, accepted)) = next {
+        // The first message's frame is shared; the held ones make their own.
+        let text = frame
+            .take()
+            .unwrap_or_else(|| std::borrow::Cow::Owned(frame_of(&message)));
+        send_text(socket, &text).await?;
+        crate::metrics::METRICS
+            .delivery_latency
+            .observe(accepted.elapsed().as_secs_f64());
+        sent.insert(message.group_id.clone(), message.seq);
+        next = ahead
+            .get_mut(&message.group_id)
+            .and_then(|held| held.remove(&(message.seq + 1)));
+    }
+    ahead.retain(|_, held| !held.is_empty());
+    Ok(())
+}
+
+/// How often an open stream pings its client, so that a client whose node
+/// vanished without a word (power cut, partition) notices within
+/// `conclave_client`'s silence limit and moves to another node, and so that
+/// load balancers see traffic on an idle connection.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// WebSocket close code for "your session is over" (private-use range).
 const CLOSE_SESSION_ENDED: u16 = 4001;
 
@@ -1028,10 +1070,51 @@ async fn push_loop(
     state: AppState,
     device: DeviceId,
     user: String,
-    mut socket: WebSocket,
-    mut notifications: broadcast::Receiver<Arc<Notice>>,
+    socket: WebSocket,
+    notifications: broadcast::Receiver<Arc<Notice>>,
 ) -> Result<(), String> {
     let device_key = device.to_string();
+    let mut acks = HashMap::new();
+    let outcome = push_messages(&state, &device_key, user, socket, notifications, &mut acks).await;
+    // What the device acknowledged is kept, however the stream ended.
+    let kept = write_acks(&state, &device_key, &mut acks).await;
+    outcome.and(kept)
+}
+
+/// How long a stream gathers a device's acknowledgements before it writes
+/// them. A cursor that lags by this much costs nothing but a few messages
+/// pushed again after a reconnect, which the device skips; writing every
+/// acknowledgement at once cost a transaction each (and, on SQLite, a
+/// flush), with the stream pushing nothing while it waited.
+const ACK_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+/// Most groups whose acknowledgements a stream holds before writing them.
+const MAX_HELD_ACKS: usize = 256;
+
+/// Writes the highest acknowledged position per group, and forgets them.
+async fn write_acks(
+    state: &AppState,
+    device_key: &str,
+    acks: &mut HashMap<String, u64>,
+) -> Result<(), String> {
+    for (group_id, seq) in acks.drain() {
+        state
+            .store
+            .ack(device_key, &group_id, seq)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+async fn push_messages(
+    state: &AppState,
+    device_key: &str,
+    user: String,
+    mut socket: WebSocket,
+    mut notifications: broadcast::Receiver<Arc<Notice>>,
+    acks: &mut HashMap<String, u64>,
+) -> Result<(), String> {
+    let device_key = device_key.to_owned();
     let _counted = crate::metrics::OpenStream::new();
     let mut sent: HashMap<String, u64> = HashMap::new();
     // When messages announced to this stream were accepted, for the
@@ -1040,8 +1123,22 @@ async fn push_loop(
     let mut groups: HashSet<String> = HashSet::new();
     let mut resync = true;
     let mut recheck = tokio::time::interval(session_recheck(&state.config));
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut ack_writes = tokio::time::interval(ACK_WRITE_INTERVAL);
+    // Messages announced ahead of one still missing, per group, and when to
+    // stop waiting for it.
+    let mut ahead: HashMap<String, std::collections::BTreeMap<u64, (Pending, std::time::Instant)>> =
+        HashMap::new();
+    let mut gap_deadline: Option<tokio::time::Instant> = None;
     loop {
         if resync {
+            // The fetch covers whatever was held back.
+            for (group, held) in ahead.drain() {
+                for (seq, (_, accepted)) in held {
+                    arrivals.insert((group.clone(), seq), accepted);
+                }
+            }
+            gap_deadline = None;
             groups = state
                 .store
                 .groups_of(&device_key)
@@ -1104,23 +1201,47 @@ async fn push_loop(
                 }
                 Ok(Notice::Resync) => resync = true,
                 Ok(Notice::GoingAway) => return close_going_away(socket).await,
-                Ok(Notice::Message(p, accepted)) => {
-                    let next_in_line = sent.get(&p.group_id).is_some_and(|s| *s + 1 == p.seq);
+                Ok(Notice::Message(p, accepted, frame)) => {
+                    let last = sent.get(&p.group_id).copied();
                     let plain = p.kind == "application" || p.kind == "proposal";
-                    if groups.contains(&p.group_id) && next_in_line && plain {
-                        send(&mut socket, p).await?;
-                        crate::metrics::METRICS
-                            .delivery_latency
-                            .observe(accepted.elapsed().as_secs_f64());
-                        sent.insert(p.group_id.clone(), p.seq);
-                    } else if groups.contains(&p.group_id) || p.kind == "welcome" {
-                        // Membership may have changed or we missed something: ask the database.
-                        arrivals.insert((p.group_id.clone(), p.seq), *accepted);
-                        resync = true;
+                    let member = groups.contains(&p.group_id);
+                    match last {
+                        // Already pushed (fetched meanwhile, or a repeat's notice).
+                        Some(last) if member && p.seq <= last => {}
+                        Some(last) if member && plain && p.seq == last + 1 => {
+                            let text = frame.get_or_init(|| frame_of(p));
+                            push_in_order(&mut socket, &mut sent, &mut ahead, p, text, *accepted).await?;
+                            if ahead.is_empty() {
+                                gap_deadline = None;
+                            }
+                        }
+                        // Appends committed together are announced in no
+                        // particular order: hold one that came early for a
+                        // moment rather than ask the database.
+                        Some(last) if member && plain && p.seq <= last + REORDER_WINDOW => {
+                            ahead.entry(p.group_id.clone()).or_default().insert(p.seq, (p.clone(), *accepted));
+                            gap_deadline.get_or_insert_with(|| tokio::time::Instant::now() + REORDER_WAIT);
+                        }
+                        _ if member || p.kind == "welcome" => {
+                            // Membership may have changed or we missed something: ask the database.
+                            arrivals.insert((p.group_id.clone(), p.seq), *accepted);
+                            resync = true;
+                        }
+                        _ => {}
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => resync = true,
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+            // A gap that did not fill in time: the database knows.
+            _ = tokio::time::sleep_until(gap_deadline.unwrap_or_else(tokio::time::Instant::now)), if gap_deadline.is_some() => {
+                resync = true;
+            },
+            _ = ack_writes.tick(), if !acks.is_empty() => {
+                write_acks(state, &device_key, acks).await?;
+            },
+            _ = heartbeat.tick() => {
+                socket.send(Message::Ping(Default::default())).await.map_err(|e| e.to_string())?;
             },
             _ = recheck.tick() => {
                 // A notice from another node may have been lost: look anyway.
@@ -1142,7 +1263,13 @@ async fn push_loop(
                 Some(Ok(Message::Text(text))) => {
                     let body: AckBody = serde_json::from_str(text.as_str()).map_err(|e| format!("bad frame: {e}"))?;
                     for ack in body.acks {
-                        state.store.ack(&device_key, &ack.group_id, ack.seq).await.map_err(|e| e.to_string())?;
+                        let highest = acks.entry(ack.group_id).or_default();
+                        *highest = (*highest).max(ack.seq);
+                    }
+                    // A device names its own groups; one naming thousands
+                    // is written out at once rather than held in memory.
+                    if acks.len() > MAX_HELD_ACKS {
+                        write_acks(state, &device_key, acks).await?;
                     }
                 }
                 Some(Ok(Message::Close(_))) | None => return Ok(()),
@@ -1180,7 +1307,16 @@ async fn close_ended(mut socket: WebSocket, reason: &'static str) -> Result<(), 
 }
 
 async fn send(socket: &mut WebSocket, p: &Pending) -> Result<(), String> {
-    let text = serde_json::to_string(&delivered(p)).map_err(|e| e.to_string())?;
+    send_text(socket, &frame_of(p)).await
+}
+
+/// The stream frame for `p`: the same JSON object as `GET /v1/messages`.
+fn frame_of(p: &Pending) -> String {
+    // Strings and a number: serializing cannot fail.
+    serde_json::to_string(&delivered(p)).unwrap_or_default()
+}
+
+async fn send_text(socket: &mut WebSocket, text: &str) -> Result<(), String> {
     socket
         .send(Message::Text(text.into()))
         .await

@@ -94,6 +94,10 @@ pub enum ApiError {
         /// Seconds until the window reopens.
         retry_after: u64,
     },
+    /// The database cannot be reached from this node right now; another
+    /// node, or this one a little later, may serve the request.
+    #[error("the relay's database is unavailable; try again or another node")]
+    Unavailable(String),
     /// A storage or internal failure; details go to the log, not the client.
     #[error("internal error")]
     Internal(String),
@@ -126,6 +130,7 @@ impl ApiError {
             InviteRequired => (StatusCode::FORBIDDEN, "invite_required"),
             InviteInvalid => (StatusCode::FORBIDDEN, "invite_invalid"),
             RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -139,9 +144,11 @@ impl IntoResponse for ApiError {
         } else if matches!(self, ApiError::RateLimited { .. }) {
             crate::metrics::METRICS.rate_limited.inc();
         }
-        if let ApiError::Internal(detail) = &self {
+        match &self {
             // The detail stays in the log; it never carries request bodies.
-            tracing::error!(%detail, "internal error");
+            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            ApiError::Unavailable(detail) => tracing::warn!(%detail, "database unavailable"),
+            _ => {}
         }
         let mut body = json!({ "error": code, "message": self.to_string() });
         match &self {
@@ -160,7 +167,19 @@ impl IntoResponse for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(error: crate::store::StoreError) -> Self {
-        ApiError::Internal(format!("database: {error}"))
+        use crate::store::StoreError::Database;
+        match &error {
+            // The connection, not the request: 503, so that clients and load
+            // balancers try another node instead of giving up.
+            Database(
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed,
+            ) => ApiError::Unavailable(format!("database: {error}")),
+            _ => ApiError::Internal(format!("database: {error}")),
+        }
     }
 }
 
@@ -178,5 +197,15 @@ mod tests {
         assert_eq!(response.headers()[http::header::RETRY_AFTER], "42");
         let response = ApiError::SecondFactorRequired(vec!["totp"]).into_response();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn a_lost_database_connection_is_503_and_a_failed_query_500() {
+        let lost = crate::store::StoreError::Database(sqlx::Error::PoolTimedOut);
+        let response = ApiError::from(lost).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let failed = crate::store::StoreError::Database(sqlx::Error::RowNotFound);
+        let response = ApiError::from(failed).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -50,7 +50,7 @@ impl Wire {
     pub(crate) fn of(node: &str, notice: &Notice) -> Option<Self> {
         let node = node.to_owned();
         Some(match notice {
-            Notice::Message(p, accepted) => Wire::Appended {
+            Notice::Message(p, accepted, _) => Wire::Appended {
                 node,
                 group_id: p.group_id.clone(),
                 seq: p.seq,
@@ -155,12 +155,43 @@ pub(crate) fn spawn_listener(url: String, state: AppState) {
     });
 }
 
+/// Passes another node's notice to this node's streams. A message that
+/// needs no membership change is fetched once here, for every stream, and
+/// handed on as if accepted here; anything else sends the streams that care
+/// to the database themselves.
+fn tell_streams(state: &AppState, notice: Notice) {
+    let Notice::Appended {
+        group_id,
+        seq,
+        kind,
+        accepted_ms,
+    } = &notice
+    else {
+        return state.tell_local(notice);
+    };
+    if kind != "application" && kind != "proposal" {
+        return state.tell_local(notice);
+    }
+    let (state, group_id, seq, accepted_ms) = (state.clone(), group_id.clone(), *seq, *accepted_ms);
+    tokio::spawn(async move {
+        let age = crate::auth::unix_millis().saturating_sub(accepted_ms);
+        let accepted = std::time::Instant::now()
+            .checked_sub(std::time::Duration::from_millis(age))
+            .unwrap_or_else(std::time::Instant::now);
+        match state.store.message_at(&group_id, seq).await {
+            Ok(Some(message)) => state.tell_local(Notice::message(message, accepted)),
+            // Gone (retention) or unreadable right now: the streams look.
+            Ok(None) | Err(_) => state.tell_local(notice),
+        }
+    });
+}
+
 async fn follow(listener: &mut PgListener, state: &AppState) {
     loop {
         match listener.try_recv().await {
             Ok(Some(notification)) => match serde_json::from_str::<Wire>(notification.payload()) {
                 Ok(wire) if wire.node() == state.node.as_ref() => {}
-                Ok(wire) => state.tell_local(wire.into_notice()),
+                Ok(wire) => tell_streams(state, wire.into_notice()),
                 Err(e) => tracing::warn!(error = %e, "unreadable notice from another node"),
             },
             // The connection dropped and came back: notices may be lost.
@@ -179,7 +210,7 @@ mod tests {
 
     #[test]
     fn notices_travel_as_small_json_and_come_back_the_same() {
-        let notice = Notice::Message(
+        let notice = Notice::message(
             crate::Pending {
                 group_id: "ab".repeat(32),
                 seq: 42,

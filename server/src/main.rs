@@ -1,33 +1,42 @@
 //! `conclave-server`: see `conclave-server --help`.
 
 use clap::Parser;
-use conclave_server::{Args, Config};
+use conclave_server::{Args, Config, LogFormat};
 
 #[tokio::main]
 async fn main() {
-    let args = Args::parse();
+    if let Err(message) = serve(Args::parse()).await {
+        eprintln!("conclave-server: {message}");
+        std::process::exit(1);
+    }
+}
+
+/// Logs to stderr, as text or JSON lines; `CONCLAVE_LOG` sets the levels.
+fn start_logging(format: LogFormat, admin_command: bool) {
     // An admin command prints its answer; only problems go to the log.
-    let default_level = if args.command.is_some() {
+    // PostgreSQL's notices ("relation … already exists, skipping" at every
+    // start) are not news.
+    let default_level = if admin_command {
         "warn"
     } else {
-        "info"
+        "info,sqlx::postgres::notice=warn"
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CONCLAVE_LOG")
                 .unwrap_or_else(|_| default_level.into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    if let Err(message) = serve(args).await {
-        eprintln!("conclave-server: {message}");
-        std::process::exit(1);
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
     }
 }
 
 async fn serve(mut args: Args) -> Result<(), String> {
     let command = args.command.take();
     let config = Config::resolve(args)?;
+    start_logging(config.log_format, command.is_some());
     if let Some(conclave_server::admin::Command::Admin(command)) = command {
         return conclave_server::admin::run(config, command).await;
     }

@@ -71,12 +71,13 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     if let Some((_, path)) = built.iter().find(|(n, _)| n == name) {
         return path.clone();
     }
-    // Test executables live in target/<profile>/deps.
+    // Test executables live in target/<profile>/deps, the benchmark in
+    // target/<profile>.
     let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
+    let mut profile_dir = exe.parent().expect("target/<profile>");
+    if profile_dir.file_name().is_some_and(|dir| dir == "deps") {
+        profile_dir = profile_dir.parent().expect("target/<profile>");
+    }
     let mut build = Command::new(env!("CARGO"));
     // `--workspace`, not `-p …`: features are unified across the packages a
     // build selects, and `cargo test` selects them all. With the same
@@ -108,6 +109,18 @@ fn open_registration_unless_set(extra: &[String]) -> Vec<&'static str> {
     } else {
         vec!["--open-registration", "true"]
     }
+}
+
+static RELAY_LOG_LEVEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The log level of every relay started from now on; tests want every line
+/// (`debug`, the default), the benchmark only warnings.
+pub fn set_relay_log_level(level: &str) {
+    let _ = RELAY_LOG_LEVEL.set(level.to_owned());
+}
+
+fn relay_log_level() -> &'static str {
+    RELAY_LOG_LEVEL.get().map_or("debug", String::as_str)
 }
 
 /// The real relay, as a child process.
@@ -160,7 +173,7 @@ impl ServerProcess {
             .arg(self.data.path().join("data"))
             .args(open_registration_unless_set(&self.extra))
             .args(&self.extra)
-            .env("CONCLAVE_LOG", "debug")
+            .env("CONCLAVE_LOG", relay_log_level())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -202,7 +215,10 @@ impl ServerProcess {
             use std::io::Write;
             if let Ok(mut log) = std::fs::OpenOptions::new().append(true).open(log_path) {
                 for line in lines.map_while(Result::ok) {
-                    let _ = writeln!(log, "{line}");
+                    // One write per line: the server appends its log lines
+                    // to the same file, and a line written in pieces could
+                    // be split by one of them.
+                    let _ = log.write_all(format!("{line}\n").as_bytes());
                 }
             }
         });
@@ -211,6 +227,11 @@ impl ServerProcess {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.child = Some(child);
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no shutdown, no flush.

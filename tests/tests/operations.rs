@@ -1,6 +1,7 @@
 //! Operating one relay node: liveness and readiness, Prometheus metrics
-//! that count without telling content, and a clean stop on SIGTERM with a
-//! stream open (SQLite, the default; several nodes are in `scale_out.rs`).
+//! that count without telling content, JSON log lines that carry no secret
+//! or content, and a clean stop on SIGTERM with a stream open (SQLite, the
+//! default; several nodes are in `scale_out.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::time::Duration;
@@ -28,8 +29,13 @@ async fn a_node_reports_health_and_metrics_and_stops_cleanly() {
         .unwrap()
         .port();
     let metrics_url = format!("http://127.0.0.1:{port}/metrics");
-    let mut server =
-        ServerProcess::start_with(vec!["--metrics-listen".into(), format!("127.0.0.1:{port}")]);
+    // The harness logs at debug level: the most a node ever writes.
+    let mut server = ServerProcess::start_with(vec![
+        "--metrics-listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--log-format".into(),
+        "json".into(),
+    ]);
     let (http, base) = server.https_client();
     for path in ["/healthz", "/readyz"] {
         let answer = http.get(format!("{base}{path}")).send().await.unwrap();
@@ -101,4 +107,74 @@ async fn a_node_reports_health_and_metrics_and_stops_cleanly() {
         started.elapsed()
     );
     listening.abort();
+
+    // The log: one JSON object per line (the harness also appends what the
+    // node printed on stdout), none holding the password or any content.
+    let log = std::fs::read_to_string(server.data.path().join("server.log")).unwrap();
+    let mut events = 0;
+    for line in log.lines() {
+        if line.starts_with('{') {
+            let event: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}"));
+            for field in ["timestamp", "level", "target"] {
+                assert!(event.get(field).is_some(), "no {field} in {line}");
+            }
+            events += 1;
+        } else {
+            let printed = [
+                "created a new audit log key",
+                "audit log verifier key: ",
+                "conclave-server listening on ",
+                "certificate: ",
+                "certificate SHA-256 fingerprint: ",
+                "metrics at ",
+            ];
+            assert!(
+                printed.iter().any(|p| line.starts_with(p)),
+                "a log line that is neither JSON nor the node's own output: {line}"
+            );
+        }
+    }
+    assert!(events >= 10, "the node logged its requests: {events} lines");
+    assert!(log.contains(r#""message":"serving""#), "{log}");
+    for private in [PASSWORD, "quarterly", "revenue line"] {
+        assert!(!log.contains(private), "the log holds {private:?}");
+    }
+}
+
+/// A node started on a used workspace's database without its key files
+/// would make new keys: checkpoints no client accepts, TOTP secrets other
+/// nodes cannot open. It refuses to start, and says which file it needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_without_the_workspace_keys_refuses_to_start() {
+    let mut server = ServerProcess::start();
+    Person::register(&server, "alice", PASSWORD).await;
+    server.kill_hard();
+    let data = server.data.path().join("data");
+    let saved = std::fs::read(data.join("log.key")).unwrap();
+    std::fs::remove_file(data.join("log.key")).unwrap();
+    let binary = conclave_tests::workspace_binary("conclave-server");
+    let refused = std::process::Command::new(&binary)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "the node started without its log key"
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("log.key does not exist, but this database already belongs to a workspace")
+            && stderr.contains("--log-key-file"),
+        "{stderr}"
+    );
+    assert!(!data.join("log.key").exists(), "no new log key was made");
+
+    // With the key back, it serves again.
+    std::fs::write(data.join("log.key"), saved).unwrap();
+    server.restart();
+    let (http, base) = server.https_client();
+    let answer = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
 }

@@ -119,3 +119,26 @@ async fn two_nodes_on_one_database_deliver_to_each_other_live() {
     alice_listening.abort();
     bob_listening.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_starting_together_on_an_empty_database_both_come_up() {
+    let Some(url) = fresh_postgres("start_together").await else {
+        return;
+    };
+    // Both migrate the same empty database at the same moment; one waits
+    // for the other.
+    let starting: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                ServerProcess::start_with(vec!["--database-url".into(), url])
+            })
+        })
+        .collect();
+    let nodes: Vec<ServerProcess> = starting.into_iter().map(|t| t.join().unwrap()).collect();
+    for node in &nodes {
+        let (http, base) = node.https_client();
+        let answer = http.get(format!("{base}/readyz")).send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), 200, "{base} is ready");
+    }
+}

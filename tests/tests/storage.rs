@@ -331,13 +331,13 @@ async fn storage_suite(store: Store) {
     log_suite(&store).await;
     // The same ciphertext posted again (a retry after a lost answer), even
     // twice at once: it keeps its first position and takes no new one.
-    assert_eq!(store.application_seq("g1", b"m1").await.unwrap(), Some(1));
+    assert_eq!(store.seq_of_payload("g1", b"m1").await.unwrap(), Some(1));
     assert_eq!(
-        store.application_seq("g1", b"never sent").await.unwrap(),
+        store.seq_of_payload("g1", b"never sent").await.unwrap(),
         None
     );
     let epoch = store.access("g1", "d-alice").await.unwrap().unwrap().epoch;
-    let before = store.application_seq("g1", b"m2").await.unwrap().unwrap();
+    let before = store.seq_of_payload("g1", b"m2").await.unwrap().unwrap();
     let racing = |payload: &'static [u8]| {
         let store = store.clone();
         tokio::spawn(async move {
@@ -360,9 +360,78 @@ async fn storage_suite(store: Store) {
     let Ok(seq) = a else { panic!("{a:?}") };
     assert!(seq > before);
     assert_eq!(
-        store.application_seq("g1", b"m-twice").await.unwrap(),
+        store.seq_of_payload("g1", b"m-twice").await.unwrap(),
         Some(seq)
     );
+    group_commit_suite(&store).await;
+}
+
+/// Many appends at once (which the store commits in shared transactions):
+/// each group's positions run on without gaps or repeats, every message
+/// holds exactly one, a message sent twice holds one, and an append at a
+/// stale epoch fails alone without sinking the appends batched with it.
+async fn group_commit_suite(store: &Store) {
+    let groups = ["gc-a", "gc-b", "gc-c"];
+    for group in groups {
+        store
+            .create_group(group, 0, b"s", "d-alice", "alice", None)
+            .await
+            .unwrap();
+    }
+    let mut appends = Vec::new();
+    for n in 0..300usize {
+        let store = store.clone();
+        let group = groups[n % groups.len()];
+        // The k-th message of a group; every tenth is sent again as the
+        // next one, and a few go at a stale epoch.
+        let k = n / groups.len();
+        let payload = if k % 10 == 1 {
+            format!("{group} message {}", k - 1)
+        } else {
+            format!("{group} message {k}")
+        };
+        let epoch = if k % 25 == 7 { 5 } else { 0 };
+        appends.push(tokio::spawn(async move {
+            let outcome = store
+                .append(
+                    group,
+                    epoch,
+                    MessageKind::Application,
+                    "d-alice",
+                    payload.as_bytes(),
+                    None,
+                )
+                .await
+                .unwrap();
+            (group, payload, epoch, outcome)
+        }));
+    }
+    let mut positions: std::collections::BTreeMap<&str, Vec<(u64, String)>> = Default::default();
+    for append in appends {
+        let (group, payload, epoch, outcome) = append.await.unwrap();
+        match outcome {
+            Ok(seq) => {
+                assert_eq!(epoch, 0, "a stale append was accepted");
+                positions.entry(group).or_default().push((seq, payload));
+            }
+            Err(current) => {
+                assert_eq!((epoch, current), (5, 0), "a fresh append was refused");
+            }
+        }
+    }
+    for (group, mut held) in positions {
+        held.sort();
+        held.dedup();
+        let seqs: Vec<u64> = held.iter().map(|(seq, _)| *seq).collect();
+        let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+        assert_eq!(seqs, expected, "{group}: one message per position, no gaps");
+        let payloads: BTreeSet<&String> = held.iter().map(|(_, p)| p).collect();
+        assert_eq!(
+            payloads.len(),
+            held.len(),
+            "{group}: a repeat took a second position"
+        );
+    }
 }
 
 /// Second factors, sessions, invites and rate limits: the compare-and-set

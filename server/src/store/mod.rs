@@ -14,6 +14,7 @@
 mod accounts;
 mod blobs;
 mod channels;
+mod group_commit;
 mod schema;
 
 pub use accounts::{AccountSummary, ChallengeRow, CredentialRow, DeviceSession};
@@ -164,6 +165,8 @@ pub struct CommitRecord<'a> {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Appends wait here for the next group commit (SQLite).
+    appends: Option<tokio::sync::mpsc::Sender<group_commit::Queued>>,
 }
 
 fn now() -> i64 {
@@ -206,7 +209,12 @@ impl Store {
             });
         }
         let pool = options.connect(url).await?;
-        let store = Self { pool, backend };
+        let appends = (backend == Backend::Sqlite).then(|| group_commit::start(pool.clone()));
+        let store = Self {
+            pool,
+            backend,
+            appends,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -235,6 +243,28 @@ impl Store {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Sqlite {
+            return self.apply_migrations().await;
+        }
+        // Nodes starting at once on an empty database would race even to
+        // create `schema_version` (PostgreSQL's catalog refuses the second
+        // CREATE TABLE IF NOT EXISTS): one node migrates at a time, under a
+        // session advisory lock held on a connection of its own.
+        const MIGRATION_LOCK: i64 = 0x636f_6e63_6c61_7665; // "conclave"
+        let mut holder = self.pool.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *holder)
+            .await?;
+        let outcome = self.apply_migrations().await;
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *holder)
+            .await?;
+        outcome
+    }
+
+    async fn apply_migrations(&self) -> Result<(), StoreError> {
         self.pool
             .execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY)")
             .await?;
@@ -720,8 +750,12 @@ impl Store {
     }
 
     /// Appends a non-commit message if the group is still at `epoch`.
-    /// Returns its sequence number, or `Err(current_epoch)` on a conflict.
-    /// A proposal also replaces the public state (it joins the proposal queue).
+    /// Returns its sequence number (the first one's, if these very bytes
+    /// are already there), or `Err(current_epoch)` on a conflict. A proposal
+    /// also replaces the public state (it joins the proposal queue).
+    ///
+    /// Durable when it returns; appends made at the same moment share one
+    /// transaction (see `group_commit`).
     pub async fn append(
         &self,
         group_id: &str,
@@ -731,49 +765,53 @@ impl Store {
         payload: &[u8],
         new_public_state: Option<&[u8]>,
     ) -> Result<Result<u64, u64>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let bumped = match new_public_state {
-            Some(state) => sqlx::query(
-                "UPDATE groups SET next_seq = next_seq + 1, public_state = $3
-                 WHERE group_id = $1 AND epoch = $2 RETURNING next_seq - 1",
-            )
-            .bind(group_id)
-            .bind(to_i64(epoch))
-            .bind(state.to_vec()),
-            None => sqlx::query(
-                "UPDATE groups SET next_seq = next_seq + 1
-                 WHERE group_id = $1 AND epoch = $2 RETURNING next_seq - 1",
-            )
-            .bind(group_id)
-            .bind(to_i64(epoch)),
-        }
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = bumped else {
-            drop(tx);
-            return Ok(Err(self.current_epoch(group_id).await?));
+        let append = group_commit::Append {
+            group_id: group_id.to_owned(),
+            epoch,
+            kind,
+            sender: sender.to_owned(),
+            payload: payload.to_vec(),
+            public_state: new_public_state.map(<[u8]>::to_vec),
         };
-        let seq: i64 = row.get(0);
-        if let Err(e) = insert_message(&mut tx, group_id, seq, kind, epoch, sender, payload).await {
-            // The same ciphertext, posted twice at once: the other insert
-            // won, and this one takes its position.
-            let duplicate = matches!(&e, sqlx::Error::Database(d) if d.is_unique_violation());
-            drop(tx);
-            if duplicate
-                && kind == MessageKind::Application
-                && let Some(first) = self.application_seq(group_id, payload).await?
-            {
-                return Ok(Ok(first));
-            }
-            return Err(e.into());
+        let Some(queue) = &self.appends else {
+            return group_commit::append_postgres(&self.pool, &append).await;
+        };
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        match queue.send(group_commit::Queued { append, answer }).await {
+            Ok(()) => match answered.await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(StoreError::Database(sqlx::Error::WorkerCrashed)),
+            },
+            // No committer (the runtime is shutting down): on our own.
+            Err(refused) => group_commit::append_one(&self.pool, &refused.0.append).await,
         }
-        tx.commit().await?;
-        Ok(Ok(to_u64(seq)))
     }
 
-    /// The position of an application message already accepted with exactly
-    /// these bytes, if any: a client's retry after a lost answer.
-    pub async fn application_seq(
+    /// The message at `seq` in a group, if it is stored.
+    pub async fn message_at(
+        &self,
+        group_id: &str,
+        seq: u64,
+    ) -> Result<Option<Pending>, StoreError> {
+        Ok(
+            sqlx::query("SELECT kind, payload FROM messages WHERE group_id = $1 AND seq = $2")
+                .bind(group_id)
+                .bind(to_i64(seq))
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| Pending {
+                    group_id: group_id.to_owned(),
+                    seq,
+                    kind: r.get(0),
+                    payload: r.get(1),
+                }),
+        )
+    }
+
+    /// The position of a message (application, proposal or commit) already
+    /// accepted with exactly these bytes, if any: a client's retry after a
+    /// lost answer.
+    pub async fn seq_of_payload(
         &self,
         group_id: &str,
         payload: &[u8],
@@ -810,6 +848,11 @@ impl Store {
         .await?;
         let Some(row) = bumped else {
             drop(tx);
+            // The same commit, posted twice at once (a retry racing the
+            // first try): the first moved the epoch, and this one is it.
+            if let Some(first) = self.seq_of_payload(record.group_id, record.commit).await? {
+                return Ok(Ok(first));
+            }
             return Ok(Err(self.current_epoch(record.group_id).await?));
         };
         let seq: i64 = row.get(0);
@@ -957,8 +1000,9 @@ async fn insert_message(
     sender: &str,
     payload: &[u8],
 ) -> Result<(), sqlx::Error> {
-    // Application messages only: a handshake is deduplicated by its epoch.
-    let hash = (kind == MessageKind::Application).then(|| conclave_crypto::sha256_hex(payload));
+    // Everything a client posts and may post again after a lost answer. A
+    // Welcome is not: it only ever travels with its commit.
+    let hash = (kind != MessageKind::Welcome).then(|| conclave_crypto::sha256_hex(payload));
     sqlx::query(
         "INSERT INTO messages (group_id, seq, kind, epoch, sender_device, payload, created_at, payload_hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
