@@ -42,8 +42,9 @@ pub use config::{Args, Config, LogFormat};
 pub use error::ApiError;
 pub use events::{AuditAction, AuditEvent, AuditTrail};
 pub use store::{
-    AccountSummary, Backend, ChallengeRow, CommitRecord, DeviceSession, GroupAccess, GroupRow,
-    MessageKind, NewGroup, NewKeyPackage, Pending, PublicListing, Store, StoreError,
+    AccountSummary, Backend, BlobSpec, ChallengeRow, CommitRecord, DeviceSession, GroupAccess,
+    GroupRow, MessageKind, NewBlob, NewGroup, NewKeyPackage, Pending, PublicListing, Store,
+    StoreError,
 };
 pub use tls::TlsIdentity;
 use tokio::sync::broadcast;

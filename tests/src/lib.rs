@@ -398,6 +398,20 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill_hard();
+        if std::thread::panicking() {
+            // The test failed: what the relay said is usually why, and its
+            // directory is about to go.
+            let log =
+                std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!(
+                "--- the last {} lines of {}'s log ---\n{}",
+                tail.len(),
+                self.url,
+                tail.join("\n")
+            );
+        }
     }
 }
 

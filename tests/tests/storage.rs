@@ -8,7 +8,7 @@ use conclave_audit::log::{LogError, TransparencyLog};
 use conclave_audit::{
     Checkpoint, Event, NoteSigner, SignedNote, leaf_hash, verify_consistency, verify_inclusion,
 };
-use conclave_server::{GroupAccess, MessageKind, NewKeyPackage, Store};
+use conclave_server::{BlobSpec, GroupAccess, MessageKind, NewBlob, NewKeyPackage, Store};
 use conclave_tests::{TempDir, fresh_postgres};
 
 fn registration(user: &str, device: &str) -> Event {
@@ -364,6 +364,70 @@ async fn storage_suite(store: Store) {
         Some(seq)
     );
     group_commit_suite(&store).await;
+    reading_writes_wait_their_turn(&store).await;
+}
+
+/// Transactions that read before they write (a file chunk checks its blob
+/// is still open) run beside a stream of other writes: every one waits for
+/// its turn and succeeds. (On SQLite a transaction that began as a reader
+/// fails outright, "database is locked", when another connection wrote
+/// after its first read; the relay must not answer those with 500.)
+async fn reading_writes_wait_their_turn(store: &Store) {
+    store
+        .create_group("busy", 0, b"s", "d-alice", "alice", None)
+        .await
+        .unwrap();
+    let chunks = 64u64;
+    let blob = BlobSpec {
+        blob_id: "busy-blob",
+        group_id: "busy",
+        owner: "alice",
+        size: chunks * 16,
+        chunks,
+        recipient: None,
+    };
+    assert!(matches!(
+        store.create_blob(&blob, u64::MAX).await.unwrap(),
+        NewBlob::Created
+    ));
+    let mut writes = tokio::task::JoinSet::new();
+    for n in 0..200u64 {
+        let store = store.clone();
+        writes.spawn(async move {
+            let payload = format!("busy message {n}");
+            store
+                .append(
+                    "busy",
+                    0,
+                    MessageKind::Application,
+                    "d-alice",
+                    payload.as_bytes(),
+                    None,
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("append {n}: {e}"))
+        });
+    }
+    for index in 0..chunks {
+        let store = store.clone();
+        writes.spawn(async move {
+            match store.put_blob_chunk("busy-blob", index, &[7u8; 16]).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(format!("chunk {index}: the blob was not open")),
+                Err(e) => Err(format!("chunk {index}: {e}")),
+            }
+        });
+    }
+    while let Some(outcome) = writes.join_next().await {
+        if let Err(e) = outcome.unwrap() {
+            panic!("a write failed beside others: {e}");
+        }
+    }
+    assert_eq!(
+        store.complete_blob("busy-blob", chunks).await.unwrap(),
+        chunks
+    );
 }
 
 /// Many appends at once (which the store commits in shared transactions):

@@ -127,6 +127,44 @@ impl Tmux {
         self.ok(&["send-keys", "-t", name, key]);
     }
 
+    /// Waits until the program in `name` has ended; returns `pane_state`.
+    /// Should it not end, the failure shows how its pane ended (a signal?)
+    /// or, if it still runs, where each of its threads is (with gdb).
+    fn wait_for_exit(&self, name: &str) -> (bool, Option<i32>) {
+        let pid = self.ok(&["list-panes", "-t", name, "-F", "#{pane_pid}"]);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            // tmux sees the terminal close a moment before it reaps the
+            // exit status: wait for the status itself.
+            let state = self.pane_state(name);
+            if state.1.is_some() {
+                return state;
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let ended = self.ok(&[
+            "list-panes",
+            "-t",
+            name,
+            "-F",
+            "dead=#{pane_dead} status=#{pane_dead_status} signal=#{pane_dead_signal}",
+        ]);
+        let threads = Command::new("gdb")
+            .args(["-p", pid.trim(), "-batch", "-ex", "thread apply all bt"])
+            .output()
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+            .unwrap_or_else(|e| format!("(no backtrace: gdb: {e})"));
+        panic!(
+            "{name}'s program (pid {}) did not exit within {PATIENCE:?}: {}\n{threads}\nscreen:\n{}",
+            pid.trim(),
+            ended.trim(),
+            self.screen(name)
+        );
+    }
+
     /// `(dead, exit status)` of `name`'s only pane.
     fn pane_state(&self, name: &str) -> (bool, Option<i32>) {
         let state = self.ok(&[
@@ -411,12 +449,7 @@ fn two_people_chat_live_in_the_terminal_ui() {
     tmux.type_line("alice", "/quit");
     tmux.press("bob", "C-c");
     for name in ["alice", "bob"] {
-        // tmux sees the terminal close a moment before it reaps the exit
-        // status: wait for the status itself.
-        tmux.wait_for(name, "the program's exit status", |_| {
-            tmux.pane_state(name).1.is_some()
-        });
-        assert_eq!(tmux.pane_state(name), (true, Some(0)), "{name}");
+        assert_eq!(tmux.wait_for_exit(name), (true, Some(0)), "{name}");
         let screen = tmux.screen(name);
         assert!(!screen.contains("hello from the cli"), "{name}:\n{screen}");
     }

@@ -185,7 +185,7 @@ impl Store {
     /// nobody can add it to a group again. `false` if there is no such
     /// unrevoked device.
     pub async fn revoke_device(&self, username: &str, device_id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let revoked = sqlx::query(
             "UPDATE devices SET revoked_at = $3, session_started_at = NULL
              WHERE username = $1 AND device_id = $2 AND revoked_at IS NULL",
@@ -364,7 +364,7 @@ impl Store {
         username: &str,
         codes: &[(String, String)],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM recovery_codes WHERE username = $1")
             .bind(username)
             .execute(&mut *tx)
@@ -635,7 +635,7 @@ impl Store {
         password_hash: &str,
         invite_id: Option<&str>,
     ) -> Result<Result<(), &'static str>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let created = sqlx::query(
             "INSERT INTO accounts (username, password_hash, created_at) VALUES ($1, $2, $3)
              ON CONFLICT (username) DO NOTHING",

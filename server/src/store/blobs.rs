@@ -68,7 +68,7 @@ impl Store {
             chunks,
             recipient,
         } = *blob;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if self.backend == Backend::Postgres {
             // Concurrent uploads of one account queue here. (On SQLite the
             // insert below takes the database's write lock, which does the same.)
@@ -137,7 +137,7 @@ impl Store {
         index: u64,
         data: &[u8],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let open = sqlx::query("SELECT 1 FROM blobs WHERE blob_id = $1 AND complete = 0")
             .bind(blob_id)
             .fetch_optional(&mut *tx)
@@ -161,7 +161,7 @@ impl Store {
 
     /// Marks a blob complete if every chunk is there; returns how many are.
     pub async fn complete_blob(&self, blob_id: &str, chunks: u64) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let stored = to_u64(
             sqlx::query("SELECT COUNT(*) FROM blob_chunks WHERE blob_id = $1")
                 .bind(blob_id)
@@ -197,7 +197,7 @@ impl Store {
 
     /// Deletes a blob and its chunks.
     pub async fn delete_blob(&self, blob_id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let gone = delete_blob_rows(&mut tx, blob_id).await?;
         tx.commit().await?;
         Ok(gone)
@@ -238,7 +238,7 @@ impl Store {
         group_id: Option<&str>,
         cutoff: u64,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let select = format!("SELECT blob_id FROM blobs WHERE {condition}");
         let mut query = sqlx::query(&select);
         if let Some(group_id) = group_id {

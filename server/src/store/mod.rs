@@ -264,12 +264,24 @@ impl Store {
         outcome
     }
 
+    /// Starts a transaction that will write. On SQLite it takes the write
+    /// lock at once (`BEGIN IMMEDIATE`), queueing behind other writers for
+    /// up to the busy timeout: a deferred transaction that reads first fails
+    /// outright ("database is locked", SQLITE_BUSY_SNAPSHOT) when it later
+    /// writes after another connection has written since its first read.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     async fn apply_migrations(&self) -> Result<(), StoreError> {
         self.pool
             .execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY)")
             .await?;
         for (version, sqlite, postgres) in schema::MIGRATIONS {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             if self.backend == Backend::Postgres {
                 // Two nodes starting at once must not both migrate.
                 tx.execute("LOCK TABLE schema_version IN EXCLUSIVE MODE")
@@ -349,7 +361,7 @@ impl Store {
         public_key: &[u8],
         registration: conclave_audit::Event,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO devices (device_id, username, public_key, created_at, session_started_at, last_seen_at)
              VALUES ($1, $2, $3, $4, $4, $4)
@@ -424,7 +436,7 @@ impl Store {
         device_id: &str,
         packages: &[NewKeyPackage],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if packages.iter().any(|p| p.last_resort) {
             sqlx::query("DELETE FROM key_packages WHERE device_id = $1 AND last_resort = TRUE")
                 .bind(device_id)
@@ -534,7 +546,7 @@ impl Store {
         created_by: &str,
         listing: Option<&PublicListing<'_>>,
     ) -> Result<NewGroup, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO groups (group_id, epoch, next_seq, public_state, created_at, created_by,
                                  public_name, public_topic, group_info)
@@ -833,7 +845,7 @@ impl Store {
         &self,
         record: &CommitRecord<'_>,
     ) -> Result<Result<u64, u64>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let slots = if record.welcome.is_some() { 2 } else { 1 };
         let bumped = sqlx::query(
             "UPDATE groups SET epoch = $3, public_state = $4, next_seq = next_seq + $5
