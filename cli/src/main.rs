@@ -906,7 +906,14 @@ async fn execute(
             println!("new keys in {name}: epoch {}", state.epoch);
         }
         Command::Send { channel, text } => {
-            let seq = client.send(&channel, &text).await?;
+            let seq = match client.send(&channel, &text).await {
+                // Invited since this device last looked: catch up, then send.
+                Err(conclave_client::ClientError::NoSuchChannel(_)) => {
+                    client.sync().await?;
+                    client.send(&channel, &text).await?
+                }
+                sent => sent?,
+            };
             println!("sent to {channel} (#{seq})");
         }
         Command::Thread {

@@ -826,3 +826,56 @@ async fn lost_answers_are_recovered_from_the_echo() {
         );
     }
 }
+
+/// `conclave send` to a channel this device was invited to since it last
+/// looked: the CLI catches up and sends, instead of "no channel named".
+/// A channel that does not exist is still refused, by name, with exit 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_sends_to_a_channel_it_was_just_invited_to() {
+    let server = ServerProcess::start();
+    let alice = Person::register(&server, "alice", "correct horse battery staple").await;
+    let bob = Person::register(&server, "bob", "correct horse battery staple").await;
+    alice.client.create_channel("launch").await.unwrap();
+    alice.client.invite("launch", "bob").await.unwrap();
+    // The CLI takes the home directory's lock: close bob's client first.
+    let Person {
+        client: bob_client,
+        home: bob_home,
+    } = bob;
+    drop(bob_client);
+    let send = |channel: &str| {
+        std::process::Command::new(conclave_tests::workspace_binary("conclave"))
+            .arg("--home")
+            .arg(bob_home.path())
+            .arg("--server")
+            .arg(&server.url)
+            .arg("--pin-sha256")
+            .arg(&server.fingerprint)
+            .args(["send", channel, "bob made it"])
+            .output()
+            .unwrap()
+    };
+    let sent = send("launch");
+    assert!(sent.status.success(), "{sent:?}");
+    assert!(
+        String::from_utf8_lossy(&sent.stdout).starts_with("sent to launch (#"),
+        "{sent:?}"
+    );
+    alice.client.sync().await.unwrap();
+    let lines = history(&alice.client, "launch").await;
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|(_, sender, text)| sender == "bob" && text == "bob made it")
+            .count(),
+        1,
+        "{lines:?}"
+    );
+
+    let refused = send("nowhere");
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr).trim(),
+        "conclave: no channel named \"nowhere\""
+    );
+}
