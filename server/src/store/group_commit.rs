@@ -182,7 +182,7 @@ pub(super) async fn append_postgres(
 /// duplicate check reads first, and a read transaction that later wants to
 /// write fails outright (SQLITE_BUSY_SNAPSHOT) if another connection wrote
 /// meanwhile, instead of waiting its turn.
-async fn begin_immediate(
+pub(super) async fn begin_immediate(
     pool: &AnyPool,
 ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
     pool.begin_with("BEGIN IMMEDIATE").await

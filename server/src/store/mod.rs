@@ -271,7 +271,7 @@ impl Store {
     /// writes after another connection has written since its first read.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Sqlite => group_commit::begin_immediate(&self.pool).await,
             Backend::Postgres => self.pool.begin().await,
         }
     }
