@@ -70,8 +70,9 @@ impl Store {
         } = *blob;
         let mut tx = self.begin_write().await?;
         if self.backend == Backend::Postgres {
-            // Concurrent uploads of one account queue here. (On SQLite the
-            // insert below takes the database's write lock, which does the same.)
+            // Concurrent uploads of one account queue here. (On SQLite
+            // `begin_write` already holds the database's write lock, which
+            // does the same.)
             sqlx::query("SELECT 1 FROM accounts WHERE username = $1 FOR UPDATE")
                 .bind(owner)
                 .execute(&mut *tx)
