@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use conclave_audit::{Hash, VerifierKey};
-use conclave_client::{Client, RelaySettings};
+use conclave_client::{Client, KeyStatus, LocalPassphrase, RelaySettings};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::AuditError;
@@ -56,6 +56,17 @@ pub async fn connect(options: &RelayOptions) -> Result<Client, AuditError> {
         .map_err(|e| AuditError::relay(format!("opening {}", home.display()), e))?;
     if client.username().is_none() {
         return Err(not_a_device());
+    }
+    // A device key sealed under a local passphrase: unlocked from the
+    // environment, as for the conclave CLI's scripts (else every signed
+    // call says the key is locked).
+    if client.key_status() == KeyStatus::Locked
+        && let Ok(passphrase) = std::env::var("CONCLAVE_KEY_PASSPHRASE")
+    {
+        client
+            .unlock(&LocalPassphrase::new(passphrase))
+            .await
+            .map_err(|e| AuditError::relay("unlocking the device key", e))?;
     }
     Ok(client)
 }

@@ -138,7 +138,13 @@ pub async fn client_vs_openmls() {
         .collect();
     let mut clients = Vec::new();
     for (i, home) in homes.iter().enumerate() {
-        let client = Client::open(home.path(), transport.clone()).await.unwrap();
+        let client = Client::open_with(
+            home.path(),
+            transport.clone(),
+            conclave_client::KeyProtection::Unprotected,
+        )
+        .await
+        .unwrap();
         client
             .register(&format!("user{i}"), "bench-password-0003")
             .await

@@ -51,7 +51,13 @@ pub struct Channel {
 /// The host account, on node `node`, that creates every channel.
 pub async fn host(node: &ServerProcess) -> (Client, TempDir) {
     let home = TempDir::new("bench-host");
-    let host = Client::open(home.path(), transport_to(node)).await.unwrap();
+    let host = Client::open_with(
+        home.path(),
+        transport_to(node),
+        conclave_client::KeyProtection::Unprotected,
+    )
+    .await
+    .unwrap();
     host.register("host", "bench-password-0001").await.unwrap();
     (host, home)
 }
@@ -73,11 +79,22 @@ pub async fn channel(
     let mut senders = vec![host.clone()];
     for i in 0..members - 1 {
         let home = TempDir::new("bench-crowd");
-        let client = Client::open(home.path(), transport.clone()).await.unwrap();
+        let client = Client::open_with(
+            home.path(),
+            transport.clone(),
+            conclave_client::KeyProtection::Unprotected,
+        )
+        .await
+        .unwrap();
         if i == 0 {
             client.register(&crowd, password).await.unwrap();
             client
-                .enroll_passkey(&mut passkey, "bench", false)
+                .enroll_passkey(
+                    &mut passkey,
+                    "bench",
+                    false,
+                    Credentials::password(password),
+                )
                 .await
                 .unwrap();
         } else {

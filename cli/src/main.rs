@@ -16,12 +16,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use conclave_client::{
-    Authenticator, Client, Credentials, Event, HistoryEntry, RecoveryCodes, RelaySettings,
-    SearchQuery, SecondFactor, SoftAuthenticator,
+    Authenticator, Client, Credentials, Event, HistoryEntry, KeyStatus, RecoveryCodes,
+    RelaySettings, SearchQuery, SecondFactor, SoftAuthenticator,
 };
 use zeroize::Zeroizing;
 
 mod bots;
+mod key_session;
 mod tui;
 
 #[derive(Parser)]
@@ -48,6 +49,16 @@ struct Cli {
     /// (`password change` reads the current one, then the new one).
     #[arg(long, global = true)]
     password_stdin: bool,
+    /// Read the local passphrase that seals this device's key from the first line of
+    /// standard input (before the password, if both are read) instead of
+    /// CONCLAVE_KEY_PASSPHRASE or a prompt.
+    #[arg(long, global = true)]
+    key_passphrase_stdin: bool,
+    /// `register`/`login` only, and for unattended bots only: keep this device's
+    /// key in clear in <home>/conclave.db, so no passphrase is ever needed. Anyone
+    /// who copies that file can then sign as this device until it is revoked.
+    #[arg(long, global = true, conflicts_with = "key_passphrase_stdin")]
+    unprotected_key: bool,
     /// Second factor: a 6-digit code from your authenticator app.
     #[arg(long, global = true, conflicts_with_all = ["recovery_code", "passkey"])]
     totp: Option<String>,
@@ -83,7 +94,18 @@ enum Command {
         /// Sign in with --passkey alone (the account must have chosen passwordless sign-in).
         #[arg(long)]
         no_password: bool,
+        /// With the password and --recovery-code: take the account back at once
+        /// (every other device revoked, factors added in the last days removed).
+        #[arg(long, requires = "recovery_code")]
+        recover: bool,
+        /// A recovery invite from the workspace's host administrator, for a locked
+        /// account: sets a new password (prompted) and signs this device in.
+        #[arg(long, value_name = "CODE", conflicts_with_all = ["recover", "no_password"])]
+        recovery_invite: Option<String>,
     },
+    /// The account as a whole.
+    #[command(subcommand)]
+    Account(AccountCommand),
     /// Second factors: TOTP, passkeys, recovery codes.
     #[command(name = "2fa", subcommand)]
     TwoFactor(TwoFactorCommand),
@@ -93,6 +115,9 @@ enum Command {
     /// Change the password (every other device must log in again).
     #[command(subcommand)]
     Password(PasswordCommand),
+    /// Forget this login session's unlocked device key: the next command asks
+    /// for the local passphrase again.
+    Lock,
     /// Issue an invite code (admins only).
     Invite {
         /// How long it stays valid, in hours.
@@ -265,8 +290,21 @@ enum TwoFactorCommand {
         #[arg(long)]
         passwordless: bool,
     },
+    /// Remove a passkey (needs the password and a second factor).
+    PasskeyRemove {
+        /// Its id, from `2fa status`.
+        id: String,
+    },
     /// Replace your recovery codes (needs the password and a second factor).
     RecoveryCodes,
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Take the account back after a device or factor was stolen: with the password
+    /// and --recovery-code, every other device is revoked, every factor added in the
+    /// last days removed, passwordless sign-in turned off and new recovery codes issued.
+    Recover,
 }
 
 #[derive(Subcommand)]
@@ -409,6 +447,19 @@ async fn show_new_alerts(client: &Client) -> bool {
 }
 
 fn print_alert(alert: &conclave_client::SecurityAlert) {
+    if alert.kind == conclave_client::AlertKind::AccountChange {
+        let by = if alert.device_id.is_empty() {
+            "the workspace's host administrator".to_owned()
+        } else {
+            format!("device {}", alert.device_id)
+        };
+        eprintln!(
+            "\n!!! SECURITY ALERT: on your account {}, {} by {by}.\n!!! If it wasn't you, take the account back now: \
+             `conclave account recover --recovery-code CODE` (or, from a new device, `conclave login {} --recover --recovery-code CODE`).\n",
+            alert.username, alert.reason, alert.username
+        );
+        return;
+    }
     eprintln!(
         "\n!!! SECURITY ALERT: refused device {} of {}: {}\n!!! The relay offered a device its transparency log does not vouch for; \
          nothing was encrypted to it. Tell your workspace admin, and compare `conclave audit checkpoint` with other users.\n",
@@ -419,16 +470,54 @@ fn print_alert(alert: &conclave_client::SecurityAlert) {
 /// Runs the command; `Ok(true)` if it raised a security alert.
 async fn run(cli: Cli) -> Result<bool, String> {
     let home = cli.home.clone().unwrap_or_else(RelaySettings::default_home);
+    if let Command::Lock = cli.command {
+        if key_session::lock(&home)? {
+            println!("locked: the next command asks for the local passphrase");
+        } else {
+            println!(
+                "nothing to lock: no unlocked key is kept for {}",
+                home.display()
+            );
+        }
+        return Ok(false);
+    }
+    let key_flags = key_session::PassphraseFlags {
+        from_stdin: cli.key_passphrase_stdin,
+        unprotected: cli.unprotected_key,
+    };
     // What `register`/`login` remember so later commands need no flags.
     let remember = RelaySettings::read(&home)?.overridden_by(
         cli.server.clone(),
         cli.ca_cert.clone(),
         cli.pin_sha256.clone(),
     );
-    let client = Client::open(&home, remember.transport()?)
+    let mut client = Client::open(&home, remember.transport()?)
         .await
         .map_err(|e| e.to_string())?;
+    let logs_in = matches!(
+        cli.command,
+        Command::Register { .. } | Command::Login { .. }
+    );
+    if logs_in && client.key_status() == KeyStatus::NotLoggedIn {
+        // A new device key: say how it is kept before it is made.
+        let protection = key_session::new_key_protection(key_flags)?;
+        drop(client);
+        client = Client::open_with(&home, remember.transport()?, protection)
+            .await
+            .map_err(|e| e.to_string())?;
+    } else {
+        if cli.unprotected_key {
+            return Err(
+                "--unprotected-key applies only when `register` or `login` makes this device's key"
+                    .into(),
+            );
+        }
+        key_session::unlock(&client, &home, key_flags).await?;
+    }
     let outcome = execute(&client, cli, &home, remember).await;
+    if logs_in {
+        key_session::keep_session(&client, &home)?;
+    }
     // Alerts are shown whatever became of the command: a refused device is
     // news even when the rest of an invite went through.
     let alerted = show_new_alerts(&client).await;
@@ -556,6 +645,22 @@ fn ago(unix: u64) -> String {
     }
 }
 
+fn print_recovery(report: &conclave_client::RecoveryReport) {
+    println!(
+        "account recovered: {} other device(s) revoked, {} recent factor(s) removed",
+        report.devices_revoked.len(),
+        report.factors_removed.len()
+    );
+    for device in &report.devices_revoked {
+        println!("  revoked device {device}");
+    }
+    for factor in &report.factors_removed {
+        println!("  removed {factor}");
+    }
+    println!("passwordless sign-in is off; enroll your second factors again if you need them");
+    print_recovery_codes(&RecoveryCodes(report.recovery_codes.clone()));
+}
+
 fn print_recovery_codes(codes: &RecoveryCodes) {
     if codes.0.is_empty() {
         return;
@@ -606,9 +711,51 @@ async fn execute(
                 client.device_id().unwrap_or_default()
             );
         }
-        Command::Login { user, no_password } => {
+        Command::Login {
+            user,
+            no_password,
+            recover,
+            recovery_invite,
+        } => {
             if no_password && !cli.passkey {
                 return Err("--no-password signs in with a passkey: add --passkey".into());
+            }
+            if let Some(invite) = recovery_invite {
+                if client.username().is_some() {
+                    return Err(
+                        "a recovery invite signs in a new device: use a fresh --home".into(),
+                    );
+                }
+                let new =
+                    read_password_as("New password: ", cli.password_stdin, !cli.password_stdin)?;
+                let outcome = client
+                    .login_with_recovery_invite(&user, &invite, &new)
+                    .await;
+                if client.username().is_some() {
+                    remember.write(home)?;
+                }
+                outcome?;
+                println!(
+                    "account {user} unlocked with a new password; this device is {}",
+                    client.device_id().unwrap_or_default()
+                );
+                println!("enroll a second factor again: `conclave 2fa totp-enroll`");
+                return Ok(());
+            }
+            if recover {
+                let code = cli.recovery_code.clone().unwrap_or_default();
+                let password = read_password(cli.password_stdin, false)?;
+                let outcome = client.login_and_recover(&user, &password, &code).await;
+                if client.username().is_some() {
+                    remember.write(home)?;
+                }
+                let report = outcome.map_err(hint)?;
+                println!(
+                    "logged in as {user}; this device is {}",
+                    client.device_id().unwrap_or_default()
+                );
+                print_recovery(&report);
+                return Ok(());
             }
             let password = if no_password {
                 None
@@ -672,7 +819,12 @@ async fn execute(
             }
         }
         Command::TwoFactor(TwoFactorCommand::TotpEnroll) => {
-            let enrollment = client.enroll_totp().await?;
+            let password = read_password(cli.password_stdin, false)?;
+            let credentials = Credentials {
+                password: Some(&password),
+                second_factor: factors.second_factor(),
+            };
+            let enrollment = client.enroll_totp(credentials).await.map_err(hint)?;
             println!("Scan this with your authenticator app:");
             print_qr(&enrollment.otpauth_uri);
             println!("or enter this URI: {}", enrollment.otpauth_uri);
@@ -693,15 +845,45 @@ async fn execute(
             println!("TOTP removed");
         }
         Command::TwoFactor(TwoFactorCommand::PasskeyAdd { name, passwordless }) => {
-            let mut authenticator = match factors.authenticator.take() {
-                Some(authenticator) => authenticator,
-                None => open_authenticator(cli.soft_authenticator.as_deref()).await?,
+            if cli.passkey {
+                return Err(
+                    "the new passkey cannot also be the proof: prove with --totp or \
+                     --recovery-code (or the password alone if the account has no second factor)"
+                        .into(),
+                );
+            }
+            let password = read_password(cli.password_stdin, false)?;
+            let credentials = Credentials {
+                password: Some(&password),
+                second_factor: factors.second_factor(),
             };
+            let mut authenticator = open_authenticator(cli.soft_authenticator.as_deref()).await?;
             let codes = client
-                .enroll_passkey(authenticator.as_mut(), &name, passwordless)
-                .await?;
+                .enroll_passkey(authenticator.as_mut(), &name, passwordless, credentials)
+                .await
+                .map_err(hint)?;
             println!("passkey {name:?} registered");
             print_recovery_codes(&codes);
+        }
+        Command::TwoFactor(TwoFactorCommand::PasskeyRemove { id }) => {
+            let password = read_password(cli.password_stdin, false)?;
+            let credentials = Credentials {
+                password: Some(&password),
+                second_factor: factors.second_factor(),
+            };
+            client
+                .remove_passkey(&id, credentials)
+                .await
+                .map_err(hint)?;
+            println!("passkey {id} removed");
+        }
+        Command::Account(AccountCommand::Recover) => {
+            let Some(code) = cli.recovery_code.as_deref() else {
+                return Err("recovering the account needs --recovery-code CODE".into());
+            };
+            let password = read_password(cli.password_stdin, false)?;
+            let report = client.recover_account(&password, code).await?;
+            print_recovery(&report);
         }
         Command::TwoFactor(TwoFactorCommand::RecoveryCodes) => {
             let password = read_password(cli.password_stdin, false)?;
@@ -763,8 +945,18 @@ async fn execute(
                 "password changed; {ended} other session(s) ended: those devices must log in again"
             );
         }
+        // Handled in `run`, before any client is opened.
+        Command::Lock => {}
         Command::Invite { hours } => {
-            let (code, expires_at) = client.create_invite(hours.saturating_mul(3600)).await?;
+            let password = read_password(cli.password_stdin, false)?;
+            let credentials = Credentials {
+                password: Some(&password),
+                second_factor: factors.second_factor(),
+            };
+            let (code, expires_at) = client
+                .create_invite(hours.saturating_mul(3600), credentials)
+                .await
+                .map_err(hint)?;
             let hours_left = expires_at.saturating_sub(unix_now()) / 3600;
             println!("{code}  (single use, expires in {hours_left} h)");
         }
@@ -1147,7 +1339,7 @@ fn print_event(event: &Event) {
             "a new device signed in to your account: {device_id} (if it wasn't you, run `conclave device revoke {device_id}`)"
         ),
         Event::DeviceRevoked { device_id } => println!("device {device_id} was revoked"),
-        Event::SecurityAlert(alert) => print_alert(alert),
+        Event::SecurityAlert(alert) | Event::AccountChanged(alert) => print_alert(alert),
         Event::HistoryReceived {
             channel,
             from,

@@ -151,6 +151,33 @@ impl fmt::Debug for RecoveryCodes {
     }
 }
 
+/// What an account recovery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Devices revoked (hex ids).
+    pub devices_revoked: Vec<String>,
+    /// Factors removed: `totp` or `webauthn:<credential id>`.
+    pub factors_removed: Vec<String>,
+    /// The new recovery codes, shown once.
+    pub recovery_codes: Vec<String>,
+}
+
+fn recovery_report(value: &Value) -> RecoveryReport {
+    let strings = |name: &str| -> Vec<String> {
+        value[name]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(str::to_owned))
+            .collect()
+    };
+    RecoveryReport {
+        devices_revoked: strings("devices_revoked"),
+        factors_removed: strings("factors_removed"),
+        recovery_codes: strings("recovery_codes"),
+    }
+}
+
 /// A TOTP enrollment waiting for its first code.
 pub struct TotpEnrollment {
     /// The `otpauth://` URI for an authenticator app (holds the secret).
@@ -245,17 +272,39 @@ impl Client {
     /// second factor. A new device always needs the second factor once the
     /// account has one; the account's other devices are told.
     pub async fn login_with(&self, username: &str, credentials: Credentials<'_>) -> Result<()> {
+        self.login_request(username, credentials, json!({})).await?;
+        Ok(())
+    }
+
+    /// Registers a new device key with `credentials` and the fields of
+    /// `extra`; adopts the key once the relay accepted it. Returns the answer.
+    async fn login_request(
+        &self,
+        username: &str,
+        credentials: Credentials<'_>,
+        extra: Value,
+    ) -> Result<Value> {
         let name = Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
-        if let Ok(identity) = self.identity() {
-            return Err(ClientError::AlreadyLoggedIn(identity.username.to_string()));
+        if let Some(logged_in) = self.username() {
+            return Err(ClientError::AlreadyLoggedIn(logged_in));
         }
+        self.check_key_protection()?;
         let key = DeviceKey::generate();
-        let mut body = self.proof(name.as_str(), credentials).await?;
+        let mut body = if credentials.password.is_none() && credentials.second_factor.is_none() {
+            json!({})
+        } else {
+            self.proof(name.as_str(), credentials).await?
+        };
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
         body["username"] = json!(name.as_str());
         body["public_key"] = json!(STANDARD.encode(key.public().to_bytes()));
-        self.call("POST", "/v1/devices", Some(&body), Some(&key))
+        let answer = self
+            .call("POST", "/v1/devices", Some(&body), Some(&key))
             .await?;
-        self.adopt_identity(name, key).await
+        self.adopt_identity(name, key).await?;
+        Ok(answer)
     }
 
     /// Renews this device's session after it expired or was ended by a
@@ -276,10 +325,22 @@ impl Client {
         parse(value, "account status")
     }
 
+    /// The proof a change to who can sign in needs (step-up): the password
+    /// and a second factor if the account has one, or a passkey.
+    async fn step_up_proof(&self, credentials: Credentials<'_>) -> Result<Value> {
+        let identity = self.identity()?;
+        self.proof(identity.username.as_str(), credentials).await
+    }
+
     /// Starts a TOTP enrollment: show the URI (or its QR code) to an
-    /// authenticator app, then confirm with [`Client::confirm_totp`].
-    pub async fn enroll_totp(&self) -> Result<TotpEnrollment> {
-        let value = self.signed("POST", "/v1/account/totp", None).await?;
+    /// authenticator app, then confirm with [`Client::confirm_totp`]. Needs a
+    /// fresh proof with the factors the account has now (the password alone
+    /// if it has none).
+    pub async fn enroll_totp(&self, credentials: Credentials<'_>) -> Result<TotpEnrollment> {
+        let proof = self.step_up_proof(credentials).await?;
+        let value = self
+            .signed("POST", "/v1/account/totp", Some(&proof))
+            .await?;
         let otpauth_uri = value["otpauth_uri"]
             .as_str()
             .ok_or_else(|| ClientError::Invalid("relay sent no otpauth URI".into()))?
@@ -310,16 +371,20 @@ impl Client {
     }
 
     /// Registers a passkey or security key. With `passwordless`, it alone
-    /// signs the account in from then on. Returns the recovery codes if this
-    /// is the account's first second factor.
+    /// signs the account in from then on. Needs a fresh proof with the
+    /// factors the account has now (the new passkey can never vouch for
+    /// itself). Returns the recovery codes if this is the account's first
+    /// second factor.
     pub async fn enroll_passkey(
         &self,
         authenticator: &mut dyn Authenticator,
         name: &str,
         passwordless: bool,
+        credentials: Credentials<'_>,
     ) -> Result<RecoveryCodes> {
+        let proof = self.step_up_proof(credentials).await?;
         let challenge = self
-            .signed("POST", "/v1/account/webauthn/register", None)
+            .signed("POST", "/v1/account/webauthn/register", Some(&proof))
             .await?;
         let origin = origin_of(&challenge)?;
         let options: CreationChallengeResponse =
@@ -340,6 +405,94 @@ impl Client {
             )
             .await?;
         Ok(codes(&value))
+    }
+
+    /// Removes a passkey (needs a fresh proof).
+    pub async fn remove_passkey(
+        &self,
+        credential_id: &str,
+        credentials: Credentials<'_>,
+    ) -> Result<()> {
+        if credential_id.is_empty()
+            || !credential_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(ClientError::Invalid(format!(
+                "{credential_id:?} is not a passkey id (from `2fa status`)"
+            )));
+        }
+        let proof = self.step_up_proof(credentials).await?;
+        self.signed(
+            "DELETE",
+            &format!("/v1/account/webauthn/{credential_id}"),
+            Some(&proof),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Takes the account back after a device or a factor was stolen: with
+    /// the password and an unused recovery code, every other device is
+    /// revoked, every factor added in the relay's recovery window (7 days
+    /// unless configured) removed, passwordless sign-in turned off, and new
+    /// recovery codes issued.
+    pub async fn recover_account(
+        &self,
+        password: &str,
+        recovery_code: &str,
+    ) -> Result<RecoveryReport> {
+        let proof = self
+            .step_up_proof(Credentials::with(
+                password,
+                SecondFactor::RecoveryCode(recovery_code),
+            ))
+            .await?;
+        let value = self
+            .signed("POST", "/v1/account/recover", Some(&proof))
+            .await?;
+        let report = recovery_report(&value);
+        // Take the revoked devices out of our channels now.
+        self.sync().await?;
+        Ok(report)
+    }
+
+    /// Signs this (new) device in with the password and an unused recovery
+    /// code and recovers the account at once (see [`Client::recover_account`]).
+    pub async fn login_and_recover(
+        &self,
+        username: &str,
+        password: &str,
+        recovery_code: &str,
+    ) -> Result<RecoveryReport> {
+        let value = self
+            .login_request(
+                username,
+                Credentials::with(password, SecondFactor::RecoveryCode(recovery_code)),
+                json!({ "recover": true }),
+            )
+            .await?;
+        let report = recovery_report(&value["recovery"]);
+        self.sync().await?;
+        Ok(report)
+    }
+
+    /// Signs this (new) device in to a locked account with the one-time
+    /// recovery invite its host administrator issued
+    /// (`conclave-server admin recover`), setting a new password.
+    pub async fn login_with_recovery_invite(
+        &self,
+        username: &str,
+        recovery_invite: &str,
+        new_password: &str,
+    ) -> Result<()> {
+        self.login_request(
+            username,
+            Credentials::default(),
+            json!({ "recovery_invite": recovery_invite, "new_password": new_password }),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Replaces the recovery codes (needs the password and a second factor).
@@ -405,14 +558,17 @@ impl Client {
         Ok(())
     }
 
-    /// Issues an invite code (admins only). Returns the code and its expiry (unix seconds).
-    pub async fn create_invite(&self, expires_in_secs: u64) -> Result<(String, u64)> {
+    /// Issues an invite code (admins only; needs a fresh proof, since an
+    /// invite lets someone in). Returns the code and its expiry (unix seconds).
+    pub async fn create_invite(
+        &self,
+        expires_in_secs: u64,
+        credentials: Credentials<'_>,
+    ) -> Result<(String, u64)> {
+        let mut body = self.step_up_proof(credentials).await?;
+        body["expires_in_secs"] = json!(expires_in_secs);
         let value = self
-            .signed(
-                "POST",
-                "/v1/admin/invites",
-                Some(&json!({ "expires_in_secs": expires_in_secs })),
-            )
+            .signed("POST", "/v1/admin/invites", Some(&body))
             .await?;
         let code = value["invite_code"]
             .as_str()

@@ -16,23 +16,55 @@ use conclave_audit::{
     verify_inclusion,
 };
 use serde_json::Value;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{Connection, Row, SqliteConnection};
 
 use crate::client::{Client, Event};
 use crate::error::{ClientError, Result};
 use crate::transport::unix_now;
 
-/// A device this client refused, and why. Kept in the local store until shown.
+/// Something the owner must look at: a device this client refused, or a
+/// change to who can sign in to the account made elsewhere. Kept in the
+/// local store until shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecurityAlert {
     /// Unix seconds.
     pub at: u64,
-    /// The account the device claimed.
+    /// What kind of alert.
+    pub kind: AlertKind,
+    /// The account the device claimed, or this account for a change.
     pub username: String,
-    /// The device id.
+    /// The refused device, or the device that made the change (empty for the
+    /// host administrator).
     pub device_id: String,
-    /// What failed.
+    /// What failed, or what changed.
     pub reason: String,
+}
+
+/// The kinds of [`SecurityAlert`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AlertKind {
+    /// A device failed the key-transparency check and was refused.
+    KeyTransparency,
+    /// Who can sign in to this account changed (a factor, the password, a
+    /// recovery), made on another device or by the host administrator.
+    AccountChange,
+}
+
+impl AlertKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::KeyTransparency => "key_transparency",
+            AlertKind::AccountChange => "account_change",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text {
+            "account_change" => AlertKind::AccountChange,
+            _ => AlertKind::KeyTransparency,
+        }
+    }
 }
 
 /// One page of log entries, as an auditor reads them.
@@ -196,7 +228,7 @@ impl Client {
     pub async fn security_alerts(&self, only_unseen: bool) -> Result<Vec<SecurityAlert>> {
         let mut db = self.inner.db.lock().await;
         let rows = sqlx::query(
-            "SELECT at, username, device_id, reason FROM security_alerts
+            "SELECT at, username, device_id, reason, kind FROM security_alerts
              WHERE shown = 0 OR $1 = 0 ORDER BY id",
         )
         .bind(only_unseen)
@@ -209,6 +241,7 @@ impl Client {
             .iter()
             .map(|r| SecurityAlert {
                 at: r.get::<i64, _>(0).try_into().unwrap_or(0),
+                kind: AlertKind::parse(r.get(4)),
                 username: r.get(1),
                 device_id: r.get(2),
                 reason: r.get(3),
@@ -254,6 +287,7 @@ impl Client {
         drop(db);
         let _ = self.inner.events.send(Event::SecurityAlert(SecurityAlert {
             at: unix_now(),
+            kind: AlertKind::KeyTransparency,
             username: username.to_owned(),
             device_id: device_id.to_owned(),
             reason: reason.to_owned(),
@@ -457,4 +491,98 @@ async fn newest_checkpoint(db: &mut SqliteConnection) -> Result<Option<Checkpoin
     Checkpoint::new(&origin, row.get::<i64, _>(0).try_into().unwrap_or(0), root)
         .map(Some)
         .map_err(|e| ClientError::store(format!("stored checkpoint: {e}")))
+}
+
+/// What an account change means, in words for its owner.
+fn describe_change(kind: &str, detail: Option<&str>) -> String {
+    let what = match kind {
+        "totp_added" => "an authenticator app (TOTP) was added",
+        "totp_removed" => "the authenticator app (TOTP) was removed",
+        "passkey_added" => "a passkey was added",
+        "passkey_added_passwordless" => "a passkey was added and now signs in without the password",
+        "passkey_removed" => "a passkey was removed",
+        "recovery_codes_replaced" => "the recovery codes were replaced",
+        "password_changed" => "the password was changed",
+        "device_revoked" => "a device was revoked",
+        "account_recovered" => {
+            "the account was recovered with a recovery code: other devices and recent factors were removed"
+        }
+        "account_locked" => "the workspace's administrator locked the account",
+        "account_unlocked" => "the account was unlocked with a recovery invite",
+        _ => "the account's sign-in settings changed",
+    };
+    match detail {
+        Some(detail) => format!("{what} ({detail})"),
+        None => what.to_owned(),
+    }
+}
+
+impl Client {
+    /// Notes the account changes a fetch reports: each one made elsewhere
+    /// (not by this device) and not seen before becomes a stored alert and an
+    /// [`Event::AccountChanged`]. A device's first look only takes note.
+    pub(crate) async fn note_account_changes(&self, answer: &Value) -> Result<Vec<Event>> {
+        let Some(list) = answer["account_changes"].as_array() else {
+            return Ok(Vec::new());
+        };
+        let identity = self.identity()?;
+        let me = identity.key.device_id().to_string();
+        let mut alerts = Vec::new();
+        {
+            let mut db = self.inner.db.lock().await;
+            let mut tx = db.begin().await?;
+            let first_look = sqlx::query("SELECT COUNT(*) FROM seen_account_changes")
+                .fetch_one(&mut *tx)
+                .await?
+                .get::<i64, _>(0)
+                == 0;
+            if first_look {
+                // A marker, so that a device whose account had no changes yet
+                // still tells the first one.
+                sqlx::query("INSERT OR IGNORE INTO seen_account_changes (id) VALUES (0)")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for change in list {
+                let Some(id) = change["id"].as_i64() else {
+                    continue;
+                };
+                let new =
+                    sqlx::query("INSERT OR IGNORE INTO seen_account_changes (id) VALUES ($1)")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                        == 1;
+                let by = change["device_id"].as_str().unwrap_or_default();
+                if !new || first_look || by == me {
+                    continue;
+                }
+                let alert = SecurityAlert {
+                    at: change["at"].as_u64().unwrap_or_else(unix_now),
+                    kind: AlertKind::AccountChange,
+                    username: identity.username.to_string(),
+                    device_id: by.to_owned(),
+                    reason: describe_change(
+                        change["kind"].as_str().unwrap_or_default(),
+                        change["detail"].as_str(),
+                    ),
+                };
+                sqlx::query(
+                    "INSERT INTO security_alerts (at, username, device_id, reason, kind)
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(i64::try_from(alert.at).unwrap_or(i64::MAX))
+                .bind(&alert.username)
+                .bind(&alert.device_id)
+                .bind(&alert.reason)
+                .bind(alert.kind.as_str())
+                .execute(&mut *tx)
+                .await?;
+                alerts.push(alert);
+            }
+            tx.commit().await?;
+        }
+        Ok(alerts.into_iter().map(Event::AccountChanged).collect())
+    }
 }

@@ -19,7 +19,7 @@
 //!   chat, such as an HTTP call, are at least once: make them idempotent.)
 //!
 //! ```
-//! use conclave_client::{Bot, Client, HttpsTransport, ServerTrust};
+//! use conclave_client::{Bot, Client, HttpsTransport, KeyProtection, ServerTrust};
 //!
 //! # #[tokio::main(flavor = "multi_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,14 +34,16 @@
 //! #     if let Ok(trust) = ServerTrust::ca_file(&cert) { break trust; }
 //! #     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
 //! # };
-//! # let alice = Client::open(&dir.join("alice"), HttpsTransport::new(&url, trust.clone())?).await?;
+//! # let alice = Client::open_with(&dir.join("alice"), HttpsTransport::new(&url, trust.clone())?, KeyProtection::Unprotected).await?;
 //! # alice.register("alice", "correct horse battery staple").await?;
 //! # // What `conclave-server admin bot echo-bot --owner alice` and
 //! # // `admin command add echo --bot echo-bot --usage "/echo TEXT"` do.
 //! # let password = conclave_server::admin::create_bot(&relay, "echo-bot", "alice").await?;
 //! # conclave_server::admin::add_command(&relay, "echo", "echo-bot", "/echo TEXT").await?;
-//! // The bot's device logs in with the password its admin issued.
-//! let client = Client::open(&dir.join("echo-bot"), HttpsTransport::new(&url, trust)?).await?;
+//! // The bot's device logs in with the password its admin issued. It runs
+//! // unattended, so its key is kept unprotected, by explicit choice.
+//! let home = dir.join("echo-bot");
+//! let client = Client::open_with(&home, HttpsTransport::new(&url, trust)?, KeyProtection::Unprotected).await?;
 //! client.login("echo-bot", &password).await?;
 //! let bot = Bot::new(client).command("echo", |request| async move {
 //!     request.reply_in_thread(request.args()).await?;
@@ -612,7 +614,10 @@ pub(crate) async fn enqueue(
 fn needs_operator(error: &ClientError) -> bool {
     matches!(
         error,
-        ClientError::NotLoggedIn | ClientError::Server { status: 401, .. } | ClientError::Store(_)
+        ClientError::NotLoggedIn
+            | ClientError::KeyLocked
+            | ClientError::Server { status: 401, .. }
+            | ClientError::Store(_)
     )
 }
 

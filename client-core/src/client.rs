@@ -90,6 +90,13 @@ pub enum Event {
         /// Hex device id.
         device_id: String,
     },
+    /// Who can sign in to this account changed on another device, or by the
+    /// host administrator: a factor added or removed, the password changed,
+    /// the account recovered or locked. Also kept as a [`SecurityAlert`]
+    /// until shown. If it wasn't you, recover the account.
+    ///
+    /// [`SecurityAlert`]: crate::audit::SecurityAlert
+    AccountChanged(crate::audit::SecurityAlert),
     /// A message mentions this account (also delivered as `Message`).
     Mentioned(HistoryEntry),
     /// A direct message to this account (also delivered as `Message`).
@@ -273,7 +280,10 @@ pub(crate) struct Inner {
     transport: Arc<dyn Transport>,
     pub(crate) db: Mutex<SqliteConnection>,
     pub(crate) crypto: RustCrypto,
+    /// Set while the device key is in memory (unprotected, or unlocked).
     identity: RwLock<Option<Arc<Identity>>>,
+    /// How the device key is kept at rest, and who it is while locked.
+    pub(crate) at_rest: std::sync::Mutex<crate::key_at_rest::AtRest>,
     pub(crate) events: broadcast::Sender<Event>,
     device_news: Mutex<DeviceNews>,
     /// Serializes key-transparency checks, so each stored checkpoint is
@@ -297,7 +307,7 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let user = self.identity().ok().map(|i| i.username.to_string());
+        let user = self.username();
         f.debug_struct("Client")
             .field("user", &user)
             .finish_non_exhaustive()
@@ -377,34 +387,16 @@ fn validate_channel_name(name: &str) -> Result<()> {
 impl Client {
     /// Opens (or creates) the device store in `home` and talks to the relay through `transport`.
     ///
+    /// A device key sealed under a local passphrase stays locked until
+    /// [`Client::unlock`]; this client cannot log in (it would not know how
+    /// to keep the new key): [`Client::open_with`] says how.
+    ///
     /// Only one process at a time may use a home directory: a second gets
     /// [`ClientError::HomeInUse`].
     pub async fn open(home: &Path, transport: impl Transport) -> Result<Self> {
         let home_lock = store::lock_home(home)?;
         let mut db = store::open(home).await?;
-        let identity =
-            sqlx::query("SELECT username, device_secret, bot_owner FROM identity WHERE id = 1")
-                .fetch_optional(&mut db)
-                .await?
-                .map(|row| -> Result<Identity> {
-                    let username =
-                        Username::parse(row.get::<&str, _>(0)).map_err(ClientError::store)?;
-                    let secret: Zeroizing<Vec<u8>> = Zeroizing::new(row.get(1));
-                    let secret: &[u8; 32] = secret
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| ClientError::store("device key is corrupt"))?;
-                    let bot_owner = row
-                        .get::<Option<String>, _>(2)
-                        .map(|o| Username::parse(&o).map_err(ClientError::store))
-                        .transpose()?;
-                    Ok(Identity {
-                        username,
-                        key: DeviceKey::from_secret_bytes(secret),
-                        bot_owner,
-                    })
-                })
-                .transpose()?;
+        let (identity, at_rest) = crate::key_at_rest::load(&mut db).await?;
         let (events, _) = broadcast::channel(1024);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -412,6 +404,7 @@ impl Client {
                 db: Mutex::new(db),
                 crypto: RustCrypto::default(),
                 identity: RwLock::new(identity.map(Arc::new)),
+                at_rest: std::sync::Mutex::new(at_rest),
                 events,
                 device_news: Mutex::new(DeviceNews::default()),
                 transparency: Mutex::new(()),
@@ -427,17 +420,39 @@ impl Client {
             .read()
             .map_err(|_| ClientError::store("identity lock poisoned"))?
             .clone()
-            .ok_or(ClientError::NotLoggedIn)
+            .ok_or_else(|| {
+                if self.key_status() == crate::KeyStatus::Locked {
+                    ClientError::KeyLocked
+                } else {
+                    ClientError::NotLoggedIn
+                }
+            })
     }
 
-    /// The logged-in username, if any.
+    /// Makes `identity` this client's usable one (its key in memory).
+    pub(crate) fn set_identity(&self, identity: Identity) -> Result<()> {
+        *self
+            .inner
+            .identity
+            .write()
+            .map_err(|_| ClientError::store("identity lock poisoned"))? = Some(Arc::new(identity));
+        Ok(())
+    }
+
+    /// The logged-in username, if any (also while the key is locked).
     pub fn username(&self) -> Option<String> {
-        self.identity().ok().map(|i| i.username.to_string())
+        match self.identity() {
+            Ok(identity) => Some(identity.username.to_string()),
+            Err(_) => self.locked_as().map(|(user, _)| user),
+        }
     }
 
-    /// This device's id, if logged in.
+    /// This device's id, if logged in (also while the key is locked).
     pub fn device_id(&self) -> Option<String> {
-        self.identity().ok().map(|i| i.key.device_id().to_string())
+        match self.identity() {
+            Ok(identity) => Some(identity.key.device_id().to_string()),
+            Err(_) => self.locked_as().map(|(_, device)| device),
+        }
     }
 
     /// Subscribes to events (messages, joins, membership changes) as they are processed.
@@ -498,6 +513,7 @@ impl Client {
             1
         };
         let mut tried = 0;
+        let mut busy_tries = 0;
         let response = loop {
             tried += 1;
             let request = match signer {
@@ -513,6 +529,21 @@ impl Client {
                 Err(e) if tried < tries => {
                     tracing::debug!(error = %e, tried, "asking again after a lost answer");
                     tokio::time::sleep(retry_delay(tried)).await;
+                }
+                // The relay refused before doing anything (its password
+                // hashing or its database was saturated) and said when to
+                // come back: do, a few times, freshly signed.
+                Ok(response) if response.status == 503 && busy_tries < MAX_BUSY_TRIES => {
+                    let value: Value =
+                        serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+                    if value["error"] != "busy" {
+                        break response;
+                    }
+                    busy_tries += 1;
+                    tried -= 1;
+                    let wait = value["retry_after"].as_u64().unwrap_or(1).clamp(1, 5);
+                    tracing::debug!(wait, "relay busy; trying again");
+                    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
                 }
                 outcome => break outcome?,
             }
@@ -548,9 +579,10 @@ impl Client {
         invite_code: Option<&str>,
     ) -> Result<()> {
         let name = Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
-        if let Ok(identity) = self.identity() {
-            return Err(ClientError::AlreadyLoggedIn(identity.username.to_string()));
+        if let Some(logged_in) = self.username() {
+            return Err(ClientError::AlreadyLoggedIn(logged_in));
         }
+        self.check_key_protection()?;
         let mut body = json!({ "username": name.as_str(), "password": password });
         if let Some(code) = invite_code {
             body["invite_code"] = json!(code);
@@ -566,18 +598,11 @@ impl Client {
             .await
     }
 
-    /// Keeps a freshly registered device key, then uploads key packages so
+    /// Keeps a freshly registered device key (sealed or not, as this
+    /// client's [`crate::KeyProtection`] says), then uploads key packages so
     /// others can add this device to channels.
     pub(crate) async fn adopt_identity(&self, name: Username, key: DeviceKey) -> Result<()> {
-        {
-            let secret = key.to_secret_bytes();
-            let mut db = self.inner.db.lock().await;
-            sqlx::query("INSERT INTO identity (id, username, device_secret) VALUES (1, $1, $2)")
-                .bind(name.as_str())
-                .bind(&secret[..])
-                .execute(&mut *db)
-                .await?;
-        }
+        self.store_new_key(&name, &key).await?;
         *self
             .inner
             .identity
@@ -1451,6 +1476,7 @@ impl Client {
                 // The relay reports our key package stock with every fetch.
                 self.refill_from_stock(&answer["key_package_stock"]).await?;
                 events.extend(self.note_devices(&answer).await?);
+                events.extend(self.note_account_changes(&answer).await?);
                 events.extend(self.note_archived(&answer).await?);
                 self.note_retention(&answer).await?;
             }
@@ -2344,6 +2370,10 @@ async fn unique_name(tx: &mut SqliteConnection, wanted: &str) -> Result<String> 
     }
     Ok(candidate)
 }
+
+/// Times a request answered 503 `busy` is sent again, after the wait the
+/// relay asked for.
+const MAX_BUSY_TRIES: u32 = 5;
 
 /// Exponential backoff with full jitter, from 250 ms up to 30 s: for
 /// retrying after the relay went away (`backoff` is for quick conflicts).

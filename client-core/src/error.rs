@@ -60,6 +60,25 @@ pub enum ClientError {
         "another conclave process is using {0}: close it first (a terminal UI, say), or use another --home"
     )]
     HomeInUse(std::path::PathBuf),
+    /// This device's key is sealed under a local passphrase and was not
+    /// unlocked in this process: nothing can be signed.
+    #[error(
+        "this device's key is locked: unlock it with its local passphrase (the conclave CLI asks for it, \
+         or reads CONCLAVE_KEY_PASSPHRASE or --key-passphrase-stdin)"
+    )]
+    KeyLocked,
+    /// The local passphrase does not unseal this device's key (or the sealed
+    /// key in `conclave.db` was altered).
+    #[error(
+        "wrong local passphrase: it does not unseal this device's key (or the sealed key was altered)"
+    )]
+    WrongPassphrase,
+    /// A login would make a device key, and no one said how to keep it.
+    #[error(
+        "choose how this device's key is kept before logging in: a local passphrase, or, \
+         for unattended bots only, unprotected (Client::open_with)"
+    )]
+    NoKeyProtection,
     /// Other members kept committing first.
     #[error("gave up after {0} attempts: the channel kept changing; try again")]
     TooManyConflicts(u32),

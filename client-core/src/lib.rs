@@ -6,7 +6,7 @@
 //! [`Transport`]: [`HttpsTransport`] in production, anything in tests.
 //!
 //! ```
-//! use conclave_client::{Client, HttpsTransport, ServerTrust};
+//! use conclave_client::{Client, HttpsTransport, KeyProtection, LocalPassphrase, ServerTrust};
 //!
 //! # #[tokio::main(flavor = "multi_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,8 +23,11 @@
 //! #     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
 //! # };
 //! // `trust` accepts the relay's certificate (ServerTrust::pin takes its SHA-256).
-//! let alice = Client::open(&dir.join("alice"), HttpsTransport::new(&url, trust.clone())?).await?;
-//! let bob = Client::open(&dir.join("bob"), HttpsTransport::new(&url, trust)?).await?;
+//! // Alice's device key is sealed under a local passphrase in her home;
+//! // bob's is kept in clear, which is for unattended bots only.
+//! let sealed = KeyProtection::Passphrase(LocalPassphrase::new("a local passphrase"));
+//! let alice = Client::open_with(&dir.join("alice"), HttpsTransport::new(&url, trust.clone())?, sealed).await?;
+//! let bob = Client::open_with(&dir.join("bob"), HttpsTransport::new(&url, trust)?, KeyProtection::Unprotected).await?;
 //! alice.register("alice", "correct horse battery staple").await?;
 //! bob.register("bob", "tr0ub4dor&3, but longer").await?;
 //!
@@ -54,6 +57,7 @@ mod error;
 mod files;
 mod history;
 mod https;
+mod key_at_rest;
 mod messaging;
 mod public;
 mod settings;
@@ -67,9 +71,9 @@ pub use account::HardwareKey;
 pub use account::SoftAuthenticator;
 pub use account::{
     AccountStatus, Authenticator, Credentials, DeviceInfo, PasskeyInfo, RecoveryCodes,
-    SecondFactor, TotpEnrollment,
+    RecoveryReport, SecondFactor, TotpEnrollment,
 };
-pub use audit::{AuditPage, SecurityAlert};
+pub use audit::{AlertKind, AuditPage, SecurityAlert};
 pub use bot::{Bot, HandlerError, HttpCaller, MAX_CALL_ANSWER, Request};
 pub use client::{Channel, ChannelState, Client, Event, FileInfo, HistoryEntry, Member, Reaction};
 pub use commands::SlashCommand;
@@ -82,6 +86,7 @@ pub use error::{ClientError, Result};
 pub use files::Progress;
 pub use history::MAX_BUNDLE_MESSAGES;
 pub use https::{HttpsTransport, ServerTrust};
+pub use key_at_rest::{KeyProtection, KeyStatus, LocalPassphrase, UnlockKey};
 pub use messaging::SearchQuery;
 pub use public::PublicChannel;
 pub use settings::{RelaySettings, SETTINGS_FILE};

@@ -223,6 +223,35 @@ CREATE TABLE webhook_nonces (
     PRIMARY KEY (webhook, nonce)
 );
 "#,
+    // 8: the device key at rest. `protection` says how it is kept: 'sealed'
+    // (`sealed_key`, see key_at_rest.rs, and no `device_secret`),
+    // 'unprotected' (in clear, chosen for an unattended bot) or 'clear' (in
+    // clear, made before keys were sealed, sealed at the next unlock with a
+    // passphrase). `device_id` names the device while its key is locked.
+    r#"
+CREATE TABLE identity_v8 (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    username      TEXT NOT NULL,
+    bot_owner     TEXT,
+    protection    TEXT NOT NULL CHECK (protection IN ('sealed', 'unprotected', 'clear')),
+    device_secret BLOB,
+    sealed_key    BLOB,
+    device_id     TEXT,
+    CHECK ((protection = 'sealed') = (sealed_key IS NOT NULL AND device_secret IS NULL))
+);
+INSERT INTO identity_v8 (id, username, bot_owner, protection, device_secret)
+    SELECT id, username, bot_owner, 'clear', device_secret FROM identity;
+DROP TABLE identity;
+ALTER TABLE identity_v8 RENAME TO identity;
+"#,
+    // 9: changes to who can sign in to the account (factors, password,
+    // recoveries) this device has shown its owner, by the relay's id.
+    r#"
+CREATE TABLE seen_account_changes (
+    id INTEGER PRIMARY KEY
+);
+ALTER TABLE security_alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'key_transparency';
+"#,
 ];
 
 /// Writes a small private file (mode 0600) whole, through a temporary file
@@ -277,6 +306,9 @@ pub(crate) async fn open(home: &Path) -> Result<SqliteConnection> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
+        // Deleted content is overwritten, not left in free pages: a device
+        // key sealed after it was kept in clear leaves no clear copy behind.
+        .pragma("secure_delete", "ON")
         .connect()
         .await?;
     SqliteStorageProvider::<JsonCodec>::new(&mut connection)

@@ -33,7 +33,7 @@ use crate::factors::{
     self, CHALLENGE_TTL_SECS, INVITE_CODE, RECOVERY_CODE, RECOVERY_CODES, SecretText,
 };
 use crate::limits::{self, ip_key};
-use crate::store::{ChallengeRow, CredentialRow, Store};
+use crate::store::{AccountChange, ChallengeRow, ChangeOutcome, CredentialRow, Store};
 use crate::{AppState, Notice};
 
 /// Name under which the TOTP issuer and the WebAuthn relying party appear.
@@ -59,7 +59,12 @@ pub fn routes() -> Router<AppState> {
             "/v1/account/webauthn/register/finish",
             post(finish_webauthn),
         )
+        .route(
+            "/v1/account/webauthn/{credential_id}",
+            axum::routing::delete(remove_webauthn),
+        )
         .route("/v1/account/recovery-codes", post(new_recovery_codes))
+        .route("/v1/account/recover", post(recover))
         .route("/v1/admin/invites", post(create_invite))
 }
 
@@ -140,78 +145,169 @@ async fn available_factors(store: &Store, user: &str) -> ApiResult<Vec<&'static 
     Ok(factors)
 }
 
-/// Checks a proof for `user`, with rate limits and lockout, and records the
-/// outcome. Returns the second factor used (`None` only for an account that
-/// has none).
+/// Who presents a proof: it decides whose password budget a guess spends.
+#[derive(Debug, Clone, Copy)]
+enum Presenter<'a> {
+    /// A device the account already has (signed in, or logging in again):
+    /// it has a budget of its own that failures elsewhere never touch.
+    KnownDevice(&'a str),
+    /// A device the account does not have yet: the account's shared budget,
+    /// which slows down instead of locking.
+    NewDevice,
+}
+
+/// Checks a fresh proof that the account holder is present: the password and
+/// the second factor (if the account has one), or a registered passkey for a
+/// passwordless account. Every attempt is counted before it is checked
+/// (see `limits`), every failure enters the audit log before it is answered
+/// (or the answer is 503), and a proof with nothing in it counts nothing.
+/// Returns the second factor used (`None` only for an account that has none).
 async fn verify_proof(
     state: &AppState,
     user: &str,
     proof: Proof,
     ip: Option<IpAddr>,
     action: AuditAction,
+    presenter: Presenter<'_>,
 ) -> ApiResult<Option<Factor>> {
     let store = &state.store;
-    limits::count(state, limits::LOGIN_PER_IP, &ip_key(ip)).await?;
-    limits::check(state, limits::PASSWORD_FAILURES, user).await?;
-    let failed = |reason| AuditEvent::failure(action, user, reason).from_ip(ip);
-    match proof.password {
-        Some(password) => {
-            let stored = store.password_hash(user).await?;
-            if !verify_password(password, stored).await? {
-                limits::fail(store, limits::PASSWORD_FAILURES, user).await?;
-                state.audit.record(failed("bad_password")).await;
-                return Err(ApiError::BadCredentials);
-            }
-        }
-        // Without a password, only a passkey can prove it, and only if the account chose that.
-        None => {
-            let passkey = matches!(proof.second_factor, Some(SecondFactor::Webauthn { .. }));
-            if !(passkey && store.passwordless(user).await?) {
-                limits::fail(store, limits::PASSWORD_FAILURES, user).await?;
-                state.audit.record(failed("no_password")).await;
-                return Err(ApiError::BadCredentials);
-            }
-        }
+    if proof.password.is_none() && proof.second_factor.is_none() {
+        return Err(ApiError::StepUpRequired);
     }
-    let Some(second_factor) = proof.second_factor else {
-        let factors = available_factors(store, user).await?;
-        if factors.is_empty() {
-            return Ok(None);
-        }
-        state.audit.record(failed("second_factor_missing")).await;
-        return Err(ApiError::SecondFactorRequired(factors));
-    };
-    limits::check(state, limits::SECOND_FACTOR_FAILURES, user).await?;
-    limits::count(state, limits::SECOND_FACTOR_PER_IP, &ip_key(ip)).await?;
-    match check_factor(state, user, second_factor).await? {
-        Ok(factor) => {
-            limits::clear(store, limits::PASSWORD_FAILURES, user).await?;
-            limits::clear(store, limits::SECOND_FACTOR_FAILURES, user).await?;
-            let action = match factor {
-                Factor::RecoveryCode => AuditAction::RecoveryCodeUsed,
-                _ => AuditAction::SecondFactorUsed,
-            };
-            state
-                .audit
-                .record(
-                    AuditEvent::success(action, user)
-                        .target(factor.as_str())
-                        .from_ip(ip),
-                )
-                .await;
-            Ok(Some(factor))
-        }
-        Err(reason) => {
-            limits::fail(store, limits::SECOND_FACTOR_FAILURES, user).await?;
+    limits::count(state, limits::LOGIN_PER_IP, &ip_key(ip)).await?;
+    let failed = |reason| AuditEvent::failure(action, user, reason).from_ip(ip);
+    if store.account_locked(user).await? {
+        state.audit.record(failed("account_locked")).await?;
+        return Err(ApiError::AccountLocked);
+    }
+    // A passkey cannot be guessed, so it is checked first, and a proof that
+    // carries a good one is not slowed down by guesses made elsewhere.
+    if matches!(proof.second_factor, Some(SecondFactor::Webauthn { .. })) {
+        let Some(second_factor) = proof.second_factor else {
+            return Err(ApiError::StepUpRequired);
+        };
+        limits::count(state, limits::SECOND_FACTOR_PER_IP, &ip_key(ip)).await?;
+        if let Err(reason) = check_factor(state, user, second_factor).await? {
             state
                 .audit
                 .record(
                     AuditEvent::failure(AuditAction::SecondFactorUsed, user, reason).from_ip(ip),
                 )
-                .await;
+                .await?;
+            return Err(ApiError::SecondFactorInvalid(reason));
+        }
+        match proof.password {
+            Some(password) => {
+                limits::reserve(state, limits::PASSWORD_FAILURES_WITH_PASSKEY, user).await?;
+                let stored = store.password_hash(user).await?;
+                if !verify_password(password, stored).await? {
+                    state.audit.record(failed("bad_password")).await?;
+                    return Err(ApiError::BadCredentials);
+                }
+                limits::clear(store, limits::PASSWORD_FAILURES_WITH_PASSKEY, user).await?;
+            }
+            None if store.passwordless(user).await? => {}
+            None => {
+                state.audit.record(failed("no_password")).await?;
+                return Err(ApiError::BadCredentials);
+            }
+        }
+        return factor_passed(state, user, Factor::Webauthn, ip, presenter).await;
+    }
+    let Some(password) = proof.password else {
+        // A TOTP or recovery code alone proves nothing.
+        state.audit.record(failed("no_password")).await?;
+        return Err(ApiError::BadCredentials);
+    };
+    let stored = store.password_hash(user).await?;
+    let Some(stored) = stored else {
+        // No such account: the same argon2 work, and one aggregated count in
+        // the log per window instead of a leaf per guess (see
+        // `Store::tally_unknown_login`).
+        let _ = verify_password(password, None).await?;
+        store.tally_unknown_login().await?;
+        return Err(ApiError::BadCredentials);
+    };
+    match presenter {
+        Presenter::KnownDevice(device) => {
+            let key = format!("{user}:{device}");
+            limits::reserve(state, limits::PASSWORD_FAILURES_PER_DEVICE, &key).await?;
+        }
+        Presenter::NewDevice => {
+            limits::reserve_backoff(state, limits::NEW_DEVICE_BACKOFF, user).await?;
+        }
+    }
+    if !verify_password(password, Some(stored)).await? {
+        state.audit.record(failed("bad_password")).await?;
+        return Err(ApiError::BadCredentials);
+    }
+    clear_password_budget(state, user, presenter).await?;
+    let Some(second_factor) = proof.second_factor else {
+        let factors = available_factors(store, user).await?;
+        if factors.is_empty() {
+            return Ok(None);
+        }
+        state.audit.record(failed("second_factor_missing")).await?;
+        return Err(ApiError::SecondFactorRequired(factors));
+    };
+    limits::reserve(state, limits::SECOND_FACTOR_FAILURES, user).await?;
+    limits::count(state, limits::SECOND_FACTOR_PER_IP, &ip_key(ip)).await?;
+    match check_factor(state, user, second_factor).await? {
+        Ok(factor) => {
+            limits::clear(store, limits::SECOND_FACTOR_FAILURES, user).await?;
+            factor_passed(state, user, factor, ip, presenter).await
+        }
+        Err(reason) => {
+            state
+                .audit
+                .record(
+                    AuditEvent::failure(AuditAction::SecondFactorUsed, user, reason).from_ip(ip),
+                )
+                .await?;
             Err(ApiError::SecondFactorInvalid(reason))
         }
     }
+}
+
+/// The password was right: the guesses counted against it start over.
+async fn clear_password_budget(
+    state: &AppState,
+    user: &str,
+    presenter: Presenter<'_>,
+) -> ApiResult<()> {
+    match presenter {
+        Presenter::KnownDevice(device) => {
+            let key = format!("{user}:{device}");
+            limits::clear(&state.store, limits::PASSWORD_FAILURES_PER_DEVICE, &key).await
+        }
+        Presenter::NewDevice => {
+            limits::clear_backoff(&state.store, limits::NEW_DEVICE_BACKOFF, user).await
+        }
+    }
+}
+
+/// A second factor passed: recorded, and the password budget starts over.
+async fn factor_passed(
+    state: &AppState,
+    user: &str,
+    factor: Factor,
+    ip: Option<IpAddr>,
+    presenter: Presenter<'_>,
+) -> ApiResult<Option<Factor>> {
+    clear_password_budget(state, user, presenter).await?;
+    let action = match factor {
+        Factor::RecoveryCode => AuditAction::RecoveryCodeUsed,
+        _ => AuditAction::SecondFactorUsed,
+    };
+    state
+        .audit
+        .record(
+            AuditEvent::success(action, user)
+                .target(factor.as_str())
+                .from_ip(ip),
+        )
+        .await?;
+    Ok(Some(factor))
 }
 
 /// Checks one second factor. The inner error is the reason it failed.
@@ -326,9 +422,9 @@ async fn put_challenge(
     Ok(id)
 }
 
-/// Issues a fresh set of recovery codes, replacing any left; only their
-/// argon2id hashes are stored.
-async fn issue_recovery_codes(state: &AppState, user: &str) -> ApiResult<Vec<String>> {
+/// A fresh set of recovery codes: the codes to show once, and the rows to
+/// store (id, argon2id hash of the whole code).
+async fn new_recovery_code_set() -> ApiResult<(Vec<Zeroizing<String>>, Vec<(String, String)>)> {
     let mut codes: Vec<Zeroizing<String>> = Vec::with_capacity(RECOVERY_CODES);
     let mut rows = Vec::with_capacity(RECOVERY_CODES);
     while codes.len() < RECOVERY_CODES {
@@ -342,12 +438,44 @@ async fn issue_recovery_codes(state: &AppState, user: &str) -> ApiResult<Vec<Str
         rows.push((id, hash_secret(whole).await?));
         codes.push(code);
     }
-    state.store.replace_recovery_codes(user, &rows).await?;
-    state
-        .audit
-        .record(AuditEvent::success(AuditAction::RecoveryCodesIssued, user))
-        .await;
-    Ok(codes.iter().map(|c| c.to_string()).collect())
+    Ok((codes, rows))
+}
+
+fn shown(codes: &[Zeroizing<String>]) -> Vec<String> {
+    codes.iter().map(|c| c.to_string()).collect()
+}
+
+/// Applies a change to who can sign in to `user`'s account, together with
+/// its audit entries and the notice its devices are shown, then tells the
+/// account's devices (and ends the streams of devices it cut off).
+async fn apply_change(
+    state: &AppState,
+    user: &str,
+    change: AccountChange<'_>,
+    by_device: Option<&str>,
+    events: impl FnOnce(&ChangeOutcome) -> Vec<AuditEvent>,
+) -> ApiResult<ChangeOutcome> {
+    let audit = &state.audit;
+    let outcome = state
+        .store
+        .change_account(user, change, by_device, |outcome| {
+            events(outcome)
+                .into_iter()
+                .map(|event| audit.entry(event))
+                .collect()
+        })
+        .await?;
+    if outcome.applied {
+        for device_id in &outcome.devices_ended {
+            state.tell(Notice::SessionEnded {
+                device_id: device_id.clone(),
+            });
+        }
+        state.tell(Notice::DevicesChanged {
+            username: user.to_owned(),
+        });
+    }
+    Ok(outcome)
 }
 
 /// Issues an invite code valid for `ttl` seconds.
@@ -422,7 +550,7 @@ async fn register(State(state): State<AppState>, request: Request) -> ApiResult<
     if let Some(id) = invite {
         event = event.target(format!("invite:{id}"));
     }
-    state.audit.record(event).await;
+    state.audit.record(event).await?;
     Ok(Json(json!({ "username": name.as_str() })))
 }
 
@@ -432,6 +560,16 @@ struct LoginBody {
     public_key: String,
     #[serde(flatten)]
     proof: Proof,
+    /// With a proof made of the password and a recovery code: take the
+    /// account back at once (see `recover_account`).
+    #[serde(default)]
+    recover: bool,
+    /// A recovery invite from the host administrator, for a locked account;
+    /// comes with `new_password`.
+    #[serde(default)]
+    recovery_invite: Option<SecretText>,
+    #[serde(default)]
+    new_password: Option<Password>,
 }
 
 async fn login(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
@@ -454,7 +592,42 @@ async fn login(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<
         Some(_) => true,
         None => false,
     };
-    let factor = verify_proof(&state, user, body.proof, signed.ip, AuditAction::Login).await?;
+    if body.recover {
+        recovery_proof(&body.proof)?;
+    }
+    let factor = match (body.recovery_invite, body.new_password) {
+        (Some(invite), Some(new_password)) => {
+            if known {
+                return Err(ApiError::BadRequest(
+                    "a recovery invite signs in a new device; this one is already registered"
+                        .into(),
+                ));
+            }
+            redeem_recovery_invite(&state, user, invite, new_password, signed.ip).await?;
+            None
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "a recovery invite comes with new_password, and only with it".into(),
+            ));
+        }
+        (None, None) => {
+            let presenter = if known {
+                Presenter::KnownDevice(&device_id)
+            } else {
+                Presenter::NewDevice
+            };
+            verify_proof(
+                &state,
+                user,
+                body.proof,
+                signed.ip,
+                AuditAction::Login,
+                presenter,
+            )
+            .await?
+        }
+    };
     // Without a second factor only an account's first device may sign in:
     // the password alone never adds a device to an account that has one.
     if factor.is_none() && !known && state.store.active_device_count(user).await? > 0 {
@@ -465,7 +638,7 @@ async fn login(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<
                     .device(&device_id)
                     .from_ip(signed.ip),
             )
-            .await;
+            .await?;
         return Err(ApiError::EnrollmentRequired(
             "a new device needs a second factor; enroll TOTP or a passkey on a device you already use",
         ));
@@ -502,13 +675,70 @@ async fn login(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<
                 .device(&device_id)
                 .from_ip(signed.ip),
         )
-        .await;
-    Ok(Json(json!({
+        .await?;
+    let mut answer = json!({
         "username": user,
         "device_id": device_id,
         "second_factor": factor.map(Factor::as_str),
-        "recovery_codes_left": state.store.recovery_codes_left(user).await?,
-    })))
+    });
+    if body.recover {
+        let (outcome, codes) = recover_account(&state, user, &device_id, signed.ip).await?;
+        answer["recovery"] = recovery_answer(&outcome, &codes);
+    }
+    answer["recovery_codes_left"] = json!(state.store.recovery_codes_left(user).await?);
+    Ok(Json(answer))
+}
+
+/// Redeems a host administrator's recovery invite for a locked account:
+/// the account gets `new_password` and is unlocked, in one transaction with
+/// its log entry. Wrong codes are slowed down like wrong passwords.
+async fn redeem_recovery_invite(
+    state: &AppState,
+    user: &str,
+    invite: SecretText,
+    new_password: Password,
+    ip: Option<IpAddr>,
+) -> ApiResult<()> {
+    check_new_password(&new_password)?;
+    limits::count(state, limits::LOGIN_PER_IP, &ip_key(ip)).await?;
+    limits::reserve_backoff(state, limits::NEW_DEVICE_BACKOFF, user).await?;
+    let (id, whole) = INVITE_CODE
+        .parse(invite.expose())
+        .ok_or(ApiError::InviteInvalid)?;
+    let stored = state.store.open_recovery_invite(&id, user).await?;
+    if !verify_secret(whole, stored).await? {
+        state
+            .audit
+            .record(
+                AuditEvent::failure(AuditAction::AccountUnlocked, user, "bad_recovery_invite")
+                    .from_ip(ip),
+            )
+            .await?;
+        return Err(ApiError::InviteInvalid);
+    }
+    let hash = hash_password(new_password).await?;
+    let unlocked = apply_change(
+        state,
+        user,
+        AccountChange::Unlocked {
+            hash: &hash,
+            invite_id: &id,
+        },
+        None,
+        |_| {
+            vec![
+                AuditEvent::success(AuditAction::AccountUnlocked, user)
+                    .target(format!("invite:{id}"))
+                    .from_ip(ip),
+            ]
+        },
+    )
+    .await?;
+    if !unlocked.applied {
+        return Err(ApiError::InviteInvalid);
+    }
+    limits::clear_backoff(&state.store, limits::NEW_DEVICE_BACKOFF, user).await?;
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -591,8 +821,45 @@ async fn account_status(State(state): State<AppState>, signed: Signed) -> ApiRes
     })))
 }
 
+/// A proof in a body that may be empty (then it proves nothing).
+fn proof_in(signed: &Signed) -> ApiResult<Proof> {
+    if signed.body.is_empty() {
+        Ok(Proof::default())
+    } else {
+        signed.json()
+    }
+}
+
+/// Checks the step-up proof a signed-in device gives for a change to who
+/// can sign in: the device's signature is not enough on its own.
+async fn step_up(
+    state: &AppState,
+    signed: &Signed,
+    proof: Proof,
+    action: AuditAction,
+) -> ApiResult<Option<Factor>> {
+    let user = signed.username()?;
+    let device = signed.device_id.to_string();
+    verify_proof(
+        state,
+        user,
+        proof,
+        signed.ip,
+        action,
+        Presenter::KnownDevice(&device),
+    )
+    .await
+}
+
 async fn begin_totp(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
     let user = signed.username()?;
+    step_up(
+        &state,
+        &signed,
+        proof_in(&signed)?,
+        AuditAction::SecondFactorEnrolled,
+    )
+    .await?;
     let secret = factors::new_totp_secret();
     let sealed = state
         .server_key
@@ -613,77 +880,119 @@ struct CodeBody {
     code: SecretText,
 }
 
+/// Confirms the enrollment `begin_totp` started (after its step-up), with
+/// the first code from the app.
 async fn confirm_totp(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
     let user = signed.username()?.to_owned();
+    let device = signed.device_id.to_string();
     let body: CodeBody = signed.json()?;
     let store = &state.store;
-    limits::check(&state, limits::SECOND_FACTOR_FAILURES, &user).await?;
     let Some(row) = store.totp(&user).await?.filter(|t| !t.confirmed) else {
         return Err(ApiError::BadRequest(
             "no TOTP enrollment is pending: start one first".into(),
         ));
     };
+    limits::reserve(&state, limits::SECOND_FACTOR_FAILURES, &user).await?;
     let secret = state
         .server_key
         .open(&totp_context(&user), &row.sealed_secret)
         .map_err(ApiError::Internal)?;
     let totp = factors::totp(&secret, ISSUER, &user).map_err(ApiError::Internal)?;
-    let step = factors::totp_step(&totp, body.code.expose(), unix_now());
-    let confirmed = match step {
-        Some(step) => store.spend_totp_step(&user, step).await?,
-        None => false,
-    };
-    if !confirmed {
-        limits::fail(store, limits::SECOND_FACTOR_FAILURES, &user).await?;
+    let Some(step) = factors::totp_step(&totp, body.code.expose(), unix_now()) else {
         return Err(ApiError::SecondFactorInvalid("wrong or expired TOTP code"));
+    };
+    let (codes, rows) = first_recovery_codes(&state, &user).await?;
+    let confirmed = apply_change(
+        &state,
+        &user,
+        AccountChange::TotpConfirmed {
+            step,
+            first_codes: &rows,
+        },
+        Some(&device),
+        |_| enrolled_events(&user, &device, "totp", !rows.is_empty()),
+    )
+    .await?;
+    if !confirmed.applied {
+        return Err(ApiError::SecondFactorInvalid("TOTP code already used"));
     }
-    state
-        .audit
-        .record(
-            AuditEvent::success(AuditAction::SecondFactorEnrolled, &user)
-                .device(signed.device_id)
-                .target("totp"),
-        )
-        .await;
-    let codes = first_recovery_codes(&state, &user).await?;
-    Ok(Json(json!({ "recovery_codes": codes })))
+    limits::clear(store, limits::SECOND_FACTOR_FAILURES, &user).await?;
+    Ok(Json(json!({ "recovery_codes": shown(&codes) })))
 }
 
-/// Recovery codes come with the first second factor.
-async fn first_recovery_codes(state: &AppState, user: &str) -> ApiResult<Vec<String>> {
-    if state.store.recovery_codes_left(user).await? > 0 {
-        return Ok(Vec::new());
+/// The audit entries of a factor enrollment.
+fn enrolled_events(user: &str, device: &str, target: &str, with_codes: bool) -> Vec<AuditEvent> {
+    let mut events = vec![
+        AuditEvent::success(AuditAction::SecondFactorEnrolled, user)
+            .device(device)
+            .target(target),
+    ];
+    if with_codes {
+        events.push(AuditEvent::success(AuditAction::RecoveryCodesIssued, user).device(device));
     }
-    issue_recovery_codes(state, user).await
+    events
+}
+
+/// Recovery codes come with the first second factor: made here (stored
+/// with the factor) if the account has none left.
+async fn first_recovery_codes(
+    state: &AppState,
+    user: &str,
+) -> ApiResult<(Vec<Zeroizing<String>>, Vec<(String, String)>)> {
+    if state.store.recovery_codes_left(user).await? > 0 {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    new_recovery_code_set().await
 }
 
 async fn remove_totp(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
     let user = signed.username()?.to_owned();
-    let proof: Proof = signed.json()?;
-    verify_proof(
+    let device = signed.device_id.to_string();
+    step_up(
         &state,
-        &user,
-        proof,
-        signed.ip,
+        &signed,
+        proof_in(&signed)?,
         AuditAction::SecondFactorRemoved,
     )
     .await?;
-    if !state.store.delete_totp(&user).await? {
+    let removed = apply_change(
+        &state,
+        &user,
+        AccountChange::TotpRemoved,
+        Some(&device),
+        |_| {
+            vec![
+                AuditEvent::success(AuditAction::SecondFactorRemoved, &user)
+                    .device(&device)
+                    .target("totp")
+                    .from_ip(signed.ip),
+            ]
+        },
+    )
+    .await?;
+    if !removed.applied {
         return Err(ApiError::NotFound("TOTP enrollment"));
     }
-    state
-        .audit
-        .record(
-            AuditEvent::success(AuditAction::SecondFactorRemoved, &user)
-                .device(signed.device_id)
-                .target("totp"),
-        )
-        .await;
     Ok(Json(json!({ "removed": "totp" })))
+}
+
+/// The challenge purpose of a passkey registration by `device`: only the
+/// device that passed the step-up may finish it.
+fn registration_purpose(device: &str) -> String {
+    format!("register:{device}")
 }
 
 async fn begin_webauthn(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
     let user = signed.username()?;
+    // The proof comes from factors the account has now: a passkey being
+    // registered can never vouch for itself.
+    step_up(
+        &state,
+        &signed,
+        proof_in(&signed)?,
+        AuditAction::SecondFactorEnrolled,
+    )
+    .await?;
     let existing = state.store.webauthn_credentials(user).await?;
     let mut exclude = Vec::with_capacity(existing.len());
     for stored in &existing {
@@ -696,7 +1005,8 @@ async fn begin_webauthn(State(state): State<AppState>, signed: Signed) -> ApiRes
         .webauthn
         .start_passkey_registration(factors::user_handle(user), user, user, Some(exclude))
         .map_err(|e| ApiError::Internal(format!("webauthn: {e}")))?;
-    let challenge_id = put_challenge(&state.store, user, "register", &ceremony).await?;
+    let purpose = registration_purpose(&signed.device_id.to_string());
+    let challenge_id = put_challenge(&state.store, user, &purpose, &ceremony).await?;
     Ok(Json(json!({
         "challenge_id": challenge_id,
         "origin": state.relying_party.origin.as_str(),
@@ -715,6 +1025,7 @@ struct FinishWebauthnBody {
 
 async fn finish_webauthn(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
     let user = signed.username()?.to_owned();
+    let device = signed.device_id.to_string();
     let body: FinishWebauthnBody = signed.json()?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
@@ -722,11 +1033,11 @@ async fn finish_webauthn(State(state): State<AppState>, signed: Signed) -> ApiRe
             "name must be 1 to 64 printable characters".into(),
         ));
     }
-    let Some(challenge) =
-        take_challenge(&state.store, &body.challenge_id, &user, "register").await?
+    let purpose = registration_purpose(&device);
+    let Some(challenge) = take_challenge(&state.store, &body.challenge_id, &user, &purpose).await?
     else {
         return Err(ApiError::SecondFactorInvalid(
-            "unknown, used or expired WebAuthn challenge",
+            "unknown, used or expired WebAuthn registration; start it again with a fresh proof",
         ));
     };
     let ceremony: PasskeyRegistration = serde_json::from_str(&challenge.state)
@@ -742,26 +1053,77 @@ async fn finish_webauthn(State(state): State<AppState>, signed: Signed) -> ApiRe
         name: name.to_owned(),
         passkey: serde_json::to_string(&passkey).map_err(|e| ApiError::Internal(e.to_string()))?,
     };
-    if !state.store.add_webauthn_credential(&user, &row).await? {
+    let (codes, rows) = first_recovery_codes(&state, &user).await?;
+    let target = format!("webauthn:{credential_id}");
+    let added = apply_change(
+        &state,
+        &user,
+        AccountChange::PasskeyAdded {
+            credential: &row,
+            passwordless: body.passwordless,
+            first_codes: &rows,
+        },
+        Some(&device),
+        |_| {
+            let mut events = enrolled_events(&user, &device, &target, !rows.is_empty());
+            if body.passwordless {
+                events.push(
+                    AuditEvent::success(AuditAction::PolicyChanged, &user)
+                        .device(&device)
+                        .target("passwordless"),
+                );
+            }
+            events
+        },
+    )
+    .await?;
+    if !added.applied {
         return Err(ApiError::Conflict("credential"));
     }
-    if body.passwordless {
-        state.store.set_passwordless(&user, true).await?;
-    }
-    state
-        .audit
-        .record(
-            AuditEvent::success(AuditAction::SecondFactorEnrolled, &user)
-                .device(signed.device_id)
-                .target(format!("webauthn:{credential_id}")),
-        )
-        .await;
-    let codes = first_recovery_codes(&state, &user).await?;
     Ok(Json(json!({
         "credential_id": credential_id,
         "passwordless": body.passwordless,
-        "recovery_codes": codes,
+        "recovery_codes": shown(&codes),
     })))
+}
+
+async fn remove_webauthn(
+    State(state): State<AppState>,
+    credential_id: Result<Path<String>, PathRejection>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    let user = signed.username()?.to_owned();
+    let device = signed.device_id.to_string();
+    let Path(credential_id) = credential_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    step_up(
+        &state,
+        &signed,
+        proof_in(&signed)?,
+        AuditAction::SecondFactorRemoved,
+    )
+    .await?;
+    let target = format!("webauthn:{credential_id}");
+    let removed = apply_change(
+        &state,
+        &user,
+        AccountChange::PasskeyRemoved {
+            credential_id: &credential_id,
+        },
+        Some(&device),
+        |_| {
+            vec![
+                AuditEvent::success(AuditAction::SecondFactorRemoved, &user)
+                    .device(&device)
+                    .target(&target)
+                    .from_ip(signed.ip),
+            ]
+        },
+    )
+    .await?;
+    if !removed.applied {
+        return Err(ApiError::NotFound("passkey"));
+    }
+    Ok(Json(json!({ "removed": target })))
 }
 
 async fn new_recovery_codes(
@@ -769,12 +1131,11 @@ async fn new_recovery_codes(
     signed: Signed,
 ) -> ApiResult<Json<Value>> {
     let user = signed.username()?.to_owned();
-    let proof: Proof = signed.json()?;
-    let factor = verify_proof(
+    let device = signed.device_id.to_string();
+    let factor = step_up(
         &state,
-        &user,
-        proof,
-        signed.ip,
+        &signed,
+        proof_in(&signed)?,
         AuditAction::RecoveryCodesIssued,
     )
     .await?;
@@ -783,8 +1144,103 @@ async fn new_recovery_codes(
             "recovery codes back up a second factor",
         ));
     }
-    let codes = issue_recovery_codes(&state, &user).await?;
-    Ok(Json(json!({ "recovery_codes": codes })))
+    let (codes, rows) = new_recovery_code_set().await?;
+    apply_change(
+        &state,
+        &user,
+        AccountChange::RecoveryCodesReplaced { codes: &rows },
+        Some(&device),
+        |_| vec![AuditEvent::success(AuditAction::RecoveryCodesIssued, &user).device(&device)],
+    )
+    .await?;
+    Ok(Json(json!({ "recovery_codes": shown(&codes) })))
+}
+
+/// How far back a recovery reaches: factors added within this window are
+/// the ones a thief could have added, and go.
+fn recovery_window_start(state: &AppState) -> u64 {
+    unix_now().saturating_sub(state.config.recovery_window_days.saturating_mul(86_400))
+}
+
+/// The owner takes the account back: every other device is revoked, every
+/// factor added in the recovery window removed, passwordless sign-in turned
+/// off, and a new set of recovery codes issued. Needs a proof made with the
+/// password and a recovery code, which a thief holding a device (or a
+/// passkey they added) does not have.
+async fn recover_account(
+    state: &AppState,
+    user: &str,
+    device: &str,
+    ip: Option<IpAddr>,
+) -> ApiResult<(ChangeOutcome, Vec<Zeroizing<String>>)> {
+    let (codes, rows) = new_recovery_code_set().await?;
+    let outcome = apply_change(
+        state,
+        user,
+        AccountChange::Recovered {
+            keep_device: device,
+            since: recovery_window_start(state),
+            codes: &rows,
+        },
+        Some(device),
+        |outcome| {
+            let mut events = vec![
+                AuditEvent::success(AuditAction::AccountRecovered, user)
+                    .device(device)
+                    .detail("devices_revoked", outcome.devices_ended.len())
+                    .detail("factors_removed", outcome.factors_removed.len())
+                    .from_ip(ip),
+            ];
+            for revoked in &outcome.devices_ended {
+                events.push(
+                    AuditEvent::success(AuditAction::DeviceRevoked, user)
+                        .device(device)
+                        .target(format!("device:{revoked}")),
+                );
+            }
+            for factor in &outcome.factors_removed {
+                events.push(
+                    AuditEvent::success(AuditAction::SecondFactorRemoved, user)
+                        .device(device)
+                        .target(factor),
+                );
+            }
+            events.push(AuditEvent::success(AuditAction::RecoveryCodesIssued, user).device(device));
+            events
+        },
+    )
+    .await?;
+    Ok((outcome, codes))
+}
+
+fn recovery_answer(outcome: &ChangeOutcome, codes: &[Zeroizing<String>]) -> Value {
+    json!({
+        "devices_revoked": outcome.devices_ended,
+        "factors_removed": outcome.factors_removed,
+        "recovery_codes": shown(codes),
+    })
+}
+
+/// Only the password with a recovery code recovers an account.
+fn recovery_proof(proof: &Proof) -> ApiResult<()> {
+    if proof.password.is_none()
+        || !matches!(proof.second_factor, Some(SecondFactor::RecoveryCode { .. }))
+    {
+        return Err(ApiError::BadRequest(
+            "recovering an account needs the password and an unused recovery code".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn recover(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+    let user = signed.username()?.to_owned();
+    let device = signed.device_id.to_string();
+    let proof = proof_in(&signed)?;
+    recovery_proof(&proof)?;
+    step_up(&state, &signed, proof, AuditAction::AccountRecovered).await?;
+    let (outcome, codes) = recover_account(&state, &user, &device, signed.ip).await?;
+    Ok(Json(recovery_answer(&outcome, &codes)))
 }
 
 #[derive(Deserialize)]
@@ -796,6 +1252,7 @@ struct PasswordBody {
 
 async fn change_password(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
     let user = signed.username()?.to_owned();
+    let this_device = signed.device_id.to_string();
     let body: PasswordBody = signed.json()?;
     check_new_password(&body.new_password)?;
     if body.proof.password.is_none() {
@@ -803,37 +1260,30 @@ async fn change_password(State(state): State<AppState>, signed: Signed) -> ApiRe
             "the current password is required to change it".into(),
         ));
     }
-    verify_proof(
+    step_up(&state, &signed, body.proof, AuditAction::PasswordChanged).await?;
+    let hash = hash_password(body.new_password).await?;
+    let changed = apply_change(
         &state,
         &user,
-        body.proof,
-        signed.ip,
-        AuditAction::PasswordChanged,
+        AccountChange::PasswordChanged {
+            hash: &hash,
+            keep_device: &this_device,
+        },
+        Some(&this_device),
+        |outcome| {
+            vec![
+                AuditEvent::success(AuditAction::PasswordChanged, &user).device(&this_device),
+                AuditEvent::success(AuditAction::SessionsEnded, &user)
+                    .device(&this_device)
+                    .target("other_sessions")
+                    .detail("count", outcome.devices_ended.len()),
+            ]
+        },
     )
     .await?;
-    let hash = hash_password(body.new_password).await?;
-    state.store.set_password_hash(&user, &hash).await?;
-    let this_device = signed.device_id.to_string();
-    let ended = state.store.end_sessions(&user, &this_device).await?;
-    for device_id in &ended {
-        state.tell(Notice::SessionEnded {
-            device_id: device_id.clone(),
-        });
-    }
-    state
-        .audit
-        .record(AuditEvent::success(AuditAction::PasswordChanged, &user).device(&this_device))
-        .await;
-    state
-        .audit
-        .record(
-            AuditEvent::success(AuditAction::SessionsEnded, &user)
-                .device(&this_device)
-                .target("other_sessions")
-                .detail("count", ended.len()),
-        )
-        .await;
-    Ok(Json(json!({ "sessions_ended": ended.len() })))
+    Ok(Json(
+        json!({ "sessions_ended": changed.devices_ended.len() }),
+    ))
 }
 
 // ----- devices ----------------------------------------------------------------
@@ -871,31 +1321,32 @@ async fn revoke_device(
     // Signing out oneself needs no proof; revoking another device does, so a
     // stolen device cannot throw its owner's other devices out.
     if target != this_device {
-        let proof: Proof = if signed.body.is_empty() {
-            Proof::default()
-        } else {
-            signed.json()?
-        };
-        verify_proof(&state, &user, proof, signed.ip, AuditAction::DeviceRevoked).await?;
+        step_up(
+            &state,
+            &signed,
+            proof_in(&signed)?,
+            AuditAction::DeviceRevoked,
+        )
+        .await?;
     }
-    if !state.store.revoke_device(&user, &target).await? {
+    let revoked = apply_change(
+        &state,
+        &user,
+        AccountChange::DeviceRevoked { device_id: &target },
+        Some(&this_device),
+        |_| {
+            vec![
+                AuditEvent::success(AuditAction::DeviceRevoked, &user)
+                    .device(&this_device)
+                    .target(format!("device:{target}"))
+                    .from_ip(signed.ip),
+            ]
+        },
+    )
+    .await?;
+    if !revoked.applied {
         return Err(ApiError::NotFound("device"));
     }
-    state.tell(Notice::SessionEnded {
-        device_id: target.clone(),
-    });
-    state.tell(Notice::DevicesChanged {
-        username: user.clone(),
-    });
-    state
-        .audit
-        .record(
-            AuditEvent::success(AuditAction::DeviceRevoked, &user)
-                .device(&this_device)
-                .target(format!("device:{target}"))
-                .from_ip(signed.ip),
-        )
-        .await;
     Ok(Json(json!({ "revoked": target })))
 }
 
@@ -905,6 +1356,8 @@ async fn revoke_device(
 struct InviteBody {
     #[serde(default)]
     expires_in_secs: Option<u64>,
+    #[serde(flatten)]
+    proof: Proof,
 }
 
 async fn create_invite(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
@@ -921,6 +1374,7 @@ async fn create_invite(State(state): State<AppState>, signed: Signed) -> ApiResu
     let body: InviteBody = if signed.body.is_empty() {
         InviteBody {
             expires_in_secs: None,
+            proof: Proof::default(),
         }
     } else {
         signed.json()?
@@ -931,6 +1385,8 @@ async fn create_invite(State(state): State<AppState>, signed: Signed) -> ApiResu
             "expires_in_secs must be 60 to {MAX_INVITE_TTL}"
         )));
     }
+    // An invite lets someone in: a stolen admin device alone must not mint them.
+    step_up(&state, &signed, body.proof, AuditAction::InviteCreated).await?;
     let (code, invite_id, expires_at) = issue_invite(&state.store, &user, ttl).await?;
     state
         .audit
@@ -939,7 +1395,7 @@ async fn create_invite(State(state): State<AppState>, signed: Signed) -> ApiResu
                 .device(signed.device_id)
                 .target(format!("invite:{invite_id}")),
         )
-        .await;
+        .await?;
     Ok(Json(
         json!({ "invite_code": code.as_str(), "expires_at": expires_at }),
     ))

@@ -118,6 +118,22 @@ pub enum AdminCommand {
     },
     /// Print the audit log's verifier key (for auditors and clients) and its latest checkpoint.
     LogKey,
+    /// Lock an account at once: every device revoked, every second factor and
+    /// recovery code removed, no sign-in until a recovery invite is redeemed.
+    Lock {
+        /// The account.
+        username: String,
+    },
+    /// Hand an account back to its owner: lock it (as `lock`) and print a
+    /// one-time recovery invite. With it, `conclave login USER --recovery-invite`
+    /// sets a new password and signs in a new device.
+    Recover {
+        /// The account.
+        username: String,
+        /// How long the invite stays valid, e.g. 1d, 12h.
+        #[arg(long, default_value = "1d")]
+        expires_in: String,
+    },
 }
 
 /// Roles an account can hold.
@@ -195,7 +211,8 @@ async fn new_bot(
                 .target(name.as_str())
                 .detail("bot_owner", owner),
         )
-        .await;
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(password)
 }
 
@@ -229,7 +246,8 @@ async fn register_command(
                 .target(format!("command:{name}"))
                 .detail("bot", bot),
         )
-        .await;
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(name)
 }
 
@@ -277,7 +295,8 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                     AuditEvent::success(AuditAction::RoleChanged, HOST_ADMIN)
                         .target(format!("{username}:+{}", role.as_str())),
                 )
-                .await;
+                .await
+                .map_err(|e| e.to_string())?;
             out!("{username} is now {}", role.as_str());
         }
         AdminCommand::RevokeRole { username, role } => {
@@ -296,7 +315,8 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                     AuditEvent::success(AuditAction::RoleChanged, HOST_ADMIN)
                         .target(format!("{username}:-{}", role.as_str())),
                 )
-                .await;
+                .await
+                .map_err(|e| e.to_string())?;
             out!("{username} is no longer {}", role.as_str());
         }
         AdminCommand::Command(SlashCommandAdmin::Add { name, bot, usage }) => {
@@ -315,7 +335,8 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                         .target(format!("command:{name}"))
                         .detail("removed", true),
                 )
-                .await;
+                .await
+                .map_err(|e| e.to_string())?;
             out!("removed /{name}");
         }
         AdminCommand::Command(SlashCommandAdmin::List) => {
@@ -342,7 +363,8 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                         AuditEvent::success(AuditAction::InviteCreated, HOST_ADMIN)
                             .target(format!("invite:{id}")),
                     )
-                    .await;
+                    .await
+                    .map_err(|e| e.to_string())?;
                 out!("{}  (expires {})", code.as_str(), utc(expires_at));
             }
         }
@@ -361,7 +383,8 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                         AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
                             .target(format!("max_group_dm={people}")),
                     )
-                    .await;
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             if let Some(days) = retention_days {
                 store
@@ -373,7 +396,8 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                         AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
                             .target(format!("retention_days={days}")),
                     )
-                    .await;
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             if let Some(required) = require_second_factor {
                 store
@@ -388,7 +412,8 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                         AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
                             .target(format!("require_second_factor={required}")),
                     )
-                    .await;
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             let required = store
                 .setting("require_second_factor")
@@ -445,6 +470,93 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                 .map_err(|e| format!("audit log: {e}"))?;
             out_raw!("{}", checkpoint.note);
         }
+        AdminCommand::Lock { username } => {
+            lock_account(&store, &events, &username).await?;
+            out!(
+                "locked {username}: every device revoked, every second factor and recovery code removed"
+            );
+            out!(
+                "give its owner a recovery invite with `conclave-server admin recover {username}`"
+            );
+        }
+        AdminCommand::Recover {
+            username,
+            expires_in,
+        } => {
+            let ttl = crate::config::parse_duration("--expires-in", &expires_in)?;
+            if !store.account_locked(&username).await.map_err(db)? {
+                lock_account(&store, &events, &username).await?;
+                out!(
+                    "locked {username}: every device revoked, every second factor and recovery code removed"
+                );
+            }
+            let code = crate::factors::INVITE_CODE.generate();
+            let (id, whole) = crate::factors::INVITE_CODE
+                .parse(&code)
+                .ok_or("a generated invite code does not parse")?;
+            let hash = crate::auth::hash_secret(whole)
+                .await
+                .map_err(|e| e.to_string())?;
+            let expires_at = crate::auth::unix_now() + ttl;
+            store
+                .create_recovery_invite(&id, &hash, HOST_ADMIN, &username, expires_at)
+                .await
+                .map_err(db)?;
+            events
+                .record(
+                    AuditEvent::success(AuditAction::InviteCreated, HOST_ADMIN)
+                        .target(format!("invite:{id}"))
+                        .detail("recovers", &username),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            out!(
+                "recovery invite for {username} (one use, expires {}):",
+                utc(expires_at)
+            );
+            out!("{}", code.as_str());
+            out!("its owner runs: conclave login {username} --recovery-invite");
+        }
+    }
+    Ok(())
+}
+
+/// Locks `username`: every device revoked, every factor and recovery code
+/// removed, with its log entries, in one transaction.
+async fn lock_account(store: &Store, events: &AuditTrail, username: &str) -> Result<(), String> {
+    let db = |e: crate::StoreError| format!("database: {e}");
+    if store.password_hash(username).await.map_err(db)?.is_none() {
+        return Err(format!("no account named {username:?}"));
+    }
+    let outcome = store
+        .change_account(
+            username,
+            crate::store::AccountChange::Locked,
+            None,
+            |outcome| {
+                let mut entries = vec![
+                    events.entry(
+                        AuditEvent::success(AuditAction::AccountLocked, HOST_ADMIN)
+                            .target(username)
+                            .detail("devices_revoked", outcome.devices_ended.len())
+                            .detail("factors_removed", outcome.factors_removed.len()),
+                    ),
+                ];
+                for device in &outcome.devices_ended {
+                    entries.push(
+                        events.entry(
+                            AuditEvent::success(AuditAction::DeviceRevoked, HOST_ADMIN)
+                                .target(format!("device:{device}")),
+                        ),
+                    );
+                }
+                entries
+            },
+        )
+        .await
+        .map_err(db)?;
+    if !outcome.applied {
+        return Err(format!("no account named {username:?}"));
     }
     Ok(())
 }

@@ -161,7 +161,7 @@ async fn upload_key_packages(
                 .detail("count", packages.len())
                 .detail("last_resort", last_resort),
         )
-        .await;
+        .await?;
     if had_one_time == 0 && !had_last_resort {
         // A new device's first packages: its account's other devices can
         // now add it to their channels.
@@ -321,7 +321,7 @@ async fn create_group(State(state): State<AppState>, signed: Signed) -> ApiResul
     if let Some(listing) = &body.public {
         created = created.detail("public_name", &listing.name);
     }
-    state.audit.record(created).await;
+    state.audit.record(created).await?;
     Ok(Json(
         json!({ "group_id": group.group_id, "epoch": group.epoch }),
     ))
@@ -351,7 +351,7 @@ pub(crate) async fn apply_retention(state: &AppState) -> ApiResult<()> {
         if deleted > 0 || files > 0 {
             state
                 .audit
-                .record(
+                .record_in_background(
                     AuditEvent::success(AuditAction::RetentionDeleted, "relay")
                         .target(format!("group:{group_id}"))
                         .detail("count", deleted)
@@ -486,7 +486,7 @@ async fn log_group_policy(
                 .target(format!("group:{group_id}"))
                 .detail(setting, value),
         )
-        .await;
+        .await?;
     Ok(())
 }
 
@@ -577,7 +577,7 @@ async fn archive_group(
                     .device(signed.device_id)
                     .target(format!("group:{group_id}")),
             )
-            .await;
+            .await?;
     }
     Ok(Json(json!({ "group_id": group_id, "archived": true })))
 }
@@ -960,10 +960,28 @@ async fn fetch_messages(
         .into_iter()
         .map(|(group_id, device_id)| json!({ "group_id": group_id, "device_id": device_id }))
         .collect();
+    // And what changed in who can sign in to their account (factors,
+    // passwords, recoveries), so that every device can tell its owner.
+    let account_changes: Vec<Value> = state
+        .store
+        .account_changes(user)
+        .await?
+        .into_iter()
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "at": c.at,
+                "kind": c.kind,
+                "detail": c.detail,
+                "device_id": c.device_id,
+            })
+        })
+        .collect();
     Ok(Json(json!({
         "messages": list,
         "key_package_stock": { "one_time": one_time, "last_resort": last_resort },
         "devices": devices,
+        "account_changes": account_changes,
         "revoked_members": revoked_members,
         "archived_groups": archived,
         "retention": retention,

@@ -53,6 +53,62 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// How many argon2 computations run at once: one core is left for
+/// everything else (signed requests, deliveries), so a flood of logins
+/// slows logins, not the relay.
+fn hashing_slots() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(1))
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Computations allowed to wait for a slot; beyond that the relay answers
+/// 503 at once rather than queueing without end.
+const HASHING_QUEUE_PER_SLOT: usize = 16;
+
+/// Longest wait for a slot before answering 503.
+const HASHING_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The bounded gate every argon2 computation passes.
+struct HashingGate {
+    slots: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+    queue_limit: usize,
+}
+
+fn hashing_gate() -> &'static HashingGate {
+    static GATE: std::sync::OnceLock<HashingGate> = std::sync::OnceLock::new();
+    GATE.get_or_init(|| {
+        let slots = hashing_slots();
+        HashingGate {
+            slots: tokio::sync::Semaphore::new(slots),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            queue_limit: slots * HASHING_QUEUE_PER_SLOT,
+        }
+    })
+}
+
+/// Takes a slot for one argon2 computation, or refuses with 503 `busy` when
+/// too many already wait (or the wait would be long).
+async fn hashing_slot() -> Result<tokio::sync::SemaphorePermit<'static>, ApiError> {
+    use std::sync::atomic::Ordering;
+    let gate = hashing_gate();
+    if let Ok(permit) = gate.slots.try_acquire() {
+        return Ok(permit);
+    }
+    if gate.waiting.fetch_add(1, Ordering::AcqRel) >= gate.queue_limit {
+        gate.waiting.fetch_sub(1, Ordering::AcqRel);
+        return Err(ApiError::Busy { retry_after: 1 });
+    }
+    let permit = tokio::time::timeout(HASHING_WAIT, gate.slots.acquire()).await;
+    gate.waiting.fetch_sub(1, Ordering::AcqRel);
+    match permit {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(ApiError::Busy { retry_after: 2 }),
+    }
+}
+
 /// Hashes a password (PHC string). Runs on a blocking thread: argon2 is slow on purpose.
 pub async fn hash_password(password: Password) -> Result<String, ApiError> {
     hash_secret(password.0).await
@@ -61,6 +117,7 @@ pub async fn hash_password(password: Password) -> Result<String, ApiError> {
 /// Hashes any secret the relay must recognise but never learn (passwords,
 /// recovery and invite codes): argon2id, one set of parameters for all.
 pub async fn hash_secret(secret: Zeroizing<String>) -> Result<String, ApiError> {
+    let _slot = hashing_slot().await?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
         argon2()
@@ -83,6 +140,7 @@ pub async fn verify_secret(
     password: Zeroizing<String>,
     stored: Option<String>,
 ) -> Result<bool, ApiError> {
+    let _slot = hashing_slot().await?;
     tokio::task::spawn_blocking(move || {
         const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$ZmRB6sl1qDlk4XG8jF7JTuG8A4x26m9pBTqhMfTf3Hk";
         let exists = stored.is_some();

@@ -169,7 +169,7 @@ async fn create(State(state): State<AppState>, signed: Signed) -> ApiResult<Json
                             .detail("group", &body.group_id)
                             .detail("bytes", body.size),
                     )
-                    .await;
+                    .await?;
             }
             Ok(Json(json!({
             "blob_id": blob_id,

@@ -87,6 +87,10 @@ pub struct Args {
     /// Rate limits and lockout; turn off only for load tests [default: true].
     #[arg(long, env = "CONCLAVE_RATE_LIMITS")]
     pub rate_limits: Option<bool>,
+    /// An account recovery (password + recovery code) removes the factors added in
+    /// this many days before it [default: 7].
+    #[arg(long, env = "CONCLAVE_RECOVERY_WINDOW_DAYS")]
+    pub recovery_window_days: Option<u64>,
     /// What to do instead of serving.
     #[command(subcommand)]
     pub command: Option<crate::admin::Command>,
@@ -128,6 +132,7 @@ struct FileConfig {
     webauthn_origin: Option<String>,
     record_client_ip: Option<bool>,
     rate_limits: Option<bool>,
+    recovery_window_days: Option<u64>,
 }
 
 /// Resolved settings.
@@ -173,6 +178,8 @@ pub struct Config {
     pub record_client_ip: bool,
     /// Whether rate limits and lockout apply.
     pub rate_limits: bool,
+    /// Days before an account recovery whose new factors it removes.
+    pub recovery_window_days: u64,
 }
 
 impl Config {
@@ -200,6 +207,7 @@ impl Config {
             webauthn_origin: "https://localhost:8443".into(),
             record_client_ip: false,
             rate_limits: true,
+            recovery_window_days: 7,
         }
     }
 
@@ -251,6 +259,9 @@ impl Config {
         }
         if let Some(on) = args.rate_limits.or(file.rate_limits) {
             config.rate_limits = on;
+        }
+        if let Some(days) = args.recovery_window_days.or(file.recovery_window_days) {
+            config.recovery_window_days = days;
         }
         if let Some(text) = args.session_idle_timeout.or(file.session_idle_timeout) {
             config.session_idle_timeout = parse_duration("session_idle_timeout", &text)?;

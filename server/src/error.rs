@@ -94,6 +94,28 @@ pub enum ApiError {
         /// Seconds until the window reopens.
         retry_after: u64,
     },
+    /// The relay is saturated (password hashing, or the database's write
+    /// lock); the client should try again after the given seconds.
+    #[error("the relay is busy: retry after {retry_after} seconds")]
+    Busy {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// The audit log could not take the event that records this request,
+    /// so the request was not carried out (or, for a refusal, not answered
+    /// as one): no security event goes unrecorded.
+    #[error("the audit log is unavailable; nothing was changed, try again")]
+    AuditUnavailable(String),
+    /// The change alters who can sign in, and the request carried no proof.
+    #[error(
+        "this change needs a fresh proof: the password and a second factor (if the account has one), or a registered passkey"
+    )]
+    StepUpRequired,
+    /// A host administrator locked the account.
+    #[error(
+        "this account is locked by the workspace's administrator; ask them for a recovery invite"
+    )]
+    AccountLocked,
     /// The database cannot be reached from this node right now; another
     /// node, or this one a little later, may serve the request.
     #[error("the relay's database is unavailable; try again or another node")]
@@ -131,6 +153,10 @@ impl ApiError {
             InviteInvalid => (StatusCode::FORBIDDEN, "invite_invalid"),
             RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+            Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            AuditUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
+            StepUpRequired => (StatusCode::UNAUTHORIZED, "step_up_required"),
+            AccountLocked => (StatusCode::FORBIDDEN, "account_locked"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -148,13 +174,16 @@ impl IntoResponse for ApiError {
             // The detail stays in the log; it never carries request bodies.
             ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
             ApiError::Unavailable(detail) => tracing::warn!(%detail, "database unavailable"),
+            ApiError::AuditUnavailable(detail) => {
+                tracing::error!(%detail, "audit log unavailable; request refused")
+            }
             _ => {}
         }
         let mut body = json!({ "error": code, "message": self.to_string() });
         match &self {
             ApiError::WrongEpoch { current, .. } => body["current_epoch"] = json!(current),
             ApiError::SecondFactorRequired(factors) => body["factors"] = json!(factors),
-            ApiError::RateLimited { retry_after } => {
+            ApiError::RateLimited { retry_after } | ApiError::Busy { retry_after } => {
                 body["retry_after"] = json!(retry_after);
                 let retry = [(http::header::RETRY_AFTER, retry_after.to_string())];
                 return (status, retry, Json(body)).into_response();
@@ -178,6 +207,19 @@ impl From<crate::store::StoreError> for ApiError {
                 | sqlx::Error::Tls(_)
                 | sqlx::Error::WorkerCrashed,
             ) => ApiError::Unavailable(format!("database: {error}")),
+            // SQLite's write lock stayed taken past the busy timeout (5, 6
+            // and their extended codes), or PostgreSQL gave up a transaction
+            // to a conflicting one (40001, 40P01): the relay is overloaded,
+            // not broken. 503 with a retry, never 500.
+            Database(sqlx::Error::Database(e))
+                if matches!(
+                    e.code().as_deref(),
+                    Some("5" | "6" | "261" | "262" | "517" | "40001" | "40P01")
+                ) =>
+            {
+                tracing::warn!(error = %error, "database busy");
+                ApiError::Busy { retry_after: 1 }
+            }
             _ => ApiError::Internal(format!("database: {error}")),
         }
     }

@@ -55,6 +55,13 @@ pub enum AuditAction {
     MemberRemoved,
     /// A device uploaded key packages.
     KeyPackagesUploaded,
+    /// The owner took the account back with the password and a recovery
+    /// code: other devices revoked, recent factors removed.
+    AccountRecovered,
+    /// A host administrator locked the account.
+    AccountLocked,
+    /// A recovery invite was redeemed: new password, account unlocked.
+    AccountUnlocked,
     /// A member handed another member a channel's earlier history (an
     /// encrypted bundle only that member's devices may fetch).
     HistoryShared,
@@ -86,6 +93,9 @@ impl AuditAction {
             MemberRemoved => "member_removed",
             KeyPackagesUploaded => "key_packages_uploaded",
             HistoryShared => "history_shared",
+            AccountRecovered => "account_recovered",
+            AccountLocked => "account_locked",
+            AccountUnlocked => "account_unlocked",
         }
     }
 }
@@ -240,11 +250,50 @@ impl AuditTrail {
         entry
     }
 
-    /// Records an event in a transaction of its own. A failure to record is
-    /// logged, not raised: the request it describes already happened. Events
-    /// that must land with their change (device registrations, membership
-    /// changes) go into that change's transaction instead.
-    pub async fn record(&self, event: AuditEvent) {
+    /// Records an event in a transaction of its own. If the log cannot take
+    /// it, the request fails with 503 `audit_unavailable`: call this
+    /// *before* answering, and before the change where the change can
+    /// still be held back, so that no security event goes unrecorded.
+    /// Events that must land with their change (device registrations,
+    /// membership changes, factor changes) go into that change's
+    /// transaction instead ([`AuditTrail::entry`]).
+    pub async fn record(&self, event: AuditEvent) -> Result<(), crate::error::ApiError> {
+        self.log
+            .append(self.entry(event))
+            .await
+            .map(|_| ())
+            .map_err(|e| crate::error::ApiError::AuditUnavailable(e.to_string()))
+    }
+
+    /// Logs the failed logins for accounts that do not exist, one entry per
+    /// closed five-minute window (every window with `all`, at shutdown):
+    /// `login`, `failure:unknown_account`, with `count` and `window_start`.
+    pub async fn flush_unknown_logins(
+        &self,
+        store: &crate::store::Store,
+        all: bool,
+    ) -> Result<u64, crate::store::StoreError> {
+        store
+            .flush_unknown_logins(all, |count, window_start| {
+                self.entry(AuditEvent {
+                    action: AuditAction::Login,
+                    failure: Some("unknown_account"),
+                    actor: None,
+                    actor_device: None,
+                    target: None,
+                    client_ip: None,
+                    details: vec![
+                        ("count", count.to_string()),
+                        ("window_start", window_start.to_string()),
+                    ],
+                })
+            })
+            .await
+    }
+
+    /// Records an event from a background task, where there is no request
+    /// to fail: a failure is logged loudly.
+    pub async fn record_in_background(&self, event: AuditEvent) {
         if let Err(e) = self.log.append(self.entry(event)).await {
             tracing::error!(error = %e, "could not record an audit event");
         }

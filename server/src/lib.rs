@@ -193,6 +193,20 @@ fn state(store: Store, config: Config) -> Result<AppState, String> {
             }
         }
     });
+    // Failed logins for made-up names enter the log as one count per window.
+    let tallying = (
+        store.clone(),
+        AuditTrail::new(log.clone(), config.record_client_ip),
+    );
+    tokio::spawn(async move {
+        let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every_minute.tick().await;
+            if let Err(e) = tallying.1.flush_unknown_logins(&tallying.0, false).await {
+                tracing::error!(error = %e, "cannot log the failed logins for unknown accounts");
+            }
+        }
+    });
     let (notifier, _) = broadcast::channel(4096);
     let server_key = server_key::ServerKey::load_or_create(&config.server_key_file)?;
     let relying_party = factors::RelyingParty::new(&config.webauthn_origin, "Conclave")?;
@@ -317,6 +331,7 @@ pub async fn run(
         metrics::serve(metrics, store.pool().clone());
     }
     let state = state(store, config)?;
+    let flushing = state.clone();
     let router = api::router(state.clone());
     let handle = axum_server::Handle::new();
     let on_shutdown = handle.clone();
@@ -335,5 +350,12 @@ pub async fn run(
         .handle(handle)
         .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await
-        .map_err(|e| format!("server failed: {e}"))
+        .map_err(|e| format!("server failed: {e}"))?;
+    // Counts of the current window must not die with the process.
+    flushing
+        .audit
+        .flush_unknown_logins(&flushing.store, true)
+        .await
+        .map_err(|e| format!("cannot log the failed logins for unknown accounts: {e}"))?;
+    Ok(())
 }

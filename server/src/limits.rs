@@ -1,10 +1,29 @@
 //! Rate limits and lockout, counted in the database so every relay node
 //! shares them.
 //!
+//! Every guess is counted *before* it is checked ([`reserve`]): the counter
+//! is bumped atomically, and only a request that got a number within the
+//! limit goes on to argon2 or the TOTP check. A hundred parallel guesses
+//! therefore get at most `max` evaluations, never a hundred.
+//!
+//! The password policy is built so that guessing cannot become a way to lock
+//! the owner out:
+//! - A login or step-up signed by a device the account **already has** counts
+//!   against that device's own budget ([`PASSWORD_FAILURES_PER_DEVICE`]):
+//!   failures from anywhere else never block it.
+//! - Proofs from **new devices** share one budget per account that slows down
+//!   instead of locking ([`NEW_DEVICE_BACKOFF`]): five free tries, then each
+//!   further try must wait 1, 2, 4 … 256 seconds, then 15 minutes, after the
+//!   previous one. A success starts it over.
+//! - A proof that carries a **passkey** assertion is checked on the passkey
+//!   first; once that passed, the backoff does not apply (a passkey cannot be
+//!   guessed), and the password has a budget of its own.
+//!
 //! The numbers are chosen so that guessing a 6-digit TOTP code is hopeless:
 //! five wrong second factors lock the account's second-factor check for 15
-//! minutes, so an attacker who already has the password gets at most 5
-//! guesses while one code lives (90 s with drift): a chance of 3·5/10⁶.
+//! minutes, and that check is only reached with the right password, so an
+//! attacker who already has the password gets at most 5 guesses while one
+//! code lives (90 s with drift): a chance of 3·5/10⁶.
 
 use std::net::IpAddr;
 
@@ -29,11 +48,41 @@ pub const LOGIN_PER_IP: Limit = Limit {
     max: 30,
     window: 300,
 };
-/// Wrong passwords for one account.
-pub const PASSWORD_FAILURES: Limit = Limit {
-    name: "password-fail",
+/// Password attempts by one device the account already has.
+pub const PASSWORD_FAILURES_PER_DEVICE: Limit = Limit {
+    name: "password-fail-device",
     max: 10,
     window: 900,
+};
+/// Password attempts that come with a passkey that already verified.
+pub const PASSWORD_FAILURES_WITH_PASSKEY: Limit = Limit {
+    name: "password-fail-passkey",
+    max: 10,
+    window: 900,
+};
+
+/// A budget that slows down instead of locking: `free` attempts, then each
+/// further one must wait twice as long after the previous as the one
+/// before did (from one second), up to `cap` seconds. Forgotten after
+/// `window` seconds without an attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// Bucket prefix.
+    pub name: &'static str,
+    /// Attempts with no wait.
+    pub free: u64,
+    /// The longest wait, in seconds.
+    pub cap: u64,
+    /// Seconds after the last attempt when the count starts over.
+    pub window: u64,
+}
+
+/// Password attempts from devices the account does not have yet.
+pub const NEW_DEVICE_BACKOFF: Backoff = Backoff {
+    name: "password-backoff",
+    free: 5,
+    cap: 900,
+    window: 86_400,
 };
 /// Wrong second factors for one account.
 pub const SECOND_FACTOR_FAILURES: Limit = Limit {
@@ -81,6 +130,57 @@ fn retry_after(limit: Limit, window_start: u64) -> u64 {
         .max(1)
 }
 
+/// Reserves one attempt before it is checked: the count goes up first, so
+/// parallel attempts cannot all pass a check made before any of them failed.
+/// Refused once `max` attempts are in the window; [`clear`] after a success.
+pub async fn reserve(app: &AppState, limit: Limit, key: &str) -> Result<(), ApiError> {
+    count(app, limit, key).await
+}
+
+/// Reserves one attempt under a [`Backoff`]: refused (with the seconds to
+/// wait) while the wait after the previous attempt is not over.
+pub async fn reserve_backoff(app: &AppState, backoff: Backoff, key: &str) -> Result<(), ApiError> {
+    if !app.config.rate_limits {
+        return Ok(());
+    }
+    let bucket = format!("{}:{key}", backoff.name);
+    match app
+        .store
+        .reserve_backoff(&bucket, backoff.free, backoff.cap, backoff.window)
+        .await?
+    {
+        None => Ok(()),
+        Some((attempts, last_attempt)) => {
+            let waited = crate::auth::unix_now().saturating_sub(last_attempt);
+            Err(ApiError::RateLimited {
+                retry_after: backoff_wait(backoff, attempts)
+                    .saturating_sub(waited)
+                    .max(1),
+            })
+        }
+    }
+}
+
+/// Starts a backoff over, after a success.
+pub async fn clear_backoff(store: &Store, backoff: Backoff, key: &str) -> Result<(), ApiError> {
+    store
+        .clear_bucket(&format!("{}:{key}", backoff.name))
+        .await?;
+    Ok(())
+}
+
+/// The wait after `attempts` attempts under `backoff`, in seconds.
+pub fn backoff_wait(backoff: Backoff, attempts: u64) -> u64 {
+    if attempts < backoff.free {
+        return 0;
+    }
+    let doublings = attempts - backoff.free;
+    if doublings >= 63 {
+        return backoff.cap;
+    }
+    (1u64 << doublings).min(backoff.cap)
+}
+
 /// Counts one request; refuses it if the bucket was already full.
 pub async fn count(app: &AppState, limit: Limit, key: &str) -> Result<(), ApiError> {
     if !app.config.rate_limits {
@@ -98,31 +198,27 @@ pub async fn count(app: &AppState, limit: Limit, key: &str) -> Result<(), ApiErr
     Ok(())
 }
 
-/// Refuses if the bucket is full, without counting (for failure counters).
-pub async fn check(app: &AppState, limit: Limit, key: &str) -> Result<(), ApiError> {
-    if !app.config.rate_limits {
-        return Ok(());
-    }
-    let state = app
-        .store
-        .peek_bucket(&bucket(limit, key), limit.window)
-        .await?;
-    if state.hits >= limit.max {
-        return Err(ApiError::RateLimited {
-            retry_after: retry_after(limit, state.window_start),
-        });
-    }
-    Ok(())
-}
-
-/// Counts one failure.
-pub async fn fail(store: &Store, limit: Limit, key: &str) -> Result<(), ApiError> {
-    store.hit_bucket(&bucket(limit, key), limit.window).await?;
-    Ok(())
-}
-
 /// Starts a failure counter over, after a success.
 pub async fn clear(store: &Store, limit: Limit, key: &str) -> Result<(), ApiError> {
     store.clear_bucket(&bucket(limit, key)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_after_the_free_tries_and_stops_at_the_cap() {
+        let waits: Vec<u64> = (0..17)
+            .map(|n| backoff_wait(NEW_DEVICE_BACKOFF, n))
+            .collect();
+        assert_eq!(
+            waits,
+            [
+                0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900
+            ]
+        );
+        assert_eq!(backoff_wait(NEW_DEVICE_BACKOFF, u64::MAX), 900);
+    }
 }

@@ -323,11 +323,16 @@ impl ServerProcess {
             .expect("transport")
     }
 
-    /// A client with its home in `home`.
+    /// A client with its home in `home`. Its device key is kept in clear
+    /// (the explicit opt-out), so tests can read it as a thief would.
     pub async fn client(&self, home: &Path) -> Client {
-        Client::open(home, self.transport())
-            .await
-            .expect("open client")
+        Client::open_with(
+            home,
+            self.transport(),
+            conclave_client::KeyProtection::Unprotected,
+        )
+        .await
+        .expect("open client")
     }
 
     /// The server's SQLite database, opened directly: what an attacker who
@@ -475,7 +480,10 @@ impl RawDevice {
         device.signed("POST", "/v1/devices", &login).await
     }
 
-    /// The device key of a client home (what an attacker holding that device has).
+    /// The device key of a client home (what an attacker holding that device
+    /// has), for homes whose key is kept unprotected, as
+    /// [`ServerProcess::client`] keeps it (a sealed one is refused: see
+    /// `tests/tests/device_key.rs`).
     pub async fn from_home(server: &ServerProcess, home: &Path) -> Self {
         Self::from_home_with(server.transport(), home).await
     }
@@ -806,9 +814,13 @@ impl TotpApp {
     }
 }
 
-/// Enrolls TOTP for `client`'s account; returns the app and the recovery codes.
-pub async fn enroll_totp(client: &Client) -> (TotpApp, Vec<String>) {
-    let enrollment = client.enroll_totp().await.expect("enroll TOTP");
+/// Enrolls TOTP for `client`'s account, which has no second factor yet (the
+/// password is the step-up proof); returns the app and the recovery codes.
+pub async fn enroll_totp(client: &Client, password: &str) -> (TotpApp, Vec<String>) {
+    let enrollment = client
+        .enroll_totp(conclave_client::Credentials::password(password))
+        .await
+        .expect("enroll TOTP");
     let mut app = TotpApp::from_uri(&enrollment.otpauth_uri);
     let code = app.fresh_code().await;
     let codes = client.confirm_totp(&code).await.expect("confirm TOTP");

@@ -44,7 +44,7 @@ async fn totp_and_new_devices(server: &ServerProcess) {
     alice.client.invite("general", "bob").await.unwrap();
     bob.client.sync().await.unwrap();
 
-    let (mut app, recovery) = enroll_totp(&alice.client).await;
+    let (mut app, recovery) = enroll_totp(&alice.client, ALICE_PASSWORD).await;
     assert_eq!(recovery.len(), 10);
     let status = alice.client.account().await.unwrap();
     assert!(status.totp && status.recovery_codes_left == 10);
@@ -202,7 +202,7 @@ async fn revoked_device_is_locked_out_at_once() {
     let server = ServerProcess::start();
     let alice = Person::register(&server, "alice", ALICE_PASSWORD).await;
     let bob = Person::register(&server, "bob", BOB_PASSWORD).await;
-    let (mut app, recovery) = enroll_totp(&alice.client).await;
+    let (mut app, recovery) = enroll_totp(&alice.client, ALICE_PASSWORD).await;
     let stolen = Person::login_with_totp(&server, "alice", ALICE_PASSWORD, &mut app).await;
     alice.client.sync().await.unwrap();
     alice.client.create_channel("plans").await.unwrap();
@@ -235,7 +235,7 @@ async fn revoked_device_is_locked_out_at_once() {
             )
             .await,
         401,
-        "bad_credentials",
+        "step_up_required",
     );
 
     let revoked_at = Instant::now();
@@ -300,7 +300,7 @@ async fn revoked_device_is_locked_out_at_once() {
 async fn password_change_ends_other_sessions() {
     let server = ServerProcess::start();
     let alice = Person::register(&server, "alice", ALICE_PASSWORD).await;
-    let (mut app, recovery) = enroll_totp(&alice.client).await;
+    let (mut app, recovery) = enroll_totp(&alice.client, ALICE_PASSWORD).await;
     let laptop = Person::login_with_totp(&server, "alice", ALICE_PASSWORD, &mut app).await;
     let mut stream = RawDevice::from_home(&server, laptop.home.path())
         .await
@@ -435,7 +435,12 @@ async fn passkeys_sign_in_as_second_or_only_factor() {
     let mut passkey = SoftAuthenticator::new().unwrap();
     let codes = alice
         .client
-        .enroll_passkey(&mut passkey, "test key", false)
+        .enroll_passkey(
+            &mut passkey,
+            "test key",
+            false,
+            Credentials::password(ALICE_PASSWORD),
+        )
         .await
         .unwrap();
     assert_eq!(codes.0.len(), 10);
@@ -482,7 +487,12 @@ async fn passkeys_sign_in_as_second_or_only_factor() {
     let mut platform = SoftAuthenticator::new().unwrap();
     let codes = alice
         .client
-        .enroll_passkey(&mut platform, "platform", true)
+        .enroll_passkey(
+            &mut platform,
+            "platform",
+            true,
+            Credentials::with(ALICE_PASSWORD, SecondFactor::Webauthn(&mut passkey)),
+        )
         .await
         .unwrap();
     assert!(
@@ -545,7 +555,7 @@ async fn passkeys_sign_in_as_second_or_only_factor() {
 async fn brute_force_is_throttled() {
     let server = ServerProcess::start();
     let alice = Person::register(&server, "alice", ALICE_PASSWORD).await;
-    let (mut app, _) = enroll_totp(&alice.client).await;
+    let (mut app, _) = enroll_totp(&alice.client, ALICE_PASSWORD).await;
     let attacker = Person::fresh(&server, "alice").await;
     for guess in ["111111", "222222", "333333", "444444", "555555"] {
         refused_with(
@@ -579,10 +589,11 @@ async fn brute_force_is_throttled() {
         }
         other => panic!("sixth guess: {other:?}"),
     }
-    // Passwords too: ten wrong ones lock the account's password check.
+    // Passwords from new devices: five wrong ones are free, then each try
+    // waits twice as long after the one before (one second first).
     let bob = Person::register(&server, "bob", BOB_PASSWORD).await;
     drop(bob);
-    for _ in 0..10 {
+    for _ in 0..5 {
         let attempt = RawDevice::register_attempt(&server, "bob", "wrong-password-123").await;
         assert_eq!(attempt.status, 401);
     }
@@ -636,13 +647,24 @@ async fn registration_is_invite_only_by_default() {
         "invite_invalid",
     );
     // Registering first over the network makes nobody an admin.
-    refused_with(carol.client.create_invite(3600).await, 403, "forbidden");
+    refused_with(
+        carol
+            .client
+            .create_invite(3600, Credentials::password("carol-pass-1618033988"))
+            .await,
+        403,
+        "forbidden",
+    );
     assert!(
         server
             .admin(&["grant", "carol", "admin"])
             .contains("carol is now admin")
     );
-    let (code, _) = carol.client.create_invite(3600).await.unwrap();
+    let (code, _) = carol
+        .client
+        .create_invite(3600, Credentials::password("carol-pass-1618033988"))
+        .await
+        .unwrap();
     dave.client
         .register_with_invite("dave", "dave-pass-1414213562", &code)
         .await
@@ -687,7 +709,7 @@ async fn mandatory_second_factor_allows_only_enrollment() {
         "second_factor_enrollment_required",
     );
     assert!(erin.client.account().await.unwrap().second_factor_required);
-    enroll_totp(&erin.client).await;
+    enroll_totp(&erin.client, "erin-pass-5772156649").await;
     erin.client
         .create_channel("after")
         .await
@@ -714,7 +736,10 @@ async fn stolen_database_yields_no_secrets() {
         .register_with_invite("alice", ALICE_PASSWORD, &invite)
         .await
         .unwrap();
-    let enrollment = alice.enroll_totp().await.unwrap();
+    let enrollment = alice
+        .enroll_totp(Credentials::password(ALICE_PASSWORD))
+        .await
+        .unwrap();
     let mut app = TotpApp::from_uri(&enrollment.otpauth_uri);
     let secret_b32 = enrollment
         .otpauth_uri
@@ -729,8 +754,14 @@ async fn stolen_database_yields_no_secrets() {
     let code = app.fresh_code().await;
     let recovery = alice.confirm_totp(&code).await.unwrap().0;
     let mut passkey = SoftAuthenticator::new().unwrap();
+    let code = app.fresh_code().await;
     alice
-        .enroll_passkey(&mut passkey, "key", false)
+        .enroll_passkey(
+            &mut passkey,
+            "key",
+            false,
+            Credentials::with(ALICE_PASSWORD, SecondFactor::Totp(&code)),
+        )
         .await
         .unwrap();
     let new_password = "the second password of alice";

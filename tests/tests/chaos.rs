@@ -76,7 +76,13 @@ async fn run(mut nodes: Vec<ServerProcess>, survivors: Survivors) {
         let home = TempDir::new(name);
         let transport =
             HttpsTransport::new(&order.join(","), ServerTrust::pin(&trust).unwrap()).unwrap();
-        let client = Client::open(home.path(), transport).await.unwrap();
+        let client = Client::open_with(
+            home.path(),
+            transport,
+            conclave_client::KeyProtection::Unprotected,
+        )
+        .await
+        .unwrap();
         client.register(name, PASSWORD).await.unwrap();
         talkers.push(Talker {
             name,

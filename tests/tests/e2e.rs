@@ -57,7 +57,7 @@ async fn channel_lifecycle(server: &ServerProcess) {
     let alice = Person::register(server, "alice", passwords[0]).await;
     let bob1 = Person::register(server, "bob", passwords[1]).await;
     // A second device needs a second factor.
-    let (mut bob_app, _) = enroll_totp(&bob1.client).await;
+    let (mut bob_app, _) = enroll_totp(&bob1.client, passwords[1]).await;
     let bob2 = Person::login_with_totp(server, "bob", passwords[1], &mut bob_app).await;
     let carol = Person::register(server, "carol", passwords[2]).await;
 
@@ -753,9 +753,13 @@ async fn lost_answers_are_recovered_from_the_echo() {
     let server = ServerProcess::start();
     let home = TempDir::new("alice");
     let lossy = conclave_tests::LossyTransport::new(server.transport());
-    let alice = Client::open(home.path(), lossy.clone())
-        .await
-        .expect("open");
+    let alice = Client::open_with(
+        home.path(),
+        lossy.clone(),
+        conclave_client::KeyProtection::Unprotected,
+    )
+    .await
+    .expect("open");
     alice
         .register("alice", "alice-pass-2718281828")
         .await

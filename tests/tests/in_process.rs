@@ -3,7 +3,7 @@
 //! and store of the real relay.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use conclave_client::{Client, ClientError, Event};
+use conclave_client::{Client, ClientError, Event, KeyProtection};
 use conclave_tests::{InProcessTransport, TempDir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -11,10 +11,12 @@ async fn channel_lifecycle_in_process() {
     let data = TempDir::new("in-process");
     let relay = InProcessTransport::start(&data).await;
     let (alice_home, bob_home) = (TempDir::new("alice"), TempDir::new("bob"));
-    let alice = Client::open(alice_home.path(), relay.clone())
+    let alice = Client::open_with(alice_home.path(), relay.clone(), KeyProtection::Unprotected)
         .await
         .unwrap();
-    let bob = Client::open(bob_home.path(), relay.clone()).await.unwrap();
+    let bob = Client::open_with(bob_home.path(), relay.clone(), KeyProtection::Unprotected)
+        .await
+        .unwrap();
     alice
         .register("alice", "alice-pass-2718281828")
         .await
@@ -69,7 +71,9 @@ async fn one_client_per_home_directory() {
     let data = TempDir::new("in-process");
     let relay = InProcessTransport::start(&data).await;
     let home = TempDir::new("alice");
-    let first = Client::open(home.path(), relay.clone()).await.unwrap();
+    let first = Client::open_with(home.path(), relay.clone(), KeyProtection::Unprotected)
+        .await
+        .unwrap();
     first
         .register("alice", "alice-pass-2718281828")
         .await

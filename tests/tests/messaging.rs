@@ -669,7 +669,7 @@ fn unread(channels: &[conclave_client::Channel], name: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn read_positions_follow_the_account_across_its_devices() {
     let (server, alice, bob) = alice_and_bob_in("general").await;
-    let (mut app, _) = conclave_tests::enroll_totp(&alice.client).await;
+    let (mut app, _) = conclave_tests::enroll_totp(&alice.client, PASSWORD).await;
     let laptop = Person::login_with_totp(&server, "alice", PASSWORD, &mut app).await;
     // alice's first device learns of the laptop and adds it to general.
     alice.client.sync().await.unwrap();

@@ -54,7 +54,13 @@ async fn two_nodes_on_one_database_deliver_to_each_other_live() {
     )
     .unwrap();
     let bob = Person {
-        client: Client::open(bob_home.path(), both).await.unwrap(),
+        client: Client::open_with(
+            bob_home.path(),
+            both,
+            conclave_client::KeyProtection::Unprotected,
+        )
+        .await
+        .unwrap(),
         home: bob_home,
     };
     bob.client.register("bob", PASSWORD).await.unwrap();

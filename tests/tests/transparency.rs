@@ -147,7 +147,7 @@ async fn the_cli_shows_a_refused_device_prominently() {
         child.wait_with_output().unwrap()
     };
     let registered = conclave(
-        &["--password-stdin", "register", "carol"],
+        &["--password-stdin", "--unprotected-key", "register", "carol"],
         Some(&format!("{PASSWORD}\n{PASSWORD}\n")),
     );
     assert!(registered.status.success(), "{registered:?}");
@@ -260,7 +260,7 @@ async fn checkpoints_under_another_key_are_refused() {
 async fn the_log_holds_no_content_or_secret() {
     let server = ServerProcess::start_with(vec!["--record-client-ip".into(), "true".into()]);
     let alice = Person::register(&server, "alice", PASSWORD).await;
-    let (mut app, recovery_codes) = enroll_totp(&alice.client).await;
+    let (mut app, recovery_codes) = enroll_totp(&alice.client, PASSWORD).await;
     let bob = Person::register(&server, "bob", PASSWORD).await;
     let second = Person::login_with_totp(&server, "alice", PASSWORD, &mut app).await;
     let used_code = app.code_at_step(app.last_step());

@@ -259,7 +259,7 @@ fn two_people_chat_live_in_the_terminal_ui() {
         conclave(
             &server,
             home.path(),
-            &["--password-stdin", "register", user],
+            &["--password-stdin", "--unprotected-key", "register", user],
             Some(&passwords),
         );
     }
@@ -465,14 +465,14 @@ fn workspace_commands_complete_and_reach_their_bot_from_the_terminal_ui() {
     conclave(
         &server,
         alice.path(),
-        &["--password-stdin", "register", "alice"],
+        &["--password-stdin", "--unprotected-key", "register", "alice"],
         Some(&passwords),
     );
     let password = server.create_bot("echo-bot", "alice");
     conclave(
         &server,
         bot.path(),
-        &["--password-stdin", "login", "echo-bot"],
+        &["--password-stdin", "--unprotected-key", "login", "echo-bot"],
         Some(&format!("{password}\n")),
     );
     server.admin(&[

@@ -548,6 +548,16 @@ impl App {
                  tell your workspace admin and compare `conclave audit checkpoint` with others.",
                 alert.device_id, alert.username, alert.reason
             ))),
+            Event::AccountChanged(alert) => self.alerts.push(sanitize(&format!(
+                "SECURITY ALERT: on your account, {} (by {}). If it wasn't you, take the \
+                 account back: `conclave account recover --recovery-code CODE`.",
+                alert.reason,
+                if alert.device_id.is_empty() {
+                    "the host administrator"
+                } else {
+                    alert.device_id.as_str()
+                }
+            ))),
             Event::DeviceAdded { device_id } => self.alerts.push(sanitize(&format!(
                 "A new device signed in to your account: {device_id}. If it wasn't you, \
                  run `conclave device revoke {device_id}`."

@@ -617,7 +617,7 @@ impl Store {
     pub async fn open_invite(&self, invite_id: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query(
             "SELECT code_hash FROM invites
-             WHERE invite_id = $1 AND used_by IS NULL AND expires_at > $2",
+             WHERE invite_id = $1 AND used_by IS NULL AND expires_at > $2 AND for_account IS NULL",
         )
         .bind(invite_id)
         .bind(now())
@@ -653,7 +653,8 @@ impl Store {
         if let Some(invite_id) = invite_id {
             let spent = sqlx::query(
                 "UPDATE invites SET used_by = $2, used_at = $3
-                 WHERE invite_id = $1 AND used_by IS NULL AND expires_at > $3",
+                 WHERE invite_id = $1 AND used_by IS NULL AND expires_at > $3
+                   AND for_account IS NULL",
             )
             .bind(invite_id)
             .bind(username)
@@ -715,6 +716,53 @@ impl Store {
         })
     }
 
+    /// Reserves one attempt in a backoff bucket, whose `window_start` is the
+    /// time of the last attempt: allowed while fewer than `free` attempts were
+    /// made, or once the wait after the last one (doubling from a second,
+    /// at most `cap`) is over, or after `window` seconds of quiet. The check
+    /// and the count are one statement, so parallel attempts each see the
+    /// count the one before left. `Some((attempts, last_attempt))` if refused.
+    pub async fn reserve_backoff(
+        &self,
+        bucket: &str,
+        free: u64,
+        cap: u64,
+        window: u64,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        let now = now();
+        let reserved = sqlx::query(
+            "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1)
+             ON CONFLICT (bucket) DO UPDATE SET
+               hits = CASE WHEN rate_limits.window_start <= $3 THEN 1 ELSE rate_limits.hits + 1 END,
+               window_start = $2
+             WHERE rate_limits.window_start <= $3
+                OR rate_limits.hits < $4
+                OR rate_limits.window_start + (CASE
+                     WHEN rate_limits.hits - $4 >= 20 THEN $5
+                     WHEN (CAST(1 AS BIGINT) << CAST(rate_limits.hits - $4 AS INTEGER)) > $5 THEN $5
+                     ELSE (CAST(1 AS BIGINT) << CAST(rate_limits.hits - $4 AS INTEGER))
+                   END) <= $2
+             RETURNING hits",
+        )
+        .bind(bucket)
+        .bind(now)
+        .bind(now - to_i64(window))
+        .bind(to_i64(free))
+        .bind(to_i64(cap))
+        .fetch_optional(&self.pool)
+        .await?;
+        if reserved.is_some() {
+            return Ok(None);
+        }
+        let row = sqlx::query("SELECT hits, window_start FROM rate_limits WHERE bucket = $1")
+            .bind(bucket)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(Some(row.map_or((0, to_u64(now)), |r| {
+            (to_u64(r.get(0)), to_u64(r.get(1)))
+        })))
+    }
+
     /// The current count of `bucket`, without adding to it.
     pub async fn peek_bucket(&self, bucket: &str, window: u64) -> Result<BucketState, StoreError> {
         let row = sqlx::query(
@@ -747,10 +795,12 @@ impl Store {
 
     /// Forgets rate-limit windows and WebAuthn challenges that are over.
     pub async fn prune_auth_state(&self) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM rate_limits WHERE window_start < $1")
-            .bind(now() - 86_400)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "DELETE FROM rate_limits WHERE window_start < $1 AND bucket NOT LIKE 'unknown-login:%'",
+        )
+        .bind(now() - 86_400)
+        .execute(&self.pool)
+        .await?;
         sqlx::query("DELETE FROM webauthn_challenges WHERE expires_at < $1")
             .bind(now())
             .execute(&self.pool)

@@ -11,12 +11,14 @@
 //! compares-and-swaps the epoch, which is what makes "the first valid commit
 //! wins" hold across processes and nodes.
 
+mod account_changes;
 mod accounts;
 mod blobs;
 mod channels;
 mod group_commit;
 mod schema;
 
+pub use account_changes::{AccountChange, ChangeOutcome};
 pub use accounts::{AccountSummary, ChallengeRow, CredentialRow, DeviceSession};
 pub use blobs::{BlobRow, BlobSpec, NewBlob};
 pub use channels::{NewGroup, PublicListing};

@@ -18,7 +18,51 @@ pub(super) const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[
     (9, &[V9_COMMON], &[V9_COMMON]),
     (10, &[V10_COMMON], &[V10_COMMON]),
     (11, &[V11_COMMON], &[V11_COMMON]),
+    (12, &[V12_SQLITE], &[V12_POSTGRES]),
 ];
+
+/// Version 12: accounts a host administrator locked, recovery invites that
+/// hand one account back to its owner, and the account changes every device
+/// of the account is told about (factors added or removed, passwords,
+/// recoveries). No secrets: kinds, times, device ids and credential ids.
+macro_rules! v12_common {
+    () => {
+        "
+ALTER TABLE accounts ADD COLUMN locked_at BIGINT;
+ALTER TABLE invites ADD COLUMN for_account TEXT;
+"
+    };
+}
+
+const V12_SQLITE: &str = concat!(
+    v12_common!(),
+    "
+CREATE TABLE account_changes (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    username  TEXT NOT NULL REFERENCES accounts(username),
+    at        BIGINT NOT NULL,
+    kind      TEXT NOT NULL,
+    detail    TEXT,
+    device_id TEXT
+);
+CREATE INDEX account_changes_by_user ON account_changes(username, id);
+"
+);
+
+const V12_POSTGRES: &str = concat!(
+    v12_common!(),
+    "
+CREATE TABLE account_changes (
+    id        BIGSERIAL PRIMARY KEY,
+    username  TEXT NOT NULL REFERENCES accounts(username),
+    at        BIGINT NOT NULL,
+    kind      TEXT NOT NULL,
+    detail    TEXT,
+    device_id TEXT
+);
+CREATE INDEX account_changes_by_user ON account_changes(username, id);
+"
+);
 
 /// Version 11: application messages are known by the SHA-256 of their
 /// ciphertext, so a client that re-sends one after losing the answer (its

@@ -1,0 +1,364 @@
+//! The device key at rest, against the real relay: a copy of a device's
+//! `conclave.db` (with its -wal and -shm) taken to another machine signs
+//! nothing, holds no clear key, and a wrong passphrase is refused; a key
+//! kept in clear by an older version is sealed at the next unlock and its
+//! clear copy is gone from the files; the CLI unlocks once per login
+//! session and `conclave lock` ends that.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use conclave_client::{Client, ClientError, KeyProtection, KeyStatus, LocalPassphrase};
+use conclave_crypto::DeviceKey;
+use conclave_tests::{Person, ServerProcess, TempDir, workspace_binary};
+use sqlx::{Connection, Row};
+
+const PASSWORD: &str = "correct horse battery staple";
+const PASSPHRASE: &str = "a local passphrase, not the password";
+
+fn passphrase() -> KeyProtection {
+    KeyProtection::Passphrase(LocalPassphrase::new(PASSPHRASE))
+}
+
+/// The store's files as they are on disk now, copied into a new directory.
+fn copy_store(home: &Path, to: &Path) -> Vec<Vec<u8>> {
+    let mut copied = Vec::new();
+    for name in ["conclave.db", "conclave.db-wal", "conclave.db-shm"] {
+        if let Ok(bytes) = std::fs::read(home.join(name)) {
+            std::fs::write(to.join(name), &bytes).unwrap();
+            copied.push(bytes);
+        }
+    }
+    assert!(!copied.is_empty(), "no store in {}", home.display());
+    copied
+}
+
+/// Whether any 32 bytes of `files`, taken as an Ed25519 secret, are the
+/// key of device `device_id`: what a thief would try.
+fn holds_key_of(files: &[Vec<u8>], device_id: &str) -> bool {
+    files.iter().any(|bytes| {
+        bytes.windows(32).any(|window| {
+            let secret: &[u8; 32] = window.try_into().unwrap();
+            DeviceKey::from_secret_bytes(secret).device_id().to_string() == device_id
+        })
+    })
+}
+
+/// The identity row of a store, read as plain SQLite.
+async fn identity_row(home: &Path) -> (String, Option<Vec<u8>>, Option<Vec<u8>>) {
+    let url = format!("sqlite://{}", home.join("conclave.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let row = sqlx::query("SELECT protection, device_secret, sealed_key FROM identity")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_copied_store_signs_nothing() {
+    let server = ServerProcess::start();
+    let home = TempDir::new("alice");
+    let alice = Client::open_with(home.path(), server.transport(), passphrase())
+        .await
+        .unwrap();
+    alice.register("alice", PASSWORD).await.unwrap();
+    assert_eq!(alice.key_status(), KeyStatus::Unlocked);
+    let bob = Person::register(&server, "bob", PASSWORD).await;
+    alice.create_channel("general").await.unwrap();
+    alice.invite("general", "bob").await.unwrap();
+    alice.send("general", "before the theft").await.unwrap();
+    let device_id = alice.device_id().unwrap();
+
+    // The thief copies the store of the running client, to another machine:
+    // no session file, no passphrase in the environment.
+    let stolen = TempDir::new("stolen");
+    let files = copy_store(home.path(), stolen.path());
+    // The search finds a key where there is one...
+    let planted = DeviceKey::generate();
+    let mut haystack = vec![0x55; 4096];
+    haystack[1001..1033].copy_from_slice(planted.to_secret_bytes().as_ref());
+    assert!(holds_key_of(&[haystack], &planted.device_id().to_string()));
+    // ...and finds none in the thief's copy.
+    let started = std::time::Instant::now();
+    assert!(
+        !holds_key_of(&files, &device_id),
+        "no 32 bytes of the copied store are the device's key"
+    );
+    eprintln!(
+        "searched {} bytes in {:?}",
+        files.iter().map(Vec::len).sum::<usize>(),
+        started.elapsed()
+    );
+
+    let thief = Client::open(stolen.path(), server.transport())
+        .await
+        .unwrap();
+    assert_eq!(thief.key_status(), KeyStatus::Locked);
+    assert_eq!(thief.username().as_deref(), Some("alice"));
+    assert_eq!(thief.device_id().as_deref(), Some(device_id.as_str()));
+    let refused = thief.send("general", "from the thief").await.unwrap_err();
+    assert!(matches!(refused, ClientError::KeyLocked), "{refused}");
+    assert!(refused.to_string().contains("passphrase"), "{refused}");
+    assert!(matches!(
+        thief.sync().await.unwrap_err(),
+        ClientError::KeyLocked
+    ));
+    let guessed = thief
+        .unlock(&LocalPassphrase::new("correct horse battery staple"))
+        .await
+        .unwrap_err();
+    assert!(matches!(guessed, ClientError::WrongPassphrase), "{guessed}");
+    assert!(
+        guessed.to_string().contains("wrong local passphrase"),
+        "{guessed}"
+    );
+    assert_eq!(thief.key_status(), KeyStatus::Locked);
+    drop(thief);
+
+    // What is stored is sealed, in the versioned format.
+    let (protection, clear, sealed) = identity_row(stolen.path()).await;
+    assert_eq!(protection, "sealed");
+    assert_eq!(clear, None);
+    assert_eq!(&sealed.unwrap()[..4], b"CDK\x01");
+
+    // Nothing the thief tried reached bob; the owner, unlocked, goes on.
+    bob.client.sync().await.unwrap();
+    let seen: Vec<String> = bob
+        .client
+        .history("general")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(seen, ["before the theft"]);
+    drop(alice);
+    let again = Client::open(home.path(), server.transport()).await.unwrap();
+    assert!(matches!(
+        again.send("general", "locked").await.unwrap_err(),
+        ClientError::KeyLocked
+    ));
+    again
+        .unlock(&LocalPassphrase::new(PASSPHRASE))
+        .await
+        .unwrap();
+    again.send("general", "after the theft").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_without_a_choice_of_protection_is_refused_before_the_relay() {
+    let server = ServerProcess::start();
+    let home = TempDir::new("undecided");
+    let client = Client::open(home.path(), server.transport()).await.unwrap();
+    let refused = client.register("carol", PASSWORD).await.unwrap_err();
+    assert!(matches!(refused, ClientError::NoKeyProtection), "{refused}");
+    assert_eq!(client.key_status(), KeyStatus::NotLoggedIn);
+    // Nothing was created on the relay: the name is still free.
+    drop(client);
+    Person::register(&server, "carol", PASSWORD).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_kept_in_clear_is_sealed_at_the_next_unlock() {
+    let server = ServerProcess::start();
+    let Person { client, home } = Person::register(&server, "alice", PASSWORD).await;
+    client.create_channel("general").await.unwrap();
+    drop(client);
+    // As an older version left it: the key in clear, no choice recorded.
+    let secret = {
+        let url = format!("sqlite://{}", home.path().join("conclave.db").display());
+        let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("UPDATE identity SET protection = 'clear'")
+            .execute(&mut db)
+            .await
+            .unwrap();
+        let (_, clear, _) = identity_row(home.path()).await;
+        clear.unwrap()
+    };
+    assert_eq!(secret.len(), 32);
+
+    let alice = Client::open(home.path(), server.transport()).await.unwrap();
+    assert_eq!(alice.key_status(), KeyStatus::Clear);
+    drop(alice);
+    let contains = |files: &[Vec<u8>]| {
+        files
+            .iter()
+            .any(|bytes| bytes.windows(32).any(|w| w == secret.as_slice()))
+    };
+    let scratch = TempDir::new("before-sealing");
+    assert!(
+        contains(&copy_store(home.path(), scratch.path())),
+        "the search finds a clear key where there is one"
+    );
+    let alice = Client::open_with(home.path(), server.transport(), passphrase())
+        .await
+        .unwrap();
+    assert_eq!(alice.key_status(), KeyStatus::Unlocked);
+    alice.send("general", "sealed now").await.unwrap();
+
+    // While it runs, and after: the clear key is nowhere in the files.
+    let scratch = TempDir::new("after-sealing");
+    let files = copy_store(home.path(), scratch.path());
+    assert!(!contains(&files), "the clear key is gone from the store");
+    drop(alice);
+    let files = copy_store(home.path(), scratch.path());
+    assert!(!contains(&files), "and stays gone once the store is closed");
+    let (protection, clear, _) = identity_row(home.path()).await;
+    assert_eq!((protection.as_str(), clear), ("sealed", None));
+
+    let alice = Client::open(home.path(), server.transport()).await.unwrap();
+    assert_eq!(alice.key_status(), KeyStatus::Locked);
+    assert!(matches!(
+        alice
+            .unlock(&LocalPassphrase::new("not it"))
+            .await
+            .unwrap_err(),
+        ClientError::WrongPassphrase
+    ));
+    alice
+        .unlock(&LocalPassphrase::new(PASSPHRASE))
+        .await
+        .unwrap();
+    alice.sync().await.unwrap();
+}
+
+/// `conclave` with a login session of its own (`runtime` as
+/// `$XDG_RUNTIME_DIR`, or none) and no passphrase in the environment
+/// unless `env_passphrase`.
+fn conclave(
+    server: &ServerProcess,
+    home: &Path,
+    runtime: Option<&Path>,
+    env_passphrase: Option<&str>,
+    args: &[&str],
+    stdin: &str,
+) -> Output {
+    let mut command = Command::new(workspace_binary("conclave"));
+    command
+        .env_remove("CONCLAVE_KEY_PASSPHRASE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("CONCLAVE_SERVER")
+        .env_remove("CONCLAVE_HOME")
+        .arg("--server")
+        .arg(&server.url)
+        .arg("--pin-sha256")
+        .arg(&server.fingerprint)
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(runtime) = runtime {
+        command.env("XDG_RUNTIME_DIR", runtime);
+    }
+    if let Some(passphrase) = env_passphrase {
+        command.env("CONCLAVE_KEY_PASSPHRASE", passphrase);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn session_files(runtime: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(runtime)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("conclave-")
+        })
+        .collect()
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_unlocks_once_per_login_session_until_lock() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = ServerProcess::start();
+    let home = TempDir::new("alice-cli");
+    let runtime = TempDir::new("runtime");
+    std::fs::set_permissions(runtime.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let run = |args: &[&str], env: Option<&str>, stdin: &str| {
+        conclave(&server, home.path(), Some(runtime.path()), env, args, stdin)
+    };
+    let ok = |output: &Output| {
+        assert!(output.status.success(), "{output:?}");
+    };
+    let said = |output: &Output| String::from_utf8_lossy(&output.stderr).into_owned();
+
+    // Logging in makes a sealed key and opens the login session.
+    let registered = run(
+        &["--password-stdin", "register", "alice"],
+        Some(PASSPHRASE),
+        &format!("{PASSWORD}\n"),
+    );
+    ok(&registered);
+    let (protection, clear, _) = identity_row(home.path()).await;
+    assert_eq!((protection.as_str(), clear), ("sealed", None));
+    let sessions = session_files(runtime.path());
+    assert_eq!(sessions.len(), 1, "one session file");
+    let mode = std::fs::metadata(&sessions[0])
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // The next commands of the session ask nothing (no terminal, no
+    // passphrase given: they could not have).
+    ok(&run(&["channel", "create", "general"], None, ""));
+    ok(&run(&["send", "general", "hello"], None, ""));
+
+    // `lock` ends the session: the next command cannot sign.
+    let locked = run(&["lock"], None, "");
+    ok(&locked);
+    assert!(session_files(runtime.path()).is_empty());
+    let refused = run(&["sync"], None, "");
+    assert!(!refused.status.success());
+    assert!(said(&refused).contains("key is locked"), "{refused:?}");
+
+    // A wrong passphrase is refused, and opens no session.
+    let wrong = run(&["--key-passphrase-stdin", "sync"], None, "not it\n");
+    assert!(!wrong.status.success());
+    assert!(said(&wrong).contains("wrong local passphrase"), "{wrong:?}");
+    assert!(session_files(runtime.path()).is_empty());
+
+    // The right one, once, unlocks the rest of the session.
+    ok(&run(
+        &["--key-passphrase-stdin", "sync"],
+        None,
+        &format!("{PASSPHRASE}\n"),
+    ));
+    ok(&run(&["send", "general", "again"], None, ""));
+
+    // A session file others may read is refused, not used.
+    let session = &session_files(runtime.path())[0];
+    std::fs::set_permissions(session, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let shared = run(&["sync"], None, "");
+    assert!(!shared.status.success());
+    assert!(
+        said(&shared).contains("refusing the key session file"),
+        "{shared:?}"
+    );
+    ok(&run(&["lock"], None, ""));
+
+    // Without a runtime directory, each process needs the passphrase.
+    let alone = conclave(&server, home.path(), None, None, &["sync"], "");
+    assert!(said(&alone).contains("key is locked"), "{alone:?}");
+    ok(&conclave(
+        &server,
+        home.path(),
+        None,
+        Some(PASSPHRASE),
+        &["sync"],
+        "",
+    ));
+    assert!(session_files(runtime.path()).is_empty());
+}

@@ -1,0 +1,642 @@
+//! A stolen laptop and a flood of guesses, played as an attacker would
+//! against the real relay binary: each attack must fail with the right
+//! error and change nothing.
+//!
+//! - a device key alone cannot change who signs in (step-up for every change);
+//! - a thief who also phished the password and a code is undone by the
+//!   owner's recovery code, and every change they made was announced;
+//! - the host administrator can lock an account and hand it back;
+//! - parallel guesses are counted before they are checked, and a flood of
+//!   them locks out none of the owner's known devices;
+//! - a login flood gets 503 with Retry-After, never a 500, and every failure
+//!   it caused is in the audit log.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use conclave_client::{AlertKind, ClientError, Credentials, SecondFactor, SoftAuthenticator};
+use conclave_tests::{Person, RawDevice, RawResponse, ServerProcess, enroll_totp};
+use serde_json::{Value, json};
+use sqlx::Row;
+
+const ALICE_PASSWORD: &str = "alice-pass-2718281828";
+const BOB_PASSWORD: &str = "bob-pass-3141592653";
+
+fn refused_with(result: Result<impl std::fmt::Debug, ClientError>, status: u16, code: &str) {
+    match result {
+        Err(ClientError::Server {
+            status: got,
+            code: got_code,
+            ..
+        }) if got == status && got_code == code => {}
+        other => panic!("expected {status} {code}, got {other:?}"),
+    }
+}
+
+fn answered(response: &RawResponse, status: u16, code: &str, what: &str) {
+    assert_eq!(
+        (response.status, response.json["error"].as_str()),
+        (status, Some(code)),
+        "{what}: {:?}",
+        response.json
+    );
+}
+
+/// The account as the relay reports it, compared before and after an attack.
+async fn account_state(person: &Person) -> (Value, Vec<(String, bool)>) {
+    let status = person.client.account().await.unwrap();
+    let devices = person
+        .client
+        .devices()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.device_id, d.revoked_at.is_none()))
+        .collect();
+    (
+        json!({
+            "totp": status.totp,
+            "webauthn": status.webauthn.len(),
+            "passwordless": status.passwordless,
+            "recovery_codes_left": status.recovery_codes_left,
+        }),
+        devices,
+    )
+}
+
+/// Alice with TOTP (and so recovery codes) on a phone and a laptop.
+async fn alice_with_two_devices(
+    server: &ServerProcess,
+) -> (Person, Person, conclave_tests::TotpApp, Vec<String>) {
+    let phone = Person::register(server, "alice", ALICE_PASSWORD).await;
+    let (mut app, codes) = enroll_totp(&phone.client, ALICE_PASSWORD).await;
+    let laptop = Person::login_with_totp(server, "alice", ALICE_PASSWORD, &mut app).await;
+    phone.client.sync().await.unwrap();
+    // The phone's first look at the account's changes only takes note.
+    phone.client.security_alerts(true).await.unwrap();
+    (phone, laptop, app, codes)
+}
+
+/// The device key of a stolen laptop, without the password or a factor,
+/// can change nothing about who signs in: every route asks for a fresh
+/// proof, and a passkey registration cannot be started or finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stolen_device_key_alone_cannot_take_the_account() {
+    let server = ServerProcess::start();
+    let (phone, laptop, _app, _codes) = alice_with_two_devices(&server).await;
+    server.admin(&["grant", "alice", "admin"]);
+    let before = account_state(&phone).await;
+    let thief = RawDevice::from_home(&server, laptop.home.path()).await;
+    let phone_id = phone.client.device_id().unwrap();
+    let attacks: [(&'static str, String, Value); 7] = [
+        ("POST", "/v1/account/webauthn/register".into(), json!(null)),
+        ("POST", "/v1/account/webauthn/register".into(), json!({})),
+        ("POST", "/v1/account/totp".into(), json!(null)),
+        ("DELETE", "/v1/account/totp".into(), json!({})),
+        ("POST", "/v1/account/recovery-codes".into(), json!(null)),
+        (
+            "POST",
+            format!("/v1/devices/{phone_id}/revoke"),
+            json!(null),
+        ),
+        (
+            "POST",
+            "/v1/admin/invites".into(),
+            json!({ "expires_in_secs": 3600 }),
+        ),
+    ];
+    for (method, path, body) in &attacks {
+        let response = thief.signed(method, path, body).await;
+        answered(
+            &response,
+            401,
+            "step_up_required",
+            &format!("{method} {path}"),
+        );
+    }
+    // A passkey registration that was never started (or started by another
+    // device) cannot be finished.
+    let finish = thief
+        .signed(
+            "POST",
+            "/v1/account/webauthn/register/finish",
+            &json!({ "challenge_id": "00", "credential": {
+                "id": "AA", "rawId": "AA", "type": "public-key",
+                "response": { "attestationObject": "AA", "clientDataJSON": "AA" }
+            }, "name": "thief", "passwordless": true }),
+        )
+        .await;
+    assert!(
+        finish.status == 400 || finish.json["error"] == "second_factor_invalid",
+        "{:?}",
+        finish.json
+    );
+    // A recovery needs the password and a recovery code.
+    let recover = thief
+        .signed("POST", "/v1/account/recover", &json!({}))
+        .await;
+    answered(&recover, 400, "bad_request", "recover without a proof");
+    // The password change needs the current password.
+    let password = thief
+        .signed(
+            "POST",
+            "/v1/account/password",
+            &json!({ "new_password": "the thief's own password" }),
+        )
+        .await;
+    answered(&password, 400, "bad_request", "password change");
+    // A guessed password is a failure, counted against this device only.
+    let guess = thief
+        .signed(
+            "DELETE",
+            "/v1/account/totp",
+            &json!({ "password": "alice-pass-0000000000", "second_factor": { "type": "totp", "code": "123456" } }),
+        )
+        .await;
+    answered(&guess, 401, "bad_credentials", "a guessed password");
+    // The right password without the second factor is not enough either.
+    let half = thief
+        .signed(
+            "POST",
+            "/v1/account/webauthn/register",
+            &json!({ "password": ALICE_PASSWORD }),
+        )
+        .await;
+    answered(&half, 401, "second_factor_required", "password alone");
+
+    assert_eq!(
+        account_state(&phone).await,
+        before,
+        "the attack changed the account"
+    );
+    phone.client.sync().await.unwrap();
+    assert!(
+        phone.client.security_alerts(true).await.unwrap().is_empty(),
+        "nothing changed, so nothing is announced"
+    );
+}
+
+/// The issue's takeover, with a thief who also phished the password and one
+/// TOTP code: they add a passkey, go passwordless and revoke the phone is
+/// refused. The owner is told, and her recovery code undoes all of it: the
+/// thief's device is revoked, the passkey gone, and it reads nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_owner_takes_the_account_back_with_a_recovery_code() {
+    let server = ServerProcess::start();
+    let (phone, laptop, mut app, codes) = alice_with_two_devices(&server).await;
+    let bob = Person::register(&server, "bob", BOB_PASSWORD).await;
+    phone.client.create_channel("plans").await.unwrap();
+    phone.client.invite("plans", "bob").await.unwrap();
+    laptop.client.sync().await.unwrap();
+    bob.client.sync().await.unwrap();
+
+    // The thief holds the laptop, the password and a fresh code.
+    let mut thief_key = SoftAuthenticator::new().unwrap();
+    let code = app.fresh_code().await;
+    laptop
+        .client
+        .enroll_passkey(
+            &mut thief_key,
+            "thief",
+            true,
+            Credentials::with(ALICE_PASSWORD, SecondFactor::Totp(&code)),
+        )
+        .await
+        .expect("with the password and a code, a passkey can be added");
+    // A passkey that was just added cannot vouch for revoking the phone on
+    // its own: the account is passwordless now, but the revocation needs a
+    // proof, and the stolen device's budget is not the phone's.
+    let phone_id = phone.client.device_id().unwrap();
+    let revoked = laptop
+        .client
+        .revoke_device(
+            &phone_id,
+            Some(Credentials::password("alice-pass-0000000000")),
+        )
+        .await;
+    refused_with(revoked, 401, "bad_credentials");
+
+    // The phone is told at its next sync, and so is the owner.
+    phone.client.sync().await.unwrap();
+    let alerts = phone.client.security_alerts(true).await.unwrap();
+    let laptop_id = laptop.client.device_id().unwrap();
+    assert!(
+        alerts.iter().any(|a| a.kind == AlertKind::AccountChange
+            && a.reason.contains("passkey was added")
+            && a.device_id == laptop_id),
+        "{alerts:?}"
+    );
+
+    // Recovery: password and an unused recovery code, from the phone.
+    let report = phone
+        .client
+        .recover_account(ALICE_PASSWORD, &codes[0])
+        .await
+        .expect("recover");
+    assert_eq!(report.devices_revoked, vec![laptop_id.clone()]);
+    assert_eq!(report.factors_removed.len(), 2, "{report:?}");
+    assert!(
+        report
+            .factors_removed
+            .iter()
+            .any(|f| f.starts_with("webauthn:"))
+    );
+    assert_eq!(report.recovery_codes.len(), 10);
+    let status = phone.client.account().await.unwrap();
+    assert!(
+        !status.passwordless && status.webauthn.is_empty(),
+        "{status:?}"
+    );
+    // The codes the thief may have seen are dead; the new ones work.
+    refused_with(
+        Person::fresh(&server, "alice")
+            .await
+            .client
+            .login_with(
+                "alice",
+                Credentials::with(ALICE_PASSWORD, SecondFactor::RecoveryCode(&codes[1])),
+            )
+            .await,
+        401,
+        "second_factor_invalid",
+    );
+
+    // The thief's device is refused, and its passkey signs in nowhere.
+    refused_with(laptop.client.sync().await, 401, "device_revoked");
+    let elsewhere = Person::fresh(&server, "alice").await;
+    assert!(
+        elsewhere
+            .client
+            .login_with(
+                "alice",
+                Credentials {
+                    password: None,
+                    second_factor: Some(SecondFactor::Webauthn(&mut thief_key)),
+                },
+            )
+            .await
+            .is_err(),
+        "the thief's passkey still signs in"
+    );
+    // Nothing said after the recovery reaches the laptop.
+    phone
+        .client
+        .send("plans", "after the recovery")
+        .await
+        .unwrap();
+    bob.client.sync().await.unwrap();
+    let members = phone.client.members("plans").await.unwrap();
+    assert!(
+        !format!("{members:?}").contains(&laptop_id),
+        "the revoked laptop is still a member: {members:?}"
+    );
+
+    // A new device can do the whole recovery at sign-in, with another code.
+    let rescue = Person::fresh(&server, "alice").await;
+    let report = rescue
+        .client
+        .login_and_recover("alice", ALICE_PASSWORD, &report.recovery_codes[0])
+        .await
+        .expect("login and recover");
+    assert_eq!(report.devices_revoked, vec![phone_id]);
+    let log = server.admin(&["events", "--limit", "200"]);
+    for action in [
+        "account_recovered",
+        "second_factor_removed",
+        "device_revoked",
+    ] {
+        assert!(log.contains(action), "no {action} in the log:\n{log}");
+    }
+}
+
+/// The host administrator locks an account (every device and factor gone)
+/// and hands it back with a one-time recovery invite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_host_admin_locks_an_account_and_hands_it_back() {
+    let server = ServerProcess::start();
+    let (phone, _laptop, mut app, codes) = alice_with_two_devices(&server).await;
+    let locked = server.admin(&["lock", "alice"]);
+    assert!(locked.contains("locked alice"), "{locked}");
+    refused_with(phone.client.sync().await, 401, "device_revoked");
+    let code = app.fresh_code().await;
+    refused_with(
+        Person::fresh(&server, "alice")
+            .await
+            .client
+            .login_with(
+                "alice",
+                Credentials::with(ALICE_PASSWORD, SecondFactor::Totp(&code)),
+            )
+            .await,
+        403,
+        "account_locked",
+    );
+    refused_with(
+        Person::fresh(&server, "alice")
+            .await
+            .client
+            .login_with(
+                "alice",
+                Credentials::with(ALICE_PASSWORD, SecondFactor::RecoveryCode(&codes[0])),
+            )
+            .await,
+        403,
+        "account_locked",
+    );
+
+    let printed = server.admin(&["recover", "alice"]);
+    let invite = printed
+        .lines()
+        .nth(1)
+        .expect("the invite on its own line")
+        .trim()
+        .to_owned();
+    let wrong = Person::fresh(&server, "alice").await;
+    refused_with(
+        wrong
+            .client
+            .login_with_recovery_invite(
+                "alice",
+                "aaaa-bbbb-cccc-dddd-eeee-ffff",
+                "new-pass-1234567",
+            )
+            .await,
+        403,
+        "invite_invalid",
+    );
+    let new_password = "alice's new password 42";
+    let back = Person::fresh(&server, "alice").await;
+    back.client
+        .login_with_recovery_invite("alice", &invite, new_password)
+        .await
+        .expect("redeem the recovery invite");
+    back.client.create_channel("fresh-start").await.unwrap();
+    let status = back.client.account().await.unwrap();
+    assert!(!status.totp && status.webauthn.is_empty() && status.recovery_codes_left == 0);
+    // Once only; the old password is gone; the new one works.
+    refused_with(
+        Person::fresh(&server, "alice")
+            .await
+            .client
+            .login_with_recovery_invite("alice", &invite, "another-pass-1234")
+            .await,
+        403,
+        "invite_invalid",
+    );
+    let log = server.admin(&["events", "--limit", "200"]);
+    for action in ["account_locked", "account_unlocked", "invite_created"] {
+        assert!(log.contains(action), "no {action} in the log:\n{log}");
+    }
+}
+
+/// A login signed by a new key, with `password` for `user`.
+async fn new_device_login(server: &ServerProcess, user: &str, password: &str) -> RawResponse {
+    RawDevice::register_attempt(server, user, password).await
+}
+
+/// Parallel guesses are counted before they are checked: of 100 at once,
+/// no more than the budget reach argon2 or the TOTP check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_parallel_guesses_get_the_budget_and_no_more() {
+    let server = ServerProcess::start();
+    let (phone, laptop, _app, _codes) = alice_with_two_devices(&server).await;
+    let thief = std::sync::Arc::new(RawDevice::from_home(&server, laptop.home.path()).await);
+    // Wrong passwords from the stolen device: its own budget is 10.
+    let guesses = (0..100).map(|i| {
+        let thief = thief.clone();
+        async move {
+            thief
+                .signed(
+                    "DELETE",
+                    "/v1/account/totp",
+                    &json!({ "password": format!("guess-number-{i:04}") }),
+                )
+                .await
+        }
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let evaluated = answers
+        .iter()
+        .filter(|r| r.json["error"] == "bad_credentials")
+        .count();
+    let refused = answers.iter().filter(|r| r.status == 429).count();
+    // Beyond what argon2 can take at once, the relay sheds load with 503.
+    let shed = answers
+        .iter()
+        .filter(|r| r.status == 503 && r.json["error"] == "busy")
+        .count();
+    assert!(
+        (1..=10).contains(&evaluated),
+        "{evaluated} guesses were checked against a budget of 10"
+    );
+    assert_eq!(
+        evaluated + refused + shed,
+        100,
+        "every other guess is 429 or 503"
+    );
+    assert!(phone.client.account().await.unwrap().totp, "TOTP survived");
+    // Every checked guess is in the log, one entry each.
+    let mut db = server.database().await;
+    let logged: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'second_factor_removed'
+         AND CAST(leaf AS TEXT) LIKE '%failure:bad_password%'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap()
+    .get(0);
+    assert_eq!(logged, i64::try_from(evaluated).unwrap());
+}
+
+/// Guesses from new devices slow down, but lock out none of the owner's
+/// known devices: her phone still proves itself at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guessing_from_elsewhere_does_not_lock_out_the_owners_devices() {
+    let server = ServerProcess::start();
+    let (phone, laptop, mut app, _codes) = alice_with_two_devices(&server).await;
+    let start = Instant::now();
+    let guesses = (0..20).map(|i| {
+        let server = &server;
+        async move { new_device_login(server, "alice", &format!("guess-number-{i:04}")).await }
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let evaluated = answers.iter().filter(|r| r.status == 401).count();
+    // Five free tries, then one more per doubling wait that elapsed.
+    let bound = 5 + (elapsed + 1.0).log2().ceil() as usize + 1;
+    assert!(
+        (1..=bound).contains(&evaluated),
+        "{evaluated} of 20 parallel guesses were checked in {elapsed:.1} s (bound {bound})"
+    );
+    for refused in answers.iter().filter(|r| r.status == 429) {
+        assert_eq!(refused.json["error"], "rate_limited");
+        assert!(refused.json["retry_after"].as_u64().unwrap() >= 1);
+    }
+    // Even the right password from a new device waits now (unless the wait
+    // after the last checked guess is already over: it began no earlier
+    // than the burst).
+    let waiting = RawDevice::fresh(&server);
+    let login = waiting
+        .signed(
+            "POST",
+            "/v1/devices",
+            &json!({
+                "username": "alice",
+                "password": ALICE_PASSWORD,
+                "public_key": STANDARD.encode(waiting.key.public().to_bytes()),
+            }),
+        )
+        .await;
+    let wait_after = 1u64 << (evaluated.saturating_sub(5)).min(9);
+    if start.elapsed() < Duration::from_secs(wait_after) {
+        answered(
+            &login,
+            429,
+            "rate_limited",
+            "a new device during the backoff",
+        );
+    } else {
+        assert!(matches!(login.status, 401 | 429), "{:?}", login.json);
+    }
+    // …but the owner's known devices do not: the laptop renews its session
+    // and the phone revokes a device, each with a fresh proof, right away.
+    let code = app.fresh_code().await;
+    laptop
+        .client
+        .reauthenticate(Credentials::with(ALICE_PASSWORD, SecondFactor::Totp(&code)))
+        .await
+        .expect("a known device signs in again despite the guesses");
+    let code = app.fresh_code().await;
+    let laptop_id = laptop.client.device_id().unwrap();
+    phone
+        .client
+        .revoke_device(
+            &laptop_id,
+            Some(Credentials::with(ALICE_PASSWORD, SecondFactor::Totp(&code))),
+        )
+        .await
+        .expect("a known device steps up despite the guesses");
+    // Each checked guess is logged; the refused ones were never checked.
+    let mut db = server.database().await;
+    let logged: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'login' AND actor = 'alice'
+         AND CAST(leaf AS TEXT) LIKE '%failure:bad_password%'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap()
+    .get(0);
+    assert_eq!(logged, i64::try_from(evaluated).unwrap());
+}
+
+/// 120 logins at once for accounts that do not exist, and 40 wrong
+/// passwords for a real one, beside a signed-in device at work: no 500,
+/// every answer quick (503 with Retry-After beyond what argon2 can take),
+/// the device served throughout, and every failure in the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_flood_is_shed_with_503_and_every_failure_is_logged() {
+    // Per-address limits off: this machine has one address, a real flood many.
+    let mut server = ServerProcess::start_with(vec!["--rate-limits".into(), "false".into()]);
+    let bob = Person::register(&server, "bob", BOB_PASSWORD).await;
+    bob.client.create_channel("ops").await.unwrap();
+    let flood_started = Instant::now();
+    let unknown = (0..120).map(|i| {
+        let server = &server;
+        async move {
+            let started = Instant::now();
+            let answer = new_device_login(server, &format!("nobody{i}"), "some-password-123").await;
+            (answer, started.elapsed())
+        }
+    });
+    let wrong = (0..40).map(|i| {
+        let server = &server;
+        async move {
+            let started = Instant::now();
+            let answer = new_device_login(server, "bob", &format!("wrong-guess-{i:04}")).await;
+            (answer, started.elapsed())
+        }
+    });
+    let legit = async {
+        let mut waits = Vec::new();
+        while flood_started.elapsed() < Duration::from_secs(4) {
+            let started = Instant::now();
+            bob.client.channels().await.unwrap();
+            bob.client
+                .sync()
+                .await
+                .expect("a signed-in device is served");
+            waits.push(started.elapsed());
+        }
+        waits
+    };
+    let (unknown, wrong, mut waits) = tokio::join!(
+        futures_util::future::join_all(unknown),
+        futures_util::future::join_all(wrong),
+        legit
+    );
+    let all: Vec<&(RawResponse, Duration)> = unknown.iter().chain(wrong.iter()).collect();
+    for (answer, took) in &all {
+        assert!(
+            matches!(answer.status, 401 | 503),
+            "a flooded login answered {} {:?}",
+            answer.status,
+            answer.json
+        );
+        assert!(*took < Duration::from_secs(20), "an answer took {took:?}");
+        if answer.status == 503 {
+            assert_eq!(answer.json["error"], "busy");
+            assert!(answer.json["retry_after"].as_u64().unwrap() >= 1);
+        }
+    }
+    assert!(
+        all.iter().any(|(a, _)| a.status == 503),
+        "the flood never met the hashing limit"
+    );
+    waits.sort();
+    let p99 = waits[(waits.len() * 99 / 100).min(waits.len() - 1)];
+    assert!(
+        p99 < Duration::from_secs(5),
+        "a signed-in device waited {p99:?} (p99 of {} requests) during the flood",
+        waits.len()
+    );
+    let unknown_failures = unknown.iter().filter(|(a, _)| a.status == 401).count();
+    let bob_failures = wrong.iter().filter(|(a, _)| a.status == 401).count();
+
+    // Shut down cleanly: the open window of unknown-account failures is logged.
+    assert_eq!(server.terminate(Duration::from_secs(30)), Some(0));
+    let mut db = server.database().await;
+    let leaves: Vec<Vec<u8>> =
+        sqlx::query("SELECT leaf FROM audit_log WHERE action = 'login' ORDER BY idx")
+            .fetch_all(&mut db)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    let mut logged_unknown = 0;
+    let mut logged_bob = 0;
+    for leaf in &leaves {
+        let event = conclave_audit::Event::decode(leaf).unwrap();
+        if event.outcome == "failure:unknown_account" {
+            logged_unknown += event.details["count"].parse::<usize>().unwrap();
+        } else if event.outcome == "failure:bad_password" && event.actor.as_deref() == Some("bob") {
+            logged_bob += 1;
+        }
+        assert!(
+            !(event.outcome == "failure:bad_password" && event.actor.as_deref() != Some("bob")),
+            "a made-up name got a leaf of its own: {event:?}"
+        );
+    }
+    assert_eq!(
+        logged_unknown, unknown_failures,
+        "unknown-account failures logged"
+    );
+    assert_eq!(logged_bob, bob_failures, "bob's failures logged");
+    let log = std::fs::read_to_string(server.data.path().join("server.log")).unwrap_or_default();
+    assert!(
+        !log.contains("database is locked"),
+        "the relay's log:\n{log}"
+    );
+}
