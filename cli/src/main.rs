@@ -506,9 +506,12 @@ async fn run(cli: Cli) -> Result<bool, String> {
             .await
             .map_err(|e| e.to_string())?;
     } else {
-        if cli.unprotected_key {
+        if cli.unprotected_key
+            && matches!(client.key_status(), KeyStatus::Locked | KeyStatus::Unlocked)
+        {
             return Err(
-                "--unprotected-key applies only when `register` or `login` makes this device's key"
+                "this device's key is sealed: --unprotected-key applies only when `register` or \
+                 `login` makes a new key (on a new --home)"
                     .into(),
             );
         }

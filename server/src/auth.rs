@@ -288,6 +288,17 @@ impl FromRequest<AppState> for Signed {
             .unwrap_or("/");
         verify_request(&public_key, parts.method.as_str(), path, &body, &headers)
             .map_err(|_| ApiError::BadSignature("signature does not verify"))?;
+        // Anyone can make a fresh key and sign a login with it: cap those per
+        // address before their nonces are written, so a flood of them costs
+        // one counter row, not a row per request.
+        if session.is_none() {
+            crate::limits::count(
+                state,
+                crate::limits::NEW_KEYS_PER_IP,
+                &crate::limits::ip_key(client_ip(&parts.extensions)),
+            )
+            .await?;
+        }
         // Only now, with a valid signature, may the nonce be spent.
         let fresh = state
             .store

@@ -48,6 +48,13 @@ pub const LOGIN_PER_IP: Limit = Limit {
     max: 30,
     window: 300,
 };
+/// Requests signed by keys the relay does not know yet (logins of new
+/// devices) from one address, counted before their nonces are stored.
+pub const NEW_KEYS_PER_IP: Limit = Limit {
+    name: "new-key-ip",
+    max: 60,
+    window: 300,
+};
 /// Password attempts by one device the account already has.
 pub const PASSWORD_FAILURES_PER_DEVICE: Limit = Limit {
     name: "password-fail-device",

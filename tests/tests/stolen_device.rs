@@ -640,3 +640,41 @@ async fn a_login_flood_is_shed_with_503_and_every_failure_is_logged() {
         "the relay's log:\n{log}"
     );
 }
+
+/// Fresh keys signing logins with a bad body: after the per-address cap
+/// they are refused before anything is written for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fresh_keys_cannot_fill_the_nonce_table() {
+    let server = ServerProcess::start();
+    let mut statuses = Vec::new();
+    for _ in 0..80 {
+        let device = RawDevice::fresh(&server);
+        let response = device
+            .signed(
+                "POST",
+                "/v1/devices",
+                &json!({ "public_key": STANDARD.encode(device.key.public().to_bytes()) }),
+            )
+            .await;
+        statuses.push((response.status, response.json["error"].clone()));
+    }
+    let refused = statuses
+        .iter()
+        .filter(|(status, error)| *status == 429 && error == "rate_limited")
+        .count();
+    assert_eq!(
+        refused, 20,
+        "the cap is 60 new keys per address: {statuses:?}"
+    );
+    assert!(
+        statuses[..60].iter().all(|(status, _)| *status == 400),
+        "a login without a username is a bad request: {statuses:?}"
+    );
+    let mut db = server.database().await;
+    let nonces: i64 = sqlx::query("SELECT COUNT(*) FROM request_nonces")
+        .fetch_one(&mut db)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(nonces, 60, "only the requests under the cap spent a nonce");
+}
