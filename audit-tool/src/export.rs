@@ -1,7 +1,10 @@
 //! Decoded entries as JSON Lines or CSV, for reading and for other tools.
 //!
 //! One record per entry: `index`, `time` (RFC 3339, UTC), `action`,
-//! `outcome`, `actor`, `device`, `target`, `client_ip`, `details`. In JSON an
+//! `outcome`, `actor`, `device`, `target`, `client_ip`, `details`.
+//! `client_ip` is the client's address where the relay gave the auditor the
+//! salt and address that open the leaf's commitment (checked on download),
+//! else the leaf's own value (a commitment, or an older relay's address). In JSON an
 //! absent value is `null` and `details` an object; in CSV an absent value is
 //! an empty cell and `details` is `name=value` pairs separated by spaces
 //! (values never contain spaces).
@@ -9,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use conclave_audit::{Event, rfc3339};
+use conclave_audit::{ClientIpOpening, Event, rfc3339};
 use serde::Serialize;
 
 /// The output format of `export --format`.
@@ -35,7 +38,7 @@ struct Record<'a> {
 }
 
 impl<'a> Record<'a> {
-    fn of(index: u64, event: &'a Event) -> Self {
+    fn of(index: u64, event: &'a Event, address: Option<&'a ClientIpOpening>) -> Self {
         Self {
             index,
             time: rfc3339(event.time),
@@ -44,7 +47,9 @@ impl<'a> Record<'a> {
             actor: event.actor.as_deref(),
             device: event.device.as_deref(),
             target: event.target.as_deref(),
-            client_ip: event.client_ip.as_deref(),
+            client_ip: address
+                .map(|a| a.ip.as_str())
+                .or(event.client_ip.as_deref()),
             details: &event.details,
         }
     }
@@ -62,10 +67,12 @@ const CSV_HEADER: [&str; 9] = [
     "details",
 ];
 
-/// Writes `entries` (index, event) to `out` in `format`; returns how many.
+/// Writes `entries` (index, event) to `out` in `format`, with the client
+/// addresses that open their commitments; returns how many.
 pub fn write_entries<'a>(
     format: Format,
     entries: impl IntoIterator<Item = (u64, &'a Event)>,
+    addresses: &'a BTreeMap<u64, ClientIpOpening>,
     out: impl Write,
 ) -> std::io::Result<u64> {
     let mut count = 0;
@@ -73,7 +80,7 @@ pub fn write_entries<'a>(
         Format::Jsonl => {
             let mut out = out;
             for (index, event) in entries {
-                serde_json::to_writer(&mut out, &Record::of(index, event))?;
+                serde_json::to_writer(&mut out, &Record::of(index, event, addresses.get(&index)))?;
                 out.write_all(b"\n")?;
                 count += 1;
             }
@@ -83,7 +90,7 @@ pub fn write_entries<'a>(
             let mut writer = csv::Writer::from_writer(out);
             writer.write_record(CSV_HEADER)?;
             for (index, event) in entries {
-                let record = Record::of(index, event);
+                let record = Record::of(index, event, addresses.get(&index));
                 let details: Vec<String> = record
                     .details
                     .iter()
@@ -131,7 +138,13 @@ mod tests {
     fn jsonl_has_one_object_per_entry() {
         let events = events();
         let mut out = Vec::new();
-        let n = write_entries(Format::Jsonl, (0..).zip(&events), &mut out).unwrap();
+        let n = write_entries(
+            Format::Jsonl,
+            (0..).zip(&events),
+            &BTreeMap::new(),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(n, 2);
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<serde_json::Value> = text
@@ -149,7 +162,7 @@ mod tests {
     fn csv_has_a_header_and_empty_cells_for_absent_values() {
         let events = events();
         let mut out = Vec::new();
-        write_entries(Format::Csv, (0..).zip(&events), &mut out).unwrap();
+        write_entries(Format::Csv, (0..).zip(&events), &BTreeMap::new(), &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let mut lines = text.lines();
         assert_eq!(

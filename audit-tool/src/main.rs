@@ -27,6 +27,7 @@
 //! `conclave-audit: <what failed>`. The checks themselves are in the
 //! `verification` module and touch neither network nor files.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -34,7 +35,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::{ArgGroup, Parser, Subcommand};
 use conclave_audit::{
-    Event, VerifierKey, leaf_hash, root_hash_from_leaf_hashes, verify_consistency, verify_inclusion,
+    ClientIpOpening, Event, VerifierKey, leaf_hash, root_hash_from_leaf_hashes, verify_consistency,
+    verify_inclusion,
 };
 use conclave_client::Client;
 use serde_json::json;
@@ -230,7 +232,14 @@ async fn verify(
             (log, key, None)
         }
         None => {
-            let (client, key, log, _) = download(relay, given).await?;
+            let (client, key, log, _, addresses) = download(relay, given).await?;
+            // Each was checked against its entry's commitment on download.
+            if !addresses.is_empty() {
+                println!(
+                    "client addresses: {} opened their entries' commitments",
+                    addresses.len()
+                );
+            }
             (log, key, Some(client))
         }
     };
@@ -270,18 +279,28 @@ async fn verify(
     Ok(())
 }
 
+/// What [`download`] gives: the client, the trusted key, the verified log,
+/// its leaves, and the client addresses that open their commitments.
+type Downloaded = (
+    Client,
+    VerifierKey,
+    VerifiedLog,
+    Vec<Vec<u8>>,
+    BTreeMap<u64, ClientIpOpening>,
+);
+
 /// Connects, downloads the checkpoint and then every entry, and verifies
 /// them with the trusted key.
 async fn download(
     relay: &RelayOptions,
     given: Option<VerifierKey>,
-) -> Result<(Client, VerifierKey, VerifiedLog, Vec<Vec<u8>>), AuditError> {
+) -> Result<Downloaded, AuditError> {
     let client = relay::connect(relay).await?;
     let key = relay::trusted_key(&client, given.as_ref()).await?;
     let note = relay::checkpoint(&client).await?;
-    let entries = relay::entries(&client, None).await?;
+    let (entries, addresses) = relay::entries_and_addresses(&client, None).await?;
     let log = verify_snapshot(&key, &note, &entries)?;
-    Ok((client, key, log, entries))
+    Ok((client, key, log, entries, addresses))
 }
 
 /// `export --bundle`: only a log that verifies is written.
@@ -290,7 +309,7 @@ async fn export_bundle(
     given: Option<VerifierKey>,
     path: &Path,
 ) -> Result<(), AuditError> {
-    let (_, key, log, mut entries) = download(relay, given).await?;
+    let (_, key, log, mut entries, _) = download(relay, given).await?;
     entries.truncate(usize::try_from(log.checkpoint.size()).unwrap_or(usize::MAX));
     let bundle = Bundle::new(&log.note, &key, &entries);
     state::write_atomically(path, bundle.to_json().as_bytes())?;
@@ -311,12 +330,12 @@ async fn export_entries(
     filter: &Filter,
     output: Option<&Path>,
 ) -> Result<(), AuditError> {
-    let (_, _, log, _) = download(relay, given).await?;
+    let (_, _, log, _, addresses) = download(relay, given).await?;
     let kept = (0u64..)
         .zip(&log.events)
         .filter(|(_, event)| filter.keeps(event));
     let mut bytes = Vec::new();
-    let count = export::write_entries(format, kept, &mut bytes)
+    let count = export::write_entries(format, kept, &addresses, &mut bytes)
         .map_err(|e| AuditError::io(output.unwrap_or(Path::new("output")), e))?;
     match output {
         Some(path) => state::write_atomically(path, &bytes)?,

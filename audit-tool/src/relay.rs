@@ -4,7 +4,9 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use conclave_audit::{Hash, VerifierKey};
+use std::collections::BTreeMap;
+
+use conclave_audit::{ClientIpOpening, Hash, VerifierKey};
 use conclave_client::{Client, KeyStatus, LocalPassphrase, RelaySettings};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -106,6 +108,15 @@ pub async fn checkpoint(client: &Client) -> Result<String, AuditError> {
 /// Entries from index 0, page by page, up to the log's size when the first
 /// page was read (or `limit`, if smaller), refusing any gap or reordering.
 pub async fn entries(client: &Client, limit: Option<u64>) -> Result<Vec<Vec<u8>>, AuditError> {
+    Ok(entries_and_addresses(client, limit).await?.0)
+}
+
+/// [`entries`], and the client addresses behind the entries' `client-ip`
+/// commitments (each checked against its leaf by client-core), by index.
+pub async fn entries_and_addresses(
+    client: &Client,
+    limit: Option<u64>,
+) -> Result<(Vec<Vec<u8>>, BTreeMap<u64, ClientIpOpening>), AuditError> {
     let end = limit.unwrap_or(u64::MAX);
     let read = |start: u64| async move {
         client
@@ -117,21 +128,23 @@ pub async fn entries(client: &Client, limit: Option<u64>) -> Result<Vec<Vec<u8>>
     let size = first.size.min(end);
     let progress = progress_bar(size);
     let mut collector = EntryCollector::default();
-    let mut page = first.entries;
+    let mut addresses = BTreeMap::new();
+    let mut page = first;
     loop {
-        let got = page.len() as u64;
-        collector.push_page(page)?;
+        let got = page.entries.len() as u64;
+        addresses.extend(page.addresses.into_iter().filter(|(i, _)| *i < size));
+        collector.push_page(page.entries)?;
         progress.set_position(collector.len());
         if got == 0 || collector.len() >= size {
             break;
         }
-        page = read(collector.len()).await?.entries;
+        page = read(collector.len()).await?;
     }
     progress.finish_and_clear();
     let mut entries = collector.finish(size)?;
     // A log that grew between pages: keep what the first page promised.
     entries.truncate(usize::try_from(size).unwrap_or(usize::MAX));
-    Ok(entries)
+    Ok((entries, addresses))
 }
 
 /// A bar on stderr for downloads of more than one page, only on a terminal.

@@ -14,7 +14,7 @@
 //! actor alice
 //! device 6c1f…(64 hex digits)
 //! target device:6c1f…
-//! client-ip -
+//! client-ip sha256:3e7a…(64 hex digits)
 //! public_key 9a0b…(64 hex digits)
 //! ```
 //!
@@ -24,8 +24,17 @@
 //! - `action` and detail names are `[a-z0-9_]+`.
 //! - `outcome` is `success` or `failure:<reason>`.
 //! - `actor` is the account, `device` the acting device's id, `target` what
-//!   the action was done to, `client-ip` the client address if the relay
-//!   records addresses. A single `-` means "none".
+//!   the action was done to. A single `-` means "none".
+//! - `client-ip` is `-` unless the relay records addresses. If it does, the
+//!   leaf holds only a salted commitment to the address, never the address:
+//!   `sha256:` and 64 lowercase hex digits of SHA-256 over
+//!   [`CLIENT_IP_LABEL`], a NUL byte, a random 16-byte salt of this entry
+//!   and the address as text (see [`ClientIpOpening`]). Every signed-in
+//!   device may fetch a device-registration leaf (key transparency) and
+//!   hashes exactly its bytes, so the address cannot be in them; the relay
+//!   keeps the salt and the address in a table only auditors read, and an
+//!   auditor checks them against the commitment. Any other `client-ip`
+//!   value (an address itself) is from a relay older than this rule.
 //! - Any further lines are details (`name value`), sorted by name, each name
 //!   at most once: for example `public_key` (hex) on `device_added`, `count`
 //!   on `key_packages_uploaded`, `added` and `removed` (comma-separated
@@ -54,6 +63,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// The first line of every version-1 leaf.
 pub const LEAF_VERSION_LINE: &str = "conclave-audit-event/v1";
@@ -63,6 +73,12 @@ pub const MAX_VALUE_LEN: usize = 1024;
 
 /// The action of a device key registration, the entry key transparency checks.
 pub const DEVICE_ADDED: &str = "device_added";
+
+/// The domain label hashed before a client address's salt and text.
+pub const CLIENT_IP_LABEL: &str = "conclave-audit-client-ip/v1";
+
+/// How a commitment to a client address starts in the `client-ip` field.
+const COMMITMENT_PREFIX: &str = "sha256:";
 
 const SUCCESS: &str = "success";
 const NONE: &str = "-";
@@ -108,6 +124,43 @@ pub enum EventError {
     DetailOrder(String),
 }
 
+/// What opens a `client-ip` commitment: the entry's salt and the address.
+/// The relay keeps it beside the log, for auditors only; it is never part
+/// of a leaf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIpOpening {
+    /// 16 random bytes, fresh for each entry.
+    pub salt: [u8; 16],
+    /// The client address as text, e.g. `192.0.2.1`.
+    pub ip: String,
+}
+
+impl ClientIpOpening {
+    /// The commitment the leaf's `client-ip` field holds:
+    /// `sha256:` + hex SHA-256(label ‖ 0x00 ‖ salt ‖ address).
+    pub fn commitment(&self) -> String {
+        let digest = Sha256::new()
+            .chain_update(CLIENT_IP_LABEL.as_bytes())
+            .chain_update([0u8])
+            .chain_update(self.salt)
+            .chain_update(self.ip.as_bytes())
+            .finalize();
+        let mut text = String::with_capacity(COMMITMENT_PREFIX.len() + 64);
+        text.push_str(COMMITMENT_PREFIX);
+        for byte in digest {
+            let _ = write!(text, "{byte:02x}");
+        }
+        text
+    }
+
+    /// Whether this salt and address are what `commitment` commits to.
+    pub fn opens(&self, commitment: &str) -> bool {
+        // Both sides are public (the leaf and the auditor's table): a plain
+        // comparison leaks nothing.
+        self.commitment() == commitment
+    }
+}
+
 /// One security event, as it is committed to the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
@@ -125,10 +178,15 @@ pub struct Event {
     pub device: Option<String>,
     /// What the action was done to.
     pub target: Option<String>,
-    /// The client's address, where the relay records it.
+    /// The `client-ip` field: a commitment to the client's address, where
+    /// the relay records addresses (see the module docs).
     pub client_ip: Option<String>,
     /// Further named values (public keys, counts, member lists).
     pub details: BTreeMap<String, String>,
+    /// The salt and address behind `client_ip`, on the relay's side before
+    /// the entry is appended; never in the leaf, and `None` after decoding.
+    #[serde(skip)]
+    opening: Option<ClientIpOpening>,
 }
 
 impl Event {
@@ -144,6 +202,7 @@ impl Event {
             target: None,
             client_ip: None,
             details: BTreeMap::new(),
+            opening: None,
         }
     }
 
@@ -171,10 +230,26 @@ impl Event {
         self
     }
 
-    /// With the client's address.
-    pub fn client_ip(mut self, ip: &str) -> Self {
-        self.client_ip = Some(ip.to_owned());
+    /// With a `client-ip` field value as it is (a commitment, or the
+    /// address itself as relays before commitments wrote it).
+    pub fn client_ip(mut self, value: &str) -> Self {
+        self.client_ip = Some(value.to_owned());
         self
+    }
+
+    /// With the client's address as a commitment in the leaf; the opening
+    /// goes to the auditors' table when the entry is appended.
+    pub fn client_address(mut self, opening: ClientIpOpening) -> Self {
+        self.client_ip = Some(opening.commitment());
+        self.opening = Some(opening);
+        self
+    }
+
+    /// The salt and address behind this event's `client-ip` commitment, if
+    /// this event was built with [`Event::client_address`] (decoded leaves
+    /// have none).
+    pub fn client_ip_opening(&self) -> Option<&ClientIpOpening> {
+        self.opening.as_ref()
     }
 
     /// With a detail.
@@ -208,6 +283,28 @@ impl Event {
             if let Some(value) = value {
                 check_value(name, value)?;
             }
+        }
+        if let Some(commitment) = self
+            .client_ip
+            .as_deref()
+            .and_then(|v| v.strip_prefix(COMMITMENT_PREFIX))
+            && (commitment.len() != 64
+                || !commitment
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        {
+            return Err(invalid(
+                "client-ip",
+                "a commitment is sha256: and 64 lowercase hex digits",
+            ));
+        }
+        if let Some(opening) = &self.opening
+            && self.client_ip.as_deref() != Some(opening.commitment().as_str())
+        {
+            return Err(invalid(
+                "client-ip",
+                "does not hold the commitment to the event's address",
+            ));
         }
         for (name, value) in &self.details {
             check_token(name, name)?;
@@ -270,6 +367,7 @@ impl Event {
             target: optional(fixed[6]),
             client_ip: optional(fixed[7]),
             details: BTreeMap::new(),
+            opening: None,
         };
         let mut previous: Option<&str> = None;
         for line in lines {
@@ -450,6 +548,39 @@ mod tests {
                 "accepted {variant:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_client_address_enters_the_leaf_only_as_a_commitment() {
+        let opening = ClientIpOpening {
+            salt: [7; 16],
+            ip: "192.0.2.1".to_owned(),
+        };
+        let event = registration().client_address(opening.clone());
+        let leaf = event.encode().unwrap();
+        let text = std::str::from_utf8(&leaf).unwrap();
+        assert!(!text.contains("192.0.2.1"), "{text}");
+        let decoded = Event::decode(&leaf).unwrap();
+        assert!(decoded.client_ip_opening().is_none());
+        let commitment = decoded.client_ip.unwrap();
+        assert!(commitment.starts_with("sha256:") && commitment.len() == 71);
+        assert!(opening.opens(&commitment));
+        let other_ip = ClientIpOpening {
+            ip: "192.0.2.2".to_owned(),
+            ..opening.clone()
+        };
+        let other_salt = ClientIpOpening {
+            salt: [8; 16],
+            ..opening.clone()
+        };
+        assert!(!other_ip.opens(&commitment) && !other_salt.opens(&commitment));
+        // A malformed commitment, or one that is not the opening's, is refused.
+        assert!(registration().client_ip("sha256:00").encode().is_err());
+        let upper = text.replace(&commitment[7..], &commitment[7..].to_uppercase());
+        assert!(Event::decode(upper.as_bytes()).is_err());
+        let mut forged = registration().client_address(opening);
+        forged.client_ip = Some(other_ip.commitment());
+        assert!(forged.encode().is_err());
     }
 
     #[test]

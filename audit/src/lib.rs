@@ -96,7 +96,8 @@ mod verify;
 pub use checkpoint::Checkpoint;
 pub use error::{CheckpointError, NoteError, ProofError};
 pub use event::{
-    DEVICE_ADDED, DeviceRegistration, Event, EventError, LEAF_VERSION_LINE, MAX_VALUE_LEN, rfc3339,
+    CLIENT_IP_LABEL, ClientIpOpening, DEVICE_ADDED, DeviceRegistration, Event, EventError,
+    LEAF_VERSION_LINE, MAX_VALUE_LEN, rfc3339,
 };
 pub use merkle::{
     Hash, consistency_proof, inclusion_proof, leaf_hash, node_hash, root_hash,

@@ -11,6 +11,10 @@
 //!   first, in the appending transaction, so appends from any number of
 //!   processes serialize on that row and commit in index order.
 //! - `audit_checkpoints`: every checkpoint signed, by size.
+//! - `audit_client_ips` ([`SCHEMA_CLIENT_IPS_SQLITE`], a later migration):
+//!   the salt and address behind an entry's `client-ip` commitment, written
+//!   in the appending transaction. Not part of any leaf: only auditors read
+//!   it, and deleting a row hides an address without touching the tree.
 //!
 //! Signing takes the head row too, so no entry slips in between computing a
 //! root and storing its checkpoint, and before it signs, [`TransparencyLog::checkpoint`]
@@ -23,8 +27,8 @@ use std::sync::{Arc, Mutex};
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::{
-    Checkpoint, CheckpointError, Event, EventError, Hash, NoteError, NoteSigner, ProofError,
-    consistency_proof, inclusion_proof, leaf_hash, root_hash_from_leaf_hashes,
+    Checkpoint, CheckpointError, ClientIpOpening, Event, EventError, Hash, NoteError, NoteSigner,
+    ProofError, consistency_proof, inclusion_proof, leaf_hash, root_hash_from_leaf_hashes,
 };
 
 /// The log tables for SQLite.
@@ -72,6 +76,24 @@ CREATE TABLE audit_checkpoints (
     root_hash BYTEA NOT NULL,
     note      TEXT NOT NULL,
     signed_at BIGINT NOT NULL
+);
+"#;
+
+/// The auditors' table of client addresses, for SQLite.
+pub const SCHEMA_CLIENT_IPS_SQLITE: &str = r#"
+CREATE TABLE audit_client_ips (
+    idx  BIGINT PRIMARY KEY REFERENCES audit_log(idx),
+    salt BLOB NOT NULL,
+    ip   TEXT NOT NULL
+);
+"#;
+
+/// The auditors' table of client addresses, for PostgreSQL.
+pub const SCHEMA_CLIENT_IPS_POSTGRES: &str = r#"
+CREATE TABLE audit_client_ips (
+    idx  BIGINT PRIMARY KEY REFERENCES audit_log(idx),
+    salt BYTEA NOT NULL,
+    ip   TEXT NOT NULL
 );
 "#;
 
@@ -159,6 +181,14 @@ pub async fn append(conn: &mut AnyConnection, mut event: Event) -> Result<u64, L
     .bind(to_i64(event.time))
     .execute(&mut *conn)
     .await?;
+    if let Some(opening) = event.client_ip_opening() {
+        sqlx::query("INSERT INTO audit_client_ips (idx, salt, ip) VALUES ($1, $2, $3)")
+            .bind(to_i64(index))
+            .bind(opening.salt.to_vec())
+            .bind(&opening.ip)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(index)
 }
 
@@ -231,6 +261,29 @@ impl TransparencyLog {
             .map(|r| StoredEntry {
                 index: to_u64(r.get(0)),
                 leaf: r.get(1),
+            })
+            .collect())
+    }
+
+    /// The salts and addresses behind the `client-ip` commitments of
+    /// entries `start..end` (for auditors only), by index.
+    pub async fn client_addresses(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<(u64, ClientIpOpening)>, LogError> {
+        let rows = sqlx::query(
+            "SELECT idx, salt, ip FROM audit_client_ips WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+        )
+        .bind(to_i64(start))
+        .bind(to_i64(end))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let salt: [u8; 16] = r.get::<Vec<u8>, _>(1).try_into().ok()?;
+                Some((to_u64(r.get(0)), ClientIpOpening { salt, ip: r.get(2) }))
             })
             .collect())
     }

@@ -23,7 +23,18 @@ use zeroize::Zeroizing;
 
 mod bots;
 mod key_session;
+mod sanitize;
 mod tui;
+
+/// `println!` for a line holding anything another user (or the relay) wrote:
+/// text, names, topics, file names, reactions. Goes through
+/// [`sanitize::sanitize`], so no escape sequence, newline or direction
+/// override of theirs reaches the terminal.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        println!("{}", sanitize::sanitize(&format!($($arg)*)))
+    };
+}
 
 #[derive(Parser)]
 #[command(
@@ -447,23 +458,29 @@ async fn show_new_alerts(client: &Client) -> bool {
 }
 
 fn print_alert(alert: &conclave_client::SecurityAlert) {
+    // Names and reasons may come from the relay or other users.
+    let (username, reason, device_id) = (
+        sanitize::sanitize(&alert.username),
+        sanitize::sanitize(&alert.reason),
+        sanitize::sanitize(&alert.device_id),
+    );
     if alert.kind == conclave_client::AlertKind::AccountChange {
         let by = if alert.device_id.is_empty() {
             "the workspace's host administrator".to_owned()
         } else {
-            format!("device {}", alert.device_id)
+            format!("device {device_id}")
         };
         eprintln!(
             "\n!!! SECURITY ALERT: on your account {}, {} by {by}.\n!!! If it wasn't you, take the account back now: \
              `conclave account recover --recovery-code CODE` (or, from a new device, `conclave login {} --recover --recovery-code CODE`).\n",
-            alert.username, alert.reason, alert.username
+            username, reason, username
         );
         return;
     }
     eprintln!(
         "\n!!! SECURITY ALERT: refused device {} of {}: {}\n!!! The relay offered a device its transparency log does not vouch for; \
          nothing was encrypted to it. Tell your workspace admin, and compare `conclave audit checkpoint` with other users.\n",
-        alert.device_id, alert.username, alert.reason
+        device_id, username, reason
     );
 }
 
@@ -999,7 +1016,7 @@ async fn execute(
                 if !channel.topic.is_empty() {
                     line.push_str(&format!("  {}", channel.topic));
                 }
-                println!("{line}");
+                say!("{line}");
             }
         }
         Command::Channel(ChannelCommand::HistorySharing { name, setting }) => {
@@ -1044,7 +1061,7 @@ async fn execute(
                 if !channel.topic.is_empty() {
                     line.push_str(&format!(" \u{2014} {}", channel.topic));
                 }
-                println!("{line}");
+                say!("{line}");
             }
         }
         Command::Channel(ChannelCommand::Archive { name }) => {
@@ -1084,7 +1101,7 @@ async fn execute(
         Command::Channel(ChannelCommand::Members { name }) => {
             client.sync().await?;
             for member in client.members(&name).await? {
-                println!("{}", describe_member(&member));
+                say!("{}", describe_member(&member));
             }
         }
         Command::Channel(ChannelCommand::Verify { name }) => {
@@ -1125,7 +1142,7 @@ async fn execute(
                 }
                 None => {
                     for entry in client.thread(&channel, &parent).await? {
-                        println!("{}", render(&entry));
+                        say!("{}", render(&entry));
                     }
                 }
             }
@@ -1175,7 +1192,7 @@ async fn execute(
                 } else {
                     command.usage
                 };
-                println!("{usage:<width$}  (answered by {})", command.bot);
+                say!("{usage:<width$}  (answered by {})", command.bot);
             }
         }
         Command::Run { channel, line } => {
@@ -1216,7 +1233,7 @@ async fn execute(
                 .await;
             bar.finish_and_clear();
             let (path, info) = saved?;
-            println!(
+            say!(
                 "saved {} ({}, SHA-256 {} verified)",
                 path.display(),
                 human_size(info.size),
@@ -1243,7 +1260,7 @@ async fn execute(
                 println!("no messages found");
             }
             for entry in found {
-                println!("[{}] {}", entry.channel, render(&entry));
+                say!("[{}] {}", entry.channel, render(&entry));
             }
         }
         Command::Tui => tui::run(client.clone()).await?,
@@ -1257,7 +1274,7 @@ async fn execute(
             client.sync().await?;
             let history = client.history(&channel).await?;
             for entry in &history {
-                println!("{}", render_in(entry, &history));
+                say!("{}", render_in(entry, &history));
             }
             client.mark_read(&channel).await?;
         }
@@ -1286,7 +1303,7 @@ async fn execute(
                 println!("no security alerts");
             }
             for alert in &alerts {
-                println!(
+                say!(
                     "{} refused device {} of {}: {}",
                     conclave_client::transparency::rfc3339(alert.at),
                     alert.device_id,
@@ -1301,15 +1318,17 @@ async fn execute(
 
 fn print_event(event: &Event) {
     match event {
-        Event::Message(m) => println!("[{}] {}", m.channel, render(m)),
-        Event::Mentioned(m) => println!(
+        Event::Message(m) => say!("[{}] {}", m.channel, render(m)),
+        Event::Mentioned(m) => say!(
             "[{}] you were mentioned by {} in #{}",
-            m.channel, m.sender, m.seq
+            m.channel,
+            m.sender,
+            m.seq
         ),
-        Event::DirectMessage(m) => println!("[{}] direct message from {}", m.channel, m.sender),
-        Event::Archived { channel } => println!("[{channel}] was archived"),
+        Event::DirectMessage(m) => say!("[{}] direct message from {}", m.channel, m.sender),
+        Event::Archived { channel } => say!("[{channel}] was archived"),
         Event::TopicChanged { channel, topic, by } => {
-            println!("[{channel}] {by} set the topic: {topic}")
+            say!("[{channel}] {by} set the topic: {topic}")
         }
         Event::Reacted {
             channel,
@@ -1319,35 +1338,35 @@ fn print_event(event: &Event) {
             ..
         } => {
             let verb = if *added { "reacted" } else { "took back" };
-            println!("[{channel}] {user} {verb} {emoji}");
+            say!("[{channel}] {user} {verb} {emoji}");
         }
-        Event::Edited(m) => println!("[{}] {}", m.channel, render(m)),
-        Event::Deleted { channel, .. } => println!("[{channel}] a message was deleted"),
-        Event::Joined { channel } => println!("[{channel}] you joined"),
+        Event::Edited(m) => say!("[{}] {}", m.channel, render(m)),
+        Event::Deleted { channel, .. } => say!("[{channel}] a message was deleted"),
+        Event::Joined { channel } => say!("[{channel}] you joined"),
         Event::MembersChanged {
             channel,
             added,
             removed,
         } => {
             for user in added {
-                println!("[{channel}] {user} joined");
+                say!("[{channel}] {user} joined");
             }
             for user in removed {
-                println!("[{channel}] {user} left");
+                say!("[{channel}] {user} left");
             }
         }
-        Event::Removed { channel } => println!("[{channel}] you were removed"),
-        Event::Named { placeholder, name } => println!("[{placeholder}] is now {name}"),
-        Event::DeviceAdded { device_id } => println!(
+        Event::Removed { channel } => say!("[{channel}] you were removed"),
+        Event::Named { placeholder, name } => say!("[{placeholder}] is now {name}"),
+        Event::DeviceAdded { device_id } => say!(
             "a new device signed in to your account: {device_id} (if it wasn't you, run `conclave device revoke {device_id}`)"
         ),
-        Event::DeviceRevoked { device_id } => println!("device {device_id} was revoked"),
+        Event::DeviceRevoked { device_id } => say!("device {device_id} was revoked"),
         Event::SecurityAlert(alert) | Event::AccountChanged(alert) => print_alert(alert),
         Event::HistoryReceived {
             channel,
             from,
             added,
-        } => println!("[{channel}] {from} shared {added} earlier messages with you"),
+        } => say!("[{channel}] {from} shared {added} earlier messages with you"),
         _ => {}
     }
 }

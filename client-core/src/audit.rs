@@ -12,8 +12,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use conclave_audit::{
-    Checkpoint, Event as LogEvent, Hash, SignedNote, VerifierKey, leaf_hash, verify_consistency,
-    verify_inclusion,
+    Checkpoint, ClientIpOpening, Event as LogEvent, Hash, SignedNote, VerifierKey, leaf_hash,
+    verify_consistency, verify_inclusion,
 };
 use serde_json::Value;
 use sqlx::{Connection, Row, SqliteConnection};
@@ -74,6 +74,9 @@ pub struct AuditPage {
     pub size: u64,
     /// `(index, leaf bytes)`, in order.
     pub entries: Vec<(u64, Vec<u8>)>,
+    /// `(index, salt and address)` for the page's entries whose `client-ip`
+    /// field commits to an address, each checked against that commitment.
+    pub addresses: Vec<(u64, ClientIpOpening)>,
 }
 
 fn bad_answer(what: &str) -> ClientError {
@@ -93,6 +96,15 @@ fn decode_hashes(value: &Value, what: &str) -> Result<Vec<Hash>> {
                 .ok_or_else(|| bad_answer(what))
         })
         .collect()
+}
+
+/// `{"ip": "…", "salt": "<32 hex digits>"}` from the auditor's entries.
+fn client_address(value: &Value) -> Option<ClientIpOpening> {
+    let salt = hex::decode(value["salt"].as_str()?).ok()?.try_into().ok()?;
+    Some(ClientIpOpening {
+        salt,
+        ip: value["ip"].as_str()?.to_owned(),
+    })
 }
 
 fn kt(reason: impl std::fmt::Display) -> ClientError {
@@ -128,6 +140,7 @@ impl Client {
             )
             .await?;
         let size = answer["size"].as_u64().ok_or_else(|| bad_answer("size"))?;
+        let mut addresses = Vec::new();
         let entries = answer["entries"]
             .as_array()
             .ok_or_else(|| bad_answer("entries"))?
@@ -137,10 +150,25 @@ impl Client {
                 let leaf = STANDARD
                     .decode(e["leaf"].as_str().unwrap_or_default())
                     .map_err(|_| bad_answer("leaf"))?;
+                if let Some(address) = e.get("client_address").filter(|a| !a.is_null()) {
+                    let opening = client_address(address).ok_or_else(|| bad_answer("client_address"))?;
+                    // The address must be the one the signed leaf commits to.
+                    let commitment = LogEvent::decode(&leaf).ok().and_then(|event| event.client_ip);
+                    if !commitment.is_some_and(|c| opening.opens(&c)) {
+                        return Err(kt(format!(
+                            "the address the relay gives for entry {index} is not the one its leaf commits to"
+                        )));
+                    }
+                    addresses.push((index, opening));
+                }
                 Ok((index, leaf))
             })
             .collect::<Result<_>>()?;
-        Ok(AuditPage { size, entries })
+        Ok(AuditPage {
+            size,
+            entries,
+            addresses,
+        })
     }
 
     /// The inclusion proof of entry `index` in the tree of `size` entries.

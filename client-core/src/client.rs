@@ -816,7 +816,7 @@ impl Client {
 
     /// Claims (and checks) a key package for each device of `name`, or only
     /// for `only_device`.
-    async fn claim_key_packages(
+    pub(crate) async fn claim_key_packages(
         &self,
         name: &Username,
         only_device: Option<&str>,
@@ -1083,7 +1083,7 @@ impl Client {
 
     /// Builds a commit on the current state and posts it; when another
     /// member's commit wins the epoch, processes it and builds again.
-    async fn commit<F>(&self, group_id: &str, mut build: F) -> Result<()>
+    pub(crate) async fn commit<F>(&self, group_id: &str, mut build: F) -> Result<()>
     where
         F: FnMut(
             &mut MlsGroup,

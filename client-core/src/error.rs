@@ -79,6 +79,9 @@ pub enum ClientError {
          for unattended bots only, unprotected (Client::open_with)"
     )]
     NoKeyProtection,
+    /// No account has this name.
+    #[error("no user named {0:?} in this workspace")]
+    NoSuchUser(String),
     /// Other members kept committing first.
     #[error("gave up after {0} attempts: the channel kept changing; try again")]
     TooManyConflicts(u32),

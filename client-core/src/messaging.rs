@@ -678,17 +678,47 @@ impl Client {
         {
             return Ok(name);
         }
+        // Every other person's devices are claimed before anything exists: a
+        // name that is no user, or a user with no device to add, fails here,
+        // and no channel is made (here or on the relay) that would linger and
+        // spread to this account's other devices.
+        let mut packages = Vec::new();
+        for user in &others {
+            let username = conclave_crypto::Username::parse(user)
+                .map_err(|e| ClientError::Invalid(e.to_string()))?;
+            let claimed = self
+                .claim_key_packages(&username, None)
+                .await
+                .map_err(|e| match e {
+                    ClientError::Server { code, .. } if code == "not_found" => {
+                        ClientError::NoSuchUser(user.clone())
+                    }
+                    ClientError::Server { code, .. } if code == "no_key_packages" => {
+                        ClientError::Invalid(format!(
+                            "{user} has no device that can be added yet; no direct message was created"
+                        ))
+                    }
+                    other => other,
+                })?;
+            packages.extend(claimed);
+        }
         self.create_channel(&name).await?;
-        {
+        let group_id = {
             let mut db = self.inner.db.lock().await;
             sqlx::query("UPDATE channels SET kind = 'dm' WHERE name = $1")
                 .bind(&name)
                 .execute(&mut *db)
                 .await?;
-        }
-        for user in &others {
-            self.invite(&name, user).await?;
-        }
+            self.group_of(&mut db, &name).await?
+        };
+        // Everyone at once, with the packages claimed above.
+        self.commit(&group_id, move |group, provider, key| {
+            let (commit, welcome, group_info) = group
+                .add_members(provider, key, &packages)
+                .map_err(ClientError::mls)?;
+            Ok((commit, Some(welcome), group_info))
+        })
+        .await?;
         Ok(name)
     }
 

@@ -24,13 +24,16 @@ use crate::error::{ApiError, ApiResult};
 use crate::events::{AuditAction, AuditEvent};
 use crate::limits::{self, ip_key};
 use crate::mls::{self, Handshake, Wire};
-use crate::store::{CommitRecord, MessageKind, NewGroup, NewKeyPackage, Pending};
+use crate::store::{CommitRecord, KeyPackagesAdded, MessageKind, NewGroup, NewKeyPackage, Pending};
 use crate::{AppState, Notice};
 
 /// Most messages one fetch returns.
 const FETCH_LIMIT: u32 = 500;
 /// Most key packages one upload may carry.
 const MAX_UPLOAD: usize = 200;
+/// Most unused one-time key packages one device may hold. Clients keep 40
+/// (refilling below 10); the cap bounds what a flood of uploads can store.
+pub const MAX_KEY_PACKAGE_STOCK: u64 = 200;
 
 /// All routes.
 pub fn router(state: AppState) -> Router {
@@ -114,6 +117,14 @@ async fn upload_key_packages(
     State(state): State<AppState>,
     signed: Signed,
 ) -> ApiResult<Json<Value>> {
+    // Each accepted upload is stored and logged: limit how fast a device
+    // may make them, before any parsing.
+    limits::count(
+        &state,
+        limits::KEY_PACKAGE_UPLOADS_PER_DEVICE,
+        &signed.device_id.to_string(),
+    )
+    .await?;
     let body: UploadBody = signed.json()?;
     if body.key_packages.is_empty() || body.key_packages.len() > MAX_UPLOAD {
         return Err(ApiError::BadRequest(format!(
@@ -151,7 +162,20 @@ async fn upload_key_packages(
     }
     let device = signed.device_id.to_string();
     let (had_one_time, had_last_resort) = state.store.key_package_stock(&device).await?;
-    state.store.add_key_packages(&device, &packages).await?;
+    match state
+        .store
+        .add_key_packages(&device, &packages, MAX_KEY_PACKAGE_STOCK)
+        .await?
+    {
+        KeyPackagesAdded::Added => {}
+        KeyPackagesAdded::Duplicate => return Err(ApiError::DuplicateKeyPackage),
+        KeyPackagesAdded::StockFull { stocked } => {
+            return Err(ApiError::KeyPackageStockFull {
+                stocked,
+                max: MAX_KEY_PACKAGE_STOCK,
+            });
+        }
+    }
     let last_resort = packages.iter().filter(|p| p.last_resort).count();
     state
         .audit
@@ -205,6 +229,13 @@ async fn claim_key_packages(
     limits::count(&state, limits::CLAIMS_PER_IP, &ip_key(signed.ip)).await?;
     let body: ClaimBody = signed.json()?;
     let name = username(&body.username)?;
+    // And how often one account may drain one other account's packages.
+    limits::count(
+        &state,
+        limits::CLAIMS_PER_TARGET,
+        &format!("{claimer}>{}", name.as_str()),
+    )
+    .await?;
     let claimed = state
         .store
         .claim_key_packages(name.as_str(), body.device_id.as_deref())
@@ -500,7 +531,7 @@ async fn set_history_sharing(
     let user = signed.username()?.to_owned();
     let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let body: HistorySharingBody = signed.json()?;
-    require_manager(&state, &user, &group_id).await?;
+    require_manager(&state, &user, &group_id, Manage::AsMember).await?;
     state
         .store
         .set_history_sharing(&group_id, body.allowed)
@@ -511,8 +542,26 @@ async fn set_history_sharing(
     ))
 }
 
-/// Refuses unless `user` created the group or is a workspace admin.
-async fn require_manager(state: &AppState, user: &str, group_id: &str) -> ApiResult<()> {
+/// Who may change a channel's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Manage {
+    /// Retention, history sharing: only a current member (some current
+    /// device of the account is in the group) who created it or is a
+    /// workspace admin. Leaving the channel ends the creator's control.
+    AsMember,
+    /// Archiving: the above, or a workspace admin who is not a member (who
+    /// can stop a channel, logged, but still reads nothing of it).
+    AsMemberOrAdmin,
+}
+
+/// Refuses unless `user` may manage the group as `how` says. Returns
+/// whether the user is a current member (for the audit entry).
+async fn require_manager(
+    state: &AppState,
+    user: &str,
+    group_id: &str,
+    how: Manage,
+) -> ApiResult<bool> {
     let creator = state
         .store
         .group_creator(group_id)
@@ -524,12 +573,19 @@ async fn require_manager(state: &AppState, user: &str, group_id: &str) -> ApiRes
         .await?
         .iter()
         .any(|r| r == crate::account_api::ADMIN_ROLE);
-    if creator != user && !admin {
-        return Err(ApiError::Forbidden(
+    let member = state.store.user_in_group(group_id, user).await?;
+    if !admin && creator != user {
+        return Err(ApiError::NotChannelManager(
             "only the channel's creator or a workspace admin may do this",
         ));
     }
-    Ok(())
+    let outside_admin_may = admin && how == Manage::AsMemberOrAdmin;
+    if !member && !outside_admin_may {
+        return Err(ApiError::NotChannelManager(
+            "only a current member of the channel may do this (leaving it ends its creator's control)",
+        ));
+    }
+    Ok(member)
 }
 
 #[derive(Deserialize)]
@@ -547,7 +603,7 @@ async fn set_retention(
     let user = signed.username()?.to_owned();
     let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let body: RetentionBody = signed.json()?;
-    require_manager(&state, &user, &group_id).await?;
+    require_manager(&state, &user, &group_id, Manage::AsMember).await?;
     state
         .store
         .set_group_retention(&group_id, body.days)
@@ -559,8 +615,10 @@ async fn set_retention(
     ))
 }
 
-/// Archives a group: its creator or a workspace admin may; from then on the
-/// relay refuses every post to it, and members learn it at their next fetch.
+/// Archives a group: a current member who created it or is an admin may, and
+/// so may a workspace admin who is not a member (the audit entry says so);
+/// from then on the relay refuses every post to it, and members learn it at
+/// their next fetch.
 async fn archive_group(
     State(state): State<AppState>,
     group_id: Result<Path<String>, PathRejection>,
@@ -568,16 +626,15 @@ async fn archive_group(
 ) -> ApiResult<Json<Value>> {
     let user = signed.username()?.to_owned();
     let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    require_manager(&state, &user, &group_id).await?;
+    let member = require_manager(&state, &user, &group_id, Manage::AsMemberOrAdmin).await?;
     if state.store.archive_group(&group_id).await? {
-        state
-            .audit
-            .record(
-                AuditEvent::success(AuditAction::GroupArchived, &user)
-                    .device(signed.device_id)
-                    .target(format!("group:{group_id}")),
-            )
-            .await?;
+        let mut archived = AuditEvent::success(AuditAction::GroupArchived, &user)
+            .device(signed.device_id)
+            .target(format!("group:{group_id}"));
+        if !member {
+            archived = archived.detail("as", "admin_not_member");
+        }
+        state.audit.record(archived).await?;
     }
     Ok(Json(json!({ "group_id": group_id, "archived": true })))
 }
@@ -613,12 +670,29 @@ async fn post_message(
         .access(&group_id, &device)
         .await?
         .ok_or(ApiError::NotFound("group"))?;
-    if let Some(seq) = state.store.seq_of_payload(&group_id, &message).await? {
+    if let Some((seq, first_sender)) = state
+        .store
+        .first_post_of_payload(&group_id, &message)
+        .await?
+    {
         // A retry of a message or commit already accepted (the first answer
         // was lost, perhaps with the node that gave it): its position again,
         // and nothing new to deliver. Checked before membership and epoch,
-        // which the accepted message itself may have changed (a leave, say).
-        return Ok(Json(json!({ "seq": seq, "duplicate": true })));
+        // which the accepted message itself may have changed (a leave, say),
+        // so only for the device that posted it first: anyone else who
+        // replays a ciphertext they saw gets the answer any post of theirs
+        // would get, and learns nothing about the group.
+        if first_sender == device {
+            return Ok(Json(json!({ "seq": seq, "duplicate": true })));
+        }
+        if !access.member {
+            return Err(ApiError::Forbidden(
+                "only current members may post to a group",
+            ));
+        }
+        return Err(ApiError::Conflict(
+            "this message, posted by another device,",
+        ));
     }
     // A non-member's handshake can only be an external commit to a public
     // channel; post_handshake decides.

@@ -1,8 +1,11 @@
 //! The transparency log over HTTP.
 //!
 //! Any signed-in device may read the latest checkpoint, the verifier key and
-//! the proof that a device's key was registered (key transparency). Only
-//! accounts with the auditor role may read entries and ask for any proof.
+//! the proof that a device's key was registered (key transparency): the
+//! leaf it gets names the account, device and key, and holds a client
+//! address only as a salted commitment. Only accounts with the auditor role
+//! may read entries (with the addresses and salts that open those
+//! commitments) and ask for any proof.
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -167,18 +170,30 @@ async fn entries(
         .unwrap_or(size)
         .min(size)
         .min(query.start.saturating_add(ENTRIES_PAGE));
+    // The addresses behind the leaves' `client-ip` commitments: for
+    // auditors only, never in a leaf (which any device may be shown).
+    let mut addresses: std::collections::HashMap<u64, conclave_audit::ClientIpOpening> = log
+        .client_addresses(query.start, end)
+        .await?
+        .into_iter()
+        .collect();
     let entries: Vec<Value> = log
         .entries(query.start, end)
         .await?
         .into_iter()
         .map(|entry| {
-            json!({
+            let mut shown = json!({
                 "index": entry.index,
                 "leaf": STANDARD.encode(&entry.leaf),
                 // A stored entry that does not decode is shown as such: the
                 // auditor's tool, not the relay, decides what it means.
                 "event": Event::decode(&entry.leaf).ok(),
-            })
+            });
+            if let Some(opening) = addresses.remove(&entry.index) {
+                shown["client_address"] =
+                    json!({ "ip": opening.ip, "salt": hex::encode(opening.salt) });
+            }
+            shown
         })
         .collect();
     Ok(Json(json!({ "size": size, "entries": entries })))

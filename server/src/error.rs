@@ -31,6 +31,11 @@ pub enum ApiError {
     /// The device is authenticated but not allowed to do this.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// Managing a channel (retention, history sharing, archive) needs a
+    /// current member who created it or is a workspace admin; the text says
+    /// which part is missing.
+    #[error("not a manager of this channel: {0}")]
+    NotChannelManager(&'static str),
     /// The route exists but not with this method.
     #[error("method not allowed on this route")]
     MethodNotAllowed,
@@ -63,6 +68,20 @@ pub enum ApiError {
         quota: u64,
         /// The new file's encrypted size.
         needed: u64,
+    },
+    /// A key package in the upload is stored already (or repeated in it):
+    /// nothing from the upload was stored.
+    #[error("key package already uploaded: each package is stored once; nothing was stored")]
+    DuplicateKeyPackage,
+    /// The device holds as many unused one-time key packages as it may.
+    #[error(
+        "key package stock full: this device holds {stocked} unused one-time packages, at most {max} are kept; nothing was stored"
+    )]
+    KeyPackageStockFull {
+        /// Unused one-time packages the device holds.
+        stocked: u64,
+        /// The cap.
+        max: u64,
     },
     /// The user has no device with a key package to hand out.
     #[error("user {0} has no key packages available")]
@@ -136,6 +155,7 @@ impl ApiError {
             Replayed => (StatusCode::UNAUTHORIZED, "replayed_request"),
             BadCredentials => (StatusCode::UNAUTHORIZED, "bad_credentials"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            NotChannelManager(_) => (StatusCode::FORBIDDEN, "not_channel_manager"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Conflict(_) => (StatusCode::CONFLICT, "already_exists"),
@@ -144,6 +164,8 @@ impl ApiError {
             FileTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "file_too_large"),
             QuotaExceeded { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"),
             NoKeyPackages(_) => (StatusCode::NOT_FOUND, "no_key_packages"),
+            DuplicateKeyPackage => (StatusCode::CONFLICT, "duplicate_key_package"),
+            KeyPackageStockFull { .. } => (StatusCode::CONFLICT, "key_package_stock_full"),
             SecondFactorRequired(_) => (StatusCode::UNAUTHORIZED, "second_factor_required"),
             SecondFactorInvalid(_) => (StatusCode::UNAUTHORIZED, "second_factor_invalid"),
             SessionExpired => (StatusCode::UNAUTHORIZED, "session_expired"),

@@ -4,7 +4,8 @@
 //! An event never carries a password, a code, a private key or message
 //! content: only account names, device ids, public keys, counts and fixed
 //! failure reasons. Client addresses are kept only if the relay is
-//! configured to record them.
+//! configured to record them, and then only as a salted commitment in the
+//! leaf, with the address itself in a table only auditors read.
 
 use std::net::IpAddr;
 
@@ -238,10 +239,18 @@ impl AuditTrail {
         entry.actor = event.actor.as_deref().map(log_value);
         entry.device = event.actor_device.as_deref().map(log_value);
         entry.target = event.target.as_deref().map(log_value);
-        entry.client_ip = event
-            .client_ip
-            .filter(|_| self.record_client_ip)
-            .map(|ip| ip.to_string());
+        if let Some(ip) = event.client_ip.filter(|_| self.record_client_ip) {
+            // The leaf gets only a salted commitment: any signed-in device
+            // may read a device's registration leaf. The salt and address go
+            // to the auditors' table in the appending transaction.
+            use rand::RngCore;
+            let mut salt = [0u8; 16];
+            rand::rngs::OsRng.fill_bytes(&mut salt);
+            entry = entry.client_address(conclave_audit::ClientIpOpening {
+                salt,
+                ip: ip.to_string(),
+            });
+        }
         entry.details = event
             .details
             .into_iter()

@@ -31,6 +31,7 @@ mod limits;
 mod log_key;
 mod metrics;
 mod mls;
+mod private_files;
 mod server_key;
 mod store;
 mod tls;
@@ -43,8 +44,8 @@ pub use error::ApiError;
 pub use events::{AuditAction, AuditEvent, AuditTrail};
 pub use store::{
     AccountSummary, Backend, BlobSpec, ChallengeRow, CommitRecord, DeviceSession, GroupAccess,
-    GroupRow, MessageKind, NewBlob, NewGroup, NewKeyPackage, Pending, PublicListing, Store,
-    StoreError,
+    GroupRow, KeyPackagesAdded, MessageKind, NewBlob, NewGroup, NewKeyPackage, Pending,
+    PublicListing, Store, StoreError,
 };
 pub use tls::TlsIdentity;
 use tokio::sync::broadcast;
@@ -240,8 +241,18 @@ fn state(store: Store, config: Config) -> Result<AppState, String> {
 }
 
 pub(crate) async fn open_store(config: &Config) -> Result<Store, String> {
-    // A new data directory is the owner's alone: the database (password
-    // hashes), its WAL and the TLS key inherit that protection.
+    // Every file from here on is the owner's alone, and no key file that
+    // others can read is used (see `private_files`).
+    private_files::restrict_new_files();
+    let tls_key = config.tls.as_ref().map_or_else(
+        || config.data_dir.join("tls-key.pem"),
+        |(_, key)| key.clone(),
+    );
+    for key in [&config.server_key_file, &config.log_key_file, &tls_key] {
+        private_files::check_key_file(key)?;
+    }
+    // A new data directory is the owner's alone too; an existing one may
+    // not be, so the database is created 0600 before SQLite opens it.
     let mut data_dir = std::fs::DirBuilder::new();
     data_dir.recursive(true);
     #[cfg(unix)]
@@ -254,10 +265,19 @@ pub(crate) async fn open_store(config: &Config) -> Result<Store, String> {
     })?;
     let url = match &config.database_url {
         Some(url) => url.clone(),
-        None => format!(
-            "sqlite://{}?mode=rwc",
-            config.data_dir.join("conclave.db").display()
-        ),
+        None => {
+            let database = config.data_dir.join("conclave.db");
+            // SQLite gives its -wal and -shm files the database file's mode.
+            private_files::create_or_restrict(&database)?;
+            for suffix in ["-wal", "-shm"] {
+                let mut side = database.clone().into_os_string();
+                side.push(suffix);
+                if std::path::Path::new(&side).exists() {
+                    private_files::create_or_restrict(std::path::Path::new(&side))?;
+                }
+            }
+            format!("sqlite://{}?mode=rwc", database.display())
+        }
     };
     let store = Store::connect(&url)
         .await

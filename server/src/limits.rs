@@ -122,6 +122,21 @@ pub const CLAIMS_PER_IP: Limit = Limit {
     window: 3600,
 };
 
+/// Key-package claims by one account for one target account: a flood
+/// against one user would drain that user's one-time packages.
+pub const CLAIMS_PER_TARGET: Limit = Limit {
+    name: "claim-target",
+    max: 50,
+    window: 3600,
+};
+/// Key-package uploads by one device (a client uploads in batches of ten
+/// when its stock runs low, a handful of requests per refill).
+pub const KEY_PACKAGE_UPLOADS_PER_DEVICE: Limit = Limit {
+    name: "key-package-upload-device",
+    max: 60,
+    window: 3600,
+};
+
 fn bucket(limit: Limit, key: &str) -> String {
     format!("{}:{key}", limit.name)
 }

@@ -171,8 +171,14 @@ async fn a_node_without_the_workspace_keys_refuses_to_start() {
     );
     assert!(!data.join("log.key").exists(), "no new log key was made");
 
-    // With the key back, it serves again.
+    // With the key back (private, as the relay insists), it serves again.
     std::fs::write(data.join("log.key"), saved).unwrap();
+    #[cfg(unix)]
+    std::fs::set_permissions(
+        data.join("log.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     server.restart();
     let (http, base) = server.https_client();
     let answer = http.get(format!("{base}/readyz")).send().await.unwrap();

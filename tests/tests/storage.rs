@@ -8,7 +8,9 @@ use conclave_audit::log::{LogError, TransparencyLog};
 use conclave_audit::{
     Checkpoint, Event, NoteSigner, SignedNote, leaf_hash, verify_consistency, verify_inclusion,
 };
-use conclave_server::{BlobSpec, GroupAccess, MessageKind, NewBlob, NewKeyPackage, Store};
+use conclave_server::{
+    BlobSpec, GroupAccess, KeyPackagesAdded, MessageKind, NewBlob, NewKeyPackage, Store,
+};
 use conclave_tests::{TempDir, fresh_postgres};
 
 fn registration(user: &str, device: &str) -> Event {
@@ -105,7 +107,13 @@ async fn storage_suite(store: Store) {
     // each one-time package out exactly once, then the last resort.
     let mut packages: Vec<NewKeyPackage> = (0..10).map(|i| package(i, false)).collect();
     packages.push(package(100, true));
-    store.add_key_packages("d-alice", &packages).await.unwrap();
+    assert_eq!(
+        store
+            .add_key_packages("d-alice", &packages, 200)
+            .await
+            .unwrap(),
+        KeyPackagesAdded::Added
+    );
     assert_eq!(
         store.key_package_stock("d-alice").await.unwrap(),
         (10, true)
@@ -134,7 +142,7 @@ async fn storage_suite(store: Store) {
     assert_eq!(store.key_package_stock("d-alice").await.unwrap(), (0, true));
     // A new last-resort package replaces the old one.
     store
-        .add_key_packages("d-alice", &[package(101, true)])
+        .add_key_packages("d-alice", &[package(101, true)], 200)
         .await
         .unwrap();
     assert_eq!(

@@ -22,23 +22,7 @@ use super::app::{App, PaneMetrics, Scroll, Tone};
 use super::command::COMMANDS;
 use super::worker::{Listing, View};
 
-/// Replaces every control character and every bidirectional formatting
-/// character with U+FFFD, visibly: a line of text stays one line that
-/// reads as it is stored.
-pub(crate) fn sanitize(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '\t' => ' ',
-            '\u{200e}'
-            | '\u{200f}'
-            | '\u{061c}'
-            | '\u{202a}'..='\u{202e}'
-            | '\u{2066}'..='\u{2069}' => '\u{fffd}',
-            c if c.is_control() => '\u{fffd}',
-            c => c,
-        })
-        .collect()
-}
+pub(crate) use crate::sanitize::sanitize;
 
 /// Message times in the reader's time zone, and what "today" is there.
 #[derive(Debug, Clone)]

@@ -105,11 +105,13 @@ impl Store {
         Ok(())
     }
 
-    /// Whether any device of `username` is a current member of the group.
+    /// Whether any current (not revoked) device of `username` is a current
+    /// member of the group.
     pub async fn user_in_group(&self, group_id: &str, username: &str) -> Result<bool, StoreError> {
         Ok(sqlx::query(
             "SELECT 1 FROM memberships m JOIN devices d ON d.device_id = m.device_id
-             WHERE m.group_id = $1 AND d.username = $2 AND m.leave_seq IS NULL",
+             WHERE m.group_id = $1 AND d.username = $2 AND m.leave_seq IS NULL
+               AND d.revoked_at IS NULL",
         )
         .bind(group_id)
         .bind(username)

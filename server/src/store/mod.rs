@@ -134,6 +134,21 @@ pub struct NewKeyPackage {
     pub expires_at: u64,
 }
 
+/// How storing a device's key packages went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPackagesAdded {
+    /// All stored.
+    Added,
+    /// A package is stored already (or came twice): nothing stored.
+    Duplicate,
+    /// The device's unused one-time packages would exceed the cap: nothing
+    /// stored. `stocked` is how many it holds.
+    StockFull {
+        /// Unused one-time packages the device holds.
+        stocked: u64,
+    },
+}
+
 /// The changes one accepted commit makes.
 #[derive(Debug)]
 pub struct CommitRecord<'a> {
@@ -432,33 +447,74 @@ impl Store {
     // ----- key packages ---------------------------------------------------
 
     /// Stores key packages for a device. A new last-resort package replaces
-    /// the previous one, so each device keeps exactly one.
+    /// the previous one, so each device keeps exactly one. Nothing is stored
+    /// if any package is already stored (or repeated in `packages`), or if
+    /// the device would then hold more than `max_one_time` unused one-time
+    /// packages: the count and the inserts share one write transaction.
     pub async fn add_key_packages(
         &self,
         device_id: &str,
         packages: &[NewKeyPackage],
-    ) -> Result<(), StoreError> {
+        max_one_time: u64,
+    ) -> Result<KeyPackagesAdded, StoreError> {
+        let hashes: Vec<String> = packages
+            .iter()
+            .map(|p| conclave_crypto::sha256_hex(&p.bytes))
+            .collect();
+        let distinct: std::collections::HashSet<&String> = hashes.iter().collect();
+        if distinct.len() != hashes.len() {
+            return Ok(KeyPackagesAdded::Duplicate);
+        }
         let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            // Uploads of one device take turns, so the stock count holds.
+            sqlx::query("SELECT 1 FROM devices WHERE device_id = $1 FOR UPDATE")
+                .bind(device_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let stocked = sqlx::query(
+            "SELECT COUNT(*) FROM key_packages
+             WHERE device_id = $1 AND last_resort = FALSE AND expires_at > $2",
+        )
+        .bind(device_id)
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await?;
+        let stocked = to_u64(stocked.get::<i64, _>(0));
+        let adding = packages.iter().filter(|p| !p.last_resort).count() as u64;
+        if stocked + adding > max_one_time {
+            return Ok(KeyPackagesAdded::StockFull { stocked });
+        }
         if packages.iter().any(|p| p.last_resort) {
             sqlx::query("DELETE FROM key_packages WHERE device_id = $1 AND last_resort = TRUE")
                 .bind(device_id)
                 .execute(&mut *tx)
                 .await?;
         }
-        for package in packages {
-            sqlx::query(
-                "INSERT INTO key_packages (device_id, key_package, last_resort, expires_at)
-                 VALUES ($1, $2, $3, $4)",
+        for (package, hash) in packages.iter().zip(&hashes) {
+            let inserted = sqlx::query(
+                "INSERT INTO key_packages (device_id, key_package, last_resort, expires_at, package_hash)
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(device_id)
             .bind(package.bytes.clone())
             .bind(package.last_resort)
             .bind(to_i64(package.expires_at))
+            .bind(hash)
             .execute(&mut *tx)
-            .await?;
+            .await;
+            match inserted {
+                // Already stored: the unique index decides, even between
+                // two uploads at once. The transaction is dropped unused.
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    return Ok(KeyPackagesAdded::Duplicate);
+                }
+                other => other?,
+            };
         }
         tx.commit().await?;
-        Ok(())
+        Ok(KeyPackagesAdded::Added)
     }
 
     /// How many one-time key packages `device_id` has left, and whether it has a last-resort one.
@@ -838,6 +894,23 @@ impl Store {
                 .await?
                 .map(|r| to_u64(r.get(0))),
         )
+    }
+
+    /// The position and sending device of a message already accepted with
+    /// exactly these bytes, if any: whether a post is its sender's retry.
+    pub async fn first_post_of_payload(
+        &self,
+        group_id: &str,
+        payload: &[u8],
+    ) -> Result<Option<(u64, String)>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT seq, sender_device FROM messages WHERE group_id = $1 AND payload_hash = $2",
+        )
+        .bind(group_id)
+        .bind(conclave_crypto::sha256_hex(payload))
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| (to_u64(r.get(0)), r.get(1))))
     }
 
     /// Applies an accepted commit if the group is still at its epoch: the

@@ -19,7 +19,22 @@ pub(super) const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[
     (10, &[V10_COMMON], &[V10_COMMON]),
     (11, &[V11_COMMON], &[V11_COMMON]),
     (12, &[V12_SQLITE], &[V12_POSTGRES]),
+    (
+        13,
+        &[conclave_audit::log::SCHEMA_CLIENT_IPS_SQLITE, V13_COMMON],
+        &[conclave_audit::log::SCHEMA_CLIENT_IPS_POSTGRES, V13_COMMON],
+    ),
 ];
+
+/// Version 13: client addresses leave the log's leaves for a table of
+/// their own, `audit_client_ips` (salt and address behind each entry's
+/// `client-ip` commitment, for auditors only); and key packages are known
+/// by the hash of their bytes, so that one package uploaded twice is
+/// refused instead of stored (and logged) again.
+const V13_COMMON: &str = "
+ALTER TABLE key_packages ADD COLUMN package_hash TEXT;
+CREATE UNIQUE INDEX key_packages_by_hash ON key_packages(package_hash);
+";
 
 /// Version 12: accounts a host administrator locked, recovery invites that
 /// hand one account back to its owner, and the account changes every device

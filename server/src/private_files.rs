@@ -1,0 +1,113 @@
+//! Every file the relay writes is its owner's alone (mode 0600), whatever
+//! the data directory's own mode, and a key file that others can read is
+//! refused rather than used.
+//!
+//! SQLite creates `conclave.db`, `-wal` and `-shm` itself, with the mode of
+//! the process umask (0644 under the usual 022). Two guards: the process
+//! umask becomes 077 before any file is opened, and the database file is
+//! created 0600 before SQLite opens it (SQLite gives its `-wal` and `-shm`
+//! the mode of the database file). An existing database file open to
+//! others is tightened.
+
+use std::path::Path;
+
+/// Mode bits for group and others.
+#[cfg(unix)]
+const GROUP_OR_OTHERS: u32 = 0o077;
+
+/// Makes every file and directory this process creates from now on
+/// unreadable to group and others (umask 077).
+pub fn restrict_new_files() {
+    #[cfg(unix)]
+    {
+        let _previous = rustix::process::umask(rustix::fs::Mode::from_raw_mode(GROUP_OR_OTHERS));
+    }
+}
+
+/// Creates `path` (empty, mode 0600) if it does not exist, and takes group
+/// and others' permissions away if it does.
+pub fn create_or_restrict(path: &Path) -> Result<(), String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & GROUP_OR_OTHERS != 0 {
+            std::fs::set_permissions(
+                path,
+                std::fs::Permissions::from_mode(mode & !GROUP_OR_OTHERS),
+            )
+            .map_err(|e| format!("cannot make {} private: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a key file that exists and that group or others may read or
+/// write: one line naming the file and the fix.
+pub fn check_key_file(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(metadata) = std::fs::metadata(path) else {
+            // Missing: created 0600 when it is first needed.
+            return Ok(());
+        };
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & GROUP_OR_OTHERS != 0 {
+            return Err(format!(
+                "key file {} is open to group or others (mode {mode:04o}): refusing to use it; \
+                 run `chmod 600 {}` and start again",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn open_key_files_are_refused_and_new_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("conclave-modes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("server.key");
+        assert!(
+            check_key_file(&key).is_ok(),
+            "a missing key is created later"
+        );
+        std::fs::write(&key, b"k").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let refused = check_key_file(&key).unwrap_err();
+        assert!(
+            refused.contains("chmod 600") && refused.contains("server.key"),
+            "{refused}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(check_key_file(&key).is_ok());
+
+        let db = dir.join("conclave.db");
+        std::fs::write(&db, b"").unwrap();
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        create_or_restrict(&db).unwrap();
+        let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
