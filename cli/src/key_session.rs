@@ -1,7 +1,10 @@
 //! This device's key, unlocked once per login session.
 //!
-//! The key is sealed in `conclave.db` under a local passphrase (see
-//! client-core's `key_at_rest.rs`). The first command of a login session
+//! The key is sealed in `conclave.db` (see client-core's `key_at_rest.rs`)
+//! under a random key kept in the operating system's secret store when one
+//! answers (`os_secret_store.rs`: the store unlocks with the user's login,
+//! so nothing is asked), else under a local passphrase. The first command
+//! of a login session
 //! asks for the passphrase (or reads `CONCLAVE_KEY_PASSPHRASE`, or a line of
 //! standard input with `--key-passphrase-stdin`) and leaves the derived
 //! unlock key in `$XDG_RUNTIME_DIR/conclave-<hash of the home>`, mode 0600;
@@ -11,9 +14,13 @@
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
-use conclave_client::{Client, ClientError, KeyProtection, KeyStatus, LocalPassphrase, UnlockKey};
+use conclave_client::{
+    Client, ClientError, KeyProtection, KeyStatus, LocalPassphrase, SealedUnder, UnlockKey,
+};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
+
+use crate::os_secret_store;
 
 /// The environment variable scripts and unattended bots give the local
 /// passphrase in.
@@ -26,6 +33,21 @@ pub(crate) struct PassphraseFlags {
     pub(crate) from_stdin: bool,
     /// `--unprotected-key`: a new key is kept in clear (unattended bots only).
     pub(crate) unprotected: bool,
+    /// `--key-store`: where a new key's unlock key is kept.
+    pub(crate) store: KeyStore,
+}
+
+/// `--key-store`: where the key that seals a new device key is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum KeyStore {
+    /// The operating system's secret store when it answers, else a local
+    /// passphrase; a passphrase given with CONCLAVE_KEY_PASSPHRASE or
+    /// --key-passphrase-stdin is used as given.
+    Auto,
+    /// The operating system's secret store, or fail.
+    Os,
+    /// A local passphrase; the operating system's secret store is not asked.
+    Passphrase,
 }
 
 /// The passphrase from standard input or the environment, if given there.
@@ -72,22 +94,56 @@ fn new_passphrase_prompt() -> Result<LocalPassphrase, String> {
 }
 
 /// How a login from this home keeps its new key: in clear only when asked
-/// with `--unprotected-key`, else under a passphrase from stdin, the
-/// environment or (on a terminal) a prompt.
-pub(crate) fn new_key_protection(flags: PassphraseFlags) -> Result<KeyProtection, String> {
+/// with `--unprotected-key`; under a passphrase given on stdin or in the
+/// environment; else under a new random key kept in the operating system's
+/// secret store, when one answers; else under a passphrase asked for on a
+/// terminal.
+pub(crate) fn new_key_protection(
+    home: &Path,
+    flags: PassphraseFlags,
+) -> Result<KeyProtection, String> {
     if flags.unprotected {
         return Ok(KeyProtection::Unprotected);
     }
-    if let Some(passphrase) = given_passphrase(flags)? {
+    if flags.store != KeyStore::Os
+        && let Some(passphrase) = given_passphrase(flags)?
+    {
         return Ok(KeyProtection::Passphrase(passphrase));
+    }
+    if flags.store != KeyStore::Passphrase {
+        let hash = home_hash(home);
+        if os_secret_store::reachable(&hash) {
+            return Ok(KeyProtection::SecretStore(os_secret_store::new_key(&hash)?));
+        }
+        if flags.store == KeyStore::Os {
+            return Err(
+                "the operating system's secret store cannot be reached (on Linux: no D-Bus session \
+                 with a Secret Service such as GNOME Keyring or KWallet): drop --key-store os to \
+                 seal this device's key under a local passphrase instead"
+                    .into(),
+            );
+        }
     }
     if std::io::stdin().is_terminal() {
         return Ok(KeyProtection::Passphrase(new_passphrase_prompt()?));
     }
     Err(format!(
-        "no local passphrase for this device's key: set {PASSPHRASE_ENV}, pass --key-passphrase-stdin, \
-         or, for an unattended bot only, --unprotected-key"
+        "no local passphrase for this device's key, and no secret store of the operating system \
+         answers: set {PASSPHRASE_ENV}, pass --key-passphrase-stdin, or, for an unattended bot only, \
+         --unprotected-key"
     ))
+}
+
+/// Unlocks a key sealed under a key from the operating system's secret store.
+async fn unlock_from_os_store(client: &Client, home: &Path) -> Result<(), String> {
+    let key = os_secret_store::read_key(&home_hash(home))?;
+    client.unlock_with(&key).await.map_err(|e| match e {
+        ClientError::WrongPassphrase => "the key the operating system's secret store holds for \
+             this home does not open its device key (was conclave.db copied from another home?): \
+             log in again on this machine"
+            .to_owned(),
+        other => other.to_string(),
+    })
 }
 
 /// Unlocks the client's key for this command: from the session file, else
@@ -101,6 +157,9 @@ pub(crate) async fn unlock(
     flags: PassphraseFlags,
 ) -> Result<(), String> {
     match client.key_status() {
+        KeyStatus::Locked if client.sealed_under() == Some(SealedUnder::SecretStore) => {
+            unlock_from_os_store(client, home).await
+        }
         KeyStatus::Locked => {
             if let Some(path) = session_path(home)
                 && let Some(key) = read_session(&path)?
@@ -156,8 +215,12 @@ pub(crate) async fn unlock(
 }
 
 /// Leaves the unlock key in this login session's file, when there is a
-/// runtime directory and the key is sealed.
+/// runtime directory and the key is sealed under a passphrase (a key from
+/// the operating system's secret store is read from there each time).
 pub(crate) fn keep_session(client: &Client, home: &Path) -> Result<(), String> {
+    if client.sealed_under() != Some(SealedUnder::Passphrase) {
+        return Ok(());
+    }
     match (session_path(home), client.unlock_key()) {
         (Some(path), Some(key)) => write_session(&path, &key),
         _ => Ok(()),
@@ -176,20 +239,26 @@ pub(crate) fn lock(home: &Path) -> Result<bool, String> {
     }
 }
 
-/// `$XDG_RUNTIME_DIR/conclave-<first 16 bytes of SHA-256 of the home's
-/// absolute path, hex>`; `None` without a runtime directory.
+/// `$XDG_RUNTIME_DIR/conclave-<home hash>`; `None` without a runtime
+/// directory.
 pub(crate) fn session_path(home: &Path) -> Option<PathBuf> {
     let runtime = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty())?;
     let runtime = PathBuf::from(runtime);
     if !runtime.is_absolute() {
         return None;
     }
+    Some(runtime.join(format!("conclave-{}", home_hash(home))))
+}
+
+/// The first 16 bytes of SHA-256 of the home's absolute path, hex: names its
+/// session file and its entry in the operating system's secret store.
+pub(crate) fn home_hash(home: &Path) -> String {
     let home = std::path::absolute(home).unwrap_or_else(|_| home.to_owned());
     let digest = Sha256::new()
         .chain_update(b"conclave key session v1\0")
         .chain_update(home.as_os_str().as_encoded_bytes())
         .finalize();
-    Some(runtime.join(format!("conclave-{}", hex::encode(&digest[..16]))))
+    hex::encode(&digest[..16])
 }
 
 /// Reads a session file, refusing one that is not a regular file owned by

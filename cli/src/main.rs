@@ -16,13 +16,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use conclave_client::{
-    Authenticator, Client, Credentials, Event, HistoryEntry, KeyStatus, RecoveryCodes,
-    RelaySettings, SearchQuery, SecondFactor, SoftAuthenticator,
+    Authenticator, Client, Credentials, Event, HistoryEntry, KeyProtection, KeyStatus,
+    RecoveryCodes, RelaySettings, SearchQuery, SecondFactor, SoftAuthenticator,
 };
 use zeroize::Zeroizing;
 
 mod bots;
 mod key_session;
+mod os_secret_store;
 mod sanitize;
 mod tui;
 
@@ -70,6 +71,12 @@ struct Cli {
     /// who copies that file can then sign as this device until it is revoked.
     #[arg(long, global = true, conflicts_with = "key_passphrase_stdin")]
     unprotected_key: bool,
+    /// `register`/`login` only: where the key that seals this device's key is
+    /// kept. `auto` uses the operating system's secret store (Keychain, Secret
+    /// Service, Credential Manager) when it answers and no passphrase was
+    /// given, else a local passphrase.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    key_store: key_session::KeyStore,
     /// Second factor: a 6-digit code from your authenticator app.
     #[arg(long, global = true, conflicts_with_all = ["recovery_code", "passkey"])]
     totp: Option<String>,
@@ -501,6 +508,7 @@ async fn run(cli: Cli) -> Result<bool, String> {
     let key_flags = key_session::PassphraseFlags {
         from_stdin: cli.key_passphrase_stdin,
         unprotected: cli.unprotected_key,
+        store: cli.key_store,
     };
     // What `register`/`login` remember so later commands need no flags.
     let remember = RelaySettings::read(&home)?.overridden_by(
@@ -515,9 +523,11 @@ async fn run(cli: Cli) -> Result<bool, String> {
         cli.command,
         Command::Register { .. } | Command::Login { .. }
     );
+    let mut asked_os_store = false;
     if logs_in && client.key_status() == KeyStatus::NotLoggedIn {
         // A new device key: say how it is kept before it is made.
-        let protection = key_session::new_key_protection(key_flags)?;
+        let protection = key_session::new_key_protection(&home, key_flags)?;
+        asked_os_store = matches!(protection, KeyProtection::SecretStore(_));
         drop(client);
         client = Client::open_with(&home, remember.transport()?, protection)
             .await
@@ -536,6 +546,11 @@ async fn run(cli: Cli) -> Result<bool, String> {
     }
     let outcome = execute(&client, cli, &home, remember).await;
     if logs_in {
+        if asked_os_store && outcome.is_err() && client.key_status() == KeyStatus::NotLoggedIn {
+            // A refused login stored no key: leave nothing of it in the
+            // secret store either.
+            os_secret_store::forget(&key_session::home_hash(&home));
+        }
         key_session::keep_session(&client, &home)?;
     }
     // Alerts are shown whatever became of the command: a refused device is

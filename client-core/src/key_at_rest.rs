@@ -9,6 +9,10 @@
 //!                                   aad = label | header | username | 0 | device id)
 //! ```
 //!
+//! Or, with [`KeyProtection::SecretStore`], under a random unlock key that the
+//! application keeps in the operating system's secret store: the same layout
+//! with the marker "CDK" 0x02 and the parameter and salt fields zero.
+//!
 //! The parameters travel with the ciphertext, so they can be raised later
 //! without breaking older files; binding the header, the username and the
 //! device id as associated data stops a sealed key being moved to another
@@ -68,6 +72,13 @@ impl UnlockKey {
         Self(Zeroizing::new(*bytes))
     }
 
+    /// A new random key, for [`KeyProtection::SecretStore`].
+    pub fn random() -> Self {
+        let mut key = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(key.as_mut());
+        Self(key)
+    }
+
     /// The key's bytes, to keep in a private session file.
     pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(*self.0)
@@ -89,6 +100,12 @@ pub enum KeyProtection {
     /// each new process unlocks it once
     /// ([`Client::unlock`](crate::Client::unlock)).
     Passphrase(LocalPassphrase),
+    /// Sealed under this random key ([`UnlockKey::random`]), which the
+    /// application keeps in the operating system's secret store (the macOS
+    /// Keychain, the Secret Service of GNOME Keyring or KWallet, the Windows
+    /// Credential Manager); each new process reads it back from there and
+    /// unlocks with [`Client::unlock_with`](crate::Client::unlock_with).
+    SecretStore(UnlockKey),
     /// Kept in clear in `conclave.db`: anyone who copies that file signs as
     /// this device until it is revoked. Only for unattended bots, whose host
     /// has no one to type a passphrase and no better secret store.
@@ -114,6 +131,17 @@ pub enum KeyStatus {
     Clear,
 }
 
+/// What a sealed device key is sealed under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SealedUnder {
+    /// A key derived from a local passphrase: [`Client::unlock`](crate::Client::unlock).
+    Passphrase,
+    /// A random key the application keeps in the operating system's secret
+    /// store: [`Client::unlock_with`](crate::Client::unlock_with).
+    SecretStore,
+}
+
 /// argon2id's cost: memory in KiB, passes, lanes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct KdfParams {
@@ -137,8 +165,16 @@ const MAX_MEMORY_KIB: u32 = 1024 * 1024;
 const MAX_PASSES: u32 = 16;
 const MAX_LANES: u32 = 8;
 
-/// The format marker: "CDK" (Conclave device key) and version 1.
+/// The format markers: "CDK" (Conclave device key), then 1 for a key sealed
+/// under a passphrase, 2 for one sealed under a key from a secret store.
 const MARKER: &[u8; 4] = b"CDK\x01";
+const MARKER_SECRET_STORE: &[u8; 4] = b"CDK\x02";
+/// The parameters written for a key from a secret store: none.
+const NO_KDF: KdfParams = KdfParams {
+    memory_kib: 0,
+    passes: 0,
+    lanes: 0,
+};
 const SALT_LEN: usize = 16;
 const NONCE_LEN: usize = 24;
 const HEADER_LEN: usize = MARKER.len() + 12 + SALT_LEN + NONCE_LEN;
@@ -146,8 +182,10 @@ const HEADER_LEN: usize = MARKER.len() + 12 + SALT_LEN + NONCE_LEN;
 pub(crate) const SEALED_LEN: usize = HEADER_LEN + 32 + 16;
 const AAD_LABEL: &[u8] = b"conclave device key at rest v1\0";
 
-/// A sealed key's header: its argon2id parameters and salt.
+/// A sealed key's header: what it is sealed under, and for a passphrase the
+/// argon2id parameters and salt.
 pub(crate) struct SealedHeader {
+    pub(crate) under: SealedUnder,
     pub(crate) params: KdfParams,
     pub(crate) salt: [u8; SALT_LEN],
 }
@@ -196,22 +234,27 @@ fn aad(header: &[u8], username: &str, device_id: &str) -> Vec<u8> {
 }
 
 /// Seals `secret` (the device key's seed) for `username`'s device `device_id`.
+/// `kdf` gives the argon2id parameters and salt `key` was derived with, or
+/// `None` for a random key kept in a secret store.
 pub(crate) fn seal(
     key: &UnlockKey,
-    params: KdfParams,
-    salt: &[u8; SALT_LEN],
+    kdf: Option<(KdfParams, &[u8; SALT_LEN])>,
     secret: &[u8; 32],
     username: &str,
     device_id: &str,
 ) -> Result<Vec<u8>> {
     let mut nonce = [0u8; NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let (marker, params, salt) = match kdf {
+        Some((params, salt)) => (MARKER, params, *salt),
+        None => (MARKER_SECRET_STORE, NO_KDF, [0u8; SALT_LEN]),
+    };
     let mut sealed = Vec::with_capacity(SEALED_LEN);
-    sealed.extend_from_slice(MARKER);
+    sealed.extend_from_slice(marker);
     for value in [params.memory_kib, params.passes, params.lanes] {
         sealed.extend_from_slice(&value.to_be_bytes());
     }
-    sealed.extend_from_slice(salt);
+    sealed.extend_from_slice(&salt);
     sealed.extend_from_slice(&nonce);
     let aad = aad(&sealed, username, device_id);
     let ciphertext = XChaCha20Poly1305::new(key.0.as_ref().into())
@@ -235,11 +278,15 @@ pub(crate) fn header(sealed: &[u8]) -> Result<SealedHeader> {
     if sealed.len() != SEALED_LEN {
         return Err(corrupt("wrong length"));
     }
-    if &sealed[..MARKER.len()] != MARKER {
-        return Err(corrupt(
-            "unknown format (a newer Conclave may have written it)",
-        ));
-    }
+    let under = match &sealed[..MARKER.len()] {
+        marker if marker == MARKER => SealedUnder::Passphrase,
+        marker if marker == MARKER_SECRET_STORE => SealedUnder::SecretStore,
+        _ => {
+            return Err(corrupt(
+                "unknown format (a newer Conclave may have written it)",
+            ));
+        }
+    };
     let word = |at: usize| {
         let mut bytes = [0u8; 4];
         bytes.copy_from_slice(&sealed[at..at + 4]);
@@ -254,9 +301,16 @@ pub(crate) fn header(sealed: &[u8]) -> Result<SealedHeader> {
     {
         return Err(corrupt("argon2 parameters out of range"));
     }
+    if under == SealedUnder::SecretStore && params != NO_KDF {
+        return Err(corrupt("argon2 parameters on a key from a secret store"));
+    }
     let mut salt = [0u8; SALT_LEN];
     salt.copy_from_slice(&sealed[16..16 + SALT_LEN]);
-    Ok(SealedHeader { params, salt })
+    Ok(SealedHeader {
+        under,
+        params,
+        salt,
+    })
 }
 
 /// Opens a sealed key. A wrong passphrase and an altered file look the same
@@ -378,13 +432,25 @@ impl Client {
         protection: KeyProtection,
     ) -> Result<Self> {
         let client = Self::open(home, transport).await?;
-        if let KeyProtection::Passphrase(passphrase) = &protection
-            && matches!(client.key_status(), KeyStatus::Locked | KeyStatus::Clear)
-        {
-            client.unlock(passphrase).await?;
+        match &protection {
+            KeyProtection::Passphrase(passphrase)
+                if matches!(client.key_status(), KeyStatus::Locked | KeyStatus::Clear) =>
+            {
+                client.unlock(passphrase).await?;
+            }
+            KeyProtection::SecretStore(key) if client.key_status() == KeyStatus::Locked => {
+                client.unlock_with(key).await?;
+            }
+            _ => {}
         }
         client.at_rest()?.protection = Some(protection);
         Ok(client)
+    }
+
+    /// What this device's key is sealed under; `None` when it is not sealed.
+    pub fn sealed_under(&self) -> Option<SealedUnder> {
+        let at_rest = self.at_rest().ok()?;
+        header(at_rest.sealed.as_deref()?).ok().map(|h| h.under)
     }
 
     /// Where this device's key stands: locked, unlocked, in clear, or none yet.
@@ -411,6 +477,13 @@ impl Client {
                     .clone()
                     .ok_or_else(|| ClientError::store("the sealed device key is missing"))?;
                 let header = header(&sealed)?;
+                if header.under == SealedUnder::SecretStore {
+                    return Err(ClientError::Invalid(
+                        "this device's key is sealed under a key kept in the operating system's \
+                         secret store, not under a passphrase"
+                            .into(),
+                    ));
+                }
                 let key = tokio::task::block_in_place(|| {
                     derive(passphrase, header.params, &header.salt)
                 })?;
@@ -486,8 +559,7 @@ impl Client {
         let device_id = identity.key.device_id().to_string();
         let sealed = seal(
             &key,
-            KDF_PARAMS,
-            &salt,
+            Some((KDF_PARAMS, &salt)),
             &identity.key.to_secret_bytes(),
             identity.username.as_str(),
             &device_id,
@@ -546,13 +618,22 @@ impl Client {
                 let unlock = tokio::task::block_in_place(|| derive(passphrase, KDF_PARAMS, &salt))?;
                 let sealed = seal(
                     &unlock,
-                    KDF_PARAMS,
-                    &salt,
+                    Some((KDF_PARAMS, &salt)),
                     &key.to_secret_bytes(),
                     name.as_str(),
                     &device_id,
                 )?;
                 Some((sealed, unlock))
+            }
+            Some(KeyProtection::SecretStore(unlock)) => {
+                let sealed = seal(
+                    unlock,
+                    None,
+                    &key.to_secret_bytes(),
+                    name.as_str(),
+                    &device_id,
+                )?;
+                Some((sealed, unlock.clone()))
             }
         };
         let mut db = self.inner.db.lock().await;
@@ -626,7 +707,7 @@ mod tests {
         let secret = [7u8; 32];
         let salt = new_salt();
         let key = derive(&LocalPassphrase::new(passphrase), FAST, &salt).unwrap();
-        let sealed = seal(&key, FAST, &salt, &secret, "alice", "00ff").unwrap();
+        let sealed = seal(&key, Some((FAST, &salt)), &secret, "alice", "00ff").unwrap();
         (sealed, secret)
     }
 
@@ -645,10 +726,11 @@ mod tests {
         let secret = [42u8; 32];
         let salt = new_salt();
         let key = derive(&LocalPassphrase::new("correct horse"), KDF_PARAMS, &salt).unwrap();
-        let sealed = seal(&key, KDF_PARAMS, &salt, &secret, "alice", "00ff").unwrap();
+        let sealed = seal(&key, Some((KDF_PARAMS, &salt)), &secret, "alice", "00ff").unwrap();
         assert_eq!(sealed.len(), SEALED_LEN);
         assert_eq!(&sealed[..4], b"CDK\x01");
         let header = header(&sealed).unwrap();
+        assert_eq!(header.under, SealedUnder::Passphrase);
         assert_eq!(header.params, KDF_PARAMS);
         assert_eq!(header.salt, salt);
         assert!(
@@ -659,6 +741,29 @@ mod tests {
             unlock(&sealed, "correct horse", "alice", "00ff").unwrap(),
             secret
         );
+    }
+
+    #[test]
+    fn a_key_from_a_secret_store_seals_without_a_kdf_and_only_it_opens() {
+        let secret = [42u8; 32];
+        let key = UnlockKey::random();
+        let sealed = seal(&key, None, &secret, "alice", "00ff").unwrap();
+        assert_eq!(sealed.len(), SEALED_LEN);
+        assert_eq!(&sealed[..4], b"CDK\x02");
+        assert_eq!(header(&sealed).unwrap().under, SealedUnder::SecretStore);
+        assert_eq!(*open(&key, &sealed, "alice", "00ff").unwrap(), secret);
+        assert!(matches!(
+            open(&UnlockKey::random(), &sealed, "alice", "00ff"),
+            Err(ClientError::WrongPassphrase)
+        ));
+        // Parameters slipped into its header, or the marker turned into a
+        // passphrase key's: refused or no longer opening.
+        let mut with_params = sealed.clone();
+        with_params[4..8].copy_from_slice(&1024u32.to_be_bytes());
+        assert!(matches!(header(&with_params), Err(ClientError::Store(_))));
+        let mut as_passphrase = sealed.clone();
+        as_passphrase[3] = 1;
+        assert!(open(&key, &as_passphrase, "alice", "00ff").is_err());
     }
 
     #[test]

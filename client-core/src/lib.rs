@@ -86,7 +86,7 @@ pub use error::{ClientError, Result};
 pub use files::Progress;
 pub use history::MAX_BUNDLE_MESSAGES;
 pub use https::{HttpsTransport, ServerTrust};
-pub use key_at_rest::{KeyProtection, KeyStatus, LocalPassphrase, UnlockKey};
+pub use key_at_rest::{KeyProtection, KeyStatus, LocalPassphrase, SealedUnder, UnlockKey};
 pub use messaging::SearchQuery;
 pub use public::PublicChannel;
 pub use settings::{RelaySettings, SETTINGS_FILE};

@@ -3,7 +3,9 @@
 //! nothing, holds no clear key, and a wrong passphrase is refused; a key
 //! kept in clear by an older version is sealed at the next unlock and its
 //! clear copy is gone from the files; the CLI unlocks once per login
-//! session and `conclave lock` ends that.
+//! session and `conclave lock` ends that; a key kept under the operating
+//! system's secret store needs no passphrase, and a copy of its home signs
+//! nothing without that store.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::io::Write;
@@ -236,12 +238,29 @@ fn conclave(
     args: &[&str],
     stdin: &str,
 ) -> Output {
+    finish(
+        conclave_command(server, home, runtime, env_passphrase, args),
+        stdin,
+    )
+}
+
+/// The command [`conclave`] runs. It never sees the session bus of whoever
+/// runs the tests, so it cannot reach their secret store; the test of the
+/// secret store gives it one of its own.
+fn conclave_command(
+    server: &ServerProcess,
+    home: &Path,
+    runtime: Option<&Path>,
+    env_passphrase: Option<&str>,
+    args: &[&str],
+) -> Command {
     let mut command = Command::new(workspace_binary("conclave"));
     command
         .env_remove("CONCLAVE_KEY_PASSPHRASE")
         .env_remove("XDG_RUNTIME_DIR")
         .env_remove("CONCLAVE_SERVER")
         .env_remove("CONCLAVE_HOME")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
         .arg("--server")
         .arg(&server.url)
         .arg("--pin-sha256")
@@ -258,6 +277,11 @@ fn conclave(
     if let Some(passphrase) = env_passphrase {
         command.env("CONCLAVE_KEY_PASSPHRASE", passphrase);
     }
+    command
+}
+
+/// Runs `command` with `stdin` as its input, to the end.
+fn finish(mut command: Command, stdin: &str) -> Output {
     let mut child = command.spawn().unwrap();
     let mut input = child.stdin.take().unwrap();
     input.write_all(stdin.as_bytes()).unwrap();
@@ -361,4 +385,208 @@ async fn the_cli_unlocks_once_per_login_session_until_lock() {
         "",
     ));
     assert!(session_files(runtime.path()).is_empty());
+}
+
+/// A D-Bus session bus of the test's own, with GNOME Keyring's Secret
+/// Service on it (its login keyring made and unlocked with a throwaway
+/// password), in a private home: what a desktop login gives, without
+/// touching the secret store of whoever runs the tests. The keyring daemon
+/// leaves with its bus.
+struct PrivateSecretService {
+    bus_address: String,
+    bus_pid: u32,
+    _home: TempDir,
+}
+
+impl PrivateSecretService {
+    /// Started, or `None` (with the reason printed) when dbus-daemon or
+    /// gnome-keyring-daemon is not installed, unless
+    /// `CONCLAVE_TEST_REQUIRE_SECRET_STORE` is set (CI), where that fails.
+    fn start() -> Option<Self> {
+        let missing = ["dbus-daemon", "gnome-keyring-daemon"]
+            .into_iter()
+            .find(|tool| {
+                Command::new("sh")
+                    .args(["-c", &format!("command -v {tool}")])
+                    .output()
+                    .map(|o| !o.status.success())
+                    .unwrap_or(true)
+            });
+        if let Some(tool) = missing {
+            assert!(
+                std::env::var_os("CONCLAVE_TEST_REQUIRE_SECRET_STORE").is_none(),
+                "CONCLAVE_TEST_REQUIRE_SECRET_STORE is set but {tool} is not installed \
+                 (Debian: apt-get install dbus-daemon gnome-keyring)"
+            );
+            eprintln!(
+                "skipped: {tool} is not installed, so the operating system's secret store \
+                 cannot be tested here (Debian: apt-get install dbus-daemon gnome-keyring)"
+            );
+            return None;
+        }
+        let home = TempDir::new("secret-service");
+        let root = home.path().to_owned();
+        let private_env = |command: &mut Command| {
+            command
+                .env("HOME", &root)
+                .env("XDG_DATA_HOME", root.join("data"))
+                .env("XDG_CONFIG_HOME", root.join("config"))
+                .env("XDG_RUNTIME_DIR", root.join("run"))
+                .env_remove("DISPLAY")
+                .env_remove("WAYLAND_DISPLAY");
+        };
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let run = home.path().join("run");
+            std::fs::create_dir_all(&run).unwrap();
+            std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        let mut bus = Command::new("dbus-daemon");
+        bus.args(["--session", "--fork", "--print-address=1", "--print-pid=1"]);
+        private_env(&mut bus);
+        let started = bus.output().unwrap();
+        assert!(started.status.success(), "dbus-daemon: {started:?}");
+        let printed = String::from_utf8(started.stdout).unwrap();
+        let mut lines = printed.lines();
+        let bus_address = lines.next().unwrap().to_owned();
+        let bus_pid: u32 = lines.next().unwrap().trim().parse().unwrap();
+        let service = Self {
+            bus_address,
+            bus_pid,
+            _home: home,
+        };
+        let mut keyring = Command::new("gnome-keyring-daemon");
+        keyring
+            .args(["--unlock", "--components=secrets", "--daemonize"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &service.bus_address)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        private_env(&mut keyring);
+        let mut child = keyring.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"throwaway login password")
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "gnome-keyring-daemon: {output:?}");
+        Some(service)
+    }
+}
+
+impl Drop for PrivateSecretService {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.bus_pid.to_string()).status();
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_os_secret_store_unlocks_without_a_passphrase_and_a_copy_signs_nothing() {
+    let Some(secret_service) = PrivateSecretService::start() else {
+        return;
+    };
+    let server = ServerProcess::start();
+    let home = TempDir::new("alice-os-store");
+    let run = |home: &Path, bus: Option<&str>, args: &[&str], stdin: &str| {
+        let mut command = conclave_command(&server, home, None, None, args);
+        match bus {
+            Some(address) => command.env("DBUS_SESSION_BUS_ADDRESS", address),
+            None => command.env_remove("DBUS_SESSION_BUS_ADDRESS"),
+        };
+        finish(command, stdin)
+    };
+    let said = |output: &Output| String::from_utf8_lossy(&output.stderr).into_owned();
+    let bus = Some(secret_service.bus_address.as_str());
+
+    // No passphrase anywhere and no terminal: with a secret store on the
+    // session bus, the login seals the key under a key kept there.
+    let registered = run(
+        home.path(),
+        bus,
+        &["--password-stdin", "register", "alice"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(registered.status.success(), "{registered:?}");
+    let (protection, clear, sealed) = identity_row(home.path()).await;
+    assert_eq!((protection.as_str(), clear), ("sealed", None));
+    assert_eq!(
+        &sealed.unwrap()[..4],
+        b"CDK\x02",
+        "sealed under a stored key"
+    );
+
+    // Every later command unlocks from the store, asking nothing.
+    for args in [
+        &["channel", "create", "general"][..],
+        &["send", "general", "hello"],
+    ] {
+        let output = run(home.path(), bus, args, "");
+        assert!(output.status.success(), "{args:?}: {output:?}");
+    }
+    let device_id = stored_device_id(home.path()).await;
+
+    // A copy of the store in another home, even on this same session:
+    // the store holds no key for it, and no window of its files is the key.
+    let copy = TempDir::new("alice-os-store-copy");
+    let files = copy_store(home.path(), copy.path());
+    assert!(!holds_key_of(&files, &device_id));
+    let stolen = run(copy.path(), bus, &["send", "general", "from the copy"], "");
+    assert!(!stolen.status.success(), "{stolen:?}");
+    assert!(
+        said(&stolen).contains("secret store holds no key for this home"),
+        "{stolen:?}"
+    );
+
+    // The home itself, from a session without the store (another login,
+    // another machine): refused with the reason, and a passphrase is no way in.
+    let elsewhere = run(home.path(), None, &["send", "general", "hi"], "");
+    assert!(!elsewhere.status.success(), "{elsewhere:?}");
+    assert!(said(&elsewhere).contains("secret store"), "{elsewhere:?}");
+    let mut guessed = conclave_command(&server, home.path(), None, Some(PASSPHRASE), &["sync"]);
+    guessed.env_remove("DBUS_SESSION_BUS_ADDRESS");
+    let guessed = finish(guessed, "");
+    assert!(!guessed.status.success(), "{guessed:?}");
+
+    // Asked for a passphrase-sealed key instead, a new home gets one.
+    let other = TempDir::new("bob-passphrase");
+    let bob = run(
+        other.path(),
+        bus,
+        &[
+            "--key-store",
+            "passphrase",
+            "--key-passphrase-stdin",
+            "--password-stdin",
+            "register",
+            "bob",
+        ],
+        &format!("{PASSPHRASE}\n{PASSWORD}\n"),
+    );
+    assert!(bob.status.success(), "{bob:?}");
+    let (_, _, sealed) = identity_row(other.path()).await;
+    assert_eq!(&sealed.unwrap()[..4], b"CDK\x01");
+
+    // And `--key-store os` where no store answers fails before the relay.
+    let nowhere = TempDir::new("carol-no-store");
+    let refused = run(
+        nowhere.path(),
+        None,
+        &["--key-store", "os", "--password-stdin", "register", "carol"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(!refused.status.success());
+    assert!(said(&refused).contains("cannot be reached"), "{refused:?}");
+}
+
+/// The device id a store's identity row names.
+async fn stored_device_id(home: &Path) -> String {
+    let url = format!("sqlite://{}", home.join("conclave.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query_scalar("SELECT device_id FROM identity")
+        .fetch_one(&mut db)
+        .await
+        .unwrap()
 }
