@@ -10,7 +10,7 @@
 //! The server URL and how to trust it are remembered in the home directory
 //! after the first successful `register` or `login`.
 
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -149,8 +149,13 @@ enum Command {
     Send {
         /// Channel name.
         channel: String,
-        /// The text.
-        text: String,
+        /// The text; `-` reads it from standard input (up to its end), for a
+        /// long message or one made by another program.
+        #[arg(required_unless_present = "file")]
+        text: Option<String>,
+        /// Send the text of this UTF-8 file instead.
+        #[arg(long, conflicts_with = "text")]
+        file: Option<PathBuf>,
     },
     /// Send a direct message to one user, or to several (comma-separated) as a group DM.
     Dm {
@@ -420,13 +425,22 @@ enum ChannelCommand {
     Retention {
         /// Channel name.
         name: String,
-        /// Days to keep messages, or `workspace` for the workspace's policy.
+        /// Days to keep messages; `forever` (or 0) to keep them all; `workspace`
+        /// to follow the workspace's policy.
         days: String,
     },
     /// Leave a channel (all your devices); an invitation brings you back.
     Leave {
         /// Channel name.
         name: String,
+    },
+    /// Rename a channel for all its members (encrypted; a public channel is
+    /// renamed in the workspace's directory too).
+    Rename {
+        /// The channel's name now.
+        name: String,
+        /// Its new name.
+        new_name: String,
     },
     /// Set a channel's topic (encrypted; only members see it).
     Topic {
@@ -560,40 +574,99 @@ async fn run(cli: Cli) -> Result<bool, String> {
     Ok(alerted)
 }
 
-fn read_password(from_stdin: bool, confirm: bool) -> Result<Zeroizing<String>, String> {
-    read_password_as("Password: ", from_stdin, confirm)
+/// Runs `op` on a channel the command names. A channel this device does not
+/// know yet (invited since it last synced) is looked for once more after a
+/// sync, as every command that names a channel does; `op` failed before it
+/// did anything, so running it again is safe.
+async fn on_channel<T, F, Fut>(client: &Client, op: F) -> Result<T, conclave_client::ClientError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, conclave_client::ClientError>>,
+{
+    match op().await {
+        Err(conclave_client::ClientError::NoSuchChannel(_)) => {
+            client.sync().await?;
+            op().await
+        }
+        done => done,
+    }
 }
 
-fn read_password_as(
-    prompt: &str,
-    from_stdin: bool,
-    confirm: bool,
-) -> Result<Zeroizing<String>, String> {
+/// The text `send` was given: as an argument, from standard input (`-`),
+/// or from a file. One final newline (what `echo` and editors add) is not
+/// part of the message.
+fn message_text(text: Option<String>, file: Option<PathBuf>) -> Result<String, String> {
+    let mut text = match (text.as_deref(), file) {
+        (_, Some(path)) => std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read the message from {}: {e}", path.display()))?,
+        (Some("-"), None) => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| format!("cannot read the message from standard input: {e}"))?;
+            text
+        }
+        (Some(_), None) => return Ok(text.unwrap_or_default()),
+        (None, None) => {
+            return Err("no message: give its text, `-` for standard input, or --file".into());
+        }
+    };
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
+}
+
+/// The account password, from standard input with `--password-stdin`, else
+/// asked for on the terminal.
+fn read_password(from_stdin: bool) -> Result<Zeroizing<String>, String> {
+    read_password_as("Password: ", from_stdin)
+}
+
+fn read_password_as(prompt: &str, from_stdin: bool) -> Result<Zeroizing<String>, String> {
     if from_stdin {
         let mut line = Zeroizing::new(String::new());
         std::io::stdin()
             .lock()
             .read_line(&mut line)
-            .map_err(|e| format!("reading password: {e}"))?;
+            .map_err(|e| format!("reading the password from standard input: {e}"))?;
         let trimmed = Zeroizing::new(line.trim_end_matches(['\n', '\r']).to_owned());
         if trimmed.is_empty() {
             return Err("no password on standard input".into());
         }
         return Ok(trimmed);
     }
-    let password = Zeroizing::new(
-        rpassword::prompt_password(prompt).map_err(|e| format!("reading password: {e}"))?,
-    );
-    if confirm {
-        let again = Zeroizing::new(
-            rpassword::prompt_password("Repeat password: ")
-                .map_err(|e| format!("reading password: {e}"))?,
-        );
+    prompt_password(prompt)
+}
+
+/// A new account password: checked against the relay's rule at once (not
+/// after it was typed twice), then, on a terminal, typed again.
+fn read_new_password(prompt: &str, from_stdin: bool) -> Result<Zeroizing<String>, String> {
+    let password = read_password_as(prompt, from_stdin)?;
+    conclave_client::check_new_password(&password).map_err(|e| e.to_string())?;
+    if !from_stdin {
+        let again = prompt_password("Repeat password: ")?;
         if *again != *password {
             return Err("passwords do not match".into());
         }
     }
     Ok(password)
+}
+
+/// Asks on the terminal; without one (no controlling terminal, as under a
+/// script or a service), says how to give the password instead.
+fn prompt_password(prompt: &str) -> Result<Zeroizing<String>, String> {
+    rpassword::prompt_password(prompt)
+        .map(Zeroizing::new)
+        .map_err(|e| {
+            format!(
+                "cannot ask for the password on this terminal ({e}): pass --password-stdin and \
+                 give it on the first line of standard input"
+            )
+        })
 }
 
 /// The second factor the flags name, if any.
@@ -655,12 +728,28 @@ const NO_HARDWARE_KEY: &str = "this build of conclave has no security key suppor
      `--features hardware-key`); for testing, pass --soft-authenticator FILE to use a software passkey";
 
 /// Adds the flags' hint to a refusal that asks for a second factor.
+/// Adds to a "second factor required" refusal the flags that give the
+/// factors this account has (the relay lists them), and only those.
 fn hint(error: conclave_client::ClientError) -> Box<dyn std::error::Error> {
     let text = error.to_string();
-    if text.contains("second_factor_required") || text.contains("a second factor is required") {
-        return format!("{text}; pass --totp CODE, --passkey or --recovery-code CODE").into();
-    }
-    error.into()
+    let Some((_, listed)) = text.split_once("a second factor is required: ") else {
+        return error.into();
+    };
+    let flags: Vec<&str> = listed
+        .split(',')
+        .filter_map(|factor| match factor.trim() {
+            "totp" => Some("--totp CODE"),
+            "webauthn" => Some("--passkey"),
+            "recovery_code" => Some("--recovery-code CODE"),
+            _ => None,
+        })
+        .collect();
+    let flags = match flags.as_slice() {
+        [] => "--totp CODE, --passkey or --recovery-code CODE".to_owned(),
+        [only] => (*only).to_owned(),
+        [first @ .., last] => format!("{} or {last}", first.join(", ")),
+    };
+    format!("a second factor is required: pass {flags}").into()
 }
 
 fn unix_now() -> u64 {
@@ -732,7 +821,7 @@ async fn execute(
     let mut factors = FactorFlags::from_cli(&cli).await?;
     match cli.command {
         Command::Register { user, invite } => {
-            let password = read_password(cli.password_stdin, true)?;
+            let password = read_new_password("Password: ", cli.password_stdin)?;
             let outcome = match &invite {
                 Some(code) => client.register_with_invite(&user, &password, code).await,
                 None => client.register(&user, &password).await,
@@ -761,8 +850,7 @@ async fn execute(
                         "a recovery invite signs in a new device: use a fresh --home".into(),
                     );
                 }
-                let new =
-                    read_password_as("New password: ", cli.password_stdin, !cli.password_stdin)?;
+                let new = read_new_password("New password: ", cli.password_stdin)?;
                 let outcome = client
                     .login_with_recovery_invite(&user, &invite, &new)
                     .await;
@@ -779,7 +867,7 @@ async fn execute(
             }
             if recover {
                 let code = cli.recovery_code.clone().unwrap_or_default();
-                let password = read_password(cli.password_stdin, false)?;
+                let password = read_password(cli.password_stdin)?;
                 let outcome = client.login_and_recover(&user, &password, &code).await;
                 if client.username().is_some() {
                     remember.write(home)?;
@@ -795,7 +883,7 @@ async fn execute(
             let password = if no_password {
                 None
             } else {
-                Some(read_password(cli.password_stdin, false)?)
+                Some(read_password(cli.password_stdin)?)
             };
             let credentials = Credentials {
                 password: password.as_deref().map(String::as_str),
@@ -854,7 +942,7 @@ async fn execute(
             }
         }
         Command::TwoFactor(TwoFactorCommand::TotpEnroll) => {
-            let password = read_password(cli.password_stdin, false)?;
+            let password = read_password(cli.password_stdin)?;
             let credentials = Credentials {
                 password: Some(&password),
                 second_factor: factors.second_factor(),
@@ -871,7 +959,7 @@ async fn execute(
             print_recovery_codes(&codes);
         }
         Command::TwoFactor(TwoFactorCommand::TotpRemove) => {
-            let password = read_password(cli.password_stdin, false)?;
+            let password = read_password(cli.password_stdin)?;
             let credentials = Credentials {
                 password: Some(&password),
                 second_factor: factors.second_factor(),
@@ -887,7 +975,7 @@ async fn execute(
                         .into(),
                 );
             }
-            let password = read_password(cli.password_stdin, false)?;
+            let password = read_password(cli.password_stdin)?;
             let credentials = Credentials {
                 password: Some(&password),
                 second_factor: factors.second_factor(),
@@ -901,7 +989,7 @@ async fn execute(
             print_recovery_codes(&codes);
         }
         Command::TwoFactor(TwoFactorCommand::PasskeyRemove { id }) => {
-            let password = read_password(cli.password_stdin, false)?;
+            let password = read_password(cli.password_stdin)?;
             let credentials = Credentials {
                 password: Some(&password),
                 second_factor: factors.second_factor(),
@@ -916,12 +1004,12 @@ async fn execute(
             let Some(code) = cli.recovery_code.as_deref() else {
                 return Err("recovering the account needs --recovery-code CODE".into());
             };
-            let password = read_password(cli.password_stdin, false)?;
+            let password = read_password(cli.password_stdin)?;
             let report = client.recover_account(&password, code).await?;
             print_recovery(&report);
         }
         Command::TwoFactor(TwoFactorCommand::RecoveryCodes) => {
-            let password = read_password(cli.password_stdin, false)?;
+            let password = read_password(cli.password_stdin)?;
             let credentials = Credentials {
                 password: Some(&password),
                 second_factor: factors.second_factor(),
@@ -951,7 +1039,7 @@ async fn execute(
                 client.revoke_device(&id, None).await?;
                 println!("this device is revoked: it can no longer sign in");
             } else {
-                let password = read_password(cli.password_stdin, false)?;
+                let password = read_password(cli.password_stdin)?;
                 let credentials = Credentials {
                     password: Some(&password),
                     second_factor: factors.second_factor(),
@@ -966,8 +1054,8 @@ async fn execute(
             }
         }
         Command::Password(PasswordCommand::Change) => {
-            let current = read_password_as("Current password: ", cli.password_stdin, false)?;
-            let new = read_password_as("New password: ", cli.password_stdin, !cli.password_stdin)?;
+            let current = read_password_as("Current password: ", cli.password_stdin)?;
+            let new = read_new_password("New password: ", cli.password_stdin)?;
             let credentials = Credentials {
                 password: Some(&current),
                 second_factor: factors.second_factor(),
@@ -983,7 +1071,7 @@ async fn execute(
         // Handled in `run`, before any client is opened.
         Command::Lock => {}
         Command::Invite { hours } => {
-            let password = read_password(cli.password_stdin, false)?;
+            let password = read_password(cli.password_stdin)?;
             let credentials = Credentials {
                 password: Some(&password),
                 second_factor: factors.second_factor(),
@@ -1036,7 +1124,7 @@ async fn execute(
         }
         Command::Channel(ChannelCommand::HistorySharing { name, setting }) => {
             let allowed = setting == "on";
-            client.set_history_sharing(&name, allowed).await?;
+            on_channel(client, || client.set_history_sharing(&name, allowed)).await?;
             if allowed {
                 println!("members of {name} may now share its history with newcomers");
             } else {
@@ -1053,11 +1141,11 @@ async fn execute(
             println!("joined {name}");
         }
         Command::Channel(ChannelCommand::Invite { name, user }) => {
-            client.invite(&name, &user).await?;
+            on_channel(client, || client.invite(&name, &user)).await?;
             println!("invited {user} to {name}");
         }
         Command::Channel(ChannelCommand::Remove { name, user }) => {
-            client.remove(&name, &user).await?;
+            on_channel(client, || client.remove(&name, &user)).await?;
             println!("removed {user} from {name}");
         }
         Command::Channel(ChannelCommand::List) => {
@@ -1080,26 +1168,35 @@ async fn execute(
             }
         }
         Command::Channel(ChannelCommand::Archive { name }) => {
-            client.archive(&name).await?;
+            on_channel(client, || client.archive(&name)).await?;
             println!("archived {name}");
         }
         Command::Channel(ChannelCommand::Retention { name, days }) => {
-            let days =
-                match days.as_str() {
-                    "workspace" => None,
-                    number => Some(number.parse::<u32>().map_err(|_| {
-                        format!("{number:?} is not a number of days (or `workspace`)")
-                    })?),
-                };
-            client.set_retention(&name, days).await?;
+            // The relay reads 0 days as "keep forever"; say so in words.
+            let days = match days.as_str() {
+                "workspace" => None,
+                "forever" | "off" | "0" => Some(0),
+                number => Some(number.parse::<u32>().map_err(|_| {
+                    format!(
+                        "{number:?} is not a number of days: give days, `forever`, or `workspace`"
+                    )
+                })?),
+            };
+            on_channel(client, || client.set_retention(&name, days)).await?;
             match days {
+                Some(0) => println!("{name} keeps messages forever"),
+                Some(1) => println!("{name} keeps messages for 1 day"),
                 Some(days) => println!("{name} keeps messages for {days} days"),
                 None => println!("{name} follows the workspace's retention"),
             }
         }
         Command::Channel(ChannelCommand::Leave { name }) => {
-            client.leave(&name).await?;
+            on_channel(client, || client.leave(&name)).await?;
             println!("left {name}");
+        }
+        Command::Channel(ChannelCommand::Rename { name, new_name }) => {
+            on_channel(client, || client.rename_channel(&name, &new_name)).await?;
+            println!("renamed {name} to {new_name}");
         }
         Command::Channel(ChannelCommand::Topic { name, topic }) => {
             client.sync().await?;
@@ -1128,19 +1225,17 @@ async fn execute(
             );
         }
         Command::Channel(ChannelCommand::RotateKeys { name }) => {
-            client.rotate_keys(&name).await?;
+            on_channel(client, || client.rotate_keys(&name)).await?;
             let state = client.channel_state(&name).await?;
             println!("new keys in {name}: epoch {}", state.epoch);
         }
-        Command::Send { channel, text } => {
-            let seq = match client.send(&channel, &text).await {
-                // Invited since this device last looked: catch up, then send.
-                Err(conclave_client::ClientError::NoSuchChannel(_)) => {
-                    client.sync().await?;
-                    client.send(&channel, &text).await?
-                }
-                sent => sent?,
-            };
+        Command::Send {
+            channel,
+            text,
+            file,
+        } => {
+            let text = message_text(text, file)?;
+            let seq = on_channel(client, || client.send(&channel, &text)).await?;
             println!("sent to {channel} (#{seq})");
         }
         Command::Thread {
@@ -1170,9 +1265,19 @@ async fn execute(
         } => {
             client.sync().await?;
             let target = client.message_id_at(&channel, seq).await?;
-            client.react(&channel, &target, &emoji, !remove).await?;
-            let verb = if remove { "took back" } else { "reacted" };
-            println!("{verb} {emoji} on #{seq} in {channel}");
+            match client.react(&channel, &target, &emoji, !remove).await? {
+                conclave_client::Reacted::Unchanged { emoji } if remove => {
+                    println!("you had not reacted {emoji} on #{seq} in {channel}; nothing changed");
+                }
+                conclave_client::Reacted::Unchanged { emoji } => {
+                    println!("you already reacted {emoji} on #{seq} in {channel}; nothing changed");
+                }
+                conclave_client::Reacted::Sent { emoji, .. } => {
+                    let verb = if remove { "took back" } else { "reacted" };
+                    println!("{verb} {emoji} on #{seq} in {channel}");
+                }
+                _ => {}
+            }
         }
         Command::Edit { channel, seq, text } => {
             client.sync().await?;
@@ -1212,8 +1317,15 @@ async fn execute(
         }
         Command::Run { channel, line } => {
             client.sync().await?;
-            let seq = client.run_command(&channel, &line.join(" ")).await?;
-            println!("sent to the bot in {channel} (#{seq})");
+            let line = line.join(" ");
+            let name = line
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            for sent in client.run_command(&channel, &line).await? {
+                say!("sent {name} to {} in {channel} (#{})", sent.bot, sent.seq);
+            }
         }
         Command::Upload {
             channel,
@@ -1281,8 +1393,13 @@ async fn execute(
         Command::Tui => tui::run(client.clone()).await?,
         Command::Bot(command) => bots::run(client, command).await?,
         Command::Sync => {
-            for event in client.sync().await? {
-                print_event(&event);
+            let events = client.sync().await?;
+            for event in &events {
+                print_event(event);
+            }
+            // Scripts read an empty answer; a person is told.
+            if events.is_empty() && std::io::stderr().is_terminal() {
+                eprintln!("nothing new");
             }
         }
         Command::History { channel } => {
@@ -1372,6 +1489,7 @@ fn print_event(event: &Event) {
         }
         Event::Removed { channel } => say!("[{channel}] you were removed"),
         Event::Named { placeholder, name } => say!("[{placeholder}] is now {name}"),
+        Event::Renamed { from, to, by } => say!("[{from}] {by} renamed the channel to {to}"),
         Event::DeviceAdded { device_id } => say!(
             "a new device signed in to your account: {device_id} (if it wasn't you, run `conclave device revoke {device_id}`)"
         ),
@@ -1440,7 +1558,6 @@ fn describe_member(member: &conclave_client::Member) -> String {
 
 /// A progress bar on stderr for a transfer, hidden when stderr is not a terminal.
 fn transfer_bar(verb: &'static str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }

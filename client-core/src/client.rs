@@ -73,6 +73,15 @@ pub enum Event {
         /// The channel.
         channel: String,
     },
+    /// A member renamed the channel.
+    Renamed {
+        /// The name it went by until now.
+        from: String,
+        /// Its name from now on (made unique among this device's channels).
+        to: String,
+        /// Who renamed it.
+        by: String,
+    },
     /// A channel this device joined learned its name from a member.
     Named {
         /// The name it went by until now (`channel-<id>`).
@@ -140,6 +149,34 @@ pub enum Event {
     /// A device failed the key-transparency check and was refused: the
     /// relay may be trying to slip it into a channel. Show it prominently.
     SecurityAlert(crate::audit::SecurityAlert),
+}
+
+impl Event {
+    /// The channel the event happened in (its local name), if it is tied to
+    /// one; a [`Event::Named`] channel by its new name.
+    pub fn channel(&self) -> Option<&str> {
+        match self {
+            Event::Message(entry)
+            | Event::Mentioned(entry)
+            | Event::DirectMessage(entry)
+            | Event::Edited(entry) => Some(&entry.channel),
+            Event::HistoryReceived { channel, .. }
+            | Event::ReadElsewhere { channel, .. }
+            | Event::Joined { channel }
+            | Event::MembersChanged { channel, .. }
+            | Event::Removed { channel }
+            | Event::Archived { channel }
+            | Event::TopicChanged { channel, .. }
+            | Event::Reacted { channel, .. }
+            | Event::Deleted { channel, .. } => Some(channel),
+            Event::Named { name, .. } => Some(name),
+            Event::Renamed { to, .. } => Some(to),
+            Event::DeviceAdded { .. }
+            | Event::DeviceRevoked { .. }
+            | Event::AccountChanged(_)
+            | Event::SecurityAlert(_) => None,
+        }
+    }
 }
 
 /// One message of a channel's history.
@@ -371,7 +408,7 @@ fn users_of(group: &MlsGroup) -> BTreeMap<String, BTreeSet<String>> {
     users
 }
 
-fn validate_channel_name(name: &str) -> Result<()> {
+pub(crate) fn validate_channel_name(name: &str) -> Result<()> {
     let ok = (1..=64).contains(&name.chars().count())
         && !name.chars().any(|c| c.is_control() || c.is_whitespace())
         && !name.starts_with('-');
@@ -1199,9 +1236,10 @@ impl Client {
         content: Content,
         message_id: &str,
     ) -> Result<u64> {
+        content.check_text()?;
         if !content.is_well_formed() {
             return Err(ClientError::Invalid(format!(
-                "message is empty or longer than {MAX_BODY} bytes"
+                "malformed message (empty, or over {MAX_BODY} bytes)"
             )));
         }
         let (channel, archived) = {
@@ -1414,7 +1452,34 @@ impl Client {
         events.extend(self.import_shared_history().await?);
         events.extend(self.membership_upkeep().await?);
         self.check_changed_channels(&events).await;
-        Ok(events)
+        self.without_own_devices_group(events).await
+    }
+
+    /// Drops the events of the hidden group of this account's own devices
+    /// (it carries read positions, and is no channel the user knows of):
+    /// its joins, its naming, its members. They served the upkeep above;
+    /// alerts about devices are not tied to a channel and always stay.
+    async fn without_own_devices_group(&self, events: Vec<Event>) -> Result<Vec<Event>> {
+        let mut hidden: std::collections::HashSet<String> = {
+            let mut db = self.inner.db.lock().await;
+            sqlx::query_scalar("SELECT name FROM channels WHERE kind = 'self'")
+                .fetch_all(&mut *db)
+                .await?
+                .into_iter()
+                .collect()
+        };
+        // Joined before it was named, it went by a placeholder.
+        for event in &events {
+            if let Event::Named { placeholder, name } = event
+                && hidden.contains(name)
+            {
+                hidden.insert(placeholder.clone());
+            }
+        }
+        Ok(events
+            .into_iter()
+            .filter(|event| event.channel().is_none_or(|c| !hidden.contains(c)))
+            .collect())
     }
 
     async fn sync_without_upkeep(&self) -> Result<Vec<Event>> {
@@ -1567,8 +1632,19 @@ impl Client {
             let mut tx = db.begin().await?;
             let produced = self.process_one(&mut tx, delivered).await?;
             tx.commit().await?;
+            // The group of this account's own devices is no channel the
+            // user knows of: its events serve upkeep only (see
+            // `without_own_devices_group`), but alerts always go out.
+            let own_devices_group: Option<String> =
+                sqlx::query_scalar("SELECT kind FROM channels WHERE group_id = $1")
+                    .bind(&delivered.group_id)
+                    .fetch_optional(&mut *db)
+                    .await?;
+            let shown = own_devices_group.as_deref() != Some("self");
             for event in &produced {
-                let _ = self.inner.events.send(event.clone());
+                if shown || event.channel().is_none() {
+                    let _ = self.inner.events.send(event.clone());
+                }
             }
             events.extend(produced);
         }
@@ -2356,7 +2432,7 @@ fn direct_name(announced: &str, announcer: &str, me: &str) -> String {
     format!("@{}", people.into_iter().collect::<Vec<_>>().join(","))
 }
 
-async fn unique_name(tx: &mut SqliteConnection, wanted: &str) -> Result<String> {
+pub(crate) async fn unique_name(tx: &mut SqliteConnection, wanted: &str) -> Result<String> {
     let mut candidate = wanted.to_owned();
     for n in 2.. {
         let taken = sqlx::query("SELECT 1 FROM channels WHERE name = $1")

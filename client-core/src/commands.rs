@@ -40,7 +40,11 @@ impl Client {
     /// Sends `/name args` in `channel` to the bot that answers it. Refused
     /// here, with nothing sent, if no such command exists or its bot is not
     /// a member of the channel.
-    pub async fn run_command(&self, channel: &str, line: &str) -> Result<u64> {
+    ///
+    /// `/help` (unless the workspace registered a `help` of its own) goes to
+    /// every bot in the channel, or with `/help BOT` to that one: each
+    /// answers in the thread with what it does.
+    pub async fn run_command(&self, channel: &str, line: &str) -> Result<Vec<CommandSent>> {
         let line = line.trim();
         let Some(rest) = line.strip_prefix('/') else {
             return Err(ClientError::Invalid("a command starts with /".into()));
@@ -52,6 +56,9 @@ impl Client {
             )));
         }
         let registry = self.commands().await?;
+        if name == "help" && !registry.iter().any(|c| c.name == "help") {
+            return self.ask_bots_for_help(channel, args.trim()).await;
+        }
         let Some(command) = registry.iter().find(|c| c.name == name).cloned() else {
             let close: Vec<&str> = registry
                 .iter()
@@ -59,7 +66,9 @@ impl Client {
                 .map(|c| c.usage.as_str())
                 .collect();
             return Err(ClientError::Invalid(if close.is_empty() {
-                format!("unknown command /{name}: `conclave commands` lists this workspace's")
+                format!(
+                    "unknown command /{name}: `conclave commands` lists this workspace's commands"
+                )
             } else {
                 format!(
                     "unknown command /{name}; did you mean {}?",
@@ -78,14 +87,65 @@ impl Client {
                 bot = command.bot
             )));
         }
-        self.send_content(
-            channel,
-            Content::Command {
-                name: name.to_owned(),
-                args: args.trim().to_owned(),
-                bot: command.bot,
-            },
-        )
-        .await
+        let seq = self
+            .send_content(
+                channel,
+                Content::Command {
+                    name: name.to_owned(),
+                    args: args.trim().to_owned(),
+                    bot: command.bot.clone(),
+                },
+            )
+            .await?;
+        Ok(vec![CommandSent {
+            bot: command.bot,
+            seq,
+        }])
     }
+
+    /// `/help [BOT]`: one `help` command to each bot member of `channel` (or
+    /// to the one named).
+    async fn ask_bots_for_help(&self, channel: &str, named: &str) -> Result<Vec<CommandSent>> {
+        let bots: Vec<String> = self
+            .members(channel)
+            .await?
+            .into_iter()
+            .filter(|m| m.bot_owner.is_some())
+            .map(|m| m.user)
+            .filter(|user| named.is_empty() || user == named)
+            .collect();
+        if bots.is_empty() {
+            return Err(ClientError::Invalid(if named.is_empty() {
+                format!(
+                    "no bot is in {channel} to answer /help: `conclave commands` lists this workspace's commands"
+                )
+            } else {
+                format!("{named} is not a bot in {channel}")
+            }));
+        }
+        let mut sent = Vec::new();
+        for bot in bots {
+            let seq = self
+                .send_content(
+                    channel,
+                    Content::Command {
+                        name: "help".to_owned(),
+                        args: String::new(),
+                        bot: bot.clone(),
+                    },
+                )
+                .await?;
+            sent.push(CommandSent { bot, seq });
+        }
+        Ok(sent)
+    }
+}
+
+/// A command sent to a bot: which bot, and the message that carried it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandSent {
+    /// The bot that answers it.
+    pub bot: String,
+    /// The command's position in the channel.
+    pub seq: u64,
 }

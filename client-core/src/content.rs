@@ -127,6 +127,12 @@ pub enum Content {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         scope: String,
     },
+    /// A new name for the channel (not for a direct message, nor the group
+    /// of one account's own devices).
+    Rename {
+        /// The new name.
+        name: String,
+    },
     /// A new topic for the channel.
     Topic {
         /// The topic (empty to clear it).
@@ -270,6 +276,31 @@ impl Content {
         }
     }
 
+    /// Refuses a message text that is blank or over [`MAX_BODY`], saying
+    /// which, in terms a person reads. Senders check it first; receivers
+    /// enforce the same limit in [`Content::is_well_formed`].
+    pub fn check_text(&self) -> Result<(), crate::ClientError> {
+        let (Content::Text { body, .. } | Content::Reply { body, .. } | Content::Edit { body, .. }) =
+            self
+        else {
+            return Ok(());
+        };
+        if body.trim().is_empty() {
+            return Err(crate::ClientError::Invalid(
+                "the message is empty (or only spaces): nothing was sent".into(),
+            ));
+        }
+        if body.len() > MAX_BODY {
+            return Err(crate::ClientError::Invalid(format!(
+                "the message is {:.1} KiB; a message can be at most {} KiB ({MAX_BODY} bytes): \
+                 split it, or share it as a file (`conclave upload`)",
+                body.len() as f64 / 1024.0,
+                MAX_BODY / 1024
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks the limits a receiver enforces too.
     pub fn is_well_formed(&self) -> bool {
         let body_ok = |body: &str| !body.is_empty() && body.len() <= MAX_BODY;
@@ -279,6 +310,7 @@ impl Content {
             Content::Reaction { target, emoji, .. } => is_message_id(target) && is_reaction(emoji),
             Content::Edit { target, body } => is_message_id(target) && body_ok(body),
             Content::Delete { target } => is_message_id(target),
+            Content::Rename { name } => !name.is_empty() && name.len() <= 256,
             Content::ChannelInfo {
                 name, topic, scope, ..
             } => {
@@ -323,7 +355,32 @@ impl Content {
     }
 }
 
-/// A reaction: 1 to 32 characters, no whitespace or control characters.
+/// The emoji a reaction typed as `input` stands for: an emoji (its fully
+/// qualified form), or the emoji of a `:shortcode:`. Anything else is
+/// refused, naming the problem.
+pub fn reaction_emoji(input: &str) -> Result<String, crate::ClientError> {
+    let input = input.trim();
+    let found = match input
+        .strip_prefix(':')
+        .and_then(|rest| rest.strip_suffix(':'))
+    {
+        Some(shortcode) => emojis::get_by_shortcode(shortcode).ok_or_else(|| {
+            crate::ClientError::Invalid(format!(
+                "no emoji is called {input}: use an emoji, or a shortcode such as :tada: or :+1:"
+            ))
+        })?,
+        None => emojis::get(input).ok_or_else(|| {
+            crate::ClientError::Invalid(format!(
+                "{input:?} is not an emoji: react with an emoji, or a shortcode such as :tada:"
+            ))
+        })?,
+    };
+    Ok(found.as_str().to_owned())
+}
+
+/// A reaction as it travels: 1 to 32 characters, no whitespace or control
+/// characters. Sending takes emoji only ([`reaction_emoji`]); receiving
+/// still shows what older clients sent.
 pub fn is_reaction(emoji: &str) -> bool {
     let count = emoji.chars().count();
     (1..=MAX_REACTION_CHARS).contains(&count)
@@ -491,6 +548,12 @@ mod tests {
 
     #[test]
     fn reactions_are_short_and_single() {
+        assert_eq!(reaction_emoji(":tada:").unwrap(), "\u{1f389}");
+        assert_eq!(reaction_emoji("\u{1f680}").unwrap(), "\u{1f680}");
+        assert_eq!(reaction_emoji(" :+1: ").unwrap(), "\u{1f44d}");
+        assert!(reaction_emoji(":no-such-emoji:").is_err());
+        assert!(reaction_emoji("lol").is_err());
+        assert!(reaction_emoji("").is_err());
         assert!(is_reaction("\u{1f44d}"));
         assert!(is_reaction(":tada:"));
         assert!(!is_reaction(""));

@@ -204,9 +204,25 @@ impl Client {
         let group_id = self.active_channel(channel).await?;
         let reference = {
             let mut db = self.inner.db.lock().await;
-            crate::messaging::attachment_of(&mut db, &group_id, message).await?
-        }
-        .ok_or_else(|| ClientError::Invalid(format!("message {message} has no file")))?;
+            match crate::messaging::attachment_of(&mut db, &group_id, message).await? {
+                Some(reference) => reference,
+                None => {
+                    // Named as the user names it: by its number.
+                    let seq: Option<i64> = sqlx::query_scalar(
+                        "SELECT seq FROM history WHERE group_id = $1 AND message_id = $2",
+                    )
+                    .bind(&group_id)
+                    .bind(message)
+                    .fetch_optional(&mut *db)
+                    .await?;
+                    let named =
+                        seq.map_or_else(|| "that message".to_owned(), |seq| format!("#{seq}"));
+                    return Err(ClientError::Invalid(format!(
+                        "{named} in {channel} has no file"
+                    )));
+                }
+            }
+        };
         let target = if destination.is_dir() {
             destination.join(&reference.name)
         } else {

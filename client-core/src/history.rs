@@ -12,6 +12,11 @@
 //! 3. the recipient's devices fetch and check it, and add the messages they
 //!    lack, each marked with who shared it: a bundle is as trustworthy as
 //!    the member who sent it, and the UI says so.
+//!
+//! A bundle carries text, threads, edits, reactions and files: a file's key
+//! and hash travel inside the sealed bundle, and the newcomer, now a member,
+//! fetches its ciphertext from the relay as any member does. Deleted
+//! messages are left out.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -46,6 +51,18 @@ struct BundledMessage {
     at: u64,
     #[serde(default)]
     edited: bool,
+    /// Each emoji on it, with who put it there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    reactions: Vec<BundledReaction>,
+    /// The file it shares (with its key), if any; `text` is its caption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<FileRef>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BundledReaction {
+    emoji: String,
+    users: Vec<String>,
 }
 
 impl Client {
@@ -77,10 +94,19 @@ impl Client {
         }
         let group_id = self.active_channel(channel).await?;
         let history = self.history(channel).await?;
-        let mut messages: Vec<BundledMessage> = history
-            .into_iter()
-            .filter(|e| !e.deleted && !e.unsupported && !e.text.is_empty() && e.file.is_none())
-            .map(|e| BundledMessage {
+        let mut messages: Vec<BundledMessage> = Vec::new();
+        for e in history {
+            if e.deleted || e.unsupported || (e.text.is_empty() && e.file.is_none()) {
+                continue;
+            }
+            let file = match e.file {
+                Some(_) => {
+                    let mut db = self.inner.db.lock().await;
+                    crate::messaging::attachment_of(&mut db, &group_id, &e.id).await?
+                }
+                None => None,
+            };
+            messages.push(BundledMessage {
                 seq: e.seq,
                 id: e.id,
                 sender: e.sender,
@@ -89,8 +115,17 @@ impl Client {
                 parent: e.parent,
                 at: e.at,
                 edited: e.edited,
-            })
-            .collect();
+                reactions: e
+                    .reactions
+                    .into_iter()
+                    .map(|r| BundledReaction {
+                        emoji: r.emoji,
+                        users: r.users,
+                    })
+                    .collect(),
+                file,
+            });
+        }
         if messages.len() > MAX_BUNDLE_MESSAGES {
             messages.drain(..messages.len() - MAX_BUNDLE_MESSAGES);
         }
@@ -194,18 +229,28 @@ impl Client {
             .get(0);
         let (mut added, mut newest) = (0u64, 0u64);
         for message in bundle.messages.iter().take(MAX_BUNDLE_MESSAGES) {
+            let file_fine = message
+                .file
+                .as_ref()
+                .is_none_or(|file| Content::File(file.clone()).is_well_formed());
             let fine = crate::content::is_message_id(&message.id)
                 && conclave_crypto::Username::parse(&message.sender).is_ok()
-                && !message.text.is_empty()
-                && message.text.len() <= crate::content::MAX_BODY;
+                && (!message.text.is_empty() || message.file.is_some())
+                && message.text.len() <= crate::content::MAX_BODY
+                && file_fine;
             if !fine {
                 continue;
             }
+            let kind = if message.file.is_some() {
+                "file"
+            } else {
+                "text"
+            };
             // Messages this device has (or had) stay as MLS delivered them.
             let inserted = sqlx::query(
                 "INSERT OR IGNORE INTO history
-                   (group_id, seq, sender, device, body, message_id, kind, parent_id, mentions, at, edited, shared_by)
-                 SELECT $1, $2, $3, $4, $5, $6, 'text', $7, '', $8, $9, $10
+                   (group_id, seq, sender, device, body, message_id, kind, parent_id, mentions, at, edited, shared_by, attachment)
+                 SELECT $1, $2, $3, $4, $5, $6, $11, $7, '', $8, $9, $10, $12
                  WHERE NOT EXISTS (SELECT 1 FROM seen_messages WHERE group_id = $1 AND message_id = $6)
                    AND NOT EXISTS (SELECT 1 FROM history WHERE group_id = $1 AND message_id = $6)",
             )
@@ -219,6 +264,15 @@ impl Client {
             .bind(to_i64(message.at))
             .bind(i64::from(message.edited))
             .bind(from)
+            .bind(kind)
+            .bind(
+                message
+                    .file
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(ClientError::store)?,
+            )
             .execute(&mut *tx)
             .await?
             .rows_affected()
@@ -226,6 +280,26 @@ impl Client {
             if inserted {
                 added += 1;
                 newest = newest.max(message.seq);
+                for reaction in &message.reactions {
+                    if !crate::content::is_reaction(&reaction.emoji) {
+                        continue;
+                    }
+                    for user in &reaction.users {
+                        if conclave_crypto::Username::parse(user).is_err() {
+                            continue;
+                        }
+                        sqlx::query(
+                            "INSERT OR IGNORE INTO reactions (group_id, message_id, username, emoji)
+                             VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(group_id)
+                        .bind(&message.id)
+                        .bind(user)
+                        .bind(&reaction.emoji)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
                 sqlx::query("INSERT INTO search_index (body, group_id, seq) VALUES ($1, $2, $3)")
                     .bind(&message.text)
                     .bind(group_id)

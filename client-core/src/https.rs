@@ -198,7 +198,7 @@ impl ServerCertVerifier for PinnedCertificate {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::General(format!(
-                "server certificate SHA-256 {} does not match the pinned one",
+                "{PIN_MISMATCH} {}",
                 hex::encode(seen)
             )))
         }
@@ -231,6 +231,32 @@ impl ServerCertVerifier for PinnedCertificate {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// How the pin verifier's refusal starts, so that the transport can tell a
+/// relay that answered with another certificate from one it could not reach.
+const PIN_MISMATCH: &str = "certificate does not match the pin; it has SHA-256";
+
+/// Why a request reached no answer from `base`: a certificate that is not
+/// the pinned one is said plainly (the relay was reached, and may not be
+/// yours), anything else as "cannot reach".
+fn unreachable(base: &str, error: &reqwest::Error) -> String {
+    let text = describe(error);
+    match text.find(PIN_MISMATCH) {
+        Some(at) => {
+            let seen: String = text[at + PIN_MISMATCH.len()..]
+                .trim_start()
+                .chars()
+                .take_while(char::is_ascii_hexdigit)
+                .collect();
+            format!(
+                "{base} answered, but its certificate does not match the pinned fingerprint \
+                 (it has SHA-256 {seen}): the relay's certificate changed, or this is not your relay; \
+                 check the fingerprint with its operator before pinning it"
+            )
+        }
+        None => format!("cannot reach {base}: {text}"),
     }
 }
 
@@ -311,16 +337,10 @@ impl Transport for HttpsTransport {
                         break;
                     }
                     // Nothing reached this node: another may take it.
-                    Err(e) if e.is_connect() => {
-                        failure = Some(format!("cannot reach {}: {}", node.base, describe(&e)));
+                    Err(e) if e.is_connect() && !describe(&e).contains(PIN_MISMATCH) => {
+                        failure = Some(unreachable(&node.base, &e));
                     }
-                    Err(e) => {
-                        return Err(TransportError(format!(
-                            "cannot reach {}: {}",
-                            node.base,
-                            describe(&e)
-                        )));
-                    }
+                    Err(e) => return Err(TransportError(unreachable(&node.base, &e))),
                 }
             }
             let Some(response) = answered else {

@@ -76,18 +76,18 @@ pub use account::{
 pub use audit::{AlertKind, AuditPage, SecurityAlert};
 pub use bot::{Bot, HandlerError, HttpCaller, MAX_CALL_ANSWER, Request};
 pub use client::{Channel, ChannelState, Client, Event, FileInfo, HistoryEntry, Member, Reaction};
-pub use commands::SlashCommand;
+pub use commands::{CommandSent, SlashCommand};
 /// The log's sans-IO verification (proofs, notes, checkpoints, events), for
 /// clients that check more than client-core does for them.
 pub use conclave_audit as transparency;
-pub use conclave_crypto::is_command_name;
-pub use content::{Content, Decoded, FileRef, SecretText};
+pub use conclave_crypto::{NEW_PASSWORD_CHARS, check_new_password, is_command_name};
+pub use content::{Content, Decoded, FileRef, SecretText, reaction_emoji};
 pub use error::{ClientError, Result};
 pub use files::Progress;
 pub use history::MAX_BUNDLE_MESSAGES;
 pub use https::{HttpsTransport, ServerTrust};
 pub use key_at_rest::{KeyProtection, KeyStatus, LocalPassphrase, SealedUnder, UnlockKey};
-pub use messaging::SearchQuery;
+pub use messaging::{Reacted, SearchQuery};
 pub use public::PublicChannel;
 pub use settings::{RelaySettings, SETTINGS_FILE};
 pub use transport::{BoxFuture, HttpRequest, HttpResponse, PushStream, Transport, TransportError};

@@ -10,7 +10,7 @@
 use sqlx::{Row, SqliteConnection};
 
 use crate::client::{Client, Event, FileInfo, HistoryEntry, Reaction};
-use crate::content::{Content, Decoded, FileRef, is_message_id, is_reaction, mentions_in};
+use crate::content::{Content, Decoded, FileRef, is_message_id, mentions_in, reaction_emoji};
 use crate::error::{ClientError, Result};
 use crate::transport::unix_now;
 
@@ -135,9 +135,10 @@ pub(crate) async fn apply_content(
             body,
             mentions,
         } => {
-            let parent_here = find(tx, group_id, &parent).await?.is_some();
-            // A reply to a message this device never had still shows, at top level.
-            let parent = parent_here.then_some(parent);
+            // A reply to a message this device never had still shows, at
+            // top level; one to a reply joins the thread of that reply's
+            // root (threads are one level deep, as every client shows them).
+            let parent = thread_root(tx, group_id, &parent).await?;
             insert_row(
                 tx,
                 group_id,
@@ -240,6 +241,32 @@ pub(crate) async fn apply_content(
                 channel: channel.to_owned(),
                 message_id: target,
             });
+        }
+        Content::Rename { name: wanted } => {
+            let kind: String = sqlx::query_scalar("SELECT kind FROM channels WHERE group_id = $1")
+                .bind(group_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            if kind == "dm" || kind == "self" {
+                tracing::warn!(group = %group_id, "a rename of a direct message ignored");
+            } else if crate::client::validate_channel_name(&wanted).is_err() {
+                // Another member's bad input must not stall our queue.
+                tracing::warn!(group = %group_id, "invalid channel name in a rename; ignored");
+            } else if wanted != channel {
+                // Made unique among this device's channels, as a name
+                // announced at join is.
+                let renamed = crate::client::unique_name(tx, &wanted).await?;
+                sqlx::query("UPDATE channels SET name = $2 WHERE group_id = $1")
+                    .bind(group_id)
+                    .bind(&renamed)
+                    .execute(&mut *tx)
+                    .await?;
+                events.push(Event::Renamed {
+                    from: channel.to_owned(),
+                    to: renamed,
+                    by: author.user.to_owned(),
+                });
+            }
         }
         Content::Topic { topic } => {
             sqlx::query("UPDATE channels SET topic = $2 WHERE group_id = $1")
@@ -494,6 +521,41 @@ async fn reindex(
 }
 
 /// The seq and author of message `id` in a group.
+/// What [`Client::react`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reacted {
+    /// The reaction (or its taking back) was sent as message `seq`.
+    Sent {
+        /// The emoji, as sent (a shortcode becomes its emoji).
+        emoji: String,
+        /// Its position in the channel.
+        seq: u64,
+    },
+    /// Nothing to do: the reaction was already there (adding) or was never
+    /// given by this account (taking back). Nothing was sent.
+    Unchanged {
+        /// The emoji meant.
+        emoji: String,
+    },
+}
+
+/// The message a reply to `id` belongs under: `id` itself, or the root of
+/// the thread `id` is a reply in; `None` if this device does not have `id`.
+async fn thread_root(
+    tx: &mut SqliteConnection,
+    group_id: &str,
+    id: &str,
+) -> Result<Option<String>> {
+    let parent: Option<Option<String>> =
+        sqlx::query_scalar("SELECT parent_id FROM history WHERE group_id = $1 AND message_id = $2")
+            .bind(group_id)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    Ok(parent.map(|root| root.unwrap_or_else(|| id.to_owned())))
+}
+
 async fn find(
     tx: &mut SqliteConnection,
     group_id: &str,
@@ -758,6 +820,68 @@ impl Client {
         Ok(seq)
     }
 
+    /// Renames a channel for every member: the new name travels encrypted,
+    /// and a public channel is renamed in the workspace's directory too
+    /// (refused there, with nothing sent, if another public channel has the
+    /// name). Any member may, as with the topic. A direct message keeps the
+    /// names of its people.
+    pub async fn rename_channel(&self, channel: &str, new_name: &str) -> Result<u64> {
+        crate::client::validate_channel_name(new_name)?;
+        let (group_id, kind) = {
+            let mut db = self.inner.db.lock().await;
+            let group_id = self.group_of(&mut db, channel).await?;
+            let kind: String = sqlx::query_scalar("SELECT kind FROM channels WHERE group_id = $1")
+                .bind(&group_id)
+                .fetch_one(&mut *db)
+                .await?;
+            let taken = sqlx::query("SELECT 1 FROM channels WHERE name = $1")
+                .bind(new_name)
+                .fetch_optional(&mut *db)
+                .await?
+                .is_some();
+            if taken && new_name != channel {
+                return Err(ClientError::ChannelExists(new_name.to_owned()));
+            }
+            (group_id, kind)
+        };
+        if kind == "dm" || kind == "self" {
+            return Err(ClientError::Invalid(format!(
+                "{channel} is a direct message: it is named after its people and cannot be renamed"
+            )));
+        }
+        if new_name == channel {
+            return Err(ClientError::Invalid(format!(
+                "{channel} is already called {new_name}"
+            )));
+        }
+        self.active_channel(channel).await?;
+        if kind == "public" {
+            self.signed(
+                "POST",
+                &format!("/v1/groups/{group_id}/name"),
+                Some(&serde_json::json!({ "name": new_name })),
+            )
+            .await?;
+        }
+        let seq = self
+            .send_content(
+                channel,
+                Content::Rename {
+                    name: new_name.to_owned(),
+                },
+            )
+            .await?;
+        // This device goes by the new name at once (its own copy of the
+        // rename, fetched later, then changes nothing).
+        let mut db = self.inner.db.lock().await;
+        sqlx::query("UPDATE channels SET name = $2 WHERE group_id = $1")
+            .bind(&group_id)
+            .bind(new_name)
+            .execute(&mut *db)
+            .await?;
+        Ok(seq)
+    }
+
     /// Marks everything in a channel as read, on this device and, through
     /// the account's own encrypted `self` group, on its other devices.
     pub async fn mark_read(&self, channel: &str) -> Result<()> {
@@ -819,8 +943,16 @@ impl Client {
             )));
         }
         self.known_message(channel, parent).await?;
+        // Replying to a reply answers in its thread: under the root.
+        let root = {
+            let mut db = self.inner.db.lock().await;
+            let group_id = self.group_of(&mut db, channel).await?;
+            thread_root(&mut db, &group_id, parent)
+                .await?
+                .unwrap_or_else(|| parent.to_owned())
+        };
         let content = Content::Reply {
-            parent: parent.to_owned(),
+            parent: root,
             body: text.to_owned(),
             mentions: mentions_in(text),
         };
@@ -828,19 +960,45 @@ impl Client {
     }
 
     /// Adds (or with `add == false` takes back) a reaction to a message.
-    pub async fn react(&self, channel: &str, message: &str, emoji: &str, add: bool) -> Result<u64> {
-        if !is_reaction(emoji) {
-            return Err(ClientError::Invalid(
-                "a reaction is 1 to 32 characters with no spaces".into(),
-            ));
-        }
+    /// `emoji` is an emoji or a `:shortcode:` (GitHub's names, as Slack
+    /// mostly uses them), sent as the emoji itself; anything else is
+    /// refused. Adding a reaction this account already gave, or taking back
+    /// one it never gave, changes nothing and sends nothing.
+    pub async fn react(
+        &self,
+        channel: &str,
+        message: &str,
+        emoji: &str,
+        add: bool,
+    ) -> Result<Reacted> {
+        let emoji = reaction_emoji(emoji)?;
         self.known_message(channel, message).await?;
+        let me = self.identity()?.username.to_string();
+        let given = {
+            let mut db = self.inner.db.lock().await;
+            let group_id = self.group_of(&mut db, channel).await?;
+            sqlx::query(
+                "SELECT 1 FROM reactions
+                 WHERE group_id = $1 AND message_id = $2 AND username = $3 AND emoji = $4",
+            )
+            .bind(&group_id)
+            .bind(message)
+            .bind(&me)
+            .bind(&emoji)
+            .fetch_optional(&mut *db)
+            .await?
+            .is_some()
+        };
+        if given == add {
+            return Ok(Reacted::Unchanged { emoji });
+        }
         let content = Content::Reaction {
             target: message.to_owned(),
-            emoji: emoji.to_owned(),
+            emoji: emoji.clone(),
             add,
         };
-        self.send_content(channel, content).await
+        let seq = self.send_content(channel, content).await?;
+        Ok(Reacted::Sent { emoji, seq })
     }
 
     /// Replaces the text of one of this account's messages.

@@ -145,10 +145,39 @@ impl DeviceCredential {
     }
 }
 
+/// How many characters a new account password may have. The relay enforces
+/// it; clients check it too, so that nobody types a refused password twice.
+pub const NEW_PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 10..=1024;
+
+/// Checks a new account password against [`NEW_PASSWORD_CHARS`].
+pub fn check_new_password(password: &str) -> Result<(), Error> {
+    let length = password.chars().count();
+    if NEW_PASSWORD_CHARS.contains(&length) {
+        Ok(())
+    } else {
+        Err(Error::PasswordLength(length))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::DeviceKey;
+
+    #[test]
+    fn a_new_password_is_counted_in_characters() {
+        assert_eq!(
+            check_new_password("nine char"),
+            Err(Error::PasswordLength(9))
+        );
+        assert!(check_new_password("ten chars!").is_ok());
+        // Ten characters, more bytes: counted as ten.
+        assert!(
+            check_new_password("\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}")
+                .is_ok()
+        );
+        assert!(check_new_password(&"x".repeat(1025)).is_err());
+    }
 
     #[test]
     fn command_names_follow_the_rules() {

@@ -19,6 +19,9 @@ pub enum Error {
     /// An MLS credential was not a Conclave device credential.
     #[error("credential is not a Conclave device credential")]
     InvalidCredential,
+    /// A new account password was too short or too long.
+    #[error("a password must be 10 to 1024 characters (this one has {0})")]
+    PasswordLength(usize),
     /// A signed-request header was missing or malformed.
     #[error("malformed request signature header {0}")]
     MalformedHeader(&'static str),

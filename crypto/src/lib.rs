@@ -29,7 +29,9 @@ mod device_key;
 mod error;
 mod request;
 
-pub use credential::{DeviceCredential, Username, is_command_name};
+pub use credential::{
+    DeviceCredential, NEW_PASSWORD_CHARS, Username, check_new_password, is_command_name,
+};
 pub use device_key::{DeviceId, DeviceKey, DevicePublicKey, verify_signature};
 pub use error::Error;
 pub use request::{

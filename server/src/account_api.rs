@@ -73,13 +73,8 @@ fn username(text: &str) -> ApiResult<Username> {
 }
 
 fn check_new_password(password: &Password) -> ApiResult<()> {
-    let length = password.expose().chars().count();
-    if !(10..=1024).contains(&length) {
-        return Err(ApiError::BadRequest(
-            "password must be 10 to 1024 characters".into(),
-        ));
-    }
-    Ok(())
+    conclave_crypto::check_new_password(password.expose())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 fn totp_context(username: &str) -> String {

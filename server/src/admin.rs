@@ -251,8 +251,43 @@ async fn register_command(
     Ok(name)
 }
 
+/// Refuses an admin command aimed at a relay that is not there: run from
+/// another directory without `--data-dir`, it would otherwise make a fresh
+/// `./conclave-data` and print invite codes no relay knows. The relay makes
+/// its data directory, keys and database at its first start; an admin
+/// command only ever works on one that has started.
+fn refuse_a_missing_relay(config: &Config) -> Result<(), String> {
+    let data_dir =
+        std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+    let start_first = "start conclave-server there once first, or pass --data-dir (or \
+                       CONCLAVE_DATA_DIR) naming the relay's data directory";
+    if !data_dir.is_dir() {
+        return Err(format!(
+            "no relay data directory at {}: {start_first}",
+            data_dir.display()
+        ));
+    }
+    let database = data_dir.join("conclave.db");
+    if config.database_url.is_none() && !database.is_file() {
+        return Err(format!(
+            "no relay database at {} (looked in the data directory {}): {start_first}",
+            database.display(),
+            data_dir.display()
+        ));
+    }
+    if !config.log_key_file.is_file() {
+        return Err(format!(
+            "no audit log key at {} (looked in the data directory {}): {start_first}",
+            config.log_key_file.display(),
+            data_dir.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Runs one admin command against the configured database.
 pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
+    refuse_a_missing_relay(&config)?;
     let store = open_store(&config).await?;
     let (log, _) = crate::transparency_log(&store, &config)?;
     let events = AuditTrail::new(log.clone(), false);

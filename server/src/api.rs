@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
             post(set_history_sharing),
         )
         .route("/v1/groups/{group_id}/topic", post(set_public_topic))
+        .route("/v1/groups/{group_id}/name", post(set_public_name))
         .route("/v1/channels/public", get(public_channels))
         .route("/v1/commands", get(slash_commands))
         .route("/v1/messages", get(fetch_messages))
@@ -461,6 +462,59 @@ async fn group_info(
 #[derive(Deserialize)]
 struct TopicBody {
     topic: String,
+}
+
+#[derive(Deserialize)]
+struct NameBody {
+    name: String,
+}
+
+/// Renames a public channel in the directory: any member may, as any member
+/// may rename it inside the channel (the new name travels there encrypted).
+/// A private channel's name never reaches the relay.
+async fn set_public_name(
+    State(state): State<AppState>,
+    group_id: Result<Path<String>, PathRejection>,
+    signed: Signed,
+) -> ApiResult<Json<Value>> {
+    let user = signed.username()?.to_owned();
+    let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let body: NameBody = signed.json()?;
+    check_listing(Some(&body.name), "")?;
+    let group = state
+        .store
+        .group(&group_id)
+        .await?
+        .ok_or(ApiError::NotFound("group"))?;
+    let access = state
+        .store
+        .access(&group_id, &signed.device_id.to_string())
+        .await?
+        .ok_or(ApiError::NotFound("group"))?;
+    if !group.public {
+        return Err(ApiError::Forbidden(
+            "a private channel's name is for its members only: send it encrypted",
+        ));
+    }
+    if !access.member {
+        return Err(ApiError::Forbidden("only members may rename the channel"));
+    }
+    if group.archived {
+        return Err(ApiError::Forbidden("an archived channel cannot be renamed"));
+    }
+    if !state.store.set_public_name(&group_id, &body.name).await? {
+        return Err(ApiError::Conflict("public channel with this name"));
+    }
+    state
+        .audit
+        .record(
+            AuditEvent::success(AuditAction::GroupRenamed, &user)
+                .device(signed.device_id)
+                .target(format!("group:{group_id}"))
+                .detail("name", &body.name),
+        )
+        .await?;
+    Ok(Json(json!({ "group_id": group_id, "name": body.name })))
 }
 
 /// Changes a public channel's listed topic: any member may, as any member

@@ -48,6 +48,9 @@ pub enum AuditAction {
     GroupCreated,
     /// A group was archived (read-only from then on).
     GroupArchived,
+    /// A public channel was renamed in the directory (a private channel's
+    /// name never reaches the relay).
+    GroupRenamed,
     /// Retention deleted old message ciphertext from a group.
     RetentionDeleted,
     /// A validated commit added a device to a group.
@@ -89,6 +92,7 @@ impl AuditAction {
             InviteCreated => "invite_created",
             GroupCreated => "group_created",
             GroupArchived => "group_archived",
+            GroupRenamed => "group_renamed",
             RetentionDeleted => "retention_deleted",
             MemberAdded => "member_added",
             MemberRemoved => "member_removed",

@@ -51,7 +51,9 @@ async fn nothing_said_named_shared_or_searched_is_stored_in_clear() {
     b.react("skunkworks-zephyr", &code, "\u{1f984}", true)
         .await
         .unwrap();
-    b.react("skunkworks-zephyr", &code, ":unicorn-secret:", true)
+    // A shortcode: sent as its emoji (a ZWJ sequence, 11 bytes), which
+    // must no more reach the relay's disk than the text does.
+    b.react("skunkworks-zephyr", &code, ":astronaut:", true)
         .await
         .unwrap();
     a.sync().await.unwrap();
@@ -141,7 +143,10 @@ async fn nothing_said_named_shared_or_searched_is_stored_in_clear() {
         .await
         .unwrap();
     let shared = a.share_history("skunkworks-zephyr", "carol").await.unwrap();
-    assert_eq!(shared, 3, "the code, the edited line and the reply");
+    assert_eq!(
+        shared, 4,
+        "the code, the edited line, the reply and the file"
+    );
     let events = c.sync().await.unwrap();
     assert!(
         events
@@ -162,6 +167,32 @@ async fn nothing_said_named_shared_or_searched_is_stored_in_clear() {
         carols.iter().all(|e| !e.text.contains("BANANA")),
         "deleted stays deleted"
     );
+    // Reactions came along, and the file: its key travelled in the sealed
+    // bundle, and carol, a member now, fetches and checks it.
+    let mut reactions: Vec<&str> = earlier.reactions.iter().map(|r| r.emoji.as_str()).collect();
+    reactions.sort_unstable();
+    assert_eq!(
+        reactions,
+        ["\u{1f984}", "\u{1f9d1}\u{200d}\u{1f680}"],
+        "{:?}",
+        earlier.reactions
+    );
+    assert!(earlier.reactions.iter().all(|r| r.users == ["bob"]));
+    let shared_file = carols
+        .iter()
+        .find(|e| e.file.is_some())
+        .expect("the file came with the history");
+    assert_eq!(shared_file.text, "plans for QUASAR");
+    let (saved, _) = c
+        .download(
+            "skunkworks-zephyr",
+            &shared_file.id,
+            files.path().join("carols-copy.txt").as_path(),
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(saved).unwrap(), std::fs::read(&path).unwrap());
     let found = c
         .search(&SearchQuery {
             words: "KIWI*".into(),
@@ -225,7 +256,7 @@ async fn nothing_said_named_shared_or_searched_is_stored_in_clear() {
         b"BANANA-13",
         b"KIWI-31",
         "\u{1f984}".as_bytes(),
-        b"unicorn-secret",
+        "\u{1f9d1}\u{200d}\u{1f680}".as_bytes(),
         b"FILE-CONTENT-QUASAR",
         b"quasar-plans",
         b"plans for QUASAR",

@@ -419,11 +419,19 @@ async fn perform(client: &Client, action: Action) -> Result<Done, String> {
             add,
         } => {
             let target = client.message_id_at(&channel, seq).await.map_err(error)?;
-            client
+            match client
                 .react(&channel, &target, &emoji, add)
                 .await
-                .map_err(error)?;
-            Ok(quiet())
+                .map_err(error)?
+            {
+                conclave_client::Reacted::Unchanged { emoji } if add => Ok(notice(format!(
+                    "you already reacted {emoji} on #{seq}; nothing changed"
+                ))),
+                conclave_client::Reacted::Unchanged { emoji } => Ok(notice(format!(
+                    "you had not reacted {emoji} on #{seq}; nothing changed"
+                ))),
+                _ => Ok(quiet()),
+            }
         }
         Action::Edit { channel, seq, text } => {
             let target = client.message_id_at(&channel, seq).await.map_err(error)?;
@@ -498,8 +506,12 @@ async fn perform(client: &Client, action: Action) -> Result<Done, String> {
             Ok(notice(list.join(" · ")))
         }
         Action::RunCommand { channel, line } => {
-            let seq = client.run_command(&channel, &line).await.map_err(error)?;
-            Ok(notice(format!("sent to the bot (#{seq})")))
+            let sent = client.run_command(&channel, &line).await.map_err(error)?;
+            let to: Vec<String> = sent
+                .iter()
+                .map(|s| format!("{} (#{})", s.bot, s.seq))
+                .collect();
+            Ok(notice(format!("sent to {}", to.join(", "))))
         }
         Action::Members { channel } => {
             let members = client.members(&channel).await.map_err(error)?;

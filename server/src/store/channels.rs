@@ -121,6 +121,24 @@ impl Store {
     }
 
     /// Changes a public channel's listed topic.
+    /// Renames a public channel in the directory; `false` if another public
+    /// channel has the name (the unique index decides, even between two
+    /// renames at once).
+    pub async fn set_public_name(&self, group_id: &str, name: &str) -> Result<bool, StoreError> {
+        let renamed = sqlx::query("UPDATE groups SET public_name = $2 WHERE group_id = $1")
+            .bind(group_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await;
+        match renamed {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+            other => {
+                other?;
+                Ok(true)
+            }
+        }
+    }
+
     pub async fn set_public_topic(&self, group_id: &str, topic: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE groups SET public_topic = $2 WHERE group_id = $1")
             .bind(group_id)
