@@ -698,6 +698,15 @@ async fn read_positions_follow_the_account_across_its_devices() {
             .any(|e| matches!(e, Event::ReadElsewhere { channel } if channel == "general")),
         "{events:?}"
     );
+    // The laptop joined that group in this sync; the user hears nothing of
+    // it (issue 16: `sync` printed its join and its name).
+    assert!(
+        events.iter().all(|e| !matches!(
+            e,
+            Event::Joined { .. } | Event::Named { .. } | Event::MembersChanged { .. }
+        )),
+        "{events:?}"
+    );
     let channels = laptop.client.channels().await.unwrap();
     assert_eq!(unread(&channels, "general"), 0);
     assert!(

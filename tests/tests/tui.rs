@@ -310,9 +310,10 @@ fn two_people_chat_live_in_the_terminal_ui() {
 
     // Reactions, edits and thread replies reach bob live.
     tmux.type_line("alice", &format!("/react {seq} :tada:"));
-    let screen = tmux.wait_for_text("bob", ":tada: 1");
+    // The shortcode travels as its emoji.
+    let screen = tmux.wait_for_text("bob", "\u{1f389} 1");
     assert!(
-        line_with(&screen, ":tada: 1").contains("(alice)"),
+        line_with(&screen, "\u{1f389} 1").contains("(alice)"),
         "{screen}"
     );
     tmux.type_line(

@@ -1,0 +1,494 @@
+//! Issue 16's rough edges, each as a new user met it: through the `conclave`
+//! CLI and the relay binary where that is what the user runs, through
+//! client-core where the CLI only prints what it says.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use conclave_client::{ClientError, Event};
+use conclave_tests::{Person, ServerProcess, TempDir, workspace_binary};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// `conclave ARGS` with `home`, trusting `server`; `stdin` is its input.
+fn conclave(server: &ServerProcess, home: &TempDir, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(workspace_binary("conclave"))
+        .env_remove("CONCLAVE_KEY_PASSPHRASE")
+        .env_remove("CONCLAVE_HOME")
+        .env_remove("CONCLAVE_SERVER")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .arg("--server")
+        .arg(&server.url)
+        .arg("--pin-sha256")
+        .arg(&server.fingerprint)
+        .arg("--home")
+        .arg(home.path())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// What a command printed, standard output then standard error.
+fn said(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A CLI user with a fresh home (key in clear: no one types here).
+fn cli_user(server: &ServerProcess, name: &str) -> TempDir {
+    let home = TempDir::new(name);
+    let registered = conclave(
+        server,
+        &home,
+        &["--password-stdin", "--unprotected-key", "register", name],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(registered.status.success(), "{registered:?}");
+    home
+}
+
+#[test]
+fn admin_commands_refuse_a_directory_where_no_relay_started() {
+    let elsewhere = TempDir::new("no-relay");
+    let missing = elsewhere.path().join("conclave-data");
+    let refused = Command::new(workspace_binary("conclave-server"))
+        .arg("--data-dir")
+        .arg(&missing)
+        .args(["admin", "invite"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let text = said(&refused);
+    assert!(
+        text.contains("no relay data directory at") && text.contains(&*missing.to_string_lossy()),
+        "{text}"
+    );
+    assert!(!missing.exists(), "nothing was created");
+
+    // A directory that exists but where no relay ever ran: no database.
+    let refused = Command::new(workspace_binary("conclave-server"))
+        .arg("--data-dir")
+        .arg(elsewhere.path())
+        .args(["admin", "users"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        said(&refused).contains("no relay database at"),
+        "{refused:?}"
+    );
+    assert!(!elsewhere.path().join("conclave.db").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messages_come_from_stdin_or_a_file_and_blank_or_huge_ones_are_refused() {
+    let server = ServerProcess::start();
+    let alice = cli_user(&server, "alice");
+    assert!(
+        conclave(&server, &alice, &["channel", "create", "general"], "")
+            .status
+            .success()
+    );
+
+    let piped = conclave(
+        &server,
+        &alice,
+        &["send", "general", "-"],
+        "line one\nline two\n",
+    );
+    assert!(piped.status.success(), "{piped:?}");
+    let notes = alice.path().join("notes.txt");
+    std::fs::write(&notes, "from a file\n").unwrap();
+    let from_file = conclave(
+        &server,
+        &alice,
+        &["send", "general", "--file", notes.to_str().unwrap()],
+        "",
+    );
+    assert!(from_file.status.success(), "{from_file:?}");
+
+    let blank = conclave(&server, &alice, &["send", "general", "   "], "");
+    assert!(!blank.status.success());
+    assert!(said(&blank).contains("the message is empty"), "{blank:?}");
+    let huge = conclave(
+        &server,
+        &alice,
+        &["send", "general", "-"],
+        &"x".repeat(20_000),
+    );
+    assert!(!huge.status.success());
+    assert!(
+        said(&huge).contains("19.5 KiB") && said(&huge).contains("at most 16 KiB"),
+        "{huge:?}"
+    );
+
+    // Exactly the two good messages went; the line break stayed inside the
+    // first (shown as U+FFFD, as every control character is).
+    let history = said(&conclave(&server, &alice, &["history", "general"], ""));
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "#1 alice: line one\u{fffd}line two",
+            "#2 alice: from a file"
+        ],
+        "{history}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reactions_take_emoji_and_shortcodes_and_a_no_op_says_so() {
+    let server = ServerProcess::start();
+    let alice = cli_user(&server, "alice");
+    assert!(
+        conclave(&server, &alice, &["channel", "create", "general"], "")
+            .status
+            .success()
+    );
+    assert!(
+        conclave(&server, &alice, &["send", "general", "ship it"], "")
+            .status
+            .success()
+    );
+    let run = |args: &[&str]| conclave(&server, &alice, args, "");
+
+    let tada = run(&["react", "general", "1", ":tada:"]);
+    assert!(tada.status.success(), "{tada:?}");
+    assert_eq!(said(&tada).trim(), "reacted \u{1f389} on #1 in general");
+    for refused in ["lol", ":no-such-emoji:"] {
+        let output = run(&["react", "general", "1", refused]);
+        assert!(!output.status.success(), "{refused}: {output:?}");
+        assert!(said(&output).contains("emoji"), "{output:?}");
+    }
+    let again = run(&["react", "general", "1", "\u{1f389}"]);
+    assert!(again.status.success());
+    assert!(said(&again).contains("already reacted"), "{again:?}");
+    let never = run(&["react", "general", "1", ":+1:", "--remove"]);
+    assert!(never.status.success(), "{never:?}");
+    assert!(
+        said(&never).contains("you had not reacted \u{1f44d} on #1 in general; nothing changed"),
+        "{never:?}"
+    );
+
+    // The no-ops sent nothing: the next message is #3 (the reaction was #2).
+    let next = run(&["send", "general", "after"]);
+    assert_eq!(said(&next).trim(), "sent to general (#3)");
+    let history = said(&run(&["history", "general"]));
+    assert!(
+        history.contains("#1 alice: ship it  [\u{1f389} alice]"),
+        "{history}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_command_finds_a_channel_it_was_just_invited_to() {
+    let server = ServerProcess::start();
+    let bob = cli_user(&server, "bob");
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    for channel in ["ops", "infra"] {
+        alice.client.create_channel(channel).await.unwrap();
+        alice.client.invite(channel, "bob").await.unwrap();
+    }
+    // Without a sync first, each finds the channel: retention and archive
+    // are refused for what bob may not do, not for a channel he cannot see.
+    for args in [
+        &["channel", "retention", "ops", "7"][..],
+        &["channel", "archive", "ops"],
+    ] {
+        let output = conclave(&server, &bob, args, "");
+        assert!(!output.status.success());
+        let text = said(&output);
+        assert!(
+            text.contains("creator or a workspace admin") && !text.contains("no channel named"),
+            "{args:?}: {text}"
+        );
+    }
+    let left = conclave(&server, &bob, &["channel", "leave", "infra"], "");
+    assert!(left.status.success(), "{left:?}");
+    assert_eq!(said(&left).trim(), "left infra");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn errors_say_what_is_wrong() {
+    let server = ServerProcess::start();
+    // A pin that is not the relay's: reached, but not trusted.
+    let home = TempDir::new("wrong-pin");
+    let wrong_pin = Command::new(workspace_binary("conclave"))
+        .env_remove("CONCLAVE_HOME")
+        .args([
+            "--server",
+            &server.url,
+            "--pin-sha256",
+            &"ab".repeat(32),
+            "--home",
+        ])
+        .arg(home.path())
+        .args([
+            "--password-stdin",
+            "--unprotected-key",
+            "register",
+            "mallory",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wrong_pin = {
+        let mut child = wrong_pin;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{PASSWORD}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert!(!wrong_pin.status.success());
+    let text = said(&wrong_pin);
+    assert!(
+        text.contains("answered, but its certificate does not match the pinned fingerprint")
+            && text.contains(&server.fingerprint),
+        "{text}"
+    );
+
+    // A password too short is refused at once, before anything is asked twice.
+    let short = TempDir::new("short");
+    let output = conclave(
+        &server,
+        &short,
+        &["--password-stdin", "--unprotected-key", "register", "carol"],
+        "tooshort\n",
+    );
+    assert!(!output.status.success());
+    assert!(
+        said(&output).contains("10 to 1024 characters (this one has 8)"),
+        "{output:?}"
+    );
+
+    // No terminal to ask for a password on: the flag that helps is named.
+    // (`setsid` leaves the command without a controlling terminal, as
+    // under a script or a service.)
+    let detached = TempDir::new("detached");
+    let no_terminal = Command::new("setsid")
+        .arg("-w")
+        .arg(workspace_binary("conclave"))
+        .env_remove("CONCLAVE_HOME")
+        .args([
+            "--server",
+            &server.url,
+            "--pin-sha256",
+            &server.fingerprint,
+            "--home",
+        ])
+        .arg(detached.path())
+        .args(["--unprotected-key", "register", "dave"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!no_terminal.status.success());
+    assert!(
+        said(&no_terminal).contains("pass --password-stdin"),
+        "{no_terminal:?}"
+    );
+
+    // An unknown command, and a download of a message without a file.
+    let alice = cli_user(&server, "alice");
+    assert!(
+        conclave(&server, &alice, &["channel", "create", "general"], "")
+            .status
+            .success()
+    );
+    assert!(
+        conclave(&server, &alice, &["send", "general", "no file here"], "")
+            .status
+            .success()
+    );
+    let unknown = conclave(&server, &alice, &["run", "general", "/deploy", "web"], "");
+    assert!(!unknown.status.success());
+    assert!(
+        said(&unknown).trim_end().ends_with(
+            "unknown command /deploy: `conclave commands` lists this workspace's commands"
+        ),
+        "{unknown:?}"
+    );
+    let no_file = conclave(
+        &server,
+        &alice,
+        &["download", "general", "1", alice.path().to_str().unwrap()],
+        "",
+    );
+    assert!(!no_file.status.success());
+    assert!(
+        said(&no_file).contains("#1 in general has no file"),
+        "{no_file:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reply_to_a_reply_joins_the_thread_of_its_root() {
+    let server = ServerProcess::start();
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let bob = Person::register(&server, "bob", PASSWORD).await;
+    alice.client.create_channel("launch").await.unwrap();
+    alice.client.invite("launch", "bob").await.unwrap();
+    alice.client.send("launch", "the plan").await.unwrap();
+    bob.client.sync().await.unwrap();
+    let id_of = |history: Vec<conclave_client::HistoryEntry>, text: &str| {
+        history
+            .into_iter()
+            .find(|e| e.text == text)
+            .unwrap_or_else(|| panic!("no {text:?}"))
+            .id
+    };
+    let root = id_of(bob.client.history("launch").await.unwrap(), "the plan");
+    bob.client
+        .reply("launch", &root, "a question")
+        .await
+        .unwrap();
+    alice.client.sync().await.unwrap();
+    let first_reply = id_of(alice.client.history("launch").await.unwrap(), "a question");
+    alice
+        .client
+        .reply("launch", &first_reply, "an answer")
+        .await
+        .unwrap();
+    for client in [&alice.client, &bob.client] {
+        client.sync().await.unwrap();
+        let thread = client.thread("launch", &root).await.unwrap();
+        let texts: Vec<&str> = thread.iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(texts, ["the plan", "a question", "an answer"]);
+        assert!(
+            thread[1..]
+                .iter()
+                .all(|e| e.parent.as_deref() == Some(root.as_str()))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_channel_is_renamed_for_every_member_and_in_the_directory() {
+    let server = ServerProcess::start();
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let bob = Person::register(&server, "bob", PASSWORD).await;
+    let carol = Person::register(&server, "carol", PASSWORD).await;
+
+    // A private channel: the new name travels encrypted, only to members.
+    alice.client.create_channel("plans").await.unwrap();
+    alice.client.invite("plans", "bob").await.unwrap();
+    bob.client.sync().await.unwrap();
+    alice
+        .client
+        .rename_channel("plans", "orchid-roadmap")
+        .await
+        .unwrap();
+    let events = bob.client.sync().await.unwrap();
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Renamed { from, to, by } if from == "plans" && to == "orchid-roadmap" && by == "alice"
+        )),
+        "{events:?}"
+    );
+    let names: Vec<String> = bob
+        .client
+        .channels()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert!(
+        names.contains(&"orchid-roadmap".to_owned()) && !names.contains(&"plans".to_owned()),
+        "{names:?}"
+    );
+    bob.client.send("orchid-roadmap", "got it").await.unwrap();
+    for file in server.files() {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !bytes.windows(14).any(|w| w == b"orchid-roadmap"),
+            "a private channel's name reached {}",
+            file.display()
+        );
+    }
+
+    // A public channel is renamed in the directory too; a name another
+    // public channel has is refused before anything is sent.
+    alice
+        .client
+        .create_public_channel("town", "everyone")
+        .await
+        .unwrap();
+    alice
+        .client
+        .create_public_channel("hall", "")
+        .await
+        .unwrap();
+    carol.client.join("town").await.unwrap();
+    // alice has a `hall` of her own: refused on her device.
+    let taken = alice
+        .client
+        .rename_channel("town", "hall")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&taken, ClientError::ChannelExists(name) if name == "hall"),
+        "{taken}"
+    );
+    // carol does not, but the directory does: the relay refuses, and no
+    // rename reaches the channel.
+    let taken = carol
+        .client
+        .rename_channel("town", "hall")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&taken, ClientError::Server { status: 409, .. }),
+        "{taken}"
+    );
+    alice.client.sync().await.unwrap();
+    assert!(
+        alice
+            .client
+            .channels()
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.name == "town")
+    );
+    alice.client.rename_channel("town", "square").await.unwrap();
+    let listed: Vec<String> = carol
+        .client
+        .public_channels()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert!(
+        listed.contains(&"square".to_owned()) && !listed.contains(&"town".to_owned()),
+        "{listed:?}"
+    );
+    carol.client.sync().await.unwrap();
+    carol.client.send("square", "hello square").await.unwrap();
+
+    // A direct message is named after its people.
+    alice.client.direct(&["bob"]).await.unwrap();
+    let refused = alice
+        .client
+        .rename_channel("@bob", "secret")
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("direct message"), "{refused}");
+}
