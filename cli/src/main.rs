@@ -759,9 +759,10 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// "just now", "5 min ago", "3 h ago", "12 days ago".
-fn ago(unix: u64) -> String {
-    match unix_now().saturating_sub(unix) {
+/// "just now", "5 min ago", "3 h ago", "12 days ago": how long before `now`
+/// (both unix seconds) `unix` was.
+fn ago(unix: u64, now: u64) -> String {
+    match now.saturating_sub(unix) {
         0..60 => "just now".to_owned(),
         s @ 60..3600 => format!("{} min ago", s / 60),
         s @ 3600..86_400 => format!("{} h ago", s / 3600),
@@ -1019,19 +1020,9 @@ async fn execute(
             print_recovery_codes(&codes);
         }
         Command::Device(DeviceCommand::List) => {
+            let now = unix_now();
             for device in client.devices().await? {
-                let state = match (device.revoked_at, device.session_active) {
-                    (Some(_), _) => "revoked",
-                    (None, true) => "active",
-                    (None, false) => "signed out",
-                };
-                println!(
-                    "{}{}  {state}  added {}  last seen {}",
-                    device.device_id,
-                    if device.current { " (this device)" } else { "" },
-                    ago(device.created_at),
-                    ago(device.last_seen_at)
-                );
+                println!("{}", describe_device(&device, now));
             }
         }
         Command::Device(DeviceCommand::Revoke { id }) => {
@@ -1156,7 +1147,9 @@ async fn execute(
                     line.push_str(&format!(" ({} unread)", channel.unread));
                 }
                 if !channel.active {
-                    line.push_str(" (removed)");
+                    // Left or removed: client-core records only that this
+                    // device is out of the group, not who took it out.
+                    line.push_str(" (not a member)");
                 }
                 if channel.archived {
                     line.push_str(" (archived)");
@@ -1539,6 +1532,24 @@ fn render(entry: &HistoryEntry) -> String {
         ));
     }
     line
+}
+
+/// `3f4c…  active  added 12 days ago  last seen just now`, with
+/// `(this device)` after the id of the device asking: one line of
+/// `device list`, and of the terminal UI's `/devices`.
+fn describe_device(device: &conclave_client::DeviceInfo, now: u64) -> String {
+    let state = match (device.revoked_at, device.session_active) {
+        (Some(_), _) => "revoked",
+        (None, true) => "active",
+        (None, false) => "signed out",
+    };
+    format!(
+        "{}{}  {state}  added {}  last seen {}",
+        device.device_id,
+        if device.current { " (this device)" } else { "" },
+        ago(device.created_at, now),
+        ago(device.last_seen_at, now)
+    )
 }
 
 /// `alice (2 devices)`, `deploy-bot [bot, owned by alice] (1 device)`.

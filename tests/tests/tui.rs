@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use conclave_tests::{ServerProcess, TempDir, workspace_binary};
+use conclave_tests::{RawDevice, ServerProcess, TempDir, TotpApp, workspace_binary};
+use serde_json::Value;
 
 const PASSWORD: &str = "correct horse battery staple";
 /// How long a screen may take to show what the test waits for.
@@ -188,6 +189,18 @@ impl Drop for Tmux {
 
 /// Runs `conclave --home HOME ARGS` to completion, asserting success.
 fn conclave(server: &ServerProcess, home: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let output = conclave_output(server, home, args, stdin);
+    assert!(output.status.success(), "conclave {args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs `conclave --home HOME ARGS` to completion, whatever its outcome.
+fn conclave_output(
+    server: &ServerProcess,
+    home: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
     let mut child = Command::new(workspace_binary("conclave"))
         .arg("--server")
         .arg(&server.url)
@@ -206,9 +219,7 @@ fn conclave(server: &ServerProcess, home: &Path, args: &[&str], stdin: Option<&s
         input.write_all(text.as_bytes()).unwrap();
     }
     drop(input);
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "conclave {args:?}: {output:?}");
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    child.wait_with_output().unwrap()
 }
 
 /// The shell command that starts the UI for `home` (the relay's address
@@ -528,4 +539,231 @@ fn workspace_commands_complete_and_reach_their_bot_from_the_terminal_ui() {
     tmux.type_line("alice", "/frobnicate now");
     tmux.wait_for_text("alice", "unknown command /frobnicate");
     tmux.type_line("alice", "/quit");
+}
+
+#[test]
+fn a_draft_stays_with_its_channel_in_the_terminal_ui() {
+    let tmux = Tmux::start();
+    let server = ServerProcess::start();
+    let alice = TempDir::new("tui-draft-alice");
+    conclave(
+        &server,
+        alice.path(),
+        &["--password-stdin", "--unprotected-key", "register", "alice"],
+        Some(&format!("{PASSWORD}\n{PASSWORD}\n")),
+    );
+    for channel in ["general", "random"] {
+        conclave(&server, alice.path(), &["channel", "create", channel], None);
+    }
+    tmux.open("alice", &tui_command(alice.path()));
+    tmux.wait_for("alice", "her channels", |s| {
+        s.contains("> general") && s.contains("random") && !s.contains("syncing")
+    });
+
+    // Typed in general, not sent; then off to random.
+    tmux.ok(&[
+        "send-keys",
+        "-t",
+        "alice",
+        "-l",
+        "half a thought for general",
+    ]);
+    tmux.wait_for_text("alice", "\u{2502}half a thought for general");
+    tmux.press("alice", "Tab");
+    let screen = tmux.wait_for_text("alice", "message random");
+    assert!(
+        !screen.contains("half a thought"),
+        "random's composer starts empty:\n{screen}"
+    );
+    // Enter there sends nothing of general's draft; what is typed there
+    // goes there.
+    tmux.press("alice", "Enter");
+    tmux.type_line("alice", "only for random");
+    let screen = tmux.wait_for_text("alice", "alice: only for random");
+    assert!(!screen.contains("half a thought"), "{screen}");
+
+    // Back in general, the draft is waiting, still unsent.
+    tmux.press("alice", "BTab");
+    let screen = tmux.wait_for("alice", "general with its draft", |s| {
+        s.contains("message general") && s.contains("half a thought for general")
+    });
+    assert!(
+        !screen.contains("alice: half a thought") && !screen.contains("only for random"),
+        "{screen}"
+    );
+    tmux.press("alice", "Enter");
+    // Sent and acknowledged (a /quit while sending asks to be repeated).
+    tmux.wait_for("alice", "the draft sent", |s| {
+        s.contains("alice: half a thought for general") && !s.contains("sending\u{2026}")
+    });
+    tmux.type_line("alice", "/quit");
+    assert_eq!(tmux.wait_for_exit("alice"), (true, Some(0)));
+
+    // What the relay delivered, as the CLI reads it: each line in its channel.
+    let general = conclave(&server, alice.path(), &["history", "general"], None);
+    let random = conclave(&server, alice.path(), &["history", "random"], None);
+    assert!(general.contains("half a thought for general"), "{general}");
+    assert!(!general.contains("only for random"), "{general}");
+    assert!(random.contains("only for random"), "{random}");
+    assert!(!random.contains("half a thought"), "{random}");
+}
+
+#[test]
+fn another_device_is_revoked_from_the_terminal_ui_with_the_password_and_a_code() {
+    let tmux = Tmux::start();
+    let server = ServerProcess::start();
+    let laptop = TempDir::new("tui-revoke-laptop");
+    let phone = TempDir::new("tui-revoke-phone");
+    conclave(
+        &server,
+        laptop.path(),
+        &["--password-stdin", "--unprotected-key", "register", "alice"],
+        Some(&format!("{PASSWORD}\n{PASSWORD}\n")),
+    );
+    // The account has TOTP, so a new device needs a second factor, and the
+    // step-up needs a code as well as the password.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let enrolled = conclave(
+        &server,
+        laptop.path(),
+        &["--password-stdin", "2fa", "totp-enroll"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let uri = enrolled
+        .split_whitespace()
+        .find(|word| word.starts_with("otpauth://"))
+        .unwrap_or_else(|| panic!("no otpauth URI in {enrolled:?}"));
+    let mut totp = TotpApp::from_uri(uri);
+    let code = runtime.block_on(totp.fresh_code());
+    let confirmed = conclave(
+        &server,
+        laptop.path(),
+        &["2fa", "totp-confirm", &code],
+        None,
+    );
+    // A recovery code signs the phone in, so the app's next code is still
+    // unused when the laptop needs it (the relay takes each code once).
+    let recovery_code = confirmed
+        .lines()
+        .skip_while(|line| !line.starts_with("Recovery codes"))
+        .nth(1)
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no recovery codes in {confirmed:?}"))
+        .to_owned();
+
+    tmux.open("laptop", &tui_command(laptop.path()));
+    tmux.wait_for("laptop", "the UI", |s| {
+        s.contains("No channels yet") && !s.contains("syncing")
+    });
+
+    // A second device signs in while the UI runs: the banner names the
+    // command that works from here (the CLI cannot use this home now).
+    let logged_in = conclave(
+        &server,
+        phone.path(),
+        &[
+            "--password-stdin",
+            "--unprotected-key",
+            "--recovery-code",
+            &recovery_code,
+            "login",
+            "alice",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let phone_id = logged_in
+        .split("this device is ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no device id in {logged_in:?}"))
+        .to_owned();
+    tmux.wait_for_text("laptop", &format!("revoke it: /revoke {phone_id}"));
+    tmux.type_line("laptop", "/dismiss");
+
+    // Both devices, this one marked.
+    tmux.type_line("laptop", "/devices");
+    let screen = tmux.wait_for_text("laptop", "devices of alice \u{b7} 2 listed");
+    let device_line = |screen: &str, id: &str| -> String {
+        screen
+            .lines()
+            .find(|line| line.contains(id) && line.contains("last seen"))
+            .unwrap_or_else(|| panic!("no line for {id}:\n{screen}"))
+            .to_owned()
+    };
+    assert!(
+        device_line(&screen, &phone_id).contains(&format!("{phone_id}  active")),
+        "{screen}"
+    );
+    assert!(screen.contains("(this device)  active"), "{screen}");
+
+    // A wrong password: one line of refusal, and the phone stays.
+    let wrong = "not the password at all";
+    tmux.type_line("laptop", &format!("/revoke {}", &phone_id[..8]));
+    tmux.wait_for_text(
+        "laptop",
+        &format!("your password (hidden), to revoke {phone_id}"),
+    );
+    tmux.type_line("laptop", wrong);
+    tmux.wait_for_text("laptop", "from your authenticator app, or a recovery code");
+    tmux.type_line("laptop", "000000");
+    let screen = tmux.wait_for_text(
+        "laptop",
+        &format!("error: {phone_id} was not revoked: wrong password (bad_credentials)"),
+    );
+    assert!(
+        !screen.contains(wrong),
+        "the password is never drawn:\n{screen}"
+    );
+    assert_eq!(tmux.pane_state("laptop"), (false, None));
+    let phone_key = runtime.block_on(RawDevice::from_home(&server, phone.path()));
+    let still = runtime.block_on(phone_key.signed("GET", "/v1/devices", &Value::Null));
+    assert_eq!(
+        still.status, 200,
+        "the phone still signs in: {:?}",
+        still.json
+    );
+
+    // The password and a fresh code: the phone is revoked.
+    tmux.type_line("laptop", &format!("/revoke {phone_id}"));
+    tmux.wait_for_text(
+        "laptop",
+        &format!("your password (hidden), to revoke {phone_id}"),
+    );
+    tmux.type_line("laptop", PASSWORD);
+    tmux.wait_for_text("laptop", "from your authenticator app, or a recovery code");
+    let code = runtime.block_on(totp.fresh_code());
+    tmux.type_line("laptop", &code);
+    let screen = tmux.wait_for_text(
+        "laptop",
+        &format!("revoked {phone_id}: its session is closed"),
+    );
+    assert!(
+        !screen.contains(PASSWORD),
+        "the password is never drawn:\n{screen}"
+    );
+    tmux.type_line("laptop", "/devices");
+    tmux.wait_for("laptop", "the phone listed as revoked", |s| {
+        s.lines()
+            .any(|line| line.contains(&phone_id) && line.contains("  revoked  "))
+    });
+
+    // The relay refuses the phone from now on.
+    let refused = runtime.block_on(phone_key.signed("GET", "/v1/devices", &Value::Null));
+    assert_eq!(
+        (refused.status, refused.json["error"].as_str()),
+        (401, Some("device_revoked")),
+        "{:?}",
+        refused.json
+    );
+    let output = conclave_output(&server, phone.path(), &["device", "list"], None);
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("this device was revoked"),
+        "{output:?}"
+    );
+    tmux.type_line("laptop", "/quit");
+    assert_eq!(tmux.wait_for_exit("laptop"), (true, Some(0)));
 }

@@ -4,12 +4,15 @@
 //! loop must carry out (load a view, queue an action, quit), so the whole
 //! behaviour can be tested without a terminal or a relay.
 
+use std::collections::HashMap;
+
 use conclave_client::{Channel, Event};
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::command::{self, Input, SlashCommand};
 use super::composer::Composer;
 use super::render::sanitize;
+use super::step_up::{PromptKey, Prompted, RevokeCheck, StepUp};
 use super::worker::{
     Action, Direction, Done, Listing, Snapshot, Transfer, Update, View, ViewRequest,
 };
@@ -76,6 +79,13 @@ pub(crate) struct App {
     /// Bumped whenever `listing` changes, so drawn lines can be cached.
     pub(crate) generation: u64,
     pub(crate) composer: Composer,
+    /// What was typed in each channel left for another, and not sent; it
+    /// comes back when the channel does, so nothing typed for one channel
+    /// is sent to the next.
+    drafts: HashMap<String, String>,
+    /// `/revoke`'s masked prompt: while it is open, keys go to it, not to
+    /// the composer.
+    pub(crate) step_up: Option<StepUp>,
     pub(crate) status: Option<Status>,
     /// Security alerts and new devices, shown until dismissed.
     pub(crate) alerts: Vec<String>,
@@ -111,6 +121,8 @@ impl App {
             loaded_for: None,
             generation: 0,
             composer: Composer::default(),
+            drafts: HashMap::new(),
+            step_up: None,
             status: None,
             alerts: Vec::new(),
             scroll: Scroll::Pinned,
@@ -163,7 +175,7 @@ impl App {
         // (best match first) and the public channels at their first.
         self.scroll = match view {
             View::Channel | View::Thread { .. } => Scroll::Pinned,
-            View::Search(_) | View::Help | View::Browse => Scroll::Top(0),
+            View::Search(_) | View::Help | View::Browse | View::Devices => Scroll::Top(0),
         };
         self.view = view;
         self.unseen_below = false;
@@ -171,9 +183,28 @@ impl App {
     }
 
     fn select(&mut self, channel: Option<String>) -> Vec<Effect> {
+        if channel != self.selected {
+            self.swap_drafts(channel.as_deref());
+        }
         self.selected = channel;
         self.quit_armed = false;
         self.show(View::Channel)
+    }
+
+    /// Keeps what the composer holds as the draft of the channel being left,
+    /// and puts the draft of `entering` (or nothing) in its place.
+    fn swap_drafts(&mut self, entering: Option<&str>) {
+        let waiting = entering.and_then(|name| self.drafts.remove(name));
+        if self.selected.is_none() && waiting.is_none() {
+            // Typed before any channel was shown: it was meant for this one.
+            return;
+        }
+        let left = self.composer.switch_to(waiting.unwrap_or_default());
+        if let Some(name) = &self.selected
+            && !left.is_empty()
+        {
+            self.drafts.insert(name.clone(), left);
+        }
     }
 
     /// Every command's name and usage: this UI's own, then the workspace's
@@ -307,6 +338,9 @@ impl App {
     pub(crate) fn on_terminal(&mut self, event: TermEvent) -> Vec<Effect> {
         match event {
             TermEvent::Key(key) if key.kind != KeyEventKind::Release => self.on_key(key),
+            TermEvent::Paste(text) if self.step_up.is_some() => {
+                self.on_prompt_key(PromptKey::Text(&text))
+            }
             TermEvent::Paste(text) => {
                 self.composer.insert(&text);
                 Vec::new()
@@ -319,6 +353,23 @@ impl App {
         let (ctrl, alt, none) = (KeyModifiers::CONTROL, KeyModifiers::ALT, KeyModifiers::NONE);
         if key_is(&key, KeyCode::Char('c'), ctrl) {
             return vec![Effect::Quit];
+        }
+        if self.step_up.is_some() {
+            // Nothing else (no channel switch, no scrolling) while a
+            // password is typed: every key goes to the prompt or nowhere.
+            let prompt_key = match (key.code, key.modifiers) {
+                (KeyCode::Esc, _) => PromptKey::Cancel,
+                (KeyCode::Enter, _) => PromptKey::Enter,
+                (KeyCode::Backspace, _) => PromptKey::Backspace,
+                (KeyCode::Char('u'), KeyModifiers::CONTROL) => PromptKey::Clear,
+                (KeyCode::Char(c), m)
+                    if !m.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>
+                {
+                    return self.on_prompt_key(PromptKey::Text(c.encode_utf8(&mut [0; 4])));
+                }
+                _ => return Vec::new(),
+            };
+            return self.on_prompt_key(prompt_key);
         }
         if key_is(&key, KeyCode::Tab, none) && self.typing_command_name().is_some() {
             self.complete();
@@ -375,6 +426,52 @@ impl App {
         Vec::new()
     }
 
+    /// A key for `/revoke`'s prompt, which must be open.
+    fn on_prompt_key(&mut self, key: PromptKey<'_>) -> Vec<Effect> {
+        match self.step_up.take() {
+            Some(step_up) => self.prompted(step_up.handle(key)),
+            None => Vec::new(),
+        }
+    }
+
+    /// The device `/revoke` named was looked up.
+    fn on_revoke_check(&mut self, check: RevokeCheck) -> Vec<Effect> {
+        let Some(step_up) = self.step_up.take() else {
+            return Vec::new(); // cancelled meanwhile
+        };
+        if step_up.typed_device() != check.typed {
+            // The answer to an earlier `/revoke`, cancelled since.
+            self.step_up = Some(step_up);
+            return Vec::new();
+        }
+        match check.result {
+            Ok(target) => self.prompted(step_up.found(target)),
+            Err(problem) => {
+                // The prompt goes, and whatever was typed in it.
+                drop(step_up);
+                self.error(problem);
+                Vec::new()
+            }
+        }
+    }
+
+    fn prompted(&mut self, prompted: Prompted) -> Vec<Effect> {
+        match prompted {
+            Prompted::Asking(next) => {
+                self.step_up = Some(next);
+                Vec::new()
+            }
+            Prompted::Cancelled { device } => {
+                self.notice(format!("cancelled: {device} was not revoked"));
+                Vec::new()
+            }
+            Prompted::Ready { device_id, proof } => {
+                self.notice(format!("revoking {device_id}\u{2026}"));
+                vec![self.queue(Action::Revoke { device_id, proof })]
+            }
+        }
+    }
+
     /// Enter: send the line, or run the command.
     fn submit(&mut self) -> Vec<Effect> {
         let line = self.composer.take();
@@ -399,9 +496,9 @@ impl App {
                         Vec::new(),
                     ),
                     View::Channel => (Action::Send { channel, text }, Vec::new()),
-                    // Typing into search results, help or the public
-                    // channels goes to the channel.
-                    View::Search(_) | View::Help | View::Browse => {
+                    // Typing into search results, help, the public
+                    // channels or the devices goes to the channel.
+                    View::Search(_) | View::Help | View::Browse | View::Devices => {
                         let back = self.show(View::Channel);
                         (Action::Send { channel, text }, back)
                     }
@@ -459,6 +556,8 @@ impl App {
                 | SlashCommand::Join { .. }
                 | SlashCommand::Browse
                 | SlashCommand::Create { .. }
+                | SlashCommand::Devices
+                | SlashCommand::Revoke { .. }
                 | SlashCommand::Dismiss
                 | SlashCommand::Quit
         );
@@ -475,9 +574,22 @@ impl App {
             SlashCommand::Thread { seq } => return self.show(View::Thread { seq }),
             SlashCommand::Search(query) => return self.show(View::Search(query)),
             SlashCommand::Browse => return self.show(View::Browse),
+            SlashCommand::Devices => return self.show(View::Devices),
+            SlashCommand::Revoke { device } => {
+                // The prompt opens now, not when the device is found: a
+                // password typed at once must not land in the composer.
+                self.step_up = Some(StepUp::new(device.clone()));
+                self.notice(format!(
+                    "revoking {device} needs a fresh proof that it is you: type your password \
+                     (hidden), Enter confirms, Esc cancels"
+                ));
+                Action::PrepareRevoke { device }
+            }
             SlashCommand::Dismiss => {
                 self.alerts.clear();
-                self.notice("alerts dismissed; `conclave audit alerts` lists them again");
+                self.notice(
+                    "alerts dismissed; after /quit, `conclave audit alerts` lists them again",
+                );
                 return Vec::new();
             }
             SlashCommand::Join { channel } => {
@@ -550,7 +662,7 @@ impl App {
             ))),
             Event::AccountChanged(alert) => self.alerts.push(sanitize(&format!(
                 "SECURITY ALERT: on your account, {} (by {}). If it wasn't you, take the \
-                 account back: `conclave account recover --recovery-code CODE`.",
+                 account back: /quit, then `conclave account recover --recovery-code CODE`.",
                 alert.reason,
                 if alert.device_id.is_empty() {
                     "the host administrator"
@@ -558,9 +670,11 @@ impl App {
                     alert.device_id.as_str()
                 }
             ))),
+            // `/revoke`, not `conclave device revoke`: the CLI cannot use
+            // this home while the UI holds it.
             Event::DeviceAdded { device_id } => self.alerts.push(sanitize(&format!(
                 "A new device signed in to your account: {device_id}. If it wasn't you, \
-                 run `conclave device revoke {device_id}`."
+                 revoke it: /revoke {device_id}"
             ))),
             Event::DeviceRevoked { device_id } => {
                 self.notice(format!("device {device_id} was revoked"))
@@ -576,6 +690,9 @@ impl App {
             Event::Named { placeholder, name } => {
                 if here(placeholder) {
                     self.selected = Some(name.clone());
+                }
+                if let Some(draft) = self.drafts.remove(placeholder) {
+                    self.drafts.insert(name.clone(), draft);
                 }
                 self.notice(format!("you joined {name}"));
             }
@@ -637,16 +754,24 @@ impl App {
             Update::Finished(result) => {
                 self.pending = self.pending.saturating_sub(1);
                 match result {
-                    Ok(Done { notice, select }) => {
+                    Ok(Done {
+                        notice,
+                        select,
+                        revoke_check,
+                    }) => {
                         if let Some(text) = notice {
                             self.notice(text);
                         }
                         // The relay's stream follows channels this device
                         // creates or joins, so nothing more is needed here.
-                        match select {
+                        let mut effects = match select {
                             Some(channel) => self.select(Some(channel)),
                             None => vec![Effect::Reload],
+                        };
+                        if let Some(check) = revoke_check {
+                            effects.extend(self.on_revoke_check(check));
                         }
+                        effects
                     }
                     Err(problem) => {
                         self.error(problem);
@@ -733,6 +858,9 @@ impl App {
 
 #[cfg(test)]
 mod tests {
+    use super::super::step_up::{
+        FactorAsked, Proof, RevokeCheck, RevokeTarget, Secret, TypedFactor,
+    };
     use super::*;
 
     fn channel(name: &str, unread: u64) -> Channel {
@@ -889,6 +1017,7 @@ mod tests {
         let done = Done {
             notice: Some("joined lobby".into()),
             select: Some("lobby".into()),
+            ..Done::default()
         };
         assert_eq!(app.on_update(Update::Finished(Ok(done))), [Effect::Reload]);
         assert_eq!(app.selected.as_deref(), Some("lobby"));
@@ -967,7 +1096,10 @@ mod tests {
         app.on_event(&Event::DeviceAdded {
             device_id: "0a2b".into(),
         });
-        assert!(app.alerts[0].contains("0a2b"));
+        // It names the command that works here: the CLI cannot use this
+        // home while the UI runs.
+        assert!(app.alerts[0].contains("/revoke 0a2b"), "{}", app.alerts[0]);
+        assert!(!app.alerts[0].contains("conclave device revoke"));
         type_line(&mut app, "/dismiss");
         assert!(app.alerts.is_empty());
     }
@@ -981,5 +1113,160 @@ mod tests {
             name: "general".into(),
         });
         assert_eq!(app.selected.as_deref(), Some("general"));
+    }
+
+    #[test]
+    fn a_draft_stays_with_its_channel() {
+        let mut app = App::new("alice".into());
+        loaded(&mut app, &["general", "random"]);
+        app.composer.insert("for general only");
+        app.on_key(key(KeyCode::Tab));
+        assert_eq!(app.selected.as_deref(), Some("random"));
+        assert!(app.composer.is_empty(), "{:?}", app.composer.text());
+        // Enter in random sends nothing of general's draft.
+        assert_eq!(app.on_key(key(KeyCode::Enter)), []);
+        assert_eq!(
+            type_line(&mut app, "for random"),
+            [Effect::Do(Action::Send {
+                channel: "random".into(),
+                text: "for random".into()
+            })]
+        );
+        app.on_key(key(KeyCode::BackTab));
+        assert_eq!(app.composer.text(), "for general only");
+        assert_eq!(
+            app.on_key(key(KeyCode::Enter)),
+            [Effect::Do(Action::Send {
+                channel: "general".into(),
+                text: "for general only".into()
+            })]
+        );
+        // Sent, it is no draft any more.
+        app.on_key(key(KeyCode::Tab));
+        app.on_key(key(KeyCode::BackTab));
+        assert!(app.composer.is_empty());
+        // A switch made by the relay's answer (a new DM) keeps the draft
+        // too, and a channel's draft follows it when it gets its name.
+        app.composer.insert("still typing");
+        let done = Done {
+            select: Some("channel-5f0c".into()),
+            ..Done::default()
+        };
+        app.on_update(Update::Finished(Ok(done)));
+        assert!(app.composer.is_empty());
+        app.composer.insert("for the new one");
+        app.on_key(key(KeyCode::Tab));
+        assert_eq!(app.selected.as_deref(), Some("random"));
+        app.on_event(&Event::Named {
+            placeholder: "channel-5f0c".into(),
+            name: "launch".into(),
+        });
+        loaded(&mut app, &["general", "launch", "random"]);
+        app.on_key(key(KeyCode::BackTab));
+        assert_eq!(app.selected.as_deref(), Some("launch"));
+        assert_eq!(app.composer.text(), "for the new one");
+        app.on_key(key(KeyCode::BackTab));
+        assert_eq!(app.selected.as_deref(), Some("general"));
+        assert_eq!(app.composer.text(), "still typing");
+    }
+
+    fn revoke_check(typed: &str, result: Result<RevokeTarget, String>) -> Update {
+        Update::Finished(Ok(Done {
+            revoke_check: Some(RevokeCheck {
+                typed: typed.into(),
+                result,
+            }),
+            ..Done::default()
+        }))
+    }
+
+    #[test]
+    fn revoke_asks_for_the_proof_in_a_masked_prompt_then_queues_it() {
+        let mut app = App::new("alice".into());
+        loaded(&mut app, &["general", "random"]);
+        assert_eq!(
+            type_line(&mut app, "/revoke 3f4c"),
+            [Effect::Do(Action::PrepareRevoke {
+                device: "3f4c".into()
+            })]
+        );
+        // The prompt is open before the device is found: keys go to it,
+        // not to the composer, and switch no channel.
+        assert!(app.step_up.is_some());
+        app.composer.insert("a draft");
+        for c in "hunter2".chars() {
+            assert_eq!(app.on_key(key(KeyCode::Char(c))), []);
+        }
+        assert_eq!(app.on_key(key(KeyCode::Tab)), []);
+        assert_eq!(app.selected.as_deref(), Some("general"));
+        assert_eq!(app.composer.text(), "a draft");
+        assert_eq!(app.on_key(key(KeyCode::Enter)), []);
+        let device_id = "3f4c0a0b0c0d0e0f3f4c0a0b0c0d0e0f".to_owned();
+        let target = RevokeTarget {
+            device_id: device_id.clone(),
+            factor: FactorAsked::TotpOrRecoveryCode,
+        };
+        // An answer about another device (an earlier /revoke) is not this one's.
+        app.on_update(revoke_check("9a0b", Ok(target.clone())));
+        app.on_update(revoke_check("3f4c", Ok(target)));
+        assert!(app.step_up.is_some(), "the account has TOTP: a code next");
+        app.on_terminal(TermEvent::Paste("123 456".into()));
+        let queued = app.on_key(key(KeyCode::Enter));
+        assert_eq!(
+            queued,
+            [Effect::Do(Action::Revoke {
+                device_id: device_id.clone(),
+                proof: Proof {
+                    password: Secret::new("hunter2"),
+                    second_factor: Some(TypedFactor::Totp(Secret::new("123456"))),
+                },
+            })]
+        );
+        assert!(!format!("{queued:?}").contains("hunter2"));
+        assert!(app.step_up.is_none());
+        // The relay's refusal is one line of error.
+        let refusal = format!("{device_id} was not revoked: wrong password (bad_credentials)");
+        app.on_update(Update::Finished(Err(refusal.clone())));
+        let status = app.status.clone().expect("an error line");
+        assert_eq!((status.tone, status.text), (Tone::Error, refusal));
+        assert_eq!(app.pending, 0);
+        // Nothing typed in the prompt is recalled by Up.
+        app.composer.replace("");
+        app.on_key(key(KeyCode::Up));
+        assert_eq!(app.composer.text(), "/revoke 3f4c");
+        app.composer.replace("");
+
+        // A device that cannot be revoked closes the prompt with the reason.
+        type_line(&mut app, "/revoke ffff");
+        app.on_key(key(KeyCode::Char('x')));
+        let refused = "no device ffff on your account: /devices lists them".to_owned();
+        app.on_update(revoke_check("ffff", Err(refused.clone())));
+        assert!(app.step_up.is_none());
+        assert_eq!(app.status.clone().unwrap().text, refused);
+        // Esc closes the prompt and revokes nothing.
+        type_line(&mut app, "/revoke 3f4c");
+        app.on_key(key(KeyCode::Char('x')));
+        assert_eq!(app.on_key(key(KeyCode::Esc)), []);
+        assert!(app.step_up.is_none());
+        assert_eq!(
+            app.status.clone().unwrap().text,
+            "cancelled: 3f4c was not revoked"
+        );
+        assert_eq!(
+            app.on_update(revoke_check("3f4c", Err("late".into()))),
+            [Effect::Reload]
+        );
+        assert_ne!(app.status.clone().unwrap().text, "late");
+    }
+
+    #[test]
+    fn devices_open_in_the_pane_and_esc_returns() {
+        let mut app = App::new("alice".into());
+        loaded(&mut app, &["general"]);
+        assert_eq!(type_line(&mut app, "/devices"), [Effect::Reload]);
+        assert_eq!(app.view, View::Devices);
+        assert_eq!(app.pending, 0);
+        app.on_key(key(KeyCode::Esc));
+        assert_eq!(app.view, View::Channel);
     }
 }

@@ -79,6 +79,13 @@ pub(crate) enum SlashCommand {
         seq: u64,
         to: Option<String>,
     },
+    /// This account's devices, this one marked.
+    Devices,
+    /// Revoke another device of this account: its id, or the start of it
+    /// (lowercase hex).
+    Revoke {
+        device: String,
+    },
     Dismiss,
     Quit,
 }
@@ -136,6 +143,14 @@ pub(crate) const COMMANDS: &[(&str, &str)] = &[
     (
         "/leave",
         "leave this channel (all your devices; an invitation brings you back)",
+    ),
+    (
+        "/devices",
+        "this account's devices, this one marked (Esc returns)",
+    ),
+    (
+        "/revoke DEVICE_ID",
+        "sign another of your devices out for good (the start of its id will do); asks for your password, and a second factor if you have one",
     ),
     (
         "/dismiss",
@@ -255,6 +270,10 @@ pub(crate) fn parse(line: &str) -> Result<Option<Input>, String> {
             };
             SlashCommand::Download { seq, to }
         }
+        "devices" => no_arguments(rest, "/devices", SlashCommand::Devices)?,
+        "revoke" => SlashCommand::Revoke {
+            device: device_id(rest)?,
+        },
         "dismiss" => no_arguments(rest, "/dismiss", SlashCommand::Dismiss)?,
         "quit" | "exit" | "q" => no_arguments(rest, "/quit", SlashCommand::Quit)?,
         "" => return Err("a command name must follow the / (type /help)".into()),
@@ -314,6 +333,18 @@ fn one_word(rest: &str, usage: &str) -> Result<String, String> {
         (Some(word), None) => Ok(word.to_owned()),
         _ => Err(format!("usage: {usage}")),
     }
+}
+
+/// A device id as `/devices` shows it (hex), or the start of one.
+fn device_id(rest: &str) -> Result<String, String> {
+    let usage = "/revoke DEVICE_ID";
+    let typed = one_word(rest, usage)?;
+    if !typed.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "usage: {usage} ({typed:?} is not a device id: /devices lists them)"
+        ));
+    }
+    Ok(typed.to_ascii_lowercase())
 }
 
 /// `/create NAME`, or `/create NAME --public [TOPIC…]`.
@@ -551,6 +582,17 @@ mod tests {
     }
 
     #[test]
+    fn devices_are_listed_and_revoked_by_their_hex_id() {
+        assert_eq!(command("/devices"), SlashCommand::Devices);
+        assert_eq!(
+            command("/revoke 3F4C0a"),
+            SlashCommand::Revoke {
+                device: "3f4c0a".into()
+            }
+        );
+    }
+
+    #[test]
     fn mistakes_are_one_line_errors() {
         for (line, expected) in [
             ("/Frob!", "unknown command /Frob!"),
@@ -573,6 +615,10 @@ mod tests {
             ("/create", "usage: /create NAME"),
             ("/create lobby hello", "usage: /create NAME"),
             ("/browse all", "takes no arguments"),
+            ("/devices mine", "takes no arguments"),
+            ("/revoke", "usage: /revoke DEVICE_ID"),
+            ("/revoke 3f4c 9a0b", "usage: /revoke DEVICE_ID"),
+            ("/revoke phone", "\"phone\" is not a device id"),
             ("/", "a command name must follow"),
         ] {
             let error = parse(line).expect_err(line);

@@ -17,7 +17,7 @@ pub(crate) struct Composer {
     /// Which earlier line is shown, while browsing them.
     browsing: Option<usize>,
     /// What was typed before browsing started.
-    draft: String,
+    before_recall: String,
 }
 
 impl Composer {
@@ -136,7 +136,7 @@ impl Composer {
         let text = std::mem::take(&mut self.text);
         self.cursor = 0;
         self.browsing = None;
-        self.draft.clear();
+        self.before_recall.clear();
         if !text.trim().is_empty() && self.recall.last() != Some(&text) {
             self.recall.push(text.clone());
             if self.recall.len() > RECALL {
@@ -146,12 +146,33 @@ impl Composer {
         text
     }
 
+    /// Another channel was entered: its draft (`text`) takes the place of
+    /// what was typed here, which is returned to be kept for this channel.
+    /// An earlier line shown by Up and left unedited is not a draft: what
+    /// was typed before it is.
+    pub(crate) fn switch_to(&mut self, text: String) -> String {
+        let unedited_recall = self
+            .browsing
+            .take()
+            .and_then(|i| self.recall.get(i))
+            .is_some_and(|line| *line == self.text);
+        let left = if unedited_recall {
+            std::mem::take(&mut self.before_recall)
+        } else {
+            std::mem::take(&mut self.text)
+        };
+        self.before_recall.clear();
+        self.text = text;
+        self.cursor = self.len();
+        left
+    }
+
     /// Up: the line sent before the one shown.
     pub(crate) fn older(&mut self) {
         let index = match self.browsing {
             None if self.recall.is_empty() => return,
             None => {
-                self.draft = std::mem::take(&mut self.text);
+                self.before_recall = std::mem::take(&mut self.text);
                 self.recall.len() - 1
             }
             Some(i) => i.saturating_sub(1),
@@ -172,7 +193,7 @@ impl Composer {
         self.browsing = index;
         self.text = match index.and_then(|i| self.recall.get(i)) {
             Some(line) => line.clone(),
-            None => std::mem::take(&mut self.draft),
+            None => std::mem::take(&mut self.before_recall),
         };
         self.cursor = self.len();
     }
@@ -259,6 +280,24 @@ mod tests {
         assert_eq!(c.text(), "second");
         c.newer();
         assert_eq!(c.text(), "draft");
+    }
+
+    #[test]
+    fn switching_channel_swaps_drafts_and_ends_browsing() {
+        let mut c = Composer::default();
+        c.insert("sent");
+        c.take();
+        c.insert("half a thought");
+        assert_eq!(c.switch_to("kept for here".into()), "half a thought");
+        assert_eq!(c.text(), "kept for here");
+        assert!(c.at_end());
+        // Up shows an earlier line; switching keeps what was typed, not it.
+        c.older();
+        assert_eq!(c.text(), "sent");
+        assert_eq!(c.switch_to(String::new()), "kept for here");
+        assert!(c.is_empty());
+        c.newer();
+        assert!(c.is_empty(), "nothing of the other channel comes back");
     }
 
     #[test]

@@ -21,6 +21,11 @@
 //! uploaded or downloaded. The state ([`app`]) changes only in
 //! that loop, by pure handlers; drawing ([`render`]) is a pure function of it.
 //!
+//! While the UI runs it holds the home directory, so no other `conclave`
+//! command can use it: what a user must be able to do then, it offers
+//! itself. Revoking another device (`/revoke`) asks for the relay's step-up
+//! proof in a masked prompt ([`step_up`]) that never draws what is typed.
+//!
 //! The terminal is restored however the UI ends: on return, on error (a
 //! guard's `Drop`), on panic (a hook that runs before the panic message is
 //! printed) and on SIGTERM or SIGHUP. Message text is only ever drawn on the
@@ -30,6 +35,7 @@ mod app;
 mod command;
 mod composer;
 mod render;
+mod step_up;
 mod worker;
 
 use std::io::{IsTerminal, Stdout};

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use conclave_client::{Channel, HistoryEntry, PublicChannel};
+use conclave_client::{Channel, DeviceInfo, HistoryEntry, PublicChannel};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, civil::Date};
 use ratatui::Frame;
@@ -29,21 +29,33 @@ pub(crate) use crate::sanitize::sanitize;
 pub(crate) struct Clock {
     tz: TimeZone,
     today: Date,
+    /// Unix seconds, for "5 min ago".
+    now: u64,
 }
 
 impl Clock {
     /// The system's time zone, now.
     pub(crate) fn local() -> Self {
         let tz = TimeZone::system();
-        let today = Timestamp::now().to_zoned(tz.clone()).date();
-        Self { tz, today }
+        let now = Timestamp::now();
+        let today = now.to_zoned(tz.clone()).date();
+        let now = u64::try_from(now.as_second()).unwrap_or(0);
+        Self { tz, today, now }
     }
 
+    /// Noon UTC on `today`.
     #[cfg(test)]
     pub(crate) fn utc_on(today: Date) -> Self {
+        let noon = today
+            .at(12, 0, 0, 0)
+            .to_zoned(TimeZone::UTC)
+            .map_or(0, |at| {
+                u64::try_from(at.timestamp().as_second()).unwrap_or(0)
+            });
         Self {
             tz: TimeZone::UTC,
             today,
+            now: noon,
         }
     }
 
@@ -345,7 +357,9 @@ pub(crate) fn channel_label(channel: &Channel) -> Line<'static> {
         ));
     }
     if !channel.active {
-        spans.push(Span::styled(" (left)", DIM));
+        // Left or removed: client-core records only that this device is out
+        // of the group (the CLI's `channel list` says the same).
+        spans.push(Span::styled(" (not a member)", DIM));
     } else if channel.archived {
         spans.push(Span::styled(" (archived)", DIM));
     }
@@ -409,6 +423,24 @@ pub(crate) fn directory_lines(channels: &[PublicChannel], width: usize) -> Vec<L
     lines
 }
 
+/// `/devices`: one line each, as `conclave device list` prints them; this
+/// device stands out, revoked ones fade.
+pub(crate) fn device_lines(devices: &[DeviceInfo], now: u64, width: usize) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    for device in devices {
+        let style = if device.current {
+            Style::new().fg(Color::Green).add_modifier(Modifier::BOLD)
+        } else if device.revoked_at.is_some() {
+            DIM
+        } else {
+            Style::new()
+        };
+        let text = sanitize(&crate::describe_device(device, now));
+        lines.extend(wrap(vec![Span::styled(text, style)], width, 2));
+    }
+    lines
+}
+
 /// `/help`: commands, then keys.
 pub(crate) fn help_lines(width: usize) -> Vec<Line<'static>> {
     let bold = Style::new().add_modifier(Modifier::BOLD);
@@ -462,7 +494,7 @@ const KEYS: &[(&str, &str)] = &[
     ("Up, Down", "earlier lines you sent"),
     (
         "Esc",
-        "back to the channel from a thread, search, help or /browse",
+        "back to the channel from a thread, search, help, /browse or /devices; cancels /revoke's prompt",
     ),
     (
         "Ctrl-U, Ctrl-K, Ctrl-W",
@@ -584,7 +616,7 @@ fn draw_messages(
     let title = match &app.view {
         View::Channel => {
             let note = match app.selected_channel() {
-                Some(c) if !c.active => " (you left: read-only)",
+                Some(c) if !c.active => " (not a member: read-only)",
                 Some(c) if c.archived => " (archived: read-only)",
                 _ => "",
             };
@@ -618,6 +650,17 @@ fn draw_messages(
                 " public channels \u{b7} {found} \u{b7} /join NAME joins one \u{b7} Esc returns "
             )
         }
+        View::Devices => {
+            let found = if app.loaded() {
+                format!("{} listed", app.listing.len())
+            } else {
+                "loading\u{2026}".to_owned()
+            };
+            format!(
+                " devices of {} \u{b7} {found} \u{b7} /revoke ID signs one out \u{b7} Esc returns ",
+                sanitize(&app.me)
+            )
+        }
     };
     let mut block = Block::bordered().title(title);
     if app.unseen_below && app.scroll != Scroll::Pinned {
@@ -648,6 +691,7 @@ fn draw_messages(
             (View::Browse, _) => {
                 placeholder("No public channels yet: /create NAME --public TOPIC makes one.")
             }
+            (View::Devices, _) => placeholder("The relay listed no devices."),
             (_, true) => placeholder("No messages yet. Type below and press Enter."),
             (_, false) => placeholder("Type /help for commands."),
         };
@@ -665,6 +709,7 @@ fn draw_messages(
                     message_lines(entries, mode, &app.me, clock, width)
                 }
                 Listing::PublicChannels(channels) => directory_lines(channels, width),
+                Listing::Devices(devices) => device_lines(devices, clock.now, width),
             };
             cache.key = Some(key);
         }
@@ -692,10 +737,25 @@ fn draw_messages(
 }
 
 fn draw_composer(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    if let Some(step_up) = &app.step_up {
+        // Nothing of what is typed is drawn, not even how much: the line
+        // stays empty, the cursor at its start.
+        let block = Block::bordered()
+            .title(sanitize(&step_up.question()))
+            .border_style(Style::new().fg(Color::Yellow));
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        if inner.width > 0 && inner.height > 0 {
+            frame.set_cursor_position((inner.x, inner.y));
+        }
+        return;
+    }
     let channel = app.selected_channel();
     let title = match (&app.view, channel) {
         (_, None) => " type /help for commands ".to_owned(),
-        (_, Some(c)) if !c.active => format!(" you left {}: read-only ", sanitize(&c.name)),
+        (_, Some(c)) if !c.active => {
+            format!(" not a member of {}: read-only ", sanitize(&c.name))
+        }
         (_, Some(c)) if c.archived => format!(" {} is archived: read-only ", sanitize(&c.name)),
         (View::Thread { seq }, Some(_)) => format!(" reply in the thread of #{seq} "),
         (_, Some(c)) => format!(" message {} ", sanitize(&c.name)),
@@ -1020,5 +1080,75 @@ mod tests {
         }
         assert_eq!(app.metrics.height, 13);
         assert_eq!(app.scroll, Scroll::Pinned);
+    }
+
+    #[test]
+    fn a_channel_this_device_is_out_of_and_the_devices_read_as_in_the_cli() {
+        let out = Channel {
+            name: "ops".into(),
+            group_id: String::new(),
+            active: false,
+            direct: false,
+            topic: String::new(),
+            unread: 0,
+            archived: false,
+        };
+        assert_eq!(plain(&[channel_label(&out)]), ["ops (not a member)"]);
+        let devices = [
+            DeviceInfo {
+                device_id: "3f4c".into(),
+                created_at: AT - 12 * 86_400,
+                last_seen_at: AT,
+                revoked_at: None,
+                session_active: true,
+                current: true,
+            },
+            DeviceInfo {
+                device_id: "9a0b".into(),
+                created_at: AT - 7_200,
+                last_seen_at: AT - 300,
+                revoked_at: Some(AT),
+                session_active: false,
+                current: false,
+            },
+        ];
+        assert_eq!(
+            plain(&device_lines(&devices, AT, 100)),
+            [
+                "3f4c (this device)  active  added 12 days ago  last seen just now",
+                "9a0b  revoked  added 2 h ago  last seen 5 min ago"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_revoke_prompt_shows_its_question_and_nothing_typed() {
+        use super::super::step_up::{PromptKey, Prompted, StepUp};
+        let mut app = App::new("alice".into());
+        app.syncing = false;
+        let prompt = StepUp::new("3f4c".into());
+        let Prompted::Asking(prompt) = prompt.handle(PromptKey::Text("hunter2")) else {
+            panic!("still asking");
+        };
+        app.step_up = Some(prompt);
+        let mut terminal = Terminal::new(TestBackend::new(100, 20)).expect("test terminal");
+        let clock = Clock::utc_on(today());
+        let mut cache = LineCache::default();
+        terminal
+            .draw(|frame| draw(frame, &mut app, &clock, &mut cache))
+            .expect("draw");
+        let buffer = terminal.backend().buffer();
+        let all: String = (0..buffer.area.height)
+            .flat_map(|y| (0..buffer.area.width).map(move |x| (x, y)))
+            .map(|at| buffer[at].symbol().to_owned())
+            .collect();
+        assert!(
+            all.contains("your password (hidden), to revoke 3f4c"),
+            "{all}"
+        );
+        assert!(
+            !all.contains("hunter2") && !all.contains("*******"),
+            "{all}"
+        );
     }
 }

@@ -15,8 +15,12 @@
 
 use std::path::{Path, PathBuf};
 
-use conclave_client::{Channel, Client, HistoryEntry, PublicChannel, SearchQuery};
+use conclave_client::{
+    Channel, Client, ClientError, DeviceInfo, HistoryEntry, PublicChannel, SearchQuery,
+};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use super::step_up::{FactorAsked, Proof, RevokeCheck, RevokeTarget};
 
 /// Something the user asked for that changes state on the relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +80,16 @@ pub(crate) enum Action {
         channel: String,
         line: String,
     },
+    /// `/revoke`: find the device `device` names (its id, or the start of
+    /// it) and what the step-up will ask for, while the password is typed.
+    PrepareRevoke {
+        device: String,
+    },
+    /// Revoke another device of this account with the proof typed for it.
+    Revoke {
+        device_id: String,
+        proof: Proof,
+    },
 }
 
 /// A file going to or coming from the relay.
@@ -103,6 +117,8 @@ pub(crate) struct Done {
     pub(crate) notice: Option<String>,
     /// A channel to switch to (a new DM or channel).
     pub(crate) select: Option<String>,
+    /// The answer `/revoke`'s prompt waits for, found or refused.
+    pub(crate) revoke_check: Option<RevokeCheck>,
 }
 
 /// What the message pane shows.
@@ -118,6 +134,8 @@ pub(crate) enum View {
     Help,
     /// The workspace's public channels.
     Browse,
+    /// This account's devices.
+    Devices,
 }
 
 /// What to load: the channel list, and the entries of `view` in `selected`.
@@ -134,6 +152,8 @@ pub(crate) enum Listing {
     Messages(Vec<HistoryEntry>),
     /// The workspace's public channels, by name.
     PublicChannels(Vec<PublicChannel>),
+    /// This account's devices, as the relay lists them.
+    Devices(Vec<DeviceInfo>),
 }
 
 impl Default for Listing {
@@ -147,6 +167,7 @@ impl Listing {
         match self {
             Self::Messages(entries) => entries.len(),
             Self::PublicChannels(channels) => channels.len(),
+            Self::Devices(devices) => devices.len(),
         }
     }
 
@@ -394,6 +415,69 @@ fn entered(channel: String, notice: Option<String>) -> Done {
     Done {
         notice,
         select: Some(channel),
+        ..Done::default()
+    }
+}
+
+/// The one device of this account whose id is, or starts with, `typed`;
+/// never this device, nor one revoked already.
+fn device_to_revoke<'a>(devices: &'a [DeviceInfo], typed: &str) -> Result<&'a DeviceInfo, String> {
+    let matching: Vec<&DeviceInfo> = devices
+        .iter()
+        .filter(|d| d.device_id.starts_with(typed))
+        .collect();
+    let device = match matching.as_slice() {
+        [] => {
+            return Err(format!(
+                "no device {typed} on your account: /devices lists them"
+            ));
+        }
+        [device] => *device,
+        several => {
+            return Err(format!(
+                "{typed} starts {} device ids: type more of the one to revoke",
+                several.len()
+            ));
+        }
+    };
+    if device.current {
+        return Err(format!(
+            "{} is this device: /revoke signs out your other devices (to sign this one out, \
+             /quit, then run `conclave device revoke {}`)",
+            device.device_id, device.device_id
+        ));
+    }
+    if device.revoked_at.is_some() {
+        return Err(format!("{} is revoked already", device.device_id));
+    }
+    Ok(device)
+}
+
+/// The device `typed` names and what its owner will be asked for.
+async fn revoke_target(client: &Client, typed: &str) -> Result<RevokeTarget, String> {
+    let error = |e: ClientError| e.to_string();
+    let devices = client.devices().await.map_err(error)?;
+    let device_id = device_to_revoke(&devices, typed)?.device_id.clone();
+    let account = client.account().await.map_err(error)?;
+    let factor = FactorAsked::for_account(&account)?;
+    Ok(RevokeTarget { device_id, factor })
+}
+
+/// One line for a refused revocation. A refusal of the proof (wrong
+/// password, a code refused or missing, too many attempts) names what to
+/// fix and leaves the device as it was; the relay's code is kept for
+/// whoever reads it to a helper.
+fn revoke_refused(device_id: &str, error: ClientError) -> String {
+    match error {
+        ClientError::Server { code, message, .. } => {
+            let reason = match code.as_str() {
+                // The username is not in doubt here.
+                "bad_credentials" => "wrong password".to_owned(),
+                _ => message,
+            };
+            format!("{device_id} was not revoked: {reason} ({code})")
+        }
+        other => format!("revoking {device_id} failed: {other}"),
     }
 }
 
@@ -518,6 +602,27 @@ async fn perform(client: &Client, action: Action) -> Result<Done, String> {
             let list: Vec<String> = members.iter().map(crate::describe_member).collect();
             Ok(notice(format!("in {channel}: {}", list.join(", "))))
         }
+        Action::PrepareRevoke { device } => {
+            // A refusal is the prompt's answer too (it must close), so it
+            // travels in `Done`, not as this action's error.
+            let result = revoke_target(client, &device).await;
+            Ok(Done {
+                revoke_check: Some(RevokeCheck {
+                    typed: device,
+                    result,
+                }),
+                ..Done::default()
+            })
+        }
+        Action::Revoke { device_id, proof } => {
+            client
+                .revoke_device(&device_id, Some(proof.credentials()))
+                .await
+                .map_err(|e| revoke_refused(&device_id, e))?;
+            Ok(notice(format!(
+                "revoked {device_id}: its session is closed and it is being removed from your channels"
+            )))
+        }
     }
 }
 
@@ -542,6 +647,7 @@ async fn load(client: &Client, request: ViewRequest) -> Snapshot {
             .await
             .map(Listing::Messages)
             .map_err(error),
+        (_, View::Devices) => client.devices().await.map(Listing::Devices).map_err(error),
         (_, View::Help) | (None, _) => Ok(Listing::default()),
         (Some(channel), View::Channel) => client
             .history(channel)
@@ -617,5 +723,74 @@ mod tests {
                 "uploading a 100% (1.0 kB of 1.0 kB)"
             ]
         );
+    }
+
+    fn device(id: &str, current: bool, revoked: bool) -> DeviceInfo {
+        DeviceInfo {
+            device_id: id.into(),
+            created_at: 0,
+            last_seen_at: 0,
+            revoked_at: revoked.then_some(1),
+            session_active: !revoked,
+            current,
+        }
+    }
+
+    #[test]
+    fn a_device_to_revoke_is_named_by_a_unique_prefix_and_is_another_one() {
+        let devices = [
+            device("3f4c01", true, false),
+            device("3f4c02", false, false),
+            device("9a0b01", false, true),
+            device("9a0b02", false, false),
+        ];
+        assert_eq!(
+            device_to_revoke(&devices, "3f4c02").unwrap().device_id,
+            "3f4c02"
+        );
+        assert_eq!(
+            device_to_revoke(&devices, "9a0b0").unwrap_err(),
+            "9a0b0 starts 2 device ids: type more of the one to revoke"
+        );
+        assert_eq!(
+            device_to_revoke(&devices, "9a0b02").unwrap().device_id,
+            "9a0b02"
+        );
+        for (typed, expected) in [
+            ("3f4c01", "is this device"),
+            ("9a0b01", "revoked already"),
+            ("ffff", "no device ffff on your account"),
+        ] {
+            let refused = device_to_revoke(&devices, typed).unwrap_err();
+            assert!(refused.contains(expected), "{typed}: {refused}");
+        }
+    }
+
+    #[test]
+    fn a_refused_revocation_says_why_in_one_line() {
+        let refused = |code: &str, message: &str| {
+            revoke_refused(
+                "3f4c",
+                ClientError::Server {
+                    status: 401,
+                    code: code.into(),
+                    message: message.into(),
+                },
+            )
+        };
+        assert_eq!(
+            refused("bad_credentials", "wrong username or password"),
+            "3f4c was not revoked: wrong password (bad_credentials)"
+        );
+        assert_eq!(
+            refused(
+                "second_factor_invalid",
+                "second factor rejected: totp code wrong or reused"
+            ),
+            "3f4c was not revoked: second factor rejected: totp code wrong or reused \
+             (second_factor_invalid)"
+        );
+        let local = revoke_refused("3f4c", ClientError::Invalid("no".into()));
+        assert_eq!(local, "revoking 3f4c failed: no");
     }
 }
