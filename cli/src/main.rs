@@ -1641,6 +1641,30 @@ fn parse_day(text: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_second_factor_hint_names_only_the_factors_the_account_has() {
+        let refused = |factors: &str| {
+            hint(conclave_client::ClientError::Server {
+                status: 401,
+                code: "second_factor_required".into(),
+                message: format!("a second factor is required: {factors}"),
+            })
+            .to_string()
+        };
+        assert_eq!(
+            refused("webauthn, recovery_code"),
+            "a second factor is required: pass --passkey or --recovery-code CODE"
+        );
+        assert_eq!(
+            refused("totp"),
+            "a second factor is required: pass --totp CODE"
+        );
+        assert_eq!(
+            refused("totp, webauthn, recovery_code"),
+            "a second factor is required: pass --totp CODE, --passkey or --recovery-code CODE"
+        );
+    }
     use super::*;
 
     #[test]

@@ -492,3 +492,47 @@ async fn a_channel_is_renamed_for_every_member_and_in_the_directory() {
         .unwrap_err();
     assert!(refused.to_string().contains("direct message"), "{refused}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_says_forever_and_an_empty_sync_prints_nothing() {
+    let server = ServerProcess::start();
+    let alice = cli_user(&server, "alice");
+    assert!(
+        conclave(&server, &alice, &["channel", "create", "general"], "")
+            .status
+            .success()
+    );
+    for (days, answer) in [
+        ("forever", "general keeps messages forever"),
+        ("0", "general keeps messages forever"),
+        ("1", "general keeps messages for 1 day"),
+        ("30", "general keeps messages for 30 days"),
+        ("workspace", "general follows the workspace's retention"),
+    ] {
+        let output = conclave(
+            &server,
+            &alice,
+            &["channel", "retention", "general", days],
+            "",
+        );
+        assert!(output.status.success(), "{days}: {output:?}");
+        assert_eq!(said(&output).trim(), answer);
+    }
+    let refused = conclave(
+        &server,
+        &alice,
+        &["channel", "retention", "general", "soon"],
+        "",
+    );
+    assert!(!refused.status.success());
+    assert!(
+        said(&refused).contains("give days, `forever`, or `workspace`"),
+        "{refused:?}"
+    );
+
+    // Nothing new: nothing printed (no blank line for a script to read).
+    conclave(&server, &alice, &["sync"], "");
+    let quiet = conclave(&server, &alice, &["sync"], "");
+    assert!(quiet.status.success());
+    assert_eq!(said(&quiet), "", "{quiet:?}");
+}
