@@ -192,6 +192,30 @@ pub async fn append(conn: &mut AnyConnection, mut event: Event) -> Result<u64, L
     Ok(index)
 }
 
+/// Entries `start..end`, through `executor` (the pool, or one connection).
+async fn fetch_entries<'e, E>(
+    executor: E,
+    start: u64,
+    end: u64,
+) -> Result<Vec<StoredEntry>, LogError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows =
+        sqlx::query("SELECT idx, leaf FROM audit_log WHERE idx >= $1 AND idx < $2 ORDER BY idx")
+            .bind(to_i64(start))
+            .bind(to_i64(end))
+            .fetch_all(executor)
+            .await?;
+    Ok(rows
+        .iter()
+        .map(|r| StoredEntry {
+            index: to_u64(r.get(0)),
+            leaf: r.get(1),
+        })
+        .collect())
+}
+
 /// The number of entries committed to the log stored in `pool` (no key
 /// needed: a node checks this before it may create one).
 pub async fn stored_size(pool: &AnyPool) -> Result<u64, LogError> {
@@ -249,20 +273,7 @@ impl TransparencyLog {
 
     /// Entries `start..end`, as stored.
     pub async fn entries(&self, start: u64, end: u64) -> Result<Vec<StoredEntry>, LogError> {
-        let rows = sqlx::query(
-            "SELECT idx, leaf FROM audit_log WHERE idx >= $1 AND idx < $2 ORDER BY idx",
-        )
-        .bind(to_i64(start))
-        .bind(to_i64(end))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredEntry {
-                index: to_u64(r.get(0)),
-                leaf: r.get(1),
-            })
-            .collect())
+        fetch_entries(&self.pool, start, end).await
     }
 
     /// The salts and addresses behind the `client-ip` commitments of
@@ -291,6 +302,18 @@ impl TransparencyLog {
     /// The hashes of the first `size` leaves, read from the database where
     /// the cache does not have them yet.
     async fn leaf_hashes(&self, size: u64) -> Result<Vec<Hash>, LogError> {
+        self.leaf_hashes_through(None, size).await
+    }
+
+    /// The leaf hashes of the first `size` entries, reading what the cache
+    /// lacks through `connection` when given (a caller inside a transaction
+    /// must: with the write lock held, waiting for a second pooled
+    /// connection deadlocks once every other one waits for that lock).
+    async fn leaf_hashes_through(
+        &self,
+        mut connection: Option<&mut AnyConnection>,
+        size: u64,
+    ) -> Result<Vec<Hash>, LogError> {
         loop {
             let cached = self.cached_len();
             if cached >= size {
@@ -298,7 +321,10 @@ impl TransparencyLog {
                 return Ok(hashes[..usize::try_from(size).unwrap_or(usize::MAX)].to_vec());
             }
             let end = size.min(cached + 10_000);
-            let entries = self.entries(cached, end).await?;
+            let entries = match connection.as_deref_mut() {
+                Some(connection) => fetch_entries(connection, cached, end).await?,
+                None => fetch_entries(&self.pool, cached, end).await?,
+            };
             let mut hashes = self.lock_hashes();
             // Another task may have filled the same range meanwhile.
             if hashes.len() as u64 != cached {
@@ -376,7 +402,9 @@ impl TransparencyLog {
                 note: note.clone(),
             });
         }
-        let hashes = self.leaf_hashes(size).await?;
+        // Read through this transaction's own connection (issue 19: the
+        // pool's other connections may all be waiting for its write lock).
+        let hashes = self.leaf_hashes_through(Some(&mut *tx), size).await?;
         if let Some((last_size, last_root, _)) = &last {
             let prefix = usize::try_from(*last_size).unwrap_or(usize::MAX);
             let consistent = *last_size <= size

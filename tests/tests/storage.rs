@@ -766,6 +766,41 @@ async fn log_suite(store: &Store) {
     ));
 }
 
+/// Issue 19: signing a checkpoint held the write lock while it waited for a
+/// second pooled connection to read entries it had not hashed yet, so with
+/// every other connection waiting for that lock, nothing moved until a
+/// timeout. With a pool of one connection, that wait can never end: the
+/// checkpoint must read through its own transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_needs_no_second_connection() {
+    let dir = TempDir::new("one-connection");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    let signer = || {
+        NoteSigner::new(
+            "test.example/log",
+            ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+        )
+        .unwrap()
+    };
+    let log = TransparencyLog::new(store.pool().clone(), signer());
+    for i in 0..5 {
+        log.append(Event::new(0, 5, "login").actor(&format!("user{i}")))
+            .await
+            .unwrap();
+    }
+    let one = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .connect(&url)
+        .await
+        .unwrap();
+    // A new log object: nothing hashed yet, so the checkpoint must read.
+    let fresh = TransparencyLog::new(one, signer());
+    let checkpoint = fresh.checkpoint(1).await.unwrap();
+    assert_eq!(checkpoint.size, 5);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn storage_suite_on_sqlite() {
     let dir = TempDir::new("storage");
