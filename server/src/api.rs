@@ -481,24 +481,13 @@ async fn set_public_name(
     let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let body: NameBody = signed.json()?;
     check_listing(Some(&body.name), "")?;
-    let group = state
-        .store
-        .group(&group_id)
-        .await?
-        .ok_or(ApiError::NotFound("group"))?;
-    let access = state
-        .store
-        .access(&group_id, &signed.device_id.to_string())
-        .await?
-        .ok_or(ApiError::NotFound("group"))?;
-    if !group.public {
-        return Err(ApiError::Forbidden(
-            "a private channel's name is for its members only: send it encrypted",
-        ));
-    }
-    if !access.member {
-        return Err(ApiError::Forbidden("only members may rename the channel"));
-    }
+    let group = public_listing_of(
+        &state,
+        &group_id,
+        &signed,
+        "a private channel's name is for its members only: send it encrypted",
+    )
+    .await?;
     if group.archived {
         return Err(ApiError::Forbidden("an archived channel cannot be renamed"));
     }
@@ -517,6 +506,36 @@ async fn set_public_name(
     Ok(Json(json!({ "group_id": group_id, "name": body.name })))
 }
 
+/// The group whose directory entry a member asks to change: refused unless
+/// it is public (`private` says why, for a private one) and the signer's
+/// device is a current member.
+async fn public_listing_of(
+    state: &AppState,
+    group_id: &str,
+    signed: &Signed,
+    private: &'static str,
+) -> ApiResult<crate::store::GroupRow> {
+    let group = state
+        .store
+        .group(group_id)
+        .await?
+        .ok_or(ApiError::NotFound("group"))?;
+    let access = state
+        .store
+        .access(group_id, &signed.device_id.to_string())
+        .await?
+        .ok_or(ApiError::NotFound("group"))?;
+    if !group.public {
+        return Err(ApiError::Forbidden(private));
+    }
+    if !access.member {
+        return Err(ApiError::Forbidden(
+            "only members may change the channel's directory entry",
+        ));
+    }
+    Ok(group)
+}
+
 /// Changes a public channel's listed topic: any member may, as any member
 /// may change the topic inside the channel.
 async fn set_public_topic(
@@ -528,24 +547,13 @@ async fn set_public_topic(
     let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let body: TopicBody = signed.json()?;
     check_listing(None, &body.topic)?;
-    let group = state
-        .store
-        .group(&group_id)
-        .await?
-        .ok_or(ApiError::NotFound("group"))?;
-    let access = state
-        .store
-        .access(&group_id, &signed.device_id.to_string())
-        .await?
-        .ok_or(ApiError::NotFound("group"))?;
-    if !group.public {
-        return Err(ApiError::Forbidden(
-            "a private channel's topic is for its members only: send it encrypted",
-        ));
-    }
-    if !access.member {
-        return Err(ApiError::Forbidden("only members may change the topic"));
-    }
+    public_listing_of(
+        &state,
+        &group_id,
+        &signed,
+        "a private channel's topic is for its members only: send it encrypted",
+    )
+    .await?;
     state.store.set_public_topic(&group_id, &body.topic).await?;
     Ok(Json(json!({ "group_id": group_id, "topic": body.topic })))
 }

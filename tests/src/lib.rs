@@ -102,6 +102,52 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     binary
 }
 
+/// `conclave --server … --pin-sha256 … --home HOME ARGS` against `server`,
+/// with none of the runner's own Conclave settings, passphrase or session
+/// bus (so it never reaches the runner's secret store), and pipes for its
+/// input and output. Run it with [`finish`].
+pub fn conclave_command(server: &ServerProcess, home: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(workspace_binary("conclave"));
+    command
+        .env_remove("CONCLAVE_KEY_PASSPHRASE")
+        .env_remove("CONCLAVE_HOME")
+        .env_remove("CONCLAVE_SERVER")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .arg("--server")
+        .arg(&server.url)
+        .arg("--pin-sha256")
+        .arg(&server.fingerprint)
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs `command` with `stdin` as its whole input, to the end.
+pub fn finish(mut command: Command, stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command.spawn().expect("start the command");
+    let mut input = child.stdin.take().expect("stdin");
+    // A command that exits without reading its input closes the pipe.
+    let _ = input.write_all(stdin.as_bytes());
+    drop(input);
+    child.wait_with_output().expect("wait for the command")
+}
+
+/// [`conclave_command`], run with `stdin`: its output.
+pub fn run_conclave(
+    server: &ServerProcess,
+    home: &Path,
+    args: &[&str],
+    stdin: &str,
+) -> std::process::Output {
+    finish(conclave_command(server, home, args), stdin)
+}
+
 /// Most tests register freely; the invite tests say `--open-registration false`.
 fn open_registration_unless_set(extra: &[String]) -> Vec<&'static str> {
     if extra.iter().any(|arg| arg == "--open-registration") {

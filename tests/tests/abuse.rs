@@ -3,7 +3,7 @@
 //! right status and code, and that nothing changed.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
@@ -591,23 +591,7 @@ fn conclave(
     args: &[&str],
     stdin: &str,
 ) -> std::process::Output {
-    let mut child = Command::new(workspace_binary("conclave"))
-        .arg("--server")
-        .arg(&server.url)
-        .arg("--pin-sha256")
-        .arg(&server.fingerprint)
-        .arg("--home")
-        .arg(home.path())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
+    conclave_tests::run_conclave(server, home.path(), args, stdin)
 }
 
 /// Issue 15, point 8: `conclave history`, `sync` and `search` printed what

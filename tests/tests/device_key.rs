@@ -14,7 +14,7 @@ use std::process::{Command, Output, Stdio};
 
 use conclave_client::{Client, ClientError, KeyProtection, KeyStatus, LocalPassphrase};
 use conclave_crypto::DeviceKey;
-use conclave_tests::{Person, ServerProcess, TempDir, workspace_binary};
+use conclave_tests::{Person, ServerProcess, TempDir, finish};
 use sqlx::{Connection, Row};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -254,23 +254,7 @@ fn conclave_command(
     env_passphrase: Option<&str>,
     args: &[&str],
 ) -> Command {
-    let mut command = Command::new(workspace_binary("conclave"));
-    command
-        .env_remove("CONCLAVE_KEY_PASSPHRASE")
-        .env_remove("XDG_RUNTIME_DIR")
-        .env_remove("CONCLAVE_SERVER")
-        .env_remove("CONCLAVE_HOME")
-        .env_remove("DBUS_SESSION_BUS_ADDRESS")
-        .arg("--server")
-        .arg(&server.url)
-        .arg("--pin-sha256")
-        .arg(&server.fingerprint)
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut command = conclave_tests::conclave_command(server, home, args);
     if let Some(runtime) = runtime {
         command.env("XDG_RUNTIME_DIR", runtime);
     }
@@ -278,15 +262,6 @@ fn conclave_command(
         command.env("CONCLAVE_KEY_PASSPHRASE", passphrase);
     }
     command
-}
-
-/// Runs `command` with `stdin` as its input, to the end.
-fn finish(mut command: Command, stdin: &str) -> Output {
-    let mut child = command.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
 }
 
 fn session_files(runtime: &Path) -> Vec<std::path::PathBuf> {

@@ -7,33 +7,13 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 use conclave_client::{ClientError, Event};
-use conclave_tests::{Person, ServerProcess, TempDir, workspace_binary};
+use conclave_tests::{Person, ServerProcess, TempDir, run_conclave, workspace_binary};
 
 const PASSWORD: &str = "correct horse battery staple";
 
 /// `conclave ARGS` with `home`, trusting `server`; `stdin` is its input.
 fn conclave(server: &ServerProcess, home: &TempDir, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(workspace_binary("conclave"))
-        .env_remove("CONCLAVE_KEY_PASSPHRASE")
-        .env_remove("CONCLAVE_HOME")
-        .env_remove("CONCLAVE_SERVER")
-        .env_remove("DBUS_SESSION_BUS_ADDRESS")
-        .arg("--server")
-        .arg(&server.url)
-        .arg("--pin-sha256")
-        .arg(&server.fingerprint)
-        .arg("--home")
-        .arg(home.path())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
+    run_conclave(server, home.path(), args, stdin)
 }
 
 /// What a command printed, standard output then standard error.

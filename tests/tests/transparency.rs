@@ -4,11 +4,8 @@
 //! content or secret.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use conclave_client::{ClientError, Event};
-use conclave_tests::{Person, ServerProcess, TempDir, enroll_totp, workspace_binary};
+use conclave_tests::{Person, ServerProcess, TempDir, enroll_totp};
 use sqlx::Row;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -126,25 +123,7 @@ async fn the_cli_shows_a_refused_device_prominently() {
     plant_ghost_device(&server, "bob").await;
     let home = TempDir::new("carol-cli");
     let conclave = |args: &[&str], stdin: Option<&str>| {
-        let mut child = Command::new(workspace_binary("conclave"))
-            .arg("--server")
-            .arg(&server.url)
-            .arg("--pin-sha256")
-            .arg(&server.fingerprint)
-            .arg("--home")
-            .arg(home.path())
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).unwrap();
-        }
-        drop(input);
-        child.wait_with_output().unwrap()
+        conclave_tests::run_conclave(&server, home.path(), args, stdin.unwrap_or(""))
     };
     let registered = conclave(
         &["--password-stdin", "--unprotected-key", "register", "carol"],

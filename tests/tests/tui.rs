@@ -4,8 +4,7 @@
 //! `tmux capture-pane`, without a key pressed on his side.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -78,8 +77,15 @@ impl Tmux {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// A detached 160x45 terminal named `name` running `command`.
+    /// A detached 160x45 terminal named `name` running `command`. The
+    /// shell around it writes the command's exit status to a file: tmux
+    /// can mark a pane dead before it has reaped the status, and under load
+    /// that wait was seen to outlast the test's patience.
     fn open(&self, name: &str, command: &str) {
+        let status = self.status_file(name);
+        let _ = std::fs::remove_file(&status);
+        let command = format!("{command}; echo $? > '{}'", status.display());
+        let command = command.as_str();
         self.ok(&[
             "new-session",
             "-d",
@@ -91,6 +97,11 @@ impl Tmux {
             "45",
             command,
         ]);
+    }
+
+    /// Where the program in `name` leaves its exit status.
+    fn status_file(&self, name: &str) -> PathBuf {
+        self.config.path().join(format!("{name}.status"))
     }
 
     fn screen(&self, name: &str) -> String {
@@ -135,6 +146,12 @@ impl Tmux {
         let pid = self.ok(&["list-panes", "-t", name, "-F", "#{pane_pid}"]);
         let deadline = Instant::now() + PATIENCE;
         loop {
+            if let Some(code) = std::fs::read_to_string(self.status_file(name))
+                .ok()
+                .and_then(|text| text.trim().parse().ok())
+            {
+                return (true, Some(code));
+            }
             // tmux sees the terminal close a moment before it reaps the
             // exit status: wait for the status itself.
             let state = self.pane_state(name);
@@ -201,25 +218,7 @@ fn conclave_output(
     args: &[&str],
     stdin: Option<&str>,
 ) -> Output {
-    let mut child = Command::new(workspace_binary("conclave"))
-        .arg("--server")
-        .arg(&server.url)
-        .arg("--pin-sha256")
-        .arg(&server.fingerprint)
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
+    conclave_tests::run_conclave(server, home, args, stdin.unwrap_or(""))
 }
 
 /// The shell command that starts the UI for `home` (the relay's address
