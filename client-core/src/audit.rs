@@ -286,18 +286,51 @@ impl Client {
         device_id: &str,
         public_key: &[u8],
     ) -> Result<()> {
-        match self
-            .check_device(username, device_id, public_key, false)
-            .await
-        {
-            Err(ClientError::KeyTransparency(reason)) => {
-                self.raise_alert(username, device_id, &reason).await?;
-                Err(ClientError::KeyTransparency(format!(
-                    "refused device {device_id} of {username}: {reason}"
-                )))
+        let device = DeviceToCheck {
+            username,
+            device_id,
+            public_key,
+        };
+        self.verify_devices(std::slice::from_ref(&device))
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(kt("no answer for this device")))
+    }
+
+    /// [`Client::verify_device`] for many devices at once (one request to
+    /// the relay): each outcome in the order given; each refused device
+    /// raises its alert.
+    pub(crate) async fn verify_devices(
+        &self,
+        devices: &[DeviceToCheck<'_>],
+    ) -> Result<Vec<Result<()>>> {
+        let mut outcomes = Vec::with_capacity(devices.len());
+        // As many per request as the relay answers at once.
+        for batch in devices.chunks(MAX_DEVICES_PER_REQUEST) {
+            match self.check_devices(batch, false).await {
+                Ok(checked) => outcomes.extend(checked),
+                // The checkpoint itself failed: nothing it vouches for stands.
+                Err(ClientError::KeyTransparency(reason)) => {
+                    outcomes.extend(batch.iter().map(|_| Err(kt(&reason))));
+                }
+                Err(e) => return Err(e),
             }
-            other => other,
         }
+        let mut checked = Vec::with_capacity(outcomes.len());
+        for (device, outcome) in devices.iter().zip(outcomes) {
+            checked.push(match outcome {
+                Err(ClientError::KeyTransparency(reason)) => {
+                    self.raise_alert(device.username, device.device_id, &reason)
+                        .await?;
+                    Err(ClientError::KeyTransparency(format!(
+                        "refused device {} of {}: {reason}",
+                        device.device_id, device.username
+                    )))
+                }
+                other => other,
+            });
+        }
+        Ok(checked)
     }
 
     async fn raise_alert(&self, username: &str, device_id: &str, reason: &str) -> Result<()> {
@@ -330,20 +363,52 @@ impl Client {
         public_key: &[u8],
         refresh: bool,
     ) -> Result<()> {
+        let device = DeviceToCheck {
+            username,
+            device_id,
+            public_key,
+        };
+        self.check_devices(std::slice::from_ref(&device), refresh)
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(kt("no answer for this device")))
+    }
+
+    /// Checks many devices (a channel's members) against the log in one
+    /// request: one fresh checkpoint, signed by the pinned key and extending
+    /// every checkpoint this device saw, and an inclusion proof for each
+    /// device's registration. A failure of the checkpoint refuses them all
+    /// (the error); a device the log does not vouch for is refused on its own
+    /// (its entry in the answer, in the order asked). Devices verified before
+    /// with the same key are not asked about again, unless `refresh`.
+    async fn check_devices(
+        &self,
+        devices: &[DeviceToCheck<'_>],
+        refresh: bool,
+    ) -> Result<Vec<Result<()>>> {
         let _one_at_a_time = self.inner.transparency.lock().await;
         let mut db = self.inner.db.lock().await;
-        if !refresh {
-            let known: Option<Vec<u8>> = sqlx::query(
-                "SELECT public_key FROM verified_devices WHERE device_id = $1 AND username = $2",
-            )
-            .bind(device_id)
-            .bind(username)
-            .fetch_optional(&mut *db)
-            .await?
-            .map(|r| r.get(0));
-            if known.as_deref() == Some(public_key) {
-                return Ok(());
-            }
+        let mut outcomes: Vec<Option<Result<()>>> = Vec::with_capacity(devices.len());
+        for device in devices {
+            let known = if refresh {
+                None
+            } else {
+                sqlx::query(
+                    "SELECT public_key FROM verified_devices WHERE device_id = $1 AND username = $2",
+                )
+                .bind(device.device_id)
+                .bind(device.username)
+                .fetch_optional(&mut *db)
+                .await?
+                .map(|r| r.get::<Vec<u8>, _>(0))
+            };
+            outcomes.push((known.as_deref() == Some(device.public_key)).then_some(Ok(())));
+        }
+        let asked: Vec<usize> = (0..devices.len())
+            .filter(|&i| outcomes[i].is_none())
+            .collect();
+        if asked.is_empty() {
+            return Ok(outcomes.into_iter().flatten().collect());
         }
         let key = match pinned_key(&mut db).await? {
             Some(key) => key,
@@ -361,101 +426,30 @@ impl Client {
         drop(db);
 
         let since = previous.as_ref().map_or(0, |c| c.size());
-        let answer = match self
+        let names: Vec<Value> = asked
+            .iter()
+            .map(|&i| {
+                serde_json::json!({
+                    "username": devices[i].username,
+                    "device_id": devices[i].device_id,
+                })
+            })
+            .collect();
+        let answer = self
             .signed(
-                "GET",
-                &format!("/v1/audit/devices/{username}/{device_id}?since={since}"),
-                None,
+                "POST",
+                "/v1/audit/devices",
+                Some(&serde_json::json!({ "since": since, "devices": names })),
             )
-            .await
-        {
-            Ok(answer) => answer,
-            Err(ClientError::Server { status: 404, .. }) => {
-                return Err(kt(
-                    "the transparency log has no registration of this device",
-                ));
-            }
-            Err(e) => return Err(e),
-        };
-
-        // The checkpoint: signed by the pinned key, for this log.
+            .await?;
         let note_text = answer["checkpoint"]
             .as_str()
             .ok_or_else(|| bad_answer("checkpoint"))?;
-        let note = SignedNote::parse(note_text)
-            .and_then(|n| n.verify(std::slice::from_ref(&key)))
-            .map_err(|e| kt(format!("checkpoint signature: {e}")))?;
-        let checkpoint =
-            Checkpoint::from_note_text(note.text()).map_err(|e| kt(format!("checkpoint: {e}")))?;
-        if checkpoint.origin() != key.name() {
-            return Err(kt(format!(
-                "checkpoint is for log {:?}, not {:?}",
-                checkpoint.origin(),
-                key.name()
-            )));
-        }
-
-        // It extends every checkpoint seen before.
-        if let Some(previous) = &previous {
-            if checkpoint.size() < previous.size() {
-                return Err(kt(format!(
-                    "the log went back from {} to {} entries (rollback)",
-                    previous.size(),
-                    checkpoint.size()
-                )));
-            }
-            if checkpoint.size() == previous.size() {
-                if checkpoint.root_hash() != previous.root_hash() {
-                    return Err(kt(format!(
-                        "two different trees of {} entries (fork)",
-                        checkpoint.size()
-                    )));
-                }
-            } else {
-                let proof = decode_hashes(&answer["consistency"], "consistency proof")?;
-                verify_consistency(
-                    previous.size(),
-                    checkpoint.size(),
-                    &proof,
-                    previous.root_hash(),
-                    checkpoint.root_hash(),
-                )
-                .map_err(|e| {
-                    kt(format!(
-                        "the log of {} entries does not extend the one of {} this device saw (fork): {e}",
-                        checkpoint.size(),
-                        previous.size()
-                    ))
-                })?;
-            }
-        }
-
-        // The entry registers exactly this device and key, and is in the tree.
-        let index = answer["index"]
-            .as_u64()
-            .ok_or_else(|| bad_answer("index"))?;
-        let leaf = STANDARD
-            .decode(answer["leaf"].as_str().unwrap_or_default())
-            .map_err(|_| bad_answer("leaf"))?;
-        let registration = LogEvent::decode(&leaf)
-            .ok()
-            .and_then(|event| event.device_registration())
-            .ok_or_else(|| kt("the log entry offered is not a device registration"))?;
-        if registration.username != username
-            || registration.device_id != device_id
-            || registration.public_key != public_key
-        {
-            return Err(kt("the log registers a different key for this device"));
-        }
-        let proof = decode_hashes(&answer["inclusion"], "inclusion proof")?;
-        verify_inclusion(
-            index,
-            checkpoint.size(),
-            &leaf_hash(&leaf),
-            &proof,
-            checkpoint.root_hash(),
-        )
-        .map_err(|e| kt(format!("inclusion proof: {e}")))?;
+        let checkpoint = verified_checkpoint(note_text, &key, previous.as_ref(), &answer)?;
+        let proven = answer["devices"]
+            .as_array()
+            .filter(|list| list.len() == asked.len())
+            .ok_or_else(|| bad_answer("devices"))?;
 
         let mut db = self.inner.db.lock().await;
         let mut tx = sqlx::Connection::begin(&mut *db).await?;
@@ -467,19 +461,143 @@ impl Client {
         .bind(note_text)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT OR REPLACE INTO verified_devices (device_id, username, public_key, leaf_index)
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(device_id)
-        .bind(username)
-        .bind(public_key)
-        .bind(i64::try_from(index).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
-        .await?;
+        for (&i, entry) in asked.iter().zip(proven) {
+            let device = &devices[i];
+            let outcome = match verified_registration(entry, device, &checkpoint) {
+                Ok(index) => {
+                    sqlx::query(
+                        "INSERT OR REPLACE INTO verified_devices (device_id, username, public_key, leaf_index)
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(device.device_id)
+                    .bind(device.username)
+                    .bind(device.public_key)
+                    .bind(i64::try_from(index).unwrap_or(i64::MAX))
+                    .execute(&mut *tx)
+                    .await?;
+                    Ok(())
+                }
+                Err(refused) => Err(refused),
+            };
+            outcomes[i] = Some(outcome);
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(kt("no answer for this device"))))
+            .collect())
     }
+}
+
+/// Most devices the relay proves in one request (`POST /v1/audit/devices`).
+const MAX_DEVICES_PER_REQUEST: usize = 1000;
+
+/// One device to check against the log.
+pub(crate) struct DeviceToCheck<'a> {
+    pub(crate) username: &'a str,
+    pub(crate) device_id: &'a str,
+    pub(crate) public_key: &'a [u8],
+}
+
+/// The checkpoint of a proof answer: signed by the pinned `key`, for this
+/// log, and extending `previous` (the newest this device verified) by the
+/// answer's consistency proof.
+fn verified_checkpoint(
+    note_text: &str,
+    key: &VerifierKey,
+    previous: Option<&Checkpoint>,
+    answer: &Value,
+) -> Result<Checkpoint> {
+    let note = SignedNote::parse(note_text)
+        .and_then(|n| n.verify(std::slice::from_ref(key)))
+        .map_err(|e| kt(format!("checkpoint signature: {e}")))?;
+    let checkpoint =
+        Checkpoint::from_note_text(note.text()).map_err(|e| kt(format!("checkpoint: {e}")))?;
+    if checkpoint.origin() != key.name() {
+        return Err(kt(format!(
+            "checkpoint is for log {:?}, not {:?}",
+            checkpoint.origin(),
+            key.name()
+        )));
+    }
+    // Every tree extends the empty one (a relay signs one at its first
+    // start, and a device that was refused may have stored it).
+    let Some(previous) = previous.filter(|p| p.size() > 0) else {
+        return Ok(checkpoint);
+    };
+    if checkpoint.size() < previous.size() {
+        return Err(kt(format!(
+            "the log went back from {} to {} entries (rollback)",
+            previous.size(),
+            checkpoint.size()
+        )));
+    }
+    if checkpoint.size() == previous.size() {
+        if checkpoint.root_hash() != previous.root_hash() {
+            return Err(kt(format!(
+                "two different trees of {} entries (fork)",
+                checkpoint.size()
+            )));
+        }
+        return Ok(checkpoint);
+    }
+    let proof = decode_hashes(&answer["consistency"], "consistency proof")?;
+    verify_consistency(
+        previous.size(),
+        checkpoint.size(),
+        &proof,
+        previous.root_hash(),
+        checkpoint.root_hash(),
+    )
+    .map_err(|e| {
+        kt(format!(
+            "the log of {} entries does not extend the one of {} this device saw (fork): {e}",
+            checkpoint.size(),
+            previous.size()
+        ))
+    })?;
+    Ok(checkpoint)
+}
+
+/// The index of `device`'s registration in one entry of a proof answer,
+/// once it registers exactly this device and key and is in `checkpoint`.
+fn verified_registration(
+    entry: &Value,
+    device: &DeviceToCheck<'_>,
+    checkpoint: &Checkpoint,
+) -> Result<u64> {
+    if entry["username"] != device.username || entry["device_id"] != device.device_id {
+        return Err(bad_answer("devices (out of order)"));
+    }
+    if entry["missing"] == true {
+        return Err(kt(
+            "the transparency log has no registration of this device",
+        ));
+    }
+    let index = entry["index"].as_u64().ok_or_else(|| bad_answer("index"))?;
+    let leaf = STANDARD
+        .decode(entry["leaf"].as_str().unwrap_or_default())
+        .map_err(|_| bad_answer("leaf"))?;
+    let registration = LogEvent::decode(&leaf)
+        .ok()
+        .and_then(|event| event.device_registration())
+        .ok_or_else(|| kt("the log entry offered is not a device registration"))?;
+    if registration.username != device.username
+        || registration.device_id != device.device_id
+        || registration.public_key != device.public_key
+    {
+        return Err(kt("the log registers a different key for this device"));
+    }
+    let proof = decode_hashes(&entry["inclusion"], "inclusion proof")?;
+    verify_inclusion(
+        index,
+        checkpoint.size(),
+        &leaf_hash(&leaf),
+        &proof,
+        checkpoint.root_hash(),
+    )
+    .map_err(|e| kt(format!("inclusion proof: {e}")))?;
+    Ok(index)
 }
 
 async fn pinned_key(db: &mut SqliteConnection) -> Result<Option<VerifierKey>> {

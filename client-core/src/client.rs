@@ -2105,6 +2105,7 @@ impl Client {
             (members, verified)
         };
         let mut first_refusal = None;
+        let mut unverified = Vec::new();
         for (credential, key) in members {
             let Some(credential) = credential else {
                 first_refusal.get_or_insert(ClientError::KeyTransparency(
@@ -2116,15 +2117,29 @@ impl Client {
                 credential.user().to_string(),
                 credential.device().to_string(),
             );
-            if verified.get(&(user.clone(), device.clone())) == Some(&key) {
-                continue;
+            if verified.get(&(user.clone(), device.clone())) != Some(&key) {
+                unverified.push((user, device, key));
             }
-            match self.verify_device(&user, &device, &key).await {
-                Ok(()) => {}
-                Err(e @ ClientError::KeyTransparency(_)) => {
-                    first_refusal.get_or_insert(e);
+        }
+        // One request for every member not verified yet (issue 19: a
+        // request per device was a thousand after a 999-device commit).
+        let to_check: Vec<crate::audit::DeviceToCheck<'_>> = unverified
+            .iter()
+            .map(|(user, device, key)| crate::audit::DeviceToCheck {
+                username: user,
+                device_id: device,
+                public_key: key,
+            })
+            .collect();
+        if !to_check.is_empty() {
+            for outcome in self.verify_devices(&to_check).await? {
+                match outcome {
+                    Ok(()) => {}
+                    Err(e @ ClientError::KeyTransparency(_)) => {
+                        first_refusal.get_or_insert(e);
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
             }
         }
         if let Some(refusal) = first_refusal {

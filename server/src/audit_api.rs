@@ -11,7 +11,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -39,6 +39,7 @@ pub fn routes() -> Router<AppState> {
             "/v1/audit/devices/{username}/{device_id}",
             get(device_proof),
         )
+        .route("/v1/audit/devices", post(device_proofs))
         .route("/v1/audit/entries", get(entries))
         .route("/v1/audit/proof/inclusion", get(inclusion))
         .route("/v1/audit/proof/consistency", get(consistency))
@@ -129,6 +130,83 @@ async fn device_proof(
         "checkpoint": latest.note,
         "inclusion": hashes(&inclusion),
         "consistency": consistency,
+    })))
+}
+
+/// Most devices one batched proof request may name: a channel of 1000
+/// devices is checked in one request.
+const MAX_BATCH_DEVICES: usize = 1000;
+
+#[derive(Deserialize)]
+struct BatchBody {
+    /// The size of the newest checkpoint the asking client holds.
+    #[serde(default)]
+    since: u64,
+    devices: Vec<DeviceName>,
+}
+
+#[derive(Deserialize)]
+struct DeviceName {
+    username: String,
+    device_id: String,
+}
+
+/// The registration entries of many devices (a channel's members), each
+/// proven included in one fresh checkpoint, and that checkpoint proven
+/// consistent with the client's (`since`): one request per member list
+/// instead of one per device. A device the log never registered is answered
+/// `"missing": true`, and the client refuses it.
+async fn device_proofs(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+    signed.username()?;
+    let body: BatchBody = signed.json()?;
+    if body.devices.is_empty() || body.devices.len() > MAX_BATCH_DEVICES {
+        return Err(ApiError::BadRequest(format!(
+            "name 1 to {MAX_BATCH_DEVICES} devices"
+        )));
+    }
+    let log = state.audit.log();
+    let mut entries = Vec::with_capacity(body.devices.len());
+    for device in &body.devices {
+        entries.push(
+            log.device_registration(&device.username, &device.device_id)
+                .await?,
+        );
+    }
+    let needed = entries
+        .iter()
+        .flatten()
+        .map(|e| e.index + 1)
+        .max()
+        .unwrap_or(0);
+    let latest = fresh_checkpoint(&state, needed).await?;
+    let consistency = if 0 < body.since && body.since <= latest.size {
+        Some(hashes(
+            &log.consistency_proof(body.since, latest.size).await?,
+        ))
+    } else {
+        None
+    };
+    let mut proven = Vec::with_capacity(entries.len());
+    for (device, entry) in body.devices.iter().zip(entries) {
+        proven.push(match entry {
+            Some(entry) => json!({
+                "username": device.username,
+                "device_id": device.device_id,
+                "index": entry.index,
+                "leaf": STANDARD.encode(&entry.leaf),
+                "inclusion": hashes(&log.inclusion_proof(entry.index, latest.size).await?),
+            }),
+            None => json!({
+                "username": device.username,
+                "device_id": device.device_id,
+                "missing": true,
+            }),
+        });
+    }
+    Ok(Json(json!({
+        "checkpoint": latest.note,
+        "consistency": consistency,
+        "devices": proven,
     })))
 }
 

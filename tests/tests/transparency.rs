@@ -305,3 +305,77 @@ async fn the_log_holds_no_content_or_secret() {
     let server_log = std::fs::read_to_string(server.data.path().join("server.log")).unwrap();
     assert!(!server_log.contains("could not record an audit event"));
 }
+
+/// Counts the requests a client makes, by method and path.
+#[derive(Clone)]
+struct CountingTransport {
+    inner: conclave_client::HttpsTransport,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl conclave_client::Transport for CountingTransport {
+    fn send(
+        &self,
+        request: conclave_client::HttpRequest,
+    ) -> conclave_client::BoxFuture<
+        '_,
+        Result<conclave_client::HttpResponse, conclave_client::TransportError>,
+    > {
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("{} {}", request.method, request.path));
+        self.inner.send(request)
+    }
+
+    fn open_stream(
+        &self,
+        request: conclave_client::HttpRequest,
+    ) -> conclave_client::BoxFuture<
+        '_,
+        Result<Box<dyn conclave_client::PushStream>, conclave_client::TransportError>,
+    > {
+        self.inner.open_stream(request)
+    }
+}
+
+/// Issue 19: joining a channel, a client proved each member's device with
+/// a request of its own (a thousand after a 999-device commit). One request
+/// now proves the whole member list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_list_is_proven_in_one_request() {
+    let server = ServerProcess::start();
+    let eve = Person::register(&server, "eve", PASSWORD).await;
+    eve.client.create_channel("crowd").await.unwrap();
+    for name in ["bob", "carol", "dave", "frank"] {
+        Person::register(&server, name, PASSWORD).await;
+        eve.client.invite("crowd", name).await.unwrap();
+    }
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let home = TempDir::new("alice-counted");
+    let alice = conclave_client::Client::open_with(
+        home.path(),
+        CountingTransport {
+            inner: server.transport(),
+            seen: seen.clone(),
+        },
+        conclave_client::KeyProtection::Unprotected,
+    )
+    .await
+    .unwrap();
+    alice.register("alice", PASSWORD).await.unwrap();
+    eve.client.invite("crowd", "alice").await.unwrap();
+    seen.lock().unwrap().clear();
+    // Joining, and before the first send, alice checks every member
+    // against the log.
+    alice.sync().await.unwrap();
+    alice.send("crowd", "hello everyone").await.unwrap();
+    let proofs: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.contains("/v1/audit/devices"))
+        .cloned()
+        .collect();
+    assert_eq!(proofs, ["POST /v1/audit/devices"], "{proofs:?}");
+}
