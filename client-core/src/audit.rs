@@ -667,10 +667,11 @@ impl Client {
     /// Notes the account changes a fetch reports: each one made elsewhere
     /// (not by this device) and not seen before becomes a stored alert and an
     /// [`Event::AccountChanged`]. A device's first look only takes note.
-    pub(crate) async fn note_account_changes(&self, answer: &Value) -> Result<Vec<Event>> {
-        let Some(list) = answer["account_changes"].as_array() else {
-            return Ok(Vec::new());
-        };
+    pub(crate) async fn note_account_changes(
+        &self,
+        answer: &conclave_proto::FetchAnswer,
+    ) -> Result<Vec<Event>> {
+        let list = &answer.account_changes;
         let identity = self.identity()?;
         let me = identity.key.device_id().to_string();
         let mut alerts = Vec::new();
@@ -690,7 +691,7 @@ impl Client {
                     .await?;
             }
             for change in list {
-                let Some(id) = change["id"].as_i64() else {
+                let Ok(id) = i64::try_from(change.id) else {
                     continue;
                 };
                 let new =
@@ -700,19 +701,16 @@ impl Client {
                         .await?
                         .rows_affected()
                         == 1;
-                let by = change["device_id"].as_str().unwrap_or_default();
+                let by = change.device_id.as_deref().unwrap_or_default();
                 if !new || first_look || by == me {
                     continue;
                 }
                 let alert = SecurityAlert {
-                    at: change["at"].as_u64().unwrap_or_else(unix_now),
+                    at: change.at,
                     kind: AlertKind::AccountChange,
                     username: identity.username.to_string(),
                     device_id: by.to_owned(),
-                    reason: describe_change(
-                        change["kind"].as_str().unwrap_or_default(),
-                        change["detail"].as_str(),
-                    ),
+                    reason: describe_change(&change.kind, change.detail.as_deref()),
                 };
                 sqlx::query(
                     "INSERT INTO security_alerts (at, username, device_id, reason, kind)

@@ -9,10 +9,15 @@ use base64::engine::general_purpose::STANDARD;
 use conclave_crypto::{
     CIPHERSUITE, DeviceCredential, DeviceKey, DevicePublicKey, Username, sha256_hex,
 };
+use conclave_proto::{
+    AckAnswer, AckBody, Delivered, ErrorBody, ErrorCode, FetchAnswer, KeyPackageStock, MessageKind,
+    PostAnswer, PostMessage, StreamFrame, routes,
+};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_rust_crypto::RustCrypto;
-use serde::Deserialize;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::{Mutex, broadcast};
@@ -278,15 +283,6 @@ pub struct Member {
     pub bot_owner: Option<String>,
 }
 
-/// One message as the relay delivers it.
-#[derive(Debug, Deserialize)]
-pub(crate) struct Delivered {
-    group_id: String,
-    seq: u64,
-    kind: String,
-    payload: String,
-}
-
 pub(crate) struct Identity {
     pub(crate) username: Username,
     pub(crate) key: DeviceKey,
@@ -384,15 +380,23 @@ pub(crate) fn tls_bytes(message: &MlsMessageOut) -> Result<Vec<u8>> {
     message.tls_serialize_detached().map_err(ClientError::mls)
 }
 
-fn server_error(status: u16, body: &Value) -> ClientError {
+/// A refusal, from the relay's [`ErrorBody`] (or from a body that is none:
+/// a proxy's page, say).
+fn server_error(status: u16, body: &[u8]) -> ClientError {
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(body) => (body.error.into(), body.message),
+        Err(_) => ("unknown".to_owned(), "no explanation".to_owned()),
+    };
     ClientError::Server {
         status,
-        code: body["error"].as_str().unwrap_or("unknown").to_owned(),
-        message: body["message"]
-            .as_str()
-            .unwrap_or("no explanation")
-            .to_owned(),
+        code,
+        message,
     }
+}
+
+/// The relay's answer to `path` was not the protocol's `what`.
+fn malformed_answer(path: &str, e: serde_json::Error) -> ClientError {
+    ClientError::Invalid(format!("the relay's answer to {path} is malformed: {e}"))
 }
 
 fn users_of(group: &MlsGroup) -> BTreeMap<String, BTreeSet<String>> {
@@ -508,8 +512,7 @@ impl Client {
             return String::from_utf8(response.body)
                 .map_err(|_| ClientError::Invalid(format!("{path} answered with non-UTF-8 text")));
         }
-        let value: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-        Err(server_error(response.status, &value))
+        Err(server_error(response.status, &response.body))
     }
 
     /// A signed request with a raw body, whose answer is raw bytes.
@@ -525,8 +528,7 @@ impl Client {
         if (200..300).contains(&response.status) {
             return Ok(response.body);
         }
-        let value: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-        Err(server_error(response.status, &value))
+        Err(server_error(response.status, &response.body))
     }
 
     pub(crate) async fn call(
@@ -540,11 +542,50 @@ impl Client {
             Some(value) => serde_json::to_vec(value).map_err(ClientError::store)?,
             None => Vec::new(),
         };
+        let answer = self.call_bytes(method, path, body, signer).await?;
+        Ok(serde_json::from_slice(&answer).unwrap_or(Value::Null))
+    }
+
+    /// A signed request of the relay protocol: `body` and the answer are
+    /// `conclave_proto` wire types.
+    pub(crate) async fn exchange<A: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<A> {
+        let identity = self.identity()?;
+        let body = serde_json::to_vec(body).map_err(ClientError::store)?;
+        let answer = self
+            .call_bytes(method, path, body, Some(&identity.key))
+            .await?;
+        serde_json::from_slice(&answer).map_err(|e| malformed_answer(path, e))
+    }
+
+    /// A signed GET of the relay protocol, whose answer is a
+    /// `conclave_proto` wire type.
+    pub(crate) async fn fetch<A: DeserializeOwned>(&self, path: &str) -> Result<A> {
+        let identity = self.identity()?;
+        let answer = self
+            .call_bytes("GET", path, Vec::new(), Some(&identity.key))
+            .await?;
+        serde_json::from_slice(&answer).map_err(|e| malformed_answer(path, e))
+    }
+
+    /// Sends a request (signed by `signer`, if any) and returns the body of
+    /// a 2xx answer, or the relay's refusal as [`ClientError::Server`].
+    async fn call_bytes(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Vec<u8>,
+        signer: Option<&DeviceKey>,
+    ) -> Result<Vec<u8>> {
         // Reading and acknowledging change nothing that doing them twice
         // would change: when the answer is lost (its node died), ask again,
         // on another node if there is one. Freshly signed each time, as the
         // relay spends every nonce once.
-        let tries = if method == "GET" || path == "/v1/messages/ack" {
+        let tries = if method == "GET" || path == routes::MESSAGES_ACK {
             3
         } else {
             1
@@ -571,25 +612,25 @@ impl Client {
                 // hashing or its database was saturated) and said when to
                 // come back: do, a few times, freshly signed.
                 Ok(response) if response.status == 503 && busy_tries < MAX_BUSY_TRIES => {
-                    let value: Value =
-                        serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-                    if value["error"] != "busy" {
+                    let Ok(refusal) = serde_json::from_slice::<ErrorBody>(&response.body) else {
+                        break response;
+                    };
+                    if refusal.error != ErrorCode::Busy {
                         break response;
                     }
                     busy_tries += 1;
                     tried -= 1;
-                    let wait = value["retry_after"].as_u64().unwrap_or(1).clamp(1, 5);
+                    let wait = refusal.retry_after.unwrap_or(1).clamp(1, 5);
                     tracing::debug!(wait, "relay busy; trying again");
                     tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
                 }
                 outcome => break outcome?,
             }
         };
-        let value: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
         if (200..300).contains(&response.status) {
-            return Ok(value);
+            return Ok(response.body);
         }
-        Err(server_error(response.status, &value))
+        Err(server_error(response.status, &response.body))
     }
 
     pub(crate) async fn signed(
@@ -679,13 +720,13 @@ impl Client {
 
     /// Tops up this device's key packages on the relay when they run low.
     pub async fn refill_key_packages(&self) -> Result<()> {
-        let stock = self.signed("GET", "/v1/key-packages/stock", None).await?;
+        let stock: KeyPackageStock = self.fetch(routes::KEY_PACKAGE_STOCK).await?;
         self.refill_from_stock(&stock).await
     }
 
-    async fn refill_from_stock(&self, stock: &Value) -> Result<()> {
-        let one_time = stock["one_time"].as_u64().unwrap_or(0);
-        let has_last_resort = stock["last_resort"].as_bool().unwrap_or(false);
+    async fn refill_from_stock(&self, stock: &KeyPackageStock) -> Result<()> {
+        let one_time = stock.one_time;
+        let has_last_resort = stock.last_resort;
         let wanted = if one_time < KEY_PACKAGE_LOW {
             KEY_PACKAGE_TARGET - one_time
         } else {
@@ -966,14 +1007,11 @@ impl Client {
 
     /// Prunes local history older than each channel's retention, as the
     /// relay reports it: the device keeps no more than the relay does.
-    async fn note_retention(&self, answer: &Value) -> Result<()> {
+    async fn note_retention(&self, answer: &FetchAnswer) -> Result<()> {
         let now = crate::transport::unix_now();
         let mut db = self.inner.db.lock().await;
-        for rule in answer["retention"].as_array().into_iter().flatten() {
-            let (Some(group_id), Some(days)) = (rule["group_id"].as_str(), rule["days"].as_u64())
-            else {
-                continue;
-            };
+        for rule in &answer.retention {
+            let (group_id, days) = (rule.group_id.as_str(), u64::from(rule.days));
             let cutoff =
                 i64::try_from(now.saturating_sub(days.saturating_mul(86_400))).unwrap_or(i64::MAX);
             let mut tx = db.begin().await?;
@@ -1004,13 +1042,10 @@ impl Client {
     }
 
     /// Marks the channels the relay reports archived; an event for each newly so.
-    async fn note_archived(&self, answer: &Value) -> Result<Vec<Event>> {
+    async fn note_archived(&self, answer: &FetchAnswer) -> Result<Vec<Event>> {
         let mut events = Vec::new();
         let mut db = self.inner.db.lock().await;
-        for group_id in answer["archived_groups"].as_array().into_iter().flatten() {
-            let Some(group_id) = group_id.as_str() else {
-                continue;
-            };
+        for group_id in &answer.archived_groups {
             let newly = sqlx::query(
                 "UPDATE channels SET archived = 1 WHERE group_id = $1 AND archived = 0 RETURNING name",
             )
@@ -1067,7 +1102,7 @@ impl Client {
             };
             let mut lost_race = false;
             for proposal in &proposals {
-                let body = json!({ "message": STANDARD.encode(proposal) });
+                let body = PostMessage::message(STANDARD.encode(proposal));
                 match self.post_to_group(&group_id, &body).await {
                     Ok(_) => {}
                     Err(e) if e.is_wrong_epoch() => {
@@ -1166,11 +1201,11 @@ impl Client {
             drop(db);
             // The new epoch's GroupInfo goes along: a public channel's relay
             // keeps it so that others can join on their own (others ignore it).
-            let body = json!({
-                "message": STANDARD.encode(&commit),
-                "welcome": welcome.map(|w| STANDARD.encode(w)),
-                "group_info": group_info.map(|g| STANDARD.encode(g)),
-            });
+            let body = PostMessage {
+                group_info: group_info.map(|g| STANDARD.encode(g)),
+                message: STANDARD.encode(&commit),
+                welcome: welcome.map(|w| STANDARD.encode(w)),
+            };
             match self.post_to_group(group_id, &body).await {
                 Ok(_) => {
                     self.sync_without_upkeep().await?;
@@ -1191,13 +1226,13 @@ impl Client {
     /// broke): the relay knows a message, proposal or commit by its bytes and
     /// answers a repeat with the first one's position, so a retry can neither
     /// lose it nor double it.
-    async fn post_to_group(&self, group_id: &str, body: &Value) -> Result<Value> {
+    async fn post_to_group(&self, group_id: &str, body: &PostMessage) -> Result<PostAnswer> {
         const TRIES: u32 = 4;
-        let path = format!("/v1/groups/{group_id}/messages");
+        let path = routes::group_messages(group_id);
         let mut tries = 0;
         loop {
             tries += 1;
-            match self.signed("POST", &path, Some(body)).await {
+            match self.exchange("POST", &path, body).await {
                 Err(ClientError::Transport(e)) if tries < TRIES => {
                     tracing::debug!(error = %e, tries, "posting again after a lost answer");
                     tokio::time::sleep(retry_delay(tries)).await;
@@ -1306,12 +1341,10 @@ impl Client {
             .await?;
             tx.commit().await?;
             drop(db);
-            let body = json!({ "message": STANDARD.encode(&ciphertext) });
+            let body = PostMessage::message(STANDARD.encode(&ciphertext));
             match self.post_to_group(group_id, &body).await {
                 Ok(answer) => {
-                    let seq = answer["seq"]
-                        .as_u64()
-                        .ok_or_else(|| ClientError::Mls("relay answered without seq".into()))?;
+                    let seq = answer.seq;
                     let mut db = self.inner.db.lock().await;
                     let events = self.record_own(&mut db, group_id, seq, &hash).await?;
                     drop(db);
@@ -1536,24 +1569,22 @@ impl Client {
         let mut events = Vec::new();
         let mut first = true;
         loop {
-            let answer = self.signed("GET", "/v1/messages?limit=200", None).await?;
+            let answer: FetchAnswer = self.fetch(&routes::messages_page(200)).await?;
             if std::mem::take(&mut first) {
                 // The relay reports our key package stock with every fetch.
-                self.refill_from_stock(&answer["key_package_stock"]).await?;
+                self.refill_from_stock(&answer.key_package_stock).await?;
                 events.extend(self.note_devices(&answer).await?);
                 events.extend(self.note_account_changes(&answer).await?);
                 events.extend(self.note_archived(&answer).await?);
                 self.note_retention(&answer).await?;
             }
-            let batch: Vec<Delivered> = serde_json::from_value(answer["messages"].clone())
-                .map_err(|e| {
-                    ClientError::Mls(format!("relay sent a malformed message list: {e}"))
-                })?;
+            let batch = answer.messages;
             if batch.is_empty() {
                 break;
             }
             events.extend(self.process(&batch).await?);
-            self.signed("POST", "/v1/messages/ack", Some(&ack_body(&batch)))
+            let _: AckAnswer = self
+                .exchange("POST", routes::MESSAGES_ACK, &AckBody::up_to(&batch))
                 .await?;
         }
         Ok(events)
@@ -1589,22 +1620,24 @@ impl Client {
 
     async fn listen_once(&self) -> Result<()> {
         let identity = self.identity()?;
-        let request = HttpRequest::signed(&identity.key, "GET", "/v1/stream", Vec::new());
+        let request = HttpRequest::signed(&identity.key, "GET", routes::STREAM, Vec::new());
         let mut stream = self.inner.transport.open_stream(request).await?;
         while let Some(frame) = stream.next_frame().await {
-            let frame: Value = serde_json::from_str(&frame?)
+            let frame: StreamFrame = serde_json::from_str(&frame?)
                 .map_err(|e| ClientError::Mls(format!("relay sent a malformed frame: {e}")))?;
-            if frame["kind"] == "devices_changed" && frame.get("payload").is_none() {
-                // The account gained or lost a device: tell the user, and
-                // bring the channels in step.
-                self.sync().await?;
-                continue;
-            }
-            let delivered: Delivered = serde_json::from_value(frame)
-                .map_err(|e| ClientError::Mls(format!("relay sent a malformed frame: {e}")))?;
+            let delivered = match frame {
+                StreamFrame::Message(delivered) => delivered,
+                StreamFrame::DevicesChanged => {
+                    // The account gained or lost a device: tell the user, and
+                    // bring the channels in step.
+                    self.sync().await?;
+                    continue;
+                }
+            };
             let batch = [delivered];
             let events = self.process(&batch).await?;
-            stream.send_frame(ack_body(&batch).to_string()).await?;
+            let ack = serde_json::to_string(&AckBody::up_to(&batch)).map_err(ClientError::store)?;
+            stream.send_frame(ack).await?;
             if events.iter().any(|e| matches!(e, Event::Joined { .. })) {
                 self.refill_key_packages().await?;
             }
@@ -1623,7 +1656,7 @@ impl Client {
         let mut events = Vec::new();
         let mut db = self.inner.db.lock().await;
         for delivered in batch {
-            if delivered.kind != "application" {
+            if delivered.kind != MessageKind::Application {
                 // A commit or Welcome may change who is in the group.
                 let mut checked = self.members_checked();
                 checked.0 += 1;
@@ -1671,7 +1704,7 @@ impl Client {
                         r.get::<i64, _>(2) != 0,
                     )
                 });
-        if delivered.kind == "welcome" {
+        if delivered.kind == MessageKind::Welcome {
             return match channel {
                 Some((_, _, true)) => Ok(Vec::new()), // already joined (a redelivery)
                 // Removed earlier and invited again: a new membership.
@@ -1793,13 +1826,14 @@ impl Client {
             let provider = TxProvider::new(&self.inner.crypto, tx);
             let mut group = load_group(&provider, group_id)?;
             let before = users_of(&group);
-            if delivered.kind == "commit" && own_commit.as_deref() == Some(hash.as_str()) {
+            if delivered.kind == MessageKind::Commit && own_commit.as_deref() == Some(hash.as_str())
+            {
                 group
                     .merge_pending_commit(&provider)
                     .map_err(ClientError::mls)?;
                 outcome = Outcome::Membership(before, users_of(&group), false, true);
             } else {
-                if delivered.kind == "commit" && group.pending_commit().is_some() {
+                if delivered.kind == MessageKind::Commit && group.pending_commit().is_some() {
                     // Another member's commit won this epoch: ours is void.
                     group
                         .clear_pending_commit(provider.storage())
@@ -1857,7 +1891,7 @@ impl Client {
                             }
                         }
                     }
-                    Err(e) if delivered.kind == "application" => {
+                    Err(e) if delivered.kind == MessageKind::Application => {
                         outcome = Outcome::Undecryptable(e.to_string())
                     }
                     Err(e) => {
@@ -2185,17 +2219,12 @@ impl Client {
 
     /// Notes the account's device list from a fetch: new and revoked devices
     /// become events (not on this device's first look, when all are new).
-    async fn note_devices(&self, answer: &Value) -> Result<Vec<Event>> {
-        let Some(list) = answer["devices"].as_array() else {
-            return Ok(Vec::new());
-        };
+    async fn note_devices(&self, answer: &FetchAnswer) -> Result<Vec<Event>> {
         let me = self.identity()?.key.device_id().to_string();
-        let reported: Vec<(String, bool)> = list
+        let reported: Vec<(String, bool)> = answer
+            .devices
             .iter()
-            .filter_map(|d| {
-                let id = d["device_id"].as_str()?.to_owned();
-                Some((id, d["revoked"].as_bool().unwrap_or(false)))
-            })
+            .map(|d| (d.device_id.clone(), d.revoked))
             .collect();
         let mut events = Vec::new();
         {
@@ -2238,16 +2267,10 @@ impl Client {
             }
             tx.commit().await?;
         }
-        let revoked_members = answer["revoked_members"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| {
-                Some((
-                    m["group_id"].as_str()?.to_owned(),
-                    m["device_id"].as_str()?.to_owned(),
-                ))
-            })
+        let revoked_members = answer
+            .revoked_members
+            .iter()
+            .map(|m| (m.group_id.clone(), m.device_id.clone()))
             .collect();
         *self.inner.device_news.lock().await = DeviceNews {
             active: reported
@@ -2418,19 +2441,6 @@ enum Outcome {
     /// Sender, plaintext, authenticated data.
     Application(DeviceCredential, Vec<u8>, Vec<u8>),
     Undecryptable(String),
-}
-
-fn ack_body(batch: &[Delivered]) -> Value {
-    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
-    for d in batch {
-        let seq = last.entry(&d.group_id).or_default();
-        *seq = (*seq).max(d.seq);
-    }
-    let acks: Vec<Value> = last
-        .into_iter()
-        .map(|(g, s)| json!({ "group_id": g, "seq": s }))
-        .collect();
-    json!({ "acks": acks })
 }
 
 /// A direct message's local name: `@` and every participant but this

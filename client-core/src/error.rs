@@ -98,7 +98,8 @@ impl ClientError {
 
     /// Whether the relay refused because the group moved to another epoch.
     pub fn is_wrong_epoch(&self) -> bool {
-        matches!(self, ClientError::Server { code, .. } if code == "wrong_epoch")
+        matches!(self, ClientError::Server { code, .. }
+            if code == conclave_proto::ErrorCode::WrongEpoch.as_str())
     }
 }
 

@@ -7,6 +7,7 @@
 //! a replay and is dropped. Search runs on the local full-text index (SQLite
 //! FTS5); nothing about it leaves the device.
 
+use conclave_proto::ErrorCode;
 use sqlx::{Row, SqliteConnection};
 
 use crate::client::{Client, Event, FileInfo, HistoryEntry, Reaction};
@@ -752,10 +753,10 @@ impl Client {
                 .claim_key_packages(&username, None)
                 .await
                 .map_err(|e| match e {
-                    ClientError::Server { code, .. } if code == "not_found" => {
+                    ClientError::Server { code, .. } if code == ErrorCode::NotFound.as_str() => {
                         ClientError::NoSuchUser(user.clone())
                     }
-                    ClientError::Server { code, .. } if code == "no_key_packages" => {
+                    ClientError::Server { code, .. } if code == ErrorCode::NoKeyPackages.as_str() => {
                         ClientError::Invalid(format!(
                             "{user} has no device that can be added yet; no direct message was created"
                         ))

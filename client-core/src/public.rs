@@ -11,7 +11,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
-use serde_json::json;
 use sqlx::Connection;
 
 use crate::client::{Client, tls_bytes};
@@ -177,22 +176,23 @@ impl Client {
                         .transpose()?,
                 )
             };
-            let body = json!({
-                "message": STANDARD.encode(&commit),
-                "group_info": group_info.map(|g| STANDARD.encode(g)),
-            });
+            let body = conclave_proto::PostMessage {
+                group_info: group_info.map(|g| STANDARD.encode(g)),
+                message: STANDARD.encode(&commit),
+                welcome: None,
+            };
             // The group is stored locally only if the relay accepted the join:
             // the transaction spans the call, as for a new channel.
-            match self
-                .signed(
+            let accepted: Result<conclave_proto::PostAnswer> = self
+                .exchange(
                     "POST",
-                    &format!("/v1/groups/{group_id}/messages"),
-                    Some(&body),
+                    &conclave_proto::routes::group_messages(&group_id),
+                    &body,
                 )
-                .await
-            {
+                .await;
+            match accepted {
                 Ok(accepted) => {
-                    let seq = accepted["seq"].as_i64().unwrap_or(0);
+                    let seq = i64::try_from(accepted.seq).unwrap_or(i64::MAX);
                     sqlx::query(
                         "INSERT INTO channels (group_id, name, processed_seq, active, kind, topic, named)
                          VALUES ($1, $2, $3, 1, 'public', $4, 1)

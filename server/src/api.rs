@@ -15,7 +15,11 @@ use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use conclave_crypto::{DeviceId, Username};
-use serde::{Deserialize, Serialize};
+use conclave_proto::{
+    AccountChange, AckAnswer, AckBody, Delivered, DeviceStatus, FetchAnswer, KeyPackageStock,
+    PostAnswer, PostMessage, Retention, RevokedMember, StreamFrame, routes,
+};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -42,10 +46,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .route("/v1/key-packages", post(upload_key_packages))
-        .route("/v1/key-packages/stock", get(key_package_stock))
+        .route(routes::KEY_PACKAGE_STOCK, get(key_package_stock))
         .route("/v1/key-packages/claim", post(claim_key_packages))
         .route("/v1/groups", post(create_group))
-        .route("/v1/groups/{group_id}/messages", post(post_message))
+        .route(routes::GROUP_MESSAGES, post(post_message))
         .route("/v1/groups/{group_id}/archive", post(archive_group))
         .route("/v1/groups/{group_id}/retention", post(set_retention))
         .route("/v1/groups/{group_id}/group-info", get(group_info))
@@ -57,9 +61,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/groups/{group_id}/name", post(set_public_name))
         .route("/v1/channels/public", get(public_channels))
         .route("/v1/commands", get(slash_commands))
-        .route("/v1/messages", get(fetch_messages))
-        .route("/v1/messages/ack", post(ack_messages))
-        .route("/v1/stream", get(stream))
+        .route(routes::MESSAGES, get(fetch_messages))
+        .route(routes::MESSAGES_ACK, post(ack_messages))
+        .route(routes::STREAM, get(stream))
         .merge(crate::account_api::routes())
         .merge(crate::audit_api::routes())
         .merge(crate::blob_api::routes())
@@ -117,7 +121,7 @@ struct UploadBody {
 async fn upload_key_packages(
     State(state): State<AppState>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<KeyPackageStock>> {
     // Each accepted upload is stored and logged: limit how fast a device
     // may make them, before any parsing.
     limits::count(
@@ -194,22 +198,25 @@ async fn upload_key_packages(
             username: user.to_owned(),
         });
     }
-    stock_json(&state, &device).await
+    stock_of(&state, &device).await.map(Json)
 }
 
 async fn key_package_stock(
     State(state): State<AppState>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<KeyPackageStock>> {
     signed.username()?;
-    stock_json(&state, &signed.device_id.to_string()).await
+    stock_of(&state, &signed.device_id.to_string())
+        .await
+        .map(Json)
 }
 
-async fn stock_json(state: &AppState, device: &str) -> ApiResult<Json<Value>> {
+async fn stock_of(state: &AppState, device: &str) -> ApiResult<KeyPackageStock> {
     let (one_time, last_resort) = state.store.key_package_stock(device).await?;
-    Ok(Json(
-        json!({ "one_time": one_time, "last_resort": last_resort }),
-    ))
+    Ok(KeyPackageStock {
+        last_resort,
+        one_time,
+    })
 }
 
 #[derive(Deserialize)]
@@ -701,24 +708,14 @@ async fn archive_group(
     Ok(Json(json!({ "group_id": group_id, "archived": true })))
 }
 
-#[derive(Deserialize)]
-struct PostBody {
-    message: String,
-    #[serde(default)]
-    welcome: Option<String>,
-    /// With a commit: the new epoch's GroupInfo (kept for public channels).
-    #[serde(default)]
-    group_info: Option<String>,
-}
-
 async fn post_message(
     State(state): State<AppState>,
     group_id: Result<Path<String>, PathRejection>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PostAnswer>> {
     signed.username()?;
     let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let body: PostBody = signed.json()?;
+    let body: PostMessage = signed.json()?;
     let message = decode_b64("message", &body.message)?;
     let framing = mls::framing(&message)?;
     if framing.group_id != group_id {
@@ -745,7 +742,10 @@ async fn post_message(
         // replays a ciphertext they saw gets the answer any post of theirs
         // would get, and learns nothing about the group.
         if first_sender == device {
-            return Ok(Json(json!({ "seq": seq, "duplicate": true })));
+            return Ok(Json(PostAnswer {
+                duplicate: true,
+                seq,
+            }));
         }
         if !access.member {
             return Err(ApiError::Forbidden(
@@ -814,10 +814,13 @@ async fn post_message(
     state.notify(Pending {
         group_id: group_id.clone(),
         seq,
-        kind: kind.as_str().into(),
+        kind,
         payload: message,
     });
-    Ok(Json(json!({ "seq": seq })))
+    Ok(Json(PostAnswer {
+        duplicate: false,
+        seq,
+    }))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -828,7 +831,7 @@ async fn post_handshake(
     signed: &Signed,
     member: bool,
     message: &[u8],
-    body: &PostBody,
+    body: &PostMessage,
 ) -> ApiResult<Result<(u64, MessageKind), u64>> {
     let welcome = body.welcome.as_deref();
     // Only handshakes need the public state; a commit that raced in since the
@@ -1026,7 +1029,7 @@ async fn post_handshake(
                 state.notify(Pending {
                     group_id: group_id.to_owned(),
                     seq: seq + 1,
-                    kind: "welcome".into(),
+                    kind: MessageKind::Welcome,
                     payload: welcome,
                 });
             }
@@ -1037,112 +1040,99 @@ async fn post_handshake(
 }
 
 /// One message as delivered to a device.
-#[derive(Serialize)]
-struct Delivered<'a> {
-    group_id: &'a str,
-    seq: u64,
-    kind: &'a str,
-    payload: String,
-}
-
-fn delivered(p: &Pending) -> Delivered<'_> {
+fn delivered(p: &Pending) -> Delivered {
     Delivered {
-        group_id: &p.group_id,
+        group_id: p.group_id.clone(),
         seq: p.seq,
-        kind: &p.kind,
+        kind: p.kind,
         payload: STANDARD.encode(&p.payload),
     }
 }
 
-#[derive(Deserialize)]
-struct FetchQuery {
-    limit: Option<u32>,
-}
-
 async fn fetch_messages(
     State(state): State<AppState>,
-    query: Result<Query<FetchQuery>, QueryRejection>,
+    query: Result<Query<conclave_proto::FetchQuery>, QueryRejection>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FetchAnswer>> {
     let user = signed.username()?;
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = query.limit.unwrap_or(FETCH_LIMIT).clamp(1, FETCH_LIMIT);
     let device = signed.device_id.to_string();
-    let pending = state.store.pending(&device, limit).await?;
-    let list: Vec<Delivered<'_>> = pending.iter().map(delivered).collect();
+    let messages = state
+        .store
+        .pending(&device, limit)
+        .await?
+        .iter()
+        .map(delivered)
+        .collect();
     // Devices learn here when their key packages run low, without an extra round trip.
-    let (one_time, last_resort) = state.store.key_package_stock(&device).await?;
+    let key_package_stock = stock_of(&state, &device).await?;
     // And which devices their account has, and which revoked devices linger
     // in their groups, so that they add the one and remove the other.
-    let devices: Vec<Value> = state
+    let devices = state
         .store
         .devices_of(user)
         .await?
         .into_iter()
-        .map(|d| json!({ "device_id": d.device_id, "revoked": d.revoked_at.is_some() }))
+        .map(|d| DeviceStatus {
+            device_id: d.device_id,
+            revoked: d.revoked_at.is_some(),
+        })
         .collect();
-    let archived = state.store.archived_groups_of(&device).await?;
-    let retention: Vec<Value> = state
+    let archived_groups = state.store.archived_groups_of(&device).await?;
+    let retention = state
         .store
         .retention_of(&device, workspace_retention(&state.store).await?)
         .await?
         .into_iter()
-        .map(|(group_id, days)| json!({ "group_id": group_id, "days": days }))
+        .map(|(group_id, days)| Retention { days, group_id })
         .collect();
-    let revoked_members: Vec<Value> = state
+    let revoked_members = state
         .store
         .revoked_members(&device)
         .await?
         .into_iter()
-        .map(|(group_id, device_id)| json!({ "group_id": group_id, "device_id": device_id }))
+        .map(|(group_id, device_id)| RevokedMember {
+            device_id,
+            group_id,
+        })
         .collect();
     // And what changed in who can sign in to their account (factors,
     // passwords, recoveries), so that every device can tell its owner.
-    let account_changes: Vec<Value> = state
+    let account_changes = state
         .store
         .account_changes(user)
         .await?
         .into_iter()
-        .map(|c| {
-            json!({
-                "id": c.id,
-                "at": c.at,
-                "kind": c.kind,
-                "detail": c.detail,
-                "device_id": c.device_id,
-            })
+        .map(|c| AccountChange {
+            at: c.at,
+            detail: c.detail,
+            device_id: c.device_id,
+            id: c.id,
+            kind: c.kind,
         })
         .collect();
-    Ok(Json(json!({
-        "messages": list,
-        "key_package_stock": { "one_time": one_time, "last_resort": last_resort },
-        "devices": devices,
-        "account_changes": account_changes,
-        "revoked_members": revoked_members,
-        "archived_groups": archived,
-        "retention": retention,
-    })))
+    Ok(Json(FetchAnswer {
+        account_changes,
+        archived_groups,
+        devices,
+        key_package_stock,
+        messages,
+        retention,
+        revoked_members,
+    }))
 }
 
-#[derive(Deserialize)]
-struct Ack {
-    group_id: String,
-    seq: u64,
-}
-
-#[derive(Deserialize)]
-struct AckBody {
-    acks: Vec<Ack>,
-}
-
-async fn ack_messages(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+async fn ack_messages(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<AckAnswer>> {
     signed.username()?;
     let body: AckBody = signed.json()?;
     let device = signed.device_id.to_string();
     for ack in &body.acks {
         state.store.ack(&device, &ack.group_id, ack.seq).await?;
     }
-    Ok(Json(json!({ "acked": body.acks.len() })))
+    Ok(Json(AckAnswer {
+        acked: body.acks.len() as u64,
+    }))
 }
 
 async fn stream(
@@ -1215,10 +1205,10 @@ const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(20);
 /// WebSocket close code for "your session is over" (private-use range).
 const CLOSE_SESSION_ENDED: u16 = 4001;
 
-/// Pushes a device's messages as they arrive. The socket carries the same
-/// JSON objects as `GET /v1/messages`, plus `{"kind":"devices_changed"}`
-/// when the account's device list changed; the device acknowledges with
-/// `{"acks":[{"group_id":…,"seq":…}]}` frames or over HTTP. The stream is
+/// Pushes a device's messages as they arrive. The socket carries
+/// [`StreamFrame`]s: the same JSON objects as `GET /v1/messages`, plus
+/// `{"kind":"devices_changed"}` when the account's device list changed; the
+/// device acknowledges with [`AckBody`] frames or over HTTP. The stream is
 /// closed (code 4001) the moment the device is revoked or its session ends.
 async fn push_loop(
     state: AppState,
@@ -1334,7 +1324,7 @@ async fn push_messages(
                 }
                 Ok(Notice::DevicesChanged { username }) if *username == user => {
                     socket
-                        .send(Message::Text(r#"{"kind":"devices_changed"}"#.into()))
+                        .send(Message::Text(encode_frame(&StreamFrame::DevicesChanged).into()))
                         .await
                         .map_err(|e| e.to_string())?;
                 }
@@ -1344,7 +1334,7 @@ async fn push_messages(
                 // Appended through another node: fetch it from the database.
                 Ok(Notice::Appended { group_id, seq, kind, accepted_ms }) => {
                     let unseen = sent.get(group_id).is_none_or(|s| seq > s);
-                    if (groups.contains(group_id) && unseen) || kind == "welcome" {
+                    if (groups.contains(group_id) && unseen) || *kind == MessageKind::Welcome {
                         let age = crate::auth::unix_millis().saturating_sub(*accepted_ms);
                         let accepted = std::time::Instant::now()
                             .checked_sub(std::time::Duration::from_millis(age))
@@ -1357,7 +1347,7 @@ async fn push_messages(
                 Ok(Notice::GoingAway) => return close_going_away(socket).await,
                 Ok(Notice::Message(p, accepted, frame)) => {
                     let last = sent.get(&p.group_id).copied();
-                    let plain = p.kind == "application" || p.kind == "proposal";
+                    let plain = p.kind.is_plain();
                     let member = groups.contains(&p.group_id);
                     match last {
                         // Already pushed (fetched meanwhile, or a repeat's notice).
@@ -1376,7 +1366,7 @@ async fn push_messages(
                             ahead.entry(p.group_id.clone()).or_default().insert(p.seq, (p.clone(), *accepted));
                             gap_deadline.get_or_insert_with(|| tokio::time::Instant::now() + REORDER_WAIT);
                         }
-                        _ if member || p.kind == "welcome" => {
+                        _ if member || p.kind == MessageKind::Welcome => {
                             // Membership may have changed or we missed something: ask the database.
                             arrivals.insert((p.group_id.clone(), p.seq), *accepted);
                             resync = true;
@@ -1466,8 +1456,12 @@ async fn send(socket: &mut WebSocket, p: &Pending) -> Result<(), String> {
 
 /// The stream frame for `p`: the same JSON object as `GET /v1/messages`.
 fn frame_of(p: &Pending) -> String {
-    // Strings and a number: serializing cannot fail.
-    serde_json::to_string(&delivered(p)).unwrap_or_default()
+    encode_frame(&StreamFrame::Message(delivered(p)))
+}
+
+fn encode_frame(frame: &StreamFrame) -> String {
+    // Strings and numbers: serializing cannot fail.
+    serde_json::to_string(frame).unwrap_or_default()
 }
 
 async fn send_text(socket: &mut WebSocket, text: &str) -> Result<(), String> {

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use conclave_proto::{ErrorBody, ErrorCode};
 
 /// Every way a request can fail. Handlers return this; only
 /// [`IntoResponse`] below chooses status codes.
@@ -145,41 +145,47 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    fn status_and_code(&self) -> (StatusCode, ErrorCode) {
         use ApiError::*;
         match self {
-            BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            InvalidMls(_) => (StatusCode::BAD_REQUEST, "invalid_mls_message"),
-            BadSignature(_) => (StatusCode::UNAUTHORIZED, "bad_signature"),
-            StaleRequest(_) => (StatusCode::UNAUTHORIZED, "stale_request"),
-            Replayed => (StatusCode::UNAUTHORIZED, "replayed_request"),
-            BadCredentials => (StatusCode::UNAUTHORIZED, "bad_credentials"),
-            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            NotChannelManager(_) => (StatusCode::FORBIDDEN, "not_channel_manager"),
-            NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            Conflict(_) => (StatusCode::CONFLICT, "already_exists"),
-            WrongEpoch { .. } => (StatusCode::CONFLICT, "wrong_epoch"),
-            TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
-            FileTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "file_too_large"),
-            QuotaExceeded { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"),
-            NoKeyPackages(_) => (StatusCode::NOT_FOUND, "no_key_packages"),
-            DuplicateKeyPackage => (StatusCode::CONFLICT, "duplicate_key_package"),
-            KeyPackageStockFull { .. } => (StatusCode::CONFLICT, "key_package_stock_full"),
-            SecondFactorRequired(_) => (StatusCode::UNAUTHORIZED, "second_factor_required"),
-            SecondFactorInvalid(_) => (StatusCode::UNAUTHORIZED, "second_factor_invalid"),
-            SessionExpired => (StatusCode::UNAUTHORIZED, "session_expired"),
-            DeviceRevoked => (StatusCode::UNAUTHORIZED, "device_revoked"),
-            EnrollmentRequired(_) => (StatusCode::FORBIDDEN, "second_factor_enrollment_required"),
-            InviteRequired => (StatusCode::FORBIDDEN, "invite_required"),
-            InviteInvalid => (StatusCode::FORBIDDEN, "invite_invalid"),
-            RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
-            Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
-            AuditUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
-            StepUpRequired => (StatusCode::UNAUTHORIZED, "step_up_required"),
-            AccountLocked => (StatusCode::FORBIDDEN, "account_locked"),
-            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            InvalidMls(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidMlsMessage),
+            BadSignature(_) => (StatusCode::UNAUTHORIZED, ErrorCode::BadSignature),
+            StaleRequest(_) => (StatusCode::UNAUTHORIZED, ErrorCode::StaleRequest),
+            Replayed => (StatusCode::UNAUTHORIZED, ErrorCode::ReplayedRequest),
+            BadCredentials => (StatusCode::UNAUTHORIZED, ErrorCode::BadCredentials),
+            Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+            NotChannelManager(_) => (StatusCode::FORBIDDEN, ErrorCode::NotChannelManager),
+            NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed),
+            Conflict(_) => (StatusCode::CONFLICT, ErrorCode::AlreadyExists),
+            WrongEpoch { .. } => (StatusCode::CONFLICT, ErrorCode::WrongEpoch),
+            TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::BodyTooLarge),
+            FileTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::FileTooLarge),
+            QuotaExceeded { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::QuotaExceeded),
+            NoKeyPackages(_) => (StatusCode::NOT_FOUND, ErrorCode::NoKeyPackages),
+            DuplicateKeyPackage => (StatusCode::CONFLICT, ErrorCode::DuplicateKeyPackage),
+            KeyPackageStockFull { .. } => (StatusCode::CONFLICT, ErrorCode::KeyPackageStockFull),
+            SecondFactorRequired(_) => (StatusCode::UNAUTHORIZED, ErrorCode::SecondFactorRequired),
+            SecondFactorInvalid(_) => (StatusCode::UNAUTHORIZED, ErrorCode::SecondFactorInvalid),
+            SessionExpired => (StatusCode::UNAUTHORIZED, ErrorCode::SessionExpired),
+            DeviceRevoked => (StatusCode::UNAUTHORIZED, ErrorCode::DeviceRevoked),
+            EnrollmentRequired(_) => (
+                StatusCode::FORBIDDEN,
+                ErrorCode::SecondFactorEnrollmentRequired,
+            ),
+            InviteRequired => (StatusCode::FORBIDDEN, ErrorCode::InviteRequired),
+            InviteInvalid => (StatusCode::FORBIDDEN, ErrorCode::InviteInvalid),
+            RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::DatabaseUnavailable,
+            ),
+            Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy),
+            AuditUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::AuditUnavailable),
+            StepUpRequired => (StatusCode::UNAUTHORIZED, ErrorCode::StepUpRequired),
+            AccountLocked => (StatusCode::FORBIDDEN, ErrorCode::AccountLocked),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         }
     }
 }
@@ -201,12 +207,14 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        let mut body = json!({ "error": code, "message": self.to_string() });
+        let mut body = ErrorBody::new(code, self.to_string());
         match &self {
-            ApiError::WrongEpoch { current, .. } => body["current_epoch"] = json!(current),
-            ApiError::SecondFactorRequired(factors) => body["factors"] = json!(factors),
+            ApiError::WrongEpoch { current, .. } => body.current_epoch = Some(*current),
+            ApiError::SecondFactorRequired(factors) => {
+                body.factors = Some(factors.iter().map(|f| (*f).to_owned()).collect());
+            }
             ApiError::RateLimited { retry_after } | ApiError::Busy { retry_after } => {
-                body["retry_after"] = json!(retry_after);
+                body.retry_after = Some(*retry_after);
                 let retry = [(http::header::RETRY_AFTER, retry_after.to_string())];
                 return (status, retry, Json(body)).into_response();
             }
@@ -261,6 +269,34 @@ mod tests {
         assert_eq!(response.headers()[http::header::RETRY_AFTER], "42");
         let response = ApiError::SecondFactorRequired(vec!["totp"]).into_response();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    /// The body of a refusal is the protocol's `ErrorBody`, byte for byte
+    /// what the relay wrote before that type existed.
+    #[tokio::test]
+    async fn refusals_carry_the_protocols_error_body() {
+        async fn body(error: ApiError) -> String {
+            let bytes = axum::body::to_bytes(error.into_response().into_body(), 1 << 16)
+                .await
+                .unwrap();
+            String::from_utf8(bytes.to_vec()).unwrap()
+        }
+        assert_eq!(
+            body(ApiError::WrongEpoch { current: 4, got: 3 }).await,
+            r#"{"current_epoch":4,"error":"wrong_epoch","message":"wrong epoch: the group is at epoch 4, the message is for epoch 3"}"#
+        );
+        assert_eq!(
+            body(ApiError::Busy { retry_after: 1 }).await,
+            r#"{"error":"busy","message":"the relay is busy: retry after 1 seconds","retry_after":1}"#
+        );
+        assert_eq!(
+            body(ApiError::SecondFactorRequired(vec!["totp", "webauthn"])).await,
+            r#"{"error":"second_factor_required","factors":["totp","webauthn"],"message":"a second factor is required: totp, webauthn"}"#
+        );
+        assert_eq!(
+            body(ApiError::Forbidden("members only")).await,
+            r#"{"error":"forbidden","message":"forbidden: members only"}"#
+        );
     }
 
     #[test]

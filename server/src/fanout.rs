@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgListener;
 
-use crate::{AppState, Notice};
+use crate::{AppState, MessageKind, Notice};
 
 /// The PostgreSQL notification channel the nodes share.
 pub(crate) const CHANNEL: &str = "conclave_fanout";
@@ -27,7 +27,7 @@ pub(crate) enum Wire {
         node: String,
         group_id: String,
         seq: u64,
-        message_kind: String,
+        message_kind: MessageKind,
         /// Unix milliseconds, for the delivery-latency histogram.
         accepted_ms: u64,
     },
@@ -54,7 +54,7 @@ impl Wire {
                 node,
                 group_id: p.group_id.clone(),
                 seq: p.seq,
-                message_kind: p.kind.clone(),
+                message_kind: p.kind,
                 accepted_ms: crate::auth::unix_millis()
                     .saturating_sub(u64::try_from(accepted.elapsed().as_millis()).unwrap_or(0)),
             },
@@ -169,7 +169,7 @@ fn tell_streams(state: &AppState, notice: Notice) {
     else {
         return state.tell_local(notice);
     };
-    if kind != "application" && kind != "proposal" {
+    if !kind.is_plain() {
         return state.tell_local(notice);
     }
     let (state, group_id, seq, accepted_ms) = (state.clone(), group_id.clone(), *seq, *accepted_ms);
@@ -214,7 +214,7 @@ mod tests {
             crate::Pending {
                 group_id: "ab".repeat(32),
                 seq: 42,
-                kind: "application".into(),
+                kind: MessageKind::Application,
                 payload: vec![7; 100_000],
             },
             std::time::Instant::now(),
@@ -228,7 +228,11 @@ mod tests {
         assert_eq!(back.node(), "node-1");
         assert!(matches!(
             back.into_notice(),
-            Notice::Appended { seq: 42, ref kind, .. } if kind == "application"
+            Notice::Appended {
+                seq: 42,
+                kind: MessageKind::Application,
+                ..
+            }
         ));
         assert!(Wire::of("node-1", &Notice::Resync).is_none());
         assert!(Wire::of("node-1", &Notice::GoingAway).is_none());

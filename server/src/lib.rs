@@ -100,8 +100,8 @@ enum Notice {
         group_id: String,
         /// Its position.
         seq: u64,
-        /// `commit`, `proposal`, `application` or `welcome`.
-        kind: String,
+        /// What was appended.
+        kind: MessageKind,
         /// When the other node accepted it (Unix milliseconds).
         accepted_ms: u64,
     },
@@ -116,7 +116,7 @@ enum Notice {
 impl AppState {
     /// Tells connected devices that a message was appended (after it is durable).
     fn notify(&self, message: Pending) {
-        metrics::METRICS.accepted(&message.kind);
+        metrics::METRICS.accepted(message.kind.as_str());
         self.tell(Notice::message(message, std::time::Instant::now()));
     }
 

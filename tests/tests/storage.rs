@@ -292,7 +292,7 @@ async fn storage_suite(store: Store) {
         .await
         .unwrap()
         .into_iter()
-        .map(|p| (p.seq, p.kind))
+        .map(|p| (p.seq, p.kind.to_string()))
         .collect();
     assert_eq!(
         alice,
@@ -307,7 +307,7 @@ async fn storage_suite(store: Store) {
         .await
         .unwrap()
         .into_iter()
-        .map(|p| (p.seq, p.kind))
+        .map(|p| (p.seq, p.kind.to_string()))
         .collect();
     assert_eq!(bob, [(3, "welcome".into()), (4, "application".into())]);
     // Messages stay queued until acknowledged.

@@ -50,30 +50,9 @@ pub enum StoreError {
     UnsupportedUrl,
 }
 
-/// What kind of MLS message a log entry holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageKind {
-    /// A commit (PublicMessage).
-    Commit,
-    /// A standalone proposal (PublicMessage).
-    Proposal,
-    /// An application message (PrivateMessage, opaque).
-    Application,
-    /// A Welcome for the devices that joined at this sequence number.
-    Welcome,
-}
-
-impl MessageKind {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageKind::Commit => "commit",
-            MessageKind::Proposal => "proposal",
-            MessageKind::Application => "application",
-            MessageKind::Welcome => "welcome",
-        }
-    }
-}
+/// What kind of MLS message a log entry holds: the wire type, stored by
+/// its name (`MessageKind::as_str`).
+pub use conclave_proto::MessageKind;
 
 /// A device as registered.
 #[derive(Debug, Clone)]
@@ -117,8 +96,8 @@ pub struct Pending {
     pub group_id: String,
     /// Position in the group's order.
     pub seq: u64,
-    /// `commit`, `proposal`, `application` or `welcome`.
-    pub kind: String,
+    /// What the payload is.
+    pub kind: MessageKind,
     /// The MLS message bytes.
     pub payload: Vec<u8>,
 }
@@ -863,19 +842,20 @@ impl Store {
         group_id: &str,
         seq: u64,
     ) -> Result<Option<Pending>, StoreError> {
-        Ok(
-            sqlx::query("SELECT kind, payload FROM messages WHERE group_id = $1 AND seq = $2")
-                .bind(group_id)
-                .bind(to_i64(seq))
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|r| Pending {
+        sqlx::query("SELECT kind, payload FROM messages WHERE group_id = $1 AND seq = $2")
+            .bind(group_id)
+            .bind(to_i64(seq))
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| {
+                Ok(Pending {
                     group_id: group_id.to_owned(),
                     seq,
-                    kind: r.get(0),
+                    kind: stored_kind(&r, 0)?,
                     payload: r.get(1),
-                }),
-        )
+                })
+            })
+            .transpose()
     }
 
     /// The position of a message (application, proposal or commit) already
@@ -1041,7 +1021,7 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(pending_from_row).collect())
+        rows.iter().map(pending_from_row).collect()
     }
 
     /// Acknowledges everything in `group_id` up to `seq` for `device_id`.
@@ -1069,13 +1049,22 @@ impl Store {
     }
 }
 
-fn pending_from_row(row: &AnyRow) -> Pending {
-    Pending {
+fn pending_from_row(row: &AnyRow) -> Result<Pending, StoreError> {
+    Ok(Pending {
         group_id: row.get(0),
         seq: to_u64(row.get(1)),
-        kind: row.get(2),
+        kind: stored_kind(row, 2)?,
         payload: row.get(3),
-    }
+    })
+}
+
+/// The message kind in column `index`, by its stored name.
+fn stored_kind(row: &AnyRow, index: usize) -> Result<MessageKind, StoreError> {
+    let name: String = row.try_get(index)?;
+    name.parse()
+        .map_err(|e: conclave_proto::UnknownMessageKind| {
+            StoreError::Database(sqlx::Error::Decode(Box::new(e)))
+        })
 }
 
 async fn insert_message(
