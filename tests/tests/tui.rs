@@ -313,9 +313,10 @@ fn two_people_chat_live_in_the_terminal_ui() {
     tmux.wait_for_text("alice", "alice: over in random");
     tmux.wait_for_text("bob", "random (1)");
     tmux.press("alice", "BTab");
-    tmux.wait_for_text("alice", "message general");
-
-    let screen = tmux.screen("alice");
+    // The composer's title changes before the history has loaded.
+    let screen = tmux.wait_for("alice", "general's history again", |s| {
+        s.contains("message general") && s.contains("alice: hello bob, live from the tui")
+    });
     let seq = seq_of(&screen, "alice", "hello bob, live from the tui");
 
     // Reactions, edits and thread replies reach bob live.
