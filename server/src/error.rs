@@ -255,8 +255,26 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::relay::mls::MlsError> for ApiError {
+    fn from(error: crate::relay::mls::MlsError) -> Self {
+        use crate::relay::mls::MlsError;
+        match error {
+            MlsError::Invalid(why) => ApiError::InvalidMls(why),
+            MlsError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
 /// Shorthand for handler results.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Base64 (standard, padded) from a request field, or a refusal naming it.
+pub(crate) fn decode_b64(field: &'static str, text: &str) -> ApiResult<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| ApiError::BadRequest(format!("{field} is not valid base64")))
+}
 
 #[cfg(test)]
 mod tests {

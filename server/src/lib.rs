@@ -26,12 +26,12 @@ mod config;
 mod error;
 mod events;
 mod factors;
-mod fanout;
+mod http;
 mod limits;
 mod log_key;
 mod metrics;
-mod mls;
 mod private_files;
+mod relay;
 mod server_key;
 mod store;
 mod tls;
@@ -42,99 +42,38 @@ use std::sync::Arc;
 pub use config::{Args, Config, LogFormat};
 pub use error::ApiError;
 pub use events::{AuditAction, AuditEvent, AuditTrail};
+use relay::{Notice, Notifier};
 pub use store::{
     AccountSummary, Backend, BlobSpec, ChallengeRow, CommitRecord, DeviceSession, GroupAccess,
     GroupRow, KeyPackagesAdded, MessageKind, NewBlob, NewGroup, NewKeyPackage, Pending,
     PublicListing, Store, StoreError,
 };
 pub use tls::TlsIdentity;
-use tokio::sync::broadcast;
 
 /// Shared by every request.
 #[derive(Clone, Debug)]
 pub struct AppState {
     store: Store,
     config: Arc<Config>,
-    notifier: broadcast::Sender<Arc<Notice>>,
+    notifier: Notifier,
     server_key: server_key::ServerKey,
     relying_party: Arc<factors::RelyingParty>,
     audit: AuditTrail,
-    /// This process, among the relay nodes sharing the database.
-    node: Arc<str>,
-}
-
-impl Notice {
-    fn message(message: Pending, accepted: std::time::Instant) -> Self {
-        Notice::Message(message, accepted, std::sync::OnceLock::new())
-    }
-}
-
-/// What connected devices are told, after it is durable.
-#[derive(Debug)]
-enum Notice {
-    /// A message was appended to a group (accepted at that instant), with
-    /// its stream frame, made by the first stream that pushes it and shared
-    /// by the others (at 1000 devices, one JSON-and-base64 encoding instead
-    /// of a thousand).
-    Message(Pending, std::time::Instant, std::sync::OnceLock<String>),
-    /// A device was revoked or its session ended: close its stream now.
-    SessionEnded {
-        /// Hex device id.
-        device_id: String,
-    },
-    /// An account's device list changed: its devices should look.
-    DevicesChanged {
-        /// The account.
-        username: String,
-    },
-    /// A device became a member of a group without a Welcome (it created
-    /// the group, or joined by external commit): its stream should follow it.
-    Joined {
-        /// Hex device id.
-        device_id: String,
-    },
-    /// Another node appended to a group: streams of its members fetch it
-    /// from the database.
-    Appended {
-        /// Hex group id.
-        group_id: String,
-        /// Its position.
-        seq: u64,
-        /// What was appended.
-        kind: MessageKind,
-        /// When the other node accepted it (Unix milliseconds).
-        accepted_ms: u64,
-    },
-    /// Notices from other nodes may have been missed: every stream looks
-    /// in the database.
-    Resync,
-    /// This node is shutting down: streams close with "going away" (1001)
-    /// so clients move to another node at once.
-    GoingAway,
 }
 
 impl AppState {
-    /// Tells connected devices that a message was appended (after it is durable).
-    fn notify(&self, message: Pending) {
-        metrics::METRICS.accepted(message.kind.as_str());
-        self.tell(Notice::message(message, std::time::Instant::now()));
+    /// The relay's core, over this state.
+    fn relay(&self) -> relay::Relay<'_> {
+        relay::Relay {
+            store: &self.store,
+            audit: &self.audit,
+            notifier: &self.notifier,
+        }
     }
 
     /// Tells this node's devices, and the other nodes'.
     fn tell(&self, notice: Notice) {
-        fanout::publish(self, &notice);
-        self.tell_local(notice);
-    }
-
-    /// Tells this node's connected devices only.
-    fn tell_local(&self, notice: Notice) {
-        // No receivers is fine: devices fetch on reconnect.
-        let _ = self.notifier.send(Arc::new(notice));
-    }
-
-    /// Whether other relay nodes may share this database (PostgreSQL).
-    fn shared_database(&self) -> bool {
-        self.store.backend() == Backend::Postgres
+        self.notifier.tell(notice);
     }
 }
 
@@ -208,7 +147,7 @@ fn state(store: Store, config: Config) -> Result<AppState, String> {
             }
         }
     });
-    let (notifier, _) = broadcast::channel(4096);
+    let notifier = Notifier::new(store.clone());
     let server_key = server_key::ServerKey::load_or_create(&config.server_key_file)?;
     let relying_party = factors::RelyingParty::new(&config.webauthn_origin, "Conclave")?;
     let state = AppState {
@@ -218,12 +157,11 @@ fn state(store: Store, config: Config) -> Result<AppState, String> {
         notifier,
         server_key,
         relying_party: Arc::new(relying_party),
-        node: Arc::from(hex::encode(rand::random::<[u8; 8]>())),
     };
-    if state.shared_database()
+    if state.notifier.shared_database()
         && let Some(url) = state.config.database_url.clone()
     {
-        fanout::spawn_listener(url, state.clone());
+        relay::fanout::spawn_listener(url, state.notifier.clone());
     }
     // Retention: old message ciphertext goes, and the log says so.
     let retaining = state.clone();
@@ -232,7 +170,7 @@ fn state(store: Store, config: Config) -> Result<AppState, String> {
         let mut every = tokio::time::interval(period);
         loop {
             every.tick().await;
-            if let Err(e) = api::apply_retention(&retaining).await {
+            if let Err(e) = retaining.relay().apply_retention().await {
                 tracing::warn!(error = %e, "applying retention failed");
             }
         }
@@ -360,7 +298,7 @@ pub async fn run(
         tracing::info!("shutting down: no new connections; finishing requests in flight");
         // Open streams close with "going away", so their clients move on now
         // rather than when the grace period ends.
-        state.tell_local(Notice::GoingAway);
+        state.notifier.tell_local(Notice::GoingAway);
         on_shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     });
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;

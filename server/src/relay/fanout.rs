@@ -13,7 +13,8 @@
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgListener;
 
-use crate::{AppState, MessageKind, Notice};
+use super::notice::{Notice, Notifier};
+use crate::store::MessageKind;
 
 /// The PostgreSQL notification channel the nodes share.
 pub(crate) const CHANNEL: &str = "conclave_fanout";
@@ -107,17 +108,17 @@ impl Wire {
 
 /// Publishes `notice` for the other nodes (PostgreSQL only), off the
 /// request's path.
-pub(crate) fn publish(state: &AppState, notice: &Notice) {
-    if !state.shared_database() {
+pub(crate) fn publish(notifier: &Notifier, notice: &Notice) {
+    if !notifier.shared_database() {
         return;
     }
-    let Some(wire) = Wire::of(&state.node, notice) else {
+    let Some(wire) = Wire::of(notifier.node(), notice) else {
         return;
     };
     let Ok(payload) = serde_json::to_string(&wire) else {
         return;
     };
-    let pool = state.store.pool().clone();
+    let pool = notifier.store().pool().clone();
     tokio::spawn(async move {
         let sent = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
@@ -133,7 +134,7 @@ pub(crate) fn publish(state: &AppState, notice: &Notice) {
 
 /// Listens for the other nodes' notices on PostgreSQL at `url`, for as
 /// long as the process runs, reconnecting when the connection drops.
-pub(crate) fn spawn_listener(url: String, state: AppState) {
+pub(crate) fn spawn_listener(url: String, notifier: Notifier) {
     tokio::spawn(async move {
         loop {
             match PgListener::connect(&url).await {
@@ -141,8 +142,8 @@ pub(crate) fn spawn_listener(url: String, state: AppState) {
                     Ok(()) => {
                         // Whatever was said while we were not listening:
                         // every stream looks in the database.
-                        state.tell_local(Notice::Resync);
-                        follow(&mut listener, &state).await;
+                        notifier.tell_local(Notice::Resync);
+                        follow(&mut listener, &notifier).await;
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot LISTEN for other relay nodes"),
                 },
@@ -159,7 +160,7 @@ pub(crate) fn spawn_listener(url: String, state: AppState) {
 /// needs no membership change is fetched once here, for every stream, and
 /// handed on as if accepted here; anything else sends the streams that care
 /// to the database themselves.
-fn tell_streams(state: &AppState, notice: Notice) {
+fn tell_streams(notifier: &Notifier, notice: Notice) {
     let Notice::Appended {
         group_id,
         seq,
@@ -167,35 +168,36 @@ fn tell_streams(state: &AppState, notice: Notice) {
         accepted_ms,
     } = &notice
     else {
-        return state.tell_local(notice);
+        return notifier.tell_local(notice);
     };
     if !kind.is_plain() {
-        return state.tell_local(notice);
+        return notifier.tell_local(notice);
     }
-    let (state, group_id, seq, accepted_ms) = (state.clone(), group_id.clone(), *seq, *accepted_ms);
+    let (notifier, group_id, seq, accepted_ms) =
+        (notifier.clone(), group_id.clone(), *seq, *accepted_ms);
     tokio::spawn(async move {
         let age = crate::auth::unix_millis().saturating_sub(accepted_ms);
         let accepted = std::time::Instant::now()
             .checked_sub(std::time::Duration::from_millis(age))
             .unwrap_or_else(std::time::Instant::now);
-        match state.store.message_at(&group_id, seq).await {
-            Ok(Some(message)) => state.tell_local(Notice::message(message, accepted)),
+        match notifier.store().message_at(&group_id, seq).await {
+            Ok(Some(message)) => notifier.tell_local(Notice::message(message, accepted)),
             // Gone (retention) or unreadable right now: the streams look.
-            Ok(None) | Err(_) => state.tell_local(notice),
+            Ok(None) | Err(_) => notifier.tell_local(notice),
         }
     });
 }
 
-async fn follow(listener: &mut PgListener, state: &AppState) {
+async fn follow(listener: &mut PgListener, notifier: &Notifier) {
     loop {
         match listener.try_recv().await {
             Ok(Some(notification)) => match serde_json::from_str::<Wire>(notification.payload()) {
-                Ok(wire) if wire.node() == state.node.as_ref() => {}
-                Ok(wire) => tell_streams(state, wire.into_notice()),
+                Ok(wire) if wire.node() == notifier.node() => {}
+                Ok(wire) => tell_streams(notifier, wire.into_notice()),
                 Err(e) => tracing::warn!(error = %e, "unreadable notice from another node"),
             },
             // The connection dropped and came back: notices may be lost.
-            Ok(None) => state.tell_local(Notice::Resync),
+            Ok(None) => notifier.tell_local(Notice::Resync),
             Err(e) => {
                 tracing::warn!(error = %e, "lost the connection to other relay nodes");
                 return;

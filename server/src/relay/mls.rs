@@ -16,7 +16,18 @@ use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::*;
 use openmls_rust_crypto::{MemoryStorage, RustCrypto};
 
-use crate::error::ApiError;
+/// Why the relay refused an MLS message, or could not check it.
+#[derive(Debug, thiserror::Error)]
+pub enum MlsError {
+    /// The message (or Welcome, GroupInfo, key package) is malformed or
+    /// breaks a rule of RFC 9420 or of the relay; the text says which.
+    #[error("{0}")]
+    Invalid(String),
+    /// The relay's own stored public state could not be used: its fault,
+    /// not the sender's.
+    #[error("{0}")]
+    Internal(String),
+}
 
 /// What the unencrypted framing of a message says.
 #[derive(Debug)]
@@ -85,11 +96,11 @@ pub enum Handshake {
     },
 }
 
-fn invalid(what: impl std::fmt::Display) -> ApiError {
-    ApiError::InvalidMls(what.to_string())
+fn invalid(what: impl std::fmt::Display) -> MlsError {
+    MlsError::Invalid(what.to_string())
 }
 
-fn parse_message(bytes: &[u8]) -> Result<MlsMessageBodyIn, ApiError> {
+fn parse_message(bytes: &[u8]) -> Result<MlsMessageBodyIn, MlsError> {
     let message = MlsMessageIn::tls_deserialize_exact(bytes)
         .map_err(|e| invalid(format!("cannot decode MLSMessage: {e}")))?;
     Ok(message.extract())
@@ -97,7 +108,7 @@ fn parse_message(bytes: &[u8]) -> Result<MlsMessageBodyIn, ApiError> {
 
 /// Reads a group message's framing, refusing anything but our ciphersuite's
 /// PublicMessage handshakes and PrivateMessage application data.
-pub fn framing(bytes: &[u8]) -> Result<Framing, ApiError> {
+pub fn framing(bytes: &[u8]) -> Result<Framing, MlsError> {
     let protocol: ProtocolMessage = match parse_message(bytes)? {
         MlsMessageBodyIn::PublicMessage(m) => m.into(),
         MlsMessageBodyIn::PrivateMessage(m) => m.into(),
@@ -122,7 +133,7 @@ pub fn framing(bytes: &[u8]) -> Result<Framing, ApiError> {
 pub fn validate_new_group(
     group_info: &[u8],
     ratchet_tree: &[u8],
-) -> Result<ValidatedGroup, ApiError> {
+) -> Result<ValidatedGroup, MlsError> {
     let MlsMessageBodyIn::GroupInfo(info) = parse_message(group_info)? else {
         return Err(invalid("group_info is not a GroupInfo message"));
     };
@@ -150,21 +161,21 @@ pub fn validate_new_group(
     })
 }
 
-fn load_group(storage: &MemoryStorage, group_id: &str) -> Result<PublicGroup, ApiError> {
+fn load_group(storage: &MemoryStorage, group_id: &str) -> Result<PublicGroup, MlsError> {
     let id = GroupId::from_slice(&hex::decode(group_id).map_err(|_| invalid("bad group id"))?);
     PublicGroup::load(storage, &id)
-        .map_err(|e| ApiError::Internal(format!("public state: {e:?}")))?
-        .ok_or_else(|| ApiError::Internal("public state missing".into()))
+        .map_err(|e| MlsError::Internal(format!("public state: {e:?}")))?
+        .ok_or_else(|| MlsError::Internal("public state missing".into()))
 }
 
 /// The group's ratchet tree (public), serialized, for a device joining by
 /// external commit.
-pub fn ratchet_tree(group_id: &str, state: &[u8]) -> Result<Vec<u8>, ApiError> {
+pub fn ratchet_tree(group_id: &str, state: &[u8]) -> Result<Vec<u8>, MlsError> {
     let storage = load(state)?;
     load_group(&storage, group_id)?
         .export_ratchet_tree()
         .tls_serialize_detached()
-        .map_err(|e| ApiError::Internal(format!("serialize tree: {e}")))
+        .map_err(|e| MlsError::Internal(format!("serialize tree: {e}")))
 }
 
 /// Checks a GroupInfo a committer posted for the epoch its commit starts:
@@ -176,7 +187,7 @@ pub fn check_group_info(
     group_id: &str,
     state_after: &[u8],
     epoch: u64,
-) -> Result<(), ApiError> {
+) -> Result<(), MlsError> {
     let MlsMessageBodyIn::GroupInfo(info) = parse_message(group_info)? else {
         return Err(invalid("group_info is not a GroupInfo message"));
     };
@@ -185,7 +196,7 @@ pub fn check_group_info(
     }
     let tree = ratchet_tree(group_id, state_after)?;
     let tree = RatchetTreeIn::tls_deserialize_exact(&tree)
-        .map_err(|e| ApiError::Internal(format!("tree round trip: {e}")))?;
+        .map_err(|e| MlsError::Internal(format!("tree round trip: {e}")))?;
     let (group, _) = PublicGroup::from_external(
         &RustCrypto::default(),
         &MemoryStorage::default(),
@@ -209,7 +220,7 @@ pub fn process_handshake(
     group_id: &str,
     state: &[u8],
     message: &[u8],
-) -> Result<(Handshake, Leaf, bool), ApiError> {
+) -> Result<(Handshake, Leaf, bool), MlsError> {
     let storage = load(state)?;
     let mut group = load_group(&storage, group_id)?;
     let protocol: ProtocolMessage = match parse_message(message)? {
@@ -244,12 +255,12 @@ pub fn process_handshake(
                         .key_package()
                         .hash_ref(&crypto)
                         .map(|r| r.as_slice().to_vec())
-                        .map_err(|e| ApiError::Internal(format!("hash ref: {e}")))
+                        .map_err(|e| MlsError::Internal(format!("hash ref: {e}")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             group
                 .merge_commit(&storage, *commit)
-                .map_err(|e| ApiError::Internal(format!("merge: {e:?}")))?;
+                .map_err(|e| MlsError::Internal(format!("merge: {e:?}")))?;
             let after = leaves(&group)?;
             let devices = |set: &[Leaf]| -> BTreeMap<String, Leaf> {
                 set.iter()
@@ -284,7 +295,7 @@ pub fn process_handshake(
         ProcessedMessageContent::ProposalMessage(proposal) => {
             group
                 .add_proposal(&storage, *proposal)
-                .map_err(|e| ApiError::Internal(format!("queue proposal: {e:?}")))?;
+                .map_err(|e| MlsError::Internal(format!("queue proposal: {e:?}")))?;
             Handshake::Proposal {
                 state: save(&storage)?,
             }
@@ -296,7 +307,7 @@ pub fn process_handshake(
 }
 
 /// Checks that a Welcome is ours and covers exactly the added key packages.
-pub fn check_welcome(welcome: &[u8], expected_refs: &[Vec<u8>]) -> Result<(), ApiError> {
+pub fn check_welcome(welcome: &[u8], expected_refs: &[Vec<u8>]) -> Result<(), MlsError> {
     let MlsMessageBodyIn::Welcome(welcome) = parse_message(welcome)? else {
         return Err(invalid("welcome is not a Welcome message"));
     };
@@ -333,7 +344,7 @@ pub struct CheckedKeyPackage {
 }
 
 /// Validates a key package: signature, protocol version, lifetime, ciphersuite, credential.
-pub fn check_key_package(bytes: &[u8]) -> Result<CheckedKeyPackage, ApiError> {
+pub fn check_key_package(bytes: &[u8]) -> Result<CheckedKeyPackage, MlsError> {
     let package_in = match MlsMessageIn::tls_deserialize_exact(bytes).map(MlsMessageIn::extract) {
         Ok(MlsMessageBodyIn::KeyPackage(kp)) => kp,
         Ok(_) => return Err(invalid("expected a KeyPackage message")),
@@ -354,14 +365,14 @@ pub fn check_key_package(bytes: &[u8]) -> Result<CheckedKeyPackage, ApiError> {
     })
 }
 
-fn leaf_of(leaf: &LeafNode) -> Result<Leaf, ApiError> {
+fn leaf_of(leaf: &LeafNode) -> Result<Leaf, MlsError> {
     Ok(Leaf {
         credential: DeviceCredential::from_mls(leaf.credential()).map_err(invalid)?,
         signature_key: leaf.signature_key().as_slice().to_vec(),
     })
 }
 
-fn leaves(group: &PublicGroup) -> Result<Vec<Leaf>, ApiError> {
+fn leaves(group: &PublicGroup) -> Result<Vec<Leaf>, MlsError> {
     group
         .members()
         .map(|m| {
@@ -376,17 +387,17 @@ fn leaves(group: &PublicGroup) -> Result<Vec<Leaf>, ApiError> {
 // The public state is openmls's in-memory store, serialized as a sorted list
 // of (key, value) pairs with u32 lengths.
 
-fn save(storage: &MemoryStorage) -> Result<Vec<u8>, ApiError> {
+fn save(storage: &MemoryStorage) -> Result<Vec<u8>, MlsError> {
     let values = storage
         .values
         .read()
-        .map_err(|_| ApiError::Internal("storage lock poisoned".into()))?;
+        .map_err(|_| MlsError::Internal("storage lock poisoned".into()))?;
     let sorted: BTreeMap<&Vec<u8>, &Vec<u8>> = values.iter().collect();
     let mut out = Vec::new();
     for (key, value) in sorted {
         for part in [key, value] {
             let len = u32::try_from(part.len())
-                .map_err(|_| ApiError::Internal("state too large".into()))?;
+                .map_err(|_| MlsError::Internal("state too large".into()))?;
             out.extend_from_slice(&len.to_be_bytes());
             out.extend_from_slice(part);
         }
@@ -394,11 +405,11 @@ fn save(storage: &MemoryStorage) -> Result<Vec<u8>, ApiError> {
     Ok(out)
 }
 
-fn load(bytes: &[u8]) -> Result<MemoryStorage, ApiError> {
-    let corrupt = || ApiError::Internal("stored public state is corrupt".into());
+fn load(bytes: &[u8]) -> Result<MemoryStorage, MlsError> {
+    let corrupt = || MlsError::Internal("stored public state is corrupt".into());
     let mut map = HashMap::new();
     let mut rest = bytes;
-    let take = |rest: &mut &[u8]| -> Result<Vec<u8>, ApiError> {
+    let take = |rest: &mut &[u8]| -> Result<Vec<u8>, MlsError> {
         let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(corrupt)?;
         let len = u32::from_be_bytes(*len) as usize;
         let part = tail.get(..len).ok_or_else(corrupt)?.to_vec();

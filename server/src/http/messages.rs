@@ -1,0 +1,58 @@
+//! `POST /v1/groups/{group_id}/messages`, `GET /v1/messages` and
+//! `POST /v1/messages/ack`: the message path's requests, one call each into
+//! [`Relay`](crate::relay::Relay).
+
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use conclave_proto::{AckAnswer, AckBody, FetchAnswer, FetchQuery, PostAnswer, PostMessage};
+
+use crate::AppState;
+use crate::auth::Signed;
+use crate::error::{ApiError, ApiResult};
+use crate::relay::Poster;
+
+/// The device that signed `signed`, for the core.
+fn poster(signed: &Signed) -> Poster {
+    Poster {
+        device_id: signed.device_id,
+        signature_key: signed.public_key.to_bytes(),
+    }
+}
+
+pub(crate) async fn post_message(
+    State(state): State<AppState>,
+    group_id: Result<Path<String>, PathRejection>,
+    signed: Signed,
+) -> ApiResult<Json<PostAnswer>> {
+    signed.username()?;
+    let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let body: PostMessage = signed.json()?;
+    let answer = state
+        .relay()
+        .post(&group_id, poster(&signed), &body)
+        .await?;
+    Ok(Json(answer))
+}
+
+pub(crate) async fn fetch_messages(
+    State(state): State<AppState>,
+    query: Result<Query<FetchQuery>, QueryRejection>,
+    signed: Signed,
+) -> ApiResult<Json<FetchAnswer>> {
+    let user = signed.username()?;
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let device = signed.device_id.to_string();
+    let answer = state.relay().fetch(user, &device, query.limit).await?;
+    Ok(Json(answer))
+}
+
+pub(crate) async fn ack_messages(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<AckAnswer>> {
+    signed.username()?;
+    let body: AckBody = signed.json()?;
+    let device = signed.device_id.to_string();
+    Ok(Json(state.relay().ack(&device, &body).await?))
+}

@@ -1,0 +1,230 @@
+//! `GET /v1/stream`: a device's push stream, a WebSocket of
+//! [`StreamFrame`]s. This file is the shell: the socket, the database and
+//! the timers. What to push, in which order, and when to look in the
+//! database is decided by [`DeliveryCursor`].
+//!
+//! The socket carries the same JSON objects as `GET /v1/messages`, plus
+//! `{"kind":"devices_changed"}` when the account's device list changed; the
+//! device acknowledges with [`AckBody`] frames or over HTTP. The stream is
+//! closed (code 4001) the moment the device is revoked or its session ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use conclave_proto::{AckBody, StreamFrame};
+use tokio::sync::broadcast;
+
+use crate::AppState;
+use crate::auth::{Signed, idle_clock_due, session_problem, unix_millis};
+use crate::error::{ApiError, ApiResult};
+use crate::metrics::METRICS;
+use crate::relay::Notice;
+use crate::relay::delivery::{DeliveryCursor, Step, encode_frame, frame_of};
+use crate::relay::pending::FETCH_LIMIT;
+
+/// How often an open stream pings its client, so that a client whose node
+/// vanished without a word (power cut, partition) notices within
+/// `conclave_client`'s silence limit and moves to another node, and so that
+/// load balancers see traffic on an idle connection.
+const HEARTBEAT: Duration = Duration::from_secs(20);
+
+/// WebSocket close code for "your session is over" (private-use range).
+const CLOSE_SESSION_ENDED: u16 = 4001;
+
+/// "Going away" (RFC 6455 §7.4.1): this node is shutting down; the client
+/// should reconnect, to another node, at once.
+const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// How long a stream gathers a device's acknowledgements before it writes
+/// them. A cursor that lags by this much costs nothing but a few messages
+/// pushed again after a reconnect, which the device skips; writing every
+/// acknowledgement at once cost a transaction each (and, on SQLite, a
+/// flush), with the stream pushing nothing while it waited.
+const ACK_WRITE_INTERVAL: Duration = Duration::from_millis(500);
+
+pub(crate) async fn stream(
+    State(state): State<AppState>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    signed: Signed,
+) -> ApiResult<Response> {
+    let user = signed.username()?.to_owned();
+    let ws = ws.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let device = signed.device_id;
+    let notifications = state.notifier.subscribe();
+    Ok(ws
+        .read_buffer_size(8192)
+        .on_upgrade(move |socket| async move {
+            let mut cursor = DeliveryCursor::new(device.to_string(), user);
+            let outcome = push_messages(&state, &mut cursor, socket, notifications).await;
+            // What the device acknowledged is kept, however the stream ended.
+            let kept = write_acks(&state, &device.to_string(), &mut cursor).await;
+            if let Err(e) = outcome.and(kept) {
+                tracing::debug!(%device, error = %e, "stream closed");
+            }
+        }))
+}
+
+/// How often a stream re-checks its device's session, for lifetimes that run
+/// out while it is open and revocations made on another node:
+/// At most every 30 s, and at least twice per idle timeout.
+fn session_recheck(config: &crate::Config) -> Duration {
+    Duration::from_secs((config.session_idle_timeout / 2).clamp(1, 30))
+}
+
+/// Writes the highest acknowledged position per group, and forgets them.
+async fn write_acks(
+    state: &AppState,
+    device_key: &str,
+    cursor: &mut DeliveryCursor,
+) -> Result<(), String> {
+    for (group_id, seq) in cursor.take_acks() {
+        state
+            .store
+            .ack(device_key, &group_id, seq)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Pushes what the database holds for the device and the cursor has not
+/// pushed, page by page.
+async fn resync(
+    state: &AppState,
+    device_key: &str,
+    cursor: &mut DeliveryCursor,
+    socket: &mut WebSocket,
+) -> Result<(), String> {
+    let groups = state
+        .store
+        .groups_of(device_key)
+        .await
+        .map_err(|e| e.to_string())?;
+    cursor.begin_resync(groups);
+    loop {
+        let page = state
+            .store
+            .pending(device_key, FETCH_LIMIT)
+            .await
+            .map_err(|e| e.to_string())?;
+        let unsent = cursor.unsent(&page);
+        if unsent.is_empty() {
+            break;
+        }
+        for p in unsent {
+            send_text(socket, &frame_of(p)).await?;
+            if let Some(accepted) = cursor.pushed(p) {
+                METRICS
+                    .delivery_latency
+                    .observe(accepted.elapsed().as_secs_f64());
+            }
+        }
+    }
+    cursor.end_resync();
+    Ok(())
+}
+
+async fn push_messages(
+    state: &AppState,
+    cursor: &mut DeliveryCursor,
+    mut socket: WebSocket,
+    mut notifications: broadcast::Receiver<Arc<Notice>>,
+) -> Result<(), String> {
+    let device_key = cursor.device_id().to_owned();
+    let _counted = crate::metrics::OpenStream::new();
+    let mut recheck = tokio::time::interval(session_recheck(&state.config));
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut ack_writes = tokio::time::interval(ACK_WRITE_INTERVAL);
+    loop {
+        if cursor.needs_resync() {
+            resync(state, &device_key, cursor, &mut socket).await?;
+        }
+        let gap_deadline = cursor.gap_deadline();
+        tokio::select! {
+            note = notifications.recv() => match note {
+                Ok(notice) => {
+                    let steps = cursor.on_notice(&notice, std::time::Instant::now(), unix_millis());
+                    for step in steps {
+                        match step {
+                            Step::Push(push) => {
+                                send_text(&mut socket, &push.frame()).await?;
+                                METRICS.delivery_latency.observe(push.accepted.elapsed().as_secs_f64());
+                            }
+                            Step::DevicesChanged => {
+                                socket
+                                    .send(Message::Text(encode_frame(&StreamFrame::DevicesChanged).into()))
+                                    .await
+                                    .map_err(|e| e.to_string())?;
+                            }
+                            Step::CloseSessionEnded => return close(socket, CLOSE_SESSION_ENDED, "session ended").await,
+                            Step::CloseGoingAway => return close(socket, CLOSE_GOING_AWAY, "relay node shutting down").await,
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => cursor.request_resync(),
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+            // A gap that did not fill in time: the database knows.
+            _ = tokio::time::sleep_until(gap_deadline.map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std)), if gap_deadline.is_some() => {
+                cursor.on_gap_timeout();
+            },
+            _ = ack_writes.tick(), if cursor.holds_acks() => {
+                write_acks(state, &device_key, cursor).await?;
+            },
+            _ = heartbeat.tick() => {
+                socket.send(Message::Ping(Default::default())).await.map_err(|e| e.to_string())?;
+            },
+            _ = recheck.tick() => {
+                // A notice from another node may have been lost: look anyway.
+                // (One node alone loses none: its broadcast reports lag.)
+                if state.notifier.shared_database() {
+                    cursor.request_resync();
+                }
+                let session = state.store.device_session(&device_key).await.map_err(|e| e.to_string())?;
+                let Some(session) = session.filter(|s| session_problem(s, &state.config).is_none()) else {
+                    return close(socket, CLOSE_SESSION_ENDED, "session ended").await;
+                };
+                // A device that holds its stream open is in use, even if it
+                // sends no other request: keep its idle clock from running out.
+                if idle_clock_due(session.last_seen_at, &state.config) {
+                    state.store.touch_device(&device_key).await.map_err(|e| e.to_string())?;
+                }
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    let body: AckBody = serde_json::from_str(text.as_str()).map_err(|e| format!("bad frame: {e}"))?;
+                    if cursor.on_ack(body) {
+                        write_acks(state, &device_key, cursor).await?;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => return Ok(()),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.to_string()),
+            },
+        }
+    }
+}
+
+async fn close(mut socket: WebSocket, code: u16, reason: &'static str) -> Result<(), String> {
+    let frame = axum::extract::ws::CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    socket
+        .send(Message::Close(Some(frame)))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn send_text(socket: &mut WebSocket, text: &str) -> Result<(), String> {
+    socket
+        .send(Message::Text(text.into()))
+        .await
+        .map_err(|e| e.to_string())?;
+    METRICS.delivered.inc();
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! Accepting a posted MLS message: which group, whether the poster may post
+//! there, whether it is a repeat, whether it is for the current epoch; then
+//! the append (application messages here, handshakes through
+//! [`commit_rules`](super::commit_rules)) and the notice that delivers it.
+
+use conclave_proto::{PostAnswer, PostMessage};
+
+use super::mls::{self, Wire};
+use super::{ApiError, Poster, Relay};
+use crate::error::{ApiResult, decode_b64};
+use crate::store::{MessageKind, Pending};
+
+impl Relay<'_> {
+    /// Accepts `body`, posted by `poster` to `group_id`, and tells the
+    /// group's devices once it is durable.
+    pub(crate) async fn post(
+        &self,
+        group_id: &str,
+        poster: Poster,
+        body: &PostMessage,
+    ) -> ApiResult<PostAnswer> {
+        let message = decode_b64("message", &body.message)?;
+        let framing = mls::framing(&message)?;
+        if framing.group_id != group_id {
+            return Err(ApiError::BadRequest(
+                "message is for another group than the URL names".into(),
+            ));
+        }
+        let device = poster.device_id.to_string();
+        let access = self
+            .store
+            .access(group_id, &device)
+            .await?
+            .ok_or(ApiError::NotFound("group"))?;
+        if let Some((seq, first_sender)) =
+            self.store.first_post_of_payload(group_id, &message).await?
+        {
+            // A retry of a message or commit already accepted (the first answer
+            // was lost, perhaps with the node that gave it): its position again,
+            // and nothing new to deliver. Checked before membership and epoch,
+            // which the accepted message itself may have changed (a leave, say),
+            // so only for the device that posted it first: anyone else who
+            // replays a ciphertext they saw gets the answer any post of theirs
+            // would get, and learns nothing about the group.
+            if first_sender == device {
+                return Ok(PostAnswer {
+                    duplicate: true,
+                    seq,
+                });
+            }
+            if !access.member {
+                return Err(ApiError::Forbidden(
+                    "only current members may post to a group",
+                ));
+            }
+            return Err(ApiError::Conflict(
+                "this message, posted by another device,",
+            ));
+        }
+        // A non-member's handshake can only be an external commit to a public
+        // channel; the commit rules decide.
+        if !access.member && framing.kind != Wire::Handshake {
+            return Err(ApiError::Forbidden(
+                "only current members may post to a group",
+            ));
+        }
+        if access.archived {
+            return Err(ApiError::Forbidden(
+                "this channel is archived: nothing more can be posted to it",
+            ));
+        }
+        if framing.epoch != access.epoch {
+            return Err(ApiError::WrongEpoch {
+                current: access.epoch,
+                got: framing.epoch,
+            });
+        }
+        let appended = match framing.kind {
+            Wire::Application => {
+                if body.welcome.is_some() {
+                    return Err(ApiError::BadRequest(
+                        "a welcome travels only with a commit".into(),
+                    ));
+                }
+                let seq = self
+                    .store
+                    .append(
+                        group_id,
+                        access.epoch,
+                        MessageKind::Application,
+                        &device,
+                        &message,
+                        None,
+                    )
+                    .await?;
+                seq.map(|seq| (seq, MessageKind::Application))
+            }
+            Wire::Handshake => {
+                self.accept_handshake(
+                    group_id,
+                    framing.epoch,
+                    poster,
+                    access.member,
+                    &message,
+                    body,
+                )
+                .await?
+            }
+        };
+        let (seq, kind) = appended.map_err(|current| ApiError::WrongEpoch {
+            current,
+            got: framing.epoch,
+        })?;
+        self.notifier.message(Pending {
+            group_id: group_id.to_owned(),
+            seq,
+            kind,
+            payload: message,
+        });
+        Ok(PostAnswer {
+            duplicate: false,
+            seq,
+        })
+    }
+}
