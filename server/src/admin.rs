@@ -500,7 +500,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
         AdminCommand::LogKey => {
             out!("{}", log.verifier_key());
             let checkpoint = log
-                .checkpoint(crate::auth::unix_now())
+                .checkpoint(crate::clock::unix_now())
                 .await
                 .map_err(|e| format!("audit log: {e}"))?;
             out_raw!("{}", checkpoint.note);
@@ -532,7 +532,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
             let hash = crate::auth::hash_secret(whole)
                 .await
                 .map_err(|e| e.to_string())?;
-            let expires_at = crate::auth::unix_now() + ttl;
+            let expires_at = crate::clock::unix_now() + ttl;
             store
                 .create_recovery_invite(&id, &hash, HOST_ADMIN, &username, expires_at)
                 .await

@@ -225,21 +225,7 @@ struct LoginKey {
     public_key: String,
 }
 
-/// Seconds since the Unix epoch (0 if the clock is before it).
-/// Unix time in milliseconds.
-pub(crate) fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub(crate) use crate::clock::unix_now;
 
 impl FromRequest<AppState> for Signed {
     type Rejection = ApiError;
@@ -273,7 +259,7 @@ impl FromRequest<AppState> for Signed {
             None if is_login => {
                 let login: LoginKey = serde_json::from_slice(&body)
                     .map_err(|e| ApiError::BadRequest(format!("login body: {e}")))?;
-                let bytes = crate::api::decode_b64("public_key", &login.public_key)?;
+                let bytes = crate::error::decode_b64("public_key", &login.public_key)?;
                 let key = DevicePublicKey::from_bytes(&bytes).map_err(|_| {
                     ApiError::BadRequest("public_key is not a valid Ed25519 key".into())
                 })?;

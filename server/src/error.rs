@@ -255,16 +255,6 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-impl From<crate::relay::mls::MlsError> for ApiError {
-    fn from(error: crate::relay::mls::MlsError) -> Self {
-        use crate::relay::mls::MlsError;
-        match error {
-            MlsError::Invalid(why) => ApiError::InvalidMls(why),
-            MlsError::Internal(detail) => ApiError::Internal(detail),
-        }
-    }
-}
-
 /// Shorthand for handler results.
 pub type ApiResult<T> = Result<T, ApiError>;
 

@@ -238,7 +238,7 @@ impl AuditTrail {
             target = event.target.as_deref().unwrap_or("-"),
             "audit event"
         );
-        let mut entry = Event::new(0, crate::auth::unix_now(), event.action.as_str());
+        let mut entry = Event::new(0, crate::clock::unix_now(), event.action.as_str());
         entry.outcome = outcome;
         entry.actor = event.actor.as_deref().map(log_value);
         entry.device = event.actor_device.as_deref().map(log_value);

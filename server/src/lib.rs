@@ -22,6 +22,7 @@ mod api;
 mod audit_api;
 mod auth;
 mod blob_api;
+mod clock;
 mod config;
 mod error;
 mod events;
@@ -128,7 +129,7 @@ fn state(store: Store, config: Config) -> Result<AppState, String> {
         let mut every = tokio::time::interval(interval);
         loop {
             every.tick().await;
-            if let Err(e) = signing.checkpoint(auth::unix_now()).await {
+            if let Err(e) = signing.checkpoint(clock::unix_now()).await {
                 tracing::error!(error = %e, "cannot sign an audit log checkpoint");
             }
         }

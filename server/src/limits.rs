@@ -148,7 +148,7 @@ pub fn ip_key(ip: Option<IpAddr>) -> String {
 
 fn retry_after(limit: Limit, window_start: u64) -> u64 {
     (window_start + limit.window)
-        .saturating_sub(crate::auth::unix_now())
+        .saturating_sub(crate::clock::unix_now())
         .max(1)
 }
 
@@ -173,7 +173,7 @@ pub async fn reserve_backoff(app: &AppState, backoff: Backoff, key: &str) -> Res
     {
         None => Ok(()),
         Some((attempts, last_attempt)) => {
-            let waited = crate::auth::unix_now().saturating_sub(last_attempt);
+            let waited = crate::clock::unix_now().saturating_sub(last_attempt);
             Err(ApiError::RateLimited {
                 retry_after: backoff_wait(backoff, attempts)
                     .saturating_sub(waited)

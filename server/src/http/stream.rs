@@ -19,7 +19,8 @@ use conclave_proto::{AckBody, StreamFrame};
 use tokio::sync::broadcast;
 
 use crate::AppState;
-use crate::auth::{Signed, idle_clock_due, session_problem, unix_millis};
+use crate::auth::{Signed, idle_clock_due, session_problem};
+use crate::clock::unix_millis;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::METRICS;
 use crate::relay::Notice;

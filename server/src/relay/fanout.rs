@@ -56,7 +56,7 @@ impl Wire {
                 group_id: p.group_id.clone(),
                 seq: p.seq,
                 message_kind: p.kind,
-                accepted_ms: crate::auth::unix_millis()
+                accepted_ms: crate::clock::unix_millis()
                     .saturating_sub(u64::try_from(accepted.elapsed().as_millis()).unwrap_or(0)),
             },
             Notice::Appended { .. } | Notice::Resync | Notice::GoingAway => return None,
@@ -176,7 +176,7 @@ fn tell_streams(notifier: &Notifier, notice: Notice) {
     let (notifier, group_id, seq, accepted_ms) =
         (notifier.clone(), group_id.clone(), *seq, *accepted_ms);
     tokio::spawn(async move {
-        let age = crate::auth::unix_millis().saturating_sub(accepted_ms);
+        let age = crate::clock::unix_millis().saturating_sub(accepted_ms);
         let accepted = std::time::Instant::now()
             .checked_sub(std::time::Duration::from_millis(age))
             .unwrap_or_else(std::time::Instant::now);

@@ -16,6 +16,8 @@ use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::*;
 use openmls_rust_crypto::{MemoryStorage, RustCrypto};
 
+use crate::error::ApiError;
+
 /// Why the relay refused an MLS message, or could not check it.
 #[derive(Debug, thiserror::Error)]
 pub enum MlsError {
@@ -27,6 +29,15 @@ pub enum MlsError {
     /// not the sender's.
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<MlsError> for ApiError {
+    fn from(error: MlsError) -> Self {
+        match error {
+            MlsError::Invalid(why) => ApiError::InvalidMls(why),
+            MlsError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
 }
 
 /// What the unencrypted framing of a message says.

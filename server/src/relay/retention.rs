@@ -2,7 +2,7 @@
 //! retention (or the workspace's) are deleted, and the log says so.
 
 use super::Relay;
-use crate::auth::unix_now;
+use crate::clock::unix_now;
 use crate::error::ApiResult;
 use crate::events::{AuditAction, AuditEvent};
 use crate::store::Store;
