@@ -8,7 +8,7 @@ use conclave_proto::{PostAnswer, PostMessage};
 use super::mls::{self, Wire};
 use super::{ApiError, Poster, Relay};
 use crate::error::{ApiResult, decode_b64};
-use crate::store::{MessageKind, Pending};
+use crate::store::{Admission, Append, MessageKind, PayloadHash, Pending};
 
 impl Relay<'_> {
     /// Accepts `body`, posted by `poster` to `group_id`, and tells the
@@ -27,14 +27,16 @@ impl Relay<'_> {
             ));
         }
         let device = poster.device_id.to_string();
-        let access = self
+        let payload_hash = PayloadHash::of(&message);
+        let Admission {
+            access,
+            earlier_post,
+        } = self
             .store
-            .access(group_id, &device)
+            .admission(group_id, &device, &payload_hash)
             .await?
             .ok_or(ApiError::NotFound("group"))?;
-        if let Some((seq, first_sender)) =
-            self.store.first_post_of_payload(group_id, &message).await?
-        {
+        if let Some((seq, first_sender)) = earlier_post {
             // A retry of a message or commit already accepted (the first answer
             // was lost, perhaps with the node that gave it): its position again,
             // and nothing new to deliver. Checked before membership and epoch,
@@ -84,14 +86,15 @@ impl Relay<'_> {
                 }
                 let seq = self
                     .store
-                    .append(
-                        group_id,
-                        access.epoch,
-                        MessageKind::Application,
-                        &device,
-                        &message,
-                        None,
-                    )
+                    .append_message(Append {
+                        group_id: group_id.to_owned(),
+                        epoch: access.epoch,
+                        kind: MessageKind::Application,
+                        sender: device,
+                        payload: message.clone(),
+                        payload_hash,
+                        public_state: None,
+                    })
                     .await?;
                 seq.map(|seq| (seq, MessageKind::Application))
             }

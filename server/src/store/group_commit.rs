@@ -19,18 +19,27 @@
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{MessageKind, StoreError, insert_message, to_i64, to_u64};
+use super::{MessageKind, PayloadHash, StoreError, insert_message, to_i64, to_u64};
 
 /// Most appends in one transaction.
 const MAX_BATCH: usize = 256;
 
 /// One message to append.
-pub(super) struct Append {
+#[derive(Debug)]
+pub struct Append {
+    /// Hex group id.
     pub group_id: String,
+    /// The epoch it was built for: appended only if the group is still there.
     pub epoch: u64,
+    /// Application or proposal (commits go through `apply_commit`).
     pub kind: MessageKind,
+    /// The posting device.
     pub sender: String,
+    /// The MLS message.
     pub payload: Vec<u8>,
+    /// `payload`'s hash, computed once by whoever first needed it.
+    pub payload_hash: PayloadHash,
+    /// A proposal's new public state (it joins the proposal queue).
     pub public_state: Option<Vec<u8>>,
 }
 
@@ -118,7 +127,7 @@ async fn first_of_duplicate(
 ) -> Result<Result<u64, u64>, StoreError> {
     let first = sqlx::query("SELECT seq FROM messages WHERE group_id = $1 AND payload_hash = $2")
         .bind(&append.group_id)
-        .bind(conclave_crypto::sha256_hex(&append.payload))
+        .bind(append.payload_hash.as_str())
         .fetch_optional(pool)
         .await?;
     match first {
@@ -135,7 +144,6 @@ pub(super) async fn append_postgres(
     pool: &AnyPool,
     append: &Append,
 ) -> Result<Result<u64, u64>, StoreError> {
-    let hash = conclave_crypto::sha256_hex(&append.payload);
     let row = sqlx::query(
         "WITH existing AS (
              SELECT seq FROM messages WHERE group_id = $1 AND payload_hash = $7
@@ -157,7 +165,7 @@ pub(super) async fn append_postgres(
     .bind(&append.sender)
     .bind(append.payload.clone())
     .bind(append.public_state.clone())
-    .bind(&hash)
+    .bind(append.payload_hash.as_str())
     .bind(super::now())
     .fetch_one(pool)
     .await;
@@ -188,22 +196,15 @@ pub(super) async fn begin_immediate(
     pool.begin_with("BEGIN IMMEDIATE").await
 }
 
-/// Appends inside `tx`: the first position of the same bytes if they are
-/// already there (a retry, perhaps earlier in this very batch), else the
-/// next position if the group is still at the append's epoch, else
-/// `Err(current epoch)`.
+/// Appends inside `tx`: the next position if the group is still at the
+/// append's epoch, else `Err(current epoch)`. The same bytes posted again
+/// (a retry) were answered before they came here (`Store::admission`); a
+/// retry racing its first try fails on the unique index, and the batch is
+/// retried one by one, where `append_one` answers the first position.
 async fn append_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     append: &Append,
 ) -> Result<Result<u64, u64>, StoreError> {
-    let first = sqlx::query("SELECT seq FROM messages WHERE group_id = $1 AND payload_hash = $2")
-        .bind(&append.group_id)
-        .bind(conclave_crypto::sha256_hex(&append.payload))
-        .fetch_optional(&mut **tx)
-        .await?;
-    if let Some(first) = first {
-        return Ok(Ok(to_u64(first.get(0))));
-    }
     let bumped = match &append.public_state {
         Some(state) => sqlx::query(
             "UPDATE groups SET next_seq = next_seq + 1, public_state = $3
@@ -238,6 +239,7 @@ async fn append_in(
         append.epoch,
         &append.sender,
         &append.payload,
+        Some(&append.payload_hash),
     )
     .await?;
     Ok(Ok(to_u64(seq)))

@@ -16,6 +16,8 @@ mod accounts;
 mod blobs;
 mod channels;
 mod group_commit;
+
+pub use group_commit::Append;
 mod schema;
 
 pub use account_changes::{AccountChange, ChangeOutcome};
@@ -87,6 +89,34 @@ pub struct GroupAccess {
     pub member: bool,
     /// Whether the group was archived (read-only).
     pub archived: bool,
+}
+
+/// The SHA-256 (hex) of a posted MLS message: how a retry of the same
+/// bytes is recognised. Computed once per post and handed along.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadHash(String);
+
+impl PayloadHash {
+    /// The hash of `payload`.
+    pub fn of(payload: &[u8]) -> Self {
+        PayloadHash(conclave_crypto::sha256_hex(payload))
+    }
+
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What the relay needs to admit a posted message: the group's
+/// [`GroupAccess`] for the posting device, and whether the same bytes were
+/// accepted before (their position and first sender).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    /// Epoch, membership and archival.
+    pub access: GroupAccess,
+    /// The same bytes, accepted earlier: their position and the device that
+    /// posted them.
+    pub earlier_post: Option<(u64, String)>,
 }
 
 /// One message waiting for one device.
@@ -671,6 +701,45 @@ impl Store {
         }))
     }
 
+    /// [`Admission`] of a message with `payload_hash` posted by `device_id`
+    /// to `group_id`, in one query; `None` if there is no such group.
+    pub async fn admission(
+        &self,
+        group_id: &str,
+        device_id: &str,
+        payload_hash: &PayloadHash,
+    ) -> Result<Option<Admission>, StoreError> {
+        let row = sqlx::query(
+            "SELECT g.epoch, CAST(CASE WHEN EXISTS (
+                 SELECT 1 FROM memberships m
+                 WHERE m.group_id = g.group_id AND m.device_id = $2 AND m.leave_seq IS NULL
+             ) THEN 1 ELSE 0 END AS BIGINT),
+             CAST(CASE WHEN g.archived_at IS NULL THEN 0 ELSE 1 END AS BIGINT),
+             p.seq, p.sender_device
+             FROM groups g
+             LEFT JOIN messages p ON p.group_id = g.group_id AND p.payload_hash = $3
+             WHERE g.group_id = $1",
+        )
+        .bind(group_id)
+        .bind(device_id)
+        .bind(payload_hash.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| {
+            let earlier_seq: Option<i64> = r.get(3);
+            let earlier_sender: Option<String> = r.get(4);
+            Admission {
+                access: GroupAccess {
+                    epoch: to_u64(r.get(0)),
+                    member: r.get::<i64, _>(1) == 1,
+                    archived: r.get::<i64, _>(2) == 1,
+                },
+                earlier_post: earlier_seq
+                    .map(|seq| (to_u64(seq), earlier_sender.unwrap_or_default())),
+            }
+        }))
+    }
+
     /// The account that created a group, if the group exists.
     pub async fn group_creator(&self, group_id: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT COALESCE(created_by, '') FROM groups WHERE group_id = $1")
@@ -814,14 +883,20 @@ impl Store {
         payload: &[u8],
         new_public_state: Option<&[u8]>,
     ) -> Result<Result<u64, u64>, StoreError> {
-        let append = group_commit::Append {
+        self.append_message(Append {
             group_id: group_id.to_owned(),
             epoch,
             kind,
             sender: sender.to_owned(),
             payload: payload.to_vec(),
+            payload_hash: PayloadHash::of(payload),
             public_state: new_public_state.map(<[u8]>::to_vec),
-        };
+        })
+        .await
+    }
+
+    /// [`Store::append`] of a message whose hash the caller has already.
+    pub async fn append_message(&self, append: Append) -> Result<Result<u64, u64>, StoreError> {
         let Some(queue) = &self.appends else {
             return group_commit::append_postgres(&self.pool, &append).await;
         };
@@ -866,31 +941,22 @@ impl Store {
         group_id: &str,
         payload: &[u8],
     ) -> Result<Option<u64>, StoreError> {
+        self.seq_of_hash(group_id, &PayloadHash::of(payload)).await
+    }
+
+    async fn seq_of_hash(
+        &self,
+        group_id: &str,
+        hash: &PayloadHash,
+    ) -> Result<Option<u64>, StoreError> {
         Ok(
             sqlx::query("SELECT seq FROM messages WHERE group_id = $1 AND payload_hash = $2")
                 .bind(group_id)
-                .bind(conclave_crypto::sha256_hex(payload))
+                .bind(hash.as_str())
                 .fetch_optional(&self.pool)
                 .await?
                 .map(|r| to_u64(r.get(0))),
         )
-    }
-
-    /// The position and sending device of a message already accepted with
-    /// exactly these bytes, if any: whether a post is its sender's retry.
-    pub async fn first_post_of_payload(
-        &self,
-        group_id: &str,
-        payload: &[u8],
-    ) -> Result<Option<(u64, String)>, StoreError> {
-        Ok(sqlx::query(
-            "SELECT seq, sender_device FROM messages WHERE group_id = $1 AND payload_hash = $2",
-        )
-        .bind(group_id)
-        .bind(conclave_crypto::sha256_hex(payload))
-        .fetch_optional(&self.pool)
-        .await?
-        .map(|r| (to_u64(r.get(0)), r.get(1))))
     }
 
     /// Applies an accepted commit if the group is still at its epoch: the
@@ -900,6 +966,7 @@ impl Store {
         &self,
         record: &CommitRecord<'_>,
     ) -> Result<Result<u64, u64>, StoreError> {
+        let commit_hash = PayloadHash::of(record.commit);
         let mut tx = self.begin_write().await?;
         let slots = if record.welcome.is_some() { 2 } else { 1 };
         let bumped = sqlx::query(
@@ -917,7 +984,7 @@ impl Store {
             drop(tx);
             // The same commit, posted twice at once (a retry racing the
             // first try): the first moved the epoch, and this one is it.
-            if let Some(first) = self.seq_of_payload(record.group_id, record.commit).await? {
+            if let Some(first) = self.seq_of_hash(record.group_id, &commit_hash).await? {
                 return Ok(Ok(first));
             }
             return Ok(Err(self.current_epoch(record.group_id).await?));
@@ -931,6 +998,7 @@ impl Store {
             record.from_epoch,
             record.sender,
             record.commit,
+            Some(&commit_hash),
         )
         .await?;
         for device in record.removed {
@@ -954,6 +1022,9 @@ impl Store {
                 record.to_epoch,
                 record.sender,
                 welcome,
+                // A Welcome only ever travels with its commit: never posted
+                // again on its own, so never looked up by its bytes.
+                None,
             )
             .await?;
             for device in record.added {
@@ -1067,6 +1138,9 @@ fn stored_kind(row: &AnyRow, index: usize) -> Result<MessageKind, StoreError> {
         })
 }
 
+/// Inserts one message row; `hash` is that of everything a client posts and
+/// may post again after a lost answer.
+#[allow(clippy::too_many_arguments)]
 async fn insert_message(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     group_id: &str,
@@ -1075,10 +1149,9 @@ async fn insert_message(
     epoch: u64,
     sender: &str,
     payload: &[u8],
+    hash: Option<&PayloadHash>,
 ) -> Result<(), sqlx::Error> {
-    // Everything a client posts and may post again after a lost answer. A
-    // Welcome is not: it only ever travels with its commit.
-    let hash = (kind != MessageKind::Welcome).then(|| conclave_crypto::sha256_hex(payload));
+    let hash = hash.map(PayloadHash::as_str);
     sqlx::query(
         "INSERT INTO messages (group_id, seq, kind, epoch, sender_device, payload, created_at, payload_hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
