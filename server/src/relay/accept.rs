@@ -71,10 +71,11 @@ impl Relay<'_> {
                 "this channel is archived: nothing more can be posted to it",
             ));
         }
-        if framing.epoch != access.epoch {
+        let epoch = framing.epoch;
+        if epoch != access.epoch {
             return Err(ApiError::WrongEpoch {
                 current: access.epoch,
-                got: framing.epoch,
+                got: epoch,
             });
         }
         let appended = match framing.kind {
@@ -99,20 +100,13 @@ impl Relay<'_> {
                 seq.map(|seq| (seq, MessageKind::Application))
             }
             Wire::Handshake => {
-                self.accept_handshake(
-                    group_id,
-                    framing.epoch,
-                    poster,
-                    access.member,
-                    &message,
-                    body,
-                )
-                .await?
+                self.accept_handshake(group_id, framing, poster, access.member, &message, body)
+                    .await?
             }
         };
         let (seq, kind) = appended.map_err(|current| ApiError::WrongEpoch {
             current,
-            got: framing.epoch,
+            got: epoch,
         })?;
         self.notifier.message(Pending {
             group_id: group_id.to_owned(),

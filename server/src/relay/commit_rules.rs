@@ -14,7 +14,7 @@
 //! An accepted commit enters the audit log (who added or removed which
 //! device) in the same transaction that appends it.
 
-use super::mls::{self, Handshake, Leaf};
+use super::mls::{self, Framing, Handshake, Leaf};
 use super::{ApiError, Notice, Poster, Relay};
 use crate::error::{ApiResult, decode_b64};
 use crate::events::{AuditAction, AuditEvent};
@@ -26,12 +26,12 @@ use conclave_proto::PostMessage;
 pub(crate) type Appended = Result<(u64, MessageKind), u64>;
 
 impl Relay<'_> {
-    /// Checks a handshake message posted by `poster` (a member or not) at
-    /// `epoch`, and appends it.
+    /// Checks a handshake message (`message`, read as `framing`) posted by
+    /// `poster`, a member or not, and appends it.
     pub(crate) async fn accept_handshake(
         &self,
         group_id: &str,
-        epoch: u64,
+        framing: Framing,
         poster: Poster,
         member: bool,
         message: &[u8],
@@ -44,11 +44,11 @@ impl Relay<'_> {
             .group(group_id)
             .await?
             .ok_or(ApiError::NotFound("group"))?;
-        if group.epoch != epoch {
+        if group.epoch != framing.epoch {
             return Ok(Err(group.epoch));
         }
         let (outcome, sender, external) =
-            mls::process_handshake(group_id, &group.public_state, message)?;
+            mls::process_handshake(group_id, &group.public_state, framing)?;
         if sender.credential.device() != poster.device_id
             || sender.signature_key != poster.signature_key
         {

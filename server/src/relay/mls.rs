@@ -49,6 +49,8 @@ pub struct Framing {
     pub epoch: u64,
     /// Handshake (PublicMessage) or application (PrivateMessage).
     pub kind: Wire,
+    /// The parsed message, for [`process_handshake`]: parsed once.
+    protocol: ProtocolMessage,
 }
 
 /// The two wire formats the relay takes for group messages.
@@ -137,6 +139,7 @@ pub fn framing(bytes: &[u8]) -> Result<Framing, MlsError> {
         group_id: hex::encode(protocol.group_id().as_slice()),
         epoch: protocol.epoch().as_u64(),
         kind,
+        protocol,
     })
 }
 
@@ -230,14 +233,14 @@ pub fn check_group_info(
 pub fn process_handshake(
     group_id: &str,
     state: &[u8],
-    message: &[u8],
+    framing: Framing,
 ) -> Result<(Handshake, Leaf, bool), MlsError> {
+    if framing.kind != Wire::Handshake {
+        return Err(invalid("expected a PublicMessage"));
+    }
+    let protocol = framing.protocol;
     let storage = load(state)?;
     let mut group = load_group(&storage, group_id)?;
-    let protocol: ProtocolMessage = match parse_message(message)? {
-        MlsMessageBodyIn::PublicMessage(m) => m.into(),
-        _ => return Err(invalid("expected a PublicMessage")),
-    };
     let crypto = RustCrypto::default();
     let processed = group
         .process_message(&crypto, protocol)
