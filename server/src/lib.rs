@@ -57,6 +57,8 @@ pub struct AppState {
     store: Store,
     config: Arc<Config>,
     notifier: Notifier,
+    /// The one writer of what push streams acknowledge.
+    acks: relay::acks::AckWriter,
     server_key: server_key::ServerKey,
     relying_party: Arc<factors::RelyingParty>,
     audit: AuditTrail,
@@ -149,6 +151,7 @@ fn state(store: Store, config: Config) -> Result<AppState, String> {
         }
     });
     let notifier = Notifier::new(store.clone());
+    let acks = relay::acks::AckWriter::start(store.clone());
     let server_key = server_key::ServerKey::load_or_create(&config.server_key_file)?;
     let relying_party = factors::RelyingParty::new(&config.webauthn_origin, "Conclave")?;
     let state = AppState {
@@ -156,6 +159,7 @@ fn state(store: Store, config: Config) -> Result<AppState, String> {
         store,
         config: Arc::new(config),
         notifier,
+        acks,
         server_key,
         relying_party: Arc::new(relying_party),
     };
@@ -310,6 +314,8 @@ pub async fn run(
         .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await
         .map_err(|e| format!("server failed: {e}"))?;
+    // What streams acknowledged is written before the process ends.
+    flushing.acks.flush().await;
     // Counts of the current window must not die with the process.
     flushing
         .audit

@@ -26,6 +26,7 @@ use crate::metrics::METRICS;
 use crate::relay::Notice;
 use crate::relay::delivery::{DeliveryCursor, Step, encode_frame, frame_of};
 use crate::relay::pending::FETCH_LIMIT;
+use crate::store::Ack;
 
 /// How often an open stream pings its client, so that a client whose node
 /// vanished without a word (power cut, partition) notices within
@@ -40,13 +41,6 @@ const CLOSE_SESSION_ENDED: u16 = 4001;
 /// should reconnect, to another node, at once.
 const CLOSE_GOING_AWAY: u16 = 1001;
 
-/// How long a stream gathers a device's acknowledgements before it writes
-/// them. A cursor that lags by this much costs nothing but a few messages
-/// pushed again after a reconnect, which the device skips; writing every
-/// acknowledgement at once cost a transaction each (and, on SQLite, a
-/// flush), with the stream pushing nothing while it waited.
-const ACK_WRITE_INTERVAL: Duration = Duration::from_millis(500);
-
 pub(crate) async fn stream(
     State(state): State<AppState>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -60,10 +54,7 @@ pub(crate) async fn stream(
         .read_buffer_size(8192)
         .on_upgrade(move |socket| async move {
             let mut cursor = DeliveryCursor::new(device.to_string(), user);
-            let outcome = push_messages(&state, &mut cursor, socket, notifications).await;
-            // What the device acknowledged is kept, however the stream ended.
-            let kept = write_acks(&state, &device.to_string(), &mut cursor).await;
-            if let Err(e) = outcome.and(kept) {
+            if let Err(e) = push_messages(&state, &mut cursor, socket, notifications).await {
                 tracing::debug!(%device, error = %e, "stream closed");
             }
         }))
@@ -74,22 +65,6 @@ pub(crate) async fn stream(
 /// At most every 30 s, and at least twice per idle timeout.
 fn session_recheck(config: &crate::Config) -> Duration {
     Duration::from_secs((config.session_idle_timeout / 2).clamp(1, 30))
-}
-
-/// Writes the highest acknowledged position per group, and forgets them.
-async fn write_acks(
-    state: &AppState,
-    device_key: &str,
-    cursor: &mut DeliveryCursor,
-) -> Result<(), String> {
-    for (group_id, seq) in cursor.take_acks() {
-        state
-            .store
-            .ack(device_key, &group_id, seq)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(())
 }
 
 /// Pushes what the database holds for the device and the cursor has not
@@ -139,7 +114,6 @@ async fn push_messages(
     let _counted = crate::metrics::OpenStream::new();
     let mut recheck = tokio::time::interval(session_recheck(&state.config));
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
-    let mut ack_writes = tokio::time::interval(ACK_WRITE_INTERVAL);
     loop {
         if cursor.needs_resync() {
             resync(state, &device_key, cursor, &mut socket).await?;
@@ -173,9 +147,6 @@ async fn push_messages(
             _ = tokio::time::sleep_until(gap_deadline.map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std)), if gap_deadline.is_some() => {
                 cursor.on_gap_timeout();
             },
-            _ = ack_writes.tick(), if cursor.holds_acks() => {
-                write_acks(state, &device_key, cursor).await?;
-            },
             _ = heartbeat.tick() => {
                 socket.send(Message::Ping(Default::default())).await.map_err(|e| e.to_string())?;
             },
@@ -198,9 +169,13 @@ async fn push_messages(
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     let body: AckBody = serde_json::from_str(text.as_str()).map_err(|e| format!("bad frame: {e}"))?;
-                    if cursor.on_ack(body) {
-                        write_acks(state, &device_key, cursor).await?;
-                    }
+                    // One writer gathers every stream's acknowledgements.
+                    state.acks.submit(
+                        body.acks
+                            .into_iter()
+                            .map(|ack| Ack { device_id: device_key.clone(), group_id: ack.group_id, seq: ack.seq })
+                            .collect(),
+                    );
                 }
                 Some(Ok(Message::Close(_))) | None => return Ok(()),
                 Some(Ok(_)) => {}

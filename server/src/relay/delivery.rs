@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use conclave_proto::{AckBody, Delivered, StreamFrame};
+use conclave_proto::{Delivered, StreamFrame};
 
 use super::Notice;
 use crate::store::{MessageKind, Pending};
@@ -36,8 +36,6 @@ use crate::store::{MessageKind, Pending};
 const REORDER_WINDOW: u64 = 256;
 /// How long such a message is held before the stream asks the database.
 pub(crate) const REORDER_WAIT: Duration = Duration::from_millis(100);
-/// Most groups whose acknowledgements a stream holds before writing them.
-const MAX_HELD_ACKS: usize = 256;
 
 /// One message as delivered to a device.
 pub(crate) fn delivered(p: &Pending) -> Delivered {
@@ -114,8 +112,6 @@ pub(crate) struct DeliveryCursor {
     gap_deadline: Option<Instant>,
     /// The database must be asked before anything else is pushed.
     resync: bool,
-    /// The highest position acknowledged per group, not yet written.
-    acks: HashMap<String, u64>,
 }
 
 impl DeliveryCursor {
@@ -131,7 +127,6 @@ impl DeliveryCursor {
             ahead: HashMap::new(),
             gap_deadline: None,
             resync: true,
-            acks: HashMap::new(),
         }
     }
 
@@ -301,27 +296,6 @@ impl DeliveryCursor {
             }
             _ => Vec::new(),
         }
-    }
-
-    /// The device acknowledged messages; whether to write them now (a
-    /// device naming thousands of groups is written out at once rather than
-    /// held in memory).
-    pub(crate) fn on_ack(&mut self, body: AckBody) -> bool {
-        for ack in body.acks {
-            let highest = self.acks.entry(ack.group_id).or_default();
-            *highest = (*highest).max(ack.seq);
-        }
-        self.acks.len() > MAX_HELD_ACKS
-    }
-
-    /// Whether acknowledgements wait to be written.
-    pub(crate) fn holds_acks(&self) -> bool {
-        !self.acks.is_empty()
-    }
-
-    /// The acknowledgements to write, forgotten here.
-    pub(crate) fn take_acks(&mut self) -> Vec<(String, u64)> {
-        self.acks.drain().collect()
     }
 }
 
@@ -528,24 +502,5 @@ mod tests {
         cursor.end_resync();
         assert!(cursor.on_notice(&appended, now, 10_250).is_empty());
         assert!(!cursor.needs_resync());
-    }
-
-    #[test]
-    fn acknowledgements_keep_the_highest_and_are_written_when_many() {
-        let mut cursor = cursor_at(0);
-        let ack = |group: &str, seq| conclave_proto::Ack {
-            group_id: group.into(),
-            seq,
-        };
-        let write_now = cursor.on_ack(AckBody {
-            acks: vec![ack("g", 5), ack("g", 3)],
-        });
-        assert!(!write_now && cursor.holds_acks());
-        assert_eq!(cursor.take_acks(), [("g".to_owned(), 5)]);
-        assert!(!cursor.holds_acks());
-        let many = (0..=MAX_HELD_ACKS)
-            .map(|i| ack(&format!("g{i}"), 1))
-            .collect();
-        assert!(cursor.on_ack(AckBody { acks: many }));
     }
 }

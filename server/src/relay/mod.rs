@@ -11,13 +11,15 @@
 //!   telling its shell what to push;
 //! - [`notice`] and [`fanout`]: who is told what changed, on this node and
 //!   on the others sharing the database;
-//! - [`pending`]: what a device fetches and acknowledges;
+//! - [`pending`]: what a device fetches and acknowledges, and [`acks`]
+//!   the one writer of what streams acknowledge;
 //! - [`retention`]: ciphertext past its channel's retention goes.
 //!
 //! The HTTP shell (`crate::http`) parses a request, makes one call here,
 //! and maps the answer; status codes come from [`ApiError`] alone.
 
 pub(crate) mod accept;
+pub(crate) mod acks;
 pub(crate) mod commit_rules;
 pub(crate) mod delivery;
 pub(crate) mod fanout;

@@ -11,6 +11,7 @@ use super::Relay;
 use super::delivery::delivered;
 use super::retention::workspace_retention;
 use crate::error::ApiResult;
+use crate::store::Ack;
 
 /// Most messages one fetch returns.
 pub(crate) const FETCH_LIMIT: u32 = 500;
@@ -92,9 +93,16 @@ impl Relay<'_> {
 
     /// Moves `device`'s cursor in each group it names.
     pub(crate) async fn ack(&self, device: &str, body: &AckBody) -> ApiResult<AckAnswer> {
-        for ack in &body.acks {
-            self.store.ack(device, &ack.group_id, ack.seq).await?;
-        }
+        let acks: Vec<Ack> = body
+            .acks
+            .iter()
+            .map(|ack| Ack {
+                device_id: device.to_owned(),
+                group_id: ack.group_id.clone(),
+                seq: ack.seq,
+            })
+            .collect();
+        self.store.ack_many(&acks).await?;
         Ok(AckAnswer {
             acked: body.acks.len() as u64,
         })

@@ -119,6 +119,17 @@ pub struct Admission {
     pub earlier_post: Option<(u64, String)>,
 }
 
+/// A device's acknowledgement of a group up to a position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// Hex device id.
+    pub device_id: String,
+    /// Hex group id.
+    pub group_id: String,
+    /// Everything up to here was received.
+    pub seq: u64,
+}
+
 /// One message waiting for one device.
 #[derive(Debug, Clone)]
 pub struct Pending {
@@ -1098,24 +1109,42 @@ impl Store {
     /// Acknowledges everything in `group_id` up to `seq` for `device_id`.
     /// Finished memberships (removed and fully acknowledged) are dropped.
     pub async fn ack(&self, device_id: &str, group_id: &str, seq: u64) -> Result<(), StoreError> {
-        let seq = to_i64(seq);
-        sqlx::query(
-            "UPDATE memberships SET acked_seq = $3
-             WHERE device_id = $1 AND group_id = $2 AND acked_seq < $3 AND join_seq <= $3",
-        )
-        .bind(device_id)
-        .bind(group_id)
-        .bind(seq)
-        .execute(&self.pool)
-        .await?;
-        sqlx::query(
-            "DELETE FROM memberships
-             WHERE device_id = $1 AND group_id = $2 AND leave_seq IS NOT NULL AND acked_seq >= leave_seq",
-        )
-        .bind(device_id)
-        .bind(group_id)
-        .execute(&self.pool)
-        .await?;
+        self.ack_many(&[Ack {
+            device_id: device_id.to_owned(),
+            group_id: group_id.to_owned(),
+            seq,
+        }])
+        .await
+    }
+
+    /// [`Store::ack`] for many devices and groups, in one transaction (one
+    /// flush to disk for all of them).
+    pub async fn ack_many(&self, acks: &[Ack]) -> Result<(), StoreError> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for ack in acks {
+            let seq = to_i64(ack.seq);
+            sqlx::query(
+                "UPDATE memberships SET acked_seq = $3
+                 WHERE device_id = $1 AND group_id = $2 AND acked_seq < $3 AND join_seq <= $3",
+            )
+            .bind(&ack.device_id)
+            .bind(&ack.group_id)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM memberships
+                 WHERE device_id = $1 AND group_id = $2 AND leave_seq IS NOT NULL AND acked_seq >= leave_seq",
+            )
+            .bind(&ack.device_id)
+            .bind(&ack.group_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 }
