@@ -234,6 +234,9 @@ impl Store {
         };
         let mut options = AnyPoolOptions::new().max_connections(16);
         if backend == Backend::Sqlite {
+            // A file does not drop its connection the way a server can: no
+            // ping before each use (on PostgreSQL it finds dead connections).
+            options = options.test_before_acquire(false);
             options = options.after_connect(|conn, _meta| {
                 Box::pin(async move {
                     // WAL + FULL: a message is on disk before the sender hears "accepted".
