@@ -1,8 +1,9 @@
 //! The log half: the append-only log in the relay's database, through sqlx
 //! on SQLite and PostgreSQL (feature `log`).
 //!
-//! Three tables, created by the relay's migrations from [`SCHEMA_SQLITE`] or
-//! [`SCHEMA_POSTGRES`]:
+//! Four tables, created by the relay's migrations (one file per version and
+//! dialect: `server/migrations/{sqlite,postgres}/0003_transparency_log.sql`
+//! and `0013_client_ips_and_key_package_hash.sql`):
 //!
 //! - `audit_log`: one row per entry, `idx` from 0 with no gaps, and the
 //!   canonical leaf bytes (see [`Event`](crate::Event)). A few fields are
@@ -11,10 +12,10 @@
 //!   first, in the appending transaction, so appends from any number of
 //!   processes serialize on that row and commit in index order.
 //! - `audit_checkpoints`: every checkpoint signed, by size.
-//! - `audit_client_ips` ([`SCHEMA_CLIENT_IPS_SQLITE`], a later migration):
-//!   the salt and address behind an entry's `client-ip` commitment, written
-//!   in the appending transaction. Not part of any leaf: only auditors read
-//!   it, and deleting a row hides an address without touching the tree.
+//! - `audit_client_ips` (a later migration): the salt and address behind an
+//!   entry's `client-ip` commitment, written in the appending transaction.
+//!   Not part of any leaf: only auditors read it, and deleting a row hides an
+//!   address without touching the tree.
 //!
 //! Signing takes the head row too, so no entry slips in between computing a
 //! root and storing its checkpoint, and before it signs, [`TransparencyLog::checkpoint`]
@@ -30,72 +31,6 @@ use crate::{
     Checkpoint, CheckpointError, ClientIpOpening, Event, EventError, Hash, NoteError, NoteSigner,
     ProofError, consistency_proof, inclusion_proof, leaf_hash, root_hash_from_leaf_hashes,
 };
-
-/// The log tables for SQLite.
-pub const SCHEMA_SQLITE: &str = r#"
-CREATE TABLE audit_log (
-    idx        BIGINT PRIMARY KEY,
-    leaf       BLOB NOT NULL,
-    action     TEXT NOT NULL,
-    actor      TEXT,
-    device     TEXT,
-    created_at BIGINT NOT NULL
-);
-CREATE INDEX audit_log_by_device ON audit_log(action, actor, device);
-CREATE TABLE audit_log_head (
-    id   INTEGER PRIMARY KEY CHECK (id = 1),
-    size BIGINT NOT NULL
-);
-INSERT INTO audit_log_head (id, size) VALUES (1, 0);
-CREATE TABLE audit_checkpoints (
-    size      BIGINT PRIMARY KEY,
-    root_hash BLOB NOT NULL,
-    note      TEXT NOT NULL,
-    signed_at BIGINT NOT NULL
-);
-"#;
-
-/// The log tables for PostgreSQL.
-pub const SCHEMA_POSTGRES: &str = r#"
-CREATE TABLE audit_log (
-    idx        BIGINT PRIMARY KEY,
-    leaf       BYTEA NOT NULL,
-    action     TEXT NOT NULL,
-    actor      TEXT,
-    device     TEXT,
-    created_at BIGINT NOT NULL
-);
-CREATE INDEX audit_log_by_device ON audit_log(action, actor, device);
-CREATE TABLE audit_log_head (
-    id   INTEGER PRIMARY KEY CHECK (id = 1),
-    size BIGINT NOT NULL
-);
-INSERT INTO audit_log_head (id, size) VALUES (1, 0);
-CREATE TABLE audit_checkpoints (
-    size      BIGINT PRIMARY KEY,
-    root_hash BYTEA NOT NULL,
-    note      TEXT NOT NULL,
-    signed_at BIGINT NOT NULL
-);
-"#;
-
-/// The auditors' table of client addresses, for SQLite.
-pub const SCHEMA_CLIENT_IPS_SQLITE: &str = r#"
-CREATE TABLE audit_client_ips (
-    idx  BIGINT PRIMARY KEY REFERENCES audit_log(idx),
-    salt BLOB NOT NULL,
-    ip   TEXT NOT NULL
-);
-"#;
-
-/// The auditors' table of client addresses, for PostgreSQL.
-pub const SCHEMA_CLIENT_IPS_POSTGRES: &str = r#"
-CREATE TABLE audit_client_ips (
-    idx  BIGINT PRIMARY KEY REFERENCES audit_log(idx),
-    salt BYTEA NOT NULL,
-    ip   TEXT NOT NULL
-);
-"#;
 
 /// What can go wrong with the stored log.
 #[derive(Debug, thiserror::Error)]

@@ -16,9 +16,9 @@ mod accounts;
 mod blobs;
 mod channels;
 mod group_commit;
+mod migrations;
 
 pub use group_commit::Append;
-mod schema;
 
 pub use account_changes::{AccountChange, ChangeOutcome};
 pub use accounts::{AccountSummary, ChallengeRow, CredentialRow, DeviceSession};
@@ -47,6 +47,9 @@ pub enum StoreError {
     /// The audit log refused an entry or failed.
     #[error(transparent)]
     Log(#[from] conclave_audit::log::LogError),
+    /// The schema could not be brought up to date.
+    #[error("migrating the database schema: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
     /// The URL names no supported database.
     #[error("unsupported database URL: use postgres://… or sqlite://…")]
     UnsupportedUrl,
@@ -255,7 +258,7 @@ impl Store {
             backend,
             appends,
         };
-        store.migrate().await?;
+        migrations::run(&store.pool, backend).await?;
         Ok(store)
     }
 
@@ -272,36 +275,7 @@ impl Store {
     /// Whether the database answers and holds every migration this build
     /// knows (a node started against an older schema is not ready).
     pub async fn ready(&self) -> Result<bool, StoreError> {
-        let newest = schema::MIGRATIONS
-            .last()
-            .map_or(0, |(version, _, _)| *version);
-        let applied: Option<i64> = sqlx::query("SELECT MAX(version) FROM schema_version")
-            .fetch_one(&self.pool)
-            .await?
-            .get(0);
-        Ok(applied.is_some_and(|v| v >= newest))
-    }
-
-    async fn migrate(&self) -> Result<(), StoreError> {
-        if self.backend == Backend::Sqlite {
-            return self.apply_migrations().await;
-        }
-        // Nodes starting at once on an empty database would race even to
-        // create `schema_version` (PostgreSQL's catalog refuses the second
-        // CREATE TABLE IF NOT EXISTS): one node migrates at a time, under a
-        // session advisory lock held on a connection of its own.
-        const MIGRATION_LOCK: i64 = 0x636f_6e63_6c61_7665; // "conclave"
-        let mut holder = self.pool.acquire().await?;
-        sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(MIGRATION_LOCK)
-            .execute(&mut *holder)
-            .await?;
-        let outcome = self.apply_migrations().await;
-        sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(MIGRATION_LOCK)
-            .execute(&mut *holder)
-            .await?;
-        outcome
+        migrations::up_to_date(&self.pool, self.backend).await
     }
 
     /// Starts a transaction that will write. On SQLite it takes the write
@@ -314,51 +288,6 @@ impl Store {
             Backend::Sqlite => group_commit::begin_immediate(&self.pool).await,
             Backend::Postgres => self.pool.begin().await,
         }
-    }
-
-    async fn apply_migrations(&self) -> Result<(), StoreError> {
-        self.pool
-            .execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY)")
-            .await?;
-        for (version, sqlite, postgres) in schema::MIGRATIONS {
-            let mut tx = self.begin_write().await?;
-            if self.backend == Backend::Postgres {
-                // Two nodes starting at once must not both migrate.
-                tx.execute("LOCK TABLE schema_version IN EXCLUSIVE MODE")
-                    .await?;
-            }
-            let applied = sqlx::query("SELECT 1 FROM schema_version WHERE version = $1")
-                .bind(*version)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
-            if !applied {
-                let scripts = match self.backend {
-                    Backend::Sqlite => sqlite,
-                    Backend::Postgres => postgres,
-                };
-                for statement in scripts
-                    .iter()
-                    .flat_map(|script| script.split(';'))
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                {
-                    // One script serves both dialects from version 6 on: only
-                    // the byte-string type is spelled differently.
-                    let statement = match self.backend {
-                        Backend::Sqlite => statement.to_owned(),
-                        Backend::Postgres => statement.replace(" BLOB", " BYTEA"),
-                    };
-                    tx.execute(statement.as_str()).await?;
-                }
-                sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
-                    .bind(*version)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-        }
-        Ok(())
     }
 
     // ----- accounts and devices -------------------------------------------
