@@ -16,6 +16,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use conclave_proto::{AckBody, StreamFrame};
+use futures_util::SinkExt;
 use tokio::sync::broadcast;
 
 use crate::AppState;
@@ -122,22 +123,9 @@ async fn push_messages(
         tokio::select! {
             note = notifications.recv() => match note {
                 Ok(notice) => {
-                    let steps = cursor.on_notice(&notice, std::time::Instant::now(), unix_millis());
-                    for step in steps {
-                        match step {
-                            Step::Push(push) => {
-                                send_text(&mut socket, &push.frame()).await?;
-                                METRICS.delivery_latency.observe(push.accepted.elapsed().as_secs_f64());
-                            }
-                            Step::DevicesChanged => {
-                                socket
-                                    .send(Message::Text(encode_frame(&StreamFrame::DevicesChanged).into()))
-                                    .await
-                                    .map_err(|e| e.to_string())?;
-                            }
-                            Step::CloseSessionEnded => return close(socket, CLOSE_SESSION_ENDED, "session ended").await,
-                            Step::CloseGoingAway => return close(socket, CLOSE_GOING_AWAY, "relay node shutting down").await,
-                        }
+                    if let Some(close_with) = push_ready(cursor, &mut socket, &mut notifications, notice).await? {
+                        let (code, reason) = close_with;
+                        return close(socket, code, reason).await;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => cursor.request_resync(),
@@ -183,6 +171,56 @@ async fn push_messages(
             },
         }
     }
+}
+
+/// Most notices a stream takes in one go before it writes what they gave.
+const MAX_DRAINED: usize = 64;
+
+/// Carries out what `notice`, and every notice already waiting behind it,
+/// asks of the stream, and writes the frames at once: one flush (one TLS
+/// record write) for a burst, not one per message. `Some` close code and
+/// reason if the stream must close.
+async fn push_ready(
+    cursor: &mut DeliveryCursor,
+    socket: &mut WebSocket,
+    notifications: &mut broadcast::Receiver<Arc<Notice>>,
+    first: Arc<Notice>,
+) -> Result<Option<(u16, &'static str)>, String> {
+    let mut next = Some(first);
+    let mut drained = 0;
+    while let Some(notice) = next.take() {
+        for step in cursor.on_notice(&notice, std::time::Instant::now(), unix_millis()) {
+            let frame = match step {
+                Step::Push(push) => {
+                    METRICS
+                        .delivery_latency
+                        .observe(push.accepted.elapsed().as_secs_f64());
+                    METRICS.delivered.inc();
+                    push.frame().as_ref().into()
+                }
+                Step::DevicesChanged => encode_frame(&StreamFrame::DevicesChanged).into(),
+                Step::CloseSessionEnded => return Ok(Some((CLOSE_SESSION_ENDED, "session ended"))),
+                Step::CloseGoingAway => {
+                    return Ok(Some((CLOSE_GOING_AWAY, "relay node shutting down")));
+                }
+            };
+            socket
+                .feed(Message::Text(frame))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        drained += 1;
+        if drained < MAX_DRAINED && !cursor.needs_resync() {
+            match notifications.try_recv() {
+                Ok(notice) => next = Some(notice),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => cursor.request_resync(),
+                // Nothing waiting, or the sender gone (the next recv says so).
+                Err(_) => {}
+            }
+        }
+    }
+    socket.flush().await.map_err(|e| e.to_string())?;
+    Ok(None)
 }
 
 async fn close(mut socket: WebSocket, code: u16, reason: &'static str) -> Result<(), String> {
