@@ -396,9 +396,11 @@ fn server_error(status: u16, body: &[u8]) -> ClientError {
     }
 }
 
-/// The relay's answer to `path` was not the protocol's `what`.
-fn malformed_answer(path: &str, e: serde_json::Error) -> ClientError {
-    ClientError::Invalid(format!("the relay's answer to {path} is malformed: {e}"))
+/// The relay's answer to `path`, read as the protocol's type `A`.
+fn read_answer<A: DeserializeOwned>(path: &str, answer: &[u8]) -> Result<A> {
+    serde_json::from_slice(answer).map_err(|e| {
+        ClientError::Invalid(format!("the relay's answer to {path} is malformed: {e}"))
+    })
 }
 
 fn users_of(group: &MlsGroup) -> BTreeMap<String, BTreeSet<String>> {
@@ -544,9 +546,8 @@ impl Client {
         body: &impl Serialize,
         signer: Option<&DeviceKey>,
     ) -> Result<A> {
-        let body = serde_json::to_vec(body).map_err(ClientError::store)?;
-        let answer = self.call_bytes(method, path, body, signer).await?;
-        serde_json::from_slice(&answer).map_err(|e| malformed_answer(path, e))
+        let answer = self.send_json(method, path, body, signer).await?;
+        read_answer(path, &answer)
     }
 
     /// A signed request of the relay protocol: `body` and the answer are
@@ -558,7 +559,7 @@ impl Client {
         body: &impl Serialize,
     ) -> Result<A> {
         let answer = self.exchange_raw(method, path, body).await?;
-        serde_json::from_slice(&answer).map_err(|e| malformed_answer(path, e))
+        read_answer(path, &answer)
     }
 
     /// [`Client::exchange`], with the answer left unread: for a caller that
@@ -570,9 +571,20 @@ impl Client {
         body: &impl Serialize,
     ) -> Result<Vec<u8>> {
         let identity = self.identity()?;
-        let body = serde_json::to_vec(body).map_err(ClientError::store)?;
-        self.call_bytes(method, path, body, Some(&identity.key))
+        self.send_json(method, path, body, Some(&identity.key))
             .await
+    }
+
+    /// Sends `body` as JSON; the answer's bytes, as [`Client::call_bytes`].
+    async fn send_json(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: &impl Serialize,
+        signer: Option<&DeviceKey>,
+    ) -> Result<Vec<u8>> {
+        let body = serde_json::to_vec(body).map_err(ClientError::store)?;
+        self.call_bytes(method, path, body, signer).await
     }
 
     /// A signed GET of the relay protocol, whose answer is a
@@ -592,7 +604,7 @@ impl Client {
         let answer = self
             .call_bytes(method, path, Vec::new(), Some(&identity.key))
             .await?;
-        serde_json::from_slice(&answer).map_err(|e| malformed_answer(path, e))
+        read_answer(path, &answer)
     }
 
     /// Sends a request (signed by `signer`, if any) and returns the body of

@@ -197,7 +197,9 @@ pub fn session_problem(session: &DeviceSession, config: &crate::Config) -> Optio
     (!alive).then_some(ApiError::SessionExpired)
 }
 
-/// The public key a login request carries, so the new device can sign it.
+/// The one field of a login body ([`conclave_proto::LoginBody`]) read
+/// before its signature is checked: the key that must have signed it. The
+/// handler reads the whole body once the request is authenticated.
 #[derive(Deserialize)]
 struct LoginKey {
     public_key: String,
