@@ -6,8 +6,12 @@ use std::fmt;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use conclave_crypto::{DeviceKey, Username};
-use serde::Deserialize;
-use serde_json::{Value, json};
+pub use conclave_proto::{AccountStatus, DeviceInfo, PasskeyInfo};
+use conclave_proto::{
+    DeviceList, FactorRemovedAnswer, InviteAnswer, LoginAnswer, PasskeyAddedAnswer, Password,
+    PasswordChangeAnswer, RecoveryAnswer, RecoveryCodesAnswer, RevokedAnswer, SecretText,
+    TotpConfirmBody, TotpEnrollmentAnswer, WebauthnChallenge, WebauthnChallengeBody, routes,
+};
 use webauthn_rs_proto::{
     CreationChallengeResponse, PublicKeyCredential, RegisterPublicKeyCredential,
     RequestChallengeResponse,
@@ -85,63 +89,6 @@ impl<'a> Credentials<'a> {
     }
 }
 
-/// The account as the relay reports it.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct AccountStatus {
-    /// Username.
-    pub username: String,
-    /// Roles (`admin`, `auditor`).
-    pub roles: Vec<String>,
-    /// A confirmed TOTP.
-    pub totp: bool,
-    /// A TOTP enrollment waiting for its first code.
-    pub totp_pending: bool,
-    /// Registered passkeys and security keys.
-    pub webauthn: Vec<PasskeyInfo>,
-    /// Whether a passkey alone signs in.
-    pub passwordless: bool,
-    /// Unused recovery codes.
-    pub recovery_codes_left: u64,
-    /// Whether the workspace requires a second factor.
-    pub second_factor_required: bool,
-    /// The most people a group direct message may have in this workspace.
-    #[serde(default = "default_max_group_dm")]
-    pub max_group_dm: u32,
-    /// For a bot account, the account that owns it.
-    #[serde(default)]
-    pub bot_owner: Option<String>,
-}
-
-fn default_max_group_dm() -> u32 {
-    crate::messaging::MAX_DIRECT_PARTICIPANTS as u32
-}
-
-/// A registered WebAuthn credential.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct PasskeyInfo {
-    /// base64url credential id.
-    pub credential_id: String,
-    /// Its name.
-    pub name: String,
-}
-
-/// One of the account's devices.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct DeviceInfo {
-    /// Hex device id.
-    pub device_id: String,
-    /// Registered at (unix seconds).
-    pub created_at: u64,
-    /// Last request (unix seconds, to a minute).
-    pub last_seen_at: u64,
-    /// Revoked at, if it was.
-    pub revoked_at: Option<u64>,
-    /// Whether it holds a live session.
-    pub session_active: bool,
-    /// Whether it is this device.
-    pub current: bool,
-}
-
 /// Recovery codes, shown once: each signs in once in place of a second factor.
 pub struct RecoveryCodes(pub Vec<String>);
 
@@ -162,20 +109,19 @@ pub struct RecoveryReport {
     pub recovery_codes: Vec<String>,
 }
 
-fn recovery_report(value: &Value) -> RecoveryReport {
-    let strings = |name: &str| -> Vec<String> {
-        value[name]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.as_str().map(str::to_owned))
-            .collect()
-    };
-    RecoveryReport {
-        devices_revoked: strings("devices_revoked"),
-        factors_removed: strings("factors_removed"),
-        recovery_codes: strings("recovery_codes"),
+impl From<RecoveryAnswer> for RecoveryReport {
+    fn from(answer: RecoveryAnswer) -> Self {
+        RecoveryReport {
+            devices_revoked: answer.devices_revoked,
+            factors_removed: answer.factors_removed,
+            recovery_codes: shown(answer.recovery_codes),
+        }
     }
+}
+
+/// Codes the relay showed once, for their owner to keep.
+fn shown(codes: Vec<SecretText>) -> Vec<String> {
+    codes.iter().map(|code| code.expose().to_owned()).collect()
 }
 
 /// A TOTP enrollment waiting for its first code.
@@ -190,69 +136,62 @@ impl fmt::Debug for TotpEnrollment {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T> {
-    serde_json::from_value(value)
-        .map_err(|e| ClientError::Invalid(format!("relay sent a malformed {what}: {e}")))
+impl From<RecoveryCodesAnswer> for RecoveryCodes {
+    fn from(answer: RecoveryCodesAnswer) -> Self {
+        RecoveryCodes(shown(answer.recovery_codes))
+    }
 }
 
-fn codes(value: &Value) -> RecoveryCodes {
-    RecoveryCodes(
-        value["recovery_codes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.as_str().map(str::to_owned))
-            .collect(),
-    )
-}
+// The protocol's bodies, with the WebAuthn objects as webauthn-rs-proto
+// writes them.
+type Proof = conclave_proto::Proof<PublicKeyCredential>;
+type LoginBody = conclave_proto::LoginBody<PublicKeyCredential>;
 
-fn origin_of(challenge: &Value) -> Result<url::Url> {
-    let origin = challenge["origin"].as_str().unwrap_or_default();
-    url::Url::parse(origin)
+fn origin_of<O>(challenge: &WebauthnChallenge<O>) -> Result<url::Url> {
+    url::Url::parse(&challenge.origin)
         .map_err(|e| ClientError::Invalid(format!("relay sent a bad WebAuthn origin: {e}")))
 }
 
 impl Client {
-    /// Turns credentials into the JSON the relay checks, running a WebAuthn
-    /// ceremony first if a passkey is the second factor.
+    /// Turns credentials into the proof the relay checks, running a
+    /// WebAuthn ceremony first if a passkey is the second factor.
     pub(crate) async fn proof(
         &self,
         username: &str,
         credentials: Credentials<'_>,
-    ) -> Result<Value> {
-        let mut proof = json!({});
-        if let Some(password) = credentials.password {
-            proof["password"] = json!(password);
-        }
-        proof["second_factor"] = match credentials.second_factor {
-            None => Value::Null,
-            Some(SecondFactor::Totp(code)) => json!({ "type": "totp", "code": code }),
-            Some(SecondFactor::RecoveryCode(code)) => {
-                json!({ "type": "recovery_code", "code": code })
-            }
+    ) -> Result<Proof> {
+        use conclave_proto::SecondFactor as Presented;
+        let second_factor = match credentials.second_factor {
+            None => None,
+            Some(SecondFactor::Totp(code)) => Some(Presented::Totp {
+                code: SecretText::new(code.to_owned()),
+            }),
+            Some(SecondFactor::RecoveryCode(code)) => Some(Presented::RecoveryCode {
+                code: SecretText::new(code.to_owned()),
+            }),
             Some(SecondFactor::Webauthn(authenticator)) => {
-                let challenge = self
-                    .call(
-                        "POST",
-                        "/v1/auth/webauthn/challenge",
-                        Some(&json!({ "username": username })),
-                        None,
-                    )
+                let asking = WebauthnChallengeBody {
+                    username: username.to_owned(),
+                };
+                let challenge: WebauthnChallenge<RequestChallengeResponse> = self
+                    .call("POST", routes::WEBAUTHN_CHALLENGE, &asking, None)
                     .await?;
                 let origin = origin_of(&challenge)?;
-                let options: RequestChallengeResponse =
-                    parse(challenge["options"].clone(), "WebAuthn challenge")?;
                 let assertion = authenticator
-                    .authenticate(&origin, options)
+                    .authenticate(&origin, challenge.options)
                     .map_err(|e| ClientError::Invalid(format!("authenticator: {e}")))?;
-                json!({
-                    "type": "webauthn",
-                    "challenge_id": challenge["challenge_id"],
-                    "credential": assertion,
+                Some(Presented::Webauthn {
+                    challenge_id: challenge.challenge_id,
+                    credential: assertion,
                 })
             }
         };
-        Ok(proof)
+        Ok(Proof {
+            password: credentials
+                .password
+                .map(|password| Password::new(password.to_owned())),
+            second_factor,
+        })
     }
 
     /// Creates an account with an invite code and logs this device in.
@@ -272,36 +211,30 @@ impl Client {
     /// second factor. A new device always needs the second factor once the
     /// account has one; the account's other devices are told.
     pub async fn login_with(&self, username: &str, credentials: Credentials<'_>) -> Result<()> {
-        self.login_request(username, credentials, json!({})).await?;
+        self.login_request(username, credentials, |_| {}).await?;
         Ok(())
     }
 
-    /// Registers a new device key with `credentials` and the fields of
-    /// `extra`; adopts the key once the relay accepted it. Returns the answer.
+    /// Registers a new device key with `credentials`, in a login body that
+    /// `complete` fills in further; adopts the key once the relay accepted
+    /// it. Returns the answer.
     async fn login_request(
         &self,
         username: &str,
         credentials: Credentials<'_>,
-        extra: Value,
-    ) -> Result<Value> {
+        complete: impl FnOnce(&mut LoginBody),
+    ) -> Result<LoginAnswer> {
         let name = Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
         if let Some(logged_in) = self.username() {
             return Err(ClientError::AlreadyLoggedIn(logged_in));
         }
         self.check_key_protection()?;
         let key = DeviceKey::generate();
-        let mut body = if credentials.password.is_none() && credentials.second_factor.is_none() {
-            json!({})
-        } else {
-            self.proof(name.as_str(), credentials).await?
-        };
-        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
-            body.extend(extra.clone());
-        }
-        body["username"] = json!(name.as_str());
-        body["public_key"] = json!(STANDARD.encode(key.public().to_bytes()));
+        let proof = self.proof(name.as_str(), credentials).await?;
+        let mut body = login_body(&name, &key, proof);
+        complete(&mut body);
         let answer = self
-            .call("POST", "/v1/devices", Some(&body), Some(&key))
+            .call("POST", routes::DEVICES, &body, Some(&key))
             .await?;
         self.adopt_identity(name, key).await?;
         Ok(answer)
@@ -311,23 +244,22 @@ impl Client {
     /// password change: the same proof as a login, the same device.
     pub async fn reauthenticate(&self, credentials: Credentials<'_>) -> Result<()> {
         let identity = self.identity()?;
-        let mut body = self.proof(identity.username.as_str(), credentials).await?;
-        body["username"] = json!(identity.username.as_str());
-        body["public_key"] = json!(STANDARD.encode(identity.key.public().to_bytes()));
-        self.call("POST", "/v1/devices", Some(&body), Some(&identity.key))
+        let proof = self.proof(identity.username.as_str(), credentials).await?;
+        let body = login_body(&identity.username, &identity.key, proof);
+        let _: LoginAnswer = self
+            .call("POST", routes::DEVICES, &body, Some(&identity.key))
             .await?;
         Ok(())
     }
 
     /// The account's roles, second factors and policy.
     pub async fn account(&self) -> Result<AccountStatus> {
-        let value = self.signed("GET", "/v1/account", None).await?;
-        parse(value, "account status")
+        self.fetch(routes::ACCOUNT).await
     }
 
     /// The proof a change to who can sign in needs (step-up): the password
     /// and a second factor if the account has one, or a passkey.
-    async fn step_up_proof(&self, credentials: Credentials<'_>) -> Result<Value> {
+    async fn step_up_proof(&self, credentials: Credentials<'_>) -> Result<Proof> {
         let identity = self.identity()?;
         self.proof(identity.username.as_str(), credentials).await
     }
@@ -338,34 +270,30 @@ impl Client {
     /// if it has none).
     pub async fn enroll_totp(&self, credentials: Credentials<'_>) -> Result<TotpEnrollment> {
         let proof = self.step_up_proof(credentials).await?;
-        let value = self
-            .signed("POST", "/v1/account/totp", Some(&proof))
-            .await?;
-        let otpauth_uri = value["otpauth_uri"]
-            .as_str()
-            .ok_or_else(|| ClientError::Invalid("relay sent no otpauth URI".into()))?
-            .to_owned();
-        Ok(TotpEnrollment { otpauth_uri })
+        let answer: TotpEnrollmentAnswer =
+            self.exchange("POST", routes::ACCOUNT_TOTP, &proof).await?;
+        Ok(TotpEnrollment {
+            otpauth_uri: answer.otpauth_uri.expose().to_owned(),
+        })
     }
 
     /// Confirms a TOTP enrollment with a current code. Returns the recovery
     /// codes if this is the account's first second factor (else none).
     pub async fn confirm_totp(&self, code: &str) -> Result<RecoveryCodes> {
-        let value = self
-            .signed(
-                "POST",
-                "/v1/account/totp/confirm",
-                Some(&json!({ "code": code })),
-            )
+        let body = TotpConfirmBody {
+            code: SecretText::new(code.to_owned()),
+        };
+        let answer: RecoveryCodesAnswer = self
+            .exchange("POST", routes::ACCOUNT_TOTP_CONFIRM, &body)
             .await?;
-        Ok(codes(&value))
+        Ok(answer.into())
     }
 
     /// Removes the account's TOTP (needs the password and a second factor).
     pub async fn remove_totp(&self, credentials: Credentials<'_>) -> Result<()> {
-        let identity = self.identity()?;
-        let proof = self.proof(identity.username.as_str(), credentials).await?;
-        self.signed("DELETE", "/v1/account/totp", Some(&proof))
+        let proof = self.step_up_proof(credentials).await?;
+        let _: FactorRemovedAnswer = self
+            .exchange("DELETE", routes::ACCOUNT_TOTP, &proof)
             .await?;
         Ok(())
     }
@@ -383,28 +311,23 @@ impl Client {
         credentials: Credentials<'_>,
     ) -> Result<RecoveryCodes> {
         let proof = self.step_up_proof(credentials).await?;
-        let challenge = self
-            .signed("POST", "/v1/account/webauthn/register", Some(&proof))
+        let challenge: WebauthnChallenge<CreationChallengeResponse> = self
+            .exchange("POST", routes::ACCOUNT_WEBAUTHN_REGISTER, &proof)
             .await?;
         let origin = origin_of(&challenge)?;
-        let options: CreationChallengeResponse =
-            parse(challenge["options"].clone(), "WebAuthn registration")?;
         let credential = authenticator
-            .register(&origin, options)
+            .register(&origin, challenge.options)
             .map_err(|e| ClientError::Invalid(format!("authenticator: {e}")))?;
-        let value = self
-            .signed(
-                "POST",
-                "/v1/account/webauthn/register/finish",
-                Some(&json!({
-                    "challenge_id": challenge["challenge_id"],
-                    "credential": credential,
-                    "name": name,
-                    "passwordless": passwordless,
-                })),
-            )
+        let body = conclave_proto::PasskeyRegistrationBody::<RegisterPublicKeyCredential> {
+            challenge_id: challenge.challenge_id,
+            credential,
+            name: name.to_owned(),
+            passwordless,
+        };
+        let answer: PasskeyAddedAnswer = self
+            .exchange("POST", routes::ACCOUNT_WEBAUTHN_REGISTER_FINISH, &body)
             .await?;
-        Ok(codes(&value))
+        Ok(RecoveryCodes(shown(answer.recovery_codes)))
     }
 
     /// Removes a passkey (needs a fresh proof).
@@ -423,12 +346,9 @@ impl Client {
             )));
         }
         let proof = self.step_up_proof(credentials).await?;
-        self.signed(
-            "DELETE",
-            &format!("/v1/account/webauthn/{credential_id}"),
-            Some(&proof),
-        )
-        .await?;
+        let _: FactorRemovedAnswer = self
+            .exchange("DELETE", &routes::account_passkey(credential_id), &proof)
+            .await?;
         Ok(())
     }
 
@@ -448,10 +368,10 @@ impl Client {
                 SecondFactor::RecoveryCode(recovery_code),
             ))
             .await?;
-        let value = self
-            .signed("POST", "/v1/account/recover", Some(&proof))
+        let answer: RecoveryAnswer = self
+            .exchange("POST", routes::ACCOUNT_RECOVER, &proof)
             .await?;
-        let report = recovery_report(&value);
+        let report = RecoveryReport::from(answer);
         // Take the revoked devices out of our channels now.
         self.sync().await?;
         Ok(report)
@@ -465,14 +385,18 @@ impl Client {
         password: &str,
         recovery_code: &str,
     ) -> Result<RecoveryReport> {
-        let value = self
+        let answer = self
             .login_request(
                 username,
                 Credentials::with(password, SecondFactor::RecoveryCode(recovery_code)),
-                json!({ "recover": true }),
+                |body| body.recover = true,
             )
             .await?;
-        let report = recovery_report(&value["recovery"]);
+        let report = answer.recovery.map(RecoveryReport::from).ok_or_else(|| {
+            ClientError::Invalid(
+                "the relay signed this device in but did not say what its recovery did".into(),
+            )
+        })?;
         self.sync().await?;
         Ok(report)
     }
@@ -486,23 +410,21 @@ impl Client {
         recovery_invite: &str,
         new_password: &str,
     ) -> Result<()> {
-        self.login_request(
-            username,
-            Credentials::default(),
-            json!({ "recovery_invite": recovery_invite, "new_password": new_password }),
-        )
+        self.login_request(username, Credentials::default(), |body| {
+            body.recovery_invite = Some(SecretText::new(recovery_invite.to_owned()));
+            body.new_password = Some(Password::new(new_password.to_owned()));
+        })
         .await?;
         Ok(())
     }
 
     /// Replaces the recovery codes (needs the password and a second factor).
     pub async fn new_recovery_codes(&self, credentials: Credentials<'_>) -> Result<RecoveryCodes> {
-        let identity = self.identity()?;
-        let proof = self.proof(identity.username.as_str(), credentials).await?;
-        let value = self
-            .signed("POST", "/v1/account/recovery-codes", Some(&proof))
+        let proof = self.step_up_proof(credentials).await?;
+        let answer: RecoveryCodesAnswer = self
+            .exchange("POST", routes::ACCOUNT_RECOVERY_CODES, &proof)
             .await?;
-        Ok(codes(&value))
+        Ok(answer.into())
     }
 
     /// Changes the password; every other device must log in again. Returns
@@ -512,19 +434,20 @@ impl Client {
         credentials: Credentials<'_>,
         new_password: &str,
     ) -> Result<u64> {
-        let identity = self.identity()?;
-        let mut body = self.proof(identity.username.as_str(), credentials).await?;
-        body["new_password"] = json!(new_password);
-        let value = self
-            .signed("POST", "/v1/account/password", Some(&body))
+        let body = conclave_proto::PasswordChangeBody {
+            new_password: Password::new(new_password.to_owned()),
+            proof: self.step_up_proof(credentials).await?,
+        };
+        let answer: PasswordChangeAnswer = self
+            .exchange("POST", routes::ACCOUNT_PASSWORD, &body)
             .await?;
-        Ok(value["sessions_ended"].as_u64().unwrap_or(0))
+        Ok(answer.sessions_ended)
     }
 
     /// The account's devices, this one included.
     pub async fn devices(&self) -> Result<Vec<DeviceInfo>> {
-        let value = self.signed("GET", "/v1/devices", None).await?;
-        parse(value["devices"].clone(), "device list")
+        let list: DeviceList = self.fetch(routes::DEVICES).await?;
+        Ok(list.devices)
     }
 
     /// Revokes a device at once: its stream closes, its requests are refused,
@@ -541,16 +464,15 @@ impl Client {
                 "{device_id:?} is not a device id (hex, from `device list`)"
             )));
         }
-        let body = match credentials {
-            Some(credentials) => Some(self.proof(identity.username.as_str(), credentials).await?),
-            None => None,
+        let path = routes::device_revoke(device_id);
+        // Signing oneself out needs no proof, and sends no body.
+        let _: RevokedAnswer = match credentials {
+            Some(credentials) => {
+                let proof = self.step_up_proof(credentials).await?;
+                self.exchange("POST", &path, &proof).await?
+            }
+            None => self.bodiless("POST", &path).await?,
         };
-        self.signed(
-            "POST",
-            &format!("/v1/devices/{device_id}/revoke"),
-            body.as_ref(),
-        )
-        .await?;
         if device_id != identity.key.device_id().to_string() {
             // Take it out of our channels now rather than at the next sync.
             self.sync().await?;
@@ -565,16 +487,22 @@ impl Client {
         expires_in_secs: u64,
         credentials: Credentials<'_>,
     ) -> Result<(String, u64)> {
-        let mut body = self.step_up_proof(credentials).await?;
-        body["expires_in_secs"] = json!(expires_in_secs);
-        let value = self
-            .signed("POST", "/v1/admin/invites", Some(&body))
-            .await?;
-        let code = value["invite_code"]
-            .as_str()
-            .ok_or_else(|| ClientError::Invalid("relay sent no invite code".into()))?;
-        Ok((code.to_owned(), value["expires_at"].as_u64().unwrap_or(0)))
+        let body = conclave_proto::InviteBody {
+            expires_in_secs: Some(expires_in_secs),
+            proof: self.step_up_proof(credentials).await?,
+        };
+        let answer: InviteAnswer = self.exchange("POST", routes::ADMIN_INVITES, &body).await?;
+        Ok((answer.invite_code.expose().to_owned(), answer.expires_at))
     }
+}
+
+/// A login of the device with `key` to `name`, with `proof`.
+fn login_body(name: &Username, key: &DeviceKey, proof: Proof) -> LoginBody {
+    LoginBody::new(
+        name.to_string(),
+        STANDARD.encode(key.public().to_bytes()),
+        proof,
+    )
 }
 
 /// A software authenticator for tests and demos: a passkey whose private key

@@ -15,7 +15,10 @@ use conclave_audit::{
     Checkpoint, ClientIpOpening, Event as LogEvent, Hash, SignedNote, VerifierKey, leaf_hash,
     verify_consistency, verify_inclusion,
 };
-use serde_json::Value;
+use conclave_proto::{
+    AuditEntriesAnswer, ClientAddress, ConsistencyProofAnswer, DeviceName, DeviceProofsAnswer,
+    DeviceProofsBody, InclusionProofAnswer, ProvenDevice, RegistrationProof, routes,
+};
 use sqlx::{Connection, Row, SqliteConnection};
 
 use crate::client::{Client, Event};
@@ -83,14 +86,12 @@ fn bad_answer(what: &str) -> ClientError {
     ClientError::KeyTransparency(format!("the relay's answer has no valid {what}"))
 }
 
-fn decode_hashes(value: &Value, what: &str) -> Result<Vec<Hash>> {
-    value
-        .as_array()
-        .ok_or_else(|| bad_answer(what))?
+fn decode_hashes(hashes: &[String], what: &str) -> Result<Vec<Hash>> {
+    hashes
         .iter()
         .map(|h| {
             STANDARD
-                .decode(h.as_str().unwrap_or_default())
+                .decode(h)
                 .ok()
                 .and_then(|bytes| Hash::try_from(bytes).ok())
                 .ok_or_else(|| bad_answer(what))
@@ -98,12 +99,12 @@ fn decode_hashes(value: &Value, what: &str) -> Result<Vec<Hash>> {
         .collect()
 }
 
-/// `{"ip": "…", "salt": "<32 hex digits>"}` from the auditor's entries.
-fn client_address(value: &Value) -> Option<ClientIpOpening> {
-    let salt = hex::decode(value["salt"].as_str()?).ok()?.try_into().ok()?;
+/// The opening of a leaf's `client-ip` commitment, from the auditor's entries.
+fn client_address(address: ClientAddress) -> Option<ClientIpOpening> {
+    let salt = hex::decode(&address.salt).ok()?.try_into().ok()?;
     Some(ClientIpOpening {
         salt,
-        ip: value["ip"].as_str()?.to_owned(),
+        ip: address.ip,
     })
 }
 
@@ -118,7 +119,7 @@ impl Client {
     /// [`Client::log_key`] for the pinned one).
     pub async fn relay_log_key(&self) -> Result<String> {
         Ok(self
-            .signed_text("/v1/audit/key")
+            .signed_text(routes::AUDIT_KEY)
             .await?
             .trim_end()
             .to_owned())
@@ -126,31 +127,21 @@ impl Client {
 
     /// The relay's latest signed checkpoint, as note text (unverified).
     pub async fn relay_checkpoint(&self) -> Result<String> {
-        self.signed_text("/v1/audit/checkpoint").await
+        self.signed_text(routes::AUDIT_CHECKPOINT).await
     }
 
     /// Entries `start..end` (the relay returns at most one page; read on from
     /// the last index). Needs the auditor role.
     pub async fn audit_entries(&self, start: u64, end: u64) -> Result<AuditPage> {
-        let answer = self
-            .signed(
-                "GET",
-                &format!("/v1/audit/entries?start={start}&end={end}"),
-                None,
-            )
-            .await?;
-        let size = answer["size"].as_u64().ok_or_else(|| bad_answer("size"))?;
+        let answer: AuditEntriesAnswer = self.fetch(&routes::audit_entries(start, end)).await?;
         let mut addresses = Vec::new();
-        let entries = answer["entries"]
-            .as_array()
-            .ok_or_else(|| bad_answer("entries"))?
-            .iter()
+        let entries = answer
+            .entries
+            .into_iter()
             .map(|e| {
-                let index = e["index"].as_u64().ok_or_else(|| bad_answer("index"))?;
-                let leaf = STANDARD
-                    .decode(e["leaf"].as_str().unwrap_or_default())
-                    .map_err(|_| bad_answer("leaf"))?;
-                if let Some(address) = e.get("client_address").filter(|a| !a.is_null()) {
+                let index = e.index;
+                let leaf = STANDARD.decode(&e.leaf).map_err(|_| bad_answer("leaf"))?;
+                if let Some(address) = e.client_address {
                     let opening = client_address(address).ok_or_else(|| bad_answer("client_address"))?;
                     // The address must be the one the signed leaf commits to.
                     let commitment = LogEvent::decode(&leaf).ok().and_then(|event| event.client_ip);
@@ -165,7 +156,7 @@ impl Client {
             })
             .collect::<Result<_>>()?;
         Ok(AuditPage {
-            size,
+            size: answer.size,
             entries,
             addresses,
         })
@@ -174,26 +165,16 @@ impl Client {
     /// The inclusion proof of entry `index` in the tree of `size` entries.
     /// Needs the auditor role.
     pub async fn audit_inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>> {
-        let answer = self
-            .signed(
-                "GET",
-                &format!("/v1/audit/proof/inclusion?index={index}&size={size}"),
-                None,
-            )
-            .await?;
-        decode_hashes(&answer["proof"], "proof")
+        let answer: InclusionProofAnswer =
+            self.fetch(&routes::audit_inclusion(index, size)).await?;
+        decode_hashes(&answer.proof, "proof")
     }
 
     /// The consistency proof from `old` to `new` entries. Needs the auditor role.
     pub async fn audit_consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
-        let answer = self
-            .signed(
-                "GET",
-                &format!("/v1/audit/proof/consistency?old={old}&new={new}"),
-                None,
-            )
-            .await?;
-        decode_hashes(&answer["proof"], "proof")
+        let answer: ConsistencyProofAnswer =
+            self.fetch(&routes::audit_consistency(old, new)).await?;
+        decode_hashes(&answer.proof, "proof")
     }
 
     // ----- key transparency ----------------------------------------------
@@ -425,31 +406,34 @@ impl Client {
         let previous = newest_checkpoint(&mut db).await?;
         drop(db);
 
-        let since = previous.as_ref().map_or(0, |c| c.size());
-        let names: Vec<Value> = asked
-            .iter()
-            .map(|&i| {
-                serde_json::json!({
-                    "username": devices[i].username,
-                    "device_id": devices[i].device_id,
+        let body = DeviceProofsBody {
+            devices: asked
+                .iter()
+                .map(|&i| DeviceName {
+                    device_id: devices[i].device_id.to_owned(),
+                    username: devices[i].username.to_owned(),
                 })
-            })
-            .collect();
+                .collect(),
+            since: previous.as_ref().map_or(0, |c| c.size()),
+        };
         let answer = self
-            .signed(
-                "POST",
-                "/v1/audit/devices",
-                Some(&serde_json::json!({ "since": since, "devices": names })),
-            )
+            .exchange_raw("POST", routes::AUDIT_DEVICES, &body)
             .await?;
-        let note_text = answer["checkpoint"]
-            .as_str()
-            .ok_or_else(|| bad_answer("checkpoint"))?;
-        let checkpoint = verified_checkpoint(note_text, &key, previous.as_ref(), &answer)?;
-        let proven = answer["devices"]
-            .as_array()
-            .filter(|list| list.len() == asked.len())
-            .ok_or_else(|| bad_answer("devices"))?;
+        // An answer that does not parse vouches for no one: the devices are
+        // refused as for a bad proof, with an alert.
+        let answer: DeviceProofsAnswer = serde_json::from_slice(&answer)
+            .map_err(|e| kt(format!("the relay's proof answer is malformed: {e}")))?;
+        let note_text = answer.checkpoint.as_str();
+        let checkpoint = verified_checkpoint(
+            note_text,
+            &key,
+            previous.as_ref(),
+            answer.consistency.as_deref(),
+        )?;
+        if answer.devices.len() != asked.len() {
+            return Err(bad_answer("devices"));
+        }
+        let proven = &answer.devices;
 
         let mut db = self.inner.db.lock().await;
         let mut tx = sqlx::Connection::begin(&mut *db).await?;
@@ -506,7 +490,7 @@ fn verified_checkpoint(
     note_text: &str,
     key: &VerifierKey,
     previous: Option<&Checkpoint>,
-    answer: &Value,
+    consistency: Option<&[String]>,
 ) -> Result<Checkpoint> {
     let note = SignedNote::parse(note_text)
         .and_then(|n| n.verify(std::slice::from_ref(key)))
@@ -541,7 +525,10 @@ fn verified_checkpoint(
         }
         return Ok(checkpoint);
     }
-    let proof = decode_hashes(&answer["consistency"], "consistency proof")?;
+    let proof = decode_hashes(
+        consistency.ok_or_else(|| bad_answer("consistency proof"))?,
+        "consistency proof",
+    )?;
     verify_consistency(
         previous.size(),
         checkpoint.size(),
@@ -562,21 +549,21 @@ fn verified_checkpoint(
 /// The index of `device`'s registration in one entry of a proof answer,
 /// once it registers exactly this device and key and is in `checkpoint`.
 fn verified_registration(
-    entry: &Value,
+    entry: &ProvenDevice,
     device: &DeviceToCheck<'_>,
     checkpoint: &Checkpoint,
 ) -> Result<u64> {
-    if entry["username"] != device.username || entry["device_id"] != device.device_id {
+    if entry.username != device.username || entry.device_id != device.device_id {
         return Err(bad_answer("devices (out of order)"));
     }
-    if entry["missing"] == true {
+    let RegistrationProof::Included(included) = &entry.registration else {
         return Err(kt(
             "the transparency log has no registration of this device",
         ));
-    }
-    let index = entry["index"].as_u64().ok_or_else(|| bad_answer("index"))?;
+    };
+    let index = included.index;
     let leaf = STANDARD
-        .decode(entry["leaf"].as_str().unwrap_or_default())
+        .decode(&included.leaf)
         .map_err(|_| bad_answer("leaf"))?;
     let registration = LogEvent::decode(&leaf)
         .ok()
@@ -588,7 +575,7 @@ fn verified_registration(
     {
         return Err(kt("the log registers a different key for this device"));
     }
-    let proof = decode_hashes(&entry["inclusion"], "inclusion proof")?;
+    let proof = decode_hashes(&included.inclusion, "inclusion proof")?;
     verify_inclusion(
         index,
         checkpoint.size(),

@@ -10,15 +10,17 @@ use conclave_crypto::{
     CIPHERSUITE, DeviceCredential, DeviceKey, DevicePublicKey, Username, sha256_hex,
 };
 use conclave_proto::{
-    AckAnswer, AckBody, Delivered, ErrorBody, ErrorCode, FetchAnswer, KeyPackageStock, MessageKind,
-    PostAnswer, PostMessage, StreamFrame, routes,
+    AccountStatus, AckAnswer, AckBody, ArchiveAnswer, ClaimedKeyPackages, CreateGroupAnswer,
+    CreateGroupBody, Delivered, ErrorBody, ErrorCode, FetchAnswer, GroupRetentionAnswer,
+    GroupRetentionBody, KeyPackageClaim, KeyPackageStock, KeyPackageUpload, MessageKind, Password,
+    PostAnswer, PostMessage, PublicListing, RegisterAnswer, RegisterBody, SecretText, StreamFrame,
+    routes,
 };
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_rust_crypto::RustCrypto;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
 use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::{Mutex, broadcast};
 use zeroize::Zeroizing;
@@ -394,9 +396,11 @@ fn server_error(status: u16, body: &[u8]) -> ClientError {
     }
 }
 
-/// The relay's answer to `path` was not the protocol's `what`.
-fn malformed_answer(path: &str, e: serde_json::Error) -> ClientError {
-    ClientError::Invalid(format!("the relay's answer to {path} is malformed: {e}"))
+/// The relay's answer to `path`, read as the protocol's type `A`.
+fn read_answer<A: DeserializeOwned>(path: &str, answer: &[u8]) -> Result<A> {
+    serde_json::from_slice(answer).map_err(|e| {
+        ClientError::Invalid(format!("the relay's answer to {path} is malformed: {e}"))
+    })
 }
 
 fn users_of(group: &MlsGroup) -> BTreeMap<String, BTreeSet<String>> {
@@ -531,19 +535,19 @@ impl Client {
         Err(server_error(response.status, &response.body))
     }
 
-    pub(crate) async fn call(
+    /// A request of the relay protocol signed by `signer` (a key this
+    /// device does not use yet, for a login), or by no one (registration,
+    /// a WebAuthn challenge): `body` and the answer are `conclave_proto`
+    /// wire types.
+    pub(crate) async fn call<A: DeserializeOwned>(
         &self,
         method: &'static str,
         path: &str,
-        body: Option<&Value>,
+        body: &impl Serialize,
         signer: Option<&DeviceKey>,
-    ) -> Result<Value> {
-        let body = match body {
-            Some(value) => serde_json::to_vec(value).map_err(ClientError::store)?,
-            None => Vec::new(),
-        };
-        let answer = self.call_bytes(method, path, body, signer).await?;
-        Ok(serde_json::from_slice(&answer).unwrap_or(Value::Null))
+    ) -> Result<A> {
+        let answer = self.send_json(method, path, body, signer).await?;
+        read_answer(path, &answer)
     }
 
     /// A signed request of the relay protocol: `body` and the answer are
@@ -554,22 +558,53 @@ impl Client {
         path: &str,
         body: &impl Serialize,
     ) -> Result<A> {
+        let answer = self.exchange_raw(method, path, body).await?;
+        read_answer(path, &answer)
+    }
+
+    /// [`Client::exchange`], with the answer left unread: for a caller that
+    /// judges a malformed answer itself.
+    pub(crate) async fn exchange_raw(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<Vec<u8>> {
         let identity = self.identity()?;
+        self.send_json(method, path, body, Some(&identity.key))
+            .await
+    }
+
+    /// Sends `body` as JSON; the answer's bytes, as [`Client::call_bytes`].
+    async fn send_json(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: &impl Serialize,
+        signer: Option<&DeviceKey>,
+    ) -> Result<Vec<u8>> {
         let body = serde_json::to_vec(body).map_err(ClientError::store)?;
-        let answer = self
-            .call_bytes(method, path, body, Some(&identity.key))
-            .await?;
-        serde_json::from_slice(&answer).map_err(|e| malformed_answer(path, e))
+        self.call_bytes(method, path, body, signer).await
     }
 
     /// A signed GET of the relay protocol, whose answer is a
     /// `conclave_proto` wire type.
     pub(crate) async fn fetch<A: DeserializeOwned>(&self, path: &str) -> Result<A> {
+        self.bodiless("GET", path).await
+    }
+
+    /// A signed request without a body, whose answer is a `conclave_proto`
+    /// wire type.
+    pub(crate) async fn bodiless<A: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        path: &str,
+    ) -> Result<A> {
         let identity = self.identity()?;
         let answer = self
-            .call_bytes("GET", path, Vec::new(), Some(&identity.key))
+            .call_bytes(method, path, Vec::new(), Some(&identity.key))
             .await?;
-        serde_json::from_slice(&answer).map_err(|e| malformed_answer(path, e))
+        read_answer(path, &answer)
     }
 
     /// Sends a request (signed by `signer`, if any) and returns the body of
@@ -633,16 +668,6 @@ impl Client {
         Err(server_error(response.status, &response.body))
     }
 
-    pub(crate) async fn signed(
-        &self,
-        method: &'static str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value> {
-        let identity = self.identity()?;
-        self.call(method, path, body, Some(&identity.key)).await
-    }
-
     /// Creates an account and logs this device in, on a relay with open
     /// registration (else see [`Client::register_with_invite`]).
     pub async fn register(&self, username: &str, password: &str) -> Result<()> {
@@ -661,11 +686,12 @@ impl Client {
             return Err(ClientError::AlreadyLoggedIn(logged_in));
         }
         self.check_key_protection()?;
-        let mut body = json!({ "username": name.as_str(), "password": password });
-        if let Some(code) = invite_code {
-            body["invite_code"] = json!(code);
-        }
-        self.call("POST", "/v1/accounts", Some(&body), None).await?;
+        let body = RegisterBody {
+            invite_code: invite_code.map(|code| SecretText::new(code.to_owned())),
+            password: Password::new(password.to_owned()),
+            username: name.to_string(),
+        };
+        let _: RegisterAnswer = self.call("POST", routes::ACCOUNTS, &body, None).await?;
         Ok(())
     }
 
@@ -693,8 +719,8 @@ impl Client {
             }));
         // A bot's every leaf says so, and names its owner: learn it before
         // the first key package is made.
-        let status = self.signed("GET", "/v1/account", None).await?;
-        if let Some(owner) = status["bot_owner"].as_str() {
+        let status: AccountStatus = self.fetch(routes::ACCOUNT).await?;
+        if let Some(owner) = &status.bot_owner {
             let owner = Username::parse(owner).map_err(|e| ClientError::Invalid(e.to_string()))?;
             {
                 let mut db = self.inner.db.lock().await;
@@ -767,12 +793,10 @@ impl Client {
         drop(db);
         // Small batches keep each request well under any sensible body limit.
         for batch in encoded.chunks(10) {
-            self.signed(
-                "POST",
-                "/v1/key-packages",
-                Some(&json!({ "key_packages": batch })),
-            )
-            .await?;
+            let upload = KeyPackageUpload {
+                key_packages: batch.to_vec(),
+            };
+            let _: KeyPackageStock = self.exchange("POST", routes::KEY_PACKAGES, &upload).await?;
         }
         Ok(())
     }
@@ -838,14 +862,18 @@ impl Client {
                 .export_ratchet_tree()
                 .tls_serialize_detached()
                 .map_err(ClientError::mls)?;
-            let mut body = json!({ "group_info": STANDARD.encode(tls_bytes(&info)?), "ratchet_tree": STANDARD.encode(tree) });
-            if let Some(topic) = public_topic {
-                body["public"] = json!({ "name": name, "topic": topic });
-            }
+            let body = CreateGroupBody {
+                group_info: STANDARD.encode(tls_bytes(&info)?),
+                public: public_topic.map(|topic| PublicListing {
+                    name: name.to_owned(),
+                    topic: topic.to_owned(),
+                }),
+                ratchet_tree: STANDARD.encode(tree),
+            };
             (hex::encode(group.group_id().as_slice()), body)
         };
         // The group exists locally only if the relay accepted it: the transaction spans the call.
-        self.signed("POST", "/v1/groups", Some(&body)).await?;
+        let _: CreateGroupAnswer = self.exchange("POST", routes::GROUPS, &body).await?;
         sqlx::query(
             "INSERT INTO channels (group_id, name, processed_seq, active, kind, topic)
              VALUES ($1, $2, 0, 1, $3, $4)",
@@ -899,21 +927,19 @@ impl Client {
         name: &Username,
         only_device: Option<&str>,
     ) -> Result<Vec<KeyPackage>> {
-        let mut body = json!({ "username": name.as_str() });
-        if let Some(device) = only_device {
-            body["device_id"] = json!(device);
-        }
-        let claimed = self
-            .signed("POST", "/v1/key-packages/claim", Some(&body))
+        let claim = KeyPackageClaim {
+            device_id: only_device.map(str::to_owned),
+            username: name.to_string(),
+        };
+        let claimed: ClaimedKeyPackages = self
+            .exchange("POST", routes::KEY_PACKAGES_CLAIM, &claim)
             .await?;
         let mut packages = Vec::new();
         let mut refused = Vec::new();
-        for entry in claimed["key_packages"].as_array().into_iter().flatten() {
-            let bytes = STANDARD
-                .decode(entry["key_package"].as_str().unwrap_or_default())
-                .map_err(|_| {
-                    ClientError::Mls("relay sent a key package that is not base64".into())
-                })?;
+        for entry in &claimed.key_packages {
+            let bytes = STANDARD.decode(&entry.key_package).map_err(|_| {
+                ClientError::Mls("relay sent a key package that is not base64".into())
+            })?;
             let MlsMessageBodyIn::KeyPackage(package) = MlsMessageIn::tls_deserialize_exact(&bytes)
                 .map_err(ClientError::mls)?
                 .extract()
@@ -978,7 +1004,8 @@ impl Client {
             let mut db = self.inner.db.lock().await;
             self.channel_by_name(&mut db, channel).await?.0
         };
-        self.signed("POST", &format!("/v1/groups/{group_id}/archive"), None)
+        let _: ArchiveAnswer = self
+            .bodiless("POST", &routes::group_archive(&group_id))
             .await?;
         let mut db = self.inner.db.lock().await;
         sqlx::query("UPDATE channels SET archived = 1 WHERE group_id = $1")
@@ -996,12 +1023,13 @@ impl Client {
             let mut db = self.inner.db.lock().await;
             self.channel_by_name(&mut db, channel).await?.0
         };
-        self.signed(
-            "POST",
-            &format!("/v1/groups/{group_id}/retention"),
-            Some(&json!({ "days": days })),
-        )
-        .await?;
+        let _: GroupRetentionAnswer = self
+            .exchange(
+                "POST",
+                &routes::group_retention(&group_id),
+                &GroupRetentionBody { days },
+            )
+            .await?;
         Ok(())
     }
 

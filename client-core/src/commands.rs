@@ -7,34 +7,14 @@ use crate::client::Client;
 use crate::content::Content;
 use crate::error::{ClientError, Result};
 use conclave_crypto::is_command_name;
-
-/// One registered slash command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SlashCommand {
-    /// The command, without the slash.
-    pub name: String,
-    /// The bot that answers it.
-    pub bot: String,
-    /// How to call it, e.g. `/deploy SERVICE [VERSION]`.
-    pub usage: String,
-}
+pub use conclave_proto::SlashCommand;
+use conclave_proto::{SlashCommands, routes};
 
 impl Client {
     /// The workspace's slash commands, by name.
     pub async fn commands(&self) -> Result<Vec<SlashCommand>> {
-        let listed = self.signed("GET", "/v1/commands", None).await?;
-        Ok(listed["commands"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| {
-                Some(SlashCommand {
-                    name: c["name"].as_str()?.to_owned(),
-                    bot: c["bot"].as_str()?.to_owned(),
-                    usage: c["usage"].as_str().unwrap_or_default().to_owned(),
-                })
-            })
-            .collect())
+        let listed: SlashCommands = self.fetch(routes::COMMANDS).await?;
+        Ok(listed.commands)
     }
 
     /// Sends `/name args` in `channel` to the bot that answers it. Refused

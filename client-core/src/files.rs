@@ -20,8 +20,10 @@ use std::path::{Path, PathBuf};
 use conclave_crypto::attachment::{
     CHUNK_BYTES, ChunkOpener, ChunkSealer, FileKey, chunk_count, sealed_len,
 };
+use conclave_proto::{
+    BlobCompleteAnswer, BlobDeletedAnswer, CreateBlobAnswer, CreateBlobBody, routes,
+};
 use rand::RngCore;
-use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -118,16 +120,16 @@ impl Client {
         recipient: Option<&str>,
         progress: &mut impl Progress,
     ) -> Result<FileRef> {
-        let mut request = json!({ "group_id": group_id, "size": sealed_len(size) });
-        if let Some(recipient) = recipient {
-            request["recipient"] = json!(recipient);
+        let request = CreateBlobBody {
+            group_id: group_id.to_owned(),
+            recipient: recipient.map(str::to_owned),
+            size: sealed_len(size),
+        };
+        let created: CreateBlobAnswer = self.exchange("POST", routes::BLOBS, &request).await?;
+        let blob = created.blob_id;
+        if !crate::content::is_message_id(&blob) {
+            return Err(ClientError::Invalid("relay sent no valid blob id".into()));
         }
-        let created = self.signed("POST", "/v1/blobs", Some(&request)).await?;
-        let blob = created["blob_id"]
-            .as_str()
-            .filter(|id| crate::content::is_message_id(id))
-            .ok_or_else(|| ClientError::Invalid("relay sent no blob id".into()))?
-            .to_owned();
         let (digest, file_key) = match self.upload_chunks(&blob, reader, size, progress).await {
             Ok(done) => done,
             Err(e) => {
@@ -167,7 +169,7 @@ impl Client {
             let sealed = sealer
                 .seal(&buffer[..want])
                 .map_err(|e| ClientError::Invalid(e.to_string()))?;
-            self.signed_bytes("PUT", &format!("/v1/blobs/{blob}/chunks/{index}"), sealed)
+            self.signed_bytes("PUT", &routes::blob_chunk(blob, index), sealed)
                 .await?;
             done += want as u64;
             progress(done, size);
@@ -182,8 +184,7 @@ impl Client {
                 "the file grew while it was being sent".into(),
             ));
         }
-        self.signed_bytes("POST", &format!("/v1/blobs/{blob}/complete"), Vec::new())
-            .await?;
+        let _: BlobCompleteAnswer = self.bodiless("POST", &routes::blob_complete(blob)).await?;
         let digest = sealer
             .finish()
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
@@ -299,7 +300,7 @@ impl Client {
             let sealed = self
                 .signed_bytes(
                     "GET",
-                    &format!("/v1/blobs/{}/chunks/{index}", reference.blob),
+                    &routes::blob_chunk(&reference.blob, index),
                     Vec::new(),
                 )
                 .await?;
@@ -367,7 +368,7 @@ impl Client {
     /// or never sent).
     pub(crate) async fn forget_blob(&self, blob: &str) {
         if let Err(e) = self
-            .signed_bytes("DELETE", &format!("/v1/blobs/{blob}"), Vec::new())
+            .bodiless::<BlobDeletedAnswer>("DELETE", &routes::blob(blob))
             .await
         {
             tracing::warn!("could not take a file back from the relay: {e}");

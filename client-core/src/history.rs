@@ -18,8 +18,8 @@
 //! fetches its ciphertext from the relay as any member does. Deleted
 //! messages are left out.
 
+use conclave_proto::{HistorySharingAnswer, HistorySharingBody, routes};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::Row;
 
 use crate::client::{Client, Event};
@@ -70,12 +70,13 @@ impl Client {
     /// stops them (the channel's creator or a workspace admin).
     pub async fn set_history_sharing(&self, channel: &str, allowed: bool) -> Result<()> {
         let group_id = self.active_channel(channel).await?;
-        self.signed(
-            "POST",
-            &format!("/v1/groups/{group_id}/history-sharing"),
-            Some(&json!({ "allowed": allowed })),
-        )
-        .await?;
+        let _: HistorySharingAnswer = self
+            .exchange(
+                "POST",
+                &routes::group_history_sharing(&group_id),
+                &HistorySharingBody { allowed },
+            )
+            .await?;
         Ok(())
     }
 

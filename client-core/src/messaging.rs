@@ -7,7 +7,9 @@
 //! a replay and is dropped. Search runs on the local full-text index (SQLite
 //! FTS5); nothing about it leaves the device.
 
-use conclave_proto::ErrorCode;
+use conclave_proto::{
+    ChannelNameAnswer, ChannelNameBody, ChannelTopicAnswer, ChannelTopicBody, ErrorCode, routes,
+};
 use sqlx::{Row, SqliteConnection};
 
 use crate::client::{Client, Event, FileInfo, HistoryEntry, Reaction};
@@ -700,11 +702,6 @@ async fn own_groups(db: &mut SqliteConnection) -> Result<Vec<String>> {
     )
 }
 
-/// The most people a group direct message may have, this account included,
-/// unless the workspace sets its own limit (`conclave-server admin policy
-/// --max-group-dm`, reported in [`crate::AccountStatus::max_group_dm`]).
-pub const MAX_DIRECT_PARTICIPANTS: usize = 9;
-
 impl Client {
     /// Opens the direct message with `users` (one for a DM, several for a
     /// group DM, up to the workspace's limit in all), creating it the
@@ -811,12 +808,12 @@ impl Client {
             (group_id, public)
         };
         if public {
-            self.signed(
-                "POST",
-                &format!("/v1/groups/{group_id}/topic"),
-                Some(&serde_json::json!({ "topic": topic })),
-            )
-            .await?;
+            let listed = ChannelTopicBody {
+                topic: topic.to_owned(),
+            };
+            let _: ChannelTopicAnswer = self
+                .exchange("POST", &routes::group_topic(&group_id), &listed)
+                .await?;
         }
         Ok(seq)
     }
@@ -857,12 +854,12 @@ impl Client {
         }
         self.active_channel(channel).await?;
         if kind == "public" {
-            self.signed(
-                "POST",
-                &format!("/v1/groups/{group_id}/name"),
-                Some(&serde_json::json!({ "name": new_name })),
-            )
-            .await?;
+            let listed = ChannelNameBody {
+                name: new_name.to_owned(),
+            };
+            let _: ChannelNameAnswer = self
+                .exchange("POST", &routes::group_name(&group_id), &listed)
+                .await?;
         }
         let seq = self
             .send_content(

@@ -9,6 +9,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use conclave_proto::{GroupInfoAnswer, PublicChannels, routes};
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 use sqlx::Connection;
@@ -56,22 +57,21 @@ impl Client {
     }
 
     async fn directory(&self) -> Result<Vec<(String, PublicChannel)>> {
-        let listed = self.signed("GET", "/v1/channels/public", None).await?;
-        Ok(listed["channels"]
-            .as_array()
+        let listed: PublicChannels = self.fetch(routes::PUBLIC_CHANNELS).await?;
+        Ok(listed
+            .channels
             .into_iter()
-            .flatten()
-            .filter_map(|c| {
-                Some((
-                    c["group_id"].as_str()?.to_owned(),
+            .map(|c| {
+                (
+                    c.group_id,
                     PublicChannel {
-                        name: c["name"].as_str()?.to_owned(),
-                        topic: c["topic"].as_str().unwrap_or_default().to_owned(),
-                        members: c["members"].as_u64().unwrap_or(0),
-                        joined: c["joined"].as_bool().unwrap_or(false),
-                        archived: c["archived"].as_bool().unwrap_or(false),
+                        name: c.name,
+                        topic: c.topic,
+                        members: c.members,
+                        joined: c.joined,
+                        archived: c.archived,
                     },
-                ))
+                )
             })
             .collect())
     }
@@ -110,18 +110,14 @@ impl Client {
                     "{name} is archived: nobody can join it"
                 )));
             }
-            let state = self
-                .signed("GET", &format!("/v1/groups/{group_id}/group-info"), None)
-                .await?;
-            let decode = |field: &str| {
-                STANDARD
-                    .decode(state[field].as_str().unwrap_or_default())
-                    .map_err(|_| {
-                        ClientError::Mls(format!("relay sent a {field} that is not base64"))
-                    })
+            let state: GroupInfoAnswer = self.fetch(&routes::group_info(&group_id)).await?;
+            let decode = |field: &str, text: &str| {
+                STANDARD.decode(text).map_err(|_| {
+                    ClientError::Mls(format!("relay sent a {field} that is not base64"))
+                })
             };
             let MlsMessageBodyIn::GroupInfo(info) =
-                MlsMessageIn::tls_deserialize_exact(decode("group_info")?)
+                MlsMessageIn::tls_deserialize_exact(decode("group_info", &state.group_info)?)
                     .map_err(ClientError::mls)?
                     .extract()
             else {
@@ -129,8 +125,9 @@ impl Client {
                     "relay sent something other than a GroupInfo".into(),
                 ));
             };
-            let tree = RatchetTreeIn::tls_deserialize_exact(decode("ratchet_tree")?)
-                .map_err(ClientError::mls)?;
+            let tree =
+                RatchetTreeIn::tls_deserialize_exact(decode("ratchet_tree", &state.ratchet_tree)?)
+                    .map_err(ClientError::mls)?;
             if hex::encode(info.group_id().as_slice()) != group_id {
                 return Err(ClientError::Mls(
                     "relay sent another group's GroupInfo".into(),
@@ -184,11 +181,7 @@ impl Client {
             // The group is stored locally only if the relay accepted the join:
             // the transaction spans the call, as for a new channel.
             let accepted: Result<conclave_proto::PostAnswer> = self
-                .exchange(
-                    "POST",
-                    &conclave_proto::routes::group_messages(&group_id),
-                    &body,
-                )
+                .exchange("POST", &routes::group_messages(&group_id), &body)
                 .await;
             match accepted {
                 Ok(accepted) => {

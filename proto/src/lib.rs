@@ -6,9 +6,15 @@
 //! the other reads. Nothing here does I/O; the crate depends on serde alone,
 //! and a client in another language can read the protocol off this crate.
 //!
-//! Binary fields (MLS messages, Welcomes, GroupInfos) travel as standard
-//! base64 with padding, in `String`s: each side decodes them where it
-//! checks them.
+//! Binary fields (MLS messages, Welcomes, GroupInfos, log leaves and
+//! hashes) travel as standard base64 with padding, in `String`s: each side
+//! decodes them where it checks them. Passwords and codes travel in
+//! [`Password`] and [`SecretText`], which are wiped when dropped and never
+//! print.
+//!
+//! One module per resource: accounts and their proofs, key packages,
+//! groups, the message path, attachments, the transparency log, health
+//! checks; [`routes`] names every path.
 //!
 //! ```
 //! use conclave_proto::{AckBody, Delivered, MessageKind, StreamFrame, routes};
@@ -36,15 +42,63 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod account;
+mod audit;
+mod blob;
 mod error;
+mod group;
+mod health;
+mod key_package;
 mod message;
 pub mod routes;
+mod secret;
 mod stream;
 
+pub use account::{
+    AccountStatus, DEFAULT_MAX_GROUP_DM, DeviceInfo, DeviceList, FactorRemovedAnswer, InviteAnswer,
+    InviteBody, LoginAnswer, LoginBody, PasskeyAddedAnswer, PasskeyInfo, PasskeyRegistrationBody,
+    PasswordChangeAnswer, PasswordChangeBody, Proof, RecoveryAnswer, RecoveryCodesAnswer,
+    RegisterAnswer, RegisterBody, RevokedAnswer, SecondFactor, TotpConfirmBody,
+    TotpEnrollmentAnswer, WebauthnChallenge, WebauthnChallengeBody,
+};
+pub use audit::{
+    AuditEntriesAnswer, AuditEntriesQuery, AuditEntry, ClientAddress, ConsistencyProofAnswer,
+    ConsistencyProofQuery, DeviceName, DeviceProofAnswer, DeviceProofQuery, DeviceProofsAnswer,
+    DeviceProofsBody, InclusionProofAnswer, InclusionProofQuery, LeafInclusion, LoggedEvent,
+    ProvenDevice, RegistrationProof,
+};
+pub use blob::{
+    BlobCompleteAnswer, BlobDeletedAnswer, BlobUsage, ChunkStoredAnswer, CreateBlobAnswer,
+    CreateBlobBody,
+};
 pub use error::{ErrorBody, ErrorCode};
+pub use group::{
+    ArchiveAnswer, ChannelNameAnswer, ChannelNameBody, ChannelTopicAnswer, ChannelTopicBody,
+    CreateGroupAnswer, CreateGroupBody, GroupInfoAnswer, GroupRetentionAnswer, GroupRetentionBody,
+    HistorySharingAnswer, HistorySharingBody, ListedChannel, PublicChannels, PublicListing,
+    SlashCommand, SlashCommands,
+};
+pub use health::{HealthAnswer, HealthStatus};
+pub use key_package::{ClaimedKeyPackage, ClaimedKeyPackages, KeyPackageClaim, KeyPackageUpload};
 pub use message::{
     AccountChange, Ack, AckAnswer, AckBody, Delivered, DeviceStatus, FetchAnswer, FetchQuery,
     KeyPackageStock, MessageKind, PostAnswer, PostMessage, Retention, RevokedMember,
     UnknownMessageKind,
 };
+pub use secret::{Password, SecretText};
 pub use stream::StreamFrame;
+
+/// For `skip_serializing_if`: a flag that is off is left out.
+fn is_false(flag: &bool) -> bool {
+    !flag
+}
+
+/// `value` serializes to exactly `json`, and `json` reads back as a value
+/// that serializes to it again (which needs no `PartialEq`, so secrets
+/// need not be comparable).
+#[cfg(test)]
+fn pinned<T: serde::Serialize + serde::de::DeserializeOwned>(value: &T, json: &str) {
+    assert_eq!(serde_json::to_string(value).unwrap(), json);
+    let read: T = serde_json::from_str(json).unwrap();
+    assert_eq!(serde_json::to_string(&read).unwrap(), json);
+}

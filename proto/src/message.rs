@@ -136,14 +136,10 @@ pub struct PostAnswer {
     /// Set when these bytes were accepted before, from this device: `seq`
     /// is the first post's position and nothing new was delivered (a retry
     /// after a lost answer).
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "crate::is_false")]
     pub duplicate: bool,
     /// The message's position in the group's order.
     pub seq: u64,
-}
-
-fn is_false(flag: &bool) -> bool {
-    !flag
 }
 
 /// The query of `GET /v1/messages`.

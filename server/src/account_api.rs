@@ -14,24 +14,26 @@ use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use conclave_crypto::{DevicePublicKey, Username};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use conclave_proto::{
+    AccountStatus, DEFAULT_MAX_GROUP_DM, DeviceInfo, DeviceList, FactorRemovedAnswer, InviteAnswer,
+    LoginAnswer, PasskeyAddedAnswer, PasskeyInfo, Password, PasswordChangeAnswer, RecoveryAnswer,
+    RecoveryCodesAnswer, RegisterAnswer, RegisterBody, RevokedAnswer, SecretText, TotpConfirmBody,
+    TotpEnrollmentAnswer, WebauthnChallenge, WebauthnChallengeBody, routes,
+};
 use std::net::IpAddr;
 use webauthn_rs::prelude::{
-    Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
-    RegisterPublicKeyCredential,
+    CreationChallengeResponse, Passkey, PasskeyAuthentication, PasskeyRegistration,
+    PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse,
 };
 use zeroize::Zeroizing;
 
 use crate::auth::{
-    Password, Signed, client_ip, hash_password, hash_secret, read_body, unix_now, verify_password,
-    verify_secret,
+    Signed, client_ip, hash_password, hash_secret, parse_json, read_body, unix_now,
+    verify_password, verify_secret,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::events::{AuditAction, AuditEvent};
-use crate::factors::{
-    self, CHALLENGE_TTL_SECS, INVITE_CODE, RECOVERY_CODE, RECOVERY_CODES, SecretText,
-};
+use crate::factors::{self, CHALLENGE_TTL_SECS, INVITE_CODE, RECOVERY_CODE, RECOVERY_CODES};
 use crate::limits::{self, ip_key};
 use crate::store::{AccountChange, ChallengeRow, ChangeOutcome, CredentialRow, Store};
 use crate::{AppState, Notice};
@@ -46,27 +48,37 @@ const MAX_INVITE_TTL: u64 = 30 * 86_400;
 /// The account routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/accounts", post(register))
-        .route("/v1/devices", post(login).get(list_devices))
-        .route("/v1/devices/{device_id}/revoke", post(revoke_device))
-        .route("/v1/auth/webauthn/challenge", post(webauthn_challenge))
-        .route("/v1/account", get(account_status))
-        .route("/v1/account/password", post(change_password))
-        .route("/v1/account/totp", post(begin_totp).delete(remove_totp))
-        .route("/v1/account/totp/confirm", post(confirm_totp))
-        .route("/v1/account/webauthn/register", post(begin_webauthn))
+        .route(routes::ACCOUNTS, post(register))
+        .route(routes::DEVICES, post(login).get(list_devices))
+        .route(routes::DEVICE_REVOKE, post(revoke_device))
+        .route(routes::WEBAUTHN_CHALLENGE, post(webauthn_challenge))
+        .route(routes::ACCOUNT, get(account_status))
+        .route(routes::ACCOUNT_PASSWORD, post(change_password))
+        .route(routes::ACCOUNT_TOTP, post(begin_totp).delete(remove_totp))
+        .route(routes::ACCOUNT_TOTP_CONFIRM, post(confirm_totp))
+        .route(routes::ACCOUNT_WEBAUTHN_REGISTER, post(begin_webauthn))
         .route(
-            "/v1/account/webauthn/register/finish",
+            routes::ACCOUNT_WEBAUTHN_REGISTER_FINISH,
             post(finish_webauthn),
         )
         .route(
-            "/v1/account/webauthn/{credential_id}",
+            routes::ACCOUNT_PASSKEY,
             axum::routing::delete(remove_webauthn),
         )
-        .route("/v1/account/recovery-codes", post(new_recovery_codes))
-        .route("/v1/account/recover", post(recover))
-        .route("/v1/admin/invites", post(create_invite))
+        .route(routes::ACCOUNT_RECOVERY_CODES, post(new_recovery_codes))
+        .route(routes::ACCOUNT_RECOVER, post(recover))
+        .route(routes::ADMIN_INVITES, post(create_invite))
 }
+
+// The protocol's bodies, with the WebAuthn objects as webauthn-rs reads
+// them (boxed: an assertion is far larger than a code).
+type Proof = conclave_proto::Proof<Box<PublicKeyCredential>>;
+type SecondFactor = conclave_proto::SecondFactor<Box<PublicKeyCredential>>;
+type LoginBody = conclave_proto::LoginBody<Box<PublicKeyCredential>>;
+type PasswordChangeBody = conclave_proto::PasswordChangeBody<Box<PublicKeyCredential>>;
+type InviteBody = conclave_proto::InviteBody<Box<PublicKeyCredential>>;
+type PasskeyRegistrationBody =
+    conclave_proto::PasskeyRegistrationBody<Box<RegisterPublicKeyCredential>>;
 
 fn username(text: &str) -> ApiResult<Username> {
     Username::parse(text).map_err(|e| ApiError::BadRequest(e.to_string()))
@@ -82,30 +94,6 @@ fn totp_context(username: &str) -> String {
 }
 
 // ----- proofs: password plus second factor ----------------------------------
-
-/// A second factor, as a client presents it.
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum SecondFactor {
-    /// A 6-digit code from an authenticator app.
-    Totp { code: SecretText },
-    /// One of the account's single-use recovery codes.
-    RecoveryCode { code: SecretText },
-    /// A WebAuthn assertion answering a challenge from `/v1/auth/webauthn/challenge`.
-    Webauthn {
-        challenge_id: String,
-        credential: Box<PublicKeyCredential>,
-    },
-}
-
-/// What proves the account holder is present.
-#[derive(Deserialize, Default)]
-struct Proof {
-    #[serde(default)]
-    password: Option<Password>,
-    #[serde(default)]
-    second_factor: Option<SecondFactor>,
-}
 
 /// Which second factor a proof used, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,7 +154,7 @@ async fn verify_proof(
     presenter: Presenter<'_>,
 ) -> ApiResult<Option<Factor>> {
     let store = &state.store;
-    if proof.password.is_none() && proof.second_factor.is_none() {
+    if proof.is_empty() {
         return Err(ApiError::StepUpRequired);
     }
     limits::count(state, limits::LOGIN_PER_IP, &ip_key(ip)).await?;
@@ -436,8 +424,9 @@ async fn new_recovery_code_set() -> ApiResult<(Vec<Zeroizing<String>>, Vec<(Stri
     Ok((codes, rows))
 }
 
-fn shown(codes: &[Zeroizing<String>]) -> Vec<String> {
-    codes.iter().map(|c| c.to_string()).collect()
+/// Codes to show their owner once, in an answer.
+fn shown(codes: Vec<Zeroizing<String>>) -> Vec<SecretText> {
+    codes.into_iter().map(SecretText::from).collect()
 }
 
 /// Applies a change to who can sign in to `user`'s account, together with
@@ -501,20 +490,13 @@ pub(crate) async fn issue_invite(
 
 // ----- registration and login -----------------------------------------------
 
-#[derive(Deserialize)]
-struct RegisterBody {
-    username: String,
-    password: Password,
-    #[serde(default)]
-    invite_code: Option<SecretText>,
-}
-
-async fn register(State(state): State<AppState>, request: Request) -> ApiResult<Json<Value>> {
+async fn register(
+    State(state): State<AppState>,
+    request: Request,
+) -> ApiResult<Json<RegisterAnswer>> {
     let ip = client_ip(request.extensions());
     limits::count(&state, limits::REGISTER_PER_IP, &ip_key(ip)).await?;
-    let body = read_body(request.into_body(), state.config.max_body_bytes).await?;
-    let body: RegisterBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+    let body: RegisterBody = unsigned_json(request, &state).await?;
     let name = username(&body.username)?;
     check_new_password(&body.password)?;
     let invite = match (state.config.open_registration, &body.invite_code) {
@@ -546,28 +528,21 @@ async fn register(State(state): State<AppState>, request: Request) -> ApiResult<
         event = event.target(format!("invite:{id}"));
     }
     state.audit.record(event).await?;
-    Ok(Json(json!({ "username": name.as_str() })))
+    Ok(Json(RegisterAnswer {
+        username: name.as_str().to_owned(),
+    }))
 }
 
-#[derive(Deserialize)]
-struct LoginBody {
-    username: String,
-    public_key: String,
-    #[serde(flatten)]
-    proof: Proof,
-    /// With a proof made of the password and a recovery code: take the
-    /// account back at once (see `recover_account`).
-    #[serde(default)]
-    recover: bool,
-    /// A recovery invite from the host administrator, for a locked account;
-    /// comes with `new_password`.
-    #[serde(default)]
-    recovery_invite: Option<SecretText>,
-    #[serde(default)]
-    new_password: Option<Password>,
+/// The JSON body of an unsigned request, read as `Signed::json` reads a
+/// signed one.
+async fn unsigned_json<T: serde::de::DeserializeOwned>(
+    request: Request,
+    state: &AppState,
+) -> ApiResult<T> {
+    parse_json(&read_body(request.into_body(), state.config.max_body_bytes).await?)
 }
 
-async fn login(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+async fn login(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<LoginAnswer>> {
     let body: LoginBody = signed.json()?;
     let name = username(&body.username)?;
     let user = name.as_str();
@@ -671,17 +646,19 @@ async fn login(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<
                 .from_ip(signed.ip),
         )
         .await?;
-    let mut answer = json!({
-        "username": user,
-        "device_id": device_id,
-        "second_factor": factor.map(Factor::as_str),
-    });
-    if body.recover {
+    let recovery = if body.recover {
         let (outcome, codes) = recover_account(&state, user, &device_id, signed.ip).await?;
-        answer["recovery"] = recovery_answer(&outcome, &codes);
-    }
-    answer["recovery_codes_left"] = json!(state.store.recovery_codes_left(user).await?);
-    Ok(Json(answer))
+        Some(recovery_answer(outcome, codes))
+    } else {
+        None
+    };
+    Ok(Json(LoginAnswer {
+        recovery_codes_left: state.store.recovery_codes_left(user).await?,
+        device_id,
+        recovery,
+        second_factor: factor.map(|f| f.as_str().to_owned()),
+        username: user.to_owned(),
+    }))
 }
 
 /// Redeems a host administrator's recovery invite for a locked account:
@@ -736,22 +713,15 @@ async fn redeem_recovery_invite(
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct ChallengeBody {
-    username: String,
-}
-
 /// Starts a WebAuthn authentication for `username`: for a login, or for a
 /// sensitive change by a device that is already signed in.
 async fn webauthn_challenge(
     State(state): State<AppState>,
     request: Request,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WebauthnChallenge<RequestChallengeResponse>>> {
     let ip = client_ip(request.extensions());
     limits::count(&state, limits::LOGIN_PER_IP, &ip_key(ip)).await?;
-    let body = read_body(request.into_body(), state.config.max_body_bytes).await?;
-    let body: ChallengeBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+    let body: WebauthnChallengeBody = unsigned_json(request, &state).await?;
     let name = username(&body.username)?;
     let mut passkeys = Vec::new();
     for stored in state.store.webauthn_credentials(name.as_str()).await? {
@@ -769,28 +739,35 @@ async fn webauthn_challenge(
         .map_err(|e| ApiError::Internal(format!("webauthn: {e}")))?;
     let challenge_id =
         put_challenge(&state.store, name.as_str(), "authenticate", &ceremony).await?;
-    Ok(Json(json!({
-        "challenge_id": challenge_id,
-        "origin": state.relying_party.origin.as_str(),
-        "options": options,
-    })))
+    Ok(Json(ceremony_started(&state, challenge_id, options)))
+}
+
+/// The answer that starts a WebAuthn ceremony on the client.
+fn ceremony_started<O>(state: &AppState, challenge_id: String, options: O) -> WebauthnChallenge<O> {
+    WebauthnChallenge {
+        challenge_id,
+        options,
+        origin: state.relying_party.origin.to_string(),
+    }
 }
 
 // ----- the signed-in account --------------------------------------------------
 
-/// The most people a group direct message may have unless the workspace's
-/// policy says otherwise.
-pub(crate) const DEFAULT_MAX_GROUP_DM: u32 = 9;
-
-async fn account_status(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+async fn account_status(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<AccountStatus>> {
     let user = signed.username()?;
     let store = &state.store;
     let totp = store.totp(user).await?;
-    let credentials: Vec<Value> = store
+    let passkeys = store
         .webauthn_credentials(user)
         .await?
         .into_iter()
-        .map(|c| json!({ "credential_id": c.credential_id, "name": c.name }))
+        .map(|c| PasskeyInfo {
+            credential_id: c.credential_id,
+            name: c.name,
+        })
         .collect();
     let bot_owner = store.bot_owner(user).await?;
     // A bot signs in with its admin-issued 192-bit password alone: it runs
@@ -802,18 +779,18 @@ async fn account_status(State(state): State<AppState>, signed: Signed) -> ApiRes
         .await?
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_MAX_GROUP_DM);
-    Ok(Json(json!({
-        "username": user,
-        "roles": store.roles(user).await?,
-        "totp": totp.as_ref().is_some_and(|t| t.confirmed),
-        "totp_pending": totp.as_ref().is_some_and(|t| !t.confirmed),
-        "webauthn": credentials,
-        "passwordless": store.passwordless(user).await?,
-        "recovery_codes_left": store.recovery_codes_left(user).await?,
-        "second_factor_required": required,
-        "max_group_dm": max_group_dm,
-        "bot_owner": bot_owner,
-    })))
+    Ok(Json(AccountStatus {
+        bot_owner,
+        max_group_dm,
+        passwordless: store.passwordless(user).await?,
+        recovery_codes_left: store.recovery_codes_left(user).await?,
+        roles: store.roles(user).await?,
+        second_factor_required: required,
+        totp: totp.as_ref().is_some_and(|t| t.confirmed),
+        totp_pending: totp.as_ref().is_some_and(|t| !t.confirmed),
+        username: user.to_owned(),
+        webauthn: passkeys,
+    }))
 }
 
 /// A proof in a body that may be empty (then it proves nothing).
@@ -846,7 +823,10 @@ async fn step_up(
     .await
 }
 
-async fn begin_totp(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+async fn begin_totp(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<TotpEnrollmentAnswer>> {
     let user = signed.username()?;
     step_up(
         &state,
@@ -867,20 +847,20 @@ async fn begin_totp(State(state): State<AppState>, signed: Signed) -> ApiResult<
     let uri = totp
         .to_url()
         .map_err(|e| ApiError::Internal(format!("otpauth: {e}")))?;
-    Ok(Json(json!({ "otpauth_uri": uri })))
-}
-
-#[derive(Deserialize)]
-struct CodeBody {
-    code: SecretText,
+    Ok(Json(TotpEnrollmentAnswer {
+        otpauth_uri: SecretText::new(uri),
+    }))
 }
 
 /// Confirms the enrollment `begin_totp` started (after its step-up), with
 /// the first code from the app.
-async fn confirm_totp(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+async fn confirm_totp(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<RecoveryCodesAnswer>> {
     let user = signed.username()?.to_owned();
     let device = signed.device_id.to_string();
-    let body: CodeBody = signed.json()?;
+    let body: TotpConfirmBody = signed.json()?;
     let store = &state.store;
     let Some(row) = store.totp(&user).await?.filter(|t| !t.confirmed) else {
         return Err(ApiError::BadRequest(
@@ -912,7 +892,9 @@ async fn confirm_totp(State(state): State<AppState>, signed: Signed) -> ApiResul
         return Err(ApiError::SecondFactorInvalid("TOTP code already used"));
     }
     limits::clear(store, limits::SECOND_FACTOR_FAILURES, &user).await?;
-    Ok(Json(json!({ "recovery_codes": shown(&codes) })))
+    Ok(Json(RecoveryCodesAnswer {
+        recovery_codes: shown(codes),
+    }))
 }
 
 /// The audit entries of a factor enrollment.
@@ -940,7 +922,10 @@ async fn first_recovery_codes(
     new_recovery_code_set().await
 }
 
-async fn remove_totp(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+async fn remove_totp(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<FactorRemovedAnswer>> {
     let user = signed.username()?.to_owned();
     let device = signed.device_id.to_string();
     step_up(
@@ -968,7 +953,9 @@ async fn remove_totp(State(state): State<AppState>, signed: Signed) -> ApiResult
     if !removed.applied {
         return Err(ApiError::NotFound("TOTP enrollment"));
     }
-    Ok(Json(json!({ "removed": "totp" })))
+    Ok(Json(FactorRemovedAnswer {
+        removed: "totp".into(),
+    }))
 }
 
 /// The challenge purpose of a passkey registration by `device`: only the
@@ -977,7 +964,10 @@ fn registration_purpose(device: &str) -> String {
     format!("register:{device}")
 }
 
-async fn begin_webauthn(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+async fn begin_webauthn(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<WebauthnChallenge<CreationChallengeResponse>>> {
     let user = signed.username()?;
     // The proof comes from factors the account has now: a passkey being
     // registered can never vouch for itself.
@@ -1002,26 +992,16 @@ async fn begin_webauthn(State(state): State<AppState>, signed: Signed) -> ApiRes
         .map_err(|e| ApiError::Internal(format!("webauthn: {e}")))?;
     let purpose = registration_purpose(&signed.device_id.to_string());
     let challenge_id = put_challenge(&state.store, user, &purpose, &ceremony).await?;
-    Ok(Json(json!({
-        "challenge_id": challenge_id,
-        "origin": state.relying_party.origin.as_str(),
-        "options": options,
-    })))
+    Ok(Json(ceremony_started(&state, challenge_id, options)))
 }
 
-#[derive(Deserialize)]
-struct FinishWebauthnBody {
-    challenge_id: String,
-    credential: Box<RegisterPublicKeyCredential>,
-    name: String,
-    #[serde(default)]
-    passwordless: bool,
-}
-
-async fn finish_webauthn(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+async fn finish_webauthn(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<PasskeyAddedAnswer>> {
     let user = signed.username()?.to_owned();
     let device = signed.device_id.to_string();
-    let body: FinishWebauthnBody = signed.json()?;
+    let body: PasskeyRegistrationBody = signed.json()?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(
@@ -1075,18 +1055,18 @@ async fn finish_webauthn(State(state): State<AppState>, signed: Signed) -> ApiRe
     if !added.applied {
         return Err(ApiError::Conflict("credential"));
     }
-    Ok(Json(json!({
-        "credential_id": credential_id,
-        "passwordless": body.passwordless,
-        "recovery_codes": shown(&codes),
-    })))
+    Ok(Json(PasskeyAddedAnswer {
+        credential_id,
+        passwordless: body.passwordless,
+        recovery_codes: shown(codes),
+    }))
 }
 
 async fn remove_webauthn(
     State(state): State<AppState>,
     credential_id: Result<Path<String>, PathRejection>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FactorRemovedAnswer>> {
     let user = signed.username()?.to_owned();
     let device = signed.device_id.to_string();
     let Path(credential_id) = credential_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
@@ -1118,13 +1098,13 @@ async fn remove_webauthn(
     if !removed.applied {
         return Err(ApiError::NotFound("passkey"));
     }
-    Ok(Json(json!({ "removed": target })))
+    Ok(Json(FactorRemovedAnswer { removed: target }))
 }
 
 async fn new_recovery_codes(
     State(state): State<AppState>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RecoveryCodesAnswer>> {
     let user = signed.username()?.to_owned();
     let device = signed.device_id.to_string();
     let factor = step_up(
@@ -1148,7 +1128,9 @@ async fn new_recovery_codes(
         |_| vec![AuditEvent::success(AuditAction::RecoveryCodesIssued, &user).device(&device)],
     )
     .await?;
-    Ok(Json(json!({ "recovery_codes": shown(&codes) })))
+    Ok(Json(RecoveryCodesAnswer {
+        recovery_codes: shown(codes),
+    }))
 }
 
 /// How far back a recovery reaches: factors added within this window are
@@ -1208,12 +1190,12 @@ async fn recover_account(
     Ok((outcome, codes))
 }
 
-fn recovery_answer(outcome: &ChangeOutcome, codes: &[Zeroizing<String>]) -> Value {
-    json!({
-        "devices_revoked": outcome.devices_ended,
-        "factors_removed": outcome.factors_removed,
-        "recovery_codes": shown(codes),
-    })
+fn recovery_answer(outcome: ChangeOutcome, codes: Vec<Zeroizing<String>>) -> RecoveryAnswer {
+    RecoveryAnswer {
+        devices_revoked: outcome.devices_ended,
+        factors_removed: outcome.factors_removed,
+        recovery_codes: shown(codes),
+    }
 }
 
 /// Only the password with a recovery code recovers an account.
@@ -1228,27 +1210,23 @@ fn recovery_proof(proof: &Proof) -> ApiResult<()> {
     Ok(())
 }
 
-async fn recover(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+async fn recover(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<RecoveryAnswer>> {
     let user = signed.username()?.to_owned();
     let device = signed.device_id.to_string();
     let proof = proof_in(&signed)?;
     recovery_proof(&proof)?;
     step_up(&state, &signed, proof, AuditAction::AccountRecovered).await?;
     let (outcome, codes) = recover_account(&state, &user, &device, signed.ip).await?;
-    Ok(Json(recovery_answer(&outcome, &codes)))
+    Ok(Json(recovery_answer(outcome, codes)))
 }
 
-#[derive(Deserialize)]
-struct PasswordBody {
-    #[serde(flatten)]
-    proof: Proof,
-    new_password: Password,
-}
-
-async fn change_password(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+async fn change_password(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<PasswordChangeAnswer>> {
     let user = signed.username()?.to_owned();
     let this_device = signed.device_id.to_string();
-    let body: PasswordBody = signed.json()?;
+    let body: PasswordChangeBody = signed.json()?;
     check_new_password(&body.new_password)?;
     if body.proof.password.is_none() {
         return Err(ApiError::BadRequest(
@@ -1276,40 +1254,41 @@ async fn change_password(State(state): State<AppState>, signed: Signed) -> ApiRe
         },
     )
     .await?;
-    Ok(Json(
-        json!({ "sessions_ended": changed.devices_ended.len() }),
-    ))
+    Ok(Json(PasswordChangeAnswer {
+        sessions_ended: changed.devices_ended.len() as u64,
+    }))
 }
 
 // ----- devices ----------------------------------------------------------------
 
-async fn list_devices(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+async fn list_devices(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<DeviceList>> {
     let user = signed.username()?;
     let this_device = signed.device_id.to_string();
-    let devices: Vec<Value> = state
+    let devices = state
         .store
         .devices_of(user)
         .await?
         .into_iter()
-        .map(|d| {
-            json!({
-                "device_id": d.device_id,
-                "created_at": d.created_at,
-                "last_seen_at": d.last_seen_at,
-                "revoked_at": d.revoked_at,
-                "session_active": d.session_active,
-                "current": d.device_id == this_device,
-            })
+        .map(|d| DeviceInfo {
+            created_at: d.created_at,
+            current: d.device_id == this_device,
+            last_seen_at: d.last_seen_at,
+            revoked_at: d.revoked_at,
+            session_active: d.session_active,
+            device_id: d.device_id,
         })
         .collect();
-    Ok(Json(json!({ "devices": devices })))
+    Ok(Json(DeviceList { devices }))
 }
 
 async fn revoke_device(
     State(state): State<AppState>,
     device_id: Result<Path<String>, PathRejection>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RevokedAnswer>> {
     let user = signed.username()?.to_owned();
     let Path(target) = device_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let this_device = signed.device_id.to_string();
@@ -1342,20 +1321,15 @@ async fn revoke_device(
     if !revoked.applied {
         return Err(ApiError::NotFound("device"));
     }
-    Ok(Json(json!({ "revoked": target })))
+    Ok(Json(RevokedAnswer { revoked: target }))
 }
 
 // ----- admin ------------------------------------------------------------------
 
-#[derive(Deserialize)]
-struct InviteBody {
-    #[serde(default)]
-    expires_in_secs: Option<u64>,
-    #[serde(flatten)]
-    proof: Proof,
-}
-
-async fn create_invite(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+async fn create_invite(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<InviteAnswer>> {
     let user = signed.username()?.to_owned();
     if !state
         .store
@@ -1391,7 +1365,8 @@ async fn create_invite(State(state): State<AppState>, signed: Signed) -> ApiResu
                 .target(format!("invite:{invite_id}")),
         )
         .await?;
-    Ok(Json(
-        json!({ "invite_code": code.as_str(), "expires_at": expires_at }),
-    ))
+    Ok(Json(InviteAnswer {
+        expires_at,
+        invite_code: SecretText::from(code),
+    }))
 }

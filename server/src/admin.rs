@@ -462,7 +462,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
             let people = store.setting("max_group_dm").await.map_err(db)?;
             out!(
                 "max_group_dm = {}",
-                people.unwrap_or_else(|| crate::account_api::DEFAULT_MAX_GROUP_DM.to_string())
+                people.unwrap_or_else(|| conclave_proto::DEFAULT_MAX_GROUP_DM.to_string())
             );
             out!("open_registration = {}", config.open_registration);
         }

@@ -9,9 +9,13 @@ use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use conclave_crypto::Username;
-use conclave_proto::{KeyPackageStock, routes};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use conclave_proto::{
+    ArchiveAnswer, ChannelNameAnswer, ChannelNameBody, ChannelTopicAnswer, ChannelTopicBody,
+    ClaimedKeyPackage, ClaimedKeyPackages, CreateGroupAnswer, CreateGroupBody, GroupInfoAnswer,
+    GroupRetentionAnswer, GroupRetentionBody, HealthAnswer, HealthStatus, HistorySharingAnswer,
+    HistorySharingBody, KeyPackageClaim, KeyPackageStock, KeyPackageUpload, ListedChannel,
+    PublicChannels, SlashCommand, SlashCommands, routes,
+};
 
 use crate::auth::{Signed, unix_now};
 use crate::error::{ApiError, ApiResult};
@@ -29,25 +33,22 @@ const MAX_UPLOAD: usize = 200;
 /// All routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/health", get(health))
-        .route("/healthz", get(health))
-        .route("/readyz", get(ready))
-        .route("/v1/key-packages", post(upload_key_packages))
+        .route(routes::HEALTH, get(health))
+        .route(routes::HEALTHZ, get(health))
+        .route(routes::READYZ, get(ready))
+        .route(routes::KEY_PACKAGES, post(upload_key_packages))
         .route(routes::KEY_PACKAGE_STOCK, get(key_package_stock))
-        .route("/v1/key-packages/claim", post(claim_key_packages))
-        .route("/v1/groups", post(create_group))
+        .route(routes::KEY_PACKAGES_CLAIM, post(claim_key_packages))
+        .route(routes::GROUPS, post(create_group))
         .route(routes::GROUP_MESSAGES, post(messages::post_message))
-        .route("/v1/groups/{group_id}/archive", post(archive_group))
-        .route("/v1/groups/{group_id}/retention", post(set_retention))
-        .route("/v1/groups/{group_id}/group-info", get(group_info))
-        .route(
-            "/v1/groups/{group_id}/history-sharing",
-            post(set_history_sharing),
-        )
-        .route("/v1/groups/{group_id}/topic", post(set_public_topic))
-        .route("/v1/groups/{group_id}/name", post(set_public_name))
-        .route("/v1/channels/public", get(public_channels))
-        .route("/v1/commands", get(slash_commands))
+        .route(routes::GROUP_ARCHIVE, post(archive_group))
+        .route(routes::GROUP_RETENTION, post(set_retention))
+        .route(routes::GROUP_INFO, get(group_info))
+        .route(routes::GROUP_HISTORY_SHARING, post(set_history_sharing))
+        .route(routes::GROUP_TOPIC, post(set_public_topic))
+        .route(routes::GROUP_NAME, post(set_public_name))
+        .route(routes::PUBLIC_CHANNELS, get(public_channels))
+        .route(routes::COMMANDS, get(slash_commands))
         .route(routes::MESSAGES, get(messages::fetch_messages))
         .route(routes::MESSAGES_ACK, post(messages::ack_messages))
         .route(routes::STREAM, get(stream::stream))
@@ -66,39 +67,27 @@ fn username(text: &str) -> ApiResult<Username> {
 }
 
 /// The process is alive (it answers); says nothing about the database.
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+async fn health() -> Json<HealthAnswer> {
+    Json(HealthAnswer::new(HealthStatus::Ok))
 }
 
 /// Ready for traffic: the database answers within two seconds and holds
 /// every migration. A load balancer sends requests only to ready nodes.
-async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthAnswer>) {
     let check = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ready()).await;
-    match check {
-        Ok(Ok(true)) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
-        Ok(Ok(false)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(
-                json!({ "status": "not_ready", "reason": "database schema is older than this node" }),
-            ),
-        ),
+    let reason = match check {
+        Ok(Ok(true)) => return (StatusCode::OK, Json(HealthAnswer::new(HealthStatus::Ready))),
+        Ok(Ok(false)) => "database schema is older than this node",
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: database unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "not_ready", "reason": "database unavailable" })),
-            )
+            "database unavailable"
         }
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not_ready", "reason": "database did not answer in 2 s" })),
-        ),
-    }
-}
-
-#[derive(Deserialize)]
-struct UploadBody {
-    key_packages: Vec<String>,
+        Err(_) => "database did not answer in 2 s",
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(HealthAnswer::not_ready(reason)),
+    )
 }
 
 async fn upload_key_packages(
@@ -113,7 +102,7 @@ async fn upload_key_packages(
         &signed.device_id.to_string(),
     )
     .await?;
-    let body: UploadBody = signed.json()?;
+    let body: KeyPackageUpload = signed.json()?;
     if body.key_packages.is_empty() || body.key_packages.len() > MAX_UPLOAD {
         return Err(ApiError::BadRequest(format!(
             "upload 1 to {MAX_UPLOAD} key packages at a time"
@@ -196,23 +185,15 @@ async fn key_package_stock(
         .map(Json)
 }
 
-#[derive(Deserialize)]
-struct ClaimBody {
-    username: String,
-    /// Only this device of the user (to add one's own new device).
-    #[serde(default)]
-    device_id: Option<String>,
-}
-
 async fn claim_key_packages(
     State(state): State<AppState>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ClaimedKeyPackages>> {
     let claimer = signed.username()?;
     // Every claim spends one of someone's one-time packages: limit how fast.
     limits::count(&state, limits::CLAIMS_PER_ACCOUNT, claimer).await?;
     limits::count(&state, limits::CLAIMS_PER_IP, &ip_key(signed.ip)).await?;
-    let body: ClaimBody = signed.json()?;
+    let body: KeyPackageClaim = signed.json()?;
     let name = username(&body.username)?;
     // And how often one account may drain one other account's packages.
     limits::count(
@@ -232,29 +213,14 @@ async fn claim_key_packages(
         }
         return Err(ApiError::NoKeyPackages(name.to_string()));
     }
-    let list: Vec<Value> = claimed
+    let key_packages = claimed
         .into_iter()
-        .map(
-            |(device_id, kp)| json!({ "device_id": device_id, "key_package": STANDARD.encode(kp) }),
-        )
+        .map(|(device_id, kp)| ClaimedKeyPackage {
+            device_id,
+            key_package: STANDARD.encode(kp),
+        })
         .collect();
-    Ok(Json(json!({ "key_packages": list })))
-}
-
-#[derive(Deserialize)]
-struct CreateGroupBody {
-    group_info: String,
-    ratchet_tree: String,
-    /// Present for a public channel: its name and topic, for the directory.
-    #[serde(default)]
-    public: Option<PublicListing>,
-}
-
-#[derive(Deserialize)]
-struct PublicListing {
-    name: String,
-    #[serde(default)]
-    topic: String,
+    Ok(Json(ClaimedKeyPackages { key_packages }))
 }
 
 /// Longest public channel name and topic, in bytes (as clients enforce).
@@ -281,7 +247,10 @@ fn check_listing(name: Option<&str>, topic: &str) -> ApiResult<()> {
     Ok(())
 }
 
-async fn create_group(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+async fn create_group(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<CreateGroupAnswer>> {
     let user = signed.username()?.to_owned();
     let body: CreateGroupBody = signed.json()?;
     let group_info = decode_b64("group_info", &body.group_info)?;
@@ -338,46 +307,51 @@ async fn create_group(State(state): State<AppState>, signed: Signed) -> ApiResul
         created = created.detail("public_name", &listing.name);
     }
     state.audit.record(created).await?;
-    Ok(Json(
-        json!({ "group_id": group.group_id, "epoch": group.epoch }),
-    ))
+    Ok(Json(CreateGroupAnswer {
+        epoch: group.epoch,
+        group_id: group.group_id,
+    }))
 }
 
 /// The workspace's public channels: name, topic, member count, and whether
 /// the asking device is in each.
-async fn public_channels(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+async fn public_channels(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<PublicChannels>> {
     signed.username()?;
-    let list: Vec<Value> = state
+    let channels = state
         .store
         .public_channels(&signed.device_id.to_string())
         .await?
         .into_iter()
-        .map(|c| {
-            json!({
-                "group_id": c.group_id,
-                "name": c.name,
-                "topic": c.topic,
-                "members": c.members,
-                "joined": c.joined,
-                "archived": c.archived,
-            })
+        .map(|c| ListedChannel {
+            archived: c.archived,
+            group_id: c.group_id,
+            joined: c.joined,
+            members: c.members,
+            name: c.name,
+            topic: c.topic,
         })
         .collect();
-    Ok(Json(json!({ "channels": list })))
+    Ok(Json(PublicChannels { channels }))
 }
 
 /// The workspace's slash commands and the bot that answers each. No
 /// secrets: clients use it to complete commands and check the bot is there.
-async fn slash_commands(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+async fn slash_commands(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<SlashCommands>> {
     signed.username()?;
-    let list: Vec<Value> = state
+    let commands = state
         .store
         .commands()
         .await?
         .into_iter()
-        .map(|(name, bot, usage)| json!({ "name": name, "bot": bot, "usage": usage }))
+        .map(|(name, bot, usage)| SlashCommand { bot, name, usage })
         .collect();
-    Ok(Json(json!({ "commands": list })))
+    Ok(Json(SlashCommands { commands }))
 }
 
 /// What a device needs to join a public channel by external commit: the
@@ -386,7 +360,7 @@ async fn group_info(
     State(state): State<AppState>,
     group_id: Result<Path<String>, PathRejection>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<GroupInfoAnswer>> {
     signed.username()?;
     let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let (info, public_state) = state
@@ -395,20 +369,10 @@ async fn group_info(
         .await?
         .ok_or(ApiError::NotFound("public channel"))?;
     let tree = mls::ratchet_tree(&group_id, &public_state)?;
-    Ok(Json(json!({
-        "group_info": STANDARD.encode(info),
-        "ratchet_tree": STANDARD.encode(tree),
-    })))
-}
-
-#[derive(Deserialize)]
-struct TopicBody {
-    topic: String,
-}
-
-#[derive(Deserialize)]
-struct NameBody {
-    name: String,
+    Ok(Json(GroupInfoAnswer {
+        group_info: STANDARD.encode(info),
+        ratchet_tree: STANDARD.encode(tree),
+    }))
 }
 
 /// Renames a public channel in the directory: any member may, as any member
@@ -418,10 +382,10 @@ async fn set_public_name(
     State(state): State<AppState>,
     group_id: Result<Path<String>, PathRejection>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ChannelNameAnswer>> {
     let user = signed.username()?.to_owned();
     let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let body: NameBody = signed.json()?;
+    let body: ChannelNameBody = signed.json()?;
     check_listing(Some(&body.name), "")?;
     let group = public_listing_of(
         &state,
@@ -445,7 +409,10 @@ async fn set_public_name(
                 .detail("name", &body.name),
         )
         .await?;
-    Ok(Json(json!({ "group_id": group_id, "name": body.name })))
+    Ok(Json(ChannelNameAnswer {
+        group_id,
+        name: body.name,
+    }))
 }
 
 /// The group whose directory entry a member asks to change: refused unless
@@ -484,10 +451,10 @@ async fn set_public_topic(
     State(state): State<AppState>,
     group_id: Result<Path<String>, PathRejection>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ChannelTopicAnswer>> {
     signed.username()?;
     let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let body: TopicBody = signed.json()?;
+    let body: ChannelTopicBody = signed.json()?;
     check_listing(None, &body.topic)?;
     public_listing_of(
         &state,
@@ -497,12 +464,10 @@ async fn set_public_topic(
     )
     .await?;
     state.store.set_public_topic(&group_id, &body.topic).await?;
-    Ok(Json(json!({ "group_id": group_id, "topic": body.topic })))
-}
-
-#[derive(Deserialize)]
-struct HistorySharingBody {
-    allowed: bool,
+    Ok(Json(ChannelTopicAnswer {
+        group_id,
+        topic: body.topic,
+    }))
 }
 
 /// Enters a change of one group's policy in the audit log.
@@ -531,7 +496,7 @@ async fn set_history_sharing(
     State(state): State<AppState>,
     group_id: Result<Path<String>, PathRejection>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<HistorySharingAnswer>> {
     let user = signed.username()?.to_owned();
     let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let body: HistorySharingBody = signed.json()?;
@@ -541,9 +506,10 @@ async fn set_history_sharing(
         .set_history_sharing(&group_id, body.allowed)
         .await?;
     log_group_policy(&state, &signed, &group_id, "history_sharing", body.allowed).await?;
-    Ok(Json(
-        json!({ "group_id": group_id, "history_sharing": body.allowed }),
-    ))
+    Ok(Json(HistorySharingAnswer {
+        group_id,
+        history_sharing: body.allowed,
+    }))
 }
 
 /// Who may change a channel's settings.
@@ -592,21 +558,15 @@ async fn require_manager(
     Ok(member)
 }
 
-#[derive(Deserialize)]
-struct RetentionBody {
-    /// Days to keep message ciphertext; `null` for the workspace's policy.
-    days: Option<u32>,
-}
-
 /// Sets how long the relay keeps a group's message ciphertext.
 async fn set_retention(
     State(state): State<AppState>,
     group_id: Result<Path<String>, PathRejection>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<GroupRetentionAnswer>> {
     let user = signed.username()?.to_owned();
     let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let body: RetentionBody = signed.json()?;
+    let body: GroupRetentionBody = signed.json()?;
     require_manager(&state, &user, &group_id, Manage::AsMember).await?;
     state
         .store
@@ -614,9 +574,10 @@ async fn set_retention(
         .await?;
     let days = body.days.map_or("workspace".to_owned(), |d| d.to_string());
     log_group_policy(&state, &signed, &group_id, "retention_days", days).await?;
-    Ok(Json(
-        json!({ "group_id": group_id, "retention_days": body.days }),
-    ))
+    Ok(Json(GroupRetentionAnswer {
+        group_id,
+        retention_days: body.days,
+    }))
 }
 
 /// Archives a group: a current member who created it or is an admin may, and
@@ -627,7 +588,7 @@ async fn archive_group(
     State(state): State<AppState>,
     group_id: Result<Path<String>, PathRejection>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ArchiveAnswer>> {
     let user = signed.username()?.to_owned();
     let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let member = require_manager(&state, &user, &group_id, Manage::AsMemberOrAdmin).await?;
@@ -640,5 +601,8 @@ async fn archive_group(
         }
         state.audit.record(archived).await?;
     }
-    Ok(Json(json!({ "group_id": group_id, "archived": true })))
+    Ok(Json(ArchiveAnswer {
+        archived: true,
+        group_id,
+    }))
 }

@@ -17,8 +17,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use conclave_audit::log::{LogError, SignedCheckpoint};
 use conclave_audit::{Event, Hash};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use conclave_proto::{
+    AuditEntriesAnswer, AuditEntriesQuery, AuditEntry, ClientAddress, ConsistencyProofAnswer,
+    ConsistencyProofQuery, DeviceProofAnswer, DeviceProofQuery, DeviceProofsAnswer,
+    DeviceProofsBody, InclusionProofAnswer, InclusionProofQuery, LeafInclusion, LoggedEvent,
+    ProvenDevice, RegistrationProof, routes,
+};
 
 use crate::AppState;
 use crate::auth::{Signed, unix_now};
@@ -33,16 +37,13 @@ const ENTRIES_PAGE: u64 = 1000;
 /// The routes under `/v1/audit`.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/audit/checkpoint", get(checkpoint))
-        .route("/v1/audit/key", get(verifier_key))
-        .route(
-            "/v1/audit/devices/{username}/{device_id}",
-            get(device_proof),
-        )
-        .route("/v1/audit/devices", post(device_proofs))
-        .route("/v1/audit/entries", get(entries))
-        .route("/v1/audit/proof/inclusion", get(inclusion))
-        .route("/v1/audit/proof/consistency", get(consistency))
+        .route(routes::AUDIT_CHECKPOINT, get(checkpoint))
+        .route(routes::AUDIT_KEY, get(verifier_key))
+        .route(routes::AUDIT_DEVICE, get(device_proof))
+        .route(routes::AUDIT_DEVICES, post(device_proofs))
+        .route(routes::AUDIT_ENTRIES, get(entries))
+        .route(routes::AUDIT_INCLUSION, get(inclusion))
+        .route(routes::AUDIT_CONSISTENCY, get(consistency))
 }
 
 impl From<LogError> for ApiError {
@@ -88,22 +89,15 @@ async fn verifier_key(
     ))
 }
 
-#[derive(Deserialize)]
-struct ProofQuery {
-    /// The size of the newest checkpoint the asking client holds.
-    #[serde(default)]
-    since: u64,
-}
-
 /// The registration entry of one device, proven included in the latest
 /// checkpoint, and that checkpoint proven consistent with the one the client
 /// holds (`since`).
 async fn device_proof(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
-    query: Result<Query<ProofQuery>, QueryRejection>,
+    query: Result<Query<DeviceProofQuery>, QueryRejection>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeviceProofAnswer>> {
     signed.username()?;
     let Path((username, device_id)) = path.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
@@ -115,50 +109,49 @@ async fn device_proof(
             "audit log entry registering this device",
         ))?;
     let latest = fresh_checkpoint(&state, entry.index + 1).await?;
-    let inclusion = log.inclusion_proof(entry.index, latest.size).await?;
-    // A client ahead of the log gets no proof: it will see the rollback.
-    let consistency = if 0 < query.since && query.since <= latest.size {
-        Some(hashes(
-            &log.consistency_proof(query.since, latest.size).await?,
-        ))
-    } else {
-        None
+    let registration = LeafInclusion {
+        inclusion: hashes(&log.inclusion_proof(entry.index, latest.size).await?),
+        index: entry.index,
+        leaf: STANDARD.encode(&entry.leaf),
     };
-    Ok(Json(json!({
-        "index": entry.index,
-        "leaf": STANDARD.encode(&entry.leaf),
-        "checkpoint": latest.note,
-        "inclusion": hashes(&inclusion),
-        "consistency": consistency,
-    })))
+    Ok(Json(DeviceProofAnswer {
+        consistency: consistency_since(&state, query.since, latest.size).await?,
+        checkpoint: latest.note,
+        registration,
+    }))
+}
+
+/// The proof that the tree of `size` entries extends the client's of
+/// `since` entries. A client that holds none, or one ahead of the log, gets
+/// none: the latter will see the rollback.
+async fn consistency_since(
+    state: &AppState,
+    since: u64,
+    size: u64,
+) -> ApiResult<Option<Vec<String>>> {
+    if 0 < since && since <= size {
+        let proof = state.audit.log().consistency_proof(since, size).await?;
+        Ok(Some(hashes(&proof)))
+    } else {
+        Ok(None)
+    }
 }
 
 /// Most devices one batched proof request may name: a channel of 1000
 /// devices is checked in one request.
 const MAX_BATCH_DEVICES: usize = 1000;
 
-#[derive(Deserialize)]
-struct BatchBody {
-    /// The size of the newest checkpoint the asking client holds.
-    #[serde(default)]
-    since: u64,
-    devices: Vec<DeviceName>,
-}
-
-#[derive(Deserialize)]
-struct DeviceName {
-    username: String,
-    device_id: String,
-}
-
 /// The registration entries of many devices (a channel's members), each
 /// proven included in one fresh checkpoint, and that checkpoint proven
 /// consistent with the client's (`since`): one request per member list
 /// instead of one per device. A device the log never registered is answered
 /// `"missing": true`, and the client refuses it.
-async fn device_proofs(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+async fn device_proofs(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<DeviceProofsAnswer>> {
     signed.username()?;
-    let body: BatchBody = signed.json()?;
+    let body: DeviceProofsBody = signed.json()?;
     if body.devices.is_empty() || body.devices.len() > MAX_BATCH_DEVICES {
         return Err(ApiError::BadRequest(format!(
             "name 1 to {MAX_BATCH_DEVICES} devices"
@@ -179,35 +172,28 @@ async fn device_proofs(State(state): State<AppState>, signed: Signed) -> ApiResu
         .max()
         .unwrap_or(0);
     let latest = fresh_checkpoint(&state, needed).await?;
-    let consistency = if 0 < body.since && body.since <= latest.size {
-        Some(hashes(
-            &log.consistency_proof(body.since, latest.size).await?,
-        ))
-    } else {
-        None
-    };
+    let consistency = consistency_since(&state, body.since, latest.size).await?;
     let mut proven = Vec::with_capacity(entries.len());
-    for (device, entry) in body.devices.iter().zip(entries) {
-        proven.push(match entry {
-            Some(entry) => json!({
-                "username": device.username,
-                "device_id": device.device_id,
-                "index": entry.index,
-                "leaf": STANDARD.encode(&entry.leaf),
-                "inclusion": hashes(&log.inclusion_proof(entry.index, latest.size).await?),
+    for (device, entry) in body.devices.into_iter().zip(entries) {
+        let registration = match entry {
+            Some(entry) => RegistrationProof::Included(LeafInclusion {
+                inclusion: hashes(&log.inclusion_proof(entry.index, latest.size).await?),
+                index: entry.index,
+                leaf: STANDARD.encode(&entry.leaf),
             }),
-            None => json!({
-                "username": device.username,
-                "device_id": device.device_id,
-                "missing": true,
-            }),
+            None => RegistrationProof::Missing { missing: true },
+        };
+        proven.push(ProvenDevice {
+            device_id: device.device_id,
+            registration,
+            username: device.username,
         });
     }
-    Ok(Json(json!({
-        "checkpoint": latest.note,
-        "consistency": consistency,
-        "devices": proven,
-    })))
+    Ok(Json(DeviceProofsAnswer {
+        checkpoint: latest.note,
+        consistency,
+        devices: proven,
+    }))
 }
 
 async fn require_auditor(state: &AppState, signed: &Signed) -> ApiResult<()> {
@@ -227,18 +213,12 @@ async fn require_auditor(state: &AppState, signed: &Signed) -> ApiResult<()> {
     }
 }
 
-#[derive(Deserialize)]
-struct RangeQuery {
-    start: u64,
-    end: Option<u64>,
-}
-
 /// Entries `start..end` (at most one page), with their decoded fields.
 async fn entries(
     State(state): State<AppState>,
-    query: Result<Query<RangeQuery>, QueryRejection>,
+    query: Result<Query<AuditEntriesQuery>, QueryRejection>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AuditEntriesAnswer>> {
     require_auditor(&state, &signed).await?;
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let log = state.audit.log();
@@ -255,39 +235,45 @@ async fn entries(
         .await?
         .into_iter()
         .collect();
-    let entries: Vec<Value> = log
+    let entries = log
         .entries(query.start, end)
         .await?
         .into_iter()
-        .map(|entry| {
-            let mut shown = json!({
-                "index": entry.index,
-                "leaf": STANDARD.encode(&entry.leaf),
-                // A stored entry that does not decode is shown as such: the
-                // auditor's tool, not the relay, decides what it means.
-                "event": Event::decode(&entry.leaf).ok(),
-            });
-            if let Some(opening) = addresses.remove(&entry.index) {
-                shown["client_address"] =
-                    json!({ "ip": opening.ip, "salt": hex::encode(opening.salt) });
-            }
-            shown
+        .map(|entry| AuditEntry {
+            client_address: addresses.remove(&entry.index).map(|opening| ClientAddress {
+                ip: opening.ip,
+                salt: hex::encode(opening.salt),
+            }),
+            // A stored entry that does not decode is shown as such: the
+            // auditor's tool, not the relay, decides what it means.
+            event: Event::decode(&entry.leaf).ok().map(logged_event),
+            index: entry.index,
+            leaf: STANDARD.encode(&entry.leaf),
         })
         .collect();
-    Ok(Json(json!({ "size": size, "entries": entries })))
+    Ok(Json(AuditEntriesAnswer { entries, size }))
 }
 
-#[derive(Deserialize)]
-struct InclusionQuery {
-    index: u64,
-    size: u64,
+/// A decoded leaf, as the protocol shows it.
+fn logged_event(event: Event) -> LoggedEvent {
+    LoggedEvent {
+        action: event.action,
+        actor: event.actor,
+        client_ip: event.client_ip,
+        details: event.details,
+        device: event.device,
+        outcome: event.outcome,
+        seq: event.seq,
+        target: event.target,
+        time: event.time,
+    }
 }
 
 async fn inclusion(
     State(state): State<AppState>,
-    query: Result<Query<InclusionQuery>, QueryRejection>,
+    query: Result<Query<InclusionProofQuery>, QueryRejection>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<InclusionProofAnswer>> {
     require_auditor(&state, &signed).await?;
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     check_size(&state, query.size).await?;
@@ -296,24 +282,18 @@ async fn inclusion(
         .log()
         .inclusion_proof(query.index, query.size)
         .await?;
-    Ok(Json(json!({
-        "index": query.index,
-        "size": query.size,
-        "proof": hashes(&proof),
-    })))
-}
-
-#[derive(Deserialize)]
-struct ConsistencyQuery {
-    old: u64,
-    new: u64,
+    Ok(Json(InclusionProofAnswer {
+        index: query.index,
+        proof: hashes(&proof),
+        size: query.size,
+    }))
 }
 
 async fn consistency(
     State(state): State<AppState>,
-    query: Result<Query<ConsistencyQuery>, QueryRejection>,
+    query: Result<Query<ConsistencyProofQuery>, QueryRejection>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ConsistencyProofAnswer>> {
     require_auditor(&state, &signed).await?;
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     check_size(&state, query.new).await?;
@@ -322,11 +302,11 @@ async fn consistency(
         .log()
         .consistency_proof(query.old, query.new)
         .await?;
-    Ok(Json(json!({
-        "old": query.old,
-        "new": query.new,
-        "proof": hashes(&proof),
-    })))
+    Ok(Json(ConsistencyProofAnswer {
+        new: query.new,
+        old: query.old,
+        proof: hashes(&proof),
+    }))
 }
 
 async fn check_size(state: &AppState, size: u64) -> ApiResult<()> {

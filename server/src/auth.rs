@@ -6,7 +6,6 @@
 //! (nonces are single-use, timestamps expire) and no secret crosses the wire
 //! after the password at login.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -17,34 +16,13 @@ use axum::http::Request;
 use conclave_crypto::{
     DeviceId, DevicePublicKey, MAX_CLOCK_SKEW_SECS, SignedHeaders, verify_request,
 };
+use conclave_proto::{Password, routes};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::store::DeviceSession;
-
-/// A password in transit: zeroized on drop, never printed.
-pub struct Password(Zeroizing<String>);
-
-impl<'de> Deserialize<'de> for Password {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(|text| Password(Zeroizing::new(text)))
-    }
-}
-
-impl Password {
-    /// The text, for hashing only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(<redacted>)")
-    }
-}
 
 /// argon2id at the OWASP minimum: 19 MiB, 2 passes, 1 lane.
 fn argon2() -> Argon2<'static> {
@@ -111,7 +89,7 @@ async fn hashing_slot() -> Result<tokio::sync::SemaphorePermit<'static>, ApiErro
 
 /// Hashes a password (PHC string). Runs on a blocking thread: argon2 is slow on purpose.
 pub async fn hash_password(password: Password) -> Result<String, ApiError> {
-    hash_secret(password.0).await
+    hash_secret(password.into_zeroizing()).await
 }
 
 /// Hashes any secret the relay must recognise but never learn (passwords,
@@ -132,7 +110,7 @@ pub async fn hash_secret(secret: Zeroizing<String>) -> Result<String, ApiError> 
 /// Verifies a password against a stored hash, or against a dummy hash when the
 /// account does not exist, so timing does not reveal which usernames exist.
 pub async fn verify_password(password: Password, stored: Option<String>) -> Result<bool, ApiError> {
-    verify_secret(password.0, stored).await
+    verify_secret(password.into_zeroizing(), stored).await
 }
 
 /// Verifies a secret against its argon2id hash (or a dummy, for equal timing).
@@ -189,12 +167,12 @@ fn enrollment_route(method: &axum::http::Method, path: &str) -> bool {
     use axum::http::Method;
     matches!(
         (method.clone(), path),
-        (Method::GET, "/v1/account")
-            | (Method::POST, "/v1/devices")
-            | (Method::POST, "/v1/account/totp")
-            | (Method::POST, "/v1/account/totp/confirm")
-            | (Method::POST, "/v1/account/webauthn/register")
-            | (Method::POST, "/v1/account/webauthn/register/finish")
+        (Method::GET, routes::ACCOUNT)
+            | (Method::POST, routes::DEVICES)
+            | (Method::POST, routes::ACCOUNT_TOTP)
+            | (Method::POST, routes::ACCOUNT_TOTP_CONFIRM)
+            | (Method::POST, routes::ACCOUNT_WEBAUTHN_REGISTER)
+            | (Method::POST, routes::ACCOUNT_WEBAUTHN_REGISTER_FINISH)
     )
 }
 
@@ -219,7 +197,9 @@ pub fn session_problem(session: &DeviceSession, config: &crate::Config) -> Optio
     (!alive).then_some(ApiError::SessionExpired)
 }
 
-/// The public key a login request carries, so the new device can sign it.
+/// The one field of a login body ([`conclave_proto::LoginBody`]) read
+/// before its signature is checked: the key that must have signed it. The
+/// handler reads the whole body once the request is authenticated.
 #[derive(Deserialize)]
 struct LoginKey {
     public_key: String,
@@ -247,7 +227,7 @@ impl FromRequest<AppState> for Signed {
         }
         let device_key = headers.device_id.to_string();
         let is_login =
-            parts.method == axum::http::Method::POST && parts.uri.path() == "/v1/devices";
+            parts.method == axum::http::Method::POST && parts.uri.path() == routes::DEVICES;
         let session = state.store.device_session(&device_key).await?;
         let (username, public_key) = match &session {
             Some(device) => (
@@ -336,9 +316,15 @@ impl Signed {
 
     /// Parses the body as JSON, naming the problem if it is not.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+        parse_json(&self.body)
     }
+}
+
+/// Parses a request body as JSON (a `conclave_proto` body type), naming the
+/// problem if it is not.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 #[cfg(test)]
@@ -347,7 +333,7 @@ mod tests {
 
     #[tokio::test]
     async fn password_hash_verifies_only_the_password() {
-        let pw = |s: &str| Password(Zeroizing::new(s.to_owned()));
+        let pw = |s: &str| Password::new(s.to_owned());
         let hash = hash_password(pw("correct horse")).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert!(!hash.contains("correct horse"));

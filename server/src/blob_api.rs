@@ -22,9 +22,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use conclave_crypto::attachment::{SEALED_CHUNK_BYTES, sealed_chunk_len};
+use conclave_proto::{
+    BlobCompleteAnswer, BlobDeletedAnswer, BlobUsage, ChunkStoredAnswer, CreateBlobAnswer,
+    CreateBlobBody, routes,
+};
 use rand::RngCore;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth::Signed;
@@ -35,14 +37,11 @@ use crate::store::{BlobRow, BlobSpec, NewBlob};
 /// The blob routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/blobs", post(create))
-        .route("/v1/blobs/usage", get(usage))
-        .route("/v1/blobs/{blob_id}", axum::routing::delete(remove))
-        .route("/v1/blobs/{blob_id}/complete", post(complete))
-        .route(
-            "/v1/blobs/{blob_id}/chunks/{index}",
-            put(put_chunk).get(get_chunk),
-        )
+        .route(routes::BLOBS, post(create))
+        .route(routes::BLOB_USAGE, get(usage))
+        .route(routes::BLOB, axum::routing::delete(remove))
+        .route(routes::BLOB_COMPLETE, post(complete))
+        .route(routes::BLOB_CHUNK, put(put_chunk).get(get_chunk))
 }
 
 /// The body limit for chunk uploads: a sealed chunk, whatever
@@ -82,20 +81,12 @@ fn chunk_path(path: Result<Path<(String, u64)>, PathRejection>) -> ApiResult<(St
     Ok((id, index))
 }
 
-#[derive(Deserialize)]
-struct CreateBody {
-    group_id: String,
-    /// The sealed size in bytes.
-    size: u64,
-    /// For a history bundle: the member it is for. Allowed only where the
-    /// group allows sharing history; recorded in the audit log.
-    #[serde(default)]
-    recipient: Option<String>,
-}
-
-async fn create(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+async fn create(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<CreateBlobAnswer>> {
     let user = signed.username()?.to_owned();
-    let body: CreateBody = signed.json()?;
+    let body: CreateBlobBody = signed.json()?;
     if body.size > state.config.max_upload_bytes {
         return Err(ApiError::FileTooLarge(state.config.max_upload_bytes));
     }
@@ -171,11 +162,11 @@ async fn create(State(state): State<AppState>, signed: Signed) -> ApiResult<Json
                     )
                     .await?;
             }
-            Ok(Json(json!({
-            "blob_id": blob_id,
-            "chunks": chunks,
-            "chunk_bytes": SEALED_CHUNK_BYTES,
-            })))
+            Ok(Json(CreateBlobAnswer {
+                blob_id,
+                chunk_bytes: SEALED_CHUNK_BYTES as u64,
+                chunks,
+            }))
         }
         NewBlob::OverQuota { used } => Err(ApiError::QuotaExceeded {
             used,
@@ -202,7 +193,7 @@ async fn put_chunk(
     State(state): State<AppState>,
     path: Result<Path<(String, u64)>, PathRejection>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ChunkStoredAnswer>> {
     let user = signed.username()?.to_owned();
     let (blob_id, index) = chunk_path(path)?;
     let blob = own_blob(&state, &user, &blob_id).await?;
@@ -225,14 +216,17 @@ async fn put_chunk(
     {
         return Err(ApiError::Conflict("complete blob"));
     }
-    Ok(Json(json!({ "blob_id": blob_id, "chunk": index })))
+    Ok(Json(ChunkStoredAnswer {
+        blob_id,
+        chunk: index,
+    }))
 }
 
 async fn complete(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<BlobCompleteAnswer>> {
     let user = signed.username()?.to_owned();
     let blob_id = blob_id(path)?;
     let blob = own_blob(&state, &user, &blob_id).await?;
@@ -243,9 +237,11 @@ async fn complete(
             blob.chunks
         )));
     }
-    Ok(Json(
-        json!({ "blob_id": blob_id, "size": blob.size, "chunks": blob.chunks }),
-    ))
+    Ok(Json(BlobCompleteAnswer {
+        blob_id,
+        chunks: blob.chunks,
+        size: blob.size,
+    }))
 }
 
 async fn get_chunk(
@@ -292,19 +288,22 @@ async fn remove(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     signed: Signed,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<BlobDeletedAnswer>> {
     let user = signed.username()?.to_owned();
     let blob_id = blob_id(path)?;
     own_blob(&state, &user, &blob_id).await?;
     state.store.delete_blob(&blob_id).await?;
-    Ok(Json(json!({ "blob_id": blob_id, "deleted": true })))
+    Ok(Json(BlobDeletedAnswer {
+        blob_id,
+        deleted: true,
+    }))
 }
 
-async fn usage(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<Value>> {
+async fn usage(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<BlobUsage>> {
     let user = signed.username()?.to_owned();
-    Ok(Json(json!({
-        "used": state.store.blob_usage(&user).await?,
-        "quota": state.config.upload_quota_bytes,
-        "max_upload": state.config.max_upload_bytes,
-    })))
+    Ok(Json(BlobUsage {
+        max_upload: state.config.max_upload_bytes,
+        quota: state.config.upload_quota_bytes,
+        used: state.store.blob_usage(&user).await?,
+    }))
 }

@@ -4,7 +4,6 @@
 use std::fmt;
 
 use rand::Rng;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use totp_rs::{Algorithm, Totp};
 use webauthn_rs::prelude::{Url, Uuid, Webauthn, WebauthnBuilder};
@@ -20,34 +19,6 @@ const TOTP_SECRET_BYTES: usize = 20;
 pub const CHALLENGE_TTL_SECS: u64 = 300;
 /// Recovery codes issued at a time.
 pub const RECOVERY_CODES: usize = 10;
-
-/// A code the user typed: a TOTP code, a recovery code or an invite code.
-/// Zeroized on drop, never printed.
-pub struct SecretText(Zeroizing<String>);
-
-impl SecretText {
-    /// Wraps text.
-    pub fn new(text: String) -> Self {
-        Self(Zeroizing::new(text))
-    }
-
-    /// The text.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for SecretText {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(SecretText::new)
-    }
-}
-
-impl fmt::Debug for SecretText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretText(<redacted>)")
-    }
-}
 
 // ----- TOTP ---------------------------------------------------------------
 
@@ -254,7 +225,7 @@ mod tests {
         assert!(RECOVERY_CODE.parse("iiii-iiii-iiii-iiii").is_none());
         assert_ne!(INVITE_CODE.generate(), INVITE_CODE.generate());
         assert_eq!(
-            format!("{:?}", SecretText::new("123456".into())),
+            format!("{:?}", conclave_proto::SecretText::new("123456".into())),
             "SecretText(<redacted>)"
         );
     }
