@@ -4,8 +4,8 @@
 
 use clap::{Subcommand, ValueEnum};
 
-use crate::account_api::issue_invite;
 use crate::events::{AuditAction, AuditEvent, AuditTrail};
+use crate::http::accounts::issue_invite;
 use crate::{Config, Store, open_store};
 
 /// Prints a line to standard output. A reader that went away (`| head -1`)
@@ -148,8 +148,8 @@ pub enum Role {
 impl Role {
     fn as_str(self) -> &'static str {
         match self {
-            Role::Admin => crate::account_api::ADMIN_ROLE,
-            Role::Auditor => crate::audit_api::AUDITOR_ROLE,
+            Role::Admin => crate::http::accounts::ADMIN_ROLE,
+            Role::Auditor => crate::http::audit::AUDITOR_ROLE,
         }
     }
 }
@@ -194,7 +194,7 @@ async fn new_bot(
     if store.password_hash(owner).await.map_err(db)?.is_none() {
         return Err(format!("no account named {owner:?} to own the bot"));
     }
-    let password = zeroize::Zeroizing::new(crate::account_api::new_bot_password());
+    let password = zeroize::Zeroizing::new(crate::http::accounts::new_bot_password());
     let hash = crate::auth::hash_secret(password.clone())
         .await
         .map_err(|e| e.to_string())?;

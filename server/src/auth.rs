@@ -207,12 +207,22 @@ struct LoginKey {
 
 pub(crate) use crate::clock::unix_now;
 
+/// The body limit of a request to `path`: for chunk uploads a sealed chunk,
+/// whatever `max_body_bytes` says for JSON requests.
+fn body_limit(path: &str, configured: usize) -> usize {
+    if path.starts_with("/v1/blobs/") && path.contains("/chunks/") {
+        configured.max(conclave_crypto::attachment::SEALED_CHUNK_BYTES)
+    } else {
+        configured
+    }
+}
+
 impl FromRequest<AppState> for Signed {
     type Rejection = ApiError;
 
     async fn from_request(request: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
         let (parts, body) = request.into_parts();
-        let limit = crate::blob_api::body_limit(parts.uri.path(), state.config.max_body_bytes);
+        let limit = body_limit(parts.uri.path(), state.config.max_body_bytes);
         let body = read_body(body, limit).await?;
         let headers = SignedHeaders::from_lookup(|name| {
             parts.headers.get(name).and_then(|v| v.to_str().ok())

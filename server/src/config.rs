@@ -4,17 +4,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clap::Parser;
 use serde::Deserialize;
 
 /// Command line and environment. Every field is optional so that the config
 /// file and then the defaults can fill the gaps.
-#[derive(Debug, Parser, Default)]
-#[command(
-    name = "conclave-server",
-    version,
-    about = "The Conclave relay: stores only MLS ciphertext and public keys"
-)]
+#[derive(Debug, clap::Args, Default)]
 pub struct Args {
     /// TOML config file (keys: the long names of these flags, with underscores).
     #[arg(long, env = "CONCLAVE_CONFIG", global = true)]
@@ -91,9 +85,6 @@ pub struct Args {
     /// this many days before it [default: 7].
     #[arg(long, env = "CONCLAVE_RECOVERY_WINDOW_DAYS")]
     pub recovery_window_days: Option<u64>,
-    /// What to do instead of serving.
-    #[command(subcommand)]
-    pub command: Option<crate::admin::Command>,
 }
 
 /// How log lines are written. Neither form ever carries message content,

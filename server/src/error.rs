@@ -258,6 +258,11 @@ impl From<crate::store::StoreError> for ApiError {
 /// Shorthand for handler results.
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// A username from a request field, or a refusal saying what is wrong with it.
+pub(crate) fn username_in(text: &str) -> ApiResult<conclave_crypto::Username> {
+    conclave_crypto::Username::parse(text).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
 /// Base64 (standard, padded) from a request field, or a refusal naming it.
 pub(crate) fn decode_b64(field: &'static str, text: &str) -> ApiResult<Vec<u8>> {
     use base64::Engine;

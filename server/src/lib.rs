@@ -16,12 +16,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
-mod account_api;
 pub mod admin;
-mod api;
-mod audit_api;
 mod auth;
-mod blob_api;
 mod clock;
 mod config;
 mod error;
@@ -83,7 +79,7 @@ impl AppState {
 /// Opens storage and builds the router, without TLS: for in-process transports.
 pub async fn app(config: Config) -> Result<axum::Router, String> {
     let store = open_store(&config).await?;
-    Ok(api::router(state(store, config)?))
+    Ok(http::router(state(store, config)?))
 }
 
 /// The transparency log in `store`, signed with the configured log key
@@ -295,7 +291,7 @@ pub async fn run(
     }
     let state = state(store, config)?;
     let flushing = state.clone();
-    let router = api::router(state.clone());
+    let router = http::router(state.clone());
     let handle = axum_server::Handle::new();
     let on_shutdown = handle.clone();
     tokio::spawn(async move {

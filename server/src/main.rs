@@ -3,9 +3,25 @@
 use clap::Parser;
 use conclave_server::{Args, Config, LogFormat};
 
+/// The command line: the relay's settings, and optionally a command to run
+/// instead of serving.
+#[derive(Debug, Parser)]
+#[command(
+    name = "conclave-server",
+    version,
+    about = "The Conclave relay: stores only MLS ciphertext and public keys"
+)]
+struct CommandLine {
+    #[command(flatten)]
+    settings: Args,
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    command: Option<conclave_server::admin::Command>,
+}
+
 #[tokio::main]
 async fn main() {
-    if let Err(message) = serve(Args::parse()).await {
+    if let Err(message) = serve(CommandLine::parse()).await {
         eprintln!("conclave-server: {message}");
         std::process::exit(1);
     }
@@ -33,9 +49,9 @@ fn start_logging(format: LogFormat, admin_command: bool) {
     }
 }
 
-async fn serve(mut args: Args) -> Result<(), String> {
-    let command = args.command.take();
-    let config = Config::resolve(args)?;
+async fn serve(command_line: CommandLine) -> Result<(), String> {
+    let CommandLine { settings, command } = command_line;
+    let config = Config::resolve(settings)?;
     start_logging(config.log_format, command.is_some());
     if let Some(conclave_server::admin::Command::Admin(command)) = command {
         return conclave_server::admin::run(config, command).await;

@@ -546,7 +546,7 @@ async fn login(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<
     let body: LoginBody = signed.json()?;
     let name = username(&body.username)?;
     let user = name.as_str();
-    let key = crate::api::decode_b64("public_key", &body.public_key)?;
+    let key = crate::error::decode_b64("public_key", &body.public_key)?;
     let device = DevicePublicKey::from_bytes(&key)
         .map_err(|_| ApiError::BadRequest("public_key is not a valid Ed25519 key".into()))?;
     // Proof of possession: the request must be signed by the key it registers,

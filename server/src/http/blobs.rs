@@ -44,16 +44,6 @@ pub fn routes() -> Router<AppState> {
         .route(routes::BLOB_CHUNK, put(put_chunk).get(get_chunk))
 }
 
-/// The body limit for chunk uploads: a sealed chunk, whatever
-/// `max_body_bytes` says for JSON requests.
-pub(crate) fn body_limit(path: &str, configured: usize) -> usize {
-    if path.starts_with("/v1/blobs/") && path.contains("/chunks/") {
-        configured.max(SEALED_CHUNK_BYTES)
-    } else {
-        configured
-    }
-}
-
 fn is_blob_id(id: &str) -> bool {
     id.len() == 32
         && id

@@ -1,227 +1,27 @@
-//! HTTP handlers: parse, call one domain step, map the result. Status codes
-//! come only from [`ApiError`].
+//! `/v1/groups/…` beyond messages, `/v1/channels/public` and
+//! `/v1/commands`: creating a group, its public listing, its settings
+//! (retention, history sharing, archive) and the directory of public
+//! channels and slash commands.
 
+use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use conclave_crypto::Username;
 use conclave_proto::{
     ArchiveAnswer, ChannelNameAnswer, ChannelNameBody, ChannelTopicAnswer, ChannelTopicBody,
-    ClaimedKeyPackage, ClaimedKeyPackages, CreateGroupAnswer, CreateGroupBody, GroupInfoAnswer,
-    GroupRetentionAnswer, GroupRetentionBody, HealthAnswer, HealthStatus, HistorySharingAnswer,
-    HistorySharingBody, KeyPackageClaim, KeyPackageStock, KeyPackageUpload, ListedChannel,
-    PublicChannels, SlashCommand, SlashCommands, routes,
+    CreateGroupAnswer, CreateGroupBody, GroupInfoAnswer, GroupRetentionAnswer, GroupRetentionBody,
+    HistorySharingAnswer, HistorySharingBody, ListedChannel, PublicChannels, SlashCommand,
+    SlashCommands,
 };
 
-use crate::auth::{Signed, unix_now};
+use crate::auth::Signed;
+use crate::error::decode_b64;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{AuditAction, AuditEvent};
-use crate::http::{messages, stream};
-use crate::limits::{self, ip_key};
-use crate::relay::key_packages::MAX_KEY_PACKAGE_STOCK;
 use crate::relay::mls;
-use crate::store::{KeyPackagesAdded, NewGroup, NewKeyPackage};
+use crate::store::NewGroup;
 use crate::{AppState, Notice};
-
-/// Most key packages one upload may carry.
-const MAX_UPLOAD: usize = 200;
-
-/// All routes.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route(routes::HEALTH, get(health))
-        .route(routes::HEALTHZ, get(health))
-        .route(routes::READYZ, get(ready))
-        .route(routes::KEY_PACKAGES, post(upload_key_packages))
-        .route(routes::KEY_PACKAGE_STOCK, get(key_package_stock))
-        .route(routes::KEY_PACKAGES_CLAIM, post(claim_key_packages))
-        .route(routes::GROUPS, post(create_group))
-        .route(routes::GROUP_MESSAGES, post(messages::post_message))
-        .route(routes::GROUP_ARCHIVE, post(archive_group))
-        .route(routes::GROUP_RETENTION, post(set_retention))
-        .route(routes::GROUP_INFO, get(group_info))
-        .route(routes::GROUP_HISTORY_SHARING, post(set_history_sharing))
-        .route(routes::GROUP_TOPIC, post(set_public_topic))
-        .route(routes::GROUP_NAME, post(set_public_name))
-        .route(routes::PUBLIC_CHANNELS, get(public_channels))
-        .route(routes::COMMANDS, get(slash_commands))
-        .route(routes::MESSAGES, get(messages::fetch_messages))
-        .route(routes::MESSAGES_ACK, post(messages::ack_messages))
-        .route(routes::STREAM, get(stream::stream))
-        .merge(crate::account_api::routes())
-        .merge(crate::audit_api::routes())
-        .merge(crate::blob_api::routes())
-        .fallback(|| async { ApiError::NotFound("route") })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(state)
-}
-
-pub(crate) use crate::error::decode_b64;
-
-fn username(text: &str) -> ApiResult<Username> {
-    Username::parse(text).map_err(|e| ApiError::BadRequest(e.to_string()))
-}
-
-/// The process is alive (it answers); says nothing about the database.
-async fn health() -> Json<HealthAnswer> {
-    Json(HealthAnswer::new(HealthStatus::Ok))
-}
-
-/// Ready for traffic: the database answers within two seconds and holds
-/// every migration. A load balancer sends requests only to ready nodes.
-async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthAnswer>) {
-    let check = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ready()).await;
-    let reason = match check {
-        Ok(Ok(true)) => return (StatusCode::OK, Json(HealthAnswer::new(HealthStatus::Ready))),
-        Ok(Ok(false)) => "database schema is older than this node",
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness: database unavailable");
-            "database unavailable"
-        }
-        Err(_) => "database did not answer in 2 s",
-    };
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(HealthAnswer::not_ready(reason)),
-    )
-}
-
-async fn upload_key_packages(
-    State(state): State<AppState>,
-    signed: Signed,
-) -> ApiResult<Json<KeyPackageStock>> {
-    // Each accepted upload is stored and logged: limit how fast a device
-    // may make them, before any parsing.
-    limits::count(
-        &state,
-        limits::KEY_PACKAGE_UPLOADS_PER_DEVICE,
-        &signed.device_id.to_string(),
-    )
-    .await?;
-    let body: KeyPackageUpload = signed.json()?;
-    if body.key_packages.is_empty() || body.key_packages.len() > MAX_UPLOAD {
-        return Err(ApiError::BadRequest(format!(
-            "upload 1 to {MAX_UPLOAD} key packages at a time"
-        )));
-    }
-    let user = signed.username()?;
-    let now = unix_now();
-    let mut packages = Vec::with_capacity(body.key_packages.len());
-    for encoded in &body.key_packages {
-        let bytes = decode_b64("key_packages[]", encoded)?;
-        let checked = mls::check_key_package(&bytes)?;
-        if checked.credential.device() != signed.device_id
-            || checked.credential.user().as_str() != user
-            || checked.signature_key != signed.public_key.to_bytes()
-        {
-            return Err(ApiError::InvalidMls(
-                "key package credential or signature key is not this device's".into(),
-            ));
-        }
-        let owner = state.store.bot_owner(user).await?;
-        if checked.credential.bot_owner().map(|o| o.as_str()) != owner.as_deref() {
-            return Err(ApiError::InvalidMls(
-                "key package credential's bot mark is not this account's".into(),
-            ));
-        }
-        if checked.not_after <= now {
-            return Err(ApiError::InvalidMls("key package has expired".into()));
-        }
-        packages.push(NewKeyPackage {
-            bytes,
-            last_resort: checked.last_resort,
-            expires_at: checked.not_after,
-        });
-    }
-    let device = signed.device_id.to_string();
-    let (had_one_time, had_last_resort) = state.store.key_package_stock(&device).await?;
-    match state
-        .store
-        .add_key_packages(&device, &packages, MAX_KEY_PACKAGE_STOCK)
-        .await?
-    {
-        KeyPackagesAdded::Added => {}
-        KeyPackagesAdded::Duplicate => return Err(ApiError::DuplicateKeyPackage),
-        KeyPackagesAdded::StockFull { stocked } => {
-            return Err(ApiError::KeyPackageStockFull {
-                stocked,
-                max: MAX_KEY_PACKAGE_STOCK,
-            });
-        }
-    }
-    let last_resort = packages.iter().filter(|p| p.last_resort).count();
-    state
-        .audit
-        .record(
-            AuditEvent::success(AuditAction::KeyPackagesUploaded, user)
-                .device(&device)
-                .detail("count", packages.len())
-                .detail("last_resort", last_resort),
-        )
-        .await?;
-    if had_one_time == 0 && !had_last_resort {
-        // A new device's first packages: its account's other devices can
-        // now add it to their channels.
-        state.tell(Notice::DevicesChanged {
-            username: user.to_owned(),
-        });
-    }
-    state.relay().key_package_stock(&device).await.map(Json)
-}
-
-async fn key_package_stock(
-    State(state): State<AppState>,
-    signed: Signed,
-) -> ApiResult<Json<KeyPackageStock>> {
-    signed.username()?;
-    state
-        .relay()
-        .key_package_stock(&signed.device_id.to_string())
-        .await
-        .map(Json)
-}
-
-async fn claim_key_packages(
-    State(state): State<AppState>,
-    signed: Signed,
-) -> ApiResult<Json<ClaimedKeyPackages>> {
-    let claimer = signed.username()?;
-    // Every claim spends one of someone's one-time packages: limit how fast.
-    limits::count(&state, limits::CLAIMS_PER_ACCOUNT, claimer).await?;
-    limits::count(&state, limits::CLAIMS_PER_IP, &ip_key(signed.ip)).await?;
-    let body: KeyPackageClaim = signed.json()?;
-    let name = username(&body.username)?;
-    // And how often one account may drain one other account's packages.
-    limits::count(
-        &state,
-        limits::CLAIMS_PER_TARGET,
-        &format!("{claimer}>{}", name.as_str()),
-    )
-    .await?;
-    let claimed = state
-        .store
-        .claim_key_packages(name.as_str(), body.device_id.as_deref())
-        .await?;
-    if claimed.is_empty() {
-        // Only the empty answer pays for the look-up that tells the two apart.
-        if state.store.password_hash(name.as_str()).await?.is_none() {
-            return Err(ApiError::NotFound("user"));
-        }
-        return Err(ApiError::NoKeyPackages(name.to_string()));
-    }
-    let key_packages = claimed
-        .into_iter()
-        .map(|(device_id, kp)| ClaimedKeyPackage {
-            device_id,
-            key_package: STANDARD.encode(kp),
-        })
-        .collect();
-    Ok(Json(ClaimedKeyPackages { key_packages }))
-}
 
 /// Longest public channel name and topic, in bytes (as clients enforce).
 const MAX_PUBLIC_NAME: usize = 64;
@@ -247,7 +47,7 @@ fn check_listing(name: Option<&str>, topic: &str) -> ApiResult<()> {
     Ok(())
 }
 
-async fn create_group(
+pub(crate) async fn create_group(
     State(state): State<AppState>,
     signed: Signed,
 ) -> ApiResult<Json<CreateGroupAnswer>> {
@@ -315,7 +115,7 @@ async fn create_group(
 
 /// The workspace's public channels: name, topic, member count, and whether
 /// the asking device is in each.
-async fn public_channels(
+pub(crate) async fn public_channels(
     State(state): State<AppState>,
     signed: Signed,
 ) -> ApiResult<Json<PublicChannels>> {
@@ -339,7 +139,7 @@ async fn public_channels(
 
 /// The workspace's slash commands and the bot that answers each. No
 /// secrets: clients use it to complete commands and check the bot is there.
-async fn slash_commands(
+pub(crate) async fn slash_commands(
     State(state): State<AppState>,
     signed: Signed,
 ) -> ApiResult<Json<SlashCommands>> {
@@ -356,7 +156,7 @@ async fn slash_commands(
 
 /// What a device needs to join a public channel by external commit: the
 /// latest GroupInfo a member signed, and the ratchet tree.
-async fn group_info(
+pub(crate) async fn group_info(
     State(state): State<AppState>,
     group_id: Result<Path<String>, PathRejection>,
     signed: Signed,
@@ -378,7 +178,7 @@ async fn group_info(
 /// Renames a public channel in the directory: any member may, as any member
 /// may rename it inside the channel (the new name travels there encrypted).
 /// A private channel's name never reaches the relay.
-async fn set_public_name(
+pub(crate) async fn set_public_name(
     State(state): State<AppState>,
     group_id: Result<Path<String>, PathRejection>,
     signed: Signed,
@@ -447,7 +247,7 @@ async fn public_listing_of(
 
 /// Changes a public channel's listed topic: any member may, as any member
 /// may change the topic inside the channel.
-async fn set_public_topic(
+pub(crate) async fn set_public_topic(
     State(state): State<AppState>,
     group_id: Result<Path<String>, PathRejection>,
     signed: Signed,
@@ -492,7 +292,7 @@ async fn log_group_policy(
 
 /// Lets the channel's members hand new members its earlier history (or
 /// stops them): the creator or an admin decides.
-async fn set_history_sharing(
+pub(crate) async fn set_history_sharing(
     State(state): State<AppState>,
     group_id: Result<Path<String>, PathRejection>,
     signed: Signed,
@@ -542,7 +342,7 @@ async fn require_manager(
         .roles(user)
         .await?
         .iter()
-        .any(|r| r == crate::account_api::ADMIN_ROLE);
+        .any(|r| r == crate::http::accounts::ADMIN_ROLE);
     let member = state.store.user_in_group(group_id, user).await?;
     if !admin && creator != user {
         return Err(ApiError::NotChannelManager(
@@ -559,7 +359,7 @@ async fn require_manager(
 }
 
 /// Sets how long the relay keeps a group's message ciphertext.
-async fn set_retention(
+pub(crate) async fn set_retention(
     State(state): State<AppState>,
     group_id: Result<Path<String>, PathRejection>,
     signed: Signed,
@@ -584,7 +384,7 @@ async fn set_retention(
 /// so may a workspace admin who is not a member (the audit entry says so);
 /// from then on the relay refuses every post to it, and members learn it at
 /// their next fetch.
-async fn archive_group(
+pub(crate) async fn archive_group(
     State(state): State<AppState>,
     group_id: Result<Path<String>, PathRejection>,
     signed: Signed,
