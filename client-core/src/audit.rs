@@ -18,8 +18,9 @@ use conclave_audit::{
 use serde_json::Value;
 use sqlx::{Connection, Row, SqliteConnection};
 
-use crate::client::{Client, Event};
+use crate::client::Client;
 use crate::error::{ClientError, Result};
+use crate::event::Event;
 use crate::transport::unix_now;
 
 /// Something the owner must look at: a device this client refused, or a

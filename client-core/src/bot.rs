@@ -84,9 +84,10 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::{Row, SqliteConnection};
 
-use crate::client::{Client, retry_delay};
+use crate::client::Client;
 use crate::content::{Content, mentions_in};
 use crate::error::{ClientError, Result};
+use crate::retry::retry_delay;
 use crate::transport::{BoxFuture, TransportError};
 
 /// What a handler returns when it fails. The bot tells the invoker, unless

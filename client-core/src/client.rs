@@ -23,10 +23,16 @@ use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::{Mutex, broadcast};
 use zeroize::Zeroizing;
 
+use crate::channel::{Channel, ChannelState, Member, validate_channel_name};
 use crate::content::{
     Content, Decoded, MAX_BODY, mentions_in, message_aad, message_id_from_aad, new_message_id,
 };
 use crate::error::{ClientError, Result};
+use crate::event::Event;
+use crate::group::{create_config, join_config, load_group, tls_bytes, users_of};
+use crate::history_entry::HistoryEntry;
+use crate::identity::Identity;
+use crate::retry::{MAX_ATTEMPTS, backoff, reconnect_delay, retry_delay};
 use crate::store::{self, TxProvider};
 use crate::transport::{HttpRequest, Transport};
 
@@ -34,270 +40,6 @@ use crate::transport::{HttpRequest, Transport};
 const KEY_PACKAGE_TARGET: u64 = 40;
 /// Below this many, the device uploads more.
 const KEY_PACKAGE_LOW: u64 = 10;
-/// How often a commit or send is retried when other members commit first.
-pub(crate) const MAX_ATTEMPTS: u32 = 10;
-/// Plaintexts are padded to a multiple of this, hiding their exact length from the relay.
-const PADDING: usize = 64;
-
-/// Something that happened in a channel, in the channel's order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Event {
-    /// A text message.
-    Message(HistoryEntry),
-    /// A member handed this device the channel's earlier history.
-    HistoryReceived {
-        /// The channel's local name.
-        channel: String,
-        /// Who shared it.
-        from: String,
-        /// How many messages were added.
-        added: u64,
-    },
-    /// Another device of this account read `channel`: its unread count changed.
-    ReadElsewhere {
-        /// The channel's local name.
-        channel: String,
-    },
-    /// This device joined a channel.
-    Joined {
-        /// The channel's local name.
-        channel: String,
-    },
-    /// Members were added or removed (usernames).
-    MembersChanged {
-        /// The channel.
-        channel: String,
-        /// Users who gained their first device in the channel.
-        added: Vec<String>,
-        /// Users who lost their last device in the channel.
-        removed: Vec<String>,
-    },
-    /// This device was removed from a channel.
-    Removed {
-        /// The channel.
-        channel: String,
-    },
-    /// A member renamed the channel.
-    Renamed {
-        /// The name it went by until now.
-        from: String,
-        /// Its name from now on (made unique among this device's channels).
-        to: String,
-        /// Who renamed it.
-        by: String,
-    },
-    /// A channel this device joined learned its name from a member.
-    Named {
-        /// The name it went by until now (`channel-<id>`).
-        placeholder: String,
-        /// Its name from now on.
-        name: String,
-    },
-    /// A new device signed in to this account. If it wasn't you, revoke it.
-    DeviceAdded {
-        /// Hex device id.
-        device_id: String,
-    },
-    /// A device of this account was revoked.
-    DeviceRevoked {
-        /// Hex device id.
-        device_id: String,
-    },
-    /// Who can sign in to this account changed on another device, or by the
-    /// host administrator: a factor added or removed, the password changed,
-    /// the account recovered or locked. Also kept as a [`SecurityAlert`]
-    /// until shown. If it wasn't you, recover the account.
-    ///
-    /// [`SecurityAlert`]: crate::audit::SecurityAlert
-    AccountChanged(crate::audit::SecurityAlert),
-    /// A message mentions this account (also delivered as `Message`).
-    Mentioned(HistoryEntry),
-    /// A direct message to this account (also delivered as `Message`).
-    DirectMessage(HistoryEntry),
-    /// The channel was archived: it can be read, not posted to.
-    Archived {
-        /// The channel.
-        channel: String,
-    },
-    /// A member set the channel's topic.
-    TopicChanged {
-        /// The channel.
-        channel: String,
-        /// The new topic.
-        topic: String,
-        /// Who set it.
-        by: String,
-    },
-    /// A reaction was added or taken back.
-    Reacted {
-        /// The channel.
-        channel: String,
-        /// The message reacted to.
-        message_id: String,
-        /// Who.
-        user: String,
-        /// The emoji.
-        emoji: String,
-        /// Added, or taken back.
-        added: bool,
-    },
-    /// A message's author changed its text.
-    Edited(HistoryEntry),
-    /// A message's author deleted it.
-    Deleted {
-        /// The channel.
-        channel: String,
-        /// The message.
-        message_id: String,
-    },
-    /// A device failed the key-transparency check and was refused: the
-    /// relay may be trying to slip it into a channel. Show it prominently.
-    SecurityAlert(crate::audit::SecurityAlert),
-}
-
-impl Event {
-    /// The channel the event happened in (its local name), if it is tied to
-    /// one; a [`Event::Named`] channel by its new name.
-    pub fn channel(&self) -> Option<&str> {
-        match self {
-            Event::Message(entry)
-            | Event::Mentioned(entry)
-            | Event::DirectMessage(entry)
-            | Event::Edited(entry) => Some(&entry.channel),
-            Event::HistoryReceived { channel, .. }
-            | Event::ReadElsewhere { channel, .. }
-            | Event::Joined { channel }
-            | Event::MembersChanged { channel, .. }
-            | Event::Removed { channel }
-            | Event::Archived { channel }
-            | Event::TopicChanged { channel, .. }
-            | Event::Reacted { channel, .. }
-            | Event::Deleted { channel, .. } => Some(channel),
-            Event::Named { name, .. } => Some(name),
-            Event::Renamed { to, .. } => Some(to),
-            Event::DeviceAdded { .. }
-            | Event::DeviceRevoked { .. }
-            | Event::AccountChanged(_)
-            | Event::SecurityAlert(_) => None,
-        }
-    }
-}
-
-/// One message of a channel's history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryEntry {
-    /// The channel's local name.
-    pub channel: String,
-    /// Its position in the channel's order.
-    pub seq: u64,
-    /// Who sent it.
-    pub sender: String,
-    /// From which of their devices.
-    pub device: String,
-    /// The text (empty once deleted, or if unsupported).
-    pub text: String,
-    /// The message id (what replies, reactions, edits and deletes name).
-    pub id: String,
-    /// The thread this message replies in, if it is a reply.
-    pub parent: Option<String>,
-    /// Users mentioned.
-    pub mentions: Vec<String>,
-    /// Its author changed the text.
-    pub edited: bool,
-    /// Its author deleted it: a tombstone.
-    pub deleted: bool,
-    /// Content of a kind this client does not know: "unsupported message".
-    pub unsupported: bool,
-    /// Unix time this device received it (or sent it).
-    pub at: u64,
-    /// Reactions, by emoji.
-    pub reactions: Vec<Reaction>,
-    /// The file shared with this message, if any (see [`Client::download`]).
-    pub file: Option<FileInfo>,
-    /// Not received through MLS but handed over by this member with the
-    /// channel's earlier history: as trustworthy as that member.
-    pub shared_by: Option<String>,
-}
-
-/// A shared file, as the history shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileInfo {
-    /// Its name.
-    pub name: String,
-    /// Its size in bytes.
-    pub size: u64,
-    /// Lowercase hex SHA-256 of its content, as the sender announced it.
-    pub sha256: String,
-}
-
-/// One emoji on a message, and who put it there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reaction {
-    /// The emoji.
-    pub emoji: String,
-    /// Usernames, sorted.
-    pub users: Vec<String>,
-}
-
-/// A channel this device knows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Channel {
-    /// Local name.
-    pub name: String,
-    /// MLS group id (hex).
-    pub group_id: String,
-    /// Whether this device is still a member.
-    pub active: bool,
-    /// A direct message (named `@` and the other participants) rather than a channel.
-    pub direct: bool,
-    /// The topic, as members set it (encrypted; the relay never sees it).
-    pub topic: String,
-    /// Messages from others since this device last read the channel.
-    pub unread: u64,
-    /// Archived by its creator or an admin: readable, but nothing more can be posted.
-    pub archived: bool,
-}
-
-/// This device's view of a channel's group state. Two devices that show the
-/// same epoch and code hold the same group, with the same members and keys
-/// (the code is the MLS epoch authenticator, RFC 9420 §8.7): compare them
-/// out of band to rule out a relay that split the channel in two.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelState {
-    /// How many commits the group has been through.
-    pub epoch: u64,
-    /// The epoch authenticator, as 8 groups of 4 hex digits.
-    pub code: String,
-}
-
-/// A channel member and their devices in it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    /// Username.
-    pub user: String,
-    /// Device ids.
-    pub devices: Vec<String>,
-    /// A bot, run by this account (as its MLS credential says, which the
-    /// relay accepts only as the bot account's own).
-    pub bot_owner: Option<String>,
-}
-
-pub(crate) struct Identity {
-    pub(crate) username: Username,
-    pub(crate) key: DeviceKey,
-    /// For a bot account, its owner: part of every leaf credential.
-    pub(crate) bot_owner: Option<Username>,
-}
-
-impl Identity {
-    /// This device's MLS credential (with the bot mark, for a bot).
-    pub(crate) fn credential(&self) -> conclave_crypto::DeviceCredential {
-        self.key
-            .credential(&self.username)
-            .with_bot_owner(self.bot_owner.clone())
-    }
-}
 
 /// What the last fetch said about the account's devices, for the membership
 /// upkeep that follows a sync.
@@ -347,39 +89,6 @@ impl std::fmt::Debug for Client {
     }
 }
 
-fn create_config() -> MlsGroupCreateConfig {
-    MlsGroupCreateConfig::builder()
-        .ciphersuite(CIPHERSUITE)
-        .use_ratchet_tree_extension(true)
-        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
-        .padding_size(PADDING)
-        .build()
-}
-
-pub(crate) fn join_config() -> MlsGroupJoinConfig {
-    MlsGroupJoinConfig::builder()
-        .use_ratchet_tree_extension(true)
-        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
-        .padding_size(PADDING)
-        .build()
-}
-
-fn group_id_of(hex_id: &str) -> Result<GroupId> {
-    Ok(GroupId::from_slice(&hex::decode(hex_id).map_err(|_| {
-        ClientError::Invalid("bad group id".into())
-    })?))
-}
-
-fn load_group(provider: &TxProvider<'_>, group_id: &str) -> Result<MlsGroup> {
-    MlsGroup::load(provider.storage(), &group_id_of(group_id)?)
-        .map_err(ClientError::mls)?
-        .ok_or_else(|| ClientError::Store(format!("MLS state for group {group_id} is missing")))
-}
-
-pub(crate) fn tls_bytes(message: &MlsMessageOut) -> Result<Vec<u8>> {
-    message.tls_serialize_detached().map_err(ClientError::mls)
-}
-
 /// A refusal, from the relay's [`ErrorBody`] (or from a body that is none:
 /// a proxy's page, say).
 fn server_error(status: u16, body: &[u8]) -> ClientError {
@@ -397,32 +106,6 @@ fn server_error(status: u16, body: &[u8]) -> ClientError {
 /// The relay's answer to `path` was not the protocol's `what`.
 fn malformed_answer(path: &str, e: serde_json::Error) -> ClientError {
     ClientError::Invalid(format!("the relay's answer to {path} is malformed: {e}"))
-}
-
-fn users_of(group: &MlsGroup) -> BTreeMap<String, BTreeSet<String>> {
-    let mut users: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for member in group.members() {
-        if let Ok(credential) = DeviceCredential::from_mls(&member.credential) {
-            users
-                .entry(credential.user().to_string())
-                .or_default()
-                .insert(credential.device().to_string());
-        }
-    }
-    users
-}
-
-pub(crate) fn validate_channel_name(name: &str) -> Result<()> {
-    let ok = (1..=64).contains(&name.chars().count())
-        && !name.chars().any(|c| c.is_control() || c.is_whitespace())
-        && !name.starts_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ClientError::Invalid(format!(
-            "invalid channel name {name:?}: use 1-64 characters, no spaces, not starting with '-'"
-        )))
-    }
 }
 
 impl Client {
@@ -2478,26 +2161,3 @@ pub(crate) async fn unique_name(tx: &mut SqliteConnection, wanted: &str) -> Resu
 /// Times a request answered 503 `busy` is sent again, after the wait the
 /// relay asked for.
 const MAX_BUSY_TRIES: u32 = 5;
-
-/// Exponential backoff with full jitter, from 250 ms up to 30 s: for
-/// retrying after the relay went away (`backoff` is for quick conflicts).
-pub(crate) fn retry_delay(failures: u32) -> std::time::Duration {
-    let ceiling = 250u64.saturating_mul(1 << failures.min(7)).min(30_000);
-    std::time::Duration::from_millis(ceiling / 2 + rand::random::<u64>() % (ceiling / 2 + 1))
-}
-
-/// How long a push stream waits before it reconnects, after `failures`
-/// failed tries in a row (0: the node closed it, going away). When a node
-/// dies, every one of its clients reconnects at once; full jitter spreads
-/// them over the window, and the window doubles with each failure (up to
-/// 30 s), so the surviving nodes see a ramp rather than a wall.
-pub(crate) fn reconnect_delay(failures: u32) -> std::time::Duration {
-    let window = 1_000u64.saturating_mul(1 << failures.min(5)).min(30_000);
-    std::time::Duration::from_millis(rand::random::<u64>() % window)
-}
-
-pub(crate) async fn backoff(attempt: u32) {
-    let base = 20u64 * u64::from(attempt.max(1));
-    let jitter = rand::random::<u64>() % (base + 1);
-    tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
-}

@@ -25,9 +25,10 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::client::{Client, FileInfo};
+use crate::client::Client;
 use crate::content::{Content, FileRef, MAX_BODY, SecretText, is_file_name};
 use crate::error::{ClientError, Result};
+use crate::history_entry::FileInfo;
 
 /// Called as a transfer goes: bytes done so far, bytes in all.
 pub trait Progress: FnMut(u64, u64) + Send {}

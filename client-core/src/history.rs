@@ -22,9 +22,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::Row;
 
-use crate::client::{Client, Event};
+use crate::client::Client;
 use crate::content::{Content, FileRef};
 use crate::error::{ClientError, Result};
+use crate::event::Event;
 use crate::messaging::to_i64;
 
 /// Most messages one bundle carries (the latest ones).

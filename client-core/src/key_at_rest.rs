@@ -31,8 +31,9 @@ use rand::RngCore;
 use sqlx::{Row, SqliteConnection};
 use zeroize::Zeroizing;
 
-use crate::client::{Client, Identity};
+use crate::client::Client;
 use crate::error::{ClientError, Result};
+use crate::identity::Identity;
 use crate::transport::Transport;
 
 /// A local passphrase: it unseals this device's key on this machine, and is

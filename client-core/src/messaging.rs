@@ -10,9 +10,12 @@
 use conclave_proto::ErrorCode;
 use sqlx::{Row, SqliteConnection};
 
-use crate::client::{Client, Event, FileInfo, HistoryEntry, Reaction};
+use crate::channel::validate_channel_name;
+use crate::client::Client;
 use crate::content::{Content, Decoded, FileRef, is_message_id, mentions_in, reaction_emoji};
 use crate::error::{ClientError, Result};
+use crate::event::Event;
+use crate::history_entry::{FileInfo, HistoryEntry, Reaction};
 use crate::transport::unix_now;
 
 /// Who sent a message, as its MLS credential says.
@@ -250,7 +253,7 @@ pub(crate) async fn apply_content(
                 .await?;
             if kind == "dm" || kind == "self" {
                 tracing::warn!(group = %group_id, "a rename of a direct message ignored");
-            } else if crate::client::validate_channel_name(&wanted).is_err() {
+            } else if validate_channel_name(&wanted).is_err() {
                 // Another member's bad input must not stall our queue.
                 tracing::warn!(group = %group_id, "invalid channel name in a rename; ignored");
             } else if wanted != channel {
@@ -827,7 +830,7 @@ impl Client {
     /// name). Any member may, as with the topic. A direct message keeps the
     /// names of its people.
     pub async fn rename_channel(&self, channel: &str, new_name: &str) -> Result<u64> {
-        crate::client::validate_channel_name(new_name)?;
+        validate_channel_name(new_name)?;
         let (group_id, kind) = {
             let mut db = self.inner.db.lock().await;
             let group_id = self.group_of(&mut db, channel).await?;

@@ -13,8 +13,10 @@ use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 use sqlx::Connection;
 
-use crate::client::{Client, tls_bytes};
+use crate::client::Client;
 use crate::error::{ClientError, Result};
+use crate::group::{join_config, tls_bytes};
+use crate::retry::{MAX_ATTEMPTS, backoff};
 
 /// A public channel in the workspace directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +97,7 @@ impl Client {
                 Err(_) => None,
             }
         };
-        for attempt in 1..=crate::client::MAX_ATTEMPTS {
+        for attempt in 1..=MAX_ATTEMPTS {
             let (group_id, listing) = self
                 .directory()
                 .await?
@@ -159,7 +161,7 @@ impl Client {
                 // against each other: the relay cannot forge either.
                 let (_group, bundle) = MlsGroup::external_commit_builder()
                     .with_ratchet_tree(tree)
-                    .with_config(crate::client::join_config())
+                    .with_config(join_config())
                     .build_group(&provider, info, credential)
                     .map_err(ClientError::mls)?
                     .load_psks(provider.storage())
@@ -215,11 +217,11 @@ impl Client {
                     drop(tx);
                     drop(db);
                     tracing::debug!(attempt, "join lost a race with a commit; retrying");
-                    crate::client::backoff(attempt).await;
+                    backoff(attempt).await;
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(ClientError::TooManyConflicts(crate::client::MAX_ATTEMPTS))
+        Err(ClientError::TooManyConflicts(MAX_ATTEMPTS))
     }
 }
