@@ -80,13 +80,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
 use crate::client::Client;
 use crate::content::{Content, mentions_in};
 use crate::error::{ClientError, Result};
+use crate::inbox;
 use crate::retry::retry_delay;
 use crate::transport::{BoxFuture, TransportError};
 
@@ -229,10 +229,7 @@ impl Bot {
             let id = request.inner.inbox_id;
             if self.handle(request).await? {
                 let mut db = self.client.inner.db.lock().await;
-                sqlx::query("DELETE FROM bot_inbox WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *db)
-                    .await?;
+                inbox::remove(&mut db, id).await?;
                 handled += 1;
             } else {
                 // The relay is out of reach: keep it, and the rest, for later.
@@ -301,32 +298,24 @@ impl Bot {
 
     async fn next_waiting(&self) -> Result<Option<Request>> {
         let mut db = self.client.inner.db.lock().await;
-        let Some(row) = sqlx::query(
-            "SELECT b.id, b.group_id, b.message_id, b.sender, b.command, b.body, b.parent_id,
-                    b.reply_key, c.name
-             FROM bot_inbox b JOIN channels c ON c.group_id = b.group_id
-             ORDER BY b.id LIMIT 1",
-        )
-        .fetch_optional(&mut *db)
-        .await?
-        else {
+        let Some(waiting) = inbox::oldest(&mut db).await? else {
             return Ok(None);
         };
         Ok(Some(Request {
             inner: Arc::new(RequestInner {
                 client: self.client.clone(),
-                inbox_id: row.get(0),
-                group_id: row.get(1),
-                message_id: row.get(2),
-                sender: row.get(3),
-                command: row.get(4),
-                text: row.get(5),
-                parent: row.get(6),
+                inbox_id: waiting.id,
+                group_id: waiting.group_id,
+                message_id: waiting.message_id,
+                sender: waiting.sender,
+                command: waiting.command,
+                text: waiting.body,
+                parent: waiting.parent,
                 idempotency_key: hex::encode(
-                    &Sha256::digest(format!("idempotency:{}", row.get::<String, _>(7)))[..16],
+                    &Sha256::digest(format!("idempotency:{}", waiting.reply_key))[..16],
                 ),
-                reply_key: row.get(7),
-                channel: row.get(8),
+                reply_key: waiting.reply_key,
+                channel: waiting.channel,
                 replies: AtomicU32::new(0),
             }),
         }))
@@ -579,36 +568,6 @@ impl Client {
         };
         Ok(())
     }
-}
-
-/// Puts a command (or, for a message handler, a message) in the inbox, in
-/// the transaction that stores the message.
-pub(crate) async fn enqueue(
-    tx: &mut SqliteConnection,
-    group_id: &str,
-    message_id: &str,
-    sender: &str,
-    command: Option<&str>,
-    body: &str,
-    parent: Option<&str>,
-) -> Result<()> {
-    let mut key = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut key);
-    sqlx::query(
-        "INSERT OR IGNORE INTO bot_inbox
-             (group_id, message_id, sender, command, body, parent_id, reply_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(group_id)
-    .bind(message_id)
-    .bind(sender)
-    .bind(command)
-    .bind(body)
-    .bind(parent)
-    .bind(hex::encode(key))
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }
 
 /// Errors a bot cannot retry its way out of.

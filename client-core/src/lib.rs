@@ -62,6 +62,7 @@ mod history;
 mod history_entry;
 mod https;
 mod identity;
+mod inbox;
 mod key_at_rest;
 mod messaging;
 mod public;

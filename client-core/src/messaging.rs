@@ -16,6 +16,7 @@ use crate::content::{Content, Decoded, FileRef, is_message_id, mentions_in, reac
 use crate::error::{ClientError, Result};
 use crate::event::Event;
 use crate::history_entry::{FileInfo, HistoryEntry, Reaction};
+use crate::inbox;
 use crate::transport::unix_now;
 
 /// Who sent a message, as its MLS credential says.
@@ -129,8 +130,15 @@ pub(crate) async fn apply_content(
             let message = entry(tx, group_id, channel, message_id).await?;
             events.extend(notifications(tx, group_id, &message, &mentions, me).await?);
             if author.user != me && reader.bot {
-                crate::bot::enqueue(tx, group_id, message_id, author.user, None, &body, None)
-                    .await?;
+                let addressed = inbox::Addressed {
+                    group_id,
+                    message_id,
+                    sender: author.user,
+                    command: None,
+                    body: &body,
+                    parent: None,
+                };
+                inbox::push(tx, &addressed).await?;
             }
             events.push(Event::Message(message));
         }
@@ -159,9 +167,15 @@ pub(crate) async fn apply_content(
             let message = entry(tx, group_id, channel, message_id).await?;
             events.extend(notifications(tx, group_id, &message, &mentions, me).await?);
             if author.user != me && reader.bot {
-                let parent = parent.as_deref();
-                crate::bot::enqueue(tx, group_id, message_id, author.user, None, &body, parent)
-                    .await?;
+                let addressed = inbox::Addressed {
+                    group_id,
+                    message_id,
+                    sender: author.user,
+                    command: None,
+                    body: &body,
+                    parent: parent.as_deref(),
+                };
+                inbox::push(tx, &addressed).await?;
             }
             events.push(Event::Message(message));
         }
@@ -341,16 +355,15 @@ pub(crate) async fn apply_content(
             )
             .await?;
             if bot == me && author.user != me {
-                crate::bot::enqueue(
-                    tx,
+                let addressed = inbox::Addressed {
                     group_id,
                     message_id,
-                    author.user,
-                    Some(&name),
-                    &args,
-                    None,
-                )
-                .await?;
+                    sender: author.user,
+                    command: Some(&name),
+                    body: &args,
+                    parent: None,
+                };
+                inbox::push(tx, &addressed).await?;
             }
             events.push(Event::Message(
                 entry(tx, group_id, channel, message_id).await?,
