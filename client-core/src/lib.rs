@@ -64,11 +64,15 @@ mod https;
 mod identity;
 mod inbox;
 mod key_at_rest;
+mod membership;
 mod messaging;
 mod public;
+mod receive;
 mod retry;
+mod send;
 mod settings;
 mod store;
+mod sync;
 mod transport;
 mod webhook;
 

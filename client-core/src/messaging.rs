@@ -1,29 +1,18 @@
-//! Threads, reactions, edits, deletes and search: how received content
-//! changes the local history, and the calls that send it.
+//! Threads, reactions, edits, deletes, direct messages and search: the
+//! calls that send them, and the local history they read. How received
+//! content changes that history is in `receive/`, one file per kind.
 //!
-//! Every rule is enforced by each receiver on its own: an edit or a delete
-//! counts only from the author of the message it names, a reaction only on a
-//! message of the same channel, and a message id seen before in a channel is
-//! a replay and is dropped. Search runs on the local full-text index (SQLite
-//! FTS5); nothing about it leaves the device.
+//! Search runs on the local full-text index (SQLite FTS5); nothing about it
+//! leaves the device.
 
 use conclave_proto::ErrorCode;
 use sqlx::{Row, SqliteConnection};
 
 use crate::channel::validate_channel_name;
 use crate::client::Client;
-use crate::content::{Content, Decoded, FileRef, is_message_id, mentions_in, reaction_emoji};
+use crate::content::{Content, FileRef, is_message_id, mentions_in, reaction_emoji};
 use crate::error::{ClientError, Result};
-use crate::event::Event;
 use crate::history_entry::{FileInfo, HistoryEntry, Reaction};
-use crate::inbox;
-use crate::transport::unix_now;
-
-/// Who sent a message, as its MLS credential says.
-pub(crate) struct Author<'a> {
-    pub(crate) user: &'a str,
-    pub(crate) device: &'a str,
-}
 
 /// What a search looks for; every part is optional but the words.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,461 +50,52 @@ fn fts_query(words: &str) -> Option<String> {
     (!terms.is_empty()).then(|| terms.join(" "))
 }
 
-/// Who is reading: this device's account, and whether it is a bot (a bot's
-/// inbox gets the messages its handlers answer).
-pub(crate) struct Reader<'a> {
-    pub(crate) user: &'a str,
-    pub(crate) bot: bool,
+/// A message about to be added to a channel's history.
+pub(crate) struct NewRow<'a> {
+    pub(crate) group_id: &'a str,
+    pub(crate) seq: u64,
+    pub(crate) sender: &'a str,
+    pub(crate) device: &'a str,
+    pub(crate) message_id: &'a str,
+    /// `text`, `reply`, `file`, `command`, `notice` or `unsupported`.
+    pub(crate) kind: &'a str,
+    pub(crate) parent: Option<&'a str>,
+    pub(crate) body: &'a str,
+    pub(crate) mentions: &'a [String],
+    /// Unix time this device received it.
+    pub(crate) at: u64,
 }
 
-/// Applies one received (or own, accepted) message to the history.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn apply_content(
-    tx: &mut SqliteConnection,
-    group_id: &str,
-    channel: &str,
-    seq: u64,
-    author: Author<'_>,
-    message_id: &str,
-    decoded: Decoded,
-    reader: Reader<'_>,
-) -> Result<Vec<Event>> {
-    let me = reader.user;
-    // One id, one message: a member replaying someone's content under a new
-    // MLS message gets nowhere.
-    let fresh = sqlx::query(
-        "INSERT OR IGNORE INTO seen_messages (group_id, message_id, seq) VALUES ($1, $2, $3)",
-    )
-    .bind(group_id)
-    .bind(message_id)
-    .bind(to_i64(seq))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !fresh {
-        tracing::warn!(group = %group_id, seq, "a message id seen before: replay dropped");
-        return Ok(Vec::new());
-    }
-    let now = unix_now();
-    let mut events = Vec::new();
-    let content = match decoded {
-        Decoded::Known(content) => content,
-        Decoded::Unsupported => {
-            insert_row(
-                tx,
-                group_id,
-                seq,
-                &author,
-                message_id,
-                "unsupported",
-                None,
-                "",
-                &[],
-                now,
-            )
-            .await?;
-            events.push(Event::Message(
-                entry(tx, group_id, channel, message_id).await?,
-            ));
-            return Ok(events);
-        }
-    };
-    match content {
-        Content::Text { body, mentions } => {
-            insert_row(
-                tx, group_id, seq, &author, message_id, "text", None, &body, &mentions, now,
-            )
-            .await?;
-            let message = entry(tx, group_id, channel, message_id).await?;
-            events.extend(notifications(tx, group_id, &message, &mentions, me).await?);
-            if author.user != me && reader.bot {
-                let addressed = inbox::Addressed {
-                    group_id,
-                    message_id,
-                    sender: author.user,
-                    command: None,
-                    body: &body,
-                    parent: None,
-                };
-                inbox::push(tx, &addressed).await?;
-            }
-            events.push(Event::Message(message));
-        }
-        Content::Reply {
-            parent,
-            body,
-            mentions,
-        } => {
-            // A reply to a message this device never had still shows, at
-            // top level; one to a reply joins the thread of that reply's
-            // root (threads are one level deep, as every client shows them).
-            let parent = thread_root(tx, group_id, &parent).await?;
-            insert_row(
-                tx,
-                group_id,
-                seq,
-                &author,
-                message_id,
-                "reply",
-                parent.as_deref(),
-                &body,
-                &mentions,
-                now,
-            )
-            .await?;
-            let message = entry(tx, group_id, channel, message_id).await?;
-            events.extend(notifications(tx, group_id, &message, &mentions, me).await?);
-            if author.user != me && reader.bot {
-                let addressed = inbox::Addressed {
-                    group_id,
-                    message_id,
-                    sender: author.user,
-                    command: None,
-                    body: &body,
-                    parent: parent.as_deref(),
-                };
-                inbox::push(tx, &addressed).await?;
-            }
-            events.push(Event::Message(message));
-        }
-        Content::Reaction { target, emoji, add } => {
-            if find(tx, group_id, &target).await?.is_none() {
-                tracing::debug!(group = %group_id, seq, "reaction to an unknown message ignored");
-                return Ok(events);
-            }
-            let statement = if add {
-                "INSERT OR IGNORE INTO reactions (group_id, message_id, username, emoji) VALUES ($1, $2, $3, $4)"
-            } else {
-                "DELETE FROM reactions WHERE group_id = $1 AND message_id = $2 AND username = $3 AND emoji = $4"
-            };
-            sqlx::query(statement)
-                .bind(group_id)
-                .bind(&target)
-                .bind(author.user)
-                .bind(&emoji)
-                .execute(&mut *tx)
-                .await?;
-            events.push(Event::Reacted {
-                channel: channel.to_owned(),
-                message_id: target,
-                user: author.user.to_owned(),
-                emoji,
-                added: add,
-            });
-        }
-        Content::Edit { target, body } => {
-            let Some((seq_of_target, owner)) = find(tx, group_id, &target).await? else {
-                return Ok(events);
-            };
-            if owner != author.user {
-                tracing::warn!(group = %group_id, seq, "an edit of someone else's message ignored");
-                return Ok(events);
-            }
-            let changed = sqlx::query(
-                "UPDATE history SET body = $3, edited = 1, mentions = $4
-                 WHERE group_id = $1 AND message_id = $2 AND deleted = 0",
-            )
-            .bind(group_id)
-            .bind(&target)
-            .bind(&body)
-            .bind(mentions_in(&body).join(" "))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if changed {
-                let indexed = match attachment_of(tx, group_id, &target).await? {
-                    Some(file) => format!("{} {body}", file.name),
-                    None => body.clone(),
-                };
-                reindex(tx, group_id, seq_of_target, Some(&indexed)).await?;
-                events.push(Event::Edited(entry(tx, group_id, channel, &target).await?));
-            }
-        }
-        Content::Delete { target } => {
-            let Some((seq_of_target, owner)) = find(tx, group_id, &target).await? else {
-                return Ok(events);
-            };
-            if owner != author.user {
-                tracing::warn!(group = %group_id, seq, "a delete of someone else's message ignored");
-                return Ok(events);
-            }
-            sqlx::query(
-                "UPDATE history SET body = '', deleted = 1, mentions = '', attachment = NULL
-                 WHERE group_id = $1 AND message_id = $2",
-            )
-            .bind(group_id)
-            .bind(&target)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM reactions WHERE group_id = $1 AND message_id = $2")
-                .bind(group_id)
-                .bind(&target)
-                .execute(&mut *tx)
-                .await?;
-            reindex(tx, group_id, seq_of_target, None).await?;
-            events.push(Event::Deleted {
-                channel: channel.to_owned(),
-                message_id: target,
-            });
-        }
-        Content::Rename { name: wanted } => {
-            let kind: String = sqlx::query_scalar("SELECT kind FROM channels WHERE group_id = $1")
-                .bind(group_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            if kind == "dm" || kind == "self" {
-                tracing::warn!(group = %group_id, "a rename of a direct message ignored");
-            } else if validate_channel_name(&wanted).is_err() {
-                // Another member's bad input must not stall our queue.
-                tracing::warn!(group = %group_id, "invalid channel name in a rename; ignored");
-            } else if wanted != channel {
-                // Made unique among this device's channels, as a name
-                // announced at join is.
-                let renamed = crate::client::unique_name(tx, &wanted).await?;
-                sqlx::query("UPDATE channels SET name = $2 WHERE group_id = $1")
-                    .bind(group_id)
-                    .bind(&renamed)
-                    .execute(&mut *tx)
-                    .await?;
-                events.push(Event::Renamed {
-                    from: channel.to_owned(),
-                    to: renamed,
-                    by: author.user.to_owned(),
-                });
-            }
-        }
-        Content::Topic { topic } => {
-            sqlx::query("UPDATE channels SET topic = $2 WHERE group_id = $1")
-                .bind(group_id)
-                .bind(&topic)
-                .execute(&mut *tx)
-                .await?;
-            events.push(Event::TopicChanged {
-                channel: channel.to_owned(),
-                topic,
-                by: author.user.to_owned(),
-            });
-        }
-        Content::File(file) => {
-            insert_row(
-                tx,
-                group_id,
-                seq,
-                &author,
-                message_id,
-                "file",
-                None,
-                &file.caption,
-                &mentions_in(&file.caption),
-                now,
-            )
-            .await?;
-            let reference = serde_json::to_string(&file).map_err(ClientError::store)?;
-            sqlx::query(
-                "UPDATE history SET attachment = $3 WHERE group_id = $1 AND message_id = $2",
-            )
-            .bind(group_id)
-            .bind(message_id)
-            .bind(&reference)
-            .execute(&mut *tx)
-            .await?;
-            // Found by its name as well as its caption.
-            reindex(
-                tx,
-                group_id,
-                seq,
-                Some(&format!("{} {}", file.name, file.caption)),
-            )
-            .await?;
-            let message = entry(tx, group_id, channel, message_id).await?;
-            let mentions = mentions_in(&file.caption);
-            events.extend(notifications(tx, group_id, &message, &mentions, me).await?);
-            events.push(Event::Message(message));
-        }
-        Content::Command { name, args, bot } => {
-            // Shown to every member as typed; the bot's handler reads the parts.
-            let line = if args.is_empty() {
-                format!("/{name}")
-            } else {
-                format!("/{name} {args}")
-            };
-            insert_row(
-                tx,
-                group_id,
-                seq,
-                &author,
-                message_id,
-                "command",
-                None,
-                &line,
-                &[],
-                now,
-            )
-            .await?;
-            if bot == me && author.user != me {
-                let addressed = inbox::Addressed {
-                    group_id,
-                    message_id,
-                    sender: author.user,
-                    command: Some(&name),
-                    body: &args,
-                    parent: None,
-                };
-                inbox::push(tx, &addressed).await?;
-            }
-            events.push(Event::Message(
-                entry(tx, group_id, channel, message_id).await?,
-            ));
-        }
-        Content::HistoryBundle {
-            recipient,
-            messages,
-            bundle,
-        } => {
-            // Every member sees that history was handed over, and to whom.
-            let notice = format!(
-                "shared the channel's earlier history ({messages} messages) with {recipient}"
-            );
-            insert_row(
-                tx,
-                group_id,
-                seq,
-                &author,
-                message_id,
-                "notice",
-                None,
-                &notice,
-                &[],
-                now,
-            )
-            .await?;
-            if recipient == me && author.user != me {
-                let reference = serde_json::to_string(&bundle).map_err(ClientError::store)?;
-                sqlx::query(
-                    "INSERT OR IGNORE INTO history_imports (group_id, message_id, sender, reference)
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(group_id)
-                .bind(message_id)
-                .bind(author.user)
-                .bind(&reference)
-                .execute(&mut *tx)
-                .await?;
-            }
-            events.push(Event::Message(
-                entry(tx, group_id, channel, message_id).await?,
-            ));
-        }
-        Content::ReadUpTo {
-            channel: target,
-            seq: read,
-        } => {
-            // Only this account's own devices, in their own group, move its
-            // read positions.
-            let own_group = sqlx::query("SELECT kind FROM channels WHERE group_id = $1")
-                .bind(group_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some_and(|r| r.get::<String, _>(0) == "self");
-            if author.user != me || !own_group {
-                tracing::warn!(group = %group_id, seq, "a read position from elsewhere ignored");
-                return Ok(events);
-            }
-            let moved = sqlx::query(
-                "UPDATE channels SET read_seq = $2 WHERE group_id = $1 AND read_seq < $2",
-            )
-            .bind(&target)
-            .bind(to_i64(read))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if moved {
-                let name: Option<String> =
-                    sqlx::query("SELECT name FROM channels WHERE group_id = $1")
-                        .bind(&target)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .map(|r| r.get(0));
-                if let Some(name) = name {
-                    events.push(Event::ReadElsewhere { channel: name });
-                }
-            }
-        }
-        // Handled by the caller, which knows about placeholder names.
-        Content::ChannelInfo { .. } => {}
-    }
-    Ok(events)
-}
-
-/// Whether a new message concerns this account: it mentions it, or it is a
-/// direct message to it.
-async fn notifications(
-    tx: &mut SqliteConnection,
-    group_id: &str,
-    message: &HistoryEntry,
-    mentions: &[String],
-    me: &str,
-) -> Result<Vec<Event>> {
-    if message.sender == me {
-        return Ok(Vec::new());
-    }
-    let direct = sqlx::query("SELECT kind FROM channels WHERE group_id = $1")
-        .bind(group_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .is_some_and(|r| r.get::<String, _>(0) == "dm");
-    Ok(if direct {
-        vec![Event::DirectMessage(message.clone())]
-    } else if mentions.iter().any(|m| m == me) {
-        vec![Event::Mentioned(message.clone())]
-    } else {
-        Vec::new()
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn insert_row(
-    tx: &mut SqliteConnection,
-    group_id: &str,
-    seq: u64,
-    author: &Author<'_>,
-    message_id: &str,
-    kind: &str,
-    parent: Option<&str>,
-    body: &str,
-    mentions: &[String],
-    at: u64,
-) -> Result<()> {
+/// Adds `row` to the history (once: a row already at its place stays) and
+/// to the full-text index.
+pub(crate) async fn insert_row(tx: &mut SqliteConnection, row: &NewRow<'_>) -> Result<()> {
     let inserted = sqlx::query(
         "INSERT OR IGNORE INTO history
            (group_id, seq, sender, device, body, message_id, kind, parent_id, mentions, at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
-    .bind(group_id)
-    .bind(to_i64(seq))
-    .bind(author.user)
-    .bind(author.device)
-    .bind(body)
-    .bind(message_id)
-    .bind(kind)
-    .bind(parent)
-    .bind(mentions.join(" "))
-    .bind(to_i64(at))
+    .bind(row.group_id)
+    .bind(to_i64(row.seq))
+    .bind(row.sender)
+    .bind(row.device)
+    .bind(row.body)
+    .bind(row.message_id)
+    .bind(row.kind)
+    .bind(row.parent)
+    .bind(row.mentions.join(" "))
+    .bind(to_i64(row.at))
     .execute(&mut *tx)
     .await?
     .rows_affected()
         == 1;
-    if inserted && !body.is_empty() {
-        reindex(tx, group_id, seq, Some(body)).await?;
+    if inserted && !row.body.is_empty() {
+        reindex(tx, row.group_id, row.seq, Some(row.body)).await?;
     }
     Ok(())
 }
 
 /// Keeps the full-text index in step with one history row.
-async fn reindex(
+pub(crate) async fn reindex(
     tx: &mut SqliteConnection,
     group_id: &str,
     seq: u64,
@@ -537,7 +117,6 @@ async fn reindex(
     Ok(())
 }
 
-/// The seq and author of message `id` in a group.
 /// What [`Client::react`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -559,7 +138,7 @@ pub enum Reacted {
 
 /// The message a reply to `id` belongs under: `id` itself, or the root of
 /// the thread `id` is a reply in; `None` if this device does not have `id`.
-async fn thread_root(
+pub(crate) async fn thread_root(
     tx: &mut SqliteConnection,
     group_id: &str,
     id: &str,
@@ -573,7 +152,8 @@ async fn thread_root(
     Ok(parent.map(|root| root.unwrap_or_else(|| id.to_owned())))
 }
 
-async fn find(
+/// The seq and author of message `id` in a group.
+pub(crate) async fn find(
     tx: &mut SqliteConnection,
     group_id: &str,
     id: &str,
@@ -664,7 +244,7 @@ async fn with_reactions(
     Ok(entries)
 }
 
-async fn entry(
+pub(crate) async fn entry(
     tx: &mut SqliteConnection,
     group_id: &str,
     channel: &str,
