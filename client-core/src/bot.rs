@@ -81,13 +81,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 
 use crate::client::Client;
 use crate::content::{Content, mentions_in};
 use crate::error::{ClientError, Result};
-use crate::inbox;
 use crate::retry::retry_delay;
+use crate::store::{bot_state, inbox, messages};
 use crate::transport::{BoxFuture, TransportError};
 
 /// What a handler returns when it fails. The bot tells the invoker, unless
@@ -503,14 +502,7 @@ impl Client {
         let message_id = hex::encode(&Sha256::digest(&signature[..])[..16]);
         {
             let mut db = self.inner.db.lock().await;
-            let sent =
-                sqlx::query("SELECT 1 FROM seen_messages WHERE group_id = $1 AND message_id = $2")
-                    .bind(group_id)
-                    .bind(&message_id)
-                    .fetch_optional(&mut *db)
-                    .await?
-                    .is_some();
-            if sent {
+            if messages::seen(&mut db, group_id, &message_id).await? {
                 return Ok(None);
             }
         }
@@ -523,25 +515,13 @@ impl Client {
     /// say), or `None`.
     pub async fn bot_state(&self, key: &str) -> Result<Option<String>> {
         let mut db = self.inner.db.lock().await;
-        Ok(sqlx::query("SELECT value FROM bot_state WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&mut *db)
-            .await?
-            .map(|r| r.get(0)))
+        bot_state::get(&mut db, key).await
     }
 
     /// Every `(key, value)` kept under keys starting with `prefix`, by key.
     pub async fn bot_states(&self, prefix: &str) -> Result<Vec<(String, String)>> {
         let mut db = self.inner.db.lock().await;
-        Ok(sqlx::query(
-            "SELECT key, value FROM bot_state WHERE substr(key, 1, length($1)) = $1 ORDER BY key",
-        )
-        .bind(prefix)
-        .fetch_all(&mut *db)
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect())
+        bot_state::with_prefix(&mut db, prefix).await
     }
 
     /// Keeps `value` under `key` (durably, in the device's store), or
@@ -549,24 +529,9 @@ impl Client {
     pub async fn set_bot_state(&self, key: &str, value: Option<&str>) -> Result<()> {
         let mut db = self.inner.db.lock().await;
         match value {
-            Some(value) => {
-                sqlx::query(
-                    "INSERT INTO bot_state (key, value) VALUES ($1, $2)
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                )
-                .bind(key)
-                .bind(value)
-                .execute(&mut *db)
-                .await?
-            }
-            None => {
-                sqlx::query("DELETE FROM bot_state WHERE key = $1")
-                    .bind(key)
-                    .execute(&mut *db)
-                    .await?
-            }
-        };
-        Ok(())
+            Some(value) => bot_state::set(&mut db, key, value).await,
+            None => bot_state::forget(&mut db, key).await,
+        }
     }
 }
 

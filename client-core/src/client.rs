@@ -14,7 +14,7 @@ use openmls_rust_crypto::RustCrypto;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{Mutex, broadcast};
 
 use crate::channel::{Channel, ChannelState, Member, validate_channel_name};
@@ -24,7 +24,7 @@ use crate::group::{create_config, load_group, tls_bytes, users_of};
 use crate::history_entry::HistoryEntry;
 use crate::identity::Identity;
 use crate::retry::{MAX_ATTEMPTS, backoff, retry_delay};
-use crate::store::{self, TxProvider};
+use crate::store::{self, TxProvider, channels};
 use crate::sync::DeviceNews;
 use crate::transport::{HttpRequest, Transport};
 
@@ -363,10 +363,7 @@ impl Client {
             let owner = Username::parse(owner).map_err(|e| ClientError::Invalid(e.to_string()))?;
             {
                 let mut db = self.inner.db.lock().await;
-                sqlx::query("UPDATE identity SET bot_owner = $1 WHERE id = 1")
-                    .bind(owner.as_str())
-                    .execute(&mut *db)
-                    .await?;
+                store::identity::set_bot_owner(&mut db, owner.as_str()).await?;
             }
             let key = DeviceKey::from_secret_bytes(&self.identity()?.key.to_secret_bytes());
             *self
@@ -449,12 +446,9 @@ impl Client {
         db: &mut SqliteConnection,
         name: &str,
     ) -> Result<(String, bool)> {
-        let row = sqlx::query("SELECT group_id, active FROM channels WHERE name = $1")
-            .bind(name)
-            .fetch_optional(db)
+        channels::by_name(db, name)
             .await?
-            .ok_or_else(|| ClientError::NoSuchChannel(name.to_owned()))?;
-        Ok((row.get(0), row.get::<i64, _>(1) != 0))
+            .ok_or_else(|| ClientError::NoSuchChannel(name.to_owned()))
     }
 
     pub(crate) async fn active_channel(&self, name: &str) -> Result<String> {
@@ -511,20 +505,19 @@ impl Client {
         };
         // The group exists locally only if the relay accepted it: the transaction spans the call.
         self.signed("POST", "/v1/groups", Some(&body)).await?;
-        sqlx::query(
-            "INSERT INTO channels (group_id, name, processed_seq, active, kind, topic)
-             VALUES ($1, $2, 0, 1, $3, $4)",
-        )
-        .bind(&group_id)
-        .bind(name)
-        .bind(if public_topic.is_some() {
-            "public"
-        } else {
-            kind
-        })
-        .bind(public_topic.unwrap_or(""))
-        .execute(&mut *tx)
-        .await?;
+        let channel = channels::NewChannel {
+            group_id: &group_id,
+            name,
+            processed_seq: 0,
+            kind: if public_topic.is_some() {
+                "public"
+            } else {
+                kind
+            },
+            topic: public_topic.unwrap_or(""),
+            named: true,
+        };
+        channels::insert(&mut tx, &channel).await?;
         tx.commit().await?;
         drop(db);
         // The account's other devices belong in the channel too.
@@ -646,10 +639,7 @@ impl Client {
         self.signed("POST", &format!("/v1/groups/{group_id}/archive"), None)
             .await?;
         let mut db = self.inner.db.lock().await;
-        sqlx::query("UPDATE channels SET archived = 1 WHERE group_id = $1")
-            .bind(&group_id)
-            .execute(&mut *db)
-            .await?;
+        channels::archive(&mut db, &group_id).await?;
         Ok(())
     }
 
@@ -726,10 +716,7 @@ impl Client {
                 continue;
             }
             let mut db = self.inner.db.lock().await;
-            sqlx::query("UPDATE channels SET active = 0 WHERE group_id = $1")
-                .bind(&group_id)
-                .execute(&mut *db)
-                .await?;
+            channels::deactivate(&mut db, &group_id).await?;
             return Ok(());
         }
         Err(ClientError::TooManyConflicts(MAX_ATTEMPTS))
@@ -768,28 +755,7 @@ impl Client {
     pub async fn channels(&self) -> Result<Vec<Channel>> {
         let mut db = self.inner.db.lock().await;
         let me = self.identity()?.username.to_string();
-        let rows = sqlx::query(
-            "SELECT c.name, c.group_id, c.active, c.kind, c.topic,
-                    (SELECT COUNT(*) FROM history h WHERE h.group_id = c.group_id
-                       AND h.seq > c.read_seq AND h.sender <> $1 AND h.deleted = 0),
-                    c.archived
-             FROM channels c WHERE c.kind <> 'self' ORDER BY c.name",
-        )
-        .bind(&me)
-        .fetch_all(&mut *db)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Channel {
-                name: r.get(0),
-                group_id: r.get(1),
-                active: r.get::<i64, _>(2) != 0,
-                direct: r.get::<String, _>(3) == "dm",
-                topic: r.get(4),
-                unread: r.get::<i64, _>(5).try_into().unwrap_or(0),
-                archived: r.get::<i64, _>(6) != 0,
-            })
-            .collect())
+        channels::list(&mut db, &me).await
     }
 
     /// This device's view of the channel's group: its epoch and a code to
@@ -857,7 +823,7 @@ impl Client {
     pub async fn history(&self, channel: &str) -> Result<Vec<HistoryEntry>> {
         let mut db = self.inner.db.lock().await;
         let (group_id, _) = self.channel_by_name(&mut db, channel).await?;
-        crate::messaging::history_of(&mut db, &group_id, channel).await
+        store::messages::history_of(&mut db, &group_id, channel).await
     }
 }
 

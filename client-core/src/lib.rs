@@ -62,7 +62,6 @@ mod history;
 mod history_entry;
 mod https;
 mod identity;
-mod inbox;
 mod key_at_rest;
 mod membership;
 mod messaging;

@@ -3,17 +3,16 @@
 //! who left) committed, and every member device checked against the
 //! key-transparency log before anything is encrypted to it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use conclave_crypto::DeviceCredential;
 use openmls::prelude::*;
-use sqlx::Row;
 
 use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::event::Event;
 use crate::group::{load_group, users_of};
-use crate::store::TxProvider;
+use crate::store::{TxProvider, channels, devices};
 
 impl Client {
     /// Verifies every member device of a group against the transparency log
@@ -29,13 +28,7 @@ impl Client {
         };
         let (members, verified) = {
             let mut db = self.inner.db.lock().await;
-            let verified: BTreeMap<(String, String), Vec<u8>> =
-                sqlx::query("SELECT username, device_id, public_key FROM verified_devices")
-                    .fetch_all(&mut *db)
-                    .await?
-                    .iter()
-                    .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-                    .collect();
+            let verified = devices::verified(&mut db).await?;
             let provider = TxProvider::new(&self.inner.crypto, &mut db);
             let group = load_group(&provider, group_id)?;
             let members: Vec<_> = group
@@ -133,12 +126,7 @@ impl Client {
         let me = identity.username.to_string();
         let channels: Vec<(String, String)> = {
             let mut db = self.inner.db.lock().await;
-            sqlx::query("SELECT group_id, name FROM channels WHERE active = 1 ORDER BY name")
-                .fetch_all(&mut *db)
-                .await?
-                .iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect()
+            channels::active(&mut db).await?
         };
         // Members who left proposed their own removal: commit it.
         for (group_id, channel) in &channels {

@@ -6,13 +6,14 @@
 //! leaves the device.
 
 use conclave_proto::ErrorCode;
-use sqlx::{Row, SqliteConnection};
+use sqlx::SqliteConnection;
 
 use crate::channel::validate_channel_name;
 use crate::client::Client;
-use crate::content::{Content, FileRef, is_message_id, mentions_in, reaction_emoji};
+use crate::content::{Content, is_message_id, mentions_in, reaction_emoji};
 use crate::error::{ClientError, Result};
-use crate::history_entry::{FileInfo, HistoryEntry, Reaction};
+use crate::history_entry::HistoryEntry;
+use crate::store::{channels, devices, messages, reactions};
 
 /// What a search looks for; every part is optional but the words.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,10 +28,6 @@ pub struct SearchQuery {
     pub since: Option<u64>,
     /// Only messages received before this Unix time.
     pub until: Option<u64>,
-}
-
-pub(crate) fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// Turns typed words into an FTS5 query that cannot be a syntax error:
@@ -48,73 +45,6 @@ fn fts_query(words: &str) -> Option<String> {
         })
         .collect();
     (!terms.is_empty()).then(|| terms.join(" "))
-}
-
-/// A message about to be added to a channel's history.
-pub(crate) struct NewRow<'a> {
-    pub(crate) group_id: &'a str,
-    pub(crate) seq: u64,
-    pub(crate) sender: &'a str,
-    pub(crate) device: &'a str,
-    pub(crate) message_id: &'a str,
-    /// `text`, `reply`, `file`, `command`, `notice` or `unsupported`.
-    pub(crate) kind: &'a str,
-    pub(crate) parent: Option<&'a str>,
-    pub(crate) body: &'a str,
-    pub(crate) mentions: &'a [String],
-    /// Unix time this device received it.
-    pub(crate) at: u64,
-}
-
-/// Adds `row` to the history (once: a row already at its place stays) and
-/// to the full-text index.
-pub(crate) async fn insert_row(tx: &mut SqliteConnection, row: &NewRow<'_>) -> Result<()> {
-    let inserted = sqlx::query(
-        "INSERT OR IGNORE INTO history
-           (group_id, seq, sender, device, body, message_id, kind, parent_id, mentions, at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(row.group_id)
-    .bind(to_i64(row.seq))
-    .bind(row.sender)
-    .bind(row.device)
-    .bind(row.body)
-    .bind(row.message_id)
-    .bind(row.kind)
-    .bind(row.parent)
-    .bind(row.mentions.join(" "))
-    .bind(to_i64(row.at))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if inserted && !row.body.is_empty() {
-        reindex(tx, row.group_id, row.seq, Some(row.body)).await?;
-    }
-    Ok(())
-}
-
-/// Keeps the full-text index in step with one history row.
-pub(crate) async fn reindex(
-    tx: &mut SqliteConnection,
-    group_id: &str,
-    seq: u64,
-    body: Option<&str>,
-) -> Result<()> {
-    sqlx::query("DELETE FROM search_index WHERE group_id = $1 AND seq = $2")
-        .bind(group_id)
-        .bind(to_i64(seq))
-        .execute(&mut *tx)
-        .await?;
-    if let Some(body) = body {
-        sqlx::query("INSERT INTO search_index (body, group_id, seq) VALUES ($1, $2, $3)")
-            .bind(body)
-            .bind(group_id)
-            .bind(to_i64(seq))
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(())
 }
 
 /// What [`Client::react`] did.
@@ -136,165 +66,9 @@ pub enum Reacted {
     },
 }
 
-/// The message a reply to `id` belongs under: `id` itself, or the root of
-/// the thread `id` is a reply in; `None` if this device does not have `id`.
-pub(crate) async fn thread_root(
-    tx: &mut SqliteConnection,
-    group_id: &str,
-    id: &str,
-) -> Result<Option<String>> {
-    let parent: Option<Option<String>> =
-        sqlx::query_scalar("SELECT parent_id FROM history WHERE group_id = $1 AND message_id = $2")
-            .bind(group_id)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    Ok(parent.map(|root| root.unwrap_or_else(|| id.to_owned())))
-}
-
-/// The seq and author of message `id` in a group.
-pub(crate) async fn find(
-    tx: &mut SqliteConnection,
-    group_id: &str,
-    id: &str,
-) -> Result<Option<(u64, String)>> {
-    Ok(
-        sqlx::query("SELECT seq, sender FROM history WHERE group_id = $1 AND message_id = $2")
-            .bind(group_id)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| (r.get::<i64, _>(0).try_into().unwrap_or(0), r.get(1))),
-    )
-}
-
-const ENTRY_COLUMNS: &str = "seq, sender, device, body, message_id, parent_id, kind, edited, deleted, mentions, at, attachment, shared_by";
-
-/// The file reference (with its key) of message `id`, if it shares one.
-pub(crate) async fn attachment_of(
-    db: &mut SqliteConnection,
-    group_id: &str,
-    id: &str,
-) -> Result<Option<FileRef>> {
-    let text: Option<String> = sqlx::query(
-        "SELECT attachment FROM history WHERE group_id = $1 AND message_id = $2 AND deleted = 0",
-    )
-    .bind(group_id)
-    .bind(id)
-    .fetch_optional(&mut *db)
-    .await?
-    .and_then(|r| r.get(0));
-    text.map(|t| serde_json::from_str(&t).map_err(ClientError::store))
-        .transpose()
-}
-
-fn entry_from_row(row: &sqlx::sqlite::SqliteRow, channel: &str) -> HistoryEntry {
-    let mentions: String = row.get(9);
-    HistoryEntry {
-        channel: channel.to_owned(),
-        seq: row.get::<i64, _>(0).try_into().unwrap_or(0),
-        sender: row.get(1),
-        device: row.get(2),
-        text: row.get(3),
-        id: row.get::<Option<String>, _>(4).unwrap_or_default(),
-        parent: row.get(5),
-        unsupported: row.get::<String, _>(6) == "unsupported",
-        edited: row.get::<i64, _>(7) != 0,
-        deleted: row.get::<i64, _>(8) != 0,
-        mentions: mentions.split_whitespace().map(str::to_owned).collect(),
-        at: row.get::<i64, _>(10).try_into().unwrap_or(0),
-        reactions: Vec::new(),
-        file: row
-            .get::<Option<String>, _>(11)
-            .and_then(|t| serde_json::from_str::<FileRef>(&t).ok())
-            .map(|f| FileInfo {
-                name: f.name.clone(),
-                size: f.size,
-                sha256: f.sha256.clone(),
-            }),
-        shared_by: row.get(12),
-    }
-}
-
-/// Reactions on each of `entries`, filled in.
-async fn with_reactions(
-    db: &mut SqliteConnection,
-    group_id: &str,
-    mut entries: Vec<HistoryEntry>,
-) -> Result<Vec<HistoryEntry>> {
-    let rows = sqlx::query(
-        "SELECT message_id, emoji, username FROM reactions WHERE group_id = $1
-         ORDER BY message_id, emoji, username",
-    )
-    .bind(group_id)
-    .fetch_all(&mut *db)
-    .await?;
-    for row in rows {
-        let (id, emoji, user): (String, String, String) = (row.get(0), row.get(1), row.get(2));
-        if let Some(entry) = entries.iter_mut().find(|e| e.id == id) {
-            match entry.reactions.iter_mut().find(|r| r.emoji == emoji) {
-                Some(reaction) => reaction.users.push(user),
-                None => entry.reactions.push(Reaction {
-                    emoji,
-                    users: vec![user],
-                }),
-            }
-        }
-    }
-    Ok(entries)
-}
-
-pub(crate) async fn entry(
-    tx: &mut SqliteConnection,
-    group_id: &str,
-    channel: &str,
-    id: &str,
-) -> Result<HistoryEntry> {
-    let row = sqlx::query(&format!(
-        "SELECT {ENTRY_COLUMNS} FROM history WHERE group_id = $1 AND message_id = $2"
-    ))
-    .bind(group_id)
-    .bind(id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let entries = with_reactions(tx, group_id, vec![entry_from_row(&row, channel)]).await?;
-    entries
-        .into_iter()
-        .next()
-        .ok_or_else(|| ClientError::store("history row vanished"))
-}
-
-/// A channel's history, in order, with reactions.
-pub(crate) async fn history_of(
-    db: &mut SqliteConnection,
-    group_id: &str,
-    channel: &str,
-) -> Result<Vec<HistoryEntry>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {ENTRY_COLUMNS} FROM history WHERE group_id = $1 ORDER BY seq"
-    ))
-    .bind(group_id)
-    .fetch_all(&mut *db)
-    .await?;
-    let entries = rows.iter().map(|r| entry_from_row(r, channel)).collect();
-    with_reactions(db, group_id, entries).await
-}
-
 /// The local name of the group of this account's own devices (hidden from
 /// the channel list).
 const SELF_GROUP_NAME: &str = "@self";
-
-/// The groups of this account's own devices that this device is in.
-async fn own_groups(db: &mut SqliteConnection) -> Result<Vec<String>> {
-    Ok(
-        sqlx::query("SELECT group_id FROM channels WHERE kind = 'self' AND active = 1")
-            .fetch_all(&mut *db)
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect(),
-    )
-}
 
 /// The most people a group direct message may have, this account included,
 /// unless the workspace sets its own limit (`conclave-server admin policy
@@ -364,10 +138,7 @@ impl Client {
         self.create_channel(&name).await?;
         let group_id = {
             let mut db = self.inner.db.lock().await;
-            sqlx::query("UPDATE channels SET kind = 'dm' WHERE name = $1")
-                .bind(&name)
-                .execute(&mut *db)
-                .await?;
+            channels::make_direct(&mut db, &name).await?;
             self.group_of(&mut db, &name).await?
         };
         // Everyone at once, with the packages claimed above.
@@ -398,12 +169,7 @@ impl Client {
         let (group_id, public) = {
             let mut db = self.inner.db.lock().await;
             let group_id = self.group_of(&mut db, channel).await?;
-            let public = sqlx::query("SELECT kind FROM channels WHERE group_id = $1")
-                .bind(&group_id)
-                .fetch_one(&mut *db)
-                .await?
-                .get::<String, _>(0)
-                == "public";
+            let public = channels::kind_of(&mut db, &group_id).await?.as_deref() == Some("public");
             (group_id, public)
         };
         if public {
@@ -427,16 +193,10 @@ impl Client {
         let (group_id, kind) = {
             let mut db = self.inner.db.lock().await;
             let group_id = self.group_of(&mut db, channel).await?;
-            let kind: String = sqlx::query_scalar("SELECT kind FROM channels WHERE group_id = $1")
-                .bind(&group_id)
-                .fetch_one(&mut *db)
-                .await?;
-            let taken = sqlx::query("SELECT 1 FROM channels WHERE name = $1")
-                .bind(new_name)
-                .fetch_optional(&mut *db)
+            let kind = channels::kind_of(&mut db, &group_id)
                 .await?
-                .is_some();
-            if taken && new_name != channel {
+                .unwrap_or_default();
+            if channels::name_taken(&mut db, new_name).await? && new_name != channel {
                 return Err(ClientError::ChannelExists(new_name.to_owned()));
             }
             (group_id, kind)
@@ -471,11 +231,7 @@ impl Client {
         // This device goes by the new name at once (its own copy of the
         // rename, fetched later, then changes nothing).
         let mut db = self.inner.db.lock().await;
-        sqlx::query("UPDATE channels SET name = $2 WHERE group_id = $1")
-            .bind(&group_id)
-            .bind(new_name)
-            .execute(&mut *db)
-            .await?;
+        channels::rename(&mut db, &group_id, new_name).await?;
         Ok(seq)
     }
 
@@ -485,26 +241,11 @@ impl Client {
         let (group_id, read, moved, mine, devices) = {
             let mut db = self.inner.db.lock().await;
             let group_id = self.group_of(&mut db, channel).await?;
-            let read: i64 =
-                sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM history WHERE group_id = $1")
-                    .bind(&group_id)
-                    .fetch_one(&mut *db)
-                    .await?
-                    .get(0);
-            let moved = sqlx::query(
-                "UPDATE channels SET read_seq = $2 WHERE group_id = $1 AND read_seq < $2",
-            )
-            .bind(&group_id)
-            .bind(read)
-            .execute(&mut *db)
-            .await?
-            .rows_affected()
-                == 1;
-            let devices: i64 = sqlx::query("SELECT COUNT(*) FROM known_devices WHERE revoked = 0")
-                .fetch_one(&mut *db)
-                .await?
-                .get(0);
-            (group_id, read, moved, own_groups(&mut db).await?, devices)
+            let read = messages::newest_seq(&mut db, &group_id).await?;
+            let moved = channels::move_read(&mut db, &group_id, read).await?;
+            let devices = devices::active_count(&mut db).await?;
+            let mine = channels::own_groups(&mut db).await?;
+            (group_id, read, moved, mine, devices)
         };
         if !moved {
             return Ok(());
@@ -515,13 +256,13 @@ impl Client {
             self.create_group_named(SELF_GROUP_NAME, None, "self")
                 .await?;
             let mut db = self.inner.db.lock().await;
-            own_groups(&mut db).await?
+            channels::own_groups(&mut db).await?
         } else {
             mine
         };
         let marker = Content::ReadUpTo {
             channel: group_id,
-            seq: u64::try_from(read).unwrap_or(0),
+            seq: read,
         };
         for own in mine {
             if let Err(e) = self.send_payload(&own, &marker).await {
@@ -544,7 +285,7 @@ impl Client {
         let root = {
             let mut db = self.inner.db.lock().await;
             let group_id = self.group_of(&mut db, channel).await?;
-            thread_root(&mut db, &group_id, parent)
+            messages::thread_root(&mut db, &group_id, parent)
                 .await?
                 .unwrap_or_else(|| parent.to_owned())
         };
@@ -574,17 +315,7 @@ impl Client {
         let given = {
             let mut db = self.inner.db.lock().await;
             let group_id = self.group_of(&mut db, channel).await?;
-            sqlx::query(
-                "SELECT 1 FROM reactions
-                 WHERE group_id = $1 AND message_id = $2 AND username = $3 AND emoji = $4",
-            )
-            .bind(&group_id)
-            .bind(message)
-            .bind(&me)
-            .bind(&emoji)
-            .fetch_optional(&mut *db)
-            .await?
-            .is_some()
+            reactions::given(&mut db, &group_id, message, &me, &emoji).await?
         };
         if given == add {
             return Ok(Reacted::Unchanged { emoji });
@@ -614,7 +345,7 @@ impl Client {
         let file = {
             let mut db = self.inner.db.lock().await;
             let group_id = self.group_of(&mut db, channel).await?;
-            attachment_of(&mut db, &group_id, message).await?
+            messages::attachment_of(&mut db, &group_id, message).await?
         };
         let content = Content::Delete {
             target: message.to_owned(),
@@ -631,12 +362,8 @@ impl Client {
     pub async fn message_id_at(&self, channel: &str, seq: u64) -> Result<String> {
         let mut db = self.inner.db.lock().await;
         let group_id = self.group_of(&mut db, channel).await?;
-        sqlx::query("SELECT message_id FROM history WHERE group_id = $1 AND seq = $2")
-            .bind(&group_id)
-            .bind(to_i64(seq))
-            .fetch_optional(&mut *db)
+        messages::id_at(&mut db, &group_id, seq)
             .await?
-            .and_then(|r| r.get::<Option<String>, _>(0))
             .ok_or_else(|| ClientError::Invalid(format!("no message #{seq} in {channel}")))
     }
 
@@ -665,36 +392,14 @@ impl Client {
             Some(channel) => Some(self.group_of(&mut db, channel).await?),
             None => None,
         };
-        let rows = sqlx::query(
-            "SELECT h.seq, h.sender, h.device, h.body, h.message_id, h.parent_id, h.kind,
-                    h.edited, h.deleted, h.mentions, h.at, h.attachment, h.shared_by, c.name, h.group_id
-             FROM search_index s
-             JOIN history h ON h.group_id = s.group_id AND h.seq = s.seq
-             JOIN channels c ON c.group_id = h.group_id
-             WHERE search_index MATCH $1
-               AND ($2 IS NULL OR h.group_id = $2)
-               AND ($3 IS NULL OR h.sender = $3)
-               AND ($4 IS NULL OR h.at >= $4)
-               AND ($5 IS NULL OR h.at < $5)
-               AND h.deleted = 0
-             ORDER BY s.rank
-             LIMIT 200",
-        )
-        .bind(&fts)
-        .bind(group)
-        .bind(query.author.as_deref())
-        .bind(query.since.map(to_i64))
-        .bind(query.until.map(to_i64))
-        .fetch_all(&mut *db)
-        .await?;
-        let mut found = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let channel: String = row.get(13);
-            let group_id: String = row.get(14);
-            let entry = entry_from_row(row, &channel);
-            found.extend(with_reactions(&mut db, &group_id, vec![entry]).await?);
-        }
-        Ok(found)
+        let search = messages::Search {
+            fts: &fts,
+            group_id: group.as_deref(),
+            author: query.author.as_deref(),
+            since: query.since,
+            until: query.until,
+        };
+        messages::search(&mut db, &search).await
     }
 
     async fn group_of(&self, db: &mut SqliteConnection, channel: &str) -> Result<String> {
@@ -704,7 +409,7 @@ impl Client {
     async fn known_message(&self, channel: &str, id: &str) -> Result<(u64, String)> {
         let mut db = self.inner.db.lock().await;
         let group_id = self.group_of(&mut db, channel).await?;
-        find(&mut db, &group_id, id)
+        messages::find(&mut db, &group_id, id)
             .await?
             .ok_or_else(|| ClientError::Invalid(format!("no message {id} in {channel}")))
     }

@@ -17,6 +17,7 @@ use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::group::{join_config, tls_bytes};
 use crate::retry::{MAX_ATTEMPTS, backoff};
+use crate::store::channels;
 
 /// A public channel in the workspace directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,19 +195,8 @@ impl Client {
                 .await;
             match accepted {
                 Ok(accepted) => {
-                    let seq = i64::try_from(accepted.seq).unwrap_or(i64::MAX);
-                    sqlx::query(
-                        "INSERT INTO channels (group_id, name, processed_seq, active, kind, topic, named)
-                         VALUES ($1, $2, $3, 1, 'public', $4, 1)
-                         ON CONFLICT (group_id) DO UPDATE SET
-                           active = 1, processed_seq = excluded.processed_seq, topic = excluded.topic",
-                    )
-                    .bind(&group_id)
-                    .bind(name)
-                    .bind(seq)
-                    .bind(&listing.topic)
-                    .execute(&mut *tx)
-                    .await?;
+                    channels::join_public(&mut tx, &group_id, name, accepted.seq, &listing.topic)
+                        .await?;
                     tx.commit().await?;
                     drop(db);
                     // Catch up: the account's other devices, and anything said since.

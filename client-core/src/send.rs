@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use conclave_crypto::{DeviceKey, sha256_hex};
 use conclave_proto::{PostAnswer, PostMessage, routes};
 use openmls::prelude::*;
-use sqlx::{Connection, Row};
+use sqlx::Connection;
 use zeroize::Zeroizing;
 
 use crate::client::Client;
@@ -16,7 +16,7 @@ use crate::content::{Content, MAX_BODY, mentions_in, message_aad, new_message_id
 use crate::error::{ClientError, Result};
 use crate::group::{load_group, tls_bytes};
 use crate::retry::{MAX_ATTEMPTS, backoff, retry_delay};
-use crate::store::TxProvider;
+use crate::store::{TxProvider, channels, pending};
 
 impl Client {
     /// Builds a commit on the current state and posts it; when another
@@ -56,13 +56,7 @@ impl Client {
             };
             // Remember our commit so we recognise it when the relay echoes it,
             // even if we crash before hearing the relay's answer.
-            sqlx::query(
-                "INSERT OR REPLACE INTO pending_commits (group_id, commit_hash) VALUES ($1, $2)",
-            )
-            .bind(group_id)
-            .bind(sha256_hex(&commit))
-            .execute(&mut *tx)
-            .await?;
+            pending::remember_commit(&mut tx, group_id, &sha256_hex(&commit)).await?;
             tx.commit().await?;
             drop(db);
             // The new epoch's GroupInfo goes along: a public channel's relay
@@ -149,11 +143,7 @@ impl Client {
         }
         let (channel, archived) = {
             let mut db = self.inner.db.lock().await;
-            let row = sqlx::query("SELECT name, archived FROM channels WHERE group_id = $1")
-                .bind(group_id)
-                .fetch_one(&mut *db)
-                .await?;
-            (row.get::<String, _>(0), row.get::<i64, _>(1) != 0)
+            channels::name_and_archived(&mut db, group_id).await?
         };
         if archived {
             return Err(ClientError::Invalid(format!(
@@ -200,15 +190,8 @@ impl Client {
             };
             let hash = sha256_hex(&ciphertext);
             // Recorded before sending, so our own message is never lost even if we crash mid-call.
-            sqlx::query(
-                "INSERT INTO outgoing (ciphertext_hash, group_id, body, message_id) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&hash)
-            .bind(group_id)
-            .bind(String::from_utf8_lossy(plaintext).into_owned())
-            .bind(message_id)
-            .execute(&mut *tx)
-            .await?;
+            let kept = String::from_utf8_lossy(plaintext);
+            pending::record_outgoing(&mut tx, &hash, group_id, &kept, message_id).await?;
             tx.commit().await?;
             drop(db);
             let body = PostMessage::message(STANDARD.encode(&ciphertext));
@@ -225,10 +208,7 @@ impl Client {
                 }
                 Err(e) if e.is_wrong_epoch() => {
                     let mut db = self.inner.db.lock().await;
-                    sqlx::query("DELETE FROM outgoing WHERE ciphertext_hash = $1")
-                        .bind(&hash)
-                        .execute(&mut *db)
-                        .await?;
+                    pending::drop_outgoing(&mut db, &hash).await?;
                     drop(db);
                     backoff(attempt).await;
                     self.sync_messages().await?;

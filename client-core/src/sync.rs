@@ -6,13 +6,14 @@
 //! here.
 
 use conclave_proto::{AckAnswer, AckBody, FetchAnswer, StreamFrame, routes};
-use sqlx::{Connection, Row};
+use sqlx::Connection;
 
 use crate::client::Client;
 use crate::content::Content;
 use crate::error::{ClientError, Result};
 use crate::event::Event;
 use crate::retry::reconnect_delay;
+use crate::store::{channels, devices, messages, pending};
 use crate::transport::HttpRequest;
 
 /// What the last fetch said about the account's devices, for the membership
@@ -46,8 +47,7 @@ impl Client {
     async fn without_own_devices_group(&self, events: Vec<Event>) -> Result<Vec<Event>> {
         let mut hidden: std::collections::HashSet<String> = {
             let mut db = self.inner.db.lock().await;
-            sqlx::query_scalar("SELECT name FROM channels WHERE kind = 'self'")
-                .fetch_all(&mut *db)
+            channels::own_group_names(&mut db)
                 .await?
                 .into_iter()
                 .collect()
@@ -77,28 +77,24 @@ impl Client {
     pub(crate) async fn announce_pending(&self) -> Result<()> {
         let pending: Vec<(String, Content)> = {
             let mut db = self.inner.db.lock().await;
-            sqlx::query(
-                "SELECT a.group_id, c.name, c.kind, c.topic FROM announcements a
-                 JOIN channels c ON c.group_id = a.group_id AND c.active = 1",
-            )
-            .fetch_all(&mut *db)
-            .await?
-            .iter()
-            .map(|r| {
-                let kind: String = r.get(2);
-                let info = Content::ChannelInfo {
-                    name: r.get(1),
-                    direct: kind == "dm",
-                    topic: r.get(3),
-                    scope: if kind == "public" || kind == "self" {
-                        kind
-                    } else {
-                        String::new()
-                    },
-                };
-                (r.get(0), info)
-            })
-            .collect()
+            pending::owed_announcements(&mut db)
+                .await?
+                .into_iter()
+                .map(|owed| {
+                    let kind = owed.kind;
+                    let info = Content::ChannelInfo {
+                        name: owed.name,
+                        direct: kind == "dm",
+                        topic: owed.topic,
+                        scope: if kind == "public" || kind == "self" {
+                            kind
+                        } else {
+                            String::new()
+                        },
+                    };
+                    (owed.group_id, info)
+                })
+                .collect()
         };
         for (group_id, info) in pending {
             match self.send_payload(&group_id, &info).await {
@@ -108,10 +104,7 @@ impl Client {
                 Err(e) => return Err(e),
             }
             let mut db = self.inner.db.lock().await;
-            sqlx::query("DELETE FROM announcements WHERE group_id = $1")
-                .bind(&group_id)
-                .execute(&mut *db)
-                .await?;
+            pending::announced(&mut db, &group_id).await?;
         }
         Ok(())
     }
@@ -210,30 +203,9 @@ impl Client {
         let mut db = self.inner.db.lock().await;
         for rule in &answer.retention {
             let (group_id, days) = (rule.group_id.as_str(), u64::from(rule.days));
-            let cutoff =
-                i64::try_from(now.saturating_sub(days.saturating_mul(86_400))).unwrap_or(i64::MAX);
+            let cutoff = now.saturating_sub(days.saturating_mul(86_400));
             let mut tx = db.begin().await?;
-            sqlx::query(
-                "DELETE FROM reactions WHERE group_id = $1 AND message_id IN
-                   (SELECT message_id FROM history WHERE group_id = $1 AND at < $2)",
-            )
-            .bind(group_id)
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "DELETE FROM search_index WHERE group_id = $1 AND seq IN
-                   (SELECT seq FROM history WHERE group_id = $1 AND at < $2)",
-            )
-            .bind(group_id)
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM history WHERE group_id = $1 AND at < $2")
-                .bind(group_id)
-                .bind(cutoff)
-                .execute(&mut *tx)
-                .await?;
+            messages::prune(&mut tx, group_id, cutoff).await?;
             tx.commit().await?;
         }
         Ok(())
@@ -244,16 +216,8 @@ impl Client {
         let mut events = Vec::new();
         let mut db = self.inner.db.lock().await;
         for group_id in &answer.archived_groups {
-            let newly = sqlx::query(
-                "UPDATE channels SET archived = 1 WHERE group_id = $1 AND archived = 0 RETURNING name",
-            )
-            .bind(group_id)
-            .fetch_optional(&mut *db)
-            .await?;
-            if let Some(row) = newly {
-                events.push(Event::Archived {
-                    channel: row.get(0),
-                });
+            if let Some(channel) = channels::archive(&mut db, group_id).await? {
+                events.push(Event::Archived { channel });
             }
         }
         Ok(events)
@@ -272,18 +236,9 @@ impl Client {
         {
             let mut db = self.inner.db.lock().await;
             let mut tx = db.begin().await?;
-            let first_look = sqlx::query("SELECT COUNT(*) FROM known_devices")
-                .fetch_one(&mut *tx)
-                .await?
-                .get::<i64, _>(0)
-                == 0;
+            let first_look = devices::none_known(&mut tx).await?;
             for (device_id, revoked) in &reported {
-                let known: Option<bool> =
-                    sqlx::query("SELECT revoked FROM known_devices WHERE device_id = $1")
-                        .bind(device_id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .map(|r| r.get::<i64, _>(0) != 0);
+                let known = devices::known_revoked(&mut tx, device_id).await?;
                 let news = match (known, revoked) {
                     (None, false) => Some(Event::DeviceAdded {
                         device_id: device_id.clone(),
@@ -299,13 +254,7 @@ impl Client {
                 if known == Some(*revoked) {
                     continue; // nothing new: no write on every sync
                 }
-                sqlx::query(
-                    "INSERT OR REPLACE INTO known_devices (device_id, revoked) VALUES ($1, $2)",
-                )
-                .bind(device_id)
-                .bind(i64::from(*revoked))
-                .execute(&mut *tx)
-                .await?;
+                devices::set_known(&mut tx, device_id, *revoked).await?;
             }
             tx.commit().await?;
         }

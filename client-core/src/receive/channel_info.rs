@@ -4,12 +4,13 @@
 
 use std::collections::BTreeSet;
 
-use sqlx::{Row, SqliteConnection};
+use sqlx::SqliteConnection;
 
 use super::Received;
 use crate::channel::validate_channel_name;
 use crate::error::Result;
 use crate::event::Event;
+use crate::store::channels;
 
 /// A member's announcement of the channel's name, kind and topic (what an
 /// inviter owes the people it added).
@@ -45,13 +46,7 @@ pub(super) async fn take_name(
         "self" if announcer == me => "self",
         _ => "channel",
     };
-    let unnamed = sqlx::query("SELECT named FROM channels WHERE group_id = $1")
-        .bind(group_id)
-        .fetch_one(&mut *tx)
-        .await?
-        .get::<i64, _>(0)
-        == 0;
-    if !unnamed {
+    if !channels::is_unnamed(tx, group_id).await? {
         return Ok(None);
     }
     if validate_channel_name(&announced).is_err() {
@@ -59,16 +54,8 @@ pub(super) async fn take_name(
         tracing::warn!(group = %group_id, "invalid channel name announced; ignored");
         return Ok(None);
     }
-    let fresh = unique_name(tx, &announced).await?;
-    sqlx::query(
-        "UPDATE channels SET name = $2, named = 1, kind = $3, topic = $4 WHERE group_id = $1",
-    )
-    .bind(group_id)
-    .bind(&fresh)
-    .bind(kind)
-    .bind(announcement.topic)
-    .execute(&mut *tx)
-    .await?;
+    let fresh = channels::unique_name(tx, &announced).await?;
+    channels::take_name(tx, group_id, &fresh, kind, announcement.topic).await?;
     Ok(Some(Event::Named {
         placeholder: placeholder.to_owned(),
         name: fresh,
@@ -83,11 +70,8 @@ pub(super) async fn apply_rename(
     wanted: &str,
 ) -> Result<Vec<Event>> {
     let group_id = message.group_id;
-    let kind: String = sqlx::query_scalar("SELECT kind FROM channels WHERE group_id = $1")
-        .bind(group_id)
-        .fetch_one(&mut *tx)
-        .await?;
-    if kind == "dm" || kind == "self" {
+    let kind = channels::kind_of(tx, group_id).await?;
+    if matches!(kind.as_deref(), Some("dm" | "self")) {
         tracing::warn!(group = %group_id, "a rename of a direct message ignored");
         return Ok(Vec::new());
     }
@@ -101,12 +85,8 @@ pub(super) async fn apply_rename(
     }
     // Made unique among this device's channels, as a name announced at
     // join is.
-    let renamed = unique_name(tx, wanted).await?;
-    sqlx::query("UPDATE channels SET name = $2 WHERE group_id = $1")
-        .bind(group_id)
-        .bind(&renamed)
-        .execute(&mut *tx)
-        .await?;
+    let renamed = channels::unique_name(tx, wanted).await?;
+    channels::rename(tx, group_id, &renamed).await?;
     Ok(vec![Event::Renamed {
         from: message.channel.to_owned(),
         to: renamed,
@@ -120,11 +100,7 @@ pub(super) async fn apply_topic(
     message: &Received<'_>,
     topic: String,
 ) -> Result<Vec<Event>> {
-    sqlx::query("UPDATE channels SET topic = $2 WHERE group_id = $1")
-        .bind(message.group_id)
-        .bind(&topic)
-        .execute(&mut *tx)
-        .await?;
+    channels::set_topic(tx, message.group_id, &topic).await?;
     Ok(vec![Event::TopicChanged {
         channel: message.channel.to_owned(),
         topic,
@@ -144,21 +120,4 @@ fn direct_name(announced: &str, announcer: &str, me: &str) -> String {
     people.insert(announcer);
     people.remove(me);
     format!("@{}", people.into_iter().collect::<Vec<_>>().join(","))
-}
-
-/// `wanted`, or `wanted-2`, `wanted-3`…: the first no channel of this
-/// device goes by.
-pub(crate) async fn unique_name(tx: &mut SqliteConnection, wanted: &str) -> Result<String> {
-    let mut candidate = wanted.to_owned();
-    for n in 2.. {
-        let taken = sqlx::query("SELECT 1 FROM channels WHERE name = $1")
-            .bind(&candidate)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if taken.is_none() {
-            break;
-        }
-        candidate = format!("{wanted}-{n}");
-    }
-    Ok(candidate)
 }

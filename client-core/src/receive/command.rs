@@ -6,7 +6,7 @@ use sqlx::SqliteConnection;
 use super::Received;
 use crate::error::Result;
 use crate::event::Event;
-use crate::inbox;
+use crate::store::inbox;
 
 pub(super) async fn apply(
     tx: &mut SqliteConnection,

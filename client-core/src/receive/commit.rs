@@ -8,6 +8,7 @@ use sqlx::SqliteConnection;
 
 use crate::error::Result;
 use crate::event::Event;
+use crate::store::{channels, pending};
 
 /// Members (users and their devices) before and after a commit.
 pub(super) struct Change<'a> {
@@ -31,10 +32,7 @@ pub(super) async fn apply(
         self_removed,
         own,
     } = *change;
-    sqlx::query("DELETE FROM pending_commits WHERE group_id = $1")
-        .bind(group_id)
-        .execute(&mut *tx)
-        .await?;
+    pending::forget_commit(tx, group_id).await?;
     let added: Vec<String> = after
         .keys()
         .filter(|u| !before.contains_key(*u))
@@ -49,10 +47,7 @@ pub(super) async fn apply(
         // We added someone (a user or a device): we owe them the channel's
         // name. Recorded in this transaction so a crash or a lost answer
         // cannot skip it.
-        sqlx::query("INSERT OR IGNORE INTO announcements (group_id) VALUES ($1)")
-            .bind(group_id)
-            .execute(&mut *tx)
-            .await?;
+        pending::owe_announcement(tx, group_id).await?;
     }
     let removed: Vec<String> = before
         .keys()
@@ -60,10 +55,7 @@ pub(super) async fn apply(
         .cloned()
         .collect();
     if self_removed {
-        sqlx::query("UPDATE channels SET active = 0 WHERE group_id = $1")
-            .bind(group_id)
-            .execute(&mut *tx)
-            .await?;
+        channels::deactivate(tx, group_id).await?;
         return Ok(vec![Event::Removed {
             channel: name.to_owned(),
         }]);

@@ -6,7 +6,7 @@ use sqlx::SqliteConnection;
 use super::{Received, by_its_author};
 use crate::error::Result;
 use crate::event::Event;
-use crate::messaging::reindex;
+use crate::store::{messages, reactions};
 
 pub(super) async fn apply(
     tx: &mut SqliteConnection,
@@ -17,20 +17,9 @@ pub(super) async fn apply(
     let Some(seq_of_target) = by_its_author(tx, message, &target, "a delete").await? else {
         return Ok(Vec::new());
     };
-    sqlx::query(
-        "UPDATE history SET body = '', deleted = 1, mentions = '', attachment = NULL
-         WHERE group_id = $1 AND message_id = $2",
-    )
-    .bind(group_id)
-    .bind(&target)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM reactions WHERE group_id = $1 AND message_id = $2")
-        .bind(group_id)
-        .bind(&target)
-        .execute(&mut *tx)
-        .await?;
-    reindex(tx, group_id, seq_of_target, None).await?;
+    messages::tombstone(tx, group_id, &target).await?;
+    reactions::clear(tx, group_id, &target).await?;
+    messages::reindex(tx, group_id, seq_of_target, None).await?;
     Ok(vec![Event::Deleted {
         channel: message.channel.to_owned(),
         message_id: target,

@@ -7,7 +7,7 @@ use super::{Received, by_its_author};
 use crate::content::mentions_in;
 use crate::error::Result;
 use crate::event::Event;
-use crate::messaging::{attachment_of, entry, reindex};
+use crate::store::messages;
 
 pub(super) async fn apply(
     tx: &mut SqliteConnection,
@@ -19,28 +19,16 @@ pub(super) async fn apply(
     let Some(seq_of_target) = by_its_author(tx, message, &target, "an edit").await? else {
         return Ok(Vec::new());
     };
-    let changed = sqlx::query(
-        "UPDATE history SET body = $3, edited = 1, mentions = $4
-         WHERE group_id = $1 AND message_id = $2 AND deleted = 0",
-    )
-    .bind(group_id)
-    .bind(&target)
-    .bind(body)
-    .bind(mentions_in(body).join(" "))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !changed {
+    if !messages::edit(tx, group_id, &target, body, &mentions_in(body)).await? {
         return Ok(Vec::new());
     }
     // A file stays findable by its name as well as its new caption.
-    let indexed = match attachment_of(tx, group_id, &target).await? {
+    let indexed = match messages::attachment_of(tx, group_id, &target).await? {
         Some(file) => format!("{} {body}", file.name),
         None => body.to_owned(),
     };
-    reindex(tx, group_id, seq_of_target, Some(&indexed)).await?;
+    messages::reindex(tx, group_id, seq_of_target, Some(&indexed)).await?;
     Ok(vec![Event::Edited(
-        entry(tx, group_id, message.channel, &target).await?,
+        messages::entry(tx, group_id, message.channel, &target).await?,
     )])
 }

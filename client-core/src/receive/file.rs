@@ -6,9 +6,9 @@ use sqlx::SqliteConnection;
 
 use super::{Received, new_message};
 use crate::content::{FileRef, mentions_in};
-use crate::error::{ClientError, Result};
+use crate::error::Result;
 use crate::event::Event;
-use crate::messaging::reindex;
+use crate::store::messages;
 
 pub(super) async fn apply(
     tx: &mut SqliteConnection,
@@ -19,14 +19,8 @@ pub(super) async fn apply(
     message
         .insert(tx, "file", None, &file.caption, &mentions)
         .await?;
-    let reference = serde_json::to_string(file).map_err(ClientError::store)?;
-    sqlx::query("UPDATE history SET attachment = $3 WHERE group_id = $1 AND message_id = $2")
-        .bind(message.group_id)
-        .bind(message.message_id)
-        .bind(&reference)
-        .execute(&mut *tx)
-        .await?;
+    messages::set_attachment(tx, message.group_id, message.message_id, file).await?;
     let indexed = format!("{} {}", file.name, file.caption);
-    reindex(tx, message.group_id, message.seq, Some(&indexed)).await?;
+    messages::reindex(tx, message.group_id, message.seq, Some(&indexed)).await?;
     new_message(tx, message, &mentions, None).await
 }

@@ -8,6 +8,7 @@ use super::Received;
 use crate::content::FileRef;
 use crate::error::{ClientError, Result};
 use crate::event::Event;
+use crate::store::pending;
 
 pub(super) async fn apply(
     tx: &mut SqliteConnection,
@@ -21,16 +22,13 @@ pub(super) async fn apply(
     message.insert(tx, "notice", None, &notice, &[]).await?;
     if recipient == message.reader.user && message.by_someone_else() {
         let reference = serde_json::to_string(bundle).map_err(ClientError::store)?;
-        sqlx::query(
-            "INSERT OR IGNORE INTO history_imports (group_id, message_id, sender, reference)
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(message.group_id)
-        .bind(message.message_id)
-        .bind(message.author.user)
-        .bind(&reference)
-        .execute(&mut *tx)
-        .await?;
+        let import = pending::Import {
+            group_id: message.group_id.to_owned(),
+            message_id: message.message_id.to_owned(),
+            sender: message.author.user.to_owned(),
+            reference,
+        };
+        pending::note_import(tx, &import).await?;
     }
     Ok(vec![Event::Message(message.entry(tx).await?)])
 }

@@ -51,9 +51,7 @@ use conclave_crypto::{DeviceCredential, sha256_hex};
 use conclave_proto::{Delivered, MessageKind};
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
-use sqlx::{Connection, Row, SqliteConnection};
-
-pub(crate) use channel_info::unique_name;
+use sqlx::{Connection, SqliteConnection};
 
 use crate::client::Client;
 use crate::content::{Content, Decoded, message_id_from_aad};
@@ -61,9 +59,7 @@ use crate::error::{ClientError, Result};
 use crate::event::Event;
 use crate::group::{load_group, users_of};
 use crate::history_entry::HistoryEntry;
-use crate::inbox;
-use crate::messaging::{NewRow, entry, find, insert_row, to_i64};
-use crate::store::TxProvider;
+use crate::store::{TxProvider, channels, inbox, messages, pending};
 use crate::transport::unix_now;
 
 /// Who sent a message, as its MLS credential says.
@@ -107,7 +103,7 @@ impl Received<'_> {
         body: &str,
         mentions: &[String],
     ) -> Result<()> {
-        let row = NewRow {
+        let row = messages::NewRow {
             group_id: self.group_id,
             seq: self.seq,
             sender: self.author.user,
@@ -119,12 +115,12 @@ impl Received<'_> {
             mentions,
             at: unix_now(),
         };
-        insert_row(tx, &row).await
+        messages::insert(tx, &row).await
     }
 
     /// Its history entry, as it now stands.
     async fn entry(&self, tx: &mut SqliteConnection) -> Result<HistoryEntry> {
-        entry(tx, self.group_id, self.channel, self.message_id).await
+        messages::entry(tx, self.group_id, self.channel, self.message_id).await
     }
 }
 
@@ -150,9 +146,7 @@ impl Client {
             // (Asked only when there is something to show: most deliveries
             // of a busy channel produce one event, many produce none.)
             let shown = produced.is_empty()
-                || sqlx::query_scalar::<_, String>("SELECT kind FROM channels WHERE group_id = $1")
-                    .bind(&delivered.group_id)
-                    .fetch_optional(&mut *db)
+                || channels::kind_of(&mut db, &delivered.group_id)
                     .await?
                     .as_deref()
                     != Some("self");
@@ -174,41 +168,26 @@ impl Client {
         let payload = STANDARD
             .decode(&delivered.payload)
             .map_err(|_| ClientError::Mls("relay sent a payload that is not base64".into()))?;
-        let channel =
-            sqlx::query("SELECT name, processed_seq, active FROM channels WHERE group_id = $1")
-                .bind(&delivered.group_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| {
-                    (
-                        r.get::<String, _>(0),
-                        r.get::<i64, _>(1) as u64,
-                        r.get::<i64, _>(2) != 0,
-                    )
-                });
+        let channel = channels::cursor(tx, &delivered.group_id).await?;
         if delivered.kind == MessageKind::Welcome {
             return match channel {
-                Some((_, _, true)) => Ok(Vec::new()), // already joined (a redelivery)
+                Some(cursor) if cursor.active => Ok(Vec::new()), // already joined (a redelivery)
                 // Removed earlier and invited again: a new membership.
-                Some((name, _, false)) => {
-                    self.join_from_welcome(tx, delivered, &payload, Some(name))
+                Some(cursor) => {
+                    self.join_from_welcome(tx, delivered, &payload, Some(cursor.name))
                         .await
                 }
                 None => self.join_from_welcome(tx, delivered, &payload, None).await,
             };
         }
-        let Some((name, processed_seq, true)) = channel else {
+        let Some(cursor) = channel.filter(|cursor| cursor.active) else {
             return Ok(Vec::new()); // not (or no longer) ours
         };
-        if delivered.seq <= processed_seq {
+        if delivered.seq <= cursor.processed_seq {
             return Ok(Vec::new()); // redelivered after a crash before the ack
         }
-        let events = self.apply(tx, delivered, &payload, &name).await?;
-        sqlx::query("UPDATE channels SET processed_seq = $2 WHERE group_id = $1")
-            .bind(&delivered.group_id)
-            .bind(delivered.seq as i64)
-            .execute(&mut *tx)
-            .await?;
+        let events = self.apply(tx, delivered, &payload, &cursor.name).await?;
+        channels::set_processed(tx, &delivered.group_id, delivered.seq).await?;
         Ok(events)
     }
 
@@ -222,20 +201,11 @@ impl Client {
         name: &str,
     ) -> Result<Vec<Event>> {
         let group_id = delivered.group_id.as_str();
-        let already = sqlx::query("SELECT 1 FROM seen_messages WHERE group_id = $1 AND seq = $2")
-            .bind(group_id)
-            .bind(delivered.seq as i64)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if already.is_some() {
+        if messages::seen_at(tx, group_id, delivered.seq).await? {
             return Ok(Vec::new()); // our own message, recorded when the relay accepted it
         }
         let hash = sha256_hex(payload);
-        let own_commit = sqlx::query("SELECT commit_hash FROM pending_commits WHERE group_id = $1")
-            .bind(group_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.get::<String, _>(0));
+        let own_commit = pending::pending_commit(tx, group_id).await?;
         let mut outcome = Outcome::Nothing;
         {
             let provider = TxProvider::new(&self.inner.crypto, tx);
@@ -452,17 +422,7 @@ pub(crate) async fn apply_content(
 ) -> Result<Vec<Event>> {
     // One id, one message: a member replaying someone's content under a new
     // MLS message gets nowhere.
-    let fresh = sqlx::query(
-        "INSERT OR IGNORE INTO seen_messages (group_id, message_id, seq) VALUES ($1, $2, $3)",
-    )
-    .bind(message.group_id)
-    .bind(message.message_id)
-    .bind(to_i64(message.seq))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !fresh {
+    if !messages::mark_seen(tx, message.group_id, message.message_id, message.seq).await? {
         tracing::warn!(group = %message.group_id, seq = message.seq, "a message id seen before: replay dropped");
         return Ok(Vec::new());
     }
@@ -512,11 +472,7 @@ async fn notifications(
     if message.sender == me {
         return Ok(Vec::new());
     }
-    let direct = sqlx::query("SELECT kind FROM channels WHERE group_id = $1")
-        .bind(group_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .is_some_and(|r| r.get::<String, _>(0) == "dm");
+    let direct = channels::kind_of(tx, group_id).await?.as_deref() == Some("dm");
     Ok(if direct {
         vec![Event::DirectMessage(message.clone())]
     } else if mentions.iter().any(|m| m == me) {
@@ -566,7 +522,7 @@ async fn by_its_author(
     target: &str,
     action: &str,
 ) -> Result<Option<u64>> {
-    let Some((seq_of_target, owner)) = find(tx, message.group_id, target).await? else {
+    let Some((seq_of_target, owner)) = messages::find(tx, message.group_id, target).await? else {
         return Ok(None);
     };
     if owner != message.author.user {

@@ -2,13 +2,14 @@
 //! relay accepts a message (or echoes it back), the device applies the
 //! plaintext it kept, matched by the ciphertext's hash.
 
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::{Connection, SqliteConnection};
 
 use super::{Author, Reader, Received, apply_content};
 use crate::client::Client;
 use crate::content::Content;
 use crate::error::Result;
 use crate::event::Event;
+use crate::store::{channels, pending};
 
 impl Client {
     /// Applies an own outgoing message to the history at `seq`, once the
@@ -36,21 +37,10 @@ impl Client {
         hash: &str,
     ) -> Result<Option<Vec<Event>>> {
         let identity = self.identity()?;
-        let Some(row) = sqlx::query(
-            "DELETE FROM outgoing WHERE ciphertext_hash = $1 RETURNING body, message_id",
-        )
-        .bind(hash)
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
+        let Some((plaintext, message_id)) = pending::take_outgoing(tx, hash).await? else {
             return Ok(None);
         };
-        let (plaintext, message_id): (String, String) = (row.get(0), row.get(1));
-        let channel: String = sqlx::query("SELECT name FROM channels WHERE group_id = $1")
-            .bind(group_id)
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
+        let channel = channels::name(tx, group_id).await?;
         let me = identity.username.to_string();
         let device = identity.key.device_id().to_string();
         let message = Received {

@@ -6,7 +6,7 @@ use sqlx::SqliteConnection;
 use super::Received;
 use crate::error::Result;
 use crate::event::Event;
-use crate::messaging::find;
+use crate::store::{messages, reactions};
 
 pub(super) async fn apply(
     tx: &mut SqliteConnection,
@@ -16,22 +16,11 @@ pub(super) async fn apply(
     add: bool,
 ) -> Result<Vec<Event>> {
     let group_id = message.group_id;
-    if find(tx, group_id, &target).await?.is_none() {
+    if messages::find(tx, group_id, &target).await?.is_none() {
         tracing::debug!(group = %group_id, seq = message.seq, "reaction to an unknown message ignored");
         return Ok(Vec::new());
     }
-    let statement = if add {
-        "INSERT OR IGNORE INTO reactions (group_id, message_id, username, emoji) VALUES ($1, $2, $3, $4)"
-    } else {
-        "DELETE FROM reactions WHERE group_id = $1 AND message_id = $2 AND username = $3 AND emoji = $4"
-    };
-    sqlx::query(statement)
-        .bind(group_id)
-        .bind(&target)
-        .bind(message.author.user)
-        .bind(&emoji)
-        .execute(&mut *tx)
-        .await?;
+    reactions::set(tx, group_id, &target, message.author.user, &emoji, add).await?;
     Ok(vec![Event::Reacted {
         channel: message.channel.to_owned(),
         message_id: target,

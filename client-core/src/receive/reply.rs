@@ -6,7 +6,7 @@ use sqlx::SqliteConnection;
 use super::{Received, new_message};
 use crate::error::Result;
 use crate::event::Event;
-use crate::messaging::thread_root;
+use crate::store::messages;
 
 pub(super) async fn apply(
     tx: &mut SqliteConnection,
@@ -16,7 +16,7 @@ pub(super) async fn apply(
     mentions: &[String],
 ) -> Result<Vec<Event>> {
     // A reply to a message this device never had still shows, at top level.
-    let parent = thread_root(tx, message.group_id, parent).await?;
+    let parent = messages::thread_root(tx, message.group_id, parent).await?;
     message
         .insert(tx, "reply", parent.as_deref(), body, mentions)
         .await?;

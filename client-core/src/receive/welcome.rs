@@ -7,12 +7,11 @@ use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 use sqlx::SqliteConnection;
 
-use super::unique_name;
 use crate::client::Client;
 use crate::error::Result;
 use crate::event::Event;
 use crate::group::join_config;
-use crate::store::TxProvider;
+use crate::store::{TxProvider, channels, pending};
 
 impl Client {
     /// Joins a group from its Welcome; `rejoining` names the channel this
@@ -48,24 +47,13 @@ impl Client {
         if let Some(name) = rejoining {
             // Same channel, same name and history; what we did in the old
             // membership (a pending commit, an owed announcement) is void.
-            sqlx::query("UPDATE channels SET active = 1, processed_seq = $2 WHERE group_id = $1")
-                .bind(&delivered.group_id)
-                .bind(delivered.seq as i64)
-                .execute(&mut *tx)
-                .await?;
-            for stale in [
-                "DELETE FROM pending_commits WHERE group_id = $1",
-                "DELETE FROM announcements WHERE group_id = $1",
-            ] {
-                sqlx::query(stale)
-                    .bind(&delivered.group_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            channels::rejoin(tx, &delivered.group_id, delivered.seq).await?;
+            pending::forget_commit(tx, &delivered.group_id).await?;
+            pending::announced(tx, &delivered.group_id).await?;
             return Ok(vec![Event::Joined { channel: name }]);
         }
         // Until the inviter's channel info arrives, the channel goes by its id.
-        let name = unique_name(
+        let name = channels::unique_name(
             tx,
             &format!(
                 "channel-{}",
@@ -73,14 +61,15 @@ impl Client {
             ),
         )
         .await?;
-        sqlx::query(
-            "INSERT INTO channels (group_id, name, processed_seq, active, named) VALUES ($1, $2, $3, 1, 0)",
-        )
-        .bind(&delivered.group_id)
-        .bind(&name)
-        .bind(delivered.seq as i64)
-        .execute(&mut *tx)
-        .await?;
+        let channel = channels::NewChannel {
+            group_id: &delivered.group_id,
+            name: &name,
+            processed_seq: delivered.seq,
+            kind: "channel",
+            topic: "",
+            named: false,
+        };
+        channels::insert(tx, &channel).await?;
         Ok(vec![Event::Joined { channel: name }])
     }
 }
