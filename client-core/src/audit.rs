@@ -19,10 +19,12 @@ use conclave_proto::{
     AuditEntriesAnswer, ClientAddress, ConsistencyProofAnswer, DeviceName, DeviceProofsAnswer,
     DeviceProofsBody, InclusionProofAnswer, ProvenDevice, RegistrationProof, routes,
 };
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::{Connection, SqliteConnection};
 
-use crate::client::{Client, Event};
+use crate::client::Client;
 use crate::error::{ClientError, Result};
+use crate::event::Event;
+use crate::store::{devices, transparency};
 use crate::transport::unix_now;
 
 /// Something the owner must look at: a device this client refused, or a
@@ -208,12 +210,9 @@ impl Client {
     /// compare it out of band with other users' to detect a split view.
     pub async fn latest_checkpoint(&self) -> Result<Option<String>> {
         let mut db = self.inner.db.lock().await;
-        Ok(
-            sqlx::query("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1")
-                .fetch_optional(&mut *db)
-                .await?
-                .map(|r| r.get(0)),
-        )
+        Ok(transparency::newest_checkpoint(&mut db)
+            .await?
+            .map(|checkpoint| checkpoint.note))
     }
 
     /// Fetches and verifies a fresh checkpoint, through the proof of this
@@ -236,24 +235,15 @@ impl Client {
     /// returned before (and marks them seen).
     pub async fn security_alerts(&self, only_unseen: bool) -> Result<Vec<SecurityAlert>> {
         let mut db = self.inner.db.lock().await;
-        let rows = sqlx::query(
-            "SELECT at, username, device_id, reason, kind FROM security_alerts
-             WHERE shown = 0 OR $1 = 0 ORDER BY id",
-        )
-        .bind(only_unseen)
-        .fetch_all(&mut *db)
-        .await?;
-        sqlx::query("UPDATE security_alerts SET shown = 1")
-            .execute(&mut *db)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| SecurityAlert {
-                at: r.get::<i64, _>(0).try_into().unwrap_or(0),
-                kind: AlertKind::parse(r.get(4)),
-                username: r.get(1),
-                device_id: r.get(2),
-                reason: r.get(3),
+        Ok(transparency::take_alerts(&mut db, only_unseen)
+            .await?
+            .into_iter()
+            .map(|stored| SecurityAlert {
+                at: stored.at,
+                kind: AlertKind::parse(&stored.kind),
+                username: stored.username,
+                device_id: stored.device_id,
+                reason: stored.reason,
             })
             .collect())
     }
@@ -316,16 +306,15 @@ impl Client {
 
     async fn raise_alert(&self, username: &str, device_id: &str, reason: &str) -> Result<()> {
         tracing::warn!(%username, %device_id, %reason, "key transparency check failed");
+        let stored = transparency::StoredAlert {
+            at: unix_now(),
+            username: username.to_owned(),
+            device_id: device_id.to_owned(),
+            reason: reason.to_owned(),
+            kind: AlertKind::KeyTransparency.as_str().to_owned(),
+        };
         let mut db = self.inner.db.lock().await;
-        sqlx::query(
-            "INSERT INTO security_alerts (at, username, device_id, reason) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(i64::try_from(unix_now()).unwrap_or(i64::MAX))
-        .bind(username)
-        .bind(device_id)
-        .bind(reason)
-        .execute(&mut *db)
-        .await?;
+        transparency::add_alert(&mut db, &stored).await?;
         drop(db);
         let _ = self.inner.events.send(Event::SecurityAlert(SecurityAlert {
             at: unix_now(),
@@ -374,14 +363,7 @@ impl Client {
             let known = if refresh {
                 None
             } else {
-                sqlx::query(
-                    "SELECT public_key FROM verified_devices WHERE device_id = $1 AND username = $2",
-                )
-                .bind(device.device_id)
-                .bind(device.username)
-                .fetch_optional(&mut *db)
-                .await?
-                .map(|r| r.get::<Vec<u8>, _>(0))
+                devices::verified_key(&mut db, device.username, device.device_id).await?
             };
             outcomes.push((known.as_deref() == Some(device.public_key)).then_some(Ok(())));
         }
@@ -437,27 +419,24 @@ impl Client {
 
         let mut db = self.inner.db.lock().await;
         let mut tx = sqlx::Connection::begin(&mut *db).await?;
-        sqlx::query(
-            "INSERT OR IGNORE INTO checkpoints (size, root_hash, note) VALUES ($1, $2, $3)",
+        transparency::add_checkpoint(
+            &mut tx,
+            checkpoint.size(),
+            checkpoint.root_hash().as_slice(),
+            note_text,
         )
-        .bind(i64::try_from(checkpoint.size()).unwrap_or(i64::MAX))
-        .bind(checkpoint.root_hash().to_vec())
-        .bind(note_text)
-        .execute(&mut *tx)
         .await?;
         for (&i, entry) in asked.iter().zip(proven) {
             let device = &devices[i];
             let outcome = match verified_registration(entry, device, &checkpoint) {
                 Ok(index) => {
-                    sqlx::query(
-                        "INSERT OR REPLACE INTO verified_devices (device_id, username, public_key, leaf_index)
-                         VALUES ($1, $2, $3, $4)",
+                    devices::set_verified(
+                        &mut tx,
+                        device.username,
+                        device.device_id,
+                        device.public_key,
+                        index,
                     )
-                    .bind(device.device_id)
-                    .bind(device.username)
-                    .bind(device.public_key)
-                    .bind(i64::try_from(index).unwrap_or(i64::MAX))
-                    .execute(&mut *tx)
                     .await?;
                     Ok(())
                 }
@@ -588,40 +567,27 @@ fn verified_registration(
 }
 
 async fn pinned_key(db: &mut SqliteConnection) -> Result<Option<VerifierKey>> {
-    let Some(row) = sqlx::query("SELECT verifier_key FROM log_key WHERE id = 1")
-        .fetch_optional(&mut *db)
-        .await?
-    else {
+    let Some(text) = transparency::log_key(db).await? else {
         return Ok(None);
     };
-    VerifierKey::parse(row.get::<&str, _>(0))
+    VerifierKey::parse(&text)
         .map(Some)
         .map_err(|e| ClientError::store(format!("pinned log key: {e}")))
 }
 
 async fn store_key(db: &mut SqliteConnection, key: &VerifierKey) -> Result<()> {
-    sqlx::query("INSERT INTO log_key (id, verifier_key) VALUES (1, $1)")
-        .bind(key.to_string())
-        .execute(&mut *db)
-        .await?;
-    Ok(())
+    transparency::pin_log_key(db, &key.to_string()).await
 }
 
 async fn newest_checkpoint(db: &mut SqliteConnection) -> Result<Option<Checkpoint>> {
-    let Some(row) =
-        sqlx::query("SELECT size, root_hash, note FROM checkpoints ORDER BY size DESC LIMIT 1")
-            .fetch_optional(&mut *db)
-            .await?
-    else {
+    let Some(stored) = transparency::newest_checkpoint(db).await? else {
         return Ok(None);
     };
-    let root: Vec<u8> = row.get(1);
-    let root =
-        Hash::try_from(root).map_err(|_| ClientError::store("stored checkpoint is corrupt"))?;
-    let note: String = row.get(2);
+    let root = Hash::try_from(stored.root_hash)
+        .map_err(|_| ClientError::store("stored checkpoint is corrupt"))?;
     // Stored only after verification; the origin comes from the note.
-    let origin = note.lines().next().unwrap_or_default().to_owned();
-    Checkpoint::new(&origin, row.get::<i64, _>(0).try_into().unwrap_or(0), root)
+    let origin = stored.note.lines().next().unwrap_or_default().to_owned();
+    Checkpoint::new(&origin, stored.size, root)
         .map(Some)
         .map_err(|e| ClientError::store(format!("stored checkpoint: {e}")))
 }
@@ -665,29 +631,17 @@ impl Client {
         {
             let mut db = self.inner.db.lock().await;
             let mut tx = db.begin().await?;
-            let first_look = sqlx::query("SELECT COUNT(*) FROM seen_account_changes")
-                .fetch_one(&mut *tx)
-                .await?
-                .get::<i64, _>(0)
-                == 0;
+            let first_look = transparency::no_account_change_seen(&mut tx).await?;
             if first_look {
                 // A marker, so that a device whose account had no changes yet
                 // still tells the first one.
-                sqlx::query("INSERT OR IGNORE INTO seen_account_changes (id) VALUES (0)")
-                    .execute(&mut *tx)
-                    .await?;
+                transparency::see_account_change(&mut tx, 0).await?;
             }
             for change in list {
                 let Ok(id) = i64::try_from(change.id) else {
                     continue;
                 };
-                let new =
-                    sqlx::query("INSERT OR IGNORE INTO seen_account_changes (id) VALUES ($1)")
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                        == 1;
+                let new = transparency::see_account_change(&mut tx, id).await?;
                 let by = change.device_id.as_deref().unwrap_or_default();
                 if !new || first_look || by == me {
                     continue;
@@ -699,17 +653,14 @@ impl Client {
                     device_id: by.to_owned(),
                     reason: describe_change(&change.kind, change.detail.as_deref()),
                 };
-                sqlx::query(
-                    "INSERT INTO security_alerts (at, username, device_id, reason, kind)
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(i64::try_from(alert.at).unwrap_or(i64::MAX))
-                .bind(&alert.username)
-                .bind(&alert.device_id)
-                .bind(&alert.reason)
-                .bind(alert.kind.as_str())
-                .execute(&mut *tx)
-                .await?;
+                let stored = transparency::StoredAlert {
+                    at: alert.at,
+                    username: alert.username.clone(),
+                    device_id: alert.device_id.clone(),
+                    reason: alert.reason.clone(),
+                    kind: alert.kind.as_str().to_owned(),
+                };
+                transparency::add_alert(&mut tx, &stored).await?;
                 alerts.push(alert);
             }
             tx.commit().await?;

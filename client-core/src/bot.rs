@@ -80,13 +80,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqliteConnection};
 
-use crate::client::{Client, retry_delay};
+use crate::client::Client;
 use crate::content::{Content, mentions_in};
 use crate::error::{ClientError, Result};
+use crate::retry::retry_delay;
+use crate::store::{bot_state, inbox, messages};
 use crate::transport::{BoxFuture, TransportError};
 
 /// What a handler returns when it fails. The bot tells the invoker, unless
@@ -228,10 +228,7 @@ impl Bot {
             let id = request.inner.inbox_id;
             if self.handle(request).await? {
                 let mut db = self.client.inner.db.lock().await;
-                sqlx::query("DELETE FROM bot_inbox WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *db)
-                    .await?;
+                inbox::remove(&mut db, id).await?;
                 handled += 1;
             } else {
                 // The relay is out of reach: keep it, and the rest, for later.
@@ -300,32 +297,24 @@ impl Bot {
 
     async fn next_waiting(&self) -> Result<Option<Request>> {
         let mut db = self.client.inner.db.lock().await;
-        let Some(row) = sqlx::query(
-            "SELECT b.id, b.group_id, b.message_id, b.sender, b.command, b.body, b.parent_id,
-                    b.reply_key, c.name
-             FROM bot_inbox b JOIN channels c ON c.group_id = b.group_id
-             ORDER BY b.id LIMIT 1",
-        )
-        .fetch_optional(&mut *db)
-        .await?
-        else {
+        let Some(waiting) = inbox::oldest(&mut db).await? else {
             return Ok(None);
         };
         Ok(Some(Request {
             inner: Arc::new(RequestInner {
                 client: self.client.clone(),
-                inbox_id: row.get(0),
-                group_id: row.get(1),
-                message_id: row.get(2),
-                sender: row.get(3),
-                command: row.get(4),
-                text: row.get(5),
-                parent: row.get(6),
+                inbox_id: waiting.id,
+                group_id: waiting.group_id,
+                message_id: waiting.message_id,
+                sender: waiting.sender,
+                command: waiting.command,
+                text: waiting.body,
+                parent: waiting.parent,
                 idempotency_key: hex::encode(
-                    &Sha256::digest(format!("idempotency:{}", row.get::<String, _>(7)))[..16],
+                    &Sha256::digest(format!("idempotency:{}", waiting.reply_key))[..16],
                 ),
-                reply_key: row.get(7),
-                channel: row.get(8),
+                reply_key: waiting.reply_key,
+                channel: waiting.channel,
                 replies: AtomicU32::new(0),
             }),
         }))
@@ -513,14 +502,7 @@ impl Client {
         let message_id = hex::encode(&Sha256::digest(&signature[..])[..16]);
         {
             let mut db = self.inner.db.lock().await;
-            let sent =
-                sqlx::query("SELECT 1 FROM seen_messages WHERE group_id = $1 AND message_id = $2")
-                    .bind(group_id)
-                    .bind(&message_id)
-                    .fetch_optional(&mut *db)
-                    .await?
-                    .is_some();
-            if sent {
+            if messages::seen(&mut db, group_id, &message_id).await? {
                 return Ok(None);
             }
         }
@@ -533,25 +515,13 @@ impl Client {
     /// say), or `None`.
     pub async fn bot_state(&self, key: &str) -> Result<Option<String>> {
         let mut db = self.inner.db.lock().await;
-        Ok(sqlx::query("SELECT value FROM bot_state WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&mut *db)
-            .await?
-            .map(|r| r.get(0)))
+        bot_state::get(&mut db, key).await
     }
 
     /// Every `(key, value)` kept under keys starting with `prefix`, by key.
     pub async fn bot_states(&self, prefix: &str) -> Result<Vec<(String, String)>> {
         let mut db = self.inner.db.lock().await;
-        Ok(sqlx::query(
-            "SELECT key, value FROM bot_state WHERE substr(key, 1, length($1)) = $1 ORDER BY key",
-        )
-        .bind(prefix)
-        .fetch_all(&mut *db)
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect())
+        bot_state::with_prefix(&mut db, prefix).await
     }
 
     /// Keeps `value` under `key` (durably, in the device's store), or
@@ -559,55 +529,10 @@ impl Client {
     pub async fn set_bot_state(&self, key: &str, value: Option<&str>) -> Result<()> {
         let mut db = self.inner.db.lock().await;
         match value {
-            Some(value) => {
-                sqlx::query(
-                    "INSERT INTO bot_state (key, value) VALUES ($1, $2)
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                )
-                .bind(key)
-                .bind(value)
-                .execute(&mut *db)
-                .await?
-            }
-            None => {
-                sqlx::query("DELETE FROM bot_state WHERE key = $1")
-                    .bind(key)
-                    .execute(&mut *db)
-                    .await?
-            }
-        };
-        Ok(())
+            Some(value) => bot_state::set(&mut db, key, value).await,
+            None => bot_state::forget(&mut db, key).await,
+        }
     }
-}
-
-/// Puts a command (or, for a message handler, a message) in the inbox, in
-/// the transaction that stores the message.
-pub(crate) async fn enqueue(
-    tx: &mut SqliteConnection,
-    group_id: &str,
-    message_id: &str,
-    sender: &str,
-    command: Option<&str>,
-    body: &str,
-    parent: Option<&str>,
-) -> Result<()> {
-    let mut key = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut key);
-    sqlx::query(
-        "INSERT OR IGNORE INTO bot_inbox
-             (group_id, message_id, sender, command, body, parent_id, reply_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(group_id)
-    .bind(message_id)
-    .bind(sender)
-    .bind(command)
-    .bind(body)
-    .bind(parent)
-    .bind(hex::encode(key))
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }
 
 /// Errors a bot cannot retry its way out of.

@@ -27,9 +27,11 @@ use rand::RngCore;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::client::{Client, FileInfo};
+use crate::client::Client;
 use crate::content::{Content, FileRef, MAX_BODY, SecretText, is_file_name};
 use crate::error::{ClientError, Result};
+use crate::history_entry::FileInfo;
+use crate::store::messages;
 
 /// Called as a transfer goes: bytes done so far, bytes in all.
 pub trait Progress: FnMut(u64, u64) + Send {}
@@ -205,17 +207,13 @@ impl Client {
         let group_id = self.active_channel(channel).await?;
         let reference = {
             let mut db = self.inner.db.lock().await;
-            match crate::messaging::attachment_of(&mut db, &group_id, message).await? {
+            match messages::attachment_of(&mut db, &group_id, message).await? {
                 Some(reference) => reference,
                 None => {
                     // Named as the user names it: by its number.
-                    let seq: Option<i64> = sqlx::query_scalar(
-                        "SELECT seq FROM history WHERE group_id = $1 AND message_id = $2",
-                    )
-                    .bind(&group_id)
-                    .bind(message)
-                    .fetch_optional(&mut *db)
-                    .await?;
+                    let seq = messages::find(&mut db, &group_id, message)
+                        .await?
+                        .map(|(seq, _)| seq);
                     let named =
                         seq.map_or_else(|| "that message".to_owned(), |seq| format!("#{seq}"));
                     return Err(ClientError::Invalid(format!(

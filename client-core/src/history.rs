@@ -20,12 +20,12 @@
 
 use conclave_proto::{HistorySharingAnswer, HistorySharingBody, routes};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
-use crate::client::{Client, Event};
+use crate::client::Client;
 use crate::content::{Content, FileRef};
 use crate::error::{ClientError, Result};
-use crate::messaging::to_i64;
+use crate::event::Event;
+use crate::store::{channels, messages, pending, reactions};
 
 /// Most messages one bundle carries (the latest ones).
 pub const MAX_BUNDLE_MESSAGES: usize = 10_000;
@@ -103,7 +103,7 @@ impl Client {
             let file = match e.file {
                 Some(_) => {
                     let mut db = self.inner.db.lock().await;
-                    crate::messaging::attachment_of(&mut db, &group_id, &e.id).await?
+                    messages::attachment_of(&mut db, &group_id, &e.id).await?
                 }
                 None => None,
             };
@@ -164,20 +164,18 @@ impl Client {
     /// Fetches the history bundles handed to this account and adds what they
     /// hold. A bundle that fails its checks is dropped with a warning.
     pub(crate) async fn import_shared_history(&self) -> Result<Vec<Event>> {
-        let pending: Vec<(String, String, String, String)> = {
+        let pending = {
             let mut db = self.inner.db.lock().await;
-            sqlx::query(
-                "SELECT i.group_id, i.message_id, i.sender, i.reference FROM history_imports i
-                 JOIN channels c ON c.group_id = i.group_id AND c.active = 1",
-            )
-            .fetch_all(&mut *db)
-            .await?
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect()
+            pending::imports(&mut db).await?
         };
         let mut events = Vec::new();
-        for (group_id, message_id, sender, reference) in pending {
+        for import in pending {
+            let pending::Import {
+                group_id,
+                message_id,
+                sender,
+                reference,
+            } = import;
             let outcome = async {
                 let reference: FileRef =
                     serde_json::from_str(&reference).map_err(ClientError::store)?;
@@ -201,11 +199,7 @@ impl Client {
                 Err(e) => tracing::warn!(group = %group_id, error = %e, "history bundle dropped"),
             }
             let mut db = self.inner.db.lock().await;
-            sqlx::query("DELETE FROM history_imports WHERE group_id = $1 AND message_id = $2")
-                .bind(&group_id)
-                .bind(&message_id)
-                .execute(&mut *db)
-                .await?;
+            pending::imported(&mut db, &group_id, &message_id).await?;
         }
         Ok(events)
     }
@@ -223,11 +217,7 @@ impl Client {
         }
         let mut db = self.inner.db.lock().await;
         let mut tx = sqlx::Connection::begin(&mut *db).await?;
-        let channel: String = sqlx::query("SELECT name FROM channels WHERE group_id = $1")
-            .bind(group_id)
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
+        let channel = channels::name(&mut tx, group_id).await?;
         let (mut added, mut newest) = (0u64, 0u64);
         for message in bundle.messages.iter().take(MAX_BUNDLE_MESSAGES) {
             let file_fine = message
@@ -242,42 +232,21 @@ impl Client {
             if !fine {
                 continue;
             }
-            let kind = if message.file.is_some() {
-                "file"
-            } else {
-                "text"
+            let row = messages::SharedRow {
+                group_id,
+                seq: message.seq,
+                sender: &message.sender,
+                device: &message.device,
+                message_id: &message.id,
+                parent: message.parent.as_deref(),
+                body: &message.text,
+                at: message.at,
+                edited: message.edited,
+                shared_by: from,
+                file: message.file.as_ref(),
             };
             // Messages this device has (or had) stay as MLS delivered them.
-            let inserted = sqlx::query(
-                "INSERT OR IGNORE INTO history
-                   (group_id, seq, sender, device, body, message_id, kind, parent_id, mentions, at, edited, shared_by, attachment)
-                 SELECT $1, $2, $3, $4, $5, $6, $11, $7, '', $8, $9, $10, $12
-                 WHERE NOT EXISTS (SELECT 1 FROM seen_messages WHERE group_id = $1 AND message_id = $6)
-                   AND NOT EXISTS (SELECT 1 FROM history WHERE group_id = $1 AND message_id = $6)",
-            )
-            .bind(group_id)
-            .bind(to_i64(message.seq))
-            .bind(&message.sender)
-            .bind(&message.device)
-            .bind(&message.text)
-            .bind(&message.id)
-            .bind(message.parent.as_deref())
-            .bind(to_i64(message.at))
-            .bind(i64::from(message.edited))
-            .bind(from)
-            .bind(kind)
-            .bind(
-                message
-                    .file
-                    .as_ref()
-                    .map(serde_json::to_string)
-                    .transpose()
-                    .map_err(ClientError::store)?,
-            )
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
+            let inserted = messages::insert_shared(&mut tx, &row).await?;
             if inserted {
                 added += 1;
                 newest = newest.max(message.seq);
@@ -289,33 +258,15 @@ impl Client {
                         if conclave_crypto::Username::parse(user).is_err() {
                             continue;
                         }
-                        sqlx::query(
-                            "INSERT OR IGNORE INTO reactions (group_id, message_id, username, emoji)
-                             VALUES ($1, $2, $3, $4)",
-                        )
-                        .bind(group_id)
-                        .bind(&message.id)
-                        .bind(user)
-                        .bind(&reaction.emoji)
-                        .execute(&mut *tx)
-                        .await?;
+                        reactions::set(&mut tx, group_id, &message.id, user, &reaction.emoji, true)
+                            .await?;
                     }
                 }
-                sqlx::query("INSERT INTO search_index (body, group_id, seq) VALUES ($1, $2, $3)")
-                    .bind(&message.text)
-                    .bind(group_id)
-                    .bind(to_i64(message.seq))
-                    .execute(&mut *tx)
-                    .await?;
             }
         }
         // Earlier messages are not unread.
         if added > 0 {
-            sqlx::query("UPDATE channels SET read_seq = $2 WHERE group_id = $1 AND read_seq < $2")
-                .bind(group_id)
-                .bind(to_i64(newest))
-                .execute(&mut *tx)
-                .await?;
+            channels::move_read(&mut tx, group_id, newest).await?;
         }
         tx.commit().await?;
         Ok((added > 0).then(|| Event::HistoryReceived {

@@ -28,11 +28,13 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use conclave_crypto::{DeviceKey, Username};
 use rand::RngCore;
-use sqlx::{Row, SqliteConnection};
+use sqlx::SqliteConnection;
 use zeroize::Zeroizing;
 
-use crate::client::{Client, Identity};
+use crate::client::Client;
 use crate::error::{ClientError, Result};
+use crate::identity::Identity;
+use crate::store;
 use crate::transport::Transport;
 
 /// A local passphrase: it unseals this device's key on this machine, and is
@@ -372,25 +374,19 @@ impl AtRest {
 /// Reads the stored identity: the usable one if its key is in clear, and
 /// what is known of it either way.
 pub(crate) async fn load(db: &mut SqliteConnection) -> Result<(Option<Identity>, AtRest)> {
-    let Some(row) = sqlx::query(
-        "SELECT username, bot_owner, protection, device_secret, sealed_key, device_id \
-         FROM identity WHERE id = 1",
-    )
-    .fetch_optional(&mut *db)
-    .await?
-    else {
+    let Some(stored) = store::identity::load(db).await? else {
         return Ok((None, AtRest::new(KeyStatus::NotLoggedIn)));
     };
-    let username = Username::parse(row.get::<&str, _>(0)).map_err(ClientError::store)?;
-    let bot_owner = row
-        .get::<Option<String>, _>(1)
+    let username = Username::parse(&stored.username).map_err(ClientError::store)?;
+    let bot_owner = stored
+        .bot_owner
         .map(|o| Username::parse(&o).map_err(ClientError::store))
         .transpose()?;
-    let protection: String = row.get(2);
+    let protection = stored.protection;
     if protection == "sealed" {
-        let sealed: Vec<u8> = row.get(4);
-        let device_id: String = row
-            .get::<Option<String>, _>(5)
+        let sealed: Vec<u8> = stored.sealed_key.unwrap_or_default();
+        let device_id: String = stored
+            .device_id
             .ok_or_else(|| ClientError::store("the sealed device key has no device id"))?;
         header(&sealed)?;
         let mut at_rest = AtRest::new(KeyStatus::Locked);
@@ -398,9 +394,8 @@ pub(crate) async fn load(db: &mut SqliteConnection) -> Result<(Option<Identity>,
         at_rest.sealed = Some(sealed);
         return Ok((None, at_rest));
     }
-    let secret: Zeroizing<Vec<u8>> =
-        Zeroizing::new(row.get::<Option<Vec<u8>>, _>(3).unwrap_or_default());
-    let secret: &[u8; 32] = secret
+    let secret: &[u8; 32] = stored
+        .device_secret
         .as_slice()
         .try_into()
         .map_err(|_| ClientError::store("device key is corrupt"))?;
@@ -565,20 +560,10 @@ impl Client {
             &device_id,
         )?;
         let mut db = self.inner.db.lock().await;
-        sqlx::query(
-            "UPDATE identity SET protection = 'sealed', device_secret = NULL, \
-             sealed_key = $1, device_id = $2 WHERE id = 1",
-        )
-        .bind(&sealed)
-        .bind(&device_id)
-        .execute(&mut *db)
-        .await?;
+        store::identity::seal(&mut db, &sealed, &device_id).await?;
         // secure_delete zeroed the old cell; the log still holds the page
         // as it was: copy the new one into the main file and empty the log.
-        let busy: i64 = sqlx::query_scalar("PRAGMA wal_checkpoint(TRUNCATE)")
-            .fetch_one(&mut *db)
-            .await?;
-        if busy != 0 {
+        if !store::empty_log(&mut db).await? {
             tracing::warn!(
                 "the store's log could not be emptied; the clear key may remain in conclave.db-wal until the next checkpoint"
             );
@@ -639,26 +624,16 @@ impl Client {
         let mut db = self.inner.db.lock().await;
         match &sealing {
             Some((sealed, _)) => {
-                sqlx::query(
-                    "INSERT INTO identity (id, username, protection, sealed_key, device_id) \
-                     VALUES (1, $1, 'sealed', $2, $3)",
-                )
-                .bind(name.as_str())
-                .bind(sealed)
-                .bind(&device_id)
-                .execute(&mut *db)
-                .await?;
+                store::identity::insert_sealed(&mut db, name.as_str(), sealed, &device_id).await?;
             }
             None => {
                 let secret = key.to_secret_bytes();
-                sqlx::query(
-                    "INSERT INTO identity (id, username, protection, device_secret, device_id) \
-                     VALUES (1, $1, 'unprotected', $2, $3)",
+                store::identity::insert_unprotected(
+                    &mut db,
+                    name.as_str(),
+                    &secret[..],
+                    &device_id,
                 )
-                .bind(name.as_str())
-                .bind(&secret[..])
-                .bind(&device_id)
-                .execute(&mut *db)
                 .await?;
             }
         }

@@ -50,18 +50,28 @@
 mod account;
 mod audit;
 mod bot;
+mod channel;
 mod client;
 mod commands;
 mod content;
 mod error;
+mod event;
 mod files;
+mod group;
 mod history;
+mod history_entry;
 mod https;
+mod identity;
 mod key_at_rest;
+mod membership;
 mod messaging;
 mod public;
+mod receive;
+mod retry;
+mod send;
 mod settings;
 mod store;
+mod sync;
 mod transport;
 mod webhook;
 
@@ -75,7 +85,8 @@ pub use account::{
 };
 pub use audit::{AlertKind, AuditPage, SecurityAlert};
 pub use bot::{Bot, HandlerError, HttpCaller, MAX_CALL_ANSWER, Request};
-pub use client::{Channel, ChannelState, Client, Event, FileInfo, HistoryEntry, Member, Reaction};
+pub use channel::{Channel, ChannelState, Member};
+pub use client::Client;
 pub use commands::{CommandSent, SlashCommand};
 /// The log's sans-IO verification (proofs, notes, checkpoints, events), for
 /// clients that check more than client-core does for them.
@@ -83,8 +94,10 @@ pub use conclave_audit as transparency;
 pub use conclave_crypto::{NEW_PASSWORD_CHARS, check_new_password, is_command_name};
 pub use content::{Content, Decoded, FileRef, SecretText, reaction_emoji};
 pub use error::{ClientError, Result};
+pub use event::Event;
 pub use files::Progress;
 pub use history::MAX_BUNDLE_MESSAGES;
+pub use history_entry::{FileInfo, HistoryEntry, Reaction};
 pub use https::{HttpsTransport, ServerTrust};
 pub use key_at_rest::{KeyProtection, KeyStatus, LocalPassphrase, SealedUnder, UnlockKey};
 pub use messaging::{Reacted, SearchQuery};

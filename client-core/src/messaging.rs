@@ -1,27 +1,21 @@
-//! Threads, reactions, edits, deletes and search: how received content
-//! changes the local history, and the calls that send it.
+//! Threads, reactions, edits, deletes, direct messages and search: the
+//! calls that send them, and the local history they read. How received
+//! content changes that history is in `receive/`, one file per kind.
 //!
-//! Every rule is enforced by each receiver on its own: an edit or a delete
-//! counts only from the author of the message it names, a reaction only on a
-//! message of the same channel, and a message id seen before in a channel is
-//! a replay and is dropped. Search runs on the local full-text index (SQLite
-//! FTS5); nothing about it leaves the device.
+//! Search runs on the local full-text index (SQLite FTS5); nothing about it
+//! leaves the device.
 
 use conclave_proto::{
     ChannelNameAnswer, ChannelNameBody, ChannelTopicAnswer, ChannelTopicBody, ErrorCode, routes,
 };
-use sqlx::{Row, SqliteConnection};
+use sqlx::SqliteConnection;
 
-use crate::client::{Client, Event, FileInfo, HistoryEntry, Reaction};
-use crate::content::{Content, Decoded, FileRef, is_message_id, mentions_in, reaction_emoji};
+use crate::channel::validate_channel_name;
+use crate::client::Client;
+use crate::content::{Content, is_message_id, mentions_in, reaction_emoji};
 use crate::error::{ClientError, Result};
-use crate::transport::unix_now;
-
-/// Who sent a message, as its MLS credential says.
-pub(crate) struct Author<'a> {
-    pub(crate) user: &'a str,
-    pub(crate) device: &'a str,
-}
+use crate::history_entry::HistoryEntry;
+use crate::store::{channels, devices, messages, reactions};
 
 /// What a search looks for; every part is optional but the words.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,10 +30,6 @@ pub struct SearchQuery {
     pub since: Option<u64>,
     /// Only messages received before this Unix time.
     pub until: Option<u64>,
-}
-
-pub(crate) fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// Turns typed words into an FTS5 query that cannot be a syntax error:
@@ -59,471 +49,6 @@ fn fts_query(words: &str) -> Option<String> {
     (!terms.is_empty()).then(|| terms.join(" "))
 }
 
-/// Who is reading: this device's account, and whether it is a bot (a bot's
-/// inbox gets the messages its handlers answer).
-pub(crate) struct Reader<'a> {
-    pub(crate) user: &'a str,
-    pub(crate) bot: bool,
-}
-
-/// Applies one received (or own, accepted) message to the history.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn apply_content(
-    tx: &mut SqliteConnection,
-    group_id: &str,
-    channel: &str,
-    seq: u64,
-    author: Author<'_>,
-    message_id: &str,
-    decoded: Decoded,
-    reader: Reader<'_>,
-) -> Result<Vec<Event>> {
-    let me = reader.user;
-    // One id, one message: a member replaying someone's content under a new
-    // MLS message gets nowhere.
-    let fresh = sqlx::query(
-        "INSERT OR IGNORE INTO seen_messages (group_id, message_id, seq) VALUES ($1, $2, $3)",
-    )
-    .bind(group_id)
-    .bind(message_id)
-    .bind(to_i64(seq))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !fresh {
-        tracing::warn!(group = %group_id, seq, "a message id seen before: replay dropped");
-        return Ok(Vec::new());
-    }
-    let now = unix_now();
-    let mut events = Vec::new();
-    let content = match decoded {
-        Decoded::Known(content) => content,
-        Decoded::Unsupported => {
-            insert_row(
-                tx,
-                group_id,
-                seq,
-                &author,
-                message_id,
-                "unsupported",
-                None,
-                "",
-                &[],
-                now,
-            )
-            .await?;
-            events.push(Event::Message(
-                entry(tx, group_id, channel, message_id).await?,
-            ));
-            return Ok(events);
-        }
-    };
-    match content {
-        Content::Text { body, mentions } => {
-            insert_row(
-                tx, group_id, seq, &author, message_id, "text", None, &body, &mentions, now,
-            )
-            .await?;
-            let message = entry(tx, group_id, channel, message_id).await?;
-            events.extend(notifications(tx, group_id, &message, &mentions, me).await?);
-            if author.user != me && reader.bot {
-                crate::bot::enqueue(tx, group_id, message_id, author.user, None, &body, None)
-                    .await?;
-            }
-            events.push(Event::Message(message));
-        }
-        Content::Reply {
-            parent,
-            body,
-            mentions,
-        } => {
-            // A reply to a message this device never had still shows, at
-            // top level; one to a reply joins the thread of that reply's
-            // root (threads are one level deep, as every client shows them).
-            let parent = thread_root(tx, group_id, &parent).await?;
-            insert_row(
-                tx,
-                group_id,
-                seq,
-                &author,
-                message_id,
-                "reply",
-                parent.as_deref(),
-                &body,
-                &mentions,
-                now,
-            )
-            .await?;
-            let message = entry(tx, group_id, channel, message_id).await?;
-            events.extend(notifications(tx, group_id, &message, &mentions, me).await?);
-            if author.user != me && reader.bot {
-                let parent = parent.as_deref();
-                crate::bot::enqueue(tx, group_id, message_id, author.user, None, &body, parent)
-                    .await?;
-            }
-            events.push(Event::Message(message));
-        }
-        Content::Reaction { target, emoji, add } => {
-            if find(tx, group_id, &target).await?.is_none() {
-                tracing::debug!(group = %group_id, seq, "reaction to an unknown message ignored");
-                return Ok(events);
-            }
-            let statement = if add {
-                "INSERT OR IGNORE INTO reactions (group_id, message_id, username, emoji) VALUES ($1, $2, $3, $4)"
-            } else {
-                "DELETE FROM reactions WHERE group_id = $1 AND message_id = $2 AND username = $3 AND emoji = $4"
-            };
-            sqlx::query(statement)
-                .bind(group_id)
-                .bind(&target)
-                .bind(author.user)
-                .bind(&emoji)
-                .execute(&mut *tx)
-                .await?;
-            events.push(Event::Reacted {
-                channel: channel.to_owned(),
-                message_id: target,
-                user: author.user.to_owned(),
-                emoji,
-                added: add,
-            });
-        }
-        Content::Edit { target, body } => {
-            let Some((seq_of_target, owner)) = find(tx, group_id, &target).await? else {
-                return Ok(events);
-            };
-            if owner != author.user {
-                tracing::warn!(group = %group_id, seq, "an edit of someone else's message ignored");
-                return Ok(events);
-            }
-            let changed = sqlx::query(
-                "UPDATE history SET body = $3, edited = 1, mentions = $4
-                 WHERE group_id = $1 AND message_id = $2 AND deleted = 0",
-            )
-            .bind(group_id)
-            .bind(&target)
-            .bind(&body)
-            .bind(mentions_in(&body).join(" "))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if changed {
-                let indexed = match attachment_of(tx, group_id, &target).await? {
-                    Some(file) => format!("{} {body}", file.name),
-                    None => body.clone(),
-                };
-                reindex(tx, group_id, seq_of_target, Some(&indexed)).await?;
-                events.push(Event::Edited(entry(tx, group_id, channel, &target).await?));
-            }
-        }
-        Content::Delete { target } => {
-            let Some((seq_of_target, owner)) = find(tx, group_id, &target).await? else {
-                return Ok(events);
-            };
-            if owner != author.user {
-                tracing::warn!(group = %group_id, seq, "a delete of someone else's message ignored");
-                return Ok(events);
-            }
-            sqlx::query(
-                "UPDATE history SET body = '', deleted = 1, mentions = '', attachment = NULL
-                 WHERE group_id = $1 AND message_id = $2",
-            )
-            .bind(group_id)
-            .bind(&target)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM reactions WHERE group_id = $1 AND message_id = $2")
-                .bind(group_id)
-                .bind(&target)
-                .execute(&mut *tx)
-                .await?;
-            reindex(tx, group_id, seq_of_target, None).await?;
-            events.push(Event::Deleted {
-                channel: channel.to_owned(),
-                message_id: target,
-            });
-        }
-        Content::Rename { name: wanted } => {
-            let kind: String = sqlx::query_scalar("SELECT kind FROM channels WHERE group_id = $1")
-                .bind(group_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            if kind == "dm" || kind == "self" {
-                tracing::warn!(group = %group_id, "a rename of a direct message ignored");
-            } else if crate::client::validate_channel_name(&wanted).is_err() {
-                // Another member's bad input must not stall our queue.
-                tracing::warn!(group = %group_id, "invalid channel name in a rename; ignored");
-            } else if wanted != channel {
-                // Made unique among this device's channels, as a name
-                // announced at join is.
-                let renamed = crate::client::unique_name(tx, &wanted).await?;
-                sqlx::query("UPDATE channels SET name = $2 WHERE group_id = $1")
-                    .bind(group_id)
-                    .bind(&renamed)
-                    .execute(&mut *tx)
-                    .await?;
-                events.push(Event::Renamed {
-                    from: channel.to_owned(),
-                    to: renamed,
-                    by: author.user.to_owned(),
-                });
-            }
-        }
-        Content::Topic { topic } => {
-            sqlx::query("UPDATE channels SET topic = $2 WHERE group_id = $1")
-                .bind(group_id)
-                .bind(&topic)
-                .execute(&mut *tx)
-                .await?;
-            events.push(Event::TopicChanged {
-                channel: channel.to_owned(),
-                topic,
-                by: author.user.to_owned(),
-            });
-        }
-        Content::File(file) => {
-            insert_row(
-                tx,
-                group_id,
-                seq,
-                &author,
-                message_id,
-                "file",
-                None,
-                &file.caption,
-                &mentions_in(&file.caption),
-                now,
-            )
-            .await?;
-            let reference = serde_json::to_string(&file).map_err(ClientError::store)?;
-            sqlx::query(
-                "UPDATE history SET attachment = $3 WHERE group_id = $1 AND message_id = $2",
-            )
-            .bind(group_id)
-            .bind(message_id)
-            .bind(&reference)
-            .execute(&mut *tx)
-            .await?;
-            // Found by its name as well as its caption.
-            reindex(
-                tx,
-                group_id,
-                seq,
-                Some(&format!("{} {}", file.name, file.caption)),
-            )
-            .await?;
-            let message = entry(tx, group_id, channel, message_id).await?;
-            let mentions = mentions_in(&file.caption);
-            events.extend(notifications(tx, group_id, &message, &mentions, me).await?);
-            events.push(Event::Message(message));
-        }
-        Content::Command { name, args, bot } => {
-            // Shown to every member as typed; the bot's handler reads the parts.
-            let line = if args.is_empty() {
-                format!("/{name}")
-            } else {
-                format!("/{name} {args}")
-            };
-            insert_row(
-                tx,
-                group_id,
-                seq,
-                &author,
-                message_id,
-                "command",
-                None,
-                &line,
-                &[],
-                now,
-            )
-            .await?;
-            if bot == me && author.user != me {
-                crate::bot::enqueue(
-                    tx,
-                    group_id,
-                    message_id,
-                    author.user,
-                    Some(&name),
-                    &args,
-                    None,
-                )
-                .await?;
-            }
-            events.push(Event::Message(
-                entry(tx, group_id, channel, message_id).await?,
-            ));
-        }
-        Content::HistoryBundle {
-            recipient,
-            messages,
-            bundle,
-        } => {
-            // Every member sees that history was handed over, and to whom.
-            let notice = format!(
-                "shared the channel's earlier history ({messages} messages) with {recipient}"
-            );
-            insert_row(
-                tx,
-                group_id,
-                seq,
-                &author,
-                message_id,
-                "notice",
-                None,
-                &notice,
-                &[],
-                now,
-            )
-            .await?;
-            if recipient == me && author.user != me {
-                let reference = serde_json::to_string(&bundle).map_err(ClientError::store)?;
-                sqlx::query(
-                    "INSERT OR IGNORE INTO history_imports (group_id, message_id, sender, reference)
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(group_id)
-                .bind(message_id)
-                .bind(author.user)
-                .bind(&reference)
-                .execute(&mut *tx)
-                .await?;
-            }
-            events.push(Event::Message(
-                entry(tx, group_id, channel, message_id).await?,
-            ));
-        }
-        Content::ReadUpTo {
-            channel: target,
-            seq: read,
-        } => {
-            // Only this account's own devices, in their own group, move its
-            // read positions.
-            let own_group = sqlx::query("SELECT kind FROM channels WHERE group_id = $1")
-                .bind(group_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some_and(|r| r.get::<String, _>(0) == "self");
-            if author.user != me || !own_group {
-                tracing::warn!(group = %group_id, seq, "a read position from elsewhere ignored");
-                return Ok(events);
-            }
-            let moved = sqlx::query(
-                "UPDATE channels SET read_seq = $2 WHERE group_id = $1 AND read_seq < $2",
-            )
-            .bind(&target)
-            .bind(to_i64(read))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if moved {
-                let name: Option<String> =
-                    sqlx::query("SELECT name FROM channels WHERE group_id = $1")
-                        .bind(&target)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .map(|r| r.get(0));
-                if let Some(name) = name {
-                    events.push(Event::ReadElsewhere { channel: name });
-                }
-            }
-        }
-        // Handled by the caller, which knows about placeholder names.
-        Content::ChannelInfo { .. } => {}
-    }
-    Ok(events)
-}
-
-/// Whether a new message concerns this account: it mentions it, or it is a
-/// direct message to it.
-async fn notifications(
-    tx: &mut SqliteConnection,
-    group_id: &str,
-    message: &HistoryEntry,
-    mentions: &[String],
-    me: &str,
-) -> Result<Vec<Event>> {
-    if message.sender == me {
-        return Ok(Vec::new());
-    }
-    let direct = sqlx::query("SELECT kind FROM channels WHERE group_id = $1")
-        .bind(group_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .is_some_and(|r| r.get::<String, _>(0) == "dm");
-    Ok(if direct {
-        vec![Event::DirectMessage(message.clone())]
-    } else if mentions.iter().any(|m| m == me) {
-        vec![Event::Mentioned(message.clone())]
-    } else {
-        Vec::new()
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn insert_row(
-    tx: &mut SqliteConnection,
-    group_id: &str,
-    seq: u64,
-    author: &Author<'_>,
-    message_id: &str,
-    kind: &str,
-    parent: Option<&str>,
-    body: &str,
-    mentions: &[String],
-    at: u64,
-) -> Result<()> {
-    let inserted = sqlx::query(
-        "INSERT OR IGNORE INTO history
-           (group_id, seq, sender, device, body, message_id, kind, parent_id, mentions, at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(group_id)
-    .bind(to_i64(seq))
-    .bind(author.user)
-    .bind(author.device)
-    .bind(body)
-    .bind(message_id)
-    .bind(kind)
-    .bind(parent)
-    .bind(mentions.join(" "))
-    .bind(to_i64(at))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if inserted && !body.is_empty() {
-        reindex(tx, group_id, seq, Some(body)).await?;
-    }
-    Ok(())
-}
-
-/// Keeps the full-text index in step with one history row.
-async fn reindex(
-    tx: &mut SqliteConnection,
-    group_id: &str,
-    seq: u64,
-    body: Option<&str>,
-) -> Result<()> {
-    sqlx::query("DELETE FROM search_index WHERE group_id = $1 AND seq = $2")
-        .bind(group_id)
-        .bind(to_i64(seq))
-        .execute(&mut *tx)
-        .await?;
-    if let Some(body) = body {
-        sqlx::query("INSERT INTO search_index (body, group_id, seq) VALUES ($1, $2, $3)")
-            .bind(body)
-            .bind(group_id)
-            .bind(to_i64(seq))
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(())
-}
-
-/// The seq and author of message `id` in a group.
 /// What [`Client::react`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -543,164 +68,9 @@ pub enum Reacted {
     },
 }
 
-/// The message a reply to `id` belongs under: `id` itself, or the root of
-/// the thread `id` is a reply in; `None` if this device does not have `id`.
-async fn thread_root(
-    tx: &mut SqliteConnection,
-    group_id: &str,
-    id: &str,
-) -> Result<Option<String>> {
-    let parent: Option<Option<String>> =
-        sqlx::query_scalar("SELECT parent_id FROM history WHERE group_id = $1 AND message_id = $2")
-            .bind(group_id)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    Ok(parent.map(|root| root.unwrap_or_else(|| id.to_owned())))
-}
-
-async fn find(
-    tx: &mut SqliteConnection,
-    group_id: &str,
-    id: &str,
-) -> Result<Option<(u64, String)>> {
-    Ok(
-        sqlx::query("SELECT seq, sender FROM history WHERE group_id = $1 AND message_id = $2")
-            .bind(group_id)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| (r.get::<i64, _>(0).try_into().unwrap_or(0), r.get(1))),
-    )
-}
-
-const ENTRY_COLUMNS: &str = "seq, sender, device, body, message_id, parent_id, kind, edited, deleted, mentions, at, attachment, shared_by";
-
-/// The file reference (with its key) of message `id`, if it shares one.
-pub(crate) async fn attachment_of(
-    db: &mut SqliteConnection,
-    group_id: &str,
-    id: &str,
-) -> Result<Option<FileRef>> {
-    let text: Option<String> = sqlx::query(
-        "SELECT attachment FROM history WHERE group_id = $1 AND message_id = $2 AND deleted = 0",
-    )
-    .bind(group_id)
-    .bind(id)
-    .fetch_optional(&mut *db)
-    .await?
-    .and_then(|r| r.get(0));
-    text.map(|t| serde_json::from_str(&t).map_err(ClientError::store))
-        .transpose()
-}
-
-fn entry_from_row(row: &sqlx::sqlite::SqliteRow, channel: &str) -> HistoryEntry {
-    let mentions: String = row.get(9);
-    HistoryEntry {
-        channel: channel.to_owned(),
-        seq: row.get::<i64, _>(0).try_into().unwrap_or(0),
-        sender: row.get(1),
-        device: row.get(2),
-        text: row.get(3),
-        id: row.get::<Option<String>, _>(4).unwrap_or_default(),
-        parent: row.get(5),
-        unsupported: row.get::<String, _>(6) == "unsupported",
-        edited: row.get::<i64, _>(7) != 0,
-        deleted: row.get::<i64, _>(8) != 0,
-        mentions: mentions.split_whitespace().map(str::to_owned).collect(),
-        at: row.get::<i64, _>(10).try_into().unwrap_or(0),
-        reactions: Vec::new(),
-        file: row
-            .get::<Option<String>, _>(11)
-            .and_then(|t| serde_json::from_str::<FileRef>(&t).ok())
-            .map(|f| FileInfo {
-                name: f.name.clone(),
-                size: f.size,
-                sha256: f.sha256.clone(),
-            }),
-        shared_by: row.get(12),
-    }
-}
-
-/// Reactions on each of `entries`, filled in.
-async fn with_reactions(
-    db: &mut SqliteConnection,
-    group_id: &str,
-    mut entries: Vec<HistoryEntry>,
-) -> Result<Vec<HistoryEntry>> {
-    let rows = sqlx::query(
-        "SELECT message_id, emoji, username FROM reactions WHERE group_id = $1
-         ORDER BY message_id, emoji, username",
-    )
-    .bind(group_id)
-    .fetch_all(&mut *db)
-    .await?;
-    for row in rows {
-        let (id, emoji, user): (String, String, String) = (row.get(0), row.get(1), row.get(2));
-        if let Some(entry) = entries.iter_mut().find(|e| e.id == id) {
-            match entry.reactions.iter_mut().find(|r| r.emoji == emoji) {
-                Some(reaction) => reaction.users.push(user),
-                None => entry.reactions.push(Reaction {
-                    emoji,
-                    users: vec![user],
-                }),
-            }
-        }
-    }
-    Ok(entries)
-}
-
-async fn entry(
-    tx: &mut SqliteConnection,
-    group_id: &str,
-    channel: &str,
-    id: &str,
-) -> Result<HistoryEntry> {
-    let row = sqlx::query(&format!(
-        "SELECT {ENTRY_COLUMNS} FROM history WHERE group_id = $1 AND message_id = $2"
-    ))
-    .bind(group_id)
-    .bind(id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let entries = with_reactions(tx, group_id, vec![entry_from_row(&row, channel)]).await?;
-    entries
-        .into_iter()
-        .next()
-        .ok_or_else(|| ClientError::store("history row vanished"))
-}
-
-/// A channel's history, in order, with reactions.
-pub(crate) async fn history_of(
-    db: &mut SqliteConnection,
-    group_id: &str,
-    channel: &str,
-) -> Result<Vec<HistoryEntry>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {ENTRY_COLUMNS} FROM history WHERE group_id = $1 ORDER BY seq"
-    ))
-    .bind(group_id)
-    .fetch_all(&mut *db)
-    .await?;
-    let entries = rows.iter().map(|r| entry_from_row(r, channel)).collect();
-    with_reactions(db, group_id, entries).await
-}
-
 /// The local name of the group of this account's own devices (hidden from
 /// the channel list).
 const SELF_GROUP_NAME: &str = "@self";
-
-/// The groups of this account's own devices that this device is in.
-async fn own_groups(db: &mut SqliteConnection) -> Result<Vec<String>> {
-    Ok(
-        sqlx::query("SELECT group_id FROM channels WHERE kind = 'self' AND active = 1")
-            .fetch_all(&mut *db)
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect(),
-    )
-}
 
 impl Client {
     /// Opens the direct message with `users` (one for a DM, several for a
@@ -765,10 +135,7 @@ impl Client {
         self.create_channel(&name).await?;
         let group_id = {
             let mut db = self.inner.db.lock().await;
-            sqlx::query("UPDATE channels SET kind = 'dm' WHERE name = $1")
-                .bind(&name)
-                .execute(&mut *db)
-                .await?;
+            channels::make_direct(&mut db, &name).await?;
             self.group_of(&mut db, &name).await?
         };
         // Everyone at once, with the packages claimed above.
@@ -799,12 +166,7 @@ impl Client {
         let (group_id, public) = {
             let mut db = self.inner.db.lock().await;
             let group_id = self.group_of(&mut db, channel).await?;
-            let public = sqlx::query("SELECT kind FROM channels WHERE group_id = $1")
-                .bind(&group_id)
-                .fetch_one(&mut *db)
-                .await?
-                .get::<String, _>(0)
-                == "public";
+            let public = channels::kind_of(&mut db, &group_id).await?.as_deref() == Some("public");
             (group_id, public)
         };
         if public {
@@ -824,20 +186,14 @@ impl Client {
     /// name). Any member may, as with the topic. A direct message keeps the
     /// names of its people.
     pub async fn rename_channel(&self, channel: &str, new_name: &str) -> Result<u64> {
-        crate::client::validate_channel_name(new_name)?;
+        validate_channel_name(new_name)?;
         let (group_id, kind) = {
             let mut db = self.inner.db.lock().await;
             let group_id = self.group_of(&mut db, channel).await?;
-            let kind: String = sqlx::query_scalar("SELECT kind FROM channels WHERE group_id = $1")
-                .bind(&group_id)
-                .fetch_one(&mut *db)
-                .await?;
-            let taken = sqlx::query("SELECT 1 FROM channels WHERE name = $1")
-                .bind(new_name)
-                .fetch_optional(&mut *db)
+            let kind = channels::kind_of(&mut db, &group_id)
                 .await?
-                .is_some();
-            if taken && new_name != channel {
+                .unwrap_or_default();
+            if channels::name_taken(&mut db, new_name).await? && new_name != channel {
                 return Err(ClientError::ChannelExists(new_name.to_owned()));
             }
             (group_id, kind)
@@ -872,11 +228,7 @@ impl Client {
         // This device goes by the new name at once (its own copy of the
         // rename, fetched later, then changes nothing).
         let mut db = self.inner.db.lock().await;
-        sqlx::query("UPDATE channels SET name = $2 WHERE group_id = $1")
-            .bind(&group_id)
-            .bind(new_name)
-            .execute(&mut *db)
-            .await?;
+        channels::rename(&mut db, &group_id, new_name).await?;
         Ok(seq)
     }
 
@@ -886,26 +238,11 @@ impl Client {
         let (group_id, read, moved, mine, devices) = {
             let mut db = self.inner.db.lock().await;
             let group_id = self.group_of(&mut db, channel).await?;
-            let read: i64 =
-                sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM history WHERE group_id = $1")
-                    .bind(&group_id)
-                    .fetch_one(&mut *db)
-                    .await?
-                    .get(0);
-            let moved = sqlx::query(
-                "UPDATE channels SET read_seq = $2 WHERE group_id = $1 AND read_seq < $2",
-            )
-            .bind(&group_id)
-            .bind(read)
-            .execute(&mut *db)
-            .await?
-            .rows_affected()
-                == 1;
-            let devices: i64 = sqlx::query("SELECT COUNT(*) FROM known_devices WHERE revoked = 0")
-                .fetch_one(&mut *db)
-                .await?
-                .get(0);
-            (group_id, read, moved, own_groups(&mut db).await?, devices)
+            let read = messages::newest_seq(&mut db, &group_id).await?;
+            let moved = channels::move_read(&mut db, &group_id, read).await?;
+            let devices = devices::active_count(&mut db).await?;
+            let mine = channels::own_groups(&mut db).await?;
+            (group_id, read, moved, mine, devices)
         };
         if !moved {
             return Ok(());
@@ -916,13 +253,13 @@ impl Client {
             self.create_group_named(SELF_GROUP_NAME, None, "self")
                 .await?;
             let mut db = self.inner.db.lock().await;
-            own_groups(&mut db).await?
+            channels::own_groups(&mut db).await?
         } else {
             mine
         };
         let marker = Content::ReadUpTo {
             channel: group_id,
-            seq: u64::try_from(read).unwrap_or(0),
+            seq: read,
         };
         for own in mine {
             if let Err(e) = self.send_payload(&own, &marker).await {
@@ -945,7 +282,7 @@ impl Client {
         let root = {
             let mut db = self.inner.db.lock().await;
             let group_id = self.group_of(&mut db, channel).await?;
-            thread_root(&mut db, &group_id, parent)
+            messages::thread_root(&mut db, &group_id, parent)
                 .await?
                 .unwrap_or_else(|| parent.to_owned())
         };
@@ -975,17 +312,7 @@ impl Client {
         let given = {
             let mut db = self.inner.db.lock().await;
             let group_id = self.group_of(&mut db, channel).await?;
-            sqlx::query(
-                "SELECT 1 FROM reactions
-                 WHERE group_id = $1 AND message_id = $2 AND username = $3 AND emoji = $4",
-            )
-            .bind(&group_id)
-            .bind(message)
-            .bind(&me)
-            .bind(&emoji)
-            .fetch_optional(&mut *db)
-            .await?
-            .is_some()
+            reactions::given(&mut db, &group_id, message, &me, &emoji).await?
         };
         if given == add {
             return Ok(Reacted::Unchanged { emoji });
@@ -1015,7 +342,7 @@ impl Client {
         let file = {
             let mut db = self.inner.db.lock().await;
             let group_id = self.group_of(&mut db, channel).await?;
-            attachment_of(&mut db, &group_id, message).await?
+            messages::attachment_of(&mut db, &group_id, message).await?
         };
         let content = Content::Delete {
             target: message.to_owned(),
@@ -1032,12 +359,8 @@ impl Client {
     pub async fn message_id_at(&self, channel: &str, seq: u64) -> Result<String> {
         let mut db = self.inner.db.lock().await;
         let group_id = self.group_of(&mut db, channel).await?;
-        sqlx::query("SELECT message_id FROM history WHERE group_id = $1 AND seq = $2")
-            .bind(&group_id)
-            .bind(to_i64(seq))
-            .fetch_optional(&mut *db)
+        messages::id_at(&mut db, &group_id, seq)
             .await?
-            .and_then(|r| r.get::<Option<String>, _>(0))
             .ok_or_else(|| ClientError::Invalid(format!("no message #{seq} in {channel}")))
     }
 
@@ -1066,36 +389,14 @@ impl Client {
             Some(channel) => Some(self.group_of(&mut db, channel).await?),
             None => None,
         };
-        let rows = sqlx::query(
-            "SELECT h.seq, h.sender, h.device, h.body, h.message_id, h.parent_id, h.kind,
-                    h.edited, h.deleted, h.mentions, h.at, h.attachment, h.shared_by, c.name, h.group_id
-             FROM search_index s
-             JOIN history h ON h.group_id = s.group_id AND h.seq = s.seq
-             JOIN channels c ON c.group_id = h.group_id
-             WHERE search_index MATCH $1
-               AND ($2 IS NULL OR h.group_id = $2)
-               AND ($3 IS NULL OR h.sender = $3)
-               AND ($4 IS NULL OR h.at >= $4)
-               AND ($5 IS NULL OR h.at < $5)
-               AND h.deleted = 0
-             ORDER BY s.rank
-             LIMIT 200",
-        )
-        .bind(&fts)
-        .bind(group)
-        .bind(query.author.as_deref())
-        .bind(query.since.map(to_i64))
-        .bind(query.until.map(to_i64))
-        .fetch_all(&mut *db)
-        .await?;
-        let mut found = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let channel: String = row.get(13);
-            let group_id: String = row.get(14);
-            let entry = entry_from_row(row, &channel);
-            found.extend(with_reactions(&mut db, &group_id, vec![entry]).await?);
-        }
-        Ok(found)
+        let search = messages::Search {
+            fts: &fts,
+            group_id: group.as_deref(),
+            author: query.author.as_deref(),
+            since: query.since,
+            until: query.until,
+        };
+        messages::search(&mut db, &search).await
     }
 
     async fn group_of(&self, db: &mut SqliteConnection, channel: &str) -> Result<String> {
@@ -1105,7 +406,7 @@ impl Client {
     async fn known_message(&self, channel: &str, id: &str) -> Result<(u64, String)> {
         let mut db = self.inner.db.lock().await;
         let group_id = self.group_of(&mut db, channel).await?;
-        find(&mut db, &group_id, id)
+        messages::find(&mut db, &group_id, id)
             .await?
             .ok_or_else(|| ClientError::Invalid(format!("no message {id} in {channel}")))
     }

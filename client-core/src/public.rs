@@ -14,8 +14,11 @@ use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 use sqlx::Connection;
 
-use crate::client::{Client, tls_bytes};
+use crate::client::Client;
 use crate::error::{ClientError, Result};
+use crate::group::{join_config, tls_bytes};
+use crate::retry::{MAX_ATTEMPTS, backoff};
+use crate::store::channels;
 
 /// A public channel in the workspace directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +98,7 @@ impl Client {
                 Err(_) => None,
             }
         };
-        for attempt in 1..=crate::client::MAX_ATTEMPTS {
+        for attempt in 1..=MAX_ATTEMPTS {
             let (group_id, listing) = self
                 .directory()
                 .await?
@@ -156,7 +159,7 @@ impl Client {
                 // against each other: the relay cannot forge either.
                 let (_group, bundle) = MlsGroup::external_commit_builder()
                     .with_ratchet_tree(tree)
-                    .with_config(crate::client::join_config())
+                    .with_config(join_config())
                     .build_group(&provider, info, credential)
                     .map_err(ClientError::mls)?
                     .load_psks(provider.storage())
@@ -185,19 +188,8 @@ impl Client {
                 .await;
             match accepted {
                 Ok(accepted) => {
-                    let seq = i64::try_from(accepted.seq).unwrap_or(i64::MAX);
-                    sqlx::query(
-                        "INSERT INTO channels (group_id, name, processed_seq, active, kind, topic, named)
-                         VALUES ($1, $2, $3, 1, 'public', $4, 1)
-                         ON CONFLICT (group_id) DO UPDATE SET
-                           active = 1, processed_seq = excluded.processed_seq, topic = excluded.topic",
-                    )
-                    .bind(&group_id)
-                    .bind(name)
-                    .bind(seq)
-                    .bind(&listing.topic)
-                    .execute(&mut *tx)
-                    .await?;
+                    channels::join_public(&mut tx, &group_id, name, accepted.seq, &listing.topic)
+                        .await?;
                     tx.commit().await?;
                     drop(db);
                     // Catch up: the account's other devices, and anything said since.
@@ -208,11 +200,11 @@ impl Client {
                     drop(tx);
                     drop(db);
                     tracing::debug!(attempt, "join lost a race with a commit; retrying");
-                    crate::client::backoff(attempt).await;
+                    backoff(attempt).await;
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(ClientError::TooManyConflicts(crate::client::MAX_ATTEMPTS))
+        Err(ClientError::TooManyConflicts(MAX_ATTEMPTS))
     }
 }

@@ -30,12 +30,12 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use serde_json::Value;
 use sha2::Sha256;
-use sqlx::Row;
 use zeroize::Zeroizing;
 
 use crate::client::Client;
 use crate::content::{Content, MAX_BODY, mentions_in};
 use crate::error::{ClientError, Result};
+use crate::store::webhooks;
 use crate::transport::unix_now;
 
 /// The largest request body a webhook accepts.
@@ -293,17 +293,7 @@ impl Client {
         self.active_channel(channel).await?;
         let secret = WebhookSecret::generate();
         let mut db = self.inner.db.lock().await;
-        let added = sqlx::query(
-            "INSERT OR IGNORE INTO webhooks (name, channel, template, secret) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(name)
-        .bind(channel)
-        .bind(template)
-        .bind(secret.expose())
-        .execute(&mut *db)
-        .await?
-        .rows_affected()
-            == 1;
+        let added = webhooks::add(&mut db, name, channel, template, secret.expose()).await?;
         if !added {
             return Err(ClientError::Invalid(format!(
                 "a webhook named {name} exists; remove it first to make a new secret"
@@ -315,34 +305,21 @@ impl Client {
     /// This bot's webhooks, by name.
     pub async fn webhooks(&self) -> Result<Vec<Webhook>> {
         let mut db = self.inner.db.lock().await;
-        Ok(
-            sqlx::query("SELECT name, channel, template FROM webhooks ORDER BY name")
-                .fetch_all(&mut *db)
-                .await?
-                .iter()
-                .map(|r| Webhook {
-                    name: r.get(0),
-                    channel: r.get(1),
-                    template: r.get(2),
-                })
-                .collect(),
-        )
+        Ok(webhooks::list(&mut db)
+            .await?
+            .into_iter()
+            .map(|(name, channel, template)| Webhook {
+                name,
+                channel,
+                template,
+            })
+            .collect())
     }
 
     /// Removes webhook `name`: its secret stops working at once.
     pub async fn remove_webhook(&self, name: &str) -> Result<()> {
         let mut db = self.inner.db.lock().await;
-        let removed = sqlx::query("DELETE FROM webhooks WHERE name = $1")
-            .bind(name)
-            .execute(&mut *db)
-            .await?
-            .rows_affected()
-            == 1;
-        sqlx::query("DELETE FROM webhook_nonces WHERE webhook = $1")
-            .bind(name)
-            .execute(&mut *db)
-            .await?;
-        if removed {
+        if webhooks::remove(&mut db, name).await? {
             Ok(())
         } else {
             Err(ClientError::Invalid(format!(
@@ -365,14 +342,9 @@ impl Client {
         }
         let (channel, template, secret) = {
             let mut db = self.inner.db.lock().await;
-            let row = sqlx::query("SELECT channel, template, secret FROM webhooks WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&mut *db)
-                .await
-                .map_err(ClientError::from)?
-                .ok_or_else(|| WebhookError::Unknown(name.to_owned()))?;
-            let secret: Zeroizing<String> = Zeroizing::new(row.get(2));
-            (row.get::<String, _>(0), row.get::<String, _>(1), secret)
+            webhooks::get(&mut db, name)
+                .await?
+                .ok_or_else(|| WebhookError::Unknown(name.to_owned()))?
         };
         let now = unix_now();
         verify(&secret, headers, body, now)?;
@@ -380,33 +352,11 @@ impl Client {
         {
             // Spend the nonce, unless a delivered request spent it already.
             let mut db = self.inner.db.lock().await;
-            sqlx::query("DELETE FROM webhook_nonces WHERE expires_at < $1")
-                .bind(crate::messaging::to_i64(now))
-                .execute(&mut *db)
-                .await
-                .map_err(ClientError::from)?;
-            let delivered = sqlx::query(
-                "SELECT delivered FROM webhook_nonces WHERE webhook = $1 AND nonce = $2",
-            )
-            .bind(name)
-            .bind(nonce)
-            .fetch_optional(&mut *db)
-            .await
-            .map_err(ClientError::from)?
-            .is_some_and(|r| r.get::<i64, _>(0) == 1);
-            if delivered {
+            // Kept as long as the timestamp could still pass the window.
+            let expires_at = now + 2 * WINDOW_SECS + 60;
+            if !webhooks::spend_nonce(&mut db, name, nonce, now, expires_at).await? {
                 return Err(WebhookError::Replayed);
             }
-            sqlx::query(
-                "INSERT OR IGNORE INTO webhook_nonces (webhook, nonce, expires_at) VALUES ($1, $2, $3)",
-            )
-            .bind(name)
-            .bind(nonce)
-            // Kept as long as the timestamp could still pass the window.
-            .bind(crate::messaging::to_i64(now + 2 * WINDOW_SECS + 60))
-            .execute(&mut *db)
-            .await
-            .map_err(ClientError::from)?;
         }
         let payload = serde_json::from_slice::<Value>(body).ok();
         let text = render(&template, payload.as_ref())?;
@@ -423,12 +373,7 @@ impl Client {
             .send_once(&channel, content, &format!("webhook:{name}:{nonce}"))
             .await?;
         let mut db = self.inner.db.lock().await;
-        sqlx::query("UPDATE webhook_nonces SET delivered = 1 WHERE webhook = $1 AND nonce = $2")
-            .bind(name)
-            .bind(nonce)
-            .execute(&mut *db)
-            .await
-            .map_err(ClientError::from)?;
+        webhooks::delivered(&mut db, name, nonce).await?;
         Ok(posted)
     }
 }

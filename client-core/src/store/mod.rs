@@ -2,6 +2,11 @@
 //! and decrypted history, in SQLite with mode 0600. Every step that changes
 //! MLS state commits in the same transaction as the history and cursor it
 //! produces, so a crash leaves the old state or the new one, never half.
+//!
+//! All SQL of client-core is here, one file per family of tables; each
+//! function takes the connection (or the open transaction) it works in, so
+//! callers decide what commits together. openmls keeps its own tables
+//! through `TxProvider`.
 
 use std::path::Path;
 
@@ -12,6 +17,22 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 use crate::error::{ClientError, Result};
+
+pub(crate) mod bot_state;
+pub(crate) mod channels;
+pub(crate) mod devices;
+pub(crate) mod identity;
+pub(crate) mod inbox;
+pub(crate) mod messages;
+pub(crate) mod pending;
+pub(crate) mod reactions;
+pub(crate) mod transparency;
+pub(crate) mod webhooks;
+
+/// SQLite integers are signed: a larger count or time is clamped.
+pub(crate) fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
 
 /// Serializes openmls entities as JSON in the store.
 #[derive(Debug, Default)]
@@ -336,6 +357,15 @@ pub(crate) async fn open(home: &Path) -> Result<SqliteConnection> {
     }
     tx.commit().await?;
     Ok(connection)
+}
+
+/// Copies what the write-ahead log holds into the main file and empties
+/// the log; `false` if a reader kept it from being emptied.
+pub(crate) async fn empty_log(db: &mut SqliteConnection) -> Result<bool> {
+    let busy: i64 = sqlx::query_scalar("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(&mut *db)
+        .await?;
+    Ok(busy == 0)
 }
 
 /// Creates the database file readable by its owner only, before SQLite opens

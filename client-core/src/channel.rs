@@ -1,0 +1,62 @@
+//! What this device knows about a channel: its listing, its group state
+//! and its members.
+
+use crate::error::{ClientError, Result};
+
+/// A channel this device knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    /// Local name.
+    pub name: String,
+    /// MLS group id (hex).
+    pub group_id: String,
+    /// Whether this device is still a member.
+    pub active: bool,
+    /// A direct message (named `@` and the other participants) rather than a channel.
+    pub direct: bool,
+    /// The topic, as members set it (encrypted; the relay never sees it).
+    pub topic: String,
+    /// Messages from others since this device last read the channel.
+    pub unread: u64,
+    /// Archived by its creator or an admin: readable, but nothing more can be posted.
+    pub archived: bool,
+}
+
+/// This device's view of a channel's group state. Two devices that show the
+/// same epoch and code hold the same group, with the same members and keys
+/// (the code is the MLS epoch authenticator, RFC 9420 §8.7): compare them
+/// out of band to rule out a relay that split the channel in two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelState {
+    /// How many commits the group has been through.
+    pub epoch: u64,
+    /// The epoch authenticator, as 8 groups of 4 hex digits.
+    pub code: String,
+}
+
+/// A channel member and their devices in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Username.
+    pub user: String,
+    /// Device ids.
+    pub devices: Vec<String>,
+    /// A bot, run by this account (as its MLS credential says, which the
+    /// relay accepts only as the bot account's own).
+    pub bot_owner: Option<String>,
+}
+
+/// Channel names: 1-64 characters, no spaces or control characters, not
+/// starting with '-' (where it would read as a command-line flag).
+pub(crate) fn validate_channel_name(name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.chars().count())
+        && !name.chars().any(|c| c.is_control() || c.is_whitespace())
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ClientError::Invalid(format!(
+            "invalid channel name {name:?}: use 1-64 characters, no spaces, not starting with '-'"
+        )))
+    }
+}

@@ -1,0 +1,221 @@
+//! Sending: a message is encrypted, recorded as outgoing in the same
+//! transaction as the MLS state that encrypted it, then posted; a commit is
+//! remembered before it is posted. When another member's commit wins the
+//! epoch first, the client catches up and tries again.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use conclave_crypto::{DeviceKey, sha256_hex};
+use conclave_proto::{PostAnswer, PostMessage, routes};
+use openmls::prelude::*;
+use sqlx::Connection;
+use zeroize::Zeroizing;
+
+use crate::client::Client;
+use crate::content::{Content, MAX_BODY, mentions_in, message_aad, new_message_id};
+use crate::error::{ClientError, Result};
+use crate::group::{load_group, tls_bytes};
+use crate::retry::{MAX_ATTEMPTS, backoff, retry_delay};
+use crate::store::{TxProvider, channels, pending};
+
+impl Client {
+    /// Builds a commit on the current state and posts it; when another
+    /// member's commit wins the epoch, processes it and builds again.
+    pub(crate) async fn commit<F>(&self, group_id: &str, mut build: F) -> Result<()>
+    where
+        F: FnMut(
+            &mut MlsGroup,
+            &TxProvider<'_>,
+            &DeviceKey,
+        ) -> Result<(
+            MlsMessageOut,
+            Option<MlsMessageOut>,
+            Option<openmls::messages::group_info::GroupInfo>,
+        )>,
+    {
+        let identity = self.identity()?;
+        for attempt in 1..=MAX_ATTEMPTS {
+            self.sync_without_upkeep().await?;
+            let mut db = self.inner.db.lock().await;
+            let mut tx = db.begin().await?;
+            let (commit, welcome, group_info) = {
+                let provider = TxProvider::new(&self.inner.crypto, &mut tx);
+                let mut group = load_group(&provider, group_id)?;
+                // After a full sync, a commit still pending was never accepted.
+                group
+                    .clear_pending_commit(provider.storage())
+                    .map_err(ClientError::mls)?;
+                let (commit, welcome, group_info) = build(&mut group, &provider, &identity.key)?;
+                (
+                    tls_bytes(&commit)?,
+                    welcome.as_ref().map(tls_bytes).transpose()?,
+                    group_info
+                        .map(|info| tls_bytes(&MlsMessageOut::from(info)))
+                        .transpose()?,
+                )
+            };
+            // Remember our commit so we recognise it when the relay echoes it,
+            // even if we crash before hearing the relay's answer.
+            pending::remember_commit(&mut tx, group_id, &sha256_hex(&commit)).await?;
+            tx.commit().await?;
+            drop(db);
+            // The new epoch's GroupInfo goes along: a public channel's relay
+            // keeps it so that others can join on their own (others ignore it).
+            let body = PostMessage {
+                group_info: group_info.map(|g| STANDARD.encode(g)),
+                message: STANDARD.encode(&commit),
+                welcome: welcome.map(|w| STANDARD.encode(w)),
+            };
+            match self.post_to_group(group_id, &body).await {
+                Ok(_) => {
+                    self.sync_without_upkeep().await?;
+                    return Ok(());
+                }
+                Err(e) if e.is_wrong_epoch() => {
+                    tracing::debug!(attempt, "commit lost the race; retrying");
+                    backoff(attempt).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::TooManyConflicts(MAX_ATTEMPTS))
+    }
+
+    /// Posts an MLS message (and any Welcome) to a group, again with the
+    /// same bytes if the answer is lost (the node died, the connection
+    /// broke): the relay knows a message, proposal or commit by its bytes and
+    /// answers a repeat with the first one's position, so a retry can neither
+    /// lose it nor double it.
+    pub(crate) async fn post_to_group(
+        &self,
+        group_id: &str,
+        body: &PostMessage,
+    ) -> Result<PostAnswer> {
+        const TRIES: u32 = 4;
+        let path = routes::group_messages(group_id);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.exchange("POST", &path, body).await {
+                Err(ClientError::Transport(e)) if tries < TRIES => {
+                    tracing::debug!(error = %e, tries, "posting again after a lost answer");
+                    tokio::time::sleep(retry_delay(tries)).await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// Sends a text message to a channel. Returns its position in the channel.
+    pub async fn send(&self, channel: &str, text: &str) -> Result<u64> {
+        if text.is_empty() {
+            return Err(ClientError::Invalid("message is empty".into()));
+        }
+        let content = Content::Text {
+            body: text.to_owned(),
+            mentions: mentions_in(text),
+        };
+        self.send_content(channel, content).await
+    }
+
+    /// Sends any content to a channel and returns its position. The typed
+    /// calls ([`Client::reply`], [`Client::react`], …) check more first;
+    /// every receiver enforces the rules on its own either way.
+    pub async fn send_content(&self, channel: &str, content: Content) -> Result<u64> {
+        let group_id = self.active_channel(channel).await?;
+        self.send_checked(&group_id, content, &new_message_id())
+            .await
+    }
+
+    /// Sends `content` under `message_id`, unless it is malformed or the
+    /// channel is archived.
+    pub(crate) async fn send_checked(
+        &self,
+        group_id: &str,
+        content: Content,
+        message_id: &str,
+    ) -> Result<u64> {
+        content.check_text()?;
+        if !content.is_well_formed() {
+            return Err(ClientError::Invalid(format!(
+                "malformed message (empty, or over {MAX_BODY} bytes)"
+            )));
+        }
+        let (channel, archived) = {
+            let mut db = self.inner.db.lock().await;
+            channels::name_and_archived(&mut db, group_id).await?
+        };
+        if archived {
+            return Err(ClientError::Invalid(format!(
+                "{channel} is archived: nothing more can be posted to it"
+            )));
+        }
+        let plaintext = Zeroizing::new(content.encode());
+        self.send_bytes(group_id, &plaintext, message_id).await
+    }
+
+    /// Sends `plaintext` as it is, under `message_id`: for tests of how
+    /// receivers treat replayed ids and content they do not know.
+    #[doc(hidden)]
+    pub async fn send_raw(&self, channel: &str, plaintext: &[u8], message_id: &str) -> Result<u64> {
+        let group_id = self.active_channel(channel).await?;
+        self.send_bytes(&group_id, plaintext, message_id).await
+    }
+
+    pub(crate) async fn send_payload(&self, group_id: &str, content: &Content) -> Result<u64> {
+        let plaintext = Zeroizing::new(content.encode());
+        self.send_bytes(group_id, &plaintext, &new_message_id())
+            .await
+    }
+
+    async fn send_bytes(&self, group_id: &str, plaintext: &[u8], message_id: &str) -> Result<u64> {
+        let identity = self.identity()?;
+        // Nothing is encrypted to a device the transparency log does not vouch for.
+        self.check_members(group_id).await?;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let mut db = self.inner.db.lock().await;
+            let mut tx = db.begin().await?;
+            let ciphertext = {
+                let provider = TxProvider::new(&self.inner.crypto, &mut tx);
+                let mut group = load_group(&provider, group_id)?;
+                if !group.is_active() {
+                    return Err(ClientError::NotInChannel(group_id.to_owned()));
+                }
+                // The id rides in the authenticated data, under the signature.
+                group.set_aad(message_aad(message_id));
+                let message = group
+                    .create_message(&provider, &identity.key, plaintext)
+                    .map_err(ClientError::mls)?;
+                tls_bytes(&message)?
+            };
+            let hash = sha256_hex(&ciphertext);
+            // Recorded before sending, so our own message is never lost even if we crash mid-call.
+            let kept = String::from_utf8_lossy(plaintext);
+            pending::record_outgoing(&mut tx, &hash, group_id, &kept, message_id).await?;
+            tx.commit().await?;
+            drop(db);
+            let body = PostMessage::message(STANDARD.encode(&ciphertext));
+            match self.post_to_group(group_id, &body).await {
+                Ok(answer) => {
+                    let seq = answer.seq;
+                    let mut db = self.inner.db.lock().await;
+                    let events = self.record_own(&mut db, group_id, seq, &hash).await?;
+                    drop(db);
+                    for event in events {
+                        let _ = self.inner.events.send(event);
+                    }
+                    return Ok(seq);
+                }
+                Err(e) if e.is_wrong_epoch() => {
+                    let mut db = self.inner.db.lock().await;
+                    pending::drop_outgoing(&mut db, &hash).await?;
+                    drop(db);
+                    backoff(attempt).await;
+                    self.sync_messages().await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::TooManyConflicts(MAX_ATTEMPTS))
+    }
+}

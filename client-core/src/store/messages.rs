@@ -1,0 +1,453 @@
+//! A channel's decrypted history (`history`), its full-text index
+//! (`search_index`, SQLite FTS5) and the message ids seen in each channel
+//! (`seen_messages`, against replays).
+
+use sqlx::{Row, SqliteConnection};
+
+use super::{reactions, to_i64};
+use crate::content::FileRef;
+use crate::error::{ClientError, Result};
+use crate::history_entry::{FileInfo, HistoryEntry};
+
+/// A message about to be added to a channel's history.
+pub(crate) struct NewRow<'a> {
+    pub(crate) group_id: &'a str,
+    pub(crate) seq: u64,
+    pub(crate) sender: &'a str,
+    pub(crate) device: &'a str,
+    pub(crate) message_id: &'a str,
+    /// `text`, `reply`, `file`, `command`, `notice` or `unsupported`.
+    pub(crate) kind: &'a str,
+    pub(crate) parent: Option<&'a str>,
+    pub(crate) body: &'a str,
+    pub(crate) mentions: &'a [String],
+    /// Unix time this device received it.
+    pub(crate) at: u64,
+}
+
+/// Adds `row` to the history (once: a row already at its place stays) and
+/// to the full-text index.
+pub(crate) async fn insert(tx: &mut SqliteConnection, row: &NewRow<'_>) -> Result<()> {
+    let inserted = sqlx::query(
+        "INSERT OR IGNORE INTO history
+           (group_id, seq, sender, device, body, message_id, kind, parent_id, mentions, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(row.group_id)
+    .bind(to_i64(row.seq))
+    .bind(row.sender)
+    .bind(row.device)
+    .bind(row.body)
+    .bind(row.message_id)
+    .bind(row.kind)
+    .bind(row.parent)
+    .bind(row.mentions.join(" "))
+    .bind(to_i64(row.at))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted && !row.body.is_empty() {
+        reindex(tx, row.group_id, row.seq, Some(row.body)).await?;
+    }
+    Ok(())
+}
+
+/// Keeps the full-text index in step with one history row.
+pub(crate) async fn reindex(
+    tx: &mut SqliteConnection,
+    group_id: &str,
+    seq: u64,
+    body: Option<&str>,
+) -> Result<()> {
+    sqlx::query("DELETE FROM search_index WHERE group_id = $1 AND seq = $2")
+        .bind(group_id)
+        .bind(to_i64(seq))
+        .execute(&mut *tx)
+        .await?;
+    if let Some(body) = body {
+        sqlx::query("INSERT INTO search_index (body, group_id, seq) VALUES ($1, $2, $3)")
+            .bind(body)
+            .bind(group_id)
+            .bind(to_i64(seq))
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The message a reply to `id` belongs under: `id` itself, or the root of
+/// the thread `id` is a reply in; `None` if this device does not have `id`.
+pub(crate) async fn thread_root(
+    tx: &mut SqliteConnection,
+    group_id: &str,
+    id: &str,
+) -> Result<Option<String>> {
+    let parent: Option<Option<String>> =
+        sqlx::query_scalar("SELECT parent_id FROM history WHERE group_id = $1 AND message_id = $2")
+            .bind(group_id)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    Ok(parent.map(|root| root.unwrap_or_else(|| id.to_owned())))
+}
+
+/// The seq and author of message `id` in a group.
+pub(crate) async fn find(
+    tx: &mut SqliteConnection,
+    group_id: &str,
+    id: &str,
+) -> Result<Option<(u64, String)>> {
+    Ok(
+        sqlx::query("SELECT seq, sender FROM history WHERE group_id = $1 AND message_id = $2")
+            .bind(group_id)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| (r.get::<i64, _>(0).try_into().unwrap_or(0), r.get(1))),
+    )
+}
+
+const ENTRY_COLUMNS: &str = "seq, sender, device, body, message_id, parent_id, kind, edited, deleted, mentions, at, attachment, shared_by";
+
+/// The file reference (with its key) of message `id`, if it shares one.
+pub(crate) async fn attachment_of(
+    db: &mut SqliteConnection,
+    group_id: &str,
+    id: &str,
+) -> Result<Option<FileRef>> {
+    let text: Option<String> = sqlx::query(
+        "SELECT attachment FROM history WHERE group_id = $1 AND message_id = $2 AND deleted = 0",
+    )
+    .bind(group_id)
+    .bind(id)
+    .fetch_optional(&mut *db)
+    .await?
+    .and_then(|r| r.get(0));
+    text.map(|t| serde_json::from_str(&t).map_err(ClientError::store))
+        .transpose()
+}
+
+fn entry_from_row(row: &sqlx::sqlite::SqliteRow, channel: &str) -> HistoryEntry {
+    let mentions: String = row.get(9);
+    HistoryEntry {
+        channel: channel.to_owned(),
+        seq: row.get::<i64, _>(0).try_into().unwrap_or(0),
+        sender: row.get(1),
+        device: row.get(2),
+        text: row.get(3),
+        id: row.get::<Option<String>, _>(4).unwrap_or_default(),
+        parent: row.get(5),
+        unsupported: row.get::<String, _>(6) == "unsupported",
+        edited: row.get::<i64, _>(7) != 0,
+        deleted: row.get::<i64, _>(8) != 0,
+        mentions: mentions.split_whitespace().map(str::to_owned).collect(),
+        at: row.get::<i64, _>(10).try_into().unwrap_or(0),
+        reactions: Vec::new(),
+        file: row
+            .get::<Option<String>, _>(11)
+            .and_then(|t| serde_json::from_str::<FileRef>(&t).ok())
+            .map(|f| FileInfo {
+                name: f.name.clone(),
+                size: f.size,
+                sha256: f.sha256.clone(),
+            }),
+        shared_by: row.get(12),
+    }
+}
+
+pub(crate) async fn entry(
+    tx: &mut SqliteConnection,
+    group_id: &str,
+    channel: &str,
+    id: &str,
+) -> Result<HistoryEntry> {
+    let row = sqlx::query(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM history WHERE group_id = $1 AND message_id = $2"
+    ))
+    .bind(group_id)
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let entries = reactions::fill(tx, group_id, vec![entry_from_row(&row, channel)]).await?;
+    entries
+        .into_iter()
+        .next()
+        .ok_or_else(|| ClientError::store("history row vanished"))
+}
+
+/// A channel's history, in order, with reactions.
+pub(crate) async fn history_of(
+    db: &mut SqliteConnection,
+    group_id: &str,
+    channel: &str,
+) -> Result<Vec<HistoryEntry>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM history WHERE group_id = $1 ORDER BY seq"
+    ))
+    .bind(group_id)
+    .fetch_all(&mut *db)
+    .await?;
+    let entries = rows.iter().map(|r| entry_from_row(r, channel)).collect();
+    reactions::fill(db, group_id, entries).await
+}
+
+/// Records message id `message_id` at `seq` in a group; `false` if the
+/// group had it already (a replay).
+pub(crate) async fn mark_seen(
+    db: &mut SqliteConnection,
+    group_id: &str,
+    message_id: &str,
+    seq: u64,
+) -> Result<bool> {
+    Ok(sqlx::query(
+        "INSERT OR IGNORE INTO seen_messages (group_id, message_id, seq) VALUES ($1, $2, $3)",
+    )
+    .bind(group_id)
+    .bind(message_id)
+    .bind(to_i64(seq))
+    .execute(&mut *db)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Whether the group has a message at `seq` already (this device's own,
+/// recorded when the relay accepted it).
+pub(crate) async fn seen_at(db: &mut SqliteConnection, group_id: &str, seq: u64) -> Result<bool> {
+    Ok(
+        sqlx::query("SELECT 1 FROM seen_messages WHERE group_id = $1 AND seq = $2")
+            .bind(group_id)
+            .bind(to_i64(seq))
+            .fetch_optional(&mut *db)
+            .await?
+            .is_some(),
+    )
+}
+
+/// Whether the group has seen message id `message_id`.
+pub(crate) async fn seen(
+    db: &mut SqliteConnection,
+    group_id: &str,
+    message_id: &str,
+) -> Result<bool> {
+    Ok(
+        sqlx::query("SELECT 1 FROM seen_messages WHERE group_id = $1 AND message_id = $2")
+            .bind(group_id)
+            .bind(message_id)
+            .fetch_optional(&mut *db)
+            .await?
+            .is_some(),
+    )
+}
+
+/// Keeps the file reference (with its key) of a message that shares one.
+pub(crate) async fn set_attachment(
+    db: &mut SqliteConnection,
+    group_id: &str,
+    message_id: &str,
+    file: &FileRef,
+) -> Result<()> {
+    let reference = serde_json::to_string(file).map_err(ClientError::store)?;
+    sqlx::query("UPDATE history SET attachment = $3 WHERE group_id = $1 AND message_id = $2")
+        .bind(group_id)
+        .bind(message_id)
+        .bind(&reference)
+        .execute(&mut *db)
+        .await?;
+    Ok(())
+}
+
+/// Replaces the text (and mentions) of a message not deleted; whether it
+/// changed.
+pub(crate) async fn edit(
+    db: &mut SqliteConnection,
+    group_id: &str,
+    message_id: &str,
+    body: &str,
+    mentions: &[String],
+) -> Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE history SET body = $3, edited = 1, mentions = $4
+         WHERE group_id = $1 AND message_id = $2 AND deleted = 0",
+    )
+    .bind(group_id)
+    .bind(message_id)
+    .bind(body)
+    .bind(mentions.join(" "))
+    .execute(&mut *db)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Leaves a tombstone in a message's place: no text, mentions or file.
+pub(crate) async fn tombstone(
+    db: &mut SqliteConnection,
+    group_id: &str,
+    message_id: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE history SET body = '', deleted = 1, mentions = '', attachment = NULL
+         WHERE group_id = $1 AND message_id = $2",
+    )
+    .bind(group_id)
+    .bind(message_id)
+    .execute(&mut *db)
+    .await?;
+    Ok(())
+}
+
+/// Deletes the messages received before Unix time `cutoff` (and their
+/// reactions and index entries).
+pub(crate) async fn prune(db: &mut SqliteConnection, group_id: &str, cutoff: u64) -> Result<()> {
+    let cutoff = to_i64(cutoff);
+    reactions::prune(db, group_id, cutoff).await?;
+    sqlx::query(
+        "DELETE FROM search_index WHERE group_id = $1 AND seq IN
+           (SELECT seq FROM history WHERE group_id = $1 AND at < $2)",
+    )
+    .bind(group_id)
+    .bind(cutoff)
+    .execute(&mut *db)
+    .await?;
+    sqlx::query("DELETE FROM history WHERE group_id = $1 AND at < $2")
+        .bind(group_id)
+        .bind(cutoff)
+        .execute(&mut *db)
+        .await?;
+    Ok(())
+}
+
+/// A message another member handed over with the channel's earlier
+/// history.
+pub(crate) struct SharedRow<'a> {
+    pub(crate) group_id: &'a str,
+    pub(crate) seq: u64,
+    pub(crate) sender: &'a str,
+    pub(crate) device: &'a str,
+    pub(crate) message_id: &'a str,
+    pub(crate) parent: Option<&'a str>,
+    pub(crate) body: &'a str,
+    pub(crate) at: u64,
+    pub(crate) edited: bool,
+    /// The member who handed it over.
+    pub(crate) shared_by: &'a str,
+    pub(crate) file: Option<&'a FileRef>,
+}
+
+/// Adds a shared message, unless this device has (or had) a message of that
+/// id: those stay as MLS delivered them. Whether it was added.
+pub(crate) async fn insert_shared(db: &mut SqliteConnection, row: &SharedRow<'_>) -> Result<bool> {
+    let kind = if row.file.is_some() { "file" } else { "text" };
+    let attachment = row
+        .file
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(ClientError::store)?;
+    let inserted = sqlx::query(
+        "INSERT OR IGNORE INTO history
+           (group_id, seq, sender, device, body, message_id, kind, parent_id, mentions, at, edited, shared_by, attachment)
+         SELECT $1, $2, $3, $4, $5, $6, $11, $7, '', $8, $9, $10, $12
+         WHERE NOT EXISTS (SELECT 1 FROM seen_messages WHERE group_id = $1 AND message_id = $6)
+           AND NOT EXISTS (SELECT 1 FROM history WHERE group_id = $1 AND message_id = $6)",
+    )
+    .bind(row.group_id)
+    .bind(to_i64(row.seq))
+    .bind(row.sender)
+    .bind(row.device)
+    .bind(row.body)
+    .bind(row.message_id)
+    .bind(row.parent)
+    .bind(to_i64(row.at))
+    .bind(i64::from(row.edited))
+    .bind(row.shared_by)
+    .bind(kind)
+    .bind(attachment)
+    .execute(&mut *db)
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted {
+        sqlx::query("INSERT INTO search_index (body, group_id, seq) VALUES ($1, $2, $3)")
+            .bind(row.body)
+            .bind(row.group_id)
+            .bind(to_i64(row.seq))
+            .execute(&mut *db)
+            .await?;
+    }
+    Ok(inserted)
+}
+
+/// The newest position in a channel's history (0 if empty).
+pub(crate) async fn newest_seq(db: &mut SqliteConnection, group_id: &str) -> Result<u64> {
+    let newest: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM history WHERE group_id = $1")
+            .bind(group_id)
+            .fetch_one(&mut *db)
+            .await?;
+    Ok(u64::try_from(newest).unwrap_or(0))
+}
+
+/// The id of the message at `seq`.
+pub(crate) async fn id_at(
+    db: &mut SqliteConnection,
+    group_id: &str,
+    seq: u64,
+) -> Result<Option<String>> {
+    Ok(
+        sqlx::query("SELECT message_id FROM history WHERE group_id = $1 AND seq = $2")
+            .bind(group_id)
+            .bind(to_i64(seq))
+            .fetch_optional(&mut *db)
+            .await?
+            .and_then(|r| r.get::<Option<String>, _>(0)),
+    )
+}
+
+/// What a search of the history looks for, as the index takes it.
+pub(crate) struct Search<'a> {
+    /// An FTS5 query.
+    pub(crate) fts: &'a str,
+    pub(crate) group_id: Option<&'a str>,
+    pub(crate) author: Option<&'a str>,
+    pub(crate) since: Option<u64>,
+    pub(crate) until: Option<u64>,
+}
+
+/// The messages (not deleted) that match, best first, at most 200.
+pub(crate) async fn search(
+    db: &mut SqliteConnection,
+    search: &Search<'_>,
+) -> Result<Vec<HistoryEntry>> {
+    let rows = sqlx::query(
+        "SELECT h.seq, h.sender, h.device, h.body, h.message_id, h.parent_id, h.kind,
+                h.edited, h.deleted, h.mentions, h.at, h.attachment, h.shared_by, c.name, h.group_id
+         FROM search_index s
+         JOIN history h ON h.group_id = s.group_id AND h.seq = s.seq
+         JOIN channels c ON c.group_id = h.group_id
+         WHERE search_index MATCH $1
+           AND ($2 IS NULL OR h.group_id = $2)
+           AND ($3 IS NULL OR h.sender = $3)
+           AND ($4 IS NULL OR h.at >= $4)
+           AND ($5 IS NULL OR h.at < $5)
+           AND h.deleted = 0
+         ORDER BY s.rank
+         LIMIT 200",
+    )
+    .bind(search.fts)
+    .bind(search.group_id)
+    .bind(search.author)
+    .bind(search.since.map(to_i64))
+    .bind(search.until.map(to_i64))
+    .fetch_all(&mut *db)
+    .await?;
+    let mut found = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let channel: String = row.get(13);
+        let group_id: String = row.get(14);
+        let entry = entry_from_row(row, &channel);
+        found.extend(reactions::fill(db, &group_id, vec![entry]).await?);
+    }
+    Ok(found)
+}

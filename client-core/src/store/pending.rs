@@ -1,0 +1,186 @@
+//! What this device owes or awaits, each kept until done so a crash or a
+//! lost answer skips nothing: messages sent but not yet accepted
+//! (`outgoing`), its commit awaiting the relay's order (`pending_commits`),
+//! channel names owed to members it added (`announcements`), and history
+//! bundles handed to it, to fetch (`history_imports`).
+
+use sqlx::{Row, SqliteConnection};
+
+use crate::error::Result;
+
+/// Keeps the plaintext of a message about to be posted, by its
+/// ciphertext's hash (MLS does not decrypt one's own messages).
+pub(crate) async fn record_outgoing(
+    db: &mut SqliteConnection,
+    hash: &str,
+    group_id: &str,
+    plaintext: &str,
+    message_id: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outgoing (ciphertext_hash, group_id, body, message_id) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(hash)
+    .bind(group_id)
+    .bind(plaintext)
+    .bind(message_id)
+    .execute(&mut *db)
+    .await?;
+    Ok(())
+}
+
+/// Forgets an outgoing message the relay refused.
+pub(crate) async fn drop_outgoing(db: &mut SqliteConnection, hash: &str) -> Result<()> {
+    sqlx::query("DELETE FROM outgoing WHERE ciphertext_hash = $1")
+        .bind(hash)
+        .execute(&mut *db)
+        .await?;
+    Ok(())
+}
+
+/// Takes the outgoing message of ciphertext `hash`: its plaintext and id.
+pub(crate) async fn take_outgoing(
+    db: &mut SqliteConnection,
+    hash: &str,
+) -> Result<Option<(String, String)>> {
+    Ok(
+        sqlx::query("DELETE FROM outgoing WHERE ciphertext_hash = $1 RETURNING body, message_id")
+            .bind(hash)
+            .fetch_optional(&mut *db)
+            .await?
+            .map(|row| (row.get(0), row.get(1))),
+    )
+}
+
+/// Remembers this device's commit in a group, by hash, to recognise it
+/// when the relay echoes it.
+pub(crate) async fn remember_commit(
+    db: &mut SqliteConnection,
+    group_id: &str,
+    hash: &str,
+) -> Result<()> {
+    sqlx::query("INSERT OR REPLACE INTO pending_commits (group_id, commit_hash) VALUES ($1, $2)")
+        .bind(group_id)
+        .bind(hash)
+        .execute(&mut *db)
+        .await?;
+    Ok(())
+}
+
+/// The hash of this device's commit awaiting the relay's order in a group.
+pub(crate) async fn pending_commit(
+    db: &mut SqliteConnection,
+    group_id: &str,
+) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT commit_hash FROM pending_commits WHERE group_id = $1")
+            .bind(group_id)
+            .fetch_optional(&mut *db)
+            .await?,
+    )
+}
+
+pub(crate) async fn forget_commit(db: &mut SqliteConnection, group_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM pending_commits WHERE group_id = $1")
+        .bind(group_id)
+        .execute(&mut *db)
+        .await?;
+    Ok(())
+}
+
+/// Notes that the members this device added are owed the channel's name.
+pub(crate) async fn owe_announcement(db: &mut SqliteConnection, group_id: &str) -> Result<()> {
+    sqlx::query("INSERT OR IGNORE INTO announcements (group_id) VALUES ($1)")
+        .bind(group_id)
+        .execute(&mut *db)
+        .await?;
+    Ok(())
+}
+
+/// A channel's name owed to members this device added.
+pub(crate) struct OwedAnnouncement {
+    pub(crate) group_id: String,
+    pub(crate) name: String,
+    pub(crate) kind: String,
+    pub(crate) topic: String,
+}
+
+/// The names owed, in channels this device is still a member of.
+pub(crate) async fn owed_announcements(db: &mut SqliteConnection) -> Result<Vec<OwedAnnouncement>> {
+    Ok(sqlx::query(
+        "SELECT a.group_id, c.name, c.kind, c.topic FROM announcements a
+         JOIN channels c ON c.group_id = a.group_id AND c.active = 1",
+    )
+    .fetch_all(&mut *db)
+    .await?
+    .iter()
+    .map(|r| OwedAnnouncement {
+        group_id: r.get(0),
+        name: r.get(1),
+        kind: r.get(2),
+        topic: r.get(3),
+    })
+    .collect())
+}
+
+pub(crate) async fn announced(db: &mut SqliteConnection, group_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM announcements WHERE group_id = $1")
+        .bind(group_id)
+        .execute(&mut *db)
+        .await?;
+    Ok(())
+}
+
+/// A history bundle handed to this account, to fetch.
+pub(crate) struct Import {
+    pub(crate) group_id: String,
+    pub(crate) message_id: String,
+    pub(crate) sender: String,
+    /// The bundle's file reference, as JSON.
+    pub(crate) reference: String,
+}
+
+pub(crate) async fn note_import(db: &mut SqliteConnection, import: &Import) -> Result<()> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO history_imports (group_id, message_id, sender, reference)
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&import.group_id)
+    .bind(&import.message_id)
+    .bind(&import.sender)
+    .bind(&import.reference)
+    .execute(&mut *db)
+    .await?;
+    Ok(())
+}
+
+/// The bundles to fetch, in channels this device is still a member of.
+pub(crate) async fn imports(db: &mut SqliteConnection) -> Result<Vec<Import>> {
+    Ok(sqlx::query(
+        "SELECT i.group_id, i.message_id, i.sender, i.reference FROM history_imports i
+         JOIN channels c ON c.group_id = i.group_id AND c.active = 1",
+    )
+    .fetch_all(&mut *db)
+    .await?
+    .iter()
+    .map(|r| Import {
+        group_id: r.get(0),
+        message_id: r.get(1),
+        sender: r.get(2),
+        reference: r.get(3),
+    })
+    .collect())
+}
+
+pub(crate) async fn imported(
+    db: &mut SqliteConnection,
+    group_id: &str,
+    message_id: &str,
+) -> Result<()> {
+    sqlx::query("DELETE FROM history_imports WHERE group_id = $1 AND message_id = $2")
+        .bind(group_id)
+        .bind(message_id)
+        .execute(&mut *db)
+        .await?;
+    Ok(())
+}

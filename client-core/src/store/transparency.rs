@@ -1,0 +1,139 @@
+//! Key transparency and alerts: the pinned log key (`log_key`), every
+//! checkpoint verified, each consistent with the one before
+//! (`checkpoints`), the security alerts raised (`security_alerts`) and the
+//! account changes already shown (`seen_account_changes`).
+
+use sqlx::{Row, SqliteConnection};
+
+use super::to_i64;
+use crate::error::Result;
+
+/// The pinned log verifier key, as text.
+pub(crate) async fn log_key(db: &mut SqliteConnection) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT verifier_key FROM log_key WHERE id = 1")
+            .fetch_optional(&mut *db)
+            .await?,
+    )
+}
+
+pub(crate) async fn pin_log_key(db: &mut SqliteConnection, key: &str) -> Result<()> {
+    sqlx::query("INSERT INTO log_key (id, verifier_key) VALUES (1, $1)")
+        .bind(key)
+        .execute(&mut *db)
+        .await?;
+    Ok(())
+}
+
+/// A verified checkpoint as stored.
+pub(crate) struct StoredCheckpoint {
+    pub(crate) size: u64,
+    pub(crate) root_hash: Vec<u8>,
+    /// The signed note.
+    pub(crate) note: String,
+}
+
+/// The checkpoint of the largest log verified.
+pub(crate) async fn newest_checkpoint(
+    db: &mut SqliteConnection,
+) -> Result<Option<StoredCheckpoint>> {
+    Ok(
+        sqlx::query("SELECT size, root_hash, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+            .fetch_optional(&mut *db)
+            .await?
+            .map(|row| StoredCheckpoint {
+                size: row.get::<i64, _>(0).try_into().unwrap_or(0),
+                root_hash: row.get(1),
+                note: row.get(2),
+            }),
+    )
+}
+
+/// Keeps a verified checkpoint (once).
+pub(crate) async fn add_checkpoint(
+    db: &mut SqliteConnection,
+    size: u64,
+    root_hash: &[u8],
+    note: &str,
+) -> Result<()> {
+    sqlx::query("INSERT OR IGNORE INTO checkpoints (size, root_hash, note) VALUES ($1, $2, $3)")
+        .bind(to_i64(size))
+        .bind(root_hash)
+        .bind(note)
+        .execute(&mut *db)
+        .await?;
+    Ok(())
+}
+
+/// A security alert as stored.
+pub(crate) struct StoredAlert {
+    pub(crate) at: u64,
+    pub(crate) username: String,
+    pub(crate) device_id: String,
+    pub(crate) reason: String,
+    /// `key_transparency` or `account_change`.
+    pub(crate) kind: String,
+}
+
+pub(crate) async fn add_alert(db: &mut SqliteConnection, alert: &StoredAlert) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO security_alerts (at, username, device_id, reason, kind)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(to_i64(alert.at))
+    .bind(&alert.username)
+    .bind(&alert.device_id)
+    .bind(&alert.reason)
+    .bind(&alert.kind)
+    .execute(&mut *db)
+    .await?;
+    Ok(())
+}
+
+/// The alerts raised (with `only_unseen`, those not taken before), oldest
+/// first; all are marked seen.
+pub(crate) async fn take_alerts(
+    db: &mut SqliteConnection,
+    only_unseen: bool,
+) -> Result<Vec<StoredAlert>> {
+    let rows = sqlx::query(
+        "SELECT at, username, device_id, reason, kind FROM security_alerts
+         WHERE shown = 0 OR $1 = 0 ORDER BY id",
+    )
+    .bind(only_unseen)
+    .fetch_all(&mut *db)
+    .await?;
+    sqlx::query("UPDATE security_alerts SET shown = 1")
+        .execute(&mut *db)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| StoredAlert {
+            at: r.get::<i64, _>(0).try_into().unwrap_or(0),
+            username: r.get(1),
+            device_id: r.get(2),
+            reason: r.get(3),
+            kind: r.get(4),
+        })
+        .collect())
+}
+
+/// Whether this device has taken note of no account change yet.
+pub(crate) async fn no_account_change_seen(db: &mut SqliteConnection) -> Result<bool> {
+    let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM seen_account_changes")
+        .fetch_one(&mut *db)
+        .await?;
+    Ok(seen == 0)
+}
+
+/// Notes account change `id` as seen; `false` if it was already.
+pub(crate) async fn see_account_change(db: &mut SqliteConnection, id: i64) -> Result<bool> {
+    Ok(
+        sqlx::query("INSERT OR IGNORE INTO seen_account_changes (id) VALUES ($1)")
+            .bind(id)
+            .execute(&mut *db)
+            .await?
+            .rows_affected()
+            == 1,
+    )
+}
