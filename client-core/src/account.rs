@@ -98,6 +98,12 @@ impl fmt::Debug for RecoveryCodes {
     }
 }
 
+impl From<RecoveryCodesAnswer> for RecoveryCodes {
+    fn from(answer: RecoveryCodesAnswer) -> Self {
+        RecoveryCodes(shown(answer.recovery_codes))
+    }
+}
+
 /// What an account recovery did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveryReport {
@@ -133,12 +139,6 @@ pub struct TotpEnrollment {
 impl fmt::Debug for TotpEnrollment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("TotpEnrollment(<redacted>)")
-    }
-}
-
-impl From<RecoveryCodesAnswer> for RecoveryCodes {
-    fn from(answer: RecoveryCodesAnswer) -> Self {
-        RecoveryCodes(shown(answer.recovery_codes))
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! The relay (`conclave-server`) and the client core (`conclave-client`)
 //! both speak through these types, so the JSON each side writes is the JSON
-//! the other reads. Nothing here does I/O; the crate depends on serde alone,
-//! and a client in another language can read the protocol off this crate.
+//! the other reads. Nothing here does I/O; the crate depends on serde (and
+//! zeroize, for secrets) alone, and a client in another language can read
+//! the protocol off this crate.
 //!
 //! Binary fields (MLS messages, Welcomes, GroupInfos, log leaves and
 //! hashes) travel as standard base64 with padding, in `String`s: each side
@@ -17,7 +18,7 @@
 //! checks; [`routes`] names every path.
 //!
 //! ```
-//! use conclave_proto::{AckBody, Delivered, MessageKind, StreamFrame, routes};
+//! use conclave_proto::{AckBody, Delivered, MessageKind, Proof, StreamFrame, routes};
 //!
 //! // What the relay pushes on /v1/stream for one message…
 //! let frame = StreamFrame::Message(Delivered {
@@ -38,6 +39,13 @@
 //!
 //! // Route paths come from here on both sides.
 //! assert_eq!(routes::group_messages("ab01"), "/v1/groups/ab01/messages");
+//!
+//! // A proof read from a body never prints its password (`()` stands in
+//! // for the WebAuthn assertion a passkey would bring).
+//! let proof: Proof<()> =
+//!     serde_json::from_str(r#"{"password":"hunter2","second_factor":null}"#).unwrap();
+//! assert_eq!(proof.password.as_ref().unwrap().expose(), "hunter2");
+//! assert!(!format!("{proof:?}").contains("hunter2"));
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
