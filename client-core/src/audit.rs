@@ -188,7 +188,7 @@ impl Client {
     pub async fn pin_log_key(&self, verifier_key: &str) -> Result<()> {
         let key = VerifierKey::parse(verifier_key.trim())
             .map_err(|e| ClientError::Invalid(format!("log key: {e}")))?;
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         if let Some(pinned) = pinned_key(&mut db).await? {
             if pinned == key {
                 return Ok(());
@@ -202,14 +202,14 @@ impl Client {
 
     /// The pinned log verifier key, if any yet.
     pub async fn log_key(&self) -> Result<Option<String>> {
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         Ok(pinned_key(&mut db).await?.map(|k| k.to_string()))
     }
 
     /// The newest checkpoint this device has verified, as signed note text:
     /// compare it out of band with other users' to detect a split view.
     pub async fn latest_checkpoint(&self) -> Result<Option<String>> {
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         Ok(transparency::newest_checkpoint(&mut db)
             .await?
             .map(|checkpoint| checkpoint.note))
@@ -234,7 +234,7 @@ impl Client {
     /// Security alerts raised on this device; with `only_unseen`, those not
     /// returned before (and marks them seen).
     pub async fn security_alerts(&self, only_unseen: bool) -> Result<Vec<SecurityAlert>> {
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         Ok(transparency::take_alerts(&mut db, only_unseen)
             .await?
             .into_iter()
@@ -313,10 +313,10 @@ impl Client {
             reason: reason.to_owned(),
             kind: AlertKind::KeyTransparency.as_str().to_owned(),
         };
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         transparency::add_alert(&mut db, &stored).await?;
         drop(db);
-        let _ = self.inner.events.send(Event::SecurityAlert(SecurityAlert {
+        self.session.publish(Event::SecurityAlert(SecurityAlert {
             at: unix_now(),
             kind: AlertKind::KeyTransparency,
             username: username.to_owned(),
@@ -356,8 +356,8 @@ impl Client {
         devices: &[DeviceToCheck<'_>],
         refresh: bool,
     ) -> Result<Vec<Result<()>>> {
-        let _one_at_a_time = self.inner.transparency.lock().await;
-        let mut db = self.inner.db.lock().await;
+        let _one_at_a_time = self.session.transparency.lock().await;
+        let mut db = self.session.db.lock().await;
         let mut outcomes: Vec<Option<Result<()>>> = Vec::with_capacity(devices.len());
         for device in devices {
             let known = if refresh {
@@ -380,7 +380,7 @@ impl Client {
                 let stated = self.relay_log_key().await?;
                 let key = VerifierKey::parse(&stated)
                     .map_err(|e| kt(format!("the relay's log key is unusable: {e}")))?;
-                db = self.inner.db.lock().await;
+                db = self.session.db.lock().await;
                 store_key(&mut db, &key).await?;
                 key
             }
@@ -417,7 +417,7 @@ impl Client {
         }
         let proven = &answer.devices;
 
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         let mut tx = sqlx::Connection::begin(&mut *db).await?;
         transparency::add_checkpoint(
             &mut tx,
@@ -629,7 +629,7 @@ impl Client {
         let me = identity.key.device_id().to_string();
         let mut alerts = Vec::new();
         {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             let mut tx = db.begin().await?;
             let first_look = transparency::no_account_change_seen(&mut tx).await?;
             if first_look {

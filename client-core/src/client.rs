@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -15,11 +15,10 @@ use conclave_proto::{
 };
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
-use openmls_rust_crypto::RustCrypto;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::{Connection, SqliteConnection};
-use tokio::sync::{Mutex, broadcast};
+use tokio::sync::broadcast;
 
 use crate::channel::{Channel, ChannelState, Member, validate_channel_name};
 use crate::error::{ClientError, Result};
@@ -28,8 +27,8 @@ use crate::group::{create_config, load_group, tls_bytes, users_of};
 use crate::history_entry::HistoryEntry;
 use crate::identity::Identity;
 use crate::retry::{MAX_ATTEMPTS, backoff, retry_delay};
+use crate::session::Session;
 use crate::store::{self, TxProvider, channels};
-use crate::sync::DeviceNews;
 use crate::transport::{HttpRequest, Transport};
 
 /// One-time key packages a device keeps on the relay.
@@ -37,33 +36,12 @@ const KEY_PACKAGE_TARGET: u64 = 40;
 /// Below this many, the device uploads more.
 const KEY_PACKAGE_LOW: u64 = 10;
 
-pub(crate) struct Inner {
-    pub(crate) transport: Arc<dyn Transport>,
-    pub(crate) db: Mutex<SqliteConnection>,
-    pub(crate) crypto: RustCrypto,
-    /// Set while the device key is in memory (unprotected, or unlocked).
-    identity: RwLock<Option<Arc<Identity>>>,
-    /// How the device key is kept at rest, and who it is while locked.
-    pub(crate) at_rest: std::sync::Mutex<crate::key_at_rest::AtRest>,
-    pub(crate) events: broadcast::Sender<Event>,
-    pub(crate) device_news: Mutex<DeviceNews>,
-    /// Serializes key-transparency checks, so each stored checkpoint is
-    /// checked against the one stored just before it.
-    pub(crate) transparency: Mutex<()>,
-    /// Groups whose every member passed the key-transparency check since
-    /// their membership last changed, and a counter of membership changes.
-    pub(crate) members_checked: std::sync::Mutex<(u64, std::collections::HashSet<String>)>,
-    /// Held while this client lives: one process per home directory, since
-    /// two would race each other over the same MLS state.
-    _home_lock: std::fs::File,
-}
-
 /// A Conclave client for one device. Cheap to clone; clones share state.
 ///
 /// Needs a multi-threaded tokio runtime (openmls's SQLite storage blocks in place).
 #[derive(Clone)]
 pub struct Client {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) session: Arc<Session>,
 }
 
 impl std::fmt::Debug for Client {
@@ -106,49 +84,22 @@ impl Client {
     /// Only one process at a time may use a home directory: a second gets
     /// [`ClientError::HomeInUse`].
     pub async fn open(home: &Path, transport: impl Transport) -> Result<Self> {
-        let home_lock = store::lock_home(home)?;
-        let mut db = store::open(home).await?;
-        let (identity, at_rest) = crate::key_at_rest::load(&mut db).await?;
-        let (events, _) = broadcast::channel(1024);
+        let session = Session::open(home, Arc::new(transport)).await?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                transport: Arc::new(transport),
-                db: Mutex::new(db),
-                crypto: RustCrypto::default(),
-                identity: RwLock::new(identity.map(Arc::new)),
-                at_rest: std::sync::Mutex::new(at_rest),
-                events,
-                device_news: Mutex::new(DeviceNews::default()),
-                transparency: Mutex::new(()),
-                members_checked: std::sync::Mutex::default(),
-                _home_lock: home_lock,
-            }),
+            session: Arc::new(session),
         })
     }
 
+    /// Who this device is, with its key; an error while logged out or
+    /// locked.
     pub(crate) fn identity(&self) -> Result<Arc<Identity>> {
-        self.inner
-            .identity
-            .read()
-            .map_err(|_| ClientError::store("identity lock poisoned"))?
-            .clone()
-            .ok_or_else(|| {
-                if self.key_status() == crate::KeyStatus::Locked {
-                    ClientError::KeyLocked
-                } else {
-                    ClientError::NotLoggedIn
-                }
-            })
-    }
-
-    /// Makes `identity` this client's usable one (its key in memory).
-    pub(crate) fn set_identity(&self, identity: Identity) -> Result<()> {
-        *self
-            .inner
-            .identity
-            .write()
-            .map_err(|_| ClientError::store("identity lock poisoned"))? = Some(Arc::new(identity));
-        Ok(())
+        self.session.identity()?.ok_or_else(|| {
+            if self.key_status() == crate::KeyStatus::Locked {
+                ClientError::KeyLocked
+            } else {
+                ClientError::NotLoggedIn
+            }
+        })
     }
 
     /// The logged-in username, if any (also while the key is locked).
@@ -169,7 +120,7 @@ impl Client {
 
     /// Subscribes to events (messages, joins, membership changes) as they are processed.
     pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.inner.events.subscribe()
+        self.session.subscribe()
     }
 
     // ----- talking to the relay ------------------------------------------
@@ -178,7 +129,7 @@ impl Client {
     pub(crate) async fn signed_text(&self, path: &str) -> Result<String> {
         let identity = self.identity()?;
         let request = HttpRequest::signed(&identity.key, "GET", path, Vec::new());
-        let response = self.inner.transport.send(request).await?;
+        let response = self.session.transport.send(request).await?;
         if (200..300).contains(&response.status) {
             return String::from_utf8(response.body)
                 .map_err(|_| ClientError::Invalid(format!("{path} answered with non-UTF-8 text")));
@@ -195,7 +146,7 @@ impl Client {
     ) -> Result<Vec<u8>> {
         let identity = self.identity()?;
         let request = HttpRequest::signed(&identity.key, method, path, body);
-        let response = self.inner.transport.send(request).await?;
+        let response = self.session.transport.send(request).await?;
         if (200..300).contains(&response.status) {
             return Ok(response.body);
         }
@@ -305,7 +256,7 @@ impl Client {
                     body: body.clone(),
                 },
             };
-            match self.inner.transport.send(request).await {
+            match self.session.transport.send(request).await {
                 Err(e) if tried < tries => {
                     tracing::debug!(error = %e, tried, "asking again after a lost answer");
                     tokio::time::sleep(retry_delay(tried)).await;
@@ -374,36 +325,26 @@ impl Client {
     /// others can add this device to channels.
     pub(crate) async fn adopt_identity(&self, name: Username, key: DeviceKey) -> Result<()> {
         self.store_new_key(&name, &key).await?;
-        *self
-            .inner
-            .identity
-            .write()
-            .map_err(|_| ClientError::store("identity lock poisoned"))? =
-            Some(Arc::new(Identity {
-                username: name.clone(),
-                key,
-                bot_owner: None,
-            }));
+        self.session.set_identity(Identity {
+            username: name.clone(),
+            key,
+            bot_owner: None,
+        })?;
         // A bot's every leaf says so, and names its owner: learn it before
         // the first key package is made.
         let status: AccountStatus = self.fetch(routes::ACCOUNT).await?;
         if let Some(owner) = &status.bot_owner {
             let owner = Username::parse(owner).map_err(|e| ClientError::Invalid(e.to_string()))?;
             {
-                let mut db = self.inner.db.lock().await;
+                let mut db = self.session.db.lock().await;
                 store::identity::set_bot_owner(&mut db, owner.as_str()).await?;
             }
             let key = DeviceKey::from_secret_bytes(&self.identity()?.key.to_secret_bytes());
-            *self
-                .inner
-                .identity
-                .write()
-                .map_err(|_| ClientError::store("identity lock poisoned"))? =
-                Some(Arc::new(Identity {
-                    username: name,
-                    key,
-                    bot_owner: Some(owner),
-                }));
+            self.session.set_identity(Identity {
+                username: name,
+                key,
+                bot_owner: Some(owner),
+            })?;
         }
         self.refill_key_packages().await
     }
@@ -431,10 +372,10 @@ impl Client {
             signature_key: identity.key.public().to_bytes().to_vec().into(),
         };
         let mut encoded = Vec::new();
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         let mut tx = db.begin().await?;
         {
-            let provider = TxProvider::new(&self.inner.crypto, &mut tx);
+            let provider = TxProvider::new(&self.session.crypto, &mut tx);
             let last_resort = (!has_last_resort).then_some(true);
             for is_last_resort in (0..wanted).map(|_| false).chain(last_resort) {
                 // The last-resort extension must be listed in the leaf's capabilities.
@@ -478,7 +419,7 @@ impl Client {
     }
 
     pub(crate) async fn active_channel(&self, name: &str) -> Result<String> {
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         match self.channel_by_name(&mut db, name).await? {
             (group_id, true) => Ok(group_id),
             (_, false) => Err(ClientError::NotInChannel(name.to_owned())),
@@ -503,13 +444,13 @@ impl Client {
     ) -> Result<()> {
         validate_channel_name(name)?;
         let identity = self.identity()?;
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         if self.channel_by_name(&mut db, name).await.is_ok() {
             return Err(ClientError::ChannelExists(name.to_owned()));
         }
         let mut tx = db.begin().await?;
         let (group_id, body) = {
-            let provider = TxProvider::new(&self.inner.crypto, &mut tx);
+            let provider = TxProvider::new(&self.session.crypto, &mut tx);
             let credential = CredentialWithKey {
                 credential: identity.credential().to_mls(),
                 signature_key: identity.key.public().to_bytes().to_vec().into(),
@@ -609,7 +550,7 @@ impl Client {
                 ));
             };
             let package = package
-                .validate(&self.inner.crypto, ProtocolVersion::Mls10)
+                .validate(&self.session.crypto, ProtocolVersion::Mls10)
                 .map_err(ClientError::mls)?;
             let credential = DeviceCredential::from_mls(package.leaf_node().credential())
                 .map_err(ClientError::mls)?;
@@ -661,13 +602,13 @@ impl Client {
     /// sync.
     pub async fn archive(&self, channel: &str) -> Result<()> {
         let group_id = {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             self.channel_by_name(&mut db, channel).await?.0
         };
         let _: ArchiveAnswer = self
             .bodiless("POST", &routes::group_archive(&group_id))
             .await?;
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         channels::archive(&mut db, &group_id).await?;
         Ok(())
     }
@@ -677,7 +618,7 @@ impl Client {
     /// Every member's device prunes its own copy to match.
     pub async fn set_retention(&self, channel: &str, days: Option<u32>) -> Result<()> {
         let group_id = {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             self.channel_by_name(&mut db, channel).await?.0
         };
         let _: GroupRetentionAnswer = self
@@ -699,12 +640,12 @@ impl Client {
         for attempt in 1..=MAX_ATTEMPTS {
             self.sync_without_upkeep().await?;
             let proposals = {
-                let mut db = self.inner.db.lock().await;
+                let mut db = self.session.db.lock().await;
                 // Built in a transaction that is never committed: this
                 // device will not commit again in the channel, so its own
                 // store must not keep the proposals.
                 let mut tx = db.begin().await?;
-                let provider = TxProvider::new(&self.inner.crypto, &mut tx);
+                let provider = TxProvider::new(&self.session.crypto, &mut tx);
                 let mut group = load_group(&provider, &group_id)?;
                 let me = group.own_leaf_index();
                 let others: Vec<LeafNodeIndex> = group
@@ -745,7 +686,7 @@ impl Client {
                 backoff(attempt).await;
                 continue;
             }
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             channels::deactivate(&mut db, &group_id).await?;
             return Ok(());
         }
@@ -783,7 +724,7 @@ impl Client {
 
     /// Channels this device knows, by name.
     pub async fn channels(&self) -> Result<Vec<Channel>> {
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         let me = self.identity()?.username.to_string();
         channels::list(&mut db, &me).await
     }
@@ -791,9 +732,9 @@ impl Client {
     /// This device's view of the channel's group: its epoch and a code to
     /// compare with other members'.
     pub async fn channel_state(&self, channel: &str) -> Result<ChannelState> {
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         let (group_id, _) = self.channel_by_name(&mut db, channel).await?;
-        let provider = TxProvider::new(&self.inner.crypto, &mut db);
+        let provider = TxProvider::new(&self.session.crypto, &mut db);
         let group = load_group(&provider, &group_id)?;
         let authenticator = group.epoch_authenticator().as_slice();
         let digits = hex::encode(authenticator.get(..16).unwrap_or(authenticator));
@@ -829,9 +770,9 @@ impl Client {
 
     /// Members of a channel, from this device's MLS state.
     pub async fn members(&self, channel: &str) -> Result<Vec<Member>> {
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         let (group_id, _) = self.channel_by_name(&mut db, channel).await?;
-        let provider = TxProvider::new(&self.inner.crypto, &mut db);
+        let provider = TxProvider::new(&self.session.crypto, &mut db);
         let group = load_group(&provider, &group_id)?;
         let owners: BTreeMap<String, String> = group
             .members()
@@ -851,7 +792,7 @@ impl Client {
     /// The decrypted history of a channel, in channel order, with threads,
     /// reactions, edits and tombstones as they stand.
     pub async fn history(&self, channel: &str) -> Result<Vec<HistoryEntry>> {
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         let (group_id, _) = self.channel_by_name(&mut db, channel).await?;
         store::messages::history_of(&mut db, &group_id, channel).await
     }

@@ -206,7 +206,7 @@ impl Client {
     ) -> Result<(PathBuf, FileInfo)> {
         let group_id = self.active_channel(channel).await?;
         let reference = {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             match messages::attachment_of(&mut db, &group_id, message).await? {
                 Some(reference) => reference,
                 None => {

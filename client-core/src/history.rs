@@ -102,7 +102,7 @@ impl Client {
             }
             let file = match e.file {
                 Some(_) => {
-                    let mut db = self.inner.db.lock().await;
+                    let mut db = self.session.db.lock().await;
                     messages::attachment_of(&mut db, &group_id, &e.id).await?
                 }
                 None => None,
@@ -165,7 +165,7 @@ impl Client {
     /// hold. A bundle that fails its checks is dropped with a warning.
     pub(crate) async fn import_shared_history(&self) -> Result<Vec<Event>> {
         let pending = {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             pending::imports(&mut db).await?
         };
         let mut events = Vec::new();
@@ -198,7 +198,7 @@ impl Client {
                 }
                 Err(e) => tracing::warn!(group = %group_id, error = %e, "history bundle dropped"),
             }
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             pending::imported(&mut db, &group_id, &message_id).await?;
         }
         Ok(events)
@@ -215,7 +215,7 @@ impl Client {
                 "a history bundle of a newer version".into(),
             ));
         }
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         let mut tx = sqlx::Connection::begin(&mut *db).await?;
         let channel = channels::name(&mut tx, group_id).await?;
         let (mut added, mut newest) = (0u64, 0u64);

@@ -346,7 +346,7 @@ pub(crate) fn open(
 }
 
 /// What this client knows of its key's keeping, beside the usable identity
-/// in `Inner::identity` (set only while the key is in memory).
+/// in `Session::identity` (set only while the key is in memory).
 pub(crate) struct AtRest {
     /// How a key made by a login here is kept; `None` refuses the login.
     protection: Option<KeyProtection>,
@@ -438,19 +438,20 @@ impl Client {
             }
             _ => {}
         }
-        client.at_rest()?.protection = Some(protection);
+        client.session.at_rest()?.protection = Some(protection);
         Ok(client)
     }
 
     /// What this device's key is sealed under; `None` when it is not sealed.
     pub fn sealed_under(&self) -> Option<SealedUnder> {
-        let at_rest = self.at_rest().ok()?;
+        let at_rest = self.session.at_rest().ok()?;
         header(at_rest.sealed.as_deref()?).ok().map(|h| h.under)
     }
 
     /// Where this device's key stands: locked, unlocked, in clear, or none yet.
     pub fn key_status(&self) -> KeyStatus {
-        self.at_rest()
+        self.session
+            .at_rest()
             .map(|a| a.status)
             .unwrap_or(KeyStatus::Locked)
     }
@@ -467,6 +468,7 @@ impl Client {
         match status {
             KeyStatus::Locked | KeyStatus::Unlocked => {
                 let sealed = self
+                    .session
                     .at_rest()?
                     .sealed
                     .clone()
@@ -498,7 +500,7 @@ impl Client {
     /// [`Client::unlock`] returned for this home earlier.
     pub async fn unlock_with(&self, key: &UnlockKey) -> Result<()> {
         let (sealed, username, device_id, bot_owner) = {
-            let at_rest = self.at_rest()?;
+            let at_rest = self.session.at_rest()?;
             match (&at_rest.sealed, &at_rest.locked) {
                 (Some(sealed), Some((username, device_id, bot_owner))) => (
                     sealed.clone(),
@@ -517,7 +519,7 @@ impl Client {
                         identity.username.as_str(),
                         &identity.key.device_id().to_string(),
                     )?;
-                    self.at_rest()?.unlock_key = Some(key.clone());
+                    self.session.at_rest()?.unlock_key = Some(key.clone());
                     return Ok(());
                 }
                 _ => {
@@ -534,12 +536,12 @@ impl Client {
                 "the sealed device key belongs to another device",
             ));
         }
-        self.set_identity(Identity {
+        self.session.set_identity(Identity {
             username,
             key: device_key,
             bot_owner,
         })?;
-        let mut at_rest = self.at_rest()?;
+        let mut at_rest = self.session.at_rest()?;
         at_rest.status = KeyStatus::Unlocked;
         at_rest.locked = None;
         at_rest.unlock_key = Some(key.clone());
@@ -559,7 +561,7 @@ impl Client {
             identity.username.as_str(),
             &device_id,
         )?;
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         store::identity::seal(&mut db, &sealed, &device_id).await?;
         // secure_delete zeroed the old cell; the log still holds the page
         // as it was: copy the new one into the main file and empty the log.
@@ -569,7 +571,7 @@ impl Client {
             );
         }
         drop(db);
-        let mut at_rest = self.at_rest()?;
+        let mut at_rest = self.session.at_rest()?;
         at_rest.status = KeyStatus::Unlocked;
         at_rest.sealed = Some(sealed);
         at_rest.unlock_key = Some(key);
@@ -580,13 +582,13 @@ impl Client {
     /// for a cache that spares the next process of the same login session
     /// the passphrase (see [`UnlockKey`]); `None` while locked or unprotected.
     pub fn unlock_key(&self) -> Option<UnlockKey> {
-        self.at_rest().ok()?.unlock_key.clone()
+        self.session.at_rest().ok()?.unlock_key.clone()
     }
 
     /// Refuses a login before it reaches the relay when no one said how its
     /// key would be kept.
     pub(crate) fn check_key_protection(&self) -> Result<()> {
-        if self.at_rest()?.protection.is_none() {
+        if self.session.at_rest()?.protection.is_none() {
             return Err(ClientError::NoKeyProtection);
         }
         Ok(())
@@ -595,7 +597,7 @@ impl Client {
     /// Stores a new device key as the chosen protection says.
     pub(crate) async fn store_new_key(&self, name: &Username, key: &DeviceKey) -> Result<()> {
         let device_id = key.device_id().to_string();
-        let sealing = match &self.at_rest()?.protection {
+        let sealing = match &self.session.at_rest()?.protection {
             None => return Err(ClientError::NoKeyProtection),
             Some(KeyProtection::Unprotected) => None,
             Some(KeyProtection::Passphrase(passphrase)) => {
@@ -621,7 +623,7 @@ impl Client {
                 Some((sealed, unlock.clone()))
             }
         };
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         match &sealing {
             Some((sealed, _)) => {
                 store::identity::insert_sealed(&mut db, name.as_str(), sealed, &device_id).await?;
@@ -638,7 +640,7 @@ impl Client {
             }
         }
         drop(db);
-        let mut at_rest = self.at_rest()?;
+        let mut at_rest = self.session.at_rest()?;
         at_rest.status = if sealing.is_some() {
             KeyStatus::Unlocked
         } else {
@@ -652,18 +654,12 @@ impl Client {
 
     /// The username and device id, while the key is locked.
     pub(crate) fn locked_as(&self) -> Option<(String, String)> {
-        self.at_rest()
+        self.session
+            .at_rest()
             .ok()?
             .locked
             .as_ref()
             .map(|(user, device, _)| (user.to_string(), device.clone()))
-    }
-
-    pub(crate) fn at_rest(&self) -> Result<std::sync::MutexGuard<'_, AtRest>> {
-        self.inner
-            .at_rest
-            .lock()
-            .map_err(|_| ClientError::store("key state lock poisoned"))
     }
 }
 

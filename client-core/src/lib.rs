@@ -69,6 +69,7 @@ mod public;
 mod receive;
 mod retry;
 mod send;
+mod session;
 mod settings;
 mod store;
 mod sync;

@@ -20,16 +20,16 @@ impl Client {
     /// fails raises an alert; the first failure is returned.
     pub(crate) async fn check_members(&self, group_id: &str) -> Result<()> {
         let generation = {
-            let checked = self.members_checked();
+            let checked = self.session.members_checked();
             if checked.1.contains(group_id) {
                 return Ok(());
             }
             checked.0
         };
         let (members, verified) = {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             let verified = devices::verified(&mut db).await?;
-            let provider = TxProvider::new(&self.inner.crypto, &mut db);
+            let provider = TxProvider::new(&self.session.crypto, &mut db);
             let group = load_group(&provider, group_id)?;
             let members: Vec<_> = group
                 .members()
@@ -81,22 +81,12 @@ impl Client {
         if let Some(refusal) = first_refusal {
             return Err(refusal);
         }
-        let mut checked = self.members_checked();
+        let mut checked = self.session.members_checked();
         // Only if no membership changed while we were checking.
         if checked.0 == generation {
             checked.1.insert(group_id.to_owned());
         }
         Ok(())
-    }
-
-    pub(crate) fn members_checked(
-        &self,
-    ) -> std::sync::MutexGuard<'_, (u64, std::collections::HashSet<String>)> {
-        // The set is only ever extended with fully checked groups.
-        self.inner
-            .members_checked
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// After members changed, checks the channels concerned so that a device
@@ -121,18 +111,18 @@ impl Client {
     /// devices to them. A step that fails (a device without key packages yet,
     /// a race lost too often) is logged and tried again at the next sync.
     pub(crate) async fn membership_upkeep(&self) -> Result<Vec<Event>> {
-        let news = std::mem::take(&mut *self.inner.device_news.lock().await);
+        let news = std::mem::take(&mut *self.session.device_news.lock().await);
         let identity = self.identity()?;
         let me = identity.username.to_string();
         let channels: Vec<(String, String)> = {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             channels::active(&mut db).await?
         };
         // Members who left proposed their own removal: commit it.
         for (group_id, channel) in &channels {
             let pending = {
-                let mut db = self.inner.db.lock().await;
-                let provider = TxProvider::new(&self.inner.crypto, &mut db);
+                let mut db = self.session.db.lock().await;
+                let provider = TxProvider::new(&self.session.crypto, &mut db);
                 let group = load_group(&provider, group_id)?;
                 group.is_active() && group.pending_proposals().next().is_some()
             };
@@ -194,8 +184,8 @@ impl Client {
         }
         for (group_id, channel) in &channels {
             let present: BTreeSet<String> = {
-                let mut db = self.inner.db.lock().await;
-                let provider = TxProvider::new(&self.inner.crypto, &mut db);
+                let mut db = self.session.db.lock().await;
+                let provider = TxProvider::new(&self.session.crypto, &mut db);
                 let group = load_group(&provider, group_id)?;
                 if !group.is_active() {
                     continue;

@@ -134,7 +134,7 @@ impl Client {
         }
         self.create_channel(&name).await?;
         let group_id = {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             channels::make_direct(&mut db, &name).await?;
             self.group_of(&mut db, &name).await?
         };
@@ -164,7 +164,7 @@ impl Client {
         let seq = self.send_content(channel, content).await?;
         // A public channel's topic is listed for the workspace as well.
         let (group_id, public) = {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             let group_id = self.group_of(&mut db, channel).await?;
             let public = channels::kind_of(&mut db, &group_id).await?.as_deref() == Some("public");
             (group_id, public)
@@ -188,7 +188,7 @@ impl Client {
     pub async fn rename_channel(&self, channel: &str, new_name: &str) -> Result<u64> {
         validate_channel_name(new_name)?;
         let (group_id, kind) = {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             let group_id = self.group_of(&mut db, channel).await?;
             let kind = channels::kind_of(&mut db, &group_id)
                 .await?
@@ -227,7 +227,7 @@ impl Client {
             .await?;
         // This device goes by the new name at once (its own copy of the
         // rename, fetched later, then changes nothing).
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         channels::rename(&mut db, &group_id, new_name).await?;
         Ok(seq)
     }
@@ -236,7 +236,7 @@ impl Client {
     /// the account's own encrypted `self` group, on its other devices.
     pub async fn mark_read(&self, channel: &str) -> Result<()> {
         let (group_id, read, moved, mine, devices) = {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             let group_id = self.group_of(&mut db, channel).await?;
             let read = messages::newest_seq(&mut db, &group_id).await?;
             let moved = channels::move_read(&mut db, &group_id, read).await?;
@@ -252,7 +252,7 @@ impl Client {
             // group (its other devices are added by the sync that follows).
             self.create_group_named(SELF_GROUP_NAME, None, "self")
                 .await?;
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             channels::own_groups(&mut db).await?
         } else {
             mine
@@ -280,7 +280,7 @@ impl Client {
         self.known_message(channel, parent).await?;
         // Replying to a reply answers in its thread: under the root.
         let root = {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             let group_id = self.group_of(&mut db, channel).await?;
             messages::thread_root(&mut db, &group_id, parent)
                 .await?
@@ -310,7 +310,7 @@ impl Client {
         self.known_message(channel, message).await?;
         let me = self.identity()?.username.to_string();
         let given = {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             let group_id = self.group_of(&mut db, channel).await?;
             reactions::given(&mut db, &group_id, message, &me, &emoji).await?
         };
@@ -340,7 +340,7 @@ impl Client {
     pub async fn delete(&self, channel: &str, message: &str) -> Result<u64> {
         self.own_message(channel, message).await?;
         let file = {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             let group_id = self.group_of(&mut db, channel).await?;
             messages::attachment_of(&mut db, &group_id, message).await?
         };
@@ -357,7 +357,7 @@ impl Client {
 
     /// The id of the message at `seq` in a channel (what the CLI shows as `#seq`).
     pub async fn message_id_at(&self, channel: &str, seq: u64) -> Result<String> {
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         let group_id = self.group_of(&mut db, channel).await?;
         messages::id_at(&mut db, &group_id, seq)
             .await?
@@ -384,7 +384,7 @@ impl Client {
         let Some(fts) = fts_query(&query.words) else {
             return Err(ClientError::Invalid("search for at least one word".into()));
         };
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         let group = match &query.channel {
             Some(channel) => Some(self.group_of(&mut db, channel).await?),
             None => None,
@@ -404,7 +404,7 @@ impl Client {
     }
 
     async fn known_message(&self, channel: &str, id: &str) -> Result<(u64, String)> {
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         let group_id = self.group_of(&mut db, channel).await?;
         messages::find(&mut db, &group_id, id)
             .await?

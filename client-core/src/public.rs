@@ -86,7 +86,7 @@ impl Client {
         // A channel this device left keeps its name and history: joining it
         // again continues it.
         let left_before: Option<String> = {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             match self.channel_by_name(&mut db, name).await {
                 Ok((_, true)) => {
                     return Err(ClientError::AlreadyAMember(
@@ -137,10 +137,10 @@ impl Client {
                 ));
             }
 
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             let mut tx = db.begin().await?;
             let (commit, group_info) = {
-                let provider = crate::store::TxProvider::new(&self.inner.crypto, &mut tx);
+                let provider = crate::store::TxProvider::new(&self.session.crypto, &mut tx);
                 if left_before.is_some() {
                     // The old state is of no use; the join builds a new one.
                     let id =

@@ -36,10 +36,10 @@ impl Client {
         let identity = self.identity()?;
         for attempt in 1..=MAX_ATTEMPTS {
             self.sync_without_upkeep().await?;
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             let mut tx = db.begin().await?;
             let (commit, welcome, group_info) = {
-                let provider = TxProvider::new(&self.inner.crypto, &mut tx);
+                let provider = TxProvider::new(&self.session.crypto, &mut tx);
                 let mut group = load_group(&provider, group_id)?;
                 // After a full sync, a commit still pending was never accepted.
                 group
@@ -142,7 +142,7 @@ impl Client {
             )));
         }
         let (channel, archived) = {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             channels::name_and_archived(&mut db, group_id).await?
         };
         if archived {
@@ -173,10 +173,10 @@ impl Client {
         // Nothing is encrypted to a device the transparency log does not vouch for.
         self.check_members(group_id).await?;
         for attempt in 1..=MAX_ATTEMPTS {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             let mut tx = db.begin().await?;
             let ciphertext = {
-                let provider = TxProvider::new(&self.inner.crypto, &mut tx);
+                let provider = TxProvider::new(&self.session.crypto, &mut tx);
                 let mut group = load_group(&provider, group_id)?;
                 if !group.is_active() {
                     return Err(ClientError::NotInChannel(group_id.to_owned()));
@@ -198,16 +198,16 @@ impl Client {
             match self.post_to_group(group_id, &body).await {
                 Ok(answer) => {
                     let seq = answer.seq;
-                    let mut db = self.inner.db.lock().await;
+                    let mut db = self.session.db.lock().await;
                     let events = self.record_own(&mut db, group_id, seq, &hash).await?;
                     drop(db);
                     for event in events {
-                        let _ = self.inner.events.send(event);
+                        self.session.publish(event);
                     }
                     return Ok(seq);
                 }
                 Err(e) if e.is_wrong_epoch() => {
-                    let mut db = self.inner.db.lock().await;
+                    let mut db = self.session.db.lock().await;
                     pending::drop_outgoing(&mut db, &hash).await?;
                     drop(db);
                     backoff(attempt).await;

@@ -46,7 +46,7 @@ impl Client {
     /// alerts about devices are not tied to a channel and always stay.
     async fn without_own_devices_group(&self, events: Vec<Event>) -> Result<Vec<Event>> {
         let mut hidden: std::collections::HashSet<String> = {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             channels::own_group_names(&mut db)
                 .await?
                 .into_iter()
@@ -76,7 +76,7 @@ impl Client {
     /// added someone and has not been announced yet.
     pub(crate) async fn announce_pending(&self) -> Result<()> {
         let pending: Vec<(String, Content)> = {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             pending::owed_announcements(&mut db)
                 .await?
                 .into_iter()
@@ -103,7 +103,7 @@ impl Client {
                 Err(ClientError::Server { status: 403, .. }) => {}
                 Err(e) => return Err(e),
             }
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             pending::announced(&mut db, &group_id).await?;
         }
         Ok(())
@@ -165,7 +165,7 @@ impl Client {
     async fn listen_once(&self) -> Result<()> {
         let identity = self.identity()?;
         let request = HttpRequest::signed(&identity.key, "GET", routes::STREAM, Vec::new());
-        let mut stream = self.inner.transport.open_stream(request).await?;
+        let mut stream = self.session.transport.open_stream(request).await?;
         while let Some(frame) = stream.next_frame().await {
             let frame: StreamFrame = serde_json::from_str(&frame?)
                 .map_err(|e| ClientError::Mls(format!("relay sent a malformed frame: {e}")))?;
@@ -200,7 +200,7 @@ impl Client {
     /// relay reports it: the device keeps no more than the relay does.
     async fn note_retention(&self, answer: &FetchAnswer) -> Result<()> {
         let now = crate::transport::unix_now();
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         for rule in &answer.retention {
             let (group_id, days) = (rule.group_id.as_str(), u64::from(rule.days));
             let cutoff = now.saturating_sub(days.saturating_mul(86_400));
@@ -214,7 +214,7 @@ impl Client {
     /// Marks the channels the relay reports archived; an event for each newly so.
     async fn note_archived(&self, answer: &FetchAnswer) -> Result<Vec<Event>> {
         let mut events = Vec::new();
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         for group_id in &answer.archived_groups {
             if let Some(channel) = channels::archive(&mut db, group_id).await? {
                 events.push(Event::Archived { channel });
@@ -234,7 +234,7 @@ impl Client {
             .collect();
         let mut events = Vec::new();
         {
-            let mut db = self.inner.db.lock().await;
+            let mut db = self.session.db.lock().await;
             let mut tx = db.begin().await?;
             let first_look = devices::none_known(&mut tx).await?;
             for (device_id, revoked) in &reported {
@@ -263,7 +263,7 @@ impl Client {
             .iter()
             .map(|m| (m.group_id.clone(), m.device_id.clone()))
             .collect();
-        *self.inner.device_news.lock().await = DeviceNews {
+        *self.session.device_news.lock().await = DeviceNews {
             active: reported
                 .into_iter()
                 .filter(|(_, revoked)| !revoked)
@@ -272,7 +272,7 @@ impl Client {
             revoked_members,
         };
         for event in &events {
-            let _ = self.inner.events.send(event.clone());
+            self.session.publish(event.clone());
         }
         Ok(events)
     }

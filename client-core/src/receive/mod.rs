@@ -129,11 +129,11 @@ impl Client {
     /// subscribers what happened.
     pub(crate) async fn process(&self, batch: &[Delivered]) -> Result<Vec<Event>> {
         let mut events = Vec::new();
-        let mut db = self.inner.db.lock().await;
+        let mut db = self.session.db.lock().await;
         for delivered in batch {
             if delivered.kind != MessageKind::Application {
                 // A commit or Welcome may change who is in the group.
-                let mut checked = self.members_checked();
+                let mut checked = self.session.members_checked();
                 checked.0 += 1;
                 checked.1.remove(&delivered.group_id);
             }
@@ -152,7 +152,7 @@ impl Client {
                     != Some("self");
             for event in &produced {
                 if shown || event.channel().is_none() {
-                    let _ = self.inner.events.send(event.clone());
+                    self.session.publish(event.clone());
                 }
             }
             events.extend(produced);
@@ -208,7 +208,7 @@ impl Client {
         let own_commit = pending::pending_commit(tx, group_id).await?;
         let mut outcome = Outcome::Nothing;
         {
-            let provider = TxProvider::new(&self.inner.crypto, tx);
+            let provider = TxProvider::new(&self.session.crypto, tx);
             let mut group = load_group(&provider, group_id)?;
             let before = users_of(&group);
             if delivered.kind == MessageKind::Commit && own_commit.as_deref() == Some(hash.as_str())

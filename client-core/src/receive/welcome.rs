@@ -32,7 +32,7 @@ impl Client {
             return Ok(Vec::new());
         };
         let joined = {
-            let provider = TxProvider::new(&self.inner.crypto, tx);
+            let provider = TxProvider::new(&self.session.crypto, tx);
             StagedWelcome::build_from_welcome(&provider, &join_config(), welcome)
                 .and_then(|builder| match rejoining {
                     Some(_) => builder.replace_old_group().build(),

@@ -1,0 +1,114 @@
+//! What the parts of one client share: the store, the crypto provider, who
+//! the device is, the relay transport and the subscribers to its events.
+//!
+//! A [`Client`](crate::Client) is an `Arc<Session>`; its clones, and the
+//! channel handles made from it, share one session.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, MutexGuard, RwLock};
+
+use openmls_rust_crypto::RustCrypto;
+use sqlx::SqliteConnection;
+use tokio::sync::{Mutex, broadcast};
+
+use crate::error::{ClientError, Result};
+use crate::event::Event;
+use crate::identity::Identity;
+use crate::key_at_rest::AtRest;
+use crate::store;
+use crate::sync::DeviceNews;
+use crate::transport::Transport;
+
+/// Groups whose every member passed the key-transparency check since their
+/// membership last changed, and a count of membership changes seen (a check
+/// that overlapped one does not count).
+pub(crate) type MembersChecked = (u64, HashSet<String>);
+
+pub(crate) struct Session {
+    /// How requests reach the relay.
+    pub(crate) transport: Arc<dyn Transport>,
+    /// The device's store. One connection: whoever holds it may open a
+    /// transaction, and nothing else changes the store meanwhile.
+    pub(crate) db: Mutex<SqliteConnection>,
+    /// openmls's crypto; its storage is a transaction of `db`
+    /// (`store::TxProvider`).
+    pub(crate) crypto: RustCrypto,
+    /// Set while the device key is in memory (unprotected, or unlocked).
+    identity: RwLock<Option<Arc<Identity>>>,
+    /// How the device key is kept at rest, and who it is while locked.
+    at_rest: std::sync::Mutex<AtRest>,
+    events: broadcast::Sender<Event>,
+    /// What the last fetch said about the account's devices.
+    pub(crate) device_news: Mutex<DeviceNews>,
+    /// Serializes key-transparency checks, so each stored checkpoint is
+    /// checked against the one stored just before it.
+    pub(crate) transparency: Mutex<()>,
+    members_checked: std::sync::Mutex<MembersChecked>,
+    /// Held while the session lives: one process per home directory, since
+    /// two would race each other over the same MLS state.
+    _home_lock: std::fs::File,
+}
+
+impl Session {
+    /// Opens (or creates) the device store in `home`, taking its lock.
+    pub(crate) async fn open(home: &Path, transport: Arc<dyn Transport>) -> Result<Self> {
+        let home_lock = store::lock_home(home)?;
+        let mut db = store::open(home).await?;
+        let (identity, at_rest) = crate::key_at_rest::load(&mut db).await?;
+        let (events, _) = broadcast::channel(1024);
+        Ok(Self {
+            transport,
+            db: Mutex::new(db),
+            crypto: RustCrypto::default(),
+            identity: RwLock::new(identity.map(Arc::new)),
+            at_rest: std::sync::Mutex::new(at_rest),
+            events,
+            device_news: Mutex::new(DeviceNews::default()),
+            transparency: Mutex::new(()),
+            members_checked: std::sync::Mutex::default(),
+            _home_lock: home_lock,
+        })
+    }
+
+    /// The identity whose key is in memory; `None` while logged out or
+    /// locked.
+    pub(crate) fn identity(&self) -> Result<Option<Arc<Identity>>> {
+        Ok(self
+            .identity
+            .read()
+            .map_err(|_| ClientError::store("identity lock poisoned"))?
+            .clone())
+    }
+
+    /// Makes `identity` the usable one (its key in memory).
+    pub(crate) fn set_identity(&self, identity: Identity) -> Result<()> {
+        *self
+            .identity
+            .write()
+            .map_err(|_| ClientError::store("identity lock poisoned"))? = Some(Arc::new(identity));
+        Ok(())
+    }
+
+    pub(crate) fn at_rest(&self) -> Result<MutexGuard<'_, AtRest>> {
+        self.at_rest
+            .lock()
+            .map_err(|_| ClientError::store("key state lock poisoned"))
+    }
+
+    pub(crate) fn members_checked(&self) -> MutexGuard<'_, MembersChecked> {
+        // The set is only ever extended with fully checked groups.
+        self.members_checked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Tells every subscriber; nobody listening is no error.
+    pub(crate) fn publish(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+}
