@@ -205,7 +205,7 @@ struct LoginKey {
     public_key: String,
 }
 
-pub(crate) use crate::clock::unix_now;
+use crate::clock::unix_now;
 
 /// The body limit of a request to `path`: for chunk uploads a sealed chunk,
 /// whatever `max_body_bytes` says for JSON requests.

@@ -28,9 +28,10 @@ use webauthn_rs::prelude::{
 use zeroize::Zeroizing;
 
 use crate::auth::{
-    Signed, client_ip, hash_password, hash_secret, parse_json, read_body, unix_now,
-    verify_password, verify_secret,
+    Signed, client_ip, hash_password, hash_secret, parse_json, read_body, verify_password,
+    verify_secret,
 };
+use crate::clock::unix_now;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{AuditAction, AuditEvent};
 use crate::factors::{self, CHALLENGE_TTL_SECS, INVITE_CODE, RECOVERY_CODE, RECOVERY_CODES};

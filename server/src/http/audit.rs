@@ -25,7 +25,8 @@ use conclave_proto::{
 };
 
 use crate::AppState;
-use crate::auth::{Signed, unix_now};
+use crate::auth::Signed;
+use crate::clock::unix_now;
 use crate::error::{ApiError, ApiResult};
 
 /// The role that may read the whole log.

@@ -10,7 +10,8 @@ use conclave_proto::{
     ClaimedKeyPackage, ClaimedKeyPackages, KeyPackageClaim, KeyPackageStock, KeyPackageUpload,
 };
 
-use crate::auth::{Signed, unix_now};
+use crate::auth::Signed;
+use crate::clock::unix_now;
 use crate::error::{ApiError, ApiResult};
 use crate::error::{decode_b64, username_in};
 use crate::events::{AuditAction, AuditEvent};

@@ -157,10 +157,13 @@ async fn push_messages(
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     let body: AckBody = serde_json::from_str(text.as_str()).map_err(|e| format!("bad frame: {e}"))?;
-                    // One writer gathers every stream's acknowledgements.
+                    // One writer gathers every stream's acknowledgements. Only
+                    // groups this stream delivers count: a device naming made-up
+                    // groups by the thousand fills no memory there.
                     state.acks.submit(
                         body.acks
                             .into_iter()
+                            .filter(|ack| cursor.follows(&ack.group_id))
                             .map(|ack| Ack { device_id: device_key.clone(), group_id: ack.group_id, seq: ack.seq })
                             .collect(),
                     );

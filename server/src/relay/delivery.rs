@@ -2,7 +2,7 @@
 //!
 //! [`DeliveryCursor`] holds what the stream has pushed per group, which
 //! groups the device is in, messages announced ahead of one still missing,
-//! and the acknowledgements not yet written. Its shell (`http::stream`)
+//! and when to stop waiting for it. Its shell (`http::stream`)
 //! owns the socket, the database and the timers: it feeds the cursor
 //! notices ([`DeliveryCursor::on_notice`]) and database pages, and carries
 //! out the [`Step`]s it gets back. Every rule of ordering lives here, where
@@ -177,6 +177,12 @@ impl DeliveryCursor {
         self.resync = false;
         // Announced but not pending here (not ours, or acknowledged): forget.
         self.arrivals.clear();
+    }
+
+    /// Whether the device was in `group_id` at the last database look: a
+    /// stream takes acknowledgements for those groups only.
+    pub(crate) fn follows(&self, group_id: &str) -> bool {
+        self.groups.contains(group_id)
     }
 
     /// When a held message stops waiting for the one before it.
@@ -481,6 +487,13 @@ mod tests {
             cursor.needs_resync(),
             "a group joined without a Welcome is followed"
         );
+    }
+
+    #[test]
+    fn a_stream_follows_only_the_groups_the_database_named() {
+        let cursor = cursor_at(0);
+        assert!(cursor.follows("g"));
+        assert!(!cursor.follows("made-up"));
     }
 
     #[test]
