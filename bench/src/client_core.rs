@@ -152,12 +152,12 @@ pub async fn client_vs_openmls() {
         clients.push(client);
     }
     let (a, b) = (&clients[0], &clients[1]);
-    a.create_channel("pair").await.unwrap();
-    a.invite("pair", "user1").await.unwrap();
+    let pair = a.create_channel("pair").await.unwrap();
+    pair.invite("user1").await.unwrap();
     b.sync().await.unwrap();
     let t = Instant::now();
     for _ in 0..N {
-        a.send("pair", &text).await.unwrap();
+        pair.send(&text).await.unwrap();
     }
     let core_send = per_op(t.elapsed(), N);
     let t = Instant::now();
@@ -165,7 +165,7 @@ pub async fn client_vs_openmls() {
     let core_receive = per_op(t.elapsed(), received.max(1));
     let t = Instant::now();
     for i in 0..COMMITS {
-        a.invite("pair", &format!("user{}", i + 2)).await.unwrap();
+        pair.invite(&format!("user{}", i + 2)).await.unwrap();
     }
     let core_commit = per_op(t.elapsed(), COMMITS);
 

@@ -112,8 +112,12 @@ pub async fn channel(
         crowd_homes.push(home);
     }
     let name = format!("bench-{members}");
-    host.create_channel(&name).await.unwrap();
-    host.invite(&name, &crowd).await.unwrap();
+    host.create_channel(&name)
+        .await
+        .unwrap()
+        .invite(&crowd)
+        .await
+        .unwrap();
     for sender in &senders {
         sender.sync().await.unwrap();
     }
@@ -136,12 +140,16 @@ pub async fn relay_load(channel: &Channel, nodes: &[&ServerProcess], repeats: us
         devices.push(RawDevice::from_home_with(transport_to(node), home).await);
     }
     let text = "x".repeat(PAYLOAD);
-    let (senders, name) = (channel.senders.clone(), channel.name.clone());
+    // Each sender holds its handle on the channel, as a client does.
+    let mut senders = Vec::new();
+    for sender in &channel.senders {
+        senders.push(sender.channel_named(&channel.name).await.unwrap());
+    }
     let count = senders.len();
     let send: SendFn = Arc::new(move |i| {
-        let client = senders[i % count].clone();
-        let (text, name) = (text.clone(), name.clone());
-        Box::pin(async move { client.send(&name, &text).await.unwrap() })
+        let sender = senders[i % count].clone();
+        let text = text.clone();
+        Box::pin(async move { sender.send(&text).await.unwrap() })
     });
     let seq_of =
         |frame: &str| serde_json::from_str::<serde_json::Value>(frame).ok()?["seq"].as_u64();
@@ -149,7 +157,10 @@ pub async fn relay_load(channel: &Channel, nodes: &[&ServerProcess], repeats: us
     for _ in 0..repeats {
         // Everything up to this message belongs to earlier runs.
         let floor = channel.senders[0]
-            .send(&channel.name, "warm-up")
+            .channel_named(&channel.name)
+            .await
+            .unwrap()
+            .send("warm-up")
             .await
             .unwrap();
         let mut receivers = Vec::new();

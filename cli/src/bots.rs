@@ -532,7 +532,11 @@ async fn fire_due(client: &Client) -> Result<Option<u64>, conclave_client::Clien
             mentions: vec![reminder.user.clone()],
             body,
         };
-        match client.send_once(&reminder.channel, content, &key).await {
+        let sent = match client.channel_named(&reminder.channel).await {
+            Ok(channel) => channel.send_once(content, &key).await,
+            Err(e) => Err(e),
+        };
+        match sent {
             Ok(_) => {}
             Err(e @ conclave_client::ClientError::Transport(_)) => return Err(e),
             // Removed from the channel, or it was archived: nobody to tell.

@@ -574,21 +574,19 @@ async fn run(cli: Cli) -> Result<bool, String> {
     Ok(alerted)
 }
 
-/// Runs `op` on a channel the command names. A channel this device does not
-/// know yet (invited since it last synced) is looked for once more after a
-/// sync, as every command that names a channel does; `op` failed before it
-/// did anything, so running it again is safe.
-async fn on_channel<T, F, Fut>(client: &Client, op: F) -> Result<T, conclave_client::ClientError>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, conclave_client::ClientError>>,
-{
-    match op().await {
+/// The channel a command names. A channel this device does not know yet
+/// (invited since it last synced) is looked for once more after a sync, as
+/// every command that names a channel does.
+async fn named_channel(
+    client: &Client,
+    name: &str,
+) -> Result<conclave_client::Channel, conclave_client::ClientError> {
+    match client.channel_named(name).await {
         Err(conclave_client::ClientError::NoSuchChannel(_)) => {
             client.sync().await?;
-            op().await
+            client.channel_named(name).await
         }
-        done => done,
+        found => found,
     }
 }
 
@@ -1115,7 +1113,10 @@ async fn execute(
         }
         Command::Channel(ChannelCommand::HistorySharing { name, setting }) => {
             let allowed = setting == "on";
-            on_channel(client, || client.set_history_sharing(&name, allowed)).await?;
+            named_channel(client, &name)
+                .await?
+                .set_history_sharing(allowed)
+                .await?;
             if allowed {
                 println!("members of {name} may now share its history with newcomers");
             } else {
@@ -1124,7 +1125,10 @@ async fn execute(
         }
         Command::Channel(ChannelCommand::ShareHistory { name, user }) => {
             client.sync().await?;
-            let count = client.share_history(&name, &user).await?;
+            let count = named_channel(client, &name)
+                .await?
+                .share_history(&user)
+                .await?;
             println!("shared {count} earlier messages of {name} with {user}");
         }
         Command::Channel(ChannelCommand::Join { name }) => {
@@ -1132,11 +1136,11 @@ async fn execute(
             println!("joined {name}");
         }
         Command::Channel(ChannelCommand::Invite { name, user }) => {
-            on_channel(client, || client.invite(&name, &user)).await?;
+            named_channel(client, &name).await?.invite(&user).await?;
             println!("invited {user} to {name}");
         }
         Command::Channel(ChannelCommand::Remove { name, user }) => {
-            on_channel(client, || client.remove(&name, &user)).await?;
+            named_channel(client, &name).await?.remove(&user).await?;
             println!("removed {user} from {name}");
         }
         Command::Channel(ChannelCommand::List) => {
@@ -1161,7 +1165,7 @@ async fn execute(
             }
         }
         Command::Channel(ChannelCommand::Archive { name }) => {
-            on_channel(client, || client.archive(&name)).await?;
+            named_channel(client, &name).await?.archive().await?;
             println!("archived {name}");
         }
         Command::Channel(ChannelCommand::Retention { name, days }) => {
@@ -1175,7 +1179,10 @@ async fn execute(
                     )
                 })?),
             };
-            on_channel(client, || client.set_retention(&name, days)).await?;
+            named_channel(client, &name)
+                .await?
+                .set_retention(days)
+                .await?;
             match days {
                 Some(0) => println!("{name} keeps messages forever"),
                 Some(1) => println!("{name} keeps messages for 1 day"),
@@ -1184,42 +1191,49 @@ async fn execute(
             }
         }
         Command::Channel(ChannelCommand::Leave { name }) => {
-            on_channel(client, || client.leave(&name)).await?;
+            named_channel(client, &name).await?.leave().await?;
             println!("left {name}");
         }
         Command::Channel(ChannelCommand::Rename { name, new_name }) => {
-            on_channel(client, || client.rename_channel(&name, &new_name)).await?;
+            named_channel(client, &name)
+                .await?
+                .rename(&new_name)
+                .await?;
             println!("renamed {name} to {new_name}");
         }
         Command::Channel(ChannelCommand::Topic { name, topic }) => {
             client.sync().await?;
-            client.set_topic(&name, &topic).await?;
+            named_channel(client, &name)
+                .await?
+                .set_topic(&topic)
+                .await?;
             println!("topic of {name} set");
         }
         Command::Dm { users, text } => {
             client.sync().await?;
             let people: Vec<&str> = users.split(',').map(str::trim).collect();
-            let channel = client.direct(&people).await?;
-            let seq = client.send(&channel, &text).await?;
-            println!("sent to {channel} (#{seq})");
+            let direct = client.direct(&people).await?;
+            let seq = direct.send(&text).await?;
+            println!("sent to {} (#{seq})", direct.name());
         }
         Command::Channel(ChannelCommand::Members { name }) => {
             client.sync().await?;
-            for member in client.members(&name).await? {
+            for member in named_channel(client, &name).await?.members().await? {
                 say!("{}", describe_member(&member));
             }
         }
         Command::Channel(ChannelCommand::Verify { name }) => {
             client.sync().await?;
-            let state = client.channel_state(&name).await?;
+            let state = named_channel(client, &name).await?.state().await?;
             println!(
                 "{name}: epoch {}, security code {}",
                 state.epoch, state.code
             );
         }
         Command::Channel(ChannelCommand::RotateKeys { name }) => {
-            on_channel(client, || client.rotate_keys(&name)).await?;
-            let state = client.channel_state(&name).await?;
+            let channel = named_channel(client, &name).await?;
+            channel.rotate_keys().await?;
+            let state = channel.state().await?;
             println!("new keys in {name}: epoch {}", state.epoch);
         }
         Command::Send {
@@ -1228,7 +1242,7 @@ async fn execute(
             file,
         } => {
             let text = message_text(text, file)?;
-            let seq = on_channel(client, || client.send(&channel, &text)).await?;
+            let seq = named_channel(client, &channel).await?.send(&text).await?;
             println!("sent to {channel} (#{seq})");
         }
         Command::Thread {
@@ -1237,14 +1251,16 @@ async fn execute(
             reply,
         } => {
             client.sync().await?;
-            let parent = client.message_id_at(&channel, seq).await?;
+            let name = channel;
+            let channel = named_channel(client, &name).await?;
+            let parent = channel.message_id_at(seq).await?;
             match reply {
                 Some(text) => {
-                    let at = client.reply(&channel, &parent, &text).await?;
-                    println!("replied in the thread of #{seq} in {channel} (#{at})");
+                    let at = channel.reply(&parent, &text).await?;
+                    println!("replied in the thread of #{seq} in {name} (#{at})");
                 }
                 None => {
-                    for entry in client.thread(&channel, &parent).await? {
+                    for entry in channel.thread(&parent).await? {
                         say!("{}", render(&entry));
                     }
                 }
@@ -1257,8 +1273,9 @@ async fn execute(
             remove,
         } => {
             client.sync().await?;
-            let target = client.message_id_at(&channel, seq).await?;
-            match client.react(&channel, &target, &emoji, !remove).await? {
+            let handle = named_channel(client, &channel).await?;
+            let target = handle.message_id_at(seq).await?;
+            match handle.react(&target, &emoji, !remove).await? {
                 conclave_client::Reacted::Unchanged { emoji } if remove => {
                     println!("you had not reacted {emoji} on #{seq} in {channel}; nothing changed");
                 }
@@ -1274,14 +1291,16 @@ async fn execute(
         }
         Command::Edit { channel, seq, text } => {
             client.sync().await?;
-            let target = client.message_id_at(&channel, seq).await?;
-            client.edit(&channel, &target, &text).await?;
+            let handle = named_channel(client, &channel).await?;
+            let target = handle.message_id_at(seq).await?;
+            handle.edit(&target, &text).await?;
             println!("edited #{seq} in {channel}");
         }
         Command::Delete { channel, seq } => {
             client.sync().await?;
-            let target = client.message_id_at(&channel, seq).await?;
-            client.delete(&channel, &target).await?;
+            let handle = named_channel(client, &channel).await?;
+            let target = handle.message_id_at(seq).await?;
+            handle.delete(&target).await?;
             println!("deleted #{seq} in {channel}");
         }
         Command::Commands { prefix } => {
@@ -1316,7 +1335,11 @@ async fn execute(
                 .next()
                 .unwrap_or_default()
                 .to_owned();
-            for sent in client.run_command(&channel, &line).await? {
+            for sent in named_channel(client, &channel)
+                .await?
+                .run_command(&line)
+                .await?
+            {
                 say!("sent {name} to {} in {channel} (#{})", sent.bot, sent.seq);
             }
         }
@@ -1327,26 +1350,23 @@ async fn execute(
         } => {
             client.sync().await?;
             let bar = transfer_bar("uploading");
-            let seq = client
-                .upload(
-                    &channel,
-                    &file,
-                    caption.as_deref().unwrap_or(""),
-                    |done, total| {
-                        bar.set_length(total);
-                        bar.set_position(done);
-                    },
-                )
+            let seq = named_channel(client, &channel)
+                .await?
+                .upload(&file, caption.as_deref().unwrap_or(""), |done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                })
                 .await;
             bar.finish_and_clear();
             println!("shared {} in {channel} (#{})", file.display(), seq?);
         }
         Command::Download { channel, seq, to } => {
             client.sync().await?;
-            let message = client.message_id_at(&channel, seq).await?;
+            let handle = named_channel(client, &channel).await?;
+            let message = handle.message_id_at(seq).await?;
             let bar = transfer_bar("downloading");
-            let saved = client
-                .download(&channel, &message, &to, |done, total| {
+            let saved = handle
+                .download(&message, &to, |done, total| {
                     bar.set_length(total);
                     bar.set_position(done);
                 })
@@ -1397,11 +1417,12 @@ async fn execute(
         }
         Command::History { channel } => {
             client.sync().await?;
-            let history = client.history(&channel).await?;
+            let channel = named_channel(client, &channel).await?;
+            let history = channel.history().await?;
             for entry in &history {
                 say!("{}", render_in(entry, &history));
             }
-            client.mark_read(&channel).await?;
+            channel.mark_read().await?;
         }
         Command::Audit(AuditCommand::Checkpoint { refresh }) => {
             if refresh {

@@ -82,6 +82,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::channel::Channel;
 use crate::client::Client;
 use crate::content::{Content, mentions_in};
 use crate::error::{ClientError, Result};
@@ -387,6 +388,12 @@ impl Request {
         &self.inner.channel
     }
 
+    /// The group id of the channel it came from: [`Client::channel`] gives
+    /// its handle.
+    pub fn group_id(&self) -> &str {
+        &self.inner.group_id
+    }
+
     /// Who sent it.
     pub fn sender(&self) -> &str {
         &self.inner.sender
@@ -414,7 +421,7 @@ impl Request {
 
     /// A key unique to this request, stable across runs of its handler:
     /// for effects outside the chat (an idempotency key for an HTTP call),
-    /// or for [`Client::send_once`].
+    /// or for [`Channel::send_once`].
     pub fn idempotency_key(&self) -> &str {
         &self.inner.idempotency_key
     }
@@ -448,12 +455,12 @@ impl Request {
     pub async fn reply_privately(&self, text: &str) -> Result<()> {
         let client = &self.inner.client;
         let direct = client.direct(&[&self.inner.sender]).await?;
-        let group_id = client.active_channel(&direct).await?;
+        let group_id = direct.active_group().await?;
         let content = Content::Text {
             body: text.to_owned(),
             mentions: Vec::new(),
         };
-        self.answer(&group_id, content).await
+        self.answer(group_id, content).await
     }
 
     async fn answer(&self, group_id: &str, content: Content) -> Result<()> {
@@ -468,23 +475,20 @@ impl Request {
     }
 }
 
-impl Client {
-    /// Sends `content` to `channel` at most once for `key`: the message id
+impl Channel {
+    /// Sends `content` to the channel at most once for `key`: the message id
     /// is derived from `key` under this device's secret key, so sending
     /// again after a crash or a lost answer neither loses the message nor
     /// shows it twice (receivers drop an id they have seen), and no one else
     /// can know the id in advance. `None` if this device already has it in
     /// its history.
-    pub async fn send_once(
-        &self,
-        channel: &str,
-        content: Content,
-        key: &str,
-    ) -> Result<Option<u64>> {
-        let group_id = self.active_channel(channel).await?;
-        self.send_once_to(&group_id, content, key).await
+    pub async fn send_once(&self, content: Content, key: &str) -> Result<Option<u64>> {
+        let group_id = self.active_group().await?;
+        self.client.send_once_to(group_id, content, key).await
     }
+}
 
+impl Client {
     pub(crate) async fn send_once_to(
         &self,
         group_id: &str,

@@ -1,6 +1,5 @@
 //! The client: one account's device, its channels and their history.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -8,25 +7,21 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use conclave_crypto::{CIPHERSUITE, DeviceCredential, DeviceKey, DevicePublicKey, Username};
 use conclave_proto::{
-    AccountStatus, ArchiveAnswer, ClaimedKeyPackages, CreateGroupAnswer, CreateGroupBody,
-    ErrorBody, ErrorCode, GroupRetentionAnswer, GroupRetentionBody, KeyPackageClaim,
-    KeyPackageStock, KeyPackageUpload, Password, PostMessage, PublicListing, RegisterAnswer,
-    RegisterBody, SecretText, routes,
+    AccountStatus, ClaimedKeyPackages, ErrorBody, ErrorCode, KeyPackageClaim, KeyPackageStock,
+    KeyPackageUpload, Password, RegisterAnswer, RegisterBody, SecretText, routes,
 };
-use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::broadcast;
 
-use crate::channel::{Channel, ChannelState, Member, validate_channel_name};
 use crate::error::{ClientError, Result};
 use crate::event::Event;
-use crate::group::{create_config, load_group, tls_bytes, users_of};
-use crate::history_entry::HistoryEntry;
+use crate::group::tls_bytes;
 use crate::identity::Identity;
-use crate::retry::{MAX_ATTEMPTS, backoff, retry_delay};
+use crate::retry::retry_delay;
 use crate::session::Session;
 use crate::store::{self, TxProvider, channels};
 use crate::transport::{HttpRequest, Transport};
@@ -426,101 +421,6 @@ impl Client {
         }
     }
 
-    /// Creates a private channel with this device as its only member: its
-    /// name and topic travel only inside the group, and members join by
-    /// invitation.
-    pub async fn create_channel(&self, name: &str) -> Result<()> {
-        self.create_group_named(name, None, "channel").await
-    }
-
-    /// Creates a group of `kind`: a channel, public (listed with
-    /// `public_topic` in the workspace directory, open to join) or private,
-    /// or this account's own `self` group.
-    pub(crate) async fn create_group_named(
-        &self,
-        name: &str,
-        public_topic: Option<&str>,
-        kind: &str,
-    ) -> Result<()> {
-        validate_channel_name(name)?;
-        let identity = self.identity()?;
-        let mut db = self.session.db.lock().await;
-        if self.channel_by_name(&mut db, name).await.is_ok() {
-            return Err(ClientError::ChannelExists(name.to_owned()));
-        }
-        let mut tx = db.begin().await?;
-        let (group_id, body) = {
-            let provider = TxProvider::new(&self.session.crypto, &mut tx);
-            let credential = CredentialWithKey {
-                credential: identity.credential().to_mls(),
-                signature_key: identity.key.public().to_bytes().to_vec().into(),
-            };
-            let group = MlsGroup::new(&provider, &identity.key, &create_config(), credential)
-                .map_err(ClientError::mls)?;
-            let info = group
-                .export_group_info(provider.crypto(), &identity.key, false)
-                .map_err(ClientError::mls)?;
-            let tree = group
-                .export_ratchet_tree()
-                .tls_serialize_detached()
-                .map_err(ClientError::mls)?;
-            let body = CreateGroupBody {
-                group_info: STANDARD.encode(tls_bytes(&info)?),
-                public: public_topic.map(|topic| PublicListing {
-                    name: name.to_owned(),
-                    topic: topic.to_owned(),
-                }),
-                ratchet_tree: STANDARD.encode(tree),
-            };
-            (hex::encode(group.group_id().as_slice()), body)
-        };
-        // The group exists locally only if the relay accepted it: the transaction spans the call.
-        let _: CreateGroupAnswer = self.exchange("POST", routes::GROUPS, &body).await?;
-        let channel = channels::NewChannel {
-            group_id: &group_id,
-            name,
-            processed_seq: 0,
-            kind: if public_topic.is_some() {
-                "public"
-            } else {
-                kind
-            },
-            topic: public_topic.unwrap_or(""),
-            named: true,
-        };
-        channels::insert(&mut tx, &channel).await?;
-        tx.commit().await?;
-        drop(db);
-        // The account's other devices belong in the channel too.
-        self.sync().await?;
-        Ok(())
-    }
-
-    /// Adds every device of `username` to the channel.
-    pub async fn invite(&self, channel: &str, username: &str) -> Result<()> {
-        let name = Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let group_id = self.active_channel(channel).await?;
-        if self
-            .members(channel)
-            .await?
-            .iter()
-            .any(|m| m.user == name.as_str())
-        {
-            return Err(ClientError::AlreadyAMember(
-                name.to_string(),
-                channel.to_owned(),
-            ));
-        }
-        let packages = self.claim_key_packages(&name, None).await?;
-        self.commit(&group_id, move |group, provider, key| {
-            let (commit, welcome, group_info) = group
-                .add_members(provider, key, &packages)
-                .map_err(ClientError::mls)?;
-            Ok((commit, Some(welcome), group_info))
-        })
-        .await
-    }
-
     /// Claims (and checks) a key package for each device of `name`, or only
     /// for `only_device`.
     pub(crate) async fn claim_key_packages(
@@ -595,206 +495,6 @@ impl Client {
             (true, Some(refusal)) => Err(refusal),
             _ => Ok(packages),
         }
-    }
-
-    /// Archives a channel (its creator or a workspace admin may): the relay
-    /// refuses every later post, and members see it archived at their next
-    /// sync.
-    pub async fn archive(&self, channel: &str) -> Result<()> {
-        let group_id = {
-            let mut db = self.session.db.lock().await;
-            self.channel_by_name(&mut db, channel).await?.0
-        };
-        let _: ArchiveAnswer = self
-            .bodiless("POST", &routes::group_archive(&group_id))
-            .await?;
-        let mut db = self.session.db.lock().await;
-        channels::archive(&mut db, &group_id).await?;
-        Ok(())
-    }
-
-    /// Sets how long the relay keeps this channel's message ciphertext, in
-    /// days (`None`: the workspace's policy); its creator or an admin may.
-    /// Every member's device prunes its own copy to match.
-    pub async fn set_retention(&self, channel: &str, days: Option<u32>) -> Result<()> {
-        let group_id = {
-            let mut db = self.session.db.lock().await;
-            self.channel_by_name(&mut db, channel).await?.0
-        };
-        let _: GroupRetentionAnswer = self
-            .exchange(
-                "POST",
-                &routes::group_retention(&group_id),
-                &GroupRetentionBody { days },
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// Leaves a channel: proposes the removal of every device of this
-    /// account, which the next member to sync commits, and stops following
-    /// the channel at once. An invitation brings the account back.
-    pub async fn leave(&self, channel: &str) -> Result<()> {
-        let group_id = self.active_channel(channel).await?;
-        let identity = self.identity()?;
-        for attempt in 1..=MAX_ATTEMPTS {
-            self.sync_without_upkeep().await?;
-            let proposals = {
-                let mut db = self.session.db.lock().await;
-                // Built in a transaction that is never committed: this
-                // device will not commit again in the channel, so its own
-                // store must not keep the proposals.
-                let mut tx = db.begin().await?;
-                let provider = TxProvider::new(&self.session.crypto, &mut tx);
-                let mut group = load_group(&provider, &group_id)?;
-                let me = group.own_leaf_index();
-                let others: Vec<LeafNodeIndex> = group
-                    .members()
-                    .filter(|m| {
-                        m.index != me
-                            && DeviceCredential::from_mls(&m.credential)
-                                .is_ok_and(|c| c.user() == &identity.username)
-                    })
-                    .map(|m| m.index)
-                    .collect();
-                let mut proposals = Vec::new();
-                for leaf in others {
-                    let (message, _) = group
-                        .propose_remove_member(&provider, &identity.key, leaf)
-                        .map_err(ClientError::mls)?;
-                    proposals.push(tls_bytes(&message)?);
-                }
-                let own = group
-                    .leave_group(&provider, &identity.key)
-                    .map_err(ClientError::mls)?;
-                proposals.push(tls_bytes(&own)?);
-                proposals
-            };
-            let mut lost_race = false;
-            for proposal in &proposals {
-                let body = PostMessage::message(STANDARD.encode(proposal));
-                match self.post_to_group(&group_id, &body).await {
-                    Ok(_) => {}
-                    Err(e) if e.is_wrong_epoch() => {
-                        lost_race = true;
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            if lost_race {
-                backoff(attempt).await;
-                continue;
-            }
-            let mut db = self.session.db.lock().await;
-            channels::deactivate(&mut db, &group_id).await?;
-            return Ok(());
-        }
-        Err(ClientError::TooManyConflicts(MAX_ATTEMPTS))
-    }
-
-    /// Removes every device of `username` from the channel.
-    pub async fn remove(&self, channel: &str, username: &str) -> Result<()> {
-        let name = Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let group_id = self.active_channel(channel).await?;
-        let channel_name = channel.to_owned();
-        self.commit(&group_id, move |group, provider, key| {
-            let leaves: Vec<LeafNodeIndex> = group
-                .members()
-                .filter(|m| {
-                    DeviceCredential::from_mls(&m.credential).is_ok_and(|c| c.user() == &name)
-                })
-                .map(|m| m.index)
-                .collect();
-            if leaves.is_empty() {
-                return Err(ClientError::NotAMember(
-                    name.to_string(),
-                    channel_name.clone(),
-                ));
-            }
-            let (commit, welcome, group_info) = group
-                .remove_members(provider, key, &leaves)
-                .map_err(ClientError::mls)?;
-            Ok((commit, welcome, group_info))
-        })
-        .await
-    }
-
-    // ----- local views ----------------------------------------------------
-
-    /// Channels this device knows, by name.
-    pub async fn channels(&self) -> Result<Vec<Channel>> {
-        let mut db = self.session.db.lock().await;
-        let me = self.identity()?.username.to_string();
-        channels::list(&mut db, &me).await
-    }
-
-    /// This device's view of the channel's group: its epoch and a code to
-    /// compare with other members'.
-    pub async fn channel_state(&self, channel: &str) -> Result<ChannelState> {
-        let mut db = self.session.db.lock().await;
-        let (group_id, _) = self.channel_by_name(&mut db, channel).await?;
-        let provider = TxProvider::new(&self.session.crypto, &mut db);
-        let group = load_group(&provider, &group_id)?;
-        let authenticator = group.epoch_authenticator().as_slice();
-        let digits = hex::encode(authenticator.get(..16).unwrap_or(authenticator));
-        let code = digits
-            .as_bytes()
-            .chunks(4)
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect::<Vec<_>>()
-            .join(" ");
-        Ok(ChannelState {
-            epoch: group.epoch().as_u64(),
-            code,
-        })
-    }
-
-    /// Gives this device a fresh leaf key in the channel (an MLS self-update
-    /// commit): whoever may have stolen its current keys cannot read what
-    /// follows (post-compromise security).
-    pub async fn rotate_keys(&self, channel: &str) -> Result<()> {
-        let group_id = self.active_channel(channel).await?;
-        self.commit(&group_id, |group, provider, key| {
-            let bundle = group
-                .self_update(provider, key, LeafNodeParameters::default())
-                .map_err(ClientError::mls)?;
-            let (commit, welcome, group_info) = bundle.into_contents();
-            // Only pending Add proposals would bring a Welcome along.
-            let welcome =
-                welcome.map(|w| MlsMessageOut::from_welcome(w, ProtocolVersion::default()));
-            Ok((commit, welcome, group_info))
-        })
-        .await
-    }
-
-    /// Members of a channel, from this device's MLS state.
-    pub async fn members(&self, channel: &str) -> Result<Vec<Member>> {
-        let mut db = self.session.db.lock().await;
-        let (group_id, _) = self.channel_by_name(&mut db, channel).await?;
-        let provider = TxProvider::new(&self.session.crypto, &mut db);
-        let group = load_group(&provider, &group_id)?;
-        let owners: BTreeMap<String, String> = group
-            .members()
-            .filter_map(|m| DeviceCredential::from_mls(&m.credential).ok())
-            .filter_map(|c| Some((c.user().to_string(), c.bot_owner()?.to_string())))
-            .collect();
-        Ok(users_of(&group)
-            .into_iter()
-            .map(|(user, devices)| Member {
-                bot_owner: owners.get(&user).cloned(),
-                user,
-                devices: devices.into_iter().collect(),
-            })
-            .collect())
-    }
-
-    /// The decrypted history of a channel, in channel order, with threads,
-    /// reactions, edits and tombstones as they stand.
-    pub async fn history(&self, channel: &str) -> Result<Vec<HistoryEntry>> {
-        let mut db = self.session.db.lock().await;
-        let (group_id, _) = self.channel_by_name(&mut db, channel).await?;
-        store::messages::history_of(&mut db, &group_id, channel).await
     }
 }
 

@@ -3,6 +3,7 @@
 //! `command` content for the bot, which must be a member there. The relay
 //! sees neither the command nor its arguments.
 
+use crate::channel::Channel;
 use crate::client::Client;
 use crate::content::Content;
 use crate::error::{ClientError, Result};
@@ -16,15 +17,26 @@ impl Client {
         let listed: SlashCommands = self.fetch(routes::COMMANDS).await?;
         Ok(listed.commands)
     }
+}
 
-    /// Sends `/name args` in `channel` to the bot that answers it. Refused
+/// A command sent to a bot: which bot, and the message that carried it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandSent {
+    /// The bot that answers it.
+    pub bot: String,
+    /// The command's position in the channel.
+    pub seq: u64,
+}
+
+impl Channel {
+    /// Sends `/name args` in the channel to the bot that answers it. Refused
     /// here, with nothing sent, if no such command exists or its bot is not
     /// a member of the channel.
     ///
     /// `/help` (unless the workspace registered a `help` of its own) goes to
     /// every bot in the channel, or with `/help BOT` to that one: each
     /// answers in the thread with what it does.
-    pub async fn run_command(&self, channel: &str, line: &str) -> Result<Vec<CommandSent>> {
+    pub async fn run_command(&self, line: &str) -> Result<Vec<CommandSent>> {
         let line = line.trim();
         let Some(rest) = line.strip_prefix('/') else {
             return Err(ClientError::Invalid("a command starts with /".into()));
@@ -35,9 +47,9 @@ impl Client {
                 "/{name} is not a command name"
             )));
         }
-        let registry = self.commands().await?;
+        let registry = self.client.commands().await?;
         if name == "help" && !registry.iter().any(|c| c.name == "help") {
-            return self.ask_bots_for_help(channel, args.trim()).await;
+            return self.ask_bots_for_help(args.trim()).await;
         }
         let Some(command) = registry.iter().find(|c| c.name == name).cloned() else {
             let close: Vec<&str> = registry
@@ -56,26 +68,19 @@ impl Client {
                 )
             }));
         };
-        if !self
-            .members(channel)
-            .await?
-            .iter()
-            .any(|m| m.user == command.bot)
-        {
+        if !self.members().await?.iter().any(|m| m.user == command.bot) {
             return Err(ClientError::Invalid(format!(
-                "/{name} is answered by {bot}, which is not in {channel}: add it with `conclave channel invite {channel} {bot}`",
-                bot = command.bot
+                "/{name} is answered by {bot}, which is not in {channel_name}: add it with `conclave channel invite {channel_name} {bot}`",
+                bot = command.bot,
+                channel_name = self.name(),
             )));
         }
         let seq = self
-            .send_content(
-                channel,
-                Content::Command {
-                    name: name.to_owned(),
-                    args: args.trim().to_owned(),
-                    bot: command.bot.clone(),
-                },
-            )
+            .send_content(Content::Command {
+                name: name.to_owned(),
+                args: args.trim().to_owned(),
+                bot: command.bot.clone(),
+            })
             .await?;
         Ok(vec![CommandSent {
             bot: command.bot,
@@ -83,11 +88,11 @@ impl Client {
         }])
     }
 
-    /// `/help [BOT]`: one `help` command to each bot member of `channel` (or
+    /// `/help [BOT]`: one `help` command to each bot member of the channel (or
     /// to the one named).
-    async fn ask_bots_for_help(&self, channel: &str, named: &str) -> Result<Vec<CommandSent>> {
+    async fn ask_bots_for_help(&self, named: &str) -> Result<Vec<CommandSent>> {
         let bots: Vec<String> = self
-            .members(channel)
+            .members()
             .await?
             .into_iter()
             .filter(|m| m.bot_owner.is_some())
@@ -97,35 +102,24 @@ impl Client {
         if bots.is_empty() {
             return Err(ClientError::Invalid(if named.is_empty() {
                 format!(
-                    "no bot is in {channel} to answer /help: `conclave commands` lists this workspace's commands"
+                    "no bot is in {} to answer /help: `conclave commands` lists this workspace's commands",
+                    self.name()
                 )
             } else {
-                format!("{named} is not a bot in {channel}")
+                format!("{named} is not a bot in {}", self.name())
             }));
         }
         let mut sent = Vec::new();
         for bot in bots {
             let seq = self
-                .send_content(
-                    channel,
-                    Content::Command {
-                        name: "help".to_owned(),
-                        args: String::new(),
-                        bot: bot.clone(),
-                    },
-                )
+                .send_content(Content::Command {
+                    name: "help".to_owned(),
+                    args: String::new(),
+                    bot: bot.clone(),
+                })
                 .await?;
             sent.push(CommandSent { bot, seq });
         }
         Ok(sent)
     }
-}
-
-/// A command sent to a bot: which bot, and the message that carried it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommandSent {
-    /// The bot that answers it.
-    pub bot: String,
-    /// The command's position in the channel.
-    pub seq: u64,
 }

@@ -1,7 +1,7 @@
 //! What a client tells its user happened: [`Event`], in the order it
 //! processed it.
 
-use crate::audit::SecurityAlert;
+use crate::alert::SecurityAlert;
 use crate::history_entry::HistoryEntry;
 
 /// Something that happened in a channel, in the channel's order.

@@ -27,6 +27,7 @@ use rand::RngCore;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::channel::Channel;
 use crate::client::Client;
 use crate::content::{Content, FileRef, MAX_BODY, SecretText, is_file_name};
 use crate::error::{ClientError, Result};
@@ -60,54 +61,6 @@ fn shareable_name(path: &Path) -> Result<String> {
 }
 
 impl Client {
-    /// Seals the file at `path` with a fresh key, uploads it chunk by chunk
-    /// and shares it in `channel` with an optional caption. Returns the
-    /// message's position in the channel. `progress` hears of every chunk.
-    pub async fn upload(
-        &self,
-        channel: &str,
-        path: &Path,
-        caption: &str,
-        mut progress: impl Progress,
-    ) -> Result<u64> {
-        if caption.len() > MAX_BODY {
-            return Err(ClientError::Invalid(format!(
-                "a caption is at most {MAX_BODY} bytes"
-            )));
-        }
-        let group_id = self.active_channel(channel).await?;
-        let name = shareable_name(path)?;
-        let mut file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| ClientError::Invalid(format!("cannot read {}: {e}", path.display())))?;
-        let metadata = file.metadata().await.map_err(ClientError::store)?;
-        if !metadata.is_file() {
-            return Err(ClientError::Invalid(format!(
-                "{} is not a regular file",
-                path.display()
-            )));
-        }
-        let size = metadata.len();
-        let reference = self
-            .seal_and_upload(
-                group_id.as_str(),
-                &mut file,
-                size,
-                name,
-                caption,
-                None,
-                &mut progress,
-            )
-            .await?;
-        let blob = reference.blob.clone();
-        let sent = self.send_content(channel, Content::File(reference)).await;
-        if sent.is_err() {
-            // Nobody can open it without the message; free the quota.
-            self.forget_blob(&blob).await;
-        }
-        sent
-    }
-
     /// Creates a blob in `group_id` (for `recipient` alone, if given), seals
     /// `size` bytes from `reader` into it, and returns the reference to send
     /// inside MLS. If anything fails once the blob exists, it is taken back.
@@ -193,75 +146,7 @@ impl Client {
         Ok((digest, key))
     }
 
-    /// Downloads the file shared by message `message` of `channel` to
-    /// `destination` (a file path, or a directory to keep the sender's file
-    /// name in). The file appears only once it decrypted and matched the
-    /// hash its sender announced; an existing file is never overwritten.
-    pub async fn download(
-        &self,
-        channel: &str,
-        message: &str,
-        destination: &Path,
-        mut progress: impl Progress,
-    ) -> Result<(PathBuf, FileInfo)> {
-        let group_id = self.active_channel(channel).await?;
-        let reference = {
-            let mut db = self.session.db.lock().await;
-            match messages::attachment_of(&mut db, &group_id, message).await? {
-                Some(reference) => reference,
-                None => {
-                    // Named as the user names it: by its number.
-                    let seq = messages::find(&mut db, &group_id, message)
-                        .await?
-                        .map(|(seq, _)| seq);
-                    let named =
-                        seq.map_or_else(|| "that message".to_owned(), |seq| format!("#{seq}"));
-                    return Err(ClientError::Invalid(format!(
-                        "{named} in {channel} has no file"
-                    )));
-                }
-            }
-        };
-        let target = if destination.is_dir() {
-            destination.join(&reference.name)
-        } else {
-            destination.to_owned()
-        };
-        if target.exists() {
-            return Err(ClientError::Invalid(format!(
-                "{} already exists; choose another name",
-                target.display()
-            )));
-        }
-        let directory = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        let mut tag = [0u8; 8];
-        rand::rngs::OsRng.fill_bytes(&mut tag);
-        let partial = directory.join(format!(".conclave-download-{}", hex::encode(tag)));
-        let outcome = self
-            .fetch_into(&reference, &partial, &mut progress)
-            .await
-            .and_then(|()| {
-                // A hard link does not replace an existing file, as a rename would.
-                std::fs::hard_link(&partial, &target).map_err(|e| {
-                    ClientError::Invalid(format!("cannot create {}: {e}", target.display()))
-                })
-            });
-        let _ = std::fs::remove_file(&partial);
-        outcome?;
-        Ok((
-            target,
-            FileInfo {
-                name: reference.name.clone(),
-                size: reference.size,
-                sha256: reference.sha256.clone(),
-            },
-        ))
-    }
-
-    async fn fetch_into(
+    pub(crate) async fn fetch_into(
         &self,
         reference: &FileRef,
         partial: &Path,
@@ -371,6 +256,125 @@ impl Client {
         {
             tracing::warn!("could not take a file back from the relay: {e}");
         }
+    }
+}
+
+impl Channel {
+    /// Seals the file at `path` with a fresh key, uploads it chunk by chunk
+    /// and shares it in the channel with an optional caption. Returns the
+    /// message's position in the channel. `progress` hears of every chunk.
+    pub async fn upload(
+        &self,
+        path: &Path,
+        caption: &str,
+        mut progress: impl Progress,
+    ) -> Result<u64> {
+        if caption.len() > MAX_BODY {
+            return Err(ClientError::Invalid(format!(
+                "a caption is at most {MAX_BODY} bytes"
+            )));
+        }
+        let group_id = self.active_group().await?;
+        let name = shareable_name(path)?;
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| ClientError::Invalid(format!("cannot read {}: {e}", path.display())))?;
+        let metadata = file.metadata().await.map_err(ClientError::store)?;
+        if !metadata.is_file() {
+            return Err(ClientError::Invalid(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
+        }
+        let size = metadata.len();
+        let reference = self
+            .client
+            .seal_and_upload(
+                group_id,
+                &mut file,
+                size,
+                name,
+                caption,
+                None,
+                &mut progress,
+            )
+            .await?;
+        let blob = reference.blob.clone();
+        let sent = self.send_content(Content::File(reference)).await;
+        if sent.is_err() {
+            // Nobody can open it without the message; free the quota.
+            self.client.forget_blob(&blob).await;
+        }
+        sent
+    }
+
+    /// Downloads the file shared by message `message` of the channel to
+    /// `destination` (a file path, or a directory to keep the sender's file
+    /// name in). The file appears only once it decrypted and matched the
+    /// hash its sender announced; an existing file is never overwritten.
+    pub async fn download(
+        &self,
+        message: &str,
+        destination: &Path,
+        mut progress: impl Progress,
+    ) -> Result<(PathBuf, FileInfo)> {
+        let group_id = self.active_group().await?;
+        let reference = {
+            let mut db = self.client.session.db.lock().await;
+            match messages::attachment_of(&mut db, group_id, message).await? {
+                Some(reference) => reference,
+                None => {
+                    // Named as the user names it: by its number.
+                    let seq = messages::find(&mut db, group_id, message)
+                        .await?
+                        .map(|(seq, _)| seq);
+                    let named =
+                        seq.map_or_else(|| "that message".to_owned(), |seq| format!("#{seq}"));
+                    return Err(ClientError::Invalid(format!(
+                        "{named} in {} has no file",
+                        self.name()
+                    )));
+                }
+            }
+        };
+        let target = if destination.is_dir() {
+            destination.join(&reference.name)
+        } else {
+            destination.to_owned()
+        };
+        if target.exists() {
+            return Err(ClientError::Invalid(format!(
+                "{} already exists; choose another name",
+                target.display()
+            )));
+        }
+        let directory = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let mut tag = [0u8; 8];
+        rand::rngs::OsRng.fill_bytes(&mut tag);
+        let partial = directory.join(format!(".conclave-download-{}", hex::encode(tag)));
+        let outcome = self
+            .client
+            .fetch_into(&reference, &partial, &mut progress)
+            .await
+            .and_then(|()| {
+                // A hard link does not replace an existing file, as a rename would.
+                std::fs::hard_link(&partial, &target).map_err(|e| {
+                    ClientError::Invalid(format!("cannot create {}: {e}", target.display()))
+                })
+            });
+        let _ = std::fs::remove_file(&partial);
+        outcome?;
+        Ok((
+            target,
+            FileInfo {
+                name: reference.name.clone(),
+                size: reference.size,
+                sha256: reference.sha256.clone(),
+            },
+        ))
     }
 }
 

@@ -21,6 +21,7 @@
 use conclave_proto::{HistorySharingAnswer, HistorySharingBody, routes};
 use serde::{Deserialize, Serialize};
 
+use crate::channel::Channel;
 use crate::client::Client;
 use crate::content::{Content, FileRef};
 use crate::error::{ClientError, Result};
@@ -66,101 +67,6 @@ struct BundledReaction {
 }
 
 impl Client {
-    /// Lets the channel's members hand new members its earlier history, or
-    /// stops them (the channel's creator or a workspace admin).
-    pub async fn set_history_sharing(&self, channel: &str, allowed: bool) -> Result<()> {
-        let group_id = self.active_channel(channel).await?;
-        let _: HistorySharingAnswer = self
-            .exchange(
-                "POST",
-                &routes::group_history_sharing(&group_id),
-                &HistorySharingBody { allowed },
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// Hands `user` (a member of `channel`) the channel's history as this
-    /// device has it, up to [`MAX_BUNDLE_MESSAGES`] of the latest messages.
-    /// Returns how many went. The relay records the grant; every member sees it.
-    pub async fn share_history(&self, channel: &str, user: &str) -> Result<u64> {
-        let me = self.identity()?.username.to_string();
-        if user == me {
-            return Err(ClientError::Invalid(
-                "share history with someone else".into(),
-            ));
-        }
-        if !self.members(channel).await?.iter().any(|m| m.user == user) {
-            return Err(ClientError::NotAMember(user.to_owned(), channel.to_owned()));
-        }
-        let group_id = self.active_channel(channel).await?;
-        let history = self.history(channel).await?;
-        let mut messages: Vec<BundledMessage> = Vec::new();
-        for e in history {
-            if e.deleted || e.unsupported || (e.text.is_empty() && e.file.is_none()) {
-                continue;
-            }
-            let file = match e.file {
-                Some(_) => {
-                    let mut db = self.session.db.lock().await;
-                    messages::attachment_of(&mut db, &group_id, &e.id).await?
-                }
-                None => None,
-            };
-            messages.push(BundledMessage {
-                seq: e.seq,
-                id: e.id,
-                sender: e.sender,
-                device: e.device,
-                text: e.text,
-                parent: e.parent,
-                at: e.at,
-                edited: e.edited,
-                reactions: e
-                    .reactions
-                    .into_iter()
-                    .map(|r| BundledReaction {
-                        emoji: r.emoji,
-                        users: r.users,
-                    })
-                    .collect(),
-                file,
-            });
-        }
-        if messages.len() > MAX_BUNDLE_MESSAGES {
-            messages.drain(..messages.len() - MAX_BUNDLE_MESSAGES);
-        }
-        let count = messages.len() as u64;
-        if count == 0 {
-            return Err(ClientError::Invalid(format!(
-                "{channel} has no history on this device to share"
-            )));
-        }
-        let bytes = zeroize::Zeroizing::new(
-            serde_json::to_vec(&Bundle { v: 1, messages }).map_err(ClientError::store)?,
-        );
-        let bundle = self
-            .upload_for(&group_id, "history.json", &bytes, user)
-            .await?;
-        let blob = bundle.blob.clone();
-        let sent = self
-            .send_content(
-                channel,
-                Content::HistoryBundle {
-                    recipient: user.to_owned(),
-                    messages: count,
-                    bundle,
-                },
-            )
-            .await;
-        if let Err(e) = sent {
-            // Never announced: nobody should keep the ciphertext.
-            self.forget_blob(&blob).await;
-            return Err(e);
-        }
-        Ok(count)
-    }
-
     /// Fetches the history bundles handed to this account and adds what they
     /// hold. A bundle that fails its checks is dropped with a warning.
     pub(crate) async fn import_shared_history(&self) -> Result<Vec<Event>> {
@@ -274,5 +180,105 @@ impl Client {
             from: from.to_owned(),
             added,
         }))
+    }
+}
+
+impl Channel {
+    /// Lets the channel's members hand new members its earlier history, or
+    /// stops them (the channel's creator or a workspace admin).
+    pub async fn set_history_sharing(&self, allowed: bool) -> Result<()> {
+        let group_id = self.active_group().await?;
+        let _: HistorySharingAnswer = self
+            .client
+            .exchange(
+                "POST",
+                &routes::group_history_sharing(group_id),
+                &HistorySharingBody { allowed },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Hands `user` (a member of the channel) the channel's history as this
+    /// device has it, up to [`MAX_BUNDLE_MESSAGES`] of the latest messages.
+    /// Returns how many went. The relay records the grant; every member sees it.
+    pub async fn share_history(&self, user: &str) -> Result<u64> {
+        let me = self.client.identity()?.username.to_string();
+        if user == me {
+            return Err(ClientError::Invalid(
+                "share history with someone else".into(),
+            ));
+        }
+        if !self.members().await?.iter().any(|m| m.user == user) {
+            return Err(ClientError::NotAMember(
+                user.to_owned(),
+                self.name().to_owned(),
+            ));
+        }
+        let group_id = self.active_group().await?;
+        let history = self.history().await?;
+        let mut messages: Vec<BundledMessage> = Vec::new();
+        for e in history {
+            if e.deleted || e.unsupported || (e.text.is_empty() && e.file.is_none()) {
+                continue;
+            }
+            let file = match e.file {
+                Some(_) => {
+                    let mut db = self.client.session.db.lock().await;
+                    messages::attachment_of(&mut db, group_id, &e.id).await?
+                }
+                None => None,
+            };
+            messages.push(BundledMessage {
+                seq: e.seq,
+                id: e.id,
+                sender: e.sender,
+                device: e.device,
+                text: e.text,
+                parent: e.parent,
+                at: e.at,
+                edited: e.edited,
+                reactions: e
+                    .reactions
+                    .into_iter()
+                    .map(|r| BundledReaction {
+                        emoji: r.emoji,
+                        users: r.users,
+                    })
+                    .collect(),
+                file,
+            });
+        }
+        if messages.len() > MAX_BUNDLE_MESSAGES {
+            messages.drain(..messages.len() - MAX_BUNDLE_MESSAGES);
+        }
+        let count = messages.len() as u64;
+        if count == 0 {
+            return Err(ClientError::Invalid(format!(
+                "{} has no history on this device to share",
+                self.name()
+            )));
+        }
+        let bytes = zeroize::Zeroizing::new(
+            serde_json::to_vec(&Bundle { v: 1, messages }).map_err(ClientError::store)?,
+        );
+        let bundle = self
+            .client
+            .upload_for(group_id, "history.json", &bytes, user)
+            .await?;
+        let blob = bundle.blob.clone();
+        let sent = self
+            .send_content(Content::HistoryBundle {
+                recipient: user.to_owned(),
+                messages: count,
+                bundle,
+            })
+            .await;
+        if let Err(e) = sent {
+            // Never announced: nobody should keep the ciphertext.
+            self.client.forget_blob(&blob).await;
+            return Err(e);
+        }
+        Ok(count)
     }
 }

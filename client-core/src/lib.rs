@@ -1,6 +1,7 @@
 //! Conclave's client core: end-to-end encrypted team chat on MLS (RFC 9420).
 //!
-//! A [`Client`] is one device of one account. It keeps its identity key,
+//! A [`Client`] is one device of one account; a [`Channel`] is one of its
+//! channels, addressed by its group id, and holds what can be done there. It keeps its identity key,
 //! its openmls group state and the decrypted history in one SQLite file
 //! (mode 0600) under a home directory, and reaches the relay through a
 //! [`Transport`]: [`HttpsTransport`] in production, anything in tests.
@@ -31,12 +32,12 @@
 //! alice.register("alice", "correct horse battery staple").await?;
 //! bob.register("bob", "tr0ub4dor&3, but longer").await?;
 //!
-//! alice.create_channel("general").await?;
-//! alice.invite("general", "bob").await?;      // every device bob has
-//! alice.send("general", "hello, bob").await?; // encrypted before it leaves
+//! let general = alice.create_channel("general").await?;
+//! general.invite("bob").await?;      // every device bob has
+//! general.send("hello, bob").await?; // encrypted before it leaves
 //!
 //! bob.sync().await?; // joins, learns the channel's name, decrypts
-//! let history = bob.history("general").await?;
+//! let history = bob.channel_named("general").await?.history().await?;
 //! assert_eq!((history[0].sender.as_str(), history[0].text.as_str()), ("alice", "hello, bob"));
 //! # std::fs::remove_dir_all(&dir)?;
 //! # Ok(())
@@ -48,12 +49,15 @@
 #![warn(missing_docs)]
 
 mod account;
+mod alert;
 mod audit;
 mod bot;
 mod channel;
+mod channel_info;
 mod client;
 mod commands;
 mod content;
+mod device_key;
 mod error;
 mod event;
 mod files;
@@ -84,9 +88,11 @@ pub use account::{
     AccountStatus, Authenticator, Credentials, DeviceInfo, PasskeyInfo, RecoveryCodes,
     RecoveryReport, SecondFactor, TotpEnrollment,
 };
-pub use audit::{AlertKind, AuditPage, SecurityAlert};
+pub use alert::{AlertKind, SecurityAlert};
+pub use audit::AuditPage;
 pub use bot::{Bot, HandlerError, HttpCaller, MAX_CALL_ANSWER, Request};
-pub use channel::{Channel, ChannelState, Member};
+pub use channel::Channel;
+pub use channel_info::{ChannelInfo, ChannelState, Member};
 pub use client::Client;
 pub use commands::{CommandSent, SlashCommand};
 /// The log's sans-IO verification (proofs, notes, checkpoints, events), for

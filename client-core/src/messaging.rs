@@ -8,9 +8,8 @@
 use conclave_proto::{
     ChannelNameAnswer, ChannelNameBody, ChannelTopicAnswer, ChannelTopicBody, ErrorCode, routes,
 };
-use sqlx::SqliteConnection;
 
-use crate::channel::validate_channel_name;
+use crate::channel::{Channel, validate_channel_name};
 use crate::client::Client;
 use crate::content::{Content, is_message_id, mentions_in, reaction_emoji};
 use crate::error::{ClientError, Result};
@@ -49,7 +48,7 @@ fn fts_query(words: &str) -> Option<String> {
     (!terms.is_empty()).then(|| terms.join(" "))
 }
 
-/// What [`Client::react`] did.
+/// What [`Channel::react`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Reacted {
@@ -75,8 +74,8 @@ const SELF_GROUP_NAME: &str = "@self";
 impl Client {
     /// Opens the direct message with `users` (one for a DM, several for a
     /// group DM, up to the workspace's limit in all), creating it the
-    /// first time, and returns its local name (`@bob`, `@bob,carol`).
-    pub async fn direct(&self, users: &[&str]) -> Result<String> {
+    /// first time. Its local name is `@` and the others (`@bob`, `@bob,carol`).
+    pub async fn direct(&self, users: &[&str]) -> Result<Channel> {
         let me = self.identity()?.username.to_string();
         let mut others: Vec<String> = Vec::new();
         for user in users {
@@ -106,7 +105,7 @@ impl Client {
             .iter()
             .any(|c| c.name == name && c.direct && c.active)
         {
-            return Ok(name);
+            return self.channel_named(&name).await;
         }
         // Every other person's devices are claimed before anything exists: a
         // name that is no user, or a user with no device to add, fails here,
@@ -132,251 +131,20 @@ impl Client {
                 })?;
             packages.extend(claimed);
         }
-        self.create_channel(&name).await?;
-        let group_id = {
+        let channel = self.create_channel(&name).await?;
+        {
             let mut db = self.session.db.lock().await;
             channels::make_direct(&mut db, &name).await?;
-            self.group_of(&mut db, &name).await?
-        };
+        }
         // Everyone at once, with the packages claimed above.
-        self.commit(&group_id, move |group, provider, key| {
+        self.commit(channel.group_id(), move |group, provider, key| {
             let (commit, welcome, group_info) = group
                 .add_members(provider, key, &packages)
                 .map_err(ClientError::mls)?;
             Ok((commit, Some(welcome), group_info))
         })
         .await?;
-        Ok(name)
-    }
-
-    /// Sets a channel's topic for every member (encrypted, like everything
-    /// members say).
-    pub async fn set_topic(&self, channel: &str, topic: &str) -> Result<u64> {
-        let content = Content::Topic {
-            topic: topic.to_owned(),
-        };
-        if !content.is_well_formed() {
-            return Err(ClientError::Invalid(format!(
-                "a topic is at most {} bytes",
-                crate::content::MAX_TOPIC
-            )));
-        }
-        let seq = self.send_content(channel, content).await?;
-        // A public channel's topic is listed for the workspace as well.
-        let (group_id, public) = {
-            let mut db = self.session.db.lock().await;
-            let group_id = self.group_of(&mut db, channel).await?;
-            let public = channels::kind_of(&mut db, &group_id).await?.as_deref() == Some("public");
-            (group_id, public)
-        };
-        if public {
-            let listed = ChannelTopicBody {
-                topic: topic.to_owned(),
-            };
-            let _: ChannelTopicAnswer = self
-                .exchange("POST", &routes::group_topic(&group_id), &listed)
-                .await?;
-        }
-        Ok(seq)
-    }
-
-    /// Renames a channel for every member: the new name travels encrypted,
-    /// and a public channel is renamed in the workspace's directory too
-    /// (refused there, with nothing sent, if another public channel has the
-    /// name). Any member may, as with the topic. A direct message keeps the
-    /// names of its people.
-    pub async fn rename_channel(&self, channel: &str, new_name: &str) -> Result<u64> {
-        validate_channel_name(new_name)?;
-        let (group_id, kind) = {
-            let mut db = self.session.db.lock().await;
-            let group_id = self.group_of(&mut db, channel).await?;
-            let kind = channels::kind_of(&mut db, &group_id)
-                .await?
-                .unwrap_or_default();
-            if channels::name_taken(&mut db, new_name).await? && new_name != channel {
-                return Err(ClientError::ChannelExists(new_name.to_owned()));
-            }
-            (group_id, kind)
-        };
-        if kind == "dm" || kind == "self" {
-            return Err(ClientError::Invalid(format!(
-                "{channel} is a direct message: it is named after its people and cannot be renamed"
-            )));
-        }
-        if new_name == channel {
-            return Err(ClientError::Invalid(format!(
-                "{channel} is already called {new_name}"
-            )));
-        }
-        self.active_channel(channel).await?;
-        if kind == "public" {
-            let listed = ChannelNameBody {
-                name: new_name.to_owned(),
-            };
-            let _: ChannelNameAnswer = self
-                .exchange("POST", &routes::group_name(&group_id), &listed)
-                .await?;
-        }
-        let seq = self
-            .send_content(
-                channel,
-                Content::Rename {
-                    name: new_name.to_owned(),
-                },
-            )
-            .await?;
-        // This device goes by the new name at once (its own copy of the
-        // rename, fetched later, then changes nothing).
-        let mut db = self.session.db.lock().await;
-        channels::rename(&mut db, &group_id, new_name).await?;
-        Ok(seq)
-    }
-
-    /// Marks everything in a channel as read, on this device and, through
-    /// the account's own encrypted `self` group, on its other devices.
-    pub async fn mark_read(&self, channel: &str) -> Result<()> {
-        let (group_id, read, moved, mine, devices) = {
-            let mut db = self.session.db.lock().await;
-            let group_id = self.group_of(&mut db, channel).await?;
-            let read = messages::newest_seq(&mut db, &group_id).await?;
-            let moved = channels::move_read(&mut db, &group_id, read).await?;
-            let devices = devices::active_count(&mut db).await?;
-            let mine = channels::own_groups(&mut db).await?;
-            (group_id, read, moved, mine, devices)
-        };
-        if !moved {
-            return Ok(());
-        }
-        let mine = if mine.is_empty() && devices > 1 {
-            // The first read position worth sharing: make the account's own
-            // group (its other devices are added by the sync that follows).
-            self.create_group_named(SELF_GROUP_NAME, None, "self")
-                .await?;
-            let mut db = self.session.db.lock().await;
-            channels::own_groups(&mut db).await?
-        } else {
-            mine
-        };
-        let marker = Content::ReadUpTo {
-            channel: group_id,
-            seq: read,
-        };
-        for own in mine {
-            if let Err(e) = self.send_payload(&own, &marker).await {
-                // The position is kept here; the other devices catch up later.
-                tracing::warn!(error = %e, "could not share a read position");
-            }
-        }
-        Ok(())
-    }
-
-    /// Replies in the thread of message `parent` (an id from the history).
-    pub async fn reply(&self, channel: &str, parent: &str, text: &str) -> Result<u64> {
-        if !is_message_id(parent) {
-            return Err(ClientError::Invalid(format!(
-                "{parent:?} is not a message id"
-            )));
-        }
-        self.known_message(channel, parent).await?;
-        // Replying to a reply answers in its thread: under the root.
-        let root = {
-            let mut db = self.session.db.lock().await;
-            let group_id = self.group_of(&mut db, channel).await?;
-            messages::thread_root(&mut db, &group_id, parent)
-                .await?
-                .unwrap_or_else(|| parent.to_owned())
-        };
-        let content = Content::Reply {
-            parent: root,
-            body: text.to_owned(),
-            mentions: mentions_in(text),
-        };
-        self.send_content(channel, content).await
-    }
-
-    /// Adds (or with `add == false` takes back) a reaction to a message.
-    /// `emoji` is an emoji or a `:shortcode:` (GitHub's names, as Slack
-    /// mostly uses them), sent as the emoji itself; anything else is
-    /// refused. Adding a reaction this account already gave, or taking back
-    /// one it never gave, changes nothing and sends nothing.
-    pub async fn react(
-        &self,
-        channel: &str,
-        message: &str,
-        emoji: &str,
-        add: bool,
-    ) -> Result<Reacted> {
-        let emoji = reaction_emoji(emoji)?;
-        self.known_message(channel, message).await?;
-        let me = self.identity()?.username.to_string();
-        let given = {
-            let mut db = self.session.db.lock().await;
-            let group_id = self.group_of(&mut db, channel).await?;
-            reactions::given(&mut db, &group_id, message, &me, &emoji).await?
-        };
-        if given == add {
-            return Ok(Reacted::Unchanged { emoji });
-        }
-        let content = Content::Reaction {
-            target: message.to_owned(),
-            emoji: emoji.clone(),
-            add,
-        };
-        let seq = self.send_content(channel, content).await?;
-        Ok(Reacted::Sent { emoji, seq })
-    }
-
-    /// Replaces the text of one of this account's messages.
-    pub async fn edit(&self, channel: &str, message: &str, text: &str) -> Result<u64> {
-        self.own_message(channel, message).await?;
-        let content = Content::Edit {
-            target: message.to_owned(),
-            body: text.to_owned(),
-        };
-        self.send_content(channel, content).await
-    }
-
-    /// Deletes one of this account's messages: every member keeps a tombstone.
-    pub async fn delete(&self, channel: &str, message: &str) -> Result<u64> {
-        self.own_message(channel, message).await?;
-        let file = {
-            let mut db = self.session.db.lock().await;
-            let group_id = self.group_of(&mut db, channel).await?;
-            messages::attachment_of(&mut db, &group_id, message).await?
-        };
-        let content = Content::Delete {
-            target: message.to_owned(),
-        };
-        let seq = self.send_content(channel, content).await?;
-        if let Some(file) = file {
-            // Every member now has a tombstone; nobody needs the ciphertext.
-            self.forget_blob(&file.blob).await;
-        }
-        Ok(seq)
-    }
-
-    /// The id of the message at `seq` in a channel (what the CLI shows as `#seq`).
-    pub async fn message_id_at(&self, channel: &str, seq: u64) -> Result<String> {
-        let mut db = self.session.db.lock().await;
-        let group_id = self.group_of(&mut db, channel).await?;
-        messages::id_at(&mut db, &group_id, seq)
-            .await?
-            .ok_or_else(|| ClientError::Invalid(format!("no message #{seq} in {channel}")))
-    }
-
-    /// A thread: its first message, then every reply, in order.
-    pub async fn thread(&self, channel: &str, parent: &str) -> Result<Vec<HistoryEntry>> {
-        let history = self.history(channel).await?;
-        let thread: Vec<HistoryEntry> = history
-            .into_iter()
-            .filter(|e| e.id == parent || e.parent.as_deref() == Some(parent))
-            .collect();
-        if thread.first().is_none_or(|first| first.id != parent) {
-            return Err(ClientError::Invalid(format!(
-                "no message {parent} in {channel}"
-            )));
-        }
-        Ok(thread)
+        Ok(channel)
     }
 
     /// Searches the decrypted history on this device, best matches first.
@@ -386,7 +154,7 @@ impl Client {
         };
         let mut db = self.session.db.lock().await;
         let group = match &query.channel {
-            Some(channel) => Some(self.group_of(&mut db, channel).await?),
+            Some(channel) => Some(self.channel_by_name(&mut db, channel).await?.0),
             None => None,
         };
         let search = messages::Search {
@@ -398,22 +166,242 @@ impl Client {
         };
         messages::search(&mut db, &search).await
     }
+}
 
-    async fn group_of(&self, db: &mut SqliteConnection, channel: &str) -> Result<String> {
-        Ok(self.channel_by_name(db, channel).await?.0)
+impl Channel {
+    /// Sets the channel's topic for every member (encrypted, like everything
+    /// members say).
+    pub async fn set_topic(&self, topic: &str) -> Result<u64> {
+        let content = Content::Topic {
+            topic: topic.to_owned(),
+        };
+        if !content.is_well_formed() {
+            return Err(ClientError::Invalid(format!(
+                "a topic is at most {} bytes",
+                crate::content::MAX_TOPIC
+            )));
+        }
+        let seq = self.send_content(content).await?;
+        // A public channel's topic is listed for the workspace as well.
+        let public = {
+            let mut db = self.client.session.db.lock().await;
+            channels::kind_of(&mut db, self.group_id())
+                .await?
+                .as_deref()
+                == Some("public")
+        };
+        if public {
+            let listed = ChannelTopicBody {
+                topic: topic.to_owned(),
+            };
+            let _: ChannelTopicAnswer = self
+                .client
+                .exchange("POST", &routes::group_topic(self.group_id()), &listed)
+                .await?;
+        }
+        Ok(seq)
     }
 
-    async fn known_message(&self, channel: &str, id: &str) -> Result<(u64, String)> {
-        let mut db = self.session.db.lock().await;
-        let group_id = self.group_of(&mut db, channel).await?;
-        messages::find(&mut db, &group_id, id)
+    /// Renames the channel for every member: the new name travels encrypted,
+    /// and a public channel is renamed in the workspace's directory too
+    /// (refused there, with nothing sent, if another public channel has the
+    /// name). Any member may, as with the topic. A direct message keeps the
+    /// names of its people.
+    pub async fn rename(&self, new_name: &str) -> Result<u64> {
+        validate_channel_name(new_name)?;
+        let (current, kind) = {
+            let mut db = self.client.session.db.lock().await;
+            let current = channels::name(&mut db, self.group_id()).await?;
+            let kind = channels::kind_of(&mut db, self.group_id())
+                .await?
+                .unwrap_or_default();
+            if channels::name_taken(&mut db, new_name).await? && new_name != current {
+                return Err(ClientError::ChannelExists(new_name.to_owned()));
+            }
+            (current, kind)
+        };
+        if kind == "dm" || kind == "self" {
+            return Err(ClientError::Invalid(format!(
+                "{current} is a direct message: it is named after its people and cannot be renamed"
+            )));
+        }
+        if new_name == current {
+            return Err(ClientError::Invalid(format!(
+                "{current} is already called {new_name}"
+            )));
+        }
+        self.active_group().await?;
+        if kind == "public" {
+            let listed = ChannelNameBody {
+                name: new_name.to_owned(),
+            };
+            let _: ChannelNameAnswer = self
+                .client
+                .exchange("POST", &routes::group_name(self.group_id()), &listed)
+                .await?;
+        }
+        let seq = self
+            .send_content(Content::Rename {
+                name: new_name.to_owned(),
+            })
+            .await?;
+        // This device goes by the new name at once (its own copy of the
+        // rename, fetched later, then changes nothing).
+        let mut db = self.client.session.db.lock().await;
+        channels::rename(&mut db, self.group_id(), new_name).await?;
+        Ok(seq)
+    }
+
+    /// Marks everything in the channel as read, on this device and, through
+    /// the account's own encrypted `self` group, on its other devices.
+    pub async fn mark_read(&self) -> Result<()> {
+        let client = &self.client;
+        let group_id = self.group_id().to_owned();
+        let (read, moved, mine, devices) = {
+            let mut db = client.session.db.lock().await;
+            let read = messages::newest_seq(&mut db, &group_id).await?;
+            let moved = channels::move_read(&mut db, &group_id, read).await?;
+            let devices = devices::active_count(&mut db).await?;
+            let mine = channels::own_groups(&mut db).await?;
+            (read, moved, mine, devices)
+        };
+        if !moved {
+            return Ok(());
+        }
+        let mine = if mine.is_empty() && devices > 1 {
+            // The first read position worth sharing: make the account's own
+            // group (its other devices are added by the sync that follows).
+            client
+                .create_group_named(SELF_GROUP_NAME, None, "self")
+                .await?;
+            let mut db = client.session.db.lock().await;
+            channels::own_groups(&mut db).await?
+        } else {
+            mine
+        };
+        let marker = Content::ReadUpTo {
+            channel: group_id,
+            seq: read,
+        };
+        for own in mine {
+            if let Err(e) = client.send_payload(&own, &marker).await {
+                // The position is kept here; the other devices catch up later.
+                tracing::warn!(error = %e, "could not share a read position");
+            }
+        }
+        Ok(())
+    }
+
+    /// Replies in the thread of message `parent` (an id from the history).
+    pub async fn reply(&self, parent: &str, text: &str) -> Result<u64> {
+        if !is_message_id(parent) {
+            return Err(ClientError::Invalid(format!(
+                "{parent:?} is not a message id"
+            )));
+        }
+        self.known_message(parent).await?;
+        // Replying to a reply answers in its thread: under the root.
+        let root = {
+            let mut db = self.client.session.db.lock().await;
+            messages::thread_root(&mut db, self.group_id(), parent)
+                .await?
+                .unwrap_or_else(|| parent.to_owned())
+        };
+        let content = Content::Reply {
+            parent: root,
+            body: text.to_owned(),
+            mentions: mentions_in(text),
+        };
+        self.send_content(content).await
+    }
+
+    /// Adds (or with `add == false` takes back) a reaction to a message.
+    /// `emoji` is an emoji or a `:shortcode:` (GitHub's names, as Slack
+    /// mostly uses them), sent as the emoji itself; anything else is
+    /// refused. Adding a reaction this account already gave, or taking back
+    /// one it never gave, changes nothing and sends nothing.
+    pub async fn react(&self, message: &str, emoji: &str, add: bool) -> Result<Reacted> {
+        let emoji = reaction_emoji(emoji)?;
+        self.known_message(message).await?;
+        let me = self.client.identity()?.username.to_string();
+        let given = {
+            let mut db = self.client.session.db.lock().await;
+            reactions::given(&mut db, self.group_id(), message, &me, &emoji).await?
+        };
+        if given == add {
+            return Ok(Reacted::Unchanged { emoji });
+        }
+        let content = Content::Reaction {
+            target: message.to_owned(),
+            emoji: emoji.clone(),
+            add,
+        };
+        let seq = self.send_content(content).await?;
+        Ok(Reacted::Sent { emoji, seq })
+    }
+
+    /// Replaces the text of one of this account's messages.
+    pub async fn edit(&self, message: &str, text: &str) -> Result<u64> {
+        self.own_message(message).await?;
+        let content = Content::Edit {
+            target: message.to_owned(),
+            body: text.to_owned(),
+        };
+        self.send_content(content).await
+    }
+
+    /// Deletes one of this account's messages: every member keeps a tombstone.
+    pub async fn delete(&self, message: &str) -> Result<u64> {
+        self.own_message(message).await?;
+        let file = {
+            let mut db = self.client.session.db.lock().await;
+            messages::attachment_of(&mut db, self.group_id(), message).await?
+        };
+        let content = Content::Delete {
+            target: message.to_owned(),
+        };
+        let seq = self.send_content(content).await?;
+        if let Some(file) = file {
+            // Every member now has a tombstone; nobody needs the ciphertext.
+            self.client.forget_blob(&file.blob).await;
+        }
+        Ok(seq)
+    }
+
+    /// The id of the message at `seq` in the channel (what the CLI shows as `#seq`).
+    pub async fn message_id_at(&self, seq: u64) -> Result<String> {
+        let mut db = self.client.session.db.lock().await;
+        messages::id_at(&mut db, self.group_id(), seq)
             .await?
-            .ok_or_else(|| ClientError::Invalid(format!("no message {id} in {channel}")))
+            .ok_or_else(|| ClientError::Invalid(format!("no message #{seq} in {}", self.name())))
     }
 
-    async fn own_message(&self, channel: &str, id: &str) -> Result<()> {
-        let me = self.identity()?.username.to_string();
-        let (_, author) = self.known_message(channel, id).await?;
+    /// A thread: its first message, then every reply, in order.
+    pub async fn thread(&self, parent: &str) -> Result<Vec<HistoryEntry>> {
+        let history = self.history().await?;
+        let thread: Vec<HistoryEntry> = history
+            .into_iter()
+            .filter(|e| e.id == parent || e.parent.as_deref() == Some(parent))
+            .collect();
+        if thread.first().is_none_or(|first| first.id != parent) {
+            return Err(ClientError::Invalid(format!(
+                "no message {parent} in {}",
+                self.name()
+            )));
+        }
+        Ok(thread)
+    }
+
+    async fn known_message(&self, id: &str) -> Result<(u64, String)> {
+        let mut db = self.client.session.db.lock().await;
+        messages::find(&mut db, self.group_id(), id)
+            .await?
+            .ok_or_else(|| ClientError::Invalid(format!("no message {id} in {}", self.name())))
+    }
+
+    async fn own_message(&self, id: &str) -> Result<()> {
+        let me = self.client.identity()?.username.to_string();
+        let (_, author) = self.known_message(id).await?;
         if author != me {
             return Err(ClientError::Invalid(format!(
                 "only {author} can change their message"

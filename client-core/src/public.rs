@@ -14,6 +14,7 @@ use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 use sqlx::Connection;
 
+use crate::channel::Channel;
 use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::group::{join_config, tls_bytes};
@@ -39,7 +40,7 @@ impl Client {
     /// Creates a public channel: its name and `topic` are listed for the
     /// whole workspace, and anyone in it may [`join`](Client::join). What
     /// members say in it is end-to-end encrypted all the same.
-    pub async fn create_public_channel(&self, name: &str, topic: &str) -> Result<()> {
+    pub async fn create_public_channel(&self, name: &str, topic: &str) -> Result<Channel> {
         if topic.len() > crate::content::MAX_TOPIC {
             return Err(ClientError::Invalid(format!(
                 "a topic is at most {} bytes",
@@ -81,7 +82,7 @@ impl Client {
 
     /// Joins the public channel `name` on this device, by external commit.
     /// The account's other devices follow at their next sync.
-    pub async fn join(&self, name: &str) -> Result<()> {
+    pub async fn join(&self, name: &str) -> Result<Channel> {
         let identity = self.identity()?;
         // A channel this device left keeps its name and history: joining it
         // again continues it.
@@ -194,7 +195,7 @@ impl Client {
                     drop(db);
                     // Catch up: the account's other devices, and anything said since.
                     self.sync().await?;
-                    return Ok(());
+                    return Ok(Channel::new(self.clone(), group_id, name.to_owned()));
                 }
                 Err(e) if e.is_wrong_epoch() => {
                     drop(tx);

@@ -11,6 +11,7 @@ use openmls::prelude::*;
 use sqlx::Connection;
 use zeroize::Zeroizing;
 
+use crate::channel::Channel;
 use crate::client::Client;
 use crate::content::{Content, MAX_BODY, mentions_in, message_aad, new_message_id};
 use crate::error::{ClientError, Result};
@@ -106,27 +107,6 @@ impl Client {
         }
     }
 
-    /// Sends a text message to a channel. Returns its position in the channel.
-    pub async fn send(&self, channel: &str, text: &str) -> Result<u64> {
-        if text.is_empty() {
-            return Err(ClientError::Invalid("message is empty".into()));
-        }
-        let content = Content::Text {
-            body: text.to_owned(),
-            mentions: mentions_in(text),
-        };
-        self.send_content(channel, content).await
-    }
-
-    /// Sends any content to a channel and returns its position. The typed
-    /// calls ([`Client::reply`], [`Client::react`], …) check more first;
-    /// every receiver enforces the rules on its own either way.
-    pub async fn send_content(&self, channel: &str, content: Content) -> Result<u64> {
-        let group_id = self.active_channel(channel).await?;
-        self.send_checked(&group_id, content, &new_message_id())
-            .await
-    }
-
     /// Sends `content` under `message_id`, unless it is malformed or the
     /// channel is archived.
     pub(crate) async fn send_checked(
@@ -152,14 +132,6 @@ impl Client {
         }
         let plaintext = Zeroizing::new(content.encode());
         self.send_bytes(group_id, &plaintext, message_id).await
-    }
-
-    /// Sends `plaintext` as it is, under `message_id`: for tests of how
-    /// receivers treat replayed ids and content they do not know.
-    #[doc(hidden)]
-    pub async fn send_raw(&self, channel: &str, plaintext: &[u8], message_id: &str) -> Result<u64> {
-        let group_id = self.active_channel(channel).await?;
-        self.send_bytes(&group_id, plaintext, message_id).await
     }
 
     pub(crate) async fn send_payload(&self, group_id: &str, content: &Content) -> Result<u64> {
@@ -217,5 +189,39 @@ impl Client {
             }
         }
         Err(ClientError::TooManyConflicts(MAX_ATTEMPTS))
+    }
+}
+
+impl Channel {
+    /// Sends a text message to the channel. Returns its position in the channel.
+    pub async fn send(&self, text: &str) -> Result<u64> {
+        if text.is_empty() {
+            return Err(ClientError::Invalid("message is empty".into()));
+        }
+        let content = Content::Text {
+            body: text.to_owned(),
+            mentions: mentions_in(text),
+        };
+        self.send_content(content).await
+    }
+
+    /// Sends any content to the channel and returns its position. The typed
+    /// calls ([`Channel::reply`], [`Channel::react`], …) check more first;
+    /// every receiver enforces the rules on its own either way.
+    pub async fn send_content(&self, content: Content) -> Result<u64> {
+        let group_id = self.active_group().await?;
+        self.client
+            .send_checked(group_id, content, &new_message_id())
+            .await
+    }
+
+    /// Sends `plaintext` as it is, under `message_id`: for tests of how
+    /// receivers treat replayed ids and content they do not know.
+    #[doc(hidden)]
+    pub async fn send_raw(&self, plaintext: &[u8], message_id: &str) -> Result<u64> {
+        let group_id = self.active_group().await?;
+        self.client
+            .send_bytes(group_id, plaintext, message_id)
+            .await
     }
 }

@@ -17,8 +17,17 @@ use crate::event::Event;
 use crate::identity::Identity;
 use crate::key_at_rest::AtRest;
 use crate::store;
-use crate::sync::DeviceNews;
 use crate::transport::Transport;
+
+/// What the last fetch said about the account's devices, for the membership
+/// upkeep that follows a sync.
+#[derive(Default)]
+pub(crate) struct DeviceNews {
+    /// The account's devices that are not revoked.
+    pub(crate) active: Vec<String>,
+    /// (group id, device id) of revoked devices still in our groups.
+    pub(crate) revoked_members: Vec<(String, String)>,
+}
 
 /// Groups whose every member passed the key-transparency check since their
 /// membership last changed, and a count of membership changes seen (a check

@@ -16,16 +16,6 @@ use crate::retry::reconnect_delay;
 use crate::store::{channels, devices, messages, pending};
 use crate::transport::HttpRequest;
 
-/// What the last fetch said about the account's devices, for the membership
-/// upkeep that follows a sync.
-#[derive(Default)]
-pub(crate) struct DeviceNews {
-    /// The account's devices that are not revoked.
-    pub(crate) active: Vec<String>,
-    /// (group id, device id) of revoked devices still in our groups.
-    pub(crate) revoked_members: Vec<(String, String)>,
-}
-
 impl Client {
     /// Fetches and processes everything waiting on the relay. Returns the events, in order.
     ///
@@ -263,7 +253,7 @@ impl Client {
             .iter()
             .map(|m| (m.group_id.clone(), m.device_id.clone()))
             .collect();
-        *self.session.device_news.lock().await = DeviceNews {
+        *self.session.device_news.lock().await = crate::session::DeviceNews {
             active: reported
                 .into_iter()
                 .filter(|(_, revoked)| !revoked)

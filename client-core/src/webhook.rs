@@ -370,7 +370,9 @@ impl Client {
             body: text,
         };
         let posted = self
-            .send_once(&channel, content, &format!("webhook:{name}:{nonce}"))
+            .channel_named(&channel)
+            .await?
+            .send_once(content, &format!("webhook:{name}:{nonce}"))
             .await?;
         let mut db = self.session.db.lock().await;
         webhooks::delivered(&mut db, name, nonce).await?;

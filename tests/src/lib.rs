@@ -2,6 +2,10 @@
 //! builds real clients, and speaks raw signed HTTP for attack tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
+mod by_name;
+
+pub use by_name::ByName;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use conclave_audit::{ClientIpOpening, Event};
 use conclave_client::{ClientError, HttpRequest, ServerTrust, Transport};
 use conclave_crypto::{CIPHERSUITE, DeviceCredential, Username};
+use conclave_tests::ByName;
 use conclave_tests::{Person, RawDevice, ServerProcess, TempDir, enroll_totp, workspace_binary};
 use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::{CredentialWithKey, KeyPackage, MlsMessageOut};
@@ -660,7 +661,7 @@ async fn a_direct_message_to_nobody_creates_nothing() {
     let laptop = Person::login_with_totp(&server, "alice", PASSWORD, &mut app).await;
     alice.client.sync().await.unwrap();
     laptop.client.sync().await.unwrap();
-    let names = |channels: Vec<conclave_client::Channel>| -> Vec<String> {
+    let names = |channels: Vec<conclave_client::ChannelInfo>| -> Vec<String> {
         channels.into_iter().map(|c| c.name).collect()
     };
     let before = names(alice.client.channels().await.unwrap());
@@ -704,5 +705,5 @@ async fn a_direct_message_to_nobody_creates_nothing() {
 
     // A real one works as before.
     let channel = alice.client.direct(&["bob"]).await.unwrap();
-    assert_eq!(channel, "@bob");
+    assert_eq!(channel.name(), "@bob");
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use conclave_client::{ClientError, Credentials, Event, SecondFactor, SoftAuthenticator};
+use conclave_tests::ByName;
 use conclave_tests::{
     Person, RawDevice, ServerProcess, TempDir, TotpApp, enroll_totp, fresh_postgres,
 };

@@ -231,3 +231,13 @@ fn no_import_cycle_between_the_modules_of_the_relay() {
         panic!("server/src: import cycle {}", cycle.join(" -> "));
     }
 }
+
+#[test]
+fn no_import_cycle_between_the_modules_of_the_client_core() {
+    let mut graph = module_graph(&workspace().join("client-core/src"));
+    // As for the relay: the crate root only declares and re-exports.
+    graph.remove("(crate root)");
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!("client-core/src: import cycle {}", cycle.join(" -> "));
+    }
+}

@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use conclave_tests::ByName;
 use conclave_tests::{Person, ServerProcess, TempDir, workspace_binary};
 use serde_json::Value;
 use sqlx::Row;

@@ -7,6 +7,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use conclave_crypto::{CIPHERSUITE, DeviceCredential, Username};
+use conclave_tests::ByName;
 use conclave_tests::{Person, RawDevice, ServerProcess};
 use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::{CredentialWithKey, KeyPackage, MlsMessageOut};

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use conclave_client::{Client, Event, HttpsTransport, ServerTrust};
+use conclave_tests::ByName;
 use conclave_tests::{Person, ServerProcess, TempDir, fresh_postgres};
 use tokio::sync::watch;
 

@@ -14,6 +14,7 @@ use std::process::{Command, Output, Stdio};
 
 use conclave_client::{Client, ClientError, KeyProtection, KeyStatus, LocalPassphrase};
 use conclave_crypto::DeviceKey;
+use conclave_tests::ByName;
 use conclave_tests::{Person, ServerProcess, TempDir, finish};
 use sqlx::{Connection, Row};
 

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use conclave_client::{Client, ClientError, Event};
+use conclave_tests::ByName;
 use conclave_tests::{
     Person, RawDevice, ServerProcess, TempDir, enroll_totp, forged_private_message, fresh_postgres,
     now,

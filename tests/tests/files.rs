@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use conclave_client::{ClientError, Content, FileRef, HistoryEntry, SearchQuery};
+use conclave_tests::ByName;
 use conclave_tests::{Person, RawDevice, ServerProcess, TempDir, fresh_postgres, workspace_binary};
 use serde_json::json;
 use sha2::Digest;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use conclave_client::{Client, ClientError, Event, KeyProtection};
+use conclave_tests::ByName;
 use conclave_tests::{InProcessTransport, TempDir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

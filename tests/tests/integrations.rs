@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use conclave_client::{Bot, Client, HistoryEntry, sign_webhook};
+use conclave_tests::ByName;
 use conclave_tests::{Person, ServerProcess, TempDir, now, workspace_binary};
 use serde_json::{Value, json};
 

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use conclave_client::{Client, ClientError, Content, Event, HistoryEntry, SearchQuery};
+use conclave_tests::ByName;
 use conclave_tests::{Person, ServerProcess};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -307,12 +308,11 @@ async fn direct_messages_topics_and_unread_counts() {
 
     // A DM: created once, named after the other person on each side.
     let dm = alice.client.direct(&["bob"]).await.unwrap();
-    assert_eq!(dm, "@bob");
-    alice.client.send(&dm, "psst, the keys").await.unwrap();
-    assert_eq!(
-        alice.client.direct(&["bob", "alice"]).await.unwrap(),
-        "@bob"
-    );
+    assert_eq!(dm.name(), "@bob");
+    dm.send("psst, the keys").await.unwrap();
+    let again = alice.client.direct(&["bob", "alice"]).await.unwrap();
+    assert_eq!(again.group_id(), dm.group_id(), "the same DM, not a second");
+    assert_eq!(again.name(), "@bob");
     let events = bob.client.sync().await.unwrap();
     assert!(
         events
@@ -327,8 +327,8 @@ async fn direct_messages_topics_and_unread_counts() {
 
     // A group DM, and its size limit.
     let group = alice.client.direct(&["carol", "bob"]).await.unwrap();
-    assert_eq!(group, "@bob,carol");
-    alice.client.send(&group, "lunch?").await.unwrap();
+    assert_eq!(group.name(), "@bob,carol");
+    group.send("lunch?").await.unwrap();
     carol.client.sync().await.unwrap();
     assert!(
         carol
@@ -378,7 +378,7 @@ async fn direct_messages_topics_and_unread_counts() {
     alice.client.send("ops", "two").await.unwrap();
     bob.client.send("ops", "mine").await.unwrap();
     bob.client.sync().await.unwrap();
-    let unread = |channels: Vec<conclave_client::Channel>| {
+    let unread = |channels: Vec<conclave_client::ChannelInfo>| {
         channels
             .into_iter()
             .find(|c| c.name == "ops")
@@ -658,7 +658,7 @@ async fn retention_deletes_old_ciphertext_and_clients_follow() {
     assert_eq!(search(&bob.client, "ago").await.len(), 1);
 }
 
-fn unread(channels: &[conclave_client::Channel], name: &str) -> u64 {
+fn unread(channels: &[conclave_client::ChannelInfo], name: &str) -> u64 {
     channels
         .iter()
         .find(|c| c.name == name)
@@ -771,6 +771,6 @@ async fn group_dms_stay_within_the_workspace_limit() {
         alice.client.channels().await.unwrap().is_empty(),
         "nothing half-made"
     );
-    let name = alice.client.direct(&["bob", "carol"]).await.unwrap();
-    assert_eq!(name, "@bob,carol");
+    let direct = alice.client.direct(&["bob", "carol"]).await.unwrap();
+    assert_eq!(direct.name(), "@bob,carol");
 }

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use conclave_client::Event;
+use conclave_tests::ByName;
 use conclave_tests::{Person, ServerProcess};
 
 const PASSWORD: &str = "correct horse battery staple";

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use conclave_client::{ClientError, Event, SearchQuery};
+use conclave_tests::ByName;
 use conclave_tests::{Person, RawDevice, ServerProcess, TempDir};
 use serde_json::Value;
 use sqlx::Row;

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 use conclave_client::{ClientError, Event};
+use conclave_tests::ByName;
 use conclave_tests::{Person, ServerProcess, TempDir, run_conclave, workspace_binary};
 
 const PASSWORD: &str = "correct horse battery staple";

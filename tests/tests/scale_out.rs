@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use conclave_client::{Client, Event, HttpsTransport, ServerTrust};
+use conclave_tests::ByName;
 use conclave_tests::{Person, RawDevice, ServerProcess, TempDir, fresh_postgres};
 
 const PASSWORD: &str = "correct horse battery staple";

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use conclave_client::{AlertKind, ClientError, Credentials, SecondFactor, SoftAuthenticator};
+use conclave_tests::ByName;
 use conclave_tests::{Person, RawDevice, RawResponse, ServerProcess, enroll_totp};
 use serde_json::{Value, json};
 use sqlx::Row;

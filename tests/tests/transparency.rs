@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use conclave_client::{ClientError, Event};
+use conclave_tests::ByName;
 use conclave_tests::{Person, ServerProcess, TempDir, enroll_totp};
 use sqlx::Row;
 

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use conclave_client::{Channel, Event};
+use conclave_client::{ChannelInfo, Event};
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::command::{self, Input, SlashCommand};
@@ -70,7 +70,7 @@ pub(crate) struct App {
     /// This account.
     pub(crate) me: String,
     /// Channels in display order: channels first, then direct messages.
-    pub(crate) channels: Vec<Channel>,
+    pub(crate) channels: Vec<ChannelInfo>,
     pub(crate) selected: Option<String>,
     pub(crate) view: View,
     /// What `loaded_for`'s view lists.
@@ -150,7 +150,7 @@ impl App {
         self.loaded_for.as_ref() == Some(&self.request())
     }
 
-    pub(crate) fn selected_channel(&self) -> Option<&Channel> {
+    pub(crate) fn selected_channel(&self) -> Option<&ChannelInfo> {
         let name = self.selected.as_deref()?;
         self.channels.iter().find(|c| c.name == name)
     }
@@ -863,8 +863,8 @@ mod tests {
     };
     use super::*;
 
-    fn channel(name: &str, unread: u64) -> Channel {
-        Channel {
+    fn channel(name: &str, unread: u64) -> ChannelInfo {
+        ChannelInfo {
             name: name.into(),
             group_id: format!("g-{name}"),
             active: true,

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use conclave_client::{Channel, DeviceInfo, HistoryEntry, PublicChannel};
+use conclave_client::{ChannelInfo, DeviceInfo, HistoryEntry, PublicChannel};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, civil::Date};
 use ratatui::Frame;
@@ -341,7 +341,7 @@ pub(crate) fn wrap(spans: Vec<Span<'static>>, width: usize, indent: usize) -> Ve
 }
 
 /// One channel in the list: name, unread count, and what else matters.
-pub(crate) fn channel_label(channel: &Channel) -> Line<'static> {
+pub(crate) fn channel_label(channel: &ChannelInfo) -> Line<'static> {
     let mut style = Style::new();
     if channel.unread > 0 {
         style = style.add_modifier(Modifier::BOLD);
@@ -369,7 +369,7 @@ pub(crate) fn channel_label(channel: &Channel) -> Line<'static> {
 /// The channel list: channels, then a heading and the direct messages.
 /// Returns the items and which of them is the selected channel.
 pub(crate) fn channel_items(
-    channels: &[Channel],
+    channels: &[ChannelInfo],
     selected: Option<&str>,
 ) -> (Vec<ListItem<'static>>, Option<usize>) {
     let mut items = Vec::new();
@@ -993,7 +993,7 @@ mod tests {
 
     #[test]
     fn the_channel_list_marks_unread_dms_and_the_selection() {
-        let channel = |name: &str, unread, direct| Channel {
+        let channel = |name: &str, unread, direct| ChannelInfo {
             name: name.into(),
             group_id: String::new(),
             active: true,
@@ -1017,7 +1017,7 @@ mod tests {
     fn the_whole_screen_draws_in_a_small_terminal() {
         let mut app = App::new("bob".into());
         let channels = vec![
-            Channel {
+            ChannelInfo {
                 name: "launch".into(),
                 group_id: String::new(),
                 active: true,
@@ -1026,7 +1026,7 @@ mod tests {
                 unread: 0,
                 archived: false,
             },
-            Channel {
+            ChannelInfo {
                 name: "random".into(),
                 group_id: String::new(),
                 active: true,
@@ -1084,7 +1084,7 @@ mod tests {
 
     #[test]
     fn a_channel_this_device_is_out_of_and_the_devices_read_as_in_the_cli() {
-        let out = Channel {
+        let out = ChannelInfo {
             name: "ops".into(),
             group_id: String::new(),
             active: false,

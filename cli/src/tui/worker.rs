@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use conclave_client::{
-    Channel, Client, ClientError, DeviceInfo, HistoryEntry, PublicChannel, SearchQuery,
+    Channel, ChannelInfo, Client, ClientError, DeviceInfo, HistoryEntry, PublicChannel, SearchQuery,
 };
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
@@ -180,7 +180,7 @@ impl Listing {
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     pub(crate) request: ViewRequest,
-    pub(crate) channels: Result<Vec<Channel>, String>,
+    pub(crate) channels: Result<Vec<ChannelInfo>, String>,
     pub(crate) listing: Result<Listing, String>,
 }
 
@@ -285,10 +285,9 @@ async fn upload(
         .file_name()
         .map_or_else(|| typed.to_owned(), |n| n.to_string_lossy().into_owned());
     let mut meter = Meter::new(id, format!("uploading {name}"), updates.clone());
-    let seq = client
-        .upload(channel, &path, caption, move |done, total| {
-            meter.report(done, total)
-        })
+    let seq = named(client, channel)
+        .await?
+        .upload(&path, caption, move |done, total| meter.report(done, total))
         .await
         .map_err(|e| e.to_string())?;
     Ok(format!("shared {name} in {channel} (#{seq})"))
@@ -305,11 +304,12 @@ async fn download(
     let error = |e: conclave_client::ClientError| e.to_string();
     // The entry itself, not just its id: "#7 has no file" reads better than
     // client-core's answer, which can only name the message by its id.
-    let history = client.history(channel).await.map_err(error)?;
+    let channel = named(client, channel).await?;
+    let history = channel.history().await.map_err(error)?;
     let entry = history
         .iter()
         .find(|e| e.seq == seq)
-        .ok_or_else(|| format!("no message #{seq} in {channel}"))?;
+        .ok_or_else(|| format!("no message #{seq} in {}", channel.name()))?;
     let file = entry
         .file
         .as_ref()
@@ -319,8 +319,8 @@ async fn download(
     let destination = local_path(to.unwrap_or("."));
     let destination = std::path::absolute(&destination).unwrap_or(destination);
     let mut meter = Meter::new(id, format!("downloading {}", file.name), updates.clone());
-    let (saved, info) = client
-        .download(channel, &entry.id, &destination, move |done, total| {
+    let (saved, info) = channel
+        .download(&entry.id, &destination, move |done, total| {
             meter.report(done, total)
         })
         .await
@@ -481,19 +481,26 @@ fn revoke_refused(device_id: &str, error: ClientError) -> String {
     }
 }
 
+/// The channel the TUI shows as `name`.
+async fn named(client: &Client, name: &str) -> Result<Channel, String> {
+    client.channel_named(name).await.map_err(|e| e.to_string())
+}
+
 async fn perform(client: &Client, action: Action) -> Result<Done, String> {
     let error = |e: conclave_client::ClientError| e.to_string();
     match action {
         Action::Send { channel, text } => {
-            client.send(&channel, &text).await.map_err(error)?;
+            named(client, &channel)
+                .await?
+                .send(&text)
+                .await
+                .map_err(error)?;
             Ok(quiet())
         }
         Action::Reply { channel, seq, text } => {
-            let parent = client.message_id_at(&channel, seq).await.map_err(error)?;
-            client
-                .reply(&channel, &parent, &text)
-                .await
-                .map_err(error)?;
+            let channel = named(client, &channel).await?;
+            let parent = channel.message_id_at(seq).await.map_err(error)?;
+            channel.reply(&parent, &text).await.map_err(error)?;
             Ok(quiet())
         }
         Action::React {
@@ -502,12 +509,9 @@ async fn perform(client: &Client, action: Action) -> Result<Done, String> {
             emoji,
             add,
         } => {
-            let target = client.message_id_at(&channel, seq).await.map_err(error)?;
-            match client
-                .react(&channel, &target, &emoji, add)
-                .await
-                .map_err(error)?
-            {
+            let channel = named(client, &channel).await?;
+            let target = channel.message_id_at(seq).await.map_err(error)?;
+            match channel.react(&target, &emoji, add).await.map_err(error)? {
                 conclave_client::Reacted::Unchanged { emoji } if add => Ok(notice(format!(
                     "you already reacted {emoji} on #{seq}; nothing changed"
                 ))),
@@ -518,17 +522,23 @@ async fn perform(client: &Client, action: Action) -> Result<Done, String> {
             }
         }
         Action::Edit { channel, seq, text } => {
-            let target = client.message_id_at(&channel, seq).await.map_err(error)?;
-            client.edit(&channel, &target, &text).await.map_err(error)?;
+            let channel = named(client, &channel).await?;
+            let target = channel.message_id_at(seq).await.map_err(error)?;
+            channel.edit(&target, &text).await.map_err(error)?;
             Ok(notice(format!("edited #{seq}")))
         }
         Action::Delete { channel, seq } => {
-            let target = client.message_id_at(&channel, seq).await.map_err(error)?;
-            client.delete(&channel, &target).await.map_err(error)?;
+            let channel = named(client, &channel).await?;
+            let target = channel.message_id_at(seq).await.map_err(error)?;
+            channel.delete(&target).await.map_err(error)?;
             Ok(notice(format!("deleted #{seq}")))
         }
         Action::Topic { channel, topic } => {
-            client.set_topic(&channel, &topic).await.map_err(error)?;
+            named(client, &channel)
+                .await?
+                .set_topic(&topic)
+                .await
+                .map_err(error)?;
             Ok(notice(if topic.is_empty() {
                 format!("topic of {channel} cleared")
             } else {
@@ -537,12 +547,16 @@ async fn perform(client: &Client, action: Action) -> Result<Done, String> {
         }
         Action::Direct { users, text } => {
             let people: Vec<&str> = users.iter().map(String::as_str).collect();
-            let channel = client.direct(&people).await.map_err(error)?;
-            client.send(&channel, &text).await.map_err(error)?;
-            Ok(entered(channel, None))
+            let direct = client.direct(&people).await.map_err(error)?;
+            direct.send(&text).await.map_err(error)?;
+            Ok(entered(direct.name().to_owned(), None))
         }
         Action::Leave { channel } => {
-            client.leave(&channel).await.map_err(error)?;
+            named(client, &channel)
+                .await?
+                .leave()
+                .await
+                .map_err(error)?;
             Ok(notice(format!(
                 "left {channel}; an invitation brings you back"
             )))
@@ -575,7 +589,11 @@ async fn perform(client: &Client, action: Action) -> Result<Done, String> {
             Ok(entered(name, Some(created)))
         }
         Action::Invite { channel, user } => {
-            client.invite(&channel, &user).await.map_err(error)?;
+            named(client, &channel)
+                .await?
+                .invite(&user)
+                .await
+                .map_err(error)?;
             Ok(notice(format!("invited {user} to {channel}")))
         }
         Action::Commands => {
@@ -590,7 +608,11 @@ async fn perform(client: &Client, action: Action) -> Result<Done, String> {
             Ok(notice(list.join(" · ")))
         }
         Action::RunCommand { channel, line } => {
-            let sent = client.run_command(&channel, &line).await.map_err(error)?;
+            let sent = named(client, &channel)
+                .await?
+                .run_command(&line)
+                .await
+                .map_err(error)?;
             let to: Vec<String> = sent
                 .iter()
                 .map(|s| format!("{} (#{})", s.bot, s.seq))
@@ -598,7 +620,11 @@ async fn perform(client: &Client, action: Action) -> Result<Done, String> {
             Ok(notice(format!("sent to {}", to.join(", "))))
         }
         Action::Members { channel } => {
-            let members = client.members(&channel).await.map_err(error)?;
+            let members = named(client, &channel)
+                .await?
+                .members()
+                .await
+                .map_err(error)?;
             let list: Vec<String> = members.iter().map(crate::describe_member).collect();
             Ok(notice(format!("in {channel}: {}", list.join(", "))))
         }
@@ -628,15 +654,19 @@ async fn perform(client: &Client, action: Action) -> Result<Done, String> {
 
 async fn load(client: &Client, request: ViewRequest) -> Snapshot {
     let error = |e: conclave_client::ClientError| e.to_string();
+    let selected = match &request.selected {
+        Some(name) => Some(named(client, name).await),
+        None => None,
+    };
     // Looking at a channel reads it: mark it before counting what is unread.
-    let mark = match (&request.selected, &request.view) {
-        (Some(channel), View::Channel | View::Thread { .. }) => {
-            client.mark_read(channel).await.map_err(error)
+    let mark = match (&selected, &request.view) {
+        (Some(Ok(channel)), View::Channel | View::Thread { .. }) => {
+            channel.mark_read().await.map_err(error)
         }
         _ => Ok(()),
     };
     let channels = client.channels().await.map_err(error);
-    let listing = match (&request.selected, &request.view) {
+    let listing = match (selected, &request.view) {
         (_, View::Browse) => client
             .public_channels()
             .await
@@ -649,14 +679,15 @@ async fn load(client: &Client, request: ViewRequest) -> Snapshot {
             .map_err(error),
         (_, View::Devices) => client.devices().await.map(Listing::Devices).map_err(error),
         (_, View::Help) | (None, _) => Ok(Listing::default()),
-        (Some(channel), View::Channel) => client
-            .history(channel)
+        (Some(Err(e)), _) => Err(e),
+        (Some(Ok(channel)), View::Channel) => channel
+            .history()
             .await
             .map(Listing::Messages)
             .map_err(error),
-        (Some(channel), View::Thread { seq }) => match client.message_id_at(channel, *seq).await {
-            Ok(parent) => client
-                .thread(channel, &parent)
+        (Some(Ok(channel)), View::Thread { seq }) => match channel.message_id_at(*seq).await {
+            Ok(parent) => channel
+                .thread(&parent)
                 .await
                 .map(Listing::Messages)
                 .map_err(error),

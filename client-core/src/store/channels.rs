@@ -5,7 +5,7 @@
 use sqlx::{Row, SqliteConnection};
 
 use super::to_i64;
-use crate::channel::Channel;
+use crate::channel_info::ChannelInfo;
 use crate::error::Result;
 
 /// A channel as this device first records it.
@@ -73,6 +73,17 @@ pub(crate) async fn by_name(
             .fetch_optional(&mut *db)
             .await?
             .map(|row| (row.get(0), row.get::<i64, _>(1) != 0)),
+    )
+}
+
+/// Whether this device is still a member of the group `group_id`.
+pub(crate) async fn is_active(db: &mut SqliteConnection, group_id: &str) -> Result<bool> {
+    Ok(
+        sqlx::query_scalar::<_, i64>("SELECT active FROM channels WHERE group_id = $1")
+            .bind(group_id)
+            .fetch_optional(&mut *db)
+            .await?
+            == Some(1),
     )
 }
 
@@ -310,7 +321,7 @@ pub(crate) async fn active(db: &mut SqliteConnection) -> Result<Vec<(String, Str
 
 /// The channels the user knows (not the account's own groups), by name,
 /// with what `me` has not read in each.
-pub(crate) async fn list(db: &mut SqliteConnection, me: &str) -> Result<Vec<Channel>> {
+pub(crate) async fn list(db: &mut SqliteConnection, me: &str) -> Result<Vec<ChannelInfo>> {
     let rows = sqlx::query(
         "SELECT c.name, c.group_id, c.active, c.kind, c.topic,
                 (SELECT COUNT(*) FROM history h WHERE h.group_id = c.group_id
@@ -323,7 +334,7 @@ pub(crate) async fn list(db: &mut SqliteConnection, me: &str) -> Result<Vec<Chan
     .await?;
     Ok(rows
         .iter()
-        .map(|r| Channel {
+        .map(|r| ChannelInfo {
             name: r.get(0),
             group_id: r.get(1),
             active: r.get::<i64, _>(2) != 0,
