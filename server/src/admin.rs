@@ -4,8 +4,8 @@
 
 use clap::{Subcommand, ValueEnum};
 
+use crate::accounts::invites::issue_invite;
 use crate::events::{AuditAction, AuditEvent, AuditTrail};
-use crate::http::accounts::issue_invite;
 use crate::{Config, Store, open_store};
 
 /// Prints a line to standard output. A reader that went away (`| head -1`)
@@ -148,7 +148,7 @@ pub enum Role {
 impl Role {
     fn as_str(self) -> &'static str {
         match self {
-            Role::Admin => crate::http::accounts::ADMIN_ROLE,
+            Role::Admin => crate::accounts::ADMIN_ROLE,
             Role::Auditor => crate::http::audit::AUDITOR_ROLE,
         }
     }
@@ -194,7 +194,7 @@ async fn new_bot(
     if store.password_hash(owner).await.map_err(db)?.is_none() {
         return Err(format!("no account named {owner:?} to own the bot"));
     }
-    let password = zeroize::Zeroizing::new(crate::http::accounts::new_bot_password());
+    let password = zeroize::Zeroizing::new(crate::accounts::invites::new_bot_password());
     let hash = crate::auth::hash_secret(password.clone())
         .await
         .map_err(|e| e.to_string())?;
@@ -525,8 +525,8 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                     "locked {username}: every device revoked, every second factor and recovery code removed"
                 );
             }
-            let code = crate::factors::INVITE_CODE.generate();
-            let (id, whole) = crate::factors::INVITE_CODE
+            let code = crate::accounts::factors::INVITE_CODE.generate();
+            let (id, whole) = crate::accounts::factors::INVITE_CODE
                 .parse(&code)
                 .ok_or("a generated invite code does not parse")?;
             let hash = crate::auth::hash_secret(whole)

@@ -16,13 +16,13 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod accounts;
 pub mod admin;
 mod auth;
 mod clock;
 mod config;
 mod error;
 mod events;
-mod factors;
 mod http;
 mod limits;
 mod log_key;
@@ -56,7 +56,7 @@ pub struct AppState {
     /// The one writer of what push streams acknowledge.
     acks: relay::acks::AckWriter,
     server_key: server_key::ServerKey,
-    relying_party: Arc<factors::RelyingParty>,
+    relying_party: Arc<accounts::factors::RelyingParty>,
     audit: AuditTrail,
 }
 
@@ -149,7 +149,8 @@ fn state(store: Store, config: Config) -> Result<AppState, String> {
     let notifier = Notifier::new(store.clone());
     let acks = relay::acks::AckWriter::start(store.clone());
     let server_key = server_key::ServerKey::load_or_create(&config.server_key_file)?;
-    let relying_party = factors::RelyingParty::new(&config.webauthn_origin, "Conclave")?;
+    let relying_party =
+        accounts::factors::RelyingParty::new(&config.webauthn_origin, accounts::ISSUER)?;
     let state = AppState {
         audit: AuditTrail::new(log, config.record_client_ip),
         store,

@@ -342,7 +342,7 @@ async fn require_manager(
         .roles(user)
         .await?
         .iter()
-        .any(|r| r == crate::http::accounts::ADMIN_ROLE);
+        .any(|r| r == crate::accounts::ADMIN_ROLE);
     let member = state.store.user_in_group(group_id, user).await?;
     if !admin && creator != user {
         return Err(ApiError::NotChannelManager(

@@ -1,0 +1,26 @@
+//! Accounts, the rules without the HTTP: who may sign in and how that can
+//! change. `http/accounts.rs` reads requests and writes answers; everything
+//! it decides, it asks here.
+//!
+//! - `proof.rs`: a fresh proof that the account holder is present (the
+//!   password and a second factor, or a passkey), counted against the
+//!   limits, every failure logged;
+//! - `factors.rs`: TOTP, recovery codes and invite codes as formats;
+//! - `challenges.rs`: WebAuthn ceremonies waiting for their second half;
+//! - `recovery_codes.rs`: new sets of recovery codes;
+//! - `changes.rs`: a change to who can sign in, applied with its audit
+//!   entries and announced to the account's devices;
+//! - `invites.rs`: invite codes and bot passwords (the admin CLI uses them
+//!   too).
+
+pub(crate) mod challenges;
+pub(crate) mod changes;
+pub(crate) mod factors;
+pub(crate) mod invites;
+pub(crate) mod proof;
+pub(crate) mod recovery_codes;
+
+/// Name under which the TOTP issuer and the WebAuthn relying party appear.
+pub(crate) const ISSUER: &str = "Conclave";
+/// Role that may issue invites over the API.
+pub const ADMIN_ROLE: &str = "admin";

@@ -1,0 +1,302 @@
+//! A fresh proof that the account holder is present: the password and the
+//! second factor (when the account has one), or a registered passkey. Every
+//! attempt is counted before it is checked, and every failure enters the
+//! audit log before it is answered.
+
+use std::net::IpAddr;
+
+use webauthn_rs::prelude::{Passkey, PasskeyAuthentication, PublicKeyCredential};
+
+use super::ISSUER;
+use super::challenges::take_challenge;
+use super::factors::{self, RECOVERY_CODE};
+use crate::AppState;
+use crate::auth::{verify_password, verify_secret};
+use crate::clock::unix_now;
+use crate::error::{ApiError, ApiResult};
+use crate::events::{AuditAction, AuditEvent};
+use crate::limits::{self, ip_key};
+use crate::store::Store;
+
+/// A proof as the relay receives it: a passkey assertion travels boxed.
+pub(crate) type Proof = conclave_proto::Proof<Box<PublicKeyCredential>>;
+/// One second factor, as the relay receives it.
+pub(crate) type SecondFactor = conclave_proto::SecondFactor<Box<PublicKeyCredential>>;
+
+pub(crate) fn totp_context(username: &str) -> String {
+    format!("conclave totp secret v1\0{username}")
+}
+
+/// Which second factor a proof used, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Factor {
+    Totp,
+    Webauthn,
+    RecoveryCode,
+}
+
+impl Factor {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Factor::Totp => "totp",
+            Factor::Webauthn => "webauthn",
+            Factor::RecoveryCode => "recovery_code",
+        }
+    }
+}
+
+/// The kinds of second factor an account can present now.
+pub(crate) async fn available_factors(store: &Store, user: &str) -> ApiResult<Vec<&'static str>> {
+    let mut factors = Vec::new();
+    if store.totp(user).await?.is_some_and(|t| t.confirmed) {
+        factors.push("totp");
+    }
+    if !store.webauthn_credentials(user).await?.is_empty() {
+        factors.push("webauthn");
+    }
+    if !factors.is_empty() && store.recovery_codes_left(user).await? > 0 {
+        factors.push("recovery_code");
+    }
+    Ok(factors)
+}
+
+/// Who presents a proof: it decides whose password budget a guess spends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Presenter<'a> {
+    /// A device the account already has (signed in, or logging in again):
+    /// it has a budget of its own that failures elsewhere never touch.
+    KnownDevice(&'a str),
+    /// A device the account does not have yet: the account's shared budget,
+    /// which slows down instead of locking.
+    NewDevice,
+}
+
+/// Checks a fresh proof that the account holder is present: the password and
+/// the second factor (if the account has one), or a registered passkey for a
+/// passwordless account. Every attempt is counted before it is checked
+/// (see `limits`), every failure enters the audit log before it is answered
+/// (or the answer is 503), and a proof with nothing in it counts nothing.
+/// Returns the second factor used (`None` only for an account that has none).
+pub(crate) async fn verify_proof(
+    state: &AppState,
+    user: &str,
+    proof: Proof,
+    ip: Option<IpAddr>,
+    action: AuditAction,
+    presenter: Presenter<'_>,
+) -> ApiResult<Option<Factor>> {
+    let store = &state.store;
+    if proof.is_empty() {
+        return Err(ApiError::StepUpRequired);
+    }
+    limits::count(state, limits::LOGIN_PER_IP, &ip_key(ip)).await?;
+    let failed = |reason| AuditEvent::failure(action, user, reason).from_ip(ip);
+    if store.account_locked(user).await? {
+        state.audit.record(failed("account_locked")).await?;
+        return Err(ApiError::AccountLocked);
+    }
+    // A passkey cannot be guessed, so it is checked first, and a proof that
+    // carries a good one is not slowed down by guesses made elsewhere.
+    if matches!(proof.second_factor, Some(SecondFactor::Webauthn { .. })) {
+        let Some(second_factor) = proof.second_factor else {
+            return Err(ApiError::StepUpRequired);
+        };
+        limits::count(state, limits::SECOND_FACTOR_PER_IP, &ip_key(ip)).await?;
+        if let Err(reason) = check_factor(state, user, second_factor).await? {
+            state
+                .audit
+                .record(
+                    AuditEvent::failure(AuditAction::SecondFactorUsed, user, reason).from_ip(ip),
+                )
+                .await?;
+            return Err(ApiError::SecondFactorInvalid(reason));
+        }
+        match proof.password {
+            Some(password) => {
+                limits::reserve(state, limits::PASSWORD_FAILURES_WITH_PASSKEY, user).await?;
+                let stored = store.password_hash(user).await?;
+                if !verify_password(password, stored).await? {
+                    state.audit.record(failed("bad_password")).await?;
+                    return Err(ApiError::BadCredentials);
+                }
+                limits::clear(store, limits::PASSWORD_FAILURES_WITH_PASSKEY, user).await?;
+            }
+            None if store.passwordless(user).await? => {}
+            None => {
+                state.audit.record(failed("no_password")).await?;
+                return Err(ApiError::BadCredentials);
+            }
+        }
+        return factor_passed(state, user, Factor::Webauthn, ip, presenter).await;
+    }
+    let Some(password) = proof.password else {
+        // A TOTP or recovery code alone proves nothing.
+        state.audit.record(failed("no_password")).await?;
+        return Err(ApiError::BadCredentials);
+    };
+    let stored = store.password_hash(user).await?;
+    let Some(stored) = stored else {
+        // No such account: the same argon2 work, and one aggregated count in
+        // the log per window instead of a leaf per guess (see
+        // `Store::tally_unknown_login`).
+        let _ = verify_password(password, None).await?;
+        store.tally_unknown_login().await?;
+        return Err(ApiError::BadCredentials);
+    };
+    match presenter {
+        Presenter::KnownDevice(device) => {
+            let key = format!("{user}:{device}");
+            limits::reserve(state, limits::PASSWORD_FAILURES_PER_DEVICE, &key).await?;
+        }
+        Presenter::NewDevice => {
+            limits::reserve_backoff(state, limits::NEW_DEVICE_BACKOFF, user).await?;
+        }
+    }
+    if !verify_password(password, Some(stored)).await? {
+        state.audit.record(failed("bad_password")).await?;
+        return Err(ApiError::BadCredentials);
+    }
+    clear_password_budget(state, user, presenter).await?;
+    let Some(second_factor) = proof.second_factor else {
+        let factors = available_factors(store, user).await?;
+        if factors.is_empty() {
+            return Ok(None);
+        }
+        state.audit.record(failed("second_factor_missing")).await?;
+        return Err(ApiError::SecondFactorRequired(factors));
+    };
+    limits::reserve(state, limits::SECOND_FACTOR_FAILURES, user).await?;
+    limits::count(state, limits::SECOND_FACTOR_PER_IP, &ip_key(ip)).await?;
+    match check_factor(state, user, second_factor).await? {
+        Ok(factor) => {
+            limits::clear(store, limits::SECOND_FACTOR_FAILURES, user).await?;
+            factor_passed(state, user, factor, ip, presenter).await
+        }
+        Err(reason) => {
+            state
+                .audit
+                .record(
+                    AuditEvent::failure(AuditAction::SecondFactorUsed, user, reason).from_ip(ip),
+                )
+                .await?;
+            Err(ApiError::SecondFactorInvalid(reason))
+        }
+    }
+}
+
+/// The password was right: the guesses counted against it start over.
+pub(crate) async fn clear_password_budget(
+    state: &AppState,
+    user: &str,
+    presenter: Presenter<'_>,
+) -> ApiResult<()> {
+    match presenter {
+        Presenter::KnownDevice(device) => {
+            let key = format!("{user}:{device}");
+            limits::clear(&state.store, limits::PASSWORD_FAILURES_PER_DEVICE, &key).await
+        }
+        Presenter::NewDevice => {
+            limits::clear_backoff(&state.store, limits::NEW_DEVICE_BACKOFF, user).await
+        }
+    }
+}
+
+/// A second factor passed: recorded, and the password budget starts over.
+pub(crate) async fn factor_passed(
+    state: &AppState,
+    user: &str,
+    factor: Factor,
+    ip: Option<IpAddr>,
+    presenter: Presenter<'_>,
+) -> ApiResult<Option<Factor>> {
+    clear_password_budget(state, user, presenter).await?;
+    let action = match factor {
+        Factor::RecoveryCode => AuditAction::RecoveryCodeUsed,
+        _ => AuditAction::SecondFactorUsed,
+    };
+    state
+        .audit
+        .record(
+            AuditEvent::success(action, user)
+                .target(factor.as_str())
+                .from_ip(ip),
+        )
+        .await?;
+    Ok(Some(factor))
+}
+
+/// Checks one second factor. The inner error is the reason it failed.
+pub(crate) async fn check_factor(
+    state: &AppState,
+    user: &str,
+    factor: SecondFactor,
+) -> ApiResult<Result<Factor, &'static str>> {
+    let store = &state.store;
+    match factor {
+        SecondFactor::Totp { code } => {
+            let Some(row) = store.totp(user).await?.filter(|t| t.confirmed) else {
+                return Ok(Err("no TOTP is enrolled"));
+            };
+            let secret = state
+                .server_key
+                .open(&totp_context(user), &row.sealed_secret)
+                .map_err(ApiError::Internal)?;
+            let totp = factors::totp(&secret, ISSUER, user).map_err(ApiError::Internal)?;
+            let Some(step) = factors::totp_step(&totp, code.expose(), unix_now()) else {
+                return Ok(Err("wrong or expired TOTP code"));
+            };
+            // RFC 6238 §5.2: a code is accepted once. The store's compare-and-set
+            // refuses this step, or any before it, if it was spent already.
+            if step <= row.last_step || !store.spend_totp_step(user, step).await? {
+                return Ok(Err("TOTP code already used"));
+            }
+            Ok(Ok(Factor::Totp))
+        }
+        SecondFactor::RecoveryCode { code } => {
+            let Some((code_id, whole)) = RECOVERY_CODE.parse(code.expose()) else {
+                return Ok(Err("malformed recovery code"));
+            };
+            // An unknown id is checked against a dummy hash: same time, same answer.
+            let stored = store.unused_recovery_code(user, &code_id).await?;
+            if !verify_secret(whole, stored).await? {
+                return Ok(Err("wrong or used recovery code"));
+            }
+            if !store.spend_recovery_code(user, &code_id).await? {
+                return Ok(Err("wrong or used recovery code"));
+            }
+            Ok(Ok(Factor::RecoveryCode))
+        }
+        SecondFactor::Webauthn {
+            challenge_id,
+            credential,
+        } => {
+            let Some(challenge) =
+                take_challenge(store, &challenge_id, user, "authenticate").await?
+            else {
+                return Ok(Err("unknown, used or expired WebAuthn challenge"));
+            };
+            let ceremony: PasskeyAuthentication = serde_json::from_str(&challenge.state)
+                .map_err(|e| ApiError::Internal(format!("challenge state: {e}")))?;
+            let Ok(result) = state
+                .relying_party
+                .webauthn
+                .finish_passkey_authentication(&credential, &ceremony)
+            else {
+                return Ok(Err("WebAuthn assertion did not verify"));
+            };
+            // Keep the signature counter current, so a cloned authenticator shows.
+            for stored in store.webauthn_credentials(user).await? {
+                let mut passkey: Passkey = serde_json::from_str(&stored.passkey)
+                    .map_err(|e| ApiError::Internal(format!("stored passkey: {e}")))?;
+                if passkey.update_credential(&result).is_some() {
+                    let json = serde_json::to_string(&passkey)
+                        .map_err(|e| ApiError::Internal(e.to_string()))?;
+                    store
+                        .update_webauthn_credential(&stored.credential_id, &json)
+                        .await?;
+                }
+            }
+            Ok(Ok(Factor::Webauthn))
+        }
+    }
+}
