@@ -52,12 +52,12 @@
 //! let running = tokio::spawn(bot.run());
 //!
 //! // A member adds the bot to a channel and calls it.
-//! alice.create_channel("general").await?;
-//! alice.invite("general", "echo-bot").await?;
-//! alice.run_command("general", "/echo hello from alice").await?;
+//! let general = alice.create_channel("general").await?;
+//! general.invite("echo-bot").await?;
+//! general.run_command("/echo hello from alice").await?;
 //! let answer = loop {
 //!     alice.sync().await?;
-//!     let history = alice.history("general").await?;
+//!     let history = general.history().await?;
 //!     if let Some(reply) = history.iter().find(|m| m.sender == "echo-bot") {
 //!         break reply.clone();
 //!     }

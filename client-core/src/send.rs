@@ -121,13 +121,17 @@ impl Client {
                 "malformed message (empty, or over {MAX_BODY} bytes)"
             )));
         }
-        let (channel, archived) = {
+        let channel = {
             let mut db = self.session.db.lock().await;
-            channels::name_and_archived(&mut db, group_id).await?
+            channels::send_check(&mut db, group_id).await?
         };
-        if archived {
+        if !channel.active {
+            return Err(ClientError::NotInChannel(channel.name));
+        }
+        if channel.archived {
             return Err(ClientError::Invalid(format!(
-                "{channel} is archived: nothing more can be posted to it"
+                "{} is archived: nothing more can be posted to it",
+                channel.name
             )));
         }
         let plaintext = Zeroizing::new(content.encode());
@@ -209,9 +213,10 @@ impl Channel {
     /// calls ([`Channel::reply`], [`Channel::react`], …) check more first;
     /// every receiver enforces the rules on its own either way.
     pub async fn send_content(&self, content: Content) -> Result<u64> {
-        let group_id = self.active_group().await?;
+        // `send_checked` refuses a channel this device left, in the same
+        // read that finds it archived.
         self.client
-            .send_checked(group_id, content, &new_message_id())
+            .send_checked(self.group_id(), content, &new_message_id())
             .await
     }
 

@@ -101,13 +101,12 @@ async fn statements_per_message() {
     alice.sync().await.unwrap();
 
     const MESSAGES: u64 = 20;
+    // A client keeps its channel's handle, as the TUI and the bots do.
+    let general = alice.channel_named("general").await.unwrap();
     take_client();
     let relay_before = relay_statements(&server).len();
     for i in 0..MESSAGES {
-        alice
-            .send("general", &format!("message {i}"))
-            .await
-            .unwrap();
+        general.send(&format!("message {i}")).await.unwrap();
     }
     let sender = take_client();
     let relay_after_sends = relay_statements(&server);
@@ -141,7 +140,8 @@ async fn statements_per_message() {
         per(accepting)
     );
     // The clients: today's counts as ceilings, so that a change that adds
-    // statements to the message path shows here.
-    assert!(sender <= 24 * MESSAGES, "sending: {:.1}", per(sender));
+    // statements to the message path shows here. A send reads its channel's
+    // row once (issue 17 measured three reads).
+    assert!(sender <= 23 * MESSAGES, "sending: {:.1}", per(sender));
     assert!(receiver <= 27 * MESSAGES, "receiving: {:.1}", per(receiver));
 }

@@ -139,16 +139,25 @@ pub(crate) async fn unique_name(db: &mut SqliteConnection, wanted: &str) -> Resu
     Ok(candidate)
 }
 
-/// The name of the channel of `group_id` and whether it is archived.
-pub(crate) async fn name_and_archived(
-    db: &mut SqliteConnection,
-    group_id: &str,
-) -> Result<(String, bool)> {
-    let row = sqlx::query("SELECT name, archived FROM channels WHERE group_id = $1")
+/// What a send checks of the channel of `group_id`: its name, whether
+/// this device is still a member, and whether it is archived.
+pub(crate) struct SendCheck {
+    pub(crate) name: String,
+    pub(crate) active: bool,
+    pub(crate) archived: bool,
+}
+
+/// The channel of `group_id` as a send checks it, in one read.
+pub(crate) async fn send_check(db: &mut SqliteConnection, group_id: &str) -> Result<SendCheck> {
+    let row = sqlx::query("SELECT name, active, archived FROM channels WHERE group_id = $1")
         .bind(group_id)
         .fetch_one(&mut *db)
         .await?;
-    Ok((row.get(0), row.get::<i64, _>(1) != 0))
+    Ok(SendCheck {
+        name: row.get(0),
+        active: row.get::<i64, _>(1) != 0,
+        archived: row.get::<i64, _>(2) != 0,
+    })
 }
 
 /// Where the receive path stands in a channel: its name, the last position
