@@ -45,14 +45,14 @@ pub async fn connect(options: &RelayOptions) -> Result<Client, AuditError> {
         return Err(not_a_device());
     }
     let transport = RelaySettings::read(&home)
-        .map_err(AuditError::Usage)?
+        .map_err(|e| AuditError::Usage(e.to_string()))?
         .overridden_by(
             options.server.clone(),
             options.ca_cert.clone(),
             options.pin_sha256.clone(),
         )
         .transport()
-        .map_err(AuditError::Usage)?;
+        .map_err(|e| AuditError::Usage(e.to_string()))?;
     let client = Client::open(&home, transport)
         .await
         .map_err(|e| AuditError::relay(format!("opening {}", home.display()), e))?;

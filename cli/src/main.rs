@@ -525,12 +525,14 @@ async fn run(cli: Cli) -> Result<bool, String> {
         store: cli.key_store,
     };
     // What `register`/`login` remember so later commands need no flags.
-    let remember = RelaySettings::read(&home)?.overridden_by(
-        cli.server.clone(),
-        cli.ca_cert.clone(),
-        cli.pin_sha256.clone(),
-    );
-    let mut client = Client::open(&home, remember.transport()?)
+    let remember = RelaySettings::read(&home)
+        .map_err(|e| e.to_string())?
+        .overridden_by(
+            cli.server.clone(),
+            cli.ca_cert.clone(),
+            cli.pin_sha256.clone(),
+        );
+    let mut client = Client::open(&home, remember.transport().map_err(|e| e.to_string())?)
         .await
         .map_err(|e| e.to_string())?;
     let logs_in = matches!(
@@ -543,9 +545,13 @@ async fn run(cli: Cli) -> Result<bool, String> {
         let protection = key_session::new_key_protection(&home, key_flags)?;
         asked_os_store = matches!(protection, KeyProtection::SecretStore(_));
         drop(client);
-        client = Client::open_with(&home, remember.transport()?, protection)
-            .await
-            .map_err(|e| e.to_string())?;
+        client = Client::open_with(
+            &home,
+            remember.transport().map_err(|e| e.to_string())?,
+            protection,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
     } else {
         if cli.unprotected_key
             && matches!(client.key_status(), KeyStatus::Locked | KeyStatus::Unlocked)

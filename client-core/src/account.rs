@@ -31,14 +31,39 @@ pub trait Authenticator: Send {
         &mut self,
         origin: &url::Url,
         options: CreationChallengeResponse,
-    ) -> std::result::Result<RegisterPublicKeyCredential, String>;
+    ) -> std::result::Result<RegisterPublicKeyCredential, AuthenticatorError>;
 
     /// Signs a challenge with an existing credential (authentication ceremony).
     fn authenticate(
         &mut self,
         origin: &url::Url,
         options: RequestChallengeResponse,
-    ) -> std::result::Result<PublicKeyCredential, String>;
+    ) -> std::result::Result<PublicKeyCredential, AuthenticatorError>;
+}
+
+/// Why an authenticator did not complete a ceremony.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AuthenticatorError(String);
+
+impl AuthenticatorError {
+    /// An authenticator's own refusal or failure, as it describes it.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+
+    /// The ceremony failed in the authenticator (webauthn-authenticator-rs
+    /// describes its errors only through `Debug`).
+    #[cfg(any(feature = "soft-authenticator", feature = "hardware-key"))]
+    fn ceremony(error: impl fmt::Debug) -> Self {
+        Self(format!("{error:?}"))
+    }
+
+    /// The authenticator's own state could not be kept.
+    #[cfg(feature = "soft-authenticator")]
+    fn storage(error: ClientError) -> Self {
+        Self(error.to_string())
+    }
 }
 
 /// A second factor for a login or a sensitive change.
@@ -578,13 +603,13 @@ impl Authenticator for SoftAuthenticator {
         &mut self,
         origin: &url::Url,
         options: CreationChallengeResponse,
-    ) -> std::result::Result<RegisterPublicKeyCredential, String> {
+    ) -> std::result::Result<RegisterPublicKeyCredential, AuthenticatorError> {
         use webauthn_authenticator_rs::WebauthnAuthenticator;
         let credential = self
             .token
             .do_registration(origin.clone(), options)
-            .map_err(|e| format!("{e:?}"))?;
-        self.save().map_err(|e| e.to_string())?;
+            .map_err(AuthenticatorError::ceremony)?;
+        self.save().map_err(AuthenticatorError::storage)?;
         Ok(credential)
     }
 
@@ -592,13 +617,13 @@ impl Authenticator for SoftAuthenticator {
         &mut self,
         origin: &url::Url,
         options: RequestChallengeResponse,
-    ) -> std::result::Result<PublicKeyCredential, String> {
+    ) -> std::result::Result<PublicKeyCredential, AuthenticatorError> {
         use webauthn_authenticator_rs::WebauthnAuthenticator;
         let assertion = self
             .token
             .do_authentication(origin.clone(), options)
-            .map_err(|e| format!("{e:?}"))?;
-        self.save().map_err(|e| e.to_string())?;
+            .map_err(AuthenticatorError::ceremony)?;
+        self.save().map_err(AuthenticatorError::storage)?;
         Ok(assertion)
     }
 }
@@ -660,21 +685,21 @@ impl Authenticator for HardwareKey {
         &mut self,
         origin: &url::Url,
         options: CreationChallengeResponse,
-    ) -> std::result::Result<RegisterPublicKeyCredential, String> {
+    ) -> std::result::Result<RegisterPublicKeyCredential, AuthenticatorError> {
         use webauthn_authenticator_rs::WebauthnAuthenticator;
         self.authenticator
             .do_registration(origin.clone(), options)
-            .map_err(|e| format!("{e:?}"))
+            .map_err(AuthenticatorError::ceremony)
     }
 
     fn authenticate(
         &mut self,
         origin: &url::Url,
         options: RequestChallengeResponse,
-    ) -> std::result::Result<PublicKeyCredential, String> {
+    ) -> std::result::Result<PublicKeyCredential, AuthenticatorError> {
         use webauthn_authenticator_rs::WebauthnAuthenticator;
         self.authenticator
             .do_authentication(origin.clone(), options)
-            .map_err(|e| format!("{e:?}"))
+            .map_err(AuthenticatorError::ceremony)
     }
 }

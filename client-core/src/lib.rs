@@ -85,8 +85,8 @@ pub use account::HardwareKey;
 #[cfg(feature = "soft-authenticator")]
 pub use account::SoftAuthenticator;
 pub use account::{
-    AccountStatus, Authenticator, Credentials, DeviceInfo, PasskeyInfo, RecoveryCodes,
-    RecoveryReport, SecondFactor, TotpEnrollment,
+    AccountStatus, Authenticator, AuthenticatorError, Credentials, DeviceInfo, PasskeyInfo,
+    RecoveryCodes, RecoveryReport, SecondFactor, TotpEnrollment,
 };
 pub use alert::{AlertKind, SecurityAlert};
 pub use audit::AuditPage;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{ClientError, Result};
 use crate::https::{HttpsTransport, ServerTrust};
 
 /// The file in a home directory that holds the settings.
@@ -32,19 +33,20 @@ impl RelaySettings {
     }
 
     /// The settings remembered in `home`; none if nothing was remembered yet.
-    pub fn read(home: &Path) -> Result<Self, String> {
+    pub fn read(home: &Path) -> Result<Self> {
         let path = home.join(SETTINGS_FILE);
         match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+            Ok(text) => toml::from_str(&text)
+                .map_err(|e| ClientError::Invalid(format!("{}: {e}", path.display()))),
             Err(_) => Ok(Self::default()),
         }
     }
 
     /// Remembers these settings in `home`.
-    pub fn write(&self, home: &Path) -> Result<(), String> {
-        let text = toml::to_string(self).map_err(|e| e.to_string())?;
+    pub fn write(&self, home: &Path) -> Result<()> {
+        let text = toml::to_string(self).map_err(ClientError::store)?;
         std::fs::write(home.join(SETTINGS_FILE), text)
-            .map_err(|e| format!("cannot save server settings: {e}"))
+            .map_err(|e| ClientError::Invalid(format!("cannot save server settings: {e}")))
     }
 
     /// These settings with the given flags in front: a server flag replaces
@@ -67,20 +69,20 @@ impl RelaySettings {
     }
 
     /// The transport these settings describe, or what is missing.
-    pub fn transport(&self) -> Result<HttpsTransport, String> {
-        let server = self
-            .server
-            .as_deref()
-            .ok_or("no server: pass --server https://HOST:PORT (or set CONCLAVE_SERVER)")?;
+    pub fn transport(&self) -> Result<HttpsTransport> {
+        let server = self.server.as_deref().ok_or_else(|| {
+            ClientError::Invalid(
+                "no server: pass --server https://HOST:PORT (or set CONCLAVE_SERVER)".into(),
+            )
+        })?;
         let trust = match (&self.ca_cert, &self.pin_sha256) {
-            (Some(path), _) => ServerTrust::ca_file(path),
-            (None, Some(pin)) => ServerTrust::pin(pin),
+            (Some(path), _) => ServerTrust::ca_file(path)?,
+            (None, Some(pin)) => ServerTrust::pin(pin)?,
             (None, None) => {
-                return Err("no way to trust the server: pass --ca-cert FILE or --pin-sha256 HEX (the server prints its fingerprint at start)".into());
+                return Err(ClientError::Invalid("no way to trust the server: pass --ca-cert FILE or --pin-sha256 HEX (the server prints its fingerprint at start)".into()));
             }
-        }
-        .map_err(|e| e.to_string())?;
-        HttpsTransport::new(server, trust).map_err(|e| e.to_string())
+        };
+        Ok(HttpsTransport::new(server, trust)?)
     }
 }
 
@@ -108,7 +110,12 @@ mod tests {
     #[test]
     fn missing_pieces_are_named() {
         let none = RelaySettings::default();
-        assert!(none.transport().unwrap_err().contains("no server"));
+        assert!(
+            none.transport()
+                .unwrap_err()
+                .to_string()
+                .contains("no server")
+        );
         let no_trust = RelaySettings {
             server: Some("https://127.0.0.1:8443".into()),
             ..RelaySettings::default()
@@ -117,6 +124,7 @@ mod tests {
             no_trust
                 .transport()
                 .unwrap_err()
+                .to_string()
                 .contains("no way to trust")
         );
     }

@@ -5,6 +5,7 @@
 use clap::{Subcommand, ValueEnum};
 
 use crate::accounts::invites::issue_invite;
+use crate::error::ServerError;
 use crate::events::{AuditAction, AuditEvent, AuditTrail};
 use crate::{Config, Store, open_store};
 
@@ -154,6 +155,20 @@ impl Role {
     }
 }
 
+/// A database failure, as an admin command reports it.
+fn db(source: crate::StoreError) -> ServerError {
+    ServerError::Database {
+        what: "database",
+        source,
+    }
+}
+
+/// A refusal from a layer below (a name that does not parse, an audit entry
+/// the log could not take), as an admin command reports it.
+fn refused(error: impl std::fmt::Display) -> ServerError {
+    ServerError::Refused(error.to_string())
+}
+
 /// Who host-side changes are attributed to in the event record.
 const HOST_ADMIN: &str = "host-admin";
 
@@ -163,7 +178,7 @@ pub async fn create_bot(
     config: &Config,
     name: &str,
     owner: &str,
-) -> Result<zeroize::Zeroizing<String>, String> {
+) -> Result<zeroize::Zeroizing<String>, ServerError> {
     let store = open_store(config).await?;
     let (log, _) = crate::transparency_log(&store, config)?;
     new_bot(&store, &AuditTrail::new(log, false), name, owner).await
@@ -175,7 +190,7 @@ pub async fn add_command(
     name: &str,
     bot: &str,
     usage: &str,
-) -> Result<(), String> {
+) -> Result<(), ServerError> {
     let store = open_store(config).await?;
     let (log, _) = crate::transparency_log(&store, config)?;
     register_command(&store, &AuditTrail::new(log, false), name, bot, usage)
@@ -188,22 +203,25 @@ async fn new_bot(
     events: &AuditTrail,
     name: &str,
     owner: &str,
-) -> Result<zeroize::Zeroizing<String>, String> {
-    let db = |e: crate::StoreError| format!("database: {e}");
-    let name = conclave_crypto::Username::parse(name).map_err(|e| e.to_string())?;
+) -> Result<zeroize::Zeroizing<String>, ServerError> {
+    let name = conclave_crypto::Username::parse(name).map_err(refused)?;
     if store.password_hash(owner).await.map_err(db)?.is_none() {
-        return Err(format!("no account named {owner:?} to own the bot"));
+        return Err(ServerError::Refused(format!(
+            "no account named {owner:?} to own the bot"
+        )));
     }
     let password = zeroize::Zeroizing::new(crate::accounts::invites::new_bot_password());
     let hash = crate::auth::hash_secret(password.clone())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(refused)?;
     if !store
         .create_bot(name.as_str(), &hash, owner)
         .await
         .map_err(db)?
     {
-        return Err(format!("an account named {name} already exists"));
+        return Err(ServerError::Refused(format!(
+            "an account named {name} already exists"
+        )));
     }
     events
         .record(
@@ -212,7 +230,7 @@ async fn new_bot(
                 .detail("bot_owner", owner),
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(refused)?;
     Ok(password)
 }
 
@@ -223,21 +241,22 @@ async fn register_command(
     name: &str,
     bot: &str,
     usage: &str,
-) -> Result<String, String> {
-    let db = |e: crate::StoreError| format!("database: {e}");
+) -> Result<String, ServerError> {
     let name = name.trim_start_matches('/').to_owned();
     if !conclave_crypto::is_command_name(&name) {
-        return Err(format!(
+        return Err(ServerError::Refused(format!(
             "{name:?} cannot be a command: use 1-32 of a-z 0-9 _ -"
-        ));
+        )));
     }
     if store.bot_owner(bot).await.map_err(db)?.is_none() {
-        return Err(format!(
+        return Err(ServerError::Refused(format!(
             "{bot:?} is not a bot account: create one with `admin bot NAME --owner USER`"
-        ));
+        )));
     }
     if usage.len() > 200 || usage.chars().any(char::is_control) {
-        return Err("the usage is one line of at most 200 bytes".into());
+        return Err(ServerError::Refused(
+            "the usage is one line of at most 200 bytes".into(),
+        ));
     }
     store.set_command(&name, bot, usage).await.map_err(db)?;
     events
@@ -247,7 +266,7 @@ async fn register_command(
                 .detail("bot", bot),
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(refused)?;
     Ok(name)
 }
 
@@ -256,42 +275,41 @@ async fn register_command(
 /// `./conclave-data` and print invite codes no relay knows. The relay makes
 /// its data directory, keys and database at its first start; an admin
 /// command only ever works on one that has started.
-fn refuse_a_missing_relay(config: &Config) -> Result<(), String> {
+fn refuse_a_missing_relay(config: &Config) -> Result<(), ServerError> {
     let data_dir =
         std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
     let start_first = "start conclave-server there once first, or pass --data-dir (or \
                        CONCLAVE_DATA_DIR) naming the relay's data directory";
     if !data_dir.is_dir() {
-        return Err(format!(
+        return Err(ServerError::Refused(format!(
             "no relay data directory at {}: {start_first}",
             data_dir.display()
-        ));
+        )));
     }
     let database = data_dir.join("conclave.db");
     if config.database_url.is_none() && !database.is_file() {
-        return Err(format!(
+        return Err(ServerError::Refused(format!(
             "no relay database at {} (looked in the data directory {}): {start_first}",
             database.display(),
             data_dir.display()
-        ));
+        )));
     }
     if !config.log_key_file.is_file() {
-        return Err(format!(
+        return Err(ServerError::Refused(format!(
             "no audit log key at {} (looked in the data directory {}): {start_first}",
             config.log_key_file.display(),
             data_dir.display()
-        ));
+        )));
     }
     Ok(())
 }
 
 /// Runs one admin command against the configured database.
-pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
+pub async fn run(config: Config, command: AdminCommand) -> Result<(), ServerError> {
     refuse_a_missing_relay(&config)?;
     let store = open_store(&config).await?;
     let (log, _) = crate::transparency_log(&store, &config)?;
     let events = AuditTrail::new(log.clone(), false);
-    let db = |e: crate::StoreError| format!("database: {e}");
     match command {
         AdminCommand::Users => {
             out!(
@@ -323,7 +341,9 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                 .await
                 .map_err(db)?
             {
-                return Err(format!("no account named {username:?}"));
+                return Err(ServerError::Refused(format!(
+                    "no account named {username:?}"
+                )));
             }
             events
                 .record(
@@ -331,7 +351,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                         .target(format!("{username}:+{}", role.as_str())),
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(refused)?;
             out!("{username} is now {}", role.as_str());
         }
         AdminCommand::RevokeRole { username, role } => {
@@ -340,10 +360,10 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                 .await
                 .map_err(db)?
             {
-                return Err(format!(
+                return Err(ServerError::Refused(format!(
                     "{username:?} does not have the {} role",
                     role.as_str()
-                ));
+                )));
             }
             events
                 .record(
@@ -351,7 +371,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                         .target(format!("{username}:-{}", role.as_str())),
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(refused)?;
             out!("{username} is no longer {}", role.as_str());
         }
         AdminCommand::Command(SlashCommandAdmin::Add { name, bot, usage }) => {
@@ -362,7 +382,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
         AdminCommand::Command(SlashCommandAdmin::Remove { name }) => {
             let name = name.trim_start_matches('/').to_owned();
             if !store.remove_command(&name).await.map_err(db)? {
-                return Err(format!("there is no command /{name}"));
+                return Err(ServerError::Refused(format!("there is no command /{name}")));
             }
             events
                 .record(
@@ -371,7 +391,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                         .detail("removed", true),
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(refused)?;
             out!("removed /{name}");
         }
         AdminCommand::Command(SlashCommandAdmin::List) => {
@@ -392,14 +412,14 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
             for _ in 0..count {
                 let (code, id, expires_at) = issue_invite(&store, HOST_ADMIN, ttl)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(refused)?;
                 events
                     .record(
                         AuditEvent::success(AuditAction::InviteCreated, HOST_ADMIN)
                             .target(format!("invite:{id}")),
                     )
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(refused)?;
                 out!("{}  (expires {})", code.as_str(), utc(expires_at));
             }
         }
@@ -419,7 +439,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                             .target(format!("max_group_dm={people}")),
                     )
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(refused)?;
             }
             if let Some(days) = retention_days {
                 store
@@ -432,7 +452,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                             .target(format!("retention_days={days}")),
                     )
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(refused)?;
             }
             if let Some(required) = require_second_factor {
                 store
@@ -448,7 +468,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                             .target(format!("require_second_factor={required}")),
                     )
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(refused)?;
             }
             let required = store
                 .setting("require_second_factor")
@@ -467,7 +487,8 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
             out!("open_registration = {}", config.open_registration);
         }
         AdminCommand::Events { limit } => {
-            let log_error = |e: conclave_audit::log::LogError| format!("audit log: {e}");
+            let log_error =
+                |e: conclave_audit::log::LogError| ServerError::Refused(format!("audit log: {e}"));
             let size = log.size().await.map_err(log_error)?;
             let start = size.saturating_sub(u64::from(limit));
             for entry in log.entries(start, size).await.map_err(log_error)? {
@@ -502,7 +523,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
             let checkpoint = log
                 .checkpoint(crate::clock::unix_now())
                 .await
-                .map_err(|e| format!("audit log: {e}"))?;
+                .map_err(|e| ServerError::Refused(format!("audit log: {e}")))?;
             out_raw!("{}", checkpoint.note);
         }
         AdminCommand::Lock { username } => {
@@ -528,10 +549,10 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
             let code = crate::accounts::factors::INVITE_CODE.generate();
             let (id, whole) = crate::accounts::factors::INVITE_CODE
                 .parse(&code)
-                .ok_or("a generated invite code does not parse")?;
-            let hash = crate::auth::hash_secret(whole)
-                .await
-                .map_err(|e| e.to_string())?;
+                .ok_or_else(|| {
+                    ServerError::Refused("a generated invite code does not parse".into())
+                })?;
+            let hash = crate::auth::hash_secret(whole).await.map_err(refused)?;
             let expires_at = crate::clock::unix_now() + ttl;
             store
                 .create_recovery_invite(&id, &hash, HOST_ADMIN, &username, expires_at)
@@ -544,7 +565,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
                         .detail("recovers", &username),
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(refused)?;
             out!(
                 "recovery invite for {username} (one use, expires {}):",
                 utc(expires_at)
@@ -558,10 +579,15 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), String> {
 
 /// Locks `username`: every device revoked, every factor and recovery code
 /// removed, with its log entries, in one transaction.
-async fn lock_account(store: &Store, events: &AuditTrail, username: &str) -> Result<(), String> {
-    let db = |e: crate::StoreError| format!("database: {e}");
+async fn lock_account(
+    store: &Store,
+    events: &AuditTrail,
+    username: &str,
+) -> Result<(), ServerError> {
     if store.password_hash(username).await.map_err(db)?.is_none() {
-        return Err(format!("no account named {username:?}"));
+        return Err(ServerError::Refused(format!(
+            "no account named {username:?}"
+        )));
     }
     let outcome = store
         .change_account(
@@ -591,7 +617,9 @@ async fn lock_account(store: &Store, events: &AuditTrail, username: &str) -> Res
         .await
         .map_err(db)?;
     if !outcome.applied {
-        return Err(format!("no account named {username:?}"));
+        return Err(ServerError::Refused(format!(
+            "no account named {username:?}"
+        )));
     }
     Ok(())
 }

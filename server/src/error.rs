@@ -7,6 +7,76 @@ use conclave_proto::{ErrorBody, ErrorCode};
 
 /// Every way a request can fail. Handlers return this; only
 /// [`IntoResponse`] below chooses status codes.
+/// What stops the relay, or an admin command, outside a request: a
+/// setting, a file, a key, the database. Its message names the thing and
+/// the problem; `conclave-server` prints it on one line. Requests fail with
+/// [`ApiError`] instead.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A setting out of range or malformed, named in the message.
+    #[error("{0}")]
+    Setting(String),
+    /// A file or directory that could not be read, created or written.
+    #[error("cannot {action} {}: {source}", path.display())]
+    File {
+        /// What was tried, e.g. "read certificate".
+        action: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key or certificate that is malformed, does not fit, or is open to
+    /// others.
+    #[error("{0}")]
+    Key(String),
+    /// The database could not be opened or read.
+    #[error("{what}: {source}")]
+    Database {
+        /// What was tried.
+        what: &'static str,
+        /// Why it failed.
+        #[source]
+        source: crate::store::StoreError,
+    },
+    /// The host refused something: a port, a signal handler.
+    #[error("{what}: {source}")]
+    Host {
+        /// What was tried.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An admin command refused, with the reason (no such account, …).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<crate::server_key::SealError> for ApiError {
+    fn from(error: crate::server_key::SealError) -> Self {
+        ApiError::Internal(format!("server key: {error}"))
+    }
+}
+
+impl ServerError {
+    /// A failed file operation: `action` is what was tried ("read", "create
+    /// data directory").
+    pub(crate) fn file(
+        action: impl Into<String>,
+        path: &std::path::Path,
+        source: std::io::Error,
+    ) -> Self {
+        ServerError::File {
+            action: action.into(),
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {

@@ -7,11 +7,12 @@
 //! Tests and embedders start it on any listener:
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), String> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = conclave_server::Config::with_data_dir("/tmp/conclave-demo");
-//! let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
 //! let shutdown = std::future::pending::<()>();
-//! conclave_server::run(listener, config, shutdown).await
+//! conclave_server::run(listener, config, shutdown).await?; // a ServerError names what failed
+//! # Ok(())
 //! # }
 //! ```
 #![forbid(unsafe_code)]
@@ -36,8 +37,8 @@ mod tls;
 use std::future::Future;
 use std::sync::Arc;
 
-pub use config::{Args, Config, LogFormat};
-pub use error::ApiError;
+pub use config::{Config, LogFormat, Settings};
+pub use error::{ApiError, ServerError};
 pub use events::{AuditAction, AuditEvent, AuditTrail};
 use relay::{Notice, Notifier};
 pub use store::{
@@ -77,7 +78,7 @@ impl AppState {
 }
 
 /// Opens storage and builds the router, without TLS: for in-process transports.
-pub async fn app(config: Config) -> Result<axum::Router, String> {
+pub async fn app(config: Config) -> Result<axum::Router, ServerError> {
     let store = open_store(&config).await?;
     Ok(http::router(state(store, config)?))
 }
@@ -87,7 +88,7 @@ pub async fn app(config: Config) -> Result<axum::Router, String> {
 pub(crate) fn transparency_log(
     store: &Store,
     config: &Config,
-) -> Result<(conclave_audit::log::TransparencyLog, bool), String> {
+) -> Result<(conclave_audit::log::TransparencyLog, bool), ServerError> {
     let (signer, created) = log_key::load_or_create(&config.log_key_file, &config.log_origin)?;
     Ok((
         conclave_audit::log::TransparencyLog::new(store.pool().clone(), signer),
@@ -95,7 +96,7 @@ pub(crate) fn transparency_log(
     ))
 }
 
-fn state(store: Store, config: Config) -> Result<AppState, String> {
+fn state(store: Store, config: Config) -> Result<AppState, ServerError> {
     // Spent nonces only matter while their requests could still pass the
     // freshness check; forget the rest off the request path.
     let pruning = store.clone();
@@ -180,7 +181,7 @@ fn state(store: Store, config: Config) -> Result<AppState, String> {
     Ok(state)
 }
 
-pub(crate) async fn open_store(config: &Config) -> Result<Store, String> {
+pub(crate) async fn open_store(config: &Config) -> Result<Store, ServerError> {
     // Every file from here on is the owner's alone, and no key file that
     // others can read is used (see `private_files`).
     private_files::restrict_new_files();
@@ -197,12 +198,9 @@ pub(crate) async fn open_store(config: &Config) -> Result<Store, String> {
     data_dir.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut data_dir, 0o700);
-    data_dir.create(&config.data_dir).map_err(|e| {
-        format!(
-            "cannot create data directory {}: {e}",
-            config.data_dir.display()
-        )
-    })?;
+    data_dir
+        .create(&config.data_dir)
+        .map_err(|e| ServerError::file("create data directory", &config.data_dir, e))?;
     let url = match &config.database_url {
         Some(url) => url.clone(),
         None => {
@@ -221,7 +219,10 @@ pub(crate) async fn open_store(config: &Config) -> Result<Store, String> {
     };
     let store = Store::connect(&url)
         .await
-        .map_err(|e| format!("cannot open database: {e}"))?;
+        .map_err(|source| ServerError::Database {
+            what: "cannot open database",
+            source,
+        })?;
     refuse_new_keys_for_an_old_workspace(&store, config).await?;
     Ok(store)
 }
@@ -233,10 +234,13 @@ pub(crate) async fn open_store(config: &Config) -> Result<Store, String> {
 async fn refuse_new_keys_for_an_old_workspace(
     store: &Store,
     config: &Config,
-) -> Result<(), String> {
+) -> Result<(), ServerError> {
     let size = conclave_audit::log::stored_size(store.pool())
         .await
-        .map_err(|e| format!("cannot read the audit log: {e}"))?;
+        .map_err(|source| ServerError::Database {
+            what: "cannot read the audit log",
+            source: source.into(),
+        })?;
     if size == 0 {
         return Ok(());
     }
@@ -253,11 +257,11 @@ async fn refuse_new_keys_for_an_old_workspace(
         ),
     ] {
         if !path.exists() {
-            return Err(format!(
+            return Err(ServerError::Key(format!(
                 "{} does not exist, but this database already belongs to a workspace: \
                  give this node the workspace's file ({flag}), {what}, instead of a new one",
                 path.display()
-            ));
+            )));
         }
     }
     Ok(())
@@ -268,10 +272,13 @@ pub async fn run(
     listener: std::net::TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) -> Result<(), ServerError> {
     let store = open_store(&config).await?;
     let identity = tls::load_or_generate(config.tls.as_ref(), &config.data_dir)?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let address = listener.local_addr().map_err(|source| ServerError::Host {
+        what: "cannot read the listening address".into(),
+        source,
+    })?;
     println!("conclave-server listening on https://{address}");
     println!("certificate: {}", identity.cert_path.display());
     println!("certificate SHA-256 fingerprint: {}", identity.fingerprint);
@@ -283,11 +290,15 @@ pub async fn run(
     if let Some(address) = config.metrics_listen {
         let metrics = tokio::net::TcpListener::bind(address)
             .await
-            .map_err(|e| format!("cannot listen for metrics on {address}: {e}"))?;
-        println!(
-            "metrics at http://{}/metrics",
-            metrics.local_addr().map_err(|e| e.to_string())?
-        );
+            .map_err(|source| ServerError::Host {
+                what: format!("cannot listen for metrics on {address}"),
+                source,
+            })?;
+        let bound = metrics.local_addr().map_err(|source| ServerError::Host {
+            what: "cannot read the metrics address".into(),
+            source,
+        })?;
+        println!("metrics at http://{bound}/metrics");
         metrics::serve(metrics, store.pool().clone());
     }
     let state = state(store, config)?;
@@ -303,14 +314,20 @@ pub async fn run(
         state.notifier.tell_local(Notice::GoingAway);
         on_shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     });
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let host = |what: &str| {
+        let what = what.to_owned();
+        move |source| ServerError::Host { what, source }
+    };
+    listener
+        .set_nonblocking(true)
+        .map_err(host("cannot make the listener non-blocking"))?;
     let rustls = axum_server::tls_rustls::RustlsConfig::from_config(identity.config);
     axum_server::from_tcp_rustls(listener, rustls)
-        .map_err(|e| e.to_string())?
+        .map_err(host("cannot serve TLS on the listener"))?
         .handle(handle)
         .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await
-        .map_err(|e| format!("server failed: {e}"))?;
+        .map_err(host("server failed"))?;
     // What streams acknowledged is written before the process ends.
     flushing.acks.flush().await;
     // Counts of the current window must not die with the process.
@@ -318,6 +335,9 @@ pub async fn run(
         .audit
         .flush_unknown_logins(&flushing.store, true)
         .await
-        .map_err(|e| format!("cannot log the failed logins for unknown accounts: {e}"))?;
+        .map_err(|source| ServerError::Database {
+            what: "cannot log the failed logins for unknown accounts",
+            source,
+        })?;
     Ok(())
 }

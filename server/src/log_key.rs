@@ -8,6 +8,7 @@
 //! matching verifier key, printed when the key is created and by
 //! `conclave-server admin log-key`.
 
+use crate::error::ServerError;
 use std::path::Path;
 
 use conclave_audit::NoteSigner;
@@ -16,23 +17,23 @@ use zeroize::Zeroizing;
 
 /// Reads the log key, or creates one named `origin`. Returns the signer and
 /// whether it was just created.
-pub fn load_or_create(path: &Path, origin: &str) -> Result<(NoteSigner, bool), String> {
+pub fn load_or_create(path: &Path, origin: &str) -> Result<(NoteSigner, bool), ServerError> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let text = Zeroizing::new(text);
             let signer = NoteSigner::from_private_key(&text)
-                .map_err(|e| format!("log key file {}: {e}", path.display()))?;
+                .map_err(|e| ServerError::Key(format!("log key file {}: {e}", path.display())))?;
             Ok((signer, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let signer = NoteSigner::new(origin, SigningKey::generate(&mut rand::rngs::OsRng))
-                .map_err(|e| format!("log origin {origin:?}: {e}"))?;
+                .map_err(|e| ServerError::Setting(format!("log origin {origin:?}: {e}")))?;
             let mut line = signer.private_key();
             line.push('\n');
             crate::server_key::write_secret_file(path, "log key", line.as_bytes())?;
             Ok((signer, true))
         }
-        Err(e) => Err(format!("cannot read log key file {}: {e}", path.display())),
+        Err(e) => Err(ServerError::file("read log key file", path, e)),
     }
 }
 
@@ -61,6 +62,7 @@ mod tests {
         assert!(
             load_or_create(&path, "x")
                 .unwrap_err()
+                .to_string()
                 .contains("log key file")
         );
         std::fs::remove_dir_all(&dir).unwrap();

@@ -1,7 +1,10 @@
 //! `conclave-server`: see `conclave-server --help`.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
 use clap::Parser;
-use conclave_server::{Args, Config, LogFormat};
+use conclave_server::{Config, LogFormat, ServerError, Settings};
 
 /// The command line: the relay's settings, and optionally a command to run
 /// instead of serving.
@@ -13,10 +16,127 @@ use conclave_server::{Args, Config, LogFormat};
 )]
 struct CommandLine {
     #[command(flatten)]
-    settings: Args,
+    flags: Flags,
     /// What to do instead of serving.
     #[command(subcommand)]
     command: Option<conclave_server::admin::Command>,
+}
+
+/// The relay's settings on the command line and in the environment. Every
+/// flag is optional so that the config file and then the defaults can fill
+/// the gaps.
+#[derive(Debug, clap::Args)]
+struct Flags {
+    /// TOML config file (keys: the long names of these flags, with underscores).
+    #[arg(long, env = "CONCLAVE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Address to serve HTTPS on [default: 127.0.0.1:8443].
+    #[arg(long, env = "CONCLAVE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory for the SQLite database, generated certificate and server key [default: ./conclave-data].
+    #[arg(long, env = "CONCLAVE_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Use this database instead of SQLite in the data directory (postgres://… or sqlite://…).
+    #[arg(long, env = "CONCLAVE_DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    /// File holding the 32-byte key that seals TOTP secrets; keep it out of database backups
+    /// [default: <data_dir>/server.key, created 0600].
+    #[arg(long, env = "CONCLAVE_SERVER_KEY_FILE", global = true)]
+    server_key_file: Option<PathBuf>,
+    /// File holding the Ed25519 key that signs audit-log checkpoints
+    /// [default: <data_dir>/log.key, created 0600].
+    #[arg(long, env = "CONCLAVE_LOG_KEY_FILE", global = true)]
+    log_key_file: Option<PathBuf>,
+    /// The audit log's name (checkpoint origin), used when the log key is created
+    /// [default: <WebAuthn host>/conclave-audit].
+    #[arg(long, env = "CONCLAVE_LOG_ORIGIN", global = true)]
+    log_origin: Option<String>,
+    /// How often to delete message ciphertext past its retention, e.g. 10m [default: 10m].
+    #[arg(long, env = "CONCLAVE_RETENTION_INTERVAL")]
+    retention_interval: Option<String>,
+    /// How often to sign a new audit-log checkpoint when the log has grown, e.g. 10s [default: 10s].
+    #[arg(long, env = "CONCLAVE_CHECKPOINT_INTERVAL")]
+    checkpoint_interval: Option<String>,
+    /// Log lines as `text` (for people) or `json` (one object per line, for a
+    /// log pipeline) [default: text]. Levels: `CONCLAVE_LOG`, e.g. `info`.
+    #[arg(long, env = "CONCLAVE_LOG_FORMAT", global = true)]
+    log_format: Option<LogFormat>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP: keep it on the
+    /// operators' network) [default: off].
+    #[arg(long, env = "CONCLAVE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// PEM certificate chain. Without it a self-signed certificate is generated.
+    #[arg(long, env = "CONCLAVE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "CONCLAVE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Largest accepted request body in bytes [default: 1048576].
+    #[arg(long, env = "CONCLAVE_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Largest attachment in bytes, as uploaded (encrypted) [default: 1073741824, 1 GiB].
+    #[arg(long, env = "CONCLAVE_MAX_UPLOAD_BYTES")]
+    max_upload_bytes: Option<u64>,
+    /// Attachment bytes each account may keep on the relay [default: 10737418240, 10 GiB].
+    #[arg(long, env = "CONCLAVE_UPLOAD_QUOTA_BYTES")]
+    upload_quota_bytes: Option<u64>,
+    /// Let anyone register without an invite code [default: false].
+    #[arg(long, env = "CONCLAVE_OPEN_REGISTRATION")]
+    open_registration: Option<bool>,
+    /// A device session ends after this long without a request, e.g. 7d, 12h [default: 7d].
+    #[arg(long, env = "CONCLAVE_SESSION_IDLE_TIMEOUT")]
+    session_idle_timeout: Option<String>,
+    /// A device session ends this long after its login, whatever its use [default: 30d].
+    #[arg(long, env = "CONCLAVE_SESSION_LIFETIME")]
+    session_lifetime: Option<String>,
+    /// The origin passkeys are bound to; its host is the WebAuthn RP id [default: https://localhost:<port>].
+    #[arg(long, env = "CONCLAVE_WEBAUTHN_ORIGIN")]
+    webauthn_origin: Option<String>,
+    /// Record client IP addresses in authentication events [default: false].
+    #[arg(long, env = "CONCLAVE_RECORD_CLIENT_IP")]
+    record_client_ip: Option<bool>,
+    /// Rate limits and lockout; turn off only for load tests [default: true].
+    #[arg(long, env = "CONCLAVE_RATE_LIMITS")]
+    rate_limits: Option<bool>,
+    /// An account recovery (password + recovery code) removes the factors added in
+    /// this many days before it [default: 7].
+    #[arg(long, env = "CONCLAVE_RECOVERY_WINDOW_DAYS")]
+    recovery_window_days: Option<u64>,
+}
+
+impl Flags {
+    /// The flags over the config file they name, if any.
+    fn settings(self) -> Result<Settings, ServerError> {
+        let file = match &self.config {
+            Some(path) => Settings::from_toml_file(path)?,
+            None => Settings::default(),
+        };
+        let flags = Settings {
+            listen: self.listen,
+            log_format: self.log_format,
+            metrics_listen: self.metrics_listen,
+            data_dir: self.data_dir,
+            database_url: self.database_url,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            max_body_bytes: self.max_body_bytes,
+            max_upload_bytes: self.max_upload_bytes,
+            upload_quota_bytes: self.upload_quota_bytes,
+            server_key_file: self.server_key_file,
+            log_key_file: self.log_key_file,
+            log_origin: self.log_origin,
+            checkpoint_interval: self.checkpoint_interval,
+            retention_interval: self.retention_interval,
+            open_registration: self.open_registration,
+            session_idle_timeout: self.session_idle_timeout,
+            session_lifetime: self.session_lifetime,
+            webauthn_origin: self.webauthn_origin,
+            record_client_ip: self.record_client_ip,
+            rate_limits: self.rate_limits,
+            recovery_window_days: self.recovery_window_days,
+        };
+        Ok(flags.or(file))
+    }
 }
 
 #[tokio::main]
@@ -49,19 +169,25 @@ fn start_logging(format: LogFormat, admin_command: bool) {
     }
 }
 
-async fn serve(command_line: CommandLine) -> Result<(), String> {
-    let CommandLine { settings, command } = command_line;
-    let config = Config::resolve(settings)?;
+async fn serve(command_line: CommandLine) -> Result<(), ServerError> {
+    let CommandLine { flags, command } = command_line;
+    let config = Config::resolve(flags.settings()?)?;
     start_logging(config.log_format, command.is_some());
     if let Some(conclave_server::admin::Command::Admin(command)) = command {
         return conclave_server::admin::run(config, command).await;
     }
-    let listener = std::net::TcpListener::bind(config.listen)
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Host {
+            what: format!("cannot listen on {}", config.listen),
+            source,
+        })?;
     // SIGTERM (an orchestrator stopping the node) or Ctrl-C: stop accepting,
     // finish what is in flight, send open streams away.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
+        .map_err(|source| ServerError::Host {
+        what: "cannot watch for SIGTERM".into(),
+        source,
+    })?;
     let shutdown = async move {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}

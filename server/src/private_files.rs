@@ -11,6 +11,8 @@
 
 use std::path::Path;
 
+use crate::error::ServerError;
+
 /// Mode bits for group and others.
 #[cfg(unix)]
 const GROUP_OR_OTHERS: u32 = 0o077;
@@ -26,19 +28,19 @@ pub fn restrict_new_files() {
 
 /// Creates `path` (empty, mode 0600) if it does not exist, and takes group
 /// and others' permissions away if it does.
-pub fn create_or_restrict(path: &Path) -> Result<(), String> {
+pub fn create_or_restrict(path: &Path) -> Result<(), ServerError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(false);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options
         .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        .map_err(|e| ServerError::file("create", path, e))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            .map_err(|e| ServerError::file("read", path, e))?
             .permissions()
             .mode();
         if mode & GROUP_OR_OTHERS != 0 {
@@ -46,7 +48,7 @@ pub fn create_or_restrict(path: &Path) -> Result<(), String> {
                 path,
                 std::fs::Permissions::from_mode(mode & !GROUP_OR_OTHERS),
             )
-            .map_err(|e| format!("cannot make {} private: {e}", path.display()))?;
+            .map_err(|e| ServerError::file("restrict the mode of", path, e))?;
         }
     }
     Ok(())
@@ -54,7 +56,7 @@ pub fn create_or_restrict(path: &Path) -> Result<(), String> {
 
 /// Refuses a key file that exists and that group or others may read or
 /// write: one line naming the file and the fix.
-pub fn check_key_file(path: &Path) -> Result<(), String> {
+pub fn check_key_file(path: &Path) -> Result<(), ServerError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -64,12 +66,12 @@ pub fn check_key_file(path: &Path) -> Result<(), String> {
         };
         let mode = metadata.permissions().mode() & 0o777;
         if mode & GROUP_OR_OTHERS != 0 {
-            return Err(format!(
+            return Err(ServerError::Key(format!(
                 "key file {} is open to group or others (mode {mode:04o}): refusing to use it; \
                  run `chmod 600 {}` and start again",
                 path.display(),
                 path.display()
-            ));
+            )));
         }
     }
     #[cfg(not(unix))]
@@ -95,6 +97,8 @@ mod tests {
         std::fs::write(&key, b"k").unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
         let refused = check_key_file(&key).unwrap_err();
+        assert!(matches!(refused, ServerError::Key(_)), "{refused:?}");
+        let refused = refused.to_string();
         assert!(
             refused.contains("chmod 600") && refused.contains("server.key"),
             "{refused}"

@@ -2,6 +2,7 @@
 //! not in it, so that a dump of the database alone does not open what it seals
 //! (TOTP secrets).
 
+use crate::error::ServerError;
 use std::fmt;
 use std::io::Write;
 use std::path::Path;
@@ -30,30 +31,48 @@ const VERSION: &str = "v1.";
 
 /// Creates `path` (it must not exist) readable by the owner alone, and
 /// writes `contents` durably.
-pub(crate) fn write_secret_file(path: &Path, what: &str, contents: &[u8]) -> Result<(), String> {
+pub(crate) fn write_secret_file(
+    path: &Path,
+    what: &str,
+    contents: &[u8],
+) -> Result<(), ServerError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options
         .open(path)
-        .map_err(|e| format!("cannot create {what} file {}: {e}", path.display()))?;
+        .map_err(|e| ServerError::file(format!("create {what} file"), path, e))?;
     file.write_all(contents)
         .and_then(|()| file.sync_all())
-        .map_err(|e| format!("cannot write {what} file {}: {e}", path.display()))
+        .map_err(|e| ServerError::file(format!("write {what} file"), path, e))
+}
+
+/// Why a value could not be sealed or opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    /// The cipher refused (it does not, for inputs of these sizes).
+    #[error("sealing failed")]
+    Sealing,
+    /// Not a sealed value of this format.
+    #[error("sealed value is malformed")]
+    Malformed,
+    /// Sealed under another key, or for another context, or altered.
+    #[error("sealed value does not open with this server key")]
+    WrongKey,
 }
 
 impl ServerKey {
     /// Reads the key file, or creates it (mode 0600) with a fresh random key.
-    pub fn load_or_create(path: &Path) -> Result<Self, String> {
+    pub fn load_or_create(path: &Path) -> Result<Self, ServerError> {
         match std::fs::read(path) {
             Ok(bytes) => {
                 let bytes = Zeroizing::new(bytes);
                 let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                    format!(
+                    ServerError::Key(format!(
                         "server key file {} must hold exactly 32 bytes",
                         path.display()
-                    )
+                    ))
                 })?;
                 Ok(Self {
                     key: Zeroizing::new(key),
@@ -65,10 +84,7 @@ impl ServerKey {
                 write_secret_file(path, "server key", key.as_ref())?;
                 Ok(Self { key })
             }
-            Err(e) => Err(format!(
-                "cannot read server key file {}: {e}",
-                path.display()
-            )),
+            Err(e) => Err(ServerError::file("read server key file", path, e)),
         }
     }
 
@@ -78,7 +94,7 @@ impl ServerKey {
 
     /// Seals `secret`, bound to `context` (e.g. the purpose and account name),
     /// so a sealed value can't be moved to another account.
-    pub fn seal(&self, context: &str, secret: &[u8]) -> Result<String, String> {
+    pub fn seal(&self, context: &str, secret: &[u8]) -> Result<String, SealError> {
         let mut nonce = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let sealed = self
@@ -90,19 +106,19 @@ impl ServerKey {
                     aad: context.as_bytes(),
                 },
             )
-            .map_err(|_| "sealing failed".to_owned())?;
+            .map_err(|_| SealError::Sealing)?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
         Ok(format!("{VERSION}{}", STANDARD.encode(out)))
     }
 
     /// Opens a value sealed with the same `context`.
-    pub fn open(&self, context: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+    pub fn open(&self, context: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, SealError> {
         let bytes = sealed
             .strip_prefix(VERSION)
             .and_then(|b64| STANDARD.decode(b64).ok())
             .filter(|b| b.len() > 24)
-            .ok_or("sealed value is malformed")?;
+            .ok_or(SealError::Malformed)?;
         let (nonce, ciphertext) = bytes.split_at(24);
         self.cipher()
             .decrypt(
@@ -113,7 +129,7 @@ impl ServerKey {
                 },
             )
             .map(Zeroizing::new)
-            .map_err(|_| "sealed value does not open with this server key".to_owned())
+            .map_err(|_| SealError::WrongKey)
     }
 }
 
@@ -151,6 +167,7 @@ mod tests {
         assert!(
             ServerKey::load_or_create(&path)
                 .unwrap_err()
+                .to_string()
                 .contains("32 bytes")
         );
     }

@@ -8,6 +8,8 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::error::ServerError;
+
 /// A loaded certificate and its fingerprint.
 #[derive(Debug)]
 pub struct TlsIdentity {
@@ -23,7 +25,7 @@ pub struct TlsIdentity {
 pub fn load_or_generate(
     configured: Option<&(PathBuf, PathBuf)>,
     data_dir: &Path,
-) -> Result<TlsIdentity, String> {
+) -> Result<TlsIdentity, ServerError> {
     let (cert_path, key_path) = match configured {
         Some((cert, key)) => (cert.clone(), key.clone()),
         None => {
@@ -37,20 +39,29 @@ pub fn load_or_generate(
     };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
         .and_then(|iter| iter.collect())
-        .map_err(|e| format!("cannot read certificate {}: {e}", cert_path.display()))?;
+        .map_err(|e| {
+            ServerError::Key(format!(
+                "cannot read certificate {}: {e}",
+                cert_path.display()
+            ))
+        })?;
     let leaf = certs
         .first()
-        .ok_or_else(|| format!("no certificate in {}", cert_path.display()))?;
+        .ok_or_else(|| ServerError::Key(format!("no certificate in {}", cert_path.display())))?;
     let fingerprint = conclave_crypto::sha256_hex(leaf);
-    let key = PrivateKeyDer::from_pem_file(&key_path)
-        .map_err(|e| format!("cannot read private key {}: {e}", key_path.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
+        ServerError::Key(format!(
+            "cannot read private key {}: {e}",
+            key_path.display()
+        ))
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| format!("TLS setup: {e}"))?
+        .map_err(|e| ServerError::Key(format!("TLS setup: {e}")))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| format!("certificate and key do not fit together: {e}"))?;
+        .map_err(|e| ServerError::Key(format!("certificate and key do not fit together: {e}")))?;
     Ok(TlsIdentity {
         config: Arc::new(config),
         fingerprint,
@@ -58,23 +69,23 @@ pub fn load_or_generate(
     })
 }
 
-fn generate(cert_path: &Path, key_path: &Path) -> Result<(), String> {
+fn generate(cert_path: &Path, key_path: &Path) -> Result<(), ServerError> {
     let names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
         "::1".to_owned(),
     ];
     let certified = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| format!("cannot generate a certificate: {e}"))?;
+        .map_err(|e| ServerError::Key(format!("cannot generate a certificate: {e}")))?;
     // The key file is created 0600 before any byte is written to it.
     write_private(key_path, certified.signing_key.serialize_pem().as_bytes())?;
     std::fs::write(cert_path, certified.cert.pem())
-        .map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
+        .map_err(|e| ServerError::file("write", cert_path, e))?;
     Ok(())
 }
 
 /// Writes a file readable by its owner only.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -85,10 +96,10 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
     }
     let mut file = options
         .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        .map_err(|e| ServerError::file("create", path, e))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(|e| ServerError::file("write", path, e))
 }
 
 #[cfg(test)]

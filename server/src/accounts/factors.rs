@@ -1,6 +1,7 @@
 //! Second factors and one-time codes: TOTP (RFC 6238, through totp-rs),
 //! WebAuthn passkeys (through webauthn-rs), recovery and invite codes.
 
+use crate::error::ServerError;
 use std::fmt;
 
 use rand::Rng;
@@ -31,7 +32,7 @@ pub fn new_totp_secret() -> Zeroizing<Vec<u8>> {
 
 /// The account's TOTP generator: SHA-1, 6 digits, 30-second steps, the
 /// parameters every authenticator app supports.
-pub fn totp(secret: &[u8], issuer: &str, username: &str) -> Result<Totp, String> {
+pub fn totp(secret: &[u8], issuer: &str, username: &str) -> Result<Totp, totp_rs::TotpError> {
     totp_rs::Builder::new()
         .with_algorithm(Algorithm::SHA1)
         .with_digits(6)
@@ -41,7 +42,6 @@ pub fn totp(secret: &[u8], issuer: &str, username: &str) -> Result<Totp, String>
         .with_issuer(Some(issuer))
         .with_account_name(username)
         .build()
-        .map_err(|e| format!("totp: {e}"))
 }
 
 /// The time step `code` is valid for at `now`, if it is valid at all.
@@ -136,15 +136,20 @@ impl fmt::Debug for RelyingParty {
 
 impl RelyingParty {
     /// Builds the relying party for `origin` (its host is the RP id).
-    pub fn new(origin: &str, name: &str) -> Result<Self, String> {
-        let origin = Url::parse(origin).map_err(|e| format!("webauthn_origin {origin:?}: {e}"))?;
+    pub fn new(origin: &str, name: &str) -> Result<Self, ServerError> {
+        let origin = Url::parse(origin)
+            .map_err(|e| ServerError::Setting(format!("webauthn_origin {origin:?}: {e}")))?;
         let rp_id = origin
             .domain()
-            .ok_or("webauthn_origin must name a domain (WebAuthn refuses IP addresses)")?
+            .ok_or_else(|| {
+                ServerError::Setting(
+                    "webauthn_origin must name a domain (WebAuthn refuses IP addresses)".into(),
+                )
+            })?
             .to_owned();
         let webauthn = WebauthnBuilder::new(&rp_id, &origin)
             .and_then(|b| b.rp_name(name).build())
-            .map_err(|e| format!("webauthn_origin {origin}: {e}"))?;
+            .map_err(|e| ServerError::Setting(format!("webauthn_origin {origin}: {e}")))?;
         Ok(Self { webauthn, origin })
     }
 }
@@ -234,6 +239,9 @@ mod tests {
     fn relying_party_needs_a_domain() {
         assert!(RelyingParty::new("https://localhost:8443", "Conclave").is_ok());
         let err = RelyingParty::new("https://127.0.0.1:8443", "Conclave").unwrap_err();
-        assert!(err.contains("domain"), "{err}");
+        assert!(
+            matches!(&err, ServerError::Setting(m) if m.contains("domain")),
+            "{err}"
+        );
     }
 }

@@ -239,9 +239,9 @@ pub(crate) async fn check_factor(
             };
             let secret = state
                 .server_key
-                .open(&totp_context(user), &row.sealed_secret)
-                .map_err(ApiError::Internal)?;
-            let totp = factors::totp(&secret, ISSUER, user).map_err(ApiError::Internal)?;
+                .open(&totp_context(user), &row.sealed_secret)?;
+            let totp = factors::totp(&secret, ISSUER, user)
+                .map_err(|e| ApiError::Internal(format!("totp: {e}")))?;
             let Some(step) = factors::totp_step(&totp, code.expose(), unix_now()) else {
                 return Ok(Err("wrong or expired TOTP code"));
             };

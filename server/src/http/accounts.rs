@@ -437,14 +437,12 @@ async fn begin_totp(
     )
     .await?;
     let secret = factors::new_totp_secret();
-    let sealed = state
-        .server_key
-        .seal(&totp_context(user), &secret)
-        .map_err(ApiError::Internal)?;
+    let sealed = state.server_key.seal(&totp_context(user), &secret)?;
     if !state.store.begin_totp(user, &sealed).await? {
         return Err(ApiError::Conflict("TOTP enrollment"));
     }
-    let totp = factors::totp(&secret, ISSUER, user).map_err(ApiError::Internal)?;
+    let totp = factors::totp(&secret, ISSUER, user)
+        .map_err(|e| ApiError::Internal(format!("totp: {e}")))?;
     let uri = totp
         .to_url()
         .map_err(|e| ApiError::Internal(format!("otpauth: {e}")))?;
@@ -471,9 +469,9 @@ async fn confirm_totp(
     limits::reserve(&state, limits::SECOND_FACTOR_FAILURES, &user).await?;
     let secret = state
         .server_key
-        .open(&totp_context(&user), &row.sealed_secret)
-        .map_err(ApiError::Internal)?;
-    let totp = factors::totp(&secret, ISSUER, &user).map_err(ApiError::Internal)?;
+        .open(&totp_context(&user), &row.sealed_secret)?;
+    let totp = factors::totp(&secret, ISSUER, &user)
+        .map_err(|e| ApiError::Internal(format!("totp: {e}")))?;
     let Some(step) = factors::totp_step(&totp, body.code.expose(), unix_now()) else {
         return Err(ApiError::SecondFactorInvalid("wrong or expired TOTP code"));
     };

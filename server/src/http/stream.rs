@@ -27,7 +27,7 @@ use crate::metrics::METRICS;
 use crate::relay::Notice;
 use crate::relay::delivery::{DeliveryCursor, Step, encode_frame, frame_of};
 use crate::relay::pending::FETCH_LIMIT;
-use crate::store::Ack;
+use crate::store::{Ack, StoreError};
 
 /// How often an open stream pings its client, so that a client whose node
 /// vanished without a word (power cut, partition) notices within
@@ -61,6 +61,21 @@ pub(crate) async fn stream(
         }))
 }
 
+/// Why a stream ended other than by a close: logged at debug level, as a
+/// stream's end is the client's business.
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    /// The socket failed (the client went away, a write timed out).
+    #[error("socket: {0}")]
+    Socket(#[from] axum::Error),
+    /// The store could not be read.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The client sent a frame that is not an acknowledgement.
+    #[error("bad frame: {0}")]
+    BadFrame(#[from] serde_json::Error),
+}
+
 /// How often a stream re-checks its device's session, for lifetimes that run
 /// out while it is open and revocations made on another node:
 /// At most every 30 s, and at least twice per idle timeout.
@@ -75,19 +90,11 @@ async fn resync(
     device_key: &str,
     cursor: &mut DeliveryCursor,
     socket: &mut WebSocket,
-) -> Result<(), String> {
-    let groups = state
-        .store
-        .groups_of(device_key)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<(), StreamError> {
+    let groups = state.store.groups_of(device_key).await?;
     cursor.begin_resync(groups);
     loop {
-        let page = state
-            .store
-            .pending(device_key, FETCH_LIMIT)
-            .await
-            .map_err(|e| e.to_string())?;
+        let page = state.store.pending(device_key, FETCH_LIMIT).await?;
         let unsent = cursor.unsent(&page);
         if unsent.is_empty() {
             break;
@@ -110,7 +117,7 @@ async fn push_messages(
     cursor: &mut DeliveryCursor,
     mut socket: WebSocket,
     mut notifications: broadcast::Receiver<Arc<Notice>>,
-) -> Result<(), String> {
+) -> Result<(), StreamError> {
     let device_key = cursor.device_id().to_owned();
     let _counted = crate::metrics::OpenStream::new();
     let mut recheck = tokio::time::interval(session_recheck(&state.config));
@@ -136,7 +143,7 @@ async fn push_messages(
                 cursor.on_gap_timeout();
             },
             _ = heartbeat.tick() => {
-                socket.send(Message::Ping(Default::default())).await.map_err(|e| e.to_string())?;
+                socket.send(Message::Ping(Default::default())).await?;
             },
             _ = recheck.tick() => {
                 // A notice from another node may have been lost: look anyway.
@@ -144,19 +151,19 @@ async fn push_messages(
                 if state.notifier.shared_database() {
                     cursor.request_resync();
                 }
-                let session = state.store.device_session(&device_key).await.map_err(|e| e.to_string())?;
+                let session = state.store.device_session(&device_key).await?;
                 let Some(session) = session.filter(|s| session_problem(s, &state.config).is_none()) else {
                     return close(socket, CLOSE_SESSION_ENDED, "session ended").await;
                 };
                 // A device that holds its stream open is in use, even if it
                 // sends no other request: keep its idle clock from running out.
                 if idle_clock_due(session.last_seen_at, &state.config) {
-                    state.store.touch_device(&device_key).await.map_err(|e| e.to_string())?;
+                    state.store.touch_device(&device_key).await?;
                 }
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    let body: AckBody = serde_json::from_str(text.as_str()).map_err(|e| format!("bad frame: {e}"))?;
+                    let body: AckBody = serde_json::from_str(text.as_str())?;
                     // One writer gathers every stream's acknowledgements. Only
                     // groups this stream delivers count: a device naming made-up
                     // groups by the thousand fills no memory there.
@@ -170,7 +177,7 @@ async fn push_messages(
                 }
                 Some(Ok(Message::Close(_))) | None => return Ok(()),
                 Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e.to_string()),
+                Some(Err(e)) => return Err(e.into()),
             },
         }
     }
@@ -188,7 +195,7 @@ async fn push_ready(
     socket: &mut WebSocket,
     notifications: &mut broadcast::Receiver<Arc<Notice>>,
     first: Arc<Notice>,
-) -> Result<Option<(u16, &'static str)>, String> {
+) -> Result<Option<(u16, &'static str)>, StreamError> {
     let mut next = Some(first);
     let mut drained = 0;
     while let Some(notice) = next.take() {
@@ -207,10 +214,7 @@ async fn push_ready(
                     return Ok(Some((CLOSE_GOING_AWAY, "relay node shutting down")));
                 }
             };
-            socket
-                .feed(Message::Text(frame))
-                .await
-                .map_err(|e| e.to_string())?;
+            socket.feed(Message::Text(frame)).await?;
         }
         drained += 1;
         if drained < MAX_DRAINED && !cursor.needs_resync() {
@@ -222,26 +226,21 @@ async fn push_ready(
             }
         }
     }
-    socket.flush().await.map_err(|e| e.to_string())?;
+    socket.flush().await?;
     Ok(None)
 }
 
-async fn close(mut socket: WebSocket, code: u16, reason: &'static str) -> Result<(), String> {
+async fn close(mut socket: WebSocket, code: u16, reason: &'static str) -> Result<(), StreamError> {
     let frame = axum::extract::ws::CloseFrame {
         code,
         reason: reason.into(),
     };
-    socket
-        .send(Message::Close(Some(frame)))
-        .await
-        .map_err(|e| e.to_string())
+    socket.send(Message::Close(Some(frame))).await?;
+    Ok(())
 }
 
-async fn send_text(socket: &mut WebSocket, text: &str) -> Result<(), String> {
-    socket
-        .send(Message::Text(text.into()))
-        .await
-        .map_err(|e| e.to_string())?;
+async fn send_text(socket: &mut WebSocket, text: &str) -> Result<(), StreamError> {
+    socket.send(Message::Text(text.into())).await?;
     METRICS.delivered.inc();
     Ok(())
 }
