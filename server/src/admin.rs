@@ -181,7 +181,13 @@ pub async fn create_bot(
 ) -> Result<zeroize::Zeroizing<String>, ServerError> {
     let store = open_store(config).await?;
     let (log, _) = crate::transparency_log(&store, config)?;
-    new_bot(&store, &AuditTrail::new(log, false), name, owner).await
+    new_bot(
+        &store,
+        &AuditTrail::new(log, false, store.clock().clone()),
+        name,
+        owner,
+    )
+    .await
 }
 
 /// Routes `/name` to `bot` with `usage` (what `admin command add` does).
@@ -193,9 +199,15 @@ pub async fn add_command(
 ) -> Result<(), ServerError> {
     let store = open_store(config).await?;
     let (log, _) = crate::transparency_log(&store, config)?;
-    register_command(&store, &AuditTrail::new(log, false), name, bot, usage)
-        .await
-        .map(drop)
+    register_command(
+        &store,
+        &AuditTrail::new(log, false, store.clock().clone()),
+        name,
+        bot,
+        usage,
+    )
+    .await
+    .map(drop)
 }
 
 async fn new_bot(
@@ -309,7 +321,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), ServerErro
     refuse_a_missing_relay(&config)?;
     let store = open_store(&config).await?;
     let (log, _) = crate::transparency_log(&store, &config)?;
-    let events = AuditTrail::new(log.clone(), false);
+    let events = AuditTrail::new(log.clone(), false, store.clock().clone());
     match command {
         AdminCommand::Users => {
             out!(
@@ -521,7 +533,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), ServerErro
         AdminCommand::LogKey => {
             out!("{}", log.verifier_key());
             let checkpoint = log
-                .checkpoint(crate::clock::unix_now())
+                .checkpoint(store.clock().unix_now())
                 .await
                 .map_err(|e| ServerError::Refused(format!("audit log: {e}")))?;
             out_raw!("{}", checkpoint.note);
@@ -553,7 +565,7 @@ pub async fn run(config: Config, command: AdminCommand) -> Result<(), ServerErro
                     ServerError::Refused("a generated invite code does not parse".into())
                 })?;
             let hash = crate::auth::hash_secret(whole).await.map_err(refused)?;
-            let expires_at = crate::clock::unix_now() + ttl;
+            let expires_at = store.clock().unix_now() + ttl;
             store
                 .create_recovery_invite(&id, &hash, HOST_ADMIN, &username, expires_at)
                 .await

@@ -181,12 +181,12 @@ fn enrollment_route(method: &axum::http::Method, path: &str) -> bool {
 /// not one per request.
 pub fn idle_clock_due(last_seen_at: u64, config: &crate::Config) -> bool {
     let granularity = (config.session_idle_timeout / 4).clamp(1, 60);
-    unix_now().saturating_sub(last_seen_at) >= granularity
+    config.clock.unix_now().saturating_sub(last_seen_at) >= granularity
 }
 
 /// Why a session is no longer good, if it isn't.
 pub fn session_problem(session: &DeviceSession, config: &crate::Config) -> Option<ApiError> {
-    let now = unix_now();
+    let now = config.clock.unix_now();
     if session.revoked_at.is_some() {
         return Some(ApiError::DeviceRevoked);
     }
@@ -204,8 +204,6 @@ pub fn session_problem(session: &DeviceSession, config: &crate::Config) -> Optio
 struct LoginKey {
     public_key: String,
 }
-
-use crate::clock::unix_now;
 
 /// The body limit of a request to `path`: for chunk uploads a sealed chunk,
 /// whatever `max_body_bytes` says for JSON requests.
@@ -231,7 +229,7 @@ impl FromRequest<AppState> for Signed {
             conclave_crypto::Error::MalformedHeader(name) => ApiError::BadSignature(name),
             _ => ApiError::BadSignature("headers"),
         })?;
-        let now = unix_now();
+        let now = state.config.clock.unix_now();
         if headers.timestamp.abs_diff(now) > MAX_CLOCK_SKEW_SECS {
             return Err(ApiError::StaleRequest(MAX_CLOCK_SKEW_SECS));
         }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::clock::Clock;
 use crate::error::ServerError;
 
 /// Defines [`Settings`] and its merge from one list, so that a new setting
@@ -163,6 +164,9 @@ pub struct Config {
     pub rate_limits: bool,
     /// Days before an account recovery whose new factors it removes.
     pub recovery_window_days: u64,
+    /// The clock every expiry and timestamp reads (the system's, unless a
+    /// test runs the relay in-process with a manual one).
+    pub clock: Clock,
 }
 
 impl Config {
@@ -191,6 +195,7 @@ impl Config {
             record_client_ip: false,
             rate_limits: true,
             recovery_window_days: 7,
+            clock: Clock::system(),
         }
     }
 

@@ -208,14 +208,18 @@ fn log_value(value: &str) -> String {
 pub struct AuditTrail {
     log: TransparencyLog,
     record_client_ip: bool,
+    /// What stamps each entry.
+    clock: crate::Clock,
 }
 
 impl AuditTrail {
-    /// Events into `log`; client addresses only if `record_client_ip`.
-    pub fn new(log: TransparencyLog, record_client_ip: bool) -> Self {
+    /// Events into `log`, stamped by `clock`; client addresses only if
+    /// `record_client_ip`.
+    pub fn new(log: TransparencyLog, record_client_ip: bool, clock: crate::Clock) -> Self {
         Self {
             log,
             record_client_ip,
+            clock,
         }
     }
 
@@ -238,7 +242,7 @@ impl AuditTrail {
             target = event.target.as_deref().unwrap_or("-"),
             "audit event"
         );
-        let mut entry = Event::new(0, crate::clock::unix_now(), event.action.as_str());
+        let mut entry = Event::new(0, self.clock.unix_now(), event.action.as_str());
         entry.outcome = outcome;
         entry.actor = event.actor.as_deref().map(log_value);
         entry.device = event.actor_device.as_deref().map(log_value);

@@ -32,11 +32,13 @@ mod private_files;
 mod relay;
 mod server_key;
 mod store;
+mod tasks;
 mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
 
+pub use clock::Clock;
 pub use config::{Config, LogFormat, Settings};
 pub use error::{ApiError, ServerError};
 pub use events::{AuditAction, AuditEvent, AuditTrail};
@@ -59,6 +61,8 @@ pub struct AppState {
     server_key: server_key::ServerKey,
     relying_party: Arc<accounts::factors::RelyingParty>,
     audit: AuditTrail,
+    /// Background work, ended and joined at shutdown.
+    tasks: Arc<tasks::Tasks>,
 }
 
 impl AppState {
@@ -99,11 +103,12 @@ pub(crate) fn transparency_log(
 fn state(store: Store, config: Config) -> Result<AppState, ServerError> {
     // Spent nonces only matter while their requests could still pass the
     // freshness check; forget the rest off the request path.
+    let tasks = Arc::new(tasks::Tasks::new());
+    let minute = std::time::Duration::from_secs(60);
     let pruning = store.clone();
-    tokio::spawn(async move {
-        let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            every_minute.tick().await;
+    tasks.every("pruning", minute, move || {
+        let pruning = pruning.clone();
+        async move {
             if let Err(e) = pruning.prune_nonces().await {
                 tracing::warn!(error = %e, "pruning request nonces failed");
             }
@@ -123,12 +128,12 @@ fn state(store: Store, config: Config) -> Result<AppState, ServerError> {
     // Checkpoints follow the log at the configured pace; a device proof that
     // needs a newer one signs it on demand (see api::audit).
     let signing = log.clone();
+    let clock = config.clock.clone();
     let interval = std::time::Duration::from_secs(config.checkpoint_interval);
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(interval);
-        loop {
-            every.tick().await;
-            if let Err(e) = signing.checkpoint(clock::unix_now()).await {
+    tasks.every("checkpoints", interval, move || {
+        let (signing, now) = (signing.clone(), clock.unix_now());
+        async move {
+            if let Err(e) = signing.checkpoint(now).await {
                 tracing::error!(error = %e, "cannot sign an audit log checkpoint");
             }
         }
@@ -136,13 +141,12 @@ fn state(store: Store, config: Config) -> Result<AppState, ServerError> {
     // Failed logins for made-up names enter the log as one count per window.
     let tallying = (
         store.clone(),
-        AuditTrail::new(log.clone(), config.record_client_ip),
+        AuditTrail::new(log.clone(), config.record_client_ip, config.clock.clone()),
     );
-    tokio::spawn(async move {
-        let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            every_minute.tick().await;
-            if let Err(e) = tallying.1.flush_unknown_logins(&tallying.0, false).await {
+    tasks.every("unknown-login tallies", minute, move || {
+        let (store, audit) = tallying.clone();
+        async move {
+            if let Err(e) = audit.flush_unknown_logins(&store, false).await {
                 tracing::error!(error = %e, "cannot log the failed logins for unknown accounts");
             }
         }
@@ -153,26 +157,27 @@ fn state(store: Store, config: Config) -> Result<AppState, ServerError> {
     let relying_party =
         accounts::factors::RelyingParty::new(&config.webauthn_origin, accounts::ISSUER)?;
     let state = AppState {
-        audit: AuditTrail::new(log, config.record_client_ip),
+        audit: AuditTrail::new(log, config.record_client_ip, config.clock.clone()),
         store,
         config: Arc::new(config),
         notifier,
         acks,
         server_key,
         relying_party: Arc::new(relying_party),
+        tasks,
     };
     if state.notifier.shared_database()
         && let Some(url) = state.config.database_url.clone()
     {
-        relay::fanout::spawn_listener(url, state.notifier.clone());
+        let listening = relay::fanout::listen(url, state.notifier.clone());
+        state.tasks.spawn("listener for other nodes", listening);
     }
     // Retention: old message ciphertext goes, and the log says so.
     let retaining = state.clone();
-    tokio::spawn(async move {
-        let period = std::time::Duration::from_secs(retaining.config.retention_interval);
-        let mut every = tokio::time::interval(period);
-        loop {
-            every.tick().await;
+    let period = std::time::Duration::from_secs(state.config.retention_interval);
+    state.tasks.every("retention", period, move || {
+        let retaining = retaining.clone();
+        async move {
             if let Err(e) = retaining.relay().apply_retention().await {
                 tracing::warn!(error = %e, "applying retention failed");
             }
@@ -217,7 +222,7 @@ pub(crate) async fn open_store(config: &Config) -> Result<Store, ServerError> {
             format!("sqlite://{}?mode=rwc", database.display())
         }
     };
-    let store = Store::connect(&url)
+    let store = Store::connect_with_clock(&url, config.clock.clone())
         .await
         .map_err(|source| ServerError::Database {
             what: "cannot open database",
@@ -328,7 +333,9 @@ pub async fn run(
         .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await
         .map_err(host("server failed"))?;
-    // What streams acknowledged is written before the process ends.
+    // Background rounds finish and stop; then what streams acknowledged is
+    // written, before the process ends.
+    flushing.tasks.shutdown().await;
     flushing.acks.flush().await;
     // Counts of the current window must not die with the process.
     flushing

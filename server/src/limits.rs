@@ -146,10 +146,8 @@ pub fn ip_key(ip: Option<IpAddr>) -> String {
     ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
 }
 
-fn retry_after(limit: Limit, window_start: u64) -> u64 {
-    (window_start + limit.window)
-        .saturating_sub(crate::clock::unix_now())
-        .max(1)
+fn retry_after(limit: Limit, window_start: u64, now: u64) -> u64 {
+    (window_start + limit.window).saturating_sub(now).max(1)
 }
 
 /// Reserves one attempt before it is checked: the count goes up first, so
@@ -173,7 +171,7 @@ pub async fn reserve_backoff(app: &AppState, backoff: Backoff, key: &str) -> Res
     {
         None => Ok(()),
         Some((attempts, last_attempt)) => {
-            let waited = crate::clock::unix_now().saturating_sub(last_attempt);
+            let waited = app.store.clock().unix_now().saturating_sub(last_attempt);
             Err(ApiError::RateLimited {
                 retry_after: backoff_wait(backoff, attempts)
                     .saturating_sub(waited)
@@ -214,7 +212,7 @@ pub async fn count(app: &AppState, limit: Limit, key: &str) -> Result<(), ApiErr
         .await?;
     if state.hits > limit.max {
         return Err(ApiError::RateLimited {
-            retry_after: retry_after(limit, state.window_start),
+            retry_after: retry_after(limit, state.window_start, app.store.clock().unix_now()),
         });
     }
     Ok(())

@@ -771,8 +771,18 @@ pub struct InProcessTransport {
 impl InProcessTransport {
     /// A relay with its SQLite database in `data`.
     pub async fn start(data: &TempDir) -> Self {
+        Self::start_with(data, |_| {}).await
+    }
+
+    /// A relay with its SQLite database in `data`, and settings of the
+    /// test's own (a manual clock, short lifetimes).
+    pub async fn start_with(
+        data: &TempDir,
+        settle: impl FnOnce(&mut conclave_server::Config),
+    ) -> Self {
         let mut config = conclave_server::Config::with_data_dir(data.path());
         config.open_registration = true;
+        settle(&mut config);
         Self {
             router: conclave_server::app(config).await.expect("relay router"),
         }

@@ -3,7 +3,9 @@
 //! and store of the real relay.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use conclave_client::{Client, ClientError, Event, KeyProtection};
+use std::time::Duration;
+
+use conclave_client::{Client, ClientError, Credentials, Event, KeyProtection};
 use conclave_tests::ByName;
 use conclave_tests::{InProcessTransport, TempDir};
 
@@ -88,4 +90,56 @@ async fn one_client_per_home_directory() {
     drop(first);
     let again = Client::open(home.path(), relay).await.unwrap();
     assert_eq!(again.username().as_deref(), Some("alice"));
+}
+
+/// Fails unless `result` is the relay's 401 `session_expired`.
+fn assert_session_expired<T: std::fmt::Debug>(result: Result<T, ClientError>) {
+    match result {
+        Err(ClientError::Server { status: 401, code, .. }) if code == "session_expired" => {}
+        other => panic!("expected 401 session_expired, got {other:?}"),
+    }
+}
+
+/// Sessions end after their idle and their absolute lifetime, on the
+/// relay's clock: a manual one, moved forward here instead of slept through
+/// (the end-to-end test in `accounts.rs` does the same with seconds of real
+/// time against the real binary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sessions_expire_on_the_relays_clock() {
+    let data = TempDir::new("in-process-clock");
+    let clock = conclave_server::Clock::manual();
+    let relay_clock = clock.clone();
+    let relay = InProcessTransport::start_with(&data, move |config| {
+        config.clock = relay_clock;
+        // Within the five minutes a signed request's timestamp may be off
+        // by, so that only the session, not the signature, goes stale.
+        config.session_idle_timeout = 40;
+        config.session_lifetime = 120;
+    })
+    .await;
+    let home = TempDir::new("alice");
+    let alice = Client::open_with(home.path(), relay, KeyProtection::Unprotected)
+        .await
+        .unwrap();
+    let password = "alice-pass-2718281828";
+    alice.register("alice", password).await.unwrap();
+    alice.sync().await.unwrap();
+
+    // Idle for longer than the idle timeout: gone.
+    clock.advance(Duration::from_secs(39));
+    alice.sync().await.expect("still within the idle timeout");
+    clock.advance(Duration::from_secs(41));
+    assert_session_expired(alice.sync().await);
+
+    // Signed in again and kept busy, it still ends at the absolute lifetime.
+    alice
+        .reauthenticate(Credentials::password(password))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(35));
+        alice.sync().await.expect("busy, and within the lifetime");
+    }
+    clock.advance(Duration::from_secs(20));
+    assert_session_expired(alice.sync().await);
 }

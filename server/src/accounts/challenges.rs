@@ -3,7 +3,6 @@
 //! hands it out once.
 
 use super::factors::CHALLENGE_TTL_SECS;
-use crate::clock::unix_now;
 use crate::error::{ApiError, ApiResult};
 use crate::store::{ChallengeRow, Store};
 
@@ -16,8 +15,9 @@ pub(crate) async fn take_challenge(
     purpose: &str,
 ) -> ApiResult<Option<ChallengeRow>> {
     let challenge = store.take_challenge(id).await?;
-    Ok(challenge
-        .filter(|c| c.username == user && c.purpose == purpose && c.expires_at > unix_now()))
+    Ok(challenge.filter(|c| {
+        c.username == user && c.purpose == purpose && c.expires_at > store.clock().unix_now()
+    }))
 }
 
 pub(crate) async fn put_challenge(
@@ -36,7 +36,7 @@ pub(crate) async fn put_challenge(
                 username: user.to_owned(),
                 purpose: purpose.to_owned(),
                 state,
-                expires_at: unix_now() + CHALLENGE_TTL_SECS,
+                expires_at: store.clock().unix_now() + CHALLENGE_TTL_SECS,
             },
         )
         .await?;

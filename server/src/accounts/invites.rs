@@ -5,7 +5,6 @@ use zeroize::Zeroizing;
 
 use super::factors::INVITE_CODE;
 use crate::auth::hash_secret;
-use crate::clock::unix_now;
 use crate::error::{ApiError, ApiResult};
 use crate::store::Store;
 
@@ -29,7 +28,7 @@ pub(crate) async fn issue_invite(
     let (id, whole) = INVITE_CODE
         .parse(&code)
         .ok_or_else(|| ApiError::Internal("generated invite code does not parse".into()))?;
-    let expires_at = unix_now() + ttl;
+    let expires_at = store.clock().unix_now() + ttl;
     store
         .create_invite(&id, &hash_secret(whole).await?, created_by, expires_at)
         .await?;

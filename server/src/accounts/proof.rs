@@ -12,7 +12,6 @@ use super::challenges::take_challenge;
 use super::factors::{self, RECOVERY_CODE};
 use crate::AppState;
 use crate::auth::{verify_password, verify_secret};
-use crate::clock::unix_now;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{AuditAction, AuditEvent};
 use crate::limits::{self, ip_key};
@@ -242,7 +241,8 @@ pub(crate) async fn check_factor(
                 .open(&totp_context(user), &row.sealed_secret)?;
             let totp = factors::totp(&secret, ISSUER, user)
                 .map_err(|e| ApiError::Internal(format!("totp: {e}")))?;
-            let Some(step) = factors::totp_step(&totp, code.expose(), unix_now()) else {
+            let Some(step) = factors::totp_step(&totp, code.expose(), store.clock().unix_now())
+            else {
                 return Ok(Err("wrong or expired TOTP code"));
             };
             // RFC 6238 §5.2: a code is accepted once. The store's compare-and-set

@@ -35,7 +35,6 @@ use crate::accounts::proof::{Factor, Presenter, Proof, SecondFactor, totp_contex
 use crate::accounts::recovery_codes::{new_recovery_code_set, shown};
 use crate::accounts::{ADMIN_ROLE, ISSUER};
 use crate::auth::{Signed, client_ip, hash_password, parse_json, read_body, verify_secret};
-use crate::clock::unix_now;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{AuditAction, AuditEvent};
 use crate::limits::{self, ip_key};
@@ -472,7 +471,8 @@ async fn confirm_totp(
         .open(&totp_context(&user), &row.sealed_secret)?;
     let totp = factors::totp(&secret, ISSUER, &user)
         .map_err(|e| ApiError::Internal(format!("totp: {e}")))?;
-    let Some(step) = factors::totp_step(&totp, body.code.expose(), unix_now()) else {
+    let Some(step) = factors::totp_step(&totp, body.code.expose(), state.config.clock.unix_now())
+    else {
         return Err(ApiError::SecondFactorInvalid("wrong or expired TOTP code"));
     };
     let (codes, rows) = first_recovery_codes(&state, &user).await?;
@@ -735,7 +735,11 @@ async fn new_recovery_codes(
 /// How far back a recovery reaches: factors added within this window are
 /// the ones a thief could have added, and go.
 fn recovery_window_start(state: &AppState) -> u64 {
-    unix_now().saturating_sub(state.config.recovery_window_days.saturating_mul(86_400))
+    state
+        .config
+        .clock
+        .unix_now()
+        .saturating_sub(state.config.recovery_window_days.saturating_mul(86_400))
 }
 
 /// The owner takes the account back: every other device is revoked, every

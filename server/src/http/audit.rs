@@ -26,7 +26,6 @@ use conclave_proto::{
 
 use crate::AppState;
 use crate::auth::Signed;
-use crate::clock::unix_now;
 use crate::error::{ApiError, ApiResult};
 
 /// The role that may read the whole log.
@@ -66,7 +65,7 @@ async fn fresh_checkpoint(state: &AppState, at_least: u64) -> ApiResult<SignedCh
     let log = state.audit.log();
     match log.latest_checkpoint().await? {
         Some(latest) if latest.size >= at_least => Ok(latest),
-        _ => Ok(log.checkpoint(unix_now()).await?),
+        _ => Ok(log.checkpoint(state.config.clock.unix_now()).await?),
     }
 }
 

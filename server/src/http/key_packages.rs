@@ -11,7 +11,6 @@ use conclave_proto::{
 };
 
 use crate::auth::Signed;
-use crate::clock::unix_now;
 use crate::error::{ApiError, ApiResult};
 use crate::error::{decode_b64, username_in};
 use crate::events::{AuditAction, AuditEvent};
@@ -43,7 +42,7 @@ pub(crate) async fn upload_key_packages(
         )));
     }
     let user = signed.username()?;
-    let now = unix_now();
+    let now = state.config.clock.unix_now();
     let mut packages = Vec::with_capacity(body.key_packages.len());
     for encoded in &body.key_packages {
         let bytes = decode_b64("key_packages[]", encoded)?;

@@ -21,7 +21,6 @@ use tokio::sync::broadcast;
 
 use crate::AppState;
 use crate::auth::{Signed, idle_clock_due, session_problem};
-use crate::clock::unix_millis;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::METRICS;
 use crate::relay::Notice;
@@ -196,10 +195,17 @@ async fn push_ready(
     notifications: &mut broadcast::Receiver<Arc<Notice>>,
     first: Arc<Notice>,
 ) -> Result<Option<(u16, &'static str)>, StreamError> {
+    // Latency is measured on the system's clock, as the node that accepted a
+    // message stamped it, whatever clock the relay's policies read.
+    let latency_clock = crate::Clock::system();
     let mut next = Some(first);
     let mut drained = 0;
     while let Some(notice) = next.take() {
-        for step in cursor.on_notice(&notice, std::time::Instant::now(), unix_millis()) {
+        for step in cursor.on_notice(
+            &notice,
+            std::time::Instant::now(),
+            latency_clock.unix_millis(),
+        ) {
             let frame = match step {
                 Step::Push(push) => {
                     METRICS

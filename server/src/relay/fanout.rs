@@ -56,7 +56,9 @@ impl Wire {
                 group_id: p.group_id.clone(),
                 seq: p.seq,
                 message_kind: p.kind,
-                accepted_ms: crate::clock::unix_millis()
+                // A latency measurement between nodes: the system's clock.
+                accepted_ms: crate::Clock::system()
+                    .unix_millis()
                     .saturating_sub(u64::try_from(accepted.elapsed().as_millis()).unwrap_or(0)),
             },
             Notice::Appended { .. } | Notice::Resync | Notice::GoingAway => return None,
@@ -132,10 +134,11 @@ pub(crate) fn publish(notifier: &Notifier, notice: &Notice) {
     });
 }
 
-/// Listens for the other nodes' notices on PostgreSQL at `url`, for as
-/// long as the process runs, reconnecting when the connection drops.
-pub(crate) fn spawn_listener(url: String, notifier: Notifier) {
-    tokio::spawn(async move {
+/// Listens for the other nodes' notices on PostgreSQL at `url` until it is
+/// dropped (the relay's tasks end it at shutdown), reconnecting when the
+/// connection drops.
+pub(crate) async fn listen(url: String, notifier: Notifier) {
+    {
         loop {
             match PgListener::connect(&url).await {
                 Ok(mut listener) => match listener.listen(CHANNEL).await {
@@ -153,7 +156,7 @@ pub(crate) fn spawn_listener(url: String, notifier: Notifier) {
             }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
-    });
+    }
 }
 
 /// Passes another node's notice to this node's streams. A message that
@@ -176,7 +179,9 @@ fn tell_streams(notifier: &Notifier, notice: Notice) {
     let (notifier, group_id, seq, accepted_ms) =
         (notifier.clone(), group_id.clone(), *seq, *accepted_ms);
     tokio::spawn(async move {
-        let age = crate::clock::unix_millis().saturating_sub(accepted_ms);
+        let age = crate::Clock::system()
+            .unix_millis()
+            .saturating_sub(accepted_ms);
         let accepted = std::time::Instant::now()
             .checked_sub(std::time::Duration::from_millis(age))
             .unwrap_or_else(std::time::Instant::now);

@@ -2,7 +2,6 @@
 //! retention (or the workspace's) are deleted, and the log says so.
 
 use super::Relay;
-use crate::clock::unix_now;
 use crate::error::ApiResult;
 use crate::events::{AuditAction, AuditEvent};
 use crate::store::Store;
@@ -20,7 +19,7 @@ impl Relay<'_> {
     /// Deletes message ciphertext past each group's retention, and enters
     /// each deletion in the audit log.
     pub(crate) async fn apply_retention(&self) -> ApiResult<()> {
-        let now = unix_now();
+        let now = self.store.clock().unix_now();
         let workspace = workspace_retention(self.store).await?;
         for (group_id, days) in self.store.retention(workspace).await? {
             let cutoff = now.saturating_sub(u64::from(days) * 86_400);

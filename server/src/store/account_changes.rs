@@ -6,7 +6,7 @@
 use sqlx::Row;
 
 use super::accounts::CredentialRow;
-use super::{Store, StoreError, now, to_i64, to_u64};
+use super::{Store, StoreError, to_i64, to_u64};
 
 /// One change to an account's sign-in.
 #[derive(Debug)]
@@ -129,6 +129,7 @@ async fn revoke_all_but(
     tx: &mut Tx,
     username: &str,
     keep: &str,
+    now: i64,
 ) -> Result<Vec<String>, StoreError> {
     let rows = sqlx::query(
         "UPDATE devices SET revoked_at = $3, session_started_at = NULL
@@ -137,7 +138,7 @@ async fn revoke_all_but(
     )
     .bind(username)
     .bind(keep)
-    .bind(now())
+    .bind(now)
     .fetch_all(&mut **tx)
     .await?;
     let revoked: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
@@ -229,7 +230,7 @@ impl Store {
                 )
                 .bind(username)
                 .bind(to_i64(*step))
-                .bind(now())
+                .bind(self.now())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -260,7 +261,7 @@ impl Store {
                 .bind(username)
                 .bind(&credential.name)
                 .bind(&credential.passkey)
-                .bind(now())
+                .bind(self.now())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -328,7 +329,7 @@ impl Store {
                 )
                 .bind(username)
                 .bind(*device_id)
-                .bind(now())
+                .bind(self.now())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -345,7 +346,8 @@ impl Store {
                 since,
                 codes,
             } => {
-                outcome.devices_ended = revoke_all_but(&mut tx, username, keep_device).await?;
+                outcome.devices_ended =
+                    revoke_all_but(&mut tx, username, keep_device, self.now()).await?;
                 outcome.factors_removed = remove_factors_since(&mut tx, username, *since).await?;
                 sqlx::query("UPDATE accounts SET passwordless = FALSE WHERE username = $1")
                     .bind(username)
@@ -359,12 +361,12 @@ impl Store {
                     "UPDATE accounts SET locked_at = $2, passwordless = FALSE WHERE username = $1",
                 )
                 .bind(username)
-                .bind(now())
+                .bind(self.now())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
                     == 1;
-                outcome.devices_ended = revoke_all_but(&mut tx, username, "").await?;
+                outcome.devices_ended = revoke_all_but(&mut tx, username, "", self.now()).await?;
                 outcome.factors_removed = remove_factors_since(&mut tx, username, 0).await?;
                 replace_codes(&mut tx, username, &[]).await?;
                 // A recovery invite issued before the lock must not outlive it.
@@ -372,7 +374,7 @@ impl Store {
                     "UPDATE invites SET expires_at = $2 WHERE for_account = $1 AND used_by IS NULL",
                 )
                 .bind(username)
-                .bind(now())
+                .bind(self.now())
                 .execute(&mut *tx)
                 .await?;
             }
@@ -383,7 +385,7 @@ impl Store {
                 )
                 .bind(*invite_id)
                 .bind(username)
-                .bind(now())
+                .bind(self.now())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -410,7 +412,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(username)
-        .bind(now())
+        .bind(self.now())
         .bind(change.kind())
         .bind(detail.as_deref())
         .bind(by_device)
@@ -431,7 +433,7 @@ impl Store {
              WHERE username = $1 AND at > $2 ORDER BY id",
         )
         .bind(username)
-        .bind(now() - 30 * 86_400)
+        .bind(self.now() - 30 * 86_400)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -470,7 +472,7 @@ impl Store {
             "UPDATE invites SET expires_at = $2 WHERE for_account = $1 AND used_by IS NULL",
         )
         .bind(username)
-        .bind(now())
+        .bind(self.now())
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -480,7 +482,7 @@ impl Store {
         .bind(invite_id)
         .bind(code_hash)
         .bind(created_by)
-        .bind(now())
+        .bind(self.now())
         .bind(to_i64(expires_at))
         .bind(username)
         .execute(&mut *tx)
@@ -501,7 +503,7 @@ impl Store {
         )
         .bind(invite_id)
         .bind(username)
-        .bind(now())
+        .bind(self.now())
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| r.get(0)))
@@ -512,7 +514,7 @@ impl Store {
     /// entry per window with the count ([`Store::flush_unknown_logins`]),
     /// not one leaf each: a flood of made-up names cannot grow the log.
     pub async fn tally_unknown_login(&self) -> Result<(), StoreError> {
-        let now = now();
+        let now = self.now();
         let window = now - now % UNKNOWN_LOGIN_WINDOW;
         sqlx::query(
             "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1)
@@ -534,7 +536,7 @@ impl Store {
         all: bool,
         entry: impl Fn(u64, u64) -> conclave_audit::Event,
     ) -> Result<u64, StoreError> {
-        let now = now();
+        let now = self.now();
         let open_window = now - now % UNKNOWN_LOGIN_WINDOW;
         let windows = sqlx::query(
             "SELECT bucket FROM rate_limits WHERE bucket LIKE $1 AND (window_start < $2 OR $3 = 1)",

@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, now, to_i64, to_u64};
+use super::{Store, StoreError, to_i64, to_u64};
 
 /// What the request authenticator needs to know about a signing device, in one query.
 #[derive(Debug, Clone)]
@@ -143,7 +143,7 @@ impl Store {
     pub async fn touch_device(&self, device_id: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE devices SET last_seen_at = $2 WHERE device_id = $1")
             .bind(device_id)
-            .bind(now())
+            .bind(self.now())
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -157,7 +157,7 @@ impl Store {
              WHERE device_id = $1 AND revoked_at IS NULL",
         )
         .bind(device_id)
-        .bind(now())
+        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
@@ -192,7 +192,7 @@ impl Store {
         )
         .bind(username)
         .bind(device_id)
-        .bind(now())
+        .bind(self.now())
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -310,7 +310,7 @@ impl Store {
         )
         .bind(username)
         .bind(sealed_secret)
-        .bind(now())
+        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
@@ -413,7 +413,7 @@ impl Store {
         )
         .bind(username)
         .bind(code_id)
-        .bind(now())
+        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
@@ -446,7 +446,7 @@ impl Store {
         .bind(username)
         .bind(&credential.name)
         .bind(&credential.passkey)
-        .bind(now())
+        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
@@ -485,7 +485,7 @@ impl Store {
         )
         .bind(credential_id)
         .bind(passkey)
-        .bind(now())
+        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -541,7 +541,7 @@ impl Store {
         )
         .bind(username)
         .bind(role)
-        .bind(now())
+        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok(true)
@@ -606,7 +606,7 @@ impl Store {
         .bind(invite_id)
         .bind(code_hash)
         .bind(created_by)
-        .bind(now())
+        .bind(self.now())
         .bind(to_i64(expires_at))
         .execute(&self.pool)
         .await?;
@@ -620,7 +620,7 @@ impl Store {
              WHERE invite_id = $1 AND used_by IS NULL AND expires_at > $2 AND for_account IS NULL",
         )
         .bind(invite_id)
-        .bind(now())
+        .bind(self.now())
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| r.get(0)))
@@ -642,7 +642,7 @@ impl Store {
         )
         .bind(username)
         .bind(password_hash)
-        .bind(now())
+        .bind(self.now())
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -658,7 +658,7 @@ impl Store {
             )
             .bind(invite_id)
             .bind(username)
-            .bind(now())
+            .bind(self.now())
             .execute(&mut *tx)
             .await?
             .rows_affected()
@@ -697,7 +697,7 @@ impl Store {
 
     /// Counts one request against `bucket`, in fixed windows of `window` seconds.
     pub async fn hit_bucket(&self, bucket: &str, window: u64) -> Result<BucketState, StoreError> {
-        let now = now();
+        let now = self.now();
         let row = sqlx::query(
             "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1)
              ON CONFLICT (bucket) DO UPDATE SET
@@ -729,7 +729,7 @@ impl Store {
         cap: u64,
         window: u64,
     ) -> Result<Option<(u64, u64)>, StoreError> {
-        let now = now();
+        let now = self.now();
         let reserved = sqlx::query(
             "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1)
              ON CONFLICT (bucket) DO UPDATE SET
@@ -769,7 +769,7 @@ impl Store {
             "SELECT hits, window_start FROM rate_limits WHERE bucket = $1 AND window_start > $2",
         )
         .bind(bucket)
-        .bind(now() - to_i64(window))
+        .bind(self.now() - to_i64(window))
         .fetch_optional(&self.pool)
         .await?;
         Ok(match row {
@@ -779,7 +779,7 @@ impl Store {
             },
             None => BucketState {
                 hits: 0,
-                window_start: to_u64(now()),
+                window_start: to_u64(self.now()),
             },
         })
     }
@@ -798,11 +798,11 @@ impl Store {
         sqlx::query(
             "DELETE FROM rate_limits WHERE window_start < $1 AND bucket NOT LIKE 'unknown-login:%'",
         )
-        .bind(now() - 86_400)
+        .bind(self.now() - 86_400)
         .execute(&self.pool)
         .await?;
         sqlx::query("DELETE FROM webauthn_challenges WHERE expires_at < $1")
-            .bind(now())
+            .bind(self.now())
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -824,7 +824,7 @@ impl Store {
         )
         .bind(username)
         .bind(password_hash)
-        .bind(now())
+        .bind(self.now())
         .bind(owner)
         .execute(&self.pool)
         .await?;
@@ -851,7 +851,7 @@ impl Store {
         .bind(name)
         .bind(bot)
         .bind(usage)
-        .bind(now())
+        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok(())

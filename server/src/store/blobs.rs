@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Backend, Store, StoreError, now, to_i64, to_u64};
+use super::{Backend, Store, StoreError, to_i64, to_u64};
 
 /// One stored blob's bookkeeping (never its content).
 #[derive(Debug, Clone)]
@@ -87,7 +87,7 @@ impl Store {
         .bind(owner)
         .bind(to_i64(size))
         .bind(to_i64(chunks))
-        .bind(now())
+        .bind(self.now())
         .bind(recipient)
         .execute(&mut *tx)
         .await?;

@@ -46,6 +46,8 @@ pub struct Append {
 /// An append waiting for its transaction.
 pub(super) struct Queued {
     pub append: Append,
+    /// When the relay received it (Unix seconds, the store's clock).
+    pub received_at: i64,
     pub answer: oneshot::Sender<Result<Result<u64, u64>, StoreError>>,
 }
 
@@ -81,7 +83,7 @@ async fn commit(pool: &AnyPool, batch: Vec<Queued>) {
                 tracing::debug!(error = %e, size = batch.len(), "group commit failed; one by one");
             }
             for queued in batch {
-                let outcome = append_one(pool, &queued.append).await;
+                let outcome = append_one(pool, &queued.append, queued.received_at).await;
                 let _ = queued.answer.send(outcome);
             }
         }
@@ -93,7 +95,7 @@ async fn append_all(pool: &AnyPool, batch: &[Queued]) -> Result<Vec<Result<u64, 
     let mut tx = begin_immediate(pool).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for queued in batch {
-        outcomes.push(append_in(&mut tx, &queued.append).await?);
+        outcomes.push(append_in(&mut tx, &queued.append, queued.received_at).await?);
     }
     tx.commit().await?;
     Ok(outcomes)
@@ -103,9 +105,10 @@ async fn append_all(pool: &AnyPool, batch: &[Queued]) -> Result<Vec<Result<u64, 
 pub(super) async fn append_one(
     pool: &AnyPool,
     append: &Append,
+    received_at: i64,
 ) -> Result<Result<u64, u64>, StoreError> {
     let mut tx = begin_immediate(pool).await?;
-    match append_in(&mut tx, append).await {
+    match append_in(&mut tx, append, received_at).await {
         Ok(outcome) => {
             tx.commit().await?;
             Ok(outcome)
@@ -143,6 +146,7 @@ async fn first_of_duplicate(
 pub(super) async fn append_postgres(
     pool: &AnyPool,
     append: &Append,
+    received_at: i64,
 ) -> Result<Result<u64, u64>, StoreError> {
     let row = sqlx::query(
         "WITH existing AS (
@@ -166,7 +170,7 @@ pub(super) async fn append_postgres(
     .bind(append.payload.clone())
     .bind(append.public_state.clone())
     .bind(append.payload_hash.as_str())
-    .bind(super::now())
+    .bind(received_at)
     .fetch_one(pool)
     .await;
     let row = match row {
@@ -204,6 +208,7 @@ pub(super) async fn begin_immediate(
 async fn append_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     append: &Append,
+    received_at: i64,
 ) -> Result<Result<u64, u64>, StoreError> {
     let bumped = match &append.public_state {
         Some(state) => sqlx::query(
@@ -240,6 +245,7 @@ async fn append_in(
         &append.sender,
         &append.payload,
         Some(&append.payload_hash),
+        received_at,
     )
     .await?;
     Ok(Ok(to_u64(seq)))

@@ -28,6 +28,8 @@ pub use channels::{NewGroup, PublicListing};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+use crate::clock::Clock;
+
 /// Which SQL dialect the pool speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -207,13 +209,8 @@ pub struct Store {
     backend: Backend,
     /// Appends wait here for the next group commit (SQLite).
     appends: Option<tokio::sync::mpsc::Sender<group_commit::Queued>>,
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    /// What "now" is for every row written and every expiry checked.
+    clock: Clock,
 }
 
 fn to_i64(value: u64) -> i64 {
@@ -225,8 +222,13 @@ fn to_u64(value: i64) -> u64 {
 }
 
 impl Store {
-    /// Connects and brings the schema up to date.
+    /// Connects and brings the schema up to date, on the system's clock.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with_clock(url, Clock::system()).await
+    }
+
+    /// Connects, on `clock`, and brings the schema up to date.
+    pub async fn connect_with_clock(url: &str, clock: Clock) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
@@ -257,9 +259,20 @@ impl Store {
             pool,
             backend,
             appends,
+            clock,
         };
         migrations::run(&store.pool, backend).await?;
         Ok(store)
+    }
+
+    /// The clock this store reads.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Now, in Unix seconds, as rows store it.
+    fn now(&self) -> i64 {
+        to_i64(self.clock.unix_now())
     }
 
     /// The connection pool, for the audit log that shares this database.
@@ -304,7 +317,7 @@ impl Store {
         )
         .bind(username)
         .bind(password_hash)
-        .bind(now())
+        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
@@ -339,7 +352,7 @@ impl Store {
         .bind(device_id)
         .bind(username)
         .bind(public_key.to_vec())
-        .bind(now())
+        .bind(self.now())
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -390,7 +403,7 @@ impl Store {
     /// Forgets nonces whose requests could no longer pass the freshness check.
     pub async fn prune_nonces(&self) -> Result<u64, StoreError> {
         let result = sqlx::query("DELETE FROM request_nonces WHERE expires_at < $1")
-            .bind(now())
+            .bind(self.now())
             .execute(&self.pool)
             .await?;
         Ok(result.rows_affected())
@@ -430,7 +443,7 @@ impl Store {
              WHERE device_id = $1 AND last_resort = FALSE AND expires_at > $2",
         )
         .bind(device_id)
-        .bind(now())
+        .bind(self.now())
         .fetch_one(&mut *tx)
         .await?;
         let stocked = to_u64(stocked.get::<i64, _>(0));
@@ -478,7 +491,7 @@ impl Store {
              FROM key_packages WHERE device_id = $1 AND expires_at > $2",
         )
         .bind(device_id)
-        .bind(now())
+        .bind(self.now())
         .fetch_one(&self.pool)
         .await?;
         Ok((to_u64(row.get::<i64, _>(0)), row.get::<i64, _>(1) > 0))
@@ -521,7 +534,7 @@ impl Store {
         for device in devices {
             let one_time = sqlx::query(&claim_one_time)
                 .bind(&device)
-                .bind(now())
+                .bind(self.now())
                 .fetch_optional(&self.pool)
                 .await?;
             let package = match one_time {
@@ -531,7 +544,7 @@ impl Store {
                      WHERE device_id = $1 AND last_resort = TRUE AND expires_at > $2 LIMIT 1",
                 )
                 .bind(&device)
-                .bind(now())
+                .bind(self.now())
                 .fetch_optional(&self.pool)
                 .await?
                 .map(|r| r.get::<Vec<u8>, _>(0)),
@@ -565,7 +578,7 @@ impl Store {
         .bind(group_id)
         .bind(to_i64(epoch))
         .bind(public_state.to_vec())
-        .bind(now())
+        .bind(self.now())
         .bind(created_by)
         .bind(listing.map(|l| l.name))
         .bind(listing.map(|l| l.topic))
@@ -699,7 +712,7 @@ impl Store {
             "UPDATE groups SET archived_at = $2 WHERE group_id = $1 AND archived_at IS NULL",
         )
         .bind(group_id)
-        .bind(now())
+        .bind(self.now())
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
@@ -840,17 +853,25 @@ impl Store {
 
     /// [`Store::append`] of a message whose hash the caller has already.
     pub async fn append_message(&self, append: Append) -> Result<Result<u64, u64>, StoreError> {
+        let received_at = self.now();
         let Some(queue) = &self.appends else {
-            return group_commit::append_postgres(&self.pool, &append).await;
+            return group_commit::append_postgres(&self.pool, &append, received_at).await;
         };
         let (answer, answered) = tokio::sync::oneshot::channel();
-        match queue.send(group_commit::Queued { append, answer }).await {
+        let queued = group_commit::Queued {
+            append,
+            received_at,
+            answer,
+        };
+        match queue.send(queued).await {
             Ok(()) => match answered.await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(StoreError::Database(sqlx::Error::WorkerCrashed)),
             },
             // No committer (the runtime is shutting down): on our own.
-            Err(refused) => group_commit::append_one(&self.pool, &refused.0.append).await,
+            Err(refused) => {
+                group_commit::append_one(&self.pool, &refused.0.append, received_at).await
+            }
         }
     }
 
@@ -942,6 +963,7 @@ impl Store {
             record.sender,
             record.commit,
             Some(&commit_hash),
+            self.now(),
         )
         .await?;
         for device in record.removed {
@@ -968,6 +990,7 @@ impl Store {
                 // A Welcome only ever travels with its commit: never posted
                 // again on its own, so never looked up by its bytes.
                 None,
+                self.now(),
             )
             .await?;
             for device in record.added {
@@ -1111,6 +1134,7 @@ async fn insert_message(
     sender: &str,
     payload: &[u8],
     hash: Option<&PayloadHash>,
+    created_at: i64,
 ) -> Result<(), sqlx::Error> {
     let hash = hash.map(PayloadHash::as_str);
     sqlx::query(
@@ -1123,7 +1147,7 @@ async fn insert_message(
     .bind(to_i64(epoch))
     .bind(sender)
     .bind(payload.to_vec())
-    .bind(now())
+    .bind(created_at)
     .bind(hash)
     .execute(&mut **tx)
     .await?;
