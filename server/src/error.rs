@@ -55,12 +55,6 @@ pub enum ServerError {
     Refused(String),
 }
 
-impl From<crate::server_key::SealError> for ApiError {
-    fn from(error: crate::server_key::SealError) -> Self {
-        ApiError::Internal(format!("server key: {error}"))
-    }
-}
-
 impl ServerError {
     /// A failed file operation: `action` is what was tried ("read", "create
     /// data directory").

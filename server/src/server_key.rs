@@ -2,7 +2,7 @@
 //! not in it, so that a dump of the database alone does not open what it seals
 //! (TOTP secrets).
 
-use crate::error::ServerError;
+use crate::error::{ApiError, ServerError};
 use std::fmt;
 use std::io::Write;
 use std::path::Path;
@@ -60,6 +60,12 @@ pub enum SealError {
     /// Sealed under another key, or for another context, or altered.
     #[error("sealed value does not open with this server key")]
     WrongKey,
+}
+
+impl From<SealError> for ApiError {
+    fn from(error: SealError) -> Self {
+        ApiError::Internal(format!("server key: {error}"))
+    }
 }
 
 impl ServerKey {
