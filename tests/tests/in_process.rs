@@ -95,7 +95,9 @@ async fn one_client_per_home_directory() {
 /// Fails unless `result` is the relay's 401 `session_expired`.
 fn assert_session_expired<T: std::fmt::Debug>(result: Result<T, ClientError>) {
     match result {
-        Err(ClientError::Server { status: 401, code, .. }) if code == "session_expired" => {}
+        Err(ClientError::Server {
+            status: 401, code, ..
+        }) if code == "session_expired" => {}
         other => panic!("expected 401 session_expired, got {other:?}"),
     }
 }

@@ -109,6 +109,33 @@ fn opt_u64(row: &sqlx::any::AnyRow, index: usize) -> Option<u64> {
 }
 
 impl Store {
+    /// Creates an account; `false` if the name is taken.
+    pub async fn create_account(
+        &self,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO accounts (username, password_hash, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(self.now())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// The stored password hash of `username`.
+    pub async fn password_hash(&self, username: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT password_hash FROM accounts WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<String, _>(0)))
+    }
+
     // ----- sessions and devices -------------------------------------------
 
     /// The signing device with its session and its account's second-factor state.

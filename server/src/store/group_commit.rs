@@ -19,7 +19,8 @@
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{MessageKind, PayloadHash, StoreError, insert_message, to_i64, to_u64};
+use super::messages::insert_message;
+use super::{MessageKind, PayloadHash, StoreError, to_i64, to_u64};
 
 /// Most appends in one transaction.
 const MAX_BATCH: usize = 256;

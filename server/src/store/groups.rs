@@ -1,0 +1,455 @@
+//! Groups: their public MLS state and epoch, who may post and read, the
+//! commit that moves an epoch, archiving and retention.
+
+use sqlx::Row;
+
+use super::messages::insert_message;
+use super::{MessageKind, NewGroup, PayloadHash, PublicListing, Store, StoreError, to_i64, to_u64};
+
+/// A group's public state.
+#[derive(Debug, Clone)]
+pub struct GroupRow {
+    /// Current epoch.
+    pub epoch: u64,
+    /// openmls public-group state (no secrets).
+    pub public_state: Vec<u8>,
+    /// A public channel: listed, and open to join by external commit.
+    pub public: bool,
+    /// Archived: read-only.
+    pub archived: bool,
+    /// Members may hand newcomers the group's history.
+    pub history_sharing: bool,
+}
+
+/// What the relay needs to admit a message to a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupAccess {
+    /// Current epoch.
+    pub epoch: u64,
+    /// Whether the asking device is a current member.
+    pub member: bool,
+    /// Whether the group was archived (read-only).
+    pub archived: bool,
+}
+
+/// What the relay needs to admit a posted message: the group's
+/// [`GroupAccess`] for the posting device, and whether the same bytes were
+/// accepted before (their position and first sender).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    /// Epoch, membership and archival.
+    pub access: GroupAccess,
+    /// The same bytes, accepted earlier: their position and the device that
+    /// posted them.
+    pub earlier_post: Option<(u64, String)>,
+}
+
+/// The changes one accepted commit makes.
+#[derive(Debug)]
+pub struct CommitRecord<'a> {
+    /// Hex group id.
+    pub group_id: &'a str,
+    /// The epoch the commit was built on.
+    pub from_epoch: u64,
+    /// The epoch after it.
+    pub to_epoch: u64,
+    /// Public state after merging it.
+    pub public_state: &'a [u8],
+    /// The committing device.
+    pub sender: &'a str,
+    /// The commit message.
+    pub commit: &'a [u8],
+    /// The Welcome for added devices, if any were added by a member (an
+    /// external commit adds its sender, who needs none).
+    pub welcome: Option<&'a [u8]>,
+    /// A public channel's GroupInfo for the new epoch.
+    pub group_info: Option<&'a [u8]>,
+    /// Devices added by the commit.
+    pub added: &'a [String],
+    /// Devices removed by the commit.
+    pub removed: &'a [String],
+    /// Log entries for the membership changes, entered with the commit.
+    pub audit: Vec<conclave_audit::Event>,
+}
+
+impl Store {
+    /// Creates a group with its creator (`creator` device of account
+    /// `created_by`) as the only member; `false` if the id is taken.
+    pub async fn create_group(
+        &self,
+        group_id: &str,
+        epoch: u64,
+        public_state: &[u8],
+        creator: &str,
+        created_by: &str,
+        listing: Option<&PublicListing<'_>>,
+    ) -> Result<NewGroup, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO groups (group_id, epoch, next_seq, public_state, created_at, created_by,
+                                 public_name, public_topic, group_info)
+             VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8) ON CONFLICT (group_id) DO NOTHING",
+        )
+        .bind(group_id)
+        .bind(to_i64(epoch))
+        .bind(public_state.to_vec())
+        .bind(self.now())
+        .bind(created_by)
+        .bind(listing.map(|l| l.name))
+        .bind(listing.map(|l| l.topic))
+        .bind(listing.map(|l| l.group_info.to_vec()))
+        .execute(&mut *tx)
+        .await;
+        let inserted = match inserted {
+            // Another public channel has the name: the unique index decides,
+            // even between two creators at once.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Ok(NewGroup::NameTaken);
+            }
+            other => other?.rows_affected() == 1,
+        };
+        if !inserted {
+            return Ok(NewGroup::Exists);
+        }
+        {
+            sqlx::query(
+                "INSERT INTO memberships (group_id, device_id, join_seq, leave_seq, acked_seq)
+                 VALUES ($1, $2, 0, NULL, 0)",
+            )
+            .bind(group_id)
+            .bind(creator)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(NewGroup::Created)
+    }
+
+    /// A group's epoch and public state.
+    pub async fn group(&self, group_id: &str) -> Result<Option<GroupRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT epoch, public_state,
+                    CAST(CASE WHEN public_name IS NULL THEN 0 ELSE 1 END AS BIGINT),
+                    CAST(CASE WHEN archived_at IS NULL THEN 0 ELSE 1 END AS BIGINT),
+                    history_sharing
+             FROM groups WHERE group_id = $1",
+        )
+        .bind(group_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| GroupRow {
+            epoch: to_u64(r.get(0)),
+            public_state: r.get(1),
+            public: r.get::<i64, _>(2) == 1,
+            archived: r.get::<i64, _>(3) == 1,
+            history_sharing: r.get::<i64, _>(4) == 1,
+        }))
+    }
+
+    /// A group's current epoch and whether `device_id` is a current member,
+    /// in one small query (the public state stays on disk).
+    pub async fn access(
+        &self,
+        group_id: &str,
+        device_id: &str,
+    ) -> Result<Option<GroupAccess>, StoreError> {
+        let row = sqlx::query(
+            "SELECT g.epoch, CAST(CASE WHEN EXISTS (
+                 SELECT 1 FROM memberships m
+                 WHERE m.group_id = g.group_id AND m.device_id = $2 AND m.leave_seq IS NULL
+             ) THEN 1 ELSE 0 END AS BIGINT),
+             CAST(CASE WHEN g.archived_at IS NULL THEN 0 ELSE 1 END AS BIGINT)
+             FROM groups g WHERE g.group_id = $1",
+        )
+        .bind(group_id)
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| GroupAccess {
+            epoch: to_u64(r.get(0)),
+            member: r.get::<i64, _>(1) == 1,
+            archived: r.get::<i64, _>(2) == 1,
+        }))
+    }
+
+    /// [`Admission`] of a message with `payload_hash` posted by `device_id`
+    /// to `group_id`, in one query; `None` if there is no such group.
+    pub async fn admission(
+        &self,
+        group_id: &str,
+        device_id: &str,
+        payload_hash: &PayloadHash,
+    ) -> Result<Option<Admission>, StoreError> {
+        let row = sqlx::query(
+            "SELECT g.epoch, CAST(CASE WHEN EXISTS (
+                 SELECT 1 FROM memberships m
+                 WHERE m.group_id = g.group_id AND m.device_id = $2 AND m.leave_seq IS NULL
+             ) THEN 1 ELSE 0 END AS BIGINT),
+             CAST(CASE WHEN g.archived_at IS NULL THEN 0 ELSE 1 END AS BIGINT),
+             p.seq, p.sender_device
+             FROM groups g
+             LEFT JOIN messages p ON p.group_id = g.group_id AND p.payload_hash = $3
+             WHERE g.group_id = $1",
+        )
+        .bind(group_id)
+        .bind(device_id)
+        .bind(payload_hash.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| {
+            let earlier_seq: Option<i64> = r.get(3);
+            let earlier_sender: Option<String> = r.get(4);
+            Admission {
+                access: GroupAccess {
+                    epoch: to_u64(r.get(0)),
+                    member: r.get::<i64, _>(1) == 1,
+                    archived: r.get::<i64, _>(2) == 1,
+                },
+                earlier_post: earlier_seq
+                    .map(|seq| (to_u64(seq), earlier_sender.unwrap_or_default())),
+            }
+        }))
+    }
+
+    /// The account that created a group, if the group exists.
+    pub async fn group_creator(&self, group_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(created_by, '') FROM groups WHERE group_id = $1")
+            .bind(group_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Archives a group: from now on nothing more is appended to it.
+    /// `false` if it was archived already.
+    pub async fn archive_group(&self, group_id: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE groups SET archived_at = $2 WHERE group_id = $1 AND archived_at IS NULL",
+        )
+        .bind(group_id)
+        .bind(self.now())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Sets a group's own retention (`None`: the workspace's applies).
+    pub async fn set_group_retention(
+        &self,
+        group_id: &str,
+        days: Option<u32>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE groups SET retention_days = $2 WHERE group_id = $1")
+            .bind(group_id)
+            .bind(days.map(i64::from))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Each group's retention in days (its own, else the workspace's), for
+    /// the groups that have one.
+    pub async fn retention(&self, workspace_days: u32) -> Result<Vec<(String, u32)>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT group_id, COALESCE(retention_days, $1) FROM groups
+             WHERE COALESCE(retention_days, $1) > 0",
+        )
+        .bind(i64::from(workspace_days))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                u32::try_from(r.get::<i64, _>(1)).unwrap_or(u32::MAX),
+            )
+        })
+        .collect())
+    }
+
+    /// The retention in days of each group `device_id` belongs to that has one.
+    pub async fn retention_of(
+        &self,
+        device_id: &str,
+        workspace_days: u32,
+    ) -> Result<Vec<(String, u32)>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT DISTINCT g.group_id, COALESCE(g.retention_days, $2)
+             FROM memberships m JOIN groups g ON g.group_id = m.group_id
+             WHERE m.device_id = $1 AND m.leave_seq IS NULL
+               AND COALESCE(g.retention_days, $2) > 0",
+        )
+        .bind(device_id)
+        .bind(i64::from(workspace_days))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                u32::try_from(r.get::<i64, _>(1)).unwrap_or(u32::MAX),
+            )
+        })
+        .collect())
+    }
+
+    /// Deletes a group's application messages (ciphertext) stored before
+    /// `cutoff` (Unix seconds). Commits and Welcomes stay: a device that was
+    /// away still needs them to follow the group. Returns how many went.
+    pub async fn delete_messages_before(
+        &self,
+        group_id: &str,
+        cutoff: u64,
+    ) -> Result<u64, StoreError> {
+        let result = sqlx::query(
+            "DELETE FROM messages WHERE group_id = $1 AND kind = 'application' AND created_at < $2",
+        )
+        .bind(group_id)
+        .bind(to_i64(cutoff))
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// The archived groups `device_id` belongs to.
+    pub async fn archived_groups_of(&self, device_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT DISTINCT g.group_id FROM memberships m JOIN groups g ON g.group_id = m.group_id
+             WHERE m.device_id = $1 AND m.leave_seq IS NULL AND g.archived_at IS NOT NULL",
+        )
+        .bind(device_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+    }
+
+    /// The groups `device_id` currently belongs to.
+    pub async fn groups_of(&self, device_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT DISTINCT group_id FROM memberships WHERE device_id = $1 AND leave_seq IS NULL",
+        )
+        .bind(device_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+    }
+
+    /// Applies an accepted commit if the group is still at its epoch: the
+    /// commit, its Welcome and the membership changes land together or not at
+    /// all. Returns the commit's sequence number, or `Err(current_epoch)`.
+    pub async fn apply_commit(
+        &self,
+        record: &CommitRecord<'_>,
+    ) -> Result<Result<u64, u64>, StoreError> {
+        let commit_hash = PayloadHash::of(record.commit);
+        let mut tx = self.begin_write().await?;
+        let slots = if record.welcome.is_some() { 2 } else { 1 };
+        let bumped = sqlx::query(
+            "UPDATE groups SET epoch = $3, public_state = $4, next_seq = next_seq + $5
+             WHERE group_id = $1 AND epoch = $2 RETURNING next_seq - $5",
+        )
+        .bind(record.group_id)
+        .bind(to_i64(record.from_epoch))
+        .bind(to_i64(record.to_epoch))
+        .bind(record.public_state.to_vec())
+        .bind(slots)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = bumped else {
+            drop(tx);
+            // The same commit, posted twice at once (a retry racing the
+            // first try): the first moved the epoch, and this one is it.
+            if let Some(first) = self.seq_of_hash(record.group_id, &commit_hash).await? {
+                return Ok(Ok(first));
+            }
+            return Ok(Err(self.current_epoch(record.group_id).await?));
+        };
+        let seq: i64 = row.get(0);
+        insert_message(
+            &mut tx,
+            record.group_id,
+            seq,
+            MessageKind::Commit,
+            record.from_epoch,
+            record.sender,
+            record.commit,
+            Some(&commit_hash),
+            self.now(),
+        )
+        .await?;
+        for device in record.removed {
+            sqlx::query(
+                "UPDATE memberships SET leave_seq = $3
+                 WHERE group_id = $1 AND device_id = $2 AND leave_seq IS NULL",
+            )
+            .bind(record.group_id)
+            .bind(device)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(welcome) = record.welcome {
+            let welcome_seq = seq + 1;
+            insert_message(
+                &mut tx,
+                record.group_id,
+                welcome_seq,
+                MessageKind::Welcome,
+                record.to_epoch,
+                record.sender,
+                welcome,
+                // A Welcome only ever travels with its commit: never posted
+                // again on its own, so never looked up by its bytes.
+                None,
+                self.now(),
+            )
+            .await?;
+            for device in record.added {
+                sqlx::query(
+                    "INSERT INTO memberships (group_id, device_id, join_seq, leave_seq, acked_seq)
+                     VALUES ($1, $2, $3, NULL, $4)",
+                )
+                .bind(record.group_id)
+                .bind(device)
+                .bind(welcome_seq)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            }
+        } else {
+            // Joined by external commit: the device built its state from the
+            // commit itself and reads from the next message on.
+            for device in record.added {
+                sqlx::query(
+                    "INSERT INTO memberships (group_id, device_id, join_seq, leave_seq, acked_seq)
+                     VALUES ($1, $2, $3, NULL, $3)",
+                )
+                .bind(record.group_id)
+                .bind(device)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        if let Some(group_info) = record.group_info {
+            sqlx::query("UPDATE groups SET group_info = $2 WHERE group_id = $1")
+                .bind(record.group_id)
+                .bind(group_info.to_vec())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for entry in &record.audit {
+            conclave_audit::log::append(&mut tx, entry.clone()).await?;
+        }
+        tx.commit().await?;
+        Ok(Ok(to_u64(seq)))
+    }
+
+    async fn current_epoch(&self, group_id: &str) -> Result<u64, StoreError> {
+        Ok(self.group(group_id).await?.map(|g| g.epoch).unwrap_or(0))
+    }
+}

@@ -1,0 +1,264 @@
+//! The ciphertext log of each group, and each device's delivery cursor
+//! (`memberships.acked_seq`).
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Append, MessageKind, Store, StoreError, group_commit, to_i64, to_u64};
+
+/// The SHA-256 (hex) of a posted MLS message: how a retry of the same
+/// bytes is recognised. Computed once per post and handed along.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadHash(String);
+
+impl PayloadHash {
+    /// The hash of `payload`.
+    pub fn of(payload: &[u8]) -> Self {
+        PayloadHash(conclave_crypto::sha256_hex(payload))
+    }
+
+    pub(super) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A device's acknowledgement of a group up to a position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// Hex device id.
+    pub device_id: String,
+    /// Hex group id.
+    pub group_id: String,
+    /// Everything up to here was received.
+    pub seq: u64,
+}
+
+/// One message waiting for one device.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// Hex group id.
+    pub group_id: String,
+    /// Position in the group's order.
+    pub seq: u64,
+    /// What the payload is.
+    pub kind: MessageKind,
+    /// The MLS message bytes.
+    pub payload: Vec<u8>,
+}
+
+pub(super) fn pending_from_row(row: &AnyRow) -> Result<Pending, StoreError> {
+    Ok(Pending {
+        group_id: row.get(0),
+        seq: to_u64(row.get(1)),
+        kind: stored_kind(row, 2)?,
+        payload: row.get(3),
+    })
+}
+
+/// The message kind in column `index`, by its stored name.
+fn stored_kind(row: &AnyRow, index: usize) -> Result<MessageKind, StoreError> {
+    let name: String = row.try_get(index)?;
+    name.parse()
+        .map_err(|e: conclave_proto::UnknownMessageKind| {
+            StoreError::Database(sqlx::Error::Decode(Box::new(e)))
+        })
+}
+
+/// Inserts one message row; `hash` is that of everything a client posts and
+/// may post again after a lost answer.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn insert_message(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    group_id: &str,
+    seq: i64,
+    kind: MessageKind,
+    epoch: u64,
+    sender: &str,
+    payload: &[u8],
+    hash: Option<&PayloadHash>,
+    created_at: i64,
+) -> Result<(), sqlx::Error> {
+    let hash = hash.map(PayloadHash::as_str);
+    sqlx::query(
+        "INSERT INTO messages (group_id, seq, kind, epoch, sender_device, payload, created_at, payload_hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(group_id)
+    .bind(seq)
+    .bind(kind.as_str())
+    .bind(to_i64(epoch))
+    .bind(sender)
+    .bind(payload.to_vec())
+    .bind(created_at)
+    .bind(hash)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Appends a non-commit message if the group is still at `epoch`.
+    /// Returns its sequence number (the first one's, if these very bytes
+    /// are already there), or `Err(current_epoch)` on a conflict. A proposal
+    /// also replaces the public state (it joins the proposal queue).
+    ///
+    /// Durable when it returns; appends made at the same moment share one
+    /// transaction (see `group_commit`).
+    pub async fn append(
+        &self,
+        group_id: &str,
+        epoch: u64,
+        kind: MessageKind,
+        sender: &str,
+        payload: &[u8],
+        new_public_state: Option<&[u8]>,
+    ) -> Result<Result<u64, u64>, StoreError> {
+        self.append_message(Append {
+            group_id: group_id.to_owned(),
+            epoch,
+            kind,
+            sender: sender.to_owned(),
+            payload: payload.to_vec(),
+            payload_hash: PayloadHash::of(payload),
+            public_state: new_public_state.map(<[u8]>::to_vec),
+        })
+        .await
+    }
+
+    /// [`Store::append`] of a message whose hash the caller has already.
+    pub async fn append_message(&self, append: Append) -> Result<Result<u64, u64>, StoreError> {
+        let received_at = self.now();
+        let Some(queue) = &self.appends else {
+            return group_commit::append_postgres(&self.pool, &append, received_at).await;
+        };
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let queued = group_commit::Queued {
+            append,
+            received_at,
+            answer,
+        };
+        match queue.send(queued).await {
+            Ok(()) => match answered.await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(StoreError::Database(sqlx::Error::WorkerCrashed)),
+            },
+            // No committer (the runtime is shutting down): on our own.
+            Err(refused) => {
+                group_commit::append_one(&self.pool, &refused.0.append, received_at).await
+            }
+        }
+    }
+
+    /// The message at `seq` in a group, if it is stored.
+    pub async fn message_at(
+        &self,
+        group_id: &str,
+        seq: u64,
+    ) -> Result<Option<Pending>, StoreError> {
+        sqlx::query("SELECT kind, payload FROM messages WHERE group_id = $1 AND seq = $2")
+            .bind(group_id)
+            .bind(to_i64(seq))
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| {
+                Ok(Pending {
+                    group_id: group_id.to_owned(),
+                    seq,
+                    kind: stored_kind(&r, 0)?,
+                    payload: r.get(1),
+                })
+            })
+            .transpose()
+    }
+
+    /// The position of a message (application, proposal or commit) already
+    /// accepted with exactly these bytes, if any: a client's retry after a
+    /// lost answer.
+    pub async fn seq_of_payload(
+        &self,
+        group_id: &str,
+        payload: &[u8],
+    ) -> Result<Option<u64>, StoreError> {
+        self.seq_of_hash(group_id, &PayloadHash::of(payload)).await
+    }
+
+    pub(super) async fn seq_of_hash(
+        &self,
+        group_id: &str,
+        hash: &PayloadHash,
+    ) -> Result<Option<u64>, StoreError> {
+        Ok(
+            sqlx::query("SELECT seq FROM messages WHERE group_id = $1 AND payload_hash = $2")
+                .bind(group_id)
+                .bind(hash.as_str())
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| to_u64(r.get(0))),
+        )
+    }
+
+    /// Messages waiting for `device_id`, oldest first within each group.
+    ///
+    /// A device sees its Welcome (at its `join_seq`), then every later message
+    /// of the group up to and including the commit that removed it.
+    pub async fn pending(&self, device_id: &str, limit: u32) -> Result<Vec<Pending>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.group_id, m.seq, m.kind, m.payload
+             FROM memberships ms JOIN messages m ON m.group_id = ms.group_id
+             WHERE ms.device_id = $1
+               AND m.seq > ms.acked_seq
+               AND ((m.seq = ms.join_seq AND m.kind = 'welcome')
+                    OR (m.seq > ms.join_seq AND m.kind <> 'welcome'))
+               AND (ms.leave_seq IS NULL OR m.seq <= ms.leave_seq)
+             ORDER BY m.group_id, m.seq
+             LIMIT $2",
+        )
+        .bind(device_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(pending_from_row).collect()
+    }
+
+    /// Acknowledges everything in `group_id` up to `seq` for `device_id`.
+    /// Finished memberships (removed and fully acknowledged) are dropped.
+    pub async fn ack(&self, device_id: &str, group_id: &str, seq: u64) -> Result<(), StoreError> {
+        self.ack_many(&[Ack {
+            device_id: device_id.to_owned(),
+            group_id: group_id.to_owned(),
+            seq,
+        }])
+        .await
+    }
+
+    /// [`Store::ack`] for many devices and groups, in one transaction (one
+    /// flush to disk for all of them).
+    pub async fn ack_many(&self, acks: &[Ack]) -> Result<(), StoreError> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for ack in acks {
+            let seq = to_i64(ack.seq);
+            sqlx::query(
+                "UPDATE memberships SET acked_seq = $3
+                 WHERE device_id = $1 AND group_id = $2 AND acked_seq < $3 AND join_seq <= $3",
+            )
+            .bind(&ack.device_id)
+            .bind(&ack.group_id)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM memberships
+                 WHERE device_id = $1 AND group_id = $2 AND leave_seq IS NOT NULL AND acked_seq >= leave_seq",
+            )
+            .bind(&ack.device_id)
+            .bind(&ack.group_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
