@@ -72,6 +72,19 @@ pub struct CommitRecord<'a> {
     pub audit: Vec<conclave_audit::Event>,
 }
 
+/// The columns [`Store::access`] and [`Store::admission`] share, over
+/// `groups g`: the epoch, whether device `$2` is a current member, and
+/// whether the group is archived.
+macro_rules! epoch_membership_archived {
+    () => {
+        "g.epoch, CAST(CASE WHEN EXISTS (
+             SELECT 1 FROM memberships m
+             WHERE m.group_id = g.group_id AND m.device_id = $2 AND m.leave_seq IS NULL
+         ) THEN 1 ELSE 0 END AS BIGINT),
+         CAST(CASE WHEN g.archived_at IS NULL THEN 0 ELSE 1 END AS BIGINT)"
+    };
+}
+
 impl Store {
     /// Creates a group with its creator (`creator` device of account
     /// `created_by`) as the only member; `false` if the id is taken.
@@ -153,14 +166,11 @@ impl Store {
         group_id: &str,
         device_id: &str,
     ) -> Result<Option<GroupAccess>, StoreError> {
-        let row = sqlx::query(
-            "SELECT g.epoch, CAST(CASE WHEN EXISTS (
-                 SELECT 1 FROM memberships m
-                 WHERE m.group_id = g.group_id AND m.device_id = $2 AND m.leave_seq IS NULL
-             ) THEN 1 ELSE 0 END AS BIGINT),
-             CAST(CASE WHEN g.archived_at IS NULL THEN 0 ELSE 1 END AS BIGINT)
-             FROM groups g WHERE g.group_id = $1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            epoch_membership_archived!(),
+            " FROM groups g WHERE g.group_id = $1"
+        ))
         .bind(group_id)
         .bind(device_id)
         .fetch_optional(&self.pool)
@@ -180,17 +190,14 @@ impl Store {
         device_id: &str,
         payload_hash: &PayloadHash,
     ) -> Result<Option<Admission>, StoreError> {
-        let row = sqlx::query(
-            "SELECT g.epoch, CAST(CASE WHEN EXISTS (
-                 SELECT 1 FROM memberships m
-                 WHERE m.group_id = g.group_id AND m.device_id = $2 AND m.leave_seq IS NULL
-             ) THEN 1 ELSE 0 END AS BIGINT),
-             CAST(CASE WHEN g.archived_at IS NULL THEN 0 ELSE 1 END AS BIGINT),
-             p.seq, p.sender_device
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            epoch_membership_archived!(),
+            ", p.seq, p.sender_device
              FROM groups g
              LEFT JOIN messages p ON p.group_id = g.group_id AND p.payload_hash = $3
-             WHERE g.group_id = $1",
-        )
+             WHERE g.group_id = $1"
+        ))
         .bind(group_id)
         .bind(device_id)
         .bind(payload_hash.as_str())
