@@ -455,7 +455,7 @@ impl Client {
             let credential = DeviceCredential::from_mls(package.leaf_node().credential())
                 .map_err(ClientError::mls)?;
             if credential.user() != name {
-                return Err(ClientError::Mls(format!(
+                return Err(ClientError::mls(format!(
                     "relay sent a key package of {} for {name}",
                     credential.user()
                 )));
@@ -466,13 +466,13 @@ impl Client {
                 DevicePublicKey::from_bytes(package.leaf_node().signature_key().as_slice())
                     .map(|key| key.device_id());
             if key_device != Ok(credential.device()) {
-                return Err(ClientError::Mls(format!(
+                return Err(ClientError::mls(format!(
                     "relay sent a key package whose key does not belong to device {} of {name}",
                     credential.device()
                 )));
             }
             if only_device.is_some_and(|d| d != credential.device().to_string()) {
-                return Err(ClientError::Mls(format!(
+                return Err(ClientError::mls(format!(
                     "relay sent a key package of another device of {name}"
                 )));
             }

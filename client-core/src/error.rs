@@ -15,12 +15,14 @@ pub enum ClientError {
         /// The relay's explanation.
         message: String,
     },
-    /// Local storage failed.
+    /// Local storage failed; the source says how (SQLite, the file system,
+    /// a stored value that no longer parses).
     #[error("local store: {0}")]
-    Store(String),
-    /// MLS processing failed.
+    Store(#[source] Cause),
+    /// MLS processing failed, or something that should be MLS is not; the
+    /// source is openmls's error where there is one.
     #[error("MLS: {0}")]
-    Mls(String),
+    Mls(#[source] Cause),
     /// No account on this device yet.
     #[error("not logged in: run `register` or `login` first")]
     NotLoggedIn,
@@ -87,13 +89,19 @@ pub enum ClientError {
     TooManyConflicts(u32),
 }
 
+/// The error beneath a [`ClientError`], kept for `source()`: a library's
+/// error, or a sentence where client-core itself found the problem.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 impl ClientError {
-    pub(crate) fn store(e: impl std::fmt::Display) -> Self {
-        ClientError::Store(e.to_string())
+    /// A storage failure, keeping `cause` as the source.
+    pub(crate) fn store(cause: impl Into<Cause>) -> Self {
+        ClientError::Store(cause.into())
     }
 
-    pub(crate) fn mls(e: impl std::fmt::Debug) -> Self {
-        ClientError::Mls(format!("{e:?}"))
+    /// An MLS failure, keeping `cause` (openmls's error) as the source.
+    pub(crate) fn mls(cause: impl Into<Cause>) -> Self {
+        ClientError::Mls(cause.into())
     }
 
     /// Whether the relay refused because the group moved to another epoch.

@@ -39,7 +39,7 @@ pub(crate) fn group_id_of(hex_id: &str) -> Result<GroupId> {
 pub(crate) fn load_group(provider: &TxProvider<'_>, group_id: &str) -> Result<MlsGroup> {
     MlsGroup::load(provider.storage(), &group_id_of(group_id)?)
         .map_err(ClientError::mls)?
-        .ok_or_else(|| ClientError::Store(format!("MLS state for group {group_id} is missing")))
+        .ok_or_else(|| ClientError::store(format!("MLS state for group {group_id} is missing")))
 }
 
 pub(crate) fn tls_bytes(message: &MlsMessageOut) -> Result<Vec<u8>> {

@@ -100,7 +100,7 @@ pub use commands::{CommandSent, SlashCommand};
 pub use conclave_audit as transparency;
 pub use conclave_crypto::{NEW_PASSWORD_CHARS, check_new_password, is_command_name};
 pub use content::{Content, Decoded, FileRef, SecretText, reaction_emoji};
-pub use error::{ClientError, Result};
+pub use error::{Cause, ClientError, Result};
 pub use event::Event;
 pub use files::Progress;
 pub use history::MAX_BUNDLE_MESSAGES;

@@ -117,7 +117,7 @@ impl Client {
             let state: GroupInfoAnswer = self.fetch(&routes::group_info(&group_id)).await?;
             let decode = |field: &str, text: &str| {
                 STANDARD.decode(text).map_err(|_| {
-                    ClientError::Mls(format!("relay sent a {field} that is not base64"))
+                    ClientError::mls(format!("relay sent a {field} that is not base64"))
                 })
             };
             let MlsMessageBodyIn::GroupInfo(info) =

@@ -158,7 +158,7 @@ impl Client {
         let mut stream = self.session.transport.open_stream(request).await?;
         while let Some(frame) = stream.next_frame().await {
             let frame: StreamFrame = serde_json::from_str(&frame?)
-                .map_err(|e| ClientError::Mls(format!("relay sent a malformed frame: {e}")))?;
+                .map_err(|e| ClientError::mls(format!("relay sent a malformed frame: {e}")))?;
             let delivered = match frame {
                 StreamFrame::Message(delivered) => delivered,
                 StreamFrame::DevicesChanged => {

@@ -289,7 +289,7 @@ impl Client {
                         outcome = Outcome::Undecryptable(e.to_string())
                     }
                     Err(e) => {
-                        return Err(ClientError::Mls(format!(
+                        return Err(ClientError::mls(format!(
                             "cannot process commit {}: {e}",
                             delivered.seq
                         )));
