@@ -1,144 +1,16 @@
-//! `conclave-server admin …`: accounts, roles, invites and policy, managed
-//! from the server host. Nothing here is reachable over the network: whoever
-//! can run this can already read the data directory.
-
-use clap::{Subcommand, ValueEnum};
+//! Host-side administration: accounts, roles, invites, bots, commands and
+//! policy, managed from the server host through [`Admin`]. Nothing here is
+//! reachable over the network: whoever can run this can already read the
+//! data directory. `conclave-server admin …` (the binary's `admin.rs`) is
+//! its command line; this module decides and records, the binary prints.
 
 use crate::accounts::invites::issue_invite;
 use crate::error::ServerError;
 use crate::events::{AuditAction, AuditEvent, AuditTrail};
 use crate::{Config, Store, open_store};
 
-/// Prints a line to standard output. A reader that went away (`| head -1`)
-/// ends the output quietly instead of panicking the command.
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-
-/// [`out!`] without the newline.
-macro_rules! out_raw {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($arg)*);
-    }};
-}
-
-/// What to do instead of serving.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Manage accounts, invites and workspace policy from the server host.
-    #[command(subcommand)]
-    Admin(AdminCommand),
-}
-
-/// Managing slash commands.
-#[derive(Debug, Subcommand)]
-pub enum SlashCommandAdmin {
-    /// Register /NAME, answered by BOT (a bot account).
-    Add {
-        /// The command, without the slash: 1-32 of a-z 0-9 _ -.
-        name: String,
-        /// The bot account that answers it.
-        #[arg(long)]
-        bot: String,
-        /// One line shown to people, e.g. "/deploy SERVICE [VERSION]" [default: /NAME].
-        #[arg(long)]
-        usage: Option<String>,
-    },
-    /// Remove /NAME.
-    Remove {
-        /// The command, without the slash.
-        name: String,
-    },
-    /// List the commands.
-    List,
-}
-
-/// Host-side administration.
-#[derive(Debug, Subcommand)]
-pub enum AdminCommand {
-    /// List accounts with their roles, second factors and devices.
-    Users,
-    /// Create a bot account run by OWNER: its devices carry the bot mark and
-    /// the owner in their MLS credential. Prints the bot's password once.
-    Bot {
-        /// The bot's account name.
-        name: String,
-        /// The account responsible for it.
-        #[arg(long)]
-        owner: String,
-    },
-    /// The workspace's slash commands: each is answered by a bot.
-    #[command(subcommand)]
-    Command(SlashCommandAdmin),
-    /// Grant a role to an account.
-    Grant {
-        /// The account.
-        username: String,
-        /// The role.
-        role: Role,
-    },
-    /// Take a role away from an account.
-    RevokeRole {
-        /// The account.
-        username: String,
-        /// The role.
-        role: Role,
-    },
-    /// Issue single-use invite codes (registration is invite-only unless open_registration is set).
-    Invite {
-        /// How long the codes stay valid, e.g. 7d, 12h.
-        #[arg(long, default_value = "7d")]
-        expires_in: String,
-        /// How many codes to issue.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
-        count: u32,
-    },
-    /// Show workspace policy, or change it.
-    Policy {
-        /// Require every account to have a second factor; accounts without one can only enroll.
-        #[arg(long)]
-        require_second_factor: Option<bool>,
-        /// Delete message ciphertext older than this many days in every channel
-        /// (0: keep forever); a channel's own setting wins.
-        #[arg(long, value_name = "DAYS")]
-        retention_days: Option<u32>,
-        /// The most people a group direct message may have, its creator
-        /// included (clients enforce it; beyond it, make a channel) [default: 9].
-        #[arg(long, value_name = "PEOPLE", value_parser = clap::value_parser!(u32).range(2..=256))]
-        max_group_dm: Option<u32>,
-    },
-    /// Show the latest entries of the audit log.
-    Events {
-        /// How many.
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-    },
-    /// Print the audit log's verifier key (for auditors and clients) and its latest checkpoint.
-    LogKey,
-    /// Lock an account at once: every device revoked, every second factor and
-    /// recovery code removed, no sign-in until a recovery invite is redeemed.
-    Lock {
-        /// The account.
-        username: String,
-    },
-    /// Hand an account back to its owner: lock it (as `lock`) and print a
-    /// one-time recovery invite. With it, `conclave login USER --recovery-invite`
-    /// sets a new password and signs in a new device.
-    Recover {
-        /// The account.
-        username: String,
-        /// How long the invite stays valid, e.g. 1d, 12h.
-        #[arg(long, default_value = "1d")]
-        expires_in: String,
-    },
-}
-
 /// Roles an account can hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// May issue invites over the API.
     Admin,
@@ -147,7 +19,8 @@ pub enum Role {
 }
 
 impl Role {
-    fn as_str(self) -> &'static str {
+    /// The role's name, as the relay stores it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => crate::accounts::ADMIN_ROLE,
             Role::Auditor => crate::http::audit::AUDITOR_ROLE,
@@ -316,277 +189,283 @@ fn refuse_a_missing_relay(config: &Config) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Runs one admin command against the configured database.
-pub async fn run(config: Config, command: AdminCommand) -> Result<(), ServerError> {
-    refuse_a_missing_relay(&config)?;
-    let store = open_store(&config).await?;
-    let (log, _) = crate::transparency_log(&store, &config)?;
-    let events = AuditTrail::new(log.clone(), false, store.clock().clone());
-    match command {
-        AdminCommand::Users => {
-            out!(
-                "{:<32} {:<16} {:<5} {:<8} DEVICES",
-                "USERNAME",
-                "ROLES",
-                "TOTP",
-                "PASSKEYS"
-            );
-            for account in store.accounts().await.map_err(db)? {
-                let roles = if account.roles.is_empty() {
-                    "-".to_owned()
-                } else {
-                    account.roles.join(",")
-                };
-                out!(
-                    "{:<32} {:<16} {:<5} {:<8} {}",
-                    account.username,
-                    roles,
-                    if account.totp { "yes" } else { "no" },
-                    account.webauthn,
-                    account.active_devices
-                );
-            }
-        }
-        AdminCommand::Grant { username, role } => {
-            if !store
-                .grant_role(&username, role.as_str())
-                .await
-                .map_err(db)?
-            {
-                return Err(ServerError::Refused(format!(
-                    "no account named {username:?}"
-                )));
-            }
-            events
-                .record(
-                    AuditEvent::success(AuditAction::RoleChanged, HOST_ADMIN)
-                        .target(format!("{username}:+{}", role.as_str())),
-                )
-                .await
-                .map_err(refused)?;
-            out!("{username} is now {}", role.as_str());
-        }
-        AdminCommand::RevokeRole { username, role } => {
-            if !store
-                .revoke_role(&username, role.as_str())
-                .await
-                .map_err(db)?
-            {
-                return Err(ServerError::Refused(format!(
-                    "{username:?} does not have the {} role",
-                    role.as_str()
-                )));
-            }
-            events
-                .record(
-                    AuditEvent::success(AuditAction::RoleChanged, HOST_ADMIN)
-                        .target(format!("{username}:-{}", role.as_str())),
-                )
-                .await
-                .map_err(refused)?;
-            out!("{username} is no longer {}", role.as_str());
-        }
-        AdminCommand::Command(SlashCommandAdmin::Add { name, bot, usage }) => {
-            let usage = usage.unwrap_or_else(|| format!("/{}", name.trim_start_matches('/')));
-            let name = register_command(&store, &events, &name, &bot, &usage).await?;
-            out!("/{name} is answered by {bot}: {usage}");
-        }
-        AdminCommand::Command(SlashCommandAdmin::Remove { name }) => {
-            let name = name.trim_start_matches('/').to_owned();
-            if !store.remove_command(&name).await.map_err(db)? {
-                return Err(ServerError::Refused(format!("there is no command /{name}")));
-            }
-            events
-                .record(
-                    AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
-                        .target(format!("command:{name}"))
-                        .detail("removed", true),
-                )
-                .await
-                .map_err(refused)?;
-            out!("removed /{name}");
-        }
-        AdminCommand::Command(SlashCommandAdmin::List) => {
-            for (name, bot, usage) in store.commands().await.map_err(db)? {
-                out!("/{name}  ({bot})  {usage}");
-            }
-        }
-        AdminCommand::Bot { name, owner } => {
-            let password = new_bot(&store, &events, &name, &owner).await?;
-            out!("created bot {name}, owned by {owner}");
-            out!(
-                "its password (shown once; give it to the bot's host): {}",
-                password.as_str()
-            );
-        }
-        AdminCommand::Invite { expires_in, count } => {
-            let ttl = crate::config::parse_duration("--expires-in", &expires_in)?;
-            for _ in 0..count {
-                let (code, id, expires_at) = issue_invite(&store, HOST_ADMIN, ttl)
-                    .await
-                    .map_err(refused)?;
-                events
-                    .record(
-                        AuditEvent::success(AuditAction::InviteCreated, HOST_ADMIN)
-                            .target(format!("invite:{id}")),
-                    )
-                    .await
-                    .map_err(refused)?;
-                out!("{}  (expires {})", code.as_str(), utc(expires_at));
-            }
-        }
-        AdminCommand::Policy {
-            require_second_factor,
-            retention_days,
-            max_group_dm,
-        } => {
-            if let Some(people) = max_group_dm {
-                store
-                    .set_setting("max_group_dm", &people.to_string())
-                    .await
-                    .map_err(db)?;
-                events
-                    .record(
-                        AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
-                            .target(format!("max_group_dm={people}")),
-                    )
-                    .await
-                    .map_err(refused)?;
-            }
-            if let Some(days) = retention_days {
-                store
-                    .set_setting("retention_days", &days.to_string())
-                    .await
-                    .map_err(db)?;
-                events
-                    .record(
-                        AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
-                            .target(format!("retention_days={days}")),
-                    )
-                    .await
-                    .map_err(refused)?;
-            }
-            if let Some(required) = require_second_factor {
-                store
-                    .set_setting(
-                        "require_second_factor",
-                        if required { "true" } else { "false" },
-                    )
-                    .await
-                    .map_err(db)?;
-                events
-                    .record(
-                        AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
-                            .target(format!("require_second_factor={required}")),
-                    )
-                    .await
-                    .map_err(refused)?;
-            }
-            let required = store
-                .setting("require_second_factor")
-                .await
-                .map_err(db)?
-                .as_deref()
-                == Some("true");
-            out!("require_second_factor = {required}");
-            let retention = store.setting("retention_days").await.map_err(db)?;
-            out!("retention_days = {}", retention.as_deref().unwrap_or("0"));
-            let people = store.setting("max_group_dm").await.map_err(db)?;
-            out!(
-                "max_group_dm = {}",
-                people.unwrap_or_else(|| conclave_proto::DEFAULT_MAX_GROUP_DM.to_string())
-            );
-            out!("open_registration = {}", config.open_registration);
-        }
-        AdminCommand::Events { limit } => {
-            let log_error =
-                |e: conclave_audit::log::LogError| ServerError::Refused(format!("audit log: {e}"));
-            let size = log.size().await.map_err(log_error)?;
-            let start = size.saturating_sub(u64::from(limit));
-            for entry in log.entries(start, size).await.map_err(log_error)? {
-                let Ok(event) = conclave_audit::Event::decode(&entry.leaf) else {
-                    out!("#{} (not a valid event: the log was altered)", entry.index);
-                    continue;
-                };
-                let details: String = event
-                    .details
-                    .iter()
-                    .map(|(name, value)| format!(" {name}={value}"))
-                    .collect();
-                out!(
-                    "#{} {} {} {} actor={} device={} target={}{}{}",
-                    entry.index,
-                    utc(event.time),
-                    event.action,
-                    event.outcome,
-                    event.actor.as_deref().unwrap_or("-"),
-                    event.device.as_deref().unwrap_or("-"),
-                    event.target.as_deref().unwrap_or("-"),
-                    event
-                        .client_ip
-                        .map(|ip| format!(" ip={ip}"))
-                        .unwrap_or_default(),
-                    details,
-                );
-            }
-        }
-        AdminCommand::LogKey => {
-            out!("{}", log.verifier_key());
-            let checkpoint = log
-                .checkpoint(store.clock().unix_now())
-                .await
-                .map_err(|e| ServerError::Refused(format!("audit log: {e}")))?;
-            out_raw!("{}", checkpoint.note);
-        }
-        AdminCommand::Lock { username } => {
-            lock_account(&store, &events, &username).await?;
-            out!(
-                "locked {username}: every device revoked, every second factor and recovery code removed"
-            );
-            out!(
-                "give its owner a recovery invite with `conclave-server admin recover {username}`"
-            );
-        }
-        AdminCommand::Recover {
-            username,
-            expires_in,
-        } => {
-            let ttl = crate::config::parse_duration("--expires-in", &expires_in)?;
-            if !store.account_locked(&username).await.map_err(db)? {
-                lock_account(&store, &events, &username).await?;
-                out!(
-                    "locked {username}: every device revoked, every second factor and recovery code removed"
-                );
-            }
-            let code = crate::accounts::factors::INVITE_CODE.generate();
-            let (id, whole) = crate::accounts::factors::INVITE_CODE
-                .parse(&code)
-                .ok_or_else(|| {
-                    ServerError::Refused("a generated invite code does not parse".into())
-                })?;
-            let hash = crate::auth::hash_secret(whole).await.map_err(refused)?;
-            let expires_at = store.clock().unix_now() + ttl;
-            store
-                .create_recovery_invite(&id, &hash, HOST_ADMIN, &username, expires_at)
-                .await
-                .map_err(db)?;
-            events
-                .record(
-                    AuditEvent::success(AuditAction::InviteCreated, HOST_ADMIN)
-                        .target(format!("invite:{id}"))
-                        .detail("recovers", &username),
-                )
-                .await
-                .map_err(refused)?;
-            out!(
-                "recovery invite for {username} (one use, expires {}):",
-                utc(expires_at)
-            );
-            out!("{}", code.as_str());
-            out!("its owner runs: conclave login {username} --recovery-invite");
-        }
+/// The relay's data, opened for host-side administration. Every change is
+/// recorded in the audit log as the host administrator's.
+#[derive(Debug)]
+pub struct Admin {
+    config: Config,
+    store: Store,
+    log: conclave_audit::log::TransparencyLog,
+    events: AuditTrail,
+}
+
+/// Workspace policy, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Every account must have a second factor.
+    pub require_second_factor: bool,
+    /// Days messages are kept (0: forever), where a channel sets none.
+    pub retention_days: String,
+    /// The most people in a group direct message.
+    pub max_group_dm: String,
+    /// Whether anyone may register without an invite (a relay setting).
+    pub open_registration: bool,
+}
+
+/// A change to workspace policy; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicyChange {
+    /// Require a second factor of every account.
+    pub require_second_factor: Option<bool>,
+    /// Days messages are kept (0: forever).
+    pub retention_days: Option<u32>,
+    /// The most people in a group direct message.
+    pub max_group_dm: Option<u32>,
+}
+
+/// An issued invite: the code to hand out (shown once) and when it expires.
+#[derive(Debug)]
+pub struct IssuedInvite {
+    /// The code.
+    pub code: zeroize::Zeroizing<String>,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// One entry of the audit log, as an administrator reads it.
+#[derive(Debug)]
+pub struct LoggedEvent {
+    /// Its position in the log.
+    pub index: u64,
+    /// The event; `None` if the entry does not decode (the log was altered).
+    pub event: Option<conclave_audit::Event>,
+}
+
+impl Admin {
+    /// Opens the relay's data for administration, refusing a data directory
+    /// where no relay has started (see `refuse_a_missing_relay`).
+    pub async fn open(config: Config) -> Result<Self, ServerError> {
+        refuse_a_missing_relay(&config)?;
+        let store = open_store(&config).await?;
+        let (log, _) = crate::transparency_log(&store, &config)?;
+        let events = AuditTrail::new(log.clone(), false, store.clock().clone());
+        Ok(Self {
+            config,
+            store,
+            log,
+            events,
+        })
     }
-    Ok(())
+
+    /// Every account, with its roles, second factors and devices.
+    pub async fn accounts(&self) -> Result<Vec<crate::store::AccountSummary>, ServerError> {
+        self.store.accounts().await.map_err(db)
+    }
+
+    /// Grants `role` to `username`.
+    pub async fn grant(&self, username: &str, role: Role) -> Result<(), ServerError> {
+        if !self
+            .store
+            .grant_role(username, role.as_str())
+            .await
+            .map_err(db)?
+        {
+            return Err(ServerError::Refused(format!(
+                "no account named {username:?}"
+            )));
+        }
+        self.record(
+            AuditEvent::success(AuditAction::RoleChanged, HOST_ADMIN)
+                .target(format!("{username}:+{}", role.as_str())),
+        )
+        .await
+    }
+
+    /// Takes `role` away from `username`.
+    pub async fn revoke_role(&self, username: &str, role: Role) -> Result<(), ServerError> {
+        if !self
+            .store
+            .revoke_role(username, role.as_str())
+            .await
+            .map_err(db)?
+        {
+            return Err(ServerError::Refused(format!(
+                "{username:?} does not have the {} role",
+                role.as_str()
+            )));
+        }
+        self.record(
+            AuditEvent::success(AuditAction::RoleChanged, HOST_ADMIN)
+                .target(format!("{username}:-{}", role.as_str())),
+        )
+        .await
+    }
+
+    /// Routes `/name` to `bot`, shown with `usage` (default `/name`).
+    /// Returns the name without its slash, and the usage.
+    pub async fn add_command(
+        &self,
+        name: &str,
+        bot: &str,
+        usage: Option<&str>,
+    ) -> Result<(String, String), ServerError> {
+        let usage = usage.map_or_else(
+            || format!("/{}", name.trim_start_matches('/')),
+            str::to_owned,
+        );
+        let name = register_command(&self.store, &self.events, name, bot, &usage).await?;
+        Ok((name, usage))
+    }
+
+    /// Removes `/name`; returns the name without its slash.
+    pub async fn remove_command(&self, name: &str) -> Result<String, ServerError> {
+        let name = name.trim_start_matches('/').to_owned();
+        if !self.store.remove_command(&name).await.map_err(db)? {
+            return Err(ServerError::Refused(format!("there is no command /{name}")));
+        }
+        self.record(
+            AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
+                .target(format!("command:{name}"))
+                .detail("removed", true),
+        )
+        .await?;
+        Ok(name)
+    }
+
+    /// The slash commands: name, bot, usage.
+    pub async fn commands(&self) -> Result<Vec<(String, String, String)>, ServerError> {
+        self.store.commands().await.map_err(db)
+    }
+
+    /// Creates bot account `name` run by `owner`; returns its password,
+    /// which exists nowhere else.
+    pub async fn create_bot(
+        &self,
+        name: &str,
+        owner: &str,
+    ) -> Result<zeroize::Zeroizing<String>, ServerError> {
+        new_bot(&self.store, &self.events, name, owner).await
+    }
+
+    /// Issues one single-use invite code valid for `ttl` seconds.
+    pub async fn invite(&self, ttl: u64) -> Result<IssuedInvite, ServerError> {
+        let (code, id, expires_at) = issue_invite(&self.store, HOST_ADMIN, ttl)
+            .await
+            .map_err(refused)?;
+        self.record(
+            AuditEvent::success(AuditAction::InviteCreated, HOST_ADMIN)
+                .target(format!("invite:{id}")),
+        )
+        .await?;
+        Ok(IssuedInvite { code, expires_at })
+    }
+
+    /// Applies `change`, then reads the policy back.
+    pub async fn policy(&self, change: PolicyChange) -> Result<Policy, ServerError> {
+        let settings = [
+            ("max_group_dm", change.max_group_dm.map(|p| p.to_string())),
+            (
+                "retention_days",
+                change.retention_days.map(|d| d.to_string()),
+            ),
+            (
+                "require_second_factor",
+                change.require_second_factor.map(|r| r.to_string()),
+            ),
+        ];
+        for (name, value) in settings {
+            let Some(value) = value else { continue };
+            self.store.set_setting(name, &value).await.map_err(db)?;
+            self.record(
+                AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
+                    .target(format!("{name}={value}")),
+            )
+            .await?;
+        }
+        let setting =
+            |name: &'static str| async move { self.store.setting(name).await.map_err(db) };
+        Ok(Policy {
+            require_second_factor: setting("require_second_factor").await?.as_deref()
+                == Some("true"),
+            retention_days: setting("retention_days")
+                .await?
+                .unwrap_or_else(|| "0".to_owned()),
+            max_group_dm: setting("max_group_dm")
+                .await?
+                .unwrap_or_else(|| conclave_proto::DEFAULT_MAX_GROUP_DM.to_string()),
+            open_registration: self.config.open_registration,
+        })
+    }
+
+    /// The latest `limit` entries of the audit log, oldest first.
+    pub async fn recent_events(&self, limit: u32) -> Result<Vec<LoggedEvent>, ServerError> {
+        let log_error =
+            |e: conclave_audit::log::LogError| ServerError::Refused(format!("audit log: {e}"));
+        let size = self.log.size().await.map_err(log_error)?;
+        let start = size.saturating_sub(u64::from(limit));
+        Ok(self
+            .log
+            .entries(start, size)
+            .await
+            .map_err(log_error)?
+            .into_iter()
+            .map(|entry| LoggedEvent {
+                index: entry.index,
+                event: conclave_audit::Event::decode(&entry.leaf).ok(),
+            })
+            .collect())
+    }
+
+    /// The log's verifier key, and a checkpoint signed now.
+    pub async fn log_key(&self) -> Result<(String, String), ServerError> {
+        let checkpoint = self
+            .log
+            .checkpoint(self.store.clock().unix_now())
+            .await
+            .map_err(|e| ServerError::Refused(format!("audit log: {e}")))?;
+        Ok((self.log.verifier_key().to_string(), checkpoint.note))
+    }
+
+    /// Locks `username` at once: every device revoked, every second factor
+    /// and recovery code removed, no sign-in until a recovery invite.
+    pub async fn lock(&self, username: &str) -> Result<(), ServerError> {
+        lock_account(&self.store, &self.events, username).await
+    }
+
+    /// Whether `username` is locked.
+    pub async fn is_locked(&self, username: &str) -> Result<bool, ServerError> {
+        self.store.account_locked(username).await.map_err(db)
+    }
+
+    /// A one-time recovery invite for `username` (locked already), valid
+    /// for `ttl` seconds.
+    pub async fn recovery_invite(
+        &self,
+        username: &str,
+        ttl: u64,
+    ) -> Result<IssuedInvite, ServerError> {
+        let code = crate::accounts::factors::INVITE_CODE.generate();
+        let (id, whole) = crate::accounts::factors::INVITE_CODE
+            .parse(&code)
+            .ok_or_else(|| ServerError::Refused("a generated invite code does not parse".into()))?;
+        let hash = crate::auth::hash_secret(whole).await.map_err(refused)?;
+        let expires_at = self.store.clock().unix_now() + ttl;
+        self.store
+            .create_recovery_invite(&id, &hash, HOST_ADMIN, username, expires_at)
+            .await
+            .map_err(db)?;
+        self.record(
+            AuditEvent::success(AuditAction::InviteCreated, HOST_ADMIN)
+                .target(format!("invite:{id}"))
+                .detail("recovers", username),
+        )
+        .await?;
+        Ok(IssuedInvite { code, expires_at })
+    }
+
+    async fn record(&self, event: AuditEvent) -> Result<(), ServerError> {
+        self.events.record(event).await.map_err(refused)
+    }
 }
 
 /// Locks `username`: every device revoked, every factor and recovery code

@@ -292,7 +292,7 @@ impl Config {
 const DAY: u64 = 86_400;
 
 /// Parses `90s`, `15m`, `12h`, `7d` or a plain number of seconds.
-pub(crate) fn parse_duration(name: &str, text: &str) -> Result<u64, ServerError> {
+pub fn parse_duration(name: &str, text: &str) -> Result<u64, ServerError> {
     let text = text.trim();
     let (number, unit) = match text.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c),

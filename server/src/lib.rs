@@ -39,7 +39,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use clock::Clock;
-pub use config::{Config, LogFormat, Settings};
+pub use config::{Config, LogFormat, Settings, parse_duration};
 pub use error::{ApiError, ServerError};
 pub use events::{AuditAction, AuditEvent, AuditTrail};
 use relay::{Notice, Notifier};

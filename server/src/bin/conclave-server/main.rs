@@ -1,4 +1,7 @@
-//! `conclave-server`: see `conclave-server --help`.
+//! `conclave-server`: see `conclave-server --help`. The command line is
+//! here; the relay, its settings and its administration are the library's.
+
+mod admin;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,7 +22,7 @@ struct CommandLine {
     flags: Flags,
     /// What to do instead of serving.
     #[command(subcommand)]
-    command: Option<conclave_server::admin::Command>,
+    command: Option<admin::Command>,
 }
 
 /// The relay's settings on the command line and in the environment. Every
@@ -173,8 +176,8 @@ async fn serve(command_line: CommandLine) -> Result<(), ServerError> {
     let CommandLine { flags, command } = command_line;
     let config = Config::resolve(flags.settings()?)?;
     start_logging(config.log_format, command.is_some());
-    if let Some(conclave_server::admin::Command::Admin(command)) = command {
-        return conclave_server::admin::run(config, command).await;
+    if let Some(admin::Command::Admin(command)) = command {
+        return admin::run(config, command).await;
     }
     let listener =
         std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Host {
