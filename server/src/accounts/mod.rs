@@ -11,16 +11,37 @@
 //! - `changes.rs`: a change to who can sign in, applied with its audit
 //!   entries and announced to the account's devices;
 //! - `invites.rs`: invite codes and bot passwords (the admin CLI uses them
-//!   too).
+//!   too);
+//! - `login.rs`: signing in a device, a new one or one the account has;
+//! - `recovery.rs`: recovery by code (factors of the last days removed)
+//!   and by a host administrator's recovery invite.
+
+use conclave_crypto::Username;
+use conclave_proto::Password;
+
+use crate::error::{ApiError, ApiResult};
 
 pub(crate) mod challenges;
 pub(crate) mod changes;
 pub(crate) mod factors;
 pub(crate) mod invites;
+pub(crate) mod login;
 pub(crate) mod proof;
+pub(crate) mod recovery;
 pub(crate) mod recovery_codes;
 
 /// Name under which the TOTP issuer and the WebAuthn relying party appear.
 pub(crate) const ISSUER: &str = "Conclave";
 /// Role that may issue invites over the API.
 pub const ADMIN_ROLE: &str = "admin";
+
+/// `text` as a username, or a 400 that says what is wrong with it.
+pub(crate) fn username(text: &str) -> ApiResult<Username> {
+    Username::parse(text).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// Refuses a new password too weak to keep (400, saying why).
+pub(crate) fn check_new_password(password: &Password) -> ApiResult<()> {
+    conclave_crypto::check_new_password(password.expose())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
+}

@@ -13,33 +13,33 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use conclave_crypto::{DevicePublicKey, Username};
 use conclave_proto::{
     AccountStatus, DEFAULT_MAX_GROUP_DM, DeviceInfo, DeviceList, FactorRemovedAnswer, InviteAnswer,
-    LoginAnswer, PasskeyAddedAnswer, PasskeyInfo, Password, PasswordChangeAnswer, RecoveryAnswer,
+    LoginAnswer, PasskeyAddedAnswer, PasskeyInfo, PasswordChangeAnswer, RecoveryAnswer,
     RecoveryCodesAnswer, RegisterAnswer, RegisterBody, RevokedAnswer, SecretText, TotpConfirmBody,
     TotpEnrollmentAnswer, WebauthnChallenge, WebauthnChallengeBody, routes,
 };
-use std::net::IpAddr;
 use webauthn_rs::prelude::{
     CreationChallengeResponse, Passkey, PasskeyRegistration, PublicKeyCredential,
     RegisterPublicKeyCredential, RequestChallengeResponse,
 };
 use zeroize::Zeroizing;
 
+use crate::AppState;
 use crate::accounts::challenges::{put_challenge, take_challenge};
 use crate::accounts::changes::apply_change;
 use crate::accounts::factors::{self, INVITE_CODE};
 use crate::accounts::invites::issue_invite;
-use crate::accounts::proof::{Factor, Presenter, Proof, SecondFactor, totp_context, verify_proof};
+use crate::accounts::proof::{Factor, Presenter, Proof, totp_context, verify_proof};
+use crate::accounts::recovery::{recover_account, recovery_answer, recovery_proof};
 use crate::accounts::recovery_codes::{new_recovery_code_set, shown};
 use crate::accounts::{ADMIN_ROLE, ISSUER};
+use crate::accounts::{check_new_password, username};
 use crate::auth::{Signed, client_ip, hash_password, parse_json, read_body, verify_secret};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{AuditAction, AuditEvent};
 use crate::limits::{self, ip_key};
-use crate::store::{AccountChange, ChangeOutcome, CredentialRow};
-use crate::{AppState, Notice};
+use crate::store::{AccountChange, CredentialRow};
 
 /// Longest an invite may stay open.
 const MAX_INVITE_TTL: u64 = 30 * 86_400;
@@ -71,20 +71,10 @@ pub fn routes() -> Router<AppState> {
 
 // The protocol's bodies, with the WebAuthn objects as webauthn-rs reads
 // them (boxed: an assertion is far larger than a code).
-type LoginBody = conclave_proto::LoginBody<Box<PublicKeyCredential>>;
 type PasswordChangeBody = conclave_proto::PasswordChangeBody<Box<PublicKeyCredential>>;
 type InviteBody = conclave_proto::InviteBody<Box<PublicKeyCredential>>;
 type PasskeyRegistrationBody =
     conclave_proto::PasskeyRegistrationBody<Box<RegisterPublicKeyCredential>>;
-
-fn username(text: &str) -> ApiResult<Username> {
-    Username::parse(text).map_err(|e| ApiError::BadRequest(e.to_string()))
-}
-
-fn check_new_password(password: &Password) -> ApiResult<()> {
-    conclave_crypto::check_new_password(password.expose())
-        .map_err(|e| ApiError::BadRequest(e.to_string()))
-}
 
 // ----- proofs: password plus second factor ----------------------------------
 
@@ -135,182 +125,15 @@ async fn register(
 
 /// The JSON body of an unsigned request, read as `Signed::json` reads a
 /// signed one.
+async fn login(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<LoginAnswer>> {
+    Ok(Json(crate::accounts::login::login(&state, signed).await?))
+}
+
 async fn unsigned_json<T: serde::de::DeserializeOwned>(
     request: Request,
     state: &AppState,
 ) -> ApiResult<T> {
     parse_json(&read_body(request.into_body(), state.config.max_body_bytes).await?)
-}
-
-async fn login(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<LoginAnswer>> {
-    let body: LoginBody = signed.json()?;
-    let name = username(&body.username)?;
-    let user = name.as_str();
-    let key = crate::error::decode_b64("public_key", &body.public_key)?;
-    let device = DevicePublicKey::from_bytes(&key)
-        .map_err(|_| ApiError::BadRequest("public_key is not a valid Ed25519 key".into()))?;
-    // Proof of possession: the request must be signed by the key it registers,
-    // not by some other device that is already known.
-    if device != signed.public_key {
-        return Err(ApiError::BadSignature(
-            "a login must be signed by the device key it registers",
-        ));
-    }
-    let device_id = device.device_id().to_string();
-    let known = match &signed.username {
-        Some(owner) if owner != user => return Err(ApiError::Conflict("device")),
-        Some(_) => true,
-        None => false,
-    };
-    if body.recover {
-        recovery_proof(&body.proof)?;
-    }
-    let factor = match (body.recovery_invite, body.new_password) {
-        (Some(invite), Some(new_password)) => {
-            if known {
-                return Err(ApiError::BadRequest(
-                    "a recovery invite signs in a new device; this one is already registered"
-                        .into(),
-                ));
-            }
-            redeem_recovery_invite(&state, user, invite, new_password, signed.ip).await?;
-            None
-        }
-        (Some(_), None) | (None, Some(_)) => {
-            return Err(ApiError::BadRequest(
-                "a recovery invite comes with new_password, and only with it".into(),
-            ));
-        }
-        (None, None) => {
-            let presenter = if known {
-                Presenter::KnownDevice(&device_id)
-            } else {
-                Presenter::NewDevice
-            };
-            verify_proof(
-                &state,
-                user,
-                body.proof,
-                signed.ip,
-                AuditAction::Login,
-                presenter,
-            )
-            .await?
-        }
-    };
-    // Without a second factor only an account's first device may sign in:
-    // the password alone never adds a device to an account that has one.
-    if factor.is_none() && !known && state.store.active_device_count(user).await? > 0 {
-        state
-            .audit
-            .record(
-                AuditEvent::failure(AuditAction::Login, user, "new_device_needs_second_factor")
-                    .device(&device_id)
-                    .from_ip(signed.ip),
-            )
-            .await?;
-        return Err(ApiError::EnrollmentRequired(
-            "a new device needs a second factor; enroll TOTP or a passkey on a device you already use",
-        ));
-    }
-    if known {
-        if !state.store.start_session(&device_id).await? {
-            return Err(ApiError::DeviceRevoked);
-        }
-    } else {
-        // The registration clients check before they trust this key: it
-        // lands in the log in the same transaction as the device.
-        let registration = state.audit.entry(
-            AuditEvent::success(AuditAction::DeviceAdded, user)
-                .device(&device_id)
-                .target(format!("device:{device_id}"))
-                .detail("public_key", hex::encode(&key))
-                .from_ip(signed.ip),
-        );
-        if !state
-            .store
-            .add_device(user, &device_id, &key, registration)
-            .await?
-        {
-            return Err(ApiError::Conflict("device"));
-        }
-        state.tell(Notice::DevicesChanged {
-            username: user.to_owned(),
-        });
-    }
-    state
-        .audit
-        .record(
-            AuditEvent::success(AuditAction::Login, user)
-                .device(&device_id)
-                .from_ip(signed.ip),
-        )
-        .await?;
-    let recovery = if body.recover {
-        let (outcome, codes) = recover_account(&state, user, &device_id, signed.ip).await?;
-        Some(recovery_answer(outcome, codes))
-    } else {
-        None
-    };
-    Ok(Json(LoginAnswer {
-        recovery_codes_left: state.store.recovery_codes_left(user).await?,
-        device_id,
-        recovery,
-        second_factor: factor.map(|f| f.as_str().to_owned()),
-        username: user.to_owned(),
-    }))
-}
-
-/// Redeems a host administrator's recovery invite for a locked account:
-/// the account gets `new_password` and is unlocked, in one transaction with
-/// its log entry. Wrong codes are slowed down like wrong passwords.
-async fn redeem_recovery_invite(
-    state: &AppState,
-    user: &str,
-    invite: SecretText,
-    new_password: Password,
-    ip: Option<IpAddr>,
-) -> ApiResult<()> {
-    check_new_password(&new_password)?;
-    limits::count(state, limits::LOGIN_PER_IP, &ip_key(ip)).await?;
-    limits::reserve_backoff(state, limits::NEW_DEVICE_BACKOFF, user).await?;
-    let (id, whole) = INVITE_CODE
-        .parse(invite.expose())
-        .ok_or(ApiError::InviteInvalid)?;
-    let stored = state.store.open_recovery_invite(&id, user).await?;
-    if !verify_secret(whole, stored).await? {
-        state
-            .audit
-            .record(
-                AuditEvent::failure(AuditAction::AccountUnlocked, user, "bad_recovery_invite")
-                    .from_ip(ip),
-            )
-            .await?;
-        return Err(ApiError::InviteInvalid);
-    }
-    let hash = hash_password(new_password).await?;
-    let unlocked = apply_change(
-        state,
-        user,
-        AccountChange::Unlocked {
-            hash: &hash,
-            invite_id: &id,
-        },
-        None,
-        |_| {
-            vec![
-                AuditEvent::success(AuditAction::AccountUnlocked, user)
-                    .target(format!("invite:{id}"))
-                    .from_ip(ip),
-            ]
-        },
-    )
-    .await?;
-    if !unlocked.applied {
-        return Err(ApiError::InviteInvalid);
-    }
-    limits::clear_backoff(&state.store, limits::NEW_DEVICE_BACKOFF, user).await?;
-    Ok(())
 }
 
 /// Starts a WebAuthn authentication for `username`: for a login, or for a
@@ -730,87 +553,6 @@ async fn new_recovery_codes(
     Ok(Json(RecoveryCodesAnswer {
         recovery_codes: shown(codes),
     }))
-}
-
-/// How far back a recovery reaches: factors added within this window are
-/// the ones a thief could have added, and go.
-fn recovery_window_start(state: &AppState) -> u64 {
-    state
-        .config
-        .clock
-        .unix_now()
-        .saturating_sub(state.config.recovery_window_days.saturating_mul(86_400))
-}
-
-/// The owner takes the account back: every other device is revoked, every
-/// factor added in the recovery window removed, passwordless sign-in turned
-/// off, and a new set of recovery codes issued. Needs a proof made with the
-/// password and a recovery code, which a thief holding a device (or a
-/// passkey they added) does not have.
-async fn recover_account(
-    state: &AppState,
-    user: &str,
-    device: &str,
-    ip: Option<IpAddr>,
-) -> ApiResult<(ChangeOutcome, Vec<Zeroizing<String>>)> {
-    let (codes, rows) = new_recovery_code_set().await?;
-    let outcome = apply_change(
-        state,
-        user,
-        AccountChange::Recovered {
-            keep_device: device,
-            since: recovery_window_start(state),
-            codes: &rows,
-        },
-        Some(device),
-        |outcome| {
-            let mut events = vec![
-                AuditEvent::success(AuditAction::AccountRecovered, user)
-                    .device(device)
-                    .detail("devices_revoked", outcome.devices_ended.len())
-                    .detail("factors_removed", outcome.factors_removed.len())
-                    .from_ip(ip),
-            ];
-            for revoked in &outcome.devices_ended {
-                events.push(
-                    AuditEvent::success(AuditAction::DeviceRevoked, user)
-                        .device(device)
-                        .target(format!("device:{revoked}")),
-                );
-            }
-            for factor in &outcome.factors_removed {
-                events.push(
-                    AuditEvent::success(AuditAction::SecondFactorRemoved, user)
-                        .device(device)
-                        .target(factor),
-                );
-            }
-            events.push(AuditEvent::success(AuditAction::RecoveryCodesIssued, user).device(device));
-            events
-        },
-    )
-    .await?;
-    Ok((outcome, codes))
-}
-
-fn recovery_answer(outcome: ChangeOutcome, codes: Vec<Zeroizing<String>>) -> RecoveryAnswer {
-    RecoveryAnswer {
-        devices_revoked: outcome.devices_ended,
-        factors_removed: outcome.factors_removed,
-        recovery_codes: shown(codes),
-    }
-}
-
-/// Only the password with a recovery code recovers an account.
-fn recovery_proof(proof: &Proof) -> ApiResult<()> {
-    if proof.password.is_none()
-        || !matches!(proof.second_factor, Some(SecondFactor::RecoveryCode { .. }))
-    {
-        return Err(ApiError::BadRequest(
-            "recovering an account needs the password and an unused recovery code".into(),
-        ));
-    }
-    Ok(())
 }
 
 async fn recover(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<RecoveryAnswer>> {
