@@ -1,4 +1,7 @@
-//! `cargo run --release -p conclave-bench`: one run, one report.
+//! `conclave-bench`: one run, one report. Build first, then run:
+//! `cargo build --release --workspace --bins && target/release/conclave-bench`
+//! (the benchmark never builds anything itself: a build would run beside
+//! what it measures).
 //!
 //! 1. Fan-out: the real relay (separate processes: TLS, signed requests, MLS
 //!    validation, durable append before the answer) on SQLite, on
@@ -29,9 +32,55 @@ pub const SENDERS: usize = 4;
 /// Message size.
 pub const PAYLOAD: usize = 1024;
 
+const USAGE: &str = "\
+usage: conclave-bench [--quick]
+
+Measures the relay (real conclave-server processes over TLS) against a bare
+TLS WebSocket broadcast, durable ingest against raw inserts, and client-core
+against raw openmls, and prints one report.
+
+  --quick   channel sizes 10 and 100 only, and 2,000 idle connections
+            instead of 10,000
+  --help    this text
+
+Build first: cargo build --release --workspace --bins
+PostgreSQL rows need CONCLAVE_TEST_DATABASE_URL; without it they are skipped.";
+
+/// `--quick`, or the reason to stop before measuring anything.
+fn arguments() -> Result<bool, std::process::ExitCode> {
+    let mut quick = false;
+    for argument in std::env::args().skip(1) {
+        match argument.as_str() {
+            "--quick" => quick = true,
+            "--help" | "-h" => {
+                use std::io::Write as _;
+                // `| head` may close the pipe early: not an error here.
+                let _ = writeln!(std::io::stdout(), "{USAGE}");
+                return Err(std::process::ExitCode::SUCCESS);
+            }
+            other => {
+                eprintln!("conclave-bench: unknown argument {other:?}\n\n{USAGE}");
+                return Err(std::process::ExitCode::from(2));
+            }
+        }
+    }
+    let missing = conclave_tests::missing_binaries(&["conclave-server"]);
+    if let Some(binary) = missing.first() {
+        eprintln!(
+            "conclave-bench: {} is missing: build first with `cargo build --release --workspace --bins`",
+            binary.display()
+        );
+        return Err(std::process::ExitCode::from(2));
+    }
+    Ok(quick)
+}
+
 #[tokio::main]
-async fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+async fn main() -> std::process::ExitCode {
+    let quick = match arguments() {
+        Ok(quick) => quick,
+        Err(code) => return code,
+    };
     // The relay logs warnings only: logging every request would be measured too.
     conclave_tests::set_relay_log_level("warn");
     let sizes: &[usize] = if quick { &[10, 100] } else { &[10, 100, 1000] };
@@ -44,6 +93,7 @@ async fn main() {
     idle_and_storm(connections).await;
     durable_ingest().await;
     client_core::client_vs_openmls().await;
+    std::process::ExitCode::SUCCESS
 }
 
 fn repeats(members: usize) -> usize {

@@ -58,6 +58,18 @@ fn rand_bytes() -> [u8; 6] {
     out
 }
 
+/// The workspace binaries in `names` that are not beside the running
+/// executable (for the benchmark, which uses the ones built beforehand).
+pub fn missing_binaries(names: &[&str]) -> Vec<PathBuf> {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().expect("target/<profile>");
+    names
+        .iter()
+        .map(|name| dir.join(name))
+        .filter(|path| !path.exists())
+        .collect()
+}
+
 /// The real `conclave-server` binary, built by cargo for this test run.
 ///
 /// `cargo test` compiles a binary target only as a test harness, not as the
@@ -81,6 +93,18 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     let mut profile_dir = exe.parent().expect("target/<profile>");
     if profile_dir.file_name().is_some_and(|dir| dir == "deps") {
         profile_dir = profile_dir.parent().expect("target/<profile>");
+    } else {
+        // Not a test (the benchmark): never a build of its own, which would
+        // be measured beside the relay. The binaries are built beforehand
+        // (`cargo build --release --workspace --bins`); see `missing_binaries`.
+        let binary = profile_dir.join(name);
+        assert!(
+            binary.exists(),
+            "{} is missing: run `cargo build --release --workspace --bins` first",
+            binary.display()
+        );
+        built.push((name.to_owned(), binary.clone()));
+        return binary;
     }
     let mut build = Command::new(env!("CARGO"));
     // `--workspace`, not `-p …`: features are unified across the packages a
