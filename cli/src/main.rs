@@ -1478,8 +1478,10 @@ fn print_event(event: &Event) {
             m.seq
         ),
         Event::DirectMessage(m) => say!("[{}] direct message from {}", m.channel, m.sender),
-        Event::Archived { channel } => say!("[{channel}] was archived"),
-        Event::TopicChanged { channel, topic, by } => {
+        Event::Archived { channel, .. } => say!("[{channel}] was archived"),
+        Event::TopicChanged {
+            channel, topic, by, ..
+        } => {
             say!("[{channel}] {by} set the topic: {topic}")
         }
         Event::Reacted {
@@ -1494,11 +1496,12 @@ fn print_event(event: &Event) {
         }
         Event::Edited(m) => say!("[{}] {}", m.channel, render(m)),
         Event::Deleted { channel, .. } => say!("[{channel}] a message was deleted"),
-        Event::Joined { channel } => say!("[{channel}] you joined"),
+        Event::Joined { channel, .. } => say!("[{channel}] you joined"),
         Event::MembersChanged {
             channel,
             added,
             removed,
+            ..
         } => {
             for user in added {
                 say!("[{channel}] {user} joined");
@@ -1507,9 +1510,11 @@ fn print_event(event: &Event) {
                 say!("[{channel}] {user} left");
             }
         }
-        Event::Removed { channel } => say!("[{channel}] you were removed"),
-        Event::Named { placeholder, name } => say!("[{placeholder}] is now {name}"),
-        Event::Renamed { from, to, by } => say!("[{from}] {by} renamed the channel to {to}"),
+        Event::Removed { channel, .. } => say!("[{channel}] you were removed"),
+        Event::Named {
+            placeholder, name, ..
+        } => say!("[{placeholder}] is now {name}"),
+        Event::Renamed { from, to, by, .. } => say!("[{from}] {by} renamed the channel to {to}"),
         Event::DeviceAdded { device_id } => say!(
             "a new device signed in to your account: {device_id} (if it wasn't you, run `conclave device revoke {device_id}`)"
         ),
@@ -1519,6 +1524,7 @@ fn print_event(event: &Event) {
             channel,
             from,
             added,
+            ..
         } => say!("[{channel}] {from} shared {added} earlier messages with you"),
         _ => {}
     }

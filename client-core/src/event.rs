@@ -14,6 +14,8 @@ pub enum Event {
     HistoryReceived {
         /// The channel's local name.
         channel: String,
+        /// The channel's group id.
+        group_id: String,
         /// Who shared it.
         from: String,
         /// How many messages were added.
@@ -23,16 +25,22 @@ pub enum Event {
     ReadElsewhere {
         /// The channel's local name.
         channel: String,
+        /// The channel's group id.
+        group_id: String,
     },
     /// This device joined a channel.
     Joined {
         /// The channel's local name.
         channel: String,
+        /// The channel's group id.
+        group_id: String,
     },
     /// Members were added or removed (usernames).
     MembersChanged {
         /// The channel.
         channel: String,
+        /// The channel's group id.
+        group_id: String,
         /// Users who gained their first device in the channel.
         added: Vec<String>,
         /// Users who lost their last device in the channel.
@@ -42,6 +50,8 @@ pub enum Event {
     Removed {
         /// The channel.
         channel: String,
+        /// The channel's group id.
+        group_id: String,
     },
     /// A member renamed the channel.
     Renamed {
@@ -51,6 +61,8 @@ pub enum Event {
         to: String,
         /// Who renamed it.
         by: String,
+        /// The channel's group id.
+        group_id: String,
     },
     /// A channel this device joined learned its name from a member.
     Named {
@@ -58,6 +70,8 @@ pub enum Event {
         placeholder: String,
         /// Its name from now on.
         name: String,
+        /// The channel's group id.
+        group_id: String,
     },
     /// A new device signed in to this account. If it wasn't you, revoke it.
     DeviceAdded {
@@ -82,11 +96,15 @@ pub enum Event {
     Archived {
         /// The channel.
         channel: String,
+        /// The channel's group id.
+        group_id: String,
     },
     /// A member set the channel's topic.
     TopicChanged {
         /// The channel.
         channel: String,
+        /// The channel's group id.
+        group_id: String,
         /// The new topic.
         topic: String,
         /// Who set it.
@@ -96,6 +114,8 @@ pub enum Event {
     Reacted {
         /// The channel.
         channel: String,
+        /// The channel's group id.
+        group_id: String,
         /// The message reacted to.
         message_id: String,
         /// Who.
@@ -111,6 +131,8 @@ pub enum Event {
     Deleted {
         /// The channel.
         channel: String,
+        /// The channel's group id.
+        group_id: String,
         /// The message.
         message_id: String,
     },
@@ -130,15 +152,41 @@ impl Event {
             | Event::Edited(entry) => Some(&entry.channel),
             Event::HistoryReceived { channel, .. }
             | Event::ReadElsewhere { channel, .. }
-            | Event::Joined { channel }
+            | Event::Joined { channel, .. }
             | Event::MembersChanged { channel, .. }
-            | Event::Removed { channel }
-            | Event::Archived { channel }
+            | Event::Removed { channel, .. }
+            | Event::Archived { channel, .. }
             | Event::TopicChanged { channel, .. }
             | Event::Reacted { channel, .. }
             | Event::Deleted { channel, .. } => Some(channel),
             Event::Named { name, .. } => Some(name),
             Event::Renamed { to, .. } => Some(to),
+            Event::DeviceAdded { .. }
+            | Event::DeviceRevoked { .. }
+            | Event::AccountChanged(_)
+            | Event::SecurityAlert(_) => None,
+        }
+    }
+
+    /// The group id of the channel the event happened in, if it is tied to
+    /// one: what names the channel for good ([`Client::channel`](crate::Client::channel)).
+    pub fn group_id(&self) -> Option<&str> {
+        match self {
+            Event::Message(entry)
+            | Event::Mentioned(entry)
+            | Event::DirectMessage(entry)
+            | Event::Edited(entry) => Some(&entry.group_id),
+            Event::HistoryReceived { group_id, .. }
+            | Event::ReadElsewhere { group_id, .. }
+            | Event::Joined { group_id, .. }
+            | Event::MembersChanged { group_id, .. }
+            | Event::Removed { group_id, .. }
+            | Event::Archived { group_id, .. }
+            | Event::TopicChanged { group_id, .. }
+            | Event::Reacted { group_id, .. }
+            | Event::Deleted { group_id, .. }
+            | Event::Named { group_id, .. }
+            | Event::Renamed { group_id, .. } => Some(group_id),
             Event::DeviceAdded { .. }
             | Event::DeviceRevoked { .. }
             | Event::AccountChanged(_)

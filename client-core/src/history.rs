@@ -177,6 +177,7 @@ impl Client {
         tx.commit().await?;
         Ok((added > 0).then(|| Event::HistoryReceived {
             channel,
+            group_id: group_id.to_owned(),
             from: from.to_owned(),
             added,
         }))

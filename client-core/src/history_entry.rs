@@ -4,8 +4,12 @@
 /// One message of a channel's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
-    /// The channel's local name.
+    /// The channel's local name, as it was when this entry was read
+    /// (display data: names change).
     pub channel: String,
+    /// The channel's MLS group id (hex): what names it for good, for
+    /// [`Client::channel`](crate::Client::channel).
+    pub group_id: String,
     /// Its position in the channel's order.
     pub seq: u64,
     /// Who sent it.

@@ -44,7 +44,9 @@ impl Client {
         };
         // Joined before it was named, it went by a placeholder.
         for event in &events {
-            if let Event::Named { placeholder, name } = event
+            if let Event::Named {
+                placeholder, name, ..
+            } = event
                 && hidden.contains(name)
             {
                 hidden.insert(placeholder.clone());
@@ -207,7 +209,10 @@ impl Client {
         let mut db = self.session.db.lock().await;
         for group_id in &answer.archived_groups {
             if let Some(channel) = channels::archive(&mut db, group_id).await? {
-                events.push(Event::Archived { channel });
+                events.push(Event::Archived {
+                    channel,
+                    group_id: group_id.clone(),
+                });
             }
         }
         Ok(events)

@@ -183,7 +183,7 @@ async fn channel_lifecycle(server: &ServerProcess) {
         assert!(
             events
                 .iter()
-                .any(|e| matches!(e, Event::Joined { channel } if channel == CHANNEL)),
+                .any(|e| matches!(e, Event::Joined { channel, .. } if channel == CHANNEL)),
             "{events:?}"
         );
         let lines = history(&bob.client, CHANNEL).await;

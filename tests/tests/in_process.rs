@@ -30,10 +30,15 @@ async fn channel_lifecycle_in_process() {
     alice.invite("general", "bob").await.unwrap();
     let joined = bob.sync().await.unwrap();
     assert!(
-        matches!(&joined[..], [Event::Joined { channel }, Event::Named { placeholder, name }]
-            if channel == placeholder && name == "general"),
-        "bob joins, then learns the name: {joined:?}"
+        matches!(&joined[..], [
+            Event::Joined { channel, group_id: joined_group },
+            Event::Named { placeholder, name, group_id: named_group },
+        ] if channel == placeholder && name == "general" && joined_group == named_group),
+        "bob joins, then learns the name, of one group: {joined:?}"
     );
+    // The name is display data; the group id is what stays.
+    let general = bob.channel(joined[0].group_id().unwrap()).await.unwrap();
+    assert_eq!(general.name(), "general");
     alice.send("general", "hello bob").await.unwrap();
     bob.send("general", "hi alice").await.unwrap();
     alice.sync().await.unwrap();

@@ -485,7 +485,7 @@ async fn archived_channels_are_read_only() {
     assert!(
         events
             .iter()
-            .any(|e| matches!(e, Event::Archived { channel } if channel == "old-project")),
+            .any(|e| matches!(e, Event::Archived { channel, .. } if channel == "old-project")),
         "{events:?}"
     );
     let channels = bob.client.channels().await.unwrap();
@@ -695,7 +695,7 @@ async fn read_positions_follow_the_account_across_its_devices() {
     assert!(
         events
             .iter()
-            .any(|e| matches!(e, Event::ReadElsewhere { channel } if channel == "general")),
+            .any(|e| matches!(e, Event::ReadElsewhere { channel, .. } if channel == "general")),
         "{events:?}"
     );
     // The laptop joined that group in this sync; the user hears nothing of

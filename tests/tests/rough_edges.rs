@@ -378,7 +378,7 @@ async fn a_channel_is_renamed_for_every_member_and_in_the_directory() {
     assert!(
         events.iter().any(|e| matches!(
             e,
-            Event::Renamed { from, to, by } if from == "plans" && to == "orchid-roadmap" && by == "alice"
+            Event::Renamed { from, to, by, .. } if from == "plans" && to == "orchid-roadmap" && by == "alice"
         )),
         "{events:?}"
     );

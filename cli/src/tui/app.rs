@@ -687,7 +687,9 @@ impl App {
                 Tone::Warning,
                 format!("direct message from {} in {}", m.sender, m.channel),
             ),
-            Event::Named { placeholder, name } => {
+            Event::Named {
+                placeholder, name, ..
+            } => {
                 if here(placeholder) {
                     self.selected = Some(name.clone());
                 }
@@ -696,10 +698,10 @@ impl App {
                 }
                 self.notice(format!("you joined {name}"));
             }
-            Event::Removed { channel } => {
+            Event::Removed { channel, .. } => {
                 self.set_status(Tone::Warning, format!("you were removed from {channel}"))
             }
-            Event::Archived { channel } => {
+            Event::Archived { channel, .. } => {
                 self.notice(format!("{channel} was archived: it is read-only now"))
             }
             Event::TopicChanged { channel, by, .. } => {
@@ -709,6 +711,7 @@ impl App {
                 channel,
                 added,
                 removed,
+                ..
             } if here(channel) => {
                 let mut parts = Vec::new();
                 if !added.is_empty() {
@@ -1111,6 +1114,7 @@ mod tests {
         app.on_event(&Event::Named {
             placeholder: "channel-5f0c1a2b".into(),
             name: "general".into(),
+            group_id: "5f0c1a2b".into(),
         });
         assert_eq!(app.selected.as_deref(), Some("general"));
     }
@@ -1160,6 +1164,7 @@ mod tests {
         app.on_event(&Event::Named {
             placeholder: "channel-5f0c".into(),
             name: "launch".into(),
+            group_id: "5f0c".into(),
         });
         loaded(&mut app, &["general", "launch", "random"]);
         app.on_key(key(KeyCode::BackTab));

@@ -817,6 +817,7 @@ mod tests {
     fn entry(seq: u64, sender: &str, text: &str) -> HistoryEntry {
         HistoryEntry {
             channel: "launch".into(),
+            group_id: "5f0c".into(),
             seq,
             sender: sender.into(),
             device: "d".into(),

@@ -59,6 +59,7 @@ pub(super) async fn take_name(
     Ok(Some(Event::Named {
         placeholder: placeholder.to_owned(),
         name: fresh,
+        group_id: group_id.to_owned(),
     }))
 }
 
@@ -91,6 +92,7 @@ pub(super) async fn apply_rename(
         from: message.channel.to_owned(),
         to: renamed,
         by: message.author.user.to_owned(),
+        group_id: group_id.to_owned(),
     }])
 }
 
@@ -103,6 +105,7 @@ pub(super) async fn apply_topic(
     channels::set_topic(tx, message.group_id, &topic).await?;
     Ok(vec![Event::TopicChanged {
         channel: message.channel.to_owned(),
+        group_id: message.group_id.to_owned(),
         topic,
         by: message.author.user.to_owned(),
     }])

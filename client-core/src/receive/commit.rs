@@ -58,6 +58,7 @@ pub(super) async fn apply(
         channels::deactivate(tx, group_id).await?;
         return Ok(vec![Event::Removed {
             channel: name.to_owned(),
+            group_id: group_id.to_owned(),
         }]);
     }
     if added.is_empty() && removed.is_empty() {
@@ -65,6 +66,7 @@ pub(super) async fn apply(
     }
     Ok(vec![Event::MembersChanged {
         channel: name.to_owned(),
+        group_id: group_id.to_owned(),
         added,
         removed,
     }])

@@ -22,6 +22,7 @@ pub(super) async fn apply(
     messages::reindex(tx, group_id, seq_of_target, None).await?;
     Ok(vec![Event::Deleted {
         channel: message.channel.to_owned(),
+        group_id: group_id.to_owned(),
         message_id: target,
     }])
 }

@@ -23,6 +23,7 @@ pub(super) async fn apply(
     reactions::set(tx, group_id, &target, message.author.user, &emoji, add).await?;
     Ok(vec![Event::Reacted {
         channel: message.channel.to_owned(),
+        group_id: group_id.to_owned(),
         message_id: target,
         user: message.author.user.to_owned(),
         emoji,

@@ -26,7 +26,10 @@ pub(super) async fn apply(
     }
     let name = channels::name_of(tx, target).await?;
     Ok(name
-        .map(|name| Event::ReadElsewhere { channel: name })
+        .map(|name| Event::ReadElsewhere {
+            channel: name,
+            group_id: target.to_owned(),
+        })
         .into_iter()
         .collect())
 }

@@ -50,7 +50,10 @@ impl Client {
             channels::rejoin(tx, &delivered.group_id, delivered.seq).await?;
             pending::forget_commit(tx, &delivered.group_id).await?;
             pending::announced(tx, &delivered.group_id).await?;
-            return Ok(vec![Event::Joined { channel: name }]);
+            return Ok(vec![Event::Joined {
+                channel: name,
+                group_id: delivered.group_id.clone(),
+            }]);
         }
         // Until the inviter's channel info arrives, the channel goes by its id.
         let name = channels::unique_name(
@@ -70,6 +73,9 @@ impl Client {
             named: false,
         };
         channels::insert(tx, &channel).await?;
-        Ok(vec![Event::Joined { channel: name }])
+        Ok(vec![Event::Joined {
+            channel: name,
+            group_id: delivered.group_id.clone(),
+        }])
     }
 }

@@ -108,7 +108,7 @@ pub(crate) async fn find(
     )
 }
 
-const ENTRY_COLUMNS: &str = "seq, sender, device, body, message_id, parent_id, kind, edited, deleted, mentions, at, attachment, shared_by";
+const ENTRY_COLUMNS: &str = "seq, sender, device, body, message_id, parent_id, kind, edited, deleted, mentions, at, attachment, shared_by, group_id";
 
 /// The file reference (with its key) of message `id`, if it shares one.
 pub(crate) async fn attachment_of(
@@ -132,6 +132,7 @@ fn entry_from_row(row: &sqlx::sqlite::SqliteRow, channel: &str) -> HistoryEntry 
     let mentions: String = row.get(9);
     HistoryEntry {
         channel: channel.to_owned(),
+        group_id: row.get(13),
         seq: row.get::<i64, _>(0).try_into().unwrap_or(0),
         sender: row.get(1),
         device: row.get(2),
