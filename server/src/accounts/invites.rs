@@ -6,6 +6,14 @@ use zeroize::Zeroizing;
 use super::factors::INVITE_CODE;
 use crate::auth::hash_secret;
 use crate::error::{ApiError, ApiResult};
+use conclave_proto::{InviteAnswer, SecretText};
+use webauthn_rs::prelude::PublicKeyCredential;
+
+use super::ADMIN_ROLE;
+use super::proof::{Proof, step_up};
+use crate::AppState;
+use crate::auth::Signed;
+use crate::events::{AuditAction, AuditEvent};
 use crate::store::Store;
 
 /// A bot's password: 32 random base64url characters (192 bits).
@@ -33,4 +41,53 @@ pub(crate) async fn issue_invite(
         .create_invite(&id, &hash_secret(whole).await?, created_by, expires_at)
         .await?;
     Ok((code, id, expires_at))
+}
+
+/// Longest an invite may stay open.
+const MAX_INVITE_TTL: u64 = 30 * 86_400;
+
+type InviteBody = conclave_proto::InviteBody<Box<PublicKeyCredential>>;
+
+/// Issues an invite for an admin, after a fresh proof: a stolen admin
+/// device alone mints none.
+pub(crate) async fn create_invite(state: &AppState, signed: Signed) -> ApiResult<InviteAnswer> {
+    let user = signed.username()?.to_owned();
+    if !state
+        .store
+        .roles(&user)
+        .await?
+        .iter()
+        .any(|r| r == ADMIN_ROLE)
+    {
+        return Err(ApiError::Forbidden("only admins issue invites"));
+    }
+    let body: InviteBody = if signed.body.is_empty() {
+        InviteBody {
+            expires_in_secs: None,
+            proof: Proof::default(),
+        }
+    } else {
+        signed.json()?
+    };
+    let ttl = body.expires_in_secs.unwrap_or(7 * 86_400);
+    if !(60..=MAX_INVITE_TTL).contains(&ttl) {
+        return Err(ApiError::BadRequest(format!(
+            "expires_in_secs must be 60 to {MAX_INVITE_TTL}"
+        )));
+    }
+    // An invite lets someone in: a stolen admin device alone must not mint them.
+    step_up(state, &signed, body.proof, AuditAction::InviteCreated).await?;
+    let (code, invite_id, expires_at) = issue_invite(&state.store, &user, ttl).await?;
+    state
+        .audit
+        .record(
+            AuditEvent::success(AuditAction::InviteCreated, &user)
+                .device(signed.device_id)
+                .target(format!("invite:{invite_id}")),
+        )
+        .await?;
+    Ok(InviteAnswer {
+        expires_at,
+        invite_code: SecretText::from(code),
+    })
 }

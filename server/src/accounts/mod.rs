@@ -23,12 +23,16 @@ use crate::error::{ApiError, ApiResult};
 
 pub(crate) mod challenges;
 pub(crate) mod changes;
+pub(crate) mod devices;
 pub(crate) mod factors;
 pub(crate) mod invites;
 pub(crate) mod login;
+pub(crate) mod password;
 pub(crate) mod proof;
 pub(crate) mod recovery;
 pub(crate) mod recovery_codes;
+pub(crate) mod second_factors;
+pub(crate) mod status;
 
 /// Name under which the TOTP issuer and the WebAuthn relying party appear.
 pub(crate) const ISSUER: &str = "Conclave";

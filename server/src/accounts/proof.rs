@@ -11,6 +11,7 @@ use super::ISSUER;
 use super::challenges::take_challenge;
 use super::factors::{self, RECOVERY_CODE};
 use crate::AppState;
+use crate::auth::Signed;
 use crate::auth::{verify_password, verify_secret};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{AuditAction, AuditEvent};
@@ -299,4 +300,34 @@ pub(crate) async fn check_factor(
             Ok(Ok(Factor::Webauthn))
         }
     }
+}
+
+/// A proof in a body that may be empty (then it proves nothing).
+pub(crate) fn proof_in(signed: &Signed) -> ApiResult<Proof> {
+    if signed.body.is_empty() {
+        Ok(Proof::default())
+    } else {
+        signed.json()
+    }
+}
+
+/// Checks the step-up proof a signed-in device gives for a change to who
+/// can sign in: the device's signature is not enough on its own.
+pub(crate) async fn step_up(
+    state: &AppState,
+    signed: &Signed,
+    proof: Proof,
+    action: AuditAction,
+) -> ApiResult<Option<Factor>> {
+    let user = signed.username()?;
+    let device = signed.device_id.to_string();
+    verify_proof(
+        state,
+        user,
+        proof,
+        signed.ip,
+        action,
+        Presenter::KnownDevice(&device),
+    )
+    .await
 }
