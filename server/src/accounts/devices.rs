@@ -4,7 +4,7 @@
 use conclave_proto::{DeviceInfo, DeviceList, RevokedAnswer};
 
 use super::changes::apply_change;
-use super::proof::{proof_in, step_up};
+use super::proof::step_up_with_body;
 use crate::AppState;
 use crate::auth::Signed;
 use crate::error::{ApiError, ApiResult};
@@ -45,13 +45,7 @@ pub(crate) async fn revoke_device(
     // Signing out oneself needs no proof; revoking another device does, so a
     // stolen device cannot throw its owner's other devices out.
     if target != this_device {
-        step_up(
-            state,
-            &signed,
-            proof_in(&signed)?,
-            AuditAction::DeviceRevoked,
-        )
-        .await?;
+        step_up_with_body(state, &signed, AuditAction::DeviceRevoked).await?;
     }
     let revoked = apply_change(
         state,

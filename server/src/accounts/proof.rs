@@ -311,6 +311,16 @@ pub(crate) fn proof_in(signed: &Signed) -> ApiResult<Proof> {
     }
 }
 
+/// [`step_up`] with the proof that makes up the request's body (an empty
+/// body proves nothing): the routes whose whole body is the proof.
+pub(crate) async fn step_up_with_body(
+    state: &AppState,
+    signed: &Signed,
+    action: AuditAction,
+) -> ApiResult<Option<Factor>> {
+    step_up(state, signed, proof_in(signed)?, action).await
+}
+
 /// Checks the step-up proof a signed-in device gives for a change to who
 /// can sign in: the device's signature is not enough on its own.
 pub(crate) async fn step_up(

@@ -17,7 +17,7 @@ use super::ISSUER;
 use super::challenges::{put_challenge, take_challenge};
 use super::changes::apply_change;
 use super::factors::{self};
-use super::proof::{proof_in, step_up, totp_context};
+use super::proof::{step_up_with_body, totp_context};
 use super::recovery_codes::{new_recovery_code_set, shown};
 use crate::AppState;
 use crate::auth::Signed;
@@ -36,13 +36,7 @@ pub(crate) async fn begin_totp(
     signed: Signed,
 ) -> ApiResult<TotpEnrollmentAnswer> {
     let user = signed.username()?;
-    step_up(
-        state,
-        &signed,
-        proof_in(&signed)?,
-        AuditAction::SecondFactorEnrolled,
-    )
-    .await?;
+    step_up_with_body(state, &signed, AuditAction::SecondFactorEnrolled).await?;
     let secret = factors::new_totp_secret();
     let sealed = state.server_key.seal(&totp_context(user), &secret)?;
     if !state.store.begin_totp(user, &sealed).await? {
@@ -111,13 +105,7 @@ pub(crate) async fn remove_totp(
 ) -> ApiResult<FactorRemovedAnswer> {
     let user = signed.username()?.to_owned();
     let device = signed.device_id.to_string();
-    step_up(
-        state,
-        &signed,
-        proof_in(&signed)?,
-        AuditAction::SecondFactorRemoved,
-    )
-    .await?;
+    step_up_with_body(state, &signed, AuditAction::SecondFactorRemoved).await?;
     let removed = apply_change(
         state,
         &user,
@@ -150,13 +138,7 @@ pub(crate) async fn begin_webauthn(
     let user = signed.username()?;
     // The proof comes from factors the account has now: a passkey being
     // registered can never vouch for itself.
-    step_up(
-        state,
-        &signed,
-        proof_in(&signed)?,
-        AuditAction::SecondFactorEnrolled,
-    )
-    .await?;
+    step_up_with_body(state, &signed, AuditAction::SecondFactorEnrolled).await?;
     let existing = state.store.webauthn_credentials(user).await?;
     let mut exclude = Vec::with_capacity(existing.len());
     for stored in &existing {
@@ -252,13 +234,7 @@ pub(crate) async fn remove_webauthn(
     let user = signed.username()?.to_owned();
     let device = signed.device_id.to_string();
     let credential_id = credential_id?;
-    step_up(
-        state,
-        &signed,
-        proof_in(&signed)?,
-        AuditAction::SecondFactorRemoved,
-    )
-    .await?;
+    step_up_with_body(state, &signed, AuditAction::SecondFactorRemoved).await?;
     let target = format!("webauthn:{credential_id}");
     let removed = apply_change(
         state,
@@ -290,13 +266,7 @@ pub(crate) async fn new_recovery_codes(
 ) -> ApiResult<RecoveryCodesAnswer> {
     let user = signed.username()?.to_owned();
     let device = signed.device_id.to_string();
-    let factor = step_up(
-        state,
-        &signed,
-        proof_in(&signed)?,
-        AuditAction::RecoveryCodesIssued,
-    )
-    .await?;
+    let factor = step_up_with_body(state, &signed, AuditAction::RecoveryCodesIssued).await?;
     if factor.is_none() {
         return Err(ApiError::EnrollmentRequired(
             "recovery codes back up a second factor",
