@@ -153,7 +153,7 @@ impl Bot {
         self
     }
 
-    /// The bot's client, for posting on its own (see [`Client::send_once`]).
+    /// The bot's client, for posting on its own (see [`Channel::send_once`](crate::Channel::send_once)).
     pub fn client(&self) -> &Client {
         &self.client
     }

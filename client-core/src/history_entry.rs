@@ -34,7 +34,7 @@ pub struct HistoryEntry {
     pub at: u64,
     /// Reactions, by emoji.
     pub reactions: Vec<Reaction>,
-    /// The file shared with this message, if any (see [`Client::download`](crate::Client::download)).
+    /// The file shared with this message, if any (see [`Channel::download`](crate::Channel::download)).
     pub file: Option<FileInfo>,
     /// Not received through MLS but handed over by this member with the
     /// channel's earlier history: as trustworthy as that member.

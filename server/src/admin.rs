@@ -224,12 +224,21 @@ pub struct PolicyChange {
 }
 
 /// An issued invite: the code to hand out (shown once) and when it expires.
-#[derive(Debug)]
 pub struct IssuedInvite {
     /// The code.
     pub code: zeroize::Zeroizing<String>,
     /// Unix seconds.
     pub expires_at: u64,
+}
+
+impl std::fmt::Debug for IssuedInvite {
+    // The code lets someone in: it never reaches a log through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedInvite")
+            .field("code", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// One entry of the audit log, as an administrator reads it.
@@ -523,6 +532,17 @@ pub fn utc(unix: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_issued_invite_never_shows_its_code() {
+        let invite = super::IssuedInvite {
+            code: zeroize::Zeroizing::new("inv-secret-code".into()),
+            expires_at: 7,
+        };
+        let shown = format!("{invite:?}");
+        assert!(!shown.contains("inv-secret-code"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+
     #[test]
     fn utc_dates() {
         assert_eq!(super::utc(0), "1970-01-01 00:00 UTC");
