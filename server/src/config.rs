@@ -45,7 +45,7 @@ settings! {
     /// Data directory: the SQLite database and the generated certificate.
     data_dir: PathBuf,
     /// A database instead of SQLite in the data directory.
-    database_url: String,
+    database_url: DatabaseUrl,
     /// PEM certificate chain.
     tls_cert: PathBuf,
     /// PEM private key for `tls_cert`.
@@ -93,6 +93,64 @@ impl Settings {
     }
 }
 
+/// A database URL, which may carry a password (`postgres://relay:…@db/…`):
+/// its `Debug` and `Display` show everything but the password, so a logged
+/// `Config` gives none away.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL as given, password included, for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`.
+    fn redacted(&self) -> String {
+        let url = &self.0;
+        let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
+            return url.clone();
+        };
+        let authority_end = url[scheme_end..]
+            .find(['/', '?', '#'])
+            .map_or(url.len(), |at| scheme_end + at);
+        let authority = &url[scheme_end..authority_end];
+        match authority.rfind('@') {
+            Some(at) => match authority[..at].find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end],
+                    &authority[..colon],
+                    &url[scheme_end + at..]
+                ),
+                None => url.clone(),
+            },
+            None => url.clone(),
+        }
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(DatabaseUrl(text.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({:?})", self.redacted())
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
 /// How log lines are written. Neither form ever carries message content,
 /// passwords, codes, keys or signatures: the code logs ids and outcomes only.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -131,7 +189,7 @@ pub struct Config {
     /// Data directory (SQLite database, generated certificate).
     pub data_dir: PathBuf,
     /// Database URL; `None` means SQLite in `data_dir`.
-    pub database_url: Option<String>,
+    pub database_url: Option<DatabaseUrl>,
     /// Certificate and key files, if given.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Body size limit.
@@ -352,6 +410,30 @@ mod tests {
         std::fs::write(&file, "lisen = \"x\"\n").unwrap();
         let err = Settings::from_toml_file(&file).unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn a_logged_config_shows_no_database_password() {
+        let mut config = Config::with_data_dir("d");
+        config.database_url = Some(
+            "postgres://relay:s3cret-pw@db.example:5432/chat?sslmode=require"
+                .parse()
+                .unwrap(),
+        );
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+        assert!(
+            shown.contains("postgres://relay:***@db.example:5432/chat?sslmode=require"),
+            "{shown}"
+        );
+        assert_eq!(
+            config.database_url.as_ref().unwrap().expose(),
+            "postgres://relay:s3cret-pw@db.example:5432/chat?sslmode=require"
+        );
+        let plain: DatabaseUrl = "postgres://postgres@127.0.0.1/test".parse().unwrap();
+        assert_eq!(plain.to_string(), "postgres://postgres@127.0.0.1/test");
+        let at_in_password: DatabaseUrl = "postgres://u:p@ss@h/db".parse().unwrap();
+        assert_eq!(at_in_password.to_string(), "postgres://u:***@h/db");
     }
 
     #[test]

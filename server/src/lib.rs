@@ -39,7 +39,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use clock::Clock;
-pub use config::{Config, LogFormat, Settings, parse_duration};
+pub use config::{Config, DatabaseUrl, LogFormat, Settings, parse_duration};
 pub use error::{ApiError, ServerError};
 pub use events::{AuditAction, AuditEvent, AuditTrail};
 use relay::{Notice, Notifier};
@@ -167,8 +167,9 @@ fn state(store: Store, config: Config) -> Result<AppState, ServerError> {
         tasks,
     };
     if state.notifier.shared_database()
-        && let Some(url) = state.config.database_url.clone()
+        && let Some(url) = state.config.database_url.as_ref()
     {
+        let url = url.expose().to_owned();
         let listening = relay::fanout::listen(url, state.notifier.clone());
         state.tasks.spawn("listener for other nodes", listening);
     }
@@ -207,7 +208,7 @@ pub(crate) async fn open_store(config: &Config) -> Result<Store, ServerError> {
         .create(&config.data_dir)
         .map_err(|e| ServerError::file("create data directory", &config.data_dir, e))?;
     let url = match &config.database_url {
-        Some(url) => url.clone(),
+        Some(url) => url.expose().to_owned(),
         None => {
             let database = config.data_dir.join("conclave.db");
             // SQLite gives its -wal and -shm files the database file's mode.

@@ -12,6 +12,7 @@
 //!   entries and announced to the account's devices;
 //! - `invites.rs`: invite codes and bot passwords (the admin CLI uses them
 //!   too);
+//! - `register.rs`: a new account, by invite unless registration is open;
 //! - `login.rs`: signing in a device, a new one or one the account has;
 //! - `recovery.rs`: recovery by code (factors of the last days removed)
 //!   and by a host administrator's recovery invite.
@@ -31,6 +32,7 @@ pub(crate) mod password;
 pub(crate) mod proof;
 pub(crate) mod recovery;
 pub(crate) mod recovery_codes;
+pub(crate) mod register;
 pub(crate) mod second_factors;
 pub(crate) mod status;
 

@@ -10,10 +10,10 @@ use zeroize::Zeroizing;
 use super::changes::apply_change;
 use super::check_new_password;
 use super::factors::INVITE_CODE;
-use super::proof::{Proof, SecondFactor};
+use super::proof::{Proof, SecondFactor, proof_in, step_up};
 use super::recovery_codes::{new_recovery_code_set, shown};
 use crate::AppState;
-use crate::auth::{hash_password, verify_secret};
+use crate::auth::{Signed, hash_password, verify_secret};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{AuditAction, AuditEvent};
 use crate::limits::{self, ip_key};
@@ -141,6 +141,18 @@ pub(crate) fn recovery_answer(
         factors_removed: outcome.factors_removed,
         recovery_codes: shown(codes),
     }
+}
+
+/// `POST /v1/account/recover`: the owner, proving the password and an
+/// unused recovery code from a device just signed in, takes the account back.
+pub(crate) async fn recover(state: &AppState, signed: Signed) -> ApiResult<RecoveryAnswer> {
+    let user = signed.username()?.to_owned();
+    let device = signed.device_id.to_string();
+    let proof = proof_in(&signed)?;
+    recovery_proof(&proof)?;
+    step_up(state, &signed, proof, AuditAction::AccountRecovered).await?;
+    let (outcome, codes) = recover_account(state, &user, &device, signed.ip).await?;
+    Ok(recovery_answer(outcome, codes))
 }
 
 /// Only the password with a recovery code recovers an account.

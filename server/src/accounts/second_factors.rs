@@ -10,6 +10,7 @@ use conclave_proto::{
 };
 use webauthn_rs::prelude::{
     CreationChallengeResponse, Passkey, PasskeyRegistration, RegisterPublicKeyCredential,
+    RequestChallengeResponse,
 };
 use zeroize::Zeroizing;
 
@@ -323,6 +324,32 @@ pub(crate) fn registration_purpose(device: &str) -> String {
 }
 
 /// The answer that starts a WebAuthn ceremony on the client.
+/// Starts a WebAuthn authentication for `username`: for a login, or for a
+/// sensitive change by a device that is already signed in.
+pub(crate) async fn passkey_challenge(
+    state: &AppState,
+    username: &str,
+) -> ApiResult<WebauthnChallenge<RequestChallengeResponse>> {
+    let name = super::username(username)?;
+    let mut passkeys = Vec::new();
+    for stored in state.store.webauthn_credentials(name.as_str()).await? {
+        let passkey: Passkey = serde_json::from_str(&stored.passkey)
+            .map_err(|e| ApiError::Internal(format!("stored passkey: {e}")))?;
+        passkeys.push(passkey);
+    }
+    if passkeys.is_empty() {
+        return Err(ApiError::NotFound("passkey for this account"));
+    }
+    let (options, ceremony) = state
+        .relying_party
+        .webauthn
+        .start_passkey_authentication(&passkeys)
+        .map_err(|e| ApiError::Internal(format!("webauthn: {e}")))?;
+    let challenge_id =
+        put_challenge(&state.store, name.as_str(), "authenticate", &ceremony).await?;
+    Ok(ceremony_started(state, challenge_id, options))
+}
+
 pub(crate) fn ceremony_started<O>(
     state: &AppState,
     challenge_id: String,

@@ -17,16 +17,10 @@ use conclave_proto::{
     PasswordChangeAnswer, RecoveryAnswer, RecoveryCodesAnswer, RegisterAnswer, RegisterBody,
     RevokedAnswer, TotpEnrollmentAnswer, WebauthnChallenge, WebauthnChallengeBody, routes,
 };
-use webauthn_rs::prelude::{CreationChallengeResponse, Passkey, RequestChallengeResponse};
+use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse};
 
-use crate::accounts::challenges::put_challenge;
-use crate::accounts::factors::INVITE_CODE;
-use crate::accounts::proof::{proof_in, step_up};
-use crate::accounts::recovery::{recover_account, recovery_answer, recovery_proof};
-use crate::accounts::{check_new_password, username};
-use crate::auth::{Signed, client_ip, hash_password, parse_json, read_body, verify_secret};
+use crate::auth::{Signed, client_ip, parse_json, read_body};
 use crate::error::{ApiError, ApiResult};
-use crate::events::{AuditAction, AuditEvent};
 use crate::limits::{self, ip_key};
 use crate::{AppState, accounts};
 
@@ -64,48 +58,15 @@ async fn register(
     let ip = client_ip(request.extensions());
     limits::count(&state, limits::REGISTER_PER_IP, &ip_key(ip)).await?;
     let body: RegisterBody = unsigned_json(request, &state).await?;
-    let name = username(&body.username)?;
-    check_new_password(&body.password)?;
-    let invite = match (state.config.open_registration, &body.invite_code) {
-        (true, _) => None,
-        (false, None) => return Err(ApiError::InviteRequired),
-        (false, Some(code)) => {
-            let (id, whole) = INVITE_CODE
-                .parse(code.expose())
-                .ok_or(ApiError::InviteInvalid)?;
-            let stored = state.store.open_invite(&id).await?;
-            if !verify_secret(whole, stored).await? {
-                return Err(ApiError::InviteInvalid);
-            }
-            Some(id)
-        }
-    };
-    let hash = hash_password(body.password).await?;
-    match state
-        .store
-        .create_account_with_invite(name.as_str(), &hash, invite.as_deref())
-        .await?
-    {
-        Ok(()) => {}
-        Err("invite") => return Err(ApiError::InviteInvalid),
-        Err(_) => return Err(ApiError::Conflict("username")),
-    }
-    let mut event = AuditEvent::success(AuditAction::AccountCreated, name.as_str()).from_ip(ip);
-    if let Some(id) = invite {
-        event = event.target(format!("invite:{id}"));
-    }
-    state.audit.record(event).await?;
-    Ok(Json(RegisterAnswer {
-        username: name.as_str().to_owned(),
-    }))
+    Ok(Json(accounts::register::register(&state, body, ip).await?))
+}
+
+async fn login(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<LoginAnswer>> {
+    Ok(Json(accounts::login::login(&state, signed).await?))
 }
 
 /// The JSON body of an unsigned request, read as `Signed::json` reads a
 /// signed one.
-async fn login(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<LoginAnswer>> {
-    Ok(Json(crate::accounts::login::login(&state, signed).await?))
-}
-
 async fn unsigned_json<T: serde::de::DeserializeOwned>(
     request: Request,
     state: &AppState,
@@ -122,47 +83,16 @@ async fn webauthn_challenge(
     let ip = client_ip(request.extensions());
     limits::count(&state, limits::LOGIN_PER_IP, &ip_key(ip)).await?;
     let body: WebauthnChallengeBody = unsigned_json(request, &state).await?;
-    let name = username(&body.username)?;
-    let mut passkeys = Vec::new();
-    for stored in state.store.webauthn_credentials(name.as_str()).await? {
-        let passkey: Passkey = serde_json::from_str(&stored.passkey)
-            .map_err(|e| ApiError::Internal(format!("stored passkey: {e}")))?;
-        passkeys.push(passkey);
-    }
-    if passkeys.is_empty() {
-        return Err(ApiError::NotFound("passkey for this account"));
-    }
-    let (options, ceremony) = state
-        .relying_party
-        .webauthn
-        .start_passkey_authentication(&passkeys)
-        .map_err(|e| ApiError::Internal(format!("webauthn: {e}")))?;
-    let challenge_id =
-        put_challenge(&state.store, name.as_str(), "authenticate", &ceremony).await?;
-    Ok(Json(accounts::second_factors::ceremony_started(
-        &state,
-        challenge_id,
-        options,
-    )))
+    Ok(Json(
+        accounts::second_factors::passkey_challenge(&state, &body.username).await?,
+    ))
 }
 
 // ----- the signed-in account --------------------------------------------------
 
 async fn recover(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<RecoveryAnswer>> {
-    let user = signed.username()?.to_owned();
-    let device = signed.device_id.to_string();
-    let proof = proof_in(&signed)?;
-    recovery_proof(&proof)?;
-    step_up(&state, &signed, proof, AuditAction::AccountRecovered).await?;
-    let (outcome, codes) = recover_account(&state, &user, &device, signed.ip).await?;
-    Ok(Json(recovery_answer(outcome, codes)))
+    Ok(Json(accounts::recovery::recover(&state, signed).await?))
 }
-
-// ----- devices ----------------------------------------------------------------
-
-// ----- admin ------------------------------------------------------------------
-
-// ----- one call into accounts/ each ---------------------------------------
 
 async fn begin_totp(
     State(state): State<AppState>,

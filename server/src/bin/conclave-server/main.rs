@@ -41,7 +41,7 @@ struct Flags {
     data_dir: Option<PathBuf>,
     /// Use this database instead of SQLite in the data directory (postgres://… or sqlite://…).
     #[arg(long, env = "CONCLAVE_DATABASE_URL", global = true)]
-    database_url: Option<String>,
+    database_url: Option<conclave_server::DatabaseUrl>,
     /// File holding the 32-byte key that seals TOTP secrets; keep it out of database backups
     /// [default: <data_dir>/server.key, created 0600].
     #[arg(long, env = "CONCLAVE_SERVER_KEY_FILE", global = true)]

@@ -1,0 +1,56 @@
+//! Registration: a new account, by invite unless the relay is open.
+
+use std::net::IpAddr;
+
+use conclave_proto::{RegisterAnswer, RegisterBody};
+
+use super::factors::INVITE_CODE;
+use super::{check_new_password, username};
+use crate::AppState;
+use crate::auth::{hash_password, verify_secret};
+use crate::error::{ApiError, ApiResult};
+use crate::events::{AuditAction, AuditEvent};
+
+/// Creates the account `body` names, spending its invite code in the same
+/// transaction, and logs it. The caller has counted the request against
+/// the per-address limit.
+pub(crate) async fn register(
+    state: &AppState,
+    body: RegisterBody,
+    ip: Option<IpAddr>,
+) -> ApiResult<RegisterAnswer> {
+    let name = username(&body.username)?;
+    check_new_password(&body.password)?;
+    let invite = match (state.config.open_registration, &body.invite_code) {
+        (true, _) => None,
+        (false, None) => return Err(ApiError::InviteRequired),
+        (false, Some(code)) => {
+            let (id, whole) = INVITE_CODE
+                .parse(code.expose())
+                .ok_or(ApiError::InviteInvalid)?;
+            let stored = state.store.open_invite(&id).await?;
+            if !verify_secret(whole, stored).await? {
+                return Err(ApiError::InviteInvalid);
+            }
+            Some(id)
+        }
+    };
+    let hash = hash_password(body.password).await?;
+    match state
+        .store
+        .create_account_with_invite(name.as_str(), &hash, invite.as_deref())
+        .await?
+    {
+        Ok(()) => {}
+        Err("invite") => return Err(ApiError::InviteInvalid),
+        Err(_) => return Err(ApiError::Conflict("username")),
+    }
+    let mut event = AuditEvent::success(AuditAction::AccountCreated, name.as_str()).from_ip(ip);
+    if let Some(id) = invite {
+        event = event.target(format!("invite:{id}"));
+    }
+    state.audit.record(event).await?;
+    Ok(RegisterAnswer {
+        username: name.as_str().to_owned(),
+    })
+}
