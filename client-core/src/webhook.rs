@@ -75,7 +75,7 @@ impl std::fmt::Debug for WebhookSecret {
 pub struct Webhook {
     /// Its name: the endpoint is `/hooks/NAME`.
     pub name: String,
-    /// The channel it posts in (local name).
+    /// The channel it posts in, by the name this device gives it now.
     pub channel: String,
     /// The message, with `{{path}}` for payload fields.
     pub template: String,
@@ -290,10 +290,17 @@ impl Client {
                 "the template's {{ and }} do not pair up".into(),
             ));
         }
-        self.active_channel(channel).await?;
+        let group_id = self.active_channel(channel).await?;
         let secret = WebhookSecret::generate();
         let mut db = self.session.db.lock().await;
-        let added = webhooks::add(&mut db, name, channel, template, secret.expose()).await?;
+        let added = webhooks::add(
+            &mut db,
+            name,
+            (&group_id, channel),
+            template,
+            secret.expose(),
+        )
+        .await?;
         if !added {
             return Err(ClientError::Invalid(format!(
                 "a webhook named {name} exists; remove it first to make a new secret"
@@ -340,14 +347,15 @@ impl Client {
         if body.len() > MAX_WEBHOOK_BODY {
             return Err(WebhookError::TooLarge);
         }
-        let (channel, template, secret) = {
+        let hook = {
             let mut db = self.session.db.lock().await;
             webhooks::get(&mut db, name)
                 .await?
                 .ok_or_else(|| WebhookError::Unknown(name.to_owned()))?
         };
+        let (template, secret) = (&hook.template, &hook.secret);
         let now = unix_now();
-        verify(&secret, headers, body, now)?;
+        verify(secret, headers, body, now)?;
         let nonce = headers.nonce.unwrap_or_default();
         {
             // Spend the nonce, unless a delivered request spent it already.
@@ -359,7 +367,7 @@ impl Client {
             }
         }
         let payload = serde_json::from_slice::<Value>(body).ok();
-        let text = render(&template, payload.as_ref())?;
+        let text = render(template, payload.as_ref())?;
         if text.trim().is_empty() || text.len() > MAX_BODY {
             return Err(WebhookError::BadPayload(format!(
                 "the message would be empty or longer than {MAX_BODY} bytes"
@@ -369,9 +377,12 @@ impl Client {
             mentions: mentions_in(&text),
             body: text,
         };
-        let posted = self
-            .channel_named(&channel)
-            .await?
+        // By group id: the channel may have been renamed since.
+        let channel = match &hook.group_id {
+            Some(group_id) => self.channel(group_id).await?,
+            None => self.channel_named(&hook.channel).await?,
+        };
+        let posted = channel
             .send_once(content, &format!("webhook:{name}:{nonce}"))
             .await?;
         let mut db = self.session.db.lock().await;

@@ -527,6 +527,20 @@ async fn webhooks_post_signed_payloads_and_refuse_forgeries() {
         .find(|l| l.starts_with("cwh_"))
         .unwrap()
         .to_owned();
+    // A webhook follows its channel through a rename: it posts by group
+    // id, not by the name it was made with.
+    alice
+        .client
+        .rename_channel("builds", "releases")
+        .await
+        .unwrap();
+    {
+        let bot = server.client(home.path()).await;
+        bot.sync().await.unwrap();
+        let hooks = bot.webhooks().await.unwrap();
+        let deploys = hooks.iter().find(|h| h.name == "deploys").unwrap();
+        assert_eq!(deploys.channel, "releases");
+    }
     let certificate = server.certificate();
     let key = certificate.with_file_name("tls-key.pem");
     let bot = BotProcess::start(
@@ -570,7 +584,10 @@ async fn webhooks_post_signed_payloads_and_refuse_forgeries() {
         .await
         .unwrap();
     assert_eq!(new.status().as_u16(), 200);
-    wait_for(&alice.client, "builds", |e| e.text == "web v2.7.1 deployed").await;
+    wait_for(&alice.client, "releases", |e| {
+        e.text == "web v2.7.1 deployed"
+    })
+    .await;
     drop(bot);
 
     assert_relay_never_saw(

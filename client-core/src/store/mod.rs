@@ -273,6 +273,13 @@ CREATE TABLE seen_account_changes (
 );
 ALTER TABLE security_alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'key_transparency';
 "#,
+    // 10: a webhook posts to a channel by its group id, which stays when
+    // the channel is renamed; `channel` keeps the name it was made with,
+    // for a channel this device has since forgotten.
+    r#"
+ALTER TABLE webhooks ADD COLUMN group_id TEXT;
+UPDATE webhooks SET group_id = (SELECT group_id FROM channels WHERE channels.name = webhooks.channel);
+"#,
 ];
 
 /// Writes a small private file (mode 0600) whole, through a temporary file

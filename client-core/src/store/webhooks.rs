@@ -7,18 +7,21 @@ use zeroize::Zeroizing;
 use super::to_i64;
 use crate::error::Result;
 
-/// Adds a webhook; `false` if one of that name exists.
+/// Adds a webhook posting to the channel `group_id` (called `channel` now);
+/// `false` if one of that name exists.
 pub(crate) async fn add(
     db: &mut SqliteConnection,
     name: &str,
-    channel: &str,
+    (group_id, channel): (&str, &str),
     template: &str,
     secret: &str,
 ) -> Result<bool> {
     Ok(sqlx::query(
-        "INSERT OR IGNORE INTO webhooks (name, channel, template, secret) VALUES ($1, $2, $3, $4)",
+        "INSERT OR IGNORE INTO webhooks (name, group_id, channel, template, secret) \
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(name)
+    .bind(group_id)
     .bind(channel)
     .bind(template)
     .bind(secret)
@@ -28,16 +31,18 @@ pub(crate) async fn add(
         == 1)
 }
 
-/// Every webhook's name, channel and template, by name.
+/// Every webhook's name, channel (the name it goes by now) and template,
+/// by name.
 pub(crate) async fn list(db: &mut SqliteConnection) -> Result<Vec<(String, String, String)>> {
-    Ok(
-        sqlx::query("SELECT name, channel, template FROM webhooks ORDER BY name")
-            .fetch_all(&mut *db)
-            .await?
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect(),
+    Ok(sqlx::query(
+        "SELECT w.name, COALESCE(c.name, w.channel), w.template FROM webhooks w \
+         LEFT JOIN channels c ON c.group_id = w.group_id ORDER BY w.name",
     )
+    .fetch_all(&mut *db)
+    .await?
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect())
 }
 
 /// Removes a webhook and its spent nonces; whether it existed.
@@ -55,17 +60,29 @@ pub(crate) async fn remove(db: &mut SqliteConnection, name: &str) -> Result<bool
     Ok(removed)
 }
 
-/// A webhook's channel, template and secret.
-pub(crate) async fn get(
-    db: &mut SqliteConnection,
-    name: &str,
-) -> Result<Option<(String, String, Zeroizing<String>)>> {
+/// What a webhook posts to: its channel's group id (`None` for a webhook
+/// made before webhooks kept one, whose channel was gone at the upgrade)
+/// with the name it was made with, its template and its secret.
+pub(crate) struct WebhookRow {
+    pub(crate) group_id: Option<String>,
+    pub(crate) channel: String,
+    pub(crate) template: String,
+    pub(crate) secret: Zeroizing<String>,
+}
+
+/// Webhook `name`, if there is one.
+pub(crate) async fn get(db: &mut SqliteConnection, name: &str) -> Result<Option<WebhookRow>> {
     Ok(
-        sqlx::query("SELECT channel, template, secret FROM webhooks WHERE name = $1")
+        sqlx::query("SELECT group_id, channel, template, secret FROM webhooks WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *db)
             .await?
-            .map(|row| (row.get(0), row.get(1), Zeroizing::new(row.get(2)))),
+            .map(|row| WebhookRow {
+                group_id: row.get(0),
+                channel: row.get(1),
+                template: row.get(2),
+                secret: Zeroizing::new(row.get(3)),
+            }),
     )
 }
 
