@@ -66,8 +66,15 @@ fn arguments() -> Result<bool, std::process::ExitCode> {
     }
     let missing = conclave_tests::missing_binaries(&["conclave-server"]);
     if let Some(binary) = missing.first() {
+        // Built beside this binary, in the same profile: a debug bench
+        // measures debug relays.
+        let release = if cfg!(debug_assertions) {
+            ""
+        } else {
+            " --release"
+        };
         eprintln!(
-            "conclave-bench: {} is missing: build first with `cargo build --release --workspace --bins`",
+            "conclave-bench: {} is missing: build first with `cargo build{release} --workspace --bins`",
             binary.display()
         );
         return Err(std::process::ExitCode::from(2));

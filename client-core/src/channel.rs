@@ -178,11 +178,10 @@ impl Channel {
 
     /// The channel as this device lists it now.
     pub async fn info(&self) -> Result<ChannelInfo> {
-        self.client
-            .channels()
+        let me = self.client.identity()?.username.to_string();
+        let mut db = self.client.session.db.lock().await;
+        channels::info(&mut db, &me, &self.group_id)
             .await?
-            .into_iter()
-            .find(|c| c.group_id == self.group_id)
             .ok_or_else(|| ClientError::NoSuchChannel(self.name.clone()))
     }
 

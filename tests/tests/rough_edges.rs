@@ -416,7 +416,7 @@ async fn a_channel_is_renamed_for_every_member_and_in_the_directory() {
         .create_public_channel("hall", "")
         .await
         .unwrap();
-    carol.client.join("town").await.unwrap();
+    let town = carol.client.join("town").await.unwrap();
     // alice has a `hall` of her own: refused on her device.
     let taken = alice
         .client
@@ -463,6 +463,19 @@ async fn a_channel_is_renamed_for_every_member_and_in_the_directory() {
     );
     carol.client.sync().await.unwrap();
     carol.client.send("square", "hello square").await.unwrap();
+    // carol's handle names the channel for good: its listing follows the
+    // rename, while the name it was made with stays what it was.
+    let info = town.info().await.unwrap();
+    assert_eq!(
+        (
+            info.name.as_str(),
+            info.topic.as_str(),
+            info.group_id.as_str()
+        ),
+        ("square", "everyone", town.group_id())
+    );
+    assert!(info.active && !info.direct && !info.archived);
+    assert_eq!(town.name(), "town");
 
     // A direct message is named after its people.
     alice.client.direct(&["bob"]).await.unwrap();

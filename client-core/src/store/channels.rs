@@ -331,14 +331,34 @@ pub(crate) async fn active(db: &mut SqliteConnection) -> Result<Vec<(String, Str
 /// The channels the user knows (not the account's own groups), by name,
 /// with what `me` has not read in each.
 pub(crate) async fn list(db: &mut SqliteConnection, me: &str) -> Result<Vec<ChannelInfo>> {
+    listed(db, me, None).await
+}
+
+/// The channel `group_id` as [`list`] shows it (`None` for the account's
+/// own channel or one this device does not know).
+pub(crate) async fn info(
+    db: &mut SqliteConnection,
+    me: &str,
+    group_id: &str,
+) -> Result<Option<ChannelInfo>> {
+    Ok(listed(db, me, Some(group_id)).await?.pop())
+}
+
+async fn listed(
+    db: &mut SqliteConnection,
+    me: &str,
+    only: Option<&str>,
+) -> Result<Vec<ChannelInfo>> {
     let rows = sqlx::query(
         "SELECT c.name, c.group_id, c.active, c.kind, c.topic,
                 (SELECT COUNT(*) FROM history h WHERE h.group_id = c.group_id
                    AND h.seq > c.read_seq AND h.sender <> $1 AND h.deleted = 0),
                 c.archived
-         FROM channels c WHERE c.kind <> 'self' ORDER BY c.name",
+         FROM channels c WHERE c.kind <> 'self' AND ($2 IS NULL OR c.group_id = $2)
+         ORDER BY c.name",
     )
     .bind(me)
+    .bind(only)
     .fetch_all(&mut *db)
     .await?;
     Ok(rows
