@@ -14,7 +14,10 @@ use crate::PAYLOAD;
 async fn start_relay(data: &TempDir) -> (String, HttpsTransport) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
-    let mut config = conclave_server::Config::with_data_dir(data.path());
+    // Data and keys apart, as the relay keeps them, inside the one
+    // temporary directory.
+    let mut config =
+        conclave_server::Config::with_dirs(data.path().join("data"), data.path().join("keys"));
     config.open_registration = true;
     // The crowd signs in from one address faster than any person would.
     config.rate_limits = false;

@@ -179,10 +179,15 @@ fn refuse_a_missing_relay(config: &Config) -> Result<(), ServerError> {
             data_dir.display()
         )));
     }
-    if !config.log_key_file.is_file() {
+    // A log key the data directory still holds from an earlier release
+    // moves into the key directory first.
+    crate::keys::prepare(config)?;
+    if let Some(log_key) = config.log_key.file()
+        && !log_key.is_file()
+    {
         return Err(ServerError::Refused(format!(
-            "no audit log key at {} (looked in the data directory {}): {start_first}",
-            config.log_key_file.display(),
+            "no audit log key at {} (the key directory of the data directory {}): {start_first}",
+            log_key.display(),
             data_dir.display()
         )));
     }

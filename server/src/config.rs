@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::clock::Clock;
 use crate::error::ServerError;
+use crate::keys::{KeySource, KeyText, LOG_KEY_FILE, SERVER_KEY_FILE, default_key_dir};
 
 /// Defines [`Settings`] and its merge from one list, so that a new setting
 /// cannot be read from one source and forgotten in another.
@@ -44,6 +45,9 @@ settings! {
     metrics_listen: SocketAddr,
     /// Data directory: the SQLite database and the generated certificate.
     data_dir: PathBuf,
+    /// Key directory: the server key, the log key and a generated TLS key,
+    /// apart from the data (created 0700).
+    key_dir: PathBuf,
     /// A database instead of SQLite in the data directory.
     database_url: DatabaseUrl,
     /// PEM certificate chain.
@@ -58,8 +62,16 @@ settings! {
     upload_quota_bytes: u64,
     /// The 32-byte key that seals TOTP secrets.
     server_key_file: PathBuf,
+    /// The server key itself (base64 or hex), from the environment only:
+    /// never a file's content, never a flag anyone can read in `ps`.
+    #[serde(skip)]
+    server_key: KeyText,
     /// The Ed25519 key that signs audit-log checkpoints.
     log_key_file: PathBuf,
+    /// The log key itself (a `PRIVATE+KEY+…` line), from the environment
+    /// only.
+    #[serde(skip)]
+    log_key: KeyText,
     /// The audit log's name (checkpoint origin), for a new log key.
     log_origin: String,
     /// How often to sign a checkpoint when the log has grown (`10s`).
@@ -90,6 +102,22 @@ impl Settings {
             .map_err(|e| ServerError::file("read config file", path, e))?;
         toml::from_str(&text)
             .map_err(|e| ServerError::Setting(format!("config file {}: {e}", path.display())))
+    }
+}
+
+/// A key given once: by value from the environment or by file, not both
+/// (`None`: neither, the key directory's file).
+fn key_source(
+    (value, variable): (Option<KeyText>, &'static str),
+    (file, setting): (Option<PathBuf>, &str),
+) -> Result<Option<KeySource>, ServerError> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(ServerError::Setting(format!(
+            "{variable} and {setting} both name the key: give one"
+        ))),
+        (Some(value), None) => Ok(Some(KeySource::Environment { variable, value })),
+        (None, Some(path)) => Ok(Some(KeySource::File(path))),
+        (None, None) => Ok(None),
     }
 }
 
@@ -188,6 +216,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Data directory (SQLite database, generated certificate).
     pub data_dir: PathBuf,
+    /// Key directory (see `keys.rs`): by default beside the data directory.
+    pub key_dir: PathBuf,
     /// Database URL; `None` means SQLite in `data_dir`.
     pub database_url: Option<DatabaseUrl>,
     /// Certificate and key files, if given.
@@ -198,10 +228,10 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// Attachment bytes each account may keep.
     pub upload_quota_bytes: u64,
-    /// The sealing key file (outside the database).
-    pub server_key_file: PathBuf,
-    /// The audit-log signing key file.
-    pub log_key_file: PathBuf,
+    /// The key that seals TOTP secrets (outside the database).
+    pub server_key: KeySource,
+    /// The key that signs audit-log checkpoints.
+    pub log_key: KeySource,
     /// The audit log's origin, for a new log key.
     pub log_origin: String,
     /// Seconds between checkpoint signings.
@@ -228,15 +258,25 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults for everything, with data in `data_dir`.
+    /// Defaults for everything, with data in `data_dir` and keys in the
+    /// directory beside it (`<data_dir>-keys`).
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         let data_dir = data_dir.into();
+        let key_dir = default_key_dir(&data_dir);
+        Self::with_dirs(data_dir, key_dir)
+    }
+
+    /// Defaults for everything, with data in `data_dir` and keys in
+    /// `key_dir`.
+    pub fn with_dirs(data_dir: impl Into<PathBuf>, key_dir: impl Into<PathBuf>) -> Self {
+        let (data_dir, key_dir) = (data_dir.into(), key_dir.into());
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             metrics_listen: None,
             log_format: LogFormat::Text,
-            server_key_file: data_dir.join("server.key"),
-            log_key_file: data_dir.join("log.key"),
+            server_key: KeySource::File(key_dir.join(SERVER_KEY_FILE)),
+            log_key: KeySource::File(key_dir.join(LOG_KEY_FILE)),
+            key_dir,
             log_origin: "localhost/conclave-audit".into(),
             checkpoint_interval: 10,
             retention_interval: 600,
@@ -261,22 +301,30 @@ impl Config {
     /// see [`Settings::or`]) over them; a value out of range is an error that
     /// names the setting.
     pub fn resolve(settings: Settings) -> Result<Self, ServerError> {
-        let mut config = Self::with_data_dir(
-            settings
-                .data_dir
-                .unwrap_or_else(|| PathBuf::from("conclave-data")),
-        );
+        let data_dir = settings
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("conclave-data"));
+        let key_dir = settings
+            .key_dir
+            .unwrap_or_else(|| default_key_dir(&data_dir));
+        let mut config = Self::with_dirs(data_dir, key_dir);
         if let Some(listen) = settings.listen {
             config.listen = listen;
         }
         config.webauthn_origin = settings
             .webauthn_origin
             .unwrap_or_else(|| format!("https://localhost:{}", config.listen.port()));
-        if let Some(path) = settings.server_key_file {
-            config.server_key_file = path;
+        if let Some(source) = key_source(
+            (settings.server_key, "CONCLAVE_SERVER_KEY"),
+            (settings.server_key_file, "server_key_file"),
+        )? {
+            config.server_key = source;
         }
-        if let Some(path) = settings.log_key_file {
-            config.log_key_file = path;
+        if let Some(source) = key_source(
+            (settings.log_key, "CONCLAVE_LOG_KEY"),
+            (settings.log_key_file, "log_key_file"),
+        )? {
+            config.log_key = source;
         }
         config.log_origin = match settings.log_origin {
             Some(origin) => origin,
@@ -406,6 +454,11 @@ mod tests {
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.max_body_bytes, 2048);
         assert_eq!(config.data_dir, PathBuf::from("conclave-data"));
+        assert!(config.key_dir.ends_with("conclave-data-keys"));
+        assert_eq!(
+            config.server_key.file(),
+            Some(config.key_dir.join("server.key").as_path())
+        );
 
         std::fs::write(&file, "lisen = \"x\"\n").unwrap();
         let err = Settings::from_toml_file(&file).unwrap_err();
@@ -434,6 +487,37 @@ mod tests {
         assert_eq!(plain.to_string(), "postgres://postgres@127.0.0.1/test");
         let at_in_password: DatabaseUrl = "postgres://u:p@ss@h/db".parse().unwrap();
         assert_eq!(at_in_password.to_string(), "postgres://u:***@h/db");
+    }
+
+    #[test]
+    fn a_key_comes_from_the_environment_or_a_file_never_both() {
+        let from_env = Settings {
+            server_key: Some(KeyText::from("a".repeat(64))),
+            key_dir: Some(PathBuf::from("/etc/conclave/keys")),
+            ..Settings::default()
+        };
+        let config = Config::resolve(from_env).unwrap();
+        assert!(matches!(
+            config.server_key,
+            KeySource::Environment {
+                variable: "CONCLAVE_SERVER_KEY",
+                ..
+            }
+        ));
+        assert_eq!(
+            config.log_key.file(),
+            Some(Path::new("/etc/conclave/keys/log.key"))
+        );
+        let both = Settings {
+            log_key: Some(KeyText::from("PRIVATE+KEY+x".to_owned())),
+            log_key_file: Some(PathBuf::from("/k/log.key")),
+            ..Settings::default()
+        };
+        let refused = Config::resolve(both).unwrap_err().to_string();
+        assert!(
+            refused.contains("CONCLAVE_LOG_KEY and log_key_file"),
+            "{refused}"
+        );
     }
 
     #[test]

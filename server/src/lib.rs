@@ -25,6 +25,7 @@ mod config;
 mod error;
 mod events;
 mod http;
+mod keys;
 mod limits;
 mod log_key;
 mod metrics;
@@ -42,6 +43,7 @@ pub use clock::Clock;
 pub use config::{Config, DatabaseUrl, LogFormat, Settings, parse_duration};
 pub use error::{ApiError, ServerError};
 pub use events::{AuditAction, AuditEvent, AuditTrail};
+pub use keys::{KeySource, KeyText};
 use relay::{Notice, Notifier};
 pub use store::{
     AccountSummary, Backend, BlobSpec, ChallengeRow, CommitRecord, DeviceSession, GroupAccess,
@@ -93,7 +95,7 @@ pub(crate) fn transparency_log(
     store: &Store,
     config: &Config,
 ) -> Result<(conclave_audit::log::TransparencyLog, bool), ServerError> {
-    let (signer, created) = log_key::load_or_create(&config.log_key_file, &config.log_origin)?;
+    let (signer, created) = log_key::load_or_create(&config.log_key, &config.log_origin)?;
     Ok((
         conclave_audit::log::TransparencyLog::new(store.pool().clone(), signer),
         created,
@@ -121,7 +123,7 @@ fn state(store: Store, config: Config) -> Result<AppState, ServerError> {
     if created {
         println!(
             "created a new audit log key in {}; give auditors its verifier key:",
-            config.log_key_file.display()
+            config.log_key
         );
     }
     println!("audit log verifier key: {}", log.verifier_key());
@@ -153,7 +155,7 @@ fn state(store: Store, config: Config) -> Result<AppState, ServerError> {
     });
     let notifier = Notifier::new(store.clone());
     let acks = relay::acks::AckWriter::start(store.clone());
-    let server_key = server_key::ServerKey::load_or_create(&config.server_key_file)?;
+    let server_key = server_key::ServerKey::load(&config.server_key)?;
     let relying_party =
         accounts::factors::RelyingParty::new(&config.webauthn_origin, accounts::ISSUER)?;
     let state = AppState {
@@ -191,13 +193,7 @@ pub(crate) async fn open_store(config: &Config) -> Result<Store, ServerError> {
     // Every file from here on is the owner's alone, and no key file that
     // others can read is used (see `private_files`).
     private_files::restrict_new_files();
-    let tls_key = config.tls.as_ref().map_or_else(
-        || config.data_dir.join("tls-key.pem"),
-        |(_, key)| key.clone(),
-    );
-    for key in [&config.server_key_file, &config.log_key_file, &tls_key] {
-        private_files::check_key_file(key)?;
-    }
+    keys::prepare(config)?;
     // A new data directory is the owner's alone too; an existing one may
     // not be, so the database is created 0600 before SQLite opens it.
     let mut data_dir = std::fs::DirBuilder::new();
@@ -250,22 +246,25 @@ async fn refuse_new_keys_for_an_old_workspace(
     if size == 0 {
         return Ok(());
     }
-    for (path, flag, what) in [
+    for (source, flag, what) in [
         (
-            &config.log_key_file,
+            &config.log_key,
             "--log-key-file",
             "the key that signs its audit log",
         ),
         (
-            &config.server_key_file,
+            &config.server_key,
             "--server-key-file",
             "the key that seals its TOTP secrets",
         ),
     ] {
-        if !path.exists() {
+        if let Some(path) = source.file()
+            && !path.exists()
+        {
             return Err(ServerError::Key(format!(
                 "{} does not exist, but this database already belongs to a workspace: \
-                 give this node the workspace's file ({flag}), {what}, instead of a new one",
+                 give this node the workspace's file (in its key directory, --key-dir, or \
+                 {flag}), {what}, instead of a new one",
                 path.display()
             )));
         }
@@ -280,7 +279,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let store = open_store(&config).await?;
-    let identity = tls::load_or_generate(config.tls.as_ref(), &config.data_dir)?;
+    let identity = tls::load_or_generate(&config)?;
     let address = listener.local_addr().map_err(|source| ServerError::Host {
         what: "cannot read the listening address".into(),
         source,

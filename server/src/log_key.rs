@@ -9,15 +9,23 @@
 //! `conclave-server admin log-key`.
 
 use crate::error::ServerError;
-use std::path::Path;
+use crate::keys::KeySource;
 
 use conclave_audit::NoteSigner;
 use ed25519_dalek::SigningKey;
 use zeroize::Zeroizing;
 
-/// Reads the log key, or creates one named `origin`. Returns the signer and
-/// whether it was just created.
-pub fn load_or_create(path: &Path, origin: &str) -> Result<(NoteSigner, bool), ServerError> {
+/// Reads the log key from `source`, or creates a file with one named
+/// `origin`. Returns the signer and whether it was just created.
+pub fn load_or_create(source: &KeySource, origin: &str) -> Result<(NoteSigner, bool), ServerError> {
+    let path = match source {
+        KeySource::File(path) => path,
+        KeySource::Environment { variable, value } => {
+            let signer = NoteSigner::from_private_key(value.expose().trim())
+                .map_err(|e| ServerError::Key(format!("${variable}: {e}")))?;
+            return Ok((signer, false));
+        }
+    };
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let text = Zeroizing::new(text);
@@ -47,9 +55,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("log.key");
         let _ = std::fs::remove_file(&path);
-        let (first, created) = load_or_create(&path, "test.example/log").unwrap();
+        let source = KeySource::File(path.clone());
+        let (first, created) = load_or_create(&source, "test.example/log").unwrap();
         assert!(created);
-        let (again, created) = load_or_create(&path, "ignored.example/log").unwrap();
+        let (again, created) = load_or_create(&source, "ignored.example/log").unwrap();
         assert!(!created);
         assert_eq!(first.verifier_key(), again.verifier_key());
         #[cfg(unix)]
@@ -60,7 +69,7 @@ mod tests {
         }
         std::fs::write(&path, "not a key").unwrap();
         assert!(
-            load_or_create(&path, "x")
+            load_or_create(&source, "x")
                 .unwrap_err()
                 .to_string()
                 .contains("log key file")

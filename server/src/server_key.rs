@@ -1,8 +1,9 @@
-//! The server's sealing key: a 32-byte file that lives beside the database,
-//! not in it, so that a dump of the database alone does not open what it seals
-//! (TOTP secrets).
+//! The server's sealing key: 32 bytes kept in the key directory (or given
+//! in the environment), never in the database or the data directory, so
+//! that a dump of either does not open what it seals (TOTP secrets).
 
 use crate::error::{ApiError, ServerError};
+use crate::keys::KeySource;
 use std::fmt;
 use std::io::Write;
 use std::path::Path;
@@ -69,6 +70,33 @@ impl From<SealError> for ApiError {
 }
 
 impl ServerKey {
+    /// The key from `source`: a file (created with a fresh random key when
+    /// missing), or a value from the environment, 32 bytes in base64 or hex.
+    pub(crate) fn load(source: &KeySource) -> Result<Self, ServerError> {
+        match source {
+            KeySource::File(path) => Self::load_or_create(path),
+            KeySource::Environment { variable, value } => {
+                let text = value.expose().trim();
+                let bytes = Zeroizing::new(match text.len() {
+                    64 => hex::decode(text).ok(),
+                    _ => STANDARD.decode(text).ok(),
+                });
+                let key: [u8; 32] = bytes
+                    .as_deref()
+                    .and_then(|bytes| bytes.try_into().ok())
+                    .ok_or_else(|| {
+                        ServerError::Key(format!(
+                            "${variable} must hold 32 bytes in base64 or hex \
+                             (e.g. from `openssl rand -base64 32`)"
+                        ))
+                    })?;
+                Ok(Self {
+                    key: Zeroizing::new(key),
+                })
+            }
+        }
+    }
+
     /// Reads the key file, or creates it (mode 0600) with a fresh random key.
     pub fn load_or_create(path: &Path) -> Result<Self, ServerError> {
         match std::fs::read(path) {
@@ -142,6 +170,30 @@ impl ServerKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_from_the_environment_is_32_bytes_in_base64_or_hex() {
+        let source = |text: &str| KeySource::Environment {
+            variable: "CONCLAVE_SERVER_KEY",
+            value: crate::keys::KeyText::from(text.to_owned()),
+        };
+        let hex_key = ServerKey::load(&source(&"ab".repeat(32))).unwrap();
+        let base64_key = ServerKey::load(&source(&STANDARD.encode([0xab; 32]))).unwrap();
+        let sealed = hex_key.seal("totp:alice", b"secret").unwrap();
+        assert_eq!(
+            base64_key.open("totp:alice", &sealed).unwrap().as_slice(),
+            b"secret"
+        );
+        // The message names the variable, never echoes the value.
+        for wrong in ["", "short", &STANDARD.encode([1; 31]), &"zz".repeat(32)] {
+            let refused = ServerKey::load(&source(wrong)).unwrap_err().to_string();
+            assert!(
+                refused.contains("$CONCLAVE_SERVER_KEY must hold 32 bytes"),
+                "{refused}"
+            );
+            assert!(wrong.len() < 8 || !refused.contains(wrong), "{refused}");
+        }
+    }
 
     #[test]
     fn sealed_values_open_only_with_the_same_key_and_context() {

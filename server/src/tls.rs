@@ -1,5 +1,6 @@
 //! TLS 1.3 only, with rustls and the ring provider. Without a configured
-//! certificate, one is generated on first start and reused after.
+//! certificate, one is generated on first start and reused after: its key
+//! in the key directory, the certificate (public) in the data directory.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,7 +9,9 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::config::Config;
 use crate::error::ServerError;
+use crate::keys::{TLS_CERT_FILE, generated_tls_key};
 
 /// A loaded certificate and its fingerprint.
 #[derive(Debug)]
@@ -21,18 +24,36 @@ pub struct TlsIdentity {
     pub cert_path: PathBuf,
 }
 
-/// Loads the configured certificate or the generated one in `data_dir`.
-pub fn load_or_generate(
-    configured: Option<&(PathBuf, PathBuf)>,
-    data_dir: &Path,
-) -> Result<TlsIdentity, ServerError> {
-    let (cert_path, key_path) = match configured {
+/// Loads the configured certificate, or the generated one (made if
+/// neither half exists yet).
+pub fn load_or_generate(config: &Config) -> Result<TlsIdentity, ServerError> {
+    let (cert_path, key_path) = match &config.tls {
         Some((cert, key)) => (cert.clone(), key.clone()),
         None => {
-            let cert = data_dir.join("tls-cert.pem");
-            let key = data_dir.join("tls-key.pem");
-            if !cert.exists() || !key.exists() {
-                generate(&cert, &key)?;
+            let cert = config.data_dir.join(TLS_CERT_FILE);
+            let key = generated_tls_key(config);
+            match (cert.exists(), key.exists()) {
+                (false, false) => generate(&cert, &key)?,
+                (true, true) => {}
+                // One half alone: a new pair would overwrite a key other
+                // nodes share, or change the certificate clients pinned.
+                (true, false) => {
+                    return Err(ServerError::Key(format!(
+                        "the certificate {} has no key at {}: give this node the key \
+                         directory it was made with (--key-dir), or remove the certificate \
+                         to make a new pair (clients that pinned the old one will refuse it)",
+                        cert.display(),
+                        key.display()
+                    )));
+                }
+                (false, true) => {
+                    return Err(ServerError::Key(format!(
+                        "the TLS key {} has no certificate at {}: copy the certificate \
+                         back, or remove the key to make a new pair",
+                        key.display(),
+                        cert.display()
+                    )));
+                }
             }
             (cert, key)
         }
@@ -109,19 +130,29 @@ mod tests {
     #[test]
     fn generated_key_is_private_and_reused() {
         let dir = std::env::temp_dir().join(format!("conclave-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let first = load_or_generate(None, &dir).unwrap();
-        let second = load_or_generate(None, &dir).unwrap();
+        let config = Config::with_dirs(dir.join("data"), dir.join("keys"));
+        std::fs::create_dir_all(&config.data_dir).unwrap();
+        std::fs::create_dir_all(&config.key_dir).unwrap();
+        let first = load_or_generate(&config).unwrap();
+        let second = load_or_generate(&config).unwrap();
         assert_eq!(first.fingerprint, second.fingerprint);
+        let key = config.key_dir.join("tls-key.pem");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join("tls-key.pem"))
-                .unwrap()
-                .permissions()
-                .mode();
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        assert!(!config.data_dir.join("tls-key.pem").exists());
+        // The certificate without its key (a data directory copied without
+        // the key directory): refused, and the pair is not replaced.
+        std::fs::remove_file(&key).unwrap();
+        let refused = load_or_generate(&config).unwrap_err().to_string();
+        assert!(
+            refused.contains("has no key") && refused.contains("--key-dir"),
+            "{refused}"
+        );
+        assert!(!key.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -209,6 +209,8 @@ pub struct ServerProcess {
     pub fingerprint: String,
     port: u16,
     extra: Vec<String>,
+    /// Environment variables for the relay and its admin commands.
+    env: Vec<(String, String)>,
 }
 
 impl ServerProcess {
@@ -219,6 +221,13 @@ impl ServerProcess {
 
     /// Starts a server with extra flags (e.g. `--database-url`).
     pub fn start_with(extra: Vec<String>) -> Self {
+        Self::start_with_env(extra, Vec::new())
+    }
+
+    /// Starts a server with extra flags and environment variables (keys
+    /// given by value: `CONCLAVE_SERVER_KEY`, `CONCLAVE_LOG_KEY`), which its
+    /// restarts and admin commands get too.
+    pub fn start_with_env(extra: Vec<String>, env: Vec<(String, String)>) -> Self {
         // Port 0: the server takes a free port itself and says which, so
         // tests running side by side can never be handed the same one.
         let mut server = Self {
@@ -228,6 +237,7 @@ impl ServerProcess {
             fingerprint: String::new(),
             port: 0,
             extra,
+            env,
         };
         server.spawn();
         server
@@ -247,6 +257,7 @@ impl ServerProcess {
             .arg(self.data.path().join("data"))
             .args(open_registration_unless_set(&self.extra))
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("CONCLAVE_LOG", relay_log_level())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -321,16 +332,15 @@ impl ServerProcess {
     /// node shares (TLS certificate and key, the key that seals TOTP secrets,
     /// the log signing key), as a deployment copies them to each node.
     pub fn another_node(&self) -> Self {
-        let data = self.data.path().join("data");
         let mut extra = self.extra.clone();
         for (flag, file) in [
-            ("--tls-cert", "tls-cert.pem"),
-            ("--tls-key", "tls-key.pem"),
-            ("--server-key-file", "server.key"),
-            ("--log-key-file", "log.key"),
+            ("--tls-cert", self.certificate()),
+            ("--tls-key", self.key_dir().join("tls-key.pem")),
+            ("--server-key-file", self.key_dir().join("server.key")),
+            ("--log-key-file", self.key_dir().join("log.key")),
         ] {
             extra.push(flag.to_owned());
-            extra.push(data.join(file).display().to_string());
+            extra.push(file.display().to_string());
         }
         let node = Self::start_with(extra);
         assert_eq!(
@@ -379,6 +389,7 @@ impl ServerProcess {
             command.args(&self.extra[at..at + 2]);
         }
         let output = command
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg("admin")
             .args(args)
             .output()
@@ -422,6 +433,12 @@ impl ServerProcess {
     /// The certificate the server generated (trust it with `--ca-cert`).
     pub fn certificate(&self) -> PathBuf {
         self.data.path().join("data").join("tls-cert.pem")
+    }
+
+    /// The relay's key directory: by default beside its data directory
+    /// (`data-keys`), never in it.
+    pub fn key_dir(&self) -> PathBuf {
+        self.data.path().join("data-keys")
     }
 
     /// Creates bot account `name` for `owner` (`admin bot`) and returns the
@@ -804,7 +821,10 @@ impl InProcessTransport {
         data: &TempDir,
         settle: impl FnOnce(&mut conclave_server::Config),
     ) -> Self {
-        let mut config = conclave_server::Config::with_data_dir(data.path());
+        // Data and keys apart, as the relay keeps them, inside the one
+        // temporary directory.
+        let mut config =
+            conclave_server::Config::with_dirs(data.path().join("data"), data.path().join("keys"));
         config.open_registration = true;
         settle(&mut config);
         Self {

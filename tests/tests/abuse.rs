@@ -455,6 +455,8 @@ fn start_relay(data: &std::path::Path) -> (std::process::Child, String, String) 
 /// Issue 15, point 8: on a data directory that already existed (0755), the
 /// database, its WAL and shared memory were created 0644. Every file the
 /// relay makes is now 0600, and a key file others can read stops it.
+/// Issue 18, point 2: the keys live in a key directory (0700) beside the
+/// data directory, so a copied data directory holds no key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn relay_files_are_private_and_open_key_files_refused() {
     let dir = TempDir::new("modes");
@@ -479,33 +481,63 @@ async fn relay_files_are_private_and_open_key_files_refused() {
         .await
         .unwrap();
     assert_eq!(created.status, 200);
-    let mut names = Vec::new();
+    // The data directory holds data only; the keys are in the key
+    // directory beside it (0700), so a copy or backup of the data
+    // directory carries none of them.
+    let keys = dir.path().join("data-keys");
+    let key_dir_mode = std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777;
+    assert_eq!(key_dir_mode, 0o700, "the key directory is {key_dir_mode:o}");
+    let files_in = |directory: &std::path::Path| -> Vec<String> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(directory).unwrap() {
+            let entry = entry.unwrap();
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert_eq!(mode, 0o600, "{name} is {mode:o}");
+            names.push(name);
+        }
+        names.sort();
+        names
+    };
+    assert_eq!(
+        files_in(&data),
+        [
+            "conclave.db",
+            "conclave.db-shm",
+            "conclave.db-wal",
+            "tls-cert.pem"
+        ]
+    );
+    assert_eq!(files_in(&keys), ["log.key", "server.key", "tls-key.pem"]);
+    // Nor does any data file hold a key's bytes under another name.
+    let server_key = std::fs::read(keys.join("server.key")).unwrap();
+    let log_key = std::fs::read_to_string(keys.join("log.key")).unwrap();
+    let log_secret = log_key.trim().rsplit('+').next().unwrap().to_owned();
+    let tls_key = std::fs::read_to_string(keys.join("tls-key.pem")).unwrap();
+    let tls_secret: String = tls_key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
     for entry in std::fs::read_dir(&data).unwrap() {
-        let entry = entry.unwrap();
-        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        assert_eq!(mode, 0o600, "{name} is {mode:o}");
-        names.push(name);
-    }
-    for expected in [
-        "conclave.db",
-        "conclave.db-wal",
-        "conclave.db-shm",
-        "server.key",
-        "log.key",
-        "tls-key.pem",
-        "tls-cert.pem",
-    ] {
-        assert!(
-            names.iter().any(|n| n == expected),
-            "{expected} in {names:?}"
-        );
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        for (what, secret) in [
+            ("server.key", server_key.as_slice()),
+            ("log.key", log_secret.as_bytes()),
+            ("tls-key.pem", tls_secret.as_bytes()),
+        ] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret),
+                "{} holds {what}",
+                path.display()
+            );
+        }
     }
     relay.kill().unwrap();
     relay.wait().unwrap();
 
     for key in ["server.key", "log.key", "tls-key.pem"] {
-        let path = data.join(key);
+        let path = keys.join(key);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let refused = Command::new(workspace_binary("conclave-server"))
             .arg("--listen")
@@ -524,10 +556,49 @@ async fn relay_files_are_private_and_open_key_files_refused() {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     // Fixed, it starts again.
-    let (mut relay, _, fingerprint) = start_relay(&data);
-    assert!(!fingerprint.is_empty());
+    let (mut relay, _, again) = start_relay(&data);
+    assert_eq!(again, fingerprint);
     relay.kill().unwrap();
     relay.wait().unwrap();
+
+    // A data directory laid out as before the key directory (the keys
+    // inside it): the relay moves them out at its next start, the same
+    // keys, and serves with the same certificate.
+    for key in ["server.key", "log.key", "tls-key.pem"] {
+        std::fs::rename(keys.join(key), data.join(key)).unwrap();
+    }
+    std::fs::remove_dir(&keys).unwrap();
+    let (mut relay, _, moved) = start_relay(&data);
+    assert_eq!(moved, fingerprint, "the same TLS key, moved");
+    relay.kill().unwrap();
+    relay.wait().unwrap();
+    assert_eq!(files_in(&keys), ["log.key", "server.key", "tls-key.pem"]);
+    assert_eq!(std::fs::read(keys.join("server.key")).unwrap(), server_key);
+    assert!(
+        !files_in(&data)
+            .iter()
+            .any(|name| name.ends_with(".key") || name == "tls-key.pem"),
+        "a key stayed in the data directory"
+    );
+
+    // The data directory copied to another machine without its keys:
+    // refused, and no new key replaces those of the workspace.
+    std::fs::rename(&keys, dir.path().join("elsewhere")).unwrap();
+    let refused = Command::new(workspace_binary("conclave-server"))
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "started without its keys");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("does not exist, but this database already belongs to a workspace")
+            && stderr.contains("--key-dir"),
+        "{stderr}"
+    );
+    assert_eq!(files_in(&keys), Vec::<String>::new(), "no new key was made");
 }
 
 /// Issue 15, point 8: a non-member who re-posted a ciphertext it had seen

@@ -542,7 +542,7 @@ async fn webhooks_post_signed_payloads_and_refuse_forgeries() {
         assert_eq!(deploys.channel, "releases");
     }
     let certificate = server.certificate();
-    let key = certificate.with_file_name("tls-key.pem");
+    let key = server.key_dir().join("tls-key.pem");
     let bot = BotProcess::start(
         &server,
         &home,

@@ -152,8 +152,9 @@ async fn a_node_without_the_workspace_keys_refuses_to_start() {
     Person::register(&server, "alice", PASSWORD).await;
     server.kill_hard();
     let data = server.data.path().join("data");
-    let saved = std::fs::read(data.join("log.key")).unwrap();
-    std::fs::remove_file(data.join("log.key")).unwrap();
+    let keys = server.key_dir();
+    let saved = std::fs::read(keys.join("log.key")).unwrap();
+    std::fs::remove_file(keys.join("log.key")).unwrap();
     let binary = conclave_tests::workspace_binary("conclave-server");
     let refused = std::process::Command::new(&binary)
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
@@ -170,13 +171,13 @@ async fn a_node_without_the_workspace_keys_refuses_to_start() {
             && stderr.contains("--log-key-file"),
         "{stderr}"
     );
-    assert!(!data.join("log.key").exists(), "no new log key was made");
+    assert!(!keys.join("log.key").exists(), "no new log key was made");
 
     // With the key back (private, as the relay insists), it serves again.
-    std::fs::write(data.join("log.key"), saved).unwrap();
+    std::fs::write(keys.join("log.key"), saved).unwrap();
     #[cfg(unix)]
     std::fs::set_permissions(
-        data.join("log.key"),
+        keys.join("log.key"),
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
@@ -184,4 +185,69 @@ async fn a_node_without_the_workspace_keys_refuses_to_start() {
     let (http, base) = server.https_client();
     let answer = http.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(answer.status().as_u16(), 200);
+}
+
+/// Issue 18, point 2: keys handed over in the environment (as a secrets
+/// manager or systemd would) are used as given and never written to disk:
+/// the key directory stays without them, the log is signed with the given
+/// key, and TOTP secrets sealed under the given server key still open after
+/// a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_given_in_the_environment_never_reach_the_disk() {
+    use base64::Engine;
+    let mut server_key = [0u8; 32];
+    rand_bytes(&mut server_key);
+    let log_signer = conclave_audit::NoteSigner::new(
+        "relay.example/conclave-audit",
+        ed25519_dalek::SigningKey::from_bytes(&{
+            let mut seed = [0u8; 32];
+            rand_bytes(&mut seed);
+            seed
+        }),
+    )
+    .unwrap();
+    let env = vec![
+        (
+            "CONCLAVE_SERVER_KEY".to_owned(),
+            base64::engine::general_purpose::STANDARD.encode(server_key),
+        ),
+        (
+            "CONCLAVE_LOG_KEY".to_owned(),
+            log_signer.private_key().to_string(),
+        ),
+    ];
+    let mut server = ServerProcess::start_with_env(Vec::new(), env);
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let (mut app, _codes) = conclave_tests::enroll_totp(&alice.client, PASSWORD).await;
+    assert_eq!(server.log_key(), log_signer.verifier_key().to_string());
+
+    let keys = server.key_dir();
+    let mut held: Vec<String> = std::fs::read_dir(&keys)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    held.sort();
+    assert_eq!(
+        held,
+        ["tls-key.pem"],
+        "only the generated TLS key is a file"
+    );
+    for file in server.files() {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !bytes.windows(32).any(|w| w == server_key),
+            "{} holds the server key",
+            file.display()
+        );
+    }
+
+    // Restarted with the same keys, the sealed TOTP secret still opens.
+    server.restart();
+    let laptop = Person::login_with_totp(&server, "alice", PASSWORD, &mut app).await;
+    assert_eq!(laptop.client.devices().await.unwrap().len(), 2);
+}
+
+fn rand_bytes(out: &mut [u8]) {
+    let mut file = std::fs::File::open("/dev/urandom").unwrap();
+    std::io::Read::read_exact(&mut file, out).unwrap();
 }

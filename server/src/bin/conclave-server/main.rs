@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use conclave_server::{Config, LogFormat, ServerError, Settings};
+use conclave_server::{Config, KeyText, LogFormat, ServerError, Settings};
 
 /// The command line: the relay's settings, and optionally a command to run
 /// instead of serving.
@@ -42,12 +42,17 @@ struct Flags {
     /// Use this database instead of SQLite in the data directory (postgres://… or sqlite://…).
     #[arg(long, env = "CONCLAVE_DATABASE_URL", global = true)]
     database_url: Option<conclave_server::DatabaseUrl>,
-    /// File holding the 32-byte key that seals TOTP secrets; keep it out of database backups
-    /// [default: <data_dir>/server.key, created 0600].
+    /// Directory for the keys: server.key, log.key and a generated TLS key; kept apart from the
+    /// data so that a backup or copy of the data directory holds no key
+    /// [default: <data_dir>-keys, beside the data directory, created 0700].
+    #[arg(long, env = "CONCLAVE_KEY_DIR", global = true)]
+    key_dir: Option<PathBuf>,
+    /// File holding the 32-byte key that seals TOTP secrets. Or give the key itself, in base64
+    /// or hex, in CONCLAVE_SERVER_KEY [default: <key_dir>/server.key, created 0600].
     #[arg(long, env = "CONCLAVE_SERVER_KEY_FILE", global = true)]
     server_key_file: Option<PathBuf>,
-    /// File holding the Ed25519 key that signs audit-log checkpoints
-    /// [default: <data_dir>/log.key, created 0600].
+    /// File holding the Ed25519 key that signs audit-log checkpoints. Or give the key itself
+    /// (its PRIVATE+KEY+… line) in CONCLAVE_LOG_KEY [default: <key_dir>/log.key, created 0600].
     #[arg(long, env = "CONCLAVE_LOG_KEY_FILE", global = true)]
     log_key_file: Option<PathBuf>,
     /// The audit log's name (checkpoint origin), used when the log key is created
@@ -119,6 +124,7 @@ impl Flags {
             log_format: self.log_format,
             metrics_listen: self.metrics_listen,
             data_dir: self.data_dir,
+            key_dir: self.key_dir,
             database_url: self.database_url,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
@@ -126,7 +132,9 @@ impl Flags {
             max_upload_bytes: self.max_upload_bytes,
             upload_quota_bytes: self.upload_quota_bytes,
             server_key_file: self.server_key_file,
+            server_key: key_from_environment("CONCLAVE_SERVER_KEY")?,
             log_key_file: self.log_key_file,
+            log_key: key_from_environment("CONCLAVE_LOG_KEY")?,
             log_origin: self.log_origin,
             checkpoint_interval: self.checkpoint_interval,
             retention_interval: self.retention_interval,
@@ -139,6 +147,18 @@ impl Flags {
             recovery_window_days: self.recovery_window_days,
         };
         Ok(flags.or(file))
+    }
+}
+
+/// A key given by value in the environment (read here, not by clap, so
+/// that no flag puts it where `ps` shows it).
+fn key_from_environment(variable: &str) -> Result<Option<KeyText>, ServerError> {
+    match std::env::var(variable) {
+        Ok(text) => Ok(Some(KeyText::from(text))),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(ServerError::Setting(format!(
+            "${variable} is not text: give the key in base64, hex or its PRIVATE+KEY line"
+        ))),
     }
 }
 
