@@ -181,7 +181,7 @@ fn refuse_a_missing_relay(config: &Config) -> Result<(), ServerError> {
     }
     // A log key the data directory still holds from an earlier release
     // moves into the key directory first.
-    crate::keys::prepare(config)?;
+    crate::keys::prepare(&config.key_layout())?;
     if let Some(log_key) = config.log_key.file()
         && !log_key.is_file()
     {

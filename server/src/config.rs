@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::clock::Clock;
 use crate::error::ServerError;
-use crate::keys::{KeySource, KeyText, LOG_KEY_FILE, SERVER_KEY_FILE, default_key_dir};
+use crate::keys::{KeyLayout, KeySource, KeyText, LOG_KEY_FILE, SERVER_KEY_FILE, default_key_dir};
 
 /// Defines [`Settings`] and its merge from one list, so that a new setting
 /// cannot be read from one source and forgotten in another.
@@ -258,6 +258,17 @@ pub struct Config {
 }
 
 impl Config {
+    /// Where the data and the keys are.
+    pub(crate) fn key_layout(&self) -> KeyLayout<'_> {
+        KeyLayout {
+            data_dir: &self.data_dir,
+            key_dir: &self.key_dir,
+            server_key: &self.server_key,
+            log_key: &self.log_key,
+            tls_key: self.tls.as_ref().map(|(_, key)| key.as_path()),
+        }
+    }
+
     /// Defaults for everything, with data in `data_dir` and keys in the
     /// directory beside it (`<data_dir>-keys`).
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {

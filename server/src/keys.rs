@@ -25,7 +25,6 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use crate::config::Config;
 use crate::error::ServerError;
 use crate::private_files;
 
@@ -112,30 +111,41 @@ pub(crate) fn default_key_dir(data_dir: &Path) -> PathBuf {
 }
 
 /// The TLS key file when no certificate is configured.
-pub(crate) fn generated_tls_key(config: &Config) -> PathBuf {
-    config.key_dir.join(TLS_KEY_FILE)
+pub(crate) fn generated_tls_key(key_dir: &Path) -> PathBuf {
+    key_dir.join(TLS_KEY_FILE)
+}
+
+/// Where a relay's data and keys are, as its configuration says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyLayout<'a> {
+    pub(crate) data_dir: &'a Path,
+    pub(crate) key_dir: &'a Path,
+    pub(crate) server_key: &'a KeySource,
+    pub(crate) log_key: &'a KeySource,
+    /// The TLS key file configured with its certificate (`None`: generated).
+    pub(crate) tls_key: Option<&'a Path>,
 }
 
 /// Makes the key directory ready before any key is read: created 0700 if
 /// missing, keys left in the data directory by an earlier release moved
 /// into it, and every key file checked to be the owner's alone.
-pub(crate) fn prepare(config: &Config) -> Result<(), ServerError> {
+pub(crate) fn prepare(config: &KeyLayout<'_>) -> Result<(), ServerError> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder
-        .create(&config.key_dir)
-        .map_err(|e| ServerError::file("create key directory", &config.key_dir, e))?;
-    let tls_key = match &config.tls {
-        Some((_, key)) => key.clone(),
-        None => generated_tls_key(config),
+        .create(config.key_dir)
+        .map_err(|e| ServerError::file("create key directory", config.key_dir, e))?;
+    let tls_key = match config.tls_key {
+        Some(key) => key.to_owned(),
+        None => generated_tls_key(config.key_dir),
     };
     let mut defaults = vec![
         (config.server_key.file(), SERVER_KEY_FILE),
         (config.log_key.file(), LOG_KEY_FILE),
     ];
-    if config.tls.is_none() {
+    if config.tls_key.is_none() {
         defaults.push((Some(tls_key.as_path()), TLS_KEY_FILE));
     }
     for (file, name) in defaults {
@@ -156,7 +166,7 @@ pub(crate) fn prepare(config: &Config) -> Result<(), ServerError> {
 
 /// Moves key `name` from the data directory, where releases before the key
 /// directory kept it, into the key directory, if it is there and not here.
-fn adopt_from_data_dir(config: &Config, name: &str) -> Result<(), ServerError> {
+fn adopt_from_data_dir(config: &KeyLayout<'_>, name: &str) -> Result<(), ServerError> {
     let old = config.data_dir.join(name);
     let new = config.key_dir.join(name);
     if new.exists() || !old.is_file() {
@@ -167,7 +177,7 @@ fn adopt_from_data_dir(config: &Config, name: &str) -> Result<(), ServerError> {
         let bytes = Zeroizing::new(
             std::fs::read(&old).map_err(|e| ServerError::file("read key file", &old, e))?,
         );
-        crate::server_key::write_secret_file(&new, name, &bytes)?;
+        crate::private_files::write_secret_file(&new, name, &bytes)?;
         std::fs::remove_file(&old).map_err(|e| ServerError::file("remove key file", &old, e))?;
     }
     tracing::warn!(
@@ -214,10 +224,22 @@ mod tests {
         let data = root.join("data");
         std::fs::create_dir_all(&data).unwrap();
         for name in [SERVER_KEY_FILE, LOG_KEY_FILE, TLS_KEY_FILE] {
-            crate::server_key::write_secret_file(&data.join(name), name, name.as_bytes()).unwrap();
+            crate::private_files::write_secret_file(&data.join(name), name, name.as_bytes())
+                .unwrap();
         }
-        let config = Config::with_data_dir(&data);
-        assert_eq!(config.key_dir, root.join("data-keys"));
+        let key_dir = default_key_dir(&data);
+        assert_eq!(key_dir, root.join("data-keys"));
+        let (server_key, log_key) = (
+            KeySource::File(key_dir.join(SERVER_KEY_FILE)),
+            KeySource::File(key_dir.join(LOG_KEY_FILE)),
+        );
+        let config = KeyLayout {
+            data_dir: &data,
+            key_dir: &key_dir,
+            server_key: &server_key,
+            log_key: &log_key,
+            tls_key: None,
+        };
         prepare(&config).unwrap();
         let mode = std::fs::metadata(&config.key_dir)
             .unwrap()

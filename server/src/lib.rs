@@ -193,7 +193,7 @@ pub(crate) async fn open_store(config: &Config) -> Result<Store, ServerError> {
     // Every file from here on is the owner's alone, and no key file that
     // others can read is used (see `private_files`).
     private_files::restrict_new_files();
-    keys::prepare(config)?;
+    keys::prepare(&config.key_layout())?;
     // A new data directory is the owner's alone too; an existing one may
     // not be, so the database is created 0600 before SQLite opens it.
     let mut data_dir = std::fs::DirBuilder::new();

@@ -38,7 +38,7 @@ pub fn load_or_create(source: &KeySource, origin: &str) -> Result<(NoteSigner, b
                 .map_err(|e| ServerError::Setting(format!("log origin {origin:?}: {e}")))?;
             let mut line = signer.private_key();
             line.push('\n');
-            crate::server_key::write_secret_file(path, "log key", line.as_bytes())?;
+            crate::private_files::write_secret_file(path, "log key", line.as_bytes())?;
             Ok((signer, true))
         }
         Err(e) => Err(ServerError::file("read log key file", path, e)),

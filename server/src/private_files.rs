@@ -79,6 +79,26 @@ pub fn check_key_file(path: &Path) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// Creates `path` (it must not exist) readable by the owner alone, and
+/// writes `contents` durably.
+pub(crate) fn write_secret_file(
+    path: &Path,
+    what: &str,
+    contents: &[u8],
+) -> Result<(), ServerError> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| ServerError::file(format!("create {what} file"), path, e))?;
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| ServerError::file(format!("write {what} file"), path, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

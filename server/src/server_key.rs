@@ -5,7 +5,6 @@
 use crate::error::{ApiError, ServerError};
 use crate::keys::KeySource;
 use std::fmt;
-use std::io::Write;
 use std::path::Path;
 
 use base64::Engine;
@@ -29,25 +28,6 @@ impl fmt::Debug for ServerKey {
 
 /// Sealed values start with this, so a format change can be recognised.
 const VERSION: &str = "v1.";
-
-/// Creates `path` (it must not exist) readable by the owner alone, and
-/// writes `contents` durably.
-pub(crate) fn write_secret_file(
-    path: &Path,
-    what: &str,
-    contents: &[u8],
-) -> Result<(), ServerError> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .map_err(|e| ServerError::file(format!("create {what} file"), path, e))?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| ServerError::file(format!("write {what} file"), path, e))
-}
 
 /// Why a value could not be sealed or opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -115,7 +95,7 @@ impl ServerKey {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = Zeroizing::new([0u8; 32]);
                 rand::rngs::OsRng.fill_bytes(key.as_mut());
-                write_secret_file(path, "server key", key.as_ref())?;
+                crate::private_files::write_secret_file(path, "server key", key.as_ref())?;
                 Ok(Self { key })
             }
             Err(e) => Err(ServerError::file("read server key file", path, e)),

@@ -31,7 +31,7 @@ pub fn load_or_generate(config: &Config) -> Result<TlsIdentity, ServerError> {
         Some((cert, key)) => (cert.clone(), key.clone()),
         None => {
             let cert = config.data_dir.join(TLS_CERT_FILE);
-            let key = generated_tls_key(config);
+            let key = generated_tls_key(&config.key_dir);
             match (cert.exists(), key.exists()) {
                 (false, false) => generate(&cert, &key)?,
                 (true, true) => {}
@@ -99,28 +99,14 @@ fn generate(cert_path: &Path, key_path: &Path) -> Result<(), ServerError> {
     let certified = rcgen::generate_simple_self_signed(names)
         .map_err(|e| ServerError::Key(format!("cannot generate a certificate: {e}")))?;
     // The key file is created 0600 before any byte is written to it.
-    write_private(key_path, certified.signing_key.serialize_pem().as_bytes())?;
+    crate::private_files::write_secret_file(
+        key_path,
+        "TLS key",
+        certified.signing_key.serialize_pem().as_bytes(),
+    )?;
     std::fs::write(cert_path, certified.cert.pem())
         .map_err(|e| ServerError::file("write", cert_path, e))?;
     Ok(())
-}
-
-/// Writes a file readable by its owner only.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .map_err(|e| ServerError::file("create", path, e))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| ServerError::file("write", path, e))
 }
 
 #[cfg(test)]
