@@ -241,7 +241,7 @@ mod tests {
             tls_key: None,
         };
         prepare(&config).unwrap();
-        let mode = std::fs::metadata(&config.key_dir)
+        let mode = std::fs::metadata(config.key_dir)
             .unwrap()
             .permissions()
             .mode();
