@@ -16,6 +16,10 @@
 //!   [`NoteSigner`].
 //! - C2SP tlog checkpoints: [`Checkpoint`]. A relay's checkpoint origin is
 //!   its log key's name.
+//! - [`stored_tree`]: the tree as a log stores it, every complete subtree's
+//!   hash, so that roots and proofs need O(log n) stored hashes.
+//! - [`tiles`]: C2SP tlog-tiles paths, how the relay serves its log to
+//!   anyone (`/log/checkpoint`, `/log/tile/…`).
 //! - [`Event`]: one security event and its leaf, a canonical text encoding
 //!   specified in full on [`Event`]'s module (`event.rs`): a version line and
 //!   `name value` lines in a fixed order. The leaf hashed into the tree is
@@ -91,6 +95,8 @@ mod event;
 pub mod log;
 mod merkle;
 mod note;
+pub mod stored_tree;
+pub mod tiles;
 mod verify;
 
 pub use checkpoint::Checkpoint;

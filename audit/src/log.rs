@@ -1,16 +1,21 @@
 //! The log half: the append-only log in the relay's database, through sqlx
 //! on SQLite and PostgreSQL (feature `log`).
 //!
-//! Four tables, created by the relay's migrations (one file per version and
-//! dialect: `server/migrations/{sqlite,postgres}/0003_transparency_log.sql`
-//! and `0013_client_ips_and_key_package_hash.sql`):
+//! Five tables, created by the relay's migrations (one file per version and
+//! dialect: `server/migrations/{sqlite,postgres}/0003_transparency_log.sql`,
+//! `0013_client_ips_and_key_package_hash.sql` and `0014_stored_tree.sql`):
 //!
 //! - `audit_log`: one row per entry, `idx` from 0 with no gaps, and the
 //!   canonical leaf bytes (see [`Event`](crate::Event)). A few fields are
 //!   copied beside the leaf so that a device's registration can be found.
 //! - `audit_log_head`: one row holding the size. Every append updates it
 //!   first, in the appending transaction, so appends from any number of
-//!   processes serialize on that row and commit in index order.
+//!   processes serialize on that row and commit in index order. `hashed`
+//!   counts the leaves whose tree nodes are stored (equal to the size, but
+//!   for a log older than `audit_tree`, until it catches up).
+//! - `audit_tree`: the hash of every complete subtree (see
+//!   [`stored_tree`](crate::stored_tree)), written by the append that
+//!   completes it. A root or a proof reads O(log n) of them.
 //! - `audit_checkpoints`: every checkpoint signed, by size.
 //! - `audit_client_ips` (a later migration): the salt and address behind an
 //!   entry's `client-ip` commitment, written in the appending transaction.
@@ -23,13 +28,16 @@
 //! whose stored entries were rewritten is refused a new signature rather
 //! than given one that contradicts the last.
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use sqlx::{AnyConnection, AnyPool, Row};
 
+use crate::stored_tree::{self, Node, Plan};
+use crate::tiles::{Tile, push_entry};
 use crate::{
     Checkpoint, CheckpointError, ClientIpOpening, Event, EventError, Hash, NoteError, NoteSigner,
-    ProofError, consistency_proof, inclusion_proof, leaf_hash, root_hash_from_leaf_hashes,
+    ProofError, leaf_hash,
 };
 
 /// What can go wrong with the stored log.
@@ -45,6 +53,14 @@ pub enum LogError {
     /// An entry below the log's size is not stored.
     #[error("audit log entry {0} is missing from the database")]
     MissingEntry(u64),
+    /// A tree node the log's size says is stored is not.
+    #[error("audit log tree node {level}/{index} is missing from the database")]
+    MissingNode {
+        /// Its level.
+        level: u8,
+        /// Its index in the level.
+        index: u64,
+    },
     /// The stored entries no longer hash to the last signed checkpoint.
     #[error(
         "the audit log no longer matches the checkpoint signed at size {size}: refusing to sign a checkpoint that contradicts it"
@@ -98,12 +114,28 @@ fn to_u64(value: i64) -> u64 {
 /// Callers put the event in the same transaction as the change it records,
 /// so that neither lands without the other.
 pub async fn append(conn: &mut AnyConnection, mut event: Event) -> Result<u64, LogError> {
-    let row = sqlx::query("UPDATE audit_log_head SET size = size + 1 WHERE id = 1 RETURNING size")
-        .fetch_one(&mut *conn)
-        .await?;
+    // Both right-hand sides read the row as it was: `hashed` moves with the
+    // size only while the tree is complete (a log from before `audit_tree`
+    // catches up under `TransparencyLog::checkpoint` instead).
+    let row = sqlx::query(
+        "UPDATE audit_log_head SET size = size + 1,
+             hashed = CASE WHEN hashed = size THEN size + 1 ELSE hashed END
+         WHERE id = 1 RETURNING size, hashed",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     let index = to_u64(row.get::<i64, _>(0)) - 1;
+    let tree_complete = to_u64(row.get::<i64, _>(1)) == index + 1;
     event.seq = index;
     let leaf = event.encode()?;
+    if tree_complete {
+        let siblings = left_sibling_hashes(&mut *conn, index).await?;
+        store_nodes(
+            &mut *conn,
+            &stored_tree::append(index, leaf_hash(&leaf), &siblings),
+        )
+        .await?;
+    }
     sqlx::query(
         "INSERT INTO audit_log (idx, leaf, action, actor, device, created_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -125,6 +157,147 @@ pub async fn append(conn: &mut AnyConnection, mut event: Event) -> Result<u64, L
             .await?;
     }
     Ok(index)
+}
+
+/// The hashes of the nodes leaf `index` completes subtrees with.
+async fn left_sibling_hashes(conn: &mut AnyConnection, index: u64) -> Result<Vec<Hash>, LogError> {
+    let needed = stored_tree::left_siblings(index);
+    let found = read_nodes(&mut *conn, &needed).await?;
+    needed
+        .iter()
+        .map(|node| found.get(node).copied().ok_or_else(|| missing(*node)))
+        .collect()
+}
+
+fn missing(node: Node) -> LogError {
+    LogError::MissingNode {
+        level: node.level,
+        index: node.index,
+    }
+}
+
+/// Stores tree nodes, in one statement.
+async fn store_nodes(conn: &mut AnyConnection, nodes: &[(Node, Hash)]) -> Result<(), LogError> {
+    for chunk in nodes.chunks(200) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO audit_tree (level, idx, hash) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (node, hash) in chunk {
+            query = query
+                .bind(i64::from(node.level))
+                .bind(to_i64(node.index))
+                .bind(hash.to_vec());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The stored hashes of `nodes` (those that are stored), in one statement
+/// per 300 nodes.
+async fn read_nodes(
+    conn: &mut AnyConnection,
+    nodes: &[Node],
+) -> Result<HashMap<Node, Hash>, LogError> {
+    let mut found = HashMap::with_capacity(nodes.len());
+    for chunk in nodes.chunks(300) {
+        let wanted: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(level = ${} AND idx = ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let sql = format!(
+            "SELECT level, idx, hash FROM audit_tree WHERE {}",
+            wanted.join(" OR ")
+        );
+        let mut query = sqlx::query(&sql);
+        for node in chunk {
+            query = query.bind(i64::from(node.level)).bind(to_i64(node.index));
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let (Ok(level), Ok(hash)) = (
+                u8::try_from(row.get::<i64, _>(0)),
+                Hash::try_from(row.get::<Vec<u8>, _>(2)),
+            ) else {
+                continue;
+            };
+            found.insert(
+                Node {
+                    level,
+                    index: to_u64(row.get(1)),
+                },
+                hash,
+            );
+        }
+    }
+    Ok(found)
+}
+
+/// The hashes `plan` folds into, from nodes read through `conn`.
+async fn answer(conn: &mut AnyConnection, plan: &Plan) -> Result<Vec<Hash>, LogError> {
+    let found = read_nodes(conn, &plan.nodes()).await?;
+    plan.hashes(|node| found.get(&node).copied())
+        .map_err(missing)
+}
+
+/// Stores the tree nodes of leaves `hashed..size` that a log from before
+/// `audit_tree` lacks, inside the caller's transaction, which holds the
+/// head row (so no append runs meanwhile). Returns the log's size.
+async fn catch_up(conn: &mut AnyConnection) -> Result<u64, LogError> {
+    let row =
+        sqlx::query("UPDATE audit_log_head SET size = size WHERE id = 1 RETURNING size, hashed")
+            .fetch_one(&mut *conn)
+            .await?;
+    let (size, mut hashed) = (to_u64(row.get(0)), to_u64(row.get(1)));
+    if hashed >= size {
+        return Ok(size);
+    }
+    // The nodes waiting for a right sibling, by level, as of leaf `hashed`.
+    let pending = (0..64u8)
+        .filter(|&level| (hashed >> level) & 1 == 1)
+        .map(|level| Node {
+            level,
+            index: (hashed >> level) - 1,
+        })
+        .collect::<Vec<_>>();
+    let found = read_nodes(&mut *conn, &pending).await?;
+    let mut frontier: HashMap<u8, Hash> = HashMap::new();
+    for node in pending {
+        frontier.insert(node.level, *found.get(&node).ok_or_else(|| missing(node))?);
+    }
+    while hashed < size {
+        let end = size.min(hashed + 1000);
+        let entries = fetch_entries(&mut *conn, hashed, end).await?;
+        let mut nodes = Vec::new();
+        for (expected, entry) in (hashed..end).zip(&entries) {
+            if entry.index != expected {
+                return Err(LogError::MissingEntry(expected));
+            }
+            let siblings: Vec<Hash> = stored_tree::left_siblings(expected)
+                .iter()
+                .map(|node| frontier[&node.level])
+                .collect();
+            let new = stored_tree::append(expected, leaf_hash(&entry.leaf), &siblings);
+            // The topmost node made is the one waiting for a sibling now.
+            if let Some((node, hash)) = new.last() {
+                frontier.insert(node.level, *hash);
+            }
+            nodes.extend(new);
+        }
+        if (entries.len() as u64) < end - hashed {
+            return Err(LogError::MissingEntry(hashed + entries.len() as u64));
+        }
+        store_nodes(&mut *conn, &nodes).await?;
+        hashed = end;
+    }
+    sqlx::query("UPDATE audit_log_head SET hashed = $1 WHERE id = 1")
+        .bind(to_i64(size))
+        .execute(&mut *conn)
+        .await?;
+    Ok(size)
 }
 
 /// Entries `start..end`, through `executor` (the pool, or one connection).
@@ -162,14 +335,13 @@ pub async fn stored_size(pool: &AnyPool) -> Result<u64, LogError> {
 
 /// The stored log, with the key that signs its checkpoints.
 ///
-/// Leaf hashes are cached in memory as entries are read; the cache only
-/// grows by contiguous indexes, so several relay processes sharing one
-/// database each keep a correct prefix.
+/// Nothing is cached in memory: every root and proof reads its O(log n)
+/// tree nodes from the database, so any number of relay processes sharing
+/// one database answer alike, and none reads the whole log at start.
 #[derive(Debug, Clone)]
 pub struct TransparencyLog {
     pool: AnyPool,
     signer: Arc<NoteSigner>,
-    leaf_hashes: Arc<Mutex<Vec<Hash>>>,
 }
 
 impl TransparencyLog {
@@ -179,7 +351,6 @@ impl TransparencyLog {
         Self {
             pool,
             signer: Arc::new(signer),
-            leaf_hashes: Arc::default(),
         }
     }
 
@@ -234,60 +405,6 @@ impl TransparencyLog {
             .collect())
     }
 
-    /// The hashes of the first `size` leaves, read from the database where
-    /// the cache does not have them yet.
-    async fn leaf_hashes(&self, size: u64) -> Result<Vec<Hash>, LogError> {
-        self.leaf_hashes_through(None, size).await
-    }
-
-    /// The leaf hashes of the first `size` entries, reading what the cache
-    /// lacks through `connection` when given (a caller inside a transaction
-    /// must: with the write lock held, waiting for a second pooled
-    /// connection deadlocks once every other one waits for that lock).
-    async fn leaf_hashes_through(
-        &self,
-        mut connection: Option<&mut AnyConnection>,
-        size: u64,
-    ) -> Result<Vec<Hash>, LogError> {
-        loop {
-            let cached = self.cached_len();
-            if cached >= size {
-                let hashes = self.lock_hashes();
-                return Ok(hashes[..usize::try_from(size).unwrap_or(usize::MAX)].to_vec());
-            }
-            let end = size.min(cached + 10_000);
-            let entries = match connection.as_deref_mut() {
-                Some(connection) => fetch_entries(connection, cached, end).await?,
-                None => fetch_entries(&self.pool, cached, end).await?,
-            };
-            let mut hashes = self.lock_hashes();
-            // Another task may have filled the same range meanwhile.
-            if hashes.len() as u64 != cached {
-                continue;
-            }
-            for (expected, entry) in (cached..end).zip(&entries) {
-                if entry.index != expected {
-                    return Err(LogError::MissingEntry(expected));
-                }
-                hashes.push(leaf_hash(&entry.leaf));
-            }
-            if (entries.len() as u64) < end - cached {
-                return Err(LogError::MissingEntry(cached + entries.len() as u64));
-            }
-        }
-    }
-
-    fn cached_len(&self) -> u64 {
-        self.lock_hashes().len() as u64
-    }
-
-    fn lock_hashes(&self) -> std::sync::MutexGuard<'_, Vec<Hash>> {
-        // A poisoned cache is still a correct prefix: every push is complete.
-        self.leaf_hashes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// The latest signed checkpoint, if any.
     pub async fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, LogError> {
         let row = sqlx::query(
@@ -309,13 +426,9 @@ impl TransparencyLog {
     /// hash to the last checkpoint signed: the log was rewritten.
     pub async fn checkpoint(&self, now: u64) -> Result<SignedCheckpoint, LogError> {
         let mut tx = self.pool.begin().await?;
-        // Holding the head row keeps appends out until this checkpoint is stored.
-        let size = to_u64(
-            sqlx::query("UPDATE audit_log_head SET size = size WHERE id = 1 RETURNING size")
-                .fetch_one(&mut *tx)
-                .await?
-                .get(0),
-        );
+        // Holding the head row keeps appends out until this checkpoint is
+        // stored; a log from before the stored tree gets its nodes here.
+        let size = catch_up(&mut tx).await?;
         let last = sqlx::query(
             "SELECT size, root_hash, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
         )
@@ -337,18 +450,18 @@ impl TransparencyLog {
                 note: note.clone(),
             });
         }
-        // Read through this transaction's own connection (issue 19: the
-        // pool's other connections may all be waiting for its write lock).
-        let hashes = self.leaf_hashes_through(Some(&mut *tx), size).await?;
+        // Nodes are read through this transaction's own connection (issue
+        // 19: the pool's other connections may all be waiting for its write
+        // lock).
         if let Some((last_size, last_root, _)) = &last {
-            let prefix = usize::try_from(*last_size).unwrap_or(usize::MAX);
             let consistent = *last_size <= size
-                && root_hash_from_leaf_hashes(&hashes[..prefix]).as_slice() == last_root.as_slice();
+                && answer(&mut tx, &Plan::root(*last_size)).await?[0].as_slice()
+                    == last_root.as_slice();
             if !consistent {
                 return Err(LogError::Inconsistent { size: *last_size });
             }
         }
-        let root = root_hash_from_leaf_hashes(&hashes);
+        let root = answer(&mut tx, &Plan::root(size)).await?[0];
         let text = Checkpoint::new(self.origin(), size, root)?.to_note_text();
         let note = self.signer.sign(&text)?;
         sqlx::query(
@@ -368,16 +481,101 @@ impl TransparencyLog {
         })
     }
 
-    /// The inclusion proof of entry `index` in the tree of size `size`.
+    /// The inclusion proof of entry `index` in the tree of size `size`:
+    /// O(log n) stored nodes, read in one statement.
     pub async fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, LogError> {
-        let hashes = self.leaf_hashes(size).await?;
-        Ok(inclusion_proof(&hashes, index, size)?)
+        self.prove(Plan::inclusion(index, size)?, size).await
     }
 
     /// The consistency proof from size `old` to size `new`.
     pub async fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, LogError> {
-        let hashes = self.leaf_hashes(new).await?;
-        Ok(consistency_proof(&hashes, old, new)?)
+        self.prove(Plan::consistency(old, new)?, new).await
+    }
+
+    /// The bytes of `tile` (C2SP tlog-tiles): its hashes, 32 bytes each, or
+    /// its entries with their length prefixes. The caller checks that the
+    /// signed tree holds the tile ([`Tile::within`]).
+    pub async fn tile(&self, tile: &Tile) -> Result<Vec<u8>, LogError> {
+        let (start, end) = (tile.first(), tile.first() + tile.width);
+        if tile.level.is_none() {
+            let mut bundle = Vec::new();
+            let entries = fetch_entries(&self.pool, start, end).await?;
+            for (expected, entry) in (start..end).zip(&entries) {
+                if entry.index != expected {
+                    return Err(LogError::MissingEntry(expected));
+                }
+                push_entry(&mut bundle, &entry.leaf).ok_or(LogError::MissingEntry(expected))?;
+            }
+            if (entries.len() as u64) < tile.width {
+                return Err(LogError::MissingEntry(start + entries.len() as u64));
+            }
+            return Ok(bundle);
+        }
+        let level = tile.tree_level();
+        let read = || async {
+            let rows = sqlx::query(
+                "SELECT idx, hash FROM audit_tree WHERE level = $1 AND idx >= $2 AND idx < $3
+                 ORDER BY idx",
+            )
+            .bind(i64::from(level))
+            .bind(to_i64(start))
+            .bind(to_i64(end))
+            .fetch_all(&self.pool)
+            .await?;
+            let mut bytes = Vec::with_capacity(rows.len() * 32);
+            for (expected, row) in (start..end).zip(&rows) {
+                let hash: Vec<u8> = row.get(1);
+                if to_u64(row.get(0)) != expected || hash.len() != 32 {
+                    return Err(missing(Node {
+                        level,
+                        index: expected,
+                    }));
+                }
+                bytes.extend_from_slice(&hash);
+            }
+            if (rows.len() as u64) < tile.width {
+                return Err(missing(Node {
+                    level,
+                    index: start + rows.len() as u64,
+                }));
+            }
+            Ok(bytes)
+        };
+        match read().await {
+            Err(LogError::MissingNode { .. }) => {
+                let mut tx = self.pool.begin().await?;
+                catch_up(&mut tx).await?;
+                tx.commit().await?;
+                read().await
+            }
+            other => other,
+        }
+    }
+
+    /// `plan`'s hashes, for a tree of `size` leaves.
+    async fn prove(&self, plan: Plan, size: u64) -> Result<Vec<Hash>, LogError> {
+        let stored = self.size().await?;
+        if size > stored {
+            return Err(ProofError::NotEnoughLeaves {
+                tree_size: size,
+                available: usize::try_from(stored).unwrap_or(usize::MAX),
+            }
+            .into());
+        }
+        let mut conn = self.pool.acquire().await?;
+        match answer(&mut conn, &plan).await {
+            // A log from before the stored tree that has not caught up yet
+            // (the next checkpoint does it): catch up now, then answer.
+            Err(LogError::MissingNode { .. }) => {
+                drop(conn);
+                let mut tx = self.pool.begin().await?;
+                catch_up(&mut tx).await?;
+                let hashes = answer(&mut tx, &plan).await?;
+                tx.commit().await?;
+                Ok(hashes)
+            }
+            other => other,
+        }
     }
 
     /// The latest entry that registered `device_id` for `username`.

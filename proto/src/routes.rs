@@ -267,6 +267,15 @@ pub const AUDIT_INCLUSION: &str = "/v1/audit/proof/inclusion";
 /// [`ConsistencyProofAnswer`](crate::ConsistencyProofAnswer)).
 pub const AUDIT_CONSISTENCY: &str = "/v1/audit/proof/consistency";
 
+/// `GET`, no signature: the latest signed checkpoint, at the C2SP
+/// tlog-tiles path under the log's prefix `/log/`.
+pub const LOG_CHECKPOINT: &str = "/log/checkpoint";
+
+/// `GET`, no signature: a hash tile (`/log/tile/<L>/<N>[.p/<W>]`) or an
+/// entry bundle (`/log/tile/entries/<N>[.p/<W>]`), C2SP tlog-tiles; the
+/// router's template.
+pub const LOG_TILE: &str = "/log/tile/{*path}";
+
 /// [`AUDIT_DEVICE`] for one device, for a client that holds a checkpoint of
 /// `since` entries.
 pub fn audit_device(username: &str, device_id: &str, since: u64) -> String {

@@ -25,15 +25,27 @@ use serde_json::{Value, json};
 pub struct TempDir(PathBuf);
 
 impl TempDir {
-    /// A fresh, empty directory.
+    /// A fresh, empty directory: never one another test made (a name the
+    /// clock alone chose was once handed to two tests started in the same
+    /// tick, which then shared a relay).
     pub fn new(label: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "conclave-{label}-{}-{}",
-            std::process::id(),
-            hex::encode(rand_bytes())
-        ));
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        Self(path)
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        std::fs::create_dir_all(std::env::temp_dir()).expect("the temporary directory");
+        loop {
+            let path = std::env::temp_dir().join(format!(
+                "conclave-{label}-{}-{}-{}",
+                std::process::id(),
+                MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                hex::encode(rand_bytes())
+            ));
+            // `create_dir`, not `create_dir_all`: a directory that exists
+            // already belongs to someone else.
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Self(path),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => panic!("create temp dir {}: {e}", path.display()),
+            }
+        }
     }
 
     /// Its path.

@@ -180,11 +180,48 @@ async fn seed(pool: &AnyPool, version: i64) {
         query.execute(pool).await.unwrap();
     }
     if version >= 3 {
-        let log = TransparencyLog::new(pool.clone(), signer());
-        log.append(Event::new(0, 5, "login").actor("alice"))
+        // Written as a release of that version wrote it: no stored tree
+        // before version 14, which the next checkpoint then catches up.
+        let event = Event::new(0, 5, "login").actor("alice");
+        let leaf = event.encode().unwrap();
+        let root = conclave_audit::leaf_hash(&leaf);
+        let note = signer()
+            .sign(
+                &conclave_audit::Checkpoint::new("test.example/log", 1, root)
+                    .unwrap()
+                    .to_note_text(),
+            )
+            .unwrap();
+        pool.execute("UPDATE audit_log_head SET size = 1 WHERE id = 1")
             .await
             .unwrap();
-        log.checkpoint(6).await.unwrap();
+        sqlx::query(
+            "INSERT INTO audit_log (idx, leaf, action, actor, device, created_at)
+             VALUES (0, $1, 'login', 'alice', NULL, 5)",
+        )
+        .bind(leaf)
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (size, root_hash, note, signed_at) VALUES (1, $1, $2, 6)",
+        )
+        .bind(root.to_vec())
+        .bind(note)
+        .execute(pool)
+        .await
+        .unwrap();
+        if version >= 14 {
+            pool.execute("UPDATE audit_log_head SET hashed = 1 WHERE id = 1")
+                .await
+                .unwrap();
+            pool.execute(
+                sqlx::query("INSERT INTO audit_tree (level, idx, hash) VALUES (0, 0, $1)")
+                    .bind(root.to_vec()),
+            )
+            .await
+            .unwrap();
+        }
     }
 }
 
@@ -258,8 +295,25 @@ async fn assert_rows_usable(store: &Store, version: i64) {
             .unwrap(),
         entries_before
     );
-    // Signing checks that the tree still extends the last signed checkpoint.
-    assert_eq!(log.checkpoint(8).await.unwrap().size, entries_before + 1);
+    // Signing checks that the tree still extends the last signed checkpoint
+    // (the stored tree of an older log caught up first).
+    let checkpoint = log.checkpoint(8).await.unwrap();
+    assert_eq!(checkpoint.size, entries_before + 1);
+    let entries = log.entries(0, checkpoint.size).await.unwrap();
+    for entry in &entries {
+        let proof = log
+            .inclusion_proof(entry.index, checkpoint.size)
+            .await
+            .unwrap();
+        conclave_audit::verify_inclusion(
+            entry.index,
+            checkpoint.size,
+            &conclave_audit::leaf_hash(&entry.leaf),
+            &proof,
+            &checkpoint.root_hash,
+        )
+        .unwrap();
+    }
 }
 
 /// The database's schema, bookkeeping tables left out, one line per

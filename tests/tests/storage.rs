@@ -744,10 +744,24 @@ async fn log_suite(store: &Store) {
         .unwrap();
     }
 
-    // Someone with the database rewrites an entry and appends: a relay that
-    // reads the log afresh refuses to sign over it.
+    // Someone with the database rewrites an entry. The stored tree still
+    // holds the original's hash, so the entry proves against no checkpoint:
+    // whoever checks it (a client, an auditor) catches the edit.
+    let edited = Event::new(1, 5, "login").encode().unwrap();
     sqlx::query("UPDATE audit_log SET leaf = $1 WHERE idx = 1")
-        .bind(Event::new(1, 5, "login").encode().unwrap())
+        .bind(&edited)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let proof = log.inclusion_proof(1, 28).await.unwrap();
+    assert!(verify_inclusion(1, 28, &leaf_hash(&edited), &proof, checkpoint.root_hash()).is_err());
+    // With the stored tree rebuilt from the rewritten leaves, the tree no
+    // longer extends the last checkpoint: a relay refuses to sign over it.
+    sqlx::query("DELETE FROM audit_tree")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_log_head SET hashed = 0 WHERE id = 1")
         .execute(store.pool())
         .await
         .unwrap();

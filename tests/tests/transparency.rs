@@ -173,14 +173,15 @@ async fn a_forked_log_is_caught_by_the_client() {
     let seen_size: i64 = seen.lines().nth(1).unwrap().parse().unwrap();
     assert!(seen_size > 2);
 
-    // The operator rewrites history: cut the log after the first entry, drop
-    // the checkpoints that would contradict it, and restart so the relay
-    // signs the new tree.
+    // The operator rewrites history: cut the log after the first entry (its
+    // stored tree too, which the relay then rebuilds), drop the checkpoints
+    // that would contradict it, and restart so the relay signs the new tree.
     {
         let mut db = server.database().await;
         for statement in [
             "DELETE FROM audit_log WHERE idx >= 1",
-            "UPDATE audit_log_head SET size = 1",
+            "DELETE FROM audit_tree",
+            "UPDATE audit_log_head SET size = 1, hashed = 0",
             "DELETE FROM audit_checkpoints",
         ] {
             sqlx::query(statement).execute(&mut db).await.unwrap();
@@ -379,4 +380,191 @@ async fn a_member_list_is_proven_in_one_request() {
         .cloned()
         .collect();
     assert_eq!(proofs, ["POST /v1/audit/devices"], "{proofs:?}");
+}
+
+/// Issue 18, point 5: the log is served as C2SP tlog-tiles to anyone, and
+/// Cloudflare's `tlog_tiles` crate (no Conclave code) checks the relay's
+/// checkpoint, tiles and proofs: the tree hash recomputed from the tiles,
+/// every entry's inclusion and the consistency with an earlier checkpoint.
+/// Signature and note parsing are done here by hand, from the C2SP texts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_log_as_tlog_tiles_passes_an_independent_verifier() {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use tlog_tiles::{TileHashReader, TileReader};
+
+    let server = ServerProcess::start_with(vec!["--checkpoint-interval".into(), "1s".into()]);
+    let _alice = Person::register(&server, "alice", PASSWORD).await;
+    let (http, base) = server.https_client();
+    let get = move |path: String| {
+        let (http, url) = (http.clone(), format!("{base}{path}"));
+        async move {
+            // No signature, no session: the tiles are public.
+            let answer = http.get(url).send().await.unwrap();
+            (
+                answer.status().as_u16(),
+                answer.bytes().await.unwrap().to_vec(),
+            )
+        }
+    };
+    let checkpoint_at_least = |size: u64| {
+        let get = get.clone();
+        async move {
+            for _ in 0..300 {
+                let (status, body) = get("/log/checkpoint".into()).await;
+                if status == 200 {
+                    let text = String::from_utf8(body).unwrap();
+                    let at: u64 = text.lines().nth(1).unwrap().parse().unwrap();
+                    if at >= size {
+                        return text;
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("no checkpoint of {size} entries");
+        }
+    };
+    let earlier = checkpoint_at_least(1).await;
+
+    // A busy workspace: 600 more events, appended by the relay's own log
+    // code to the relay's database (so there are full tiles at level 0 and
+    // a tile at level 1).
+    let data = server.data.path().join("data");
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite://{}", data.join("conclave.db").display()))
+        .await
+        .unwrap();
+    let key = std::fs::read_to_string(server.key_dir().join("log.key")).unwrap();
+    let log = conclave_audit::log::TransparencyLog::new(
+        pool,
+        conclave_audit::NoteSigner::from_private_key(key.trim()).unwrap(),
+    );
+    let before = log.size().await.unwrap();
+    for i in 0..600 {
+        log.append(conclave_audit::Event::new(0, 1_700_000_000, "login").actor(&format!("u{i}")))
+            .await
+            .unwrap();
+    }
+    let note = checkpoint_at_least(before + 600).await;
+
+    // The note: its text, then `— <name> <base64(key id || signature)>`,
+    // checked against the verifier key the host admin prints
+    // (`<name>+<key id hex>+<base64(0x01 || public key)>`).
+    let verifier = server.log_key();
+    // Three fields: the base64 key may hold a '+' itself.
+    let parts: Vec<&str> = verifier.splitn(3, '+').collect();
+    let (name, key_id) = (parts[0], hex::decode(parts[1]).unwrap());
+    let public = STANDARD.decode(parts[2]).unwrap();
+    assert_eq!(public[0], 1, "an Ed25519 verifier key");
+    let public = ed25519_dalek::VerifyingKey::from_bytes(&public[1..].try_into().unwrap()).unwrap();
+    let verify_note = |note: &str| -> String {
+        let (text, signatures) = note.split_once("\n\n").unwrap();
+        let text = format!("{text}\n");
+        let line = signatures
+            .lines()
+            .find(|l| l.starts_with(&format!("\u{2014} {name} ")))
+            .expect("a signature by the log's key");
+        let blob = STANDARD.decode(line.rsplit(' ').next().unwrap()).unwrap();
+        assert_eq!(blob[..4], key_id[..]);
+        let signature = ed25519_dalek::Signature::from_slice(&blob[4..]).unwrap();
+        public.verify_strict(text.as_bytes(), &signature).unwrap();
+        text
+    };
+    let text = verify_note(&note);
+    let checkpoint = tlog_tiles::Checkpoint::from_bytes(text.as_bytes()).unwrap();
+    let old = tlog_tiles::Checkpoint::from_bytes(verify_note(&earlier).as_bytes()).unwrap();
+    let size = checkpoint.size();
+    assert!(size >= before + 600);
+
+    // Tiles fetched over HTTPS at their C2SP paths (the crate names them as
+    // Go's sumdb does, with the height: tile/8/L/N).
+    struct Fetched {
+        get: Box<dyn Fn(String) -> (u16, Vec<u8>) + Send + Sync>,
+    }
+    impl TileReader for Fetched {
+        fn height(&self) -> u8 {
+            8
+        }
+        fn read_tiles(
+            &self,
+            tiles: &[tlog_tiles::Tile],
+        ) -> Result<Vec<Vec<u8>>, tlog_tiles::Error> {
+            Ok(tiles
+                .iter()
+                .map(|tile| {
+                    let path = tile.path().replacen("tile/8/", "/log/tile/", 1);
+                    let (status, body) = (self.get)(path.clone());
+                    assert_eq!(status, 200, "{path}");
+                    body
+                })
+                .collect())
+        }
+        fn save_tiles(&self, _: &[tlog_tiles::Tile], _: &[Vec<u8>]) {}
+    }
+    let runtime = tokio::runtime::Handle::current();
+    let fetch = {
+        let get = get.clone();
+        move |path: String| tokio::task::block_in_place(|| runtime.block_on(get(path)))
+    };
+    let fetched = Fetched {
+        get: Box::new(fetch.clone()),
+    };
+    let reader = TileHashReader::new(size, *checkpoint.hash(), &fetched);
+    let recomputed = tokio::task::block_in_place(|| tlog_tiles::tree_hash(size, &reader)).unwrap();
+    assert_eq!(recomputed, *checkpoint.hash());
+
+    // Every entry, from the entry bundles, is in the tree.
+    let mut entries: Vec<Vec<u8>> = Vec::new();
+    let mut bundle_index = 0u64;
+    while (entries.len() as u64) < size {
+        let width = (size - entries.len() as u64).min(256);
+        let mut path = format!("/log/tile/entries/{bundle_index:03}");
+        if width < 256 {
+            path.push_str(&format!(".p/{width}"));
+        }
+        let (status, bundle) = fetch(path.clone());
+        assert_eq!(status, 200, "{path}");
+        let mut rest = bundle.as_slice();
+        while !rest.is_empty() {
+            let length = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+            entries.push(rest[2..2 + length].to_vec());
+            rest = &rest[2 + length..];
+        }
+        bundle_index += 1;
+    }
+    assert_eq!(entries.len() as u64, size);
+    tokio::task::block_in_place(|| {
+        for (index, entry) in entries.iter().enumerate() {
+            let index = index as u64;
+            let proof = tlog_tiles::prove_record(size, index, &reader).unwrap();
+            tlog_tiles::check_record(
+                &proof,
+                size,
+                *checkpoint.hash(),
+                index,
+                tlog_tiles::record_hash(entry),
+            )
+            .unwrap_or_else(|e| panic!("entry {index}: {e:?}"));
+        }
+        let proof = tlog_tiles::prove_tree(size, old.size(), &reader).unwrap();
+        tlog_tiles::check_tree(&proof, size, *checkpoint.hash(), old.size(), *old.hash()).unwrap();
+    });
+    assert!(
+        String::from_utf8_lossy(&entries[before as usize + 7]).contains("u7"),
+        "the entries are the log's leaves"
+    );
+
+    // Nothing past the signed tree, nothing that is not a tile path.
+    let past = size / 256 + 1;
+    for path in [
+        format!("/log/tile/0/{past:03}"),
+        format!("/log/tile/entries/{past:03}"),
+        "/log/tile/1/000".to_owned(),
+        "/log/tile/0/x1/000".to_owned(),
+        "/log/tile/0/000.p/0".to_owned(),
+    ] {
+        assert_eq!(fetch(path.clone()).0, 404, "{path}");
+    }
 }

@@ -13,6 +13,7 @@ pub(crate) mod health;
 pub(crate) mod key_packages;
 pub(crate) mod messages;
 pub(crate) mod stream;
+pub(crate) mod tiles;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route(routes::STREAM, get(stream::stream))
         .merge(accounts::routes())
         .merge(audit::routes())
+        .merge(tiles::routes())
         .merge(blobs::routes())
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
