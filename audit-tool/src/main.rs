@@ -12,6 +12,9 @@
 //! # extends the one verified last time (kept in --state). Run it from cron.
 //! conclave-audit --home ~/.conclave-audit verify --log-key "$LOG_KEY" --state ~/.conclave-audit/state
 //!
+//! # Or with no device and no sign-in at all: the log's public tlog-tiles endpoint.
+//! conclave-audit --pin-sha256 $FP verify --tiles https://relay.example:8443/log --log-key "$LOG_KEY"
+//!
 //! # Take the log away, and check it later with no relay at all.
 //! conclave-audit --home ~/.conclave-audit export --bundle log.json --log-key "$LOG_KEY"
 //! conclave-audit verify --bundle log.json --log-key "$LOG_KEY"
@@ -38,7 +41,7 @@ use conclave_audit::{
     ClientIpOpening, Event, VerifierKey, leaf_hash, root_hash_from_leaf_hashes, verify_consistency,
     verify_inclusion,
 };
-use conclave_client::Client;
+use conclave_client::{Client, ServerTrust};
 use serde_json::json;
 
 mod bundle;
@@ -47,6 +50,7 @@ mod export;
 mod filter;
 mod relay;
 mod state;
+mod tiles;
 mod verification;
 
 use bundle::Bundle;
@@ -94,8 +98,13 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
         /// Check this bundle offline (see `export --bundle`) instead of the relay.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "tiles")]
         bundle: Option<PathBuf>,
+        /// Read the log from its public C2SP tlog-tiles endpoint, e.g.
+        /// https://relay.example:8443/log, with no device or sign-in (needs
+        /// --log-key, and --ca-cert or --pin-sha256).
+        #[arg(long, value_name = "URL", requires = "log_key")]
+        tiles: Option<String>,
     },
     /// Write the log as a bundle to verify offline, or its entries as JSON Lines or CSV.
     #[command(group(ArgGroup::new("what").required(true).args(["bundle", "format"])))]
@@ -162,9 +171,15 @@ async fn run(cli: Cli) -> Result<(), AuditError> {
             log_key,
             state,
             bundle,
+            tiles,
         } => {
             let given = parse_key(log_key.as_deref())?;
-            verify(&relay, given, state.as_deref(), bundle.as_deref()).await
+            let source = match (bundle, tiles) {
+                (Some(path), _) => Source::Bundle(path),
+                (None, Some(url)) => Source::Tiles(url),
+                (None, None) => Source::Relay,
+            };
+            verify(&relay, given, state.as_deref(), source).await
         }
         Command::Export {
             bundle,
@@ -209,15 +224,47 @@ fn parse_key(text: Option<&str>) -> Result<Option<VerifierKey>, AuditError> {
     .transpose()
 }
 
-/// `verify`: the relay's log (or a bundle), then the saved state, then save.
+/// Where `verify` reads the log.
+enum Source {
+    /// The relay, through the auditor's signed-in device.
+    Relay,
+    /// A bundle written by `export --bundle`.
+    Bundle(PathBuf),
+    /// The log's public tlog-tiles endpoint.
+    Tiles(String),
+}
+
+/// `verify`: the relay's log (or a bundle, or the tiles), then the saved
+/// state, then save.
 async fn verify(
     relay: &RelayOptions,
     given: Option<VerifierKey>,
     state_dir: Option<&Path>,
-    bundle_path: Option<&Path>,
+    source: Source,
 ) -> Result<(), AuditError> {
-    let (log, key, client) = match bundle_path {
-        Some(path) => {
+    let (log, key, client) = match source {
+        Source::Tiles(url) => {
+            let key = given.ok_or_else(|| {
+                AuditError::Usage("--tiles needs the log's key: --log-key".into())
+            })?;
+            let trust = match (&relay.ca_cert, &relay.pin_sha256) {
+                (Some(path), _) => ServerTrust::ca_file(path),
+                (None, Some(pin)) => ServerTrust::pin(pin),
+                (None, None) => {
+                    return Err(AuditError::Usage(
+                        "--tiles needs --ca-cert FILE or --pin-sha256 HEX to trust the log's certificate"
+                            .into(),
+                    ));
+                }
+            }
+            .map_err(|e| AuditError::Usage(e.to_string()))?;
+            let (note, entries) = tiles::TilesEndpoint::new(&url, trust)?
+                .download(&key)
+                .await?;
+            (verify_snapshot(&key, &note, &entries)?, key, None)
+        }
+        Source::Bundle(path) => {
+            let path = path.as_path();
             let name = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|e| AuditError::io(path, e))?;
             let bundle = Bundle::parse(&text, &name)?;
@@ -231,7 +278,7 @@ async fn verify(
             let log = verify_snapshot(&key, &bundle.checkpoint, &bundle.leaves(&name)?)?;
             (log, key, None)
         }
-        None => {
+        Source::Relay => {
             let (client, key, log, _, addresses) = download(relay, given).await?;
             // Each was checked against its entry's commitment on download.
             if !addresses.is_empty() {

@@ -37,7 +37,8 @@
 //!
 //! # Reading a relay's log
 //!
-//! Every request is signed by a device key (see `conclave-crypto`):
+//! Every `/v1` request is signed by a device key (see `conclave-crypto`); the
+//! `/log/` tiles are public:
 //!
 //! | route | who | answer |
 //! |---|---|---|
@@ -47,6 +48,8 @@
 //! | `GET /v1/audit/entries?start=&end=` | auditor role | `{size, entries: [{index, leaf, event}]}`, at most 1000 |
 //! | `GET /v1/audit/proof/inclusion?index=&size=` | auditor role | `{proof}` |
 //! | `GET /v1/audit/proof/consistency?old=&new=` | auditor role | `{proof}` |
+//! | `GET /log/checkpoint` | anyone, unsigned | the latest signed checkpoint (C2SP tlog-tiles) |
+//! | `GET /log/tile/<L>/<N>[.p/<W>]`, `/log/tile/entries/<N>[.p/<W>]` | anyone, unsigned | hash tiles and entry bundles ([`tiles`]) |
 //!
 //! ```
 //! use conclave_audit::{

@@ -466,3 +466,72 @@ async fn a_replaced_checkpoint_is_caught_by_its_signature() {
     let saved = std::fs::read_to_string(scene.state.path().join("checkpoint")).unwrap();
     assert_eq!(saved, state);
 }
+
+/// Issue 18, point 5: `verify --tiles` reads the log from its public
+/// tlog-tiles endpoint, with no device and no sign-in, keeps its state like
+/// the signed-in verify, and catches an edited entry the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_tiles_verify_with_no_device_and_catch_an_edit() {
+    let scene = Scene::new().await;
+    let nobody = TempDir::new("no-device");
+    let tiles = |extra: &[&str]| {
+        Command::new(audit_binary())
+            .env_remove("CONCLAVE_SERVER")
+            .env_remove("CONCLAVE_HOME")
+            // No home, no device: nothing but the URL, the key and the trust.
+            .env("HOME", nobody.path())
+            .arg("--ca-cert")
+            .arg(scene.server.certificate())
+            .arg("verify")
+            .arg("--tiles")
+            .arg(format!("{}/log", scene.server.url))
+            .args(["--log-key", &scene.log_key])
+            .args(extra)
+            .output()
+            .expect("run conclave-audit")
+    };
+    let state = scene.state.path().to_str().unwrap();
+    let first = assert_passes(&tiles(&["--state", state]));
+    assert!(
+        first.starts_with("verified ") && first.contains("entries against the checkpoint"),
+        "{first}"
+    );
+    assert!(
+        nobody.path().read_dir().unwrap().next().is_none(),
+        "it wrote nothing at HOME"
+    );
+    // The signed-in verify and the tiles agree, state for state.
+    assert_passes(&scene.verify());
+
+    // Without the key, or without a way to trust the relay: refused.
+    let no_key = Command::new(audit_binary())
+        .arg("--ca-cert")
+        .arg(scene.server.certificate())
+        .args(["verify", "--tiles", &format!("{}/log", scene.server.url)])
+        .output()
+        .unwrap();
+    assert!(!no_key.status.success());
+    assert!(stderr(&no_key).contains("--log-key"), "{}", stderr(&no_key));
+
+    let db = scene.database().await;
+    let index: i64 = sqlx::query_scalar(
+        "SELECT idx FROM audit_log WHERE actor = 'alice' AND action = 'group_created'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let original = String::from_utf8(leaf(&db, index).await).unwrap();
+    set_leaf(
+        &db,
+        index,
+        original
+            .replace("\nactor alice\n", "\nactor bobby\n")
+            .as_bytes(),
+    )
+    .await;
+    db.close().await;
+    assert_fails_with(
+        &tiles(&[]),
+        &["do not hash to the checkpoint's signed root", "altered"],
+    );
+}
