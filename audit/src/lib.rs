@@ -47,7 +47,7 @@
 //! | `GET /v1/audit/devices/{user}/{device}?since=N` | any device | `{index, leaf, checkpoint, inclusion, consistency}`: the device's registration entry (base64), its inclusion proof in `checkpoint` and a consistency proof from size `N` (hashes base64) |
 //! | `GET /v1/audit/entries?start=&end=` | auditor role | `{size, entries: [{index, leaf, event}]}`, at most 1000 |
 //! | `GET /v1/audit/proof/inclusion?index=&size=` | auditor role | `{proof}` |
-//! | `GET /v1/audit/proof/consistency?old=&new=` | auditor role | `{proof}` |
+//! | `GET /v1/audit/proof/consistency?old=&new=` | any device | `{proof}` |
 //! | `GET /log/checkpoint` | anyone, unsigned | the latest signed checkpoint (C2SP tlog-tiles) |
 //! | `GET /log/tile/<L>/<N>[.p/<W>]`, `/log/tile/entries/<N>[.p/<W>]` | anyone, unsigned | hash tiles and entry bundles ([`tiles`]) |
 //!

@@ -498,6 +498,13 @@ fn print_alert(alert: &conclave_client::SecurityAlert) {
         );
         return;
     }
+    if alert.kind == conclave_client::AlertKind::SplitView {
+        eprintln!(
+            "\n!!! SECURITY ALERT: {reason}\n!!! Compare `conclave audit checkpoint` with {username} out of band, \
+             and tell your workspace admin and auditors: the relay may be keeping a second log.\n"
+        );
+        return;
+    }
     eprintln!(
         "\n!!! SECURITY ALERT: refused device {} of {}: {}\n!!! The relay offered a device its transparency log does not vouch for; \
          nothing was encrypted to it. Tell your workspace admin, and compare `conclave audit checkpoint` with other users.\n",

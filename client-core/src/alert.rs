@@ -28,6 +28,9 @@ pub enum AlertKind {
     /// Who can sign in to this account changed (a factor, the password, a
     /// recovery), made on another device or by the host administrator.
     AccountChange,
+    /// A member sent a checkpoint that contradicts this device's view of
+    /// the transparency log: the relay may show people different logs.
+    SplitView,
 }
 
 impl AlertKind {
@@ -35,12 +38,14 @@ impl AlertKind {
         match self {
             AlertKind::KeyTransparency => "key_transparency",
             AlertKind::AccountChange => "account_change",
+            AlertKind::SplitView => "split_view",
         }
     }
 
     pub(crate) fn parse(text: &str) -> Self {
         match text {
             "account_change" => AlertKind::AccountChange,
+            "split_view" => AlertKind::SplitView,
             _ => AlertKind::KeyTransparency,
         }
     }

@@ -25,6 +25,7 @@ use crate::alert::{AlertKind, SecurityAlert};
 use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::event::Event;
+use crate::gossip::{self, Comparison, Heard};
 use crate::store::{devices, transparency};
 use crate::transport::unix_now;
 
@@ -128,7 +129,8 @@ impl Client {
         decode_hashes(&answer.proof, "proof")
     }
 
-    /// The consistency proof from `old` to `new` entries. Needs the auditor role.
+    /// The consistency proof from `old` to `new` entries (any signed-in
+    /// device may ask: members check each other's checkpoints with it).
     pub async fn audit_consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
         let answer: ConsistencyProofAnswer =
             self.fetch(&routes::audit_consistency(old, new)).await?;
@@ -401,10 +403,130 @@ impl Client {
             outcomes[i] = Some(outcome);
         }
         tx.commit().await?;
+        drop(db);
+        // The newest checkpoint this device verified goes with its messages.
+        self.session.gossip().verified(note_text);
         Ok(outcomes
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Err(kt("no answer for this device"))))
             .collect())
+    }
+}
+
+impl Client {
+    /// Checks the checkpoints members gossiped since the last check (see
+    /// `gossip.rs`); raises a security alert for each that contradicts this
+    /// device's view. Never fails the receive path: a relay that cannot be
+    /// reached leaves the check for later.
+    pub(crate) async fn check_gossip(&self) {
+        let heard = std::mem::take(&mut self.session.gossip().heard);
+        if heard.is_empty() {
+            return;
+        }
+        let (key, ours) = {
+            let mut db = self.session.db.lock().await;
+            let key = transparency::log_key(&mut db).await;
+            let ours = transparency::newest_checkpoint(&mut db).await;
+            match (key, ours) {
+                (Ok(Some(key)), Ok(Some(ours))) => (key, ours),
+                // Nothing pinned or verified yet: nothing to compare with
+                // until this device checks a member.
+                _ => {
+                    self.session.gossip().heard.extend(heard);
+                    return;
+                }
+            }
+        };
+        let Ok(key) = VerifierKey::parse(&key) else {
+            return;
+        };
+        let Ok(ours) = gossip::parse_checkpoint(&ours.note, &key) else {
+            return;
+        };
+        for heard in heard {
+            let verdict = match gossip::compare(&key, &ours, &heard.note) {
+                Comparison::Agrees => Ok(()),
+                Comparison::Contradicts(why) => Err(Some(why)),
+                Comparison::NeedsProof { small, large } => self.proven(small, large).await,
+            };
+            match verdict {
+                Ok(()) => {
+                    self.session.gossip().agreed.insert(heard.note);
+                }
+                Err(None) => self.session.gossip().heard.push(heard),
+                Err(Some(detail)) => {
+                    if let Err(e) = self.raise_split_view(&heard, &detail).await {
+                        tracing::warn!(error = %e, "could not store a split-view alert");
+                    }
+                    // Told once per note and session.
+                    self.session.gossip().agreed.insert(heard.note);
+                }
+            }
+        }
+    }
+
+    /// Whether the relay proves the tree `small` a prefix of `large`:
+    /// `Err(None)` when it cannot be asked now.
+    async fn proven(
+        &self,
+        (small, small_root): (u64, Hash),
+        (large, large_root): (u64, Hash),
+    ) -> std::result::Result<(), Option<String>> {
+        let proof = match self.audit_consistency_proof(small, large).await {
+            Ok(proof) => proof,
+            // The relay answers, but cannot prove it: a tree it never showed
+            // this device is no tree of the log it shows this device.
+            Err(ClientError::Server {
+                status, message, ..
+            }) if (400..500).contains(&status) => {
+                return Err(Some(format!(
+                    "the relay cannot prove that the log of {large} entries extends the one of {small}: {message}"
+                )));
+            }
+            Err(_) => return Err(None),
+        };
+        verify_consistency(small, large, &proof, &small_root, &large_root).map_err(|e| {
+            Some(format!(
+                "the log of {large} entries does not extend the one of {small}: {e}"
+            ))
+        })
+    }
+
+    async fn raise_split_view(&self, heard: &Heard, detail: &str) -> Result<()> {
+        let channel = {
+            let mut db = self.session.db.lock().await;
+            crate::store::channels::name_of(&mut db, &heard.group_id)
+                .await?
+                .unwrap_or_else(|| heard.channel.clone())
+        };
+        let reason = format!(
+            "{} in {channel} holds a checkpoint that contradicts this device's view of the log ({detail}): \
+             the relay may be showing different people different logs",
+            heard.sender
+        );
+        tracing::warn!(sender = %heard.sender, %channel, "split view: {detail}");
+        let alert = SecurityAlert {
+            at: unix_now(),
+            kind: AlertKind::SplitView,
+            username: heard.sender.clone(),
+            device_id: heard.device.clone(),
+            reason,
+        };
+        let mut db = self.session.db.lock().await;
+        transparency::add_alert(
+            &mut db,
+            &transparency::StoredAlert {
+                at: alert.at,
+                username: alert.username.clone(),
+                device_id: alert.device_id.clone(),
+                reason: alert.reason.clone(),
+                kind: alert.kind.as_str().to_owned(),
+            },
+        )
+        .await?;
+        drop(db);
+        self.session.publish(Event::SecurityAlert(alert));
+        Ok(())
     }
 }
 

@@ -15,6 +15,10 @@
 //! A file's key and the hash of its plaintext travel only here, inside MLS;
 //! the relay holds the sealed chunks under a random blob id.
 //!
+//! Any envelope may also carry `"log"`: the newest transparency-log
+//! checkpoint its sender verified (a signed note), gossiped to the members
+//! (see `gossip.rs`). Receivers that do not know the field ignore it.
+//!
 //! The message id (16 random bytes, hex) is not in the JSON: it is the
 //! authenticated data of the MLS message (`conclave-message-v1:<id>`), so
 //! the sender's signature covers it and a member who replays someone's
@@ -234,7 +238,28 @@ struct OutgoingEnvelope<'a> {
     v: u32,
     #[serde(flatten)]
     content: &'a Content,
+    /// The newest transparency-log checkpoint the sender verified (a signed
+    /// note), gossiped to the members: see `gossip.rs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log: Option<&'a str>,
 }
+
+#[derive(Deserialize)]
+struct IncomingCheckpoint {
+    log: Option<String>,
+}
+
+/// The checkpoint a sender gossiped in `plaintext`, if any.
+pub(crate) fn gossiped_checkpoint(plaintext: &[u8]) -> Option<String> {
+    serde_json::from_slice::<IncomingCheckpoint>(plaintext)
+        .ok()?
+        .log
+        .filter(|note| note.len() <= MAX_GOSSIPED_NOTE)
+}
+
+/// The longest checkpoint note a receiver looks at (a real one is a few
+/// hundred bytes).
+const MAX_GOSSIPED_NOTE: usize = 4096;
 
 #[derive(Deserialize)]
 struct IncomingVersion {
@@ -254,10 +279,17 @@ pub enum Decoded {
 impl Content {
     /// The plaintext to encrypt.
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_with_checkpoint(None)
+    }
+
+    /// The plaintext to encrypt, carrying the sender's newest verified
+    /// checkpoint for the members to compare with theirs.
+    pub(crate) fn encode_with_checkpoint(&self, checkpoint: Option<&str>) -> Vec<u8> {
         // Serializing these plain structs cannot fail.
         serde_json::to_vec(&OutgoingEnvelope {
             v: CONTENT_VERSION,
             content: self,
+            log: checkpoint,
         })
         .unwrap_or_default()
     }
@@ -528,6 +560,20 @@ mod tests {
                 scope: String::new(),
             })
         );
+    }
+
+    #[test]
+    fn a_gossiped_checkpoint_rides_beside_any_content() {
+        let content = Content::Text {
+            body: "hi".into(),
+            mentions: Vec::new(),
+        };
+        let note = "log.example\n5\nAAAA\n\n\u{2014} log.example abcd\n";
+        let plaintext = content.encode_with_checkpoint(Some(note));
+        assert_eq!(Content::decode(&plaintext), Decoded::Known(content.clone()));
+        assert_eq!(gossiped_checkpoint(&plaintext).as_deref(), Some(note));
+        assert_eq!(gossiped_checkpoint(&content.encode()), None);
+        assert_eq!(gossiped_checkpoint(b"not json"), None);
     }
 
     #[test]

@@ -61,6 +61,7 @@ mod device_key;
 mod error;
 mod event;
 mod files;
+mod gossip;
 mod group;
 mod history;
 mod history_entry;

@@ -134,12 +134,19 @@ impl Client {
                 channel.name
             )));
         }
-        let plaintext = Zeroizing::new(content.encode());
+        let plaintext = self.plaintext(&content);
         self.send_bytes(group_id, &plaintext, message_id).await
     }
 
+    /// `content` to encrypt, with this device's newest verified checkpoint
+    /// for the members to compare (see `gossip.rs`).
+    fn plaintext(&self, content: &Content) -> Zeroizing<Vec<u8>> {
+        let checkpoint = self.session.gossip().own();
+        Zeroizing::new(content.encode_with_checkpoint(checkpoint.as_deref()))
+    }
+
     pub(crate) async fn send_payload(&self, group_id: &str, content: &Content) -> Result<u64> {
-        let plaintext = Zeroizing::new(content.encode());
+        let plaintext = self.plaintext(content);
         self.send_bytes(group_id, &plaintext, &new_message_id())
             .await
     }

@@ -54,6 +54,9 @@ pub(crate) struct Session {
     /// checked against the one stored just before it.
     pub(crate) transparency: Mutex<()>,
     members_checked: std::sync::Mutex<MembersChecked>,
+    /// Checkpoint gossip: the newest checkpoint this device verified (sent
+    /// with every message) and what members sent (checked after each batch).
+    pub(crate) gossip: std::sync::Mutex<crate::gossip::Gossip>,
     /// Held while the session lives: one process per home directory, since
     /// two would race each other over the same MLS state.
     _home_lock: std::fs::File,
@@ -65,6 +68,11 @@ impl Session {
         let home_lock = store::lock_home(home)?;
         let mut db = store::open(home).await?;
         let (identity, at_rest) = crate::key_at_rest::load(&mut db).await?;
+        let gossip = crate::gossip::Gossip::new(
+            crate::store::transparency::newest_checkpoint(&mut db)
+                .await?
+                .map(|checkpoint| checkpoint.note),
+        );
         let (events, _) = broadcast::channel(1024);
         Ok(Self {
             transport,
@@ -76,8 +84,16 @@ impl Session {
             device_news: Mutex::new(DeviceNews::default()),
             transparency: Mutex::new(()),
             members_checked: std::sync::Mutex::default(),
+            gossip: std::sync::Mutex::new(gossip),
             _home_lock: home_lock,
         })
+    }
+
+    /// Checkpoint gossip (a poisoned lock still holds usable state).
+    pub(crate) fn gossip(&self) -> std::sync::MutexGuard<'_, crate::gossip::Gossip> {
+        self.gossip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The identity whose key is in memory; `None` while logged out or

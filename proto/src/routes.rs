@@ -262,7 +262,7 @@ pub const AUDIT_ENTRIES: &str = "/v1/audit/entries";
 /// [`InclusionProofAnswer`](crate::InclusionProofAnswer)).
 pub const AUDIT_INCLUSION: &str = "/v1/audit/proof/inclusion";
 
-/// `GET`: a consistency proof, for auditors
+/// `GET`: a consistency proof, for any signed-in device
 /// ([`ConsistencyProofQuery`](crate::ConsistencyProofQuery) →
 /// [`ConsistencyProofAnswer`](crate::ConsistencyProofAnswer)).
 pub const AUDIT_CONSISTENCY: &str = "/v1/audit/proof/consistency";

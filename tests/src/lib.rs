@@ -240,11 +240,45 @@ impl ServerProcess {
     /// given by value: `CONCLAVE_SERVER_KEY`, `CONCLAVE_LOG_KEY`), which its
     /// restarts and admin commands get too.
     pub fn start_with_env(extra: Vec<String>, env: Vec<(String, String)>) -> Self {
+        Self::start_in(TempDir::new("server"), extra, env)
+    }
+
+    /// Another relay process on a copy of this relay's database as it is
+    /// now, with this relay's keys and certificate: what a relay that keeps a
+    /// second log for some people would serve them. From here the two logs
+    /// grow apart, each signed with the same log key.
+    pub async fn fork(&self) -> Self {
+        use sqlx::Executor;
+        let data = TempDir::new("server");
+        let copy = data.path().join("data");
+        std::fs::create_dir(&copy).expect("the fork's data directory");
+        let mut db = self.database().await;
+        db.execute(
+            sqlx::query("VACUUM INTO $1").bind(copy.join("conclave.db").display().to_string()),
+        )
+        .await
+        .expect("copy the relay's database");
+        let mut extra = self.extra.clone();
+        for (flag, file) in [
+            ("--tls-cert", self.certificate()),
+            ("--tls-key", self.key_dir().join("tls-key.pem")),
+            ("--server-key-file", self.key_dir().join("server.key")),
+            ("--log-key-file", self.key_dir().join("log.key")),
+        ] {
+            extra.push(flag.to_owned());
+            extra.push(file.display().to_string());
+        }
+        let fork = Self::start_in(data, extra, self.env.clone());
+        assert_eq!(fork.fingerprint, self.fingerprint, "one certificate");
+        fork
+    }
+
+    fn start_in(data: TempDir, extra: Vec<String>, env: Vec<(String, String)>) -> Self {
         // Port 0: the server takes a free port itself and says which, so
         // tests running side by side can never be handed the same one.
         let mut server = Self {
             child: None,
-            data: TempDir::new("server"),
+            data,
             url: String::new(),
             fingerprint: String::new(),
             port: 0,
@@ -810,6 +844,40 @@ impl Transport for LossyTransport {
         request: HttpRequest,
     ) -> BoxFuture<'_, Result<Box<dyn PushStream>, TransportError>> {
         self.inner.open_stream(request)
+    }
+}
+
+/// A relay that shows one person another log: this person's key-transparency
+/// requests (`/v1/audit/…`) go to a fork of the relay ([`ServerProcess::fork`]),
+/// everything else to the relay. Both sign with the same log key, so each
+/// view passes every check the person makes alone.
+#[derive(Debug, Clone)]
+pub struct SplitViewTransport {
+    relay: HttpsTransport,
+    other_log: HttpsTransport,
+}
+
+impl SplitViewTransport {
+    /// Messages through `relay`, the log from `other_log`.
+    pub fn new(relay: HttpsTransport, other_log: HttpsTransport) -> Self {
+        Self { relay, other_log }
+    }
+}
+
+impl Transport for SplitViewTransport {
+    fn send(&self, request: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, TransportError>> {
+        if request.path.starts_with("/v1/audit/") {
+            self.other_log.send(request)
+        } else {
+            self.relay.send(request)
+        }
+    }
+
+    fn open_stream(
+        &self,
+        request: HttpRequest,
+    ) -> BoxFuture<'_, Result<Box<dyn PushStream>, TransportError>> {
+        self.relay.open_stream(request)
     }
 }
 

@@ -568,3 +568,106 @@ async fn the_log_as_tlog_tiles_passes_an_independent_verifier() {
         assert_eq!(fetch(path.clone()).0, 404, "{path}");
     }
 }
+
+/// Issue 18, point 4: a relay that shows alice and bob two different logs
+/// (bob's key-transparency answers come from a fork of its database that
+/// grew apart, signed with the same log key) passes each one's own checks,
+/// and is caught by either of them after one message: members gossip the
+/// checkpoint they verified inside their encrypted messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_split_view_is_caught_by_either_member_after_one_message() {
+    use conclave_client::AlertKind;
+    // Checkpoints every second, so each view is signed soon after it grows.
+    let server = ServerProcess::start_with(
+        ["--rate-limits", "false", "--checkpoint-interval", "1s"]
+            .map(String::from)
+            .to_vec(),
+    );
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let bob_home = TempDir::new("bob");
+    server
+        .client(bob_home.path())
+        .await
+        .register("bob", PASSWORD)
+        .await
+        .unwrap();
+    // The relay keeps a second log for bob, from here on.
+    let fork = server.fork().await;
+    let _carol = Person::register(&server, "carol", PASSWORD).await;
+    let _mallory = Person::register(&fork, "mallory", PASSWORD).await;
+    let bob = conclave_client::Client::open_with(
+        bob_home.path(),
+        conclave_tests::SplitViewTransport::new(server.transport(), fork.transport()),
+        conclave_client::KeyProtection::Unprotected,
+    )
+    .await
+    .unwrap();
+
+    // Each checks the other against the log it is shown: both pass.
+    alice.client.create_channel("general").await.unwrap();
+    alice.client.invite("general", "bob").await.unwrap();
+    bob.sync().await.unwrap();
+    bob.send("general", "hi alice").await.unwrap();
+    alice.client.sync().await.unwrap();
+    // Each refreshes the log it is shown, signed with the one log key: carol
+    // is in alice's, mallory in bob's.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let seen_by_alice = alice.client.refresh_checkpoint().await.unwrap();
+    let seen_by_bob = bob.refresh_checkpoint().await.unwrap();
+    assert_ne!(seen_by_alice, seen_by_bob, "two views");
+    for client in [&alice.client, &bob] {
+        let alerts = client.security_alerts(false).await.unwrap();
+        assert!(alerts.is_empty(), "each view passes alone: {alerts:?}");
+    }
+
+    // One message each way, and each finds the other's checkpoint is not
+    // of its log.
+    alice.client.send("general", "hello bob").await.unwrap();
+    bob.sync().await.unwrap();
+    bob.send("general", "hello alice").await.unwrap();
+    alice.client.sync().await.unwrap();
+    for (who, client, other) in [("bob", &bob, "alice"), ("alice", &alice.client, "bob")] {
+        let alerts = client.security_alerts(false).await.unwrap();
+        let split = alerts
+            .iter()
+            .find(|a| a.kind == AlertKind::SplitView)
+            .unwrap_or_else(|| panic!("{who} raised no split-view alert: {alerts:?}"));
+        assert_eq!(split.username, other);
+        assert!(
+            split.reason.contains(other) && split.reason.contains("general"),
+            "{}",
+            split.reason
+        );
+    }
+}
+
+/// The other half: members who see one log gossip the same checkpoints and
+/// raise nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn members_who_see_one_log_raise_no_split_view_alert() {
+    let server = ServerProcess::start();
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let bob = Person::register(&server, "bob", PASSWORD).await;
+    alice.client.create_channel("general").await.unwrap();
+    alice.client.invite("general", "bob").await.unwrap();
+    bob.client.sync().await.unwrap();
+    // The log grows between their checks (bob checks carol, who
+    // registered after alice's last check), so their checkpoints differ in
+    // size and a consistency proof settles it.
+    let _carol = Person::register(&server, "carol", PASSWORD).await;
+    bob.client.create_channel("side").await.unwrap();
+    bob.client.invite("side", "carol").await.unwrap();
+    bob.client.send("general", "hi").await.unwrap();
+    alice.client.send("general", "hello").await.unwrap();
+    alice.client.sync().await.unwrap();
+    bob.client.sync().await.unwrap();
+    assert_ne!(
+        alice.client.latest_checkpoint().await.unwrap(),
+        bob.client.latest_checkpoint().await.unwrap(),
+        "checkpoints of two sizes were gossiped"
+    );
+    for client in [&alice.client, &bob.client] {
+        let alerts = client.security_alerts(false).await.unwrap();
+        assert!(alerts.is_empty(), "{alerts:?}");
+    }
+}

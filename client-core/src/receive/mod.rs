@@ -157,6 +157,10 @@ impl Client {
             }
             events.extend(produced);
         }
+        drop(db);
+        // What members gossiped in this batch, compared with this device's
+        // view of the log.
+        self.check_gossip().await;
         Ok(events)
     }
 
@@ -347,6 +351,15 @@ impl Client {
             return Ok(Vec::new());
         };
         let decoded = Content::decode(plaintext);
+        if let Some(note) = crate::content::gossiped_checkpoint(plaintext) {
+            self.session.gossip().heard(crate::gossip::Heard {
+                group_id: group_id.to_owned(),
+                channel: name.to_owned(),
+                sender: sender.user().to_string(),
+                device: sender.device().to_string(),
+                note,
+            });
+        }
         let identity = self.identity()?;
         let me = identity.username.to_string();
         let mut events = Vec::new();

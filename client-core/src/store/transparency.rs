@@ -71,7 +71,7 @@ pub(crate) struct StoredAlert {
     pub(crate) username: String,
     pub(crate) device_id: String,
     pub(crate) reason: String,
-    /// `key_transparency` or `account_change`.
+    /// `key_transparency`, `account_change` or `split_view`.
     pub(crate) kind: String,
 }
 
