@@ -22,6 +22,9 @@
 //! # Read it: who did what, when.
 //! conclave-audit --home ~/.conclave-audit export --format csv --since 2026-11-24 --actor alice
 //!
+//! # Run a witness for the relay's log: it cosigns checkpoints that extend the last it cosigned.
+//! conclave-audit witness --listen 0.0.0.0:7380 --state ~/witness --log-key "$LOG_KEY"
+//!
 //! # Prove one entry to someone holding only the checkpoint.
 //! conclave-audit --home ~/.conclave-audit prove 41 --log-key "$LOG_KEY"
 //! ```
@@ -52,6 +55,7 @@ mod relay;
 mod state;
 mod tiles;
 mod verification;
+mod witness;
 
 use bundle::Bundle;
 use error::AuditError;
@@ -134,6 +138,22 @@ enum Command {
         #[arg(long)]
         log_key: Option<String>,
     },
+    /// Run a C2SP tlog-witness: cosign each new checkpoint of the given logs
+    /// that extends the last one it cosigned, and refuse forks.
+    Witness {
+        /// Address to serve `POST /add-checkpoint` on (plain HTTP).
+        #[arg(long, value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// Its key (`witness.key`, made at first start) and what it cosigned.
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// The verifier key of a log to follow (repeat for more).
+        #[arg(long = "log-key", value_name = "KEY", required = true)]
+        log_keys: Vec<String>,
+        /// The witness's name in its cosignatures.
+        #[arg(long, default_value = "conclave-audit/witness")]
+        name: String,
+    },
     /// Print the proof that entry INDEX is in the log, after checking it.
     Prove {
         /// The entry's index.
@@ -202,6 +222,29 @@ async fn run(cli: Cli) -> Result<(), AuditError> {
                     "export needs --bundle FILE or --format jsonl|csv".into(),
                 )),
             }
+        }
+        Command::Witness {
+            listen,
+            state,
+            log_keys,
+            name,
+        } => {
+            let logs = log_keys
+                .iter()
+                .map(|key| {
+                    VerifierKey::parse(key.trim()).map_err(|source| AuditError::LogKey {
+                        key: key.clone(),
+                        source,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            witness::run(witness::WitnessOptions {
+                listen,
+                state,
+                name,
+                logs,
+            })
+            .await
         }
         Command::Prove {
             index,

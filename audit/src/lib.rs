@@ -101,6 +101,7 @@ mod note;
 pub mod stored_tree;
 pub mod tiles;
 mod verify;
+pub mod witness;
 
 pub use checkpoint::Checkpoint;
 pub use error::{CheckpointError, NoteError, ProofError};

@@ -296,6 +296,19 @@ impl SignedNote {
         })
     }
 
+    /// The text, before any signature on it is checked: for routing (which
+    /// keys to check it with), never to act on.
+    pub(crate) fn unverified_text(&self) -> &str {
+        &self.text
+    }
+
+    /// Each signature line's key name, key id and signature bytes.
+    pub(crate) fn signature_lines(&self) -> impl Iterator<Item = (&str, u32, &[u8])> {
+        self.signatures
+            .iter()
+            .map(|s| (s.name.as_str(), s.key_id, s.signature.as_slice()))
+    }
+
     /// Verifies the note against the `trusted` keys.
     ///
     /// As the specification requires: signatures from keys not in `trusted`
@@ -372,7 +385,7 @@ fn parse_signature_line(line: &str, number: usize) -> Result<NoteSignature, Note
 }
 
 /// Key names are non-empty, with no Unicode spaces and no '+'.
-fn check_key_name(name: &str) -> Result<(), NoteError> {
+pub(crate) fn check_key_name(name: &str) -> Result<(), NoteError> {
     if name.is_empty() || name.contains('+') || name.chars().any(char::is_whitespace) {
         return Err(NoteError::InvalidKeyName(name.to_owned()));
     }

@@ -535,3 +535,206 @@ async fn the_public_tiles_verify_with_no_device_and_catch_an_edit() {
         &["do not hash to the checkpoint's signed root", "altered"],
     );
 }
+
+/// A `conclave-audit witness` process, killed when dropped.
+struct WitnessProcess {
+    child: std::process::Child,
+    /// `http://ADDR/add-checkpoint`.
+    url: String,
+    /// Its verifier key, as it printed it.
+    key: String,
+}
+
+impl WitnessProcess {
+    fn start(state: &TempDir, log_key: &str) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(audit_binary())
+            .args(["witness", "--listen", "127.0.0.1:0", "--state"])
+            .arg(state.path())
+            .args(["--log-key", log_key])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the witness");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut url, mut key) = (None, None);
+        while url.is_none() {
+            let line = lines
+                .next()
+                .expect("the witness said where it listens")
+                .unwrap();
+            if let Some(k) = line.strip_prefix("witness key: ") {
+                key = Some(k.to_owned());
+            }
+            if let Some(u) = line.strip_prefix("witness listening on ") {
+                url = Some(u.to_owned());
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            url: url.unwrap(),
+            key: key.expect("the witness printed its key"),
+        }
+    }
+
+    /// POSTs an add-checkpoint body: status, content type, body.
+    async fn add(&self, body: String) -> (u16, String, String) {
+        let answer = reqwest::Client::new()
+            .post(&self.url)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status().as_u16();
+        let content_type = answer
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, content_type, answer.text().await.unwrap())
+    }
+}
+
+impl Drop for WitnessProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 18, point 3 (the witness an auditor runs): `conclave-audit
+/// witness` speaks C2SP tlog-witness. It cosigns the relay's checkpoints as
+/// the log grows, refuses a fork signed with the stolen log key, and keeps
+/// its state and its key across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_cosigns_the_growing_log_and_refuses_a_fork() {
+    use conclave_audit::witness::{AddCheckpoint, CosignerKey};
+    use conclave_audit::{Checkpoint, NoteSigner, SignedNote, leaf_hash};
+
+    let server = ServerProcess::start_with(vec!["--checkpoint-interval".into(), "1s".into()]);
+    let alice = Person::register(&server, "alice", "alice-pass-2718281828").await;
+    let (https, base) = server.https_client();
+    let checkpoint_above = |size: u64| {
+        let (https, base) = (https.clone(), base.clone());
+        async move {
+            for _ in 0..300 {
+                let note = https
+                    .get(format!("{base}/log/checkpoint"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                let at: u64 = note.lines().nth(1).unwrap_or("0").parse().unwrap_or(0);
+                if at > size {
+                    return (note, at);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("no checkpoint above {size}");
+        }
+    };
+    let state = TempDir::new("witness-state");
+    let witness = WitnessProcess::start(&state, &server.log_key());
+    let witness_key = CosignerKey::parse(&witness.key).unwrap();
+
+    // First contact: from size 0, no proof. The answer is a cosignature.
+    let (first, first_size) = checkpoint_above(0).await;
+    let (status, _, line) = witness.add(format!("old 0\n\n{first}")).await;
+    assert_eq!(status, 200, "{line}");
+    let cosigned = SignedNote::parse(&format!("{first}{line}")).unwrap();
+    assert!(witness_key.verify(&cosigned).unwrap().is_some());
+    // Asked again as if new: it says the size it cosigned.
+    assert_eq!(
+        witness.add(format!("old 0\n\n{first}")).await,
+        (409, "text/x.tlog.size".into(), format!("{first_size}\n"))
+    );
+
+    // The log grows; with the relay's consistency proof, the witness follows.
+    let _bob = Person::register(&server, "bob", "bob-pass-3141592653").await;
+    let (second, second_size) = checkpoint_above(first_size).await;
+    let proof = alice
+        .client
+        .audit_consistency_proof(first_size, second_size)
+        .await
+        .unwrap();
+    let grown = AddCheckpoint {
+        old_size: first_size,
+        proof,
+        note: second.clone(),
+    };
+    let (status, _, line) = witness.add(grown.to_body()).await;
+    assert_eq!(status, 200, "{line}");
+
+    // Whoever stole the log key forks the log: signed, but no tree of it.
+    let stolen = NoteSigner::from_private_key(
+        std::fs::read_to_string(server.key_dir().join("log.key"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let origin = second.lines().next().unwrap();
+    let forge = |size: u64, leaf: &[u8]| {
+        stolen
+            .sign(
+                &Checkpoint::new(origin, size, leaf_hash(leaf))
+                    .unwrap()
+                    .to_note_text(),
+            )
+            .unwrap()
+    };
+    let longer = AddCheckpoint {
+        old_size: second_size,
+        proof: vec![leaf_hash(b"made up"); 3],
+        note: forge(second_size + 5, b"forged"),
+    };
+    assert_eq!(witness.add(longer.to_body()).await.0, 422);
+    let same_size = AddCheckpoint {
+        old_size: second_size,
+        proof: Vec::new(),
+        note: forge(second_size, b"other root"),
+    };
+    assert_eq!(witness.add(same_size.to_body()).await.0, 409);
+    // A log it does not follow; this log's name under another key.
+    let other = NoteSigner::new(
+        "other.example/log",
+        ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+    )
+    .unwrap();
+    let unknown = other
+        .sign(
+            &Checkpoint::new("other.example/log", 1, leaf_hash(b"x"))
+                .unwrap()
+                .to_note_text(),
+        )
+        .unwrap();
+    assert_eq!(witness.add(format!("old 0\n\n{unknown}")).await.0, 404);
+    let impostor =
+        NoteSigner::new(origin, ed25519_dalek::SigningKey::from_bytes(&[8; 32])).unwrap();
+    let unsigned = impostor
+        .sign(
+            &Checkpoint::new(origin, second_size, leaf_hash(b"x"))
+                .unwrap()
+                .to_note_text(),
+        )
+        .unwrap();
+    assert_eq!(
+        witness
+            .add(format!("old {second_size}\n\n{unsigned}"))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(witness.add("nonsense".into()).await.0, 400);
+
+    // Restarted on its state: the same key, and it remembers.
+    let key = witness.key.clone();
+    drop(witness);
+    let again = WitnessProcess::start(&state, &server.log_key());
+    assert_eq!(again.key, key);
+    assert_eq!(
+        again.add(format!("old 0\n\n{first}")).await,
+        (409, "text/x.tlog.size".into(), format!("{second_size}\n"))
+    );
+}
