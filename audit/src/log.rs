@@ -578,6 +578,48 @@ impl TransparencyLog {
         }
     }
 
+    /// Keeps witness `witness`'s cosignature `line` on the checkpoint of
+    /// `size` entries (once).
+    pub async fn add_cosignature(
+        &self,
+        witness: &str,
+        size: u64,
+        line: &str,
+    ) -> Result<(), LogError> {
+        sqlx::query(
+            "INSERT INTO audit_cosignatures (witness, size, line) VALUES ($1, $2, $3)
+             ON CONFLICT (witness, size) DO NOTHING",
+        )
+        .bind(witness)
+        .bind(to_i64(size))
+        .bind(line)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The cosignature lines witnesses gave the checkpoint of `size` entries.
+    pub async fn cosignatures(&self, size: u64) -> Result<Vec<String>, LogError> {
+        Ok(
+            sqlx::query("SELECT line FROM audit_cosignatures WHERE size = $1 ORDER BY witness")
+                .bind(to_i64(size))
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect(),
+        )
+    }
+
+    /// The size of the largest checkpoint `witness` cosigned (0: none).
+    pub async fn cosigned_by(&self, witness: &str) -> Result<u64, LogError> {
+        let row = sqlx::query("SELECT MAX(size) FROM audit_cosignatures WHERE witness = $1")
+            .bind(witness)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.get::<Option<i64>, _>(0).map_or(0, to_u64))
+    }
+
     /// The latest entry that registered `device_id` for `username`.
     pub async fn device_registration(
         &self,

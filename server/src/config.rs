@@ -92,6 +92,9 @@ settings! {
     rate_limits: bool,
     /// Days before a recovery whose new factors it removes.
     recovery_window_days: u64,
+    /// Witnesses asked to cosign each new checkpoint, each as
+    /// `<witness verifier key> <URL>` (C2SP tlog-witness).
+    witnesses: Vec<String>,
 }
 
 impl Settings {
@@ -102,6 +105,39 @@ impl Settings {
             .map_err(|e| ServerError::file("read config file", path, e))?;
         toml::from_str(&text)
             .map_err(|e| ServerError::Setting(format!("config file {}: {e}", path.display())))
+    }
+}
+
+/// A witness the relay asks to cosign its checkpoints: its key and where it
+/// takes `add-checkpoint` requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessEndpoint {
+    /// The witness's cosigning key.
+    pub key: conclave_audit::witness::CosignerKey,
+    /// Its submission prefix (`http(s)://host:port[/path]`), before
+    /// `/add-checkpoint`.
+    pub url: String,
+}
+
+impl WitnessEndpoint {
+    /// Parses `<witness verifier key> <URL>`.
+    pub fn parse(text: &str) -> Result<Self, ServerError> {
+        let bad = |why: String| ServerError::Setting(format!("witness {text:?}: {why}"));
+        let (key, url) = text
+            .trim()
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| bad("give `<witness key> <URL>`".into()))?;
+        let key =
+            conclave_audit::witness::CosignerKey::parse(key).map_err(|e| bad(e.to_string()))?;
+        let url = url.trim().trim_end_matches('/');
+        let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(bad("the URL must be http:// or https://".into()));
+        }
+        Ok(Self {
+            key,
+            url: url.to_owned(),
+        })
     }
 }
 
@@ -252,6 +288,8 @@ pub struct Config {
     pub rate_limits: bool,
     /// Days before an account recovery whose new factors it removes.
     pub recovery_window_days: u64,
+    /// Witnesses asked to cosign each new checkpoint.
+    pub witnesses: Vec<WitnessEndpoint>,
     /// The clock every expiry and timestamp reads (the system's, unless a
     /// test runs the relay in-process with a manual one).
     pub clock: Clock,
@@ -304,6 +342,7 @@ impl Config {
             record_client_ip: false,
             rate_limits: true,
             recovery_window_days: 7,
+            witnesses: Vec::new(),
             clock: Clock::system(),
         }
     }
@@ -364,6 +403,9 @@ impl Config {
         }
         if let Some(days) = settings.recovery_window_days {
             config.recovery_window_days = days;
+        }
+        for text in settings.witnesses.unwrap_or_default() {
+            config.witnesses.push(WitnessEndpoint::parse(&text)?);
         }
         if let Some(text) = settings.session_idle_timeout {
             config.session_idle_timeout = parse_duration("session_idle_timeout", &text)?;

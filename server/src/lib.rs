@@ -35,12 +35,13 @@ mod server_key;
 mod store;
 mod tasks;
 mod tls;
+mod witnesses;
 
 use std::future::Future;
 use std::sync::Arc;
 
 pub use clock::Clock;
-pub use config::{Config, DatabaseUrl, LogFormat, Settings, parse_duration};
+pub use config::{Config, DatabaseUrl, LogFormat, Settings, WitnessEndpoint, parse_duration};
 pub use error::{ApiError, ServerError};
 pub use events::{AuditAction, AuditEvent, AuditTrail};
 pub use keys::{KeySource, KeyText};
@@ -140,6 +141,18 @@ fn state(store: Store, config: Config) -> Result<AppState, ServerError> {
             }
         }
     });
+    // Witnesses are asked to cosign, a round after each checkpoint round.
+    if !config.witnesses.is_empty() {
+        let (log, witnesses, http) = (
+            log.clone(),
+            Arc::new(config.witnesses.clone()),
+            witnesses::http_client()?,
+        );
+        tasks.every("witnesses", interval, move || {
+            let (log, witnesses, http) = (log.clone(), witnesses.clone(), http.clone());
+            async move { witnesses::cosign_round(&log, &witnesses, &http).await }
+        });
+    }
     // Failed logins for made-up names enter the log as one count per window.
     let tallying = (
         store.clone(),

@@ -547,9 +547,13 @@ struct WitnessProcess {
 
 impl WitnessProcess {
     fn start(state: &TempDir, log_key: &str) -> Self {
+        Self::start_on(state, log_key, "127.0.0.1:0")
+    }
+
+    fn start_on(state: &TempDir, log_key: &str, listen: &str) -> Self {
         use std::io::BufRead;
         let mut child = Command::new(audit_binary())
-            .args(["witness", "--listen", "127.0.0.1:0", "--state"])
+            .args(["witness", "--listen", listen, "--state"])
             .arg(state.path())
             .args(["--log-key", log_key])
             .stdout(std::process::Stdio::piped())
@@ -737,4 +741,103 @@ async fn a_witness_cosigns_the_growing_log_and_refuses_a_fork() {
         again.add(format!("old 0\n\n{first}")).await,
         (409, "text/x.tlog.size".into(), format!("{second_size}\n"))
     );
+}
+
+/// Issue 18, point 3 (the relay's half): the relay asks its witness to
+/// cosign each new checkpoint and hands out every checkpoint with the
+/// cosignatures it has. A witness that goes away holds nothing up; back, it
+/// is brought up to date with a consistency proof from what it cosigned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_gets_its_checkpoints_cosigned_and_hands_them_out() {
+    use conclave_audit::witness::CosignerKey;
+    use conclave_audit::{NoteSigner, SignedNote};
+
+    // The log key is made here, so the witness can follow the log before
+    // the relay starts (an operator hands it over the same way).
+    let mut seed = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut seed)
+        .unwrap();
+    let log = NoteSigner::new(
+        "localhost/conclave-audit",
+        ed25519_dalek::SigningKey::from_bytes(&seed),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let state = TempDir::new("witness-state");
+    let witness = WitnessProcess::start_on(&state, &log.verifier_key().to_string(), &listen);
+    let witness_key = CosignerKey::parse(&witness.key).unwrap();
+    let server = ServerProcess::start_with_env(
+        vec![
+            "--checkpoint-interval".into(),
+            "1s".into(),
+            "--witness".into(),
+            format!("{} http://{listen}", witness.key),
+        ],
+        vec![("CONCLAVE_LOG_KEY".into(), log.private_key().to_string())],
+    );
+    let (https, base) = server.https_client();
+    // The relay's latest checkpoint, once it is at least `size` entries:
+    // its size and when the witness cosigned it (`None`: not yet).
+    let latest = || {
+        let (https, base, key) = (https.clone(), base.clone(), witness_key.clone());
+        async move {
+            let note = https
+                .get(format!("{base}/log/checkpoint"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let parsed = SignedNote::parse(&note).unwrap();
+            let size: u64 = note.lines().nth(1).unwrap().parse().unwrap();
+            (size, key.verify(&parsed).unwrap())
+        }
+    };
+    let cosigned_at_least = move |size: u64| {
+        async move {
+            for _ in 0..300 {
+                let (at, cosigned) = latest().await;
+                if at >= size && cosigned.is_some() {
+                    return at;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("no cosigned checkpoint of {size} entries or more");
+        }
+    };
+
+    let alice = Person::register(&server, "alice", "alice-pass-2718281828").await;
+    let first = cosigned_at_least(1).await;
+    // Devices get the cosignature with the checkpoint too.
+    let for_devices = alice.client.relay_checkpoint().await.unwrap();
+    assert!(
+        witness_key
+            .verify(&SignedNote::parse(&for_devices).unwrap())
+            .unwrap()
+            .is_some(),
+        "{for_devices}"
+    );
+
+    // The witness goes away: the relay goes on, its checkpoints uncosigned.
+    drop(witness);
+    let _bob = Person::register(&server, "bob", "bob-pass-3141592653").await;
+    let mut grown = latest().await;
+    for _ in 0..300 {
+        if grown.0 > first {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        grown = latest().await;
+    }
+    assert!(grown.0 > first, "the log grew and was signed");
+    assert_eq!(grown.1, None, "no witness, no cosignature");
+    // Back, it is asked again, from the size it cosigned, with a proof.
+    let _witness = WitnessProcess::start_on(&state, &log.verifier_key().to_string(), &listen);
+    assert!(cosigned_at_least(grown.0).await >= grown.0);
 }

@@ -75,7 +75,7 @@ async fn checkpoint(State(state): State<AppState>, signed: Signed) -> ApiResult<
     let latest = fresh_checkpoint(&state, 0).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        latest.note,
+        crate::witnesses::cosigned_note(state.audit.log(), &latest).await?,
     ))
 }
 
@@ -117,7 +117,7 @@ async fn device_proof(
     };
     Ok(Json(DeviceProofAnswer {
         consistency: consistency_since(&state, query.since, latest.size).await?,
-        checkpoint: latest.note,
+        checkpoint: crate::witnesses::cosigned_note(state.audit.log(), &latest).await?,
         registration,
     }))
 }
@@ -191,7 +191,7 @@ async fn device_proofs(
         });
     }
     Ok(Json(DeviceProofsAnswer {
-        checkpoint: latest.note,
+        checkpoint: crate::witnesses::cosigned_note(state.audit.log(), &latest).await?,
         consistency,
         devices: proven,
     }))

@@ -34,9 +34,8 @@ pub fn routes() -> Router<AppState> {
 /// caller must not be able to make the relay write): the checkpoint task
 /// signs as the log grows.
 async fn checkpoint(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let latest = state
-        .audit
-        .log()
+    let log = state.audit.log();
+    let latest = log
         .latest_checkpoint()
         .await?
         .ok_or(ApiError::NotFound("checkpoint"))?;
@@ -45,7 +44,8 @@ async fn checkpoint(State(state): State<AppState>) -> ApiResult<impl IntoRespons
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        latest.note,
+        // With the witnesses' cosignatures (C2SP tlog-cosignature lines).
+        crate::witnesses::cosigned_note(log, &latest).await?,
     ))
 }
 

@@ -110,6 +110,16 @@ struct Flags {
     /// this many days before it [default: 7].
     #[arg(long, env = "CONCLAVE_RECOVERY_WINDOW_DAYS")]
     recovery_window_days: Option<u64>,
+    /// A witness to ask for a cosignature on each new checkpoint, as `<witness key> <URL>`
+    /// (C2SP tlog-witness; `conclave-audit witness` runs one). Repeat for more; the
+    /// environment variable takes them separated by `;`.
+    #[arg(
+        long = "witness",
+        env = "CONCLAVE_WITNESSES",
+        value_delimiter = ';',
+        global = true
+    )]
+    witnesses: Vec<String>,
 }
 
 impl Flags {
@@ -145,6 +155,7 @@ impl Flags {
             record_client_ip: self.record_client_ip,
             rate_limits: self.rate_limits,
             recovery_window_days: self.recovery_window_days,
+            witnesses: (!self.witnesses.is_empty()).then_some(self.witnesses),
         };
         Ok(flags.or(file))
     }
