@@ -171,6 +171,21 @@ impl CosignerKey {
     }
 }
 
+impl std::fmt::Display for CosignerKey {
+    /// The verifier key string [`CosignerKey::parse`] reads.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut encoded = vec![COSIGNATURE_V1];
+        encoded.extend_from_slice(self.key.as_bytes());
+        write!(
+            f,
+            "{}+{:08x}+{}",
+            self.name,
+            self.key_id,
+            STANDARD.encode(encoded)
+        )
+    }
+}
+
 /// `SHA-256(name || "\n" || 0x04 || public key)[:4]`.
 fn key_id(name: &str, key: &VerifyingKey) -> u32 {
     let digest = Sha256::new()
@@ -487,6 +502,7 @@ mod tests {
             Cosigner::new("witness.example/w1", SigningKey::from_bytes(&[5; 32])).unwrap();
         let key = CosignerKey::parse(&witness.verifier_key()).unwrap();
         assert!(witness.verifier_key().starts_with("witness.example/w1+"));
+        assert_eq!(key.to_string(), witness.verifier_key());
         let line = witness.cosign(&text, 1_679_315_147).unwrap();
         let cosigned = SignedNote::parse(&format!("{note}{line}")).unwrap();
         assert_eq!(key.verify(&cosigned).unwrap(), Some(1_679_315_147));

@@ -11,13 +11,14 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use conclave_audit::witness::CosignerKey;
 use conclave_audit::{
     Checkpoint, ClientIpOpening, Event as LogEvent, Hash, SignedNote, VerifierKey, leaf_hash,
     verify_consistency, verify_inclusion,
 };
 use conclave_proto::{
     AuditEntriesAnswer, ClientAddress, ConsistencyProofAnswer, DeviceName, DeviceProofsAnswer,
-    DeviceProofsBody, InclusionProofAnswer, ProvenDevice, RegistrationProof, routes,
+    DeviceProofsBody, InclusionProofAnswer, ProvenDevice, RegistrationProof, WitnessPolicy, routes,
 };
 use sqlx::{Connection, SqliteConnection};
 
@@ -82,6 +83,38 @@ impl Client {
             .await?
             .trim_end()
             .to_owned())
+    }
+
+    /// The witness policy the relay states (a relay from before witnesses:
+    /// none required).
+    pub(crate) async fn relay_witness_policy(&self) -> Result<transparency::PinnedWitnesses> {
+        let policy: WitnessPolicy = match self.fetch(routes::AUDIT_WITNESSES).await {
+            Ok(policy) => policy,
+            Err(ClientError::Server { status: 404, .. }) => WitnessPolicy {
+                witnesses: Vec::new(),
+                quorum: 0,
+                grace_seconds: 0,
+            },
+            Err(e) => return Err(e),
+        };
+        for witness in &policy.witnesses {
+            CosignerKey::parse(witness).map_err(|e| {
+                kt(format!(
+                    "the relay's witness key {witness:?} is unusable: {e}"
+                ))
+            })?;
+        }
+        if policy.quorum > policy.witnesses.len() as u64 {
+            return Err(kt(
+                "the relay's witness policy asks for more cosignatures than it has witnesses",
+            ));
+        }
+        Ok(transparency::PinnedWitnesses {
+            witnesses: policy.witnesses,
+            quorum: policy.quorum,
+            grace: policy.grace_seconds,
+            last_quorum_at: unix_now(),
+        })
     }
 
     /// The relay's latest signed checkpoint, as note text (unverified).
@@ -343,6 +376,18 @@ impl Client {
                 key
             }
         };
+        let witnesses = match transparency::witness_policy(&mut db).await? {
+            Some(policy) => policy,
+            None => {
+                drop(db);
+                let policy = self.relay_witness_policy().await?;
+                db = self.session.db.lock().await;
+                transparency::pin_witness_policy(&mut db, &policy).await?;
+                transparency::witness_policy(&mut db)
+                    .await?
+                    .ok_or_else(|| kt("the witness policy was not kept"))?
+            }
+        };
         let previous = newest_checkpoint(&mut db).await?;
         drop(db);
 
@@ -370,6 +415,13 @@ impl Client {
             previous.as_ref(),
             answer.consistency.as_deref(),
         )?;
+        let quorum_at = match witnessed(&witnesses, note_text, &checkpoint, unix_now()) {
+            Ok(at) => at,
+            Err(missing) => {
+                self.raise_alert("", "", &missing).await?;
+                return Err(kt(missing));
+            }
+        };
         if answer.devices.len() != asked.len() {
             return Err(bad_answer("devices"));
         }
@@ -384,6 +436,9 @@ impl Client {
             note_text,
         )
         .await?;
+        if let Some(at) = quorum_at {
+            transparency::quorum_seen(&mut tx, at).await?;
+        }
         for (&i, entry) in asked.iter().zip(proven) {
             let device = &devices[i];
             let outcome = match verified_registration(entry, device, &checkpoint) {
@@ -601,6 +656,51 @@ fn verified_checkpoint(
         ))
     })?;
     Ok(checkpoint)
+}
+
+/// Whether the checkpoint in `note` carries the cosignatures the pinned
+/// witness policy requires: `Ok(Some(time))` with the newest cosignature's
+/// time when it has the quorum, `Ok(None)` when none is required or it is
+/// within the grace after the last checkpoint that had it, and otherwise the
+/// refusal, naming the witnesses that did not cosign.
+fn witnessed(
+    policy: &transparency::PinnedWitnesses,
+    note: &str,
+    checkpoint: &Checkpoint,
+    now: u64,
+) -> std::result::Result<Option<u64>, String> {
+    if policy.quorum == 0 {
+        return Ok(None);
+    }
+    let parsed = SignedNote::parse(note).map_err(|e| format!("checkpoint: {e}"))?;
+    let mut cosigned = Vec::new();
+    let mut missing = Vec::new();
+    for text in &policy.witnesses {
+        let Ok(key) = CosignerKey::parse(text) else {
+            continue;
+        };
+        match key.verify(&parsed) {
+            Ok(Some(at)) => cosigned.push(at),
+            _ => missing.push(key.name().to_owned()),
+        }
+    }
+    if cosigned.len() as u64 >= policy.quorum {
+        return Ok(cosigned.into_iter().max());
+    }
+    if now <= policy.last_quorum_at.saturating_add(policy.grace) {
+        return Ok(None);
+    }
+    Err(format!(
+        "the log's checkpoint of {} entries has {} of the {} witness cosignatures this workspace requires, \
+         and none with them for {} s (grace {} s); no cosignature from {}: a witness is down, or the relay \
+         shows a log its witnesses never saw",
+        checkpoint.size(),
+        cosigned.len(),
+        policy.quorum,
+        now.saturating_sub(policy.last_quorum_at),
+        policy.grace,
+        missing.join(", ")
+    ))
 }
 
 /// The index of `device`'s registration in one entry of a proof answer,

@@ -352,3 +352,18 @@ mod tests {
         );
     }
 }
+
+/// The workspace's witness policy (`GET /v1/audit/witnesses`): which
+/// witnesses cosign the log's checkpoints and how many cosignatures a client
+/// requires. A client pins it the first time it pins the log key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessPolicy {
+    /// The witnesses' verifier keys (C2SP tlog-cosignature, Ed25519).
+    pub witnesses: Vec<String>,
+    /// How many of them must have cosigned a checkpoint (0: none required).
+    pub quorum: u64,
+    /// Seconds a client goes on accepting checkpoints short of the quorum
+    /// after the last one that had it (cosigning lags signing, and a witness
+    /// may be down for a while).
+    pub grace_seconds: u64,
+}

@@ -73,7 +73,7 @@ pub use audit::{
     AuditEntriesAnswer, AuditEntriesQuery, AuditEntry, ClientAddress, ConsistencyProofAnswer,
     ConsistencyProofQuery, DeviceName, DeviceProofAnswer, DeviceProofQuery, DeviceProofsAnswer,
     DeviceProofsBody, InclusionProofAnswer, InclusionProofQuery, LeafInclusion, LoggedEvent,
-    ProvenDevice, RegistrationProof,
+    ProvenDevice, RegistrationProof, WitnessPolicy,
 };
 pub use blob::{
     BlobCompleteAnswer, BlobDeletedAnswer, BlobUsage, ChunkStoredAnswer, CreateBlobAnswer,

@@ -243,6 +243,10 @@ pub const AUDIT_CHECKPOINT: &str = "/v1/audit/checkpoint";
 /// `GET`: the log's verifier key, as a text line.
 pub const AUDIT_KEY: &str = "/v1/audit/key";
 
+/// `GET`: the workspace's witness policy
+/// ([`WitnessPolicy`](crate::WitnessPolicy)).
+pub const AUDIT_WITNESSES: &str = "/v1/audit/witnesses";
+
 /// `GET`: one device's registration proof, with a
 /// [`DeviceProofQuery`](crate::DeviceProofQuery)
 /// ([`DeviceProofAnswer`](crate::DeviceProofAnswer)); the router's template.

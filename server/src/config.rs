@@ -95,6 +95,12 @@ settings! {
     /// Witnesses asked to cosign each new checkpoint, each as
     /// `<witness verifier key> <URL>` (C2SP tlog-witness).
     witnesses: Vec<String>,
+    /// How many witnesses' cosignatures clients require on a checkpoint
+    /// (default: a majority of the witnesses).
+    witness_quorum: u64,
+    /// How long clients accept checkpoints short of the quorum after the
+    /// last that had it (`1h`).
+    witness_grace: String,
 }
 
 impl Settings {
@@ -290,6 +296,11 @@ pub struct Config {
     pub recovery_window_days: u64,
     /// Witnesses asked to cosign each new checkpoint.
     pub witnesses: Vec<WitnessEndpoint>,
+    /// Cosignatures clients require on a checkpoint.
+    pub witness_quorum: u64,
+    /// Seconds clients accept checkpoints short of the quorum after the
+    /// last that had it.
+    pub witness_grace: u64,
     /// The clock every expiry and timestamp reads (the system's, unless a
     /// test runs the relay in-process with a manual one).
     pub clock: Clock,
@@ -343,6 +354,8 @@ impl Config {
             rate_limits: true,
             recovery_window_days: 7,
             witnesses: Vec::new(),
+            witness_quorum: 0,
+            witness_grace: 3600,
             clock: Clock::system(),
         }
     }
@@ -406,6 +419,19 @@ impl Config {
         }
         for text in settings.witnesses.unwrap_or_default() {
             config.witnesses.push(WitnessEndpoint::parse(&text)?);
+        }
+        let witnesses = config.witnesses.len() as u64;
+        config.witness_quorum = settings
+            .witness_quorum
+            .unwrap_or(witnesses / 2 + u64::from(witnesses > 0));
+        if config.witness_quorum > witnesses {
+            return Err(ServerError::Setting(format!(
+                "witness_quorum {} is more than the {witnesses} witnesses configured",
+                config.witness_quorum
+            )));
+        }
+        if let Some(text) = settings.witness_grace {
+            config.witness_grace = parse_duration("witness_grace", &text)?;
         }
         if let Some(text) = settings.session_idle_timeout {
             config.session_idle_timeout = parse_duration("session_idle_timeout", &text)?;

@@ -259,15 +259,7 @@ impl ServerProcess {
         .await
         .expect("copy the relay's database");
         let mut extra = self.extra.clone();
-        for (flag, file) in [
-            ("--tls-cert", self.certificate()),
-            ("--tls-key", self.key_dir().join("tls-key.pem")),
-            ("--server-key-file", self.key_dir().join("server.key")),
-            ("--log-key-file", self.key_dir().join("log.key")),
-        ] {
-            extra.push(flag.to_owned());
-            extra.push(file.display().to_string());
-        }
+        extra.extend(self.shared_key_flags());
         let fork = Self::start_in(data, extra, self.env.clone());
         assert_eq!(fork.fingerprint, self.fingerprint, "one certificate");
         fork
@@ -373,21 +365,28 @@ impl ServerProcess {
         }
     }
 
+    /// The flags that give another relay process this one's certificate and
+    /// keys (TLS certificate and key, the key that seals TOTP secrets, the
+    /// log signing key), as a deployment copies them.
+    fn shared_key_flags(&self) -> Vec<String> {
+        [
+            ("--tls-cert", self.certificate()),
+            ("--tls-key", self.key_dir().join("tls-key.pem")),
+            ("--server-key-file", self.key_dir().join("server.key")),
+            ("--log-key-file", self.key_dir().join("log.key")),
+        ]
+        .into_iter()
+        .flat_map(|(flag, file)| [flag.to_owned(), file.display().to_string()])
+        .collect()
+    }
+
     /// Another relay node serving the same workspace: its own port and data
     /// directory, this node's database (`--database-url`), and the keys every
     /// node shares (TLS certificate and key, the key that seals TOTP secrets,
     /// the log signing key), as a deployment copies them to each node.
     pub fn another_node(&self) -> Self {
         let mut extra = self.extra.clone();
-        for (flag, file) in [
-            ("--tls-cert", self.certificate()),
-            ("--tls-key", self.key_dir().join("tls-key.pem")),
-            ("--server-key-file", self.key_dir().join("server.key")),
-            ("--log-key-file", self.key_dir().join("log.key")),
-        ] {
-            extra.push(flag.to_owned());
-            extra.push(file.display().to_string());
-        }
+        extra.extend(self.shared_key_flags());
         let node = Self::start_with(extra);
         assert_eq!(
             node.fingerprint, self.fingerprint,

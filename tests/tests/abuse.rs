@@ -452,6 +452,18 @@ fn start_relay(data: &std::path::Path) -> (std::process::Child, String, String) 
     (child, url, fingerprint)
 }
 
+/// Runs the relay on `data` where it is expected to refuse to start, and
+/// returns how it ended.
+fn start_refused(data: &std::path::Path) -> std::process::Output {
+    Command::new(workspace_binary("conclave-server"))
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap()
+}
+
 /// Issue 15, point 8: on a data directory that already existed (0755), the
 /// database, its WAL and shared memory were created 0644. Every file the
 /// relay makes is now 0600, and a key file others can read stops it.
@@ -539,13 +551,7 @@ async fn relay_files_are_private_and_open_key_files_refused() {
     for key in ["server.key", "log.key", "tls-key.pem"] {
         let path = keys.join(key);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let refused = Command::new(workspace_binary("conclave-server"))
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(&data)
-            .output()
-            .unwrap();
+        let refused = start_refused(&data);
         assert!(!refused.status.success(), "started with {key} at 0644");
         let stderr = String::from_utf8_lossy(&refused.stderr);
         let said = stderr
@@ -584,13 +590,7 @@ async fn relay_files_are_private_and_open_key_files_refused() {
     // The data directory copied to another machine without its keys:
     // refused, and no new key replaces those of the workspace.
     std::fs::rename(&keys, dir.path().join("elsewhere")).unwrap();
-    let refused = Command::new(workspace_binary("conclave-server"))
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--data-dir")
-        .arg(&data)
-        .output()
-        .unwrap();
+    let refused = start_refused(&data);
     assert!(!refused.status.success(), "started without its keys");
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(

@@ -107,6 +107,23 @@ impl Scene {
             .expect("open the relay's database")
     }
 
+    /// Rewrites the entry of alice's channel creation in the relay's
+    /// database, as someone with the disk would, to say bobby made it.
+    async fn edit_alices_channel_entry(&self) {
+        let db = self.database().await;
+        let index: i64 = sqlx::query_scalar(
+            "SELECT idx FROM audit_log WHERE actor = 'alice' AND action = 'group_created'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        let original = String::from_utf8(leaf(&db, index).await).unwrap();
+        let forged = original.replace("\nactor alice\n", "\nactor bobby\n");
+        assert_ne!(forged, original);
+        set_leaf(&db, index, forged.as_bytes()).await;
+        db.close().await;
+    }
+
     /// The number of entries in the log.
     async fn log_size(&self) -> u64 {
         let db = self.database().await;
@@ -321,18 +338,7 @@ async fn a_bundle_verifies_offline_and_an_edited_bundle_does_not() {
 async fn an_edited_entry_is_caught() {
     let scene = Scene::new().await;
     assert_passes(&scene.verify());
-    let db = scene.database().await;
-    let index: i64 = sqlx::query_scalar(
-        "SELECT idx FROM audit_log WHERE actor = 'alice' AND action = 'group_created'",
-    )
-    .fetch_one(&db)
-    .await
-    .unwrap();
-    let original = String::from_utf8(leaf(&db, index).await).unwrap();
-    let forged = original.replace("\nactor alice\n", "\nactor bobby\n");
-    assert_ne!(forged, original);
-    set_leaf(&db, index, forged.as_bytes()).await;
-    db.close().await;
+    scene.edit_alices_channel_entry().await;
     assert_fails_with(
         &scene.verify(),
         &["do not hash to the checkpoint's signed root", "altered"],
@@ -513,23 +519,7 @@ async fn the_public_tiles_verify_with_no_device_and_catch_an_edit() {
     assert!(!no_key.status.success());
     assert!(stderr(&no_key).contains("--log-key"), "{}", stderr(&no_key));
 
-    let db = scene.database().await;
-    let index: i64 = sqlx::query_scalar(
-        "SELECT idx FROM audit_log WHERE actor = 'alice' AND action = 'group_created'",
-    )
-    .fetch_one(&db)
-    .await
-    .unwrap();
-    let original = String::from_utf8(leaf(&db, index).await).unwrap();
-    set_leaf(
-        &db,
-        index,
-        original
-            .replace("\nactor alice\n", "\nactor bobby\n")
-            .as_bytes(),
-    )
-    .await;
-    db.close().await;
+    scene.edit_alices_channel_entry().await;
     assert_fails_with(
         &tiles(&[]),
         &["do not hash to the checkpoint's signed root", "altered"],
@@ -799,17 +789,15 @@ async fn the_relay_gets_its_checkpoints_cosigned_and_hands_them_out() {
             (size, key.verify(&parsed).unwrap())
         }
     };
-    let cosigned_at_least = move |size: u64| {
-        async move {
-            for _ in 0..300 {
-                let (at, cosigned) = latest().await;
-                if at >= size && cosigned.is_some() {
-                    return at;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let cosigned_at_least = move |size: u64| async move {
+        for _ in 0..300 {
+            let (at, cosigned) = latest().await;
+            if at >= size && cosigned.is_some() {
+                return at;
             }
-            panic!("no cosigned checkpoint of {size} entries or more");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+        panic!("no cosigned checkpoint of {size} entries or more");
     };
 
     let alice = Person::register(&server, "alice", "alice-pass-2718281828").await;
@@ -840,4 +828,91 @@ async fn the_relay_gets_its_checkpoints_cosigned_and_hands_them_out() {
     // Back, it is asked again, from the size it cosigned, with a proof.
     let _witness = WitnessProcess::start_on(&state, &log.verifier_key().to_string(), &listen);
     assert!(cosigned_at_least(grown.0).await >= grown.0);
+}
+
+/// Issue 18, point 3 (the clients' half): a client pins the workspace's
+/// witness policy with the log key, and trusts a checkpoint only with the
+/// quorum of cosignatures, or within the grace after the last that had it.
+/// A witness down past the grace blocks new device checks, with an alert
+/// that names it; back, checks pass again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_refuse_checkpoints_short_of_the_witness_quorum_after_the_grace() {
+    use conclave_audit::NoteSigner;
+    use conclave_client::ClientError;
+
+    let mut seed = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut seed)
+        .unwrap();
+    let log = NoteSigner::new(
+        "localhost/conclave-audit",
+        ed25519_dalek::SigningKey::from_bytes(&seed),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let state = TempDir::new("witness-state");
+    let witness = WitnessProcess::start_on(&state, &log.verifier_key().to_string(), &listen);
+    let server = ServerProcess::start_with_env(
+        vec![
+            "--checkpoint-interval".into(),
+            "1s".into(),
+            "--witness-grace".into(),
+            "3s".into(),
+            "--witness".into(),
+            format!("{} http://{listen}", witness.key),
+        ],
+        vec![("CONCLAVE_LOG_KEY".into(), log.private_key().to_string())],
+    );
+    let alice = Person::register(&server, "alice", "alice-pass-2718281828").await;
+    let _bob = Person::register(&server, "bob", "bob-pass-3141592653").await;
+    // Pinned just now: within the grace, cosigned or not.
+    alice.client.create_channel(CHANNEL).await.unwrap();
+    alice.client.invite(CHANNEL, "bob").await.unwrap();
+    // A checkpoint with the quorum, once the witness has cosigned one.
+    let with_quorum = || async {
+        for _ in 0..150 {
+            if alice.client.refresh_checkpoint().await.is_ok()
+                && alice
+                    .client
+                    .latest_checkpoint()
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .contains("\u{2014} conclave-audit/witness ")
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        panic!("no cosigned checkpoint reached alice");
+    };
+    with_quorum().await;
+
+    // The witness goes down; past the grace, alice's client checks no new
+    // device, and says which witness is missing.
+    drop(witness);
+    let _carol = Person::register(&server, "carol", "carol-pass-1618033988").await;
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let refused = alice.client.invite(CHANNEL, "carol").await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::KeyTransparency(m)
+            if m.contains("witness cosignatures") && m.contains("conclave-audit/witness")),
+        "{refused}"
+    );
+    let alerts = alice.client.security_alerts(false).await.unwrap();
+    assert!(
+        alerts.iter().any(|a| a
+            .reason
+            .contains("no cosignature from conclave-audit/witness")),
+        "{alerts:?}"
+    );
+
+    // Back, the relay brings it up to date, and checks pass again.
+    let _witness = WitnessProcess::start_on(&state, &log.verifier_key().to_string(), &listen);
+    with_quorum().await;
+    alice.client.invite(CHANNEL, "carol").await.unwrap();
 }

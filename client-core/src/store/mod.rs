@@ -280,6 +280,19 @@ ALTER TABLE security_alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'key_transpare
 ALTER TABLE webhooks ADD COLUMN group_id TEXT;
 UPDATE webhooks SET group_id = (SELECT group_id FROM channels WHERE channels.name = webhooks.channel);
 "#,
+    // 11: the workspace's witness policy, pinned with the log key: the
+    // witnesses' keys (one per line), how many must cosign a checkpoint,
+    // the grace in seconds, and when a checkpoint last had the quorum (or
+    // the policy was pinned).
+    r#"
+CREATE TABLE witness_policy (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    witnesses      TEXT NOT NULL,
+    quorum         INTEGER NOT NULL,
+    grace          INTEGER NOT NULL,
+    last_quorum_at INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Writes a small private file (mode 0600) whole, through a temporary file

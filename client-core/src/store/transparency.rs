@@ -25,6 +25,63 @@ pub(crate) async fn pin_log_key(db: &mut SqliteConnection, key: &str) -> Result<
     Ok(())
 }
 
+/// The pinned witness policy.
+pub(crate) struct PinnedWitnesses {
+    /// Verifier keys, one per witness.
+    pub(crate) witnesses: Vec<String>,
+    pub(crate) quorum: u64,
+    pub(crate) grace: u64,
+    /// Unix seconds: the newest cosignature on a checkpoint that had the
+    /// quorum (or when the policy was pinned).
+    pub(crate) last_quorum_at: u64,
+}
+
+pub(crate) async fn witness_policy(db: &mut SqliteConnection) -> Result<Option<PinnedWitnesses>> {
+    Ok(sqlx::query(
+        "SELECT witnesses, quorum, grace, last_quorum_at FROM witness_policy WHERE id = 1",
+    )
+    .fetch_optional(&mut *db)
+    .await?
+    .map(|row| PinnedWitnesses {
+        witnesses: row
+            .get::<String, _>(0)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        quorum: row.get::<i64, _>(1).try_into().unwrap_or(0),
+        grace: row.get::<i64, _>(2).try_into().unwrap_or(0),
+        last_quorum_at: row.get::<i64, _>(3).try_into().unwrap_or(0),
+    }))
+}
+
+/// Pins the witness policy (once: a pinned one is kept).
+pub(crate) async fn pin_witness_policy(
+    db: &mut SqliteConnection,
+    policy: &PinnedWitnesses,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO witness_policy (id, witnesses, quorum, grace, last_quorum_at)
+         VALUES (1, $1, $2, $3, $4)",
+    )
+    .bind(policy.witnesses.join("\n"))
+    .bind(to_i64(policy.quorum))
+    .bind(to_i64(policy.grace))
+    .bind(to_i64(policy.last_quorum_at))
+    .execute(&mut *db)
+    .await?;
+    Ok(())
+}
+
+/// A checkpoint had the quorum, cosigned as late as `at`.
+pub(crate) async fn quorum_seen(db: &mut SqliteConnection, at: u64) -> Result<()> {
+    sqlx::query("UPDATE witness_policy SET last_quorum_at = MAX(last_quorum_at, $1) WHERE id = 1")
+        .bind(to_i64(at))
+        .execute(&mut *db)
+        .await?;
+    Ok(())
+}
+
 /// A verified checkpoint as stored.
 pub(crate) struct StoredCheckpoint {
     pub(crate) size: u64,

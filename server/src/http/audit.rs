@@ -22,7 +22,7 @@ use conclave_proto::{
     AuditEntriesAnswer, AuditEntriesQuery, AuditEntry, ClientAddress, ConsistencyProofAnswer,
     ConsistencyProofQuery, DeviceProofAnswer, DeviceProofQuery, DeviceProofsAnswer,
     DeviceProofsBody, InclusionProofAnswer, InclusionProofQuery, LeafInclusion, LoggedEvent,
-    ProvenDevice, RegistrationProof, routes,
+    ProvenDevice, RegistrationProof, WitnessPolicy, routes,
 };
 
 use crate::AppState;
@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route(routes::AUDIT_CHECKPOINT, get(checkpoint))
         .route(routes::AUDIT_KEY, get(verifier_key))
+        .route(routes::AUDIT_WITNESSES, get(witness_policy))
         .route(routes::AUDIT_DEVICE, get(device_proof))
         .route(routes::AUDIT_DEVICES, post(device_proofs))
         .route(routes::AUDIT_ENTRIES, get(entries))
@@ -88,6 +89,24 @@ async fn verifier_key(
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         format!("{}\n", state.audit.log().verifier_key()),
     ))
+}
+
+/// The witnesses clients should require cosignatures from, and how many.
+async fn witness_policy(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<WitnessPolicy>> {
+    signed.username()?;
+    Ok(Json(WitnessPolicy {
+        witnesses: state
+            .config
+            .witnesses
+            .iter()
+            .map(|w| w.key.to_string())
+            .collect(),
+        quorum: state.config.witness_quorum,
+        grace_seconds: state.config.witness_grace,
+    }))
 }
 
 /// The registration entry of one device, proven included in the latest

@@ -120,6 +120,13 @@ struct Flags {
         global = true
     )]
     witnesses: Vec<String>,
+    /// How many witnesses' cosignatures clients require on a checkpoint [default: a majority].
+    #[arg(long, env = "CONCLAVE_WITNESS_QUORUM", global = true)]
+    witness_quorum: Option<u64>,
+    /// How long clients accept checkpoints short of the quorum after the last that had it,
+    /// e.g. 1h [default: 1h].
+    #[arg(long, env = "CONCLAVE_WITNESS_GRACE", global = true)]
+    witness_grace: Option<String>,
 }
 
 impl Flags {
@@ -156,6 +163,8 @@ impl Flags {
             rate_limits: self.rate_limits,
             recovery_window_days: self.recovery_window_days,
             witnesses: (!self.witnesses.is_empty()).then_some(self.witnesses),
+            witness_quorum: self.witness_quorum,
+            witness_grace: self.witness_grace,
         };
         Ok(flags.or(file))
     }
