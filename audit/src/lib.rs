@@ -98,6 +98,7 @@ mod event;
 pub mod log;
 mod merkle;
 mod note;
+pub mod rotation;
 pub mod stored_tree;
 pub mod tiles;
 mod verify;

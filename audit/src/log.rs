@@ -620,6 +620,36 @@ impl TransparencyLog {
         Ok(row.get::<Option<i64>, _>(0).map_or(0, to_u64))
     }
 
+    /// Keeps a log key rotation statement (see [`crate::rotation`]).
+    pub async fn add_key_rotation(
+        &self,
+        new_key: &str,
+        statement: &str,
+        now: u64,
+    ) -> Result<(), LogError> {
+        sqlx::query(
+            "INSERT INTO audit_key_rotations (new_key, statement, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(new_key)
+        .bind(statement)
+        .bind(to_i64(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every log key rotation statement, oldest first.
+    pub async fn key_rotations(&self) -> Result<Vec<String>, LogError> {
+        Ok(
+            sqlx::query("SELECT statement FROM audit_key_rotations ORDER BY created_at, new_key")
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect(),
+        )
+    }
+
     /// The latest entry that registered `device_id` for `username`.
     pub async fn device_registration(
         &self,

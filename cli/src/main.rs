@@ -498,6 +498,13 @@ fn print_alert(alert: &conclave_client::SecurityAlert) {
         );
         return;
     }
+    if alert.username.is_empty() && alert.device_id.is_empty() {
+        // About the log itself (its witnesses), not one device.
+        eprintln!(
+            "\n!!! SECURITY ALERT: {reason}\n!!! No new device is trusted until this clears. Tell your workspace admin and auditors.\n"
+        );
+        return;
+    }
     if alert.kind == conclave_client::AlertKind::SplitView {
         eprintln!(
             "\n!!! SECURITY ALERT: {reason}\n!!! Compare `conclave audit checkpoint` with {username} out of band, \

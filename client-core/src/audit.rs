@@ -18,7 +18,8 @@ use conclave_audit::{
 };
 use conclave_proto::{
     AuditEntriesAnswer, ClientAddress, ConsistencyProofAnswer, DeviceName, DeviceProofsAnswer,
-    DeviceProofsBody, InclusionProofAnswer, ProvenDevice, RegistrationProof, WitnessPolicy, routes,
+    DeviceProofsBody, InclusionProofAnswer, KeyRotations, ProvenDevice, RegistrationProof,
+    WitnessPolicy, routes,
 };
 use sqlx::{Connection, SqliteConnection};
 
@@ -83,6 +84,37 @@ impl Client {
             .await?
             .trim_end()
             .to_owned())
+    }
+
+    /// `pinned`, or the key a chain of rotation statements signed by it
+    /// reaches, if `note` is signed by that one and not by `pinned` (then
+    /// pinned in its place).
+    async fn follow_key_rotation(&self, pinned: VerifierKey, note: &str) -> Result<VerifierKey> {
+        let signed_by = |key: &VerifierKey| {
+            SignedNote::parse(note)
+                .and_then(|n| n.verify(std::slice::from_ref(key)))
+                .is_ok()
+        };
+        if signed_by(&pinned) {
+            return Ok(pinned);
+        }
+        let rotations: KeyRotations = match self.fetch(routes::AUDIT_KEY_ROTATIONS).await {
+            Ok(rotations) => rotations,
+            Err(ClientError::Server { status: 404, .. }) => return Ok(pinned),
+            Err(e) => return Err(e),
+        };
+        let Some(newest) = conclave_audit::rotation::follow(&pinned, &rotations.statements)
+            .and_then(|reached| reached.last().cloned())
+            .filter(|newest| signed_by(newest))
+        else {
+            // No rotation signed by the pinned key leads to this one: the
+            // checkpoint is refused as it stands.
+            return Ok(pinned);
+        };
+        tracing::info!(old = %pinned, new = %newest, "the log key was rotated; following its signed statement");
+        let mut db = self.session.db.lock().await;
+        transparency::rotate_log_key(&mut db, &pinned.to_string(), &newest.to_string()).await?;
+        Ok(newest)
     }
 
     /// The witness policy the relay states (a relay from before witnesses:
@@ -409,6 +441,9 @@ impl Client {
         let answer: DeviceProofsAnswer = serde_json::from_slice(&answer)
             .map_err(|e| kt(format!("the relay's proof answer is malformed: {e}")))?;
         let note_text = answer.checkpoint.as_str();
+        // Signed by a key this device did not pin: the log key may have been
+        // rotated, which a statement the pinned key signed says.
+        let key = self.follow_key_rotation(key, note_text).await?;
         let checkpoint = verified_checkpoint(
             note_text,
             &key,
@@ -478,12 +513,13 @@ impl Client {
         if heard.is_empty() {
             return;
         }
-        let (key, ours) = {
+        let (key, retired, ours) = {
             let mut db = self.session.db.lock().await;
             let key = transparency::log_key(&mut db).await;
+            let retired = transparency::retired_log_keys(&mut db).await;
             let ours = transparency::newest_checkpoint(&mut db).await;
-            match (key, ours) {
-                (Ok(Some(key)), Ok(Some(ours))) => (key, ours),
+            match (key, retired, ours) {
+                (Ok(Some(key)), Ok(retired), Ok(Some(ours))) => (key, retired, ours),
                 // Nothing pinned or verified yet: nothing to compare with
                 // until this device checks a member.
                 _ => {
@@ -492,14 +528,17 @@ impl Client {
                 }
             }
         };
-        let Ok(key) = VerifierKey::parse(&key) else {
-            return;
-        };
-        let Ok(ours) = gossip::parse_checkpoint(&ours.note, &key) else {
+        // The pinned key first; members may still gossip checkpoints signed
+        // before a rotation this device followed.
+        let keys: Vec<VerifierKey> = std::iter::once(key)
+            .chain(retired)
+            .filter_map(|text| VerifierKey::parse(&text).ok())
+            .collect();
+        let Ok(ours) = gossip::parse_checkpoint(&ours.note, &keys) else {
             return;
         };
         for heard in heard {
-            let verdict = match gossip::compare(&key, &ours, &heard.note) {
+            let verdict = match gossip::compare(&keys, &ours, &heard.note) {
                 Comparison::Agrees => Ok(()),
                 Comparison::Contradicts(why) => Err(Some(why)),
                 Comparison::NeedsProof { small, large } => self.proven(small, large).await,

@@ -107,9 +107,10 @@ pub(crate) enum Comparison {
 }
 
 /// Compares the checkpoint a member sent (`note`, which must be signed by
-/// `key`) with this device's newest, `ours`.
-pub(crate) fn compare(key: &VerifierKey, ours: &Checkpoint, note: &str) -> Comparison {
-    let theirs = match parse_checkpoint(note, key) {
+/// one of the log's `keys`, the pinned one or one a rotation retired) with
+/// this device's newest, `ours`.
+pub(crate) fn compare(keys: &[VerifierKey], ours: &Checkpoint, note: &str) -> Comparison {
+    let theirs = match parse_checkpoint(note, keys) {
         Ok(theirs) => theirs,
         Err(why) => return Comparison::Contradicts(why),
     };
@@ -134,14 +135,14 @@ pub(crate) fn compare(key: &VerifierKey, ours: &Checkpoint, note: &str) -> Compa
     }
 }
 
-/// The checkpoint in `note`, once `key` signed it for its log.
-pub(crate) fn parse_checkpoint(note: &str, key: &VerifierKey) -> Result<Checkpoint, String> {
+/// The checkpoint in `note`, once one of the log's `keys` signed it.
+pub(crate) fn parse_checkpoint(note: &str, keys: &[VerifierKey]) -> Result<Checkpoint, String> {
     let verified = SignedNote::parse(note)
-        .and_then(|n| n.verify(std::slice::from_ref(key)))
+        .and_then(|n| n.verify(keys))
         .map_err(|e| format!("a checkpoint the pinned log key did not sign ({e})"))?;
     let checkpoint = Checkpoint::from_note_text(verified.text())
         .map_err(|e| format!("a malformed checkpoint ({e})"))?;
-    if checkpoint.origin() != key.name() {
+    if keys.iter().all(|key| checkpoint.origin() != key.name()) {
         return Err(format!(
             "a checkpoint of another log ({:?})",
             checkpoint.origin()

@@ -367,3 +367,11 @@ pub struct WitnessPolicy {
     /// may be down for a while).
     pub grace_seconds: u64,
 }
+
+/// The log's key rotations (`GET /v1/audit/key-rotations`): each a signed
+/// note by the key it retires and the key that replaces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRotations {
+    /// The statements, oldest first.
+    pub statements: Vec<String>,
+}

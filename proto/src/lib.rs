@@ -72,8 +72,8 @@ pub use account::{
 pub use audit::{
     AuditEntriesAnswer, AuditEntriesQuery, AuditEntry, ClientAddress, ConsistencyProofAnswer,
     ConsistencyProofQuery, DeviceName, DeviceProofAnswer, DeviceProofQuery, DeviceProofsAnswer,
-    DeviceProofsBody, InclusionProofAnswer, InclusionProofQuery, LeafInclusion, LoggedEvent,
-    ProvenDevice, RegistrationProof, WitnessPolicy,
+    DeviceProofsBody, InclusionProofAnswer, InclusionProofQuery, KeyRotations, LeafInclusion,
+    LoggedEvent, ProvenDevice, RegistrationProof, WitnessPolicy,
 };
 pub use blob::{
     BlobCompleteAnswer, BlobDeletedAnswer, BlobUsage, ChunkStoredAnswer, CreateBlobAnswer,

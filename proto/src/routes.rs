@@ -243,6 +243,9 @@ pub const AUDIT_CHECKPOINT: &str = "/v1/audit/checkpoint";
 /// `GET`: the log's verifier key, as a text line.
 pub const AUDIT_KEY: &str = "/v1/audit/key";
 
+/// `GET`: the log key's rotations ([`KeyRotations`](crate::KeyRotations)).
+pub const AUDIT_KEY_ROTATIONS: &str = "/v1/audit/key-rotations";
+
 /// `GET`: the workspace's witness policy
 /// ([`WitnessPolicy`](crate::WitnessPolicy)).
 pub const AUDIT_WITNESSES: &str = "/v1/audit/witnesses";

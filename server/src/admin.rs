@@ -440,6 +440,46 @@ impl Admin {
         Ok((self.log.verifier_key().to_string(), checkpoint.note))
     }
 
+    /// Replaces the log key with a new one under the same name, and keeps
+    /// the statement, signed by both, that introduces it to clients that
+    /// pinned the old one. The old key moves to `log.key.retired-<time>`
+    /// (0600) for the operator to destroy once every node runs the new one.
+    /// Returns the new verifier key. Nodes sign with it from their next
+    /// start.
+    pub async fn rotate_log_key(&self) -> Result<String, ServerError> {
+        let Some(path) = self.config.log_key.file() else {
+            return Err(ServerError::Refused(
+                "the log key comes from CONCLAVE_LOG_KEY: rotate it where it is kept, with a rotation statement made by `admin rotate-log-key` on a copy in a file".into(),
+            ));
+        };
+        let (old, _) =
+            crate::log_key::load_or_create(&self.config.log_key, &self.config.log_origin)?;
+        let new = conclave_audit::NoteSigner::new(
+            old.verifier_key().name(),
+            ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng),
+        )
+        .map_err(|e| ServerError::Key(format!("new log key: {e}")))?;
+        let statement = conclave_audit::rotation::rotation_statement(&old, &new)
+            .map_err(|e| ServerError::Key(format!("rotation statement: {e}")))?;
+        let now = self.store.clock().unix_now();
+        self.log
+            .add_key_rotation(&new.verifier_key().to_string(), &statement, now)
+            .await
+            .map_err(|e| ServerError::Refused(format!("audit log: {e}")))?;
+        let retired = path.with_file_name(format!(
+            "{}.retired-{now}",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("log.key")
+        ));
+        std::fs::rename(path, &retired)
+            .map_err(|e| ServerError::file("retire the log key", path, e))?;
+        let mut line = new.private_key();
+        line.push('\n');
+        crate::private_files::write_secret_file(path, "log key", line.as_bytes())?;
+        Ok(new.verifier_key().to_string())
+    }
+
     /// Locks `username` at once: every device revoked, every second factor
     /// and recovery code removed, no sign-in until a recovery invite.
     pub async fn lock(&self, username: &str) -> Result<(), ServerError> {

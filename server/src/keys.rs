@@ -19,6 +19,11 @@
 //!
 //! A data directory from before the key directory holds the keys itself;
 //! the relay moves them out at its next start and says so.
+//!
+//! Rotation: `admin rotate-log-key` (a statement signed by the old and the
+//! new key, which clients follow); the TLS key as any certificate (pinned
+//! clients need the new pin); the server key not yet (the TOTP secrets it
+//! seals would need sealing again).
 
 use std::fmt;
 use std::path::{Path, PathBuf};

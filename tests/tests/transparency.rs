@@ -671,3 +671,63 @@ async fn members_who_see_one_log_raise_no_split_view_alert() {
         assert!(alerts.is_empty(), "{alerts:?}");
     }
 }
+
+/// Issue 18, point 2: the log key is rotated on the relay's host; a client
+/// that pinned the old key follows the statement the old and the new key
+/// signed, and goes on checking devices. A key swapped in without such a
+/// statement is refused, and the client keeps the key it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rotated_log_key_is_followed_and_a_swapped_one_refused() {
+    let mut server = ServerProcess::start();
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let _bob = Person::register(&server, "bob", PASSWORD).await;
+    alice.client.create_channel("general").await.unwrap();
+    alice.client.invite("general", "bob").await.unwrap();
+    let old_key = alice.client.log_key().await.unwrap().unwrap();
+
+    server.kill_hard();
+    let said = server.admin(&["rotate-log-key"]);
+    let new_key = said
+        .lines()
+        .find_map(|l| l.strip_prefix("new audit log verifier key: "))
+        .expect("the new key is printed")
+        .to_owned();
+    assert_ne!(new_key, old_key);
+    let retired: Vec<String> = std::fs::read_dir(server.key_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("log.key.retired-"))
+        .collect();
+    assert_eq!(retired.len(), 1, "the old key is kept aside for its owner");
+    server.restart();
+    assert_eq!(server.log_key(), new_key);
+    let _carol = Person::register(&server, "carol", PASSWORD).await;
+    alice.client.invite("general", "carol").await.unwrap();
+    assert_eq!(alice.client.log_key().await.unwrap().unwrap(), new_key);
+
+    // Someone with the key directory swaps in a key of their own: no
+    // statement the pinned key signed introduces it.
+    server.kill_hard();
+    let swapped = conclave_audit::NoteSigner::new(
+        new_key.split('+').next().unwrap(),
+        ed25519_dalek::SigningKey::from_bytes(&[42; 32]),
+    )
+    .unwrap();
+    let key_file = server.key_dir().join("log.key");
+    std::fs::remove_file(&key_file).unwrap();
+    std::fs::write(&key_file, format!("{}\n", swapped.private_key().as_str())).unwrap();
+    #[cfg(unix)]
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    server.restart();
+    let _dave = Person::register(&server, "dave", PASSWORD).await;
+    let refused = alice.client.invite("general", "dave").await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::KeyTransparency(m) if m.contains("signature")),
+        "{refused}"
+    );
+    assert_eq!(alice.client.log_key().await.unwrap().unwrap(), new_key);
+}

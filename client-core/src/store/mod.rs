@@ -283,7 +283,9 @@ UPDATE webhooks SET group_id = (SELECT group_id FROM channels WHERE channels.nam
     // 11: the workspace's witness policy, pinned with the log key: the
     // witnesses' keys (one per line), how many must cosign a checkpoint,
     // the grace in seconds, and when a checkpoint last had the quorum (or
-    // the policy was pinned).
+    // the policy was pinned). And the log keys this device pinned before a
+    // signed rotation moved it on (members may still gossip their
+    // checkpoints).
     r#"
 CREATE TABLE witness_policy (
     id             INTEGER PRIMARY KEY CHECK (id = 1),
@@ -291,6 +293,9 @@ CREATE TABLE witness_policy (
     quorum         INTEGER NOT NULL,
     grace          INTEGER NOT NULL,
     last_quorum_at INTEGER NOT NULL
+);
+CREATE TABLE retired_log_keys (
+    verifier_key TEXT PRIMARY KEY
 );
 "#,
 ];

@@ -3,7 +3,7 @@
 //! (`checkpoints`), the security alerts raised (`security_alerts`) and the
 //! account changes already shown (`seen_account_changes`).
 
-use sqlx::{Row, SqliteConnection};
+use sqlx::{Connection, Row, SqliteConnection};
 
 use super::to_i64;
 use crate::error::Result;
@@ -23,6 +23,30 @@ pub(crate) async fn pin_log_key(db: &mut SqliteConnection, key: &str) -> Result<
         .execute(&mut *db)
         .await?;
     Ok(())
+}
+
+/// Pins `new` in place of `old`, which a signed rotation retired.
+pub(crate) async fn rotate_log_key(db: &mut SqliteConnection, old: &str, new: &str) -> Result<()> {
+    let mut tx = db.begin().await?;
+    sqlx::query("UPDATE log_key SET verifier_key = $1 WHERE id = 1")
+        .bind(new)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT OR IGNORE INTO retired_log_keys (verifier_key) VALUES ($1)")
+        .bind(old)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The log keys a rotation retired on this device.
+pub(crate) async fn retired_log_keys(db: &mut SqliteConnection) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT verifier_key FROM retired_log_keys")
+            .fetch_all(&mut *db)
+            .await?,
+    )
 }
 
 /// The pinned witness policy.

@@ -21,8 +21,8 @@ use conclave_audit::{Event, Hash};
 use conclave_proto::{
     AuditEntriesAnswer, AuditEntriesQuery, AuditEntry, ClientAddress, ConsistencyProofAnswer,
     ConsistencyProofQuery, DeviceProofAnswer, DeviceProofQuery, DeviceProofsAnswer,
-    DeviceProofsBody, InclusionProofAnswer, InclusionProofQuery, LeafInclusion, LoggedEvent,
-    ProvenDevice, RegistrationProof, WitnessPolicy, routes,
+    DeviceProofsBody, InclusionProofAnswer, InclusionProofQuery, KeyRotations, LeafInclusion,
+    LoggedEvent, ProvenDevice, RegistrationProof, WitnessPolicy, routes,
 };
 
 use crate::AppState;
@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route(routes::AUDIT_CHECKPOINT, get(checkpoint))
         .route(routes::AUDIT_KEY, get(verifier_key))
         .route(routes::AUDIT_WITNESSES, get(witness_policy))
+        .route(routes::AUDIT_KEY_ROTATIONS, get(key_rotations))
         .route(routes::AUDIT_DEVICE, get(device_proof))
         .route(routes::AUDIT_DEVICES, post(device_proofs))
         .route(routes::AUDIT_ENTRIES, get(entries))
@@ -89,6 +90,17 @@ async fn verifier_key(
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         format!("{}\n", state.audit.log().verifier_key()),
     ))
+}
+
+/// How the log key changed: what a client that pinned an older key follows.
+async fn key_rotations(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<KeyRotations>> {
+    signed.username()?;
+    Ok(Json(KeyRotations {
+        statements: state.audit.log().key_rotations().await?,
+    }))
 }
 
 /// The witnesses clients should require cosignatures from, and how many.

@@ -115,6 +115,9 @@ pub enum AdminCommand {
     },
     /// Print the audit log's verifier key (for auditors and clients) and its latest checkpoint.
     LogKey,
+    /// Replace the log key: a new key under the log's name, introduced to clients by a
+    /// statement the old and new keys sign. Restart every node afterwards.
+    RotateLogKey,
     /// Lock an account at once: every device revoked, every second factor and
     /// recovery code removed, no sign-in until a recovery invite is redeemed.
     Lock {
@@ -270,6 +273,13 @@ pub async fn run(
                     details,
                 );
             }
+        }
+        AdminCommand::RotateLogKey => {
+            let key = admin.rotate_log_key().await?;
+            out!("new audit log verifier key: {key}");
+            out!(
+                "restart every node to sign with it; clients that pinned the old key follow the signed rotation; give auditors the new key"
+            );
         }
         AdminCommand::LogKey => {
             let (key, checkpoint) = admin.log_key().await?;
