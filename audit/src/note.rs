@@ -409,9 +409,15 @@ pub(crate) fn has_control_character(text: &str) -> bool {
 }
 
 fn key_id(name: &str, key: &VerifyingKey) -> u32 {
+    typed_key_id(name, ED25519, key)
+}
+
+/// `SHA-256(name || "\n" || key type || public key)[:4]`: the key id of a
+/// note signer (type 0x01) or a cosigner (0x04).
+pub(crate) fn typed_key_id(name: &str, key_type: u8, key: &VerifyingKey) -> u32 {
     let digest = Sha256::new()
         .chain_update(name.as_bytes())
-        .chain_update([b'\n', ED25519])
+        .chain_update([b'\n', key_type])
         .chain_update(key.as_bytes())
         .finalize();
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])

@@ -32,7 +32,6 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
 
 use crate::merkle::Hash;
 use crate::note::check_key_name;
@@ -188,12 +187,7 @@ impl std::fmt::Display for CosignerKey {
 
 /// `SHA-256(name || "\n" || 0x04 || public key)[:4]`.
 fn key_id(name: &str, key: &VerifyingKey) -> u32 {
-    let digest = Sha256::new()
-        .chain_update(name.as_bytes())
-        .chain_update([b'\n', COSIGNATURE_V1])
-        .chain_update(key.as_bytes())
-        .finalize();
-    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+    crate::note::typed_key_id(name, COSIGNATURE_V1, key)
 }
 
 /// What a `cosignature/v1` signs.

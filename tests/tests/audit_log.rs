@@ -733,43 +733,80 @@ async fn a_witness_cosigns_the_growing_log_and_refuses_a_fork() {
     );
 }
 
+/// A relay whose log key the test made (so a witness follows the log
+/// before the relay starts, as an operator hands it over), with a witness on
+/// an address the test chose (so one restarted comes back where the relay
+/// looks for it), asked after each checkpoint (every second).
+struct WitnessedRelay {
+    log: conclave_audit::NoteSigner,
+    listen: String,
+    state: TempDir,
+    /// The witness, while it runs.
+    witness: Option<WitnessProcess>,
+    /// Its verifier key.
+    witness_key: String,
+    server: ServerProcess,
+}
+
+impl WitnessedRelay {
+    fn start(extra: &[&str]) -> Self {
+        let mut seed = [0u8; 32];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut seed)
+            .unwrap();
+        let log = conclave_audit::NoteSigner::new(
+            "localhost/conclave-audit",
+            ed25519_dalek::SigningKey::from_bytes(&seed),
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let state = TempDir::new("witness-state");
+        let witness = WitnessProcess::start_on(&state, &log.verifier_key().to_string(), &listen);
+        let mut flags: Vec<String> = ["--checkpoint-interval", "1s", "--witness"]
+            .map(String::from)
+            .to_vec();
+        flags.push(format!("{} http://{listen}", witness.key));
+        flags.extend(extra.iter().map(|flag| (*flag).to_owned()));
+        let server = ServerProcess::start_with_env(
+            flags,
+            vec![("CONCLAVE_LOG_KEY".into(), log.private_key().to_string())],
+        );
+        Self {
+            witness_key: witness.key.clone(),
+            witness: Some(witness),
+            log,
+            listen,
+            state,
+            server,
+        }
+    }
+
+    /// The witness again, on its state and address.
+    fn restart_witness(&mut self) {
+        self.witness = Some(WitnessProcess::start_on(
+            &self.state,
+            &self.log.verifier_key().to_string(),
+            &self.listen,
+        ));
+    }
+}
+
 /// Issue 18, point 3 (the relay's half): the relay asks its witness to
 /// cosign each new checkpoint and hands out every checkpoint with the
 /// cosignatures it has. A witness that goes away holds nothing up; back, it
 /// is brought up to date with a consistency proof from what it cosigned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_gets_its_checkpoints_cosigned_and_hands_them_out() {
+    use conclave_audit::SignedNote;
     use conclave_audit::witness::CosignerKey;
-    use conclave_audit::{NoteSigner, SignedNote};
 
-    // The log key is made here, so the witness can follow the log before
-    // the relay starts (an operator hands it over the same way).
-    let mut seed = [0u8; 32];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut seed)
-        .unwrap();
-    let log = NoteSigner::new(
-        "localhost/conclave-audit",
-        ed25519_dalek::SigningKey::from_bytes(&seed),
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let state = TempDir::new("witness-state");
-    let witness = WitnessProcess::start_on(&state, &log.verifier_key().to_string(), &listen);
-    let witness_key = CosignerKey::parse(&witness.key).unwrap();
-    let server = ServerProcess::start_with_env(
-        vec![
-            "--checkpoint-interval".into(),
-            "1s".into(),
-            "--witness".into(),
-            format!("{} http://{listen}", witness.key),
-        ],
-        vec![("CONCLAVE_LOG_KEY".into(), log.private_key().to_string())],
-    );
+    let mut relay = WitnessedRelay::start(&[]);
+    let witness_key = CosignerKey::parse(&relay.witness_key).unwrap();
+    let server = &relay.server;
     let (https, base) = server.https_client();
     // The relay's latest checkpoint, once it is at least `size` entries:
     // its size and when the witness cosigned it (`None`: not yet).
@@ -800,7 +837,7 @@ async fn the_relay_gets_its_checkpoints_cosigned_and_hands_them_out() {
         panic!("no cosigned checkpoint of {size} entries or more");
     };
 
-    let alice = Person::register(&server, "alice", "alice-pass-2718281828").await;
+    let alice = Person::register(server, "alice", "alice-pass-2718281828").await;
     let first = cosigned_at_least(1).await;
     // Devices get the cosignature with the checkpoint too.
     let for_devices = alice.client.relay_checkpoint().await.unwrap();
@@ -813,8 +850,8 @@ async fn the_relay_gets_its_checkpoints_cosigned_and_hands_them_out() {
     );
 
     // The witness goes away: the relay goes on, its checkpoints uncosigned.
-    drop(witness);
-    let _bob = Person::register(&server, "bob", "bob-pass-3141592653").await;
+    relay.witness = None;
+    let _bob = Person::register(&relay.server, "bob", "bob-pass-3141592653").await;
     let mut grown = latest().await;
     for _ in 0..300 {
         if grown.0 > first {
@@ -826,7 +863,7 @@ async fn the_relay_gets_its_checkpoints_cosigned_and_hands_them_out() {
     assert!(grown.0 > first, "the log grew and was signed");
     assert_eq!(grown.1, None, "no witness, no cosignature");
     // Back, it is asked again, from the size it cosigned, with a proof.
-    let _witness = WitnessProcess::start_on(&state, &log.verifier_key().to_string(), &listen);
+    relay.restart_witness();
     assert!(cosigned_at_least(grown.0).await >= grown.0);
 }
 
@@ -837,38 +874,12 @@ async fn the_relay_gets_its_checkpoints_cosigned_and_hands_them_out() {
 /// that names it; back, checks pass again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_refuse_checkpoints_short_of_the_witness_quorum_after_the_grace() {
-    use conclave_audit::NoteSigner;
     use conclave_client::ClientError;
 
-    let mut seed = [0u8; 32];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut seed)
-        .unwrap();
-    let log = NoteSigner::new(
-        "localhost/conclave-audit",
-        ed25519_dalek::SigningKey::from_bytes(&seed),
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let state = TempDir::new("witness-state");
-    let witness = WitnessProcess::start_on(&state, &log.verifier_key().to_string(), &listen);
-    let server = ServerProcess::start_with_env(
-        vec![
-            "--checkpoint-interval".into(),
-            "1s".into(),
-            "--witness-grace".into(),
-            "3s".into(),
-            "--witness".into(),
-            format!("{} http://{listen}", witness.key),
-        ],
-        vec![("CONCLAVE_LOG_KEY".into(), log.private_key().to_string())],
-    );
-    let alice = Person::register(&server, "alice", "alice-pass-2718281828").await;
-    let _bob = Person::register(&server, "bob", "bob-pass-3141592653").await;
+    let mut relay = WitnessedRelay::start(&["--witness-grace", "3s"]);
+    let server = &relay.server;
+    let alice = Person::register(server, "alice", "alice-pass-2718281828").await;
+    let _bob = Person::register(server, "bob", "bob-pass-3141592653").await;
     // Pinned just now: within the grace, cosigned or not.
     alice.client.create_channel(CHANNEL).await.unwrap();
     alice.client.invite(CHANNEL, "bob").await.unwrap();
@@ -894,8 +905,8 @@ async fn clients_refuse_checkpoints_short_of_the_witness_quorum_after_the_grace(
 
     // The witness goes down; past the grace, alice's client checks no new
     // device, and says which witness is missing.
-    drop(witness);
-    let _carol = Person::register(&server, "carol", "carol-pass-1618033988").await;
+    relay.witness = None;
+    let _carol = Person::register(&relay.server, "carol", "carol-pass-1618033988").await;
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
     let refused = alice.client.invite(CHANNEL, "carol").await.unwrap_err();
     assert!(
@@ -912,7 +923,7 @@ async fn clients_refuse_checkpoints_short_of_the_witness_quorum_after_the_grace(
     );
 
     // Back, the relay brings it up to date, and checks pass again.
-    let _witness = WitnessProcess::start_on(&state, &log.verifier_key().to_string(), &listen);
+    relay.restart_witness();
     with_quorum().await;
     alice.client.invite(CHANNEL, "carol").await.unwrap();
 }
