@@ -130,19 +130,26 @@ pub(crate) async fn newest_checkpoint(
     )
 }
 
-/// Keeps a verified checkpoint (once).
+/// Keeps a verified checkpoint (a newer note of the same tree replaces the
+/// older one).
 pub(crate) async fn add_checkpoint(
     db: &mut SqliteConnection,
     size: u64,
     root_hash: &[u8],
     note: &str,
 ) -> Result<()> {
-    sqlx::query("INSERT OR IGNORE INTO checkpoints (size, root_hash, note) VALUES ($1, $2, $3)")
-        .bind(to_i64(size))
-        .bind(root_hash)
-        .bind(note)
-        .execute(&mut *db)
-        .await?;
+    // The same tree again may come with more witness cosignatures: the
+    // newer note is kept (never one with another root).
+    sqlx::query(
+        "INSERT INTO checkpoints (size, root_hash, note) VALUES ($1, $2, $3)
+         ON CONFLICT (size) DO UPDATE SET note = excluded.note
+         WHERE checkpoints.root_hash = excluded.root_hash",
+    )
+    .bind(to_i64(size))
+    .bind(root_hash)
+    .bind(note)
+    .execute(&mut *db)
+    .await?;
     Ok(())
 }
 
