@@ -64,6 +64,9 @@ impl Tile {
             }
             index = index.checked_mul(1000)?.checked_add(digits(group)?)?;
         }
+        // A tile whose first node index does not fit is no tile of any tree
+        // (and `first` would overflow).
+        index.checked_mul(TILE_WIDTH)?;
         Some(Self {
             level,
             index,
@@ -97,7 +100,7 @@ impl Tile {
 
     /// The first node (or entry) index it covers.
     pub fn first(&self) -> u64 {
-        self.index * TILE_WIDTH
+        self.index.saturating_mul(TILE_WIDTH)
     }
 
     /// Whether a tree of `size` leaves holds the whole tile: all of its
@@ -160,6 +163,8 @@ mod tests {
             "0/+01",
             "data/000",
             "0/x999/x999/x999/x999/x999/x999/x999/999",
+            // Fits a u64, but its first node index does not.
+            "0/x018/x446/x744/x073/x709/x551/615",
         ] {
             assert_eq!(Tile::parse(bad), None, "{bad}");
         }
