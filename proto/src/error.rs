@@ -75,6 +75,10 @@ pub enum ErrorCode {
     AuditUnavailable,
     /// `step_up_required`: the change needs a fresh password and second factor.
     StepUpRequired,
+    /// `factor_too_new`: the passkey that made the proof was added inside the
+    /// recovery window, and the change would take sign-in away from the
+    /// factors the account had before it.
+    FactorTooNew,
     /// `account_locked`: a host administrator locked the account.
     AccountLocked,
     /// `internal`: a failure inside the relay; details are in its log only.
@@ -85,7 +89,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code this crate knows, in the order above.
-    pub const KNOWN: [ErrorCode; 32] = [
+    pub const KNOWN: [ErrorCode; 33] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidMlsMessage,
         ErrorCode::BadSignature,
@@ -116,6 +120,7 @@ impl ErrorCode {
         ErrorCode::Busy,
         ErrorCode::AuditUnavailable,
         ErrorCode::StepUpRequired,
+        ErrorCode::FactorTooNew,
         ErrorCode::AccountLocked,
         ErrorCode::Internal,
     ];
@@ -154,6 +159,7 @@ impl ErrorCode {
             Busy => "busy",
             AuditUnavailable => "audit_unavailable",
             StepUpRequired => "step_up_required",
+            FactorTooNew => "factor_too_new",
             AccountLocked => "account_locked",
             Internal => "internal",
             Other(code) => code,

@@ -194,6 +194,12 @@ pub enum ApiError {
         "this change needs a fresh proof: the password and a second factor (if the account has one), or a registered passkey"
     )]
     StepUpRequired,
+    /// The proof's passkey is younger than the recovery window, and the
+    /// change would take sign-in away from older factors.
+    #[error(
+        "this passkey was added less than {0} days ago: removing a device, a factor or the recovery codes, or changing the password, needs the password and a second factor the account had before it"
+    )]
+    FactorTooNew(u64),
     /// A host administrator locked the account.
     #[error(
         "this account is locked by the workspace's administrator; ask them for a recovery invite"
@@ -248,6 +254,7 @@ impl ApiError {
             Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy),
             AuditUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::AuditUnavailable),
             StepUpRequired => (StatusCode::UNAUTHORIZED, ErrorCode::StepUpRequired),
+            FactorTooNew(_) => (StatusCode::FORBIDDEN, ErrorCode::FactorTooNew),
             AccountLocked => (StatusCode::FORBIDDEN, ErrorCode::AccountLocked),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         }

@@ -18,6 +18,15 @@
 //! - A proof that carries a **passkey** assertion is checked on the passkey
 //!   first; once that passed, the backoff does not apply (a passkey cannot be
 //!   guessed), and the password has a budget of its own.
+//! - So does a new device's proof that carries a **recovery code** (the
+//!   owner taking the account back): the code is checked first, without
+//!   being spent, and the password then has a budget of its own. A host
+//!   administrator's recovery invite cannot be guessed either and is not
+//!   slowed by the backoff (only by the per-address limit).
+//! - A new device whose proof is the password and a **TOTP code** does meet
+//!   the backoff: a 6-digit code can be guessed, so it is only checked after
+//!   the password. Guesses from elsewhere can delay such a login (at most 15
+//!   minutes between tries); a passkey or a recovery code is never delayed.
 //!
 //! The numbers are chosen so that guessing a 6-digit TOTP code is hopeless:
 //! five wrong second factors lock the account's second-factor check for 15
@@ -64,6 +73,14 @@ pub const PASSWORD_FAILURES_PER_DEVICE: Limit = Limit {
 /// Password attempts that come with a passkey that already verified.
 pub const PASSWORD_FAILURES_WITH_PASSKEY: Limit = Limit {
     name: "password-fail-passkey",
+    max: 10,
+    window: 900,
+};
+
+/// Password attempts that come with a recovery code that already verified
+/// (a new device taking the account back).
+pub const PASSWORD_FAILURES_WITH_RECOVERY_CODE: Limit = Limit {
+    name: "password-fail-recovery-code",
     max: 10,
     window: 900,
 };

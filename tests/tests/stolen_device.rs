@@ -67,6 +67,14 @@ async fn account_state(person: &Person) -> (Value, Vec<(String, bool)>) {
     )
 }
 
+/// A proof made with a passkey alone (a passwordless account's).
+fn passkey_alone(key: &mut SoftAuthenticator) -> Credentials<'_> {
+    Credentials {
+        password: None,
+        second_factor: Some(SecondFactor::Webauthn(key)),
+    }
+}
+
 /// Alice with TOTP (and so recovery codes) on a phone and a laptop.
 async fn alice_with_two_devices(
     server: &ServerProcess,
@@ -129,10 +137,11 @@ async fn a_stolen_device_key_alone_cannot_take_the_account() {
             }, "name": "thief", "passwordless": true }),
         )
         .await;
-    assert!(
-        finish.status == 400 || finish.json["error"] == "second_factor_invalid",
-        "{:?}",
-        finish.json
+    answered(
+        &finish,
+        401,
+        "second_factor_invalid",
+        "finishing a registration nobody started",
     );
     // A recovery needs the password and a recovery code.
     let recover = thief
@@ -206,18 +215,61 @@ async fn the_owner_takes_the_account_back_with_a_recovery_code() {
         )
         .await
         .expect("with the password and a code, a passkey can be added");
-    // A passkey that was just added cannot vouch for revoking the phone on
-    // its own: the account is passwordless now, but the revocation needs a
-    // proof, and the stolen device's budget is not the phone's.
+    // The account is passwordless now and the passkey verifies, but a
+    // passkey added inside the recovery window cannot vouch for taking
+    // sign-in away from the factors alice had before it: not the phone,
+    // not her TOTP, not her recovery codes, not her password.
     let phone_id = phone.client.device_id().unwrap();
-    let revoked = laptop
-        .client
-        .revoke_device(
-            &phone_id,
-            Some(Credentials::password("alice-pass-0000000000")),
-        )
-        .await;
-    refused_with(revoked, 401, "bad_credentials");
+    let before = account_state(&phone).await;
+    refused_with(
+        laptop
+            .client
+            .revoke_device(&phone_id, Some(passkey_alone(&mut thief_key)))
+            .await,
+        403,
+        "factor_too_new",
+    );
+    refused_with(
+        laptop
+            .client
+            .new_recovery_codes(passkey_alone(&mut thief_key))
+            .await,
+        403,
+        "factor_too_new",
+    );
+    refused_with(
+        laptop.client.remove_totp(passkey_alone(&mut thief_key)).await,
+        403,
+        "factor_too_new",
+    );
+    // With the password beside it, the passkey is still too new.
+    refused_with(
+        laptop
+            .client
+            .change_password(
+                Credentials::with(ALICE_PASSWORD, SecondFactor::Webauthn(&mut thief_key)),
+                "thief-pass-1234567890",
+            )
+            .await,
+        403,
+        "factor_too_new",
+    );
+    // A wrong password with it is simply wrong, and counts on the stolen
+    // device's budget, not the phone's.
+    refused_with(
+        laptop
+            .client
+            .revoke_device(
+                &phone_id,
+                Some(Credentials::password("alice-pass-0000000000")),
+            )
+            .await,
+        401,
+        "bad_credentials",
+    );
+    assert_eq!(account_state(&phone).await, before, "the thief changed the account");
+    let log = server.admin(&["events", "--limit", "100"]);
+    assert!(log.contains("passkey_too_new"), "refusals are logged:\n{log}");
 
     // The phone is told at its next sync, and so is the owner.
     phone.client.sync().await.unwrap();
@@ -354,19 +406,23 @@ async fn the_host_admin_locks_an_account_and_hands_it_back() {
         .expect("the invite on its own line")
         .trim()
         .to_owned();
-    let wrong = Person::fresh(&server, "alice").await;
-    refused_with(
-        wrong
-            .client
-            .login_with_recovery_invite(
-                "alice",
-                "aaaa-bbbb-cccc-dddd-eeee-ffff",
-                "new-pass-1234567",
-            )
-            .await,
-        403,
-        "invite_invalid",
-    );
+    // Someone tries invites of their own at once: each is simply wrong, and
+    // none of it builds a backoff that would hold the owner's invite back
+    // (an invite cannot be guessed; only the per-address limit applies).
+    let mut wrong = Vec::new();
+    for _ in 0..6 {
+        wrong.push(Person::fresh(&server, "alice").await);
+    }
+    let tries = wrong.iter().map(|person| {
+        person.client.login_with_recovery_invite(
+            "alice",
+            "aaaa-bbbb-cccc-dddd-eeee-ffff",
+            "new-pass-1234567",
+        )
+    });
+    for result in futures_util::future::join_all(tries).await {
+        refused_with(result, 403, "invite_invalid");
+    }
     let new_password = "alice's new password 42";
     let back = Person::fresh(&server, "alice").await;
     back.client
@@ -456,7 +512,7 @@ async fn a_hundred_parallel_guesses_get_the_budget_and_no_more() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn guessing_from_elsewhere_does_not_lock_out_the_owners_devices() {
     let server = ServerProcess::start();
-    let (phone, laptop, mut app, _codes) = alice_with_two_devices(&server).await;
+    let (phone, laptop, mut app, codes) = alice_with_two_devices(&server).await;
     let start = Instant::now();
     let guesses = (0..20).map(|i| {
         let server = &server;
@@ -503,6 +559,19 @@ async fn guessing_from_elsewhere_does_not_lock_out_the_owners_devices() {
     } else {
         assert!(matches!(login.status, 401 | 429), "{:?}", login.json);
     }
+    // A new device with the password and a recovery code (the owner, from
+    // wherever she is) is not held by that backoff: the code cannot be
+    // guessed, so it is checked first and the password then has a budget of
+    // its own. (It ends the backoff, as any success does.)
+    let rescue = Person::fresh(&server, "alice").await;
+    rescue
+        .client
+        .login_with(
+            "alice",
+            Credentials::with(ALICE_PASSWORD, SecondFactor::RecoveryCode(&codes[0])),
+        )
+        .await
+        .expect("a new device with a recovery code signs in despite the guesses");
     // …but the owner's known devices do not: the laptop renews its session
     // and the phone revokes a device, each with a fresh proof, right away.
     let code = app.fresh_code().await;

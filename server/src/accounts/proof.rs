@@ -7,8 +7,12 @@ use std::net::IpAddr;
 
 use webauthn_rs::prelude::{Passkey, PasskeyAuthentication, PublicKeyCredential};
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use super::ISSUER;
 use super::challenges::take_challenge;
+use super::recovery::recovery_window_start;
 use super::factors::{self, RECOVERY_CODE};
 use crate::AppState;
 use crate::auth::Signed;
@@ -102,14 +106,21 @@ pub(crate) async fn verify_proof(
             return Err(ApiError::StepUpRequired);
         };
         limits::count(state, limits::SECOND_FACTOR_PER_IP, &ip_key(ip)).await?;
-        if let Err(reason) = check_factor(state, user, second_factor).await? {
-            state
-                .audit
-                .record(
-                    AuditEvent::failure(AuditAction::SecondFactorUsed, user, reason).from_ip(ip),
-                )
-                .await?;
-            return Err(ApiError::SecondFactorInvalid(reason));
+        let passed = match check_factor(state, user, second_factor).await? {
+            Ok(passed) => passed,
+            Err(reason) => {
+                state
+                    .audit
+                    .record(
+                        AuditEvent::failure(AuditAction::SecondFactorUsed, user, reason)
+                            .from_ip(ip),
+                    )
+                    .await?;
+                return Err(ApiError::SecondFactorInvalid(reason));
+            }
+        };
+        if let Some(passkey) = &passed.passkey {
+            refuse_a_passkey_too_new(state, user, passkey, action, ip).await?;
         }
         match proof.password {
             Some(password) => {
@@ -128,6 +139,11 @@ pub(crate) async fn verify_proof(
             }
         }
         return factor_passed(state, user, Factor::Webauthn, ip, presenter).await;
+    }
+    if matches!(presenter, Presenter::NewDevice)
+        && matches!(proof.second_factor, Some(SecondFactor::RecoveryCode { .. }))
+    {
+        return verify_with_recovery_code(state, user, proof, ip, action).await;
     }
     let Some(password) = proof.password else {
         // A TOTP or recovery code alone proves nothing.
@@ -168,9 +184,9 @@ pub(crate) async fn verify_proof(
     limits::reserve(state, limits::SECOND_FACTOR_FAILURES, user).await?;
     limits::count(state, limits::SECOND_FACTOR_PER_IP, &ip_key(ip)).await?;
     match check_factor(state, user, second_factor).await? {
-        Ok(factor) => {
+        Ok(passed) => {
             limits::clear(store, limits::SECOND_FACTOR_FAILURES, user).await?;
-            factor_passed(state, user, factor, ip, presenter).await
+            factor_passed(state, user, passed.factor, ip, presenter).await
         }
         Err(reason) => {
             state
@@ -182,6 +198,117 @@ pub(crate) async fn verify_proof(
             Err(ApiError::SecondFactorInvalid(reason))
         }
     }
+}
+
+/// A new device's proof with a recovery code: the owner taking the account
+/// back, maybe while someone else's guesses have built up the new-device
+/// backoff. A recovery code cannot be guessed, so it is checked first
+/// (without being spent), and once it holds, the password is checked on a
+/// budget of its own instead of the backoff. The code is spent only when
+/// the password is right too.
+async fn verify_with_recovery_code(
+    state: &AppState,
+    user: &str,
+    proof: Proof,
+    ip: Option<IpAddr>,
+    action: AuditAction,
+) -> ApiResult<Option<Factor>> {
+    let store = &state.store;
+    let failed = |reason| AuditEvent::failure(action, user, reason).from_ip(ip);
+    let (Some(password), Some(SecondFactor::RecoveryCode { code })) =
+        (proof.password, proof.second_factor)
+    else {
+        state.audit.record(failed("no_password")).await?;
+        return Err(ApiError::BadCredentials);
+    };
+    let Some(stored_password) = store.password_hash(user).await? else {
+        let _ = verify_password(password, None).await?;
+        store.tally_unknown_login().await?;
+        return Err(ApiError::BadCredentials);
+    };
+    limits::count(state, limits::SECOND_FACTOR_PER_IP, &ip_key(ip)).await?;
+    let wrong_code = "wrong or used recovery code";
+    let code_id = match RECOVERY_CODE.parse(code.expose()) {
+        Some((code_id, whole)) => {
+            let stored = store.unused_recovery_code(user, &code_id).await?;
+            verify_secret(whole, stored).await?.then_some(code_id)
+        }
+        None => None,
+    };
+    let Some(code_id) = code_id else {
+        state
+            .audit
+            .record(
+                AuditEvent::failure(AuditAction::RecoveryCodeUsed, user, wrong_code).from_ip(ip),
+            )
+            .await?;
+        return Err(ApiError::SecondFactorInvalid(wrong_code));
+    };
+    limits::reserve(state, limits::PASSWORD_FAILURES_WITH_RECOVERY_CODE, user).await?;
+    if !verify_password(password, Some(stored_password)).await? {
+        state.audit.record(failed("bad_password")).await?;
+        return Err(ApiError::BadCredentials);
+    }
+    limits::clear(store, limits::PASSWORD_FAILURES_WITH_RECOVERY_CODE, user).await?;
+    // Spent only now, and only once even if two logins raced with it.
+    if !store.spend_recovery_code(user, &code_id).await? {
+        return Err(ApiError::SecondFactorInvalid(wrong_code));
+    }
+    factor_passed(state, user, Factor::RecoveryCode, ip, Presenter::NewDevice).await
+}
+
+/// Changes that take sign-in away from what the account has: a device, a
+/// factor, the recovery codes or the password.
+fn takes_sign_in_away(action: AuditAction) -> bool {
+    matches!(
+        action,
+        AuditAction::DeviceRevoked
+            | AuditAction::SecondFactorRemoved
+            | AuditAction::RecoveryCodesIssued
+            | AuditAction::PasswordChanged
+    )
+}
+
+/// A passkey added inside the recovery window may be a thief's (added with
+/// a phished password and code): it signs in, but it does not vouch for
+/// taking sign-in away from the factors the account had before it. Those
+/// changes need the password and an older factor, so the owner's recovery
+/// codes and factors outlive a passkey planted in their account.
+async fn refuse_a_passkey_too_new(
+    state: &AppState,
+    user: &str,
+    passkey: &str,
+    action: AuditAction,
+    ip: Option<IpAddr>,
+) -> ApiResult<()> {
+    if !takes_sign_in_away(action) {
+        return Ok(());
+    }
+    let ages = state.store.factor_ages(user).await?;
+    let Some(added) = ages
+        .passkeys
+        .iter()
+        .find(|(id, _)| id == passkey)
+        .map(|(_, added)| *added)
+    else {
+        return Ok(());
+    };
+    if added < recovery_window_start(state) {
+        return Ok(());
+    }
+    let older_factor = ages.totp.is_some_and(|totp| totp <= added)
+        || ages
+            .passkeys
+            .iter()
+            .any(|(id, other)| id != passkey && *other <= added);
+    if !older_factor {
+        return Ok(());
+    }
+    state
+        .audit
+        .record(AuditEvent::failure(action, user, "passkey_too_new").from_ip(ip))
+        .await?;
+    Err(ApiError::FactorTooNew(state.config.recovery_window_days))
 }
 
 /// The password was right: the guesses counted against it start over.
@@ -225,12 +352,29 @@ pub(crate) async fn factor_passed(
     Ok(Some(factor))
 }
 
+/// A second factor that passed: which kind, and for a passkey its
+/// credential id.
+#[derive(Debug)]
+pub(crate) struct Passed {
+    factor: Factor,
+    passkey: Option<String>,
+}
+
+impl From<Factor> for Passed {
+    fn from(factor: Factor) -> Self {
+        Passed {
+            factor,
+            passkey: None,
+        }
+    }
+}
+
 /// Checks one second factor. The inner error is the reason it failed.
 pub(crate) async fn check_factor(
     state: &AppState,
     user: &str,
     factor: SecondFactor,
-) -> ApiResult<Result<Factor, &'static str>> {
+) -> ApiResult<Result<Passed, &'static str>> {
     let store = &state.store;
     match factor {
         SecondFactor::Totp { code } => {
@@ -251,7 +395,7 @@ pub(crate) async fn check_factor(
             if step <= row.last_step || !store.spend_totp_step(user, step).await? {
                 return Ok(Err("TOTP code already used"));
             }
-            Ok(Ok(Factor::Totp))
+            Ok(Ok(Factor::Totp.into()))
         }
         SecondFactor::RecoveryCode { code } => {
             let Some((code_id, whole)) = RECOVERY_CODE.parse(code.expose()) else {
@@ -265,7 +409,7 @@ pub(crate) async fn check_factor(
             if !store.spend_recovery_code(user, &code_id).await? {
                 return Ok(Err("wrong or used recovery code"));
             }
-            Ok(Ok(Factor::RecoveryCode))
+            Ok(Ok(Factor::RecoveryCode.into()))
         }
         SecondFactor::Webauthn {
             challenge_id,
@@ -297,7 +441,10 @@ pub(crate) async fn check_factor(
                         .await?;
                 }
             }
-            Ok(Ok(Factor::Webauthn))
+            Ok(Ok(Passed {
+                factor: Factor::Webauthn,
+                passkey: Some(URL_SAFE_NO_PAD.encode(result.cred_id())),
+            }))
         }
     }
 }

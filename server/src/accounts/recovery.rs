@@ -30,8 +30,10 @@ pub(crate) async fn redeem_recovery_invite(
     ip: Option<IpAddr>,
 ) -> ApiResult<()> {
     check_new_password(&new_password)?;
+    // A recovery invite cannot be guessed: only the per-address limit
+    // applies, never the account's new-device backoff, which anyone's
+    // wrong passwords build up.
     limits::count(state, limits::LOGIN_PER_IP, &ip_key(ip)).await?;
-    limits::reserve_backoff(state, limits::NEW_DEVICE_BACKOFF, user).await?;
     let (id, whole) = INVITE_CODE
         .parse(invite.expose())
         .ok_or(ApiError::InviteInvalid)?;

@@ -63,6 +63,15 @@ pub struct CredentialRow {
     pub passkey: String,
 }
 
+/// When an account's second factors were added (unix seconds).
+#[derive(Debug, Clone, Default)]
+pub struct FactorAges {
+    /// The confirmed TOTP, if any.
+    pub totp: Option<u64>,
+    /// Each passkey: its base64url credential id, and when it was added.
+    pub passkeys: Vec<(String, u64)>,
+}
+
 /// A pending WebAuthn ceremony.
 #[derive(Debug, Clone)]
 pub struct ChallengeRow {
@@ -499,6 +508,26 @@ impl Store {
                 passkey: r.get(2),
             })
             .collect())
+    }
+
+    /// When each of the account's second factors was added: the confirmed
+    /// TOTP, and every passkey by its credential id.
+    pub async fn factor_ages(&self, username: &str) -> Result<FactorAges, StoreError> {
+        let totp = sqlx::query("SELECT created_at FROM totp WHERE username = $1 AND confirmed")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| to_u64(r.get(0)));
+        let passkeys = sqlx::query(
+            "SELECT credential_id, created_at FROM webauthn_credentials WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| (r.get(0), to_u64(r.get(1))))
+        .collect();
+        Ok(FactorAges { totp, passkeys })
     }
 
     /// Saves a credential's new state (its signature counter) after use.
