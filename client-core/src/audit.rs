@@ -825,6 +825,9 @@ fn describe_change(kind: &str, detail: Option<&str>) -> String {
         }
         "account_locked" => "the workspace's administrator locked the account",
         "account_unlocked" => "the account was unlocked with a recovery invite",
+        "password_guesses" => {
+            "wrong passwords were tried on that device; if it was not you, revoke it"
+        }
         _ => "the account's sign-in settings changed",
     };
     match detail {

@@ -9,8 +9,9 @@
 //! The password policy is built so that guessing cannot become a way to lock
 //! the owner out:
 //! - A login or step-up signed by a device the account **already has** counts
-//!   against that device's own budget ([`PASSWORD_FAILURES_PER_DEVICE`]):
-//!   failures from anywhere else never block it.
+//!   against that device's own budget ([`KNOWN_DEVICE_BACKOFF`]: ten free
+//!   tries, then doubling waits): failures from anywhere else never block it.
+//!   When its free tries run out, the account's other devices are told.
 //! - Proofs from **new devices** share one budget per account that slows down
 //!   instead of locking ([`NEW_DEVICE_BACKOFF`]): five free tries, then each
 //!   further try must wait 1, 2, 4 … 256 seconds, then 15 minutes, after the
@@ -64,12 +65,6 @@ pub const NEW_KEYS_PER_IP: Limit = Limit {
     max: 60,
     window: 300,
 };
-/// Password attempts by one device the account already has.
-pub const PASSWORD_FAILURES_PER_DEVICE: Limit = Limit {
-    name: "password-fail-device",
-    max: 10,
-    window: 900,
-};
 /// Password attempts that come with a passkey that already verified.
 pub const PASSWORD_FAILURES_WITH_PASSKEY: Limit = Limit {
     name: "password-fail-passkey",
@@ -101,6 +96,17 @@ pub struct Backoff {
     pub window: u64,
 }
 
+/// Password attempts by one device the account already has: ten free
+/// tries, then the same doubling waits as for new devices. A stolen device
+/// key gets about a hundred guesses a day this way, not a thousand, and the
+/// account's other devices are told when its free tries run out
+/// ([`KNOWN_DEVICE_BACKOFF`]'s `free`).
+pub const KNOWN_DEVICE_BACKOFF: Backoff = Backoff {
+    name: "password-backoff-device",
+    free: 10,
+    cap: 900,
+    window: 86_400,
+};
 /// Password attempts from devices the account does not have yet.
 pub const NEW_DEVICE_BACKOFF: Backoff = Backoff {
     name: "password-backoff",

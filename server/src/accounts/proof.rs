@@ -162,14 +162,20 @@ pub(crate) async fn verify_proof(
     match presenter {
         Presenter::KnownDevice(device) => {
             let key = format!("{user}:{device}");
-            limits::reserve(state, limits::PASSWORD_FAILURES_PER_DEVICE, &key).await?;
+            limits::reserve_backoff(state, limits::KNOWN_DEVICE_BACKOFF, &key).await?;
         }
         Presenter::NewDevice => {
             limits::reserve_backoff(state, limits::NEW_DEVICE_BACKOFF, user).await?;
         }
     }
     if !verify_password(password, Some(stored)).await? {
-        state.audit.record(failed("bad_password")).await?;
+        match presenter {
+            Presenter::KnownDevice(device) => {
+                wrong_password_from_known_device(state, user, device, failed("bad_password"))
+                    .await?;
+            }
+            Presenter::NewDevice => state.audit.record(failed("bad_password")).await?,
+        }
         return Err(ApiError::BadCredentials);
     }
     clear_password_budget(state, user, presenter).await?;
@@ -198,6 +204,37 @@ pub(crate) async fn verify_proof(
             Err(ApiError::SecondFactorInvalid(reason))
         }
     }
+}
+
+/// A wrong password from a device the account has: logged, and once that
+/// device's free tries are spent, announced to the account's other devices
+/// (once a day per device) in the same transaction: a stolen device key
+/// guessing the password shows up on the owner's phone.
+async fn wrong_password_from_known_device(
+    state: &AppState,
+    user: &str,
+    device: &str,
+    failure: AuditEvent,
+) -> ApiResult<()> {
+    let backoff = limits::KNOWN_DEVICE_BACKOFF;
+    let bucket = format!("{}:{user}:{device}", backoff.name);
+    let tries = state.store.peek_bucket(&bucket, backoff.window).await?.hits;
+    if tries < backoff.free {
+        return state.audit.record(failure).await;
+    }
+    let since = state.config.clock.unix_now().saturating_sub(backoff.window);
+    state
+        .store
+        .announce_once(
+            user,
+            "password_guesses",
+            &format!("{tries} password tries"),
+            device,
+            since,
+            state.audit.entry(failure),
+        )
+        .await?;
+    Ok(())
 }
 
 /// A new device's proof with a recovery code: the owner taking the account
@@ -320,7 +357,7 @@ pub(crate) async fn clear_password_budget(
     match presenter {
         Presenter::KnownDevice(device) => {
             let key = format!("{user}:{device}");
-            limits::clear(&state.store, limits::PASSWORD_FAILURES_PER_DEVICE, &key).await
+            limits::clear_backoff(&state.store, limits::KNOWN_DEVICE_BACKOFF, &key).await
         }
         Presenter::NewDevice => {
             limits::clear_backoff(&state.store, limits::NEW_DEVICE_BACKOFF, user).await

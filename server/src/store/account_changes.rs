@@ -422,6 +422,51 @@ impl Store {
         Ok(outcome)
     }
 
+    /// Appends `entry` to the log and, unless `by_device` was already the
+    /// subject of a `kind` announcement at or after `since`, tells the
+    /// account's devices about it (wrong passwords from one of its devices,
+    /// say), in one transaction. Returns whether it announced.
+    pub async fn announce_once(
+        &self,
+        username: &str,
+        kind: &str,
+        detail: &str,
+        by_device: &str,
+        since: u64,
+        entry: conclave_audit::Event,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        conclave_audit::log::append(&mut tx, entry).await?;
+        let told = sqlx::query(
+            "SELECT 1 FROM account_changes
+             WHERE username = $1 AND kind = $2 AND device_id = $3 AND at >= $4",
+        )
+        .bind(username)
+        .bind(kind)
+        .bind(by_device)
+        .bind(to_i64(since))
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+        if told {
+            tx.commit().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO account_changes (username, at, kind, detail, device_id)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(username)
+        .bind(self.now())
+        .bind(kind)
+        .bind(detail)
+        .bind(by_device)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// The account's changes of the last 30 days, oldest first, for its
     /// devices to show the ones they have not seen.
     pub async fn account_changes(
