@@ -22,6 +22,9 @@ pub enum Error {
     /// A new account password was too short or too long.
     #[error("a password must be 10 to 1024 characters (this one has {0})")]
     PasswordLength(usize),
+    /// An OPAQUE message (or stored state) did not parse or did not fit.
+    #[error("malformed {0}")]
+    MalformedPassword(&'static str),
     /// A signed-request header was missing or malformed.
     #[error("malformed request signature header {0}")]
     MalformedHeader(&'static str),

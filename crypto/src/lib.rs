@@ -27,6 +27,7 @@ pub mod attachment;
 mod credential;
 mod device_key;
 mod error;
+pub mod password;
 mod request;
 
 pub use credential::{
