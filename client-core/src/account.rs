@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use conclave_crypto::{DeviceKey, Username};
 pub use conclave_proto::{AccountStatus, DeviceInfo, PasskeyInfo};
 use conclave_proto::{
-    DeviceList, FactorRemovedAnswer, InviteAnswer, LoginAnswer, PasskeyAddedAnswer, Password,
+    DeviceList, FactorRemovedAnswer, InviteAnswer, LoginAnswer, PasskeyAddedAnswer,
     PasswordChangeAnswer, RecoveryAnswer, RecoveryCodesAnswer, RevokedAnswer, SecretText,
     TotpConfirmBody, TotpEnrollmentAnswer, WebauthnChallenge, WebauthnChallengeBody, routes,
 };
@@ -19,6 +19,7 @@ use webauthn_rs_proto::{
 
 use crate::client::Client;
 use crate::error::{ClientError, Result};
+use crate::password::{PasswordPart, Setup};
 
 /// Something that performs WebAuthn ceremonies: a hardware security key, a
 /// platform passkey, or (for tests) [`SoftAuthenticator`].
@@ -178,14 +179,21 @@ fn origin_of<O>(challenge: &WebauthnChallenge<O>) -> Result<url::Url> {
 }
 
 impl Client {
-    /// Turns credentials into the proof the relay checks, running a
-    /// WebAuthn ceremony first if a passkey is the second factor.
+    /// Turns credentials into the proof the relay checks, as the device with
+    /// `key`: a WebAuthn ceremony first if a passkey is the second factor,
+    /// then the password proved with OPAQUE (a passkey or a recovery code
+    /// goes with its start). With `upgrade`, an account whose password
+    /// predates OPAQUE also gets the record that replaces it (returned
+    /// beside the proof).
     pub(crate) async fn proof(
         &self,
         username: &str,
         credentials: Credentials<'_>,
-    ) -> Result<Proof> {
+        key: &DeviceKey,
+        upgrade: bool,
+    ) -> Result<(Proof, Option<SecretText>)> {
         use conclave_proto::SecondFactor as Presented;
+        let name = Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
         let second_factor = match credentials.second_factor {
             None => None,
             Some(SecondFactor::Totp(code)) => Some(Presented::Totp {
@@ -211,12 +219,50 @@ impl Client {
                 })
             }
         };
-        Ok(Proof {
-            password: credentials
-                .password
-                .map(|password| Password::new(password.to_owned())),
-            second_factor,
-        })
+        let Some(password) = credentials.password else {
+            return Ok((
+                Proof {
+                    opaque: None,
+                    password: None,
+                    second_factor,
+                },
+                None,
+            ));
+        };
+        // A factor that cannot be guessed is checked with the start.
+        let (at_start, in_proof) = match second_factor {
+            Some(factor @ (Presented::Webauthn { .. } | Presented::RecoveryCode { .. })) => {
+                (Some(factor), None)
+            }
+            other => (None, other),
+        };
+        Ok(
+            match self
+                .prove_password(&name, password, key, at_start, upgrade)
+                .await?
+            {
+                PasswordPart::Opaque(opaque) => (
+                    Proof {
+                        opaque: Some(opaque),
+                        password: None,
+                        second_factor: in_proof,
+                    },
+                    None,
+                ),
+                PasswordPart::Legacy {
+                    password,
+                    factor,
+                    record,
+                } => (
+                    Proof {
+                        opaque: None,
+                        password: Some(password),
+                        second_factor: factor.or(in_proof),
+                    },
+                    record,
+                ),
+            },
+        )
     }
 
     /// Creates an account with an invite code and logs this device in.
@@ -255,8 +301,9 @@ impl Client {
         }
         self.check_key_protection()?;
         let key = DeviceKey::generate();
-        let proof = self.proof(name.as_str(), credentials).await?;
+        let (proof, record) = self.proof(name.as_str(), credentials, &key, true).await?;
         let mut body = login_body(&name, &key, proof);
+        body.password_record = record;
         complete(&mut body);
         let answer = self
             .call("POST", routes::DEVICES, &body, Some(&key))
@@ -269,8 +316,11 @@ impl Client {
     /// password change: the same proof as a login, the same device.
     pub async fn reauthenticate(&self, credentials: Credentials<'_>) -> Result<()> {
         let identity = self.identity()?;
-        let proof = self.proof(identity.username.as_str(), credentials).await?;
-        let body = login_body(&identity.username, &identity.key, proof);
+        let (proof, record) = self
+            .proof(identity.username.as_str(), credentials, &identity.key, true)
+            .await?;
+        let mut body = login_body(&identity.username, &identity.key, proof);
+        body.password_record = record;
         let _: LoginAnswer = self
             .call("POST", routes::DEVICES, &body, Some(&identity.key))
             .await?;
@@ -286,7 +336,15 @@ impl Client {
     /// and a second factor if the account has one, or a passkey.
     async fn step_up_proof(&self, credentials: Credentials<'_>) -> Result<Proof> {
         let identity = self.identity()?;
-        self.proof(identity.username.as_str(), credentials).await
+        let (proof, _) = self
+            .proof(
+                identity.username.as_str(),
+                credentials,
+                &identity.key,
+                false,
+            )
+            .await?;
+        Ok(proof)
     }
 
     /// Starts a TOTP enrollment: show the URI (or its QR code) to an
@@ -435,9 +493,13 @@ impl Client {
         recovery_invite: &str,
         new_password: &str,
     ) -> Result<()> {
+        let name = Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let record = self
+            .password_record(&name, new_password, Setup::RecoveryInvite(recovery_invite))
+            .await?;
         self.login_request(username, Credentials::default(), |body| {
             body.recovery_invite = Some(SecretText::new(recovery_invite.to_owned()));
-            body.new_password = Some(Password::new(new_password.to_owned()));
+            body.new_password_record = Some(record);
         })
         .await?;
         Ok(())
@@ -459,9 +521,16 @@ impl Client {
         credentials: Credentials<'_>,
         new_password: &str,
     ) -> Result<u64> {
+        let identity = self.identity()?;
+        // The proof first: the relay counts a new password's setup against
+        // this device's password budget, as a guess.
+        let proof = self.step_up_proof(credentials).await?;
+        let record = self
+            .password_record(&identity.username, new_password, Setup::SignedIn)
+            .await?;
         let body = conclave_proto::PasswordChangeBody {
-            new_password: Password::new(new_password.to_owned()),
-            proof: self.step_up_proof(credentials).await?,
+            new_password_record: record,
+            proof,
         };
         let answer: PasswordChangeAnswer = self
             .exchange("POST", routes::ACCOUNT_PASSWORD, &body)

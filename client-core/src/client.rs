@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use conclave_crypto::{CIPHERSUITE, DeviceCredential, DeviceKey, DevicePublicKey, Username};
 use conclave_proto::{
     AccountStatus, ClaimedKeyPackages, ErrorBody, ErrorCode, KeyPackageClaim, KeyPackageStock,
-    KeyPackageUpload, Password, RegisterAnswer, RegisterBody, SecretText, routes,
+    KeyPackageUpload, RegisterAnswer, RegisterBody, SecretText, routes,
 };
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
@@ -299,9 +299,16 @@ impl Client {
             return Err(ClientError::AlreadyLoggedIn(logged_in));
         }
         self.check_key_protection()?;
+        let password_record = self
+            .password_record(
+                &name,
+                password,
+                crate::password::Setup::NewAccount { invite_code },
+            )
+            .await?;
         let body = RegisterBody {
             invite_code: invite_code.map(|code| SecretText::new(code.to_owned())),
-            password: Password::new(password.to_owned()),
+            password_record,
             username: name.to_string(),
         };
         let _: RegisterAnswer = self.call("POST", routes::ACCOUNTS, &body, None).await?;

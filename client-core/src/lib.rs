@@ -70,6 +70,7 @@ mod identity;
 mod key_at_rest;
 mod membership;
 mod messaging;
+mod password;
 mod public;
 mod receive;
 mod retry;

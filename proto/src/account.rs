@@ -5,6 +5,17 @@
 //! (or a passkey alone, for a passwordless account). It comes in the body of
 //! a login and of every change to who can sign in.
 //!
+//! The password itself never travels: it is proved with OPAQUE (RFC 9807,
+//! `conclave_crypto::password`). A login or step-up starts with
+//! [`PasswordLoginBody`], whose answer carries the relay's half of the key
+//! exchange; the proof then carries the client's finalization
+//! ([`OpaqueProof`]). Setting a password (a new account, a new password, a
+//! recovery invite) starts with a registration request
+//! ([`PasswordSetupBody`], [`NewPasswordSetupBody`]) and ends with the
+//! record the client built. Only an account whose password predates OPAQUE
+//! still sends it, once, in [`Proof::password`], with a record to replace it
+//! ([`LoginBody::password_record`]).
+//!
 //! The WebAuthn objects inside some bodies (the options a ceremony starts
 //! with, the credential or assertion an authenticator answers) are the
 //! W3C WebAuthn JSON, which each side's WebAuthn library defines: these
@@ -25,10 +36,107 @@ pub struct RegisterBody {
     /// Required unless the relay has open registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invite_code: Option<SecretText>,
-    /// The new account's password.
-    pub password: Password,
+    /// The new account's OPAQUE registration record (the client's upload),
+    /// base64: it answers a [`PasswordSetupBody`] for this name.
+    pub password_record: SecretText,
     /// The new account's name.
     pub username: String,
+}
+
+/// `POST /v1/accounts/password` (unsigned): the first half of setting a
+/// password with OPAQUE for a new account (with its invite, unless the relay
+/// has open registration) or for a locked one (with the host
+/// administrator's recovery invite). The relay stores nothing.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PasswordSetupBody {
+    /// For a new account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite_code: Option<SecretText>,
+    /// For a locked account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_invite: Option<SecretText>,
+    /// The OPAQUE registration request, base64.
+    pub request: String,
+    /// The account.
+    pub username: String,
+}
+
+/// `POST /v1/account/password/setup`: the first half of a new password for
+/// the signed-in account (the second is [`PasswordChangeBody`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NewPasswordSetupBody {
+    /// The OPAQUE registration request, base64.
+    pub request: String,
+}
+
+/// The answer to [`PasswordSetupBody`] and [`NewPasswordSetupBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordSetupAnswer {
+    /// The OPAQUE registration response, base64.
+    pub response: String,
+}
+
+/// `POST /v1/password/login`: starts proving the password with OPAQUE, for
+/// a login or a step-up. Signed by the device key that will present the
+/// proof (for a login, the key it registers, as [`LoginBody`] is).
+///
+/// Starting is what counts against the password budgets: OPAQUE tells the
+/// client whether its password was right before it answers. A second factor
+/// that cannot be guessed (a passkey or a recovery code) may come here, so
+/// it is checked first and the new-device backoff does not apply; the proof
+/// then leaves it out.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound(deserialize = "A: Deserialize<'de>"))]
+pub struct PasswordLoginBody<A> {
+    /// The device's Ed25519 public key, base64.
+    pub public_key: String,
+    /// The OPAQUE credential request (KE1), base64.
+    pub request: String,
+    /// A passkey assertion or a recovery code, checked before the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_factor: Option<SecondFactor<A>>,
+    /// The account.
+    pub username: String,
+}
+
+/// The answer to [`PasswordLoginBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordLoginAnswer {
+    /// The account's password predates OPAQUE: prove it this once in
+    /// [`Proof::password`] (a login also sends a record to replace it).
+    #[serde(default, skip_serializing_if = "crate::is_false")]
+    pub legacy: bool,
+    /// Names this login in the [`OpaqueProof`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_id: Option<String>,
+    /// The OPAQUE credential response (KE2), base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+}
+
+/// `POST /v1/password/upgrade`: for an account whose password predates
+/// OPAQUE, the registration request of the record that replaces it. Signed
+/// like [`PasswordLoginBody`]; the record then comes with the login that
+/// proves the old password ([`LoginBody::password_record`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LegacyUpgradeBody {
+    /// The device's Ed25519 public key, base64.
+    pub public_key: String,
+    /// The OPAQUE registration request, base64.
+    pub request: String,
+    /// The account.
+    pub username: String,
+}
+
+/// The password part of a proof: the finalization of an OPAQUE login this
+/// device started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpaqueProof {
+    /// The login, as [`PasswordLoginAnswer::login_id`] named it.
+    pub login_id: String,
+    /// The OPAQUE credential finalization (KE3), base64; `None` when the
+    /// client could not open the relay's answer: its password was wrong.
+    pub finalization: Option<String>,
 }
 
 /// The answer to [`RegisterBody`].
@@ -72,7 +180,12 @@ pub enum SecondFactor<A> {
 // Not the derived bound, which asks `A: Default` for the defaulted field.
 #[serde(bound(deserialize = "A: Deserialize<'de>"))]
 pub struct Proof<A> {
-    /// The account password (absent for a passwordless account's passkey).
+    /// The password proved with OPAQUE (absent for a passwordless account's
+    /// passkey).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opaque: Option<OpaqueProof>,
+    /// The password itself, only for an account whose password predates
+    /// OPAQUE ([`PasswordLoginAnswer::legacy`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<Password>,
     /// The second factor, `null` if none.
@@ -83,7 +196,12 @@ pub struct Proof<A> {
 impl<A> Proof<A> {
     /// Whether the proof carries nothing at all.
     pub fn is_empty(&self) -> bool {
-        self.password.is_none() && self.second_factor.is_none()
+        self.opaque.is_none() && self.password.is_none() && self.second_factor.is_none()
+    }
+
+    /// Whether the proof carries the password, either way.
+    pub fn has_password(&self) -> bool {
+        self.opaque.is_some() || self.password.is_some()
     }
 }
 
@@ -91,6 +209,7 @@ impl<A> Proof<A> {
 impl<A> Default for Proof<A> {
     fn default() -> Self {
         Proof {
+            opaque: None,
             password: None,
             second_factor: None,
         }
@@ -104,13 +223,18 @@ impl<A> Default for Proof<A> {
 /// Its fields besides the proof:
 /// - `recover` with a proof of password and recovery code takes the
 ///   account back at once (the answer's [`LoginAnswer::recovery`]);
-/// - `recovery_invite` with `new_password` (and no proof) signs in to a
-///   locked account with the host administrator's recovery invite.
+/// - `recovery_invite` with `new_password_record` (and no proof) signs in
+///   to a locked account with the host administrator's recovery invite.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LoginBody<A> {
-    /// With `recovery_invite`: the account's new password.
+    /// With `recovery_invite`: the OPAQUE record of the account's new
+    /// password (answering a [`PasswordSetupBody`] with that invite), base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub new_password: Option<Password>,
+    pub new_password_record: Option<SecretText>,
+    /// With a legacy [`Proof::password`]: the OPAQUE record that replaces
+    /// the stored hash once the password verified, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_record: Option<SecretText>,
     /// The proof; left out entirely when there is none.
     #[serde(flatten, skip_serializing_if = "Proof::is_empty")]
     pub proof: Proof<A>,
@@ -130,7 +254,8 @@ impl<A> LoginBody<A> {
     /// A plain login of the device with `public_key` (base64) to `username`.
     pub fn new(username: String, public_key: String, proof: Proof<A>) -> Self {
         LoginBody {
-            new_password: None,
+            new_password_record: None,
+            password_record: None,
             proof,
             public_key,
             recover: false,
@@ -303,8 +428,9 @@ pub struct FactorRemovedAnswer {
 /// the current one. Every other device's session ends.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PasswordChangeBody<A> {
-    /// The new password.
-    pub new_password: Password,
+    /// The OPAQUE record of the new password (answering a
+    /// [`NewPasswordSetupBody`]), base64.
+    pub new_password_record: SecretText,
     /// The proof, with the current password.
     #[serde(flatten)]
     pub proof: Proof<A>,
@@ -382,7 +508,11 @@ mod tests {
 
     fn password_and_totp() -> Proof {
         Proof {
-            password: Some(Password::new("pw".into())),
+            opaque: Some(OpaqueProof {
+                login_id: "l1".into(),
+                finalization: Some("S0Uz".into()),
+            }),
+            password: None,
             second_factor: Some(SecondFactor::Totp {
                 code: SecretText::new("123456".into()),
             }),
@@ -394,18 +524,18 @@ mod tests {
         pinned(
             &RegisterBody {
                 invite_code: None,
-                password: Password::new("pw".into()),
+                password_record: SecretText::new("UkVD".into()),
                 username: "alice".into(),
             },
-            r#"{"password":"pw","username":"alice"}"#,
+            r#"{"password_record":"UkVD","username":"alice"}"#,
         );
         pinned(
             &RegisterBody {
                 invite_code: Some(SecretText::new("ABCD-EFGH".into())),
-                password: Password::new("pw".into()),
+                password_record: SecretText::new("UkVD".into()),
                 username: "alice".into(),
             },
-            r#"{"invite_code":"ABCD-EFGH","password":"pw","username":"alice"}"#,
+            r#"{"invite_code":"ABCD-EFGH","password_record":"UkVD","username":"alice"}"#,
         );
         pinned(
             &RegisterAnswer {
@@ -420,6 +550,7 @@ mod tests {
         pinned(&Proof::default(), r#"{"second_factor":null}"#);
         pinned(
             &Proof {
+                opaque: None,
                 password: Some(Password::new("pw".into())),
                 second_factor: None,
             },
@@ -427,10 +558,14 @@ mod tests {
         );
         pinned(
             &password_and_totp(),
-            r#"{"password":"pw","second_factor":{"type":"totp","code":"123456"}}"#,
+            concat!(
+                r#"{"opaque":{"login_id":"l1","finalization":"S0Uz"},"#,
+                r#""second_factor":{"type":"totp","code":"123456"}}"#
+            ),
         );
         pinned(
             &Proof {
+                opaque: None,
                 password: Some(Password::new("pw".into())),
                 second_factor: Some(SecondFactor::RecoveryCode {
                     code: SecretText::new("r-1".into()),
@@ -440,6 +575,7 @@ mod tests {
         );
         pinned(
             &Proof {
+                opaque: None,
                 password: None,
                 second_factor: Some(SecondFactor::Webauthn {
                     challenge_id: "c1".into(),
@@ -457,8 +593,8 @@ mod tests {
     fn a_proof_shows_no_secret_when_printed() {
         assert_eq!(
             format!("{:?}", password_and_totp()),
-            "Proof { password: Some(Password(<redacted>)), \
-             second_factor: Some(Totp { code: SecretText(<redacted>) }) }"
+            "Proof { opaque: Some(OpaqueProof { login_id: \"l1\", finalization: Some(\"S0Uz\") }), \
+             password: None, second_factor: Some(Totp { code: SecretText(<redacted>) }) }"
         );
     }
 
@@ -467,7 +603,8 @@ mod tests {
         pinned(
             &LoginBody::new("alice".into(), "S0VZ".into(), password_and_totp()),
             concat!(
-                r#"{"password":"pw","second_factor":{"type":"totp","code":"123456"},"#,
+                r#"{"opaque":{"login_id":"l1","finalization":"S0Uz"},"#,
+                r#""second_factor":{"type":"totp","code":"123456"},"#,
                 r#""public_key":"S0VZ","username":"alice"}"#
             ),
         );
@@ -476,17 +613,62 @@ mod tests {
         pinned(
             &recovering,
             concat!(
-                r#"{"password":"pw","second_factor":{"type":"totp","code":"123456"},"#,
+                r#"{"opaque":{"login_id":"l1","finalization":"S0Uz"},"#,
+                r#""second_factor":{"type":"totp","code":"123456"},"#,
                 r#""public_key":"S0VZ","recover":true,"username":"alice"}"#
             ),
         );
         // A recovery invite comes without a proof: no proof fields at all.
         let mut invited = LoginBody::<Value>::new("alice".into(), "S0VZ".into(), Proof::default());
         invited.recovery_invite = Some(SecretText::new("INV".into()));
-        invited.new_password = Some(Password::new("new pw".into()));
+        invited.new_password_record = Some(SecretText::new("UkVD".into()));
         pinned(
             &invited,
-            r#"{"new_password":"new pw","public_key":"S0VZ","recovery_invite":"INV","username":"alice"}"#,
+            r#"{"new_password_record":"UkVD","public_key":"S0VZ","recovery_invite":"INV","username":"alice"}"#,
+        );
+        // An account from before OPAQUE proves its password once, and sends
+        // the record that replaces it.
+        let mut upgrading = LoginBody::<Value>::new(
+            "alice".into(),
+            "S0VZ".into(),
+            Proof {
+                opaque: None,
+                password: Some(Password::new("pw".into())),
+                second_factor: None,
+            },
+        );
+        upgrading.password_record = Some(SecretText::new("UkVD".into()));
+        pinned(
+            &upgrading,
+            concat!(
+                r#"{"password_record":"UkVD","password":"pw","second_factor":null,"#,
+                r#""public_key":"S0VZ","username":"alice"}"#
+            ),
+        );
+        pinned(
+            &PasswordLoginBody::<Value> {
+                public_key: "S0VZ".into(),
+                request: "S0Ux".into(),
+                second_factor: None,
+                username: "alice".into(),
+            },
+            r#"{"public_key":"S0VZ","request":"S0Ux","username":"alice"}"#,
+        );
+        pinned(
+            &PasswordLoginAnswer {
+                legacy: false,
+                login_id: Some("l1".into()),
+                response: Some("S0Uy".into()),
+            },
+            r#"{"login_id":"l1","response":"S0Uy"}"#,
+        );
+        pinned(
+            &PasswordLoginAnswer {
+                legacy: true,
+                login_id: None,
+                response: None,
+            },
+            r#"{"legacy":true}"#,
         );
         pinned(
             &LoginAnswer {
@@ -616,11 +798,11 @@ mod tests {
         );
         pinned(
             &PasswordChangeBody {
-                new_password: Password::new("new pw".into()),
+                new_password_record: SecretText::new("UkVD".into()),
                 proof: password_and_totp(),
             },
             concat!(
-                r#"{"new_password":"new pw","password":"pw","#,
+                r#"{"new_password_record":"UkVD","opaque":{"login_id":"l1","finalization":"S0Uz"},"#,
                 r#""second_factor":{"type":"totp","code":"123456"}}"#
             ),
         );
@@ -660,7 +842,7 @@ mod tests {
                 proof: password_and_totp(),
             },
             concat!(
-                r#"{"expires_in_secs":3600,"password":"pw","#,
+                r#"{"expires_in_secs":3600,"opaque":{"login_id":"l1","finalization":"S0Uz"},"#,
                 r#""second_factor":{"type":"totp","code":"123456"}}"#
             ),
         );

@@ -64,10 +64,12 @@ mod stream;
 
 pub use account::{
     AccountStatus, DEFAULT_MAX_GROUP_DM, DeviceInfo, DeviceList, FactorRemovedAnswer, InviteAnswer,
-    InviteBody, LoginAnswer, LoginBody, PasskeyAddedAnswer, PasskeyInfo, PasskeyRegistrationBody,
-    PasswordChangeAnswer, PasswordChangeBody, Proof, RecoveryAnswer, RecoveryCodesAnswer,
-    RegisterAnswer, RegisterBody, RevokedAnswer, SecondFactor, TotpConfirmBody,
-    TotpEnrollmentAnswer, WebauthnChallenge, WebauthnChallengeBody,
+    InviteBody, LegacyUpgradeBody, LoginAnswer, LoginBody, NewPasswordSetupBody, OpaqueProof,
+    PasskeyAddedAnswer, PasskeyInfo, PasskeyRegistrationBody, PasswordChangeAnswer,
+    PasswordChangeBody, PasswordLoginAnswer, PasswordLoginBody, PasswordSetupAnswer,
+    PasswordSetupBody, Proof, RecoveryAnswer, RecoveryCodesAnswer, RegisterAnswer, RegisterBody,
+    RevokedAnswer, SecondFactor, TotpConfirmBody, TotpEnrollmentAnswer, WebauthnChallenge,
+    WebauthnChallengeBody,
 };
 pub use audit::{
     AuditEntriesAnswer, AuditEntriesQuery, AuditEntry, ClientAddress, ConsistencyProofAnswer,

@@ -4,8 +4,8 @@
 //! A path with a parameter comes twice: as the template the relay's router
 //! takes (`{group_id}`), and as a function that fills it in. A path with a
 //! query has a function that writes the query (its type names the fields).
-//! Every request but registration, the WebAuthn challenge and the health
-//! checks is signed by a device.
+//! Every request but registration (and its password setup), the WebAuthn
+//! challenge and the health checks is signed by a device.
 
 // ----- health -----------------------------------------------------------------
 
@@ -24,6 +24,22 @@ pub const READYZ: &str = "/readyz";
 /// `POST` (unsigned): creates an account ([`RegisterBody`](crate::RegisterBody) →
 /// [`RegisterAnswer`](crate::RegisterAnswer)).
 pub const ACCOUNTS: &str = "/v1/accounts";
+
+/// `POST` (unsigned): the first half of setting a password for a new or a
+/// locked account ([`PasswordSetupBody`](crate::PasswordSetupBody) →
+/// [`PasswordSetupAnswer`](crate::PasswordSetupAnswer)).
+pub const ACCOUNTS_PASSWORD: &str = "/v1/accounts/password";
+
+/// `POST`: starts an OPAQUE password proof, signed by the key that will
+/// present it ([`PasswordLoginBody`](crate::PasswordLoginBody) →
+/// [`PasswordLoginAnswer`](crate::PasswordLoginAnswer)).
+pub const PASSWORD_LOGIN: &str = "/v1/password/login";
+
+/// `POST`: for an account whose password predates OPAQUE, the first half of
+/// the record that replaces it, signed like [`PASSWORD_LOGIN`]
+/// ([`LegacyUpgradeBody`](crate::LegacyUpgradeBody) →
+/// [`PasswordSetupAnswer`](crate::PasswordSetupAnswer)).
+pub const PASSWORD_UPGRADE: &str = "/v1/password/upgrade";
 
 /// `POST`: a login, signed by the key it registers ([`LoginBody`](crate::LoginBody) →
 /// [`LoginAnswer`](crate::LoginAnswer)); `GET`: the account's devices
@@ -47,6 +63,11 @@ pub const ACCOUNT: &str = "/v1/account";
 /// `POST`: a new password ([`PasswordChangeBody`](crate::PasswordChangeBody) →
 /// [`PasswordChangeAnswer`](crate::PasswordChangeAnswer)).
 pub const ACCOUNT_PASSWORD: &str = "/v1/account/password";
+
+/// `POST`: the first half of a new password
+/// ([`NewPasswordSetupBody`](crate::NewPasswordSetupBody) →
+/// [`PasswordSetupAnswer`](crate::PasswordSetupAnswer)).
+pub const ACCOUNT_PASSWORD_SETUP: &str = "/v1/account/password/setup";
 
 /// `POST`: starts a TOTP enrollment (a [`Proof`](crate::Proof) →
 /// [`TotpEnrollmentAnswer`](crate::TotpEnrollmentAnswer)); `DELETE`: removes

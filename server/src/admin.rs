@@ -57,10 +57,22 @@ pub async fn create_bot(
     new_bot(
         &store,
         &AuditTrail::new(log, false, store.clock().clone()),
+        &password_server(config, &store).await?,
         name,
         owner,
     )
     .await
+}
+
+/// The relay's OPAQUE setup, for a password the host makes (a bot's).
+async fn password_server(
+    config: &Config,
+    store: &Store,
+) -> Result<conclave_crypto::password::PasswordServer, ServerError> {
+    let server_key = crate::server_key::ServerKey::load(&config.server_key)?;
+    crate::accounts::passwords::load_password_server(store, &server_key)
+        .await
+        .map_err(refused)
 }
 
 /// Routes `/name` to `bot` with `usage` (what `admin command add` does).
@@ -86,6 +98,7 @@ pub async fn add_command(
 async fn new_bot(
     store: &Store,
     events: &AuditTrail,
+    passwords: &conclave_crypto::password::PasswordServer,
     name: &str,
     owner: &str,
 ) -> Result<zeroize::Zeroizing<String>, ServerError> {
@@ -96,9 +109,15 @@ async fn new_bot(
         )));
     }
     let password = zeroize::Zeroizing::new(crate::accounts::invites::new_bot_password());
-    let hash = crate::auth::hash_secret(password.clone())
-        .await
-        .map_err(refused)?;
+    // The bot's password is made here and shown once; only its OPAQUE
+    // record is kept, as for any account.
+    let hash = crate::accounts::passwords::verifier_for_generated(
+        passwords,
+        name.as_str(),
+        password.as_bytes(),
+    )
+    .await
+    .map_err(refused)?;
     if !store
         .create_bot(name.as_str(), &hash, owner)
         .await
@@ -358,7 +377,8 @@ impl Admin {
         name: &str,
         owner: &str,
     ) -> Result<zeroize::Zeroizing<String>, ServerError> {
-        new_bot(&self.store, &self.events, name, owner).await
+        let passwords = password_server(&self.config, &self.store).await?;
+        new_bot(&self.store, &self.events, &passwords, name, owner).await
     }
 
     /// Issues one single-use invite code valid for `ttl` seconds.

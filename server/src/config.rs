@@ -92,6 +92,9 @@ settings! {
     rate_limits: bool,
     /// Days before a recovery whose new factors it removes.
     recovery_window_days: u64,
+    /// Whether an account whose password predates OPAQUE may still prove
+    /// it (once, replacing it with an OPAQUE record).
+    legacy_passwords: bool,
     /// Witnesses asked to cosign each new checkpoint, each as
     /// `<witness verifier key> <URL>` (C2SP tlog-witness).
     witnesses: Vec<String>,
@@ -294,6 +297,9 @@ pub struct Config {
     pub rate_limits: bool,
     /// Days before an account recovery whose new factors it removes.
     pub recovery_window_days: u64,
+    /// Whether accounts whose password predates OPAQUE may still sign in
+    /// with it, once, to replace it with an OPAQUE record.
+    pub legacy_passwords: bool,
     /// Witnesses asked to cosign each new checkpoint.
     pub witnesses: Vec<WitnessEndpoint>,
     /// Cosignatures clients require on a checkpoint.
@@ -353,6 +359,7 @@ impl Config {
             record_client_ip: false,
             rate_limits: true,
             recovery_window_days: 7,
+            legacy_passwords: true,
             witnesses: Vec::new(),
             witness_quorum: 0,
             witness_grace: 3600,
@@ -416,6 +423,9 @@ impl Config {
         }
         if let Some(days) = settings.recovery_window_days {
             config.recovery_window_days = days;
+        }
+        if let Some(on) = settings.legacy_passwords {
+            config.legacy_passwords = on;
         }
         for text in settings.witnesses.unwrap_or_default() {
             config.witnesses.push(WitnessEndpoint::parse(&text)?);

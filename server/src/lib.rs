@@ -63,6 +63,8 @@ pub struct AppState {
     acks: relay::acks::AckWriter,
     server_key: server_key::ServerKey,
     relying_party: Arc<accounts::factors::RelyingParty>,
+    /// The OPAQUE setup, read (or made) at its first use.
+    password_server: Arc<tokio::sync::OnceCell<Arc<conclave_crypto::password::PasswordServer>>>,
     audit: AuditTrail,
     /// Background work, ended and joined at shutdown.
     tasks: Arc<tasks::Tasks>,
@@ -179,6 +181,7 @@ fn state(store: Store, config: Config) -> Result<AppState, ServerError> {
         acks,
         server_key,
         relying_party: Arc::new(relying_party),
+        password_server: Arc::default(),
         tasks,
     };
     if state.notifier.shared_database()
@@ -199,6 +202,18 @@ fn state(store: Store, config: Config) -> Result<AppState, ServerError> {
             }
         }
     });
+    // Password logins started and never finished: gone, and in the log.
+    let abandoned = state.clone();
+    state
+        .tasks
+        .every("abandoned password logins", minute, move || {
+            let abandoned = abandoned.clone();
+            async move {
+                if let Err(e) = accounts::passwords::log_abandoned_logins(&abandoned).await {
+                    tracing::warn!(error = %e, "logging abandoned password logins failed");
+                }
+            }
+        });
     Ok(state)
 }
 

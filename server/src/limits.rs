@@ -126,6 +126,13 @@ pub const SECOND_FACTOR_PER_IP: Limit = Limit {
     max: 30,
     window: 900,
 };
+/// Password setups without a signature (the first half of a new account's
+/// or a locked account's password) from one address.
+pub const PASSWORD_SETUP_PER_IP: Limit = Limit {
+    name: "password-setup-ip",
+    max: 30,
+    window: 3600,
+};
 /// Registrations from one address.
 pub const REGISTER_PER_IP: Limit = Limit {
     name: "register-ip",

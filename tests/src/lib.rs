@@ -574,28 +574,102 @@ pub struct RawResponse {
 }
 
 impl RawDevice {
-    /// Registers `username` and logs a fresh device in, by hand.
+    /// Registers `username` and logs a fresh device in, by hand (the
+    /// password set and proved with OPAQUE, as client-core does).
     pub async fn register(server: &ServerProcess, username: &str, password: &str) -> Self {
+        use conclave_crypto::password::PasswordRegistration;
         let device = Self {
             key: DeviceKey::generate(),
             transport: server.transport(),
         };
+        let (registration, request) =
+            PasswordRegistration::start(password.as_bytes()).expect("blind");
+        let setup = device
+            .unsigned(
+                "POST",
+                "/v1/accounts/password",
+                &json!({ "username": username, "request": STANDARD.encode(request) }),
+            )
+            .await;
+        assert_eq!(setup.status, 200, "{:?}", setup.json);
+        let response = STANDARD
+            .decode(setup.json["response"].as_str().expect("response"))
+            .expect("base64");
+        let upload = registration
+            .finish(password.as_bytes(), &response, username)
+            .expect("registration");
         let created = device
             .unsigned(
                 "POST",
                 "/v1/accounts",
-                &json!({ "username": username, "password": password }),
+                &json!({ "username": username, "password_record": STANDARD.encode(upload) }),
             )
             .await;
         assert_eq!(created.status, 200, "{:?}", created.json);
-        let login = json!({
-            "username": username,
-            "password": password,
-            "public_key": STANDARD.encode(device.key.public().to_bytes()),
-        });
-        let logged_in = device.signed("POST", "/v1/devices", &login).await;
+        let logged_in = device.login(username, password).await;
         assert_eq!(logged_in.status, 200, "{:?}", logged_in.json);
         device
+    }
+
+    /// Proves `password` for `username` as this device, by hand: starts an
+    /// OPAQUE login and finishes it. The proof's `opaque` field, or the
+    /// start's refusal. A wrong password gives a proof whose finalization is
+    /// null, as client-core sends it.
+    pub async fn password_proof(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Value, RawResponse> {
+        self.password_proof_with(username, password, Value::Null)
+            .await
+    }
+
+    /// [`RawDevice::password_proof`] with a second factor sent with the
+    /// start (a recovery code or a passkey assertion, as JSON).
+    pub async fn password_proof_with(
+        &self,
+        username: &str,
+        password: &str,
+        second_factor: Value,
+    ) -> Result<Value, RawResponse> {
+        use conclave_crypto::password::PasswordLogin;
+        let (login, request) = PasswordLogin::start(password.as_bytes()).expect("blind");
+        let mut start = json!({
+            "username": username,
+            "public_key": STANDARD.encode(self.key.public().to_bytes()),
+            "request": STANDARD.encode(request),
+        });
+        if !second_factor.is_null() {
+            start["second_factor"] = second_factor;
+        }
+        let started = self.signed("POST", "/v1/password/login", &start).await;
+        if started.status != 200 {
+            return Err(started);
+        }
+        let response = STANDARD
+            .decode(started.json["response"].as_str().expect("response"))
+            .expect("base64");
+        let finalization = login
+            .finish(password.as_bytes(), &response, username)
+            .expect("login answer");
+        Ok(json!({
+            "login_id": started.json["login_id"],
+            "finalization": finalization.map(|bytes| STANDARD.encode(bytes)),
+        }))
+    }
+
+    /// Logs this device in with `password` alone, by hand.
+    pub async fn login(&self, username: &str, password: &str) -> RawResponse {
+        let opaque = match self.password_proof(username, password).await {
+            Ok(opaque) => opaque,
+            Err(refused) => return refused,
+        };
+        let login = json!({
+            "username": username,
+            "opaque": opaque,
+            "public_key": STANDARD.encode(self.key.public().to_bytes()),
+        });
+        self.signed("POST", "/v1/devices", &login).await
     }
 
     /// A login attempt with a fresh device (for wrong-password tests).
@@ -608,12 +682,7 @@ impl RawDevice {
             key: DeviceKey::generate(),
             transport: server.transport(),
         };
-        let login = json!({
-            "username": username,
-            "password": password,
-            "public_key": STANDARD.encode(device.key.public().to_bytes()),
-        });
-        device.signed("POST", "/v1/devices", &login).await
+        device.login(username, password).await
     }
 
     /// The device key of a client home (what an attacker holding that device

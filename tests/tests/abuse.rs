@@ -482,14 +482,34 @@ async fn relay_files_are_private_and_open_key_files_refused() {
     let transport =
         conclave_client::HttpsTransport::new(&url, ServerTrust::pin(&fingerprint).unwrap())
             .unwrap();
+    let post = |path: &'static str, body: serde_json::Value| HttpRequest {
+        method: "POST",
+        path: path.into(),
+        headers: vec![("content-type", "application/json".into())],
+        body: serde_json::to_vec(&body).unwrap(),
+    };
+    let (registration, request) =
+        conclave_crypto::password::PasswordRegistration::start(PASSWORD.as_bytes()).unwrap();
+    let setup = transport
+        .send(post(
+            "/v1/accounts/password",
+            json!({ "username": "alice", "request": STANDARD.encode(request) }),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(setup.status, 200);
+    let answer: serde_json::Value = serde_json::from_slice(&setup.body).unwrap();
+    let response = STANDARD
+        .decode(answer["response"].as_str().unwrap())
+        .unwrap();
+    let upload = registration
+        .finish(PASSWORD.as_bytes(), &response, "alice")
+        .unwrap();
     let created = transport
-        .send(HttpRequest {
-            method: "POST",
-            path: "/v1/accounts".into(),
-            headers: vec![("content-type", "application/json".into())],
-            body: serde_json::to_vec(&json!({ "username": "alice", "password": PASSWORD }))
-                .unwrap(),
-        })
+        .send(post(
+            "/v1/accounts",
+            json!({ "username": "alice", "password_record": STANDARD.encode(upload) }),
+        ))
         .await
         .unwrap();
     assert_eq!(created.status, 200);

@@ -547,7 +547,7 @@ async fn bad_input_is_refused_without_side_effects() {
                 .unsigned(
                     "POST",
                     "/v1/accounts",
-                    &json!({ "username": "Not Valid", "password": "long-enough-pass" }),
+                    &json!({ "username": "Not Valid", "password_record": "AAAA" }),
                 )
                 .await,
             400,
@@ -579,7 +579,7 @@ async fn bad_input_is_refused_without_side_effects() {
                 let stranger = conclave_crypto::DeviceKey::generate();
                 let login = json!({
                     "username": "bob",
-                    "password": "bob-pass-3141592653",
+                    "opaque": { "login_id": "00", "finalization": null },
                     "public_key": STANDARD.encode(stranger.public().to_bytes()),
                 });
                 outsider.signed("POST", "/v1/devices", &login).await
@@ -613,7 +613,7 @@ async fn bad_input_is_refused_without_side_effects() {
                 .unsigned(
                     "POST",
                     "/v1/accounts",
-                    &json!({ "username": "big", "password": "p".repeat(20_000) }),
+                    &json!({ "username": "big", "password_record": "p".repeat(20_000) }),
                 )
                 .await,
             413,

@@ -6,7 +6,8 @@ use conclave_crypto::DevicePublicKey;
 use conclave_proto::LoginAnswer;
 use webauthn_rs::prelude::PublicKeyCredential;
 
-use super::proof::{Presenter, verify_proof};
+use super::passwords::{StoredPassword, stored_password, upgrade_legacy};
+use super::proof::{Factor, Presenter, verify_proof};
 use super::recovery::{recover_account, recovery_answer, recovery_proof, redeem_recovery_invite};
 use super::username;
 use crate::auth::Signed;
@@ -41,20 +42,34 @@ pub(crate) async fn login(state: &AppState, signed: Signed) -> ApiResult<LoginAn
     if body.recover {
         recovery_proof(&body.proof)?;
     }
-    let factor = match (body.recovery_invite, body.new_password) {
-        (Some(invite), Some(new_password)) => {
+    // A password from before OPAQUE, as stored before this login proves it:
+    // the record the client sent replaces it once the proof holds.
+    let legacy = match (&body.password_record, body.proof.password.is_some()) {
+        (Some(_), true) => match stored_password(&state.store, user).await? {
+            Some(StoredPassword::Legacy(hash)) => Some(hash),
+            _ => None,
+        },
+        (Some(_), false) => {
+            return Err(ApiError::BadRequest(
+                "password_record comes with a password from before OPAQUE, and only with it".into(),
+            ));
+        }
+        (None, _) => None,
+    };
+    let factor = match (body.recovery_invite, body.new_password_record) {
+        (Some(invite), Some(record)) => {
             if known {
                 return Err(ApiError::BadRequest(
                     "a recovery invite signs in a new device; this one is already registered"
                         .into(),
                 ));
             }
-            redeem_recovery_invite(state, user, invite, new_password, signed.ip).await?;
+            redeem_recovery_invite(state, user, invite, &record, signed.ip).await?;
             None
         }
         (Some(_), None) | (None, Some(_)) => {
             return Err(ApiError::BadRequest(
-                "a recovery invite comes with new_password, and only with it".into(),
+                "a recovery invite comes with new_password_record, and only with it".into(),
             ));
         }
         (None, None) => {
@@ -70,10 +85,21 @@ pub(crate) async fn login(state: &AppState, signed: Signed) -> ApiResult<LoginAn
                 signed.ip,
                 AuditAction::Login,
                 presenter,
+                &device_id,
             )
             .await?
         }
     };
+    // The old password held: its hash gives way to the record, whether or
+    // not this device may sign in.
+    if let (Some(old_hash), Some(record)) = (legacy, &body.password_record) {
+        upgrade_legacy(state, user, &old_hash, record, &device_id).await?;
+    }
+    if body.recover && factor != Some(Factor::RecoveryCode) {
+        return Err(ApiError::BadRequest(
+            "recovering an account needs the password and an unused recovery code".into(),
+        ));
+    }
     // Without a second factor only an account's first device may sign in:
     // the password alone never adds a device to an account that has one.
     if factor.is_none() && !known && state.store.active_device_count(user).await? > 0 {

@@ -13,12 +13,13 @@
 //! - `invites.rs`: invite codes and bot passwords (the admin CLI uses them
 //!   too);
 //! - `register.rs`: a new account, by invite unless registration is open;
+//! - `passwords.rs`: the password as OPAQUE (its setup, the start of a
+//!   proof, the finish inside one, accounts from before OPAQUE);
 //! - `login.rs`: signing in a device, a new one or one the account has;
 //! - `recovery.rs`: recovery by code (factors of the last days removed)
 //!   and by a host administrator's recovery invite.
 
 use conclave_crypto::Username;
-use conclave_proto::Password;
 
 use crate::error::{ApiError, ApiResult};
 
@@ -29,6 +30,7 @@ pub(crate) mod factors;
 pub(crate) mod invites;
 pub(crate) mod login;
 pub(crate) mod password;
+pub(crate) mod passwords;
 pub(crate) mod proof;
 pub(crate) mod recovery;
 pub(crate) mod recovery_codes;
@@ -44,10 +46,4 @@ pub const ADMIN_ROLE: &str = "admin";
 /// `text` as a username, or a 400 that says what is wrong with it.
 pub(crate) fn username(text: &str) -> ApiResult<Username> {
     Username::parse(text).map_err(|e| ApiError::BadRequest(e.to_string()))
-}
-
-/// Refuses a new password too weak to keep (400, saying why).
-pub(crate) fn check_new_password(password: &Password) -> ApiResult<()> {
-    conclave_crypto::check_new_password(password.expose())
-        .map_err(|e| ApiError::BadRequest(e.to_string()))
 }

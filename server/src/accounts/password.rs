@@ -1,13 +1,15 @@
-//! A new password, with a fresh proof of the old one and a second factor.
+//! A new password, with a fresh proof of the old one and a second factor:
+//! the client sends the new password's OPAQUE record (its setup came
+//! first, `passwords::new_password_setup`), never the password.
 
 use conclave_proto::PasswordChangeAnswer;
 use webauthn_rs::prelude::PublicKeyCredential;
 
 use super::changes::apply_change;
-use super::check_new_password;
+use super::passwords::verifier_from_upload;
 use super::proof::step_up;
 use crate::AppState;
-use crate::auth::{Signed, hash_password};
+use crate::auth::Signed;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{AuditAction, AuditEvent};
 use crate::store::AccountChange;
@@ -23,14 +25,13 @@ pub(crate) async fn change_password(
     let user = signed.username()?.to_owned();
     let this_device = signed.device_id.to_string();
     let body: PasswordChangeBody = signed.json()?;
-    check_new_password(&body.new_password)?;
-    if body.proof.password.is_none() {
+    if !body.proof.has_password() {
         return Err(ApiError::BadRequest(
             "the current password is required to change it".into(),
         ));
     }
     step_up(state, &signed, body.proof, AuditAction::PasswordChanged).await?;
-    let hash = hash_password(body.new_password).await?;
+    let hash = verifier_from_upload(state, &body.new_password_record).await?;
     let changed = apply_change(
         state,
         &user,

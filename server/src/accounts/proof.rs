@@ -12,8 +12,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::ISSUER;
 use super::challenges::take_challenge;
-use super::recovery::recovery_window_start;
 use super::factors::{self, RECOVERY_CODE};
+use super::passwords::{StoredPassword, finish_login, stored_password};
+use super::recovery::recovery_window_start;
 use crate::AppState;
 use crate::auth::Signed;
 use crate::auth::{verify_password, verify_secret};
@@ -88,16 +89,55 @@ pub(crate) async fn verify_proof(
     ip: Option<IpAddr>,
     action: AuditAction,
     presenter: Presenter<'_>,
+    signer: &str,
 ) -> ApiResult<Option<Factor>> {
     let store = &state.store;
     if proof.is_empty() {
         return Err(ApiError::StepUpRequired);
     }
-    limits::count(state, limits::LOGIN_PER_IP, &ip_key(ip)).await?;
+    if proof.opaque.is_some() && proof.password.is_some() {
+        return Err(ApiError::BadRequest(
+            "a proof carries the password one way: opaque, or password for an account from before OPAQUE".into(),
+        ));
+    }
+    // An OPAQUE proof was counted when its login started.
+    if proof.opaque.is_none() {
+        limits::count(state, limits::LOGIN_PER_IP, &ip_key(ip)).await?;
+    }
     let failed = |reason| AuditEvent::failure(action, user, reason).from_ip(ip);
     if store.account_locked(user).await? {
         state.audit.record(failed("account_locked")).await?;
         return Err(ApiError::AccountLocked);
+    }
+    if let Some(opaque) = proof.opaque {
+        let finished = finish_login(state, user, signer, opaque, failed("bad_password")).await?;
+        let Some((factor, id)) = finished.factor else {
+            return second_factor_after_password(
+                state,
+                user,
+                proof.second_factor,
+                ip,
+                action,
+                presenter,
+            )
+            .await;
+        };
+        if proof.second_factor.is_some() {
+            return Err(ApiError::BadRequest(
+                "a proof carries one second factor: this one came with the password's start".into(),
+            ));
+        }
+        match factor {
+            Factor::RecoveryCode => {
+                // Checked at the start, spent only now that the password held.
+                if !store.spend_recovery_code(user, &id).await? {
+                    return Err(ApiError::SecondFactorInvalid("wrong or used recovery code"));
+                }
+            }
+            Factor::Webauthn => refuse_a_passkey_too_new(state, user, &id, action, ip).await?,
+            Factor::Totp => {}
+        }
+        return factor_passed(state, user, factor, ip, presenter).await;
     }
     // A passkey cannot be guessed, so it is checked first, and a proof that
     // carries a good one is not slowed down by guesses made elsewhere.
@@ -125,7 +165,7 @@ pub(crate) async fn verify_proof(
         match proof.password {
             Some(password) => {
                 limits::reserve(state, limits::PASSWORD_FAILURES_WITH_PASSKEY, user).await?;
-                let stored = store.password_hash(user).await?;
+                let stored = legacy_hash(state, user).await?;
                 if !verify_password(password, stored).await? {
                     state.audit.record(failed("bad_password")).await?;
                     return Err(ApiError::BadCredentials);
@@ -150,7 +190,7 @@ pub(crate) async fn verify_proof(
         state.audit.record(failed("no_password")).await?;
         return Err(ApiError::BadCredentials);
     };
-    let stored = store.password_hash(user).await?;
+    let stored = legacy_hash(state, user).await?;
     let Some(stored) = stored else {
         // No such account: the same argon2 work, and one aggregated count in
         // the log per window instead of a leaf per guess (see
@@ -179,7 +219,21 @@ pub(crate) async fn verify_proof(
         return Err(ApiError::BadCredentials);
     }
     clear_password_budget(state, user, presenter).await?;
-    let Some(second_factor) = proof.second_factor else {
+    second_factor_after_password(state, user, proof.second_factor, ip, action, presenter).await
+}
+
+/// The password held: the second factor the account needs, if it has one.
+async fn second_factor_after_password(
+    state: &AppState,
+    user: &str,
+    second_factor: Option<SecondFactor>,
+    ip: Option<IpAddr>,
+    action: AuditAction,
+    presenter: Presenter<'_>,
+) -> ApiResult<Option<Factor>> {
+    let store = &state.store;
+    let failed = |reason| AuditEvent::failure(action, user, reason).from_ip(ip);
+    let Some(second_factor) = second_factor else {
         let factors = available_factors(store, user).await?;
         if factors.is_empty() {
             return Ok(None);
@@ -210,7 +264,7 @@ pub(crate) async fn verify_proof(
 /// device's free tries are spent, announced to the account's other devices
 /// (once a day per device) in the same transaction: a stolen device key
 /// guessing the password shows up on the owner's phone.
-async fn wrong_password_from_known_device(
+pub(crate) async fn wrong_password_from_known_device(
     state: &AppState,
     user: &str,
     device: &str,
@@ -258,7 +312,7 @@ async fn verify_with_recovery_code(
         state.audit.record(failed("no_password")).await?;
         return Err(ApiError::BadCredentials);
     };
-    let Some(stored_password) = store.password_hash(user).await? else {
+    let Some(stored_password) = legacy_hash(state, user).await? else {
         let _ = verify_password(password, None).await?;
         store.tally_unknown_login().await?;
         return Err(ApiError::BadCredentials);
@@ -348,6 +402,27 @@ async fn refuse_a_passkey_too_new(
     Err(ApiError::FactorTooNew(state.config.recovery_window_days))
 }
 
+/// The argon2id hash of an account whose password predates OPAQUE (`None`
+/// for an account that does not exist); a 400 for an account whose
+/// password is an OPAQUE record, or when this relay no longer takes the
+/// old way.
+async fn legacy_hash(state: &AppState, user: &str) -> ApiResult<Option<String>> {
+    match stored_password(&state.store, user).await? {
+        None => Ok(None),
+        Some(StoredPassword::Legacy(hash)) if state.config.legacy_passwords => Ok(Some(hash)),
+        Some(StoredPassword::Legacy(_)) => Err(ApiError::BadRequest(
+            "this account's password predates OPAQUE and this relay no longer accepts it; \
+             ask the workspace's administrator for a recovery invite"
+                .into(),
+        )),
+        Some(StoredPassword::Opaque(_)) => Err(ApiError::BadRequest(
+            "this account's password is proved with OPAQUE (start with POST /v1/password/login); \
+             the password itself is never taken"
+                .into(),
+        )),
+    }
+}
+
 /// The password was right: the guesses counted against it start over.
 pub(crate) async fn clear_password_budget(
     state: &AppState,
@@ -395,6 +470,13 @@ pub(crate) async fn factor_passed(
 pub(crate) struct Passed {
     factor: Factor,
     passkey: Option<String>,
+}
+
+impl Passed {
+    /// The passkey's credential id, if the factor was a passkey.
+    pub(crate) fn passkey(&self) -> Option<&str> {
+        self.passkey.as_deref()
+    }
 }
 
 impl From<Factor> for Passed {
@@ -522,6 +604,7 @@ pub(crate) async fn step_up(
         signed.ip,
         action,
         Presenter::KnownDevice(&device),
+        &device,
     )
     .await
 }

@@ -4,16 +4,16 @@
 
 use std::net::IpAddr;
 
-use conclave_proto::{Password, RecoveryAnswer, SecretText};
+use conclave_proto::{RecoveryAnswer, SecretText};
 use zeroize::Zeroizing;
 
 use super::changes::apply_change;
-use super::check_new_password;
 use super::factors::INVITE_CODE;
-use super::proof::{Proof, SecondFactor, proof_in, step_up};
+use super::passwords::verifier_from_upload;
+use super::proof::{Factor, Proof, SecondFactor, proof_in, step_up};
 use super::recovery_codes::{new_recovery_code_set, shown};
 use crate::AppState;
-use crate::auth::{Signed, hash_password, verify_secret};
+use crate::auth::{Signed, verify_secret};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{AuditAction, AuditEvent};
 use crate::limits::{self, ip_key};
@@ -26,10 +26,9 @@ pub(crate) async fn redeem_recovery_invite(
     state: &AppState,
     user: &str,
     invite: SecretText,
-    new_password: Password,
+    new_password_record: &SecretText,
     ip: Option<IpAddr>,
 ) -> ApiResult<()> {
-    check_new_password(&new_password)?;
     // A recovery invite cannot be guessed: only the per-address limit
     // applies, never the account's new-device backoff, which anyone's
     // wrong passwords build up.
@@ -48,7 +47,7 @@ pub(crate) async fn redeem_recovery_invite(
             .await?;
         return Err(ApiError::InviteInvalid);
     }
-    let hash = hash_password(new_password).await?;
+    let hash = verifier_from_upload(state, new_password_record).await?;
     let unlocked = apply_change(
         state,
         user,
@@ -152,16 +151,24 @@ pub(crate) async fn recover(state: &AppState, signed: Signed) -> ApiResult<Recov
     let device = signed.device_id.to_string();
     let proof = proof_in(&signed)?;
     recovery_proof(&proof)?;
-    step_up(state, &signed, proof, AuditAction::AccountRecovered).await?;
+    if step_up(state, &signed, proof, AuditAction::AccountRecovered).await?
+        != Some(Factor::RecoveryCode)
+    {
+        return Err(ApiError::BadRequest(
+            "recovering an account needs the password and an unused recovery code".into(),
+        ));
+    }
     let (outcome, codes) = recover_account(state, &user, &device, signed.ip).await?;
     Ok(recovery_answer(outcome, codes))
 }
 
-/// Only the password with a recovery code recovers an account.
+/// Only the password with a recovery code recovers an account. The code
+/// comes in the proof, or (with an OPAQUE proof) with the password's start:
+/// which factor passed is checked again once the proof is verified.
 pub(crate) fn recovery_proof(proof: &Proof) -> ApiResult<()> {
-    if proof.password.is_none()
-        || !matches!(proof.second_factor, Some(SecondFactor::RecoveryCode { .. }))
-    {
+    let code_in_proof = matches!(proof.second_factor, Some(SecondFactor::RecoveryCode { .. }));
+    let code_at_start = proof.opaque.is_some() && proof.second_factor.is_none();
+    if !proof.has_password() || !(code_in_proof || code_at_start) {
         return Err(ApiError::BadRequest(
             "recovering an account needs the password and an unused recovery code".into(),
         ));

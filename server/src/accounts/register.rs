@@ -5,9 +5,10 @@ use std::net::IpAddr;
 use conclave_proto::{RegisterAnswer, RegisterBody};
 
 use super::factors::INVITE_CODE;
-use super::{check_new_password, username};
+use super::passwords::verifier_from_upload;
+use super::username;
 use crate::AppState;
-use crate::auth::{hash_password, verify_secret};
+use crate::auth::verify_secret;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{AuditAction, AuditEvent};
 
@@ -20,7 +21,6 @@ pub(crate) async fn register(
     ip: Option<IpAddr>,
 ) -> ApiResult<RegisterAnswer> {
     let name = username(&body.username)?;
-    check_new_password(&body.password)?;
     let invite = match (state.config.open_registration, &body.invite_code) {
         (true, _) => None,
         (false, None) => return Err(ApiError::InviteRequired),
@@ -35,7 +35,7 @@ pub(crate) async fn register(
             Some(id)
         }
     };
-    let hash = hash_password(body.password).await?;
+    let hash = verifier_from_upload(state, &body.password_record).await?;
     match state
         .store
         .create_account_with_invite(name.as_str(), &hash, invite.as_deref())

@@ -6,7 +6,8 @@
 //! Every sensitive change (revoking another device, a new password, new
 //! recovery codes, removing TOTP) asks for the same proof as a login: the
 //! password and, if the account has one, a second factor. A stolen device
-//! alone can't lock its owner out.
+//! alone can't lock its owner out. The password is proved and set with
+//! OPAQUE (`accounts/passwords.rs`): it never reaches the relay.
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
@@ -14,8 +15,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use conclave_proto::{
     AccountStatus, DeviceList, FactorRemovedAnswer, InviteAnswer, LoginAnswer, PasskeyAddedAnswer,
-    PasswordChangeAnswer, RecoveryAnswer, RecoveryCodesAnswer, RegisterAnswer, RegisterBody,
-    RevokedAnswer, TotpEnrollmentAnswer, WebauthnChallenge, WebauthnChallengeBody, routes,
+    PasswordChangeAnswer, PasswordLoginAnswer, PasswordSetupAnswer, PasswordSetupBody,
+    RecoveryAnswer, RecoveryCodesAnswer, RegisterAnswer, RegisterBody, RevokedAnswer,
+    TotpEnrollmentAnswer, WebauthnChallenge, WebauthnChallengeBody, routes,
 };
 use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse};
 
@@ -28,6 +30,10 @@ use crate::{AppState, accounts};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(routes::ACCOUNTS, post(register))
+        .route(routes::ACCOUNTS_PASSWORD, post(password_setup))
+        .route(routes::PASSWORD_LOGIN, post(password_login))
+        .route(routes::PASSWORD_UPGRADE, post(password_upgrade))
+        .route(routes::ACCOUNT_PASSWORD_SETUP, post(new_password_setup))
         .route(routes::DEVICES, post(login).get(list_devices))
         .route(routes::DEVICE_REVOKE, post(revoke_device))
         .route(routes::WEBAUTHN_CHALLENGE, post(webauthn_challenge))
@@ -63,6 +69,44 @@ async fn register(
 
 async fn login(State(state): State<AppState>, signed: Signed) -> ApiResult<Json<LoginAnswer>> {
     Ok(Json(accounts::login::login(&state, signed).await?))
+}
+
+// ----- the password, as OPAQUE ------------------------------------------------
+
+async fn password_setup(
+    State(state): State<AppState>,
+    request: Request,
+) -> ApiResult<Json<PasswordSetupAnswer>> {
+    let ip = client_ip(request.extensions());
+    let body: PasswordSetupBody = unsigned_json(request, &state).await?;
+    Ok(Json(accounts::passwords::setup(&state, body, ip).await?))
+}
+
+async fn password_login(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<PasswordLoginAnswer>> {
+    Ok(Json(
+        accounts::passwords::start_login(&state, signed).await?,
+    ))
+}
+
+async fn password_upgrade(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<PasswordSetupAnswer>> {
+    Ok(Json(
+        accounts::passwords::legacy_upgrade(&state, signed).await?,
+    ))
+}
+
+async fn new_password_setup(
+    State(state): State<AppState>,
+    signed: Signed,
+) -> ApiResult<Json<PasswordSetupAnswer>> {
+    Ok(Json(
+        accounts::passwords::new_password_setup(&state, signed).await?,
+    ))
 }
 
 /// The JSON body of an unsigned request, read as `Signed::json` reads a

@@ -1,6 +1,7 @@
 //! Everything the relay keeps, behind one type, for SQLite and PostgreSQL.
 //!
-//! What is stored, and nothing more: accounts with argon2id password hashes,
+//! What is stored, and nothing more: accounts with OPAQUE password records
+//! (argon2id hashes for accounts from before, until their next login),
 //! devices with public keys, recently used request nonces, key packages,
 //! groups (id, epoch, public MLS state), the ciphertext message log, and one
 //! delivery cursor per device and group (`memberships.acked_seq`).
@@ -11,7 +12,8 @@
 //! `key_packages.rs`, `groups.rs` (group state, commits, archive,
 //! retention), `messages.rs` (the log and the delivery cursors, with
 //! `group_commit.rs`, SQLite's one writer of appends), `channels.rs` (the
-//! public directory), `blobs.rs` (attachments); `migrations.rs` runs the
+//! public directory), `blobs.rs` (attachments), `passwords.rs` (OPAQUE
+//! logins in progress, the relay's sealed secrets); `migrations.rs` runs the
 //! `.sql` files of `server/migrations/`. This file holds the connection and
 //! the pieces every family shares.
 //!
@@ -31,6 +33,7 @@ mod groups;
 mod key_packages;
 mod messages;
 mod migrations;
+mod passwords;
 
 pub use group_commit::Append;
 
@@ -41,6 +44,7 @@ pub use channels::{NewGroup, PublicListing};
 pub use groups::{Admission, CommitRecord, GroupAccess, GroupRow};
 pub use key_packages::{KeyPackagesAdded, NewKeyPackage};
 pub use messages::{Ack, PayloadHash, Pending};
+pub use passwords::PendingLogin;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};

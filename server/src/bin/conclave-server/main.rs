@@ -110,6 +110,11 @@ struct Flags {
     /// this many days before it [default: 7].
     #[arg(long, env = "CONCLAVE_RECOVERY_WINDOW_DAYS")]
     recovery_window_days: Option<u64>,
+    /// Let accounts whose password predates OPAQUE sign in with it, once, which
+    /// replaces it with an OPAQUE record; `false` sends them to `admin recover`
+    /// [default: true].
+    #[arg(long, env = "CONCLAVE_LEGACY_PASSWORDS")]
+    legacy_passwords: Option<bool>,
     /// A witness to ask for a cosignature on each new checkpoint, as `<witness key> <URL>`
     /// (C2SP tlog-witness; `conclave-audit witness` runs one). Repeat for more; the
     /// environment variable takes them separated by `;`.
@@ -162,6 +167,7 @@ impl Flags {
             record_client_ip: self.record_client_ip,
             rate_limits: self.rate_limits,
             recovery_window_days: self.recovery_window_days,
+            legacy_passwords: self.legacy_passwords,
             witnesses: (!self.witnesses.is_empty()).then_some(self.witnesses),
             witness_quorum: self.witness_quorum,
             witness_grace: self.witness_grace,
