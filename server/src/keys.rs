@@ -7,7 +7,7 @@
 //!
 //! | file | protects | its theft allows |
 //! |---|---|---|
-//! | `server.key` | TOTP secrets, sealed in the database | with the database: reading every TOTP secret |
+//! | `server.key` | TOTP secrets and the OPAQUE setup, sealed in the database | with the database: reading every TOTP secret, and testing password guesses offline (one argon2id run per guess per account) |
 //! | `log.key` | the audit log's checkpoints | signing a forked log (clients that compared checkpoints catch it) |
 //! | `tls-key.pem` | the relay's identity on the network | impersonating the relay to clients that pin its certificate |
 //!
