@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use conclave_crypto::{CIPHERSUITE, DeviceCredential, DeviceKey, DevicePublicKey, Username};
 use conclave_proto::{
     AccountStatus, ClaimedKeyPackages, ErrorBody, ErrorCode, KeyPackageClaim, KeyPackageStock,
-    KeyPackageUpload, RegisterAnswer, RegisterBody, SecretText, routes,
+    KeyPackageUpload, routes,
 };
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
@@ -286,33 +286,6 @@ impl Client {
     pub async fn register(&self, username: &str, password: &str) -> Result<()> {
         self.create_account(username, password, None).await?;
         self.login(username, password).await
-    }
-
-    pub(crate) async fn create_account(
-        &self,
-        username: &str,
-        password: &str,
-        invite_code: Option<&str>,
-    ) -> Result<()> {
-        let name = Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
-        if let Some(logged_in) = self.username() {
-            return Err(ClientError::AlreadyLoggedIn(logged_in));
-        }
-        self.check_key_protection()?;
-        let password_record = self
-            .password_record(
-                &name,
-                password,
-                crate::password::Setup::NewAccount { invite_code },
-            )
-            .await?;
-        let body = RegisterBody {
-            invite_code: invite_code.map(|code| SecretText::new(code.to_owned())),
-            password_record,
-            username: name.to_string(),
-        };
-        let _: RegisterAnswer = self.call("POST", routes::ACCOUNTS, &body, None).await?;
-        Ok(())
     }
 
     /// Logs this device in with the password alone, for an account without a

@@ -15,7 +15,7 @@ use conclave_crypto::password::{PasswordLogin, PasswordRegistration};
 use conclave_crypto::{DeviceKey, Username};
 use conclave_proto::{
     NewPasswordSetupBody, OpaqueProof, Password, PasswordLoginAnswer, PasswordLoginBody,
-    PasswordSetupAnswer, PasswordSetupBody, SecretText, routes,
+    PasswordSetupAnswer, PasswordSetupBody, RegisterAnswer, RegisterBody, SecretText, routes,
 };
 use webauthn_rs_proto::PublicKeyCredential;
 use zeroize::Zeroizing;
@@ -209,5 +209,30 @@ impl Client {
             .await?
             .map_err(opaque_error)?;
         Ok(SecretText::new(STANDARD.encode(upload)))
+    }
+
+    /// Creates account `username` with `password` (its OPAQUE record, never
+    /// the password), spending `invite_code` unless the relay is open.
+    pub(crate) async fn create_account(
+        &self,
+        username: &str,
+        password: &str,
+        invite_code: Option<&str>,
+    ) -> Result<()> {
+        let name = Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        if let Some(logged_in) = self.username() {
+            return Err(ClientError::AlreadyLoggedIn(logged_in));
+        }
+        self.check_key_protection()?;
+        let password_record = self
+            .password_record(&name, password, Setup::NewAccount { invite_code })
+            .await?;
+        let body = RegisterBody {
+            invite_code: invite_code.map(|code| SecretText::new(code.to_owned())),
+            password_record,
+            username: name.to_string(),
+        };
+        let _: RegisterAnswer = self.call("POST", routes::ACCOUNTS, &body, None).await?;
+        Ok(())
     }
 }
