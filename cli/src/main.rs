@@ -462,7 +462,9 @@ async fn main() -> ExitCode {
         Ok(false) => ExitCode::SUCCESS,
         Ok(true) => ExitCode::from(EXIT_SECURITY_ALERT),
         Err(message) => {
-            eprintln!("conclave: {message}");
+            // The message may quote the relay, or names and text from other
+            // users: shown, never obeyed by the terminal.
+            eprintln!("conclave: {}", sanitize::sanitize(&message));
             ExitCode::FAILURE
         }
     }

@@ -315,6 +315,26 @@ async fn errors_say_what_is_wrong() {
         said(&no_file).contains("#1 in general has no file"),
         "{no_file:?}"
     );
+
+    // An error quotes what it was given (or what the relay said): shown,
+    // never obeyed by the terminal (no escape retitles or clears it).
+    let escape = "mallory\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    let refused = conclave(
+        &server,
+        &alice,
+        &["channel", "share-history", "general", escape],
+        "",
+    );
+    assert!(!refused.status.success());
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !text.contains(['\u{1b}', '\u{7}']),
+        "the error reached the terminal raw: {text:?}"
+    );
+    assert_eq!(
+        text,
+        "conclave: mallory\u{fffd}]0;pwned\u{fffd}\u{fffd}[2J is not a member of general\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
