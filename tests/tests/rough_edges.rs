@@ -177,17 +177,25 @@ async fn every_command_finds_a_channel_it_was_just_invited_to() {
     let server = ServerProcess::start();
     let bob = cli_user(&server, "bob");
     let alice = Person::register(&server, "alice", PASSWORD).await;
-    for channel in ["ops", "infra"] {
-        alice.client.create_channel(channel).await.unwrap();
-        alice.client.invite(channel, "bob").await.unwrap();
-    }
-    // Without a sync first, each finds the channel: retention and archive
-    // are refused for what bob may not do, not for a channel he cannot see.
-    for args in [
-        &["channel", "retention", "ops", "7"][..],
-        &["channel", "archive", "ops"],
-    ] {
-        let output = conclave(&server, &bob, args, "");
+    // Each command meets a channel bob was invited to after his last
+    // command, with no sync between: it finds the channel, and is refused
+    // (if at all) for what bob may not do, not for a channel he cannot see.
+    let mut fresh = 0;
+    let mut invited = async |channel: &str| {
+        fresh += 1;
+        let channel = format!("{channel}-{fresh}");
+        alice.client.create_channel(&channel).await.unwrap();
+        alice.client.invite(&channel, "bob").await.unwrap();
+        channel
+    };
+    for command in ["retention", "archive", "history-sharing"] {
+        let channel = invited(command).await;
+        let args: Vec<&str> = match command {
+            "retention" => vec!["channel", "retention", &channel, "7"],
+            "history-sharing" => vec!["channel", "history-sharing", &channel, "on"],
+            _ => vec!["channel", command, &channel],
+        };
+        let output = conclave(&server, &bob, &args, "");
         assert!(!output.status.success());
         let text = said(&output);
         assert!(
@@ -195,9 +203,32 @@ async fn every_command_finds_a_channel_it_was_just_invited_to() {
             "{args:?}: {text}"
         );
     }
-    let left = conclave(&server, &bob, &["channel", "leave", "infra"], "");
+    let channel = invited("members").await;
+    let members = conclave(&server, &bob, &["channel", "members", &channel], "");
+    assert!(members.status.success(), "{members:?}");
+    assert_eq!(said(&members), "alice (1 device)\nbob (1 device)\n");
+    let channel = invited("topic").await;
+    let topic = conclave(
+        &server,
+        &bob,
+        &["channel", "topic", &channel, "found it"],
+        "",
+    );
+    assert!(topic.status.success(), "{topic:?}");
+    assert_eq!(said(&topic).trim(), format!("topic of {channel} set"));
+    let channel = invited("rename").await;
+    let renamed = conclave(
+        &server,
+        &bob,
+        &["channel", "rename", &channel, "renamed"],
+        "",
+    );
+    assert!(renamed.status.success(), "{renamed:?}");
+    assert_eq!(said(&renamed).trim(), format!("renamed {channel} to renamed"));
+    let channel = invited("leave").await;
+    let left = conclave(&server, &bob, &["channel", "leave", &channel], "");
     assert!(left.status.success(), "{left:?}");
-    assert_eq!(said(&left).trim(), "left infra");
+    assert_eq!(said(&left).trim(), format!("left {channel}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
