@@ -1276,13 +1276,17 @@ async fn execute(
             let name = channel;
             let channel = named_channel(client, &name).await?;
             let parent = channel.message_id_at(seq).await?;
+            // #seq may be a reply: its thread is its root's, and so is the
+            // number this says.
+            let thread = channel.thread(&parent).await?;
             match reply {
                 Some(text) => {
                     let at = channel.reply(&parent, &text).await?;
-                    println!("replied in the thread of #{seq} in {name} (#{at})");
+                    let root = thread.first().map_or(seq, |root| root.seq);
+                    println!("replied in the thread of #{root} in {name} (#{at})");
                 }
                 None => {
-                    for entry in channel.thread(&parent).await? {
+                    for entry in thread {
                         say!("{}", render(&entry));
                     }
                 }

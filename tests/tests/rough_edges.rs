@@ -373,39 +373,89 @@ async fn a_reply_to_a_reply_joins_the_thread_of_its_root() {
     let server = ServerProcess::start();
     let alice = Person::register(&server, "alice", PASSWORD).await;
     let bob = Person::register(&server, "bob", PASSWORD).await;
+    let carol = cli_user(&server, "carol");
     alice.client.create_channel("launch").await.unwrap();
     alice.client.invite("launch", "bob").await.unwrap();
+    alice.client.invite("launch", "carol").await.unwrap();
     alice.client.send("launch", "the plan").await.unwrap();
     bob.client.sync().await.unwrap();
-    let id_of = |history: Vec<conclave_client::HistoryEntry>, text: &str| {
+    let find = |history: Vec<conclave_client::HistoryEntry>, text: &str| {
         history
             .into_iter()
             .find(|e| e.text == text)
             .unwrap_or_else(|| panic!("no {text:?}"))
-            .id
     };
-    let root = id_of(bob.client.history("launch").await.unwrap(), "the plan");
+    let root = find(bob.client.history("launch").await.unwrap(), "the plan");
     bob.client
-        .reply("launch", &root, "a question")
+        .reply("launch", &root.id, "a question")
         .await
         .unwrap();
     alice.client.sync().await.unwrap();
-    let first_reply = id_of(alice.client.history("launch").await.unwrap(), "a question");
+    let first_reply = find(alice.client.history("launch").await.unwrap(), "a question");
     alice
         .client
-        .reply("launch", &first_reply, "an answer")
+        .reply("launch", &first_reply.id, "an answer")
         .await
         .unwrap();
+
+    // Through the CLI: a reply to the reply says the thread it joined is
+    // the root's, and the thread of a reply is its root's whole thread.
+    let replied = conclave(
+        &server,
+        &carol,
+        &[
+            "thread",
+            "launch",
+            &first_reply.seq.to_string(),
+            "a follow-up",
+        ],
+        "",
+    );
+    assert!(replied.status.success(), "{replied:?}");
+    let said_replied = said(&replied);
+    assert!(
+        said_replied.starts_with(&format!(
+            "replied in the thread of #{} in launch (#",
+            root.seq
+        )),
+        "{said_replied}"
+    );
+    let shown = conclave(
+        &server,
+        &carol,
+        &["thread", "launch", &first_reply.seq.to_string()],
+        "",
+    );
+    assert!(shown.status.success(), "{shown:?}");
+    let lines: Vec<String> = said(&shown).lines().map(str::to_owned).collect();
+    let texts: Vec<&str> = lines
+        .iter()
+        .map(|line| line.split_once(": ").map_or("", |(_, text)| text))
+        .collect();
+    assert_eq!(
+        texts,
+        ["the plan", "a question", "an answer", "a follow-up"],
+        "{lines:?}"
+    );
+    assert!(
+        lines[0].starts_with(&format!("#{} alice: ", root.seq)),
+        "{lines:?}"
+    );
+
+    // Every receiving device files every reply under the root, and finds
+    // the whole thread from any message in it.
     for client in [&alice.client, &bob.client] {
         client.sync().await.unwrap();
-        let thread = client.thread("launch", &root).await.unwrap();
-        let texts: Vec<&str> = thread.iter().map(|e| e.text.as_str()).collect();
-        assert_eq!(texts, ["the plan", "a question", "an answer"]);
-        assert!(
-            thread[1..]
-                .iter()
-                .all(|e| e.parent.as_deref() == Some(root.as_str()))
-        );
+        for from in [&root.id, &first_reply.id] {
+            let thread = client.thread("launch", from).await.unwrap();
+            let texts: Vec<&str> = thread.iter().map(|e| e.text.as_str()).collect();
+            assert_eq!(texts, ["the plan", "a question", "an answer", "a follow-up"]);
+            assert!(
+                thread[1..]
+                    .iter()
+                    .all(|e| e.parent.as_deref() == Some(root.id.as_str()))
+            );
+        }
     }
 }
 

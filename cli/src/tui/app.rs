@@ -841,7 +841,16 @@ impl App {
                     self.generation += 1;
                 }
                 self.loaded_for = Some(request);
-            }
+                // `/thread 7` on a reply shows the thread it is in: the
+                // view names that thread's first message from now on.
+                if let (View::Thread { seq }, Listing::Messages(thread)) =
+                    (&self.view, &self.listing)
+                    && let Some(root) = thread.first()
+                    && root.seq != *seq
+                {
+                    self.view = View::Thread { seq: root.seq };
+                    self.loaded_for = Some(self.request());
+                }
             Err(problem) => {
                 self.error(problem);
                 if self.view != View::Channel {
@@ -865,6 +874,7 @@ mod tests {
         FactorAsked, Proof, RevokeCheck, RevokeTarget, Secret, TypedFactor,
     };
     use super::*;
+    use conclave_client::HistoryEntry;
 
     fn channel(name: &str, unread: u64) -> ChannelInfo {
         ChannelInfo {
@@ -1117,6 +1127,65 @@ mod tests {
             group_id: "5f0c1a2b".into(),
         });
         assert_eq!(app.selected.as_deref(), Some("general"));
+    }
+
+    /// A snapshot of `channels` (name, group id) and `entries`, for what
+    /// `app` asks now.
+    fn snapshot(app: &mut App, channels: &[(&str, &str)], entries: Vec<HistoryEntry>) -> Vec<Effect> {
+        let snapshot = Snapshot {
+            request: app.request(),
+            channels: Ok(channels
+                .iter()
+                .map(|(name, group_id)| ChannelInfo {
+                    group_id: (*group_id).into(),
+                    ..channel(name, 0)
+                })
+                .collect()),
+            listing: Ok(Listing::Messages(entries)),
+        };
+        app.on_update(Update::Snapshot(snapshot))
+    }
+
+    #[test]
+    fn the_thread_of_a_reply_is_shown_as_its_roots() {
+        let mut app = App::new("bob".into());
+        loaded(&mut app, &["launch"]);
+        type_line(&mut app, "/thread 7");
+        assert_eq!(app.view, View::Thread { seq: 7 });
+        let entry = |seq: u64, parent: Option<&str>| HistoryEntry {
+            channel: "launch".into(),
+            group_id: "g-launch".into(),
+            seq,
+            sender: "alice".into(),
+            device: "d".into(),
+            text: format!("message {seq}"),
+            id: format!("m{seq}"),
+            parent: parent.map(str::to_owned),
+            mentions: Vec::new(),
+            edited: false,
+            deleted: false,
+            unsupported: false,
+            at: 0,
+            reactions: Vec::new(),
+            file: None,
+            shared_by: None,
+        };
+        snapshot(
+            &mut app,
+            &[("launch", "g-launch")],
+            vec![entry(6, None), entry(7, Some("m6")), entry(9, Some("m6"))],
+        );
+        assert_eq!(app.view, View::Thread { seq: 6 });
+        assert!(app.loaded());
+        // Enter replies in it.
+        assert_eq!(
+            type_line(&mut app, "me too"),
+            [Effect::Do(Action::Reply {
+                channel: "launch".into(),
+                seq: 6,
+                text: "me too".into()
+            })]
+        );
     }
 
     #[test]
