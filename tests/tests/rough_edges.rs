@@ -224,7 +224,10 @@ async fn every_command_finds_a_channel_it_was_just_invited_to() {
         "",
     );
     assert!(renamed.status.success(), "{renamed:?}");
-    assert_eq!(said(&renamed).trim(), format!("renamed {channel} to renamed"));
+    assert_eq!(
+        said(&renamed).trim(),
+        format!("renamed {channel} to renamed")
+    );
     let channel = invited("leave").await;
     let left = conclave(&server, &bob, &["channel", "leave", &channel], "");
     assert!(left.status.success(), "{left:?}");
@@ -449,7 +452,10 @@ async fn a_reply_to_a_reply_joins_the_thread_of_its_root() {
         for from in [&root.id, &first_reply.id] {
             let thread = client.thread("launch", from).await.unwrap();
             let texts: Vec<&str> = thread.iter().map(|e| e.text.as_str()).collect();
-            assert_eq!(texts, ["the plan", "a question", "an answer", "a follow-up"]);
+            assert_eq!(
+                texts,
+                ["the plan", "a question", "an answer", "a follow-up"]
+            );
             assert!(
                 thread[1..]
                     .iter()
