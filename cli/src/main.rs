@@ -1539,7 +1539,9 @@ fn print_event(event: &Event) {
             "a new device signed in to your account: {device_id} (if it wasn't you, run `conclave device revoke {device_id}`)"
         ),
         Event::DeviceRevoked { device_id } => say!("device {device_id} was revoked"),
-        Event::SecurityAlert(alert) | Event::AccountChanged(alert) => print_alert(alert),
+        // Kept as alerts, and shown once with every other alert not shown
+        // yet when the command ends (`show_new_alerts`).
+        Event::SecurityAlert(_) | Event::AccountChanged(_) => {}
         Event::HistoryReceived {
             channel,
             from,
