@@ -45,7 +45,15 @@ pub async fn ingest(url: &str) -> Ingest {
         for prefix in ["store", "raw"] {
             let group = format!("{prefix}-{g}");
             store
-                .create_group(&group, 0, b"s", "bench-device", "bench", None)
+                .create_group(
+                    &group,
+                    0,
+                    b"s",
+                    "bench-device",
+                    "bench",
+                    None,
+                    conclave_audit::Event::new(0, 0, "group_created").actor("bench"),
+                )
                 .await
                 .unwrap();
         }

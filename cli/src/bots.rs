@@ -349,7 +349,13 @@ const MAX_REMINDERS: usize = 10_000;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Reminder {
+    /// The channel's name when the reminder was set (for messages, and for
+    /// reminders stored before `group_id` was).
     channel: String,
+    /// The channel's group id: what names it for good, so a reminder
+    /// follows the channel through a rename.
+    #[serde(default)]
+    group_id: Option<String>,
     thread: String,
     user: String,
     text: String,
@@ -449,6 +455,7 @@ async fn remind(
         let due = unix_now() + delay;
         let reminder = Reminder {
             channel: request.channel().to_owned(),
+            group_id: Some(request.group_id().to_owned()),
             thread: request.message_id().to_owned(),
             user: request.sender().to_owned(),
             text: text.trim().to_owned(),
@@ -532,7 +539,12 @@ async fn fire_due(client: &Client) -> Result<Option<u64>, conclave_client::Clien
             mentions: vec![reminder.user.clone()],
             body,
         };
-        let sent = match client.channel_named(&reminder.channel).await {
+        // By group id: the channel may have been renamed since.
+        let channel = match &reminder.group_id {
+            Some(group_id) => client.channel(group_id).await,
+            None => client.channel_named(&reminder.channel).await,
+        };
+        let sent = match channel {
             Ok(channel) => channel.send_once(content, &key).await,
             Err(e) => Err(e),
         };

@@ -462,7 +462,9 @@ async fn main() -> ExitCode {
         Ok(false) => ExitCode::SUCCESS,
         Ok(true) => ExitCode::from(EXIT_SECURITY_ALERT),
         Err(message) => {
-            eprintln!("conclave: {message}");
+            // The message may quote the relay, or names and text from other
+            // users: shown, never obeyed by the terminal.
+            eprintln!("conclave: {}", sanitize::sanitize(&message));
             ExitCode::FAILURE
         }
     }
@@ -1274,13 +1276,17 @@ async fn execute(
             let name = channel;
             let channel = named_channel(client, &name).await?;
             let parent = channel.message_id_at(seq).await?;
+            // #seq may be a reply: its thread is its root's, and so is the
+            // number this says.
+            let thread = channel.thread(&parent).await?;
             match reply {
                 Some(text) => {
                     let at = channel.reply(&parent, &text).await?;
-                    println!("replied in the thread of #{seq} in {name} (#{at})");
+                    let root = thread.first().map_or(seq, |root| root.seq);
+                    println!("replied in the thread of #{root} in {name} (#{at})");
                 }
                 None => {
-                    for entry in channel.thread(&parent).await? {
+                    for entry in thread {
                         say!("{}", render(&entry));
                     }
                 }
@@ -1533,7 +1539,9 @@ fn print_event(event: &Event) {
             "a new device signed in to your account: {device_id} (if it wasn't you, run `conclave device revoke {device_id}`)"
         ),
         Event::DeviceRevoked { device_id } => say!("device {device_id} was revoked"),
-        Event::SecurityAlert(alert) | Event::AccountChanged(alert) => print_alert(alert),
+        // Kept as alerts, and shown once with every other alert not shown
+        // yet when the command ends (`show_new_alerts`).
+        Event::SecurityAlert(_) | Event::AccountChanged(_) => {}
         Event::HistoryReceived {
             channel,
             from,

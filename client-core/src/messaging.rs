@@ -376,8 +376,14 @@ impl Channel {
             .ok_or_else(|| ClientError::Invalid(format!("no message #{seq} in {}", self.name())))
     }
 
-    /// A thread: its first message, then every reply, in order.
-    pub async fn thread(&self, parent: &str) -> Result<Vec<HistoryEntry>> {
+    /// A thread: its first message, then every reply, in order. Given a
+    /// reply, the thread it is in (a reply to a reply joins its root's).
+    pub async fn thread(&self, message: &str) -> Result<Vec<HistoryEntry>> {
+        let root = {
+            let mut db = self.client.session.db.lock().await;
+            messages::thread_root(&mut db, self.group_id(), message).await?
+        };
+        let parent = root.as_deref().unwrap_or(message);
         let history = self.history().await?;
         let thread: Vec<HistoryEntry> = history
             .into_iter()

@@ -28,11 +28,17 @@ impl Role {
     }
 }
 
-/// A database failure, as an admin command reports it.
+/// A database failure, as an admin command reports it. A change whose audit
+/// entry the log could not take was rolled back with it: say so.
 fn db(source: crate::StoreError) -> ServerError {
-    ServerError::Database {
-        what: "database",
-        source,
+    match source {
+        crate::StoreError::Log(e) => ServerError::Refused(format!(
+            "the audit log could not record this change, so nothing was changed: {e}"
+        )),
+        source => ServerError::Database {
+            what: "database",
+            source,
+        },
     }
 }
 
@@ -118,8 +124,13 @@ async fn new_bot(
     )
     .await
     .map_err(refused)?;
+    let created = events.entry(
+        AuditEvent::success(AuditAction::AccountCreated, HOST_ADMIN)
+            .target(name.as_str())
+            .detail("bot_owner", owner),
+    );
     if !store
-        .create_bot(name.as_str(), &hash, owner)
+        .create_bot(name.as_str(), &hash, owner, created)
         .await
         .map_err(db)?
     {
@@ -127,14 +138,6 @@ async fn new_bot(
             "an account named {name} already exists"
         )));
     }
-    events
-        .record(
-            AuditEvent::success(AuditAction::AccountCreated, HOST_ADMIN)
-                .target(name.as_str())
-                .detail("bot_owner", owner),
-        )
-        .await
-        .map_err(refused)?;
     Ok(password)
 }
 
@@ -162,15 +165,15 @@ async fn register_command(
             "the usage is one line of at most 200 bytes".into(),
         ));
     }
-    store.set_command(&name, bot, usage).await.map_err(db)?;
-    events
-        .record(
-            AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
-                .target(format!("command:{name}"))
-                .detail("bot", bot),
-        )
+    let changed = events.entry(
+        AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
+            .target(format!("command:{name}"))
+            .detail("bot", bot),
+    );
+    store
+        .set_command(&name, bot, usage, changed)
         .await
-        .map_err(refused)?;
+        .map_err(db)?;
     Ok(name)
 }
 
@@ -214,7 +217,9 @@ fn refuse_a_missing_relay(config: &Config) -> Result<(), ServerError> {
 }
 
 /// The relay's data, opened for host-side administration. Every change is
-/// recorded in the audit log as the host administrator's.
+/// recorded in the audit log as the host administrator's, in the change's
+/// own transaction: if the log cannot take the entry, the command fails and
+/// nothing changes.
 #[derive(Debug)]
 pub struct Admin {
     config: Config,
@@ -297,9 +302,13 @@ impl Admin {
 
     /// Grants `role` to `username`.
     pub async fn grant(&self, username: &str, role: Role) -> Result<(), ServerError> {
+        let granted = self.events.entry(
+            AuditEvent::success(AuditAction::RoleChanged, HOST_ADMIN)
+                .target(format!("{username}:+{}", role.as_str())),
+        );
         if !self
             .store
-            .grant_role(username, role.as_str())
+            .grant_role(username, role.as_str(), granted)
             .await
             .map_err(db)?
         {
@@ -307,18 +316,18 @@ impl Admin {
                 "no account named {username:?}"
             )));
         }
-        self.record(
-            AuditEvent::success(AuditAction::RoleChanged, HOST_ADMIN)
-                .target(format!("{username}:+{}", role.as_str())),
-        )
-        .await
+        Ok(())
     }
 
     /// Takes `role` away from `username`.
     pub async fn revoke_role(&self, username: &str, role: Role) -> Result<(), ServerError> {
+        let revoked = self.events.entry(
+            AuditEvent::success(AuditAction::RoleChanged, HOST_ADMIN)
+                .target(format!("{username}:-{}", role.as_str())),
+        );
         if !self
             .store
-            .revoke_role(username, role.as_str())
+            .revoke_role(username, role.as_str(), revoked)
             .await
             .map_err(db)?
         {
@@ -327,11 +336,7 @@ impl Admin {
                 role.as_str()
             )));
         }
-        self.record(
-            AuditEvent::success(AuditAction::RoleChanged, HOST_ADMIN)
-                .target(format!("{username}:-{}", role.as_str())),
-        )
-        .await
+        Ok(())
     }
 
     /// Routes `/name` to `bot`, shown with `usage` (default `/name`).
@@ -353,15 +358,19 @@ impl Admin {
     /// Removes `/name`; returns the name without its slash.
     pub async fn remove_command(&self, name: &str) -> Result<String, ServerError> {
         let name = name.trim_start_matches('/').to_owned();
-        if !self.store.remove_command(&name).await.map_err(db)? {
-            return Err(ServerError::Refused(format!("there is no command /{name}")));
-        }
-        self.record(
+        let removed = self.events.entry(
             AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
                 .target(format!("command:{name}"))
                 .detail("removed", true),
-        )
-        .await?;
+        );
+        if !self
+            .store
+            .remove_command(&name, removed)
+            .await
+            .map_err(db)?
+        {
+            return Err(ServerError::Refused(format!("there is no command /{name}")));
+        }
         Ok(name)
     }
 
@@ -383,14 +392,14 @@ impl Admin {
 
     /// Issues one single-use invite code valid for `ttl` seconds.
     pub async fn invite(&self, ttl: u64) -> Result<IssuedInvite, ServerError> {
-        let (code, id, expires_at) = issue_invite(&self.store, HOST_ADMIN, ttl)
-            .await
-            .map_err(refused)?;
-        self.record(
-            AuditEvent::success(AuditAction::InviteCreated, HOST_ADMIN)
-                .target(format!("invite:{id}")),
-        )
-        .await?;
+        let (code, _, expires_at) = issue_invite(&self.store, HOST_ADMIN, ttl, |id| {
+            self.events.entry(
+                AuditEvent::success(AuditAction::InviteCreated, HOST_ADMIN)
+                    .target(format!("invite:{id}")),
+            )
+        })
+        .await
+        .map_err(refused)?;
         Ok(IssuedInvite { code, expires_at })
     }
 
@@ -409,12 +418,14 @@ impl Admin {
         ];
         for (name, value) in settings {
             let Some(value) = value else { continue };
-            self.store.set_setting(name, &value).await.map_err(db)?;
-            self.record(
+            let changed = self.events.entry(
                 AuditEvent::success(AuditAction::PolicyChanged, HOST_ADMIN)
                     .target(format!("{name}={value}")),
-            )
-            .await?;
+            );
+            self.store
+                .set_setting(name, &value, changed)
+                .await
+                .map_err(db)?;
         }
         let setting =
             |name: &'static str| async move { self.store.setting(name).await.map_err(db) };
@@ -524,21 +535,16 @@ impl Admin {
             .ok_or_else(|| ServerError::Refused("a generated invite code does not parse".into()))?;
         let hash = crate::auth::hash_secret(whole).await.map_err(refused)?;
         let expires_at = self.store.clock().unix_now() + ttl;
-        self.store
-            .create_recovery_invite(&id, &hash, HOST_ADMIN, username, expires_at)
-            .await
-            .map_err(db)?;
-        self.record(
+        let issued = self.events.entry(
             AuditEvent::success(AuditAction::InviteCreated, HOST_ADMIN)
                 .target(format!("invite:{id}"))
                 .detail("recovers", username),
-        )
-        .await?;
+        );
+        self.store
+            .create_recovery_invite(&id, &hash, HOST_ADMIN, username, expires_at, issued)
+            .await
+            .map_err(db)?;
         Ok(IssuedInvite { code, expires_at })
-    }
-
-    async fn record(&self, event: AuditEvent) -> Result<(), ServerError> {
-        self.events.record(event).await.map_err(refused)
     }
 }
 

@@ -297,11 +297,18 @@ impl IntoResponse for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(error: crate::store::StoreError) -> Self {
-        use crate::store::StoreError::Database;
-        match &error {
+        use crate::store::StoreError::{Database, Log};
+        use conclave_audit::log::LogError;
+        // A change's audit entry is appended in the change's transaction, so
+        // the database error may come from either.
+        let database = match &error {
+            Database(e) | Log(LogError::Database(e)) => Some(e),
+            _ => None,
+        };
+        match database {
             // The connection, not the request: 503, so that clients and load
             // balancers try another node instead of giving up.
-            Database(
+            Some(
                 sqlx::Error::PoolTimedOut
                 | sqlx::Error::PoolClosed
                 | sqlx::Error::Io(_)
@@ -312,7 +319,7 @@ impl From<crate::store::StoreError> for ApiError {
             // and their extended codes), or PostgreSQL gave up a transaction
             // to a conflicting one (40001, 40P01): the relay is overloaded,
             // not broken. 503 with a retry, never 500.
-            Database(sqlx::Error::Database(e))
+            Some(sqlx::Error::Database(e))
                 if matches!(
                     e.code().as_deref(),
                     Some("5" | "6" | "261" | "262" | "517" | "40001" | "40P01")
@@ -321,6 +328,9 @@ impl From<crate::store::StoreError> for ApiError {
                 tracing::warn!(error = %error, "database busy");
                 ApiError::Busy { retry_after: 1 }
             }
+            // The log refused the entry of the change: the change was rolled
+            // back with it.
+            _ if matches!(error, Log(_)) => ApiError::AuditUnavailable(error.to_string()),
             _ => ApiError::Internal(format!("database: {error}")),
         }
     }

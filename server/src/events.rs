@@ -269,11 +269,14 @@ impl AuditTrail {
 
     /// Records an event in a transaction of its own. If the log cannot take
     /// it, the request fails with 503 `audit_unavailable`: call this
-    /// *before* answering, and before the change where the change can
-    /// still be held back, so that no security event goes unrecorded.
-    /// Events that must land with their change (device registrations,
-    /// membership changes, factor changes) go into that change's
-    /// transaction instead ([`AuditTrail::entry`]).
+    /// *before* answering, so that no security event goes unrecorded.
+    ///
+    /// Only for events that change nothing the relay stores (a refused
+    /// login, a failed second factor). An event that records a change goes
+    /// into that change's transaction instead: build it with
+    /// [`AuditTrail::entry`] and hand it to the store method, which appends
+    /// it with `conclave_audit::log::append` before it commits, so that the
+    /// change and its entry land together or not at all.
     pub async fn record(&self, event: AuditEvent) -> Result<(), crate::error::ApiError> {
         self.log
             .append(self.entry(event))
@@ -306,14 +309,6 @@ impl AuditTrail {
                 })
             })
             .await
-    }
-
-    /// Records an event from a background task, where there is no request
-    /// to fail: a failure is logged loudly.
-    pub async fn record_in_background(&self, event: AuditEvent) {
-        if let Err(e) = self.log.append(self.entry(event)).await {
-            tracing::error!(error = %e, "could not record an audit event");
-        }
     }
 }
 

@@ -767,21 +767,31 @@ async fn reminders_survive_a_bot_restart() {
     );
 
     // Down before the reminder falls due; it is posted once it is back
-    // (here as one of the bots `bot serve` runs together).
+    // (here as one of the bots `bot serve` runs together), in the channel
+    // it was set in, though that was renamed meanwhile: the bot keeps the
+    // channel's group id, not its name.
     bot.kill_hard();
+    alice
+        .client
+        .channel_named("team")
+        .await
+        .unwrap()
+        .rename("crew")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
-        count(&alice.client, "team", |e| e.text.contains("reminder:")).await,
+        count(&alice.client, "crew", |e| e.text.contains("reminder:")).await,
         0
     );
     let bot = BotProcess::start(&server, &home, &["serve", "--remind", "--echo"]);
-    let reminder = wait_for(&alice.client, "team", |e| e.text.contains("reminder:")).await;
+    let reminder = wait_for(&alice.client, "crew", |e| e.text.contains("reminder:")).await;
     assert_eq!(reminder.text, "@alice reminder: water the ficus");
     assert_eq!(reminder.parent.as_deref(), Some(command_id.as_str()));
     assert_eq!(reminder.mentions, ["alice"]);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        count(&alice.client, "team", |e| e.text.contains("reminder:")).await,
+        count(&alice.client, "crew", |e| e.text.contains("reminder:")).await,
         1
     );
     drop(bot);

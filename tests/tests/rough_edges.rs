@@ -177,17 +177,25 @@ async fn every_command_finds_a_channel_it_was_just_invited_to() {
     let server = ServerProcess::start();
     let bob = cli_user(&server, "bob");
     let alice = Person::register(&server, "alice", PASSWORD).await;
-    for channel in ["ops", "infra"] {
-        alice.client.create_channel(channel).await.unwrap();
-        alice.client.invite(channel, "bob").await.unwrap();
-    }
-    // Without a sync first, each finds the channel: retention and archive
-    // are refused for what bob may not do, not for a channel he cannot see.
-    for args in [
-        &["channel", "retention", "ops", "7"][..],
-        &["channel", "archive", "ops"],
-    ] {
-        let output = conclave(&server, &bob, args, "");
+    // Each command meets a channel bob was invited to after his last
+    // command, with no sync between: it finds the channel, and is refused
+    // (if at all) for what bob may not do, not for a channel he cannot see.
+    let mut fresh = 0;
+    let mut invited = async |channel: &str| {
+        fresh += 1;
+        let channel = format!("{channel}-{fresh}");
+        alice.client.create_channel(&channel).await.unwrap();
+        alice.client.invite(&channel, "bob").await.unwrap();
+        channel
+    };
+    for command in ["retention", "archive", "history-sharing"] {
+        let channel = invited(command).await;
+        let args: Vec<&str> = match command {
+            "retention" => vec!["channel", "retention", &channel, "7"],
+            "history-sharing" => vec!["channel", "history-sharing", &channel, "on"],
+            _ => vec!["channel", command, &channel],
+        };
+        let output = conclave(&server, &bob, &args, "");
         assert!(!output.status.success());
         let text = said(&output);
         assert!(
@@ -195,9 +203,35 @@ async fn every_command_finds_a_channel_it_was_just_invited_to() {
             "{args:?}: {text}"
         );
     }
-    let left = conclave(&server, &bob, &["channel", "leave", "infra"], "");
+    let channel = invited("members").await;
+    let members = conclave(&server, &bob, &["channel", "members", &channel], "");
+    assert!(members.status.success(), "{members:?}");
+    assert_eq!(said(&members), "alice (1 device)\nbob (1 device)\n");
+    let channel = invited("topic").await;
+    let topic = conclave(
+        &server,
+        &bob,
+        &["channel", "topic", &channel, "found it"],
+        "",
+    );
+    assert!(topic.status.success(), "{topic:?}");
+    assert_eq!(said(&topic).trim(), format!("topic of {channel} set"));
+    let channel = invited("rename").await;
+    let renamed = conclave(
+        &server,
+        &bob,
+        &["channel", "rename", &channel, "renamed"],
+        "",
+    );
+    assert!(renamed.status.success(), "{renamed:?}");
+    assert_eq!(
+        said(&renamed).trim(),
+        format!("renamed {channel} to renamed")
+    );
+    let channel = invited("leave").await;
+    let left = conclave(&server, &bob, &["channel", "leave", &channel], "");
     assert!(left.status.success(), "{left:?}");
-    assert_eq!(said(&left).trim(), "left infra");
+    assert_eq!(said(&left).trim(), format!("left {channel}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -315,6 +349,26 @@ async fn errors_say_what_is_wrong() {
         said(&no_file).contains("#1 in general has no file"),
         "{no_file:?}"
     );
+
+    // An error quotes what it was given (or what the relay said): shown,
+    // never obeyed by the terminal (no escape retitles or clears it).
+    let escape = "mallory\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    let refused = conclave(
+        &server,
+        &alice,
+        &["channel", "share-history", "general", escape],
+        "",
+    );
+    assert!(!refused.status.success());
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !text.contains(['\u{1b}', '\u{7}']),
+        "the error reached the terminal raw: {text:?}"
+    );
+    assert_eq!(
+        text,
+        "conclave: mallory\u{fffd}]0;pwned\u{fffd}\u{fffd}[2J is not a member of general\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -322,39 +376,92 @@ async fn a_reply_to_a_reply_joins_the_thread_of_its_root() {
     let server = ServerProcess::start();
     let alice = Person::register(&server, "alice", PASSWORD).await;
     let bob = Person::register(&server, "bob", PASSWORD).await;
+    let carol = cli_user(&server, "carol");
     alice.client.create_channel("launch").await.unwrap();
     alice.client.invite("launch", "bob").await.unwrap();
+    alice.client.invite("launch", "carol").await.unwrap();
     alice.client.send("launch", "the plan").await.unwrap();
     bob.client.sync().await.unwrap();
-    let id_of = |history: Vec<conclave_client::HistoryEntry>, text: &str| {
+    let find = |history: Vec<conclave_client::HistoryEntry>, text: &str| {
         history
             .into_iter()
             .find(|e| e.text == text)
             .unwrap_or_else(|| panic!("no {text:?}"))
-            .id
     };
-    let root = id_of(bob.client.history("launch").await.unwrap(), "the plan");
+    let root = find(bob.client.history("launch").await.unwrap(), "the plan");
     bob.client
-        .reply("launch", &root, "a question")
+        .reply("launch", &root.id, "a question")
         .await
         .unwrap();
     alice.client.sync().await.unwrap();
-    let first_reply = id_of(alice.client.history("launch").await.unwrap(), "a question");
+    let first_reply = find(alice.client.history("launch").await.unwrap(), "a question");
     alice
         .client
-        .reply("launch", &first_reply, "an answer")
+        .reply("launch", &first_reply.id, "an answer")
         .await
         .unwrap();
+
+    // Through the CLI: a reply to the reply says the thread it joined is
+    // the root's, and the thread of a reply is its root's whole thread.
+    let replied = conclave(
+        &server,
+        &carol,
+        &[
+            "thread",
+            "launch",
+            &first_reply.seq.to_string(),
+            "a follow-up",
+        ],
+        "",
+    );
+    assert!(replied.status.success(), "{replied:?}");
+    let said_replied = said(&replied);
+    assert!(
+        said_replied.starts_with(&format!(
+            "replied in the thread of #{} in launch (#",
+            root.seq
+        )),
+        "{said_replied}"
+    );
+    let shown = conclave(
+        &server,
+        &carol,
+        &["thread", "launch", &first_reply.seq.to_string()],
+        "",
+    );
+    assert!(shown.status.success(), "{shown:?}");
+    let lines: Vec<String> = said(&shown).lines().map(str::to_owned).collect();
+    let texts: Vec<&str> = lines
+        .iter()
+        .map(|line| line.split_once(": ").map_or("", |(_, text)| text))
+        .collect();
+    assert_eq!(
+        texts,
+        ["the plan", "a question", "an answer", "a follow-up"],
+        "{lines:?}"
+    );
+    assert!(
+        lines[0].starts_with(&format!("#{} alice: ", root.seq)),
+        "{lines:?}"
+    );
+
+    // Every receiving device files every reply under the root, and finds
+    // the whole thread from any message in it.
     for client in [&alice.client, &bob.client] {
         client.sync().await.unwrap();
-        let thread = client.thread("launch", &root).await.unwrap();
-        let texts: Vec<&str> = thread.iter().map(|e| e.text.as_str()).collect();
-        assert_eq!(texts, ["the plan", "a question", "an answer"]);
-        assert!(
-            thread[1..]
-                .iter()
-                .all(|e| e.parent.as_deref() == Some(root.as_str()))
-        );
+        for from in [&root.id, &first_reply.id] {
+            let thread = client.thread("launch", from).await.unwrap();
+            let texts: Vec<&str> = thread.iter().map(|e| e.text.as_str()).collect();
+            assert_eq!(
+                texts,
+                ["the plan", "a question", "an answer", "a follow-up"]
+            );
+            assert!(
+                thread[1..]
+                    .iter()
+                    .all(|e| e.parent.as_deref() == Some(root.id.as_str()))
+            );
+        }
     }
 }
 

@@ -20,6 +20,12 @@ fn registration(user: &str, device: &str) -> Event {
         .detail("public_key", "00")
 }
 
+/// The audit entry a change hands the store, to be appended in the
+/// change's transaction (the relay builds these with `AuditTrail::entry`).
+fn logged(action: &str) -> Event {
+    Event::new(0, 1_700_000_000, action).actor("test")
+}
+
 fn package(tag: u8, last_resort: bool) -> NewKeyPackage {
     NewKeyPackage {
         bytes: vec![tag; 8],
@@ -109,7 +115,7 @@ async fn storage_suite(store: Store) {
     packages.push(package(100, true));
     assert_eq!(
         store
-            .add_key_packages("d-alice", &packages, 200)
+            .add_key_packages("d-alice", &packages, 200, logged("key_packages_uploaded"))
             .await
             .unwrap(),
         KeyPackagesAdded::Added
@@ -142,7 +148,12 @@ async fn storage_suite(store: Store) {
     assert_eq!(store.key_package_stock("d-alice").await.unwrap(), (0, true));
     // A new last-resort package replaces the old one.
     store
-        .add_key_packages("d-alice", &[package(101, true)], 200)
+        .add_key_packages(
+            "d-alice",
+            &[package(101, true)],
+            200,
+            logged("key_packages_uploaded"),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -153,14 +164,30 @@ async fn storage_suite(store: Store) {
     // Groups: ids are unique; appends need the current epoch.
     assert_eq!(
         store
-            .create_group("g1", 0, b"state-0", "d-alice", "alice", None)
+            .create_group(
+                "g1",
+                0,
+                b"state-0",
+                "d-alice",
+                "alice",
+                None,
+                logged("group_created")
+            )
             .await
             .unwrap(),
         conclave_server::NewGroup::Created
     );
     assert_eq!(
         store
-            .create_group("g1", 0, b"other", "d-bob", "bob", None)
+            .create_group(
+                "g1",
+                0,
+                b"other",
+                "d-bob",
+                "bob",
+                None,
+                logged("group_created")
+            )
             .await
             .unwrap(),
         conclave_server::NewGroup::Exists
@@ -173,14 +200,30 @@ async fn storage_suite(store: Store) {
     };
     assert_eq!(
         store
-            .create_group("g2", 0, b"s", "d-alice", "alice", Some(&listing("lobby")))
+            .create_group(
+                "g2",
+                0,
+                b"s",
+                "d-alice",
+                "alice",
+                Some(&listing("lobby")),
+                logged("group_created")
+            )
             .await
             .unwrap(),
         conclave_server::NewGroup::Created
     );
     assert_eq!(
         store
-            .create_group("g3", 0, b"s", "d-bob", "bob", Some(&listing("lobby")))
+            .create_group(
+                "g3",
+                0,
+                b"s",
+                "d-bob",
+                "bob",
+                Some(&listing("lobby")),
+                logged("group_created")
+            )
             .await
             .unwrap(),
         conclave_server::NewGroup::NameTaken
@@ -323,8 +366,18 @@ async fn storage_suite(store: Store) {
         Some("alice")
     );
     assert_eq!(store.group_creator("nope").await.unwrap(), None);
-    assert!(store.archive_group("g1").await.unwrap());
-    assert!(!store.archive_group("g1").await.unwrap());
+    assert!(
+        store
+            .archive_group("g1", logged("group_archived"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .archive_group("g1", logged("group_archived"))
+            .await
+            .unwrap()
+    );
     assert!(
         store
             .access("g1", "d-alice")
@@ -382,7 +435,15 @@ async fn storage_suite(store: Store) {
 /// after its first read; the relay must not answer those with 500.)
 async fn reading_writes_wait_their_turn(store: &Store) {
     store
-        .create_group("busy", 0, b"s", "d-alice", "alice", None)
+        .create_group(
+            "busy",
+            0,
+            b"s",
+            "d-alice",
+            "alice",
+            None,
+            logged("group_created"),
+        )
         .await
         .unwrap();
     let chunks = 64u64;
@@ -395,7 +456,7 @@ async fn reading_writes_wait_their_turn(store: &Store) {
         recipient: None,
     };
     assert!(matches!(
-        store.create_blob(&blob, u64::MAX).await.unwrap(),
+        store.create_blob(&blob, u64::MAX, None).await.unwrap(),
         NewBlob::Created
     ));
     let mut writes = tokio::task::JoinSet::new();
@@ -446,7 +507,15 @@ async fn group_commit_suite(store: &Store) {
     let groups = ["gc-a", "gc-b", "gc-c"];
     for group in groups {
         store
-            .create_group(group, 0, b"s", "d-alice", "alice", None)
+            .create_group(
+                group,
+                0,
+                b"s",
+                "d-alice",
+                "alice",
+                None,
+                logged("group_created"),
+            )
             .await
             .unwrap();
     }
@@ -560,13 +629,19 @@ async fn account_suite(store: &Store) {
 
     // Invites: spent with the account, in one transaction.
     store
-        .create_invite("inv1", "hash", "host-admin", u64::MAX / 4)
+        .create_invite(
+            "inv1",
+            "hash",
+            "host-admin",
+            u64::MAX / 4,
+            logged("invite_created"),
+        )
         .await
         .unwrap();
     assert!(store.open_invite("inv1").await.unwrap().is_some());
     assert_eq!(
         store
-            .create_account_with_invite("carol", "h", Some("inv1"))
+            .create_account_with_invite("carol", "h", Some("inv1"), logged("account_created"))
             .await
             .unwrap(),
         Ok(())
@@ -574,14 +649,14 @@ async fn account_suite(store: &Store) {
     assert!(store.open_invite("inv1").await.unwrap().is_none());
     assert_eq!(
         store
-            .create_account_with_invite("dave", "h", Some("inv1"))
+            .create_account_with_invite("dave", "h", Some("inv1"), logged("account_created"))
             .await
             .unwrap(),
         Err("invite")
     );
     assert_eq!(store.password_hash("dave").await.unwrap(), None); // rolled back
     store
-        .create_invite("inv2", "hash", "host-admin", 1)
+        .create_invite("inv2", "hash", "host-admin", 1, logged("invite_created"))
         .await
         .unwrap(); // long expired
     assert!(store.open_invite("inv2").await.unwrap().is_none());
@@ -591,7 +666,7 @@ async fn account_suite(store: &Store) {
     assert!(session.session_started_at.is_some() && session.revoked_at.is_none());
     assert!(session.has_second_factor && !session.second_factor_required);
     store
-        .set_setting("require_second_factor", "true")
+        .set_setting("require_second_factor", "true", logged("policy_changed"))
         .await
         .unwrap();
     assert!(
@@ -648,11 +723,12 @@ async fn account_suite(store: &Store) {
     assert_eq!(store.peek_bucket("b", 3600).await.unwrap().hits, 0);
 
     // Roles.
-    assert!(store.grant_role("alice", "admin").await.unwrap());
-    assert!(!store.grant_role("nobody", "admin").await.unwrap());
+    let role = || logged("role_changed");
+    assert!(store.grant_role("alice", "admin", role()).await.unwrap());
+    assert!(!store.grant_role("nobody", "admin", role()).await.unwrap());
     assert_eq!(store.roles("alice").await.unwrap(), ["admin"]);
-    assert!(store.revoke_role("alice", "admin").await.unwrap());
-    assert!(!store.revoke_role("alice", "admin").await.unwrap());
+    assert!(store.revoke_role("alice", "admin", role()).await.unwrap());
+    assert!(!store.revoke_role("alice", "admin", role()).await.unwrap());
 }
 
 /// The log half of the audit crate on this backend: registrations land once,
@@ -667,25 +743,39 @@ async fn log_suite(store: &Store) {
     let trusted = [signer.verifier_key().clone()];
     let log = TransparencyLog::new(store.pool().clone(), signer);
 
-    // The suite registered three devices (the repeat and the stolen id did
-    // not count) and one commit won (the losing commit's entry went with it).
-    assert_eq!(log.size().await.unwrap(), 4);
+    // Each change the suite made entered the log with it, once; what was
+    // refused logged nothing: the repeated and the stolen device, the taken
+    // group id and public name, the second archive, the spent invite, the
+    // role of no account and the role not held. One commit won (the losing
+    // commit's entry went with it).
+    let expected = [
+        "device_added",
+        "device_added",
+        "key_packages_uploaded",
+        "key_packages_uploaded",
+        "group_created",
+        "group_created",
+        "member_added",
+        "group_archived",
+        "invite_created",
+        "account_created",
+        "invite_created",
+        "policy_changed",
+        "device_added",
+        "role_changed",
+        "role_changed",
+    ];
+    let logged = expected.len() as u64;
+    let all = logged + 24;
+    assert_eq!(log.size().await.unwrap(), logged);
     let recorded: Vec<String> = log
-        .entries(0, 4)
+        .entries(0, logged)
         .await
         .unwrap()
         .iter()
         .map(|e| Event::decode(&e.leaf).unwrap().action)
         .collect();
-    assert_eq!(
-        recorded,
-        [
-            "device_added",
-            "device_added",
-            "member_added",
-            "device_added"
-        ]
-    );
+    assert_eq!(recorded, expected);
     let entry = log
         .device_registration("alice", "d-alice")
         .await
@@ -700,7 +790,7 @@ async fn log_suite(store: &Store) {
     );
 
     let first = log.checkpoint(1).await.unwrap();
-    assert_eq!(first.size, 4);
+    assert_eq!(first.size, logged);
     // Nothing new: the same checkpoint, not a new signature.
     assert_eq!(log.checkpoint(2).await.unwrap(), first);
 
@@ -718,7 +808,7 @@ async fn log_suite(store: &Store) {
     for task in tasks {
         indexes.insert(task.await.unwrap());
     }
-    assert_eq!(indexes, (4..28).collect::<BTreeSet<u64>>());
+    assert_eq!(indexes, (logged..all).collect::<BTreeSet<u64>>());
 
     // The new checkpoint verifies, extends the first, and proves entries.
     let second = log.checkpoint(3).await.unwrap();
@@ -727,16 +817,23 @@ async fn log_suite(store: &Store) {
         .verify(&trusted)
         .unwrap();
     let checkpoint = Checkpoint::from_note_text(note.text()).unwrap();
-    assert_eq!(checkpoint.size(), 28);
-    let proof = log.consistency_proof(4, 28).await.unwrap();
-    verify_consistency(4, 28, &proof, &first.root_hash, checkpoint.root_hash()).unwrap();
-    let entries = log.entries(0, 28).await.unwrap();
+    assert_eq!(checkpoint.size(), all);
+    let proof = log.consistency_proof(logged, all).await.unwrap();
+    verify_consistency(
+        logged,
+        all,
+        &proof,
+        &first.root_hash,
+        checkpoint.root_hash(),
+    )
+    .unwrap();
+    let entries = log.entries(0, all).await.unwrap();
     for entry in &entries {
         assert_eq!(Event::decode(&entry.leaf).unwrap().seq, entry.index);
-        let proof = log.inclusion_proof(entry.index, 28).await.unwrap();
+        let proof = log.inclusion_proof(entry.index, all).await.unwrap();
         verify_inclusion(
             entry.index,
-            28,
+            all,
             &leaf_hash(&entry.leaf),
             &proof,
             checkpoint.root_hash(),
@@ -753,8 +850,8 @@ async fn log_suite(store: &Store) {
         .execute(store.pool())
         .await
         .unwrap();
-    let proof = log.inclusion_proof(1, 28).await.unwrap();
-    assert!(verify_inclusion(1, 28, &leaf_hash(&edited), &proof, checkpoint.root_hash()).is_err());
+    let proof = log.inclusion_proof(1, all).await.unwrap();
+    assert!(verify_inclusion(1, all, &leaf_hash(&edited), &proof, checkpoint.root_hash()).is_err());
     // With the stored tree rebuilt from the rewritten leaves, the tree no
     // longer extends the last checkpoint: a relay refuses to sign over it.
     sqlx::query("DELETE FROM audit_tree")
@@ -776,7 +873,7 @@ async fn log_suite(store: &Store) {
     fresh.append(Event::new(0, 6, "login")).await.unwrap();
     assert!(matches!(
         fresh.checkpoint(4).await,
-        Err(LogError::Inconsistent { size: 28 })
+        Err(LogError::Inconsistent { size }) if size == all
     ));
 }
 

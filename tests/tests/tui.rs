@@ -771,3 +771,76 @@ fn another_device_is_revoked_from_the_terminal_ui_with_the_password_and_a_code()
     tmux.type_line("laptop", "/quit");
     assert_eq!(tmux.wait_for_exit("laptop"), (true, Some(0)));
 }
+
+#[test]
+fn a_renamed_channel_keeps_its_selection_and_draft_in_the_terminal_ui() {
+    let tmux = Tmux::start();
+    let server = ServerProcess::start();
+    let alice = TempDir::new("tui-rename-alice");
+    let bob = TempDir::new("tui-rename-bob");
+    let passwords = format!("{PASSWORD}\n{PASSWORD}\n");
+    for (home, user) in [(&alice, "alice"), (&bob, "bob")] {
+        conclave(
+            &server,
+            home.path(),
+            &["--password-stdin", "--unprotected-key", "register", user],
+            Some(&passwords),
+        );
+    }
+    for args in [
+        &["channel", "create", "general"][..],
+        &["channel", "invite", "general", "bob"],
+        &["channel", "create", "launch"],
+        &["channel", "invite", "launch", "bob"],
+    ] {
+        conclave(&server, alice.path(), args, None);
+    }
+    tmux.open("bob", &tui_command(bob.path()));
+    tmux.wait_for("bob", "both channels", |s| {
+        s.contains("> general") && s.contains("launch") && !s.contains("syncing")
+    });
+    tmux.press("bob", "Tab");
+    tmux.wait_for_text("bob", "message launch");
+    tmux.ok(&["send-keys", "-t", "bob", "-l", "half a thought for launch"]);
+    tmux.wait_for_text("bob", "\u{2502}half a thought for launch");
+
+    // Alice renames the channel bob is looking at: his UI says so, stays on
+    // it under its new name, and keeps what he was typing there.
+    conclave(
+        &server,
+        alice.path(),
+        &["channel", "rename", "launch", "liftoff"],
+        None,
+    );
+    let screen = tmux.wait_for("bob", "the rename", |s| {
+        s.contains("alice renamed launch to liftoff") && s.contains("message liftoff")
+    });
+    assert!(screen.contains("> liftoff"), "{screen}");
+    assert!(
+        screen.contains("\u{2502}half a thought for launch"),
+        "the draft stays:\n{screen}"
+    );
+    tmux.press("bob", "Enter");
+    tmux.wait_for_text("bob", "bob: half a thought for launch");
+
+    // And he renames it himself.
+    tmux.type_line("bob", "/rename rocket");
+    let screen = tmux.wait_for("bob", "his rename", |s| {
+        s.contains("renamed liftoff to rocket") && s.contains("message rocket")
+    });
+    assert!(screen.contains("> rocket"), "{screen}");
+    assert!(!screen.contains("> general"), "{screen}");
+    tmux.type_line("bob", "/quit");
+    assert_eq!(tmux.wait_for_exit("bob"), (true, Some(0)));
+
+    let synced = conclave(&server, alice.path(), &["sync"], None);
+    assert!(
+        synced.contains("[liftoff] bob renamed the channel to rocket"),
+        "{synced}"
+    );
+    let history = conclave(&server, alice.path(), &["history", "rocket"], None);
+    assert!(
+        history.contains("bob: half a thought for launch"),
+        "{history}"
+    );
+}

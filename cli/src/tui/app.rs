@@ -191,6 +191,20 @@ impl App {
         self.show(View::Channel)
     }
 
+    /// A channel this UI knew as `from` is called `to` now: the selection
+    /// and the draft go with it (the view, a thread say, stays as it is).
+    fn follow_rename(&mut self, from: &str, to: &str) {
+        if from == to {
+            return;
+        }
+        if self.selected.as_deref() == Some(from) {
+            self.selected = Some(to.to_owned());
+        }
+        if let Some(draft) = self.drafts.remove(from) {
+            self.drafts.insert(to.to_owned(), draft);
+        }
+    }
+
     /// Keeps what the composer holds as the draft of the channel being left,
     /// and puts the draft of `entering` (or nothing) in its place.
     fn swap_drafts(&mut self, entering: Option<&str>) {
@@ -631,6 +645,7 @@ impl App {
             SlashCommand::Edit { seq, text } => Action::Edit { channel, seq, text },
             SlashCommand::Delete { seq } => Action::Delete { channel, seq },
             SlashCommand::Topic(topic) => Action::Topic { channel, topic },
+            SlashCommand::Rename { name } => Action::Rename { channel, name },
             SlashCommand::Dm { users, text } => Action::Direct { users, text },
             SlashCommand::Leave => Action::Leave { channel },
             SlashCommand::Create {
@@ -690,13 +705,12 @@ impl App {
             Event::Named {
                 placeholder, name, ..
             } => {
-                if here(placeholder) {
-                    self.selected = Some(name.clone());
-                }
-                if let Some(draft) = self.drafts.remove(placeholder) {
-                    self.drafts.insert(name.clone(), draft);
-                }
+                self.follow_rename(placeholder, name);
                 self.notice(format!("you joined {name}"));
+            }
+            Event::Renamed { from, to, by, .. } => {
+                self.follow_rename(from, to);
+                self.notice(format!("{by} renamed {from} to {to}"));
             }
             Event::Removed { channel, .. } => {
                 self.set_status(Tone::Warning, format!("you were removed from {channel}"))
@@ -812,6 +826,26 @@ impl App {
             Ok(mut channels) => {
                 // Channels first, then direct messages; each by name.
                 channels.sort_by(|a, b| (a.direct, &a.name).cmp(&(b.direct, &b.name)));
+                // A channel is its group; its name can change under us (a
+                // member renamed it, and this list may show it before the
+                // event that says so). What was selected or drafted under
+                // the old name follows the group to its new one.
+                let renamed: Vec<(String, String)> = self
+                    .channels
+                    .iter()
+                    .filter(|old| !channels.iter().any(|c| c.name == old.name))
+                    .filter_map(|old| {
+                        let new = channels.iter().find(|c| c.group_id == old.group_id)?;
+                        Some((old.name.clone(), new.name.clone()))
+                    })
+                    .collect();
+                let before = self.request();
+                for (from, to) in renamed {
+                    self.follow_rename(&from, &to);
+                }
+                if self.request() != before {
+                    effects.push(Effect::Reload);
+                }
                 self.channels = channels;
                 let known = self
                     .selected
@@ -841,6 +875,16 @@ impl App {
                     self.generation += 1;
                 }
                 self.loaded_for = Some(request);
+                // `/thread 7` on a reply shows the thread it is in: the
+                // view names that thread's first message from now on.
+                if let (View::Thread { seq }, Listing::Messages(thread)) =
+                    (&self.view, &self.listing)
+                    && let Some(root) = thread.first()
+                    && root.seq != *seq
+                {
+                    self.view = View::Thread { seq: root.seq };
+                    self.loaded_for = Some(self.request());
+                }
             }
             Err(problem) => {
                 self.error(problem);
@@ -865,6 +909,7 @@ mod tests {
         FactorAsked, Proof, RevokeCheck, RevokeTarget, Secret, TypedFactor,
     };
     use super::*;
+    use conclave_client::HistoryEntry;
 
     fn channel(name: &str, unread: u64) -> ChannelInfo {
         ChannelInfo {
@@ -1117,6 +1162,163 @@ mod tests {
             group_id: "5f0c1a2b".into(),
         });
         assert_eq!(app.selected.as_deref(), Some("general"));
+    }
+
+    /// A snapshot of `channels` (name, group id) and `entries`, for what
+    /// `app` asks now.
+    fn snapshot(
+        app: &mut App,
+        channels: &[(&str, &str)],
+        entries: Vec<HistoryEntry>,
+    ) -> Vec<Effect> {
+        let snapshot = Snapshot {
+            request: app.request(),
+            channels: Ok(channels
+                .iter()
+                .map(|(name, group_id)| ChannelInfo {
+                    group_id: (*group_id).into(),
+                    ..channel(name, 0)
+                })
+                .collect()),
+            listing: Ok(Listing::Messages(entries)),
+        };
+        app.on_update(Update::Snapshot(snapshot))
+    }
+
+    #[test]
+    fn a_channel_renamed_by_someone_else_keeps_its_selection_and_draft() {
+        let mut app = App::new("bob".into());
+        loaded(&mut app, &["general", "launch"]);
+        app.on_key(key(KeyCode::Tab));
+        assert_eq!(app.selected.as_deref(), Some("launch"));
+        app.composer.insert("half typed for launch");
+        let effects = app.on_event(&Event::Renamed {
+            from: "launch".into(),
+            to: "liftoff".into(),
+            by: "alice".into(),
+            group_id: "g-launch".into(),
+        });
+        assert_eq!(effects, [Effect::Reload]);
+        assert_eq!(app.selected.as_deref(), Some("liftoff"));
+        assert_eq!(app.composer.text(), "half typed for launch");
+        assert_eq!(
+            app.status.as_ref().map(|s| s.text.as_str()),
+            Some("alice renamed launch to liftoff")
+        );
+        snapshot(
+            &mut app,
+            &[("general", "g-general"), ("liftoff", "g-launch")],
+            Vec::new(),
+        );
+        assert_eq!(app.selected.as_deref(), Some("liftoff"));
+        // Enter sends to the channel under its new name.
+        assert_eq!(
+            app.on_key(key(KeyCode::Enter)),
+            [Effect::Do(Action::Send {
+                channel: "liftoff".into(),
+                text: "half typed for launch".into()
+            })]
+        );
+    }
+
+    #[test]
+    fn a_rename_the_channel_list_shows_first_is_followed_by_group_id() {
+        let mut app = App::new("bob".into());
+        snapshot(
+            &mut app,
+            &[("general", "g-general"), ("launch", "g-launch")],
+            Vec::new(),
+        );
+        app.on_key(key(KeyCode::Tab));
+        assert_eq!(app.selected.as_deref(), Some("launch"));
+        app.composer.insert("for launch");
+        // The list arrives with the new name before the event says so: the
+        // selection does not jump to general, and asks for the view again.
+        let effects = snapshot(
+            &mut app,
+            &[("general", "g-general"), ("liftoff", "g-launch")],
+            Vec::new(),
+        );
+        assert_eq!(app.selected.as_deref(), Some("liftoff"));
+        assert!(effects.contains(&Effect::Reload), "{effects:?}");
+        assert_eq!(app.composer.text(), "for launch");
+        // The event, when it comes, changes nothing more.
+        app.on_event(&Event::Renamed {
+            from: "launch".into(),
+            to: "liftoff".into(),
+            by: "alice".into(),
+            group_id: "g-launch".into(),
+        });
+        assert_eq!(app.selected.as_deref(), Some("liftoff"));
+        assert_eq!(app.composer.text(), "for launch");
+        // A draft left in a channel that is renamed while not shown waits
+        // under its new name.
+        app.on_key(key(KeyCode::BackTab));
+        assert_eq!(app.selected.as_deref(), Some("general"));
+        assert!(app.composer.is_empty());
+        snapshot(
+            &mut app,
+            &[("general", "g-general"), ("rocket", "g-launch")],
+            Vec::new(),
+        );
+        app.on_key(key(KeyCode::Tab));
+        assert_eq!(app.selected.as_deref(), Some("rocket"));
+        assert_eq!(app.composer.text(), "for launch");
+    }
+
+    #[test]
+    fn rename_renames_the_selected_channel() {
+        let mut app = App::new("bob".into());
+        loaded(&mut app, &["general", "launch"]);
+        assert_eq!(
+            type_line(&mut app, "/rename liftoff"),
+            [Effect::Do(Action::Rename {
+                channel: "general".into(),
+                name: "liftoff".into()
+            })]
+        );
+    }
+
+    #[test]
+    fn the_thread_of_a_reply_is_shown_as_its_roots() {
+        let mut app = App::new("bob".into());
+        loaded(&mut app, &["launch"]);
+        type_line(&mut app, "/thread 7");
+        assert_eq!(app.view, View::Thread { seq: 7 });
+        let entry = |seq: u64, parent: Option<&str>| HistoryEntry {
+            channel: "launch".into(),
+            group_id: "g-launch".into(),
+            seq,
+            sender: "alice".into(),
+            device: "d".into(),
+            text: format!("message {seq}"),
+            id: format!("m{seq}"),
+            parent: parent.map(str::to_owned),
+            mentions: Vec::new(),
+            edited: false,
+            deleted: false,
+            unsupported: false,
+            at: 0,
+            reactions: Vec::new(),
+            file: None,
+            shared_by: None,
+        };
+        snapshot(
+            &mut app,
+            &[("launch", "g-launch")],
+            vec![entry(6, None), entry(7, Some("m6")), entry(9, Some("m6"))],
+        );
+        assert_eq!(app.view, View::Thread { seq: 6 });
+        assert!(app.loaded());
+        // Enter replies in it.
+        assert_eq!(
+            type_line(&mut app, "me too"),
+            [Effect::Do(Action::Reply {
+                channel: "launch".into(),
+                seq: 6,
+                text: "me too".into()
+            })]
+        );
     }
 
     #[test]

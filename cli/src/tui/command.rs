@@ -40,6 +40,10 @@ pub(crate) enum SlashCommand {
     Search(SearchQuery),
     /// The new topic; empty clears it.
     Topic(String),
+    /// Rename the selected channel for every member.
+    Rename {
+        name: String,
+    },
     Dm {
         users: Vec<String>,
         text: String,
@@ -112,6 +116,10 @@ pub(crate) const COMMANDS: &[(&str, &str)] = &[
     (
         "/topic TEXT",
         "set the channel's topic (/topic - clears it)",
+    ),
+    (
+        "/rename NAME",
+        "rename this channel for every member (the name travels encrypted)",
     ),
     (
         "/dm USER[,USER] TEXT",
@@ -209,6 +217,9 @@ pub(crate) fn parse(line: &str) -> Result<Option<Input>, String> {
             "" => return Err("usage: /topic TEXT (or /topic - to clear it)".into()),
             "-" => SlashCommand::Topic(String::new()),
             topic => SlashCommand::Topic(topic.to_owned()),
+        },
+        "rename" => SlashCommand::Rename {
+            name: one_word(rest, "/rename NAME")?,
         },
         "dm" | "msg" => {
             let usage = "usage: /dm USER[,USER] TEXT";
@@ -474,6 +485,16 @@ mod tests {
         );
         assert_eq!(command("/QUIT"), SlashCommand::Quit);
         assert_eq!(command("/topic -"), SlashCommand::Topic(String::new()));
+        assert_eq!(
+            command("/rename liftoff"),
+            SlashCommand::Rename {
+                name: "liftoff".into()
+            }
+        );
+        assert_eq!(
+            parse("/rename two words"),
+            Err("usage: /rename NAME".into())
+        );
     }
 
     #[test]

@@ -524,7 +524,19 @@ pub(crate) fn draw(frame: &mut Frame<'_>, app: &mut App, clock: &Clock, cache: &
         Constraint::Length(1),
     ])
     .areas(area);
-    let list_width = (area.width / 4).clamp(14, 30);
+    // A quarter of the screen, or what the longest label needs (with the
+    // selection mark and the borders) up to a third of it: "general (not a
+    // member)" is read whole, not cut.
+    let widest = app
+        .channels
+        .iter()
+        .map(|c| channel_label(c).width() + 4)
+        .max()
+        .unwrap_or(0);
+    let widest = u16::try_from(widest).unwrap_or(u16::MAX);
+    let list_width = widest
+        .max(area.width / 4)
+        .clamp(14, (area.width / 3).clamp(14, 30));
     let [list, pane] =
         Layout::horizontal([Constraint::Length(list_width), Constraint::Min(10)]).areas(body);
 

@@ -53,6 +53,11 @@ pub(crate) enum Action {
         channel: String,
         topic: String,
     },
+    /// Rename `channel` to `name` for every member.
+    Rename {
+        channel: String,
+        name: String,
+    },
     Direct {
         users: Vec<String>,
         text: String,
@@ -544,6 +549,16 @@ async fn perform(client: &Client, action: Action) -> Result<Done, String> {
             } else {
                 format!("topic of {channel} set")
             }))
+        }
+        Action::Rename { channel, name } => {
+            named(client, &channel)
+                .await?
+                .rename(&name)
+                .await
+                .map_err(error)?;
+            // The next snapshot lists it by its new name, and the UI
+            // follows it there by its group id.
+            Ok(notice(format!("renamed {channel} to {name}")))
         }
         Action::Direct { users, text } => {
             let people: Vec<&str> = users.iter().map(String::as_str).collect();

@@ -26,19 +26,22 @@ pub(crate) fn new_bot_password() -> String {
 }
 
 /// Issues an invite code valid for `ttl` seconds: the code to hand out,
-/// its id and when it expires.
+/// its id and when it expires. `issued(id)` is its audit entry, stored in
+/// the same transaction as the invite.
 pub(crate) async fn issue_invite(
     store: &Store,
     created_by: &str,
     ttl: u64,
+    issued: impl FnOnce(&str) -> conclave_audit::Event,
 ) -> ApiResult<(Zeroizing<String>, String, u64)> {
     let code = INVITE_CODE.generate();
     let (id, whole) = INVITE_CODE
         .parse(&code)
         .ok_or_else(|| ApiError::Internal("generated invite code does not parse".into()))?;
     let expires_at = store.clock().unix_now() + ttl;
+    let code_hash = hash_secret(whole).await?;
     store
-        .create_invite(&id, &hash_secret(whole).await?, created_by, expires_at)
+        .create_invite(&id, &code_hash, created_by, expires_at, issued(&id))
         .await?;
     Ok((code, id, expires_at))
 }
@@ -77,15 +80,14 @@ pub(crate) async fn create_invite(state: &AppState, signed: Signed) -> ApiResult
     }
     // An invite lets someone in: a stolen admin device alone must not mint them.
     step_up(state, &signed, body.proof, AuditAction::InviteCreated).await?;
-    let (code, invite_id, expires_at) = issue_invite(&state.store, &user, ttl).await?;
-    state
-        .audit
-        .record(
+    let (code, _, expires_at) = issue_invite(&state.store, &user, ttl, |invite_id| {
+        state.audit.entry(
             AuditEvent::success(AuditAction::InviteCreated, &user)
                 .device(signed.device_id)
                 .target(format!("invite:{invite_id}")),
         )
-        .await?;
+    })
+    .await?;
     Ok(InviteAnswer {
         expires_at,
         invite_code: SecretText::from(code),

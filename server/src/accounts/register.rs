@@ -12,8 +12,8 @@ use crate::auth::verify_secret;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{AuditAction, AuditEvent};
 
-/// Creates the account `body` names, spending its invite code in the same
-/// transaction, and logs it. The caller has counted the request against
+/// Creates the account `body` names, spending its invite code and logging
+/// it in the same transaction. The caller has counted the request against
 /// the per-address limit.
 pub(crate) async fn register(
     state: &AppState,
@@ -36,20 +36,24 @@ pub(crate) async fn register(
         }
     };
     let hash = verifier_from_upload(state, &body.password_record).await?;
+    let mut created = AuditEvent::success(AuditAction::AccountCreated, name.as_str()).from_ip(ip);
+    if let Some(id) = &invite {
+        created = created.target(format!("invite:{id}"));
+    }
     match state
         .store
-        .create_account_with_invite(name.as_str(), &hash, invite.as_deref())
+        .create_account_with_invite(
+            name.as_str(),
+            &hash,
+            invite.as_deref(),
+            state.audit.entry(created),
+        )
         .await?
     {
         Ok(()) => {}
         Err("invite") => return Err(ApiError::InviteInvalid),
         Err(_) => return Err(ApiError::Conflict("username")),
     }
-    let mut event = AuditEvent::success(AuditAction::AccountCreated, name.as_str()).from_ip(ip);
-    if let Some(id) = invite {
-        event = event.target(format!("invite:{id}"));
-    }
-    state.audit.record(event).await?;
     Ok(RegisterAnswer {
         username: name.as_str().to_owned(),
     })

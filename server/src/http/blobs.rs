@@ -124,6 +124,16 @@ async fn create(
     rand::rngs::OsRng.fill_bytes(&mut id);
     let blob_id = hex::encode(id);
     let quota = state.config.upload_quota_bytes;
+    // A history bundle is logged in the transaction that accepts it.
+    let shared = body.recipient.as_ref().map(|recipient| {
+        state.audit.entry(
+            AuditEvent::success(AuditAction::HistoryShared, &user)
+                .device(signed.device_id)
+                .target(recipient.clone())
+                .detail("group", &body.group_id)
+                .detail("bytes", body.size),
+        )
+    });
     match state
         .store
         .create_blob(
@@ -136,28 +146,15 @@ async fn create(
                 recipient: body.recipient.as_deref(),
             },
             quota,
+            shared,
         )
         .await?
     {
-        NewBlob::Created => {
-            if let Some(recipient) = &body.recipient {
-                state
-                    .audit
-                    .record(
-                        AuditEvent::success(AuditAction::HistoryShared, &user)
-                            .device(signed.device_id)
-                            .target(recipient.clone())
-                            .detail("group", &body.group_id)
-                            .detail("bytes", body.size),
-                    )
-                    .await?;
-            }
-            Ok(Json(CreateBlobAnswer {
-                blob_id,
-                chunk_bytes: SEALED_CHUNK_BYTES as u64,
-                chunks,
-            }))
-        }
+        NewBlob::Created => Ok(Json(CreateBlobAnswer {
+            blob_id,
+            chunk_bytes: SEALED_CHUNK_BYTES as u64,
+            chunks,
+        })),
         NewBlob::OverQuota { used } => Err(ApiError::QuotaExceeded {
             used,
             quota,

@@ -81,6 +81,12 @@ pub(crate) async fn create_group(
         group_info: &group_info,
     });
     let device = signed.device_id.to_string();
+    let mut created = AuditEvent::success(AuditAction::GroupCreated, &user)
+        .device(&device)
+        .target(format!("group:{}", group.group_id));
+    if let Some(listing) = &body.public {
+        created = created.detail("public_name", &listing.name);
+    }
     match state
         .store
         .create_group(
@@ -90,6 +96,7 @@ pub(crate) async fn create_group(
             &device,
             &user,
             listing.as_ref(),
+            state.audit.entry(created),
         )
         .await?
     {
@@ -100,13 +107,6 @@ pub(crate) async fn create_group(
     state.tell(Notice::Joined {
         device_id: device.clone(),
     });
-    let mut created = AuditEvent::success(AuditAction::GroupCreated, &user)
-        .device(&device)
-        .target(format!("group:{}", group.group_id));
-    if let Some(listing) = &body.public {
-        created = created.detail("public_name", &listing.name);
-    }
-    state.audit.record(created).await?;
     Ok(Json(CreateGroupAnswer {
         epoch: group.epoch,
         group_id: group.group_id,
@@ -197,18 +197,19 @@ pub(crate) async fn set_public_name(
     if group.archived {
         return Err(ApiError::Forbidden("an archived channel cannot be renamed"));
     }
-    if !state.store.set_public_name(&group_id, &body.name).await? {
+    let renamed = state.audit.entry(
+        AuditEvent::success(AuditAction::GroupRenamed, &user)
+            .device(signed.device_id)
+            .target(format!("group:{group_id}"))
+            .detail("name", &body.name),
+    );
+    if !state
+        .store
+        .set_public_name(&group_id, &body.name, renamed)
+        .await?
+    {
         return Err(ApiError::Conflict("public channel with this name"));
     }
-    state
-        .audit
-        .record(
-            AuditEvent::success(AuditAction::GroupRenamed, &user)
-                .device(signed.device_id)
-                .target(format!("group:{group_id}"))
-                .detail("name", &body.name),
-        )
-        .await?;
     Ok(Json(ChannelNameAnswer {
         group_id,
         name: body.name,
@@ -270,24 +271,21 @@ pub(crate) async fn set_public_topic(
     }))
 }
 
-/// Enters a change of one group's policy in the audit log.
-async fn log_group_policy(
+/// The audit entry of a change to one group's policy, which the store
+/// appends in the change's transaction.
+fn group_policy_entry(
     state: &AppState,
     signed: &Signed,
     group_id: &str,
     setting: &'static str,
     value: impl ToString,
-) -> ApiResult<()> {
-    state
-        .audit
-        .record(
-            AuditEvent::success(AuditAction::PolicyChanged, signed.username()?)
-                .device(signed.device_id)
-                .target(format!("group:{group_id}"))
-                .detail(setting, value),
-        )
-        .await?;
-    Ok(())
+) -> ApiResult<conclave_audit::Event> {
+    Ok(state.audit.entry(
+        AuditEvent::success(AuditAction::PolicyChanged, signed.username()?)
+            .device(signed.device_id)
+            .target(format!("group:{group_id}"))
+            .detail(setting, value),
+    ))
 }
 
 /// Lets the channel's members hand new members its earlier history (or
@@ -301,11 +299,11 @@ pub(crate) async fn set_history_sharing(
     let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let body: HistorySharingBody = signed.json()?;
     require_manager(&state, &user, &group_id, Manage::AsMember).await?;
+    let changed = group_policy_entry(&state, &signed, &group_id, "history_sharing", body.allowed)?;
     state
         .store
-        .set_history_sharing(&group_id, body.allowed)
+        .set_history_sharing(&group_id, body.allowed, changed)
         .await?;
-    log_group_policy(&state, &signed, &group_id, "history_sharing", body.allowed).await?;
     Ok(Json(HistorySharingAnswer {
         group_id,
         history_sharing: body.allowed,
@@ -368,12 +366,12 @@ pub(crate) async fn set_retention(
     let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let body: GroupRetentionBody = signed.json()?;
     require_manager(&state, &user, &group_id, Manage::AsMember).await?;
+    let days = body.days.map_or("workspace".to_owned(), |d| d.to_string());
+    let changed = group_policy_entry(&state, &signed, &group_id, "retention_days", days)?;
     state
         .store
-        .set_group_retention(&group_id, body.days)
+        .set_group_retention(&group_id, body.days, changed)
         .await?;
-    let days = body.days.map_or("workspace".to_owned(), |d| d.to_string());
-    log_group_policy(&state, &signed, &group_id, "retention_days", days).await?;
     Ok(Json(GroupRetentionAnswer {
         group_id,
         retention_days: body.days,
@@ -392,15 +390,17 @@ pub(crate) async fn archive_group(
     let user = signed.username()?.to_owned();
     let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let member = require_manager(&state, &user, &group_id, Manage::AsMemberOrAdmin).await?;
-    if state.store.archive_group(&group_id).await? {
-        let mut archived = AuditEvent::success(AuditAction::GroupArchived, &user)
-            .device(signed.device_id)
-            .target(format!("group:{group_id}"));
-        if !member {
-            archived = archived.detail("as", "admin_not_member");
-        }
-        state.audit.record(archived).await?;
+    let mut archived = AuditEvent::success(AuditAction::GroupArchived, &user)
+        .device(signed.device_id)
+        .target(format!("group:{group_id}"));
+    if !member {
+        archived = archived.detail("as", "admin_not_member");
     }
+    // Logged only if this request archived it (not if it was already).
+    state
+        .store
+        .archive_group(&group_id, state.audit.entry(archived))
+        .await?;
     Ok(Json(ArchiveAnswer {
         archived: true,
         group_id,

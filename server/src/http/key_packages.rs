@@ -72,9 +72,16 @@ pub(crate) async fn upload_key_packages(
     }
     let device = signed.device_id.to_string();
     let (had_one_time, had_last_resort) = state.store.key_package_stock(&device).await?;
+    let last_resort = packages.iter().filter(|p| p.last_resort).count();
+    let uploaded = state.audit.entry(
+        AuditEvent::success(AuditAction::KeyPackagesUploaded, user)
+            .device(&device)
+            .detail("count", packages.len())
+            .detail("last_resort", last_resort),
+    );
     match state
         .store
-        .add_key_packages(&device, &packages, MAX_KEY_PACKAGE_STOCK)
+        .add_key_packages(&device, &packages, MAX_KEY_PACKAGE_STOCK, uploaded)
         .await?
     {
         KeyPackagesAdded::Added => {}
@@ -86,16 +93,6 @@ pub(crate) async fn upload_key_packages(
             });
         }
     }
-    let last_resort = packages.iter().filter(|p| p.last_resort).count();
-    state
-        .audit
-        .record(
-            AuditEvent::success(AuditAction::KeyPackagesUploaded, user)
-                .device(&device)
-                .detail("count", packages.len())
-                .detail("last_resort", last_resort),
-        )
-        .await?;
     if had_one_time == 0 && !had_last_resort {
         // A new device's first packages: its account's other devices can
         // now add it to their channels.

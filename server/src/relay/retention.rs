@@ -16,26 +16,26 @@ pub(crate) async fn workspace_retention(store: &Store) -> ApiResult<u32> {
 }
 
 impl Relay<'_> {
-    /// Deletes message ciphertext past each group's retention, and enters
-    /// each deletion in the audit log.
+    /// Deletes message ciphertext and files past each group's retention.
+    /// Each group's deletion and its audit entry are one transaction: if
+    /// the log cannot take the entry, nothing of that group is deleted and
+    /// the next run tries again.
     pub(crate) async fn apply_retention(&self) -> ApiResult<()> {
         let now = self.store.clock().unix_now();
         let workspace = workspace_retention(self.store).await?;
         for (group_id, days) in self.store.retention(workspace).await? {
             let cutoff = now.saturating_sub(u64::from(days) * 86_400);
-            let deleted = self.store.delete_messages_before(&group_id, cutoff).await?;
-            let files = self.store.delete_blobs_before(&group_id, cutoff).await?;
-            if deleted > 0 || files > 0 {
-                self.audit
-                    .record_in_background(
+            self.store
+                .delete_expired(&group_id, cutoff, |deleted, files| {
+                    self.audit.entry(
                         AuditEvent::success(AuditAction::RetentionDeleted, "relay")
                             .target(format!("group:{group_id}"))
                             .detail("count", deleted)
                             .detail("files", files)
                             .detail("days", days),
                     )
-                    .await;
-            }
+                })
+                .await?;
         }
         // Uploads begun a day ago and never finished will not be.
         self.store

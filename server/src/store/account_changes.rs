@@ -503,7 +503,8 @@ impl Store {
     }
 
     /// Stores a recovery invite for `username` (its code only as an argon2id
-    /// hash); any earlier one for the account stops working.
+    /// hash), with its audit entry `issued`, in one transaction; any earlier
+    /// one for the account stops working.
     pub async fn create_recovery_invite(
         &self,
         invite_id: &str,
@@ -511,6 +512,7 @@ impl Store {
         created_by: &str,
         username: &str,
         expires_at: u64,
+        issued: conclave_audit::Event,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -532,6 +534,7 @@ impl Store {
         .bind(username)
         .execute(&mut *tx)
         .await?;
+        conclave_audit::log::append(&mut tx, issued).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -586,9 +586,21 @@ impl Store {
 
     // ----- roles, invites, settings ---------------------------------------
 
-    /// Grants a role; `false` if the account does not exist.
-    pub async fn grant_role(&self, username: &str, role: &str) -> Result<bool, StoreError> {
-        if self.password_hash(username).await?.is_none() {
+    /// Grants a role, with its audit entry `granted`, in one transaction;
+    /// `false` (nothing changed or logged) if the account does not exist.
+    pub async fn grant_role(
+        &self,
+        username: &str,
+        role: &str,
+        granted: conclave_audit::Event,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let exists = sqlx::query("SELECT 1 FROM accounts WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !exists {
             return Ok(false);
         }
         sqlx::query(
@@ -598,19 +610,33 @@ impl Store {
         .bind(username)
         .bind(role)
         .bind(self.now())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        conclave_audit::log::append(&mut tx, granted).await?;
+        tx.commit().await?;
         Ok(true)
     }
 
-    /// Takes a role away; `false` if the account did not have it.
-    pub async fn revoke_role(&self, username: &str, role: &str) -> Result<bool, StoreError> {
+    /// Takes a role away, with its audit entry `revoked`, in one
+    /// transaction; `false` (nothing logged) if the account did not have it.
+    pub async fn revoke_role(
+        &self,
+        username: &str,
+        role: &str,
+        revoked: conclave_audit::Event,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
         let result = sqlx::query("DELETE FROM account_roles WHERE username = $1 AND role = $2")
             .bind(username)
             .bind(role)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(result.rows_affected() == 1)
+        if result.rows_affected() != 1 {
+            return Ok(false);
+        }
+        conclave_audit::log::append(&mut tx, revoked).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// The account's roles.
@@ -647,14 +673,17 @@ impl Store {
         Ok(accounts)
     }
 
-    /// Stores an invite (its code only as an argon2id hash).
+    /// Stores an invite (its code only as an argon2id hash), with its audit
+    /// entry `issued`, in one transaction.
     pub async fn create_invite(
         &self,
         invite_id: &str,
         code_hash: &str,
         created_by: &str,
         expires_at: u64,
+        issued: conclave_audit::Event,
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO invites (invite_id, code_hash, created_by, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5)",
@@ -664,8 +693,10 @@ impl Store {
         .bind(created_by)
         .bind(self.now())
         .bind(to_i64(expires_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        conclave_audit::log::append(&mut tx, issued).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -683,16 +714,18 @@ impl Store {
     }
 
     /// Creates an account, spending `invite_id` in the same transaction when
-    /// one is given. Returns `Err(reason)` without changing anything if the
+    /// one is given, and appending `created`, its audit entry, in it too.
+    /// Returns `Err(reason)` without changing or logging anything if the
     /// name is taken or the invite was spent meanwhile.
     pub async fn create_account_with_invite(
         &self,
         username: &str,
         password_hash: &str,
         invite_id: Option<&str>,
+        created: conclave_audit::Event,
     ) -> Result<Result<(), &'static str>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let created = sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO accounts (username, password_hash, created_at) VALUES ($1, $2, $3)
              ON CONFLICT (username) DO NOTHING",
         )
@@ -703,7 +736,7 @@ impl Store {
         .await?
         .rows_affected()
             == 1;
-        if !created {
+        if !inserted {
             return Ok(Err("username"));
         }
         if let Some(invite_id) = invite_id {
@@ -723,6 +756,7 @@ impl Store {
                 return Ok(Err("invite"));
             }
         }
+        conclave_audit::log::append(&mut tx, created).await?;
         tx.commit().await?;
         Ok(Ok(()))
     }
@@ -736,16 +770,25 @@ impl Store {
         Ok(row.map(|r| r.get(0)))
     }
 
-    /// Changes a workspace setting.
-    pub async fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+    /// Changes a workspace setting, with its audit entry `changed`, in one
+    /// transaction.
+    pub async fn set_setting(
+        &self,
+        name: &str,
+        value: &str,
+        changed: conclave_audit::Event,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO settings (name, value) VALUES ($1, $2)
              ON CONFLICT (name) DO UPDATE SET value = $2",
         )
         .bind(name)
         .bind(value)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        conclave_audit::log::append(&mut tx, changed).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -866,13 +909,17 @@ impl Store {
 
     // ----- authentication events ------------------------------------------
 
-    /// Creates a bot account owned by `owner`; `false` if the name is taken.
+    /// Creates a bot account owned by `owner`, with its audit entry
+    /// `created`, in one transaction; `false` (nothing logged) if the name
+    /// is taken.
     pub async fn create_bot(
         &self,
         username: &str,
         password_hash: &str,
         owner: &str,
+        created: conclave_audit::Event,
     ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
         let result = sqlx::query(
             "INSERT INTO accounts (username, password_hash, created_at, bot_owner)
              VALUES ($1, $2, $3, $4)
@@ -882,9 +929,14 @@ impl Store {
         .bind(password_hash)
         .bind(self.now())
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(result.rows_affected() == 1)
+        if result.rows_affected() != 1 {
+            return Ok(false);
+        }
+        conclave_audit::log::append(&mut tx, created).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// For a bot account, its owner.
@@ -898,8 +950,16 @@ impl Store {
         )
     }
 
-    /// Registers (or re-points) slash command `name` to `bot`.
-    pub async fn set_command(&self, name: &str, bot: &str, usage: &str) -> Result<(), StoreError> {
+    /// Registers (or re-points) slash command `name` to `bot`, with its
+    /// audit entry `changed`, in one transaction.
+    pub async fn set_command(
+        &self,
+        name: &str,
+        bot: &str,
+        usage: &str,
+        changed: conclave_audit::Event,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO slash_commands (name, bot, usage, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO UPDATE SET bot = excluded.bot, usage = excluded.usage",
@@ -908,19 +968,33 @@ impl Store {
         .bind(bot)
         .bind(usage)
         .bind(self.now())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        conclave_audit::log::append(&mut tx, changed).await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Removes slash command `name`; `false` if there was none.
-    pub async fn remove_command(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(sqlx::query("DELETE FROM slash_commands WHERE name = $1")
+    /// Removes slash command `name`, with its audit entry `removed`, in one
+    /// transaction; `false` (nothing logged) if there was none.
+    pub async fn remove_command(
+        &self,
+        name: &str,
+        removed: conclave_audit::Event,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let gone = sqlx::query("DELETE FROM slash_commands WHERE name = $1")
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected()
-            == 1)
+            == 1;
+        if !gone {
+            return Ok(false);
+        }
+        conclave_audit::log::append(&mut tx, removed).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Every slash command: name, bot, usage, by name.

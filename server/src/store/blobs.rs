@@ -55,10 +55,13 @@ impl Store {
     /// Records a new, empty blob unless it would take `owner` past `quota`
     /// bytes. The check and the insert are one transaction, serialized per
     /// account, so concurrent uploads cannot both slip under the quota.
+    /// `shared`, the audit entry of a history bundle, is appended in that
+    /// transaction when the blob is accepted.
     pub async fn create_blob(
         &self,
         blob: &BlobSpec<'_>,
         quota: u64,
+        shared: Option<conclave_audit::Event>,
     ) -> Result<NewBlob, StoreError> {
         let BlobSpec {
             blob_id,
@@ -107,6 +110,9 @@ impl Store {
             return Ok(NewBlob::OverQuota {
                 used: total.saturating_sub(size),
             });
+        }
+        if let Some(shared) = shared {
+            conclave_audit::log::append(&mut tx, shared).await?;
         }
         tx.commit().await?;
         Ok(NewBlob::Created)
@@ -217,47 +223,41 @@ impl Store {
         ))
     }
 
-    /// Deletes a group's blobs uploaded before `cutoff`; returns how many went.
-    pub async fn delete_blobs_before(
-        &self,
-        group_id: &str,
-        cutoff: u64,
-    ) -> Result<u64, StoreError> {
-        self.delete_blobs_where("group_id = $1 AND created_at < $2", Some(group_id), cutoff)
-            .await
-    }
-
     /// Deletes uploads never completed, begun before `cutoff`.
     pub async fn delete_abandoned_uploads(&self, cutoff: u64) -> Result<u64, StoreError> {
-        self.delete_blobs_where("complete = 0 AND created_at < $1", None, cutoff)
-            .await
-    }
-
-    async fn delete_blobs_where(
-        &self,
-        condition: &str,
-        group_id: Option<&str>,
-        cutoff: u64,
-    ) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let select = format!("SELECT blob_id FROM blobs WHERE {condition}");
-        let mut query = sqlx::query(&select);
-        if let Some(group_id) = group_id {
-            query = query.bind(group_id);
-        }
-        let ids: Vec<String> = query
-            .bind(to_i64(cutoff))
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        for id in &ids {
-            delete_blob_rows(&mut tx, id).await?;
-        }
+        let deleted =
+            delete_blobs_where(&mut tx, "complete = 0 AND created_at < $1", None, cutoff).await?;
         tx.commit().await?;
-        Ok(ids.len() as u64)
+        Ok(deleted)
     }
+}
+
+/// Deletes, inside `tx`, the blobs matching `condition` (over `$1` =
+/// `group_id` if given, then the next parameter = `cutoff`); returns how
+/// many went.
+pub(super) async fn delete_blobs_where(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    condition: &str,
+    group_id: Option<&str>,
+    cutoff: u64,
+) -> Result<u64, StoreError> {
+    let select = format!("SELECT blob_id FROM blobs WHERE {condition}");
+    let mut query = sqlx::query(&select);
+    if let Some(group_id) = group_id {
+        query = query.bind(group_id);
+    }
+    let ids: Vec<String> = query
+        .bind(to_i64(cutoff))
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for id in &ids {
+        delete_blob_rows(tx, id).await?;
+    }
+    Ok(ids.len() as u64)
 }
 
 /// Deletes one blob and its chunks inside `tx`; `false` if it was gone.

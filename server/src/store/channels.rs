@@ -91,17 +91,22 @@ impl Store {
         .map(|r| (r.get(0), r.get(1))))
     }
 
-    /// Lets members hand newcomers the group's history, or stops them.
+    /// Lets members hand newcomers the group's history, or stops them,
+    /// with its audit entry `changed`, in one transaction.
     pub async fn set_history_sharing(
         &self,
         group_id: &str,
         allowed: bool,
+        changed: conclave_audit::Event,
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE groups SET history_sharing = $2 WHERE group_id = $1")
             .bind(group_id)
             .bind(i64::from(allowed))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        conclave_audit::log::append(&mut tx, changed).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -120,25 +125,32 @@ impl Store {
         .is_some())
     }
 
-    /// Changes a public channel's listed topic.
-    /// Renames a public channel in the directory; `false` if another public
-    /// channel has the name (the unique index decides, even between two
-    /// renames at once).
-    pub async fn set_public_name(&self, group_id: &str, name: &str) -> Result<bool, StoreError> {
-        let renamed = sqlx::query("UPDATE groups SET public_name = $2 WHERE group_id = $1")
+    /// Renames a public channel in the directory, with its audit entry
+    /// `renamed`, in one transaction; `false` (nothing changed or logged) if
+    /// another public channel has the name (the unique index decides, even
+    /// between two renames at once).
+    pub async fn set_public_name(
+        &self,
+        group_id: &str,
+        name: &str,
+        renamed: conclave_audit::Event,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query("UPDATE groups SET public_name = $2 WHERE group_id = $1")
             .bind(group_id)
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await;
-        match renamed {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
-            other => {
-                other?;
-                Ok(true)
-            }
-        }
+        match updated {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(false),
+            other => other?,
+        };
+        conclave_audit::log::append(&mut tx, renamed).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
+    /// Changes a public channel's listed topic.
     pub async fn set_public_topic(&self, group_id: &str, topic: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE groups SET public_topic = $2 WHERE group_id = $1")
             .bind(group_id)

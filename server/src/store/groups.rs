@@ -3,6 +3,7 @@
 
 use sqlx::Row;
 
+use super::blobs::delete_blobs_where;
 use super::messages::insert_message;
 use super::{MessageKind, NewGroup, PayloadHash, PublicListing, Store, StoreError, to_i64, to_u64};
 
@@ -87,7 +88,10 @@ macro_rules! epoch_membership_archived {
 
 impl Store {
     /// Creates a group with its creator (`creator` device of account
-    /// `created_by`) as the only member; `false` if the id is taken.
+    /// `created_by`) as the only member, entering `created` in the audit log
+    /// in the same transaction; nothing is stored, and nothing logged, if
+    /// the id or the public name is taken.
+    #[allow(clippy::too_many_arguments)] // the group's row, its first member and its entry
     pub async fn create_group(
         &self,
         group_id: &str,
@@ -96,6 +100,7 @@ impl Store {
         creator: &str,
         created_by: &str,
         listing: Option<&PublicListing<'_>>,
+        created: conclave_audit::Event,
     ) -> Result<NewGroup, StoreError> {
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
@@ -124,17 +129,16 @@ impl Store {
         if !inserted {
             return Ok(NewGroup::Exists);
         }
-        {
-            sqlx::query(
-                "INSERT INTO memberships (group_id, device_id, join_seq, leave_seq, acked_seq)
-                 VALUES ($1, $2, 0, NULL, 0)",
-            )
-            .bind(group_id)
-            .bind(creator)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-        }
+        sqlx::query(
+            "INSERT INTO memberships (group_id, device_id, join_seq, leave_seq, acked_seq)
+             VALUES ($1, $2, 0, NULL, 0)",
+        )
+        .bind(group_id)
+        .bind(creator)
+        .execute(&mut *tx)
+        .await?;
+        conclave_audit::log::append(&mut tx, created).await?;
+        tx.commit().await?;
         Ok(NewGroup::Created)
     }
 
@@ -228,29 +232,45 @@ impl Store {
     }
 
     /// Archives a group: from now on nothing more is appended to it.
-    /// `false` if it was archived already.
-    pub async fn archive_group(&self, group_id: &str) -> Result<bool, StoreError> {
+    /// `archived` enters the audit log in the same transaction. `false`
+    /// (and nothing logged) if it was archived already.
+    pub async fn archive_group(
+        &self,
+        group_id: &str,
+        archived: conclave_audit::Event,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
         let result = sqlx::query(
             "UPDATE groups SET archived_at = $2 WHERE group_id = $1 AND archived_at IS NULL",
         )
         .bind(group_id)
         .bind(self.now())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(result.rows_affected() == 1)
+        if result.rows_affected() != 1 {
+            return Ok(false);
+        }
+        conclave_audit::log::append(&mut tx, archived).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
-    /// Sets a group's own retention (`None`: the workspace's applies).
+    /// Sets a group's own retention (`None`: the workspace's applies), with
+    /// its audit entry `changed`, in one transaction.
     pub async fn set_group_retention(
         &self,
         group_id: &str,
         days: Option<u32>,
+        changed: conclave_audit::Event,
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE groups SET retention_days = $2 WHERE group_id = $1")
             .bind(group_id)
             .bind(days.map(i64::from))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        conclave_audit::log::append(&mut tx, changed).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -300,22 +320,39 @@ impl Store {
         .collect())
     }
 
-    /// Deletes a group's application messages (ciphertext) stored before
-    /// `cutoff` (Unix seconds). Commits and Welcomes stay: a device that was
-    /// away still needs them to follow the group. Returns how many went.
-    pub async fn delete_messages_before(
+    /// Applies retention to one group: deletes its application messages
+    /// (ciphertext) and its files stored before `cutoff` (Unix seconds).
+    /// Commits and Welcomes stay: a device that was away still needs them
+    /// to follow the group. If anything went, `deleted(messages, files)`
+    /// is the audit entry that says so, appended in the same transaction:
+    /// nothing is deleted without it. Returns (messages, files) deleted.
+    pub async fn delete_expired(
         &self,
         group_id: &str,
         cutoff: u64,
-    ) -> Result<u64, StoreError> {
-        let result = sqlx::query(
+        deleted: impl FnOnce(u64, u64) -> conclave_audit::Event,
+    ) -> Result<(u64, u64), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let messages = sqlx::query(
             "DELETE FROM messages WHERE group_id = $1 AND kind = 'application' AND created_at < $2",
         )
         .bind(group_id)
         .bind(to_i64(cutoff))
-        .execute(&self.pool)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let files = delete_blobs_where(
+            &mut tx,
+            "group_id = $1 AND created_at < $2",
+            Some(group_id),
+            cutoff,
+        )
         .await?;
-        Ok(result.rows_affected())
+        if messages > 0 || files > 0 {
+            conclave_audit::log::append(&mut tx, deleted(messages, files)).await?;
+        }
+        tx.commit().await?;
+        Ok((messages, files))
     }
 
     /// The archived groups `device_id` belongs to.

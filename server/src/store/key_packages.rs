@@ -36,12 +36,15 @@ impl Store {
     /// the previous one, so each device keeps exactly one. Nothing is stored
     /// if any package is already stored (or repeated in `packages`), or if
     /// the device would then hold more than `max_one_time` unused one-time
-    /// packages: the count and the inserts share one write transaction.
+    /// packages: the count and the inserts share one write transaction,
+    /// and so does `uploaded`, the upload's audit entry, appended only when
+    /// the packages are stored.
     pub async fn add_key_packages(
         &self,
         device_id: &str,
         packages: &[NewKeyPackage],
         max_one_time: u64,
+        uploaded: conclave_audit::Event,
     ) -> Result<KeyPackagesAdded, StoreError> {
         let hashes: Vec<String> = packages
             .iter()
@@ -99,6 +102,7 @@ impl Store {
                 other => other?,
             };
         }
+        conclave_audit::log::append(&mut tx, uploaded).await?;
         tx.commit().await?;
         Ok(KeyPackagesAdded::Added)
     }
