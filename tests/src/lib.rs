@@ -658,6 +658,35 @@ impl RawDevice {
         }))
     }
 
+    /// A login of this device that guesses nothing: the OPAQUE login starts
+    /// (what the relay counts and answers) and the proof says the answer
+    /// did not open, without running the key stretching a real client
+    /// would. The cheapest thing a flood can send.
+    pub async fn unopened_login(&self, username: &str) -> RawResponse {
+        use conclave_crypto::password::PasswordLogin;
+        let (_, request) = PasswordLogin::start(b"not a guess at all").expect("blind");
+        let started = self
+            .signed(
+                "POST",
+                "/v1/password/login",
+                &json!({
+                    "username": username,
+                    "public_key": STANDARD.encode(self.key.public().to_bytes()),
+                    "request": STANDARD.encode(request),
+                }),
+            )
+            .await;
+        if started.status != 200 {
+            return started;
+        }
+        let login = json!({
+            "username": username,
+            "opaque": { "login_id": started.json["login_id"], "finalization": null },
+            "public_key": STANDARD.encode(self.key.public().to_bytes()),
+        });
+        self.signed("POST", "/v1/devices", &login).await
+    }
+
     /// Logs this device in with `password` alone, by hand.
     pub async fn login(&self, username: &str, password: &str) -> RawResponse {
         let opaque = match self.password_proof(username, password).await {
