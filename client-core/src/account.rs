@@ -257,7 +257,7 @@ impl Client {
                     Proof {
                         opaque: None,
                         password: Some(password),
-                        second_factor: factor.or(in_proof),
+                        second_factor: factor.map(|factor| *factor).or(in_proof),
                     },
                     record,
                 ),

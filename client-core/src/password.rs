@@ -37,7 +37,7 @@ pub(crate) enum PasswordPart {
     /// asked for) the record that replaces the old hash.
     Legacy {
         password: Password,
-        factor: Option<PresentedFactor>,
+        factor: Option<Box<PresentedFactor>>,
         record: Option<SecretText>,
     },
 }
@@ -105,7 +105,7 @@ impl Client {
             };
             return Ok(PasswordPart::Legacy {
                 password: Password::new(password.to_owned()),
-                factor: body.second_factor.take(),
+                factor: body.second_factor.take().map(Box::new),
                 record,
             });
         }
