@@ -687,6 +687,31 @@ impl RawDevice {
         self.signed("POST", "/v1/devices", &login).await
     }
 
+    /// A fresh key package of this device for account `user`, base64, its
+    /// credential marked as `bot_owner`'s bot when one is given.
+    pub fn key_package(&self, user: &str, bot_owner: Option<&str>) -> String {
+        use conclave_crypto::{CIPHERSUITE, DeviceCredential, Username};
+        use openmls::prelude::tls_codec::Serialize as _;
+        use openmls::prelude::{CredentialWithKey, KeyPackage, MlsMessageOut};
+        let provider = openmls_rust_crypto::OpenMlsRustCrypto::default();
+        let credential =
+            DeviceCredential::new(Username::parse(user).unwrap(), self.key.device_id())
+                .with_bot_owner(bot_owner.map(|o| Username::parse(o).unwrap()));
+        let bundle = KeyPackage::builder()
+            .build(
+                CIPHERSUITE,
+                &provider,
+                &self.key,
+                CredentialWithKey {
+                    credential: credential.to_mls(),
+                    signature_key: self.key.public().to_bytes().to_vec().into(),
+                },
+            )
+            .unwrap();
+        let message = MlsMessageOut::from(bundle.key_package().clone());
+        STANDARD.encode(message.tls_serialize_detached().unwrap())
+    }
+
     /// Logs this device in with `password` alone, by hand.
     pub async fn login(&self, username: &str, password: &str) -> RawResponse {
         let opaque = match self.password_proof(username, password).await {
@@ -1168,5 +1193,21 @@ impl Person {
             .await
             .expect("login with TOTP");
         person
+    }
+}
+
+/// Asserts that `result` is the relay's refusal with `status` and `code`.
+pub fn refused_with(
+    result: Result<impl std::fmt::Debug, conclave_client::ClientError>,
+    status: u16,
+    code: &str,
+) {
+    match result {
+        Err(conclave_client::ClientError::Server {
+            status: got,
+            code: got_code,
+            ..
+        }) if got == status && got_code == code => {}
+        other => panic!("expected {status} {code}, got {other:?}"),
     }
 }

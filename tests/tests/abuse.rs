@@ -11,34 +11,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use conclave_audit::{ClientIpOpening, Event};
 use conclave_client::{ClientError, HttpRequest, ServerTrust, Transport};
-use conclave_crypto::{CIPHERSUITE, DeviceCredential, Username};
 use conclave_tests::ByName;
 use conclave_tests::{Person, RawDevice, ServerProcess, TempDir, enroll_totp, workspace_binary};
-use openmls::prelude::tls_codec::Serialize as _;
-use openmls::prelude::{CredentialWithKey, KeyPackage, MlsMessageOut};
 use serde_json::{Value, json};
 use sqlx::Row;
 
 const PASSWORD: &str = "correct horse battery staple";
-
-/// A fresh key package of `device` (account `user`), base64.
-fn key_package(device: &RawDevice, user: &str) -> String {
-    let provider = openmls_rust_crypto::OpenMlsRustCrypto::default();
-    let credential = DeviceCredential::new(Username::parse(user).unwrap(), device.key.device_id());
-    let bundle = KeyPackage::builder()
-        .build(
-            CIPHERSUITE,
-            &provider,
-            &device.key,
-            CredentialWithKey {
-                credential: credential.to_mls(),
-                signature_key: device.key.public().to_bytes().to_vec().into(),
-            },
-        )
-        .unwrap();
-    let message = MlsMessageOut::from(bundle.key_package().clone());
-    STANDARD.encode(message.tls_serialize_detached().unwrap())
-}
 
 fn refused_with(error: ClientError, status: u16, expected: &str) {
     match &error {
@@ -321,7 +299,7 @@ async fn key_package_floods_are_refused() {
             .as_u64()
             .unwrap()
     };
-    let first = key_package(&alice, "alice");
+    let first = alice.key_package("alice", None);
     assert_eq!(upload(vec![first.clone()]).await.status, 200);
     assert_eq!(stock().await, 1);
 
@@ -329,7 +307,7 @@ async fn key_package_floods_are_refused() {
     let again = upload(vec![first.clone()]).await;
     assert_eq!(again.status, 409, "{:?}", again.json);
     assert_eq!(again.json["error"], "duplicate_key_package");
-    let fresh = key_package(&alice, "alice");
+    let fresh = alice.key_package("alice", None);
     let mixed = upload(vec![fresh.clone(), first.clone()]).await;
     assert_eq!(mixed.json["error"], "duplicate_key_package");
     let twice = upload(vec![fresh.clone(), fresh.clone()]).await;
@@ -338,10 +316,10 @@ async fn key_package_floods_are_refused() {
     assert_eq!(upload_entries(&server, &device).await, 1);
 
     // The stock holds at most 200 unused packages.
-    let batch: Vec<String> = (0..199).map(|_| key_package(&alice, "alice")).collect();
+    let batch: Vec<String> = (0..199).map(|_| alice.key_package("alice", None)).collect();
     assert_eq!(upload(batch).await.status, 200);
     assert_eq!(stock().await, 200);
-    let over = upload(vec![key_package(&alice, "alice")]).await;
+    let over = upload(vec![alice.key_package("alice", None)]).await;
     assert_eq!(over.status, 409, "{:?}", over.json);
     assert_eq!(over.json["error"], "key_package_stock_full");
     assert_eq!(stock().await, 200);
@@ -417,7 +395,7 @@ async fn upload_bob(bob: &RawDevice) -> u16 {
     bob.signed(
         "POST",
         "/v1/key-packages",
-        &json!({ "key_packages": [key_package(bob, "bob")] }),
+        &json!({ "key_packages": [bob.key_package("bob", None)] }),
     )
     .await
     .status

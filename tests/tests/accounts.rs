@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use conclave_client::{ClientError, Credentials, Event, SecondFactor, SoftAuthenticator};
-use conclave_tests::ByName;
+use conclave_tests::{ByName, refused_with};
 use conclave_tests::{
     Person, RawDevice, ServerProcess, TempDir, TotpApp, enroll_totp, fresh_postgres,
 };
@@ -17,17 +17,6 @@ use serde_json::json;
 
 const ALICE_PASSWORD: &str = "alice-pass-2718281828";
 const BOB_PASSWORD: &str = "bob-pass-3141592653";
-
-fn refused_with(result: Result<impl std::fmt::Debug, ClientError>, status: u16, code: &str) {
-    match result {
-        Err(ClientError::Server {
-            status: got,
-            code: got_code,
-            ..
-        }) if got == status && got_code == code => {}
-        other => panic!("expected {status} {code}, got {other:?}"),
-    }
-}
 
 fn text_of(entries: &[conclave_client::HistoryEntry]) -> Vec<(&str, &str)> {
     entries

@@ -14,10 +14,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use conclave_client::{ClientError, Credentials};
-use conclave_crypto::{CIPHERSUITE, DeviceCredential, Username};
 use conclave_tests::{ByName, Person, RawDevice, ServerProcess, workspace_binary};
-use openmls::prelude::tls_codec::Serialize as _;
-use openmls::prelude::{CredentialWithKey, KeyPackage, MlsMessageOut};
 use serde_json::json;
 use sqlx::{Row, SqliteConnection};
 
@@ -94,25 +91,6 @@ fn client_refused(what: &str, result: Result<impl std::fmt::Debug, ClientError>)
             if status == 503 && code == "audit_unavailable" => {}
         other => panic!("{what}: expected 503 audit_unavailable, got {other:?}"),
     }
-}
-
-/// A fresh key package of `device` (account `user`), base64.
-fn key_package(device: &RawDevice, user: &str) -> String {
-    let provider = openmls_rust_crypto::OpenMlsRustCrypto::default();
-    let credential = DeviceCredential::new(Username::parse(user).unwrap(), device.key.device_id());
-    let bundle = KeyPackage::builder()
-        .build(
-            CIPHERSUITE,
-            &provider,
-            &device.key,
-            CredentialWithKey {
-                credential: credential.to_mls(),
-                signature_key: device.key.public().to_bytes().to_vec().into(),
-            },
-        )
-        .unwrap();
-    let message = MlsMessageOut::from(bundle.key_package().clone());
-    STANDARD.encode(message.tls_serialize_detached().unwrap())
 }
 
 /// The host administrator's changes: each is refused, nothing of it is
@@ -251,7 +229,7 @@ async fn requests_are_refused_whole_when_the_log_refuses() {
         .signed(
             "POST",
             "/v1/key-packages",
-            &json!({ "key_packages": [key_package(&raw, "alice")] }),
+            &json!({ "key_packages": [raw.key_package("alice", None)] }),
         )
         .await;
     audit_unavailable("key packages", upload.status, &upload.json);

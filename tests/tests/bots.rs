@@ -4,36 +4,11 @@
 //! refuses a credential whose bot mark is not the account's own.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use conclave_crypto::{CIPHERSUITE, DeviceCredential, Username};
 use conclave_tests::ByName;
 use conclave_tests::{Person, RawDevice, ServerProcess};
-use openmls::prelude::tls_codec::Serialize as _;
-use openmls::prelude::{CredentialWithKey, KeyPackage, MlsMessageOut};
 use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery staple";
-
-/// A key package for `device` whose credential claims `bot_owner`.
-fn key_package(device: &RawDevice, user: &str, bot_owner: Option<&str>) -> String {
-    let provider = openmls_rust_crypto::OpenMlsRustCrypto::default();
-    let credential = DeviceCredential::new(Username::parse(user).unwrap(), device.key.device_id())
-        .with_bot_owner(bot_owner.map(|o| Username::parse(o).unwrap()));
-    let bundle = KeyPackage::builder()
-        .build(
-            CIPHERSUITE,
-            &provider,
-            &device.key,
-            CredentialWithKey {
-                credential: credential.to_mls(),
-                signature_key: device.key.public().to_bytes().to_vec().into(),
-            },
-        )
-        .unwrap();
-    let message = MlsMessageOut::from(bundle.key_package().clone());
-    STANDARD.encode(message.tls_serialize_detached().unwrap())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bots_are_marked_accounts_that_members_add() {
@@ -128,7 +103,7 @@ async fn bots_are_marked_accounts_that_members_add() {
         .signed(
             "POST",
             "/v1/key-packages",
-            &json!({ "key_packages": [key_package(&raw_bob, "bob", Some("alice"))] }),
+            &json!({ "key_packages": [raw_bob.key_package("bob", Some("alice"))] }),
         )
         .await;
     assert_eq!(forged.status, 400, "{:?}", forged.json);
@@ -142,7 +117,7 @@ async fn bots_are_marked_accounts_that_members_add() {
         .signed(
             "POST",
             "/v1/key-packages",
-            &json!({ "key_packages": [key_package(&raw_bot, "deploy-bot", None)] }),
+            &json!({ "key_packages": [raw_bot.key_package("deploy-bot", None)] }),
         )
         .await;
     assert_eq!(hidden.status, 400, "{:?}", hidden.json);

@@ -21,7 +21,7 @@ use conclave_client::{
     Client, ClientError, Credentials, HttpsTransport, KeyProtection, SecondFactor, ServerTrust,
 };
 use conclave_crypto::password::{PasswordLogin, PasswordServer};
-use conclave_tests::{ServerProcess, TempDir, enroll_totp};
+use conclave_tests::{ServerProcess, TempDir, enroll_totp, refused_with};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use sqlx::Row;
@@ -209,17 +209,6 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
         .any(|window| window == needle)
-}
-
-fn refused_with(result: Result<impl std::fmt::Debug, ClientError>, status: u16, code: &str) {
-    match result {
-        Err(ClientError::Server {
-            status: got,
-            code: got_code,
-            ..
-        }) if got == status && got_code == code => {}
-        other => panic!("expected {status} {code}, got {other:?}"),
-    }
 }
 
 /// The OPAQUE record the relay keeps for `user`, from its database.

@@ -16,25 +16,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use conclave_client::{AlertKind, ClientError, Credentials, SecondFactor, SoftAuthenticator};
+use conclave_client::{AlertKind, Credentials, SecondFactor, SoftAuthenticator};
 use conclave_tests::ByName;
-use conclave_tests::{Person, RawDevice, RawResponse, ServerProcess, enroll_totp};
+use conclave_tests::{Person, RawDevice, RawResponse, ServerProcess, enroll_totp, refused_with};
 use serde_json::{Value, json};
 use sqlx::Row;
 
 const ALICE_PASSWORD: &str = "alice-pass-2718281828";
 const BOB_PASSWORD: &str = "bob-pass-3141592653";
-
-fn refused_with(result: Result<impl std::fmt::Debug, ClientError>, status: u16, code: &str) {
-    match result {
-        Err(ClientError::Server {
-            status: got,
-            code: got_code,
-            ..
-        }) if got == status && got_code == code => {}
-        other => panic!("expected {status} {code}, got {other:?}"),
-    }
-}
 
 fn answered(response: &RawResponse, status: u16, code: &str, what: &str) {
     assert_eq!(

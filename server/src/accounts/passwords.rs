@@ -30,7 +30,7 @@ use rand::RngCore;
 use webauthn_rs::prelude::PublicKeyCredential;
 
 use super::factors::{INVITE_CODE, RECOVERY_CODE};
-use super::proof::{Factor, SecondFactor, check_factor};
+use super::proof::{Factor, SecondFactor, check_factor, factor_refused};
 use super::username;
 use crate::AppState;
 use crate::auth::{Signed, verify_secret};
@@ -301,42 +301,50 @@ impl Budget {
         }
     }
 
-    async fn reserve(self, state: &AppState, user: &str, device: &str) -> ApiResult<()> {
+    /// The budget's limit, and the key it counts under.
+    fn counter(self, user: &str, device: &str) -> (Counter, String) {
         match self {
-            Budget::KnownDevice => {
-                let key = format!("{user}:{device}");
-                limits::reserve_backoff(state, limits::KNOWN_DEVICE_BACKOFF, &key).await
-            }
-            Budget::NewDevice => {
-                limits::reserve_backoff(state, limits::NEW_DEVICE_BACKOFF, user).await
-            }
-            Budget::WithPasskey => {
-                limits::reserve(state, limits::PASSWORD_FAILURES_WITH_PASSKEY, user).await
-            }
-            Budget::WithRecoveryCode => {
-                limits::reserve(state, limits::PASSWORD_FAILURES_WITH_RECOVERY_CODE, user).await
-            }
+            Budget::KnownDevice => (
+                Counter::Backoff(limits::KNOWN_DEVICE_BACKOFF),
+                format!("{user}:{device}"),
+            ),
+            Budget::NewDevice => (
+                Counter::Backoff(limits::NEW_DEVICE_BACKOFF),
+                user.to_owned(),
+            ),
+            Budget::WithPasskey => (
+                Counter::Limit(limits::PASSWORD_FAILURES_WITH_PASSKEY),
+                user.to_owned(),
+            ),
+            Budget::WithRecoveryCode => (
+                Counter::Limit(limits::PASSWORD_FAILURES_WITH_RECOVERY_CODE),
+                user.to_owned(),
+            ),
+        }
+    }
+
+    async fn reserve(self, state: &AppState, user: &str, device: &str) -> ApiResult<()> {
+        match self.counter(user, device) {
+            (Counter::Backoff(backoff), key) => limits::reserve_backoff(state, backoff, &key).await,
+            (Counter::Limit(limit), key) => limits::reserve(state, limit, &key).await,
         }
     }
 
     async fn clear(self, state: &AppState, user: &str, device: &str) -> ApiResult<()> {
-        let store = &state.store;
-        match self {
-            Budget::KnownDevice => {
-                let key = format!("{user}:{device}");
-                limits::clear_backoff(store, limits::KNOWN_DEVICE_BACKOFF, &key).await
+        match self.counter(user, device) {
+            (Counter::Backoff(backoff), key) => {
+                limits::clear_backoff(&state.store, backoff, &key).await
             }
-            Budget::NewDevice => {
-                limits::clear_backoff(store, limits::NEW_DEVICE_BACKOFF, user).await
-            }
-            Budget::WithPasskey => {
-                limits::clear(store, limits::PASSWORD_FAILURES_WITH_PASSKEY, user).await
-            }
-            Budget::WithRecoveryCode => {
-                limits::clear(store, limits::PASSWORD_FAILURES_WITH_RECOVERY_CODE, user).await
-            }
+            (Counter::Limit(limit), key) => limits::clear(&state.store, limit, &key).await,
         }
     }
+}
+
+/// How a budget counts: slowing down, or a fixed number per window.
+#[derive(Debug, Clone, Copy)]
+enum Counter {
+    Backoff(limits::Backoff),
+    Limit(limits::Limit),
 }
 
 /// The context a login's sealed state is bound to.
@@ -426,16 +434,7 @@ pub(crate) async fn start_login(
             };
             match checked {
                 Ok((factor, id, budget)) => (Some(factor), Some(id), budget),
-                Err(reason) => {
-                    state
-                        .audit
-                        .record(
-                            AuditEvent::failure(AuditAction::SecondFactorUsed, user, reason)
-                                .from_ip(ip),
-                        )
-                        .await?;
-                    return Err(ApiError::SecondFactorInvalid(reason));
-                }
+                Err(reason) => return Err(factor_refused(state, user, reason, ip).await),
             }
         }
     };

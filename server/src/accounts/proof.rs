@@ -148,16 +148,7 @@ pub(crate) async fn verify_proof(
         limits::count(state, limits::SECOND_FACTOR_PER_IP, &ip_key(ip)).await?;
         let passed = match check_factor(state, user, second_factor).await? {
             Ok(passed) => passed,
-            Err(reason) => {
-                state
-                    .audit
-                    .record(
-                        AuditEvent::failure(AuditAction::SecondFactorUsed, user, reason)
-                            .from_ip(ip),
-                    )
-                    .await?;
-                return Err(ApiError::SecondFactorInvalid(reason));
-            }
+            Err(reason) => return Err(factor_refused(state, user, reason, ip).await),
         };
         if let Some(passkey) = &passed.passkey {
             refuse_a_passkey_too_new(state, user, passkey, action, ip).await?;
@@ -248,15 +239,7 @@ async fn second_factor_after_password(
             limits::clear(store, limits::SECOND_FACTOR_FAILURES, user).await?;
             factor_passed(state, user, passed.factor, ip, presenter).await
         }
-        Err(reason) => {
-            state
-                .audit
-                .record(
-                    AuditEvent::failure(AuditAction::SecondFactorUsed, user, reason).from_ip(ip),
-                )
-                .await?;
-            Err(ApiError::SecondFactorInvalid(reason))
-        }
+        Err(reason) => Err(factor_refused(state, user, reason, ip).await),
     }
 }
 
@@ -437,6 +420,21 @@ pub(crate) async fn clear_password_budget(
         Presenter::NewDevice => {
             limits::clear_backoff(&state.store, limits::NEW_DEVICE_BACKOFF, user).await
         }
+    }
+}
+
+/// A second factor that did not verify: logged (or, if the log cannot take
+/// it, the request fails with 503 instead), then refused.
+pub(crate) async fn factor_refused(
+    state: &AppState,
+    user: &str,
+    reason: &'static str,
+    ip: Option<IpAddr>,
+) -> ApiError {
+    let failure = AuditEvent::failure(AuditAction::SecondFactorUsed, user, reason).from_ip(ip);
+    match state.audit.record(failure).await {
+        Ok(()) => ApiError::SecondFactorInvalid(reason),
+        Err(unlogged) => unlogged,
     }
 }
 
