@@ -178,6 +178,32 @@ async fn a_stolen_device_key_alone_cannot_take_the_account() {
         phone.client.security_alerts(true).await.unwrap().is_empty(),
         "nothing changed, so nothing is announced"
     );
+    // A new password's setup evaluates the account's OPRF for whatever is
+    // sent: to a stolen key it is a guessing oracle, so it spends the
+    // device's password budget like a guess, and the flood meets 429.
+    let mut answers = Vec::new();
+    for _ in 0..14 {
+        let setup = thief
+            .signed(
+                "POST",
+                "/v1/account/password/setup",
+                &json!({ "request": "AAAA" }),
+            )
+            .await;
+        answers.push((setup.status, setup.json["error"].clone()));
+    }
+    assert!(
+        answers[..10]
+            .iter()
+            .all(|(status, code)| *status == 400 && code == "bad_request"),
+        "{answers:?}"
+    );
+    assert!(
+        answers[10..]
+            .iter()
+            .any(|(status, code)| *status == 429 && code == "rate_limited"),
+        "{answers:?}"
+    );
 }
 
 /// The takeover, with a thief who also phished the password and one

@@ -29,8 +29,10 @@ use conclave_proto::{
 use rand::RngCore;
 use webauthn_rs::prelude::PublicKeyCredential;
 
-use super::factors::{INVITE_CODE, RECOVERY_CODE};
+use super::factors::RECOVERY_CODE;
 use super::proof::{Factor, SecondFactor, check_factor, factor_refused};
+use super::recovery::checked_recovery_invite;
+use super::register::checked_invite;
 use super::username;
 use crate::AppState;
 use crate::auth::{Signed, verify_secret};
@@ -172,31 +174,15 @@ pub(crate) async fn setup(
     limits::count(state, limits::PASSWORD_SETUP_PER_IP, &ip_key(ip)).await?;
     let name = username(&body.username)?;
     let user = name.as_str();
-    let exists = state.store.password_hash(user).await?.is_some();
-    match (&body.invite_code, &body.recovery_invite) {
-        (_, Some(invite)) => {
-            let (id, whole) = INVITE_CODE
-                .parse(invite.expose())
-                .ok_or(ApiError::InviteInvalid)?;
-            let stored = state.store.open_recovery_invite(&id, user).await?;
-            if !verify_secret(whole, stored).await? {
-                return Err(ApiError::InviteInvalid);
-            }
+    match &body.recovery_invite {
+        Some(invite) => {
+            checked_recovery_invite(state, user, invite, ip).await?;
         }
-        (invite, None) => {
-            if exists {
+        None => {
+            if state.store.password_hash(user).await?.is_some() {
                 return Err(ApiError::Conflict("username"));
             }
-            if !state.config.open_registration {
-                let code = invite.as_ref().ok_or(ApiError::InviteRequired)?;
-                let (id, whole) = INVITE_CODE
-                    .parse(code.expose())
-                    .ok_or(ApiError::InviteInvalid)?;
-                let stored = state.store.open_invite(&id).await?;
-                if !verify_secret(whole, stored).await? {
-                    return Err(ApiError::InviteInvalid);
-                }
-            }
+            checked_invite(state, body.invite_code.as_ref()).await?;
         }
     }
     registration_response(state, &body.request, user).await
@@ -392,30 +378,19 @@ pub(crate) async fn start_login(
     }
     // A factor that cannot be guessed is checked first; then the password's
     // budget is its own, not the backoff anyone's guesses build up.
+    let plain = if known {
+        Budget::KnownDevice
+    } else {
+        Budget::NewDevice
+    };
     let (factor, factor_id, budget) = match body.second_factor {
-        None => (
-            None,
-            None,
-            if known {
-                Budget::KnownDevice
-            } else {
-                Budget::NewDevice
-            },
-        ),
+        None => (None, None, plain),
         Some(SecondFactor::Totp { .. }) => {
             return Err(ApiError::BadRequest(
                 "a TOTP code goes in the proof, not with the password's start".into(),
             ));
         }
-        Some(_) if stored.is_none() => (
-            None,
-            None,
-            if known {
-                Budget::KnownDevice
-            } else {
-                Budget::NewDevice
-            },
-        ),
+        Some(_) if stored.is_none() => (None, None, plain),
         Some(second_factor) => {
             limits::count(state, limits::SECOND_FACTOR_PER_IP, &ip_key(ip)).await?;
             let checked = match second_factor {
@@ -478,7 +453,7 @@ pub(crate) async fn start_login(
 }
 
 /// A recovery code checked without being spent: its id if it is good.
-async fn peek_recovery_code(
+pub(crate) async fn peek_recovery_code(
     store: &Store,
     user: &str,
     code: &SecretText,

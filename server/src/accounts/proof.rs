@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use super::ISSUER;
 use super::challenges::take_challenge;
 use super::factors::{self, RECOVERY_CODE};
-use super::passwords::{StoredPassword, finish_login, stored_password};
+use super::passwords::{StoredPassword, finish_login, peek_recovery_code, stored_password};
 use super::recovery::recovery_window_start;
 use crate::AppState;
 use crate::auth::Signed;
@@ -302,14 +302,7 @@ async fn verify_with_recovery_code(
     };
     limits::count(state, limits::SECOND_FACTOR_PER_IP, &ip_key(ip)).await?;
     let wrong_code = "wrong or used recovery code";
-    let code_id = match RECOVERY_CODE.parse(code.expose()) {
-        Some((code_id, whole)) => {
-            let stored = store.unused_recovery_code(user, &code_id).await?;
-            verify_secret(whole, stored).await?.then_some(code_id)
-        }
-        None => None,
-    };
-    let Some(code_id) = code_id else {
+    let Some(code_id) = peek_recovery_code(store, user, &code).await? else {
         state
             .audit
             .record(

@@ -33,20 +33,7 @@ pub(crate) async fn redeem_recovery_invite(
     // applies, never the account's new-device backoff, which anyone's
     // wrong passwords build up.
     limits::count(state, limits::LOGIN_PER_IP, &ip_key(ip)).await?;
-    let (id, whole) = INVITE_CODE
-        .parse(invite.expose())
-        .ok_or(ApiError::InviteInvalid)?;
-    let stored = state.store.open_recovery_invite(&id, user).await?;
-    if !verify_secret(whole, stored).await? {
-        state
-            .audit
-            .record(
-                AuditEvent::failure(AuditAction::AccountUnlocked, user, "bad_recovery_invite")
-                    .from_ip(ip),
-            )
-            .await?;
-        return Err(ApiError::InviteInvalid);
-    }
+    let id = checked_recovery_invite(state, user, &invite, ip).await?;
     let hash = verifier_from_upload(state, new_password_record).await?;
     let unlocked = apply_change(
         state,
@@ -70,6 +57,31 @@ pub(crate) async fn redeem_recovery_invite(
     }
     limits::clear_backoff(&state.store, limits::NEW_DEVICE_BACKOFF, user).await?;
     Ok(())
+}
+
+/// The id of `user`'s valid, unspent recovery invite `invite`, checked and
+/// not spent; a wrong one is logged and refused.
+pub(crate) async fn checked_recovery_invite(
+    state: &AppState,
+    user: &str,
+    invite: &SecretText,
+    ip: Option<IpAddr>,
+) -> ApiResult<String> {
+    let (id, whole) = INVITE_CODE
+        .parse(invite.expose())
+        .ok_or(ApiError::InviteInvalid)?;
+    let stored = state.store.open_recovery_invite(&id, user).await?;
+    if !verify_secret(whole, stored).await? {
+        state
+            .audit
+            .record(
+                AuditEvent::failure(AuditAction::AccountUnlocked, user, "bad_recovery_invite")
+                    .from_ip(ip),
+            )
+            .await?;
+        return Err(ApiError::InviteInvalid);
+    }
+    Ok(id)
 }
 
 /// How far back a recovery reaches: factors added within this window are
