@@ -1,35 +1,33 @@
-//! Fan-out: one channel, every member device holding a push stream, four
-//! senders; the real relay (separate processes, release build) on SQLite,
-//! on PostgreSQL, and as two nodes sharing PostgreSQL, against a bare TLS
-//! WebSocket broadcast with no storage or checks.
+//! Fan-out: one channel, every member device holding a push stream and
+//! acknowledging every message; the real relay (separate processes,
+//! release build) on SQLite, on PostgreSQL, and as two nodes sharing
+//! PostgreSQL, against the bare broadcast of [`crate::bare`], each driven
+//! the same way by [`crate::load`]: at its maximum (closed loop), then in
+//! an open loop at 100% and 50% of that maximum.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use axum::extract::State;
-use axum::extract::ws::{Message, WebSocketUpgrade};
-use axum::routing::{get, post};
 use base64::Engine;
 use conclave_client::{
-    BoxFuture, Client, Credentials, HttpRequest, HttpsTransport, PushStream, SecondFactor,
-    ServerTrust, SoftAuthenticator, Transport,
+    Client, Credentials, HttpRequest, HttpsTransport, SecondFactor, ServerTrust, SoftAuthenticator,
+    Transport,
 };
+use conclave_proto::{Delivered, MessageKind, StreamFrame};
 use conclave_tests::{RawDevice, ServerProcess, TempDir};
-use tokio::sync::broadcast;
 
-use crate::{MESSAGES, PAYLOAD, SENDERS};
+use crate::load::{self, Load, Plan, Receivers, SendFn};
+use crate::{IN_FLIGHT, PAYLOAD, SENDER_DEVICES, Settings};
 
+/// One system at one channel size: at its maximum, then open loop at 100%
+/// and 50% of that maximum.
 #[derive(Debug, Clone, Copy)]
-pub struct Load {
-    pub accepted: f64,
-    pub deliveries: f64,
-    pub p50: f64,
-    pub p99: f64,
-    pub p999: f64,
+pub struct Rows {
+    pub max: Load,
+    pub full: Load,
+    pub half: Load,
 }
-
-type SendFn = Arc<dyn Fn(usize) -> BoxFuture<'static, u64> + Send + Sync>;
 
 /// A transport to one node, trusting the workspace's certificate.
 pub fn transport_to(node: &ServerProcess) -> HttpsTransport {
@@ -40,12 +38,15 @@ pub fn transport_to(node: &ServerProcess) -> HttpsTransport {
 /// devices of one crowd account (signed in with a software passkey).
 pub struct Channel {
     pub members: usize,
-    name: String,
+    group_id: String,
     /// Every member device's home (the host's first).
     homes: Vec<std::path::PathBuf>,
     _crowd_homes: Vec<TempDir>,
-    /// The host and up to three crowd devices, synced: they send.
+    /// The host and the first crowd devices, synced: they send.
     senders: Vec<Client>,
+    name: String,
+    /// The channel's highest position so far.
+    last_seq: u64,
 }
 
 /// The host account, on node `node`, that creates every channel.
@@ -105,222 +106,87 @@ pub async fn channel(
                 .await
                 .unwrap();
         }
-        if senders.len() < SENDERS {
+        if senders.len() < SENDER_DEVICES {
             senders.push(client);
         }
         homes.push(home.path().to_owned());
         crowd_homes.push(home);
     }
     let name = format!("bench-{members}");
-    host.create_channel(&name)
-        .await
-        .unwrap()
-        .invite(&crowd)
-        .await
-        .unwrap();
+    let created = host.create_channel(&name).await.unwrap();
+    created.invite(&crowd).await.unwrap();
     for sender in &senders {
         sender.sync().await.unwrap();
     }
     Channel {
         members,
-        name,
+        group_id: created.group_id().to_owned(),
         homes,
         _crowd_homes: crowd_homes,
         senders,
+        name,
+        last_seq: 0,
     }
 }
 
-/// Sends `MESSAGES` messages of `PAYLOAD` bytes into `channel` while every
-/// member device receives, its streams spread over `nodes` in turn; the
-/// median of `repeats` runs.
-pub async fn relay_load(channel: &Channel, nodes: &[&ServerProcess], repeats: usize) -> Load {
-    let mut devices = Vec::new();
+/// Measures the relay: every member device's stream open on `nodes` in
+/// turn, each sender device warmed by one send (as a client that has
+/// checked its channel's members already), then the three phases.
+pub async fn relay(channel: &mut Channel, nodes: &[&ServerProcess], settings: &Settings) -> Rows {
+    let mut streams = Vec::new();
     for (i, home) in channel.homes.iter().enumerate() {
-        let node = nodes[i % nodes.len()];
-        devices.push(RawDevice::from_home_with(transport_to(node), home).await);
+        let device = RawDevice::from_home_with(transport_to(nodes[i % nodes.len()]), home).await;
+        streams.push(device.open_stream().await);
+    }
+    let receivers = Receivers::start(streams, &channel.group_id);
+    let mut handles = Vec::new();
+    for sender in &channel.senders {
+        let handle = sender.channel_named(&channel.name).await.unwrap();
+        let seq = handle.send("warm-up").await.unwrap();
+        channel.last_seq = channel.last_seq.max(seq);
+        handles.push(handle);
     }
     let text = "x".repeat(PAYLOAD);
-    // Each sender holds its handle on the channel, as a client does.
-    let mut senders = Vec::new();
-    for sender in &channel.senders {
-        senders.push(sender.channel_named(&channel.name).await.unwrap());
-    }
-    let count = senders.len();
     let send: SendFn = Arc::new(move |i| {
-        let sender = senders[i % count].clone();
+        let sender = handles[i % handles.len()].clone();
         let text = text.clone();
-        Box::pin(async move { sender.send(&text).await.unwrap() })
+        Box::pin(async move { sender.send(&text).await.ok() })
     });
-    let seq_of =
-        |frame: &str| serde_json::from_str::<serde_json::Value>(frame).ok()?["seq"].as_u64();
-    let mut runs = Vec::new();
-    for _ in 0..repeats {
-        // Everything up to this message belongs to earlier runs.
-        let floor = channel.senders[0]
-            .channel_named(&channel.name)
-            .await
-            .unwrap()
-            .send("warm-up")
-            .await
-            .unwrap();
-        let mut receivers = Vec::new();
-        for device in &devices {
-            receivers.push(device.open_stream().await);
-        }
-        runs.push(measure(send.clone(), receivers, seq_of, floor, true).await);
-    }
-    median(runs)
+    let pids: Vec<u32> = nodes.iter().filter_map(|node| node.pid()).collect();
+    let (rows, last) = phases(&send, &receivers, channel.last_seq, &pids, settings).await;
+    channel.last_seq = last;
+    rows
 }
 
-/// The run with the median accepted rate (runs on 2 shared cores are noisy).
-fn median(mut runs: Vec<Load>) -> Load {
-    runs.sort_by(|a, b| a.accepted.total_cmp(&b.accepted));
-    runs[runs.len() / 2]
-}
-
-/// Drives `MESSAGES` sends over `SENDERS` tasks while every receiver counts frames.
-/// `key_of` maps a frame to the key `send` returned; keys `<= floor` are ignored.
-pub async fn measure(
-    send: SendFn,
-    receivers: Vec<Box<dyn PushStream>>,
-    key_of: fn(&str) -> Option<u64>,
-    floor: u64,
-    ack: bool,
-) -> Load {
-    let arrivals: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
-    let receiver_count = receivers.len();
-    let mut tasks = Vec::new();
-    for mut stream in receivers {
-        let arrivals = arrivals.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut got = 0;
-            let mut last: Option<(String, u64)>;
-            while got < MESSAGES {
-                let Ok(Some(Ok(frame))) = tokio::time::timeout(Duration::from_secs(60), stream.next_frame()).await else {
-                    panic!("receiver stalled after {got} frames");
-                };
-                let Some(key) = key_of(&frame) else { continue };
-                if key <= floor {
-                    continue;
-                }
-                arrivals.lock().unwrap().push((key, Instant::now()));
-                got += 1;
-                last = Some((frame, key));
-                if ack && got % 50 == 0 {
-                    let group: serde_json::Value = serde_json::from_str(&last.as_ref().unwrap().0).unwrap();
-                    let body = serde_json::json!({ "acks": [{ "group_id": group["group_id"], "seq": key }] });
-                    stream.send_frame(body.to_string()).await.unwrap();
-                }
-            }
-        }));
+/// Measures the bare broadcast at `members` devices: the sender posts a
+/// frame shaped like the relay's (a 1 KiB payload, base64) with a fresh
+/// position, and every device reads and acknowledges it the same way.
+pub async fn bare(members: usize, settings: &Settings) -> Rows {
+    let bare = crate::bare::serve(crate::bare::broadcast());
+    let mut streams = Vec::new();
+    for _ in 0..members {
+        let request = HttpRequest {
+            method: "GET",
+            path: "/v1/stream".into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        streams.push(bare.transport.open_stream(request).await.unwrap());
     }
-    let starts: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
-    let began = Instant::now();
-    let mut senders = Vec::new();
-    for s in 0..SENDERS {
-        let send = send.clone();
-        let starts = starts.clone();
-        senders.push(tokio::spawn(async move {
-            for i in (s..MESSAGES).step_by(SENDERS) {
-                let start = Instant::now();
-                let key = send(i).await;
-                starts.lock().unwrap().insert(key, start);
-            }
-        }));
-    }
-    for s in senders {
-        s.await.unwrap();
-    }
-    let accepted_in = began.elapsed();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let delivered_in = began.elapsed();
-    let starts = starts.lock().unwrap();
-    let mut latencies: Vec<f64> = arrivals
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|(key, at)| {
-            starts
-                .get(key)
-                .map(|s| at.saturating_duration_since(*s).as_secs_f64() * 1000.0)
-        })
-        .collect();
-    latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize];
-    Load {
-        accepted: MESSAGES as f64 / accepted_in.as_secs_f64(),
-        deliveries: (MESSAGES * receiver_count) as f64 / delivered_in.as_secs_f64(),
-        p50: pct(0.5),
-        p99: pct(0.99),
-        p999: pct(0.999),
-    }
-}
-
-/// A bare TLS WebSocket broadcast: POST /send fans the body out, nothing stored or checked.
-pub async fn bare_load(members: usize, repeats: usize) -> Load {
-    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let cert_der = certified.cert.der().clone();
-    let key =
-        rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der()).unwrap();
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert_der.clone()], key)
-    .unwrap();
-    let (tx, _) = broadcast::channel::<String>(65536);
-    let app = axum::Router::new()
-        .route(
-            "/send",
-            post(
-                |State(tx): State<broadcast::Sender<String>>, body: String| async move {
-                    let _ = tx.send(body);
-                    "{}"
-                },
-            ),
-        )
-        .route(
-            "/v1/stream",
-            get(
-                |State(tx): State<broadcast::Sender<String>>, ws: WebSocketUpgrade| async move {
-                    let mut rx = tx.subscribe();
-                    ws.read_buffer_size(8192)
-                        .on_upgrade(move |mut socket| async move {
-                            while let Ok(frame) = rx.recv().await {
-                                if socket.send(Message::Text(frame.into())).await.is_err() {
-                                    break;
-                                }
-                            }
-                        })
-                },
-            ),
-        )
-        .with_state(tx);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("https://{}", listener.local_addr().unwrap());
-    let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
-    tokio::spawn(
-        axum_server::from_tcp_rustls(listener, config)
-            .unwrap()
-            .serve(app.into_make_service()),
-    );
-    let pin: [u8; 32] = {
-        use sha2::Digest;
-        sha2::Sha256::digest(&cert_der).into()
-    };
-    let transport = HttpsTransport::new(&url, ServerTrust::PinSha256(pin)).unwrap();
+    let receivers = Receivers::start(streams, "bare");
     let payload = base64::engine::general_purpose::STANDARD.encode(vec![7u8; PAYLOAD]);
-    let sender_transport = transport.clone();
-    let send: SendFn = Arc::new(move |i| {
-        let transport = sender_transport.clone();
-        let body = serde_json::json!({ "id": i + 1, "payload": payload })
-            .to_string()
-            .into_bytes();
+    let next = Arc::new(AtomicU64::new(0));
+    let transport = bare.transport.clone();
+    let send: SendFn = Arc::new(move |_| {
+        let transport = transport.clone();
+        let seq = next.fetch_add(1, Ordering::Relaxed) + 1;
+        let frame = StreamFrame::Message(Delivered {
+            group_id: "bare".into(),
+            seq,
+            kind: MessageKind::Application,
+            payload: payload.clone(),
+        });
+        let body = serde_json::to_vec(&frame).unwrap();
         Box::pin(async move {
             let request = HttpRequest {
                 method: "POST",
@@ -328,24 +194,53 @@ pub async fn bare_load(members: usize, repeats: usize) -> Load {
                 headers: Vec::new(),
                 body,
             };
-            transport.send(request).await.unwrap();
-            (i + 1) as u64
+            match transport.send(request).await {
+                Ok(response) if response.status == 200 => Some(seq),
+                _ => None,
+            }
         })
     });
-    let id_of = |frame: &str| serde_json::from_str::<serde_json::Value>(frame).ok()?["id"].as_u64();
-    let mut runs = Vec::new();
-    for _ in 0..repeats {
-        let mut receivers = Vec::new();
-        for _ in 0..members {
-            let request = HttpRequest {
-                method: "GET",
-                path: "/v1/stream".into(),
-                headers: Vec::new(),
-                body: Vec::new(),
-            };
-            receivers.push(transport.open_stream(request).await.unwrap());
-        }
-        runs.push(measure(send.clone(), receivers, id_of, 0, false).await);
-    }
-    median(runs)
+    phases(&send, &receivers, 0, &[], settings).await.0
+}
+
+/// The closed loop, then the open loop at 100% and 50% of the rate it
+/// sustained; the rows and the last key sent.
+async fn phases(
+    send: &SendFn,
+    receivers: &Receivers,
+    floor: u64,
+    system: &[u32],
+    settings: &Settings,
+) -> (Rows, u64) {
+    let max = load::run(
+        send,
+        receivers,
+        floor,
+        Plan::Closed {
+            in_flight: IN_FLIGHT,
+            messages: settings.min_messages,
+            at_least: settings.phase,
+        },
+        system,
+    )
+    .await;
+    // The most it sustains end to end: messages accepted, or messages
+    // delivered to every device, per second, whichever is fewer.
+    let sustained = max.accepted.min(max.deliveries / receivers.len() as f64);
+    let open = |share: f64| {
+        let rate = sustained * share;
+        let messages = ((rate * settings.phase.as_secs_f64()) as usize).max(settings.min_messages);
+        Plan::Open { rate, messages }
+    };
+    settle().await;
+    let full = load::run(send, receivers, max.last_key, open(1.0), system).await;
+    settle().await;
+    let half = load::run(send, receivers, full.last_key, open(0.5), system).await;
+    (Rows { max, full, half }, half.last_key)
+}
+
+/// A pause between phases, so that one phase's tail (acknowledgements
+/// being written, connections closing) is not measured in the next.
+async fn settle() {
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }

@@ -1,8 +1,12 @@
 //! Durable ingest: the relay's own append path (`Store::append`: duplicate
 //! check, epoch compare-and-swap, position, insert, with group commit)
-//! against a raw sqlx insert of the same rows into the same table, with
-//! the same connection settings (SQLite: WAL, synchronous=FULL), one
-//! statement per row. Both durable before they return; same concurrency.
+//! against two raw sqlx inserts of the same rows into the same table, with
+//! the same connection settings (SQLite: WAL, synchronous=FULL):
+//!
+//! - one durable statement per row, from as many writers as the relay's;
+//! - the baseline: multi-row `INSERT`s of `BATCH` rows, each batch one
+//!   durable transaction, from one writer (what a single writer that
+//!   gathers rows can reach).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,12 +21,20 @@ const WRITERS: usize = 64;
 const PER_WRITER: usize = 100;
 /// Groups the rows are spread over.
 const GROUPS: usize = 16;
+/// Rows per multi-row insert: as many as the relay's writers have waiting
+/// at most.
+pub const BATCH: usize = WRITERS;
 
 /// Rows per second through each path.
 pub struct Ingest {
     pub store: f64,
+    /// One statement per row.
     pub raw: f64,
+    /// Multi-row inserts, one transaction each.
+    pub multi_row: f64,
 }
+
+const INSERT: &str = "INSERT INTO messages (group_id, seq, kind, epoch, sender_device, payload, created_at, payload_hash) VALUES ";
 
 fn payload(writer: usize, n: usize) -> Vec<u8> {
     let mut bytes = format!("{writer}:{n}:").into_bytes();
@@ -42,7 +54,7 @@ pub async fn ingest(url: &str) -> Ingest {
         .await
         .unwrap();
     for g in 0..GROUPS {
-        for prefix in ["store", "raw"] {
+        for prefix in ["store", "raw", "multi"] {
             let group = format!("{prefix}-{g}");
             store
                 .create_group(
@@ -103,10 +115,9 @@ pub async fn ingest(url: &str) -> Ingest {
                     next[g]
                 };
                 let payload = payload(w, n);
-                sqlx::query(
-                    "INSERT INTO messages (group_id, seq, kind, epoch, sender_device, payload, created_at, payload_hash)
-                     VALUES ($1, $2, 'application', 0, 'bench-device', $3, 0, $4)",
-                )
+                sqlx::query(&format!(
+                    "{INSERT} ($1, $2, 'application', 0, 'bench-device', $3, 0, $4)"
+                ))
                 .bind(format!("raw-{g}"))
                 .bind(seq)
                 .bind(payload.clone())
@@ -121,8 +132,44 @@ pub async fn ingest(url: &str) -> Ingest {
         writer.await.unwrap();
     }
     let raw_rate = (WRITERS * PER_WRITER) as f64 / started.elapsed().as_secs_f64();
+
+    // The same rows again, in multi-row inserts of `BATCH` rows.
+    let rows: Vec<(usize, Vec<u8>)> = (0..WRITERS)
+        .flat_map(|w| (0..PER_WRITER).map(move |n| ((w + n) % GROUPS, payload(w, n))))
+        .collect();
+    let mut next = [0i64; GROUPS];
+    let started = Instant::now();
+    for batch in rows.chunks(BATCH) {
+        let values: Vec<String> = (0..batch.len())
+            .map(|r| {
+                let at = r * 4;
+                format!(
+                    "(${}, ${}, 'application', 0, 'bench-device', ${}, 0, ${})",
+                    at + 1,
+                    at + 2,
+                    at + 3,
+                    at + 4
+                )
+            })
+            .collect();
+        let sql = format!("{INSERT}{}", values.join(", "));
+        let mut insert = sqlx::query(&sql);
+        for (g, payload) in batch {
+            next[*g] += 1;
+            insert = insert
+                .bind(format!("multi-{g}"))
+                .bind(next[*g])
+                .bind(payload.clone())
+                .bind(conclave_crypto::sha256_hex(payload));
+        }
+        let mut tx = pool.begin().await.unwrap();
+        insert.execute(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let multi_row_rate = rows.len() as f64 / started.elapsed().as_secs_f64();
     Ingest {
         store: store_rate,
         raw: raw_rate,
+        multi_row: multi_row_rate,
     }
 }
