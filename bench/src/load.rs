@@ -26,6 +26,11 @@ pub type SendFn = Arc<dyn Fn(usize) -> BoxFuture<'static, Option<u64>> + Send + 
 /// it has not received by then counts as missing.
 const STALL: Duration = Duration::from_secs(30);
 
+/// Open-loop sends in flight at most: the connections one client process
+/// keeps to a server. A send due while all are busy waits its turn, and the
+/// wait counts in its time (it is timed from when it was due).
+const OPEN_IN_FLIGHT: usize = 256;
+
 /// How a phase sends.
 #[derive(Debug, Clone, Copy)]
 pub enum Plan {
@@ -254,11 +259,13 @@ pub async fn run(
             None
         }
         Plan::Open { rate, messages } => {
+            let connections = Arc::new(tokio::sync::Semaphore::new(OPEN_IN_FLIGHT));
             for i in 0..messages {
                 let due = began + Duration::from_secs_f64(i as f64 / rate);
                 tokio::time::sleep_until(due.into()).await;
-                let (send, sent) = (send.clone(), sent.clone());
+                let (send, sent, connections) = (send.clone(), sent.clone(), connections.clone());
                 tasks.push(tokio::spawn(async move {
+                    let _connection = connections.acquire().await.unwrap();
                     let key = send(i).await;
                     let answered = Instant::now();
                     sent.lock().unwrap().push(Sent { key, due, answered });
