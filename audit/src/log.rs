@@ -340,7 +340,11 @@ pub async fn stored_size(pool: &AnyPool) -> Result<u64, LogError> {
 /// one database answer alike, and none reads the whole log at start.
 #[derive(Debug, Clone)]
 pub struct TransparencyLog {
+    /// Appends, checkpoints and everything else that writes.
     pool: AnyPool,
+    /// Roots, proofs, entries and tiles (on SQLite, connections other than
+    /// the relay's one writer, so proofs never wait behind writes).
+    reads: AnyPool,
     signer: Arc<NoteSigner>,
 }
 
@@ -349,9 +353,17 @@ impl TransparencyLog {
     /// checkpoint origin).
     pub fn new(pool: AnyPool, signer: NoteSigner) -> Self {
         Self {
+            reads: pool.clone(),
             pool,
             signer: Arc::new(signer),
         }
+    }
+
+    /// The same log, reading through `reads` (another pool on the same
+    /// database) and writing through the pool it was made with.
+    pub fn reading_from(mut self, reads: AnyPool) -> Self {
+        self.reads = reads;
+        self
     }
 
     /// The checkpoint origin.
@@ -374,12 +386,12 @@ impl TransparencyLog {
 
     /// The number of entries committed.
     pub async fn size(&self) -> Result<u64, LogError> {
-        stored_size(&self.pool).await
+        stored_size(&self.reads).await
     }
 
     /// Entries `start..end`, as stored.
     pub async fn entries(&self, start: u64, end: u64) -> Result<Vec<StoredEntry>, LogError> {
-        fetch_entries(&self.pool, start, end).await
+        fetch_entries(&self.reads, start, end).await
     }
 
     /// The salts and addresses behind the `client-ip` commitments of
@@ -394,7 +406,7 @@ impl TransparencyLog {
         )
         .bind(to_i64(start))
         .bind(to_i64(end))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(rows
             .iter()
@@ -410,7 +422,7 @@ impl TransparencyLog {
         let row = sqlx::query(
             "SELECT size, root_hash, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         Ok(row.map(|r| SignedCheckpoint {
             size: to_u64(r.get(0)),
@@ -499,7 +511,7 @@ impl TransparencyLog {
         let (start, end) = (tile.first(), tile.first() + tile.width);
         if tile.level.is_none() {
             let mut bundle = Vec::new();
-            let entries = fetch_entries(&self.pool, start, end).await?;
+            let entries = fetch_entries(&self.reads, start, end).await?;
             for (expected, entry) in (start..end).zip(&entries) {
                 if entry.index != expected {
                     return Err(LogError::MissingEntry(expected));
@@ -520,7 +532,7 @@ impl TransparencyLog {
             .bind(i64::from(level))
             .bind(to_i64(start))
             .bind(to_i64(end))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
             let mut bytes = Vec::with_capacity(rows.len() * 32);
             for (expected, row) in (start..end).zip(&rows) {
@@ -562,7 +574,7 @@ impl TransparencyLog {
             }
             .into());
         }
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reads.acquire().await?;
         match answer(&mut conn, &plan).await {
             // A log from before the stored tree that has not caught up yet
             // (the next checkpoint does it): catch up now, then answer.
@@ -603,7 +615,7 @@ impl TransparencyLog {
         Ok(
             sqlx::query("SELECT line FROM audit_cosignatures WHERE size = $1 ORDER BY witness")
                 .bind(to_i64(size))
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reads)
                 .await?
                 .iter()
                 .map(|row| row.get(0))
@@ -615,7 +627,7 @@ impl TransparencyLog {
     pub async fn cosigned_by(&self, witness: &str) -> Result<u64, LogError> {
         let row = sqlx::query("SELECT MAX(size) FROM audit_cosignatures WHERE witness = $1")
             .bind(witness)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reads)
             .await?;
         Ok(row.get::<Option<i64>, _>(0).map_or(0, to_u64))
     }
@@ -642,7 +654,7 @@ impl TransparencyLog {
     pub async fn key_rotations(&self) -> Result<Vec<String>, LogError> {
         Ok(
             sqlx::query("SELECT statement FROM audit_key_rotations ORDER BY created_at, new_key")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reads)
                 .await?
                 .iter()
                 .map(|row| row.get(0))
@@ -663,7 +675,7 @@ impl TransparencyLog {
         .bind(crate::event::DEVICE_ADDED)
         .bind(username)
         .bind(device_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         Ok(row.map(|r| StoredEntry {
             index: to_u64(r.get(0)),

@@ -100,7 +100,8 @@ pub(crate) fn transparency_log(
 ) -> Result<(conclave_audit::log::TransparencyLog, bool), ServerError> {
     let (signer, created) = log_key::load_or_create(&config.log_key, &config.log_origin)?;
     Ok((
-        conclave_audit::log::TransparencyLog::new(store.pool().clone(), signer),
+        conclave_audit::log::TransparencyLog::new(store.pool().clone(), signer)
+            .reading_from(store.read_pool().clone()),
         created,
     ))
 }
@@ -265,7 +266,7 @@ async fn refuse_new_keys_for_an_old_workspace(
     store: &Store,
     config: &Config,
 ) -> Result<(), ServerError> {
-    let size = conclave_audit::log::stored_size(store.pool())
+    let size = conclave_audit::log::stored_size(store.read_pool())
         .await
         .map_err(|source| ServerError::Database {
             what: "cannot read the audit log",
@@ -332,7 +333,7 @@ pub async fn run(
             source,
         })?;
         println!("metrics at http://{bound}/metrics");
-        metrics::serve(metrics, store.pool().clone());
+        metrics::serve(metrics, store.read_pool().clone());
     }
     let state = state(store, config)?;
     let flushing = state.clone();

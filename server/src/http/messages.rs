@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use conclave_proto::{AckAnswer, AckBody, FetchAnswer, FetchQuery, PostAnswer, PostMessage};
 
 use crate::AppState;
-use crate::auth::Signed;
+use crate::auth::{Signed, SignedUnspent};
 use crate::error::{ApiError, ApiResult};
 use crate::relay::Poster;
 
@@ -23,16 +23,29 @@ fn poster(signed: &Signed) -> Poster {
 pub(crate) async fn post_message(
     State(state): State<AppState>,
     group_id: Result<Path<String>, PathRejection>,
-    signed: Signed,
+    request: SignedUnspent,
 ) -> ApiResult<Json<PostAnswer>> {
-    signed.username()?;
-    let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let body: PostMessage = signed.json()?;
-    let answer = state
-        .relay()
-        .post(&group_id, poster(&signed), &body)
-        .await?;
-    Ok(Json(answer))
+    let SignedUnspent { signed, nonce } = request;
+    let relay = state.relay();
+    // The nonce is spent whatever the answer: in the append's transaction
+    // when a message is appended, before anything else for a handshake, and
+    // here for everything else (a refusal, a repeat).
+    let mut unspent = Some(nonce);
+    let answer = async {
+        signed.username()?;
+        let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let body: PostMessage = signed.json()?;
+        relay
+            .post(&group_id, poster(&signed), &body, &mut unspent)
+            .await
+    }
+    .await;
+    if let Some(nonce) = unspent
+        && !state.store.spend_nonce(nonce).await?
+    {
+        return Err(ApiError::Replayed);
+    }
+    Ok(Json(answer?))
 }
 
 pub(crate) async fn fetch_messages(

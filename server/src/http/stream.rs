@@ -18,6 +18,7 @@ use axum::response::Response;
 use conclave_proto::{AckBody, StreamFrame};
 use futures_util::SinkExt;
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
 use crate::AppState;
 use crate::auth::{Signed, idle_clock_due, session_problem};
@@ -33,6 +34,12 @@ use crate::store::{Ack, StoreError};
 /// `conclave_client`'s silence limit and moves to another node, and so that
 /// load balancers see traffic on an idle connection.
 const HEARTBEAT: Duration = Duration::from_secs(20);
+
+/// What a stream's read buffer starts at: it only ever reads acknowledgements
+/// of a few dozen bytes, and grows on demand for a longer one. (tungstenite
+/// allocates it whole up front, per connection: at 8 KiB, most of an idle
+/// stream's memory.)
+const READ_BUFFER: usize = 512;
 
 /// WebSocket close code for "your session is over" (private-use range).
 const CLOSE_SESSION_ENDED: u16 = 4001;
@@ -51,7 +58,7 @@ pub(crate) async fn stream(
     let device = signed.device_id;
     let notifications = state.notifier.subscribe();
     Ok(ws
-        .read_buffer_size(8192)
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| async move {
             let mut cursor = DeliveryCursor::new(device.to_string(), user);
             if let Err(e) = push_messages(&state, &mut cursor, socket, notifications).await {
@@ -119,13 +126,26 @@ async fn push_messages(
 ) -> Result<(), StreamError> {
     let device_key = cursor.device_id().to_owned();
     let _counted = crate::metrics::OpenStream::new();
-    let mut recheck = tokio::time::interval(session_recheck(&state.config));
-    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    // One timer per stream, set to whichever comes first: the heartbeat,
+    // the session re-check, or the end of a wait for a missing message.
+    // (Three timers, rebuilt on every turn of the loop, cost a thousand
+    // streams more than their deliveries.)
+    let recheck_every = session_recheck(&state.config);
+    let mut next_heartbeat = Instant::now() + HEARTBEAT;
+    let mut next_recheck = Instant::now() + recheck_every;
+    let timer = tokio::time::sleep_until(next_heartbeat.min(next_recheck));
+    tokio::pin!(timer);
     loop {
         if cursor.needs_resync() {
             resync(state, &device_key, cursor, &mut socket).await?;
         }
-        let gap_deadline = cursor.gap_deadline();
+        let gap_deadline = cursor.gap_deadline().map(Instant::from_std);
+        let due = gap_deadline
+            .map_or(next_heartbeat, |gap| gap.min(next_heartbeat))
+            .min(next_recheck);
+        if timer.deadline() != due {
+            timer.as_mut().reset(due);
+        }
         tokio::select! {
             note = notifications.recv() => match note {
                 Ok(notice) => {
@@ -137,27 +157,32 @@ async fn push_messages(
                 Err(broadcast::error::RecvError::Lagged(_)) => cursor.request_resync(),
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             },
-            // A gap that did not fill in time: the database knows.
-            _ = tokio::time::sleep_until(gap_deadline.map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std)), if gap_deadline.is_some() => {
-                cursor.on_gap_timeout();
-            },
-            _ = heartbeat.tick() => {
-                socket.send(Message::Ping(Default::default())).await?;
-            },
-            _ = recheck.tick() => {
-                // A notice from another node may have been lost: look anyway.
-                // (One node alone loses none: its broadcast reports lag.)
-                if state.notifier.shared_database() {
-                    cursor.request_resync();
+            () = &mut timer => {
+                let now = Instant::now();
+                // A gap that did not fill in time: the database knows.
+                if gap_deadline.is_some_and(|gap| gap <= now) {
+                    cursor.on_gap_timeout();
                 }
-                let session = state.store.device_session(&device_key).await?;
-                let Some(session) = session.filter(|s| session_problem(s, &state.config).is_none()) else {
-                    return close(socket, CLOSE_SESSION_ENDED, "session ended").await;
-                };
-                // A device that holds its stream open is in use, even if it
-                // sends no other request: keep its idle clock from running out.
-                if idle_clock_due(session.last_seen_at, &state.config) {
-                    state.store.touch_device(&device_key).await?;
+                if next_heartbeat <= now {
+                    next_heartbeat = now + HEARTBEAT;
+                    socket.send(Message::Ping(Default::default())).await?;
+                }
+                if next_recheck <= now {
+                    next_recheck = now + recheck_every;
+                    // A notice from another node may have been lost: look anyway.
+                    // (One node alone loses none: its broadcast reports lag.)
+                    if state.notifier.shared_database() {
+                        cursor.request_resync();
+                    }
+                    let session = state.store.device_session(&device_key).await?;
+                    let Some(session) = session.filter(|s| session_problem(s, &state.config).is_none()) else {
+                        return close(socket, CLOSE_SESSION_ENDED, "session ended").await;
+                    };
+                    // A device that holds its stream open is in use, even if it
+                    // sends no other request: keep its idle clock from running out.
+                    if idle_clock_due(session.last_seen_at, &state.config) {
+                        state.store.touch_device(&device_key).await?;
+                    }
                 }
             },
             incoming = socket.recv() => match incoming {
@@ -172,7 +197,7 @@ async fn push_messages(
                             .filter(|ack| cursor.follows(&ack.group_id))
                             .map(|ack| Ack { device_id: device_key.clone(), group_id: ack.group_id, seq: ack.seq })
                             .collect(),
-                    );
+                    ).await;
                 }
                 Some(Ok(Message::Close(_))) | None => return Ok(()),
                 Some(Ok(_)) => {}
@@ -212,7 +237,7 @@ async fn push_ready(
                         .delivery_latency
                         .observe(push.accepted.elapsed().as_secs_f64());
                     METRICS.delivered.inc();
-                    push.frame().as_ref().into()
+                    push.frame()
                 }
                 Step::DevicesChanged => encode_frame(&StreamFrame::DevicesChanged).into(),
                 Step::CloseSessionEnded => return Ok(Some((CLOSE_SESSION_ENDED, "session ended"))),

@@ -8,16 +8,22 @@ use conclave_proto::{PostAnswer, PostMessage};
 use super::mls::{self, Wire};
 use super::{ApiError, Poster, Relay};
 use crate::error::{ApiResult, decode_b64};
-use crate::store::{Admission, Append, MessageKind, PayloadHash, Pending};
+use crate::store::{Admission, Append, MessageKind, Nonce, PayloadHash, Pending};
 
 impl Relay<'_> {
     /// Accepts `body`, posted by `poster` to `group_id`, and tells the
     /// group's devices once it is durable.
+    ///
+    /// The request's `nonce` is taken and spent here when the post gets as
+    /// far as changing anything: in the append's transaction for an
+    /// application message, before anything else for a handshake. What is
+    /// left in it the caller spends.
     pub(crate) async fn post(
         &self,
         group_id: &str,
         poster: Poster,
         body: &PostMessage,
+        nonce: &mut Option<Nonce>,
     ) -> ApiResult<PostAnswer> {
         let message = decode_b64("message", &body.message)?;
         let framing = mls::framing(&message)?;
@@ -85,21 +91,31 @@ impl Relay<'_> {
                         "a welcome travels only with a commit".into(),
                     ));
                 }
-                let seq = self
-                    .store
-                    .append_message(Append {
-                        group_id: group_id.to_owned(),
-                        epoch: access.epoch,
-                        kind: MessageKind::Application,
-                        sender: device,
-                        payload: message.clone(),
-                        payload_hash,
-                        public_state: None,
-                    })
-                    .await?;
+                let append = Append {
+                    group_id: group_id.to_owned(),
+                    epoch: access.epoch,
+                    kind: MessageKind::Application,
+                    sender: device,
+                    payload: message.clone(),
+                    payload_hash,
+                    public_state: None,
+                };
+                let seq = match nonce.take() {
+                    Some(nonce) => self
+                        .store
+                        .append_spending(append, nonce)
+                        .await?
+                        .ok_or(ApiError::Replayed)?,
+                    None => self.store.append_message(append).await?,
+                };
                 seq.map(|seq| (seq, MessageKind::Application))
             }
             Wire::Handshake => {
+                if let Some(nonce) = nonce.take()
+                    && !self.store.spend_nonce(nonce).await?
+                {
+                    return Err(ApiError::Replayed);
+                }
                 self.accept_handshake(group_id, framing, poster, access.member, &message, body)
                     .await?
             }
@@ -112,7 +128,7 @@ impl Relay<'_> {
             group_id: group_id.to_owned(),
             seq,
             kind,
-            payload: message,
+            payload: message.into(),
         });
         Ok(PostAnswer {
             duplicate: false,

@@ -2,14 +2,17 @@
 //!
 //! Every open stream hands its device's acknowledgements here instead of
 //! writing them itself: the writer keeps the highest position per device
-//! and group and writes them all in one transaction every
-//! [`FLUSH_INTERVAL`]. With 1000 devices acknowledging each message, that is
-//! a few transactions a second instead of thousands, and on SQLite one
-//! flush to disk each, with the write lock taken once.
+//! and group in memory and writes them all in one transaction every
+//! [`FLUSH_INTERVAL`], and at shutdown. With 1000 devices acknowledging
+//! each message, that is one transaction a second instead of thousands,
+//! and on SQLite one flush to disk.
 //!
-//! An acknowledgement that waits here is lost if the process dies: its
-//! messages are pushed again after the device reconnects, and the device
-//! skips what it has already processed. Nothing else depends on it.
+//! An acknowledgement that waits here is lost if the process dies: the
+//! cursor stays where the last write left it, so the messages after it are
+//! pushed again when the device reconnects (at least once, never lost), and
+//! the device drops what it already has by position. The queue is bounded:
+//! when the writer falls behind, streams wait to hand theirs over, which
+//! holds back reading from their sockets, not memory.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,9 +22,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::store::{Ack, Store};
 
 /// How long acknowledgements gather before they are written.
-pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
+pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Most (device, group) positions held before a write, whatever the time.
-const MAX_HELD: usize = 4096;
+const MAX_HELD: usize = 65_536;
+/// Most hand-overs waiting for the writer.
+const QUEUE: usize = 4096;
 
 enum Order {
     Acks(Vec<Ack>),
@@ -32,36 +37,36 @@ enum Order {
 /// Hands acknowledgements to the writer task.
 #[derive(Clone, Debug)]
 pub(crate) struct AckWriter {
-    orders: mpsc::UnboundedSender<Order>,
+    orders: mpsc::Sender<Order>,
 }
 
 impl AckWriter {
     /// Starts the writer for `store`. It runs until every handle is dropped,
     /// writing what it holds before it ends.
     pub(crate) fn start(store: Store) -> Self {
-        let (orders, received) = mpsc::unbounded_channel();
+        let (orders, received) = mpsc::channel(QUEUE);
         tokio::spawn(write_until_closed(store, received));
         AckWriter { orders }
     }
 
-    /// Queues `acks` for the next write.
-    pub(crate) fn submit(&self, acks: Vec<Ack>) {
+    /// Queues `acks` for the next write, waiting for room in the queue.
+    pub(crate) async fn submit(&self, acks: Vec<Ack>) {
         if !acks.is_empty() {
             // The writer ends only when every handle is gone.
-            let _ = self.orders.send(Order::Acks(acks));
+            let _ = self.orders.send(Order::Acks(acks)).await;
         }
     }
 
     /// Writes everything queued so far, and waits until it is written.
     pub(crate) async fn flush(&self) {
         let (done, written) = oneshot::channel();
-        if self.orders.send(Order::Flush(done)).is_ok() {
+        if self.orders.send(Order::Flush(done)).await.is_ok() {
             let _ = written.await;
         }
     }
 }
 
-async fn write_until_closed(store: Store, mut orders: mpsc::UnboundedReceiver<Order>) {
+async fn write_until_closed(store: Store, mut orders: mpsc::Receiver<Order>) {
     let mut held: HashMap<(String, String), u64> = HashMap::new();
     let mut every = tokio::time::interval(FLUSH_INTERVAL);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

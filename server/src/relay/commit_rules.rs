@@ -154,7 +154,7 @@ impl Relay<'_> {
                         group_id: group_id.to_owned(),
                         seq: seq + 1,
                         kind: MessageKind::Welcome,
-                        payload: welcome,
+                        payload: welcome.into(),
                     });
                 }
                 tracing::info!(group = %group_id, epoch = to_epoch, added = added.len(), removed = removed.len(), "commit accepted");

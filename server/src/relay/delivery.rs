@@ -58,6 +58,10 @@ pub(crate) fn encode_frame(frame: &StreamFrame) -> String {
     serde_json::to_string(frame).unwrap_or_default()
 }
 
+/// A stream frame's text, shared by every stream that pushes it (a
+/// reference count, not a copy per stream).
+pub(crate) type Frame = axum::extract::ws::Utf8Bytes;
+
 /// A message to push now.
 #[derive(Debug)]
 pub(crate) struct Push<'n> {
@@ -65,7 +69,9 @@ pub(crate) struct Push<'n> {
     pub(crate) message: Cow<'n, Pending>,
     /// The frame the notice shares among this node's streams, if it came
     /// from one.
-    shared_frame: Option<&'n OnceLock<String>>,
+    shared_frame: Option<&'n OnceLock<Frame>>,
+    /// That frame, taken already (a message held back for a moment).
+    held_frame: Option<Frame>,
     /// When the relay accepted it, for the delivery-latency histogram.
     pub(crate) accepted: Instant,
 }
@@ -73,10 +79,15 @@ pub(crate) struct Push<'n> {
 impl Push<'_> {
     /// The text to send: the shared frame (encoded by the first stream that
     /// needs it), or one made for this push.
-    pub(crate) fn frame(&self) -> Cow<'_, str> {
+    pub(crate) fn frame(&self) -> Frame {
+        if let Some(held) = &self.held_frame {
+            return held.clone();
+        }
         match self.shared_frame {
-            Some(shared) => Cow::Borrowed(shared.get_or_init(|| frame_of(&self.message))),
-            None => Cow::Owned(frame_of(&self.message)),
+            Some(shared) => shared
+                .get_or_init(|| frame_of(&self.message).into())
+                .clone(),
+            None => frame_of(&self.message).into(),
         }
     }
 }
@@ -107,7 +118,7 @@ pub(crate) struct DeliveryCursor {
     /// database look that pushes them.
     arrivals: HashMap<(String, u64), Instant>,
     /// Messages announced ahead of one still missing, per group.
-    ahead: HashMap<String, BTreeMap<u64, (Pending, Instant)>>,
+    ahead: HashMap<String, BTreeMap<u64, (Pending, Instant, Frame)>>,
     /// When to stop waiting for the missing one.
     gap_deadline: Option<Instant>,
     /// The database must be asked before anything else is pushed.
@@ -150,7 +161,7 @@ impl DeliveryCursor {
     /// was held back is forgotten, since the look covers it.
     pub(crate) fn begin_resync(&mut self, groups: impl IntoIterator<Item = String>) {
         for (group, held) in self.ahead.drain() {
-            for (seq, (_, accepted)) in held {
+            for (seq, (_, accepted, _)) in held {
                 self.arrivals.insert((group.clone(), seq), accepted);
             }
         }
@@ -243,11 +254,17 @@ impl DeliveryCursor {
         }
     }
 
+    /// The frame every stream shares for `p`, encoded here if this stream
+    /// is the first to need it.
+    fn shared(p: &Pending, frame: &OnceLock<Frame>) -> Frame {
+        frame.get_or_init(|| frame_of(p).into()).clone()
+    }
+
     fn on_message<'n>(
         &mut self,
         p: &'n Pending,
         accepted: Instant,
-        frame: &'n OnceLock<String>,
+        frame: &'n OnceLock<Frame>,
         now: Instant,
     ) -> Vec<Step<'n>> {
         let last = self.sent.get(&p.group_id).copied();
@@ -260,6 +277,7 @@ impl DeliveryCursor {
                 let mut steps = vec![Step::Push(Push {
                     message: Cow::Borrowed(p),
                     shared_frame: Some(frame),
+                    held_frame: None,
                     accepted,
                 })];
                 self.sent.insert(p.group_id.clone(), p.seq);
@@ -267,10 +285,11 @@ impl DeliveryCursor {
                 let held = self.ahead.get_mut(&p.group_id);
                 if let Some(held) = held {
                     let mut next = p.seq + 1;
-                    while let Some((message, accepted)) = held.remove(&next) {
+                    while let Some((message, accepted, frame)) = held.remove(&next) {
                         steps.push(Step::Push(Push {
                             message: Cow::Owned(message),
                             shared_frame: None,
+                            held_frame: Some(frame),
                             accepted,
                         }));
                         self.sent.insert(p.group_id.clone(), next);
@@ -290,7 +309,7 @@ impl DeliveryCursor {
                 self.ahead
                     .entry(p.group_id.clone())
                     .or_default()
-                    .insert(p.seq, (p.clone(), accepted));
+                    .insert(p.seq, (p.clone(), accepted, Self::shared(p, frame)));
                 self.gap_deadline.get_or_insert(now + REORDER_WAIT);
                 Vec::new()
             }
@@ -316,7 +335,7 @@ mod tests {
             group_id: group.into(),
             seq,
             kind,
-            payload: vec![seq as u8],
+            payload: vec![seq as u8].into(),
         }
     }
 
@@ -366,8 +385,8 @@ mod tests {
         let Notice::Message(_, _, shared) = &notice else {
             unreachable!()
         };
-        assert_eq!(shared.get().map(String::as_str), Some(frame.as_ref()));
-        assert!(frame.contains(r#""seq":4"#), "{frame}");
+        assert_eq!(shared.get().map(Frame::as_str), Some(frame.as_str()));
+        assert!(frame.as_str().contains(r#""seq":4"#), "{frame}");
         assert!(!cursor.needs_resync());
         // Its repeat (a retry's notice) is not pushed again.
         assert!(

@@ -222,7 +222,7 @@ mod tests {
                 group_id: "ab".repeat(32),
                 seq: 42,
                 kind: MessageKind::Application,
-                payload: vec![7; 100_000],
+                payload: vec![7; 100_000].into(),
             },
             std::time::Instant::now(),
         );

@@ -16,7 +16,7 @@ pub(crate) enum Notice {
     /// its stream frame, made by the first stream that pushes it and shared
     /// by the others (at 1000 devices, one JSON-and-base64 encoding instead
     /// of a thousand).
-    Message(Pending, Instant, OnceLock<String>),
+    Message(Pending, Instant, OnceLock<super::delivery::Frame>),
     /// A device was revoked or its session ended: close its stream now.
     SessionEnded {
         /// Hex device id.

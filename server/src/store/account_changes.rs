@@ -479,7 +479,7 @@ impl Store {
         )
         .bind(username)
         .bind(self.now() - 30 * 86_400)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?;
         Ok(rows
             .iter()
@@ -497,7 +497,7 @@ impl Store {
     pub async fn account_locked(&self, username: &str) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT locked_at FROM accounts WHERE username = $1")
             .bind(username)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await?;
         Ok(row.is_some_and(|r| r.get::<Option<i64>, _>(0).is_some()))
     }
@@ -552,7 +552,7 @@ impl Store {
         .bind(invite_id)
         .bind(username)
         .bind(self.now())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await?;
         Ok(row.map(|r| r.get(0)))
     }
@@ -570,7 +570,7 @@ impl Store {
         )
         .bind(format!("{UNKNOWN_LOGIN_BUCKET}{window}"))
         .bind(window)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         Ok(())
     }
@@ -592,7 +592,7 @@ impl Store {
         .bind(format!("{UNKNOWN_LOGIN_BUCKET}%"))
         .bind(open_window)
         .bind(i64::from(all))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?;
         let mut logged = 0;
         for window in windows {

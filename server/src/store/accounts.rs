@@ -131,7 +131,7 @@ impl Store {
         .bind(username)
         .bind(password_hash)
         .bind(self.now())
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         Ok(result.rows_affected() == 1)
     }
@@ -140,7 +140,7 @@ impl Store {
     pub async fn password_hash(&self, username: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT password_hash FROM accounts WHERE username = $1")
             .bind(username)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await?;
         Ok(row.map(|r| r.get::<String, _>(0)))
     }
@@ -162,7 +162,7 @@ impl Store {
              WHERE d.device_id = $1"
         ))
         .bind(device_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await?;
         Ok(row.map(|r| DeviceSession {
             username: r.get(0),
@@ -180,7 +180,7 @@ impl Store {
         sqlx::query("UPDATE devices SET last_seen_at = $2 WHERE device_id = $1")
             .bind(device_id)
             .bind(self.now())
-            .execute(&self.pool)
+            .execute(self.writes())
             .await?;
         Ok(())
     }
@@ -194,7 +194,7 @@ impl Store {
         )
         .bind(device_id)
         .bind(self.now())
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         Ok(result.rows_affected() == 1)
     }
@@ -212,7 +212,7 @@ impl Store {
         )
         .bind(username)
         .bind(keep)
-        .fetch_all(&self.pool)
+        .fetch_all(self.writes())
         .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
@@ -251,7 +251,7 @@ impl Store {
              FROM devices WHERE username = $1 ORDER BY created_at, device_id",
         )
         .bind(username)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?;
         Ok(rows
             .iter()
@@ -281,7 +281,7 @@ impl Store {
              ORDER BY other.group_id, other.device_id",
         )
         .bind(device_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
@@ -293,7 +293,7 @@ impl Store {
         sqlx::query("UPDATE accounts SET password_hash = $2 WHERE username = $1")
             .bind(username)
             .bind(hash)
-            .execute(&self.pool)
+            .execute(self.writes())
             .await?;
         Ok(())
     }
@@ -305,7 +305,7 @@ impl Store {
              FROM accounts WHERE username = $1",
         )
         .bind(username)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await?;
         Ok(row.is_some_and(|r| r.get::<i64, _>(0) == 1))
     }
@@ -315,7 +315,7 @@ impl Store {
         sqlx::query("UPDATE accounts SET passwordless = $2 WHERE username = $1")
             .bind(username)
             .bind(on)
-            .execute(&self.pool)
+            .execute(self.writes())
             .await?;
         Ok(())
     }
@@ -325,7 +325,7 @@ impl Store {
         let row =
             sqlx::query("SELECT COUNT(*) FROM devices WHERE username = $1 AND revoked_at IS NULL")
                 .bind(username)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.readers)
                 .await?;
         Ok(to_u64(row.get(0)))
     }
@@ -347,7 +347,7 @@ impl Store {
         .bind(username)
         .bind(sealed_secret)
         .bind(self.now())
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         Ok(result.rows_affected() == 1)
     }
@@ -359,7 +359,7 @@ impl Store {
              FROM totp WHERE username = $1",
         )
         .bind(username)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await?;
         Ok(row.map(|r| TotpRow {
             sealed_secret: r.get(0),
@@ -378,7 +378,7 @@ impl Store {
         )
         .bind(username)
         .bind(to_i64(step))
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         Ok(result.rows_affected() == 1)
     }
@@ -387,7 +387,7 @@ impl Store {
     pub async fn delete_totp(&self, username: &str) -> Result<bool, StoreError> {
         let result = sqlx::query("DELETE FROM totp WHERE username = $1")
             .bind(username)
-            .execute(&self.pool)
+            .execute(self.writes())
             .await?;
         Ok(result.rows_affected() == 1)
     }
@@ -432,7 +432,7 @@ impl Store {
         )
         .bind(username)
         .bind(code_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await?;
         Ok(row.map(|r| r.get(0)))
     }
@@ -450,7 +450,7 @@ impl Store {
         .bind(username)
         .bind(code_id)
         .bind(self.now())
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         Ok(result.rows_affected() == 1)
     }
@@ -461,7 +461,7 @@ impl Store {
             "SELECT COUNT(*) FROM recovery_codes WHERE username = $1 AND used_at IS NULL",
         )
         .bind(username)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.readers)
         .await?;
         Ok(to_u64(row.get(0)))
     }
@@ -483,7 +483,7 @@ impl Store {
         .bind(&credential.name)
         .bind(&credential.passkey)
         .bind(self.now())
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         Ok(result.rows_affected() == 1)
     }
@@ -498,7 +498,7 @@ impl Store {
              WHERE username = $1 ORDER BY created_at, credential_id",
         )
         .bind(username)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?;
         Ok(rows
             .iter()
@@ -515,14 +515,14 @@ impl Store {
     pub async fn factor_ages(&self, username: &str) -> Result<FactorAges, StoreError> {
         let totp = sqlx::query("SELECT created_at FROM totp WHERE username = $1 AND confirmed")
             .bind(username)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await?
             .map(|r| to_u64(r.get(0)));
         let passkeys = sqlx::query(
             "SELECT credential_id, created_at FROM webauthn_credentials WHERE username = $1",
         )
         .bind(username)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?
         .iter()
         .map(|r| (r.get(0), to_u64(r.get(1))))
@@ -542,7 +542,7 @@ impl Store {
         .bind(credential_id)
         .bind(passkey)
         .bind(self.now())
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         Ok(())
     }
@@ -562,7 +562,7 @@ impl Store {
         .bind(&challenge.purpose)
         .bind(&challenge.state)
         .bind(to_i64(challenge.expires_at))
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         Ok(())
     }
@@ -574,7 +574,7 @@ impl Store {
              RETURNING username, purpose, state, expires_at",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.writes())
         .await?;
         Ok(row.map(|r| ChallengeRow {
             username: r.get(0),
@@ -643,7 +643,7 @@ impl Store {
     pub async fn roles(&self, username: &str) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query("SELECT role FROM account_roles WHERE username = $1 ORDER BY role")
             .bind(username)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers)
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
@@ -657,7 +657,7 @@ impl Store {
                     (SELECT COUNT(*) FROM devices d WHERE d.username = a.username AND d.revoked_at IS NULL)
              FROM accounts a ORDER BY a.username",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?;
         let mut accounts = Vec::with_capacity(rows.len());
         for r in rows {
@@ -708,7 +708,7 @@ impl Store {
         )
         .bind(invite_id)
         .bind(self.now())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await?;
         Ok(row.map(|r| r.get(0)))
     }
@@ -765,7 +765,7 @@ impl Store {
     pub async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT value FROM settings WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await?;
         Ok(row.map(|r| r.get(0)))
     }
@@ -807,7 +807,7 @@ impl Store {
         .bind(bucket)
         .bind(now)
         .bind(now - to_i64(window))
-        .fetch_one(&self.pool)
+        .fetch_one(self.writes())
         .await?;
         Ok(BucketState {
             hits: to_u64(row.get(0)),
@@ -848,14 +848,14 @@ impl Store {
         .bind(now - to_i64(window))
         .bind(to_i64(free))
         .bind(to_i64(cap))
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.writes())
         .await?;
         if reserved.is_some() {
             return Ok(None);
         }
         let row = sqlx::query("SELECT hits, window_start FROM rate_limits WHERE bucket = $1")
             .bind(bucket)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await?;
         Ok(Some(row.map_or((0, to_u64(now)), |r| {
             (to_u64(r.get(0)), to_u64(r.get(1)))
@@ -869,7 +869,7 @@ impl Store {
         )
         .bind(bucket)
         .bind(self.now() - to_i64(window))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await?;
         Ok(match row {
             Some(r) => BucketState {
@@ -887,7 +887,7 @@ impl Store {
     pub async fn clear_bucket(&self, bucket: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM rate_limits WHERE bucket = $1")
             .bind(bucket)
-            .execute(&self.pool)
+            .execute(self.writes())
             .await?;
         Ok(())
     }
@@ -898,11 +898,11 @@ impl Store {
             "DELETE FROM rate_limits WHERE window_start < $1 AND bucket NOT LIKE 'unknown-login:%'",
         )
         .bind(self.now() - 86_400)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         sqlx::query("DELETE FROM webauthn_challenges WHERE expires_at < $1")
             .bind(self.now())
-            .execute(&self.pool)
+            .execute(self.writes())
             .await?;
         Ok(())
     }
@@ -944,7 +944,7 @@ impl Store {
         Ok(
             sqlx::query("SELECT bot_owner FROM accounts WHERE username = $1")
                 .bind(username)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.readers)
                 .await?
                 .and_then(|r| r.get::<Option<String>, _>(0)),
         )
@@ -1001,7 +1001,7 @@ impl Store {
     pub async fn commands(&self) -> Result<Vec<(String, String, String)>, StoreError> {
         Ok(
             sqlx::query("SELECT name, bot, usage FROM slash_commands ORDER BY name")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.readers)
                 .await?
                 .iter()
                 .map(|r| (r.get(0), r.get(1), r.get(2)))

@@ -124,7 +124,7 @@ impl Store {
             "SELECT group_id, owner, size, chunks, complete, recipient FROM blobs WHERE blob_id = $1",
         )
         .bind(blob_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await?;
         Ok(row.map(|r| BlobRow {
             group_id: r.get(0),
@@ -196,7 +196,7 @@ impl Store {
             sqlx::query("SELECT data FROM blob_chunks WHERE blob_id = $1 AND idx = $2")
                 .bind(blob_id)
                 .bind(to_i64(index))
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.readers)
                 .await?
                 .map(|r| r.get(0)),
         )
@@ -217,7 +217,7 @@ impl Store {
                 "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs WHERE owner = $1",
             )
             .bind(owner)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.readers)
             .await?
             .get(0),
         ))

@@ -60,7 +60,7 @@ impl Store {
              ORDER BY g.public_name",
         )
         .bind(device_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?;
         Ok(rows
             .iter()
@@ -86,7 +86,7 @@ impl Store {
              WHERE group_id = $1 AND public_name IS NOT NULL AND group_info IS NOT NULL",
         )
         .bind(group_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await?
         .map(|r| (r.get(0), r.get(1))))
     }
@@ -120,7 +120,7 @@ impl Store {
         )
         .bind(group_id)
         .bind(username)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await?
         .is_some())
     }
@@ -155,7 +155,7 @@ impl Store {
         sqlx::query("UPDATE groups SET public_topic = $2 WHERE group_id = $1")
             .bind(group_id)
             .bind(topic)
-            .execute(&self.pool)
+            .execute(self.writes())
             .await?;
         Ok(())
     }

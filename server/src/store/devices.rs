@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, to_i64};
+use super::{Nonce, Store, StoreError, group_commit};
 
 /// A device as registered.
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ impl Store {
             "SELECT username, public_key FROM devices WHERE device_id = $1 AND revoked_at IS NULL",
         )
         .bind(device_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await?;
         Ok(row.map(|r| DeviceRow {
             username: r.get(0),
@@ -64,29 +64,51 @@ impl Store {
     }
 
     /// Records a request nonce; `false` if it was already used (a replay).
+    /// On SQLite it joins the writes waiting for the next group commit.
     pub async fn use_nonce(
         &self,
         device_id: &str,
         nonce: &str,
         expires_at: u64,
     ) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "INSERT INTO request_nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT (device_id, nonce) DO NOTHING",
-        )
-        .bind(device_id)
-        .bind(nonce)
-        .bind(to_i64(expires_at))
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
+        self.spend_nonce(Nonce {
+            device_id: device_id.to_owned(),
+            nonce: nonce.to_owned(),
+            expires_at,
+        })
+        .await
+    }
+
+    /// [`Store::use_nonce`] of a nonce already in hand.
+    pub async fn spend_nonce(&self, nonce: Nonce) -> Result<bool, StoreError> {
+        let Some(queue) = &self.appends else {
+            return group_commit::spend_alone(self.writes(), &nonce).await;
+        };
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        match queue
+            .send(group_commit::Queued::Nonce { nonce, answer })
+            .await
+        {
+            Ok(()) => answered
+                .await
+                .unwrap_or(Err(StoreError::Database(sqlx::Error::WorkerCrashed))),
+            // No committer (the runtime is shutting down): on our own.
+            Err(refused) => match refused.0 {
+                group_commit::Queued::Nonce { nonce, .. } => {
+                    group_commit::spend_alone(self.writes(), &nonce).await
+                }
+                group_commit::Queued::Append { .. } => {
+                    Err(StoreError::Database(sqlx::Error::WorkerCrashed))
+                }
+            },
+        }
     }
 
     /// Forgets nonces whose requests could no longer pass the freshness check.
     pub async fn prune_nonces(&self) -> Result<u64, StoreError> {
         let result = sqlx::query("DELETE FROM request_nonces WHERE expires_at < $1")
             .bind(self.now())
-            .execute(&self.pool)
+            .execute(self.writes())
             .await?;
         Ok(result.rows_affected())
     }

@@ -1,19 +1,23 @@
-//! Group commit for appends: messages posted at the same moment share one
-//! transaction, and so one flush to disk, instead of one each.
+//! SQLite's one writer of appends and request nonces: whatever is waiting
+//! goes in one transaction, and so one flush to disk, instead of one each.
 //!
-//! On SQLite (one writer) the relay does this itself, below. PostgreSQL
-//! already shares one WAL flush among transactions that commit at the same
-//! moment, so there each append is one statement in a transaction of its
-//! own (`append_postgres`), many at once over the pool.
+//! On SQLite the relay does this itself, below. PostgreSQL already shares
+//! one WAL flush among transactions that commit at the same moment, so
+//! there each append is one statement in a transaction of its own
+//! (`append_postgres`), many at once over the pool.
 //!
 //! Every append still waits until its own row is durable before it is
 //! answered, and each keeps its own outcome (a position, an epoch conflict, a
-//! duplicate's first position). What changes is that while one transaction
-//! is being flushed, the appends that arrive meanwhile queue up and go
-//! together in the next one. Under load that turns one `fsync` per message
-//! into one per batch; alone, an append goes at once, as before.
+//! duplicate's first position, a nonce already spent). What changes is that
+//! while one transaction is being flushed, the writes that arrive meanwhile
+//! queue up and go together in the next one. Under load that turns one
+//! `fsync` per message into one per batch; alone, an append goes at once.
 //!
-//! If a batch fails for any reason, its appends are retried one by one, each
+//! A posted message's request nonce is spent in its append's transaction
+//! (one flush per accepted message, not two); every other signed request's
+//! nonce queues here too, beside the appends.
+//!
+//! If a batch fails for any reason, its writes are retried one by one, each
 //! in its own transaction, so one bad append cannot sink the rest.
 
 use sqlx::{AnyPool, Row};
@@ -22,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::messages::insert_message;
 use super::{MessageKind, PayloadHash, StoreError, to_i64, to_u64};
 
-/// Most appends in one transaction.
+/// Most writes in one transaction.
 const MAX_BATCH: usize = 256;
 
 /// One message to append.
@@ -44,15 +48,48 @@ pub struct Append {
     pub public_state: Option<Vec<u8>>,
 }
 
-/// An append waiting for its transaction.
-pub(super) struct Queued {
-    pub append: Append,
-    /// When the relay received it (Unix seconds, the store's clock).
-    pub received_at: i64,
-    pub answer: oneshot::Sender<Result<Result<u64, u64>, StoreError>>,
+/// A signed request's nonce, spent once: a second request carrying it is a
+/// replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nonce {
+    /// Hex id of the signing device.
+    pub device_id: String,
+    /// The nonce it chose.
+    pub nonce: String,
+    /// When no request carrying it could pass the freshness check any more
+    /// (Unix seconds): the row may be forgotten then.
+    pub expires_at: u64,
 }
 
-/// Starts the task that takes appends from the queue into SQLite (one
+/// An append's outcome: its position (`Ok`), or the group's current epoch
+/// if the append's epoch is gone (`Err`).
+pub(super) type Appended = Result<u64, u64>;
+
+/// A write waiting for its transaction.
+pub(super) enum Queued {
+    /// A message, with the nonce of the request that posted it, if unspent.
+    Append {
+        append: Append,
+        nonce: Option<Nonce>,
+        /// When the relay received it (Unix seconds, the store's clock).
+        received_at: i64,
+        /// `None`: the nonce was already spent, nothing was appended.
+        answer: oneshot::Sender<Result<Option<Appended>, StoreError>>,
+    },
+    /// Another request's nonce: `false` if it was already spent.
+    Nonce {
+        nonce: Nonce,
+        answer: oneshot::Sender<Result<bool, StoreError>>,
+    },
+}
+
+/// What a write in a batch came to, before it is answered.
+enum Outcome {
+    Append(Option<Appended>),
+    Nonce(bool),
+}
+
+/// Starts the task that takes writes from the queue into SQLite (one
 /// writer, so one committer).
 pub(super) fn start(pool: AnyPool) -> mpsc::Sender<Queued> {
     let (queue, mut arrivals) = mpsc::channel::<Queued>(MAX_BATCH * 16);
@@ -73,10 +110,19 @@ pub(super) fn start(pool: AnyPool) -> mpsc::Sender<Queued> {
 }
 
 async fn commit(pool: &AnyPool, batch: Vec<Queued>) {
-    match append_all(pool, &batch).await {
+    match write_all(pool, &batch).await {
         Ok(outcomes) => {
             for (queued, outcome) in batch.into_iter().zip(outcomes) {
-                let _ = queued.answer.send(Ok(outcome));
+                match (queued, outcome) {
+                    (Queued::Append { answer, .. }, Outcome::Append(appended)) => {
+                        let _ = answer.send(Ok(appended));
+                    }
+                    (Queued::Nonce { answer, .. }, Outcome::Nonce(fresh)) => {
+                        let _ = answer.send(Ok(fresh));
+                    }
+                    // `write_all` answers each write in kind.
+                    _ => {}
+                }
             }
         }
         Err(e) => {
@@ -84,39 +130,108 @@ async fn commit(pool: &AnyPool, batch: Vec<Queued>) {
                 tracing::debug!(error = %e, size = batch.len(), "group commit failed; one by one");
             }
             for queued in batch {
-                let outcome = append_one(pool, &queued.append, queued.received_at).await;
-                let _ = queued.answer.send(outcome);
+                match queued {
+                    Queued::Append {
+                        append,
+                        nonce,
+                        received_at,
+                        answer,
+                    } => {
+                        let outcome = append_one(pool, &append, nonce.as_ref(), received_at).await;
+                        let _ = answer.send(outcome);
+                    }
+                    Queued::Nonce { nonce, answer } => {
+                        let _ = answer.send(spend_alone(pool, &nonce).await);
+                    }
+                }
             }
         }
     }
 }
 
 /// All of `batch` in one transaction.
-async fn append_all(pool: &AnyPool, batch: &[Queued]) -> Result<Vec<Result<u64, u64>>, StoreError> {
+async fn write_all(pool: &AnyPool, batch: &[Queued]) -> Result<Vec<Outcome>, StoreError> {
     let mut tx = begin_immediate(pool).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for queued in batch {
-        outcomes.push(append_in(&mut tx, &queued.append, queued.received_at).await?);
+        outcomes.push(match queued {
+            Queued::Append {
+                append,
+                nonce,
+                received_at,
+                ..
+            } => Outcome::Append(
+                spend_and_append(&mut tx, append, nonce.as_ref(), *received_at).await?,
+            ),
+            Queued::Nonce { nonce, .. } => Outcome::Nonce(spend(&mut tx, nonce).await?),
+        });
     }
     tx.commit().await?;
     Ok(outcomes)
 }
 
-/// One append in a transaction of its own.
+/// Spends `nonce` inside `tx`: `false` if it was spent before.
+pub(super) async fn spend(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    nonce: &Nonce,
+) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO request_nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3)
+         ON CONFLICT (device_id, nonce) DO NOTHING",
+    )
+    .bind(&nonce.device_id)
+    .bind(&nonce.nonce)
+    .bind(to_i64(nonce.expires_at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// One nonce in a transaction of its own.
+pub(super) async fn spend_alone(pool: &AnyPool, nonce: &Nonce) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    let fresh = spend(&mut tx, nonce).await?;
+    tx.commit().await?;
+    Ok(fresh)
+}
+
+async fn spend_and_append(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    append: &Append,
+    nonce: Option<&Nonce>,
+    received_at: i64,
+) -> Result<Option<Appended>, StoreError> {
+    if let Some(nonce) = nonce
+        && !spend(tx, nonce).await?
+    {
+        return Ok(None);
+    }
+    Ok(Some(append_in(tx, append, received_at).await?))
+}
+
+/// One append (and its nonce) in a transaction of its own.
 pub(super) async fn append_one(
     pool: &AnyPool,
     append: &Append,
+    nonce: Option<&Nonce>,
     received_at: i64,
-) -> Result<Result<u64, u64>, StoreError> {
+) -> Result<Option<Appended>, StoreError> {
     let mut tx = begin_immediate(pool).await?;
-    match append_in(&mut tx, append, received_at).await {
+    match spend_and_append(&mut tx, append, nonce, received_at).await {
         Ok(outcome) => {
             tx.commit().await?;
             Ok(outcome)
         }
         Err(StoreError::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => {
             drop(tx);
-            first_of_duplicate(pool, append, e).await
+            // The nonce was not spent (the transaction rolled back): spend
+            // it now, then answer the first position.
+            if let Some(nonce) = nonce
+                && !spend_alone(pool, nonce).await?
+            {
+                return Ok(None);
+            }
+            first_of_duplicate(pool, append, e).await.map(Some)
         }
         Err(e) => Err(e),
     }
@@ -128,7 +243,7 @@ async fn first_of_duplicate(
     pool: &AnyPool,
     append: &Append,
     violation: Box<dyn sqlx::error::DatabaseError>,
-) -> Result<Result<u64, u64>, StoreError> {
+) -> Result<Appended, StoreError> {
     let first = sqlx::query("SELECT seq FROM messages WHERE group_id = $1 AND payload_hash = $2")
         .bind(&append.group_id)
         .bind(append.payload_hash.as_str())
@@ -141,53 +256,73 @@ async fn first_of_duplicate(
 }
 
 /// One append as one PostgreSQL statement, committed on its own: the
-/// duplicate check, the epoch compare-and-swap with the next position, and
-/// the insert, in one round trip. The group's row stays locked only for
-/// that statement.
+/// nonce, the epoch compare-and-swap with the next position, and the
+/// insert, in one round trip. The group's row stays locked only for that
+/// statement. The same bytes already there (a retry racing its first try,
+/// which `Store::admission` did not see yet) fail on the unique index: the
+/// first one's position is answered.
 pub(super) async fn append_postgres(
     pool: &AnyPool,
     append: &Append,
+    nonce: Option<&Nonce>,
     received_at: i64,
-) -> Result<Result<u64, u64>, StoreError> {
-    let row = sqlx::query(
-        "WITH existing AS (
-             SELECT seq FROM messages WHERE group_id = $1 AND payload_hash = $7
-         ), bumped AS (
+) -> Result<Option<Appended>, StoreError> {
+    // Without a nonce, `spent` is one row that inserted nothing.
+    let spend = match nonce {
+        Some(_) => {
+            "INSERT INTO request_nonces (device_id, nonce, expires_at) VALUES ($9, $10, $11)
+             ON CONFLICT (device_id, nonce) DO NOTHING RETURNING 1"
+        }
+        None => "SELECT 1",
+    };
+    let statement = format!(
+        "WITH spent AS ({spend}), bumped AS (
              UPDATE groups SET next_seq = next_seq + 1, public_state = COALESCE($6, public_state)
-             WHERE group_id = $1 AND epoch = $2 AND NOT EXISTS (SELECT 1 FROM existing)
+             WHERE group_id = $1 AND epoch = $2 AND EXISTS (SELECT 1 FROM spent)
              RETURNING next_seq - 1 AS seq
          ), inserted AS (
              INSERT INTO messages (group_id, seq, kind, epoch, sender_device, payload, created_at, payload_hash)
              SELECT $1, seq, $3, $2, $4, $5, $8, $7 FROM bumped
              RETURNING seq
          )
-         SELECT (SELECT seq FROM existing), (SELECT seq FROM inserted),
-                (SELECT epoch FROM groups WHERE group_id = $1)",
-    )
-    .bind(&append.group_id)
-    .bind(to_i64(append.epoch))
-    .bind(append.kind.as_str())
-    .bind(&append.sender)
-    .bind(append.payload.clone())
-    .bind(append.public_state.clone())
-    .bind(append.payload_hash.as_str())
-    .bind(received_at)
-    .fetch_one(pool)
-    .await;
-    let row = match row {
+         SELECT EXISTS (SELECT 1 FROM spent), (SELECT seq FROM inserted),
+                (SELECT epoch FROM groups WHERE group_id = $1)"
+    );
+    let mut query = sqlx::query(&statement)
+        .bind(&append.group_id)
+        .bind(to_i64(append.epoch))
+        .bind(append.kind.as_str())
+        .bind(&append.sender)
+        .bind(append.payload.clone())
+        .bind(append.public_state.clone())
+        .bind(append.payload_hash.as_str())
+        .bind(received_at);
+    if let Some(nonce) = nonce {
+        query = query
+            .bind(&nonce.device_id)
+            .bind(&nonce.nonce)
+            .bind(to_i64(nonce.expires_at));
+    }
+    let row = match query.fetch_one(pool).await {
         Ok(row) => row,
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return first_of_duplicate(pool, append, e).await;
+            // Rolled back, nonce and all.
+            if let Some(nonce) = nonce
+                && !spend_alone(pool, nonce).await?
+            {
+                return Ok(None);
+            }
+            return first_of_duplicate(pool, append, e).await.map(Some);
         }
         Err(e) => return Err(e.into()),
     };
-    let existing: Option<i64> = row.get(0);
+    let fresh: bool = row.get(0);
     let inserted: Option<i64> = row.get(1);
     let current: Option<i64> = row.get(2);
-    Ok(match (existing, inserted) {
-        (Some(first), _) => Ok(to_u64(first)),
-        (None, Some(seq)) => Ok(to_u64(seq)),
-        (None, None) => Err(current.map_or(0, to_u64)),
+    Ok(match (fresh, inserted) {
+        (false, _) => None,
+        (true, Some(seq)) => Some(Ok(to_u64(seq))),
+        (true, None) => Some(Err(current.map_or(0, to_u64))),
     })
 }
 
@@ -210,7 +345,7 @@ async fn append_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     append: &Append,
     received_at: i64,
-) -> Result<Result<u64, u64>, StoreError> {
+) -> Result<Appended, StoreError> {
     let bumped = match &append.public_state {
         Some(state) => sqlx::query(
             "UPDATE groups SET next_seq = next_seq + 1, public_state = $3

@@ -152,7 +152,7 @@ impl Store {
              FROM groups WHERE group_id = $1",
         )
         .bind(group_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await?;
         Ok(row.map(|r| GroupRow {
             epoch: to_u64(r.get(0)),
@@ -177,7 +177,7 @@ impl Store {
         ))
         .bind(group_id)
         .bind(device_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await?;
         Ok(row.map(|r| GroupAccess {
             epoch: to_u64(r.get(0)),
@@ -205,7 +205,7 @@ impl Store {
         .bind(group_id)
         .bind(device_id)
         .bind(payload_hash.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await?;
         Ok(row.map(|r| {
             let earlier_seq: Option<i64> = r.get(3);
@@ -226,7 +226,7 @@ impl Store {
     pub async fn group_creator(&self, group_id: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT COALESCE(created_by, '') FROM groups WHERE group_id = $1")
             .bind(group_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await?;
         Ok(row.map(|r| r.get(0)))
     }
@@ -282,7 +282,7 @@ impl Store {
              WHERE COALESCE(retention_days, $1) > 0",
         )
         .bind(i64::from(workspace_days))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?
         .iter()
         .map(|r| {
@@ -308,7 +308,7 @@ impl Store {
         )
         .bind(device_id)
         .bind(i64::from(workspace_days))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?
         .iter()
         .map(|r| {
@@ -362,7 +362,7 @@ impl Store {
              WHERE m.device_id = $1 AND m.leave_seq IS NULL AND g.archived_at IS NOT NULL",
         )
         .bind(device_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?
         .iter()
         .map(|r| r.get(0))
@@ -375,7 +375,7 @@ impl Store {
             "SELECT DISTINCT group_id FROM memberships WHERE device_id = $1 AND leave_seq IS NULL",
         )
         .bind(device_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?
         .iter()
         .map(|r| r.get(0))

@@ -4,7 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Append, MessageKind, Store, StoreError, group_commit, to_i64, to_u64};
+use super::{Append, MessageKind, Nonce, Store, StoreError, group_commit, to_i64, to_u64};
 
 /// The SHA-256 (hex) of a posted MLS message: how a retry of the same
 /// bytes is recognised. Computed once per post and handed along.
@@ -42,8 +42,9 @@ pub struct Pending {
     pub seq: u64,
     /// What the payload is.
     pub kind: MessageKind,
-    /// The MLS message bytes.
-    pub payload: Vec<u8>,
+    /// The MLS message bytes (shared, not copied, by every stream that
+    /// holds it).
+    pub payload: bytes::Bytes,
 }
 
 pub(super) fn pending_from_row(row: &AnyRow) -> Result<Pending, StoreError> {
@@ -51,7 +52,7 @@ pub(super) fn pending_from_row(row: &AnyRow) -> Result<Pending, StoreError> {
         group_id: row.get(0),
         seq: to_u64(row.get(1)),
         kind: stored_kind(row, 2)?,
-        payload: row.get(3),
+        payload: row.get::<Vec<u8>, _>(3).into(),
     })
 }
 
@@ -127,13 +128,41 @@ impl Store {
 
     /// [`Store::append`] of a message whose hash the caller has already.
     pub async fn append_message(&self, append: Append) -> Result<Result<u64, u64>, StoreError> {
+        let appended = self.append_queued(append, None).await?;
+        // Without a nonce there is nothing to find spent.
+        appended.ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+    }
+
+    /// [`Store::append_message`], spending the posting request's `nonce` in
+    /// the same transaction (one flush to disk for both). `None`: the nonce
+    /// was spent before (a replay), and nothing was appended.
+    pub async fn append_spending(
+        &self,
+        append: Append,
+        nonce: Nonce,
+    ) -> Result<Option<Result<u64, u64>>, StoreError> {
+        self.append_queued(append, Some(nonce)).await
+    }
+
+    async fn append_queued(
+        &self,
+        append: Append,
+        nonce: Option<Nonce>,
+    ) -> Result<Option<Result<u64, u64>>, StoreError> {
         let received_at = self.now();
         let Some(queue) = &self.appends else {
-            return group_commit::append_postgres(&self.pool, &append, received_at).await;
+            return group_commit::append_postgres(
+                &self.writer,
+                &append,
+                nonce.as_ref(),
+                received_at,
+            )
+            .await;
         };
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let queued = group_commit::Queued {
+        let queued = group_commit::Queued::Append {
             append,
+            nonce,
             received_at,
             answer,
         };
@@ -143,9 +172,15 @@ impl Store {
                 Err(_) => Err(StoreError::Database(sqlx::Error::WorkerCrashed)),
             },
             // No committer (the runtime is shutting down): on our own.
-            Err(refused) => {
-                group_commit::append_one(&self.pool, &refused.0.append, received_at).await
-            }
+            Err(refused) => match refused.0 {
+                group_commit::Queued::Append { append, nonce, .. } => {
+                    group_commit::append_one(&self.writer, &append, nonce.as_ref(), received_at)
+                        .await
+                }
+                group_commit::Queued::Nonce { .. } => {
+                    Err(StoreError::Database(sqlx::Error::WorkerCrashed))
+                }
+            },
         }
     }
 
@@ -158,14 +193,14 @@ impl Store {
         sqlx::query("SELECT kind, payload FROM messages WHERE group_id = $1 AND seq = $2")
             .bind(group_id)
             .bind(to_i64(seq))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await?
             .map(|r| {
                 Ok(Pending {
                     group_id: group_id.to_owned(),
                     seq,
                     kind: stored_kind(&r, 0)?,
-                    payload: r.get(1),
+                    payload: r.get::<Vec<u8>, _>(1).into(),
                 })
             })
             .transpose()
@@ -191,7 +226,7 @@ impl Store {
             sqlx::query("SELECT seq FROM messages WHERE group_id = $1 AND payload_hash = $2")
                 .bind(group_id)
                 .bind(hash.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.readers)
                 .await?
                 .map(|r| to_u64(r.get(0))),
         )
@@ -215,7 +250,7 @@ impl Store {
         )
         .bind(device_id)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await?;
         rows.iter().map(pending_from_row).collect()
     }

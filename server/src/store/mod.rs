@@ -35,7 +35,7 @@ mod messages;
 mod migrations;
 mod passwords;
 
-pub use group_commit::Append;
+pub use group_commit::{Append, Nonce};
 
 pub use account_changes::{AccountChange, ChangeOutcome};
 pub use accounts::{AccountSummary, ChallengeRow, CredentialRow, DeviceSession};
@@ -85,12 +85,50 @@ pub use conclave_proto::MessageKind;
 /// The relay's database.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: AnyPool,
+    /// Reads. On SQLite these connections are read-only (`query_only`), so
+    /// a write that strays here fails at once instead of waiting its turn.
+    readers: AnyPool,
+    /// Writes. On SQLite, one connection: every write of this process takes
+    /// its turn here, in order, and none ever waits in SQLite's busy
+    /// handler (issue 19). On PostgreSQL, the same pool as `readers`.
+    writer: AnyPool,
     backend: Backend,
     /// Appends wait here for the next group commit (SQLite).
     appends: Option<tokio::sync::mpsc::Sender<group_commit::Queued>>,
     /// What "now" is for every row written and every expiry checked.
     clock: Clock,
+}
+
+/// Pool options both backends share: a connection waiting more than a
+/// second for its turn is logged (sqlx's warning "time to acquire exceeded
+/// slow threshold"), as is a statement running more than a second.
+fn pool_options(connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .acquire_slow_threshold(std::time::Duration::from_secs(1))
+}
+
+/// A SQLite pool: `connections` read-only ones, or the one writer.
+fn sqlite_pool(connections: u32, read_only: bool) -> AnyPoolOptions {
+    // A file does not drop its connection the way a server can: no ping
+    // before each use (on PostgreSQL it finds dead connections).
+    pool_options(connections)
+        .test_before_acquire(false)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                // WAL + FULL: a message is on disk before the sender hears "accepted".
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.execute("PRAGMA synchronous = FULL").await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                // Only for another process (an `admin` command) holding the
+                // write lock; this process's writes queue for the writer.
+                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                if read_only {
+                    conn.execute("PRAGMA query_only = ON").await?;
+                }
+                Ok(())
+            })
+        })
 }
 
 fn to_i64(value: u64) -> i64 {
@@ -117,31 +155,30 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        let mut options = AnyPoolOptions::new().max_connections(16);
-        if backend == Backend::Sqlite {
-            // A file does not drop its connection the way a server can: no
-            // ping before each use (on PostgreSQL it finds dead connections).
-            options = options.test_before_acquire(false);
-            options = options.after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    // WAL + FULL: a message is on disk before the sender hears "accepted".
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = FULL").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    Ok(())
-                })
-            });
-        }
-        let pool = options.connect(url).await?;
-        let appends = (backend == Backend::Sqlite).then(|| group_commit::start(pool.clone()));
+        let (readers, writer) = match backend {
+            Backend::Sqlite => {
+                // Readers never block the writer (WAL) nor it them; the
+                // writer is alone, so the busy timeout only covers another
+                // process (an `admin` command) holding the lock.
+                let writer = sqlite_pool(1, false).connect(url).await?;
+                // The file exists now (`mode=rwc` made it).
+                let readers = sqlite_pool(16, true).connect(url).await?;
+                (readers, writer)
+            }
+            Backend::Postgres => {
+                let pool = pool_options(16).connect(url).await?;
+                (pool.clone(), pool)
+            }
+        };
+        let appends = (backend == Backend::Sqlite).then(|| group_commit::start(writer.clone()));
         let store = Self {
-            pool,
+            readers,
+            writer,
             backend,
             appends,
             clock,
         };
-        migrations::run(&store.pool, backend).await?;
+        migrations::run(&store.writer, backend).await?;
         Ok(store)
     }
 
@@ -155,9 +192,20 @@ impl Store {
         to_i64(self.clock.unix_now())
     }
 
-    /// The connection pool, for the audit log that shares this database.
+    /// The pool that writes, for the audit log that shares this database
+    /// (on SQLite its one connection: use [`Store::read_pool`] to read).
     pub fn pool(&self) -> &AnyPool {
-        &self.pool
+        &self.writer
+    }
+
+    /// The pool that reads (on PostgreSQL, the same as [`Store::pool`]).
+    pub fn read_pool(&self) -> &AnyPool {
+        &self.readers
+    }
+
+    /// Where every write goes.
+    fn writes(&self) -> &AnyPool {
+        &self.writer
     }
 
     /// The dialect in use.
@@ -168,7 +216,7 @@ impl Store {
     /// Whether the database answers and holds every migration this build
     /// knows (a node started against an older schema is not ready).
     pub async fn ready(&self) -> Result<bool, StoreError> {
-        migrations::up_to_date(&self.pool, self.backend).await
+        migrations::up_to_date(&self.readers, self.backend).await
     }
 
     /// Starts a transaction that will write. On SQLite it takes the write
@@ -178,8 +226,8 @@ impl Store {
     /// writes after another connection has written since its first read.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.backend {
-            Backend::Sqlite => group_commit::begin_immediate(&self.pool).await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => group_commit::begin_immediate(&self.writer).await,
+            Backend::Postgres => self.writer.begin().await,
         }
     }
 }

@@ -52,7 +52,7 @@ impl Store {
     pub async fn relay_secret(&self, name: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT sealed FROM relay_secrets WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await?;
         Ok(row.map(|r| r.get(0)))
     }
@@ -67,7 +67,7 @@ impl Store {
         .bind(name)
         .bind(sealed)
         .bind(self.now())
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         self.relay_secret(name)
             .await?
@@ -89,7 +89,7 @@ impl Store {
         .bind(login.factor.as_deref())
         .bind(login.factor_id.as_deref())
         .bind(to_i64(login.expires_at))
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         Ok(())
     }
@@ -104,7 +104,7 @@ impl Store {
             "DELETE FROM password_logins WHERE login_id = $1 RETURNING {LOGIN_COLUMNS}"
         ))
         .bind(login_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.writes())
         .await?;
         let now = to_u64(self.now());
         Ok(row
@@ -118,7 +118,7 @@ impl Store {
             "DELETE FROM password_logins WHERE expires_at <= $1 RETURNING {LOGIN_COLUMNS}"
         ))
         .bind(self.now())
-        .fetch_all(&self.pool)
+        .fetch_all(self.writes())
         .await?;
         Ok(rows.iter().map(pending_login).collect())
     }
