@@ -259,7 +259,7 @@ pub async fn client_vs_openmls() -> SendCost {
         "\nclient-core times include the relay round trip over loopback TLS and a durable SQLite transaction;"
     );
     println!(
-        "raw openmls runs in memory with no network. `commit` in client-core also claims key packages and announces the channel name."
+        "raw openmls runs in memory with no network. `commit` in client-core also claims key packages and announces the channel name.\n"
     );
     SendCost {
         send: core_send,

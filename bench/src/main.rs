@@ -506,7 +506,7 @@ fn goals(
     ingest: &[(&str, ingest::Ingest)],
     send: Option<client_core::SendCost>,
 ) {
-    println!("\n## Goals\n");
+    println!("## Goals\n");
     println!("| goal | this run | met |");
     println!("|---|---:|:---:|");
     if let Some(fan_out) = fan_out {
