@@ -149,25 +149,190 @@ async fn commit(pool: &AnyPool, batch: Vec<Queued>) {
     }
 }
 
-/// All of `batch` in one transaction.
+/// All of `batch` in one transaction, in a few statements whatever its
+/// size: every nonce in one insert, one position counter bump per group and
+/// epoch, and every plain message in one multi-row insert. (One statement per
+/// row, each handed to SQLite's worker thread in turn, cost more than the
+/// flush they share.)
 async fn write_all(pool: &AnyPool, batch: &[Queued]) -> Result<Vec<Outcome>, StoreError> {
     let mut tx = begin_immediate(pool).await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for queued in batch {
-        outcomes.push(match queued {
+    let nonces: Vec<(usize, &Nonce)> = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(i, queued)| match queued {
+            Queued::Append {
+                nonce: Some(nonce), ..
+            }
+            | Queued::Nonce { nonce, .. } => Some((i, nonce)),
+            Queued::Append { nonce: None, .. } => None,
+        })
+        .collect();
+    let fresh = spend_all(&mut tx, &nonces).await?;
+
+    let mut outcomes: Vec<Option<Outcome>> = batch.iter().map(|_| None).collect();
+    // Plain appends by group and epoch, in the order they came.
+    let mut runs: Vec<((&str, u64), Vec<usize>)> = Vec::new();
+    for (i, queued) in batch.iter().enumerate() {
+        match queued {
+            Queued::Nonce { .. } => outcomes[i] = Some(Outcome::Nonce(fresh[i])),
+            Queued::Append { nonce, .. } if nonce.is_some() && !fresh[i] => {
+                outcomes[i] = Some(Outcome::Append(None));
+            }
+            // A proposal replaces the group's public state: on its own.
             Queued::Append {
                 append,
-                nonce,
                 received_at,
                 ..
-            } => Outcome::Append(
-                spend_and_append(&mut tx, append, nonce.as_ref(), *received_at).await?,
-            ),
-            Queued::Nonce { nonce, .. } => Outcome::Nonce(spend(&mut tx, nonce).await?),
-        });
+            } if append.public_state.is_some() => {
+                let appended = append_in(&mut tx, append, *received_at).await?;
+                outcomes[i] = Some(Outcome::Append(Some(appended)));
+            }
+            Queued::Append { append, .. } => {
+                let key = (append.group_id.as_str(), append.epoch);
+                match runs.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, members)) => members.push(i),
+                    None => runs.push((key, vec![i])),
+                }
+            }
+        }
     }
+    let mut rows: Vec<(i64, &Append, i64)> = Vec::new();
+    for ((group_id, epoch), members) in &runs {
+        let count = i64::try_from(members.len()).unwrap_or(i64::MAX);
+        let first = sqlx::query(
+            "UPDATE groups SET next_seq = next_seq + $3
+             WHERE group_id = $1 AND epoch = $2 RETURNING next_seq - $3",
+        )
+        .bind(*group_id)
+        .bind(to_i64(*epoch))
+        .bind(count)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match first {
+            Some(row) => {
+                let first: i64 = row.get(0);
+                for (offset, &i) in (0..).zip(members) {
+                    let Queued::Append {
+                        append,
+                        received_at,
+                        ..
+                    } = &batch[i]
+                    else {
+                        continue;
+                    };
+                    rows.push((first + offset, append, *received_at));
+                    outcomes[i] = Some(Outcome::Append(Some(Ok(to_u64(first + offset)))));
+                }
+            }
+            None => {
+                let current = current_epoch(&mut tx, group_id).await?;
+                for &i in members {
+                    outcomes[i] = Some(Outcome::Append(Some(Err(current))));
+                }
+            }
+        }
+    }
+    insert_all(&mut tx, &rows).await?;
     tx.commit().await?;
-    Ok(outcomes)
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| outcome.unwrap_or(Outcome::Append(None)))
+        .collect())
+}
+
+/// Every nonce of `nonces` (batch index, nonce) spent in one statement:
+/// for each batch index, whether its nonce was fresh. The same nonce twice
+/// in one batch (a replay racing its original) is fresh only the first time.
+async fn spend_all(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    nonces: &[(usize, &Nonce)],
+) -> Result<Vec<bool>, StoreError> {
+    let mut fresh = vec![false; nonces.iter().map(|(i, _)| i + 1).max().unwrap_or(0)];
+    if nonces.is_empty() {
+        return Ok(fresh);
+    }
+    let values: Vec<String> = (0..nonces.len())
+        .map(|n| format!("(${}, ${}, ${})", 3 * n + 1, 3 * n + 2, 3 * n + 3))
+        .collect();
+    let statement = format!(
+        "INSERT INTO request_nonces (device_id, nonce, expires_at) VALUES {}
+         ON CONFLICT (device_id, nonce) DO NOTHING RETURNING device_id, nonce",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(&statement);
+    for (_, nonce) in nonces {
+        query = query
+            .bind(&nonce.device_id)
+            .bind(&nonce.nonce)
+            .bind(to_i64(nonce.expires_at));
+    }
+    let mut inserted: std::collections::HashSet<(String, String)> = query
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    for (i, nonce) in nonces {
+        fresh[*i] = inserted.remove(&(nonce.device_id.clone(), nonce.nonce.clone()));
+    }
+    Ok(fresh)
+}
+
+/// `rows` (position, append, received at) in multi-row inserts.
+async fn insert_all(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[(i64, &Append, i64)],
+) -> Result<(), StoreError> {
+    // 8 parameters a row: well inside SQLite's limit of 32,766.
+    for chunk in rows.chunks(MAX_BATCH) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let p = 8 * r;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7,
+                    p + 8
+                )
+            })
+            .collect();
+        let statement = format!(
+            "INSERT INTO messages (group_id, seq, kind, epoch, sender_device, payload, created_at, payload_hash)
+             VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&statement);
+        for (seq, append, received_at) in chunk {
+            query = query
+                .bind(&append.group_id)
+                .bind(*seq)
+                .bind(append.kind.as_str())
+                .bind(to_i64(append.epoch))
+                .bind(&append.sender)
+                .bind(append.payload.clone())
+                .bind(*received_at)
+                .bind(append.payload_hash.as_str());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The epoch `group_id` is at now (0 if it is gone).
+async fn current_epoch(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    group_id: &str,
+) -> Result<u64, StoreError> {
+    Ok(sqlx::query("SELECT epoch FROM groups WHERE group_id = $1")
+        .bind(group_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .map_or(0, |r| to_u64(r.get(0))))
 }
 
 /// Spends `nonce` inside `tx`: `false` if it was spent before.
@@ -364,12 +529,7 @@ async fn append_in(
     .fetch_optional(&mut **tx)
     .await?;
     let Some(row) = bumped else {
-        let current = sqlx::query("SELECT epoch FROM groups WHERE group_id = $1")
-            .bind(&append.group_id)
-            .fetch_optional(&mut **tx)
-            .await?
-            .map_or(0, |r| to_u64(r.get(0)));
-        return Ok(Err(current));
+        return Ok(Err(current_epoch(tx, &append.group_id).await?));
     };
     let seq: i64 = row.get(0);
     insert_message(
