@@ -323,7 +323,9 @@ impl Client {
             }
             Outcome::Undecryptable(reason) => {
                 // Our own ciphertext cannot be decrypted by us: match it by hash.
-                let own = self.apply_own(tx, group_id, delivered.seq, &hash).await?;
+                let own = self
+                    .apply_own(tx, group_id, name, delivered.seq, &hash)
+                    .await?;
                 if own.is_none() {
                     tracing::warn!(group = %group_id, seq = delivered.seq, %reason, "undecryptable message skipped");
                 }

@@ -26,7 +26,8 @@ pub(crate) struct NewRow<'a> {
 }
 
 /// Adds `row` to the history (once: a row already at its place stays) and
-/// to the full-text index.
+/// to the full-text index (a new row has no entry there: history and index
+/// rows are only ever deleted together).
 pub(crate) async fn insert(tx: &mut SqliteConnection, row: &NewRow<'_>) -> Result<()> {
     let inserted = sqlx::query(
         "INSERT OR IGNORE INTO history
@@ -48,8 +49,19 @@ pub(crate) async fn insert(tx: &mut SqliteConnection, row: &NewRow<'_>) -> Resul
     .rows_affected()
         == 1;
     if inserted && !row.body.is_empty() {
-        reindex(tx, row.group_id, row.seq, Some(row.body)).await?;
+        index(tx, row.group_id, row.seq, row.body).await?;
     }
+    Ok(())
+}
+
+/// Adds a history row's text to the full-text index.
+async fn index(tx: &mut SqliteConnection, group_id: &str, seq: u64, body: &str) -> Result<()> {
+    sqlx::query("INSERT INTO search_index (body, group_id, seq) VALUES ($1, $2, $3)")
+        .bind(body)
+        .bind(group_id)
+        .bind(to_i64(seq))
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -66,12 +78,7 @@ pub(crate) async fn reindex(
         .execute(&mut *tx)
         .await?;
     if let Some(body) = body {
-        sqlx::query("INSERT INTO search_index (body, group_id, seq) VALUES ($1, $2, $3)")
-            .bind(body)
-            .bind(group_id)
-            .bind(to_i64(seq))
-            .execute(&mut *tx)
-            .await?;
+        index(tx, group_id, seq, body).await?;
     }
     Ok(())
 }
@@ -370,12 +377,7 @@ pub(crate) async fn insert_shared(db: &mut SqliteConnection, row: &SharedRow<'_>
     .rows_affected()
         == 1;
     if inserted {
-        sqlx::query("INSERT INTO search_index (body, group_id, seq) VALUES ($1, $2, $3)")
-            .bind(row.body)
-            .bind(row.group_id)
-            .bind(to_i64(row.seq))
-            .execute(&mut *db)
-            .await?;
+        index(db, row.group_id, row.seq, row.body).await?;
     }
     Ok(inserted)
 }

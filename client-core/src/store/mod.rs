@@ -399,6 +399,20 @@ pub(crate) async fn open(home: &Path) -> Result<SqliteConnection> {
     Ok(connection)
 }
 
+/// Whether commits on `db` wait until the disk has them (`PRAGMA
+/// synchronous`: FULL, as the store opens, or NORMAL). A commit that did not
+/// wait survives the process crashing, but a power cut before the log is
+/// next flushed (by any commit that waits) may undo it, with every later
+/// one: never an earlier one, nor part of one.
+pub(crate) async fn flush_commits(db: &mut SqliteConnection, flush: bool) -> Result<()> {
+    let mode = if flush { "FULL" } else { "NORMAL" };
+    // PRAGMA takes no bound parameters; the word is ours.
+    sqlx::query(&format!("PRAGMA synchronous = {mode}"))
+        .execute(&mut *db)
+        .await?;
+    Ok(())
+}
+
 /// Copies what the write-ahead log holds into the main file and empties
 /// the log; `false` if a reader kept it from being emptied.
 pub(crate) async fn empty_log(db: &mut SqliteConnection) -> Result<bool> {
