@@ -94,8 +94,7 @@ impl Received<'_> {
         self.author.user != self.reader.user
     }
 
-    /// Adds it to the history as a row of `kind`, received now; its entry
-    /// as added, or `None` if a row was already at its place.
+    /// Adds it to the history as a row of `kind`, received now.
     async fn insert(
         &self,
         tx: &mut SqliteConnection,
@@ -103,7 +102,7 @@ impl Received<'_> {
         parent: Option<&str>,
         body: &str,
         mentions: &[String],
-    ) -> Result<Option<HistoryEntry>> {
+    ) -> Result<()> {
         let row = messages::NewRow {
             group_id: self.group_id,
             seq: self.seq,
@@ -116,21 +115,12 @@ impl Received<'_> {
             mentions,
             at: unix_now(),
         };
-        let added = messages::insert(tx, &row).await?;
-        Ok(added.then(|| messages::added_entry(&row, self.channel)))
+        messages::insert(tx, &row).await
     }
 
-    /// Its history entry, as it now stands: `added` by `insert` if nothing
-    /// changed it since, else read.
-    async fn entry(
-        &self,
-        tx: &mut SqliteConnection,
-        added: Option<HistoryEntry>,
-    ) -> Result<HistoryEntry> {
-        match added {
-            Some(entry) => Ok(entry),
-            None => messages::entry(tx, self.group_id, self.channel, self.message_id).await,
-        }
+    /// Its history entry, as it now stands.
+    async fn entry(&self, tx: &mut SqliteConnection) -> Result<HistoryEntry> {
+        messages::entry(tx, self.group_id, self.channel, self.message_id).await
     }
 }
 
@@ -333,9 +323,7 @@ impl Client {
             }
             Outcome::Undecryptable(reason) => {
                 // Our own ciphertext cannot be decrypted by us: match it by hash.
-                let own = self
-                    .apply_own(tx, group_id, name, delivered.seq, &hash)
-                    .await?;
+                let own = self.apply_own(tx, group_id, delivered.seq, &hash).await?;
                 if own.is_none() {
                     tracing::warn!(group = %group_id, seq = delivered.seq, %reason, "undecryptable message skipped");
                 }
@@ -514,11 +502,10 @@ async fn notifications(
 async fn new_message(
     tx: &mut SqliteConnection,
     message: &Received<'_>,
-    added: Option<HistoryEntry>,
     mentions: &[String],
     for_handlers: Option<(&str, Option<&str>)>,
 ) -> Result<Vec<Event>> {
-    let entry = message.entry(tx, added).await?;
+    let entry = message.entry(tx).await?;
     let mut events =
         notifications(tx, &entry, message.group_id, mentions, message.reader.user).await?;
     if let Some((body, parent)) = for_handlers
