@@ -11,7 +11,8 @@
 //! limits, changes to who can sign in), `devices.rs` (devices, nonces),
 //! `key_packages.rs`, `groups.rs` (group state, commits, archive,
 //! retention), `messages.rs` (the log and the delivery cursors, with
-//! `group_commit.rs`, SQLite's one writer of appends), `channels.rs` (the
+//! `group_commit.rs`, the batches of appends and nonces on SQLite's one
+//! writer), `channels.rs` (the
 //! public directory), `blobs.rs` (attachments), `passwords.rs` (OPAQUE
 //! logins in progress, the relay's sealed secrets); `migrations.rs` runs the
 //! `.sql` files of `server/migrations/`. This file holds the connection and
