@@ -135,7 +135,8 @@ impl Client {
             )));
         }
         let plaintext = self.plaintext(&content);
-        self.send_bytes(group_id, &plaintext, message_id).await
+        self.send_bytes(group_id, &channel.name, &plaintext, message_id)
+            .await
     }
 
     /// `content` to encrypt, with this device's newest verified checkpoint
@@ -147,11 +148,25 @@ impl Client {
 
     pub(crate) async fn send_payload(&self, group_id: &str, content: &Content) -> Result<u64> {
         let plaintext = self.plaintext(content);
-        self.send_bytes(group_id, &plaintext, &new_message_id())
+        let channel = self.channel_name(group_id).await?;
+        self.send_bytes(group_id, &channel, &plaintext, &new_message_id())
             .await
     }
 
-    async fn send_bytes(&self, group_id: &str, plaintext: &[u8], message_id: &str) -> Result<u64> {
+    async fn channel_name(&self, group_id: &str) -> Result<String> {
+        let mut db = self.session.db.lock().await;
+        channels::name(&mut db, group_id).await
+    }
+
+    /// Sends `plaintext` to the group of `channel` (its name, for the
+    /// history entry and the event of the message).
+    async fn send_bytes(
+        &self,
+        group_id: &str,
+        channel: &str,
+        plaintext: &[u8],
+        message_id: &str,
+    ) -> Result<u64> {
         let identity = self.identity()?;
         // Nothing is encrypted to a device the transparency log does not vouch for.
         self.check_members(group_id).await?;
@@ -175,15 +190,17 @@ impl Client {
             // Recorded before sending, so our own message is never lost even if we crash mid-call.
             let kept = String::from_utf8_lossy(plaintext);
             pending::record_outgoing(&mut tx, &hash, group_id, &kept, message_id).await?;
+            // The send's one durable local write: the MLS state that
+            // encrypted the message and its outgoing row, on disk before the
+            // ciphertext leaves (a key is never used twice, even after a
+            // power cut).
             tx.commit().await?;
             drop(db);
             let body = PostMessage::message(STANDARD.encode(&ciphertext));
             match self.post_to_group(group_id, &body).await {
                 Ok(answer) => {
                     let seq = answer.seq;
-                    let mut db = self.session.db.lock().await;
-                    let events = self.record_own(&mut db, group_id, seq, &hash).await?;
-                    drop(db);
+                    let events = self.record_own(group_id, channel, seq, &hash).await?;
                     for event in events {
                         self.session.publish(event);
                     }
@@ -232,8 +249,9 @@ impl Channel {
     #[doc(hidden)]
     pub async fn send_raw(&self, plaintext: &[u8], message_id: &str) -> Result<u64> {
         let group_id = self.active_group().await?;
+        let channel = self.client.channel_name(group_id).await?;
         self.client
-            .send_bytes(group_id, plaintext, message_id)
+            .send_bytes(group_id, &channel, plaintext, message_id)
             .await
     }
 }

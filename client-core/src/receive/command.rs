@@ -20,7 +20,7 @@ pub(super) async fn apply(
     } else {
         format!("/{name} {args}")
     };
-    message.insert(tx, "command", None, &line, &[]).await?;
+    let added = message.insert(tx, "command", None, &line, &[]).await?;
     if bot == message.reader.user && message.by_someone_else() {
         let addressed = inbox::Addressed {
             group_id: message.group_id,
@@ -32,5 +32,5 @@ pub(super) async fn apply(
         };
         inbox::push(tx, &addressed).await?;
     }
-    Ok(vec![Event::Message(message.entry(tx).await?)])
+    Ok(vec![Event::Message(message.entry(tx, added).await?)])
 }

@@ -22,5 +22,6 @@ pub(super) async fn apply(
     messages::set_attachment(tx, message.group_id, message.message_id, file).await?;
     let indexed = format!("{} {}", file.name, file.caption);
     messages::reindex(tx, message.group_id, message.seq, Some(&indexed)).await?;
-    new_message(tx, message, &mentions, None).await
+    // Read back: the attachment was set after the row was added.
+    new_message(tx, message, None, &mentions, None).await
 }

@@ -19,7 +19,7 @@ pub(super) async fn apply(
 ) -> Result<Vec<Event>> {
     let notice =
         format!("shared the channel's earlier history ({messages} messages) with {recipient}");
-    message.insert(tx, "notice", None, &notice, &[]).await?;
+    let added = message.insert(tx, "notice", None, &notice, &[]).await?;
     if recipient == message.reader.user && message.by_someone_else() {
         let reference = serde_json::to_string(bundle).map_err(ClientError::store)?;
         let import = pending::Import {
@@ -30,5 +30,5 @@ pub(super) async fn apply(
         };
         pending::note_import(tx, &import).await?;
     }
-    Ok(vec![Event::Message(message.entry(tx).await?)])
+    Ok(vec![Event::Message(message.entry(tx, added).await?)])
 }

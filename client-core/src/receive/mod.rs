@@ -94,7 +94,8 @@ impl Received<'_> {
         self.author.user != self.reader.user
     }
 
-    /// Adds it to the history as a row of `kind`, received now.
+    /// Adds it to the history as a row of `kind`, received now; its entry
+    /// as added, or `None` if a row was already at its place.
     async fn insert(
         &self,
         tx: &mut SqliteConnection,
@@ -102,7 +103,7 @@ impl Received<'_> {
         parent: Option<&str>,
         body: &str,
         mentions: &[String],
-    ) -> Result<()> {
+    ) -> Result<Option<HistoryEntry>> {
         let row = messages::NewRow {
             group_id: self.group_id,
             seq: self.seq,
@@ -115,12 +116,21 @@ impl Received<'_> {
             mentions,
             at: unix_now(),
         };
-        messages::insert(tx, &row).await
+        let added = messages::insert(tx, &row).await?;
+        Ok(added.then(|| messages::added_entry(&row, self.channel)))
     }
 
-    /// Its history entry, as it now stands.
-    async fn entry(&self, tx: &mut SqliteConnection) -> Result<HistoryEntry> {
-        messages::entry(tx, self.group_id, self.channel, self.message_id).await
+    /// Its history entry, as it now stands: `added` by `insert` if nothing
+    /// changed it since, else read.
+    async fn entry(
+        &self,
+        tx: &mut SqliteConnection,
+        added: Option<HistoryEntry>,
+    ) -> Result<HistoryEntry> {
+        match added {
+            Some(entry) => Ok(entry),
+            None => messages::entry(tx, self.group_id, self.channel, self.message_id).await,
+        }
     }
 }
 
@@ -323,7 +333,9 @@ impl Client {
             }
             Outcome::Undecryptable(reason) => {
                 // Our own ciphertext cannot be decrypted by us: match it by hash.
-                let own = self.apply_own(tx, group_id, delivered.seq, &hash).await?;
+                let own = self
+                    .apply_own(tx, group_id, name, delivered.seq, &hash)
+                    .await?;
                 if own.is_none() {
                     tracing::warn!(group = %group_id, seq = delivered.seq, %reason, "undecryptable message skipped");
                 }
@@ -502,10 +514,11 @@ async fn notifications(
 async fn new_message(
     tx: &mut SqliteConnection,
     message: &Received<'_>,
+    added: Option<HistoryEntry>,
     mentions: &[String],
     for_handlers: Option<(&str, Option<&str>)>,
 ) -> Result<Vec<Event>> {
-    let entry = message.entry(tx).await?;
+    let entry = message.entry(tx, added).await?;
     let mut events =
         notifications(tx, &entry, message.group_id, mentions, message.reader.user).await?;
     if let Some((body, parent)) = for_handlers

@@ -17,8 +17,15 @@ pub(super) async fn apply(
 ) -> Result<Vec<Event>> {
     // A reply to a message this device never had still shows, at top level.
     let parent = messages::thread_root(tx, message.group_id, parent).await?;
-    message
+    let added = message
         .insert(tx, "reply", parent.as_deref(), body, mentions)
         .await?;
-    new_message(tx, message, mentions, Some((body, parent.as_deref()))).await
+    new_message(
+        tx,
+        message,
+        added,
+        mentions,
+        Some((body, parent.as_deref())),
+    )
+    .await
 }

@@ -13,14 +13,14 @@ pub(super) async fn apply(
     body: &str,
     mentions: &[String],
 ) -> Result<Vec<Event>> {
-    message.insert(tx, "text", None, body, mentions).await?;
-    new_message(tx, message, mentions, Some((body, None))).await
+    let added = message.insert(tx, "text", None, body, mentions).await?;
+    new_message(tx, message, added, mentions, Some((body, None))).await
 }
 
 pub(super) async fn apply_unsupported(
     tx: &mut SqliteConnection,
     message: &Received<'_>,
 ) -> Result<Vec<Event>> {
-    message.insert(tx, "unsupported", None, "", &[]).await?;
-    Ok(vec![Event::Message(message.entry(tx).await?)])
+    let added = message.insert(tx, "unsupported", None, "", &[]).await?;
+    Ok(vec![Event::Message(message.entry(tx, added).await?)])
 }

@@ -26,8 +26,9 @@ pub(crate) struct NewRow<'a> {
 }
 
 /// Adds `row` to the history (once: a row already at its place stays) and
-/// to the full-text index.
-pub(crate) async fn insert(tx: &mut SqliteConnection, row: &NewRow<'_>) -> Result<()> {
+/// to the full-text index (a new row has no entry there: history and index
+/// rows are only ever deleted together). Whether it was added.
+pub(crate) async fn insert(tx: &mut SqliteConnection, row: &NewRow<'_>) -> Result<bool> {
     let inserted = sqlx::query(
         "INSERT OR IGNORE INTO history
            (group_id, seq, sender, device, body, message_id, kind, parent_id, mentions, at)
@@ -48,8 +49,19 @@ pub(crate) async fn insert(tx: &mut SqliteConnection, row: &NewRow<'_>) -> Resul
     .rows_affected()
         == 1;
     if inserted && !row.body.is_empty() {
-        reindex(tx, row.group_id, row.seq, Some(row.body)).await?;
+        index(tx, row.group_id, row.seq, row.body).await?;
     }
+    Ok(inserted)
+}
+
+/// Adds a history row's text to the full-text index.
+async fn index(tx: &mut SqliteConnection, group_id: &str, seq: u64, body: &str) -> Result<()> {
+    sqlx::query("INSERT INTO search_index (body, group_id, seq) VALUES ($1, $2, $3)")
+        .bind(body)
+        .bind(group_id)
+        .bind(to_i64(seq))
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -66,12 +78,7 @@ pub(crate) async fn reindex(
         .execute(&mut *tx)
         .await?;
     if let Some(body) = body {
-        sqlx::query("INSERT INTO search_index (body, group_id, seq) VALUES ($1, $2, $3)")
-            .bind(body)
-            .bind(group_id)
-            .bind(to_i64(seq))
-            .execute(&mut *tx)
-            .await?;
+        index(tx, group_id, seq, body).await?;
     }
     Ok(())
 }
@@ -157,6 +164,35 @@ fn entry_from_row(row: &sqlx::sqlite::SqliteRow, channel: &str) -> HistoryEntry 
     }
 }
 
+/// The entry of `row` just added (by [`insert`]), as [`entry`] would read
+/// it, without reading: nothing has changed it yet, and it has no reactions
+/// (a reaction counts only on a message already in the history).
+pub(crate) fn added_entry(row: &NewRow<'_>, channel: &str) -> HistoryEntry {
+    HistoryEntry {
+        channel: channel.to_owned(),
+        group_id: row.group_id.to_owned(),
+        seq: u64::try_from(to_i64(row.seq)).unwrap_or(0),
+        sender: row.sender.to_owned(),
+        device: row.device.to_owned(),
+        text: row.body.to_owned(),
+        id: row.message_id.to_owned(),
+        parent: row.parent.map(str::to_owned),
+        unsupported: row.kind == "unsupported",
+        edited: false,
+        deleted: false,
+        mentions: row
+            .mentions
+            .iter()
+            .flat_map(|m| m.split_whitespace())
+            .map(str::to_owned)
+            .collect(),
+        at: u64::try_from(to_i64(row.at)).unwrap_or(0),
+        reactions: Vec::new(),
+        file: None,
+        shared_by: None,
+    }
+}
+
 pub(crate) async fn entry(
     tx: &mut SqliteConnection,
     group_id: &str,
@@ -170,11 +206,7 @@ pub(crate) async fn entry(
     .bind(id)
     .fetch_one(&mut *tx)
     .await?;
-    let entries = reactions::fill(tx, group_id, vec![entry_from_row(&row, channel)]).await?;
-    entries
-        .into_iter()
-        .next()
-        .ok_or_else(|| ClientError::store("history row vanished"))
+    reactions::fill_one(tx, group_id, entry_from_row(&row, channel)).await
 }
 
 /// A channel's history, in order, with reactions.
@@ -370,12 +402,7 @@ pub(crate) async fn insert_shared(db: &mut SqliteConnection, row: &SharedRow<'_>
     .rows_affected()
         == 1;
     if inserted {
-        sqlx::query("INSERT INTO search_index (body, group_id, seq) VALUES ($1, $2, $3)")
-            .bind(row.body)
-            .bind(row.group_id)
-            .bind(to_i64(row.seq))
-            .execute(&mut *db)
-            .await?;
+        index(db, row.group_id, row.seq, row.body).await?;
     }
     Ok(inserted)
 }
@@ -448,7 +475,50 @@ pub(crate) async fn search(
         let channel: String = row.get(13);
         let group_id: String = row.get(14);
         let entry = entry_from_row(row, &channel);
-        found.extend(reactions::fill(db, &group_id, vec![entry]).await?);
+        found.push(reactions::fill_one(db, &group_id, entry).await?);
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_added_entry_is_what_reading_it_gives() {
+        let home = std::env::temp_dir().join(format!(
+            "conclave-added-entry-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let mut db = crate::store::open(&home).await.expect("open");
+        let mentions = ["bob".to_owned(), " carol  dave ".to_owned(), String::new()];
+        for (seq, kind, parent, body) in [
+            (7, "text", None, "hello @bob"),
+            (8, "reply", Some("0a"), "in a thread"),
+            (9, "unsupported", None, ""),
+        ] {
+            let message_id = format!("{seq:032x}");
+            let row = NewRow {
+                group_id: "00ff",
+                seq,
+                sender: "alice",
+                device: "d1",
+                message_id: &message_id,
+                kind,
+                parent,
+                body,
+                mentions: &mentions,
+                at: 1_700_000_000,
+            };
+            assert!(insert(&mut db, &row).await.expect("insert"));
+            let read = entry(&mut db, "00ff", "general", &message_id)
+                .await
+                .expect("read");
+            assert_eq!(added_entry(&row, "general"), read);
+            assert!(!insert(&mut db, &row).await.expect("again"), "added once");
+        }
+        drop(db);
+        let _ = std::fs::remove_dir_all(&home);
+    }
 }

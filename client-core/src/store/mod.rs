@@ -6,20 +6,22 @@
 //! All SQL of client-core is here, one file per family of tables; each
 //! function takes the connection (or the open transaction) it works in, so
 //! callers decide what commits together. openmls keeps its own tables
-//! through `TxProvider`.
+//! through `TxProvider`, its keys and values encoded as CBOR (`codec.rs`).
 
 use std::path::Path;
 
 use openmls_rust_crypto::RustCrypto;
-use openmls_sqlx_storage::{Codec, SqliteStorageProvider};
+use openmls_sqlx_storage::SqliteStorageProvider;
 use openmls_traits::OpenMlsProvider;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 use crate::error::{ClientError, Result};
+use codec::CborCodec;
 
 pub(crate) mod bot_state;
 pub(crate) mod channels;
+mod codec;
 pub(crate) mod devices;
 pub(crate) mod identity;
 pub(crate) mod inbox;
@@ -34,30 +36,10 @@ pub(crate) fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// Serializes openmls entities as JSON in the store.
-#[derive(Debug, Default)]
-pub(crate) struct JsonCodec;
-
-impl Codec for JsonCodec {
-    type Error = serde_json::Error;
-
-    fn to_vec<T: serde::Serialize + ?Sized>(
-        value: &T,
-    ) -> std::result::Result<Vec<u8>, Self::Error> {
-        serde_json::to_vec(value)
-    }
-
-    fn from_slice<T: serde::de::DeserializeOwned>(
-        slice: &[u8],
-    ) -> std::result::Result<T, Self::Error> {
-        serde_json::from_slice(slice)
-    }
-}
-
 /// An openmls provider whose storage is one open transaction.
 pub(crate) struct TxProvider<'a> {
     crypto: &'a RustCrypto,
-    storage: SqliteStorageProvider<'a, JsonCodec>,
+    storage: SqliteStorageProvider<'a, CborCodec>,
 }
 
 impl<'a> TxProvider<'a> {
@@ -72,7 +54,7 @@ impl<'a> TxProvider<'a> {
 impl<'a> OpenMlsProvider for TxProvider<'a> {
     type CryptoProvider = RustCrypto;
     type RandProvider = RustCrypto;
-    type StorageProvider = SqliteStorageProvider<'a, JsonCodec>;
+    type StorageProvider = SqliteStorageProvider<'a, CborCodec>;
 
     fn storage(&self) -> &Self::StorageProvider {
         &self.storage
@@ -152,11 +134,21 @@ CREATE TABLE IF NOT EXISTS security_alerts (
 );
 "#;
 
-/// Changes to the schema above, applied in order once each; the file's
-/// `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[
+/// One step of [`MIGRATIONS`].
+enum Migration {
+    /// Statements, separated by `;`.
+    Sql(&'static str),
+    /// openmls's state re-encoded from JSON to CBOR (`codec.rs`).
+    StateToCbor,
+}
+
+/// Changes to the schema and the stored data, applied in order once each
+/// (in one transaction when the store opens); the file's `PRAGMA
+/// user_version` counts those applied.
+const MIGRATIONS: &[Migration] = &[
     // 1: message ids, threads, reactions, edits, deletes and search.
-    r#"
+    Migration::Sql(
+        r#"
 ALTER TABLE history ADD COLUMN message_id TEXT;
 ALTER TABLE history ADD COLUMN parent_id TEXT;
 ALTER TABLE history ADD COLUMN kind TEXT NOT NULL DEFAULT 'text';
@@ -184,18 +176,22 @@ CREATE VIRTUAL TABLE search_index USING fts5(
     body, group_id UNINDEXED, seq UNINDEXED, tokenize = 'unicode61 remove_diacritics 2'
 );
 "#,
+    ),
     // 2: direct messages, topics and read positions.
-    r#"
+    Migration::Sql(
+        r#"
 ALTER TABLE channels ADD COLUMN kind TEXT NOT NULL DEFAULT 'channel';
 ALTER TABLE channels ADD COLUMN topic TEXT NOT NULL DEFAULT '';
 ALTER TABLE channels ADD COLUMN read_seq INTEGER NOT NULL DEFAULT 0;
 "#,
+    ),
     // 3: archived channels.
-    "ALTER TABLE channels ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;",
+    Migration::Sql("ALTER TABLE channels ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;"),
     // 4: shared files (the reference, with its key, as JSON).
-    "ALTER TABLE history ADD COLUMN attachment TEXT;",
+    Migration::Sql("ALTER TABLE history ADD COLUMN attachment TEXT;"),
     // 5: history handed over by another member, and bundles waiting to be fetched.
-    r#"
+    Migration::Sql(
+        r#"
 ALTER TABLE history ADD COLUMN shared_by TEXT;
 CREATE TABLE history_imports (
     group_id   TEXT NOT NULL,
@@ -205,15 +201,17 @@ CREATE TABLE history_imports (
     PRIMARY KEY (group_id, message_id)
 );
 "#,
+    ),
     // 6: bot accounts: the owner named in this device's credential.
-    "ALTER TABLE identity ADD COLUMN bot_owner TEXT;",
+    Migration::Sql("ALTER TABLE identity ADD COLUMN bot_owner TEXT;"),
     // 7: the bot SDK. Commands and messages wait in the inbox until a
     // handler has run (written in the transaction that stores the message,
     // so nothing acknowledged to the relay is lost); `reply_key` names the
     // replies, so a handler run again after a crash repeats none of them.
     // Then a bot's own durable state, and its incoming webhooks with the
     // nonces they have spent.
-    r#"
+    Migration::Sql(
+        r#"
 CREATE TABLE bot_inbox (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     group_id   TEXT NOT NULL,
@@ -244,12 +242,14 @@ CREATE TABLE webhook_nonces (
     PRIMARY KEY (webhook, nonce)
 );
 "#,
+    ),
     // 8: the device key at rest. `protection` says how it is kept: 'sealed'
     // (`sealed_key`, see key_at_rest.rs, and no `device_secret`),
     // 'unprotected' (in clear, chosen for an unattended bot) or 'clear' (in
     // clear, made before keys were sealed, sealed at the next unlock with a
     // passphrase). `device_id` names the device while its key is locked.
-    r#"
+    Migration::Sql(
+        r#"
 CREATE TABLE identity_v8 (
     id            INTEGER PRIMARY KEY CHECK (id = 1),
     username      TEXT NOT NULL,
@@ -265,28 +265,34 @@ INSERT INTO identity_v8 (id, username, bot_owner, protection, device_secret)
 DROP TABLE identity;
 ALTER TABLE identity_v8 RENAME TO identity;
 "#,
+    ),
     // 9: changes to who can sign in to the account (factors, password,
     // recoveries) this device has shown its owner, by the relay's id.
-    r#"
+    Migration::Sql(
+        r#"
 CREATE TABLE seen_account_changes (
     id INTEGER PRIMARY KEY
 );
 ALTER TABLE security_alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'key_transparency';
 "#,
+    ),
     // 10: a webhook posts to a channel by its group id, which stays when
     // the channel is renamed; `channel` keeps the name it was made with,
     // for a channel this device has since forgotten.
-    r#"
+    Migration::Sql(
+        r#"
 ALTER TABLE webhooks ADD COLUMN group_id TEXT;
 UPDATE webhooks SET group_id = (SELECT group_id FROM channels WHERE channels.name = webhooks.channel);
 "#,
+    ),
     // 11: the workspace's witness policy, pinned with the log key: the
     // witnesses' keys (one per line), how many must cosign a checkpoint,
     // the grace in seconds, and when a checkpoint last had the quorum (or
     // the policy was pinned). And the log keys this device pinned before a
     // signed rotation moved it on (members may still gossip their
     // checkpoints).
-    r#"
+    Migration::Sql(
+        r#"
 CREATE TABLE witness_policy (
     id             INTEGER PRIMARY KEY CHECK (id = 1),
     witnesses      TEXT NOT NULL,
@@ -298,6 +304,10 @@ CREATE TABLE retired_log_keys (
     verifier_key TEXT PRIMARY KEY
 );
 "#,
+    ),
+    // 12: openmls's state as CBOR rather than JSON (issue 19: no JSON on
+    // the path of every send).
+    Migration::StateToCbor,
 ];
 
 /// Writes a small private file (mode 0600) whole, through a temporary file
@@ -357,7 +367,7 @@ pub(crate) async fn open(home: &Path) -> Result<SqliteConnection> {
         .pragma("secure_delete", "ON")
         .connect()
         .await?;
-    SqliteStorageProvider::<JsonCodec>::new(&mut connection)
+    SqliteStorageProvider::<CborCodec>::new(&mut connection)
         .run_migrations()
         .map_err(ClientError::store)?;
     let mut tx = connection.begin().await?;
@@ -368,12 +378,17 @@ pub(crate) async fn open(home: &Path) -> Result<SqliteConnection> {
         .fetch_one(&mut *tx)
         .await?;
     for (version, migration) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
-        for statement in migration
-            .split(';')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            sqlx::query(statement).execute(&mut *tx).await?;
+        match migration {
+            Migration::Sql(statements) => {
+                for statement in statements
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                {
+                    sqlx::query(statement).execute(&mut *tx).await?;
+                }
+            }
+            Migration::StateToCbor => codec::convert_json_state(&mut tx).await?,
         }
         // PRAGMA takes no bound parameters; the number is ours.
         sqlx::query(&format!("PRAGMA user_version = {}", version + 1))
@@ -382,6 +397,20 @@ pub(crate) async fn open(home: &Path) -> Result<SqliteConnection> {
     }
     tx.commit().await?;
     Ok(connection)
+}
+
+/// Whether commits on `db` wait until the disk has them (`PRAGMA
+/// synchronous`: FULL, as the store opens, or NORMAL). A commit that did not
+/// wait survives the process crashing, but a power cut before the log is
+/// next flushed (by any commit that waits) may undo it, with every later
+/// one: never an earlier one, nor part of one.
+pub(crate) async fn flush_commits(db: &mut SqliteConnection, flush: bool) -> Result<()> {
+    let mode = if flush { "FULL" } else { "NORMAL" };
+    // PRAGMA takes no bound parameters; the word is ours.
+    sqlx::query(&format!("PRAGMA synchronous = {mode}"))
+        .execute(&mut *db)
+        .await?;
+    Ok(())
 }
 
 /// Copies what the write-ahead log holds into the main file and empties

@@ -93,14 +93,39 @@ pub(super) async fn fill(
     for row in rows {
         let (id, emoji, user): (String, String, String) = (row.get(0), row.get(1), row.get(2));
         if let Some(entry) = entries.iter_mut().find(|e| e.id == id) {
-            match entry.reactions.iter_mut().find(|r| r.emoji == emoji) {
-                Some(reaction) => reaction.users.push(user),
-                None => entry.reactions.push(Reaction {
-                    emoji,
-                    users: vec![user],
-                }),
-            }
+            add(entry, emoji, user);
         }
     }
     Ok(entries)
+}
+
+/// Reactions on one entry, filled in: read by its message id, not the
+/// channel's every reaction (each message sent or received builds one).
+pub(super) async fn fill_one(
+    db: &mut SqliteConnection,
+    group_id: &str,
+    mut entry: HistoryEntry,
+) -> Result<HistoryEntry> {
+    let rows = sqlx::query(
+        "SELECT emoji, username FROM reactions WHERE group_id = $1 AND message_id = $2
+         ORDER BY emoji, username",
+    )
+    .bind(group_id)
+    .bind(&entry.id)
+    .fetch_all(&mut *db)
+    .await?;
+    for row in rows {
+        add(&mut entry, row.get(0), row.get(1));
+    }
+    Ok(entry)
+}
+
+fn add(entry: &mut HistoryEntry, emoji: String, user: String) {
+    match entry.reactions.iter_mut().find(|r| r.emoji == emoji) {
+        Some(reaction) => reaction.users.push(user),
+        None => entry.reactions.push(Reaction {
+            emoji,
+            users: vec![user],
+        }),
+    }
 }
