@@ -10,8 +10,23 @@ use openmls_traits::OpenMlsProvider;
 use sqlx::SqliteConnection;
 
 use super::*;
-use crate::group::{create_config, join_config};
 use crate::store::TxProvider;
+
+/// Group settings for these tests. They are built here rather than borrowed
+/// from `crate::group`, which depends on the store: the codec's tests need
+/// real MLS state, not the client's exact policy.
+fn create_config() -> MlsGroupCreateConfig {
+    MlsGroupCreateConfig::builder()
+        .ciphersuite(CIPHERSUITE)
+        .use_ratchet_tree_extension(true)
+        .build()
+}
+
+fn join_config() -> MlsGroupJoinConfig {
+    MlsGroupJoinConfig::builder()
+        .use_ratchet_tree_extension(true)
+        .build()
+}
 
 /// The codec the store used before this one, to write state as an
 /// older client left it.
