@@ -149,3 +149,48 @@ async fn nodes_starting_together_on_an_empty_database_both_come_up() {
         assert_eq!(answer.status().as_u16(), 200, "{base} is ready");
     }
 }
+
+/// Issue 19: the relay no longer pings PostgreSQL before every statement,
+/// only a connection that sat idle. A restart or failover of the database
+/// breaks every connection the relay holds; here PostgreSQL ends them all.
+/// The next requests, a moment later, go through on new connections: none
+/// fails on a dead one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_after_postgresql_dropped_every_connection_go_through() {
+    use sqlx::{Connection, Row};
+    let Some(url) = fresh_postgres("dropped_connections").await else {
+        return;
+    };
+    let server = ServerProcess::start_with(vec!["--database-url".into(), url.clone()]);
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let bob = Person::register(&server, "bob", PASSWORD).await;
+    alice.client.create_channel("ops").await.unwrap();
+    alice.client.invite("ops", "bob").await.unwrap();
+    alice.client.send("ops", "before").await.unwrap();
+
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let ended: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) AS ended",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap()
+    .get(0);
+    assert!(ended > 0, "the relay held connections to end");
+    // Idle long enough to be checked before their next use.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    alice.client.send("ops", "after").await.unwrap();
+    bob.client.sync().await.unwrap();
+    let texts: Vec<String> = bob
+        .client
+        .history("ops")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.text)
+        .collect();
+    assert!(texts.contains(&"before".to_owned()), "{texts:?}");
+    assert!(texts.contains(&"after".to_owned()), "{texts:?}");
+}

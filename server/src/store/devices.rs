@@ -81,11 +81,9 @@ impl Store {
 
     /// [`Store::use_nonce`] of a nonce already in hand.
     pub async fn spend_nonce(&self, nonce: Nonce) -> Result<bool, StoreError> {
-        let Some(queue) = &self.appends else {
-            return group_commit::spend_alone(self.writes(), &nonce).await;
-        };
         let (answer, answered) = tokio::sync::oneshot::channel();
-        match queue
+        match self
+            .appends
             .send(group_commit::Queued::Nonce { nonce, answer })
             .await
         {

@@ -1,10 +1,11 @@
-//! SQLite's one writer of appends and request nonces: whatever is waiting
+//! The relay's writer of appends and request nonces: whatever is waiting
 //! goes in one transaction, and so one flush to disk, instead of one each.
 //!
-//! On SQLite the relay does this itself, below. PostgreSQL already shares
-//! one WAL flush among transactions that commit at the same moment, so
-//! there each append is one statement in a transaction of its own
-//! (`append_postgres`), many at once over the pool.
+//! On SQLite one task commits (the store has one writing connection). On
+//! PostgreSQL a few commit side by side, so that one batch is gathered
+//! while the one before it is flushed; each batch locks the rows it touches
+//! in one order (nonces sorted, then groups by id) so that two batches, of
+//! this node or another, cannot deadlock.
 //!
 //! Every append still waits until its own row is durable before it is
 //! answered, and each keeps its own outcome (a position, an epoch conflict, a
@@ -20,11 +21,13 @@
 //! If a batch fails for any reason, its writes are retried one by one, each
 //! in its own transaction, so one bad append cannot sink the rest.
 
+use std::sync::Arc;
+
 use sqlx::{AnyPool, Row};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::messages::insert_message;
-use super::{MessageKind, PayloadHash, StoreError, to_i64, to_u64};
+use super::{Backend, MessageKind, PayloadHash, StoreError, to_i64, to_u64};
 
 /// Most writes in one transaction.
 const MAX_BATCH: usize = 256;
@@ -89,28 +92,48 @@ enum Outcome {
     Nonce(bool),
 }
 
-/// Starts the task that takes writes from the queue into SQLite (one
-/// writer, so one committer).
-pub(super) fn start(pool: AnyPool) -> mpsc::Sender<Queued> {
-    let (queue, mut arrivals) = mpsc::channel::<Queued>(MAX_BATCH * 16);
-    tokio::spawn(async move {
-        while let Some(first) = arrivals.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match arrivals.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
+/// Batches committing at once on PostgreSQL: one gathers while another
+/// flushes. (SQLite has one writing connection, so one.)
+const POSTGRES_COMMITTERS: usize = 2;
+
+/// Starts the tasks that take writes from the queue into the database.
+pub(super) fn start(pool: AnyPool, backend: Backend) -> mpsc::Sender<Queued> {
+    let (queue, arrivals) = mpsc::channel::<Queued>(MAX_BATCH * 16);
+    let arrivals = Arc::new(Mutex::new(arrivals));
+    let committers = match backend {
+        Backend::Sqlite => 1,
+        Backend::Postgres => POSTGRES_COMMITTERS,
+    };
+    for _ in 0..committers {
+        let (pool, arrivals) = (pool.clone(), arrivals.clone());
+        tokio::spawn(async move {
+            while let Some(batch) = next_batch(&arrivals).await {
+                commit(&pool, backend, batch).await;
             }
-            commit(&pool, batch).await;
-        }
-        // The store is gone.
-    });
+            // The store is gone.
+        });
+    }
     queue
 }
 
-async fn commit(pool: &AnyPool, batch: Vec<Queued>) {
-    match write_all(pool, &batch).await {
+/// Whatever is waiting (at least one write, at most `MAX_BATCH`); `None`
+/// once the store is gone. The queue is held only while gathering, so the
+/// next batch gathers while this one commits.
+async fn next_batch(arrivals: &Mutex<mpsc::Receiver<Queued>>) -> Option<Vec<Queued>> {
+    let mut arrivals = arrivals.lock().await;
+    let first = arrivals.recv().await?;
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match arrivals.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+async fn commit(pool: &AnyPool, backend: Backend, batch: Vec<Queued>) {
+    match write_all(pool, backend, &batch).await {
         Ok(outcomes) => {
             for (queued, outcome) in batch.into_iter().zip(outcomes) {
                 match (queued, outcome) {
@@ -137,7 +160,14 @@ async fn commit(pool: &AnyPool, batch: Vec<Queued>) {
                         received_at,
                         answer,
                     } => {
-                        let outcome = append_one(pool, &append, nonce.as_ref(), received_at).await;
+                        let outcome = match backend {
+                            Backend::Sqlite => {
+                                append_one(pool, &append, nonce.as_ref(), received_at).await
+                            }
+                            Backend::Postgres => {
+                                append_postgres(pool, &append, nonce.as_ref(), received_at).await
+                            }
+                        };
                         let _ = answer.send(outcome);
                     }
                     Queued::Nonce { nonce, answer } => {
@@ -149,14 +179,46 @@ async fn commit(pool: &AnyPool, batch: Vec<Queued>) {
     }
 }
 
+/// One step of a batch that takes a group's row: a proposal (it replaces
+/// the group's public state, so it goes on its own), or the plain appends
+/// to one group at one epoch, in the order they came.
+enum GroupStep<'a> {
+    Proposal(usize),
+    Run {
+        group_id: &'a str,
+        epoch: u64,
+        members: Vec<usize>,
+    },
+}
+
+impl GroupStep<'_> {
+    fn group_id<'b>(&'b self, batch: &'b [Queued]) -> &'b str {
+        match self {
+            GroupStep::Run { group_id, .. } => group_id,
+            GroupStep::Proposal(i) => match &batch[*i] {
+                Queued::Append { append, .. } => &append.group_id,
+                Queued::Nonce { .. } => "",
+            },
+        }
+    }
+}
+
 /// All of `batch` in one transaction, in a few statements whatever its
 /// size: every nonce in one insert, one position counter bump per group and
 /// epoch, and every plain message in one multi-row insert. (One statement per
 /// row, each handed to SQLite's worker thread in turn, cost more than the
 /// flush they share.)
-async fn write_all(pool: &AnyPool, batch: &[Queued]) -> Result<Vec<Outcome>, StoreError> {
-    let mut tx = begin_immediate(pool).await?;
-    let nonces: Vec<(usize, &Nonce)> = batch
+///
+/// Rows are locked in one order, whatever the batch: nonces sorted, then
+/// group rows by id. Two batches committing at once (PostgreSQL) then wait
+/// for each other at worst, and never deadlock.
+async fn write_all(
+    pool: &AnyPool,
+    backend: Backend,
+    batch: &[Queued],
+) -> Result<Vec<Outcome>, StoreError> {
+    let mut tx = begin_write(pool, backend).await?;
+    let mut nonces: Vec<(usize, &Nonce)> = batch
         .iter()
         .enumerate()
         .filter_map(|(i, queued)| match queued {
@@ -167,44 +229,72 @@ async fn write_all(pool: &AnyPool, batch: &[Queued]) -> Result<Vec<Outcome>, Sto
             Queued::Append { nonce: None, .. } => None,
         })
         .collect();
+    // Stable: of one nonce twice, the first to come is the fresh one.
+    nonces.sort_by(|(_, a), (_, b)| (&a.device_id, &a.nonce).cmp(&(&b.device_id, &b.nonce)));
     let fresh = spend_all(&mut tx, &nonces).await?;
 
     let mut outcomes: Vec<Option<Outcome>> = batch.iter().map(|_| None).collect();
-    // Plain appends by group and epoch, in the order they came.
-    let mut runs: Vec<((&str, u64), Vec<usize>)> = Vec::new();
+    let mut steps: Vec<GroupStep<'_>> = Vec::new();
     for (i, queued) in batch.iter().enumerate() {
         match queued {
             Queued::Nonce { .. } => outcomes[i] = Some(Outcome::Nonce(fresh[i])),
             Queued::Append { nonce, .. } if nonce.is_some() && !fresh[i] => {
                 outcomes[i] = Some(Outcome::Append(None));
             }
-            // A proposal replaces the group's public state: on its own.
-            Queued::Append {
-                append,
-                received_at,
-                ..
-            } if append.public_state.is_some() => {
-                let appended = append_in(&mut tx, append, *received_at).await?;
-                outcomes[i] = Some(Outcome::Append(Some(appended)));
+            Queued::Append { append, .. } if append.public_state.is_some() => {
+                steps.push(GroupStep::Proposal(i));
             }
             Queued::Append { append, .. } => {
-                let key = (append.group_id.as_str(), append.epoch);
-                match runs.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, members)) => members.push(i),
-                    None => runs.push((key, vec![i])),
+                let run = steps.iter_mut().find_map(|step| match step {
+                    GroupStep::Run {
+                        group_id,
+                        epoch,
+                        members,
+                    } if *group_id == append.group_id && *epoch == append.epoch => Some(members),
+                    _ => None,
+                });
+                match run {
+                    Some(members) => members.push(i),
+                    None => steps.push(GroupStep::Run {
+                        group_id: &append.group_id,
+                        epoch: append.epoch,
+                        members: vec![i],
+                    }),
                 }
             }
         }
     }
+    // Stable: within a group, steps keep the order they came in.
+    steps.sort_by(|a, b| a.group_id(batch).cmp(b.group_id(batch)));
+
     let mut rows: Vec<(i64, &Append, i64)> = Vec::new();
-    for ((group_id, epoch), members) in &runs {
+    for step in &steps {
+        let (group_id, epoch, members) = match step {
+            GroupStep::Proposal(i) => {
+                if let Queued::Append {
+                    append,
+                    received_at,
+                    ..
+                } = &batch[*i]
+                {
+                    let appended = append_in(&mut tx, append, *received_at).await?;
+                    outcomes[*i] = Some(Outcome::Append(Some(appended)));
+                }
+                continue;
+            }
+            GroupStep::Run {
+                group_id,
+                epoch,
+                members,
+            } => (*group_id, *epoch, members),
+        };
         let count = i64::try_from(members.len()).unwrap_or(i64::MAX);
         let first = sqlx::query(
             "UPDATE groups SET next_seq = next_seq + $3
              WHERE group_id = $1 AND epoch = $2 RETURNING next_seq - $3",
         )
-        .bind(*group_id)
-        .bind(to_i64(*epoch))
+        .bind(group_id)
+        .bind(to_i64(epoch))
         .bind(count)
         .fetch_optional(&mut *tx)
         .await?;
@@ -234,6 +324,7 @@ async fn write_all(pool: &AnyPool, batch: &[Queued]) -> Result<Vec<Outcome>, Sto
     }
     insert_all(&mut tx, &rows).await?;
     tx.commit().await?;
+    // Every write of the batch got its outcome above.
     Ok(outcomes
         .into_iter()
         .map(|outcome| outcome.unwrap_or(Outcome::Append(None)))
@@ -374,7 +465,7 @@ async fn spend_and_append(
     Ok(Some(append_in(tx, append, received_at).await?))
 }
 
-/// One append (and its nonce) in a transaction of its own.
+/// One append (and its nonce) in a transaction of its own (SQLite).
 pub(super) async fn append_one(
     pool: &AnyPool,
     append: &Append,
@@ -420,7 +511,8 @@ async fn first_of_duplicate(
     }
 }
 
-/// One append as one PostgreSQL statement, committed on its own: the
+/// One append as one PostgreSQL statement, committed on its own (for a
+/// batch that failed, write by write, or when the committers are gone): the
 /// nonce, the epoch compare-and-swap with the next position, and the
 /// insert, in one round trip. The group's row stays locked only for that
 /// statement. The same bytes already there (a retry racing its first try,
@@ -489,6 +581,17 @@ pub(super) async fn append_postgres(
         (true, Some(seq)) => Some(Ok(to_u64(seq))),
         (true, None) => Some(Err(current.map_or(0, to_u64))),
     })
+}
+
+/// A write transaction: on SQLite, `begin_immediate`.
+pub(super) async fn begin_write(
+    pool: &AnyPool,
+    backend: Backend,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    match backend {
+        Backend::Sqlite => begin_immediate(pool).await,
+        Backend::Postgres => pool.begin().await,
+    }
 }
 
 /// A SQLite write transaction that takes the write lock at once: the

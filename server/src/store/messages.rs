@@ -22,6 +22,9 @@ impl PayloadHash {
     }
 }
 
+/// Acknowledgements per multi-row statement (3 parameters each).
+const ACKS_PER_STATEMENT: usize = 256;
+
 /// A device's acknowledgement of a group up to a position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {
@@ -150,15 +153,6 @@ impl Store {
         nonce: Option<Nonce>,
     ) -> Result<Option<Result<u64, u64>>, StoreError> {
         let received_at = self.now();
-        let Some(queue) = &self.appends else {
-            return group_commit::append_postgres(
-                &self.writer,
-                &append,
-                nonce.as_ref(),
-                received_at,
-            )
-            .await;
-        };
         let (answer, answered) = tokio::sync::oneshot::channel();
         let queued = group_commit::Queued::Append {
             append,
@@ -166,17 +160,28 @@ impl Store {
             received_at,
             answer,
         };
-        match queue.send(queued).await {
+        match self.appends.send(queued).await {
             Ok(()) => match answered.await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(StoreError::Database(sqlx::Error::WorkerCrashed)),
             },
             // No committer (the runtime is shutting down): on our own.
             Err(refused) => match refused.0 {
-                group_commit::Queued::Append { append, nonce, .. } => {
-                    group_commit::append_one(&self.writer, &append, nonce.as_ref(), received_at)
+                group_commit::Queued::Append { append, nonce, .. } => match self.backend {
+                    super::Backend::Sqlite => {
+                        group_commit::append_one(&self.writer, &append, nonce.as_ref(), received_at)
+                            .await
+                    }
+                    super::Backend::Postgres => {
+                        group_commit::append_postgres(
+                            &self.writer,
+                            &append,
+                            nonce.as_ref(),
+                            received_at,
+                        )
                         .await
-                }
+                    }
+                },
                 group_commit::Queued::Nonce { .. } => {
                     Err(StoreError::Database(sqlx::Error::WorkerCrashed))
                 }
@@ -267,31 +272,62 @@ impl Store {
     }
 
     /// [`Store::ack`] for many devices and groups, in one transaction (one
-    /// flush to disk for all of them).
+    /// flush to disk for all of them) of a few statements: the highest
+    /// position per device and group, in multi-row statements. (Two
+    /// statements per acknowledgement on the one writer let a single request
+    /// naming thousands of groups hold everyone's writes.)
     pub async fn ack_many(&self, acks: &[Ack]) -> Result<(), StoreError> {
-        if acks.is_empty() {
+        let mut highest: std::collections::BTreeMap<(&str, &str), u64> =
+            std::collections::BTreeMap::new();
+        for ack in acks {
+            let seq = highest
+                .entry((ack.device_id.as_str(), ack.group_id.as_str()))
+                .or_default();
+            *seq = (*seq).max(ack.seq);
+        }
+        if highest.is_empty() {
             return Ok(());
         }
+        let highest: Vec<((&str, &str), u64)> = highest.into_iter().collect();
         let mut tx = self.begin_write().await?;
-        for ack in acks {
-            let seq = to_i64(ack.seq);
-            sqlx::query(
-                "UPDATE memberships SET acked_seq = $3
-                 WHERE device_id = $1 AND group_id = $2 AND acked_seq < $3 AND join_seq <= $3",
-            )
-            .bind(&ack.device_id)
-            .bind(&ack.group_id)
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "DELETE FROM memberships
-                 WHERE device_id = $1 AND group_id = $2 AND leave_seq IS NOT NULL AND acked_seq >= leave_seq",
-            )
-            .bind(&ack.device_id)
-            .bind(&ack.group_id)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in highest.chunks(ACKS_PER_STATEMENT) {
+            // `VALUES` names its columns column1, column2, … on SQLite and
+            // PostgreSQL alike.
+            let rows = |width: usize| {
+                (0..chunk.len())
+                    .map(|r| {
+                        let columns: Vec<String> =
+                            (1..=width).map(|c| format!("${}", width * r + c)).collect();
+                        format!("({})", columns.join(", "))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut update = String::from(
+                "UPDATE memberships SET acked_seq = v.column3 FROM (VALUES ",
+            );
+            update.push_str(&rows(3));
+            update.push_str(
+                ") AS v WHERE memberships.device_id = v.column1 AND memberships.group_id = v.column2
+                   AND memberships.acked_seq < v.column3 AND memberships.join_seq <= v.column3",
+            );
+            let mut query = sqlx::query(&update);
+            for ((device_id, group_id), seq) in chunk {
+                query = query.bind(*device_id).bind(*group_id).bind(to_i64(*seq));
+            }
+            query.execute(&mut *tx).await?;
+            // Memberships that ended and are now fully acknowledged go.
+            let mut finished = String::from(
+                "DELETE FROM memberships WHERE leave_seq IS NOT NULL AND acked_seq >= leave_seq
+                   AND (device_id, group_id) IN (VALUES ",
+            );
+            finished.push_str(&rows(2));
+            finished.push(')');
+            let mut query = sqlx::query(&finished);
+            for ((device_id, group_id), _) in chunk {
+                query = query.bind(*device_id).bind(*group_id);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -11,8 +11,7 @@
 //! limits, changes to who can sign in), `devices.rs` (devices, nonces),
 //! `key_packages.rs`, `groups.rs` (group state, commits, archive,
 //! retention), `messages.rs` (the log and the delivery cursors, with
-//! `group_commit.rs`, the batches of appends and nonces on SQLite's one
-//! writer), `channels.rs` (the
+//! `group_commit.rs`, the batches of appends and nonces), `channels.rs` (the
 //! public directory), `blobs.rs` (attachments), `passwords.rs` (OPAQUE
 //! logins in progress, the relay's sealed secrets); `migrations.rs` runs the
 //! `.sql` files of `server/migrations/`. This file holds the connection and
@@ -94,8 +93,8 @@ pub struct Store {
     /// handler (issue 19). On PostgreSQL, the same pool as `readers`.
     writer: AnyPool,
     backend: Backend,
-    /// Appends wait here for the next group commit (SQLite).
-    appends: Option<tokio::sync::mpsc::Sender<group_commit::Queued>>,
+    /// Appends and nonces wait here for the next group commit.
+    appends: tokio::sync::mpsc::Sender<group_commit::Queued>,
     /// What "now" is for every row written and every expiry checked.
     clock: Clock,
 }
@@ -128,6 +127,31 @@ fn sqlite_pool(connections: u32, read_only: bool) -> AnyPoolOptions {
                     conn.execute("PRAGMA query_only = ON").await?;
                 }
                 Ok(())
+            })
+        })
+}
+
+/// How long a PostgreSQL connection may sit idle before it is pinged on its
+/// next use.
+const PING_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A PostgreSQL pool. A restart or a failover of the database breaks the
+/// connections the pool holds, and an idle one is where that goes unseen:
+/// it is pinged before use once it sat idle for [`PING_AFTER_IDLE`]. A
+/// connection in steady use is not (sqlx's default pings on every acquire,
+/// a round trip in front of every statement of the send path).
+fn postgres_pool() -> AnyPoolOptions {
+    use sqlx::Connection as _;
+    pool_options(16)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for < PING_AFTER_IDLE {
+                    return Ok(true);
+                }
+                // A failed ping drops this connection (sqlx logs it as a
+                // warning); the pool opens another.
+                conn.ping().await.map(|()| true)
             })
         })
 }
@@ -167,11 +191,11 @@ impl Store {
                 (readers, writer)
             }
             Backend::Postgres => {
-                let pool = pool_options(16).connect(url).await?;
+                let pool = postgres_pool().connect(url).await?;
                 (pool.clone(), pool)
             }
         };
-        let appends = (backend == Backend::Sqlite).then(|| group_commit::start(writer.clone()));
+        let appends = group_commit::start(writer.clone(), backend);
         let store = Self {
             readers,
             writer,
@@ -204,6 +228,15 @@ impl Store {
         &self.readers
     }
 
+    /// Every pool, once each: on SQLite the readers and the writer, on
+    /// PostgreSQL the one pool.
+    pub fn pools(&self) -> Vec<AnyPool> {
+        match self.backend {
+            Backend::Sqlite => vec![self.readers.clone(), self.writer.clone()],
+            Backend::Postgres => vec![self.writer.clone()],
+        }
+    }
+
     /// Where every write goes.
     fn writes(&self) -> &AnyPool {
         &self.writer
@@ -226,9 +259,6 @@ impl Store {
     /// outright ("database is locked", SQLITE_BUSY_SNAPSHOT) when it later
     /// writes after another connection has written since its first read.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => group_commit::begin_immediate(&self.writer).await,
-            Backend::Postgres => self.writer.begin().await,
-        }
+        group_commit::begin_write(&self.writer, self.backend).await
     }
 }
