@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -775,4 +776,122 @@ async fn a_direct_message_to_nobody_creates_nothing() {
     // A real one works as before.
     let channel = alice.client.direct(&["bob"]).await.unwrap();
     assert_eq!(channel.name(), "@bob");
+}
+
+/// The relay's resident memory, in KiB.
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// Where bob's device's cursor stands in `group_id`.
+async fn acked_seq(server: &ServerProcess, group_id: &str) -> i64 {
+    let mut db = server.database().await;
+    sqlx::query(
+        "SELECT m.acked_seq FROM memberships m JOIN devices d ON d.device_id = m.device_id
+         WHERE m.group_id = $1 AND d.username = 'bob'",
+    )
+    .bind(group_id)
+    .fetch_one(&mut db)
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// An acknowledgement frame naming `group_id` at `seq`, `times` times over.
+fn ack_frame(group_id: &str, seq: u64, times: usize) -> String {
+    let acks: Vec<Value> = (0..times)
+        .map(|_| json!({ "group_id": group_id, "seq": seq }))
+        .collect();
+    json!({ "acks": acks }).to_string()
+}
+
+/// Issue 19: a stolen device key floods its push stream with
+/// acknowledgements. A frame over 64 KiB closes the stream and moves no
+/// cursor (before, frames up to 64 MiB were parsed whole); frames that name
+/// one group a thousand times each, by the hundred, leave the relay's
+/// memory where it was and its cursor where the last one said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledgement_floods_on_a_stream_are_bounded() {
+    let server = ServerProcess::start();
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let bob = Person::register(&server, "bob", PASSWORD).await;
+    let channel = alice.client.create_channel("flood").await.unwrap();
+    channel.invite("bob").await.unwrap();
+    let group_id = channel.info().await.unwrap().group_id;
+    for text in ["one", "two", "three"] {
+        alice.client.send("flood", text).await.unwrap();
+    }
+
+    let bob_raw = RawDevice::from_home(&server, bob.home.path()).await;
+    let mut stream = bob_raw.open_stream().await;
+    let mut seqs = Vec::new();
+    while seqs.len() < 3 {
+        let frame = tokio::time::timeout(Duration::from_secs(10), stream.next_frame())
+            .await
+            .expect("the stream delivers the three messages")
+            .expect("the stream is open")
+            .unwrap();
+        let frame: Value = serde_json::from_str(&frame).unwrap();
+        if frame["kind"] == "application" && frame["group_id"] == group_id.as_str() {
+            seqs.push(frame["seq"].as_u64().unwrap());
+        }
+    }
+    let before = acked_seq(&server, &group_id).await;
+    assert!(before < i64::try_from(seqs[0]).unwrap());
+
+    // One frame over the limit: refused whole, the stream closed.
+    let oversized = ack_frame(&group_id, seqs[2], 1400);
+    assert!(oversized.len() > 64 * 1024);
+    // The relay may close before it has read the whole frame.
+    let _ = stream.send_frame(oversized).await;
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.next_frame().await {
+                Some(Ok(_)) => {}
+                None | Some(Err(_)) => return,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the stream stayed open after a 70 KB frame");
+    // Past the writer's next flush: the refused frame moved nothing.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(acked_seq(&server, &group_id).await, before);
+
+    // Frames within the limit, by the hundred, each naming one group a
+    // thousand times over.
+    let pid = server.pid().expect("the relay runs");
+    let resident_before = resident_kib(pid);
+    let mut stream = bob_raw.open_stream().await;
+    let frame = ack_frame(&group_id, seqs[0], 1000);
+    assert!(frame.len() < 64 * 1024);
+    for _ in 0..500 {
+        stream.send_frame(frame.clone()).await.unwrap();
+    }
+    stream
+        .send_frame(ack_frame(&group_id, seqs[1], 1))
+        .await
+        .unwrap();
+    let resident_after = resident_kib(pid);
+    assert!(
+        resident_after < resident_before + 64 * 1024,
+        "the relay grew from {resident_before} KiB to {resident_after} KiB"
+    );
+    // The last word counts, once the writer flushes.
+    let expected = i64::try_from(seqs[1]).unwrap();
+    let mut cursor = acked_seq(&server, &group_id).await;
+    for _ in 0..50 {
+        if cursor == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cursor = acked_seq(&server, &group_id).await;
+    }
+    assert_eq!(cursor, expected, "the cursor stands at the last acknowledgement");
 }

@@ -41,6 +41,12 @@ const HEARTBEAT: Duration = Duration::from_secs(20);
 /// stream's memory.)
 const READ_BUFFER: usize = 512;
 
+/// The largest frame a device may send: acknowledgements for about a
+/// thousand groups. A longer one closes the stream (tungstenite refuses it
+/// before it is buffered whole), so no device can make the relay hold
+/// megabytes per frame (the default is 64 MiB).
+const MAX_INCOMING_FRAME: usize = 64 * 1024;
+
 /// WebSocket close code for "your session is over" (private-use range).
 const CLOSE_SESSION_ENDED: u16 = 4001;
 
@@ -59,6 +65,8 @@ pub(crate) async fn stream(
     let notifications = state.notifier.subscribe();
     Ok(ws
         .read_buffer_size(READ_BUFFER)
+        .max_message_size(MAX_INCOMING_FRAME)
+        .max_frame_size(MAX_INCOMING_FRAME)
         .on_upgrade(move |socket| async move {
             let mut cursor = DeliveryCursor::new(device.to_string(), user);
             if let Err(e) = push_messages(&state, &mut cursor, socket, notifications).await {
@@ -189,13 +197,18 @@ async fn push_messages(
                 Some(Ok(Message::Text(text))) => {
                     let body: AckBody = serde_json::from_str(text.as_str())?;
                     // One writer gathers every stream's acknowledgements. Only
-                    // groups this stream delivers count: a device naming made-up
-                    // groups by the thousand fills no memory there.
+                    // groups this stream delivers count, once each: a device
+                    // naming made-up groups by the thousand, or one group
+                    // a thousand times, fills no memory there.
+                    let mut highest: std::collections::BTreeMap<String, u64> = Default::default();
+                    for ack in body.acks.into_iter().filter(|ack| cursor.follows(&ack.group_id)) {
+                        let seq = highest.entry(ack.group_id).or_default();
+                        *seq = (*seq).max(ack.seq);
+                    }
                     state.acks.submit(
-                        body.acks
+                        highest
                             .into_iter()
-                            .filter(|ack| cursor.follows(&ack.group_id))
-                            .map(|ack| Ack { device_id: device_key.clone(), group_id: ack.group_id, seq: ack.seq })
+                            .map(|(group_id, seq)| Ack { device_id: device_key.clone(), group_id, seq })
                             .collect(),
                     ).await;
                 }
