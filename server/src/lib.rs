@@ -333,7 +333,7 @@ pub async fn run(
             source,
         })?;
         println!("metrics at http://{bound}/metrics");
-        metrics::serve(metrics, store.read_pool().clone());
+        metrics::serve(metrics, store.pools());
     }
     let state = state(store, config)?;
     let flushing = state.clone();

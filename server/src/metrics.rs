@@ -78,13 +78,13 @@ impl Metrics {
         let db_connections = Gauge::default();
         registry.register(
             "db_pool_connections",
-            "Database connections open in the pool",
+            "Database connections open (on SQLite, the readers and the writer)",
             db_connections.clone(),
         );
         let db_idle = Gauge::default();
         registry.register(
             "db_pool_idle_connections",
-            "Database connections idle in the pool",
+            "Database connections idle (on SQLite, the readers and the writer)",
             db_idle.clone(),
         );
         Self {
@@ -107,11 +107,13 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition, with the pool's figures as of now.
-    pub(crate) fn render(&self, pool: &sqlx::AnyPool) -> String {
-        self.db_connections.set(i64::from(pool.size()));
-        self.db_idle
-            .set(i64::try_from(pool.num_idle()).unwrap_or(i64::MAX));
+    /// The text exposition, with the pools' figures as of now (summed: on
+    /// SQLite the readers and the one writer).
+    pub(crate) fn render(&self, pools: &[sqlx::AnyPool]) -> String {
+        let open: u32 = pools.iter().map(sqlx::AnyPool::size).sum();
+        let idle: usize = pools.iter().map(sqlx::AnyPool::num_idle).sum();
+        self.db_connections.set(i64::from(open));
+        self.db_idle.set(i64::try_from(idle).unwrap_or(i64::MAX));
         let mut text = String::new();
         if encode(&mut text, &self.registry).is_err() {
             text.clear();
@@ -137,19 +139,19 @@ impl Drop for OpenStream {
 }
 
 /// Serves `/metrics` over plain HTTP on `listener` until the process ends.
-pub(crate) fn serve(listener: tokio::net::TcpListener, pool: sqlx::AnyPool) {
+pub(crate) fn serve(listener: tokio::net::TcpListener, pools: Vec<sqlx::AnyPool>) {
     use axum::routing::get;
     let app = axum::Router::new().route(
         "/metrics",
         get(move || {
-            let pool = pool.clone();
+            let pools = pools.clone();
             async move {
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     )],
-                    METRICS.render(&pool),
+                    METRICS.render(&pools),
                 )
             }
         }),
