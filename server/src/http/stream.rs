@@ -143,9 +143,13 @@ async fn push_messages(
     let mut next_recheck = Instant::now() + recheck_every;
     let timer = tokio::time::sleep_until(next_heartbeat.min(next_recheck));
     tokio::pin!(timer);
+    // Every stream's task holds this future for as long as the stream is
+    // open, sized for its largest state: the database calls a stream makes
+    // now and then (a resync, the session re-check) are boxed, so that an
+    // idle stream does not carry their room.
     loop {
         if cursor.needs_resync() {
-            resync(state, &device_key, cursor, &mut socket).await?;
+            Box::pin(resync(state, &device_key, cursor, &mut socket)).await?;
         }
         let gap_deadline = cursor.gap_deadline().map(Instant::from_std);
         let due = gap_deadline
@@ -159,7 +163,7 @@ async fn push_messages(
                 Ok(notice) => {
                     if let Some(close_with) = push_ready(cursor, &mut socket, &mut notifications, notice).await? {
                         let (code, reason) = close_with;
-                        return close(socket, code, reason).await;
+                        return Box::pin(close(socket, code, reason)).await;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => cursor.request_resync(),
@@ -182,14 +186,14 @@ async fn push_messages(
                     if state.notifier.shared_database() {
                         cursor.request_resync();
                     }
-                    let session = state.store.device_session(&device_key).await?;
+                    let session = Box::pin(state.store.device_session(&device_key)).await?;
                     let Some(session) = session.filter(|s| session_problem(s, &state.config).is_none()) else {
-                        return close(socket, CLOSE_SESSION_ENDED, "session ended").await;
+                        return Box::pin(close(socket, CLOSE_SESSION_ENDED, "session ended")).await;
                     };
                     // A device that holds its stream open is in use, even if it
                     // sends no other request: keep its idle clock from running out.
                     if idle_clock_due(session.last_seen_at, &state.config) {
-                        state.store.touch_device(&device_key).await?;
+                        Box::pin(state.store.touch_device(&device_key)).await?;
                     }
                 }
             },
