@@ -523,7 +523,10 @@ async fn relay_files_are_private_and_open_key_files_refused() {
     // Nor does any data file hold a key's bytes under another name.
     let server_key = std::fs::read(keys.join("server.key")).unwrap();
     let log_key = std::fs::read_to_string(keys.join("log.key")).unwrap();
-    let log_secret = log_key.trim().rsplit('+').next().unwrap().to_owned();
+    // `PRIVATE+KEY+<origin>+<key id>+<base64 key>`: the key itself is
+    // base64, which may hold '+' too (ending in one, it once came out empty).
+    let log_secret = log_key.trim().splitn(5, '+').nth(4).unwrap().to_owned();
+    assert!(log_secret.len() > 40, "the log key's secret part");
     let tls_key = std::fs::read_to_string(keys.join("tls-key.pem")).unwrap();
     let tls_secret: String = tls_key
         .lines()
