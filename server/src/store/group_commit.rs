@@ -1,11 +1,10 @@
 //! The relay's writer of appends and request nonces: whatever is waiting
 //! goes in one transaction, and so one flush to disk, instead of one each.
 //!
-//! On SQLite one task commits (the store has one writing connection). On
-//! PostgreSQL a few commit side by side, so that one batch is gathered
-//! while the one before it is flushed; each batch locks the rows it touches
-//! in one order (nonces sorted, then groups by id) so that two batches, of
-//! this node or another, cannot deadlock.
+//! One task per node commits, on SQLite (the store's one writing
+//! connection) and on PostgreSQL alike. Each batch locks the rows it
+//! touches in one order (nonces sorted, then, on PostgreSQL, every group row
+//! at once by id) so that batches of two nodes cannot deadlock.
 //!
 //! Every append still waits until its own row is durable before it is
 //! answered, and each keeps its own outcome (a position, an epoch conflict, a
@@ -21,10 +20,8 @@
 //! If a batch fails for any reason, its writes are retried one by one, each
 //! in its own transaction, so one bad append cannot sink the rest.
 
-use std::sync::Arc;
-
 use sqlx::{AnyPool, Row};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::messages::insert_message;
 use super::{Backend, MessageKind, PayloadHash, StoreError, to_i64, to_u64};
@@ -92,44 +89,26 @@ enum Outcome {
     Nonce(bool),
 }
 
-/// Batches committing at once on PostgreSQL: one gathers while another
-/// flushes. (SQLite has one writing connection, so one.)
-const POSTGRES_COMMITTERS: usize = 2;
-
-/// Starts the tasks that take writes from the queue into the database.
+/// Starts the task that takes writes from the queue into the database: one
+/// per node, on either backend. (On PostgreSQL, two or four committers side
+/// by side were slower in `conclave-bench`: their batches touch the same
+/// group rows and wait on each other's locks.)
 pub(super) fn start(pool: AnyPool, backend: Backend) -> mpsc::Sender<Queued> {
-    let (queue, arrivals) = mpsc::channel::<Queued>(MAX_BATCH * 16);
-    let arrivals = Arc::new(Mutex::new(arrivals));
-    let committers = match backend {
-        Backend::Sqlite => 1,
-        Backend::Postgres => POSTGRES_COMMITTERS,
-    };
-    for _ in 0..committers {
-        let (pool, arrivals) = (pool.clone(), arrivals.clone());
-        tokio::spawn(async move {
-            while let Some(batch) = next_batch(&arrivals).await {
-                commit(&pool, backend, batch).await;
+    let (queue, mut arrivals) = mpsc::channel::<Queued>(MAX_BATCH * 16);
+    tokio::spawn(async move {
+        while let Some(first) = arrivals.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match arrivals.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
             }
-            // The store is gone.
-        });
-    }
-    queue
-}
-
-/// Whatever is waiting (at least one write, at most `MAX_BATCH`); `None`
-/// once the store is gone. The queue is held only while gathering, so the
-/// next batch gathers while this one commits.
-async fn next_batch(arrivals: &Mutex<mpsc::Receiver<Queued>>) -> Option<Vec<Queued>> {
-    let mut arrivals = arrivals.lock().await;
-    let first = arrivals.recv().await?;
-    let mut batch = vec![first];
-    while batch.len() < MAX_BATCH {
-        match arrivals.try_recv() {
-            Ok(next) => batch.push(next),
-            Err(_) => break,
+            commit(&pool, backend, batch).await;
         }
-    }
-    Some(batch)
+        // The store is gone.
+    });
+    queue
 }
 
 async fn commit(pool: &AnyPool, backend: Backend, batch: Vec<Queued>) {
@@ -204,14 +183,16 @@ impl GroupStep<'_> {
 }
 
 /// All of `batch` in one transaction, in a few statements whatever its
-/// size: every nonce in one insert, one position counter bump per group and
-/// epoch, and every plain message in one multi-row insert. (One statement per
-/// row, each handed to SQLite's worker thread in turn, cost more than the
-/// flush they share.)
+/// size: every nonce in one insert, one counter bump for the positions of
+/// every group and epoch, and every plain message in one multi-row insert
+/// (a proposal on its own). One statement per row, each handed to SQLite's
+/// worker thread in turn, or one round trip each to PostgreSQL, cost more
+/// than the flush they share.
 ///
 /// Rows are locked in one order, whatever the batch: nonces sorted, then
-/// group rows by id. Two batches committing at once (PostgreSQL) then wait
-/// for each other at worst, and never deadlock.
+/// group rows by id (on PostgreSQL all at once, before any is changed). Two
+/// nodes' batches committing at once then wait for each other at worst, and
+/// never deadlock.
 async fn write_all(
     pool: &AnyPool,
     backend: Backend,
@@ -264,43 +245,47 @@ async fn write_all(
             }
         }
     }
-    // Stable: within a group, steps keep the order they came in.
-    steps.sort_by(|a, b| a.group_id(batch).cmp(b.group_id(batch)));
+    // PostgreSQL: every group row the batch touches, locked at once in id
+    // order (SQLite has one writer: nothing to order).
+    if backend == Backend::Postgres {
+        let groups: std::collections::BTreeSet<&str> =
+            steps.iter().map(|step| step.group_id(batch)).collect();
+        lock_groups(&mut tx, &groups).await?;
+    }
 
-    let mut rows: Vec<(i64, &Append, i64)> = Vec::new();
+    // Proposals one by one, in the order they came.
     for step in &steps {
-        let (group_id, epoch, members) = match step {
-            GroupStep::Proposal(i) => {
-                if let Queued::Append {
-                    append,
-                    received_at,
-                    ..
-                } = &batch[*i]
-                {
-                    let appended = append_in(&mut tx, append, *received_at).await?;
-                    outcomes[*i] = Some(Outcome::Append(Some(appended)));
-                }
-                continue;
-            }
+        if let GroupStep::Proposal(i) = step
+            && let Queued::Append {
+                append,
+                received_at,
+                ..
+            } = &batch[*i]
+        {
+            let appended = append_in(&mut tx, append, *received_at).await?;
+            outcomes[*i] = Some(Outcome::Append(Some(appended)));
+        }
+    }
+
+    // Every run's positions from one counter bump statement.
+    let runs: Vec<(&str, u64, &[usize])> = steps
+        .iter()
+        .filter_map(|step| match step {
             GroupStep::Run {
                 group_id,
                 epoch,
                 members,
-            } => (*group_id, *epoch, members),
-        };
+            } => Some((*group_id, *epoch, members.as_slice())),
+            GroupStep::Proposal(_) => None,
+        })
+        .collect();
+    let bumped = bump_all(&mut tx, &runs).await?;
+    let mut rows: Vec<(i64, &Append, i64)> = Vec::new();
+    for (group_id, epoch, members) in runs {
         let count = i64::try_from(members.len()).unwrap_or(i64::MAX);
-        let first = sqlx::query(
-            "UPDATE groups SET next_seq = next_seq + $3
-             WHERE group_id = $1 AND epoch = $2 RETURNING next_seq - $3",
-        )
-        .bind(group_id)
-        .bind(to_i64(epoch))
-        .bind(count)
-        .fetch_optional(&mut *tx)
-        .await?;
-        match first {
-            Some(row) => {
-                let first: i64 = row.get(0);
+        match bumped.get(&(group_id.to_owned(), to_i64(epoch))) {
+            Some(next) => {
+                let first = next - count;
                 for (offset, &i) in (0..).zip(members) {
                     let Queued::Append {
                         append,
@@ -328,6 +313,64 @@ async fn write_all(
     Ok(outcomes
         .into_iter()
         .map(|outcome| outcome.unwrap_or(Outcome::Append(None)))
+        .collect())
+}
+
+/// Locks the rows of `groups` (PostgreSQL), in id order: `FOR UPDATE`
+/// locks rows as the sort hands them over.
+async fn lock_groups(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    groups: &std::collections::BTreeSet<&str>,
+) -> Result<(), StoreError> {
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let params: Vec<String> = (1..=groups.len()).map(|n| format!("${n}")).collect();
+    let statement = format!(
+        "SELECT group_id FROM groups WHERE group_id IN ({}) ORDER BY group_id FOR UPDATE",
+        params.join(", ")
+    );
+    let mut query = sqlx::query(&statement);
+    for group_id in groups {
+        query = query.bind(*group_id);
+    }
+    query.fetch_all(&mut **tx).await?;
+    Ok(())
+}
+
+/// Moves the position counter of every (group, epoch) of `runs` on by its
+/// number of members, in one statement: for each group still at that
+/// epoch, its counter after the bump.
+async fn bump_all(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    runs: &[(&str, u64, &[usize])],
+) -> Result<std::collections::HashMap<(String, i64), i64>, StoreError> {
+    if runs.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    // `VALUES` names its columns column1, column2, … on SQLite and
+    // PostgreSQL alike; SQLite's RETURNING sees only the updated table.
+    let values: Vec<String> = (0..runs.len())
+        .map(|n| format!("(${}, ${}, ${})", 3 * n + 1, 3 * n + 2, 3 * n + 3))
+        .collect();
+    let statement = format!(
+        "UPDATE groups SET next_seq = next_seq + v.column3 FROM (VALUES {}) AS v
+         WHERE groups.group_id = v.column1 AND groups.epoch = v.column2
+         RETURNING group_id, epoch, next_seq",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(&statement);
+    for (group_id, epoch, members) in runs {
+        query = query
+            .bind(*group_id)
+            .bind(to_i64(*epoch))
+            .bind(i64::try_from(members.len()).unwrap_or(i64::MAX));
+    }
+    Ok(query
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| ((row.get(0), row.get(1)), row.get(2)))
         .collect())
 }
 

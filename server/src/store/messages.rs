@@ -303,9 +303,8 @@ impl Store {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            let mut update = String::from(
-                "UPDATE memberships SET acked_seq = v.column3 FROM (VALUES ",
-            );
+            let mut update =
+                String::from("UPDATE memberships SET acked_seq = v.column3 FROM (VALUES ");
             update.push_str(&rows(3));
             update.push_str(
                 ") AS v WHERE memberships.device_id = v.column1 AND memberships.group_id = v.column2
