@@ -896,5 +896,8 @@ async fn acknowledgement_floods_on_a_stream_are_bounded() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         cursor = acked_seq(&server, &group_id).await;
     }
-    assert_eq!(cursor, expected, "the cursor stands at the last acknowledgement");
+    assert_eq!(
+        cursor, expected,
+        "the cursor stands at the last acknowledgement"
+    );
 }
