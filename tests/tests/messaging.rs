@@ -757,6 +757,8 @@ async fn group_dms_stay_within_the_workspace_limit() {
     assert_eq!(alice.client.account().await.unwrap().max_group_dm, 9);
     let policy = server.admin(&["policy", "--max-group-dm", "3"]);
     assert!(policy.contains("max_group_dm = 3"), "{policy}");
+    // No retention set: messages are kept forever, and the policy says so.
+    assert!(policy.contains("retention_days = 0 (forever)"), "{policy}");
 
     let refused = alice
         .client

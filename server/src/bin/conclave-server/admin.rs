@@ -242,7 +242,12 @@ pub async fn run(
                 })
                 .await?;
             out!("require_second_factor = {}", policy.require_second_factor);
-            out!("retention_days = {}", policy.retention_days);
+            // 0 keeps messages forever: say so rather than leave "0 days".
+            if policy.retention_days == "0" {
+                out!("retention_days = 0 (forever)");
+            } else {
+                out!("retention_days = {}", policy.retention_days);
+            }
             out!("max_group_dm = {}", policy.max_group_dm);
             out!("open_registration = {}", policy.open_registration);
         }
