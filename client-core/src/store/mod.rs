@@ -37,13 +37,21 @@ pub(crate) fn to_i64(value: u64) -> i64 {
 }
 
 /// An openmls provider whose storage is one open transaction.
-pub(crate) struct TxProvider<'a> {
+pub(crate) struct TxProvider<'a, C = CborCodec> {
     crypto: &'a RustCrypto,
-    storage: SqliteStorageProvider<'a, CborCodec>,
+    storage: SqliteStorageProvider<'a, C>,
 }
 
 impl<'a> TxProvider<'a> {
     pub(crate) fn new(crypto: &'a RustCrypto, connection: &'a mut SqliteConnection) -> Self {
+        Self::with_codec(crypto, connection)
+    }
+}
+
+impl<'a, C: openmls_sqlx_storage::Codec> TxProvider<'a, C> {
+    /// A provider whose state is encoded by `C` (tests write state as an
+    /// older client did).
+    pub(crate) fn with_codec(crypto: &'a RustCrypto, connection: &'a mut SqliteConnection) -> Self {
         Self {
             crypto,
             storage: SqliteStorageProvider::new(connection),
@@ -51,10 +59,10 @@ impl<'a> TxProvider<'a> {
     }
 }
 
-impl<'a> OpenMlsProvider for TxProvider<'a> {
+impl<'a, C: openmls_sqlx_storage::Codec> OpenMlsProvider for TxProvider<'a, C> {
     type CryptoProvider = RustCrypto;
     type RandProvider = RustCrypto;
-    type StorageProvider = SqliteStorageProvider<'a, CborCodec>;
+    type StorageProvider = SqliteStorageProvider<'a, C>;
 
     fn storage(&self) -> &Self::StorageProvider {
         &self.storage

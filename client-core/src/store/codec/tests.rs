@@ -5,7 +5,6 @@ use conclave_crypto::{CIPHERSUITE, DeviceKey, Username};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_rust_crypto::RustCrypto;
-use openmls_sqlx_storage::SqliteStorageProvider;
 use openmls_traits::OpenMlsProvider;
 use sqlx::SqliteConnection;
 
@@ -90,38 +89,8 @@ fn values_round_trip_and_json_is_refused_once_converted() {
     ));
 }
 
-/// An openmls provider storing as the older clients did.
-struct JsonProvider<'a> {
-    crypto: &'a RustCrypto,
-    storage: SqliteStorageProvider<'a, JsonCodec>,
-}
-
-impl<'a> JsonProvider<'a> {
-    fn new(crypto: &'a RustCrypto, db: &'a mut SqliteConnection) -> Self {
-        Self {
-            crypto,
-            storage: SqliteStorageProvider::new(db),
-        }
-    }
-}
-
-impl<'a> OpenMlsProvider for JsonProvider<'a> {
-    type CryptoProvider = RustCrypto;
-    type RandProvider = RustCrypto;
-    type StorageProvider = SqliteStorageProvider<'a, JsonCodec>;
-
-    fn storage(&self) -> &Self::StorageProvider {
-        &self.storage
-    }
-
-    fn crypto(&self) -> &Self::CryptoProvider {
-        self.crypto
-    }
-
-    fn rand(&self) -> &Self::RandProvider {
-        self.crypto
-    }
-}
+/// A provider writing state as an older client did.
+type JsonProvider<'a> = TxProvider<'a, JsonCodec>;
 
 struct Device {
     key: DeviceKey,
@@ -233,8 +202,8 @@ async fn state_written_as_json_is_converted_and_keeps_working() {
     let mut alice_db = crate::store::open(&alice_home).await.expect("open");
     let mut bob_db = crate::store::open(&bob_home).await.expect("open");
     let (group_id, quiet_id, later_package, dropped_proposal) = {
-        let alice_json = JsonProvider::new(&crypto, &mut alice_db);
-        let bob_json = JsonProvider::new(&crypto, &mut bob_db);
+        let alice_json = JsonProvider::with_codec(&crypto, &mut alice_db);
+        let bob_json = JsonProvider::with_codec(&crypto, &mut bob_db);
         let first_package = bob.key_package(&bob_json);
         let quiet_package = bob.key_package(&bob_json);
         let later_package = bob.key_package(&bob_json);
