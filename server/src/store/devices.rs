@@ -82,24 +82,14 @@ impl Store {
     /// [`Store::use_nonce`] of a nonce already in hand.
     pub async fn spend_nonce(&self, nonce: Nonce) -> Result<bool, StoreError> {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        match self
-            .appends
-            .send(group_commit::Queued::Nonce { nonce, answer })
-            .await
-        {
-            Ok(()) => answered
-                .await
-                .unwrap_or(Err(StoreError::Database(sqlx::Error::WorkerCrashed))),
+        let queued = group_commit::Queued::Nonce { nonce, answer };
+        if let Err(refused) = self.appends.send(queued).await {
             // No committer (the runtime is shutting down): on our own.
-            Err(refused) => match refused.0 {
-                group_commit::Queued::Nonce { nonce, .. } => {
-                    group_commit::spend_alone(self.writes(), &nonce).await
-                }
-                group_commit::Queued::Append { .. } => {
-                    Err(StoreError::Database(sqlx::Error::WorkerCrashed))
-                }
-            },
+            group_commit::write_alone(self.writes(), self.backend, refused.0).await;
         }
+        answered
+            .await
+            .unwrap_or(Err(StoreError::Database(sqlx::Error::WorkerCrashed)))
     }
 
     /// Forgets nonces whose requests could no longer pass the freshness check.

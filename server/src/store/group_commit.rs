@@ -132,28 +132,33 @@ async fn commit(pool: &AnyPool, backend: Backend, batch: Vec<Queued>) {
                 tracing::debug!(error = %e, size = batch.len(), "group commit failed; one by one");
             }
             for queued in batch {
-                match queued {
-                    Queued::Append {
-                        append,
-                        nonce,
-                        received_at,
-                        answer,
-                    } => {
-                        let outcome = match backend {
-                            Backend::Sqlite => {
-                                append_one(pool, &append, nonce.as_ref(), received_at).await
-                            }
-                            Backend::Postgres => {
-                                append_postgres(pool, &append, nonce.as_ref(), received_at).await
-                            }
-                        };
-                        let _ = answer.send(outcome);
-                    }
-                    Queued::Nonce { nonce, answer } => {
-                        let _ = answer.send(spend_alone(pool, &nonce).await);
-                    }
-                }
+                write_alone(pool, backend, queued).await;
             }
+        }
+    }
+}
+
+/// `queued` in a transaction of its own, answered on its own channel: for
+/// a batch that failed, write by write, and for a write the committer could
+/// not take (the runtime is shutting down).
+pub(super) async fn write_alone(pool: &AnyPool, backend: Backend, queued: Queued) {
+    match queued {
+        Queued::Append {
+            append,
+            nonce,
+            received_at,
+            answer,
+        } => {
+            let outcome = match backend {
+                Backend::Sqlite => append_one(pool, &append, nonce.as_ref(), received_at).await,
+                Backend::Postgres => {
+                    append_postgres(pool, &append, nonce.as_ref(), received_at).await
+                }
+            };
+            let _ = answer.send(outcome);
+        }
+        Queued::Nonce { nonce, answer } => {
+            let _ = answer.send(spend_alone(pool, &nonce).await);
         }
     }
 }
@@ -487,7 +492,7 @@ pub(super) async fn spend(
 }
 
 /// One nonce in a transaction of its own.
-pub(super) async fn spend_alone(pool: &AnyPool, nonce: &Nonce) -> Result<bool, StoreError> {
+async fn spend_alone(pool: &AnyPool, nonce: &Nonce) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
     let fresh = spend(&mut tx, nonce).await?;
     tx.commit().await?;
@@ -509,7 +514,7 @@ async fn spend_and_append(
 }
 
 /// One append (and its nonce) in a transaction of its own (SQLite).
-pub(super) async fn append_one(
+async fn append_one(
     pool: &AnyPool,
     append: &Append,
     nonce: Option<&Nonce>,
@@ -561,7 +566,7 @@ async fn first_of_duplicate(
 /// statement. The same bytes already there (a retry racing its first try,
 /// which `Store::admission` did not see yet) fail on the unique index: the
 /// first one's position is answered.
-pub(super) async fn append_postgres(
+async fn append_postgres(
     pool: &AnyPool,
     append: &Append,
     nonce: Option<&Nonce>,

@@ -160,33 +160,13 @@ impl Store {
             received_at,
             answer,
         };
-        match self.appends.send(queued).await {
-            Ok(()) => match answered.await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(StoreError::Database(sqlx::Error::WorkerCrashed)),
-            },
+        if let Err(refused) = self.appends.send(queued).await {
             // No committer (the runtime is shutting down): on our own.
-            Err(refused) => match refused.0 {
-                group_commit::Queued::Append { append, nonce, .. } => match self.backend {
-                    super::Backend::Sqlite => {
-                        group_commit::append_one(&self.writer, &append, nonce.as_ref(), received_at)
-                            .await
-                    }
-                    super::Backend::Postgres => {
-                        group_commit::append_postgres(
-                            &self.writer,
-                            &append,
-                            nonce.as_ref(),
-                            received_at,
-                        )
-                        .await
-                    }
-                },
-                group_commit::Queued::Nonce { .. } => {
-                    Err(StoreError::Database(sqlx::Error::WorkerCrashed))
-                }
-            },
+            group_commit::write_alone(&self.writer, self.backend, refused.0).await;
         }
+        answered
+            .await
+            .unwrap_or(Err(StoreError::Database(sqlx::Error::WorkerCrashed)))
     }
 
     /// The message at `seq` in a group, if it is stored.
