@@ -132,7 +132,12 @@ pub async fn channel(
 /// Measures the relay: every member device's stream open on `nodes` in
 /// turn, each sender device warmed by one send (as a client that has
 /// checked its channel's members already), then the three phases.
-pub async fn relay(channel: &mut Channel, nodes: &[&ServerProcess], settings: &Settings) -> Rows {
+pub async fn relay(
+    channel: &mut Channel,
+    nodes: &[&ServerProcess],
+    system: &str,
+    settings: &Settings,
+) -> Rows {
     let mut streams = Vec::new();
     for (i, home) in channel.homes.iter().enumerate() {
         let device = RawDevice::from_home_with(transport_to(nodes[i % nodes.len()]), home).await;
@@ -153,7 +158,8 @@ pub async fn relay(channel: &mut Channel, nodes: &[&ServerProcess], settings: &S
         Box::pin(async move { sender.send(&text).await.ok() })
     });
     let pids: Vec<u32> = nodes.iter().filter_map(|node| node.pid()).collect();
-    let (rows, last) = phases(&send, &receivers, channel.last_seq, &pids, settings).await;
+    let label = format!("{} devices, {system}", channel.members);
+    let (rows, last) = phases(&label, &send, &receivers, channel.last_seq, &pids, settings).await;
     channel.last_seq = last;
     rows
 }
@@ -200,18 +206,23 @@ pub async fn bare(members: usize, settings: &Settings) -> Rows {
             }
         })
     });
-    phases(&send, &receivers, 0, &[], settings).await.0
+    let label = format!("{members} devices, bare broadcast");
+    phases(&label, &send, &receivers, 0, &[], settings).await.0
 }
 
 /// The closed loop, then the open loop at 100% and 50% of the rate it
-/// sustained; the rows and the last key sent.
+/// sustained; the rows and the last key sent. Each phase is announced on
+/// standard error as it starts (`label`, then the phase), so a long run
+/// shows where it is, and a profiler can be pointed at one phase.
 async fn phases(
+    label: &str,
     send: &SendFn,
     receivers: &Receivers,
     floor: u64,
     system: &[u32],
     settings: &Settings,
 ) -> (Rows, u64) {
+    eprintln!("conclave-bench: fan-out, {label}, max");
     let max = load::run(
         send,
         receivers,
@@ -233,8 +244,10 @@ async fn phases(
         Plan::Open { rate, messages }
     };
     settle().await;
+    eprintln!("conclave-bench: fan-out, {label}, open 100%");
     let full = load::run(send, receivers, max.last_key, open(1.0), system).await;
     settle().await;
+    eprintln!("conclave-bench: fan-out, {label}, open 50%");
     let half = load::run(send, receivers, full.last_key, open(0.5), system).await;
     (Rows { max, full, half }, half.last_key)
 }

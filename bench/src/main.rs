@@ -260,7 +260,7 @@ async fn fan_out(sizes: &[usize], settings: &Settings) -> FanOut {
         let (host, host_home) = fanout::host(&node).await;
         for &members in sizes {
             let mut channel = fanout::channel(&node, &host, &host_home, members).await;
-            let measured = fanout::relay(&mut channel, &[&node], settings).await;
+            let measured = fanout::relay(&mut channel, &[&node], "relay, SQLite", settings).await;
             rows.push((members, "relay, SQLite", measured));
             sqlite.push((members, measured));
         }
@@ -277,13 +277,15 @@ async fn fan_out(sizes: &[usize], settings: &Settings) -> FanOut {
             let mut channels = Vec::new();
             for &members in sizes {
                 let mut channel = fanout::channel(&node_a, &host, &host_home, members).await;
-                let measured = fanout::relay(&mut channel, &[&node_a], settings).await;
+                let measured =
+                    fanout::relay(&mut channel, &[&node_a], "relay, PostgreSQL", settings).await;
                 rows.push((members, "relay, PostgreSQL", measured));
                 channels.push(channel);
             }
             let node_b = node_a.another_node();
             for channel in &mut channels {
-                let measured = fanout::relay(channel, &[&node_a, &node_b], settings).await;
+                let measured =
+                    fanout::relay(channel, &[&node_a, &node_b], "relay, 2 nodes", settings).await;
                 rows.push((channel.members, "relay, 2 nodes", measured));
             }
         }

@@ -63,6 +63,7 @@ mod event;
 mod files;
 mod gossip;
 mod group;
+mod group_cache;
 mod history;
 mod history_entry;
 mod https;

@@ -173,9 +173,13 @@ impl Client {
         for attempt in 1..=MAX_ATTEMPTS {
             let mut db = self.session.db.lock().await;
             let mut tx = db.begin().await?;
+            let mut group = self
+                .session
+                .groups
+                .take(&mut tx, &self.session.crypto, group_id)
+                .await?;
             let ciphertext = {
                 let provider = TxProvider::new(&self.session.crypto, &mut tx);
-                let mut group = load_group(&provider, group_id)?;
                 if !group.is_active() {
                     return Err(ClientError::NotInChannel(group_id.to_owned()));
                 }
@@ -193,8 +197,11 @@ impl Client {
             // The send's one durable local write: the MLS state that
             // encrypted the message and its outgoing row, on disk before the
             // ciphertext leaves (a key is never used twice, even after a
-            // power cut).
-            tx.commit().await?;
+            // power cut). The group is kept in memory for the next send.
+            self.session
+                .groups
+                .commit_and_keep(tx, group_id, group)
+                .await?;
             drop(db);
             let body = PostMessage::message(STANDARD.encode(&ciphertext));
             match self.post_to_group(group_id, &body).await {

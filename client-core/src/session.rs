@@ -43,6 +43,8 @@ pub(crate) struct Session {
     /// openmls's crypto; its storage is a transaction of `db`
     /// (`store::TxProvider`).
     pub(crate) crypto: RustCrypto,
+    /// Groups kept in memory between sends, while the store agrees.
+    pub(crate) groups: crate::group_cache::GroupCache,
     /// Set while the device key is in memory (unprotected, or unlocked).
     identity: RwLock<Option<Arc<Identity>>>,
     /// How the device key is kept at rest, and who it is while locked.
@@ -78,6 +80,7 @@ impl Session {
             transport,
             db: Mutex::new(db),
             crypto: RustCrypto::default(),
+            groups: Default::default(),
             identity: RwLock::new(identity.map(Arc::new)),
             at_rest: std::sync::Mutex::new(at_rest),
             events,

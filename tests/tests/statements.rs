@@ -141,7 +141,9 @@ async fn statements_per_message() {
     );
     // The clients: today's counts as ceilings, so that a change that adds
     // statements to the message path shows here. A send reads its channel's
-    // row once (issue 17 measured three reads).
-    assert!(sender <= 23 * MESSAGES, "sending: {:.1}", per(sender));
-    assert!(receiver <= 27 * MESSAGES, "receiving: {:.1}", per(receiver));
+    // row once (issue 17 measured three reads), and neither side loads its
+    // MLS group from the store again while the kept one is current (a dozen
+    // reads each: 23 and 24 before, measured 11.0 and 13.8 after).
+    assert!(sender <= 12 * MESSAGES, "sending: {:.1}", per(sender));
+    assert!(receiver <= 15 * MESSAGES, "receiving: {:.1}", per(receiver));
 }

@@ -57,7 +57,7 @@ use crate::client::Client;
 use crate::content::{Content, Decoded, message_id_from_aad};
 use crate::error::{ClientError, Result};
 use crate::event::Event;
-use crate::group::{load_group, users_of};
+use crate::group::users_of;
 use crate::history_entry::HistoryEntry;
 use crate::store::{TxProvider, channels, inbox, messages, pending};
 use crate::transport::unix_now;
@@ -148,8 +148,17 @@ impl Client {
                 checked.1.remove(&delivered.group_id);
             }
             let mut tx = db.begin().await?;
-            let produced = self.process_one(&mut tx, delivered).await?;
-            tx.commit().await?;
+            let (produced, group) = self.process_one(&mut tx, delivered).await?;
+            match group {
+                // Kept for the next message or send in the channel.
+                Some(group) => {
+                    self.session
+                        .groups
+                        .commit_and_keep(tx, &delivered.group_id, group)
+                        .await?
+                }
+                None => tx.commit().await?,
+            }
             // The group of this account's own devices is no channel the
             // user knows of: its events serve upkeep only (see
             // `without_own_devices_group`), but alerts always go out.
@@ -174,56 +183,70 @@ impl Client {
         Ok(events)
     }
 
+    /// What `delivered` did, and the channel's group if openmls used it
+    /// without an error (to keep once `tx` commits).
     async fn process_one(
         &self,
         tx: &mut SqliteConnection,
         delivered: &Delivered,
-    ) -> Result<Vec<Event>> {
+    ) -> Result<(Vec<Event>, Option<MlsGroup>)> {
         let payload = STANDARD
             .decode(&delivered.payload)
             .map_err(|_| ClientError::Mls("relay sent a payload that is not base64".into()))?;
         let channel = channels::cursor(tx, &delivered.group_id).await?;
         if delivered.kind == MessageKind::Welcome {
-            return match channel {
-                Some(cursor) if cursor.active => Ok(Vec::new()), // already joined (a redelivery)
+            let events = match channel {
+                Some(cursor) if cursor.active => Vec::new(), // already joined (a redelivery)
                 // Removed earlier and invited again: a new membership.
                 Some(cursor) => {
                     self.join_from_welcome(tx, delivered, &payload, Some(cursor.name))
-                        .await
+                        .await?
                 }
-                None => self.join_from_welcome(tx, delivered, &payload, None).await,
+                None => {
+                    self.join_from_welcome(tx, delivered, &payload, None)
+                        .await?
+                }
             };
+            return Ok((events, None));
         }
         let Some(cursor) = channel.filter(|cursor| cursor.active) else {
-            return Ok(Vec::new()); // not (or no longer) ours
+            return Ok((Vec::new(), None)); // not (or no longer) ours
         };
         if delivered.seq <= cursor.processed_seq {
-            return Ok(Vec::new()); // redelivered after a crash before the ack
+            return Ok((Vec::new(), None)); // redelivered after a crash before the ack
         }
-        let events = self.apply(tx, delivered, &payload, &cursor.name).await?;
+        let applied = self.apply(tx, delivered, &payload, &cursor.name).await?;
         channels::set_processed(tx, &delivered.group_id, delivered.seq).await?;
-        Ok(events)
+        Ok(applied)
     }
 
     /// Decrypts (or merges) one message of a channel this device is in and
-    /// applies what it carries.
+    /// applies what it carries; the group too, unless openmls failed on it.
     async fn apply(
         &self,
         tx: &mut SqliteConnection,
         delivered: &Delivered,
         payload: &[u8],
         name: &str,
-    ) -> Result<Vec<Event>> {
+    ) -> Result<(Vec<Event>, Option<MlsGroup>)> {
         let group_id = delivered.group_id.as_str();
         if messages::seen_at(tx, group_id, delivered.seq).await? {
-            return Ok(Vec::new()); // our own message, recorded when the relay accepted it
+            // Our own message, recorded when the relay accepted it.
+            return Ok((Vec::new(), None));
         }
         let hash = sha256_hex(payload);
         let own_commit = pending::pending_commit(tx, group_id).await?;
         let mut outcome = Outcome::Nothing;
+        let mut group = self
+            .session
+            .groups
+            .take(tx, &self.session.crypto, group_id)
+            .await?;
+        // A group openmls failed on may hold changes its store does not:
+        // it is loaded again next time, not kept.
+        let mut failed = false;
         {
             let provider = TxProvider::new(&self.session.crypto, tx);
-            let mut group = load_group(&provider, group_id)?;
             let before = users_of(&group);
             if delivered.kind == MessageKind::Commit && own_commit.as_deref() == Some(hash.as_str())
             {
@@ -300,6 +323,7 @@ impl Client {
                         }
                     }
                     Err(e) if delivered.kind == MessageKind::Application => {
+                        failed = true;
                         outcome = Outcome::Undecryptable(e.to_string())
                     }
                     Err(e) => {
@@ -311,7 +335,8 @@ impl Client {
                 }
             }
         }
-        match outcome {
+        let kept = (!failed).then_some(group);
+        let events = match outcome {
             Outcome::Nothing => Ok(Vec::new()),
             Outcome::Membership {
                 before,
@@ -341,7 +366,8 @@ impl Client {
                 }
                 Ok(own.unwrap_or_default())
             }
-        }
+        }?;
+        Ok((events, kept))
     }
 
     /// Applies an application message: the content `sender` sent under the

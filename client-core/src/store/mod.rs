@@ -23,6 +23,7 @@ pub(crate) mod bot_state;
 pub(crate) mod channels;
 mod codec;
 pub(crate) mod devices;
+pub(crate) mod group_versions;
 pub(crate) mod identity;
 pub(crate) mod inbox;
 pub(crate) mod messages;
@@ -139,6 +140,10 @@ CREATE TABLE IF NOT EXISTS security_alerts (
     device_id TEXT NOT NULL,
     reason    TEXT NOT NULL,
     shown     INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS mls_state_versions (
+    group_id BLOB PRIMARY KEY,
+    version  INTEGER NOT NULL
 );
 "#;
 
@@ -403,6 +408,7 @@ pub(crate) async fn open(home: &Path) -> Result<SqliteConnection> {
             .execute(&mut *tx)
             .await?;
     }
+    group_versions::install(&mut tx).await?;
     tx.commit().await?;
     Ok(connection)
 }
