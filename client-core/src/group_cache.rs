@@ -215,7 +215,6 @@ mod tests {
                     .add_members(&provider, &alice, &[package.key_package().clone()])
                     .expect("add bob");
                 group.merge_pending_commit(&provider).expect("merge");
-                drop(provider);
                 tx.commit().await.expect("commit");
                 (hex::encode(group.group_id().as_slice()), welcome)
             };
@@ -323,7 +322,6 @@ mod tests {
         let provider = TxProvider::new(&channel.crypto, &mut tx);
         let mut current = load_group(&provider, &channel.group_id).expect("load");
         let mut stale = load_group(&provider, &channel.group_id).expect("load");
-        drop(provider);
         let first = encrypt(
             &channel.crypto,
             &channel.alice,
