@@ -270,6 +270,13 @@ fn describe(error: &reqwest::Error) -> String {
     text
 }
 
+/// What a push stream reads at most at a time. tungstenite zero-fills its
+/// read buffer up to this much before every read, so its default (128 KiB)
+/// cost a 128 KiB `memset` per frame received, most of a receiver's work
+/// per message. A frame longer than this still arrives whole: the buffer
+/// grows to the length its header names.
+const STREAM_READ_BUFFER: usize = 8 * 1024;
+
 impl HttpsTransport {
     async fn stream_from(
         &self,
@@ -295,9 +302,12 @@ impl HttpsTransport {
                 .map_err(|_| TransportError("bad header".into()))?;
             ws_request.headers_mut().insert(*name, value);
         }
-        let (socket, _) = tokio_tungstenite::client_async(ws_request, tls)
-            .await
-            .map_err(|e| TransportError(format!("opening stream: {e}")))?;
+        let config =
+            tungstenite::protocol::WebSocketConfig::default().read_buffer_size(STREAM_READ_BUFFER);
+        let (socket, _) =
+            tokio_tungstenite::client_async_with_config(ws_request, tls, Some(config))
+                .await
+                .map_err(|e| TransportError(format!("opening stream: {e}")))?;
         Ok(Box::new(WebSocketStream(socket)) as Box<dyn PushStream>)
     }
 }
