@@ -260,8 +260,9 @@ async fn fan_out(sizes: &[usize], settings: &Settings) -> FanOut {
         let (host, host_home) = fanout::host(&node).await;
         for &members in sizes {
             let mut channel = fanout::channel(&node, &host, &host_home, members).await;
-            let measured = fanout::relay(&mut channel, &[&node], "relay, SQLite", settings).await;
-            rows.push((members, "relay, SQLite", measured));
+            let system = "relay, SQLite";
+            let measured = fanout::relay(&mut channel, &[&node], system, settings).await;
+            rows.push((members, system, measured));
             sqlite.push((members, measured));
         }
     }
@@ -277,16 +278,16 @@ async fn fan_out(sizes: &[usize], settings: &Settings) -> FanOut {
             let mut channels = Vec::new();
             for &members in sizes {
                 let mut channel = fanout::channel(&node_a, &host, &host_home, members).await;
-                let measured =
-                    fanout::relay(&mut channel, &[&node_a], "relay, PostgreSQL", settings).await;
-                rows.push((members, "relay, PostgreSQL", measured));
+                let system = "relay, PostgreSQL";
+                let measured = fanout::relay(&mut channel, &[&node_a], system, settings).await;
+                rows.push((members, system, measured));
                 channels.push(channel);
             }
             let node_b = node_a.another_node();
             for channel in &mut channels {
-                let measured =
-                    fanout::relay(channel, &[&node_a, &node_b], "relay, 2 nodes", settings).await;
-                rows.push((channel.members, "relay, 2 nodes", measured));
+                let system = "relay, 2 nodes";
+                let measured = fanout::relay(channel, &[&node_a, &node_b], system, settings).await;
+                rows.push((channel.members, system, measured));
             }
         }
     }

@@ -1,8 +1,8 @@
-//! openmls groups kept in memory between sends, so that a send need not
-//! load its group from the store each time: loading decodes the whole
-//! ratchet tree and secret tree (a dozen reads, each through sqlx's worker
-//! thread), which in a channel of a thousand devices is most of a send's
-//! work.
+//! openmls groups kept in memory between sends and receives, so that
+//! neither loads its group from the store each time: loading decodes the
+//! whole ratchet tree and secret tree (a dozen reads, each through sqlx's
+//! worker thread), which in a channel of a thousand devices is most of a
+//! send's work.
 //!
 //! A kept group that no longer matched the store would encrypt with a
 //! message key already used, so whether a kept group may be used does not
@@ -25,7 +25,8 @@ use crate::error::Result;
 use crate::group::{group_id_of, load_group};
 use crate::store::{TxProvider, group_versions};
 
-/// Most groups kept at once; the one used longest ago makes room.
+/// Most groups kept at once; the one kept longest ago (a group is kept
+/// again after each use) makes room.
 const CAPACITY: usize = 16;
 
 struct Kept {

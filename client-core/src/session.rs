@@ -43,7 +43,8 @@ pub(crate) struct Session {
     /// openmls's crypto; its storage is a transaction of `db`
     /// (`store::TxProvider`).
     pub(crate) crypto: RustCrypto,
-    /// Groups kept in memory between sends, while the store agrees.
+    /// Groups kept in memory between sends and receives, while the store
+    /// agrees.
     pub(crate) groups: crate::group_cache::GroupCache,
     /// Set while the device key is in memory (unprotected, or unlocked).
     identity: RwLock<Option<Arc<Identity>>>,
