@@ -61,18 +61,16 @@ pub(crate) async fn stream(
 ) -> ApiResult<Response> {
     let user = signed.username()?.to_owned();
     let ws = ws.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let device = signed.device_id;
-    let notifications = state.notifier.subscribe();
+    let opened = Box::new(OpenedStream {
+        notifications: state.notifier.subscribe(),
+        cursor: DeliveryCursor::new(signed.device_id.to_string(), user),
+        state,
+    });
     Ok(ws
         .read_buffer_size(READ_BUFFER)
         .max_message_size(MAX_INCOMING_FRAME)
         .max_frame_size(MAX_INCOMING_FRAME)
-        .on_upgrade(move |socket| async move {
-            let mut cursor = DeliveryCursor::new(device.to_string(), user);
-            if let Err(e) = push_messages(&state, &mut cursor, socket, notifications).await {
-                tracing::debug!(%device, error = %e, "stream closed");
-            }
-        }))
+        .on_upgrade(move |socket| push_messages(opened, socket)))
 }
 
 /// Why a stream ended other than by a close: logged at debug level, as a
@@ -126,11 +124,44 @@ async fn resync(
     Ok(())
 }
 
-async fn push_messages(
+/// What a stream needs once its socket is open. It travels boxed, so that
+/// the upgrade's callback, which every stream's task keeps for as long as
+/// the stream is open, holds a pointer and not a second copy of it.
+struct OpenedStream {
+    state: AppState,
+    cursor: DeliveryCursor,
+    notifications: broadcast::Receiver<Arc<Notice>>,
+}
+
+/// Serves one stream until it ends; why it ended, if not by a close, is
+/// logged at debug level (a stream's end is the client's business).
+///
+/// Every open stream's task is this future, so its size is most of an idle
+/// stream's memory. It is a plain function returning an `async move` block
+/// on purpose: an `async fn` keeps each argument twice (as passed, and
+/// moved into its body), and so would an async block that moves them in
+/// again. Here each value is stored once, and the loop borrows it.
+fn push_messages(
+    opened: Box<OpenedStream>,
+    mut socket: WebSocket,
+) -> impl Future<Output = ()> + Send + 'static {
+    let OpenedStream {
+        state,
+        mut cursor,
+        mut notifications,
+    } = *opened;
+    async move {
+        if let Err(e) = serve_stream(&state, &mut cursor, &mut socket, &mut notifications).await {
+            tracing::debug!(device = cursor.device_id(), error = %e, "stream closed");
+        }
+    }
+}
+
+async fn serve_stream(
     state: &AppState,
     cursor: &mut DeliveryCursor,
-    mut socket: WebSocket,
-    mut notifications: broadcast::Receiver<Arc<Notice>>,
+    socket: &mut WebSocket,
+    notifications: &mut broadcast::Receiver<Arc<Notice>>,
 ) -> Result<(), StreamError> {
     let device_key = cursor.device_id().to_owned();
     let _counted = crate::metrics::OpenStream::new();
@@ -149,7 +180,7 @@ async fn push_messages(
     // idle stream does not carry their room.
     loop {
         if cursor.needs_resync() {
-            Box::pin(resync(state, &device_key, cursor, &mut socket)).await?;
+            Box::pin(resync(state, &device_key, cursor, socket)).await?;
         }
         let gap_deadline = cursor.gap_deadline().map(Instant::from_std);
         let due = gap_deadline
@@ -161,7 +192,7 @@ async fn push_messages(
         tokio::select! {
             note = notifications.recv() => match note {
                 Ok(notice) => {
-                    if let Some(close_with) = push_ready(cursor, &mut socket, &mut notifications, notice).await? {
+                    if let Some(close_with) = push_ready(cursor, socket, notifications, notice).await? {
                         let (code, reason) = close_with;
                         return Box::pin(close(socket, code, reason)).await;
                     }
@@ -278,7 +309,7 @@ async fn push_ready(
     Ok(None)
 }
 
-async fn close(mut socket: WebSocket, code: u16, reason: &'static str) -> Result<(), StreamError> {
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) -> Result<(), StreamError> {
     let frame = axum::extract::ws::CloseFrame {
         code,
         reason: reason.into(),
