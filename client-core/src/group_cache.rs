@@ -76,6 +76,18 @@ impl GroupCache {
         group: MlsGroup,
     ) -> Result<()> {
         let version = group_versions::version(&mut tx, &group_id_of(group_id)?).await?;
+        self.commit_and_keep_at(tx, group_id, group, version).await
+    }
+
+    /// [`GroupCache::commit_and_keep`] with the group's stored `version`
+    /// already read, in `tx`, after its last write to MLS state.
+    pub(crate) async fn commit_and_keep_at(
+        &self,
+        tx: Transaction<'_, Sqlite>,
+        group_id: &str,
+        group: MlsGroup,
+        version: i64,
+    ) -> Result<()> {
         tx.commit().await?;
         let mut groups = self.lock();
         groups.count += 1;

@@ -193,14 +193,22 @@ impl Client {
             let hash = sha256_hex(&ciphertext);
             // Recorded before sending, so our own message is never lost even if we crash mid-call.
             let kept = String::from_utf8_lossy(plaintext);
-            pending::record_outgoing(&mut tx, &hash, group_id, &kept, message_id).await?;
+            let version = pending::record_outgoing(
+                &mut tx,
+                &hash,
+                group_id,
+                &kept,
+                message_id,
+                group.group_id(),
+            )
+            .await?;
             // The send's one durable local write: the MLS state that
             // encrypted the message and its outgoing row, on disk before the
             // ciphertext leaves (a key is never used twice, even after a
             // power cut). The group is kept in memory for the next send.
             self.session
                 .groups
-                .commit_and_keep(tx, group_id, group)
+                .commit_and_keep_at(tx, group_id, group, version)
                 .await?;
             drop(db);
             let body = PostMessage::message(STANDARD.encode(&ciphertext));

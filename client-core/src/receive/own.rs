@@ -2,7 +2,7 @@
 //! relay accepts a message (or echoes it back), the device applies the
 //! plaintext it kept, matched by the ciphertext's hash.
 
-use sqlx::{Connection, SqliteConnection};
+use sqlx::SqliteConnection;
 
 use super::{Author, Reader, Received, apply_content};
 use crate::client::Client;
@@ -33,9 +33,8 @@ impl Client {
         let (group_id, channel, hash) = (group_id.to_owned(), channel.to_owned(), hash.to_owned());
         let recorded = tokio::spawn(async move {
             let mut db = client.session.db.lock().await;
-            store::flush_commits(&mut db, false).await?;
             let applied = async {
-                let mut tx = db.begin().await?;
+                let mut tx = store::begin_unflushed(&mut db).await?;
                 let events = client
                     .apply_own(&mut tx, &group_id, &channel, seq, &hash)
                     .await?;

@@ -45,12 +45,16 @@ pub(super) async fn install(tx: &mut SqliteConnection) -> Result<()> {
 /// The version of `group_id`'s stored state (0: never written since the
 /// triggers were made).
 pub(crate) async fn version(db: &mut SqliteConnection, group_id: &GroupId) -> Result<i64> {
-    // openmls's tables key a group by its id as the codec encodes it.
-    let key = CborCodec::to_vec(group_id).map_err(ClientError::store)?;
     let version: Option<i64> =
         sqlx::query_scalar("SELECT version FROM mls_state_versions WHERE group_id = $1")
-            .bind(key)
+            .bind(key(group_id)?)
             .fetch_optional(&mut *db)
             .await?;
     Ok(version.unwrap_or(0))
+}
+
+/// The key of `group_id` in openmls's tables and in `mls_state_versions`:
+/// the group id as the codec encodes it.
+pub(crate) fn key(group_id: &GroupId) -> Result<Vec<u8>> {
+    CborCodec::to_vec(group_id).map_err(ClientError::store)
 }

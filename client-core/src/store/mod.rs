@@ -413,6 +413,16 @@ pub(crate) async fn open(home: &Path) -> Result<SqliteConnection> {
     Ok(connection)
 }
 
+/// A transaction on `db` whose commit does not wait for the disk (see
+/// [`flush_commits`], which the caller runs with `true` after it, whatever
+/// happened). The mode is set in the same trip to sqlx's worker thread as
+/// the `BEGIN`: SQLite runs both from one statement list.
+pub(crate) async fn begin_unflushed(
+    db: &mut SqliteConnection,
+) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>> {
+    Ok(db.begin_with("PRAGMA synchronous = NORMAL; BEGIN").await?)
+}
+
 /// Whether commits on `db` wait until the disk has them (`PRAGMA
 /// synchronous`: FULL, as the store opens, or NORMAL). A commit that did not
 /// wait survives the process crashing, but a power cut before the log is

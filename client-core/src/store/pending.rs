@@ -6,27 +6,39 @@
 
 use sqlx::{Row, SqliteConnection};
 
+use openmls::prelude::GroupId;
+
+use super::group_versions;
 use crate::error::Result;
 
 /// Keeps the plaintext of a message about to be posted, by its
-/// ciphertext's hash (MLS does not decrypt one's own messages).
+/// ciphertext's hash (MLS does not decrypt one's own messages). Returns the
+/// version of the group's MLS state (`group_versions`; `mls_group_id` is
+/// the id openmls knows the group by) that the open transaction leaves: the
+/// send's last write, so the version its group is kept with.
 pub(crate) async fn record_outgoing(
     db: &mut SqliteConnection,
     hash: &str,
     group_id: &str,
     plaintext: &str,
     message_id: &str,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO outgoing (ciphertext_hash, group_id, body, message_id) VALUES ($1, $2, $3, $4)",
+    mls_group_id: &GroupId,
+) -> Result<i64> {
+    // The version is read in the same statement list as the insert: one trip
+    // to sqlx's worker thread, not two (each trip wakes that thread and
+    // ours, which on two shared cores costs more than the statement).
+    let version: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO outgoing (ciphertext_hash, group_id, body, message_id) VALUES ($1, $2, $3, $4);
+         SELECT version FROM mls_state_versions WHERE group_id = $5",
     )
     .bind(hash)
     .bind(group_id)
     .bind(plaintext)
     .bind(message_id)
-    .execute(&mut *db)
+    .bind(group_versions::key(mls_group_id)?)
+    .fetch_optional(&mut *db)
     .await?;
-    Ok(())
+    Ok(version.unwrap_or(0))
 }
 
 /// Forgets an outgoing message the relay refused.
