@@ -43,7 +43,7 @@ impl Client {
             }
             .await;
             // Flushing again whatever happened above.
-            store::flush_commits(&mut db, true).await?;
+            store::restore_durable_commits(&mut db).await?;
             applied
         });
         recorded

@@ -33,34 +33,29 @@ pub(crate) struct NewRow<'a> {
 /// worker thread instead of two: each trip is a wake-up of that thread and
 /// of ours, which on two shared cores costs more than either write.
 pub(crate) async fn insert(tx: &mut SqliteConnection, row: &NewRow<'_>) -> Result<bool> {
-    const INSERT: &str = "INSERT OR IGNORE INTO history
-           (group_id, seq, sender, device, body, message_id, kind, parent_id, mentions, at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
     // `changes()` is what the statement before it changed: 1 if the
-    // history row was new (the history table has no triggers to count).
-    const INSERT_AND_INDEX: &str = "INSERT OR IGNORE INTO history
+    // history row was new (the history table has no triggers to count). A
+    // row without text has nothing to index.
+    let changed = sqlx::query(
+        "INSERT OR IGNORE INTO history
            (group_id, seq, sender, device, body, message_id, kind, parent_id, mentions, at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
-         INSERT INTO search_index (body, group_id, seq) SELECT $5, $1, $2 WHERE changes() = 1";
-    let statement = if row.body.is_empty() {
-        INSERT
-    } else {
-        INSERT_AND_INDEX
-    };
-    let changed = sqlx::query(statement)
-        .bind(row.group_id)
-        .bind(to_i64(row.seq))
-        .bind(row.sender)
-        .bind(row.device)
-        .bind(row.body)
-        .bind(row.message_id)
-        .bind(row.kind)
-        .bind(row.parent)
-        .bind(row.mentions.join(" "))
-        .bind(to_i64(row.at))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+         INSERT INTO search_index (body, group_id, seq)
+           SELECT $5, $1, $2 WHERE changes() = 1 AND $5 <> ''",
+    )
+    .bind(row.group_id)
+    .bind(to_i64(row.seq))
+    .bind(row.sender)
+    .bind(row.device)
+    .bind(row.body)
+    .bind(row.message_id)
+    .bind(row.kind)
+    .bind(row.parent)
+    .bind(row.mentions.join(" "))
+    .bind(to_i64(row.at))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
     // The changes of both statements, summed: 0 when the row was there.
     Ok(changed > 0)
 }
@@ -495,13 +490,18 @@ pub(crate) async fn search(
 mod tests {
     use super::*;
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn an_added_entry_is_what_reading_it_gives() {
-        let home = std::env::temp_dir().join(format!(
-            "conclave-added-entry-{}-{}",
+    /// A home directory of its own for one test's store.
+    fn temp_home(test: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!(
+            "conclave-{test}-{}-{}",
             std::process::id(),
             rand::random::<u64>()
-        ));
+        ))
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_added_entry_is_what_reading_it_gives() {
+        let home = temp_home("added-entry");
         let mut db = crate::store::open(&home).await.expect("open");
         let mentions = ["bob".to_owned(), " carol  dave ".to_owned(), String::new()];
         for (seq, kind, parent, body) in [
@@ -537,11 +537,7 @@ mod tests {
     /// entry follows the row only when the row was new.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_new_row_is_indexed_once_and_a_row_not_added_is_not() {
-        let home = std::env::temp_dir().join(format!(
-            "conclave-indexed-once-{}-{}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
+        let home = temp_home("indexed-once");
         let mut db = crate::store::open(&home).await.expect("open");
         let row = |seq: u64, message_id: &'static str, body: &'static str| NewRow {
             group_id: "00ff",

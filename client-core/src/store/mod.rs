@@ -413,25 +413,26 @@ pub(crate) async fn open(home: &Path) -> Result<SqliteConnection> {
     Ok(connection)
 }
 
-/// A transaction on `db` whose commit does not wait for the disk (see
-/// [`flush_commits`], which the caller runs with `true` after it, whatever
-/// happened). The mode is set in the same trip to sqlx's worker thread as
-/// the `BEGIN`: SQLite runs both from one statement list.
+/// A transaction on `db` whose commit does not wait until the disk has it
+/// (`PRAGMA synchronous = NORMAL`; the store opens with FULL). Such a commit
+/// survives the process crashing, but a power cut before the log is next
+/// flushed (by any commit that waits) may undo it, with every later one:
+/// never an earlier one, nor part of one.
+///
+/// The mode stays on the connection: the caller runs
+/// [`restore_durable_commits`] afterwards, whatever happened. It is set in
+/// the same trip to sqlx's worker thread as the `BEGIN`: SQLite runs both
+/// from one statement list.
 pub(crate) async fn begin_unflushed(
     db: &mut SqliteConnection,
 ) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>> {
     Ok(db.begin_with("PRAGMA synchronous = NORMAL; BEGIN").await?)
 }
 
-/// Whether commits on `db` wait until the disk has them (`PRAGMA
-/// synchronous`: FULL, as the store opens, or NORMAL). A commit that did not
-/// wait survives the process crashing, but a power cut before the log is
-/// next flushed (by any commit that waits) may undo it, with every later
-/// one: never an earlier one, nor part of one.
-pub(crate) async fn flush_commits(db: &mut SqliteConnection, flush: bool) -> Result<()> {
-    let mode = if flush { "FULL" } else { "NORMAL" };
-    // PRAGMA takes no bound parameters; the word is ours.
-    sqlx::query(&format!("PRAGMA synchronous = {mode}"))
+/// Makes commits on `db` wait until the disk has them again, as the store
+/// opens them (`PRAGMA synchronous = FULL`), after [`begin_unflushed`].
+pub(crate) async fn restore_durable_commits(db: &mut SqliteConnection) -> Result<()> {
+    sqlx::query("PRAGMA synchronous = FULL")
         .execute(&mut *db)
         .await?;
     Ok(())

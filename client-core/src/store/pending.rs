@@ -4,9 +4,8 @@
 //! channel names owed to members it added (`announcements`), and history
 //! bundles handed to it, to fetch (`history_imports`).
 
-use sqlx::{Row, SqliteConnection};
-
 use openmls::prelude::GroupId;
+use sqlx::{Row, SqliteConnection};
 
 use super::group_versions;
 use crate::error::Result;
