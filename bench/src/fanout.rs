@@ -14,7 +14,7 @@ use conclave_client::{
     Client, Credentials, HttpRequest, HttpsTransport, SecondFactor, ServerTrust, SoftAuthenticator,
     Transport,
 };
-use conclave_proto::{Delivered, MessageKind, StreamFrame};
+use conclave_proto::{Delivered, MessageKind, PostAnswer, PostMessage, StreamFrame};
 use conclave_tests::{RawDevice, ServerProcess, TempDir};
 
 use crate::load::{self, Load, Plan, Receivers, SendFn};
@@ -129,14 +129,35 @@ pub async fn channel(
     }
 }
 
+/// Who sends in a relay's phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Senders {
+    /// The sender devices post, each in a request it signs, an MLS message
+    /// framed as the channel's own (same group, epoch and length: a
+    /// message a sender sent, with its last eight bytes replaced by a
+    /// counter, so that each is new to the relay's duplicate check). This
+    /// is what the relay receives from a client, without the client's own
+    /// work of encrypting and storing it, as the bare broadcast's sender
+    /// posts a ready frame; the relay does the same with it as with any
+    /// message, as it cannot read either.
+    Posting,
+    /// client-core devices: MLS encryption and a durable local write per send.
+    Clients,
+}
+
+/// Numbers the posted messages of the whole run, so that no two are alike.
+static POSTED: AtomicU64 = AtomicU64::new(0);
+
 /// Measures the relay: every member device's stream open on `nodes` in
 /// turn, each sender device warmed by one send (as a client that has
-/// checked its channel's members already), then the three phases.
+/// checked its channel's members already), then the three phases, sent
+/// by `senders` to the first node.
 pub async fn relay(
     channel: &mut Channel,
     nodes: &[&ServerProcess],
     system: &str,
     settings: &Settings,
+    senders: Senders,
 ) -> Rows {
     let mut streams = Vec::new();
     for (i, home) in channel.homes.iter().enumerate() {
@@ -151,12 +172,54 @@ pub async fn relay(
         channel.last_seq = channel.last_seq.max(seq);
         handles.push(handle);
     }
-    let text = "x".repeat(PAYLOAD);
-    let send: SendFn = Arc::new(move |i| {
-        let sender = handles[i % handles.len()].clone();
-        let text = text.clone();
-        Box::pin(async move { sender.send(&text).await.ok() })
-    });
+    let send: SendFn = match senders {
+        Senders::Clients => {
+            let text = "x".repeat(PAYLOAD);
+            Arc::new(move |i| {
+                let sender = handles[i % handles.len()].clone();
+                let text = text.clone();
+                Box::pin(async move { sender.send(&text).await.ok() })
+            })
+        }
+        Senders::Posting => {
+            // A 1 KiB message as a sender's client-core encrypts it.
+            let seq = handles[0].send(&"x".repeat(PAYLOAD)).await.unwrap();
+            channel.last_seq = channel.last_seq.max(seq);
+            let sample = receivers.sample().await.expect("a sent message arrives");
+            let sample = base64::engine::general_purpose::STANDARD
+                .decode(sample)
+                .unwrap();
+            let mut devices = Vec::new();
+            for home in &channel.homes[..channel.senders.len()] {
+                devices.push(RawDevice::from_home_with(transport_to(nodes[0]), home).await);
+            }
+            let devices = Arc::new(devices);
+            let transport = transport_to(nodes[0]);
+            let path = conclave_proto::routes::group_messages(&channel.group_id);
+            Arc::new(move |i| {
+                let mut message = sample.clone();
+                let at = message.len() - 8;
+                let n = POSTED.fetch_add(1, Ordering::Relaxed);
+                message[at..].copy_from_slice(&n.to_be_bytes());
+                let body = serde_json::to_vec(&PostMessage::message(
+                    base64::engine::general_purpose::STANDARD.encode(&message),
+                ))
+                .unwrap();
+                let device = &devices[i % devices.len()];
+                let request = HttpRequest::signed(&device.key, "POST", &path, body);
+                let transport = transport.clone();
+                Box::pin(async move {
+                    match transport.send(request).await {
+                        Ok(response) if response.status == 200 => {
+                            let answer: PostAnswer = serde_json::from_slice(&response.body).ok()?;
+                            Some(answer.seq)
+                        }
+                        _ => None,
+                    }
+                })
+            })
+        }
+    };
     let pids: Vec<u32> = nodes.iter().filter_map(|node| node.pid()).collect();
     let label = format!("{} devices, {system}", channel.members);
     let (rows, last) = phases(&label, &send, &receivers, channel.last_seq, &pids, settings).await;

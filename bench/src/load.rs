@@ -12,11 +12,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use conclave_client::{BoxFuture, PushStream};
-use conclave_proto::{AckBody, StreamFrame};
+use conclave_proto::{AckBody, MessageKind, StreamFrame};
+
+use crate::PAYLOAD;
 
 /// Starts send number `i`; its key (the position the system gave it), or
 /// `None` if the send failed.
@@ -116,6 +118,10 @@ type Arrivals = Arc<Mutex<Vec<(u64, Instant)>>>;
 /// phase's messages arrived.
 pub struct Receivers {
     arrivals: Vec<Arrivals>,
+    /// The payload (base64) of the first message of the channel longer
+    /// than [`PAYLOAD`] that any receiver read: what a sender's message of
+    /// that size looks like on the wire.
+    sample: Arc<OnceLock<String>>,
     floor: Arc<AtomicU64>,
     broken: Arc<AtomicUsize>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -135,11 +141,13 @@ impl Receivers {
     pub fn start(streams: Vec<Box<dyn PushStream>>, group_id: &str) -> Self {
         let floor = Arc::new(AtomicU64::new(u64::MAX));
         let broken = Arc::new(AtomicUsize::new(0));
+        let sample: Arc<OnceLock<String>> = Arc::default();
         let mut arrivals = Vec::new();
         let mut tasks = Vec::new();
         for mut stream in streams {
             let log: Arrivals = Arc::default();
-            let (floor, broken, group_id) = (floor.clone(), broken.clone(), group_id.to_owned());
+            let (floor, broken, sample) = (floor.clone(), broken.clone(), sample.clone());
+            let group_id = group_id.to_owned();
             arrivals.push(log.clone());
             tasks.push(tokio::spawn(async move {
                 while let Some(Ok(text)) = stream.next_frame().await {
@@ -147,10 +155,16 @@ impl Receivers {
                     let Ok(StreamFrame::Message(delivered)) = serde_json::from_str(&text) else {
                         continue;
                     };
-                    if delivered.group_id == group_id
-                        && delivered.seq > floor.load(Ordering::Acquire)
-                    {
-                        log.lock().unwrap().push((delivered.seq, at));
+                    if delivered.group_id == group_id {
+                        if delivered.seq > floor.load(Ordering::Acquire) {
+                            log.lock().unwrap().push((delivered.seq, at));
+                        }
+                        if sample.get().is_none()
+                            && delivered.kind == MessageKind::Application
+                            && delivered.payload.len() > PAYLOAD
+                        {
+                            let _ = sample.set(delivered.payload.clone());
+                        }
                     }
                     let ack = serde_json::to_string(&AckBody::up_to([&delivered])).unwrap();
                     if stream.send_frame(ack).await.is_err() {
@@ -162,10 +176,25 @@ impl Receivers {
         }
         Self {
             arrivals,
+            sample,
             floor,
             broken,
             tasks,
         }
+    }
+
+    /// The payload (base64) of the first application message of the channel
+    /// longer than [`PAYLOAD`] a receiver read, waiting for one for up to
+    /// [`STALL`].
+    pub async fn sample(&self) -> Option<String> {
+        let since = Instant::now();
+        while since.elapsed() < STALL {
+            if let Some(sample) = self.sample.get() {
+                return Some(sample.clone());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        None
     }
 
     /// Member devices reading.

@@ -30,7 +30,7 @@ mod load;
 use std::time::{Duration, Instant};
 
 use conclave_tests::{ServerProcess, TempDir, fresh_postgres};
-use fanout::Rows;
+use fanout::{Rows, Senders};
 use load::{Load, Percentiles};
 
 /// Message size.
@@ -261,9 +261,16 @@ async fn fan_out(sizes: &[usize], settings: &Settings) -> FanOut {
         for &members in sizes {
             let mut channel = fanout::channel(&node, &host, &host_home, members).await;
             let system = "relay, SQLite";
-            let measured = fanout::relay(&mut channel, &[&node], system, settings).await;
+            let measured =
+                fanout::relay(&mut channel, &[&node], system, settings, Senders::Posting).await;
             rows.push((members, system, measured));
             sqlite.push((members, measured));
+            // The same channel with client-core's own send behind each post,
+            // on the same two cores as the relay.
+            let system = "relay, SQLite, client-core senders";
+            let measured =
+                fanout::relay(&mut channel, &[&node], system, settings, Senders::Clients).await;
+            rows.push((members, system, measured));
         }
     }
 
@@ -279,14 +286,18 @@ async fn fan_out(sizes: &[usize], settings: &Settings) -> FanOut {
             for &members in sizes {
                 let mut channel = fanout::channel(&node_a, &host, &host_home, members).await;
                 let system = "relay, PostgreSQL";
-                let measured = fanout::relay(&mut channel, &[&node_a], system, settings).await;
+                let measured =
+                    fanout::relay(&mut channel, &[&node_a], system, settings, Senders::Posting)
+                        .await;
                 rows.push((members, system, measured));
                 channels.push(channel);
             }
             let node_b = node_a.another_node();
             for channel in &mut channels {
                 let system = "relay, 2 nodes";
-                let measured = fanout::relay(channel, &[&node_a, &node_b], system, settings).await;
+                let nodes = [&node_a, &node_b];
+                let measured =
+                    fanout::relay(channel, &nodes, system, settings, Senders::Posting).await;
                 rows.push((channel.members, system, measured));
             }
         }
@@ -334,10 +345,13 @@ async fn fan_out(sizes: &[usize], settings: &Settings) -> FanOut {
          answers before it did. Every member device reads its TLS WebSocket stream and \
          acknowledges every message as it arrives, as client-core does. send→ack: until the \
          sender has the answer (the relay's 200 after a durable append); send→last delivery: until \
-         the message is on the last device of the channel. The relay's senders are client-core \
-         devices (MLS encryption and a durable local write per send); the bare broadcast's sender \
-         posts a frame of the same shape with no signature, storage or checks, and its streams \
-         write what is ready in one flush, as the relay's do. CPU: cores kept busy on average by \
+         the message is on the last device of the channel. The relay's senders post, each in a \
+         request it signs, an MLS message shaped as one of the channel's own 1 KiB messages \
+         (same group, epoch and length, its bytes made unique), as the bare broadcast's sender \
+         posts a ready frame of the same shape with no signature, storage or checks; rows marked \
+         client-core senders send through client-core instead (MLS encryption and a durable \
+         local write per send, on the same cores). Streams write what is ready in one flush, \
+         on both. CPU: cores kept busy on average by \
          the relay processes and by the benchmark's own process (senders, receivers, and the bare \
          broadcast itself), of 2. errors: failed sends plus deliveries that never came. Two nodes: \
          the senders post to node A; every other device streams from node B.\n"
