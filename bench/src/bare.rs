@@ -44,9 +44,13 @@ pub fn serve(app: axum::Router) -> Bare {
     listener.set_nonblocking(true).unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
     let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+    // TCP_NODELAY, as the relay sets it.
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
     tokio::spawn(
-        axum_server::from_tcp_rustls(listener, config)
+        axum_server::from_tcp(listener)
             .unwrap()
+            .acceptor(acceptor)
             .serve(app.into_make_service()),
     );
     let pin: [u8; 32] = {

@@ -286,6 +286,11 @@ impl HttpsTransport {
         let tcp = tokio::net::TcpStream::connect((node.host.as_str(), node.port))
             .await
             .map_err(|e| TransportError(format!("cannot reach {}: {e}", node.base)))?;
+        // Acknowledgements leave as they are written, not after the relay
+        // ACKs the previous one (Nagle), as reqwest does for requests.
+        tcp.set_nodelay(true).map_err(|e| {
+            TransportError(format!("cannot set up the socket to {}: {e}", node.base))
+        })?;
         let name = ServerName::try_from(node.host.clone())
             .map_err(|_| TransportError(format!("invalid server name {}", node.host)))?;
         let tls = tokio_rustls::TlsConnector::from(self.tls.clone())

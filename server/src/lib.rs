@@ -356,8 +356,16 @@ pub async fn run(
         .set_nonblocking(true)
         .map_err(host("cannot make the listener non-blocking"))?;
     let rustls = axum_server::tls_rustls::RustlsConfig::from_config(identity.config);
-    axum_server::from_tcp_rustls(listener, rustls)
+    // TCP_NODELAY: an answer or a pushed frame leaves at once. With Nagle's
+    // algorithm a small write waits for the peer to acknowledge the one
+    // before it, which a peer that delays its ACKs holds back up to 40 ms.
+    // The relay already writes each answer, and each burst of frames, in
+    // one go, so there is nothing left for Nagle to gather.
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    axum_server::from_tcp(listener)
         .map_err(host("cannot serve TLS on the listener"))?
+        .acceptor(acceptor)
         .handle(handle)
         .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await
