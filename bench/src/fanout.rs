@@ -189,12 +189,12 @@ pub async fn relay(
             let sample = base64::engine::general_purpose::STANDARD
                 .decode(sample)
                 .unwrap();
-            let mut devices = Vec::new();
-            for home in &channel.homes[..channel.senders.len()] {
-                devices.push(RawDevice::from_home_with(transport_to(nodes[0]), home).await);
-            }
-            let devices = Arc::new(devices);
+            // The sender devices' keys; one transport carries every post.
             let transport = transport_to(nodes[0]);
+            let mut keys = Vec::new();
+            for home in &channel.homes[..channel.senders.len()] {
+                keys.push(RawDevice::from_home_with(transport.clone(), home).await.key);
+            }
             let path = conclave_proto::routes::group_messages(&channel.group_id);
             Arc::new(move |i| {
                 let mut message = sample.clone();
@@ -205,8 +205,7 @@ pub async fn relay(
                     base64::engine::general_purpose::STANDARD.encode(&message),
                 ))
                 .unwrap();
-                let device = &devices[i % devices.len()];
-                let request = HttpRequest::signed(&device.key, "POST", &path, body);
+                let request = HttpRequest::signed(&keys[i % keys.len()], "POST", &path, body);
                 let transport = transport.clone();
                 Box::pin(async move {
                     match transport.send(request).await {
