@@ -10,6 +10,22 @@ use conclave_client::{ClientError, HttpRequest, HttpsTransport, ServerTrust, Tra
 use crate::error::AuditError;
 use crate::verification::open_checkpoint;
 
+/// Most times one read waits for the relay's rate limit before giving up.
+const MAX_WAITS: u32 = 30;
+
+/// The seconds a 429 `rate_limited` answer asks to wait (1 to 60), if it is one.
+fn rate_limit_wait(status: u16, body: &[u8]) -> Option<u64> {
+    if status != 429 {
+        return None;
+    }
+    let refusal: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if refusal.get("error")?.as_str()? != "rate_limited" {
+        return None;
+    }
+    let seconds = refusal.get("retry_after").and_then(|s| s.as_u64());
+    Some(seconds.unwrap_or(1).clamp(1, 60))
+}
+
 /// A log's tiles endpoint: `https://HOST[:PORT]/PREFIX`.
 #[derive(Debug)]
 pub struct TilesEndpoint {
@@ -47,16 +63,28 @@ impl TilesEndpoint {
 
     async fn get(&self, path: &str) -> Result<Vec<u8>, AuditError> {
         let path = format!("{}/{path}", self.prefix);
-        let answer = self
-            .transport
-            .send(HttpRequest {
-                method: "GET",
-                path: path.clone(),
-                headers: Vec::new(),
-                body: Vec::new(),
-            })
-            .await
-            .map_err(|e| AuditError::relay(format!("reading {path}"), e.into()))?;
+        let mut waits = 0;
+        let answer = loop {
+            let answer = self
+                .transport
+                .send(HttpRequest {
+                    method: "GET",
+                    path: path.clone(),
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                })
+                .await
+                .map_err(|e| AuditError::relay(format!("reading {path}"), e.into()))?;
+            // The relay paces reads per address: wait as long as it says
+            // and ask again, so a long log downloads at the allowed pace.
+            match rate_limit_wait(answer.status, &answer.body) {
+                Some(seconds) if waits < MAX_WAITS => {
+                    waits += 1;
+                    tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+                }
+                _ => break answer,
+            }
+        };
         if answer.status != 200 {
             return Err(AuditError::relay(
                 format!("reading {path}"),
@@ -111,5 +139,28 @@ impl TilesEndpoint {
             index += 1;
         }
         Ok((note, entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate_limit_wait;
+
+    #[test]
+    fn only_a_rate_limit_answer_is_waited_for_as_long_as_it_says() {
+        let limited = br#"{"error":"rate_limited","message":"too many","retry_after":7}"#;
+        assert_eq!(rate_limit_wait(429, limited), Some(7));
+        assert_eq!(
+            rate_limit_wait(429, br#"{"error":"rate_limited","retry_after":86400}"#),
+            Some(60),
+            "a wait is capped at a minute"
+        );
+        assert_eq!(
+            rate_limit_wait(429, br#"{"error":"rate_limited"}"#),
+            Some(1)
+        );
+        assert_eq!(rate_limit_wait(200, limited), None);
+        assert_eq!(rate_limit_wait(429, br#"{"error":"busy"}"#), None);
+        assert_eq!(rate_limit_wait(429, b"not json"), None);
     }
 }

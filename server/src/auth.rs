@@ -163,6 +163,27 @@ pub fn client_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
         .map(|info| info.0.ip())
 }
 
+/// A request to a signature-free route, within its address's pace
+/// ([`PublicReads`](crate::limits::PublicReads)): as an extractor, it answers 429 `rate_limited` with
+/// `Retry-After` before the handler reads anything.
+#[derive(Debug)]
+pub struct PublicRead;
+
+impl axum::extract::FromRequestParts<AppState> for PublicRead {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &AppState,
+    ) -> Result<Self, ApiError> {
+        if app.config.rate_limits {
+            let ip = client_ip(&parts.extensions);
+            app.public_reads.take(ip, app.config.clock.unix_millis())?;
+        }
+        Ok(PublicRead)
+    }
+}
+
 /// Routes an account without a required second factor may still use: the
 /// ones that enroll one (and login, to get that far).
 fn enrollment_route(method: &axum::http::Method, path: &str) -> bool {

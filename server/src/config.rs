@@ -90,6 +90,11 @@ settings! {
     record_client_ip: bool,
     /// Whether rate limits and lockout apply.
     rate_limits: bool,
+    /// Requests a second that one address may make to the public
+    /// transparency log (`/log/`), which needs no signature.
+    public_reads_per_second: u32,
+    /// How many such requests one address may make at once.
+    public_read_burst: u32,
     /// Days before a recovery whose new factors it removes.
     recovery_window_days: u64,
     /// Whether an account whose password predates OPAQUE may still prove
@@ -295,6 +300,10 @@ pub struct Config {
     pub record_client_ip: bool,
     /// Whether rate limits and lockout apply.
     pub rate_limits: bool,
+    /// Requests a second one address may make to `/log/` (signature-free).
+    pub public_reads_per_second: u32,
+    /// Requests one address may make to `/log/` at once.
+    pub public_read_burst: u32,
     /// Days before an account recovery whose new factors it removes.
     pub recovery_window_days: u64,
     /// Whether accounts whose password predates OPAQUE may still sign in
@@ -358,6 +367,11 @@ impl Config {
             webauthn_origin: "https://localhost:8443".into(),
             record_client_ip: false,
             rate_limits: true,
+            // An auditor reads a million-entry log (3,907 entry bundles) in
+            // under a minute and a half; a flood from one address costs at
+            // most 50 reads a second.
+            public_reads_per_second: 50,
+            public_read_burst: 500,
             recovery_window_days: 7,
             legacy_passwords: true,
             witnesses: Vec::new(),
@@ -420,6 +434,12 @@ impl Config {
         }
         if let Some(on) = settings.rate_limits {
             config.rate_limits = on;
+        }
+        if let Some(rate) = settings.public_reads_per_second {
+            config.public_reads_per_second = positive("public_reads_per_second", rate)?;
+        }
+        if let Some(burst) = settings.public_read_burst {
+            config.public_read_burst = positive("public_read_burst", burst)?;
         }
         if let Some(days) = settings.recovery_window_days {
             config.recovery_window_days = days;
@@ -485,6 +505,14 @@ impl Config {
 }
 
 const DAY: u64 = 86_400;
+
+/// `value` of setting `name`, which must be at least 1.
+fn positive(name: &str, value: u32) -> Result<u32, ServerError> {
+    if value == 0 {
+        return Err(ServerError::Setting(format!("{name} must be at least 1")));
+    }
+    Ok(value)
+}
 
 /// Parses `90s`, `15m`, `12h`, `7d` or a plain number of seconds.
 pub fn parse_duration(name: &str, text: &str) -> Result<u64, ServerError> {

@@ -66,6 +66,10 @@ pub struct AppState {
     /// The OPAQUE setup, read (or made) at its first use.
     password_server: Arc<tokio::sync::OnceCell<Arc<conclave_crypto::password::PasswordServer>>>,
     audit: AuditTrail,
+    /// Rate-limit buckets this node saw full (see `limits::count`).
+    full_buckets: Arc<limits::FullBuckets>,
+    /// The pace of signature-free reads, per address.
+    public_reads: Arc<limits::PublicReads>,
     /// Background work, ended and joined at shutdown.
     tasks: Arc<tasks::Tasks>,
 }
@@ -174,8 +178,12 @@ fn state(store: Store, config: Config) -> Result<AppState, ServerError> {
     let server_key = server_key::ServerKey::load(&config.server_key)?;
     let relying_party =
         accounts::factors::RelyingParty::new(&config.webauthn_origin, accounts::ISSUER)?;
+    let public_reads =
+        limits::PublicReads::new(config.public_reads_per_second, config.public_read_burst);
     let state = AppState {
         audit: AuditTrail::new(log, config.record_client_ip, config.clock.clone()),
+        full_buckets: Arc::default(),
+        public_reads: Arc::new(public_reads),
         store,
         config: Arc::new(config),
         notifier,

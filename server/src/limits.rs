@@ -50,6 +50,11 @@ pub struct Limit {
     pub max: u64,
     /// Window length in seconds.
     pub window: u64,
+    /// Whether a success starts the count over ([`clear`]). A bucket that is
+    /// never cleared stays full until its window ends, so a node that saw
+    /// it full refuses further requests against it from memory, without a
+    /// write ([`FullBuckets`]).
+    pub cleared_on_success: bool,
 }
 
 /// Login attempts from one address.
@@ -57,6 +62,7 @@ pub const LOGIN_PER_IP: Limit = Limit {
     name: "login-ip",
     max: 30,
     window: 300,
+    cleared_on_success: false,
 };
 /// Requests signed by keys the relay does not know yet (logins of new
 /// devices) from one address, counted before their nonces are stored.
@@ -64,12 +70,14 @@ pub const NEW_KEYS_PER_IP: Limit = Limit {
     name: "new-key-ip",
     max: 60,
     window: 300,
+    cleared_on_success: false,
 };
 /// Password attempts that come with a passkey that already verified.
 pub const PASSWORD_FAILURES_WITH_PASSKEY: Limit = Limit {
     name: "password-fail-passkey",
     max: 10,
     window: 900,
+    cleared_on_success: true,
 };
 
 /// Password attempts that come with a recovery code that already verified
@@ -78,6 +86,7 @@ pub const PASSWORD_FAILURES_WITH_RECOVERY_CODE: Limit = Limit {
     name: "password-fail-recovery-code",
     max: 10,
     window: 900,
+    cleared_on_success: true,
 };
 
 /// A budget that slows down instead of locking: `free` attempts, then each
@@ -119,12 +128,14 @@ pub const SECOND_FACTOR_FAILURES: Limit = Limit {
     name: "second-factor-fail",
     max: 5,
     window: 900,
+    cleared_on_success: true,
 };
 /// Second-factor attempts from one address, across accounts.
 pub const SECOND_FACTOR_PER_IP: Limit = Limit {
     name: "second-factor-ip",
     max: 30,
     window: 900,
+    cleared_on_success: false,
 };
 /// Password setups without a signature (the first half of a new account's
 /// or a locked account's password) from one address.
@@ -132,24 +143,28 @@ pub const PASSWORD_SETUP_PER_IP: Limit = Limit {
     name: "password-setup-ip",
     max: 30,
     window: 3600,
+    cleared_on_success: false,
 };
 /// Registrations from one address.
 pub const REGISTER_PER_IP: Limit = Limit {
     name: "register-ip",
     max: 10,
     window: 3600,
+    cleared_on_success: false,
 };
 /// Key-package claims by one account (each claim spends someone's package).
 pub const CLAIMS_PER_ACCOUNT: Limit = Limit {
     name: "claim-account",
     max: 300,
     window: 3600,
+    cleared_on_success: false,
 };
 /// Key-package claims from one address.
 pub const CLAIMS_PER_IP: Limit = Limit {
     name: "claim-ip",
     max: 600,
     window: 3600,
+    cleared_on_success: false,
 };
 
 /// Key-package claims by one account for one target account: a flood
@@ -158,6 +173,7 @@ pub const CLAIMS_PER_TARGET: Limit = Limit {
     name: "claim-target",
     max: 50,
     window: 3600,
+    cleared_on_success: false,
 };
 /// Key-package uploads by one device (a client uploads in batches of ten
 /// when its stock runs low, a handful of requests per refill).
@@ -165,6 +181,7 @@ pub const KEY_PACKAGE_UPLOADS_PER_DEVICE: Limit = Limit {
     name: "key-package-upload-device",
     max: 60,
     window: 3600,
+    cleared_on_success: false,
 };
 
 fn bucket(limit: Limit, key: &str) -> String {
@@ -172,8 +189,20 @@ fn bucket(limit: Limit, key: &str) -> String {
 }
 
 /// The key for an address, or a shared one when the address is unknown.
+///
+/// An IPv6 address counts as its /64: one subscriber usually gets a whole
+/// /64 and can pick any address in it, so a budget per address would be a
+/// budget per try. An IPv4 address written as IPv6 (`::ffff:a.b.c.d`, as a
+/// dual-stack listener reports it) counts as the IPv4 address.
 pub fn ip_key(ip: Option<IpAddr>) -> String {
-    ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+    match ip.map(|ip| ip.to_canonical()) {
+        None => "unknown".to_owned(),
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let network = u128::from(v6) & !((1u128 << 64) - 1);
+            format!("{}/64", std::net::Ipv6Addr::from(network))
+        }
+    }
 }
 
 fn retry_after(limit: Limit, window_start: u64, now: u64) -> u64 {
@@ -232,20 +261,135 @@ pub fn backoff_wait(backoff: Backoff, attempts: u64) -> u64 {
 }
 
 /// Counts one request; refuses it if the bucket was already full.
+///
+/// A bucket this node already saw full, of a limit no success clears, is
+/// refused from memory until its window ends: a flood against a full bucket
+/// costs no write (each count is one durable statement on the relay's one
+/// writer, which every other request's write waits behind).
 pub async fn count(app: &AppState, limit: Limit, key: &str) -> Result<(), ApiError> {
     if !app.config.rate_limits {
         return Ok(());
     }
-    let state = app
-        .store
-        .hit_bucket(&bucket(limit, key), limit.window)
-        .await?;
-    if state.hits > limit.max {
+    let bucket = bucket(limit, key);
+    let now = app.store.clock().unix_now();
+    if let Some(until) = app.full_buckets.refused_until(&bucket, now) {
         return Err(ApiError::RateLimited {
-            retry_after: retry_after(limit, state.window_start, app.store.clock().unix_now()),
+            retry_after: until - now,
+        });
+    }
+    let state = app.store.hit_bucket(&bucket, limit.window).await?;
+    if state.hits > limit.max {
+        if !limit.cleared_on_success {
+            let until = state.window_start + limit.window;
+            app.full_buckets.remember(bucket, until, now);
+        }
+        return Err(ApiError::RateLimited {
+            retry_after: retry_after(limit, state.window_start, now),
         });
     }
     Ok(())
+}
+
+/// Buckets this node saw full, with the second their window ends. Only
+/// limits that no success clears go here ([`Limit::cleared_on_success`]),
+/// so what a node remembers is what the database would answer, whichever
+/// node counted the hits.
+#[derive(Debug, Default)]
+pub struct FullBuckets {
+    until: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+/// Most full buckets one node remembers; past it, expired ones are dropped,
+/// and if none has expired the next is counted in the database as before.
+const MOST_FULL_BUCKETS: usize = 65_536;
+
+impl FullBuckets {
+    fn held(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u64>> {
+        // Nothing can be left half-changed in this map: a panic elsewhere
+        // while it was held does not make it wrong.
+        self.until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// When `bucket` is full until a second after `now`, that second.
+    fn refused_until(&self, bucket: &str, now: u64) -> Option<u64> {
+        self.held()
+            .get(bucket)
+            .copied()
+            .filter(|&until| until > now)
+    }
+
+    fn remember(&self, bucket: String, until: u64, now: u64) {
+        if until <= now {
+            return;
+        }
+        let mut held = self.held();
+        if held.len() >= MOST_FULL_BUCKETS {
+            held.retain(|_, &mut ends| ends > now);
+        }
+        if held.len() < MOST_FULL_BUCKETS {
+            held.insert(bucket, until);
+        }
+    }
+}
+
+/// Requests that need no signature (the public transparency log), per
+/// client address ([`ip_key`]), in each node's memory: they read and never
+/// write, so counting them in the database would cost more than serving
+/// them. A token bucket of `burst` requests refilled at `per_second`, kept
+/// as the time its next token is due (GCRA), on the relay's clock.
+#[derive(Debug)]
+pub struct PublicReads {
+    /// Milliseconds per token.
+    interval: u64,
+    /// Milliseconds of credit a full bucket holds: `burst` tokens.
+    credit: u64,
+    due: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+/// Most addresses one node tracks; past it, those whose bucket is full
+/// again are dropped, and if that frees nothing, unknown addresses share one
+/// bucket until it does.
+const MOST_READERS: usize = 65_536;
+
+impl PublicReads {
+    /// `per_second` requests a second per address, in bursts of `burst`.
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        let interval = 1000 / u64::from(per_second.max(1));
+        Self {
+            interval: interval.max(1),
+            credit: interval.max(1) * u64::from(burst.max(1)),
+            due: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Takes a token for `ip` at `now_millis`, or says in how many seconds
+    /// there will be one.
+    pub fn take(&self, ip: Option<IpAddr>, now_millis: u64) -> Result<(), ApiError> {
+        let mut due = self
+            .due
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut key = ip_key(ip);
+        if !due.contains_key(&key) && due.len() >= MOST_READERS {
+            due.retain(|_, &mut next| next > now_millis);
+            if due.len() >= MOST_READERS {
+                key = "overflow".to_owned();
+            }
+        }
+        let next = due.entry(key).or_insert(0);
+        // Up to `credit` ahead of now is allowed: that is the burst.
+        let start = (*next).max(now_millis);
+        if start - now_millis + self.interval > self.credit {
+            let wait = start + self.interval - self.credit - now_millis;
+            return Err(ApiError::RateLimited {
+                retry_after: wait.div_ceil(1000).max(1),
+            });
+        }
+        *next = start + self.interval;
+        Ok(())
+    }
 }
 
 /// Starts a failure counter over, after a success.
@@ -257,6 +401,92 @@ pub async fn clear(store: &Store, limit: Limit, key: &str) -> Result<(), ApiErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_address_counts_as_its_64_and_a_mapped_ipv4_as_ipv4() {
+        let ip = |text: &str| Some(text.parse::<IpAddr>().unwrap());
+        assert_eq!(ip_key(ip("192.0.2.7")), "192.0.2.7");
+        assert_eq!(ip_key(ip("::ffff:192.0.2.7")), "192.0.2.7");
+        assert_eq!(ip_key(ip("2001:db8:1:2:aaaa::1")), "2001:db8:1:2::/64");
+        // Any other address of the same /64 shares the budget; the next /64 does not.
+        assert_eq!(
+            ip_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(ip_key(ip("2001:db8:1:3::1")), "2001:db8:1:3::/64");
+        assert_eq!(ip_key(None), "unknown");
+    }
+
+    #[test]
+    fn a_full_bucket_is_refused_from_memory_until_its_window_ends() {
+        let full = FullBuckets::default();
+        full.remember("login-ip:192.0.2.7".into(), 1_300, 1_000);
+        assert_eq!(full.refused_until("login-ip:192.0.2.7", 1_000), Some(1_300));
+        assert_eq!(full.refused_until("login-ip:192.0.2.7", 1_299), Some(1_300));
+        assert_eq!(full.refused_until("login-ip:192.0.2.7", 1_300), None);
+        assert_eq!(full.refused_until("login-ip:192.0.2.8", 1_000), None);
+        // A window already over is not remembered at all.
+        full.remember("register-ip:192.0.2.7".into(), 900, 1_000);
+        assert_eq!(full.refused_until("register-ip:192.0.2.7", 899), None);
+    }
+
+    #[test]
+    fn only_limits_no_success_clears_are_remembered_full() {
+        let cleared: Vec<&str> = [
+            LOGIN_PER_IP,
+            NEW_KEYS_PER_IP,
+            PASSWORD_FAILURES_WITH_PASSKEY,
+            PASSWORD_FAILURES_WITH_RECOVERY_CODE,
+            SECOND_FACTOR_FAILURES,
+            SECOND_FACTOR_PER_IP,
+            PASSWORD_SETUP_PER_IP,
+            REGISTER_PER_IP,
+            CLAIMS_PER_ACCOUNT,
+            CLAIMS_PER_IP,
+            CLAIMS_PER_TARGET,
+            KEY_PACKAGE_UPLOADS_PER_DEVICE,
+        ]
+        .iter()
+        .filter(|limit| limit.cleared_on_success)
+        .map(|limit| limit.name)
+        .collect();
+        // Exactly the budgets `clear` starts over after a success.
+        assert_eq!(
+            cleared,
+            [
+                "password-fail-passkey",
+                "password-fail-recovery-code",
+                "second-factor-fail"
+            ]
+        );
+    }
+
+    #[test]
+    fn public_reads_allow_a_burst_then_the_pace() {
+        let reads = PublicReads::new(2, 3);
+        let me = Some("192.0.2.7".parse::<IpAddr>().unwrap());
+        let other = Some("192.0.2.8".parse::<IpAddr>().unwrap());
+        let t = 1_000_000;
+        for _ in 0..3 {
+            reads.take(me, t).unwrap();
+        }
+        let Err(ApiError::RateLimited { retry_after }) = reads.take(me, t) else {
+            panic!("a fourth read at once passed");
+        };
+        // The next token is due in 500 ms: the answer rounds up to a second.
+        assert_eq!(retry_after, 1);
+        // Another address has its own bucket.
+        reads.take(other, t).unwrap();
+        // Refused reads spend nothing: half a second later one more passes.
+        assert!(reads.take(me, t + 499).is_err());
+        reads.take(me, t + 500).unwrap();
+        assert!(reads.take(me, t + 500).is_err());
+        // After a quiet while the whole burst is back, and no more.
+        for _ in 0..3 {
+            reads.take(me, t + 60_000).unwrap();
+        }
+        assert!(reads.take(me, t + 60_000).is_err());
+    }
 
     #[test]
     fn backoff_doubles_after_the_free_tries_and_stops_at_the_cap() {

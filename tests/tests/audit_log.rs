@@ -526,6 +526,69 @@ async fn the_public_tiles_verify_with_no_device_and_catch_an_edit() {
     );
 }
 
+/// A flood of reads of the public log from one address is answered 429
+/// `rate_limited` with the seconds to wait, from the relay's memory, while
+/// the pace allows; `conclave-audit verify --tiles` run right after it
+/// waits as it is told and still reads the whole log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_public_log_reads_is_paced_and_the_verifier_keeps_pace() {
+    const BURST: usize = 3;
+    let server = ServerProcess::start_with(vec![
+        "--public-reads-per-second".into(),
+        "1".into(),
+        "--public-read-burst".into(),
+        BURST.to_string(),
+    ]);
+    let alice = Person::register(&server, "alice", "alice-pass-2718281828").await;
+    alice.client.create_channel(CHANNEL).await.expect("create");
+    // Signs a checkpoint over everything so far.
+    let log_key = server
+        .admin(&["log-key"])
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let flooder = conclave_tests::RawDevice::fresh(&server);
+    let started = std::time::Instant::now();
+    let answers = futures_util::future::join_all(
+        (0..60).map(|_| flooder.unsigned("GET", "/log/checkpoint", &Value::Null)),
+    )
+    .await;
+    let elapsed = started.elapsed().as_secs() as usize;
+    let passed = answers.iter().filter(|a| a.status == 200).count();
+    let refused: Vec<_> = answers.iter().filter(|a| a.status == 429).collect();
+    // A burst, then one a second for as long as the flood lasted.
+    assert!(
+        (BURST..=BURST + elapsed + 1).contains(&passed),
+        "{passed} reads passed in {elapsed} s"
+    );
+    assert_eq!(passed + refused.len(), 60, "only 200 or 429");
+    for answer in refused {
+        assert_eq!(answer.json["error"], "rate_limited", "{:?}", answer.json);
+        assert!(answer.json["retry_after"].as_u64().unwrap() >= 1);
+    }
+    // Signed-in devices are not paced by it.
+    alice.client.send(CHANNEL, "still here").await.unwrap();
+
+    // The flood spent this address's burst; the verifier, from the same
+    // address, is told to wait, waits, and verifies everything.
+    let nobody = TempDir::new("no-device");
+    let verified = assert_passes(
+        &Command::new(audit_binary())
+            .env_remove("CONCLAVE_SERVER")
+            .env_remove("CONCLAVE_HOME")
+            .env("HOME", nobody.path())
+            .arg("--ca-cert")
+            .arg(server.certificate())
+            .args(["verify", "--tiles", &format!("{}/log", server.url)])
+            .args(["--log-key", &log_key])
+            .output()
+            .expect("run conclave-audit"),
+    );
+    assert!(verified.starts_with("verified "), "{verified}");
+}
+
 /// A `conclave-audit witness` process, killed when dropped.
 struct WitnessProcess {
     child: std::process::Child,

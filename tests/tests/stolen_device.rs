@@ -816,4 +816,13 @@ async fn fresh_keys_cannot_fill_the_nonce_table() {
         .unwrap()
         .get(0);
     assert_eq!(nonces, 60, "only the requests under the cap spent a nonce");
+    // The 61st found the bucket full; the 19 after it were refused from the
+    // relay's memory, without a write to its one writer.
+    let hits: i64 =
+        sqlx::query("SELECT hits FROM rate_limits WHERE bucket = 'new-key-ip:127.0.0.1'")
+            .fetch_one(&mut db)
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(hits, 61, "a full bucket is not written again");
 }

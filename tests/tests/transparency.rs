@@ -479,9 +479,12 @@ async fn the_log_as_tlog_tiles_passes_an_independent_verifier() {
     assert!(size >= before + 600);
 
     // Tiles fetched over HTTPS at their C2SP paths (the crate names them as
-    // Go's sumdb does, with the height: tile/8/L/N).
+    // Go's sumdb does, with the height: tile/8/L/N), each once: a tile never
+    // changes, and the relay paces reads per address (a proof per entry
+    // without a cache would read thousands).
     struct Fetched {
         get: Box<dyn Fn(String) -> (u16, Vec<u8>) + Send + Sync>,
+        kept: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
     }
     impl TileReader for Fetched {
         fn height(&self) -> u8 {
@@ -495,9 +498,14 @@ async fn the_log_as_tlog_tiles_passes_an_independent_verifier() {
                 .iter()
                 .map(|tile| {
                     let path = tile.path().replacen("tile/8/", "/log/tile/", 1);
-                    let (status, body) = (self.get)(path.clone());
-                    assert_eq!(status, 200, "{path}");
-                    body
+                    let mut kept = self.kept.lock().unwrap();
+                    kept.entry(path.clone())
+                        .or_insert_with(|| {
+                            let (status, body) = (self.get)(path.clone());
+                            assert_eq!(status, 200, "{path}");
+                            body
+                        })
+                        .clone()
                 })
                 .collect())
         }
@@ -510,6 +518,7 @@ async fn the_log_as_tlog_tiles_passes_an_independent_verifier() {
     };
     let fetched = Fetched {
         get: Box::new(fetch.clone()),
+        kept: std::sync::Mutex::default(),
     };
     let reader = TileHashReader::new(size, *checkpoint.hash(), &fetched);
     let recomputed = tokio::task::block_in_place(|| tlog_tiles::tree_hash(size, &reader)).unwrap();

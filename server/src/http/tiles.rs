@@ -7,6 +7,10 @@
 //! addresses never enter a leaf (only a salted commitment does), so none is
 //! served here.
 //!
+//! Each address may read at a set pace (`--public-reads-per-second`,
+//! `--public-read-burst`), counted in the node's memory: a flood of reads
+//! is answered 429 before it reaches the database.
+//!
 //! Only what the latest signed checkpoint covers is served: a tile is
 //! immutable once served (partial tiles are named by their width), so
 //! caches and CDNs may keep them forever.
@@ -21,6 +25,7 @@ use conclave_audit::tiles::Tile;
 use conclave_proto::routes;
 
 use crate::AppState;
+use crate::auth::PublicRead;
 use crate::error::{ApiError, ApiResult};
 
 /// The routes under `/log/`.
@@ -33,7 +38,10 @@ pub fn routes() -> Router<AppState> {
 /// The latest signed checkpoint. Reading never signs one (an unsigned-in
 /// caller must not be able to make the relay write): the checkpoint task
 /// signs as the log grows.
-async fn checkpoint(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+async fn checkpoint(
+    _paced: PublicRead,
+    State(state): State<AppState>,
+) -> ApiResult<impl IntoResponse> {
     let log = state.audit.log();
     let latest = log
         .latest_checkpoint()
@@ -50,6 +58,7 @@ async fn checkpoint(State(state): State<AppState>) -> ApiResult<impl IntoRespons
 }
 
 async fn tile(
+    _paced: PublicRead,
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<impl IntoResponse> {

@@ -106,6 +106,14 @@ struct Flags {
     /// Rate limits and lockout; turn off only for load tests [default: true].
     #[arg(long, env = "CONCLAVE_RATE_LIMITS")]
     rate_limits: Option<bool>,
+    /// Requests a second one client address may make to the public
+    /// transparency log, /log/ (no signature needed) [default: 50].
+    #[arg(long, env = "CONCLAVE_PUBLIC_READS_PER_SECOND")]
+    public_reads_per_second: Option<u32>,
+    /// Requests one client address may make to /log/ at once, before the
+    /// per-second pace applies [default: 500].
+    #[arg(long, env = "CONCLAVE_PUBLIC_READ_BURST")]
+    public_read_burst: Option<u32>,
     /// An account recovery (password + recovery code) removes the factors added in
     /// this many days before it [default: 7].
     #[arg(long, env = "CONCLAVE_RECOVERY_WINDOW_DAYS")]
@@ -166,6 +174,8 @@ impl Flags {
             webauthn_origin: self.webauthn_origin,
             record_client_ip: self.record_client_ip,
             rate_limits: self.rate_limits,
+            public_reads_per_second: self.public_reads_per_second,
+            public_read_burst: self.public_read_burst,
             recovery_window_days: self.recovery_window_days,
             legacy_passwords: self.legacy_passwords,
             witnesses: (!self.witnesses.is_empty()).then_some(self.witnesses),
