@@ -164,7 +164,7 @@ pub fn client_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
 }
 
 /// A request to a signature-free route, within its address's pace
-/// ([`PublicReads`](crate::limits::PublicReads)): as an extractor, it answers 429 `rate_limited` with
+/// ([`Pace`](crate::limits::Pace)): as an extractor, it answers 429 `rate_limited` with
 /// `Retry-After` before the handler reads anything.
 #[derive(Debug)]
 pub struct PublicRead;
@@ -178,7 +178,9 @@ impl axum::extract::FromRequestParts<AppState> for PublicRead {
     ) -> Result<Self, ApiError> {
         if app.config.rate_limits {
             let ip = client_ip(&parts.extensions);
-            app.public_reads.take(ip, app.config.clock.unix_millis())?;
+            let key = crate::limits::ip_key(ip);
+            app.public_reads
+                .take(&key, app.config.clock.unix_millis())?;
         }
         Ok(PublicRead)
     }
@@ -318,6 +320,14 @@ impl FromRequest<AppState> for SignedUnspent {
         // Anyone can make a fresh key and sign a login with it: cap those per
         // address before their nonces are written, so a flood of them costs
         // one counter row, not a row per request.
+        // A known device's requests keep to a pace, counted after the
+        // signature (nobody else can spend it) and before the nonce is
+        // written: a stolen key's flood costs the relay's one writer nothing
+        // past the burst.
+        if session.is_some() && state.config.rate_limits {
+            let now = state.config.clock.unix_millis();
+            state.device_requests.take(&device_key, now)?;
+        }
         if session.is_none() {
             crate::limits::count(
                 state,

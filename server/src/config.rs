@@ -95,6 +95,10 @@ settings! {
     public_reads_per_second: u32,
     /// How many such requests one address may make at once.
     public_read_burst: u32,
+    /// Signed requests a second that one device may make.
+    device_requests_per_second: u32,
+    /// How many signed requests one device may make at once.
+    device_request_burst: u32,
     /// Days before a recovery whose new factors it removes.
     recovery_window_days: u64,
     /// Whether an account whose password predates OPAQUE may still prove
@@ -304,6 +308,10 @@ pub struct Config {
     pub public_reads_per_second: u32,
     /// Requests one address may make to `/log/` at once.
     pub public_read_burst: u32,
+    /// Signed requests a second one device may make.
+    pub device_requests_per_second: u32,
+    /// Signed requests one device may make at once.
+    pub device_request_burst: u32,
     /// Days before an account recovery whose new factors it removes.
     pub recovery_window_days: u64,
     /// Whether accounts whose password predates OPAQUE may still sign in
@@ -372,6 +380,11 @@ impl Config {
             // most 50 reads a second.
             public_reads_per_second: 50,
             public_read_burst: 500,
+            // Far above any person's client: a 1 GiB file is 1024 chunk
+            // requests, inside one burst. A stolen key gets a hundred
+            // nonces a second onto the one writer, not thousands.
+            device_requests_per_second: 100,
+            device_request_burst: 2000,
             recovery_window_days: 7,
             legacy_passwords: true,
             witnesses: Vec::new(),
@@ -440,6 +453,12 @@ impl Config {
         }
         if let Some(burst) = settings.public_read_burst {
             config.public_read_burst = positive("public_read_burst", burst)?;
+        }
+        if let Some(rate) = settings.device_requests_per_second {
+            config.device_requests_per_second = positive("device_requests_per_second", rate)?;
+        }
+        if let Some(burst) = settings.device_request_burst {
+            config.device_request_burst = positive("device_request_burst", burst)?;
         }
         if let Some(days) = settings.recovery_window_days {
             config.recovery_window_days = days;

@@ -69,7 +69,9 @@ pub struct AppState {
     /// Rate-limit buckets this node saw full (see `limits::count`).
     full_buckets: Arc<limits::FullBuckets>,
     /// The pace of signature-free reads, per address.
-    public_reads: Arc<limits::PublicReads>,
+    public_reads: Arc<limits::Pace>,
+    /// The pace of each known device's signed requests.
+    device_requests: Arc<limits::Pace>,
     /// Background work, ended and joined at shutdown.
     tasks: Arc<tasks::Tasks>,
 }
@@ -178,12 +180,16 @@ fn state(store: Store, config: Config) -> Result<AppState, ServerError> {
     let server_key = server_key::ServerKey::load(&config.server_key)?;
     let relying_party =
         accounts::factors::RelyingParty::new(&config.webauthn_origin, accounts::ISSUER)?;
-    let public_reads =
-        limits::PublicReads::new(config.public_reads_per_second, config.public_read_burst);
+    let public_reads = limits::Pace::new(config.public_reads_per_second, config.public_read_burst);
+    let device_requests = limits::Pace::new(
+        config.device_requests_per_second,
+        config.device_request_burst,
+    );
     let state = AppState {
         audit: AuditTrail::new(log, config.record_client_ip, config.clock.clone()),
         full_buckets: Arc::default(),
         public_reads: Arc::new(public_reads),
+        device_requests: Arc::new(device_requests),
         store,
         config: Arc::new(config),
         notifier,

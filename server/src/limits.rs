@@ -334,51 +334,72 @@ impl FullBuckets {
     }
 }
 
-/// Requests that need no signature (the public transparency log), per
-/// client address ([`ip_key`]), in each node's memory: they read and never
-/// write, so counting them in the database would cost more than serving
-/// them. A token bucket of `burst` requests refilled at `per_second`, kept
-/// as the time its next token is due (GCRA), on the relay's clock.
+/// A pace for requests, in each node's memory: a token bucket per key of
+/// `burst` requests refilled at `per_second`, kept as the time its next
+/// token is due (GCRA), on the relay's clock. For what is cheap to serve
+/// but must not be free to flood: the public log's reads per address
+/// (counting them in the database would cost more than serving them), and
+/// each device's signed requests (each spends a nonce, a write on the one
+/// writer), checked after the signature so nobody else can spend a
+/// device's pace.
 #[derive(Debug)]
-pub struct PublicReads {
+pub struct Pace {
     /// Milliseconds per token.
     interval: u64,
     /// Milliseconds of credit a full bucket holds: `burst` tokens.
     credit: u64,
-    due: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    buckets: std::sync::Mutex<Buckets>,
 }
 
-/// Most addresses one node tracks; past it, those whose bucket is full
-/// again are dropped, and if that frees nothing, unknown addresses share one
-/// bucket until it does.
-const MOST_READERS: usize = 65_536;
+/// Each key's next due time, and when full buckets were last dropped.
+#[derive(Debug, Default)]
+struct Buckets {
+    due: std::collections::HashMap<String, u64>,
+    swept_at: u64,
+}
 
-impl PublicReads {
-    /// `per_second` requests a second per address, in bursts of `burst`.
+/// Most keys one node tracks (some 30 MiB at most); past it, those whose
+/// bucket is full again are dropped, and if that frees nothing a new key
+/// goes unpaced until it does: whoever fills the table already has that
+/// many buckets' worth of requests, and a legitimate newcomer is not
+/// refused for it.
+const MOST_PACED: usize = 262_144;
+
+impl Pace {
+    /// `per_second` requests a second per key, in bursts of `burst`.
     pub fn new(per_second: u32, burst: u32) -> Self {
-        let interval = 1000 / u64::from(per_second.max(1));
+        let interval = (1000 / u64::from(per_second.max(1))).max(1);
         Self {
-            interval: interval.max(1),
-            credit: interval.max(1) * u64::from(burst.max(1)),
-            due: std::sync::Mutex::default(),
+            interval,
+            credit: interval * u64::from(burst.max(1)),
+            buckets: std::sync::Mutex::default(),
         }
     }
 
-    /// Takes a token for `ip` at `now_millis`, or says in how many seconds
-    /// there will be one.
-    pub fn take(&self, ip: Option<IpAddr>, now_millis: u64) -> Result<(), ApiError> {
-        let mut due = self
-            .due
+    /// Takes a token for `key` at `now_millis`, or answers 429 with the
+    /// seconds until there is one.
+    pub fn take(&self, key: &str, now_millis: u64) -> Result<(), ApiError> {
+        // Nothing can be left half-changed in this map by a panic elsewhere.
+        let mut buckets = self
+            .buckets
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut key = ip_key(ip);
-        if !due.contains_key(&key) && due.len() >= MOST_READERS {
-            due.retain(|_, &mut next| next > now_millis);
-            if due.len() >= MOST_READERS {
-                key = "overflow".to_owned();
+        let Buckets { due, swept_at } = &mut *buckets;
+        if !due.contains_key(key) {
+            // At most one sweep a second: a full table must not make every
+            // newcomer scan it.
+            if due.len() >= MOST_PACED && now_millis >= *swept_at + 1000 {
+                due.retain(|_, &mut next| next > now_millis);
+                *swept_at = now_millis;
             }
+            if due.len() >= MOST_PACED {
+                return Ok(());
+            }
+            due.insert(key.to_owned(), 0);
         }
-        let next = due.entry(key).or_insert(0);
+        let Some(next) = due.get_mut(key) else {
+            return Ok(()); // just inserted
+        };
         // Up to `credit` ahead of now is allowed: that is the burst.
         let start = (*next).max(now_millis);
         if start - now_millis + self.interval > self.credit {
@@ -462,10 +483,9 @@ mod tests {
     }
 
     #[test]
-    fn public_reads_allow_a_burst_then_the_pace() {
-        let reads = PublicReads::new(2, 3);
-        let me = Some("192.0.2.7".parse::<IpAddr>().unwrap());
-        let other = Some("192.0.2.8".parse::<IpAddr>().unwrap());
+    fn a_pace_allows_a_burst_then_the_rate() {
+        let reads = Pace::new(2, 3);
+        let (me, other) = ("192.0.2.7", "192.0.2.8");
         let t = 1_000_000;
         for _ in 0..3 {
             reads.take(me, t).unwrap();

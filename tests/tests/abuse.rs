@@ -900,4 +900,101 @@ async fn acknowledgement_floods_on_a_stream_are_bounded() {
         cursor, expected,
         "the cursor stands at the last acknowledgement"
     );
+
+    // Over HTTP, one request names at most a page of acknowledgements:
+    // 500 made-up groups beside the real one are refused whole.
+    let acks = |made_up: usize, seq: u64| {
+        let mut acks: Vec<Value> = (0..made_up)
+            .map(|i| json!({ "group_id": format!("made-up-{i}"), "seq": seq }))
+            .collect();
+        acks.push(json!({ "group_id": group_id, "seq": seq }));
+        json!({ "acks": acks })
+    };
+    let refused = bob_raw
+        .signed("POST", "/v1/messages/ack", &acks(500, seqs[2]))
+        .await;
+    assert_eq!(refused.status, 400, "{:?}", refused.json);
+    assert_eq!(refused.json["error"], "bad_request");
+    assert!(
+        refused.json["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 500 acknowledgements"),
+        "{:?}",
+        refused.json
+    );
+    assert_eq!(
+        acked_seq(&server, &group_id).await,
+        expected,
+        "nothing moved"
+    );
+    // A page's worth passes, made-up groups and all, and moves the real one.
+    let taken = bob_raw
+        .signed("POST", "/v1/messages/ack", &acks(499, seqs[2]))
+        .await;
+    assert_eq!(taken.status, 200, "{:?}", taken.json);
+    assert_eq!(
+        acked_seq(&server, &group_id).await,
+        i64::try_from(seqs[2]).unwrap()
+    );
+}
+
+/// A stolen device key flooding the relay with signed requests (each one
+/// would spend a nonce, a write on the relay's one writer) meets the
+/// device's pace after its burst: 429 `rate_limited`, answered before the
+/// nonce is stored. Another device is not held back by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stolen_device_keys_flood_is_paced_before_it_spends_nonces() {
+    const BURST: usize = 40;
+    const FLOOD: usize = 200;
+    let server = ServerProcess::start_with(vec![
+        "--device-requests-per-second".into(),
+        "1".into(),
+        "--device-request-burst".into(),
+        BURST.to_string(),
+    ]);
+    let thief = RawDevice::register(&server, "alice", PASSWORD).await;
+    let device_id = thief.key.device_id().to_string();
+    let mut db = server.database().await;
+    let before = nonces_of(&mut db, &device_id).await;
+
+    let started = std::time::Instant::now();
+    let answers = futures_util::future::join_all(
+        (0..FLOOD).map(|_| thief.signed("GET", "/v1/account", &Value::Null)),
+    )
+    .await;
+    let elapsed = started.elapsed().as_secs() as usize;
+    let passed = answers.iter().filter(|a| a.status == 200).count();
+    let refused: Vec<_> = answers.iter().filter(|a| a.status == 429).collect();
+    assert_eq!(passed + refused.len(), FLOOD, "only 200 or 429");
+    // What registering left of the burst, then one a second.
+    assert!(
+        (1..=BURST + elapsed + 1).contains(&passed),
+        "{passed} of {FLOOD} signed requests passed in {elapsed} s"
+    );
+    for answer in &refused {
+        assert_eq!(answer.json["error"], "rate_limited", "{:?}", answer.json);
+        assert!(answer.json["retry_after"].as_u64().unwrap() >= 1);
+    }
+    assert_eq!(
+        nonces_of(&mut db, &device_id).await - before,
+        passed,
+        "a refused request stored no nonce"
+    );
+
+    // Bob's device has a pace of its own.
+    let bob = RawDevice::register(&server, "bob", PASSWORD).await;
+    let answer = bob.signed("GET", "/v1/account", &Value::Null).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.json);
+}
+
+/// The nonces the relay keeps for `device_id`.
+async fn nonces_of(db: &mut sqlx::SqliteConnection, device_id: &str) -> usize {
+    let count: i64 = sqlx::query("SELECT COUNT(*) FROM request_nonces WHERE device_id = ?")
+        .bind(device_id)
+        .fetch_one(db)
+        .await
+        .unwrap()
+        .get(0);
+    usize::try_from(count).unwrap()
 }

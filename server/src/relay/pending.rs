@@ -10,11 +10,17 @@ use conclave_proto::{
 use super::Relay;
 use super::delivery::delivered;
 use super::retention::workspace_retention;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::store::Ack;
 
 /// Most messages one fetch returns.
 pub(crate) const FETCH_LIMIT: u32 = 500;
+
+/// Most acknowledgements one request may carry: a client acknowledges one
+/// fetch at a time, so at most one per message of a page. Without a bound,
+/// one request of a megabyte named some 15,000 groups, each a row for the
+/// one writer to look up.
+pub(crate) const MAX_ACKS: usize = FETCH_LIMIT as usize;
 
 impl Relay<'_> {
     /// Up to `limit` (at most [`FETCH_LIMIT`]) pending messages of
@@ -93,6 +99,12 @@ impl Relay<'_> {
 
     /// Moves `device`'s cursor in each group it names.
     pub(crate) async fn ack(&self, device: &str, body: &AckBody) -> ApiResult<AckAnswer> {
+        if body.acks.len() > MAX_ACKS {
+            return Err(ApiError::BadRequest(format!(
+                "at most {MAX_ACKS} acknowledgements per request, not {}",
+                body.acks.len()
+            )));
+        }
         let acks: Vec<Ack> = body
             .acks
             .iter()

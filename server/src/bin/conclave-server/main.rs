@@ -114,6 +114,13 @@ struct Flags {
     /// per-second pace applies [default: 500].
     #[arg(long, env = "CONCLAVE_PUBLIC_READ_BURST")]
     public_read_burst: Option<u32>,
+    /// Signed requests a second one device may make, once its burst is spent
+    /// [default: 100].
+    #[arg(long, env = "CONCLAVE_DEVICE_REQUESTS_PER_SECOND")]
+    device_requests_per_second: Option<u32>,
+    /// Signed requests one device may make at once [default: 2000].
+    #[arg(long, env = "CONCLAVE_DEVICE_REQUEST_BURST")]
+    device_request_burst: Option<u32>,
     /// An account recovery (password + recovery code) removes the factors added in
     /// this many days before it [default: 7].
     #[arg(long, env = "CONCLAVE_RECOVERY_WINDOW_DAYS")]
@@ -176,6 +183,8 @@ impl Flags {
             rate_limits: self.rate_limits,
             public_reads_per_second: self.public_reads_per_second,
             public_read_burst: self.public_read_burst,
+            device_requests_per_second: self.device_requests_per_second,
+            device_request_burst: self.device_request_burst,
             recovery_window_days: self.recovery_window_days,
             legacy_passwords: self.legacy_passwords,
             witnesses: (!self.witnesses.is_empty()).then_some(self.witnesses),
