@@ -164,8 +164,8 @@ pub fn client_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
 }
 
 /// A request to a signature-free route, within its address's pace
-/// ([`Pace`](crate::limits::Pace)): as an extractor, it answers 429 `rate_limited` with
-/// `Retry-After` before the handler reads anything.
+/// ([`Pace`](crate::limits::Pace)): as an extractor, it answers 429
+/// `rate_limited` with `Retry-After` before the handler reads anything.
 #[derive(Debug)]
 pub struct PublicRead;
 
@@ -317,9 +317,6 @@ impl FromRequest<AppState> for SignedUnspent {
             .unwrap_or("/");
         verify_request(&public_key, parts.method.as_str(), path, &body, &headers)
             .map_err(|_| ApiError::BadSignature("signature does not verify"))?;
-        // Anyone can make a fresh key and sign a login with it: cap those per
-        // address before their nonces are written, so a flood of them costs
-        // one counter row, not a row per request.
         // A known device's requests keep to a pace, counted after the
         // signature (nobody else can spend it) and before the nonce is
         // written: a stolen key's flood costs the relay's one writer nothing
@@ -328,6 +325,9 @@ impl FromRequest<AppState> for SignedUnspent {
             let now = state.config.clock.unix_millis();
             state.device_requests.take(&device_key, now)?;
         }
+        // Anyone can make a fresh key and sign a login with it: cap those per
+        // address before their nonces are written, so a flood of them costs
+        // one counter row, not a row per request.
         if session.is_none() {
             crate::limits::count(
                 state,
