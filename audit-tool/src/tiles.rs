@@ -6,6 +6,7 @@
 use conclave_audit::VerifierKey;
 use conclave_audit::tiles::{TILE_WIDTH, Tile};
 use conclave_client::{ClientError, HttpRequest, HttpsTransport, ServerTrust, Transport};
+use conclave_proto::{ErrorBody, ErrorCode};
 
 use crate::error::AuditError;
 use crate::verification::open_checkpoint;
@@ -18,12 +19,11 @@ fn rate_limit_wait(status: u16, body: &[u8]) -> Option<u64> {
     if status != 429 {
         return None;
     }
-    let refusal: serde_json::Value = serde_json::from_slice(body).ok()?;
-    if refusal.get("error")?.as_str()? != "rate_limited" {
+    let refusal: ErrorBody = serde_json::from_slice(body).ok()?;
+    if refusal.error != ErrorCode::RateLimited {
         return None;
     }
-    let seconds = refusal.get("retry_after").and_then(|s| s.as_u64());
-    Some(seconds.unwrap_or(1).clamp(1, 60))
+    Some(refusal.retry_after.unwrap_or(1).clamp(1, 60))
 }
 
 /// A log's tiles endpoint: `https://HOST[:PORT]/PREFIX`.
@@ -151,16 +151,22 @@ mod tests {
         let limited = br#"{"error":"rate_limited","message":"too many","retry_after":7}"#;
         assert_eq!(rate_limit_wait(429, limited), Some(7));
         assert_eq!(
-            rate_limit_wait(429, br#"{"error":"rate_limited","retry_after":86400}"#),
+            rate_limit_wait(
+                429,
+                br#"{"error":"rate_limited","message":"too many","retry_after":86400}"#
+            ),
             Some(60),
             "a wait is capped at a minute"
         );
         assert_eq!(
-            rate_limit_wait(429, br#"{"error":"rate_limited"}"#),
+            rate_limit_wait(429, br#"{"error":"rate_limited","message":"too many"}"#),
             Some(1)
         );
         assert_eq!(rate_limit_wait(200, limited), None);
-        assert_eq!(rate_limit_wait(429, br#"{"error":"busy"}"#), None);
+        assert_eq!(
+            rate_limit_wait(429, br#"{"error":"busy","message":"busy","retry_after":2}"#),
+            None
+        );
         assert_eq!(rate_limit_wait(429, b"not json"), None);
     }
 }

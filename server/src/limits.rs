@@ -344,14 +344,15 @@ impl FullBuckets {
 /// device's pace.
 #[derive(Debug)]
 pub struct Pace {
-    /// Milliseconds per token.
+    /// Microseconds per token (milliseconds would round 300 a second to 333).
     interval: u64,
-    /// Milliseconds of credit a full bucket holds: `burst` tokens.
+    /// Microseconds of credit a full bucket holds: `burst` tokens.
     credit: u64,
     buckets: std::sync::Mutex<Buckets>,
 }
 
-/// Each key's next due time, and when full buckets were last dropped.
+/// Each key's next due time, and when full buckets were last dropped
+/// (microseconds on the relay's clock).
 #[derive(Debug, Default)]
 struct Buckets {
     due: std::collections::HashMap<String, u64>,
@@ -368,7 +369,7 @@ const MOST_PACED: usize = 262_144;
 impl Pace {
     /// `per_second` requests a second per key, in bursts of `burst`.
     pub fn new(per_second: u32, burst: u32) -> Self {
-        let interval = (1000 / u64::from(per_second.max(1))).max(1);
+        let interval = (1_000_000 / u64::from(per_second.max(1))).max(1);
         Self {
             interval,
             credit: interval * u64::from(burst.max(1)),
@@ -379,6 +380,7 @@ impl Pace {
     /// Takes a token for `key` at `now_millis`, or answers 429 with the
     /// seconds until there is one.
     pub fn take(&self, key: &str, now_millis: u64) -> Result<(), ApiError> {
+        let now = now_millis.saturating_mul(1000);
         // Nothing can be left half-changed in this map by a panic elsewhere.
         let mut buckets = self
             .buckets
@@ -388,9 +390,9 @@ impl Pace {
         if !due.contains_key(key) {
             // At most one sweep a second: a full table must not make every
             // newcomer scan it.
-            if due.len() >= MOST_PACED && now_millis >= *swept_at + 1000 {
-                due.retain(|_, &mut next| next > now_millis);
-                *swept_at = now_millis;
+            if due.len() >= MOST_PACED && now >= *swept_at + 1_000_000 {
+                due.retain(|_, &mut next| next > now);
+                *swept_at = now;
             }
             if due.len() >= MOST_PACED {
                 return Ok(());
@@ -401,11 +403,11 @@ impl Pace {
             return Ok(()); // just inserted
         };
         // Up to `credit` ahead of now is allowed: that is the burst.
-        let start = (*next).max(now_millis);
-        if start - now_millis + self.interval > self.credit {
-            let wait = start + self.interval - self.credit - now_millis;
+        let start = (*next).max(now);
+        if start - now + self.interval > self.credit {
+            let wait = start + self.interval - self.credit - now;
             return Err(ApiError::RateLimited {
-                retry_after: wait.div_ceil(1000).max(1),
+                retry_after: wait.div_ceil(1_000_000).max(1),
             });
         }
         *next = start + self.interval;
@@ -506,6 +508,12 @@ mod tests {
             reads.take(me, t + 60_000).unwrap();
         }
         assert!(reads.take(me, t + 60_000).is_err());
+        // A rate that does not divide a second keeps to it: 300 a second is
+        // one every 3⅓ ms, not one every 3.
+        let fast = Pace::new(300, 1);
+        fast.take(me, t).unwrap();
+        assert!(fast.take(me, t + 3).is_err());
+        fast.take(me, t + 4).unwrap();
     }
 
     #[test]

@@ -573,6 +573,31 @@ pub struct RawResponse {
     pub json: Value,
 }
 
+/// Sends `flood` at once, against a relay pacing them at one a second after
+/// a burst of `burst`: checks that each was answered 200 or 429
+/// `rate_limited` with a wait, and that no more passed than the burst and
+/// one a second for as long as the flood took. Returns how many passed.
+pub async fn paced_flood<F>(flood: impl IntoIterator<Item = F>, burst: usize) -> usize
+where
+    F: std::future::Future<Output = RawResponse>,
+{
+    let started = std::time::Instant::now();
+    let answers = futures_util::future::join_all(flood).await;
+    let elapsed = usize::try_from(started.elapsed().as_secs()).unwrap_or(usize::MAX);
+    let passed = answers.iter().filter(|a| a.status == 200).count();
+    assert!(
+        passed <= burst + elapsed + 1,
+        "{passed} of {} passed in {elapsed} s",
+        answers.len()
+    );
+    for answer in answers.iter().filter(|a| a.status != 200) {
+        assert_eq!(answer.status, 429, "only 200 or 429: {:?}", answer.json);
+        assert_eq!(answer.json["error"], "rate_limited", "{:?}", answer.json);
+        assert!(answer.json["retry_after"].as_u64().unwrap_or(0) >= 1);
+    }
+    passed
+}
+
 impl RawDevice {
     /// Registers `username` and logs a fresh device in, by hand (the
     /// password set and proved with OPAQUE, as client-core does).
