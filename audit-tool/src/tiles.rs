@@ -14,13 +14,14 @@ use crate::verification::open_checkpoint;
 /// Most times one read waits for the relay's rate limit before giving up.
 const MAX_WAITS: u32 = 30;
 
-/// The seconds a 429 `rate_limited` answer asks to wait (1 to 60), if it is one.
+/// The seconds a 429 answer asks to wait (1 to 60), if it is the public
+/// log's pace (`slow_down`; `rate_limited` from relays before that code).
 fn rate_limit_wait(status: u16, body: &[u8]) -> Option<u64> {
     if status != 429 {
         return None;
     }
     let refusal: ErrorBody = serde_json::from_slice(body).ok()?;
-    if refusal.error != ErrorCode::RateLimited {
+    if !matches!(refusal.error, ErrorCode::SlowDown | ErrorCode::RateLimited) {
         return None;
     }
     Some(refusal.retry_after.unwrap_or(1).clamp(1, 60))
@@ -148,6 +149,8 @@ mod tests {
 
     #[test]
     fn only_a_rate_limit_answer_is_waited_for_as_long_as_it_says() {
+        let paced = br#"{"error":"slow_down","message":"slow down","retry_after":3}"#;
+        assert_eq!(rate_limit_wait(429, paced), Some(3));
         let limited = br#"{"error":"rate_limited","message":"too many","retry_after":7}"#;
         assert_eq!(rate_limit_wait(429, limited), Some(7));
         assert_eq!(

@@ -239,7 +239,7 @@ impl Client {
             1
         };
         let mut tried = 0;
-        let mut busy_tries = 0;
+        let mut waits = 0;
         let response = loop {
             tried += 1;
             let request = match signer {
@@ -257,19 +257,20 @@ impl Client {
                     tokio::time::sleep(retry_delay(tried)).await;
                 }
                 // The relay refused before doing anything (its password
-                // hashing or its database was saturated) and said when to
-                // come back: do, a few times, freshly signed.
-                Ok(response) if response.status == 503 && busy_tries < MAX_BUSY_TRIES => {
-                    let Ok(refusal) = serde_json::from_slice::<ErrorBody>(&response.body) else {
+                // hashing or its database was saturated, or this device
+                // asked faster than its pace) and said when to come back:
+                // do, a few times, freshly signed.
+                Ok(response) if matches!(response.status, 429 | 503) && waits < MAX_WAITS => {
+                    let Some(wait) = wait_asked(&response) else {
                         break response;
                     };
-                    if refusal.error != ErrorCode::Busy {
-                        break response;
-                    }
-                    busy_tries += 1;
+                    waits += 1;
                     tried -= 1;
-                    let wait = refusal.retry_after.unwrap_or(1).clamp(1, 5);
-                    tracing::debug!(wait, "relay busy; trying again");
+                    tracing::debug!(
+                        wait,
+                        status = response.status,
+                        "asked to wait; trying again"
+                    );
                     tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
                 }
                 outcome => break outcome?,
@@ -478,6 +479,55 @@ impl Client {
     }
 }
 
-/// Times a request answered 503 `busy` is sent again, after the wait the
-/// relay asked for.
-const MAX_BUSY_TRIES: u32 = 5;
+/// Times a request answered 503 `busy` or 429 `slow_down` is sent again,
+/// after the wait the relay asked for.
+const MAX_WAITS: u32 = 5;
+
+/// Longest wait a refusal may ask for and still be waited out here; a
+/// longer one goes back to the caller as the refusal it is.
+const MAX_WAIT_SECS: u64 = 30;
+
+/// The seconds to wait before sending `response`'s request again, if the
+/// relay refused it before doing anything and asked for a wait: 503 `busy`
+/// or 429 `slow_down`. Never 429 `rate_limited`: that one counts attempts
+/// (a password, a second factor) that must not be repeated unasked.
+fn wait_asked(response: &crate::transport::HttpResponse) -> Option<u64> {
+    let refusal: ErrorBody = serde_json::from_slice(&response.body).ok()?;
+    let asked = match (response.status, &refusal.error) {
+        (503, ErrorCode::Busy) | (429, ErrorCode::SlowDown) => refusal.retry_after.unwrap_or(1),
+        _ => return None,
+    };
+    (asked <= MAX_WAIT_SECS).then_some(asked.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::HttpResponse;
+
+    fn answer(status: u16, body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn only_a_pace_or_a_busy_relay_is_waited_out() {
+        let paced = r#"{"error":"slow_down","message":"slow down","retry_after":2}"#;
+        assert_eq!(wait_asked(&answer(429, paced)), Some(2));
+        let busy = r#"{"error":"busy","message":"busy","retry_after":1}"#;
+        assert_eq!(wait_asked(&answer(503, busy)), Some(1));
+        let no_wait_given = r#"{"error":"slow_down","message":"slow down"}"#;
+        assert_eq!(wait_asked(&answer(429, no_wait_given)), Some(1));
+        // Guesses are counted: a refused login is never sent again unasked.
+        let limited = r#"{"error":"rate_limited","message":"too many","retry_after":1}"#;
+        assert_eq!(wait_asked(&answer(429, limited)), None);
+        // A long wait is the caller's to decide on.
+        let long = r#"{"error":"slow_down","message":"slow down","retry_after":31}"#;
+        assert_eq!(wait_asked(&answer(429, long)), None);
+        // A code with the wrong status, or no error body at all.
+        assert_eq!(wait_asked(&answer(503, paced)), None);
+        assert_eq!(wait_asked(&answer(429, "<html>")), None);
+    }
+}

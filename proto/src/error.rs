@@ -66,6 +66,10 @@ pub enum ErrorCode {
     InviteInvalid,
     /// `rate_limited`: too many attempts; the body's `retry_after` says when to retry.
     RateLimited,
+    /// `slow_down`: this device (or, for the public log, this address) asks
+    /// faster than its pace; nothing was done, and the same request, sent
+    /// again after the body's `retry_after`, is answered as usual.
+    SlowDown,
     /// `database_unavailable`: this node cannot reach its database; another may.
     DatabaseUnavailable,
     /// `busy`: the relay is saturated; the body's `retry_after` says when to retry.
@@ -89,7 +93,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code this crate knows, in the order above.
-    pub const KNOWN: [ErrorCode; 33] = [
+    pub const KNOWN: [ErrorCode; 34] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidMlsMessage,
         ErrorCode::BadSignature,
@@ -116,6 +120,7 @@ impl ErrorCode {
         ErrorCode::InviteRequired,
         ErrorCode::InviteInvalid,
         ErrorCode::RateLimited,
+        ErrorCode::SlowDown,
         ErrorCode::DatabaseUnavailable,
         ErrorCode::Busy,
         ErrorCode::AuditUnavailable,
@@ -155,6 +160,7 @@ impl ErrorCode {
             InviteRequired => "invite_required",
             InviteInvalid => "invite_invalid",
             RateLimited => "rate_limited",
+            SlowDown => "slow_down",
             DatabaseUnavailable => "database_unavailable",
             Busy => "busy",
             AuditUnavailable => "audit_unavailable",

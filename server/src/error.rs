@@ -177,6 +177,16 @@ pub enum ApiError {
         /// Seconds until the window reopens.
         retry_after: u64,
     },
+    /// Faster than a pace (a device's signed requests, an address's public
+    /// log reads): nothing was done; the same request may come again after
+    /// the given seconds. Apart from [`ApiError::RateLimited`] so that a
+    /// client can wait and send again without ever repeating a password or
+    /// second-factor guess on its own.
+    #[error("slow down: retry after {retry_after} seconds")]
+    SlowDown {
+        /// Seconds until the pace allows one more.
+        retry_after: u64,
+    },
     /// The relay is saturated (password hashing, or the database's write
     /// lock); the client should try again after the given seconds.
     #[error("the relay is busy: retry after {retry_after} seconds")]
@@ -247,6 +257,7 @@ impl ApiError {
             InviteRequired => (StatusCode::FORBIDDEN, ErrorCode::InviteRequired),
             InviteInvalid => (StatusCode::FORBIDDEN, ErrorCode::InviteInvalid),
             RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            SlowDown { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::SlowDown),
             Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::DatabaseUnavailable,
@@ -266,7 +277,10 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         if matches!(self, ApiError::WrongEpoch { .. }) {
             crate::metrics::METRICS.commit_conflicts.inc();
-        } else if matches!(self, ApiError::RateLimited { .. }) {
+        } else if matches!(
+            self,
+            ApiError::RateLimited { .. } | ApiError::SlowDown { .. }
+        ) {
             crate::metrics::METRICS.rate_limited.inc();
         }
         match &self {
@@ -284,7 +298,9 @@ impl IntoResponse for ApiError {
             ApiError::SecondFactorRequired(factors) => {
                 body.factors = Some(factors.iter().map(|f| (*f).to_owned()).collect());
             }
-            ApiError::RateLimited { retry_after } | ApiError::Busy { retry_after } => {
+            ApiError::RateLimited { retry_after }
+            | ApiError::SlowDown { retry_after }
+            | ApiError::Busy { retry_after } => {
                 body.retry_after = Some(*retry_after);
                 let retry = [(http::header::RETRY_AFTER, retry_after.to_string())];
                 return (status, retry, Json(body)).into_response();
@@ -361,6 +377,9 @@ mod tests {
         let response = ApiError::RateLimited { retry_after: 42 }.into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[http::header::RETRY_AFTER], "42");
+        let response = ApiError::SlowDown { retry_after: 2 }.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "2");
         let response = ApiError::SecondFactorRequired(vec!["totp"]).into_response();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }

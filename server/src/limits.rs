@@ -377,8 +377,8 @@ impl Pace {
         }
     }
 
-    /// Takes a token for `key` at `now_millis`, or answers 429 with the
-    /// seconds until there is one.
+    /// Takes a token for `key` at `now_millis`, or answers 429 `slow_down`
+    /// with the seconds until there is one.
     pub fn take(&self, key: &str, now_millis: u64) -> Result<(), ApiError> {
         let now = now_millis.saturating_mul(1000);
         // Nothing can be left half-changed in this map by a panic elsewhere.
@@ -406,7 +406,7 @@ impl Pace {
         let start = (*next).max(now);
         if start - now + self.interval > self.credit {
             let wait = start + self.interval - self.credit - now;
-            return Err(ApiError::RateLimited {
+            return Err(ApiError::SlowDown {
                 retry_after: wait.div_ceil(1_000_000).max(1),
             });
         }
@@ -492,7 +492,7 @@ mod tests {
         for _ in 0..3 {
             reads.take(me, t).unwrap();
         }
-        let Err(ApiError::RateLimited { retry_after }) = reads.take(me, t) else {
+        let Err(ApiError::SlowDown { retry_after }) = reads.take(me, t) else {
             panic!("a fourth read at once passed");
         };
         // The next token is due in 500 ms: the answer rounds up to a second.

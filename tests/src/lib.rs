@@ -575,7 +575,7 @@ pub struct RawResponse {
 
 /// Sends `flood` at once, against a relay pacing them at one a second after
 /// a burst of `burst`: checks that each was answered 200 or 429
-/// `rate_limited` with a wait, and that no more passed than the burst and
+/// `slow_down` with a wait, and that no more passed than the burst and
 /// one a second for as long as the flood took. Returns how many passed.
 pub async fn paced_flood<F>(flood: impl IntoIterator<Item = F>, burst: usize) -> usize
 where
@@ -592,7 +592,7 @@ where
     );
     for answer in answers.iter().filter(|a| a.status != 200) {
         assert_eq!(answer.status, 429, "only 200 or 429: {:?}", answer.json);
-        assert_eq!(answer.json["error"], "rate_limited", "{:?}", answer.json);
+        assert_eq!(answer.json["error"], "slow_down", "{:?}", answer.json);
         assert!(answer.json["retry_after"].as_u64().unwrap_or(0) >= 1);
     }
     passed

@@ -941,7 +941,7 @@ async fn acknowledgement_floods_on_a_stream_are_bounded() {
 
 /// A stolen device key flooding the relay with signed requests (each one
 /// would spend a nonce, a write on the relay's one writer) meets the
-/// device's pace after its burst: 429 `rate_limited`, answered before the
+/// device's pace after its burst: 429 `slow_down`, answered before the
 /// nonce is stored. Another device is not held back by it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stolen_device_keys_flood_is_paced_before_it_spends_nonces() {
@@ -972,6 +972,79 @@ async fn a_stolen_device_keys_flood_is_paced_before_it_spends_nonces() {
     let bob = RawDevice::register(&server, "bob", PASSWORD).await;
     let answer = bob.signed("GET", "/v1/account", &Value::Null).await;
     assert_eq!(answer.status, 200, "{:?}", answer.json);
+}
+
+/// The pace that holds back a stolen key holds back an honest device that
+/// sends in bursts too: client-core waits as the relay's 429 `slow_down`
+/// asks and sends again, so nothing the person sent is lost, doubled or
+/// reordered. (A 429 `rate_limited`, which counts password and second-factor
+/// attempts, is never repeated on its own: `accounts.rs`
+/// `brute_force_is_throttled`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_device_over_its_pace_waits_and_loses_nothing() {
+    const MESSAGES: usize = 8;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = ServerProcess::start_with(vec![
+        "--device-requests-per-second".into(),
+        "4".into(),
+        "--device-request-burst".into(),
+        "8".into(),
+        "--metrics-listen".into(),
+        format!("127.0.0.1:{port}"),
+    ]);
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    let bob = Person::register(&server, "bob", PASSWORD).await;
+    alice.client.create_channel("launch").await.unwrap();
+    alice.client.invite("launch", "bob").await.unwrap();
+    let mut sent = Vec::new();
+    for i in 0..MESSAGES {
+        let text = format!("step {i}");
+        let seq = alice.client.send("launch", &text).await.unwrap();
+        sent.push((seq, text));
+    }
+    assert!(
+        sent.windows(2).all(|pair| pair[0].0 < pair[1].0),
+        "positions in order: {sent:?}"
+    );
+    let refused = rate_limited_count(port).await;
+    assert!(
+        refused >= 1.0,
+        "the pace refused nothing, so nothing here waited"
+    );
+
+    bob.client.sync().await.unwrap();
+    let received: Vec<String> = bob
+        .client
+        .history("launch")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|entry| entry.sender == "alice" && entry.text.starts_with("step "))
+        .map(|entry| entry.text)
+        .collect();
+    let expected: Vec<String> = sent.into_iter().map(|(_, text)| text).collect();
+    assert_eq!(received, expected, "every message once, in order");
+}
+
+/// The relay's count of requests it refused with 429, from its metrics.
+async fn rate_limited_count(metrics_port: u16) -> f64 {
+    const NAME: &str = "conclave_rate_limited_requests_total";
+    // reqwest builds on rustls with no provider of its own.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(NAME)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {NAME} in:\n{metrics}"))
 }
 
 /// The nonces the relay keeps for `device_id`.

@@ -527,7 +527,7 @@ async fn the_public_tiles_verify_with_no_device_and_catch_an_edit() {
 }
 
 /// A flood of reads of the public log from one address is answered 429
-/// `rate_limited` with the seconds to wait, from the relay's memory, while
+/// `slow_down` with the seconds to wait, from the relay's memory, while
 /// the pace allows; `conclave-audit verify --tiles` run right after it
 /// waits as it is told and still reads the whole log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
