@@ -255,9 +255,7 @@ pub(crate) async fn open_store(config: &Config) -> Result<Store, ServerError> {
             for suffix in ["-wal", "-shm"] {
                 let mut side = database.clone().into_os_string();
                 side.push(suffix);
-                if std::path::Path::new(&side).exists() {
-                    private_files::create_or_restrict(std::path::Path::new(&side))?;
-                }
+                private_files::restrict_if_present(std::path::Path::new(&side))?;
             }
             format!("sqlite://{}?mode=rwc", database.display())
         }

@@ -54,6 +54,37 @@ pub fn create_or_restrict(path: &Path) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// Takes group and others' permissions away from `path` if it exists. For
+/// SQLite's `-wal` and `-shm`, which another process closing the database
+/// (an `admin` command, a node stopping) may delete at any moment: gone is
+/// as good as private, and creating one here would leave a stray file.
+pub fn restrict_if_present(path: &Path) -> Result<(), ServerError> {
+    #[cfg(unix)]
+    {
+        use std::io::ErrorKind::NotFound;
+        use std::os::unix::fs::PermissionsExt;
+        let mode = match std::fs::metadata(path) {
+            Ok(metadata) => metadata.permissions().mode(),
+            Err(e) if e.kind() == NotFound => return Ok(()),
+            Err(e) => return Err(ServerError::file("read", path, e)),
+        };
+        if mode & GROUP_OR_OTHERS != 0 {
+            match std::fs::set_permissions(
+                path,
+                std::fs::Permissions::from_mode(mode & !GROUP_OR_OTHERS),
+            ) {
+                Err(e) if e.kind() != NotFound => {
+                    return Err(ServerError::file("restrict the mode of", path, e));
+                }
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// Refuses a key file that exists and that group or others may read or
 /// write: one line naming the file and the fix.
 pub fn check_key_file(path: &Path) -> Result<(), ServerError> {
@@ -131,6 +162,17 @@ mod tests {
         std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
         create_or_restrict(&db).unwrap();
         let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        // SQLite's side files: tightened if there, and neither made nor an
+        // error if another process's close just deleted them.
+        let wal = dir.join("conclave.db-wal");
+        restrict_if_present(&wal).unwrap();
+        assert!(!wal.exists(), "a missing side file is not created");
+        std::fs::write(&wal, b"").unwrap();
+        std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o644)).unwrap();
+        restrict_if_present(&wal).unwrap();
+        let mode = std::fs::metadata(&wal).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         std::fs::remove_dir_all(&dir).unwrap();
     }
