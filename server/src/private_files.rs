@@ -36,22 +36,7 @@ pub fn create_or_restrict(path: &Path) -> Result<(), ServerError> {
     options
         .open(path)
         .map_err(|e| ServerError::file("create", path, e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map_err(|e| ServerError::file("read", path, e))?
-            .permissions()
-            .mode();
-        if mode & GROUP_OR_OTHERS != 0 {
-            std::fs::set_permissions(
-                path,
-                std::fs::Permissions::from_mode(mode & !GROUP_OR_OTHERS),
-            )
-            .map_err(|e| ServerError::file("restrict the mode of", path, e))?;
-        }
-    }
-    Ok(())
+    restrict_if_present(path)
 }
 
 /// Takes group and others' permissions away from `path` if it exists. For

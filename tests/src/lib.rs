@@ -573,6 +573,26 @@ pub struct RawResponse {
     pub json: Value,
 }
 
+/// A TCP port on 127.0.0.1 that nothing listens on at the moment of asking
+/// (for a process told to listen there).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port()
+}
+
+/// The value of the Prometheus sample line of `metrics` that starts with
+/// `name` (labels included) followed by a space.
+pub fn metric(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+}
+
 /// Sends `flood` at once, against a relay pacing them at one a second after
 /// a burst of `burst`: checks that each was answered 200 or 429
 /// `slow_down` with a wait, and that no more passed than the burst and

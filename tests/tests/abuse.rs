@@ -983,11 +983,7 @@ async fn a_stolen_device_keys_flood_is_paced_before_it_spends_nonces() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_honest_device_over_its_pace_waits_and_loses_nothing() {
     const MESSAGES: usize = 8;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = conclave_tests::free_port();
     let server = ServerProcess::start_with(vec![
         "--device-requests-per-second".into(),
         "4".into(),
@@ -1032,7 +1028,6 @@ async fn an_honest_device_over_its_pace_waits_and_loses_nothing() {
 
 /// The relay's count of requests it refused with 429, from its metrics.
 async fn rate_limited_count(metrics_port: u16) -> f64 {
-    const NAME: &str = "conclave_rate_limited_requests_total";
     // reqwest builds on rustls with no provider of its own.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
@@ -1041,10 +1036,7 @@ async fn rate_limited_count(metrics_port: u16) -> f64 {
         .text()
         .await
         .unwrap();
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(NAME)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {NAME} in:\n{metrics}"))
+    conclave_tests::metric(&metrics, "conclave_rate_limited_requests_total")
 }
 
 /// The nonces the relay keeps for `device_id`.

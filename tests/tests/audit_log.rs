@@ -810,11 +810,7 @@ impl WitnessedRelay {
             ed25519_dalek::SigningKey::from_bytes(&seed),
         )
         .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = conclave_tests::free_port();
         let listen = format!("127.0.0.1:{port}");
         let state = TempDir::new("witness-state");
         let witness = WitnessProcess::start_on(&state, &log.verifier_key().to_string(), &listen);

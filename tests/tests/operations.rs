@@ -8,27 +8,13 @@ use std::time::Duration;
 
 use conclave_client::Event;
 use conclave_tests::ByName;
-use conclave_tests::{Person, ServerProcess};
+use conclave_tests::{Person, ServerProcess, metric};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// The value of the sample line starting with `name` (labels included).
-fn sample(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_reports_health_and_metrics_and_stops_cleanly() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = conclave_tests::free_port();
     let metrics_url = format!("http://127.0.0.1:{port}/metrics");
     // The harness logs at debug level: the most a node ever writes.
     let mut server = ServerProcess::start_with(vec![
@@ -84,17 +70,17 @@ async fn a_node_reports_health_and_metrics_and_stops_cleanly() {
         .await
         .unwrap();
     assert!(
-        sample(
+        metric(
             &metrics,
             "conclave_messages_accepted_total{kind=\"application\"}"
         ) >= 3.0
     );
-    assert!(sample(&metrics, "conclave_messages_delivered_total") >= 3.0);
-    assert!(sample(&metrics, "conclave_delivery_latency_seconds_count") >= 3.0);
-    assert_eq!(sample(&metrics, "conclave_open_streams"), 1.0);
-    assert!(sample(&metrics, "conclave_db_pool_connections") >= 1.0);
-    sample(&metrics, "conclave_commit_conflicts_total");
-    sample(&metrics, "conclave_rate_limited_requests_total");
+    assert!(metric(&metrics, "conclave_messages_delivered_total") >= 3.0);
+    assert!(metric(&metrics, "conclave_delivery_latency_seconds_count") >= 3.0);
+    assert_eq!(metric(&metrics, "conclave_open_streams"), 1.0);
+    assert!(metric(&metrics, "conclave_db_pool_connections") >= 1.0);
+    metric(&metrics, "conclave_commit_conflicts_total");
+    metric(&metrics, "conclave_rate_limited_requests_total");
     for private in ["alice", "bob", "quarterly", "revenue"] {
         assert!(!metrics.contains(private), "metrics mention {private:?}");
     }
