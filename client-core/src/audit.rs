@@ -112,7 +112,7 @@ impl Client {
             return Ok(pinned);
         };
         tracing::info!(old = %pinned, new = %newest, "the log key was rotated; following its signed statement");
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         transparency::rotate_log_key(&mut db, &pinned.to_string(), &newest.to_string()).await?;
         Ok(newest)
     }
@@ -211,7 +211,7 @@ impl Client {
     pub async fn pin_log_key(&self, verifier_key: &str) -> Result<()> {
         let key = VerifierKey::parse(verifier_key.trim())
             .map_err(|e| ClientError::Invalid(format!("log key: {e}")))?;
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         if let Some(pinned) = pinned_key(&mut db).await? {
             if pinned == key {
                 return Ok(());
@@ -225,14 +225,14 @@ impl Client {
 
     /// The pinned log verifier key, if any yet.
     pub async fn log_key(&self) -> Result<Option<String>> {
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         Ok(pinned_key(&mut db).await?.map(|k| k.to_string()))
     }
 
     /// The newest checkpoint this device has verified, as signed note text:
     /// compare it out of band with other users' to detect a split view.
     pub async fn latest_checkpoint(&self) -> Result<Option<String>> {
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         Ok(transparency::newest_checkpoint(&mut db)
             .await?
             .map(|checkpoint| checkpoint.note))
@@ -257,7 +257,7 @@ impl Client {
     /// Security alerts raised on this device; with `only_unseen`, those not
     /// returned before (and marks them seen).
     pub async fn security_alerts(&self, only_unseen: bool) -> Result<Vec<SecurityAlert>> {
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         Ok(transparency::take_alerts(&mut db, only_unseen)
             .await?
             .into_iter()
@@ -336,7 +336,7 @@ impl Client {
             reason: reason.to_owned(),
             kind: AlertKind::KeyTransparency.as_str().to_owned(),
         };
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         transparency::add_alert(&mut db, &stored).await?;
         drop(db);
         self.session.publish(Event::SecurityAlert(SecurityAlert {
@@ -380,7 +380,7 @@ impl Client {
         refresh: bool,
     ) -> Result<Vec<Result<()>>> {
         let _one_at_a_time = self.session.transparency.lock().await;
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         let mut outcomes: Vec<Option<Result<()>>> = Vec::with_capacity(devices.len());
         for device in devices {
             let known = if refresh {
@@ -403,7 +403,7 @@ impl Client {
                 let stated = self.relay_log_key().await?;
                 let key = VerifierKey::parse(&stated)
                     .map_err(|e| kt(format!("the relay's log key is unusable: {e}")))?;
-                db = self.session.db.lock().await;
+                db = self.db().await;
                 store_key(&mut db, &key).await?;
                 key
             }
@@ -413,7 +413,7 @@ impl Client {
             None => {
                 drop(db);
                 let policy = self.relay_witness_policy().await?;
-                db = self.session.db.lock().await;
+                db = self.db().await;
                 transparency::pin_witness_policy(&mut db, &policy).await?;
                 transparency::witness_policy(&mut db)
                     .await?
@@ -462,7 +462,7 @@ impl Client {
         }
         let proven = &answer.devices;
 
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         let mut tx = sqlx::Connection::begin(&mut *db).await?;
         transparency::add_checkpoint(
             &mut tx,
@@ -514,7 +514,7 @@ impl Client {
             return;
         }
         let (key, retired, ours) = {
-            let mut db = self.session.db.lock().await;
+            let mut db = self.db().await;
             let key = transparency::log_key(&mut db).await;
             let retired = transparency::retired_log_keys(&mut db).await;
             let ours = transparency::newest_checkpoint(&mut db).await;
@@ -588,7 +588,7 @@ impl Client {
 
     async fn raise_split_view(&self, heard: &Heard, detail: &str) -> Result<()> {
         let channel = {
-            let mut db = self.session.db.lock().await;
+            let mut db = self.db().await;
             crate::store::channels::name_of(&mut db, &heard.group_id)
                 .await?
                 .unwrap_or_else(|| heard.channel.clone())
@@ -606,7 +606,7 @@ impl Client {
             device_id: heard.device.clone(),
             reason,
         };
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         transparency::add_alert(
             &mut db,
             &transparency::StoredAlert {
@@ -849,7 +849,7 @@ impl Client {
         let me = identity.key.device_id().to_string();
         let mut alerts = Vec::new();
         {
-            let mut db = self.session.db.lock().await;
+            let mut db = self.db().await;
             let mut tx = db.begin().await?;
             let first_look = transparency::no_account_change_seen(&mut tx).await?;
             if first_look {

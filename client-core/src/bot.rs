@@ -228,7 +228,7 @@ impl Bot {
         while let Some(request) = self.next_waiting().await? {
             let id = request.inner.inbox_id;
             if self.handle(request).await? {
-                let mut db = self.client.session.db.lock().await;
+                let mut db = self.client.db().await;
                 inbox::remove(&mut db, id).await?;
                 handled += 1;
             } else {
@@ -297,7 +297,7 @@ impl Bot {
     }
 
     async fn next_waiting(&self) -> Result<Option<Request>> {
-        let mut db = self.client.session.db.lock().await;
+        let mut db = self.client.db().await;
         let Some(waiting) = inbox::oldest(&mut db).await? else {
             return Ok(None);
         };
@@ -505,7 +505,7 @@ impl Client {
         let signature = zeroize::Zeroizing::new(identity.key.sign(&message));
         let message_id = hex::encode(&Sha256::digest(&signature[..])[..16]);
         {
-            let mut db = self.session.db.lock().await;
+            let mut db = self.db().await;
             if messages::seen(&mut db, group_id, &message_id).await? {
                 return Ok(None);
             }
@@ -518,20 +518,20 @@ impl Client {
     /// A value the bot keeps in its local store under `key` (its reminders,
     /// say), or `None`.
     pub async fn bot_state(&self, key: &str) -> Result<Option<String>> {
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         bot_state::get(&mut db, key).await
     }
 
     /// Every `(key, value)` kept under keys starting with `prefix`, by key.
     pub async fn bot_states(&self, prefix: &str) -> Result<Vec<(String, String)>> {
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         bot_state::with_prefix(&mut db, prefix).await
     }
 
     /// Keeps `value` under `key` (durably, in the device's store), or
     /// forgets the key with `None`.
     pub async fn set_bot_state(&self, key: &str, value: Option<&str>) -> Result<()> {
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         match value {
             Some(value) => bot_state::set(&mut db, key, value).await,
             None => bot_state::forget(&mut db, key).await,

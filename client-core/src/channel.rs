@@ -61,7 +61,7 @@ impl std::fmt::Debug for Channel {
 impl Client {
     /// The channel of group `group_id` (hex), which this device knows.
     pub async fn channel(&self, group_id: &str) -> Result<Channel> {
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         let name = channels::name_of(&mut db, group_id)
             .await?
             .ok_or_else(|| ClientError::NoSuchChannel(group_id.to_owned()))?;
@@ -71,7 +71,7 @@ impl Client {
     /// The channel this device calls `name` now (names are local and can
     /// change; keep the handle, or its group id, rather than the name).
     pub async fn channel_named(&self, name: &str) -> Result<Channel> {
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         let (group_id, _) = channels::by_name(&mut db, name)
             .await?
             .ok_or_else(|| ClientError::NoSuchChannel(name.to_owned()))?;
@@ -96,7 +96,7 @@ impl Client {
     ) -> Result<Channel> {
         validate_channel_name(name)?;
         let identity = self.identity()?;
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         if self.channel_by_name(&mut db, name).await.is_ok() {
             return Err(ClientError::ChannelExists(name.to_owned()));
         }
@@ -150,7 +150,7 @@ impl Client {
 
     /// Channels this device knows, by name.
     pub async fn channels(&self) -> Result<Vec<ChannelInfo>> {
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         let me = self.identity()?.username.to_string();
         channels::list(&mut db, &me).await
     }
@@ -179,7 +179,7 @@ impl Channel {
     /// The channel as this device lists it now.
     pub async fn info(&self) -> Result<ChannelInfo> {
         let me = self.client.identity()?.username.to_string();
-        let mut db = self.client.session.db.lock().await;
+        let mut db = self.client.db().await;
         channels::info(&mut db, &me, &self.group_id)
             .await?
             .ok_or_else(|| ClientError::NoSuchChannel(self.name.clone()))
@@ -187,7 +187,7 @@ impl Channel {
 
     /// The group id, if this device is still a member.
     pub(crate) async fn active_group(&self) -> Result<&str> {
-        let mut db = self.client.session.db.lock().await;
+        let mut db = self.client.db().await;
         if channels::is_active(&mut db, &self.group_id).await? {
             Ok(&self.group_id)
         } else {
@@ -229,7 +229,7 @@ impl Channel {
             .client
             .bodiless("POST", &routes::group_archive(&self.group_id))
             .await?;
-        let mut db = self.client.session.db.lock().await;
+        let mut db = self.client.db().await;
         channels::archive(&mut db, &self.group_id).await?;
         Ok(())
     }
@@ -259,7 +259,7 @@ impl Channel {
         for attempt in 1..=MAX_ATTEMPTS {
             client.sync_without_upkeep().await?;
             let proposals = {
-                let mut db = client.session.db.lock().await;
+                let mut db = client.db().await;
                 // Built in a transaction that is never committed: this
                 // device will not commit again in the channel, so its own
                 // store must not keep the proposals.
@@ -305,7 +305,7 @@ impl Channel {
                 backoff(attempt).await;
                 continue;
             }
-            let mut db = client.session.db.lock().await;
+            let mut db = client.db().await;
             channels::deactivate(&mut db, group_id).await?;
             return Ok(());
         }
@@ -343,9 +343,8 @@ impl Channel {
     /// This device's view of the channel's group: its epoch and a code to
     /// compare with other members'.
     pub async fn state(&self) -> Result<ChannelState> {
-        let session = &self.client.session;
-        let mut db = session.db.lock().await;
-        let provider = TxProvider::new(&session.crypto, &mut db);
+        let mut db = self.client.db().await;
+        let provider = TxProvider::new(&self.client.session.crypto, &mut db);
         let group = load_group(&provider, &self.group_id)?;
         let authenticator = group.epoch_authenticator().as_slice();
         let digits = hex::encode(authenticator.get(..16).unwrap_or(authenticator));
@@ -382,9 +381,8 @@ impl Channel {
 
     /// Members of the channel, from this device's MLS state.
     pub async fn members(&self) -> Result<Vec<Member>> {
-        let session = &self.client.session;
-        let mut db = session.db.lock().await;
-        let provider = TxProvider::new(&session.crypto, &mut db);
+        let mut db = self.client.db().await;
+        let provider = TxProvider::new(&self.client.session.crypto, &mut db);
         let group = load_group(&provider, &self.group_id)?;
         let owners: BTreeMap<String, String> = group
             .members()
@@ -404,7 +402,7 @@ impl Channel {
     /// The decrypted history of the channel, in channel order, with threads,
     /// reactions, edits and tombstones as they stand.
     pub async fn history(&self) -> Result<Vec<HistoryEntry>> {
-        let mut db = self.client.session.db.lock().await;
+        let mut db = self.client.db().await;
         // Entries carry the channel's name as it is now.
         let name = channels::name(&mut db, &self.group_id).await?;
         store::messages::history_of(&mut db, &self.group_id, &name).await

@@ -312,7 +312,7 @@ impl Client {
         if let Some(owner) = &status.bot_owner {
             let owner = Username::parse(owner).map_err(|e| ClientError::Invalid(e.to_string()))?;
             {
-                let mut db = self.session.db.lock().await;
+                let mut db = self.db().await;
                 store::identity::set_bot_owner(&mut db, owner.as_str()).await?;
             }
             let key = DeviceKey::from_secret_bytes(&self.identity()?.key.to_secret_bytes());
@@ -348,7 +348,7 @@ impl Client {
             signature_key: identity.key.public().to_bytes().to_vec().into(),
         };
         let mut encoded = Vec::new();
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         let mut tx = db.begin().await?;
         {
             let provider = TxProvider::new(&self.session.crypto, &mut tx);
@@ -395,7 +395,7 @@ impl Client {
     }
 
     pub(crate) async fn active_channel(&self, name: &str) -> Result<String> {
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         match self.channel_by_name(&mut db, name).await? {
             (group_id, true) => Ok(group_id),
             (_, false) => Err(ClientError::NotInChannel(name.to_owned())),

@@ -165,7 +165,7 @@ impl Client {
             identity.username.as_str(),
             &device_id,
         )?;
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         store::identity::seal(&mut db, &sealed, &device_id).await?;
         // secure_delete zeroed the old cell; the log still holds the page
         // as it was: copy the new one into the main file and empty the log.
@@ -227,7 +227,7 @@ impl Client {
                 Some((sealed, unlock.clone()))
             }
         };
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         match &sealing {
             Some((sealed, _)) => {
                 store::identity::insert_sealed(&mut db, name.as_str(), sealed, &device_id).await?;

@@ -320,7 +320,7 @@ impl Channel {
     ) -> Result<(PathBuf, FileInfo)> {
         let group_id = self.active_group().await?;
         let reference = {
-            let mut db = self.client.session.db.lock().await;
+            let mut db = self.client.db().await;
             match messages::attachment_of(&mut db, group_id, message).await? {
                 Some(reference) => reference,
                 None => {

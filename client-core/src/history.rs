@@ -71,7 +71,7 @@ impl Client {
     /// hold. A bundle that fails its checks is dropped with a warning.
     pub(crate) async fn import_shared_history(&self) -> Result<Vec<Event>> {
         let pending = {
-            let mut db = self.session.db.lock().await;
+            let mut db = self.db().await;
             pending::imports(&mut db).await?
         };
         let mut events = Vec::new();
@@ -104,7 +104,7 @@ impl Client {
                 }
                 Err(e) => tracing::warn!(group = %group_id, error = %e, "history bundle dropped"),
             }
-            let mut db = self.session.db.lock().await;
+            let mut db = self.db().await;
             pending::imported(&mut db, &group_id, &message_id).await?;
         }
         Ok(events)
@@ -121,7 +121,7 @@ impl Client {
                 "a history bundle of a newer version".into(),
             ));
         }
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         let mut tx = sqlx::Connection::begin(&mut *db).await?;
         let channel = channels::name(&mut tx, group_id).await?;
         let (mut added, mut newest) = (0u64, 0u64);
@@ -225,7 +225,7 @@ impl Channel {
             }
             let file = match e.file {
                 Some(_) => {
-                    let mut db = self.client.session.db.lock().await;
+                    let mut db = self.client.db().await;
                     messages::attachment_of(&mut db, group_id, &e.id).await?
                 }
                 None => None,

@@ -27,7 +27,7 @@ impl Client {
             checked.0
         };
         let (members, verified) = {
-            let mut db = self.session.db.lock().await;
+            let mut db = self.db().await;
             let verified = devices::verified(&mut db).await?;
             let provider = TxProvider::new(&self.session.crypto, &mut db);
             let group = load_group(&provider, group_id)?;
@@ -115,13 +115,13 @@ impl Client {
         let identity = self.identity()?;
         let me = identity.username.to_string();
         let channels: Vec<(String, String)> = {
-            let mut db = self.session.db.lock().await;
+            let mut db = self.db().await;
             channels::active(&mut db).await?
         };
         // Members who left proposed their own removal: commit it.
         for (group_id, channel) in &channels {
             let pending = {
-                let mut db = self.session.db.lock().await;
+                let mut db = self.db().await;
                 let provider = TxProvider::new(&self.session.crypto, &mut db);
                 let group = load_group(&provider, group_id)?;
                 group.is_active() && group.pending_proposals().next().is_some()
@@ -184,7 +184,7 @@ impl Client {
         }
         for (group_id, channel) in &channels {
             let present: BTreeSet<String> = {
-                let mut db = self.session.db.lock().await;
+                let mut db = self.db().await;
                 let provider = TxProvider::new(&self.session.crypto, &mut db);
                 let group = load_group(&provider, group_id)?;
                 if !group.is_active() {

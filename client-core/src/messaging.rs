@@ -133,7 +133,7 @@ impl Client {
         }
         let channel = self.create_channel(&name).await?;
         {
-            let mut db = self.session.db.lock().await;
+            let mut db = self.db().await;
             channels::make_direct(&mut db, &name).await?;
         }
         // Everyone at once, with the packages claimed above.
@@ -152,7 +152,7 @@ impl Client {
         let Some(fts) = fts_query(&query.words) else {
             return Err(ClientError::Invalid("search for at least one word".into()));
         };
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         let group = match &query.channel {
             Some(channel) => Some(self.channel_by_name(&mut db, channel).await?.0),
             None => None,
@@ -184,7 +184,7 @@ impl Channel {
         let seq = self.send_content(content).await?;
         // A public channel's topic is listed for the workspace as well.
         let public = {
-            let mut db = self.client.session.db.lock().await;
+            let mut db = self.client.db().await;
             channels::kind_of(&mut db, self.group_id())
                 .await?
                 .as_deref()
@@ -210,7 +210,7 @@ impl Channel {
     pub async fn rename(&self, new_name: &str) -> Result<u64> {
         validate_channel_name(new_name)?;
         let (current, kind) = {
-            let mut db = self.client.session.db.lock().await;
+            let mut db = self.client.db().await;
             let current = channels::name(&mut db, self.group_id()).await?;
             let kind = channels::kind_of(&mut db, self.group_id())
                 .await?
@@ -247,7 +247,7 @@ impl Channel {
             .await?;
         // This device goes by the new name at once (its own copy of the
         // rename, fetched later, then changes nothing).
-        let mut db = self.client.session.db.lock().await;
+        let mut db = self.client.db().await;
         channels::rename(&mut db, self.group_id(), new_name).await?;
         Ok(seq)
     }
@@ -258,7 +258,7 @@ impl Channel {
         let client = &self.client;
         let group_id = self.group_id().to_owned();
         let (read, moved, mine, devices) = {
-            let mut db = client.session.db.lock().await;
+            let mut db = client.db().await;
             let read = messages::newest_seq(&mut db, &group_id).await?;
             let moved = channels::move_read(&mut db, &group_id, read).await?;
             let devices = devices::active_count(&mut db).await?;
@@ -274,7 +274,7 @@ impl Channel {
             client
                 .create_group_named(SELF_GROUP_NAME, None, "self")
                 .await?;
-            let mut db = client.session.db.lock().await;
+            let mut db = client.db().await;
             channels::own_groups(&mut db).await?
         } else {
             mine
@@ -302,7 +302,7 @@ impl Channel {
         self.known_message(parent).await?;
         // Replying to a reply answers in its thread: under the root.
         let root = {
-            let mut db = self.client.session.db.lock().await;
+            let mut db = self.client.db().await;
             messages::thread_root(&mut db, self.group_id(), parent)
                 .await?
                 .unwrap_or_else(|| parent.to_owned())
@@ -325,7 +325,7 @@ impl Channel {
         self.known_message(message).await?;
         let me = self.client.identity()?.username.to_string();
         let given = {
-            let mut db = self.client.session.db.lock().await;
+            let mut db = self.client.db().await;
             reactions::given(&mut db, self.group_id(), message, &me, &emoji).await?
         };
         if given == add {
@@ -354,7 +354,7 @@ impl Channel {
     pub async fn delete(&self, message: &str) -> Result<u64> {
         self.own_message(message).await?;
         let file = {
-            let mut db = self.client.session.db.lock().await;
+            let mut db = self.client.db().await;
             messages::attachment_of(&mut db, self.group_id(), message).await?
         };
         let content = Content::Delete {
@@ -370,7 +370,7 @@ impl Channel {
 
     /// The id of the message at `seq` in the channel (what the CLI shows as `#seq`).
     pub async fn message_id_at(&self, seq: u64) -> Result<String> {
-        let mut db = self.client.session.db.lock().await;
+        let mut db = self.client.db().await;
         messages::id_at(&mut db, self.group_id(), seq)
             .await?
             .ok_or_else(|| ClientError::Invalid(format!("no message #{seq} in {}", self.name())))
@@ -380,7 +380,7 @@ impl Channel {
     /// reply, the thread it is in (a reply to a reply joins its root's).
     pub async fn thread(&self, message: &str) -> Result<Vec<HistoryEntry>> {
         let root = {
-            let mut db = self.client.session.db.lock().await;
+            let mut db = self.client.db().await;
             messages::thread_root(&mut db, self.group_id(), message).await?
         };
         let parent = root.as_deref().unwrap_or(message);
@@ -399,7 +399,7 @@ impl Channel {
     }
 
     async fn known_message(&self, id: &str) -> Result<(u64, String)> {
-        let mut db = self.client.session.db.lock().await;
+        let mut db = self.client.db().await;
         messages::find(&mut db, self.group_id(), id)
             .await?
             .ok_or_else(|| ClientError::Invalid(format!("no message {id} in {}", self.name())))

@@ -87,7 +87,7 @@ impl Client {
         // A channel this device left keeps its name and history: joining it
         // again continues it.
         let left_before: Option<String> = {
-            let mut db = self.session.db.lock().await;
+            let mut db = self.db().await;
             match self.channel_by_name(&mut db, name).await {
                 Ok((_, true)) => {
                     return Err(ClientError::AlreadyAMember(
@@ -138,7 +138,7 @@ impl Client {
                 ));
             }
 
-            let mut db = self.session.db.lock().await;
+            let mut db = self.db().await;
             let mut tx = db.begin().await?;
             let (commit, group_info) = {
                 let provider = crate::store::TxProvider::new(&self.session.crypto, &mut tx);

@@ -8,15 +8,17 @@ use base64::engine::general_purpose::STANDARD;
 use conclave_crypto::{DeviceKey, sha256_hex};
 use conclave_proto::{PostAnswer, PostMessage, routes};
 use openmls::prelude::*;
-use sqlx::Connection;
+use sqlx::{Connection, SqliteConnection};
 use zeroize::Zeroizing;
 
 use crate::channel::Channel;
 use crate::client::Client;
 use crate::content::{Content, MAX_BODY, mentions_in, message_aad, new_message_id};
 use crate::error::{ClientError, Result};
+use crate::event::Event;
 use crate::group::{load_group, tls_bytes};
 use crate::retry::{MAX_ATTEMPTS, backoff, retry_delay};
+use crate::session::Accepted;
 use crate::store::{TxProvider, channels, pending};
 
 impl Client {
@@ -37,7 +39,7 @@ impl Client {
         let identity = self.identity()?;
         for attempt in 1..=MAX_ATTEMPTS {
             self.sync_without_upkeep().await?;
-            let mut db = self.session.db.lock().await;
+            let mut db = self.db().await;
             let mut tx = db.begin().await?;
             let (commit, welcome, group_info) = {
                 let provider = TxProvider::new(&self.session.crypto, &mut tx);
@@ -121,8 +123,10 @@ impl Client {
                 "malformed message (empty, or over {MAX_BODY} bytes)"
             )));
         }
+        // A read that recorded sends cannot change: they wait for the
+        // send's own transaction.
         let channel = {
-            let mut db = self.session.db.lock().await;
+            let mut db = self.db_for_send().await;
             channels::send_check(&mut db, group_id).await?
         };
         if !channel.active {
@@ -154,7 +158,7 @@ impl Client {
     }
 
     async fn channel_name(&self, group_id: &str) -> Result<String> {
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db_for_send().await;
         channels::name(&mut db, group_id).await
     }
 
@@ -171,58 +175,52 @@ impl Client {
         // Nothing is encrypted to a device the transparency log does not vouch for.
         self.check_members(group_id).await?;
         for attempt in 1..=MAX_ATTEMPTS {
-            let mut db = self.session.db.lock().await;
-            let mut tx = db.begin().await?;
-            let mut group = self
-                .session
-                .groups
-                .take(&mut tx, &self.session.crypto, group_id)
-                .await?;
-            let ciphertext = {
-                let provider = TxProvider::new(&self.session.crypto, &mut tx);
-                if !group.is_active() {
-                    return Err(ClientError::NotInChannel(group_id.to_owned()));
-                }
-                // The id rides in the authenticated data, under the signature.
-                group.set_aad(message_aad(message_id));
-                let message = group
-                    .create_message(&provider, &identity.key, plaintext)
-                    .map_err(ClientError::mls)?;
-                tls_bytes(&message)?
-            };
-            let hash = sha256_hex(&ciphertext);
-            // Recorded before sending, so our own message is never lost even if we crash mid-call.
-            let kept = String::from_utf8_lossy(plaintext);
-            let version = pending::record_outgoing(
-                &mut tx,
-                &hash,
-                group_id,
-                &kept,
-                message_id,
-                group.group_id(),
-            )
-            .await?;
-            // The send's one durable local write: the MLS state that
-            // encrypted the message and its outgoing row, on disk before the
-            // ciphertext leaves (a key is never used twice, even after a
-            // power cut). The group is kept in memory for the next send.
-            self.session
-                .groups
-                .commit_and_keep_at(tx, group_id, group, version)
-                .await?;
+            let mut db = self.db_for_send().await;
+            // Sends accepted earlier are recorded in this send's transaction.
+            let accepted = self.session.take_accepted();
+            let sealed = self
+                .seal(
+                    &mut db,
+                    group_id,
+                    &identity.key,
+                    plaintext,
+                    message_id,
+                    &accepted,
+                )
+                .await;
             drop(db);
-            let body = PostMessage::message(STANDARD.encode(&ciphertext));
-            match self.post_to_group(group_id, &body).await {
-                Ok(answer) => {
-                    let seq = answer.seq;
-                    let events = self.record_own(group_id, channel, seq, &hash).await?;
+            let Sealed {
+                ciphertext,
+                hash,
+                recorded,
+            } = match sealed {
+                Ok(sealed) => sealed,
+                Err(e) => {
+                    self.session.restore_accepted(accepted);
+                    return Err(e);
+                }
+            };
+            match recorded {
+                Some(events) => {
                     for event in events {
                         self.session.publish(event);
                     }
-                    return Ok(seq);
+                }
+                None => self.session.restore_accepted(accepted),
+            }
+            let body = PostMessage::message(STANDARD.encode(&ciphertext));
+            match self.post_to_group(group_id, &body).await {
+                Ok(answer) => {
+                    self.note_accepted(Accepted {
+                        group_id: group_id.to_owned(),
+                        channel: channel.to_owned(),
+                        seq: answer.seq,
+                        hash,
+                    });
+                    return Ok(answer.seq);
                 }
                 Err(e) if e.is_wrong_epoch() => {
-                    let mut db = self.session.db.lock().await;
+                    let mut db = self.db().await;
                     pending::drop_outgoing(&mut db, &hash).await?;
                     drop(db);
                     backoff(attempt).await;
@@ -232,6 +230,86 @@ impl Client {
             }
         }
         Err(ClientError::TooManyConflicts(MAX_ATTEMPTS))
+    }
+}
+
+/// A message encrypted and on disk, ready to leave.
+struct Sealed {
+    ciphertext: Vec<u8>,
+    /// Hash of `ciphertext`: the key of its outgoing row.
+    hash: String,
+    /// What recording the accepted sends produced to tell subscribers;
+    /// `None` if they could not be recorded here (they are put back).
+    recorded: Option<Vec<Event>>,
+}
+
+impl Client {
+    /// The send's one local transaction, durable: the sends in `accepted`
+    /// recorded, `plaintext` encrypted, and the MLS state that encrypted it
+    /// with its outgoing row, on disk before the ciphertext leaves (a key is
+    /// never used twice, even after a power cut). The group is kept in
+    /// memory for the next send.
+    async fn seal(
+        &self,
+        db: &mut SqliteConnection,
+        group_id: &str,
+        key: &DeviceKey,
+        plaintext: &[u8],
+        message_id: &str,
+        accepted: &[Accepted],
+    ) -> Result<Sealed> {
+        let mut tx = db.begin().await?;
+        let mut recorded = Some(Vec::new());
+        if !accepted.is_empty() {
+            match self.record_accepted(&mut tx, accepted).await {
+                Ok(events) => recorded = Some(events),
+                Err(e) => {
+                    // Not this send's failure: it goes on without them.
+                    tracing::debug!(error = %e, "accepted sends not recorded with this one");
+                    tx.rollback().await?;
+                    tx = db.begin().await?;
+                    recorded = None;
+                }
+            }
+        }
+        let mut group = self
+            .session
+            .groups
+            .take(&mut tx, &self.session.crypto, group_id)
+            .await?;
+        let ciphertext = {
+            let provider = TxProvider::new(&self.session.crypto, &mut tx);
+            if !group.is_active() {
+                return Err(ClientError::NotInChannel(group_id.to_owned()));
+            }
+            // The id rides in the authenticated data, under the signature.
+            group.set_aad(message_aad(message_id));
+            let message = group
+                .create_message(&provider, key, plaintext)
+                .map_err(ClientError::mls)?;
+            tls_bytes(&message)?
+        };
+        let hash = sha256_hex(&ciphertext);
+        // Recorded before sending, so our own message is never lost even if we crash mid-call.
+        let kept = String::from_utf8_lossy(plaintext);
+        let version = pending::record_outgoing(
+            &mut tx,
+            &hash,
+            group_id,
+            &kept,
+            message_id,
+            group.group_id(),
+        )
+        .await?;
+        self.session
+            .groups
+            .commit_and_keep_at(tx, group_id, group, version)
+            .await?;
+        Ok(Sealed {
+            ciphertext,
+            hash,
+            recorded,
+        })
     }
 }
 

@@ -34,12 +34,31 @@ pub(crate) struct DeviceNews {
 /// that overlapped one does not count).
 pub(crate) type MembersChecked = (u64, HashSet<String>);
 
+/// A send the relay accepted whose place in the history is not written yet
+/// (see `receive/own.rs`).
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    pub(crate) group_id: String,
+    /// The channel's name, for the history entry and the event.
+    pub(crate) channel: String,
+    /// Its position in the channel.
+    pub(crate) seq: u64,
+    /// Hash of its ciphertext: the key of its outgoing row.
+    pub(crate) hash: String,
+}
+
 pub(crate) struct Session {
     /// How requests reach the relay.
     pub(crate) transport: Arc<dyn Transport>,
     /// The device's store. One connection: whoever holds it may open a
-    /// transaction, and nothing else changes the store meanwhile.
-    pub(crate) db: Mutex<SqliteConnection>,
+    /// transaction, and nothing else changes the store meanwhile. Taken
+    /// through [`Client::db`](crate::Client), which first records the sends
+    /// in `accepted`.
+    pub(crate) db: Arc<Mutex<SqliteConnection>>,
+    /// Sends the relay accepted whose place in the history is not written
+    /// yet: the next transaction on the store writes them (a send's own, or
+    /// one of their own). See `receive/own.rs`.
+    accepted: std::sync::Mutex<Vec<Accepted>>,
     /// openmls's crypto; its storage is a transaction of `db`
     /// (`store::TxProvider`).
     pub(crate) crypto: RustCrypto,
@@ -79,7 +98,8 @@ impl Session {
         let (events, _) = broadcast::channel(1024);
         Ok(Self {
             transport,
-            db: Mutex::new(db),
+            db: Arc::new(Mutex::new(db)),
+            accepted: std::sync::Mutex::default(),
             crypto: RustCrypto::default(),
             groups: Default::default(),
             identity: RwLock::new(identity.map(Arc::new)),
@@ -130,6 +150,37 @@ impl Session {
         self.members_checked
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn accepted(&self) -> MutexGuard<'_, Vec<Accepted>> {
+        // A list of values: usable whatever a panicking holder did.
+        self.accepted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Notes a send the relay accepted, to be recorded with the next write.
+    pub(crate) fn note_accepted(&self, accepted: Accepted) {
+        self.accepted().push(accepted);
+    }
+
+    /// Whether any accepted send waits to be recorded.
+    pub(crate) fn has_accepted(&self) -> bool {
+        !self.accepted().is_empty()
+    }
+
+    /// Takes the accepted sends to record; whoever takes them puts them
+    /// back ([`Session::restore_accepted`]) if their transaction fails.
+    pub(crate) fn take_accepted(&self) -> Vec<Accepted> {
+        std::mem::take(&mut *self.accepted())
+    }
+
+    /// Puts back sends taken by a transaction that did not commit, ahead
+    /// of any noted since.
+    pub(crate) fn restore_accepted(&self, mut taken: Vec<Accepted>) {
+        let mut accepted = self.accepted();
+        taken.append(&mut accepted);
+        *accepted = taken;
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -36,7 +36,7 @@ impl Client {
     /// alerts about devices are not tied to a channel and always stay.
     async fn without_own_devices_group(&self, events: Vec<Event>) -> Result<Vec<Event>> {
         let mut hidden: std::collections::HashSet<String> = {
-            let mut db = self.session.db.lock().await;
+            let mut db = self.db().await;
             channels::own_group_names(&mut db)
                 .await?
                 .into_iter()
@@ -68,7 +68,7 @@ impl Client {
     /// added someone and has not been announced yet.
     pub(crate) async fn announce_pending(&self) -> Result<()> {
         let pending: Vec<(String, Content)> = {
-            let mut db = self.session.db.lock().await;
+            let mut db = self.db().await;
             pending::owed_announcements(&mut db)
                 .await?
                 .into_iter()
@@ -95,7 +95,7 @@ impl Client {
                 Err(ClientError::Server { status: 403, .. }) => {}
                 Err(e) => return Err(e),
             }
-            let mut db = self.session.db.lock().await;
+            let mut db = self.db().await;
             pending::announced(&mut db, &group_id).await?;
         }
         Ok(())
@@ -192,7 +192,7 @@ impl Client {
     /// relay reports it: the device keeps no more than the relay does.
     async fn note_retention(&self, answer: &FetchAnswer) -> Result<()> {
         let now = crate::transport::unix_now();
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         for rule in &answer.retention {
             let (group_id, days) = (rule.group_id.as_str(), u64::from(rule.days));
             let cutoff = now.saturating_sub(days.saturating_mul(86_400));
@@ -206,7 +206,7 @@ impl Client {
     /// Marks the channels the relay reports archived; an event for each newly so.
     async fn note_archived(&self, answer: &FetchAnswer) -> Result<Vec<Event>> {
         let mut events = Vec::new();
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         for group_id in &answer.archived_groups {
             if let Some(channel) = channels::archive(&mut db, group_id).await? {
                 events.push(Event::Archived {
@@ -229,7 +229,7 @@ impl Client {
             .collect();
         let mut events = Vec::new();
         {
-            let mut db = self.session.db.lock().await;
+            let mut db = self.db().await;
             let mut tx = db.begin().await?;
             let first_look = devices::none_known(&mut tx).await?;
             for (device_id, revoked) in &reported {

@@ -292,7 +292,7 @@ impl Client {
         }
         let group_id = self.active_channel(channel).await?;
         let secret = WebhookSecret::generate();
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         let added = webhooks::add(
             &mut db,
             name,
@@ -311,7 +311,7 @@ impl Client {
 
     /// This bot's webhooks, by name.
     pub async fn webhooks(&self) -> Result<Vec<Webhook>> {
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         Ok(webhooks::list(&mut db)
             .await?
             .into_iter()
@@ -325,7 +325,7 @@ impl Client {
 
     /// Removes webhook `name`: its secret stops working at once.
     pub async fn remove_webhook(&self, name: &str) -> Result<()> {
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         if webhooks::remove(&mut db, name).await? {
             Ok(())
         } else {
@@ -348,7 +348,7 @@ impl Client {
             return Err(WebhookError::TooLarge);
         }
         let hook = {
-            let mut db = self.session.db.lock().await;
+            let mut db = self.db().await;
             webhooks::get(&mut db, name)
                 .await?
                 .ok_or_else(|| WebhookError::Unknown(name.to_owned()))?
@@ -359,7 +359,7 @@ impl Client {
         let nonce = headers.nonce.unwrap_or_default();
         {
             // Spend the nonce, unless a delivered request spent it already.
-            let mut db = self.session.db.lock().await;
+            let mut db = self.db().await;
             // Kept as long as the timestamp could still pass the window.
             let expires_at = now + 2 * WINDOW_SECS + 60;
             if !webhooks::spend_nonce(&mut db, name, nonce, now, expires_at).await? {
@@ -385,7 +385,7 @@ impl Client {
         let posted = channel
             .send_once(content, &format!("webhook:{name}:{nonce}"))
             .await?;
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         webhooks::delivered(&mut db, name, nonce).await?;
         Ok(posted)
     }

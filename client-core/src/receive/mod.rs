@@ -139,7 +139,7 @@ impl Client {
     /// subscribers what happened.
     pub(crate) async fn process(&self, batch: &[Delivered]) -> Result<Vec<Event>> {
         let mut events = Vec::new();
-        let mut db = self.session.db.lock().await;
+        let mut db = self.db().await;
         for delivered in batch {
             if delivered.kind != MessageKind::Application {
                 // A commit or Welcome may change who is in the group.
