@@ -9,7 +9,8 @@ use conclave_audit::{
     Checkpoint, Event, NoteSigner, SignedNote, leaf_hash, verify_consistency, verify_inclusion,
 };
 use conclave_server::{
-    BlobSpec, GroupAccess, KeyPackagesAdded, MessageKind, NewBlob, NewKeyPackage, Store,
+    Append, BlobSpec, GroupAccess, KeyPackagesAdded, MessageKind, NewBlob, NewKeyPackage, Nonce,
+    PayloadHash, Store,
 };
 use conclave_tests::{TempDir, fresh_postgres};
 
@@ -425,6 +426,7 @@ async fn storage_suite(store: Store) {
         Some(seq)
     );
     group_commit_suite(&store).await;
+    lone_posts_suite(&store).await;
     reading_writes_wait_their_turn(&store).await;
 }
 
@@ -573,6 +575,75 @@ async fn group_commit_suite(store: &Store) {
             "{group}: a repeat took a second position"
         );
     }
+}
+
+/// Posted messages one at a time, each spending its request's nonce (on
+/// SQLite a lone one goes to the database as one list of statements): a
+/// replayed nonce appends nothing, a stale epoch spends the nonce and
+/// appends nothing, the same bytes again get their first position and
+/// still spend the new nonce, and none of these leaves a gap or a
+/// half-written transaction behind.
+async fn lone_posts_suite(store: &Store) {
+    store
+        .create_group(
+            "lone",
+            0,
+            b"s",
+            "d-alice",
+            "alice",
+            None,
+            logged("group_created"),
+        )
+        .await
+        .unwrap();
+    let post = |epoch: u64, payload: &[u8], nonce: &str| {
+        let store = store.clone();
+        let append = Append {
+            group_id: "lone".into(),
+            epoch,
+            kind: MessageKind::Application,
+            sender: "d-alice".into(),
+            payload: payload.to_vec(),
+            payload_hash: PayloadHash::of(payload),
+            public_state: None,
+        };
+        let nonce = Nonce {
+            device_id: "d-alice".into(),
+            nonce: nonce.into(),
+            expires_at: u64::MAX / 4,
+        };
+        async move { store.append_spending(append, nonce).await.unwrap() }
+    };
+    let spent = |nonce: &str| {
+        let store = store.clone();
+        let nonce = Nonce {
+            device_id: "d-alice".into(),
+            nonce: nonce.into(),
+            expires_at: u64::MAX / 4,
+        };
+        async move { !store.spend_nonce(nonce).await.unwrap() }
+    };
+    assert_eq!(post(0, b"lone 1", "n-1").await, Some(Ok(1)));
+    assert_eq!(post(0, b"lone 2", "n-1").await, None, "a replay appended");
+    assert_eq!(
+        post(5, b"lone 2", "n-2").await,
+        Some(Err(0)),
+        "a stale epoch"
+    );
+    assert!(spent("n-2").await, "a stale post's nonce was not spent");
+    assert_eq!(
+        post(0, b"lone 1", "n-3").await,
+        Some(Ok(1)),
+        "the same bytes again: their first position"
+    );
+    assert!(spent("n-3").await, "a repeat's nonce was not spent");
+    assert_eq!(post(0, b"lone 2", "n-4").await, Some(Ok(2)), "a gap");
+    assert_eq!(
+        store.seq_of_payload("lone", b"lone 2").await.unwrap(),
+        Some(2)
+    );
+    // The writer's connection was handed back whole: other writes go on.
+    assert!(!spent("n-5").await);
 }
 
 /// Second factors, sessions, invites and rate limits: the compare-and-set
