@@ -776,3 +776,63 @@ async fn group_dms_stay_within_the_workspace_limit() {
     let direct = alice.client.direct(&["bob", "carol"]).await.unwrap();
     assert_eq!(direct.name(), "@bob,carol");
 }
+
+/// A send's answer (its position) is written by the store's next
+/// transaction, not by one of its own: whatever reads the store after a
+/// send returned finds the message, a subscriber hears of it with no
+/// further call, and a client dropped before it was written loses nothing
+/// (the next sync applies the relay's copy, once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_accepted_send_is_in_the_history_at_once_and_outlives_an_early_exit() {
+    let server = ServerProcess::start();
+    let alice = Person::register(&server, "alice", PASSWORD).await;
+    alice.client.create_channel("general").await.unwrap();
+
+    let seq = alice.client.send("general", "read at once").await.unwrap();
+    assert_eq!(
+        find(&alice.client, "general", "read at once").await.seq,
+        seq
+    );
+
+    let mut events = alice.client.events();
+    let seq = alice
+        .client
+        .send("general", "heard without a read")
+        .await
+        .unwrap();
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match events.recv().await {
+                Ok(Event::Message(entry)) if entry.text == "heard without a read" => break entry,
+                Ok(_) => {}
+                Err(e) => panic!("events ended: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("no event for an own message nobody read");
+    assert_eq!(heard.seq, seq);
+
+    let seq = alice
+        .client
+        .send("general", "before the exit")
+        .await
+        .unwrap();
+    let Person { client, home } = alice;
+    drop(client);
+    let again = server.client(home.path()).await;
+    again.sync().await.unwrap();
+    let history = again.history("general").await.unwrap();
+    let kept: Vec<u64> = history
+        .iter()
+        .filter(|e| e.text == "before the exit")
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(kept, [seq], "{:?}", texts(&history));
+    assert_eq!(
+        texts(&history).len(),
+        3,
+        "every message once: {:?}",
+        texts(&history)
+    );
+}
