@@ -133,9 +133,11 @@ async fn statements_per_message() {
     // What the relay does per accepted message, once each: the device's key
     // and session, the nonce, the group's epoch with the poster's membership
     // and any earlier post of the same bytes (one query), the position, the
-    // row. Issue 17 measured 7 (the hash looked up twice).
+    // row. Issue 17 measured 7 (the hash looked up twice); since a lone
+    // message's append is one list of statements on SQLite (logged once),
+    // 3.0.
     assert!(
-        accepting <= 5 * MESSAGES,
+        accepting <= 4 * MESSAGES,
         "the relay runs {:.1} statements per accepted message",
         per(accepting)
     );
@@ -143,7 +145,9 @@ async fn statements_per_message() {
     // statements to the message path shows here. A send reads its channel's
     // row once (issue 17 measured three reads), and neither side loads its
     // MLS group from the store again while the kept one is current (a dozen
-    // reads each: 23 and 24 before, measured 11.0 and 13.8 after).
-    assert!(sender <= 12 * MESSAGES, "sending: {:.1}", per(sender));
+    // reads each: 23 and 24 before, measured 11.0 and 13.8 after). A send
+    // writes the previous send's answer in its own transaction instead of
+    // a second one of its own: 6.8.
+    assert!(sender <= 8 * MESSAGES, "sending: {:.1}", per(sender));
     assert!(receiver <= 15 * MESSAGES, "receiving: {:.1}", per(receiver));
 }
