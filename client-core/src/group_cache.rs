@@ -67,6 +67,16 @@ impl GroupCache {
         load_group(&TxProvider::new(crypto, tx), group_id)
     }
 
+    /// `group_id`'s kept group and the version it was kept at, taken out,
+    /// for a caller that checks the version in the same statement as its
+    /// own write (a send: `pending::record_outgoing_with_secrets`).
+    pub(crate) fn take_kept(&self, group_id: &str) -> Option<(MlsGroup, i64)> {
+        self.lock()
+            .by_id
+            .remove(group_id)
+            .map(|kept| (kept.group, kept.version))
+    }
+
     /// Commits `tx`, in which `group` was used and written, and keeps
     /// `group` for the next use. If the commit fails, nothing is kept.
     pub(crate) async fn commit_and_keep(

@@ -19,6 +19,7 @@ use crate::event::Event;
 use crate::group::{load_group, tls_bytes};
 use crate::retry::{MAX_ATTEMPTS, backoff, retry_delay};
 use crate::session::Accepted;
+use crate::store::send_storage::SendProvider;
 use crate::store::{TxProvider, channels, pending};
 
 impl Client {
@@ -272,6 +273,21 @@ impl Client {
                 }
             }
         }
+        let kept = String::from_utf8_lossy(plaintext);
+        if let Some((ciphertext, hash, version, group)) = self
+            .seal_kept(&mut tx, group_id, key, plaintext, &kept, message_id)
+            .await?
+        {
+            self.session
+                .groups
+                .commit_and_keep_at(tx, group_id, group, version)
+                .await?;
+            return Ok(Sealed {
+                ciphertext,
+                hash,
+                recorded,
+            });
+        }
         let mut group = self
             .session
             .groups
@@ -291,7 +307,6 @@ impl Client {
         };
         let hash = sha256_hex(&ciphertext);
         // Recorded before sending, so our own message is never lost even if we crash mid-call.
-        let kept = String::from_utf8_lossy(plaintext);
         let version = pending::record_outgoing(
             &mut tx,
             &hash,
@@ -310,6 +325,54 @@ impl Client {
             hash,
             recorded,
         })
+    }
+
+    /// The short way of [`Client::seal`]'s encryption, for a group kept in
+    /// memory: openmls's one write is kept (`store::send_storage`) and goes
+    /// with the outgoing row in one statement list, only if the group's
+    /// stored version is still the kept one. The ciphertext, its hash, the
+    /// version the write left and the group; `None` (nothing written, the
+    /// kept group dropped) for the long way, which loads the group.
+    async fn seal_kept(
+        &self,
+        tx: &mut SqliteConnection,
+        group_id: &str,
+        key: &DeviceKey,
+        plaintext: &[u8],
+        kept: &str,
+        message_id: &str,
+    ) -> Result<Option<(Vec<u8>, String, i64, MlsGroup)>> {
+        let Some((mut group, kept_version)) = self.session.groups.take_kept(group_id) else {
+            return Ok(None);
+        };
+        if !group.is_active() {
+            return Ok(None);
+        }
+        group.set_aad(message_aad(message_id));
+        let provider = SendProvider::new(&self.session.crypto);
+        let message = match group.create_message(&provider, key, plaintext) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::debug!(error = %e, "a kept group could not encrypt on its own");
+                return Ok(None);
+            }
+        };
+        let Some(secrets) = provider.into_written() else {
+            return Ok(None);
+        };
+        let ciphertext = tls_bytes(&message)?;
+        let hash = sha256_hex(&ciphertext);
+        let recorded = pending::record_outgoing_with_secrets(
+            tx,
+            kept_version,
+            &secrets,
+            &hash,
+            group_id,
+            kept,
+            message_id,
+        )
+        .await?;
+        Ok(recorded.map(|version| (ciphertext, hash, version, group)))
     }
 }
 

@@ -836,3 +836,39 @@ async fn an_accepted_send_is_in_the_history_at_once_and_outlives_an_early_exit()
         texts(&history)
     );
 }
+
+/// A send whose group was kept in memory writes openmls's state in the same
+/// statement as its outgoing row: what it wrote must be what openmls would
+/// have, or a group loaded from the store later would use a message key
+/// again. Sends from the kept group, then from one loaded after a restart,
+/// then kept again: the other member reads every one, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sends_from_a_kept_group_leave_the_stored_state_right() {
+    let (server, alice, bob) = alice_and_bob_in("general").await;
+    for n in 1..=3 {
+        alice
+            .client
+            .send("general", &format!("kept {n}"))
+            .await
+            .unwrap();
+    }
+    let Person { client, home } = alice;
+    drop(client);
+    let again = server.client(home.path()).await;
+    for n in 1..=3 {
+        again.send("general", &format!("loaded {n}")).await.unwrap();
+    }
+    bob.client.sync().await.unwrap();
+    let history = bob.client.history("general").await.unwrap();
+    let read: Vec<&str> = history.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(
+        read,
+        [
+            "kept 1", "kept 2", "kept 3", "loaded 1", "loaded 2", "loaded 3"
+        ]
+    );
+    // And the other way: bob's state, written the short way, reads alice's.
+    bob.client.send("general", "bob, kept").await.unwrap();
+    again.sync().await.unwrap();
+    assert_eq!(find(&again, "general", "bob, kept").await.sender, "bob");
+}

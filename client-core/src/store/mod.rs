@@ -29,6 +29,7 @@ pub(crate) mod inbox;
 pub(crate) mod messages;
 pub(crate) mod pending;
 pub(crate) mod reactions;
+pub(crate) mod send_storage;
 pub(crate) mod transparency;
 pub(crate) mod webhooks;
 

@@ -8,6 +8,7 @@ use openmls::prelude::GroupId;
 use sqlx::{Row, SqliteConnection};
 
 use super::group_versions;
+use super::send_storage::MessageSecretsWrite;
 use crate::error::Result;
 
 /// Keeps the plaintext of a message about to be posted, by its
@@ -38,6 +39,49 @@ pub(crate) async fn record_outgoing(
     .fetch_optional(&mut *db)
     .await?;
     Ok(version.unwrap_or(0))
+}
+
+/// [`record_outgoing`] together with the one write openmls made to
+/// encrypt the message (`secrets`: the group's message secrets, kept by
+/// `send_storage`), in one statement list, only if the group's stored
+/// version is still `kept_version` (nothing else wrote its state since the
+/// group in memory was kept). `None`, with nothing written, if it moved.
+#[allow(clippy::too_many_arguments)] // one row of two tables, spelled out
+pub(crate) async fn record_outgoing_with_secrets(
+    db: &mut SqliteConnection,
+    kept_version: i64,
+    secrets: &MessageSecretsWrite,
+    hash: &str,
+    group_id: &str,
+    plaintext: &str,
+    message_id: &str,
+) -> Result<Option<i64>> {
+    // Each insert only if the statement before it changed a row
+    // (`changes()` is the count of the last statement that completed); the
+    // state write bumps the version through its trigger, and the last
+    // statement reads it with whether the outgoing row went in.
+    let rows = sqlx::query(
+        "INSERT OR REPLACE INTO openmls_group_data (group_id, data_type, group_data)
+             SELECT $1, 'message_secrets', $2
+             WHERE COALESCE((SELECT version FROM mls_state_versions WHERE group_id = $1), 0) = $3;
+         INSERT INTO outgoing (ciphertext_hash, group_id, body, message_id)
+             SELECT $4, $5, $6, $7 WHERE changes() = 1;
+         SELECT changes(), COALESCE((SELECT version FROM mls_state_versions WHERE group_id = $1), 0)",
+    )
+    .bind(secrets.group_key.as_slice())
+    .bind(secrets.secrets.as_slice())
+    .bind(kept_version)
+    .bind(hash)
+    .bind(group_id)
+    .bind(plaintext)
+    .bind(message_id)
+    .fetch_all(&mut *db)
+    .await?;
+    let (recorded, version) = rows
+        .first()
+        .map(|row| (row.get::<i64, _>(0), row.get::<i64, _>(1)))
+        .unwrap_or((0, 0));
+    Ok((recorded == 1).then_some(version))
 }
 
 /// Forgets an outgoing message the relay refused.
