@@ -360,6 +360,42 @@ mod tests {
         assert!(refused.contains("secret was deleted"), "{refused}");
     }
 
+    /// A send from a kept group writes openmls's state itself
+    /// (`store::send_storage`): the bytes must be the ones
+    /// `openmls_sqlx_storage` writes for the same encryption, or a group
+    /// loaded later would not be the one that sent. Two copies of one
+    /// stored state encrypt once each, one through each storage.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_send_storage_writes_what_openmls_sqlx_storage_writes() {
+        let mut channel = Channel::new().await;
+        let mut tx = channel.db.begin().await.expect("begin");
+        let provider = TxProvider::new(&channel.crypto, &mut tx);
+        let mut through_sqlx = load_group(&provider, &channel.group_id).expect("load");
+        let mut kept = load_group(&provider, &channel.group_id).expect("load");
+        encrypt(
+            &channel.crypto,
+            &channel.alice,
+            &mut tx,
+            &mut through_sqlx,
+            "one",
+        );
+        let key = group_versions::key(&group_id_of(&channel.group_id).expect("id")).expect("key");
+        let stored: Vec<u8> = sqlx::query_scalar(
+            "SELECT group_data FROM openmls_group_data
+             WHERE group_id = $1 AND data_type = 'message_secrets'",
+        )
+        .bind(&key)
+        .fetch_one(&mut *tx)
+        .await
+        .expect("stored secrets");
+        let send_provider = crate::store::send_storage::SendProvider::new(&channel.crypto);
+        kept.create_message(&send_provider, &channel.alice, b"one")
+            .expect("encrypt");
+        let written = send_provider.into_written().expect("the one write");
+        assert_eq!(written.group_key, key);
+        assert_eq!(written.secrets.as_slice(), stored.as_slice());
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn a_group_taken_and_not_committed_is_not_kept() {
         let mut channel = Channel::new().await;

@@ -12,7 +12,8 @@
 //! fails the encryption; the send then drops the group it used and sends
 //! the usual way, loading the group from the store.
 //!
-//! The other 71 methods are the trait's declarations, each answering
+//! The other 52 methods (those of the trait in the features this build
+//! enables) are its declarations as written, each answering
 //! [`UnexpectedAccess`] with its name.
 
 use std::cell::RefCell;
