@@ -27,6 +27,22 @@ fn logged(action: &str) -> Event {
     Event::new(0, 1_700_000_000, action).actor("test")
 }
 
+/// A group `group_id` at epoch 0, created by alice's device `d-alice`.
+async fn alices_group(store: &Store, group_id: &str) {
+    store
+        .create_group(
+            group_id,
+            0,
+            b"s",
+            "d-alice",
+            "alice",
+            None,
+            logged("group_created"),
+        )
+        .await
+        .unwrap();
+}
+
 fn package(tag: u8, last_resort: bool) -> NewKeyPackage {
     NewKeyPackage {
         bytes: vec![tag; 8],
@@ -436,18 +452,7 @@ async fn storage_suite(store: Store) {
 /// fails outright, "database is locked", when another connection wrote
 /// after its first read; the relay must not answer those with 500.)
 async fn reading_writes_wait_their_turn(store: &Store) {
-    store
-        .create_group(
-            "busy",
-            0,
-            b"s",
-            "d-alice",
-            "alice",
-            None,
-            logged("group_created"),
-        )
-        .await
-        .unwrap();
+    alices_group(store, "busy").await;
     let chunks = 64u64;
     let blob = BlobSpec {
         blob_id: "busy-blob",
@@ -508,18 +513,7 @@ async fn reading_writes_wait_their_turn(store: &Store) {
 async fn group_commit_suite(store: &Store) {
     let groups = ["gc-a", "gc-b", "gc-c"];
     for group in groups {
-        store
-            .create_group(
-                group,
-                0,
-                b"s",
-                "d-alice",
-                "alice",
-                None,
-                logged("group_created"),
-            )
-            .await
-            .unwrap();
+        alices_group(store, group).await;
     }
     let mut appends = Vec::new();
     for n in 0..300usize {
@@ -584,18 +578,7 @@ async fn group_commit_suite(store: &Store) {
 /// still spend the new nonce, and none of these leaves a gap or a
 /// half-written transaction behind.
 async fn lone_posts_suite(store: &Store) {
-    store
-        .create_group(
-            "lone",
-            0,
-            b"s",
-            "d-alice",
-            "alice",
-            None,
-            logged("group_created"),
-        )
-        .await
-        .unwrap();
+    alices_group(store, "lone").await;
     let post = |epoch: u64, payload: &[u8], nonce: &str| {
         let store = store.clone();
         let append = Append {
