@@ -217,6 +217,8 @@ impl Client {
                         channel: channel.to_owned(),
                         seq: answer.seq,
                         hash,
+                        plaintext: Zeroizing::new(String::from_utf8_lossy(plaintext).into_owned()),
+                        message_id: message_id.to_owned(),
                     });
                     return Ok(answer.seq);
                 }

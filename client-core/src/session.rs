@@ -45,6 +45,10 @@ pub(crate) struct Accepted {
     pub(crate) seq: u64,
     /// Hash of its ciphertext: the key of its outgoing row.
     pub(crate) hash: String,
+    /// What its outgoing row holds: the plaintext, as kept, and the
+    /// message id (so recording it reads nothing back).
+    pub(crate) plaintext: zeroize::Zeroizing<String>,
+    pub(crate) message_id: String,
 }
 
 pub(crate) struct Session {

@@ -477,6 +477,16 @@ pub(crate) async fn apply_content(
         tracing::warn!(group = %message.group_id, seq = message.seq, "a message id seen before: replay dropped");
         return Ok(Vec::new());
     }
+    apply_marked(tx, message, decoded).await
+}
+
+/// [`apply_content`] for a message whose id was just marked seen, by the
+/// caller, for the first time.
+pub(crate) async fn apply_marked(
+    tx: &mut SqliteConnection,
+    message: &Received<'_>,
+    decoded: Decoded,
+) -> Result<Vec<Event>> {
     let content = match decoded {
         Decoded::Known(content) => content,
         Decoded::Unsupported => return text::apply_unsupported(tx, message).await,

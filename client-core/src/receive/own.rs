@@ -23,7 +23,7 @@ use std::time::Duration;
 use sqlx::SqliteConnection;
 use tokio::sync::OwnedMutexGuard;
 
-use super::{Author, Reader, Received, apply_content};
+use super::{Author, Reader, Received, apply_content, apply_marked};
 use crate::client::Client;
 use crate::content::Content;
 use crate::error::Result;
@@ -104,14 +104,40 @@ impl Client {
         tx: &mut SqliteConnection,
         accepted: &[Accepted],
     ) -> Result<Vec<Event>> {
+        let identity = self.identity()?;
+        let me = identity.username.to_string();
+        let device = identity.key.device_id().to_string();
         let mut events = Vec::new();
         for sent in accepted {
-            if let Some(applied) = self
-                .apply_own(tx, &sent.group_id, &sent.channel, sent.seq, &sent.hash)
-                .await?
+            // The row and the id in one trip; the plaintext is at hand.
+            if !pending::take_outgoing_marking_seen(
+                tx,
+                &sent.hash,
+                &sent.group_id,
+                &sent.message_id,
+                sent.seq,
+            )
+            .await?
             {
-                events.extend(applied);
+                continue;
             }
+            let message = Received {
+                group_id: &sent.group_id,
+                channel: &sent.channel,
+                seq: sent.seq,
+                author: Author {
+                    user: &me,
+                    device: &device,
+                },
+                message_id: &sent.message_id,
+                reader: Reader {
+                    user: &me,
+                    bot: identity.bot_owner.is_some(),
+                },
+            };
+            events.extend(
+                apply_marked(tx, &message, Content::decode(sent.plaintext.as_bytes())).await?,
+            );
         }
         Ok(events)
     }

@@ -84,6 +84,33 @@ pub(crate) async fn record_outgoing_with_secrets(
     Ok((recorded == 1).then_some(version))
 }
 
+/// Takes the outgoing row of ciphertext `hash` and marks its message id
+/// seen in the group at `seq`, in one statement list, for a caller that
+/// still holds its plaintext: `true` if the row was there and the id new,
+/// when the caller applies the message; `false` when the relay's echo was
+/// applied first, or the id was seen before (a replay).
+pub(crate) async fn take_outgoing_marking_seen(
+    db: &mut SqliteConnection,
+    hash: &str,
+    group_id: &str,
+    message_id: &str,
+    seq: u64,
+) -> Result<bool> {
+    let marked: i64 = sqlx::query_scalar(
+        "DELETE FROM outgoing WHERE ciphertext_hash = $1;
+         INSERT OR IGNORE INTO seen_messages (group_id, message_id, seq)
+             SELECT $2, $3, $4 WHERE changes() = 1;
+         SELECT changes()",
+    )
+    .bind(hash)
+    .bind(group_id)
+    .bind(message_id)
+    .bind(super::to_i64(seq))
+    .fetch_one(&mut *db)
+    .await?;
+    Ok(marked == 1)
+}
+
 /// Forgets an outgoing message the relay refused.
 pub(crate) async fn drop_outgoing(db: &mut SqliteConnection, hash: &str) -> Result<()> {
     sqlx::query("DELETE FROM outgoing WHERE ciphertext_hash = $1")
