@@ -175,19 +175,19 @@ impl Client {
         let identity = self.identity()?;
         // Nothing is encrypted to a device the transparency log does not vouch for.
         self.check_members(group_id).await?;
+        // As the outgoing row and the history keep it.
+        let kept = Zeroizing::new(String::from_utf8_lossy(plaintext).into_owned());
+        let outgoing = Outgoing {
+            plaintext,
+            kept: &kept,
+            message_id,
+        };
         for attempt in 1..=MAX_ATTEMPTS {
             let mut db = self.db_for_send().await;
             // Sends accepted earlier are recorded in this send's transaction.
             let accepted = self.session.take_accepted();
             let sealed = self
-                .seal(
-                    &mut db,
-                    group_id,
-                    &identity.key,
-                    plaintext,
-                    message_id,
-                    &accepted,
-                )
+                .seal(&mut db, group_id, &identity.key, &outgoing, &accepted)
                 .await;
             drop(db);
             let Sealed {
@@ -197,7 +197,7 @@ impl Client {
             } = match sealed {
                 Ok(sealed) => sealed,
                 Err(e) => {
-                    self.session.restore_accepted(accepted);
+                    self.restore_accepted(accepted);
                     return Err(e);
                 }
             };
@@ -207,7 +207,7 @@ impl Client {
                         self.session.publish(event);
                     }
                 }
-                None => self.session.restore_accepted(accepted),
+                None => self.restore_accepted(accepted),
             }
             let body = PostMessage::message(STANDARD.encode(&ciphertext));
             match self.post_to_group(group_id, &body).await {
@@ -217,7 +217,7 @@ impl Client {
                         channel: channel.to_owned(),
                         seq: answer.seq,
                         hash,
-                        plaintext: Zeroizing::new(String::from_utf8_lossy(plaintext).into_owned()),
+                        plaintext: kept,
                         message_id: message_id.to_owned(),
                     });
                     return Ok(answer.seq);
@@ -234,6 +234,14 @@ impl Client {
         }
         Err(ClientError::TooManyConflicts(MAX_ATTEMPTS))
     }
+}
+
+/// A message to send: its plaintext, that plaintext as the store keeps
+/// it (text), and its id.
+struct Outgoing<'a> {
+    plaintext: &'a [u8],
+    kept: &'a str,
+    message_id: &'a str,
 }
 
 /// A message encrypted and on disk, ready to leave.
@@ -257,8 +265,7 @@ impl Client {
         db: &mut SqliteConnection,
         group_id: &str,
         key: &DeviceKey,
-        plaintext: &[u8],
-        message_id: &str,
+        outgoing: &Outgoing<'_>,
         accepted: &[Accepted],
     ) -> Result<Sealed> {
         let mut tx = db.begin().await?;
@@ -275,10 +282,8 @@ impl Client {
                 }
             }
         }
-        let kept = String::from_utf8_lossy(plaintext);
-        if let Some((ciphertext, hash, version, group)) = self
-            .seal_kept(&mut tx, group_id, key, plaintext, &kept, message_id)
-            .await?
+        if let Some((ciphertext, hash, version, group)) =
+            self.seal_kept(&mut tx, group_id, key, outgoing).await?
         {
             self.session
                 .groups
@@ -301,9 +306,9 @@ impl Client {
                 return Err(ClientError::NotInChannel(group_id.to_owned()));
             }
             // The id rides in the authenticated data, under the signature.
-            group.set_aad(message_aad(message_id));
+            group.set_aad(message_aad(outgoing.message_id));
             let message = group
-                .create_message(&provider, key, plaintext)
+                .create_message(&provider, key, outgoing.plaintext)
                 .map_err(ClientError::mls)?;
             tls_bytes(&message)?
         };
@@ -313,8 +318,8 @@ impl Client {
             &mut tx,
             &hash,
             group_id,
-            &kept,
-            message_id,
+            outgoing.kept,
+            outgoing.message_id,
             group.group_id(),
         )
         .await?;
@@ -340,9 +345,7 @@ impl Client {
         tx: &mut SqliteConnection,
         group_id: &str,
         key: &DeviceKey,
-        plaintext: &[u8],
-        kept: &str,
-        message_id: &str,
+        outgoing: &Outgoing<'_>,
     ) -> Result<Option<(Vec<u8>, String, i64, MlsGroup)>> {
         let Some((mut group, kept_version)) = self.session.groups.take_kept(group_id) else {
             return Ok(None);
@@ -350,9 +353,9 @@ impl Client {
         if !group.is_active() {
             return Ok(None);
         }
-        group.set_aad(message_aad(message_id));
+        group.set_aad(message_aad(outgoing.message_id));
         let provider = SendProvider::new(&self.session.crypto);
-        let message = match group.create_message(&provider, key, plaintext) {
+        let message = match group.create_message(&provider, key, outgoing.plaintext) {
             Ok(message) => message,
             Err(e) => {
                 tracing::debug!(error = %e, "a kept group could not encrypt on its own");
@@ -370,8 +373,8 @@ impl Client {
             &secrets,
             &hash,
             group_id,
-            kept,
-            message_id,
+            outgoing.kept,
+            outgoing.message_id,
         )
         .await?;
         Ok(recorded.map(|version| (ciphertext, hash, version, group)))

@@ -35,8 +35,7 @@ pub(crate) struct DeviceNews {
 pub(crate) type MembersChecked = (u64, HashSet<String>);
 
 /// A send the relay accepted whose place in the history is not written yet
-/// (see `receive/own.rs`).
-#[derive(Debug)]
+/// (see `receive/own.rs`). No `Debug`: it holds message text.
 pub(crate) struct Accepted {
     pub(crate) group_id: String,
     /// The channel's name, for the history entry and the event.
@@ -163,9 +162,12 @@ impl Session {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Notes a send the relay accepted, to be recorded with the next write.
-    pub(crate) fn note_accepted(&self, accepted: Accepted) {
-        self.accepted().push(accepted);
+    /// Notes a send the relay accepted, to be recorded with the next write;
+    /// `true` if none was waiting before it.
+    pub(crate) fn note_accepted(&self, accepted: Accepted) -> bool {
+        let mut waiting = self.accepted();
+        waiting.push(accepted);
+        waiting.len() == 1
     }
 
     /// Whether any accepted send waits to be recorded.

@@ -83,7 +83,23 @@ impl Client {
     /// Notes that the relay accepted a send, to be recorded by the next
     /// transaction, or by a timer within [`RECORD_WITHIN`].
     pub(crate) fn note_accepted(&self, accepted: Accepted) {
-        self.session.note_accepted(accepted);
+        // One timer for sends noted one after another: the first starts it.
+        if self.session.note_accepted(accepted) {
+            self.record_soon();
+        }
+    }
+
+    /// Puts back accepted sends whose transaction did not commit, to be
+    /// recorded as if just noted.
+    pub(crate) fn restore_accepted(&self, taken: Vec<Accepted>) {
+        if !taken.is_empty() {
+            self.session.restore_accepted(taken);
+            self.record_soon();
+        }
+    }
+
+    /// Records whatever accepted sends still wait in [`RECORD_WITHIN`].
+    fn record_soon(&self) {
         // A weak handle: the timer does not keep the session (and its
         // home's lock) alive after its last handle is dropped.
         let session = Arc::downgrade(&self.session);

@@ -13,6 +13,7 @@ use std::path::Path;
 use openmls_rust_crypto::RustCrypto;
 use openmls_sqlx_storage::SqliteStorageProvider;
 use openmls_traits::OpenMlsProvider;
+use openmls_traits::storage::{CURRENT_VERSION, StorageProvider};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
@@ -38,11 +39,16 @@ pub(crate) fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// An openmls provider whose storage is one open transaction.
-pub(crate) struct TxProvider<'a, C = CborCodec> {
+/// openmls's crypto with a storage: one open transaction
+/// ([`TxProvider`]), or what a send from a kept group writes
+/// ([`send_storage::SendProvider`]).
+pub(crate) struct Provider<'a, S> {
     crypto: &'a RustCrypto,
-    storage: SqliteStorageProvider<'a, C>,
+    storage: S,
 }
+
+/// An openmls provider whose storage is one open transaction.
+pub(crate) type TxProvider<'a, C = CborCodec> = Provider<'a, SqliteStorageProvider<'a, C>>;
 
 impl<'a> TxProvider<'a> {
     pub(crate) fn new(crypto: &'a RustCrypto, connection: &'a mut SqliteConnection) -> Self {
@@ -61,10 +67,10 @@ impl<'a, C: openmls_sqlx_storage::Codec> TxProvider<'a, C> {
     }
 }
 
-impl<'a, C: openmls_sqlx_storage::Codec> OpenMlsProvider for TxProvider<'a, C> {
+impl<S: StorageProvider<CURRENT_VERSION>> OpenMlsProvider for Provider<'_, S> {
     type CryptoProvider = RustCrypto;
     type RandProvider = RustCrypto;
-    type StorageProvider = SqliteStorageProvider<'a, C>;
+    type StorageProvider = S;
 
     fn storage(&self) -> &Self::StorageProvider {
         &self.storage

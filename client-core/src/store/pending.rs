@@ -60,7 +60,7 @@ pub(crate) async fn record_outgoing_with_secrets(
     // (`changes()` is the count of the last statement that completed); the
     // state write bumps the version through its trigger, and the last
     // statement reads it with whether the outgoing row went in.
-    let rows = sqlx::query(
+    let (recorded, version): (i64, i64) = sqlx::query_as(
         "INSERT OR REPLACE INTO openmls_group_data (group_id, data_type, group_data)
              SELECT $1, 'message_secrets', $2
              WHERE COALESCE((SELECT version FROM mls_state_versions WHERE group_id = $1), 0) = $3;
@@ -75,12 +75,8 @@ pub(crate) async fn record_outgoing_with_secrets(
     .bind(group_id)
     .bind(plaintext)
     .bind(message_id)
-    .fetch_all(&mut *db)
+    .fetch_one(&mut *db)
     .await?;
-    let (recorded, version) = rows
-        .first()
-        .map(|row| (row.get::<i64, _>(0), row.get::<i64, _>(1)))
-        .unwrap_or((0, 0));
     Ok((recorded == 1).then_some(version))
 }
 

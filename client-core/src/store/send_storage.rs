@@ -20,7 +20,6 @@ use std::cell::RefCell;
 
 use openmls_rust_crypto::RustCrypto;
 use openmls_sqlx_storage::Codec;
-use openmls_traits::OpenMlsProvider;
 use openmls_traits::storage::{CURRENT_VERSION, StorageProvider, traits};
 
 use super::codec::CborCodec;
@@ -31,8 +30,8 @@ use super::codec::CborCodec;
 pub(crate) struct UnexpectedAccess(&'static str);
 
 /// The write `create_message` made: `openmls_group_data`'s key and value
-/// for the group's message secrets, as the codec encodes them.
-#[derive(Debug)]
+/// for the group's message secrets, as the codec encodes them. No `Debug`:
+/// the value is key material.
 pub(crate) struct MessageSecretsWrite {
     pub(crate) group_key: Vec<u8>,
     pub(crate) secrets: zeroize::Zeroizing<Vec<u8>>,
@@ -66,10 +65,7 @@ impl SendStorage {
 }
 
 /// openmls's crypto with a [`SendStorage`].
-pub(crate) struct SendProvider<'a> {
-    crypto: &'a RustCrypto,
-    storage: SendStorage,
-}
+pub(crate) type SendProvider<'a> = super::Provider<'a, SendStorage>;
 
 impl<'a> SendProvider<'a> {
     pub(crate) fn new(crypto: &'a RustCrypto) -> Self {
@@ -82,24 +78,6 @@ impl<'a> SendProvider<'a> {
     /// The write the encryption made, if it made one.
     pub(crate) fn into_written(self) -> Option<MessageSecretsWrite> {
         self.storage.written.into_inner()
-    }
-}
-
-impl OpenMlsProvider for SendProvider<'_> {
-    type CryptoProvider = RustCrypto;
-    type RandProvider = RustCrypto;
-    type StorageProvider = SendStorage;
-
-    fn storage(&self) -> &Self::StorageProvider {
-        &self.storage
-    }
-
-    fn crypto(&self) -> &Self::CryptoProvider {
-        self.crypto
-    }
-
-    fn rand(&self) -> &Self::RandProvider {
-        self.crypto
     }
 }
 

@@ -123,16 +123,13 @@ async fn commit(pool: &AnyPool, backend: Backend, mut batch: Vec<Queued>) {
         }) = batch.first()
         && append.public_state.is_none()
     {
-        match append_sqlite_at_once(pool, append, nonce, *received_at).await {
-            Ok(outcome) => {
-                if let Some(Queued::Append { answer, .. }) = batch.pop() {
-                    let _ = answer.send(Ok(outcome));
-                }
-                return;
+        // `None`: rolled back, for the path below to write (a duplicate
+        // racing its first try is answered there).
+        if let Some(outcome) = append_sqlite_at_once(pool, append, nonce, *received_at).await {
+            if let Some(Queued::Append { answer, .. }) = batch.pop() {
+                let _ = answer.send(outcome);
             }
-            // Rolled back: the path below writes it (a duplicate racing its
-            // first try is answered there).
-            Err(e) => tracing::debug!(error = %e, "a lone append goes the long way"),
+            return;
         }
     }
     match write_all(pool, backend, &batch).await {
@@ -168,14 +165,16 @@ async fn commit(pool: &AnyPool, backend: Backend, mut batch: Vec<Queued>) {
 /// (`BEGIN IMMEDIATE`, three statements, `COMMIT`), which on two busy cores
 /// cost more than the statements. Each step runs only if the one before
 /// changed a row (`changes()`: a spent nonce appends nothing, a gone epoch
-/// bumps nothing). On any error the transaction is rolled back and `Err`
-/// returned, for the caller to write it the usual way.
+/// bumps nothing). If the list fails, the transaction is rolled back and
+/// `None` returned, for the caller to write it the usual way; once it has
+/// committed, its outcome is the answer, whatever it is (a second write
+/// would find its own nonce spent).
 async fn append_sqlite_at_once(
     pool: &AnyPool,
     append: &Append,
     nonce: &Nonce,
     received_at: i64,
-) -> Result<Option<Appended>, StoreError> {
+) -> Option<Result<Option<Appended>, StoreError>> {
     const AT_ONCE: &str = "BEGIN IMMEDIATE;
         INSERT INTO request_nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3)
             ON CONFLICT (device_id, nonce) DO NOTHING RETURNING 'fresh', 0;
@@ -187,7 +186,7 @@ async fn append_sqlite_at_once(
             WHERE group_id = $4 AND epoch = $5 AND changes() = 1;
         SELECT 'epoch', COALESCE((SELECT epoch FROM groups WHERE group_id = $4), 0);
         COMMIT";
-    let mut connection = pool.acquire().await?;
+    let mut connection = pool.acquire().await.ok()?;
     let rows = sqlx::query(AT_ONCE)
         .bind(&nonce.device_id)
         .bind(&nonce.nonce)
@@ -204,6 +203,7 @@ async fn append_sqlite_at_once(
     let rows = match rows {
         Ok(rows) => rows,
         Err(e) => {
+            tracing::debug!(error = %e, "a lone append goes the long way");
             // Stopped part way (a duplicate's unique index, a busy
             // database): whatever it did is undone. "No transaction is
             // active" when it stopped at `BEGIN` is no failure.
@@ -213,11 +213,17 @@ async fn append_sqlite_at_once(
                 // Never hand a connection back in the middle of a transaction.
                 connection.close_on_drop();
             }
-            return Err(e.into());
+            return None;
         }
     };
+    Some(outcome_of(&rows))
+}
+
+/// What [`append_sqlite_at_once`]'s rows say: each step that changed a row
+/// answered with its name (`fresh`, `seq`), and the group's epoch last.
+fn outcome_of(rows: &[sqlx::any::AnyRow]) -> Result<Option<Appended>, StoreError> {
     let (mut fresh, mut seq, mut epoch) = (false, None, 0);
-    for row in &rows {
+    for row in rows {
         let step: String = row.try_get(0)?;
         let value: i64 = row.try_get(1)?;
         match step.as_str() {
