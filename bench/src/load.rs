@@ -5,7 +5,9 @@
 //! system accepts) or in an open loop (on a fixed schedule, each timed from
 //! the moment it was due, so a slow answer cannot hide the sends queued
 //! behind it). Meanwhile every member device reads its stream and answers
-//! every message with an acknowledgement, as client-core's `listen` does.
+//! every message with an acknowledgement, as client-core's `listen` does:
+//! the messages that arrived together are acknowledged in one frame (the
+//! acknowledgement of a channel's last message covers those before it).
 //! For each message two times are kept: send→ack (the system's answer to
 //! the sender) and send→last delivery (its arrival on the last device of
 //! the channel).
@@ -27,6 +29,9 @@ pub type SendFn = Arc<dyn Fn(usize) -> BoxFuture<'static, Option<u64>> + Send + 
 /// A receiver that hears nothing for this long is given up on: whatever
 /// it has not received by then counts as missing.
 const STALL: Duration = Duration::from_secs(30);
+
+/// The most frames a receiver takes together, as client-core's `listen`.
+const BURST: usize = 64;
 
 /// Open-loop sends in flight at most: the connections one client process
 /// keeps to a server. A send due while all are busy waits its turn, and the
@@ -150,23 +155,33 @@ impl Receivers {
             let group_id = group_id.to_owned();
             arrivals.push(log.clone());
             tasks.push(tokio::spawn(async move {
-                while let Some(Ok(text)) = stream.next_frame().await {
+                // As client-core's `listen`: the frames that arrived
+                // together are read, then acknowledged in one frame.
+                while let Some(Ok(frames)) = stream.next_frames(BURST).await {
                     let at = Instant::now();
-                    let Ok(StreamFrame::Message(delivered)) = serde_json::from_str(&text) else {
-                        continue;
-                    };
-                    if delivered.group_id == group_id {
-                        if delivered.seq > floor.load(Ordering::Acquire) {
-                            log.lock().unwrap().push((delivered.seq, at));
+                    let mut read = Vec::with_capacity(frames.len());
+                    for text in frames {
+                        let Ok(StreamFrame::Message(delivered)) = serde_json::from_str(&text)
+                        else {
+                            continue;
+                        };
+                        if delivered.group_id == group_id {
+                            if delivered.seq > floor.load(Ordering::Acquire) {
+                                log.lock().unwrap().push((delivered.seq, at));
+                            }
+                            if sample.get().is_none()
+                                && delivered.kind == MessageKind::Application
+                                && delivered.payload.len() > PAYLOAD
+                            {
+                                let _ = sample.set(delivered.payload.clone());
+                            }
                         }
-                        if sample.get().is_none()
-                            && delivered.kind == MessageKind::Application
-                            && delivered.payload.len() > PAYLOAD
-                        {
-                            let _ = sample.set(delivered.payload.clone());
-                        }
+                        read.push(delivered);
                     }
-                    let ack = serde_json::to_string(&AckBody::up_to([&delivered])).unwrap();
+                    if read.is_empty() {
+                        continue;
+                    }
+                    let ack = serde_json::to_string(&AckBody::up_to(&read)).unwrap();
                     if stream.send_frame(ack).await.is_err() {
                         break;
                     }

@@ -313,7 +313,10 @@ impl HttpsTransport {
             tokio_tungstenite::client_async_with_config(ws_request, tls, Some(config))
                 .await
                 .map_err(|e| TransportError(format!("opening stream: {e}")))?;
-        Ok(Box::new(WebSocketStream(socket)) as Box<dyn PushStream>)
+        Ok(Box::new(WebSocketStream {
+            socket,
+            ended: None,
+        }) as Box<dyn PushStream>)
     }
 }
 
@@ -395,7 +398,13 @@ impl Transport for HttpsTransport {
     }
 }
 
-struct WebSocketStream<S>(tokio_tungstenite::WebSocketStream<S>);
+struct WebSocketStream<S> {
+    socket: tokio_tungstenite::WebSocketStream<S>,
+    /// How the stream ended (closed, or failed), when that was found while
+    /// taking frames that had already arrived: told on the next read, after
+    /// the frames before it.
+    ended: Option<Option<Result<String, TransportError>>>,
+}
 
 /// The relay pings every open stream every 20 s; a stream that carried
 /// nothing for this long is taken for dead (its node lost power, or the
@@ -403,34 +412,146 @@ struct WebSocketStream<S>(tokio_tungstenite::WebSocketStream<S>);
 /// reconnects, to another node if there is one.
 const SILENCE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// What one WebSocket message means to a reader of frames: a frame, the
+/// end of the stream, or nothing (a ping or pong, which tungstenite answers).
+fn frame_of(
+    next: Option<Result<tungstenite::Message, tungstenite::Error>>,
+) -> Option<Option<Result<String, TransportError>>> {
+    match next {
+        None | Some(Ok(tungstenite::Message::Close(_))) => Some(None),
+        Some(Ok(tungstenite::Message::Text(text))) => Some(Some(Ok(text.to_string()))),
+        Some(Ok(_)) => None,
+        Some(Err(e)) => Some(Some(Err(TransportError(format!("stream: {e}"))))),
+    }
+}
+
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> PushStream
     for WebSocketStream<S>
 {
     fn next_frame(&mut self) -> BoxFuture<'_, Option<Result<String, TransportError>>> {
         Box::pin(async move {
+            if let Some(ended) = self.ended.take() {
+                return ended;
+            }
             loop {
-                let Ok(next) = tokio::time::timeout(SILENCE_LIMIT, self.0.next()).await else {
+                let Ok(next) = tokio::time::timeout(SILENCE_LIMIT, self.socket.next()).await else {
                     return Some(Err(TransportError(format!(
                         "stream: the relay sent nothing for {} s",
                         SILENCE_LIMIT.as_secs()
                     ))));
                 };
-                return match next? {
-                    Ok(tungstenite::Message::Text(text)) => Some(Ok(text.to_string())),
-                    Ok(tungstenite::Message::Close(_)) => None,
-                    Ok(_) => continue,
-                    Err(e) => Some(Err(TransportError(format!("stream: {e}")))),
-                };
+                if let Some(frame) = frame_of(next) {
+                    return frame;
+                }
             }
+        })
+    }
+
+    fn next_frames(
+        &mut self,
+        limit: usize,
+    ) -> BoxFuture<'_, Option<Result<Vec<String>, TransportError>>> {
+        Box::pin(async move {
+            let mut frames = match self.next_frame().await? {
+                Ok(first) => vec![first],
+                Err(e) => return Some(Err(e)),
+            };
+            // Whatever tungstenite can give without waiting: frames already
+            // in its buffer or the socket's.
+            while frames.len() < limit {
+                let Some(next) = futures_util::FutureExt::now_or_never(self.socket.next()) else {
+                    break;
+                };
+                match frame_of(next) {
+                    None => continue,
+                    Some(Some(Ok(frame))) => frames.push(frame),
+                    Some(ended) => {
+                        self.ended = Some(ended);
+                        break;
+                    }
+                }
+            }
+            Some(Ok(frames))
         })
     }
 
     fn send_frame(&mut self, text: String) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
-            self.0
+            self.socket
                 .send(tungstenite::Message::Text(text.into()))
                 .await
                 .map_err(|e| TransportError(format!("stream: {e}")))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tungstenite::protocol::Role;
+
+    /// A client's stream and the relay's end of it, over memory.
+    async fn pair() -> (
+        WebSocketStream<tokio::io::DuplexStream>,
+        tokio_tungstenite::WebSocketStream<tokio::io::DuplexStream>,
+    ) {
+        let (client, relay) = tokio::io::duplex(64 * 1024);
+        let client =
+            tokio_tungstenite::WebSocketStream::from_raw_socket(client, Role::Client, None);
+        let relay = tokio_tungstenite::WebSocketStream::from_raw_socket(relay, Role::Server, None);
+        let (client, relay) = tokio::join!(client, relay);
+        (
+            WebSocketStream {
+                socket: client,
+                ended: None,
+            },
+            relay,
+        )
+    }
+
+    fn text(frame: &str) -> tungstenite::Message {
+        tungstenite::Message::Text(frame.into())
+    }
+
+    #[tokio::test]
+    async fn frames_that_arrived_together_are_taken_together_and_the_close_after_them() {
+        let (mut client, mut relay) = pair().await;
+        for frame in ["a", "b", "c"] {
+            relay.feed(text(frame)).await.unwrap();
+        }
+        relay
+            .feed(tungstenite::Message::Ping("p".into()))
+            .await
+            .unwrap();
+        relay.feed(text("d")).await.unwrap();
+        // Written into the pipe before the client looks: all have arrived.
+        relay.flush().await.unwrap();
+
+        let taken = client.next_frames(2).await.unwrap().unwrap();
+        assert_eq!(taken, ["a", "b"], "no more than the limit");
+        let taken = client.next_frames(64).await.unwrap().unwrap();
+        assert_eq!(taken, ["c", "d"], "the rest, the ping skipped");
+
+        relay.send(text("e")).await.unwrap();
+        relay.close(None).await.unwrap();
+        let taken = client.next_frames(64).await.unwrap().unwrap();
+        assert_eq!(taken, ["e"], "the frame before the close");
+        assert!(
+            client.next_frames(64).await.is_none(),
+            "then the close, on the next read"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_found_after_a_frame_is_told_on_the_next_read() {
+        let (mut client, mut relay) = pair().await;
+        relay.send(text("a")).await.unwrap();
+        // The relay's end goes away without a close frame.
+        drop(relay);
+        let taken = client.next_frames(64).await.unwrap().unwrap();
+        assert_eq!(taken, ["a"]);
+        let next = client.next_frames(64).await.unwrap();
+        let error = next.expect_err("a stream cut short is an error");
+        assert!(error.0.starts_with("stream:"), "{error}");
     }
 }

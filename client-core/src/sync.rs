@@ -5,7 +5,7 @@
 //! its sign-in changes, archived channels and retention, which are noted
 //! here.
 
-use conclave_proto::{AckAnswer, AckBody, FetchAnswer, StreamFrame, routes};
+use conclave_proto::{AckAnswer, AckBody, Delivered, FetchAnswer, StreamFrame, routes};
 use sqlx::Connection;
 
 use crate::client::Client;
@@ -14,7 +14,10 @@ use crate::error::{ClientError, Result};
 use crate::event::Event;
 use crate::retry::reconnect_delay;
 use crate::store::{channels, devices, messages, pending};
-use crate::transport::HttpRequest;
+use crate::transport::{HttpRequest, PushStream};
+
+/// The most pushed frames taken together (and acknowledged in one frame).
+const STREAM_BURST: usize = 64;
 
 impl Client {
     /// Fetches and processes everything waiting on the relay. Returns the events, in order.
@@ -158,32 +161,53 @@ impl Client {
         let identity = self.identity()?;
         let request = HttpRequest::signed(&identity.key, "GET", routes::STREAM, Vec::new());
         let mut stream = self.session.transport.open_stream(request).await?;
-        while let Some(frame) = stream.next_frame().await {
-            let frame: StreamFrame = serde_json::from_str(&frame?)
-                .map_err(|e| ClientError::mls(format!("relay sent a malformed frame: {e}")))?;
-            let delivered = match frame {
-                StreamFrame::Message(delivered) => delivered,
-                StreamFrame::DevicesChanged => {
-                    // The account gained or lost a device: tell the user, and
-                    // bring the channels in step.
-                    self.sync().await?;
-                    continue;
+        while let Some(frames) = stream.next_frames(STREAM_BURST).await {
+            // Messages that arrived together are applied in order and
+            // answered with one acknowledgement of the last of each channel,
+            // which acknowledges every one before it.
+            let mut batch = Vec::new();
+            for frame in frames? {
+                let frame: StreamFrame = serde_json::from_str(&frame)
+                    .map_err(|e| ClientError::mls(format!("relay sent a malformed frame: {e}")))?;
+                match frame {
+                    StreamFrame::Message(delivered) => batch.push(delivered),
+                    StreamFrame::DevicesChanged => {
+                        // The account gained or lost a device: tell the
+                        // user, and bring the channels in step (after what
+                        // came before, in order).
+                        self.apply_pushed(&mut stream, std::mem::take(&mut batch))
+                            .await?;
+                        self.sync().await?;
+                    }
                 }
-            };
-            let batch = [delivered];
-            let events = self.process(&batch).await?;
-            let ack = serde_json::to_string(&AckBody::up_to(&batch)).map_err(ClientError::store)?;
-            stream.send_frame(ack).await?;
-            if events.iter().any(|e| matches!(e, Event::Joined { .. })) {
-                self.refill_key_packages().await?;
             }
-            if events
-                .iter()
-                .any(|e| matches!(e, Event::MembersChanged { .. }))
-            {
-                self.announce_pending().await?;
-                self.check_changed_channels(&events).await;
-            }
+            self.apply_pushed(&mut stream, batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies messages pushed on `stream`, acknowledges them in one frame,
+    /// and does the upkeep their events ask for.
+    async fn apply_pushed(
+        &self,
+        stream: &mut Box<dyn PushStream>,
+        batch: Vec<Delivered>,
+    ) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let events = self.process(&batch).await?;
+        let ack = serde_json::to_string(&AckBody::up_to(&batch)).map_err(ClientError::store)?;
+        stream.send_frame(ack).await?;
+        if events.iter().any(|e| matches!(e, Event::Joined { .. })) {
+            self.refill_key_packages().await?;
+        }
+        if events
+            .iter()
+            .any(|e| matches!(e, Event::MembersChanged { .. }))
+        {
+            self.announce_pending().await?;
+            self.check_changed_channels(&events).await;
         }
         Ok(())
     }

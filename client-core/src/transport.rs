@@ -77,6 +77,18 @@ pub trait Transport: Send + Sync + 'static {
 pub trait PushStream: Send {
     /// The next frame, or `None` when the relay closed the stream.
     fn next_frame(&mut self) -> BoxFuture<'_, Option<Result<String, TransportError>>>;
+    /// The next frame and, without waiting, up to `limit - 1` more that have
+    /// already arrived; `None` when the relay closed the stream. A reader
+    /// that answers each burst with one cumulative acknowledgement sends
+    /// (and has the relay read) one frame where it would send several.
+    /// The default takes one frame at a time.
+    fn next_frames(
+        &mut self,
+        limit: usize,
+    ) -> BoxFuture<'_, Option<Result<Vec<String>, TransportError>>> {
+        let _ = limit;
+        Box::pin(async move { Some(self.next_frame().await?.map(|frame| vec![frame])) })
+    }
     /// Sends a frame to the relay.
     fn send_frame(&mut self, text: String) -> BoxFuture<'_, Result<(), TransportError>>;
 }

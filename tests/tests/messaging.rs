@@ -872,3 +872,59 @@ async fn sends_from_a_kept_group_leave_the_stored_state_right() {
     again.sync().await.unwrap();
     assert_eq!(find(&again, "general", "bob, kept").await.sender, "bob");
 }
+
+/// Messages that reach a listening device together are applied in order
+/// and answered together: the acknowledgement of a channel's last message
+/// covers every one before it, so none is left waiting on the relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_pushed_messages_is_applied_in_order_and_acknowledged_whole() {
+    use std::time::{Duration, Instant};
+    let (server, alice, bob) = alice_and_bob_in("burst").await;
+    let sent: Vec<String> = (0..20).map(|i| format!("burst {i}")).collect();
+    for text in &sent {
+        alice.client.send("burst", text).await.unwrap();
+    }
+
+    // bob was not listening: his stream opens with all twenty waiting, and
+    // the relay writes them at once.
+    let mut events = bob.client.events();
+    let listening = bob.client.listen();
+    let heard = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut heard = Vec::new();
+        while heard.len() < sent.len() {
+            match events.recv().await {
+                Ok(Event::Message(entry)) => heard.push(entry.text),
+                Ok(_) => {}
+                Err(e) => panic!("events ended: {e}"),
+            }
+        }
+        heard
+    })
+    .await
+    .expect("the burst did not reach bob");
+    assert_eq!(heard, sent, "in order, each once");
+
+    // (A message's event goes out before its acknowledgement.) The relay
+    // writes acknowledgements within a second; then nothing may wait for
+    // bob.
+    let raw = conclave_tests::RawDevice::from_home(&server, bob.home.path()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let path = "/v1/messages?limit=100";
+    loop {
+        let waiting = raw.signed("GET", path, &serde_json::Value::Null).await;
+        assert_eq!(waiting.status, 200, "{}", waiting.json);
+        let left = waiting.json["messages"].as_array().expect("messages").len();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} messages still wait for bob: the burst was not acknowledged whole"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    listening.abort();
+    let history = bob.client.history("burst").await.unwrap();
+    let texts: Vec<&str> = history.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(texts, sent);
+}
