@@ -343,7 +343,8 @@ async fn fan_out(sizes: &[usize], settings: &Settings) -> FanOut {
          that share of the rate the max just sustained (messages accepted, or \
          delivered to every device, per second, whichever is fewer), each timed from when it was due, whatever the \
          answers before it did. Every member device reads its TLS WebSocket stream and \
-         acknowledges every message as it arrives, as client-core does. send→ack: until the \
+         acknowledges every message as client-core does (those that arrived together in one \
+         frame). send→ack: until the \
          sender has the answer (the relay's 200 after a durable append); send→last delivery: until \
          the message is on the last device of the channel. The relay's senders post, each in a \
          request it signs, an MLS message shaped as one of the channel's own 1 KiB messages \

@@ -656,6 +656,45 @@ mod tests {
         );
     }
 
+    /// A pace of zero would refuse every signed request of every device (or,
+    /// read as "no pace", let a stolen key flood the writer): refused at
+    /// start, naming the setting.
+    #[test]
+    fn a_device_pace_of_zero_is_refused_by_name() {
+        for (settings, name) in [
+            (
+                Settings {
+                    device_requests_per_second: Some(0),
+                    ..Settings::default()
+                },
+                "device_requests_per_second",
+            ),
+            (
+                Settings {
+                    device_request_burst: Some(0),
+                    ..Settings::default()
+                },
+                "device_request_burst",
+            ),
+        ] {
+            let refused = Config::resolve(settings).unwrap_err().to_string();
+            assert_eq!(refused, format!("{name} must be at least 1"), "{refused}");
+        }
+        let paced = Settings {
+            device_requests_per_second: Some(1),
+            device_request_burst: Some(1),
+            ..Settings::default()
+        };
+        let config = Config::resolve(paced).unwrap();
+        assert_eq!(
+            (
+                config.device_requests_per_second,
+                config.device_request_burst
+            ),
+            (1, 1)
+        );
+    }
+
     #[test]
     fn durations_name_their_problem() {
         assert_eq!(parse_duration("x", "7d").unwrap(), 7 * DAY);
