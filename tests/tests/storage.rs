@@ -627,6 +627,52 @@ async fn lone_posts_suite(store: &Store) {
     );
     // The writer's connection was handed back whole: other writes go on.
     assert!(!spent("n-5").await);
+
+    // Many at once: on SQLite some find the writer idle and go alone while
+    // others queue behind them and go in a batch. Each is appended once, at
+    // a position of its own, none skipped, and each nonce is spent.
+    let posts: Vec<_> = (0..48u64)
+        .map(|i| {
+            let posted = post(0, format!("at once {i}").as_bytes(), &format!("c-{i}"));
+            // Spread over 15 ms, about a flush apart: some find the writer
+            // idle, some find it busy with the one before.
+            let after = std::time::Duration::from_micros(i * 300);
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                posted.await
+            })
+        })
+        .collect();
+    let mut positions = Vec::new();
+    for (i, answer) in futures_util::future::join_all(posts)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let answer = answer.expect("the post's task");
+        let Some(Ok(seq)) = answer else {
+            panic!("post {i} at once was not appended: {answer:?}");
+        };
+        assert_eq!(
+            store
+                .seq_of_payload("lone", format!("at once {i}").as_bytes())
+                .await
+                .unwrap(),
+            Some(seq),
+            "post {i} is not where its answer says"
+        );
+        assert!(
+            spent(&format!("c-{i}")).await,
+            "post {i}'s nonce was not spent"
+        );
+        positions.push(seq);
+    }
+    positions.sort_unstable();
+    assert_eq!(
+        positions,
+        (3..=50).collect::<Vec<u64>>(),
+        "a position twice, or a gap"
+    );
 }
 
 /// Second factors, sessions, invites and rate limits: the compare-and-set
