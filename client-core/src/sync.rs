@@ -175,24 +175,20 @@ impl Client {
                         // The account gained or lost a device: tell the
                         // user, and bring the channels in step (after what
                         // came before, in order).
-                        self.apply_pushed(&mut stream, std::mem::take(&mut batch))
+                        self.apply_pushed(stream.as_mut(), std::mem::take(&mut batch))
                             .await?;
                         self.sync().await?;
                     }
                 }
             }
-            self.apply_pushed(&mut stream, batch).await?;
+            self.apply_pushed(stream.as_mut(), batch).await?;
         }
         Ok(())
     }
 
     /// Applies messages pushed on `stream`, acknowledges them in one frame,
     /// and does the upkeep their events ask for.
-    async fn apply_pushed(
-        &self,
-        stream: &mut Box<dyn PushStream>,
-        batch: Vec<Delivered>,
-    ) -> Result<()> {
+    async fn apply_pushed(&self, stream: &mut dyn PushStream, batch: Vec<Delivered>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
