@@ -67,6 +67,12 @@ impl GroupCache {
         load_group(&TxProvider::new(crypto, tx), group_id)
     }
 
+    /// Whether a group is kept for `group_id` (it may still be found stale
+    /// when used).
+    pub(crate) fn is_kept(&self, group_id: &str) -> bool {
+        self.lock().by_id.contains_key(group_id)
+    }
+
     /// `group_id`'s kept group and the version it was kept at, taken out,
     /// for a caller that checks the version in the same statement as its
     /// own write (a send: `pending::record_outgoing_with_secrets`).

@@ -19,6 +19,7 @@ use crate::event::Event;
 use crate::group::{load_group, tls_bytes};
 use crate::retry::{MAX_ATTEMPTS, backoff, retry_delay};
 use crate::session::Accepted;
+use crate::store::channels::SendCheck;
 use crate::store::send_storage::SendProvider;
 use crate::store::{TxProvider, channels, pending};
 
@@ -124,23 +125,21 @@ impl Client {
                 "malformed message (empty, or over {MAX_BODY} bytes)"
             )));
         }
-        // A read that recorded sends cannot change: they wait for the
-        // send's own transaction.
-        let channel = {
+        // A channel whose group is kept in memory (this device used it
+        // since it opened) is checked in the send's own statement list; any
+        // other is read here, before its group is loaded. A read that
+        // recorded sends cannot change: they wait for the send's own
+        // transaction.
+        let channel = if self.session.groups.is_kept(group_id) {
+            None
+        } else {
             let mut db = self.db_for_send().await;
-            channels::send_check(&mut db, group_id).await?
+            let channel = channels::send_check(&mut db, group_id).await?;
+            refuse_unless_open(&channel)?;
+            Some(channel.name)
         };
-        if !channel.active {
-            return Err(ClientError::NotInChannel(channel.name));
-        }
-        if channel.archived {
-            return Err(ClientError::Invalid(format!(
-                "{} is archived: nothing more can be posted to it",
-                channel.name
-            )));
-        }
         let plaintext = self.plaintext(&content);
-        self.send_bytes(group_id, &channel.name, &plaintext, message_id)
+        self.send_bytes(group_id, channel.as_deref(), &plaintext, message_id)
             .await
     }
 
@@ -154,7 +153,7 @@ impl Client {
     pub(crate) async fn send_payload(&self, group_id: &str, content: &Content) -> Result<u64> {
         let plaintext = self.plaintext(content);
         let channel = self.channel_name(group_id).await?;
-        self.send_bytes(group_id, &channel, &plaintext, &new_message_id())
+        self.send_bytes(group_id, Some(&channel), &plaintext, &new_message_id())
             .await
     }
 
@@ -163,12 +162,13 @@ impl Client {
         channels::name(&mut db, group_id).await
     }
 
-    /// Sends `plaintext` to the group of `channel` (its name, for the
-    /// history entry and the event of the message).
+    /// Sends `plaintext` to the group of `group_id`. `channel` is its
+    /// channel's name, for the history entry, when the caller read (and
+    /// checked) the channel; `None` leaves both to the send's transaction.
     async fn send_bytes(
         &self,
         group_id: &str,
-        channel: &str,
+        channel: Option<&str>,
         plaintext: &[u8],
         message_id: &str,
     ) -> Result<u64> {
@@ -181,6 +181,7 @@ impl Client {
             plaintext,
             kept: &kept,
             message_id,
+            channel,
         };
         for attempt in 1..=MAX_ATTEMPTS {
             let mut db = self.db_for_send().await;
@@ -193,6 +194,7 @@ impl Client {
             let Sealed {
                 ciphertext,
                 hash,
+                channel,
                 recorded,
             } = match sealed {
                 Ok(sealed) => sealed,
@@ -214,7 +216,7 @@ impl Client {
                 Ok(answer) => {
                     self.note_accepted(Accepted {
                         group_id: group_id.to_owned(),
-                        channel: channel.to_owned(),
+                        channel,
                         seq: answer.seq,
                         hash,
                         plaintext: kept,
@@ -242,6 +244,22 @@ struct Outgoing<'a> {
     plaintext: &'a [u8],
     kept: &'a str,
     message_id: &'a str,
+    /// Its channel's name, if the caller read and checked the channel.
+    channel: Option<&'a str>,
+}
+
+/// The refusal of a send to `channel`, if this device may not post there.
+fn refuse_unless_open(channel: &SendCheck) -> Result<()> {
+    if !channel.active {
+        return Err(ClientError::NotInChannel(channel.name.clone()));
+    }
+    if channel.archived {
+        return Err(ClientError::Invalid(format!(
+            "{} is archived: nothing more can be posted to it",
+            channel.name
+        )));
+    }
+    Ok(())
 }
 
 /// A message encrypted and on disk, ready to leave.
@@ -249,6 +267,8 @@ struct Sealed {
     ciphertext: Vec<u8>,
     /// Hash of `ciphertext`: the key of its outgoing row.
     hash: String,
+    /// The channel's name.
+    channel: String,
     /// What recording the accepted sends produced to tell subscribers;
     /// `None` if they could not be recorded here (they are put back).
     recorded: Option<Vec<Event>>,
@@ -282,19 +302,26 @@ impl Client {
                 }
             }
         }
-        if let Some((ciphertext, hash, version, group)) =
-            self.seal_kept(&mut tx, group_id, key, outgoing).await?
-        {
+        if let Some(kept) = self.seal_kept(&mut tx, group_id, key, outgoing).await? {
             self.session
                 .groups
-                .commit_and_keep_at(tx, group_id, group, version)
+                .commit_and_keep_at(tx, group_id, kept.group, kept.version)
                 .await?;
             return Ok(Sealed {
-                ciphertext,
-                hash,
+                ciphertext: kept.ciphertext,
+                hash: kept.hash,
+                channel: kept.channel,
                 recorded,
             });
         }
+        let channel = match outgoing.channel {
+            Some(name) => name.to_owned(),
+            None => {
+                let channel = channels::send_check(&mut tx, group_id).await?;
+                refuse_unless_open(&channel)?;
+                channel.name
+            }
+        };
         let mut group = self
             .session
             .groups
@@ -330,6 +357,7 @@ impl Client {
         Ok(Sealed {
             ciphertext,
             hash,
+            channel,
             recorded,
         })
     }
@@ -337,16 +365,17 @@ impl Client {
     /// The short way of [`Client::seal`]'s encryption, for a group kept in
     /// memory: openmls's one write is kept (`store::send_storage`) and goes
     /// with the outgoing row in one statement list, only if the group's
-    /// stored version is still the kept one. The ciphertext, its hash, the
-    /// version the write left and the group; `None` (nothing written, the
-    /// kept group dropped) for the long way, which loads the group.
+    /// stored version is still the kept one and the channel is open to
+    /// this device (read in the same list when the caller did not).
+    /// `None` (nothing written, the kept group dropped) for the long way,
+    /// which loads the group; a refusal if the channel is closed.
     async fn seal_kept(
         &self,
         tx: &mut SqliteConnection,
         group_id: &str,
         key: &DeviceKey,
         outgoing: &Outgoing<'_>,
-    ) -> Result<Option<(Vec<u8>, String, i64, MlsGroup)>> {
+    ) -> Result<Option<SealedKept>> {
         let Some((mut group, kept_version)) = self.session.groups.take_kept(group_id) else {
             return Ok(None);
         };
@@ -367,7 +396,7 @@ impl Client {
         };
         let ciphertext = tls_bytes(&message)?;
         let hash = sha256_hex(&ciphertext);
-        let recorded = pending::record_outgoing_with_secrets(
+        let (version, channel) = pending::record_outgoing_with_secrets(
             tx,
             kept_version,
             &secrets,
@@ -377,8 +406,28 @@ impl Client {
             outgoing.message_id,
         )
         .await?;
-        Ok(recorded.map(|version| (ciphertext, hash, version, group)))
+        let Some(channel) = channel else {
+            return Err(ClientError::NotInChannel(group_id.to_owned()));
+        };
+        refuse_unless_open(&channel)?;
+        Ok(version.map(|version| SealedKept {
+            ciphertext,
+            hash,
+            channel: channel.name,
+            version,
+            group,
+        }))
     }
+}
+
+/// What [`Client::seal_kept`] wrote: the ciphertext, its hash, the
+/// channel's name, and the group with the version its write left.
+struct SealedKept {
+    ciphertext: Vec<u8>,
+    hash: String,
+    channel: String,
+    version: i64,
+    group: MlsGroup,
 }
 
 impl Channel {
@@ -412,7 +461,7 @@ impl Channel {
         let group_id = self.active_group().await?;
         let channel = self.client.channel_name(group_id).await?;
         self.client
-            .send_bytes(group_id, &channel, plaintext, message_id)
+            .send_bytes(group_id, Some(&channel), plaintext, message_id)
             .await
     }
 }

@@ -269,6 +269,28 @@ impl FromRequest<AppState> for SignedUnspent {
     type Rejection = ApiError;
 
     async fn from_request(request: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
+        let unverified = Unverified::read(request, state).await?;
+        let session = state.store.device_session(&unverified.device_key).await?;
+        unverified.check(state, session).await
+    }
+}
+
+/// A signed request read but not yet checked: its parts, its body (within
+/// the route's limit), its signature headers parsed and its timestamp
+/// fresh. Whoever takes it reads the signing device's row
+/// ([`Store::device_session`](crate::store::Store::device_session), alone
+/// or with what the route reads anyway) and hands it to
+/// [`Unverified::check`]; nothing read with it may be acted on before.
+pub struct Unverified {
+    parts: axum::http::request::Parts,
+    body: Bytes,
+    headers: SignedHeaders,
+    device_key: String,
+}
+
+impl Unverified {
+    /// Reads the body and the signature headers, refusing a stale request.
+    pub async fn read(request: Request<Body>, state: &AppState) -> Result<Self, ApiError> {
         let (parts, body) = request.into_parts();
         let limit = body_limit(parts.uri.path(), state.config.max_body_bytes);
         let body = read_body(body, limit).await?;
@@ -284,6 +306,38 @@ impl FromRequest<AppState> for SignedUnspent {
             return Err(ApiError::StaleRequest(MAX_CLOCK_SKEW_SECS));
         }
         let device_key = headers.device_id.to_string();
+        Ok(Unverified {
+            parts,
+            body,
+            headers,
+            device_key,
+        })
+    }
+
+    /// The device the request says signed it, not yet proven.
+    pub fn claimed_device(&self) -> &str {
+        &self.device_key
+    }
+
+    /// The body, not yet proven to be the device's.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Checks the request against `session`, the claimed device's row as
+    /// the store has it (`None`: no such device): signature, pace, session
+    /// and second factor. The nonce is left for the caller to spend.
+    pub async fn check(
+        self,
+        state: &AppState,
+        session: Option<DeviceSession>,
+    ) -> Result<SignedUnspent, ApiError> {
+        let Unverified {
+            parts,
+            body,
+            headers,
+            device_key,
+        } = self;
         // A login, and the start of its password proof, may be signed by a
         // key the relay does not know yet (the key they register).
         let is_login = parts.method == axum::http::Method::POST
@@ -291,7 +345,6 @@ impl FromRequest<AppState> for SignedUnspent {
                 parts.uri.path(),
                 routes::DEVICES | routes::PASSWORD_LOGIN | routes::PASSWORD_UPGRADE
             );
-        let session = state.store.device_session(&device_key).await?;
         let (username, public_key) = match &session {
             Some(device) => (
                 Some(device.username.clone()),

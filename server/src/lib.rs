@@ -47,9 +47,9 @@ pub use events::{AuditAction, AuditEvent, AuditTrail};
 pub use keys::{KeySource, KeyText};
 use relay::{Notice, Notifier};
 pub use store::{
-    AccountSummary, Append, Backend, BlobSpec, ChallengeRow, CommitRecord, DeviceSession,
-    GroupAccess, GroupRow, KeyPackagesAdded, MessageKind, NewBlob, NewGroup, NewKeyPackage, Nonce,
-    PayloadHash, Pending, PublicListing, Store, StoreError,
+    AccountSummary, Admission, Append, Backend, BlobSpec, ChallengeRow, CommitRecord,
+    DeviceSession, GroupAccess, GroupRow, KeyPackagesAdded, MessageKind, NewBlob, NewGroup,
+    NewKeyPackage, Nonce, PayloadHash, Pending, PublicListing, Store, StoreError,
 };
 pub use tls::TlsIdentity;
 

@@ -649,8 +649,38 @@ async fn only_the_first_poster_gets_a_duplicate_answer() {
     assert_eq!(by_bob.status, 409, "{:?}", by_bob.json);
     assert_eq!(by_bob.json["error"], "already_exists");
 
-    // The sender's own retry still gets its position.
+    // The relay reads a post's admission (the group, whether these bytes
+    // came before) with the signing device's row, before the signature is
+    // checked: a request that claims to be alice's device, signed by
+    // another key, learns nothing from it: no position, no "duplicate", not
+    // even whether the group exists.
     let alice_raw = RawDevice::from_home(&server, alice.home.path()).await;
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let as_alice = |path: &str| {
+        let mut headers = mallory.sign("POST", path, &bytes, conclave_tests::now());
+        headers.device_id = alice_raw.key.device_id();
+        headers.to_pairs().to_vec()
+    };
+    let forged = mallory
+        .send_with("POST", &path, bytes.clone(), as_alice(&path))
+        .await;
+    assert_eq!(forged.status, 401, "{:?}", forged.json);
+    assert_eq!(forged.json["error"], "bad_signature");
+    assert!(forged.json.get("seq").is_none() && forged.json.get("duplicate").is_none());
+    let nowhere = format!("/v1/groups/{}/messages", "ab".repeat(16));
+    let forged = mallory
+        .send_with("POST", &nowhere, bytes.clone(), as_alice(&nowhere))
+        .await;
+    assert_eq!(forged.status, 401, "{:?}", forged.json);
+    assert_eq!(forged.json["error"], "bad_signature");
+    // A key the relay does not know, signing for itself.
+    let stranger = RawDevice::fresh(&server);
+    let unknown = stranger.signed("POST", &path, &body).await;
+    assert_eq!(unknown.status, 401, "{:?}", unknown.json);
+    assert_eq!(unknown.json["error"], "bad_signature");
+    assert!(unknown.json.get("seq").is_none());
+
+    // The sender's own retry still gets its position.
     let retry = alice_raw.signed("POST", &path, &body).await;
     assert_eq!(retry.status, 200, "{:?}", retry.json);
     assert_eq!(retry.json["seq"], seq);

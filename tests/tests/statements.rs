@@ -131,13 +131,14 @@ async fn statements_per_message() {
     // The counters see every side, or they count nothing.
     assert!(sender > 0 && accepting > 0 && delivering > 0 && receiver > 0);
     // What the relay does per accepted message, once each: the device's key
-    // and session, the nonce, the group's epoch with the poster's membership
-    // and any earlier post of the same bytes (one query), the position, the
-    // row. Issue 17 measured 7 (the hash looked up twice); since a lone
-    // message's append is one list of statements on SQLite (logged once),
-    // 3.0.
+    // and session with the group's epoch, the poster's membership and any
+    // earlier post of the same bytes (one query), then the nonce, the
+    // position and the row. Issue 17 measured 7 (the hash looked up twice);
+    // since a lone message's append is one list of statements on SQLite
+    // (logged once), 3.0; since the device's row and the admission are one
+    // query, 2.0 (a device's idle clock, written once a minute, may add one).
     assert!(
-        accepting <= 4 * MESSAGES,
+        accepting <= 2 * MESSAGES + 2,
         "the relay runs {:.1} statements per accepted message",
         per(accepting)
     );
@@ -150,7 +151,8 @@ async fn statements_per_message() {
     // a second one of its own (6.8), and a kept group's one state write
     // goes with the outgoing row and the version check in one list (4.9),
     // and the previous answer's outgoing row is taken with its id marked
-    // seen in one list: 3.9.
-    assert!(sender <= 5 * MESSAGES, "sending: {:.1}", per(sender));
+    // seen in one list (3.9); a kept group's channel row is read in that
+    // same list, not before it: 2.9.
+    assert!(sender <= 3 * MESSAGES, "sending: {:.1}", per(sender));
     assert!(receiver <= 15 * MESSAGES, "receiving: {:.1}", per(receiver));
 }

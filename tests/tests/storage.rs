@@ -9,8 +9,8 @@ use conclave_audit::{
     Checkpoint, Event, NoteSigner, SignedNote, leaf_hash, verify_consistency, verify_inclusion,
 };
 use conclave_server::{
-    Append, BlobSpec, GroupAccess, KeyPackagesAdded, MessageKind, NewBlob, NewKeyPackage, Nonce,
-    PayloadHash, Store,
+    Admission, Append, BlobSpec, GroupAccess, KeyPackagesAdded, MessageKind, NewBlob,
+    NewKeyPackage, Nonce, PayloadHash, Store,
 };
 use conclave_tests::{TempDir, fresh_postgres};
 
@@ -287,6 +287,57 @@ async fn storage_suite(store: Store) {
             .unwrap(),
         Err(0)
     );
+    // A post's reads in one query (the device's session and the group's
+    // admission), each as its own read gives it.
+    let seen = PayloadHash::of(b"m1");
+    let (session, admission) = store
+        .device_session_and_admission("d-alice", "g1", &seen)
+        .await
+        .unwrap();
+    let alone = store.device_session("d-alice").await.unwrap().unwrap();
+    let session = session.unwrap();
+    assert_eq!(
+        (
+            session.username.as_str(),
+            &session.public_key,
+            session.revoked_at
+        ),
+        ("alice", &alone.public_key, None)
+    );
+    assert_eq!(
+        admission,
+        store.admission("g1", "d-alice", &seen).await.unwrap()
+    );
+    assert_eq!(
+        admission.unwrap().earlier_post,
+        Some((1, "d-alice".to_owned()))
+    );
+    let (session, admission) = store
+        .device_session_and_admission("d-bob", "g1", &PayloadHash::of(b"new"))
+        .await
+        .unwrap();
+    assert_eq!(session.unwrap().username, "bob");
+    assert_eq!(
+        admission,
+        Some(Admission {
+            access: GroupAccess {
+                epoch: 0,
+                member: false,
+                archived: false
+            },
+            earlier_post: None
+        })
+    );
+    let (session, admission) = store
+        .device_session_and_admission("d-alice", "no-such-group", &seen)
+        .await
+        .unwrap();
+    assert!(session.is_some() && admission.is_none());
+    let (session, admission) = store
+        .device_session_and_admission("d-nobody", "g1", &seen)
+        .await
+        .unwrap();
+    assert!(session.is_none() && admission.is_none());
 
     // Two racing commits on epoch 0: exactly one wins.
     let added = vec!["d-bob".to_owned()];

@@ -7,6 +7,7 @@
 use openmls::prelude::GroupId;
 use sqlx::{Row, SqliteConnection};
 
+use super::channels::SendCheck;
 use super::group_versions;
 use super::send_storage::MessageSecretsWrite;
 use crate::error::Result;
@@ -45,7 +46,10 @@ pub(crate) async fn record_outgoing(
 /// encrypt the message (`secrets`: the group's message secrets, kept by
 /// `send_storage`), in one statement list, only if the group's stored
 /// version is still `kept_version` (nothing else wrote its state since the
-/// group in memory was kept). `None`, with nothing written, if it moved.
+/// group in memory was kept) and this device may still post to the
+/// channel (a member, not archived). The version it left, or `None` with
+/// nothing written; and the channel as the list found it, to say which
+/// (`None` if there is no such channel).
 #[allow(clippy::too_many_arguments)] // one row of two tables, spelled out
 pub(crate) async fn record_outgoing_with_secrets(
     db: &mut SqliteConnection,
@@ -55,18 +59,23 @@ pub(crate) async fn record_outgoing_with_secrets(
     group_id: &str,
     plaintext: &str,
     message_id: &str,
-) -> Result<Option<i64>> {
+) -> Result<(Option<i64>, Option<SendCheck>)> {
     // Each insert only if the statement before it changed a row
     // (`changes()` is the count of the last statement that completed); the
     // state write bumps the version through its trigger, and the last
-    // statement reads it with whether the outgoing row went in.
-    let (recorded, version): (i64, i64) = sqlx::query_as(
+    // statement reads it with whether the outgoing row went in, and the
+    // channel's row: the send reads nothing before its list.
+    let row: Option<(i64, i64, String, i64, i64)> = sqlx::query_as(
         "INSERT OR REPLACE INTO openmls_group_data (group_id, data_type, group_data)
              SELECT $1, 'message_secrets', $2
-             WHERE COALESCE((SELECT version FROM mls_state_versions WHERE group_id = $1), 0) = $3;
+             WHERE COALESCE((SELECT version FROM mls_state_versions WHERE group_id = $1), 0) = $3
+               AND EXISTS (SELECT 1 FROM channels
+                           WHERE group_id = $5 AND active <> 0 AND archived = 0);
          INSERT INTO outgoing (ciphertext_hash, group_id, body, message_id)
              SELECT $4, $5, $6, $7 WHERE changes() = 1;
-         SELECT changes(), COALESCE((SELECT version FROM mls_state_versions WHERE group_id = $1), 0)",
+         SELECT changes(), COALESCE((SELECT version FROM mls_state_versions WHERE group_id = $1), 0),
+                c.name, c.active, c.archived
+             FROM channels c WHERE c.group_id = $5",
     )
     .bind(secrets.group_key.as_slice())
     .bind(secrets.secrets.as_slice())
@@ -75,9 +84,19 @@ pub(crate) async fn record_outgoing_with_secrets(
     .bind(group_id)
     .bind(plaintext)
     .bind(message_id)
-    .fetch_one(&mut *db)
+    .fetch_optional(&mut *db)
     .await?;
-    Ok((recorded == 1).then_some(version))
+    Ok(match row {
+        Some((recorded, version, name, active, archived)) => (
+            (recorded == 1).then_some(version),
+            Some(SendCheck {
+                name,
+                active: active != 0,
+                archived: archived != 0,
+            }),
+        ),
+        None => (None, None),
+    })
 }
 
 /// Takes the outgoing row of ciphertext `hash` and marks its message id

@@ -10,7 +10,45 @@ use super::{ApiError, Poster, Relay};
 use crate::error::{ApiResult, decode_b64};
 use crate::store::{Admission, Append, MessageKind, Nonce, PayloadHash, Pending};
 
+/// A post's body parsed, its message decoded and hashed: what the
+/// relay's admission reads need, ready before the request's signature is
+/// checked (see `http::messages::post_message`).
+#[derive(Debug)]
+pub(crate) struct ParsedPost {
+    group_id: String,
+    body: PostMessage,
+    message: Vec<u8>,
+    hash: PayloadHash,
+}
+
+impl ParsedPost {
+    /// The group the URL names.
+    pub(crate) fn group_id(&self) -> &str {
+        &self.group_id
+    }
+
+    /// The hash of the decoded message.
+    pub(crate) fn hash(&self) -> &PayloadHash {
+        &self.hash
+    }
+}
+
 impl Relay<'_> {
+    /// `body` as a post to `group_id`, if it is JSON with a message in
+    /// base64; `None` otherwise (the caller then goes through
+    /// [`Relay::post`], which names what is wrong).
+    pub(crate) fn parse_post(group_id: &str, body: &[u8]) -> Option<ParsedPost> {
+        let body: PostMessage = serde_json::from_slice(body).ok()?;
+        let message = decode_b64("message", &body.message).ok()?;
+        let hash = PayloadHash::of(&message);
+        Some(ParsedPost {
+            group_id: group_id.to_owned(),
+            body,
+            message,
+            hash,
+        })
+    }
+
     /// Accepts `body`, posted by `poster` to `group_id`, and tells the
     /// group's devices once it is durable.
     ///
@@ -22,10 +60,40 @@ impl Relay<'_> {
         &self,
         group_id: &str,
         poster: Poster,
-        body: &PostMessage,
+        body: PostMessage,
         nonce: &mut Option<Nonce>,
     ) -> ApiResult<PostAnswer> {
         let message = decode_b64("message", &body.message)?;
+        let hash = PayloadHash::of(&message);
+        let admission = self
+            .store
+            .admission(group_id, &poster.device_id.to_string(), &hash)
+            .await?;
+        let post = ParsedPost {
+            group_id: group_id.to_owned(),
+            body,
+            message,
+            hash,
+        };
+        self.post_admitted(post, admission, poster, nonce).await
+    }
+
+    /// [`Relay::post`] with the group's [`Admission`] for the poster
+    /// already read (`None`: there is no such group).
+    pub(crate) async fn post_admitted(
+        &self,
+        post: ParsedPost,
+        admission: Option<Admission>,
+        poster: Poster,
+        nonce: &mut Option<Nonce>,
+    ) -> ApiResult<PostAnswer> {
+        let ParsedPost {
+            group_id,
+            body,
+            message,
+            hash: payload_hash,
+        } = post;
+        let group_id = group_id.as_str();
         let framing = mls::framing(&message)?;
         if framing.group_id != group_id {
             return Err(ApiError::BadRequest(
@@ -33,15 +101,10 @@ impl Relay<'_> {
             ));
         }
         let device = poster.device_id.to_string();
-        let payload_hash = PayloadHash::of(&message);
         let Admission {
             access,
             earlier_post,
-        } = self
-            .store
-            .admission(group_id, &device, &payload_hash)
-            .await?
-            .ok_or(ApiError::NotFound("group"))?;
+        } = admission.ok_or(ApiError::NotFound("group"))?;
         if let Some((seq, first_sender)) = earlier_post {
             // A retry of a message or commit already accepted (the first answer
             // was lost, perhaps with the node that gave it): its position again,
@@ -116,7 +179,7 @@ impl Relay<'_> {
                 {
                     return Err(ApiError::Replayed);
                 }
-                self.accept_handshake(group_id, framing, poster, access.member, &message, body)
+                self.accept_handshake(group_id, framing, poster, access.member, &message, &body)
                     .await?
             }
         };

@@ -109,9 +109,33 @@ pub struct BucketState {
     pub window_start: u64,
 }
 
-const HAS_SECOND_FACTOR: &str =
-    "(EXISTS (SELECT 1 FROM totp t WHERE t.username = a.username AND t.confirmed)
-     OR EXISTS (SELECT 1 FROM webauthn_credentials w WHERE w.username = a.username))";
+/// The columns of a [`DeviceSession`], from `devices d JOIN accounts a`, in
+/// the order [`device_session_at`] reads them. A second factor is a
+/// confirmed TOTP or any WebAuthn credential.
+pub(super) const DEVICE_SESSION_COLUMNS: &str =
+    "d.username, d.public_key, d.session_started_at, d.last_seen_at, d.revoked_at,
+     CAST(CASE WHEN EXISTS (SELECT 1 FROM totp t WHERE t.username = a.username AND t.confirmed)
+                 OR EXISTS (SELECT 1 FROM webauthn_credentials w WHERE w.username = a.username)
+          THEN 1 ELSE 0 END AS BIGINT),
+     CAST(CASE WHEN a.bot_owner IS NULL AND EXISTS (SELECT 1 FROM settings s
+          WHERE s.name = 'require_second_factor' AND s.value = 'true')
+          THEN 1 ELSE 0 END AS BIGINT)";
+
+/// How many columns [`DEVICE_SESSION_COLUMNS`] names.
+pub(super) const DEVICE_SESSION_WIDTH: usize = 7;
+
+/// The [`DeviceSession`] in `row`'s columns from `first` on.
+pub(super) fn device_session_at(row: &sqlx::any::AnyRow, first: usize) -> DeviceSession {
+    DeviceSession {
+        username: row.get(first),
+        public_key: row.get(first + 1),
+        session_started_at: opt_u64(row, first + 2),
+        last_seen_at: to_u64(row.get(first + 3)),
+        revoked_at: opt_u64(row, first + 4),
+        has_second_factor: row.get::<i64, _>(first + 5) == 1,
+        second_factor_required: row.get::<i64, _>(first + 6) == 1,
+    }
+}
 
 fn opt_u64(row: &sqlx::any::AnyRow, index: usize) -> Option<u64> {
     row.get::<Option<i64>, _>(index).map(to_u64)
@@ -153,26 +177,14 @@ impl Store {
         device_id: &str,
     ) -> Result<Option<DeviceSession>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT d.username, d.public_key, d.session_started_at, d.last_seen_at, d.revoked_at,
-                    CAST(CASE WHEN {HAS_SECOND_FACTOR} THEN 1 ELSE 0 END AS BIGINT),
-                    CAST(CASE WHEN a.bot_owner IS NULL AND EXISTS (SELECT 1 FROM settings s
-                         WHERE s.name = 'require_second_factor' AND s.value = 'true')
-                         THEN 1 ELSE 0 END AS BIGINT)
+            "SELECT {DEVICE_SESSION_COLUMNS}
              FROM devices d JOIN accounts a ON a.username = d.username
              WHERE d.device_id = $1"
         ))
         .bind(device_id)
         .fetch_optional(&self.readers)
         .await?;
-        Ok(row.map(|r| DeviceSession {
-            username: r.get(0),
-            public_key: r.get(1),
-            session_started_at: opt_u64(&r, 2),
-            last_seen_at: to_u64(r.get(3)),
-            revoked_at: opt_u64(&r, 4),
-            has_second_factor: r.get::<i64, _>(5) == 1,
-            second_factor_required: r.get::<i64, _>(6) == 1,
-        }))
+        Ok(row.map(|r| device_session_at(&r, 0)))
     }
 
     /// Records that a device was seen now.

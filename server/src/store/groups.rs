@@ -3,9 +3,13 @@
 
 use sqlx::Row;
 
+use super::accounts::{DEVICE_SESSION_COLUMNS, DEVICE_SESSION_WIDTH, device_session_at};
 use super::blobs::delete_blobs_where;
 use super::messages::insert_message;
-use super::{MessageKind, NewGroup, PayloadHash, PublicListing, Store, StoreError, to_i64, to_u64};
+use super::{
+    DeviceSession, MessageKind, NewGroup, PayloadHash, PublicListing, Store, StoreError, to_i64,
+    to_u64,
+};
 
 /// A group's public state.
 #[derive(Debug, Clone)]
@@ -84,6 +88,22 @@ macro_rules! epoch_membership_archived {
          ) THEN 1 ELSE 0 END AS BIGINT),
          CAST(CASE WHEN g.archived_at IS NULL THEN 0 ELSE 1 END AS BIGINT)"
     };
+}
+
+/// The [`Admission`] in `row`'s columns from `first` on: those of
+/// `epoch_membership_archived!()`, then the earlier post's position and
+/// sender.
+fn admission_at(row: &sqlx::any::AnyRow, first: usize) -> Admission {
+    let earlier_seq: Option<i64> = row.get(first + 3);
+    let earlier_sender: Option<String> = row.get(first + 4);
+    Admission {
+        access: GroupAccess {
+            epoch: to_u64(row.get(first)),
+            member: row.get::<i64, _>(first + 1) == 1,
+            archived: row.get::<i64, _>(first + 2) == 1,
+        },
+        earlier_post: earlier_seq.map(|seq| (to_u64(seq), earlier_sender.unwrap_or_default())),
+    }
 }
 
 impl Store {
@@ -207,19 +227,47 @@ impl Store {
         .bind(payload_hash.as_str())
         .fetch_optional(&self.readers)
         .await?;
-        Ok(row.map(|r| {
-            let earlier_seq: Option<i64> = r.get(3);
-            let earlier_sender: Option<String> = r.get(4);
-            Admission {
-                access: GroupAccess {
-                    epoch: to_u64(r.get(0)),
-                    member: r.get::<i64, _>(1) == 1,
-                    archived: r.get::<i64, _>(2) == 1,
-                },
-                earlier_post: earlier_seq
-                    .map(|seq| (to_u64(seq), earlier_sender.unwrap_or_default())),
-            }
-        }))
+        Ok(row.map(|r| admission_at(&r, 0)))
+    }
+
+    /// The signing device's [`DeviceSession`] and, if it has one, the
+    /// [`Admission`] to `group_id` of a message with `payload_hash` that it
+    /// posted, in one query: the relay's reads for a post in one trip to
+    /// the database rather than two. `(None, None)` for an unknown device,
+    /// `(Some(_), None)` if there is no such group. The admission may be used
+    /// only once the request's signature holds.
+    pub async fn device_session_and_admission(
+        &self,
+        device_id: &str,
+        group_id: &str,
+        payload_hash: &PayloadHash,
+    ) -> Result<(Option<DeviceSession>, Option<Admission>), StoreError> {
+        let row = sqlx::query(&format!(
+            concat!(
+                "SELECT {session}, CAST(CASE WHEN g.group_id IS NULL THEN 0 ELSE 1 END AS BIGINT), ",
+                epoch_membership_archived!(),
+                ", p.seq, p.sender_device
+                 FROM devices d JOIN accounts a ON a.username = d.username
+                 LEFT JOIN groups g ON g.group_id = $1
+                 LEFT JOIN messages p ON p.group_id = g.group_id AND p.payload_hash = $3
+                 WHERE d.device_id = $2"
+            ),
+            session = DEVICE_SESSION_COLUMNS
+        ))
+        .bind(group_id)
+        .bind(device_id)
+        .bind(payload_hash.as_str())
+        .fetch_optional(&self.readers)
+        .await?;
+        let Some(row) = row else {
+            return Ok((None, None));
+        };
+        let session = device_session_at(&row, 0);
+        let group = DEVICE_SESSION_WIDTH;
+        if row.get::<i64, _>(group) == 0 {
+            return Ok((Some(session), None));
+        }
+        Ok((Some(session), Some(admission_at(&row, group + 1))))
     }
 
     /// The account that created a group, if the group exists.
