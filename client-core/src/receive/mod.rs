@@ -120,6 +120,38 @@ impl Received<'_> {
         Ok(added.then(|| messages::added_entry(&row, self.channel)))
     }
 
+    /// [`Received::insert`] for this device's own message whose outgoing
+    /// row (`hash`) is taken in the same trip, its id marked seen
+    /// (`messages::insert_own`): `None` if it was not marked (nothing
+    /// to apply), else what `insert` returns.
+    async fn insert_own(
+        &self,
+        tx: &mut SqliteConnection,
+        hash: &str,
+        kind: &str,
+        body: &str,
+        mentions: &[String],
+    ) -> Result<Option<Option<HistoryEntry>>> {
+        let row = messages::NewRow {
+            group_id: self.group_id,
+            seq: self.seq,
+            sender: self.author.user,
+            device: self.author.device,
+            message_id: self.message_id,
+            kind,
+            parent: None,
+            body,
+            mentions,
+            at: unix_now(),
+        };
+        Ok(match messages::insert_own(tx, hash, &row).await? {
+            messages::OwnInsert::NotMarked => None,
+            messages::OwnInsert::Marked { added } => {
+                Some(added.then(|| messages::added_entry(&row, self.channel)))
+            }
+        })
+    }
+
     /// Its history entry, as it now stands: `added` by `insert` if nothing
     /// changed it since, else read.
     async fn entry(

@@ -60,6 +60,58 @@ pub(crate) async fn insert(tx: &mut SqliteConnection, row: &NewRow<'_>) -> Resul
     Ok(changed > 0)
 }
 
+/// What [`insert_own`] did.
+pub(crate) enum OwnInsert {
+    /// Nothing: there was no outgoing row (the relay's echo was applied
+    /// first), or its id was seen before (a replay; its row is gone).
+    NotMarked,
+    /// The id marked seen; `added` whether the history row was new.
+    Marked { added: bool },
+}
+
+/// [`insert`] for this device's own message, accepted by the relay, whose
+/// outgoing row (by ciphertext `hash`) is still there: the row taken, the
+/// message id marked seen in the channel at `row.seq`, the history row and
+/// its index entry, in one statement list, each step only if the one
+/// before changed a row (`changes()`).
+pub(crate) async fn insert_own(
+    tx: &mut SqliteConnection,
+    hash: &str,
+    row: &NewRow<'_>,
+) -> Result<OwnInsert> {
+    let changed = sqlx::query(
+        "DELETE FROM outgoing WHERE ciphertext_hash = $11;
+         INSERT OR IGNORE INTO seen_messages (group_id, message_id, seq)
+           SELECT $1, $6, $2 WHERE changes() = 1;
+         INSERT OR IGNORE INTO history
+           (group_id, seq, sender, device, body, message_id, kind, parent_id, mentions, at)
+           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE changes() = 1;
+         INSERT INTO search_index (body, group_id, seq)
+           SELECT $5, $1, $2 WHERE changes() = 1 AND $5 <> ''",
+    )
+    .bind(row.group_id)
+    .bind(to_i64(row.seq))
+    .bind(row.sender)
+    .bind(row.device)
+    .bind(row.body)
+    .bind(row.message_id)
+    .bind(row.kind)
+    .bind(row.parent)
+    .bind(row.mentions.join(" "))
+    .bind(to_i64(row.at))
+    .bind(hash)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    // The statements' changes, summed: the row taken (1), the id marked
+    // (1), the history row (1) and its index entry (1, or 0 without text).
+    Ok(match changed {
+        0 | 1 => OwnInsert::NotMarked,
+        2 => OwnInsert::Marked { added: false },
+        _ => OwnInsert::Marked { added: true },
+    })
+}
+
 /// Adds a history row's text to the full-text index.
 async fn index(tx: &mut SqliteConnection, group_id: &str, seq: u64, body: &str) -> Result<()> {
     sqlx::query("INSERT INTO search_index (body, group_id, seq) VALUES ($1, $2, $3)")
