@@ -94,17 +94,15 @@ impl Received<'_> {
         self.author.user != self.reader.user
     }
 
-    /// Adds it to the history as a row of `kind`, received now; its entry
-    /// as added, or `None` if a row was already at its place.
-    async fn insert(
-        &self,
-        tx: &mut SqliteConnection,
-        kind: &str,
-        parent: Option<&str>,
-        body: &str,
-        mentions: &[String],
-    ) -> Result<Option<HistoryEntry>> {
-        let row = messages::NewRow {
+    /// Its history row of `kind`, received now.
+    fn history_row<'a>(
+        &'a self,
+        kind: &'a str,
+        parent: Option<&'a str>,
+        body: &'a str,
+        mentions: &'a [String],
+    ) -> messages::NewRow<'a> {
+        messages::NewRow {
             group_id: self.group_id,
             seq: self.seq,
             sender: self.author.user,
@@ -115,7 +113,20 @@ impl Received<'_> {
             body,
             mentions,
             at: unix_now(),
-        };
+        }
+    }
+
+    /// Adds it to the history as a row of `kind`, received now; its entry
+    /// as added, or `None` if a row was already at its place.
+    async fn insert(
+        &self,
+        tx: &mut SqliteConnection,
+        kind: &str,
+        parent: Option<&str>,
+        body: &str,
+        mentions: &[String],
+    ) -> Result<Option<HistoryEntry>> {
+        let row = self.history_row(kind, parent, body, mentions);
         let added = messages::insert(tx, &row).await?;
         Ok(added.then(|| messages::added_entry(&row, self.channel)))
     }
@@ -132,18 +143,7 @@ impl Received<'_> {
         body: &str,
         mentions: &[String],
     ) -> Result<Option<Option<HistoryEntry>>> {
-        let row = messages::NewRow {
-            group_id: self.group_id,
-            seq: self.seq,
-            sender: self.author.user,
-            device: self.author.device,
-            message_id: self.message_id,
-            kind,
-            parent: None,
-            body,
-            mentions,
-            at: unix_now(),
-        };
+        let row = self.history_row(kind, None, body, mentions);
         Ok(match messages::insert_own(tx, hash, &row).await? {
             messages::OwnInsert::NotMarked => None,
             messages::OwnInsert::Marked { added } => {

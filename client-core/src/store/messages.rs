@@ -25,6 +25,25 @@ pub(crate) struct NewRow<'a> {
     pub(crate) at: u64,
 }
 
+/// `query` with `row` bound to `$1`…`$10`: group, position, sender,
+/// device, body, message id, kind, parent, mentions, time.
+fn bind_row<'q>(
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    row: &NewRow<'q>,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    query
+        .bind(row.group_id)
+        .bind(to_i64(row.seq))
+        .bind(row.sender)
+        .bind(row.device)
+        .bind(row.body)
+        .bind(row.message_id)
+        .bind(row.kind)
+        .bind(row.parent)
+        .bind(row.mentions.join(" "))
+        .bind(to_i64(row.at))
+}
+
 /// Adds `row` to the history (once: a row already at its place stays) and
 /// to the full-text index (a new row has no entry there: history and index
 /// rows are only ever deleted together). Whether it was added.
@@ -36,23 +55,16 @@ pub(crate) async fn insert(tx: &mut SqliteConnection, row: &NewRow<'_>) -> Resul
     // `changes()` is what the statement before it changed: 1 if the
     // history row was new (the history table has no triggers to count). A
     // row without text has nothing to index.
-    let changed = sqlx::query(
-        "INSERT OR IGNORE INTO history
-           (group_id, seq, sender, device, body, message_id, kind, parent_id, mentions, at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
-         INSERT INTO search_index (body, group_id, seq)
-           SELECT $5, $1, $2 WHERE changes() = 1 AND $5 <> ''",
+    let changed = bind_row(
+        sqlx::query(
+            "INSERT OR IGNORE INTO history
+               (group_id, seq, sender, device, body, message_id, kind, parent_id, mentions, at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
+             INSERT INTO search_index (body, group_id, seq)
+               SELECT $5, $1, $2 WHERE changes() = 1 AND $5 <> ''",
+        ),
+        row,
     )
-    .bind(row.group_id)
-    .bind(to_i64(row.seq))
-    .bind(row.sender)
-    .bind(row.device)
-    .bind(row.body)
-    .bind(row.message_id)
-    .bind(row.kind)
-    .bind(row.parent)
-    .bind(row.mentions.join(" "))
-    .bind(to_i64(row.at))
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -79,26 +91,19 @@ pub(crate) async fn insert_own(
     hash: &str,
     row: &NewRow<'_>,
 ) -> Result<OwnInsert> {
-    let changed = sqlx::query(
-        "DELETE FROM outgoing WHERE ciphertext_hash = $11;
-         INSERT OR IGNORE INTO seen_messages (group_id, message_id, seq)
-           SELECT $1, $6, $2 WHERE changes() = 1;
-         INSERT OR IGNORE INTO history
-           (group_id, seq, sender, device, body, message_id, kind, parent_id, mentions, at)
-           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE changes() = 1;
-         INSERT INTO search_index (body, group_id, seq)
-           SELECT $5, $1, $2 WHERE changes() = 1 AND $5 <> ''",
+    let changed = bind_row(
+        sqlx::query(
+            "DELETE FROM outgoing WHERE ciphertext_hash = $11;
+             INSERT OR IGNORE INTO seen_messages (group_id, message_id, seq)
+               SELECT $1, $6, $2 WHERE changes() = 1;
+             INSERT OR IGNORE INTO history
+               (group_id, seq, sender, device, body, message_id, kind, parent_id, mentions, at)
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE changes() = 1;
+             INSERT INTO search_index (body, group_id, seq)
+               SELECT $5, $1, $2 WHERE changes() = 1 AND $5 <> ''",
+        ),
+        row,
     )
-    .bind(row.group_id)
-    .bind(to_i64(row.seq))
-    .bind(row.sender)
-    .bind(row.device)
-    .bind(row.body)
-    .bind(row.message_id)
-    .bind(row.kind)
-    .bind(row.parent)
-    .bind(row.mentions.join(" "))
-    .bind(to_i64(row.at))
     .bind(hash)
     .execute(&mut *tx)
     .await?

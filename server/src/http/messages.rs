@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::Request;
-use conclave_proto::{AckAnswer, AckBody, FetchAnswer, FetchQuery, PostAnswer, PostMessage};
+use conclave_proto::{AckAnswer, AckBody, FetchAnswer, FetchQuery, PostAnswer};
 
 use crate::AppState;
 use crate::auth::{Signed, SignedUnspent, Unverified};
@@ -31,29 +31,20 @@ pub(crate) async fn post_message(
     // A well-formed post's admission is read in the same query as the
     // signing device's row: one trip to the database, not two. Nothing it
     // says is acted on before the signature holds; a post that does not
-    // parse is read the long way, and refused below as it always was.
+    // parse is refused only then too, as any request with a bad signature
+    // is refused before its body is judged.
     let parsed = group_id
-        .as_ref()
-        .ok()
-        .and_then(|Path(group_id)| Relay::parse_post(group_id, unverified.body()));
+        .map_err(|e| ApiError::BadRequest(e.body_text()))
+        .and_then(|Path(group_id)| Relay::parse_post(&group_id, unverified.body()));
+    let device = unverified.claimed_device();
     let (session, admission) = match &parsed {
-        Some(post) => {
+        Ok(post) => {
             state
                 .store
-                .device_session_and_admission(
-                    unverified.claimed_device(),
-                    post.group_id(),
-                    post.hash(),
-                )
+                .device_session_and_admission(device, post.group_id(), post.hash())
                 .await?
         }
-        None => (
-            state
-                .store
-                .device_session(unverified.claimed_device())
-                .await?,
-            None,
-        ),
+        Err(_) => (state.store.device_session(device).await?, None),
     };
     let SignedUnspent { signed, nonce } = unverified.check(&state, session).await?;
     let relay = state.relay();
@@ -63,20 +54,9 @@ pub(crate) async fn post_message(
     let mut unspent = Some(nonce);
     let answer = async {
         signed.username()?;
-        match parsed {
-            Some(post) => {
-                relay
-                    .post_admitted(post, admission, poster(&signed), &mut unspent)
-                    .await
-            }
-            None => {
-                let Path(group_id) = group_id.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-                let body: PostMessage = signed.json()?;
-                relay
-                    .post(&group_id, poster(&signed), body, &mut unspent)
-                    .await
-            }
-        }
+        relay
+            .post(parsed?, admission, poster(&signed), &mut unspent)
+            .await
     }
     .await;
     if let Some(nonce) = unspent

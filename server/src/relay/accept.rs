@@ -34,14 +34,13 @@ impl ParsedPost {
 }
 
 impl Relay<'_> {
-    /// `body` as a post to `group_id`, if it is JSON with a message in
-    /// base64; `None` otherwise (the caller then goes through
-    /// [`Relay::post`], which names what is wrong).
-    pub(crate) fn parse_post(group_id: &str, body: &[u8]) -> Option<ParsedPost> {
-        let body: PostMessage = serde_json::from_slice(body).ok()?;
-        let message = decode_b64("message", &body.message).ok()?;
+    /// `body` as a post to `group_id`: JSON with a message in base64,
+    /// decoded and hashed; a 400 naming what is wrong otherwise.
+    pub(crate) fn parse_post(group_id: &str, body: &[u8]) -> ApiResult<ParsedPost> {
+        let body: PostMessage = crate::auth::parse_json(body)?;
+        let message = decode_b64("message", &body.message)?;
         let hash = PayloadHash::of(&message);
-        Some(ParsedPost {
+        Ok(ParsedPost {
             group_id: group_id.to_owned(),
             body,
             message,
@@ -49,7 +48,8 @@ impl Relay<'_> {
         })
     }
 
-    /// Accepts `body`, posted by `poster` to `group_id`, and tells the
+    /// Accepts `post`, posted by `poster`, given the group's [`Admission`]
+    /// for the poster (`None`: there is no such group), and tells the
     /// group's devices once it is durable.
     ///
     /// The request's `nonce` is taken and spent here when the post gets as
@@ -57,30 +57,6 @@ impl Relay<'_> {
     /// application message, before anything else for a handshake. What is
     /// left in it the caller spends.
     pub(crate) async fn post(
-        &self,
-        group_id: &str,
-        poster: Poster,
-        body: PostMessage,
-        nonce: &mut Option<Nonce>,
-    ) -> ApiResult<PostAnswer> {
-        let message = decode_b64("message", &body.message)?;
-        let hash = PayloadHash::of(&message);
-        let admission = self
-            .store
-            .admission(group_id, &poster.device_id.to_string(), &hash)
-            .await?;
-        let post = ParsedPost {
-            group_id: group_id.to_owned(),
-            body,
-            message,
-            hash,
-        };
-        self.post_admitted(post, admission, poster, nonce).await
-    }
-
-    /// [`Relay::post`] with the group's [`Admission`] for the poster
-    /// already read (`None`: there is no such group).
-    pub(crate) async fn post_admitted(
         &self,
         post: ParsedPost,
         admission: Option<Admission>,

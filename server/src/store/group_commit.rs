@@ -665,8 +665,8 @@ async fn first_of_duplicate(
 /// nonce, the epoch compare-and-swap with the next position, and the
 /// insert, in one round trip. The group's row stays locked only for that
 /// statement. The same bytes already there (a retry racing its first try,
-/// which `Store::admission` did not see yet) fail on the unique index: the
-/// first one's position is answered.
+/// which `Store::device_session_and_admission` did not see yet) fail on
+/// the unique index: the first one's position is answered.
 async fn append_postgres(
     pool: &AnyPool,
     append: &Append,
@@ -755,9 +755,10 @@ pub(super) async fn begin_immediate(
 
 /// Appends inside `tx`: the next position if the group is still at the
 /// append's epoch, else `Err(current epoch)`. The same bytes posted again
-/// (a retry) were answered before they came here (`Store::admission`); a
-/// retry racing its first try fails on the unique index, and the batch is
-/// retried one by one, where `append_one` answers the first position.
+/// (a retry) were answered before they came here
+/// (`Store::device_session_and_admission`); a retry racing its first try
+/// fails on the unique index, and the batch is retried one by one, where
+/// `append_one` answers the first position.
 async fn append_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     append: &Append,

@@ -77,9 +77,9 @@ pub struct CommitRecord<'a> {
     pub audit: Vec<conclave_audit::Event>,
 }
 
-/// The columns [`Store::access`] and [`Store::admission`] share, over
-/// `groups g`: the epoch, whether device `$2` is a current member, and
-/// whether the group is archived.
+/// The columns [`Store::access`] and [`Store::device_session_and_admission`]
+/// share, over `groups g`: the epoch, whether device `$2` is a current
+/// member, and whether the group is archived.
 macro_rules! epoch_membership_archived {
     () => {
         "g.epoch, CAST(CASE WHEN EXISTS (
@@ -204,30 +204,6 @@ impl Store {
             member: r.get::<i64, _>(1) == 1,
             archived: r.get::<i64, _>(2) == 1,
         }))
-    }
-
-    /// [`Admission`] of a message with `payload_hash` posted by `device_id`
-    /// to `group_id`, in one query; `None` if there is no such group.
-    pub async fn admission(
-        &self,
-        group_id: &str,
-        device_id: &str,
-        payload_hash: &PayloadHash,
-    ) -> Result<Option<Admission>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            epoch_membership_archived!(),
-            ", p.seq, p.sender_device
-             FROM groups g
-             LEFT JOIN messages p ON p.group_id = g.group_id AND p.payload_hash = $3
-             WHERE g.group_id = $1"
-        ))
-        .bind(group_id)
-        .bind(device_id)
-        .bind(payload_hash.as_str())
-        .fetch_optional(&self.readers)
-        .await?;
-        Ok(row.map(|r| admission_at(&r, 0)))
     }
 
     /// The signing device's [`DeviceSession`] and, if it has one, the
