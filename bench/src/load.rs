@@ -5,9 +5,10 @@
 //! system accepts) or in an open loop (on a fixed schedule, each timed from
 //! the moment it was due, so a slow answer cannot hide the sends queued
 //! behind it). Meanwhile every member device reads its stream and answers
-//! every message with an acknowledgement, as client-core's `listen` does:
-//! the messages that arrived together are acknowledged in one frame (the
-//! acknowledgement of a channel's last message covers those before it).
+//! every message with an acknowledgement, as client-core's `listen` does
+//! (its `AckPacer`): a stream's first message is acknowledged at once, a
+//! busy stream's at most every 100 ms in one frame (the acknowledgement of
+//! a channel's last message covers those before it).
 //! For each message two times are kept: send→ack (the system's answer to
 //! the sender) and send→last delivery (its arrival on the last device of
 //! the channel).
@@ -17,8 +18,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use conclave_client::{BoxFuture, PushStream};
-use conclave_proto::{AckBody, MessageKind, StreamFrame};
+use conclave_client::{AckPacer, BoxFuture, PushStream};
+use conclave_proto::{MessageKind, StreamFrame};
 
 use crate::PAYLOAD;
 
@@ -156,10 +157,11 @@ impl Receivers {
             arrivals.push(log.clone());
             tasks.push(tokio::spawn(async move {
                 // As client-core's `listen`: the frames that arrived
-                // together are read, then acknowledged in one frame.
-                while let Some(Ok(frames)) = stream.next_frames(BURST).await {
+                // together are read, then acknowledged, a busy stream's at
+                // most every `AckPacer::INTERVAL` in one frame.
+                let mut acks = AckPacer::new();
+                while let Some(Ok(frames)) = acks.next_frames(stream.as_mut(), BURST).await {
                     let at = Instant::now();
-                    let mut read = Vec::with_capacity(frames.len());
                     for text in frames {
                         let Ok(StreamFrame::Message(delivered)) = serde_json::from_str(&text)
                         else {
@@ -176,13 +178,9 @@ impl Receivers {
                                 let _ = sample.set(delivered.payload.clone());
                             }
                         }
-                        read.push(delivered);
+                        acks.note(&delivered);
                     }
-                    if read.is_empty() {
-                        continue;
-                    }
-                    let ack = serde_json::to_string(&AckBody::up_to(&read)).unwrap();
-                    if stream.send_frame(ack).await.is_err() {
+                    if acks.send_if_due(stream.as_mut()).await.is_err() {
                         break;
                     }
                 }

@@ -451,6 +451,8 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> PushStream
         &mut self,
         limit: usize,
     ) -> BoxFuture<'_, Option<Result<Vec<String>, TransportError>>> {
+        // Its one wait is for the first frame (tungstenite keeps a frame
+        // read in part in the stream), so dropping it loses nothing.
         Box::pin(async move {
             let mut frames = match self.next_frame().await? {
                 Ok(first) => vec![first],

@@ -79,6 +79,7 @@ mod send;
 mod session;
 mod settings;
 mod store;
+mod stream_acks;
 mod sync;
 mod transport;
 mod webhook;
@@ -113,6 +114,7 @@ pub use key_at_rest::{KeyProtection, KeyStatus, LocalPassphrase, SealedUnder, Un
 pub use messaging::{Reacted, SearchQuery};
 pub use public::PublicChannel;
 pub use settings::{RelaySettings, SETTINGS_FILE};
+pub use stream_acks::AckPacer;
 pub use transport::{BoxFuture, HttpRequest, HttpResponse, PushStream, Transport, TransportError};
 pub use webhook::{
     MAX_WEBHOOK_BODY, Webhook, WebhookError, WebhookSecret, WebhookSignature, sign_webhook,

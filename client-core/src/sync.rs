@@ -14,9 +14,10 @@ use crate::error::{ClientError, Result};
 use crate::event::Event;
 use crate::retry::reconnect_delay;
 use crate::store::{channels, devices, messages, pending};
-use crate::transport::{HttpRequest, PushStream};
+use crate::stream_acks::AckPacer;
+use crate::transport::HttpRequest;
 
-/// The most pushed frames taken together (and acknowledged in one frame).
+/// The most pushed frames taken together.
 const STREAM_BURST: usize = 64;
 
 impl Client {
@@ -161,10 +162,11 @@ impl Client {
         let identity = self.identity()?;
         let request = HttpRequest::signed(&identity.key, "GET", routes::STREAM, Vec::new());
         let mut stream = self.session.transport.open_stream(request).await?;
-        while let Some(frames) = stream.next_frames(STREAM_BURST).await {
-            // Messages that arrived together are applied in order and
-            // answered with one acknowledgement of the last of each channel,
-            // which acknowledges every one before it.
+        // Messages are acknowledged once applied, a busy stream's at most
+        // every `AckPacer::INTERVAL` in one frame (see `stream_acks.rs`).
+        let mut acks = AckPacer::new();
+        while let Some(frames) = acks.next_frames(stream.as_mut(), STREAM_BURST).await {
+            // Messages that arrived together are applied in order.
             let mut batch = Vec::new();
             for frame in frames? {
                 let frame: StreamFrame = serde_json::from_str(&frame)
@@ -175,26 +177,28 @@ impl Client {
                         // The account gained or lost a device: tell the
                         // user, and bring the channels in step (after what
                         // came before, in order).
-                        self.apply_pushed(stream.as_mut(), std::mem::take(&mut batch))
+                        self.apply_pushed(std::mem::take(&mut batch), &mut acks)
                             .await?;
                         self.sync().await?;
                     }
                 }
             }
-            self.apply_pushed(stream.as_mut(), batch).await?;
+            self.apply_pushed(batch, &mut acks).await?;
+            acks.send_if_due(stream.as_mut()).await?;
         }
         Ok(())
     }
 
-    /// Applies messages pushed on `stream`, acknowledges them in one frame,
-    /// and does the upkeep their events ask for.
-    async fn apply_pushed(&self, stream: &mut dyn PushStream, batch: Vec<Delivered>) -> Result<()> {
+    /// Applies messages pushed on a stream, notes them as owed an
+    /// acknowledgement, and does the upkeep their events ask for.
+    async fn apply_pushed(&self, batch: Vec<Delivered>, acks: &mut AckPacer) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
         let events = self.process(&batch).await?;
-        let ack = serde_json::to_string(&AckBody::up_to(&batch)).map_err(ClientError::store)?;
-        stream.send_frame(ack).await?;
+        for delivered in &batch {
+            acks.note(delivered);
+        }
         if events.iter().any(|e| matches!(e, Event::Joined { .. })) {
             self.refill_key_packages().await?;
         }

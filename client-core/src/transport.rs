@@ -81,7 +81,9 @@ pub trait PushStream: Send {
     /// already arrived; `None` when the relay closed the stream. A reader
     /// that answers each burst with one cumulative acknowledgement sends
     /// (and has the relay read) one frame where it would send several.
-    /// The default takes one frame at a time.
+    /// The default takes one frame at a time. Dropped before it completes,
+    /// it must lose no frame: [`AckPacer`](crate::AckPacer) waits on it
+    /// with a deadline, and reads again after sending what fell due.
     fn next_frames(
         &mut self,
         limit: usize,
