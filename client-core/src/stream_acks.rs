@@ -60,8 +60,13 @@ impl AckPacer {
 
     /// Notes a message read (and applied): it is owed an acknowledgement.
     pub fn note(&mut self, delivered: &Delivered) {
-        let seq = self.owed.entry(delivered.group_id.clone()).or_default();
-        *seq = (*seq).max(delivered.seq);
+        // The channel's id is copied only the first time it is owed.
+        match self.owed.get_mut(&delivered.group_id) {
+            Some(seq) => *seq = (*seq).max(delivered.seq),
+            None => {
+                self.owed.insert(delivered.group_id.clone(), delivered.seq);
+            }
+        }
     }
 
     /// When the acknowledgement owed is due: at once if none was sent in
