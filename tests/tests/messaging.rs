@@ -873,6 +873,47 @@ async fn sends_from_a_kept_group_leave_the_stored_state_right() {
     assert_eq!(find(&again, "general", "bob, kept").await.sender, "bob");
 }
 
+/// A stream that opens with more than a page (500) of messages waiting
+/// pushes every one, in order, with nothing acknowledged meanwhile: its
+/// database look reads on from each page's end. (It read the first page
+/// again from the device's acknowledged position, found nothing new and
+/// stopped, so the rest waited for the device's next acknowledgement to be
+/// written, or for ever if none came.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_pushes_a_backlog_longer_than_a_page_without_acknowledgements() {
+    use std::time::Duration;
+    const WAITING: usize = 620;
+    let (server, alice, bob) = alice_and_bob_in("backlog").await;
+    let channel = alice.client.channel_named("backlog").await.unwrap();
+    let group_id = channel.group_id().to_owned();
+    for i in 0..WAITING {
+        channel.send(&format!("backlog {i}")).await.unwrap();
+    }
+    let raw = conclave_tests::RawDevice::from_home(&server, bob.home.path()).await;
+    let mut stream = raw.open_stream().await;
+    let mut seqs = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        while seqs.len() < WAITING {
+            let frame = stream
+                .next_frame()
+                .await
+                .expect("the stream is open")
+                .unwrap();
+            let frame: serde_json::Value = serde_json::from_str(&frame).unwrap();
+            if frame["kind"] == "application" && frame["group_id"] == group_id.as_str() {
+                seqs.push(frame["seq"].as_u64().unwrap());
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the stream pushed {} of the {WAITING} messages waiting",
+        seqs.len()
+    );
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order, each once");
+}
+
 /// Messages that reach a listening device together are applied in order
 /// and answered together: the acknowledgement of a channel's last message
 /// covers every one before it, so none is left waiting on the relay.

@@ -420,6 +420,33 @@ async fn storage_suite(store: Store) {
         .map(|p| (p.seq, p.kind.to_string()))
         .collect();
     assert_eq!(bob, [(3, "welcome".into()), (4, "application".into())]);
+    // A reader goes on from where its last page ended: within the group,
+    // then past it.
+    let after = |group: &'static str, seq: u64| {
+        let store = store.clone();
+        async move {
+            store
+                .pending_after("d-alice", Some((group, seq)), 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|p| p.seq)
+                .collect::<Vec<u64>>()
+        }
+    };
+    assert_eq!(after("g1", 1).await, [2, 4]);
+    assert_eq!(after("g1", 2).await, [4]);
+    assert_eq!(after("g1", 4).await, Vec::<u64>::new());
+    assert_eq!(
+        after("g0", 99).await,
+        [1, 2, 4],
+        "a group before g1: all of g1"
+    );
+    assert_eq!(
+        store.pending_after("d-alice", None, 2).await.unwrap().len(),
+        2,
+        "at most a page"
+    );
     // Messages stay queued until acknowledged.
     store.ack("d-alice", "g1", 2).await.unwrap();
     assert_eq!(store.pending("d-alice", 100).await.unwrap().len(), 1);

@@ -96,7 +96,11 @@ fn session_recheck(config: &crate::Config) -> Duration {
 }
 
 /// Pushes what the database holds for the device and the cursor has not
-/// pushed, page by page.
+/// pushed, page by page. Each page goes on from the one before, past what
+/// the stream pushed in its last group: the device's acknowledged
+/// position, where the database starts, is written only once a second, so
+/// on a busy channel the first hundreds of messages after it are ones the
+/// stream pushed already, and a missing one lies beyond them.
 async fn resync(
     state: &AppState,
     device_key: &str,
@@ -105,19 +109,31 @@ async fn resync(
 ) -> Result<(), StreamError> {
     let groups = state.store.groups_of(device_key).await?;
     cursor.begin_resync(groups);
+    let mut after: Option<(String, u64)> = None;
     loop {
-        let page = state.store.pending(device_key, FETCH_LIMIT).await?;
-        let unsent = cursor.unsent(&page);
-        if unsent.is_empty() {
-            break;
+        let page = state
+            .store
+            .pending_after(
+                device_key,
+                after.as_ref().map(|(group, seq)| (group.as_str(), *seq)),
+                FETCH_LIMIT,
+            )
+            .await?;
+        let last_page = page.len() < FETCH_LIMIT as usize;
+        if let Some(last) = page.last() {
+            let pushed = cursor.pushed_up_to(&last.group_id).unwrap_or(0);
+            after = Some((last.group_id.clone(), last.seq.max(pushed)));
         }
-        for p in unsent {
+        for p in cursor.unsent(&page) {
             send_text(socket, &frame_of(p)).await?;
             if let Some(accepted) = cursor.pushed(p) {
                 METRICS
                     .delivery_latency
                     .observe(accepted.elapsed().as_secs_f64());
             }
+        }
+        if last_page {
+            break;
         }
     }
     cursor.end_resync();

@@ -176,6 +176,12 @@ impl DeliveryCursor {
             .collect()
     }
 
+    /// The highest position of `group_id` this stream pushed (every one
+    /// before it was pushed too: a group's messages go in order).
+    pub(crate) fn pushed_up_to(&self, group_id: &str) -> Option<u64> {
+        self.sent.get(group_id).copied()
+    }
+
     /// `p` was pushed from the database; when it was accepted, if a notice
     /// said so.
     pub(crate) fn pushed(&mut self, p: &Pending) -> Option<Instant> {

@@ -222,6 +222,20 @@ impl Store {
     /// A device sees its Welcome (at its `join_seq`), then every later message
     /// of the group up to and including the commit that removed it.
     pub async fn pending(&self, device_id: &str, limit: u32) -> Result<Vec<Pending>, StoreError> {
+        self.pending_after(device_id, None, limit).await
+    }
+
+    /// [`Store::pending`], only the messages after `after` (a group and a
+    /// position in it) in the same order: the next page for a reader that
+    /// goes on from where it stopped, since the device's acknowledged
+    /// position does not move while it reads.
+    pub async fn pending_after(
+        &self,
+        device_id: &str,
+        after: Option<(&str, u64)>,
+        limit: u32,
+    ) -> Result<Vec<Pending>, StoreError> {
+        let (after_group, after_seq) = after.unwrap_or(("", 0));
         let rows = sqlx::query(
             "SELECT m.group_id, m.seq, m.kind, m.payload
              FROM memberships ms JOIN messages m ON m.group_id = ms.group_id
@@ -230,11 +244,14 @@ impl Store {
                AND ((m.seq = ms.join_seq AND m.kind = 'welcome')
                     OR (m.seq > ms.join_seq AND m.kind <> 'welcome'))
                AND (ms.leave_seq IS NULL OR m.seq <= ms.leave_seq)
+               AND (m.group_id > $3 OR (m.group_id = $3 AND m.seq > $4))
              ORDER BY m.group_id, m.seq
              LIMIT $2",
         )
         .bind(device_id)
         .bind(i64::from(limit))
+        .bind(after_group)
+        .bind(to_i64(after_seq))
         .fetch_all(&self.readers)
         .await?;
         rows.iter().map(pending_from_row).collect()
