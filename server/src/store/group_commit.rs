@@ -318,7 +318,7 @@ async fn write_all(
         .collect();
     // Stable: of one nonce twice, the first to come is the fresh one.
     nonces.sort_by(|(_, a), (_, b)| (&a.device_id, &a.nonce).cmp(&(&b.device_id, &b.nonce)));
-    let fresh = spend_all(&mut tx, &nonces).await?;
+    let fresh = spend_all(&mut tx, backend, &nonces).await?;
 
     let mut outcomes: Vec<Option<Outcome>> = batch.iter().map(|_| None).collect();
     let mut steps: Vec<GroupStep<'_>> = Vec::new();
@@ -385,7 +385,7 @@ async fn write_all(
             GroupStep::Proposal(_) => None,
         })
         .collect();
-    let bumped = bump_all(&mut tx, &runs).await?;
+    let bumped = bump_all(&mut tx, backend, &runs).await?;
     let mut rows: Vec<(i64, &Append, i64)> = Vec::new();
     for (group_id, epoch, members) in runs {
         let count = i64::try_from(members.len()).unwrap_or(i64::MAX);
@@ -413,7 +413,7 @@ async fn write_all(
             }
         }
     }
-    insert_all(&mut tx, &rows).await?;
+    insert_all(&mut tx, backend, &rows).await?;
     tx.commit().await?;
     // Every write of the batch got its outcome above.
     Ok(outcomes
@@ -449,6 +449,7 @@ async fn lock_groups(
 /// epoch, its counter after the bump.
 async fn bump_all(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
     runs: &[(&str, u64, &[usize])],
 ) -> Result<std::collections::HashMap<(String, i64), i64>, StoreError> {
     if runs.is_empty() {
@@ -456,14 +457,11 @@ async fn bump_all(
     }
     // `VALUES` names its columns column1, column2, … on SQLite and
     // PostgreSQL alike; SQLite's RETURNING sees only the updated table.
-    let values: Vec<String> = (0..runs.len())
-        .map(|n| format!("(${}, ${}, ${})", 3 * n + 1, 3 * n + 2, 3 * n + 3))
-        .collect();
     let statement = format!(
         "UPDATE groups SET next_seq = next_seq + v.column3 FROM (VALUES {}) AS v
          WHERE groups.group_id = v.column1 AND groups.epoch = v.column2
          RETURNING group_id, epoch, next_seq",
-        values.join(", ")
+        super::parameter_rows(backend, runs.len(), 3)
     );
     let mut query = sqlx::query(&statement);
     for (group_id, epoch, members) in runs {
@@ -485,19 +483,17 @@ async fn bump_all(
 /// in one batch (a replay racing its original) is fresh only the first time.
 async fn spend_all(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
     nonces: &[(usize, &Nonce)],
 ) -> Result<Vec<bool>, StoreError> {
     let mut fresh = vec![false; nonces.iter().map(|(i, _)| i + 1).max().unwrap_or(0)];
     if nonces.is_empty() {
         return Ok(fresh);
     }
-    let values: Vec<String> = (0..nonces.len())
-        .map(|n| format!("(${}, ${}, ${})", 3 * n + 1, 3 * n + 2, 3 * n + 3))
-        .collect();
     let statement = format!(
         "INSERT INTO request_nonces (device_id, nonce, expires_at) VALUES {}
          ON CONFLICT (device_id, nonce) DO NOTHING RETURNING device_id, nonce",
-        values.join(", ")
+        super::parameter_rows(backend, nonces.len(), 3)
     );
     let mut query = sqlx::query(&statement);
     for (_, nonce) in nonces {
@@ -521,30 +517,15 @@ async fn spend_all(
 /// `rows` (position, append, received at) in multi-row inserts.
 async fn insert_all(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
     rows: &[(i64, &Append, i64)],
 ) -> Result<(), StoreError> {
     // 8 parameters a row: well inside SQLite's limit of 32,766.
     for chunk in rows.chunks(MAX_BATCH) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|r| {
-                let p = 8 * r;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6,
-                    p + 7,
-                    p + 8
-                )
-            })
-            .collect();
         let statement = format!(
             "INSERT INTO messages (group_id, seq, kind, epoch, sender_device, payload, created_at, payload_hash)
              VALUES {}",
-            values.join(", ")
+            super::parameter_rows(backend, chunk.len(), 8)
         );
         let mut query = sqlx::query(&statement);
         for (seq, append, received_at) in chunk {

@@ -290,16 +290,7 @@ impl Store {
         for chunk in highest.chunks(ACKS_PER_STATEMENT) {
             // `VALUES` names its columns column1, column2, … on SQLite and
             // PostgreSQL alike.
-            let rows = |width: usize| {
-                (0..chunk.len())
-                    .map(|r| {
-                        let columns: Vec<String> =
-                            (1..=width).map(|c| format!("${}", width * r + c)).collect();
-                        format!("({})", columns.join(", "))
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
+            let rows = |width: usize| super::parameter_rows(self.backend, chunk.len(), width);
             let mut update =
                 String::from("UPDATE memberships SET acked_seq = v.column3 FROM (VALUES ");
             update.push_str(&rows(3));
