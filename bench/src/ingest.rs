@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use conclave_server::{MessageKind, Store};
+use conclave_server::{Backend, MessageKind, Store};
 
 use crate::PAYLOAD;
 
@@ -139,16 +139,23 @@ pub async fn ingest(url: &str) -> Ingest {
         .collect();
     let mut next = [0i64; GROUPS];
     let started = Instant::now();
+    // Numbered parameters on PostgreSQL; anonymous ones on SQLite, which
+    // finds a numbered one by a linear search (as the relay's own
+    // multi-row statements do, so that neither side pays it).
+    let parameter = |n: usize| match store.backend() {
+        Backend::Sqlite => "?".to_owned(),
+        Backend::Postgres => format!("${n}"),
+    };
     for batch in rows.chunks(BATCH) {
         let values: Vec<String> = (0..batch.len())
             .map(|r| {
                 let at = r * 4;
                 format!(
-                    "(${}, ${}, 'application', 0, 'bench-device', ${}, 0, ${})",
-                    at + 1,
-                    at + 2,
-                    at + 3,
-                    at + 4
+                    "({}, {}, 'application', 0, 'bench-device', {}, 0, {})",
+                    parameter(at + 1),
+                    parameter(at + 2),
+                    parameter(at + 3),
+                    parameter(at + 4)
                 )
             })
             .collect();
