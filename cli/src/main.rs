@@ -90,6 +90,13 @@ struct Cli {
     /// hardware key. Anyone who can read the file can use it.
     #[arg(long, global = true, value_name = "FILE")]
     soft_authenticator: Option<PathBuf>,
+    /// For an account whose password was set before the relay moved to
+    /// OPAQUE, and only then: send the password itself this once (over TLS),
+    /// when the relay asks for it. Without this flag such a request is
+    /// refused, since a relay impersonated with its stolen TLS key could make
+    /// it for any account.
+    #[arg(long, global = true)]
+    password_from_before_opaque: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -580,6 +587,7 @@ async fn run(cli: Cli) -> Result<bool, String> {
         }
         key_session::unlock(&client, &home, key_flags).await?;
     }
+    client.allow_password_from_before_opaque(cli.password_from_before_opaque);
     let outcome = execute(&client, cli, &home, remember).await;
     if logs_in {
         if asked_os_store && outcome.is_err() && client.key_status() == KeyStatus::NotLoggedIn {

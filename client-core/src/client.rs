@@ -85,6 +85,19 @@ impl Client {
         })
     }
 
+    /// Lets this client send the password itself, over TLS, when the relay
+    /// answers that the account's password was set before the relay moved
+    /// to OPAQUE (the account then moves to OPAQUE with that login). Off by
+    /// default: a relay impersonated with its stolen TLS key could give that
+    /// answer for any account, and learn any password that way
+    /// ([`ClientError::PasswordDowngrade`]). Turn it on for one login, when
+    /// the account is known to be that old.
+    pub fn allow_password_from_before_opaque(&self, allow: bool) {
+        self.session
+            .legacy_password_allowed
+            .store(allow, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Who this device is, with its key; an error while logged out or
     /// locked.
     pub(crate) fn identity(&self) -> Result<Arc<Identity>> {

@@ -84,6 +84,16 @@ pub enum ClientError {
     /// No account has this name.
     #[error("no user named {0:?} in this workspace")]
     NoSuchUser(String),
+    /// The relay asked for the password itself, as for an account whose
+    /// password predates OPAQUE, and this client was not told to allow
+    /// that: nothing was sent.
+    #[error(
+        "the relay asks for the password itself, as it does for an account whose password was set \
+         before it moved to OPAQUE; nothing was sent. If this account is that old, sign in once \
+         allowing it (the conclave CLI: --password-from-before-opaque); if it is not, the relay, or \
+         someone impersonating it, is trying to learn the password"
+    )]
+    PasswordDowngrade,
     /// Other members kept committing first.
     #[error("gave up after {0} attempts: the channel kept changing; try again")]
     TooManyConflicts(u32),

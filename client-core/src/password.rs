@@ -98,6 +98,16 @@ impl Client {
             .call("POST", routes::PASSWORD_LOGIN, &body, Some(key))
             .await?;
         if answer.legacy {
+            // Without OPAQUE the password itself would go to the relay:
+            // only when the user allowed it, since anyone answering for the
+            // relay can claim the account is that old.
+            if !self
+                .session
+                .legacy_password_allowed
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                return Err(ClientError::PasswordDowngrade);
+            }
             let record = if upgrade {
                 Some(self.legacy_upgrade_record(username, password, key).await?)
             } else {

@@ -82,6 +82,10 @@ pub(crate) struct Session {
     /// Checkpoint gossip: the newest checkpoint this device verified (sent
     /// with every message) and what members sent (checked after each batch).
     pub(crate) gossip: std::sync::Mutex<crate::gossip::Gossip>,
+    /// Whether the password itself may be sent when the relay says the
+    /// account's password predates OPAQUE (off unless the user says so:
+    /// see [`Client::allow_password_from_before_opaque`](crate::Client)).
+    pub(crate) legacy_password_allowed: std::sync::atomic::AtomicBool,
     /// Held while the session lives: one process per home directory, since
     /// two would race each other over the same MLS state.
     _home_lock: std::fs::File,
@@ -112,6 +116,7 @@ impl Session {
             transparency: Mutex::new(()),
             members_checked: std::sync::Mutex::default(),
             gossip: std::sync::Mutex::new(gossip),
+            legacy_password_allowed: std::sync::atomic::AtomicBool::new(false),
             _home_lock: home_lock,
         })
     }

@@ -21,7 +21,7 @@ use conclave_client::{
     Client, ClientError, Credentials, HttpsTransport, KeyProtection, SecondFactor, ServerTrust,
 };
 use conclave_crypto::password::{PasswordLogin, PasswordServer};
-use conclave_tests::{ServerProcess, TempDir, enroll_totp, refused_with};
+use conclave_tests::{ServerProcess, TempDir, enroll_totp, refused_with, run_conclave};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use sqlx::Row;
@@ -352,11 +352,34 @@ async fn an_account_from_before_opaque_moves_to_it_at_its_next_login() {
     let bob = client_through(&proxy, &server, &first).await;
     bob.register("bob", PASSWORD).await.expect("register");
     make_legacy(&server, "bob", PASSWORD).await;
+
+    // Unless its user allowed it, a client sends no password on the relay's
+    // word that the account is that old: whoever holds the relay's TLS key
+    // could say so of any account (a downgrade from OPAQUE).
+    let before = proxy.transcript().len();
+    match bob.reauthenticate(Credentials::password(PASSWORD)).await {
+        Err(ClientError::PasswordDowngrade) => {}
+        other => panic!("expected the old way to be refused unasked, got {other:?}"),
+    }
+    let refused = &proxy.transcript()[before..];
+    assert!(
+        contains(refused, b"/v1/password/login"),
+        "no start was sent"
+    );
+    for encoding in encodings(PASSWORD) {
+        assert!(
+            !contains(refused, &encoding),
+            "the password went out unasked"
+        );
+    }
+    assert!(!stored_record(&server, "bob").await.starts_with("opaque1$"));
+    bob.allow_password_from_before_opaque(true);
     let before = proxy.transcript().len();
 
     // A wrong password the old way is refused and counted, as before.
     let wrong_home = TempDir::new("bob-wrong");
     let wrong = client_through(&proxy, &server, &wrong_home).await;
+    wrong.allow_password_from_before_opaque(true);
     refused_with(
         wrong.login("bob", WRONG_PASSWORD).await,
         401,
@@ -418,6 +441,7 @@ async fn a_relay_that_no_longer_takes_old_passwords_sends_their_owners_to_the_ad
     make_legacy(&server, "carol", PASSWORD).await;
     let other = TempDir::new("carol-2");
     let device = server.client(other.path()).await;
+    device.allow_password_from_before_opaque(true);
     match device.login("carol", PASSWORD).await {
         Err(ClientError::Server {
             status: 400,
@@ -448,4 +472,44 @@ async fn a_relay_that_no_longer_takes_old_passwords_sends_their_owners_to_the_ad
             .await
             .starts_with("opaque1$")
     );
+}
+
+/// The CLI sends a password from before OPAQUE only when its user says so
+/// (`--password-from-before-opaque`); without the flag it refuses in one
+/// line naming the flag, exits non-zero, and sends no password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_sends_an_old_password_only_when_told_to() {
+    let server = ServerProcess::start();
+    let home = TempDir::new("dave");
+    let password = format!("{PASSWORD}\n");
+    let registered = run_conclave(
+        &server,
+        home.path(),
+        &["--password-stdin", "--unprotected-key", "register", "dave"],
+        &password,
+    );
+    assert!(
+        registered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&registered.stderr)
+    );
+    make_legacy(&server, "dave", PASSWORD).await;
+    // Logging in again, as one renews a session, proves the password.
+    let login = ["--password-stdin", "login", "dave"];
+
+    let refused = run_conclave(&server, home.path(), &login, &password);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--password-from-before-opaque"), "{stderr}");
+    assert!(!stored_record(&server, "dave").await.starts_with("opaque1$"));
+
+    let told = [&["--password-from-before-opaque"][..], &login[..]].concat();
+    let allowed = run_conclave(&server, home.path(), &told, &password);
+    assert!(
+        allowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    assert!(stored_record(&server, "dave").await.starts_with("opaque1$"));
 }
