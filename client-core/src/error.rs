@@ -86,10 +86,10 @@ pub enum ClientError {
     NoSuchUser(String),
     /// The relay asked for the password itself, as for an account whose
     /// password predates OPAQUE, and this client was not told to allow
-    /// that: nothing was sent.
+    /// that: the password was not sent (only the OPAQUE start was).
     #[error(
         "the relay asks for the password itself, as it does for an account whose password was set \
-         before it moved to OPAQUE; nothing was sent. If this account is that old, sign in once \
+         before it moved to OPAQUE; the password was not sent. If this account is that old, sign in once \
          allowing it (the conclave CLI: --password-from-before-opaque); if it is not, the relay, or \
          someone impersonating it, is trying to learn the password"
     )]
